@@ -1,0 +1,7 @@
+//! Everything x86-64: boot, descriptor tables, paging, frames, APICs, SMP, ACPI, UART.
+//!
+//! This is the only hypervisor crate with `unsafe` and `asm!`; every unsafe block carries a
+//! `// SAFETY:` line.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;

@@ -1,0 +1,2 @@
+//! QEMU integration harness for DualVisor.
+#![forbid(unsafe_code)]

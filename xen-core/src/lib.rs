@@ -1,0 +1,8 @@
+//! Portable hypervisor logic: boot options, domains, vCPUs, hypercalls, event channels.
+//!
+//! No `unsafe`, no `asm!`: everything here runs under host `cargo test`. Hardware is reached
+//! only through the small traits this crate defines and `arch` implements.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
