@@ -5,3 +5,8 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod acpi;
+pub mod frame;
+pub mod layout;
+pub mod multiboot;

@@ -6,3 +6,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod cmdline;
+pub mod elf;
+pub mod pv_layout;
+pub mod xen_notes;
