@@ -1,0 +1,151 @@
+//! Thin wrappers over single x86-64 instructions: port I/O, MSRs, control registers, halting.
+
+use core::arch::asm;
+
+/// Writes a byte to an I/O port.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port I/O has no memory effects visible to Rust; callers pass ports of devices
+    // the hypervisor owns (UART, PIT, PIC, debug-exit, reset control).
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: as for `outb`: device register access only, no Rust-visible memory.
+    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+/// Writes a 32-bit value to an I/O port.
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: callers read architectural MSRs that exist on every x86-64 CPU DualVisor runs on.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// The MSR and value must be valid and must not break invariants the hypervisor relies on
+/// (e.g. EFER.LME, the GS base of per-CPU data).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller guarantees the MSR write is valid (function contract).
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// Executes CPUID for `leaf`/`subleaf`, returning (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
+    // CPUID is always available in long mode and has no memory effects.
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects; CR4.TSD is clear in the hypervisor.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads CR3.
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR2 (the faulting address of the last page fault).
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR4.
+pub fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Loads CR3, switching address space.
+///
+/// # Safety
+/// `value` must point at a valid PML4 that maps the running code, its stack and all data in use.
+pub unsafe fn write_cr3(value: u64) {
+    // SAFETY: the caller guarantees the new tables map everything in use (function contract).
+    unsafe { asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) }
+}
+
+/// Enables interrupts and halts until the next one arrives, atomically (no lost wake-up).
+pub fn enable_and_halt() {
+    // SAFETY: `sti; hlt` only waits for an interrupt; handlers are installed before IF is set.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) }
+}
+
+/// Disables interrupts on this CPU.
+pub fn disable_interrupts() {
+    // SAFETY: clearing IF has no memory effects.
+    unsafe { asm!("cli", options(nomem, nostack)) }
+}
+
+/// Enables interrupts on this CPU.
+pub fn enable_interrupts() {
+    // SAFETY: handlers for every vector are installed before any CPU enables interrupts.
+    unsafe { asm!("sti", options(nomem, nostack)) }
+}
+
+/// Whether interrupts are enabled on this CPU (RFLAGS.IF).
+pub fn interrupts_enabled() -> bool {
+    let flags: u64;
+    // SAFETY: reading RFLAGS through the stack has no other effect.
+    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) }
+    flags & (1 << 9) != 0
+}
+
+/// Stops this CPU for good: interrupts off, halt forever (NMIs return into the loop).
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: `cli; hlt` stops the CPU; nothing is expected to run on it again.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+    }
+}
+
+/// A spin-wait hint.
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+/// Runs `f` with interrupts disabled, restoring the previous state afterwards.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let was = interrupts_enabled();
+    if was {
+        disable_interrupts();
+    }
+    let r = f();
+    if was {
+        enable_interrupts();
+    }
+    r
+}
