@@ -275,6 +275,14 @@ tramp64:
     movl %eax, %ds
     movl %eax, %es
     movl %eax, %ss
+    movq %cr0, %rax
+    andq $~(1 << 2), %rax
+    orq $(1 << 1), %rax
+    movq %rax, %cr0
+    movq %cr4, %rax
+    orq $((1 << 9) | (1 << 10)), %rax
+    movq %rax, %cr4
+    fninit
     movq (TRAMP + (tramp_stack - ap_trampoline_start)), %rsp
     movq (TRAMP + (tramp_arg - ap_trampoline_start)), %rdi
     movq (TRAMP + (tramp_entry - ap_trampoline_start)), %rax

@@ -25,3 +25,22 @@ pub const fn virt_to_phys(vaddr: u64) -> Option<u64> {
         None
     }
 }
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Virtual range [start, end) of the loaded image (text, data, BSS incl. the boot heap).
+pub fn image_range() -> (u64, u64) {
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}
+
+/// Whether `vaddr` lies inside the loaded image.
+pub fn in_image(vaddr: u64) -> bool {
+    let (s, e) = image_range();
+    vaddr >= s && vaddr < e
+}

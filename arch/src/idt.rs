@@ -1,0 +1,128 @@
+//! The IDT and the 256 entry stubs. Every vector enters `trap_common`, which saves the
+//! general registers and the FPU/SSE state, calls [`crate::trap::trap_dispatch`], and returns.
+
+use crate::gdt::{HYPERVISOR_CS, IST_DOUBLE_FAULT, IST_EXCEPTION, IST_IRQ, IST_MCE, IST_NMI};
+use core::arch::asm;
+
+#[cfg(not(test))]
+core::arch::global_asm!(
+    r#"
+    .section .text.trap_common, "ax"
+    .global trap_common
+trap_common:
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    cld
+    movq %rsp, %rdi
+    movq %rsp, %r12
+    subq $512, %rsp
+    andq $-64, %rsp
+    fxsave64 (%rsp)
+    call trap_dispatch
+    fxrstor64 (%rsp)
+    movq %r12, %rsp
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    iretq
+
+    .section .text.trap_stubs, "ax"
+    .align 16
+    .global trap_stubs
+trap_stubs:
+    .set i, 0
+    .rept 256
+    .align 16
+    .if (i == 8) || ((i >= 10) && (i <= 14)) || (i == 17) || (i == 21) || (i == 29) || (i == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $i
+    jmp trap_common
+    .set i, i + 1
+    .endr
+    .text
+"#,
+    options(att_syntax)
+);
+
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct Gate {
+    lo: u64,
+    hi: u64,
+}
+
+static mut IDT: [Gate; 256] = [Gate { lo: 0, hi: 0 }; 256];
+
+extern "C" {
+    /// 256 stubs, 16 bytes apart (one per vector).
+    static trap_stubs: [u8; 0];
+}
+
+/// The IST slot a vector runs on.
+pub fn ist_for(vector: u8) -> u8 {
+    match vector {
+        2 => IST_NMI,
+        8 => IST_DOUBLE_FAULT,
+        18 => IST_MCE,
+        0..=31 => IST_EXCEPTION,
+        _ => IST_IRQ,
+    }
+}
+
+/// Fills the shared IDT. Call once on the boot CPU before any CPU loads it.
+pub fn init() {
+    for v in 0..256usize {
+        // Only the address is taken: `trap_stubs` is code emitted by the assembly above.
+        let handler = core::ptr::addr_of!(trap_stubs) as u64 + 16 * v as u64;
+        let ist = u64::from(ist_for(v as u8));
+        // Present, DPL0, 64-bit interrupt gate (IF cleared on entry).
+        let lo = (handler & 0xFFFF)
+            | (u64::from(HYPERVISOR_CS) << 16)
+            | (ist << 32)
+            | (0x8E << 40)
+            | (((handler >> 16) & 0xFFFF) << 48);
+        let hi = handler >> 32;
+        // SAFETY: single-threaded boot-time initialisation; no CPU has loaded the IDT yet.
+        unsafe { (*core::ptr::addr_of_mut!(IDT))[v] = Gate { lo, hi } };
+    }
+}
+
+/// Loads the shared IDT on the running CPU.
+pub fn load() {
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let ptr = Pointer { limit: (256 * 16 - 1) as u16, base: core::ptr::addr_of!(IDT) as u64 };
+    // SAFETY: the IDT is static and fully initialised by `init` before any CPU loads it.
+    unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
+}

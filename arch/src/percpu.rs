@@ -1,0 +1,92 @@
+//! Per-CPU data: one slot per logical CPU, found through the GS base on the running CPU.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// The most CPUs DualVisor brings up.
+pub const MAX_CPUS: usize = 64;
+
+/// State owned by one CPU (mostly written by that CPU only).
+#[repr(C, align(64))]
+pub struct PerCpu {
+    /// Address of this structure (read through `gs:[0]`).
+    self_ptr: AtomicU64,
+    /// Logical CPU index (0 = boot CPU).
+    pub index: AtomicU32,
+    /// Local APIC id.
+    pub apic_id: AtomicU32,
+    /// Set by the CPU itself once it runs its idle loop.
+    pub online: AtomicBool,
+    /// LAPIC timer interrupts taken.
+    pub timer_ticks: AtomicU64,
+    /// Interrupts taken (all vectors ≥ 32).
+    pub irqs: AtomicU64,
+    /// Lowest and highest address of this CPU's main stack (for stack traces).
+    pub stack_lo: AtomicU64,
+    /// See `stack_lo`.
+    pub stack_hi: AtomicU64,
+}
+
+impl PerCpu {
+    const fn new() -> Self {
+        PerCpu {
+            self_ptr: AtomicU64::new(0),
+            index: AtomicU32::new(0),
+            apic_id: AtomicU32::new(0),
+            online: AtomicBool::new(false),
+            timer_ticks: AtomicU64::new(0),
+            irqs: AtomicU64::new(0),
+            stack_lo: AtomicU64::new(0),
+            stack_hi: AtomicU64::new(0),
+        }
+    }
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const PERCPU_INIT: PerCpu = PerCpu::new();
+static PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
+static NR_ONLINE: AtomicU32 = AtomicU32::new(0);
+
+const IA32_GS_BASE: u32 = 0xC000_0101;
+
+/// Points this CPU's GS base at slot `index` and records its identity.
+pub fn install(index: usize, apic_id: u32) {
+    let pc = &PERCPU[index];
+    let addr = pc as *const PerCpu as u64;
+    pc.self_ptr.store(addr, Ordering::Relaxed);
+    pc.index.store(index as u32, Ordering::Relaxed);
+    pc.apic_id.store(apic_id, Ordering::Relaxed);
+    // SAFETY: the GS base is reserved for the per-CPU pointer; `addr` is a static slot.
+    unsafe { crate::cpu::wrmsr(IA32_GS_BASE, addr) }
+}
+
+/// The running CPU's slot.
+pub fn this() -> &'static PerCpu {
+    let addr: u64;
+    // SAFETY: `install` ran on every CPU before any code that calls `this`; gs:[0] holds the
+    // slot's own address, which is a `&'static PerCpu`.
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags)) };
+    let base = PERCPU.as_ptr() as u64;
+    let i = addr.wrapping_sub(base) / core::mem::size_of::<PerCpu>() as u64;
+    PERCPU.get(i as usize).unwrap_or(&PERCPU[0])
+}
+
+/// The running CPU's logical index.
+pub fn cpu_index() -> usize {
+    this().index.load(Ordering::Relaxed) as usize
+}
+
+/// Slot `index` (any CPU's).
+pub fn get(index: usize) -> Option<&'static PerCpu> {
+    PERCPU.get(index)
+}
+
+/// Marks the running CPU online.
+pub fn mark_online() {
+    this().online.store(true, Ordering::Release);
+    NR_ONLINE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// How many CPUs are online.
+pub fn nr_online() -> usize {
+    NR_ONLINE.load(Ordering::Acquire) as usize
+}

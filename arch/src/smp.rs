@@ -1,0 +1,123 @@
+//! CPU set-up shared by the boot CPU and application processors, and AP bring-up
+//! (INIT-SIPI-SIPI through the real-mode trampoline in boot.rs).
+
+use crate::boot::AP_TRAMPOLINE_PADDR;
+use crate::gdt::IST_STACK_SIZE;
+use crate::layout::phys_to_virt;
+use crate::percpu::{self, MAX_CPUS};
+use alloc::alloc::{alloc_zeroed, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of each AP's main stack.
+pub const AP_STACK_SIZE: usize = 64 * 1024;
+
+extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+    static ap_tramp_cr3: u8;
+    static ap_tramp_efer: u8;
+    static ap_tramp_stack: u8;
+    static ap_tramp_entry: u8;
+    static ap_tramp_arg: u8;
+    static boot_efer: u32;
+}
+
+fn alloc_stack(size: usize) -> u64 {
+    let layout = Layout::from_size_align(size, 4096).expect("stack layout");
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        panic!("out of memory allocating a {size}-byte CPU stack");
+    }
+    p as u64 + size as u64
+}
+
+/// Loads this CPU's GDT/TSS (with fresh IST stacks), the IDT and its per-CPU slot.
+pub fn setup_cpu(index: usize, apic_id: u32) {
+    percpu::install(index, apic_id);
+    let mut ist = [0u64; 7];
+    for slot in ist.iter_mut().take(5) {
+        *slot = alloc_stack(IST_STACK_SIZE);
+    }
+    // SAFETY: called once per CPU on that CPU; the IST stacks are never freed.
+    unsafe { crate::gdt::load(index, ist) };
+    crate::idt::load();
+}
+
+/// The function each AP runs once it is set up (its logical index as argument).
+pub type ApMain = fn(usize) -> !;
+
+static AP_MAIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Entry of an AP from the trampoline (64-bit, boot page tables, SSE on, own stack).
+#[no_mangle]
+extern "C" fn ap_entry(index: u64) -> ! {
+    let index = index as usize;
+    setup_cpu(index, crate::lapic::id());
+    crate::lapic::init_cpu();
+    percpu::mark_online();
+    let f = AP_MAIN.load(Ordering::Acquire);
+    // SAFETY: `boot_aps` stores an `ApMain` before starting any AP.
+    let ap_main: ApMain = unsafe { core::mem::transmute::<usize, ApMain>(f) };
+    ap_main(index)
+}
+
+fn trampoline_symbol_offset(sym: *const u8) -> usize {
+    sym as usize - core::ptr::addr_of!(ap_trampoline_start) as usize
+}
+
+/// Starts every AP in `apic_ids` (the boot CPU's id excluded), at most `MAX_CPUS` in all,
+/// one at a time; returns how many CPUs are online afterwards (boot CPU included).
+pub fn boot_aps(apic_ids: &[u32], ap_main: ApMain) -> usize {
+    AP_MAIN.store(ap_main as usize, Ordering::Release);
+    let start = core::ptr::addr_of!(ap_trampoline_start) as usize;
+    let end = core::ptr::addr_of!(ap_trampoline_end) as usize;
+    let len = end - start;
+    let dst = phys_to_virt(AP_TRAMPOLINE_PADDR) as *mut u8;
+    // SAFETY: the trampoline page (0x8000) is reserved for this purpose and mapped by the
+    // direct map; the source is the image's read-only copy of the trampoline.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, dst, len) };
+    let put = |sym: *const u8, value: u64| {
+        let off = trampoline_symbol_offset(sym);
+        // SAFETY: `off` is the offset of an 8-byte parameter slot inside the copied trampoline.
+        unsafe { core::ptr::write_volatile(dst.add(off) as *mut u64, value) };
+    };
+    // SAFETY: reading a 32-bit value the boot assembly stored before entering Rust.
+    let efer = u64::from(unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_efer)) });
+    put(core::ptr::addr_of!(ap_tramp_cr3), crate::paging::ap_boot_cr3());
+    put(core::ptr::addr_of!(ap_tramp_efer), efer);
+    put(core::ptr::addr_of!(ap_tramp_entry), ap_entry as *const () as u64);
+
+    let bsp = crate::lapic::id();
+    let mut next_index = 1;
+    for &apic in apic_ids {
+        if apic == bsp {
+            continue;
+        }
+        if next_index >= MAX_CPUS {
+            log::warn!("Warning: more than {MAX_CPUS} CPUs; the rest stay offline");
+            break;
+        }
+        let stack_top = alloc_stack(AP_STACK_SIZE);
+        if let Some(pc) = percpu::get(next_index) {
+            pc.stack_lo.store(stack_top - AP_STACK_SIZE as u64, Ordering::Relaxed);
+            pc.stack_hi.store(stack_top, Ordering::Relaxed);
+        }
+        put(core::ptr::addr_of!(ap_tramp_stack), stack_top);
+        put(core::ptr::addr_of!(ap_tramp_arg), next_index as u64);
+        let before = percpu::nr_online();
+        crate::lapic::start_ap(apic, AP_TRAMPOLINE_PADDR);
+        // Wait up to ~1 s (TSC-timed) for the AP to report in.
+        let mut waited = 0;
+        while percpu::nr_online() == before && waited < 100_000 {
+            crate::lapic::udelay(10);
+            waited += 1;
+        }
+        if percpu::nr_online() == before {
+            log::warn!("Warning: CPU with APIC id {apic} did not respond to INIT-SIPI-SIPI");
+            continue;
+        }
+        next_index += 1;
+    }
+    percpu::nr_online()
+}

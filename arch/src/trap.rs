@@ -1,0 +1,220 @@
+//! Trap dispatch: the Rust side of every exception and interrupt, and the fatal-trap report
+//! (vector, error code, all registers, a call trace; then every CPU stops).
+
+use crate::percpu;
+use crate::xprintln;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Registers saved by `trap_common` plus the hardware exception frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    /// Vector number pushed by the stub.
+    pub vector: u64,
+    /// Hardware error code, or 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// A handler for one interrupt vector (≥ 32). Runs with interrupts disabled.
+pub type IrqHandler = fn(vector: u8, frame: &mut TrapFrame);
+
+const NO_HANDLER: usize = 0;
+static IRQ_HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(NO_HANDLER) }; 256];
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// What happens after a fatal trap has been reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FatalAction {
+    /// Reset the machine (the default).
+    Reset,
+    /// Halt every CPU (`noreboot`).
+    Halt,
+    /// Exit QEMU through isa-debug-exit with this value (self-test mode).
+    DebugExit(u32),
+}
+
+static FATAL_ACTION: AtomicUsize = AtomicUsize::new(0);
+
+/// Chooses what a fatal trap or panic does after the report.
+pub fn set_fatal_action(action: FatalAction) {
+    let v = match action {
+        FatalAction::Reset => 0,
+        FatalAction::Halt => 1,
+        FatalAction::DebugExit(code) => 0x1_0000_0000usize | code as usize,
+    };
+    FATAL_ACTION.store(v, Ordering::SeqCst);
+}
+
+fn fatal_action() -> FatalAction {
+    match FATAL_ACTION.load(Ordering::SeqCst) {
+        0 => FatalAction::Reset,
+        1 => FatalAction::Halt,
+        v => FatalAction::DebugExit(v as u32),
+    }
+}
+
+/// Installs `handler` for interrupt `vector` (≥ 32).
+pub fn register_irq(vector: u8, handler: IrqHandler) {
+    assert!(vector >= 32, "vectors below 32 are exceptions");
+    IRQ_HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
+}
+
+/// Exception names as Xen prints them.
+pub fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide error",
+        1 => "debug",
+        2 => "nmi",
+        3 => "int3",
+        4 => "overflow",
+        5 => "bounds",
+        6 => "invalid opcode",
+        7 => "device not available",
+        8 => "double fault",
+        9 => "coprocessor segment",
+        10 => "invalid TSS",
+        11 => "segment not found",
+        12 => "stack error",
+        13 => "general protection fault",
+        14 => "page fault",
+        16 => "fpu error",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "simd error",
+        20 => "virtualisation exception",
+        21 => "control protection",
+        _ => "reserved",
+    }
+}
+
+/// Entry from `trap_common` (idt.rs) for every vector.
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector;
+    if vector == 2 {
+        if STOPPING.load(Ordering::SeqCst) {
+            crate::cpu::halt_forever();
+        }
+        xprintln!("NMI received on CPU{} (ignored)", percpu::cpu_index());
+        return;
+    }
+    if vector < 32 {
+        fatal_trap(frame);
+    }
+    percpu::this().irqs.fetch_add(1, Ordering::Relaxed);
+    let h = IRQ_HANDLERS[vector as usize].load(Ordering::Acquire);
+    if h == NO_HANDLER {
+        if vector != u64::from(crate::lapic::SPURIOUS_VECTOR) {
+            crate::lapic::eoi();
+        }
+        return;
+    }
+    // SAFETY: only `register_irq` stores non-zero values, and it stores `IrqHandler`s.
+    let handler: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(h) };
+    handler(vector as u8, frame);
+}
+
+fn fatal_trap(frame: &TrapFrame) -> ! {
+    begin_fatal();
+    let cpu = percpu::cpu_index();
+    let name = exception_name(frame.vector);
+    xprintln!("----[ DualVisor-{}  x86_64  debug=n ]----", env!("CARGO_PKG_VERSION"));
+    xprintln!(
+        "FATAL TRAP: vector {} ({}), error code {:#06x}, on CPU{}",
+        frame.vector,
+        name,
+        frame.error_code,
+        cpu
+    );
+    dump_registers(frame);
+    dump_call_trace(frame.rip, frame.rbp);
+    xprintln!("****************************************");
+    xprintln!("Panic on CPU {}:", cpu);
+    xprintln!("FATAL TRAP: vector = {} ({})", frame.vector, name);
+    if frame.vector == 14 {
+        xprintln!("[error_code={:04x}] faulting linear address: {:016x}", frame.error_code, crate::cpu::read_cr2());
+    }
+    xprintln!("****************************************");
+    finish_fatal()
+}
+
+fn dump_registers(f: &TrapFrame) {
+    let ctx = if f.cs & 3 == 0 { "hypervisor" } else { "guest" };
+    xprintln!("CPU:    {}", percpu::cpu_index());
+    xprintln!("RIP:    {:04x}:[<{:016x}>]", f.cs, f.rip);
+    xprintln!("RFLAGS: {:016x}   CONTEXT: {}", f.rflags, ctx);
+    xprintln!("rax: {:016x}   rbx: {:016x}   rcx: {:016x}", f.rax, f.rbx, f.rcx);
+    xprintln!("rdx: {:016x}   rsi: {:016x}   rdi: {:016x}", f.rdx, f.rsi, f.rdi);
+    xprintln!("rbp: {:016x}   rsp: {:016x}   r8:  {:016x}", f.rbp, f.rsp, f.r8);
+    xprintln!("r9:  {:016x}   r10: {:016x}   r11: {:016x}", f.r9, f.r10, f.r11);
+    xprintln!("r12: {:016x}   r13: {:016x}   r14: {:016x}", f.r12, f.r13, f.r14);
+    xprintln!("r15: {:016x}   cr0: {:016x}   cr4: {:016x}", f.r15, crate::cpu::read_cr0(), crate::cpu::read_cr4());
+    xprintln!("cr3: {:016x}   cr2: {:016x}", crate::cpu::read_cr3(), crate::cpu::read_cr2());
+    xprintln!("ds: 0010   es: 0010   fs: 0000   gs: 0000   ss: {:04x}   cs: {:04x}", f.ss, f.cs);
+}
+
+/// Prints `Xen call trace:` by walking the frame-pointer chain from `rbp`.
+pub fn dump_call_trace(rip: u64, mut rbp: u64) {
+    xprintln!("Xen call trace:");
+    xprintln!("   [<{:016x}>] (faulting address)", rip);
+    for _ in 0..32 {
+        if rbp == 0 || rbp % 8 != 0 || !crate::layout::in_image(rbp) || !crate::layout::in_image(rbp + 15) {
+            break;
+        }
+        // SAFETY: `rbp` is 8-aligned and [rbp, rbp+16) lies inside the mapped image (boot
+        // stack, BSS heap stacks), so both words are readable.
+        let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
+        if ret == 0 {
+            break;
+        }
+        xprintln!("   [<{:016x}>]", ret);
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+}
+
+/// Starts a crash: the console stops waiting for locks and the other CPUs are stopped.
+pub fn begin_fatal() {
+    crate::console::set_panicking();
+    if !STOPPING.swap(true, Ordering::SeqCst) {
+        crate::lapic::stop_other_cpus();
+    }
+}
+
+/// Ends a crash report with the configured action; never returns.
+pub fn finish_fatal() -> ! {
+    match fatal_action() {
+        FatalAction::Halt => {
+            xprintln!("Manual reset required ('noreboot' specified)");
+            crate::cpu::halt_forever()
+        }
+        FatalAction::DebugExit(code) => crate::platform::debug_exit(code),
+        FatalAction::Reset => {
+            xprintln!("Resetting");
+            crate::platform::reset()
+        }
+    }
+}
