@@ -3,3 +3,18 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod containers;
+pub mod digest;
+pub mod effects;
+pub mod input;
+pub mod journal;
+pub mod machine;
+pub mod replica;
+pub mod value;
+
+pub use containers::{JMap, JVec};
+pub use digest::{Hasher, TxDigest};
+pub use journal::{JCell, Journal, Journaled};
+pub use replica::ReplicaState;
+pub use value::Value;

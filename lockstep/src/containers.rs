@@ -1,0 +1,490 @@
+//! Journaled collections for replica state: `JVec<T>` (a table indexed by position) and
+//! `JMap<K, V>` (an ordered table keyed by `K`). Every mutation takes the execution's
+//! [`Journal`], saves an undo record, keeps a per-object checksum and feeds the write digest.
+//! Reads are plain borrows; there is no `&mut` access that bypasses the journal.
+
+use crate::digest::Hasher;
+use crate::journal::{op, Journal, Journaled};
+use crate::value::{checksum, checksum_kv, Value};
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::mem::size_of;
+
+#[derive(Clone, Debug)]
+enum VecUndo<T> {
+    Set(usize, T, u32),
+    Pushed,
+    Popped(T, u32),
+}
+
+/// A journaled vector of objects, each with its checksum.
+#[derive(Clone, Debug)]
+pub struct JVec<T: Value> {
+    tag: u32,
+    items: Vec<T>,
+    checks: Vec<u32>,
+    log: Vec<VecUndo<T>>,
+    log_epoch: u64,
+}
+
+impl<T: Value + 'static> JVec<T> {
+    /// An empty vector with tag `tag`.
+    pub fn new(tag: u32) -> Self {
+        Self {
+            tag,
+            items: Vec::new(),
+            checks: Vec::new(),
+            log: Vec::new(),
+            log_epoch: 0,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Element `i`, if any.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.items.get(i)
+    }
+
+    /// All elements in order.
+    pub fn iter(&self) -> core::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+
+    fn log(&mut self, j: &Journal) -> &mut Vec<VecUndo<T>> {
+        if self.log_epoch != j.epoch() {
+            self.log.clear();
+            self.log_epoch = j.epoch();
+        }
+        &mut self.log
+    }
+
+    /// Appends an element.
+    pub fn push(&mut self, j: &mut Journal, v: T) {
+        self.log(j).push(VecUndo::Pushed);
+        let c = checksum(&v);
+        j.record(self.tag, op::PUSH, self.items.len() as u64, c);
+        self.items.push(v);
+        self.checks.push(c);
+    }
+
+    /// Removes and returns the last element.
+    pub fn pop(&mut self, j: &mut Journal) -> Option<T> {
+        let v = self.items.pop()?;
+        let c = self.checks.pop().unwrap_or_default();
+        self.log(j).push(VecUndo::Popped(v.clone(), c));
+        j.record(self.tag, op::POP, self.items.len() as u64, c);
+        Some(v)
+    }
+
+    /// Replaces element `i`; returns the old one, or `None` (and changes nothing) if `i` is
+    /// out of range.
+    pub fn set(&mut self, j: &mut Journal, i: usize, v: T) -> Option<T> {
+        if i >= self.items.len() {
+            return None;
+        }
+        let c = checksum(&v);
+        let old = core::mem::replace(&mut self.items[i], v);
+        let old_c = core::mem::replace(&mut self.checks[i], c);
+        self.log(j).push(VecUndo::Set(i, old.clone(), old_c));
+        j.record(self.tag, op::SET, i as u64, c);
+        Some(old)
+    }
+
+    /// Mutates element `i` in place; `None` if out of range.
+    pub fn update<R>(&mut self, j: &mut Journal, i: usize, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let old = self.items.get(i)?.clone();
+        let old_c = self.checks[i];
+        self.log(j).push(VecUndo::Set(i, old, old_c));
+        let r = f(&mut self.items[i]);
+        let c = checksum(&self.items[i]);
+        self.checks[i] = c;
+        j.record(self.tag, op::SET, i as u64, c);
+        Some(r)
+    }
+}
+
+impl<T: Value + 'static> Journaled for JVec<T> {
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+    fn rollback(&mut self, epoch: u64) {
+        if self.log_epoch != epoch {
+            return;
+        }
+        while let Some(u) = self.log.pop() {
+            match u {
+                VecUndo::Set(i, v, c) => {
+                    if i < self.items.len() {
+                        self.items[i] = v;
+                        self.checks[i] = c;
+                    }
+                }
+                VecUndo::Pushed => {
+                    self.items.pop();
+                    self.checks.pop();
+                }
+                VecUndo::Popped(v, c) => {
+                    self.items.push(v);
+                    self.checks.push(c);
+                }
+            }
+        }
+    }
+    fn forget(&mut self) {
+        self.log.clear();
+    }
+    fn object_count(&self) -> usize {
+        self.items.len()
+    }
+    fn digest_full(&self, h: &mut Hasher) {
+        h.write_u32(self.tag);
+        h.write_u64(self.items.len() as u64);
+        for v in &self.items {
+            h.write_u32(checksum(v));
+        }
+    }
+    fn verify(&self) -> usize {
+        self.items
+            .iter()
+            .zip(&self.checks)
+            .filter(|(v, c)| checksum(*v) != **c)
+            .count()
+    }
+    fn repair_from(&mut self, other: &dyn Journaled) -> usize {
+        let Some(o) = other.as_any().downcast_ref::<Self>() else {
+            return 0;
+        };
+        if o.tag != self.tag || o.items.len() != self.items.len() {
+            return 0;
+        }
+        let mut n = 0;
+        for i in 0..self.items.len() {
+            if checksum(&self.items[i]) != self.checks[i] && checksum(&o.items[i]) == o.checks[i] {
+                self.items[i] = o.items[i].clone();
+                self.checks[i] = o.checks[i];
+                n += 1;
+            }
+        }
+        n
+    }
+    fn bit_len(&self) -> u64 {
+        self.items.iter().map(Value::bit_len).sum()
+    }
+    fn flip_bit(&mut self, mut bit: u64) {
+        for v in &mut self.items {
+            let n = v.bit_len();
+            if bit < n {
+                v.flip_bit(bit);
+                return;
+            }
+            bit -= n;
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.items.capacity() * size_of::<T>()
+            + self.checks.capacity() * 4
+            + self.log.capacity() * size_of::<VecUndo<T>>()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+enum MapUndo<K, V> {
+    Inserted(K),
+    Replaced(K, V, u32),
+    Removed(K, V, u32),
+}
+
+/// A journaled ordered map (deterministic iteration order, so both replicas digest alike).
+#[derive(Clone, Debug)]
+pub struct JMap<K: Value + Ord, V: Value> {
+    tag: u32,
+    map: BTreeMap<K, (V, u32)>,
+    log: Vec<MapUndo<K, V>>,
+    log_epoch: u64,
+}
+
+impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
+    /// An empty map with tag `tag`.
+    pub fn new(tag: u32) -> Self {
+        Self {
+            tag,
+            map: BTreeMap::new(),
+            log: Vec::new(),
+            log_epoch: 0,
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The value at `k`.
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|(v, _)| v)
+    }
+
+    /// True if `k` is present.
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (v, _))| (k, v))
+    }
+
+    /// The smallest key, if any.
+    pub fn first_key(&self) -> Option<&K> {
+        self.map.keys().next()
+    }
+
+    /// The largest key, if any.
+    pub fn last_key(&self) -> Option<&K> {
+        self.map.keys().next_back()
+    }
+
+    fn log(&mut self, j: &Journal) -> &mut Vec<MapUndo<K, V>> {
+        if self.log_epoch != j.epoch() {
+            self.log.clear();
+            self.log_epoch = j.epoch();
+        }
+        &mut self.log
+    }
+
+    /// Inserts or replaces; returns the old value.
+    pub fn insert(&mut self, j: &mut Journal, k: K, v: V) -> Option<V> {
+        let c = checksum_kv(&k, &v);
+        j.record(self.tag, op::INSERT, checksum(&k) as u64, c);
+        match self.map.insert(k.clone(), (v, c)) {
+            Some((old, old_c)) => {
+                self.log(j).push(MapUndo::Replaced(k, old.clone(), old_c));
+                Some(old)
+            }
+            None => {
+                self.log(j).push(MapUndo::Inserted(k));
+                None
+            }
+        }
+    }
+
+    /// Removes `k`; returns its value.
+    pub fn remove(&mut self, j: &mut Journal, k: &K) -> Option<V> {
+        let (v, c) = self.map.remove(k)?;
+        j.record(self.tag, op::REMOVE, checksum(k) as u64, c);
+        self.log(j).push(MapUndo::Removed(k.clone(), v.clone(), c));
+        Some(v)
+    }
+
+    /// Mutates the value at `k` in place; `None` if absent.
+    pub fn update<R>(&mut self, j: &mut Journal, k: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let (old, old_c) = self.map.get(k)?.clone();
+        self.log(j).push(MapUndo::Replaced(k.clone(), old, old_c));
+        let slot = self.map.get_mut(k)?;
+        let r = f(&mut slot.0);
+        slot.1 = checksum_kv(k, &slot.0);
+        let c = slot.1;
+        j.record(self.tag, op::SET, checksum(k) as u64, c);
+        Some(r)
+    }
+}
+
+impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+    fn rollback(&mut self, epoch: u64) {
+        if self.log_epoch != epoch {
+            return;
+        }
+        while let Some(u) = self.log.pop() {
+            match u {
+                MapUndo::Inserted(k) => {
+                    self.map.remove(&k);
+                }
+                MapUndo::Replaced(k, v, c) | MapUndo::Removed(k, v, c) => {
+                    self.map.insert(k, (v, c));
+                }
+            }
+        }
+    }
+    fn forget(&mut self) {
+        self.log.clear();
+    }
+    fn object_count(&self) -> usize {
+        self.map.len()
+    }
+    fn digest_full(&self, h: &mut Hasher) {
+        h.write_u32(self.tag);
+        h.write_u64(self.map.len() as u64);
+        for (k, (v, _)) in &self.map {
+            h.write_u32(checksum_kv(k, v));
+        }
+    }
+    fn verify(&self) -> usize {
+        self.map
+            .iter()
+            .filter(|(k, (v, c))| checksum_kv(*k, v) != *c)
+            .count()
+    }
+    fn repair_from(&mut self, other: &dyn Journaled) -> usize {
+        let Some(o) = other.as_any().downcast_ref::<Self>() else {
+            return 0;
+        };
+        if o.tag != self.tag {
+            return 0;
+        }
+        let mut n = 0;
+        for (k, slot) in self.map.iter_mut() {
+            if checksum_kv(k, &slot.0) == slot.1 {
+                continue;
+            }
+            if let Some(good) = o.map.get(k) {
+                if checksum_kv(k, &good.0) == good.1 {
+                    *slot = good.clone();
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+    fn bit_len(&self) -> u64 {
+        self.map.values().map(|(v, _)| v.bit_len()).sum()
+    }
+    fn flip_bit(&mut self, mut bit: u64) {
+        for (v, _) in self.map.values_mut() {
+            let n = v.bit_len();
+            if bit < n {
+                v.flip_bit(bit);
+                return;
+            }
+            bit -= n;
+        }
+    }
+    fn memory_bytes(&self) -> usize {
+        // BTreeMap nodes hold up to 11 entries; count entries plus ~30% node overhead.
+        size_of::<Self>()
+            + self.map.len() * (size_of::<K>() + size_of::<(V, u32)>()) * 13 / 10
+            + self.log.capacity() * size_of::<MapUndo<K, V>>()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(c: &dyn Journaled) -> u32 {
+        let mut h = Hasher::new();
+        c.digest_full(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn vec_rollback_bit_exact() {
+        let mut j = Journal::new();
+        let mut v: JVec<u64> = JVec::new(3);
+        for i in 0..5 {
+            v.push(&mut j, i);
+        }
+        j.begin(2);
+        let before = full(&v);
+        let snapshot: Vec<u64> = v.iter().copied().collect();
+        v.set(&mut j, 1, 100);
+        v.update(&mut j, 2, |x| *x *= 7);
+        assert_eq!(v.pop(&mut j), Some(4));
+        assert_eq!(v.pop(&mut j), Some(3));
+        v.push(&mut j, 42);
+        assert_eq!(v.set(&mut j, 99, 1), None, "out of range is refused");
+        assert!(v.update(&mut j, 99, |_| ()).is_none());
+        assert_ne!(full(&v), before);
+        v.rollback(2);
+        assert_eq!(full(&v), before);
+        assert_eq!(v.iter().copied().collect::<Vec<_>>(), snapshot);
+        assert_eq!(v.verify(), 0);
+    }
+
+    #[test]
+    fn map_rollback_bit_exact() {
+        let mut j = Journal::new();
+        let mut m: JMap<u32, (u64, bool)> = JMap::new(4);
+        for i in 0..10 {
+            m.insert(&mut j, i, (i as u64 * 3, i % 2 == 0));
+        }
+        j.begin(7);
+        let before = full(&m);
+        m.remove(&mut j, &3);
+        m.insert(&mut j, 3, (1, true));
+        m.insert(&mut j, 50, (2, false));
+        m.update(&mut j, &5, |v| v.0 = 0);
+        m.remove(&mut j, &50);
+        m.remove(&mut j, &9);
+        assert!(m.remove(&mut j, &1000).is_none());
+        m.rollback(7);
+        assert_eq!(full(&m), before);
+        assert_eq!(m.get(&3), Some(&(9, false)));
+        assert!(m.get(&50).is_none());
+        assert_eq!(m.len(), 10);
+        assert_eq!(m.verify(), 0);
+    }
+
+    #[test]
+    fn same_operations_same_write_digest() {
+        let run = |x: u64| {
+            let mut j = Journal::new();
+            let mut m: JMap<u8, u64> = JMap::new(1);
+            m.insert(&mut j, 1, x);
+            m.update(&mut j, &1, |v| *v += 1);
+            j.write_digest()
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(4));
+    }
+
+    #[test]
+    fn flip_detected_by_verify_and_full_digest_and_repaired() {
+        let mut j = Journal::new();
+        let mut a: JMap<u16, [u8; 4]> = JMap::new(9);
+        for i in 0..4 {
+            a.insert(&mut j, i, [i as u8; 4]);
+        }
+        let b = a.clone();
+        for bit in 0..a.bit_len() {
+            let mut c = a.clone();
+            c.flip_bit(bit);
+            assert_eq!(c.verify(), 1);
+            assert_ne!(full(&c), full(&b));
+            assert_eq!(c.repair_from(&b), 1);
+            assert_eq!(full(&c), full(&b));
+        }
+        let mut v: JVec<u32> = JVec::new(2);
+        v.push(&mut j, 1);
+        let w = v.clone();
+        v.flip_bit(31);
+        assert_eq!(v.verify(), 1);
+        assert_eq!(v.repair_from(&a), 0, "wrong type is refused");
+        assert_eq!(v.repair_from(&w), 1);
+        assert_eq!(v.get(0), Some(&1));
+    }
+}

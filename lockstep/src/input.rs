@@ -1,0 +1,405 @@
+//! The input log: everything nondeterministic a handler consumes (the request words — exit
+//! reason and guest registers —, time, random numbers, remote state, guest memory reads),
+//! recorded by the leader and replayed identically to the follower.
+//!
+//! Log format, one u64 word at a time: `[request_len, request words..., records...]`, a
+//! record being `[VALUE_TAG | kind, value]` or `[READ_TAG | ok << 32 | len, addr, data words]`.
+//! A replaying handler that asks for something other than what the leader recorded (another
+//! kind, address or length) poisons its execution: the engine treats it as a disagreement.
+
+use alloc::vec::Vec;
+
+const VALUE_TAG: u64 = 0x56 << 56;
+const READ_TAG: u64 = 0x52 << 56;
+const TAG_MASK: u64 = 0xff << 56;
+
+/// The embedder's source of nondeterminism, used by the leader (and in single mode).
+pub trait Env {
+    /// A nondeterministic value of kind `kind` (time, random, remote state...).
+    fn value(&mut self, kind: u32) -> u64;
+    /// Copies guest memory at `addr` into `buf`; `false` if the address is bad (EFAULT).
+    fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool;
+}
+
+/// Why an input request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputError {
+    /// The guest address was bad (the guest gets -EFAULT; not an engine failure).
+    Fault,
+    /// Replay asked for something the leader did not record: the executions diverged.
+    Diverged,
+    /// The input log is full.
+    Overflow,
+    /// The recorded words did not arrive in time, or the round was superseded.
+    Unavailable,
+}
+
+/// Where recorded words go.
+pub trait WordSink {
+    /// Appends one word; `false` when full.
+    fn push_word(&mut self, w: u64) -> bool;
+}
+
+/// Where replayed words come from.
+pub trait WordSource {
+    /// The next word; `None` if it does not arrive (deadline, superseded round, end).
+    fn next_word(&mut self) -> Option<u64>;
+}
+
+/// A bounded in-memory input log (the single-core and local-mode transport).
+#[derive(Clone, Debug)]
+pub struct InputLog {
+    words: Vec<u64>,
+    capacity: usize,
+}
+
+impl InputLog {
+    /// An empty log holding at most `capacity` words.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            words: Vec::with_capacity(capacity.min(4096)),
+            capacity,
+        }
+    }
+
+    /// Empties the log.
+    pub fn clear(&mut self) {
+        self.words.clear();
+    }
+
+    /// The recorded words.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// A replay cursor at the start of the log.
+    pub fn reader(&self) -> LogReader<'_> {
+        LogReader {
+            words: &self.words,
+            pos: 0,
+        }
+    }
+
+    /// Flips one bit of one recorded word (fault injection: corruption in flight).
+    pub fn flip_bit(&mut self, bit: u64) {
+        if self.words.is_empty() {
+            return;
+        }
+        let i = (bit / 64) as usize % self.words.len();
+        self.words[i] ^= 1 << (bit % 64);
+    }
+}
+
+impl WordSink for InputLog {
+    fn push_word(&mut self, w: u64) -> bool {
+        if self.words.len() >= self.capacity {
+            return false;
+        }
+        self.words.push(w);
+        true
+    }
+}
+
+/// Replay cursor over an [`InputLog`].
+#[derive(Clone, Debug)]
+pub struct LogReader<'a> {
+    words: &'a [u64],
+    pos: usize,
+}
+
+impl WordSource for LogReader<'_> {
+    fn next_word(&mut self) -> Option<u64> {
+        let w = *self.words.get(self.pos)?;
+        self.pos += 1;
+        Some(w)
+    }
+}
+
+/// Records the request at the head of a log.
+pub fn record_request(sink: &mut dyn WordSink, request: &[u64]) -> Result<(), InputError> {
+    if !sink.push_word(request.len() as u64) {
+        return Err(InputError::Overflow);
+    }
+    for &w in request {
+        if !sink.push_word(w) {
+            return Err(InputError::Overflow);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the request from the head of a log into `buf` (cleared first).
+pub fn replay_request(
+    src: &mut dyn WordSource,
+    buf: &mut Vec<u64>,
+    max_len: usize,
+) -> Result<(), InputError> {
+    buf.clear();
+    let n = src.next_word().ok_or(InputError::Unavailable)?;
+    if n > max_len as u64 {
+        return Err(InputError::Diverged);
+    }
+    for _ in 0..n {
+        buf.push(src.next_word().ok_or(InputError::Unavailable)?);
+    }
+    Ok(())
+}
+
+enum Mode<'a> {
+    Direct(&'a mut dyn Env),
+    Record(&'a mut dyn Env, &'a mut dyn WordSink),
+    Replay(&'a mut dyn WordSource),
+}
+
+/// A handler's view of its inputs for one execution.
+pub struct Input<'a> {
+    mode: Mode<'a>,
+    request: &'a [u64],
+    reads: u32,
+    flip: Option<(u32, u32)>,
+    poison: Option<InputError>,
+}
+
+impl<'a> Input<'a> {
+    /// Single execution (lockstep off): values come straight from `env`, nothing is logged.
+    pub fn direct(request: &'a [u64], env: &'a mut dyn Env) -> Self {
+        Self::with_mode(request, Mode::Direct(env))
+    }
+
+    /// Leader execution: values come from `env` and are appended to `sink` (the request is
+    /// expected to be recorded already, see [`record_request`]).
+    pub fn record(request: &'a [u64], env: &'a mut dyn Env, sink: &'a mut dyn WordSink) -> Self {
+        Self::with_mode(request, Mode::Record(env, sink))
+    }
+
+    /// Follower execution: values come from the leader's log.
+    pub fn replay(request: &'a [u64], src: &'a mut dyn WordSource) -> Self {
+        Self::with_mode(request, Mode::Replay(src))
+    }
+
+    fn with_mode(request: &'a [u64], mode: Mode<'a>) -> Self {
+        Self {
+            mode,
+            request,
+            reads: 0,
+            flip: None,
+            poison: None,
+        }
+    }
+
+    /// Fault injection: flip bit `bit % 64` of this core's copy of the `index`-th value it
+    /// reads (a register upset during the handler). The recorded log is not affected.
+    pub fn inject_flip(&mut self, index: u32, bit: u32) {
+        self.flip = Some((index, bit % 64));
+    }
+
+    /// The request words (exit reason, guest registers...).
+    pub fn request(&self) -> &[u64] {
+        self.request
+    }
+
+    /// Why this execution's input broke down, if it did (divergence, overflow, missing data).
+    pub fn poisoned(&self) -> Option<InputError> {
+        self.poison
+    }
+
+    fn fail(&mut self, e: InputError) -> InputError {
+        if e != InputError::Fault && self.poison.is_none() {
+            self.poison = Some(e);
+        }
+        e
+    }
+
+    fn next_flip(&mut self, v: u64) -> u64 {
+        let i = self.reads;
+        self.reads = self.reads.wrapping_add(1);
+        match self.flip {
+            Some((idx, bit)) if idx == i => v ^ (1 << bit),
+            _ => v,
+        }
+    }
+
+    /// A nondeterministic value of kind `kind` (kind < 2^32).
+    pub fn value(&mut self, kind: u32) -> Result<u64, InputError> {
+        if let Some(p) = self.poison {
+            return Err(p);
+        }
+        let v = match &mut self.mode {
+            Mode::Direct(env) => env.value(kind),
+            Mode::Record(env, sink) => {
+                let v = env.value(kind);
+                if !(sink.push_word(VALUE_TAG | kind as u64) && sink.push_word(v)) {
+                    return Err(self.fail(InputError::Overflow));
+                }
+                v
+            }
+            Mode::Replay(src) => {
+                let hdr = src.next_word();
+                let val = src.next_word();
+                match (hdr, val) {
+                    (Some(h), Some(v)) if h == VALUE_TAG | kind as u64 => v,
+                    (Some(_), Some(_)) => return Err(self.fail(InputError::Diverged)),
+                    _ => return Err(self.fail(InputError::Unavailable)),
+                }
+            }
+        };
+        Ok(self.next_flip(v))
+    }
+
+    /// Copies guest memory (copy_from_guest): `Err(Fault)` for a bad address.
+    pub fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), InputError> {
+        if let Some(p) = self.poison {
+            return Err(p);
+        }
+        if buf.len() > u32::MAX as usize {
+            return Err(self.fail(InputError::Overflow));
+        }
+        let ok = match &mut self.mode {
+            Mode::Direct(env) => env.read_guest(addr, buf),
+            Mode::Record(env, sink) => {
+                let ok = env.read_guest(addr, buf);
+                let hdr = READ_TAG | (ok as u64) << 32 | buf.len() as u64;
+                let mut fine = sink.push_word(hdr) && sink.push_word(addr);
+                if ok {
+                    for chunk in buf.chunks(8) {
+                        let mut w = [0u8; 8];
+                        w[..chunk.len()].copy_from_slice(chunk);
+                        fine = fine && sink.push_word(u64::from_le_bytes(w));
+                    }
+                }
+                if !fine {
+                    return Err(self.fail(InputError::Overflow));
+                }
+                ok
+            }
+            Mode::Replay(src) => {
+                let (Some(hdr), Some(a)) = (src.next_word(), src.next_word()) else {
+                    return Err(self.fail(InputError::Unavailable));
+                };
+                if hdr & TAG_MASK != READ_TAG
+                    || hdr & 0xffff_ffff != buf.len() as u64
+                    || a != addr
+                {
+                    return Err(self.fail(InputError::Diverged));
+                }
+                let ok = (hdr >> 32) & 1 == 1;
+                if ok {
+                    for chunk in buf.chunks_mut(8) {
+                        let Some(w) = src.next_word() else {
+                            return Err(self.fail(InputError::Unavailable));
+                        };
+                        let n = chunk.len();
+                        chunk.copy_from_slice(&w.to_le_bytes()[..n]);
+                    }
+                }
+                ok
+            }
+        };
+        if !ok {
+            return Err(InputError::Fault);
+        }
+        if let Some(first) = buf.first_mut() {
+            // A register upset on the value just read lands in its first byte(s).
+            let w = self.next_flip(*first as u64);
+            *first = w as u8;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TestEnv {
+        t: u64,
+    }
+    impl Env for TestEnv {
+        fn value(&mut self, kind: u32) -> u64 {
+            self.t += 1;
+            self.t * 100 + kind as u64
+        }
+        fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+            if addr >= 0x1000 {
+                return false;
+            }
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (addr as usize + i) as u8;
+            }
+            true
+        }
+    }
+
+    fn handler(inp: &mut Input<'_>) -> Result<(u64, u64, [u8; 11]), InputError> {
+        let a = inp.value(1)? + inp.request()[0];
+        let b = inp.value(2)?;
+        let mut buf = [0u8; 11];
+        inp.read_guest(0x10, &mut buf)?;
+        assert_eq!(inp.read_guest(0x5000, &mut [0u8; 3]), Err(InputError::Fault));
+        Ok((a, b, buf))
+    }
+
+    #[test]
+    fn replay_returns_what_leader_recorded() {
+        let mut env = TestEnv { t: 0 };
+        let mut log = InputLog::new(64);
+        let req = [7u64, 8];
+        record_request(&mut log, &req).unwrap();
+        let leader = {
+            let mut inp = Input::record(&req, &mut env, &mut log);
+            handler(&mut inp).unwrap()
+        };
+        let mut rd = log.reader();
+        let mut rq = Vec::new();
+        replay_request(&mut rd, &mut rq, 16).unwrap();
+        assert_eq!(rq, req);
+        let mut inp = Input::replay(&rq, &mut rd);
+        assert_eq!(handler(&mut inp).unwrap(), leader);
+        assert!(inp.poisoned().is_none());
+        assert_eq!(rd.next_word(), None, "the whole log was consumed");
+    }
+
+    #[test]
+    fn divergent_request_poisons_replay() {
+        let mut env = TestEnv { t: 0 };
+        let mut log = InputLog::new(64);
+        {
+            let mut inp = Input::record(&[], &mut env, &mut log);
+            inp.value(1).unwrap();
+        }
+        let mut rd = log.reader();
+        let mut inp = Input::replay(&[], &mut rd);
+        assert_eq!(inp.value(2), Err(InputError::Diverged));
+        assert_eq!(inp.value(1), Err(InputError::Diverged), "poison sticks");
+        assert_eq!(inp.poisoned(), Some(InputError::Diverged));
+        let empty = InputLog::new(1);
+        let mut short = empty.reader();
+        let mut inp = Input::replay(&[], &mut short);
+        assert_eq!(inp.value(1), Err(InputError::Unavailable));
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        let mut env = TestEnv { t: 0 };
+        let mut log = InputLog::new(3);
+        let mut inp = Input::record(&[], &mut env, &mut log);
+        inp.value(1).unwrap();
+        assert_eq!(inp.value(1), Err(InputError::Overflow));
+        assert_eq!(inp.poisoned(), Some(InputError::Overflow));
+        let mut small = InputLog::new(1);
+        assert_eq!(record_request(&mut small, &[1, 2]), Err(InputError::Overflow));
+    }
+
+    #[test]
+    fn injected_flip_hits_only_this_core() {
+        let mut env = TestEnv { t: 0 };
+        let mut log = InputLog::new(16);
+        let mut inp = Input::record(&[], &mut env, &mut log);
+        inp.inject_flip(1, 3);
+        let a = inp.value(1).unwrap();
+        let b = inp.value(1).unwrap();
+        assert_eq!(a, 101);
+        assert_eq!(b, 201 ^ 8);
+        assert_eq!(log.words()[3], 201, "the log keeps the true value");
+    }
+}

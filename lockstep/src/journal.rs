@@ -1,0 +1,268 @@
+//! The undo journal: the per-execution transaction context every replica write goes through,
+//! and the `Journaled` interface of the containers that keep their own undo records.
+//!
+//! Each container keeps an undo log stamped with the epoch of the execution that wrote it.
+//! Commit is O(1): the engine moves to a new epoch and stale logs are dropped lazily by the
+//! next write. Rollback visits every container of the replica and undoes the records of the
+//! current epoch in reverse order, restoring the replica bit for bit. Every write also feeds
+//! the running write digest (container tag, operation, position, object checksum) that the
+//! two executions compare.
+
+use crate::digest::Hasher;
+use core::any::Any;
+
+/// Operation codes fed into the write digest.
+pub mod op {
+    /// A cell or vector element was overwritten.
+    pub const SET: u8 = 1;
+    /// A map entry was inserted (or replaced).
+    pub const INSERT: u8 = 2;
+    /// A map entry was removed.
+    pub const REMOVE: u8 = 3;
+    /// A vector element was pushed.
+    pub const PUSH: u8 = 4;
+    /// A vector element was popped.
+    pub const POP: u8 = 5;
+}
+
+/// The write side of one execution: its epoch and its running write digest.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    epoch: u64,
+    writes: Hasher,
+    count: u64,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Journal {
+    /// A journal at epoch 1 (the engine owns the real ones; this is for tests and tools).
+    pub fn new() -> Self {
+        Self {
+            epoch: 1,
+            writes: Hasher::new(),
+            count: 0,
+        }
+    }
+
+    /// Starts a new execution at `epoch`: clears the write digest.
+    pub fn begin(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.writes = Hasher::new();
+        self.count = 0;
+    }
+
+    /// The epoch that stamps the undo records of this execution.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Feeds one write into the write digest (called by the containers).
+    pub fn record(&mut self, tag: u32, op: u8, position: u64, check: u32) {
+        self.writes.write_u32(tag);
+        self.writes.write_u8(op);
+        self.writes.write_u64(position);
+        self.writes.write_u32(check);
+        self.count += 1;
+    }
+
+    /// Digest of all writes of this execution so far.
+    pub fn write_digest(&self) -> u32 {
+        self.writes.finish()
+    }
+
+    /// Number of writes of this execution so far.
+    pub fn write_count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// What a replica container offers the engine: rollback, full digest, per-object checksum
+/// verification and repair, fault injection and memory accounting.
+pub trait Journaled: Any {
+    /// The container's tag (distinct per container of a replica; fed into digests).
+    fn tag(&self) -> u32;
+    /// Undoes every write of `epoch`, newest first, and drops those undo records.
+    fn rollback(&mut self, epoch: u64);
+    /// Drops all undo records (used after a commit to return memory eagerly).
+    fn forget(&mut self);
+    /// Number of objects (elements / entries).
+    fn object_count(&self) -> usize;
+    /// Feeds the whole content, with checksums recomputed from the data, into `h`.
+    fn digest_full(&self, h: &mut Hasher);
+    /// Number of objects whose stored checksum no longer matches their data.
+    fn verify(&self) -> usize;
+    /// Replaces every object that fails verification here with the same object of `other`
+    /// (a container of the same type and tag that verifies). Returns how many were repaired.
+    fn repair_from(&mut self, other: &dyn Journaled) -> usize;
+    /// Number of injectable bits (data of all objects).
+    fn bit_len(&self) -> u64;
+    /// Flips one bit of one object's data without touching its stored checksum.
+    fn flip_bit(&mut self, bit: u64);
+    /// Approximate bytes held, data plus undo records.
+    fn memory_bytes(&self) -> usize;
+    /// For `repair_from`: downcasting support.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A single journaled value (e.g. a global counter or a configuration record).
+#[derive(Clone, Debug)]
+pub struct JCell<T: crate::Value> {
+    tag: u32,
+    value: T,
+    check: u32,
+    log: alloc::vec::Vec<(T, u32)>,
+    log_epoch: u64,
+}
+
+impl<T: crate::Value + 'static> JCell<T> {
+    /// A cell with tag `tag` holding `value` (construction is not journaled).
+    pub fn new(tag: u32, value: T) -> Self {
+        let check = crate::value::checksum(&value);
+        Self {
+            tag,
+            value,
+            check,
+            log: alloc::vec::Vec::new(),
+            log_epoch: 0,
+        }
+    }
+
+    /// The current value.
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    fn save(&mut self, j: &Journal) {
+        if self.log_epoch != j.epoch() {
+            self.log.clear();
+            self.log_epoch = j.epoch();
+        }
+        self.log.push((self.value.clone(), self.check));
+    }
+
+    /// Replaces the value, journaled.
+    pub fn set(&mut self, j: &mut Journal, value: T) {
+        self.save(j);
+        self.value = value;
+        self.check = crate::value::checksum(&self.value);
+        j.record(self.tag, op::SET, 0, self.check);
+    }
+
+    /// Mutates the value in place, journaled (the old value is saved first).
+    pub fn update<R>(&mut self, j: &mut Journal, f: impl FnOnce(&mut T) -> R) -> R {
+        self.save(j);
+        let r = f(&mut self.value);
+        self.check = crate::value::checksum(&self.value);
+        j.record(self.tag, op::SET, 0, self.check);
+        r
+    }
+}
+
+impl<T: crate::Value + 'static> Journaled for JCell<T> {
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+    fn rollback(&mut self, epoch: u64) {
+        if self.log_epoch == epoch {
+            while let Some((v, c)) = self.log.pop() {
+                self.value = v;
+                self.check = c;
+            }
+        }
+    }
+    fn forget(&mut self) {
+        self.log.clear();
+    }
+    fn object_count(&self) -> usize {
+        1
+    }
+    fn digest_full(&self, h: &mut Hasher) {
+        h.write_u32(self.tag);
+        h.write_u32(crate::value::checksum(&self.value));
+    }
+    fn verify(&self) -> usize {
+        (crate::value::checksum(&self.value) != self.check) as usize
+    }
+    fn repair_from(&mut self, other: &dyn Journaled) -> usize {
+        match other.as_any().downcast_ref::<Self>() {
+            Some(o) if self.verify() == 1 && o.verify() == 0 && o.tag == self.tag => {
+                self.value = o.value.clone();
+                self.check = o.check;
+                1
+            }
+            _ => 0,
+        }
+    }
+    fn bit_len(&self) -> u64 {
+        self.value.bit_len()
+    }
+    fn flip_bit(&mut self, bit: u64) {
+        self.value.flip_bit(bit);
+    }
+    fn memory_bytes(&self) -> usize {
+        core::mem::size_of::<Self>() + self.log.capacity() * core::mem::size_of::<(T, u32)>()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(c: &dyn Journaled) -> u32 {
+        let mut h = Hasher::new();
+        c.digest_full(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn cell_rollback_restores_and_commit_keeps() {
+        let mut j = Journal::new();
+        let mut c = JCell::new(1, 5u64);
+        let before = full(&c);
+        j.begin(2);
+        c.set(&mut j, 6);
+        c.update(&mut j, |v| *v += 10);
+        assert_eq!(*c.get(), 16);
+        assert_eq!(j.write_count(), 2);
+        c.rollback(2);
+        assert_eq!(*c.get(), 5);
+        assert_eq!(full(&c), before);
+        j.begin(3);
+        c.set(&mut j, 9);
+        c.rollback(2); // a stale epoch does nothing
+        assert_eq!(*c.get(), 9);
+        j.begin(4);
+        c.rollback(4);
+        assert_eq!(*c.get(), 9, "committed epoch 3 survives rollback of epoch 4");
+    }
+
+    #[test]
+    fn write_digest_depends_on_value() {
+        let mut j1 = Journal::new();
+        let mut j2 = Journal::new();
+        let mut a = JCell::new(1, 0u32);
+        let mut b = JCell::new(1, 0u32);
+        a.set(&mut j1, 1);
+        b.set(&mut j2, 3);
+        assert_ne!(j1.write_digest(), j2.write_digest());
+    }
+
+    #[test]
+    fn cell_verify_and_repair() {
+        let mut a = JCell::new(1, 0xffu32);
+        let b = a.clone();
+        a.flip_bit(3);
+        assert_eq!(a.verify(), 1);
+        assert_eq!(a.repair_from(&b), 1);
+        assert_eq!(a.verify(), 0);
+        assert_eq!(*a.get(), 0xff);
+    }
+}
