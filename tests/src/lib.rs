@@ -1,2 +1,16 @@
-//! QEMU integration harness for DualVisor.
+//! QEMU integration harness for DualVisor: command builder, serial log capture with a
+//! timeout, marker matching, isa-debug-exit decoding and the scenario catalogue.
 #![forbid(unsafe_code)]
+
+pub mod catalogue;
+pub mod cli;
+pub mod execute;
+pub mod exit;
+pub mod monitor;
+pub mod pattern;
+pub mod qemu;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+pub mod watch;
