@@ -287,6 +287,7 @@ tramp64:
     movq (TRAMP + (tramp_arg - ap_trampoline_start)), %rdi
     movq (TRAMP + (tramp_entry - ap_trampoline_start)), %rax
     xorl %ebp, %ebp
+    pushq $0            /* fake return address: ABI stack alignment, ends call traces */
     jmpq *%rax
     .align 8
 tramp_gdt:

@@ -25,3 +25,5 @@ pub mod percpu;
 pub mod platform;
 pub mod smp;
 pub mod trap;
+pub mod physmem;
+pub mod selftest;

@@ -20,6 +20,8 @@ pub struct PerCpu {
     pub timer_ticks: AtomicU64,
     /// Interrupts taken (all vectors ≥ 32).
     pub irqs: AtomicU64,
+    /// Call-function IPIs taken.
+    pub ipis: AtomicU64,
     /// Lowest and highest address of this CPU's main stack (for stack traces).
     pub stack_lo: AtomicU64,
     /// See `stack_lo`.
@@ -35,6 +37,7 @@ impl PerCpu {
             online: AtomicBool::new(false),
             timer_ticks: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
+            ipis: AtomicU64::new(0),
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
         }

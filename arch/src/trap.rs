@@ -43,6 +43,15 @@ const NO_HANDLER: usize = 0;
 static IRQ_HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(NO_HANDLER) }; 256];
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// A hook offered every exception (vector < 32) first; returns true if it handled it.
+pub type ExceptionHook = fn(frame: &mut TrapFrame) -> bool;
+static EXCEPTION_HOOK: AtomicUsize = AtomicUsize::new(NO_HANDLER);
+
+/// Installs (or with `None` removes) the exception hook.
+pub fn set_exception_hook(hook: Option<ExceptionHook>) {
+    EXCEPTION_HOOK.store(hook.map_or(NO_HANDLER, |h| h as usize), Ordering::Release);
+}
+
 /// What happens after a fatal trap has been reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FatalAction {
@@ -120,6 +129,15 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         return;
     }
     if vector < 32 {
+        let h = EXCEPTION_HOOK.load(Ordering::Acquire);
+        if h != NO_HANDLER {
+            // SAFETY: only `set_exception_hook` stores non-zero values, and it stores
+            // `ExceptionHook`s.
+            let hook: ExceptionHook = unsafe { core::mem::transmute::<usize, ExceptionHook>(h) };
+            if hook(frame) {
+                return;
+            }
+        }
         fatal_trap(frame);
     }
     percpu::this().irqs.fetch_add(1, Ordering::Relaxed);
