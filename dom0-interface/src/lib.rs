@@ -14,6 +14,11 @@ pub mod guest_abi;
 pub mod arch_x86;
 pub mod elfnote;
 pub mod errno;
+pub mod event_channel;
+pub mod grant_table;
+pub mod sched;
+pub mod vcpu;
+pub mod xen;
 
 pub use errno::XenErrno;
 pub use guest_abi::{AbiError, GuestAbi};
