@@ -537,6 +537,7 @@ impl StartInfo {
 }
 
 use core::mem::{offset_of, size_of};
+const _: () = assert!(HYPERCALL_PAGE_STUBS * HYPERCALL_STUB_SIZE == 4096);
 const _: () = assert!(size_of::<MmuUpdate>() == 16);
 const _: () = assert!(size_of::<MmuextOp>() == 24);
 const _: () = assert!(offset_of!(MmuextOp, arg1) == 8);
@@ -591,7 +592,6 @@ mod tests {
         assert_eq!(hypercall_name(43), None);
         assert_eq!(hypercall_name(55), Some("arch_7"));
         assert_eq!(hypercall_name(56), None);
-        assert!(HYPERCALL_PAGE_STUBS * HYPERCALL_STUB_SIZE == 4096);
     }
 
     #[test]
