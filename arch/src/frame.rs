@@ -247,7 +247,7 @@ impl<'a> FrameAllocator<'a> {
     }
 
     fn check(&self, paddr: u64) -> Result<u64, FrameError> {
-        if paddr % FRAME_SIZE != 0 {
+        if !paddr.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Misaligned(paddr));
         }
         let f = paddr / FRAME_SIZE;
@@ -324,10 +324,7 @@ pub fn find_free_range(
         };
         // Each retry moves `start` past an obstacle's end, so this loop is bounded by the
         // number of obstacles.
-        loop {
-            let Some(end) = start.checked_add(bytes) else {
-                break;
-            };
+        while let Some(end) = start.checked_add(bytes) {
             if end > region_end {
                 break;
             }

@@ -19,7 +19,7 @@ pub(super) fn put(bits: &mut [u64], i: u64, v: bool) {
 pub(super) fn put_range(bits: &mut [u64], start: u64, end: u64, v: bool) {
     let mut i = start;
     while i < end {
-        if i % 64 == 0 && end - i >= 64 {
+        if i.is_multiple_of(64) && end - i >= 64 {
             bits[(i / 64) as usize] = if v { u64::MAX } else { 0 };
             i += 64;
         } else {
@@ -34,7 +34,7 @@ pub(super) fn count_range(bits: &[u64], start: u64, end: u64) -> u64 {
     let mut i = start;
     let mut n = 0;
     while i < end {
-        if i % 64 == 0 && end - i >= 64 {
+        if i.is_multiple_of(64) && end - i >= 64 {
             n += u64::from(bits[(i / 64) as usize].count_ones());
             i += 64;
         } else {

@@ -52,7 +52,11 @@ fn builds_from_qemu_map_with_reservations() {
 fn lowest_first_and_free_reuses() {
     let map = qemu_map();
     let mut st = storage_for(&map);
-    let mut fa = FrameAllocator::new(&map, &[0x10_0000..0x20_0000], &mut st);
+    let mut fa = FrameAllocator::new(
+        &map,
+        core::slice::from_ref(&(0x10_0000..0x20_0000)),
+        &mut st,
+    );
     let a = fa.alloc().unwrap();
     let b = fa.alloc().unwrap();
     assert_eq!((a, b), (0x20_0000, 0x20_1000));
@@ -116,7 +120,11 @@ fn reserve_refuses_allocated_frames_and_updates_counts() {
 fn contiguous_respects_alignment_and_holes() {
     let map = vec![region(0x10_0000, 0x100_0000, MemKind::Usable)];
     let mut st = storage_for(&map);
-    let mut fa = FrameAllocator::new(&map, &[0x20_3000..0x20_4000], &mut st);
+    let mut fa = FrameAllocator::new(
+        &map,
+        core::slice::from_ref(&(0x20_3000..0x20_4000)),
+        &mut st,
+    );
     // 512 frames aligned to 512 (2 MiB): the first hole-free 2 MiB-aligned run is 0x400000.
     assert_eq!(fa.alloc_contiguous(512, 512), Some(0x40_0000));
     // 4 frames aligned to 4 from 0x100000 are free.
