@@ -52,6 +52,19 @@ fn dualvisor_main(handoff: BootHandoff) -> ! {
     for (i, m) in info.modules.iter().enumerate() {
         xprintln!("Module {}: {} bytes at {:#x}, cmdline '{}'", i, m.end - m.start, m.start, m.cmdline);
     }
+    match arch::memory::init(&info) {
+        Ok(m) => xprintln!(
+            "Memory: {} MiB managed, {} MiB free, hypervisor page tables at {:#x}",
+            m.total_frames * 4 / 1024,
+            m.free_frames * 4 / 1024,
+            arch::paging::hypervisor_cr3()
+        ),
+        Err(e) => {
+            xprintln!("Memory set-up failed: {}", e);
+            arch::trap::begin_fatal();
+            arch::trap::finish_fatal()
+        }
+    }
     let selftest = info.cmdline.split(' ').find_map(|t| t.strip_prefix("selftest="));
     arch::platform::mask_legacy_pic();
     arch::lapic::init_bsp(None);

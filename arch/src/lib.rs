@@ -27,3 +27,4 @@ pub mod smp;
 pub mod trap;
 pub mod physmem;
 pub mod selftest;
+pub mod memory;

@@ -1,14 +1,130 @@
 //! The hypervisor's page tables.
 //!
-//! Boot (boot.rs) builds them: the direct map of the low 4 GiB at `DIRECTMAP_BASE`, the image
-//! window at `IMAGE_VBASE`, and an identity map of the low 4 GiB that only AP start-up uses.
+//! Boot (boot.rs) starts with temporary tables: an identity map of the low 4 GiB, the direct
+//! map over the same 4 GiB and the image window. [`build_hypervisor_tables`] then builds the
+//! hypervisor's own tables from allocator frames: the direct map over all RAM (2 MiB pages,
+//! no-execute, the MMIO hole below 4 GiB uncached) and the image with per-section rights
+//! (text read-only+executable, rodata read-only, data and BSS no-execute). They hold nothing
+//! in the low half, which belongs to PV guests. APs still start on the boot tables (the
+//! trampoline needs the identity map) and switch at once.
+
+use crate::layout::{phys_to_virt, DIRECTMAP_BASE, IMAGE_VBASE};
+
+/// Present.
+pub const PTE_P: u64 = 1 << 0;
+/// Writable.
+pub const PTE_W: u64 = 1 << 1;
+/// User-accessible.
+pub const PTE_U: u64 = 1 << 2;
+/// Write-through.
+pub const PTE_PWT: u64 = 1 << 3;
+/// Cache disable.
+pub const PTE_PCD: u64 = 1 << 4;
+/// Large page (in L2/L3 entries).
+pub const PTE_PS: u64 = 1 << 7;
+/// Global.
+pub const PTE_G: u64 = 1 << 8;
+/// No-execute.
+pub const PTE_NX: u64 = 1 << 63;
+/// Physical-address bits of an entry.
+pub const PTE_ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 extern "C" {
     static boot_pml4: u8;
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
 }
+
+static HV_CR3: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Physical address of the boot PML4 (the CR3 APs start with).
 pub fn ap_boot_cr3() -> u64 {
     let v = core::ptr::addr_of!(boot_pml4) as u64;
     crate::layout::virt_to_phys(v).unwrap_or(v)
+}
+
+/// The hypervisor's own CR3 once built (0 before).
+pub fn hypervisor_cr3() -> u64 {
+    HV_CR3.load(core::sync::atomic::Ordering::Acquire)
+}
+
+fn table(paddr: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `paddr` is a page-table frame this module allocated (zeroed, 4 KiB aligned,
+    // owned by nobody else) and lies in the boot direct map.
+    unsafe { &mut *(phys_to_virt(paddr) as *mut [u64; 512]) }
+}
+
+fn new_table(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
+    let f = alloc().ok_or("out of memory for page tables")?;
+    if f % 4096 != 0 || f >= crate::physmem::BOOT_DIRECTMAP_LIMIT {
+        return Err("page-table frame not usable");
+    }
+    table(f).fill(0);
+    Ok(f)
+}
+
+/// Returns the next-level table under `entry`, creating it.
+fn next(entry: &mut u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
+    if *entry & PTE_P == 0 {
+        let t = new_table(alloc)?;
+        *entry = t | PTE_P | PTE_W;
+    }
+    Ok(*entry & PTE_ADDR)
+}
+
+fn idx(vaddr: u64, level: u32) -> usize {
+    ((vaddr >> (12 + 9 * level)) & 511) as usize
+}
+
+/// Builds the hypervisor page tables mapping the direct map up to `ram_top` (at least 4 GiB)
+/// and the image, and switches the running CPU to them.
+pub fn build_hypervisor_tables(ram_top: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
+    let pml4 = new_table(alloc)?;
+    let top = ram_top.max(4 << 30).next_multiple_of(2 << 20);
+    // Direct map, 2 MiB pages.
+    let mut p = 0u64;
+    while p < top {
+        let v = DIRECTMAP_BASE + p;
+        let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
+        let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
+        let uncached = if (0xC000_0000..0x1_0000_0000).contains(&p) { PTE_PCD | PTE_PWT } else { 0 };
+        table(l2)[idx(v, 1)] = p | PTE_P | PTE_W | PTE_PS | PTE_G | PTE_NX | uncached;
+        p += 2 << 20;
+    }
+    // The image, 4 KiB pages with per-section rights.
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let text_end = core::ptr::addr_of!(__text_end) as u64;
+    let rodata_end = core::ptr::addr_of!(__rodata_end) as u64;
+    let end = core::ptr::addr_of!(__image_end) as u64;
+    let mut v = start & !0xFFF;
+    while v < end {
+        let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
+        let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
+        let l1 = next(&mut table(l2)[idx(v, 1)], alloc)?;
+        let rights = if v < text_end {
+            0
+        } else if v < rodata_end {
+            PTE_NX
+        } else {
+            PTE_W | PTE_NX
+        };
+        table(l1)[idx(v, 0)] = (v - IMAGE_VBASE) | PTE_P | PTE_G | rights;
+        v += 4096;
+    }
+    // SAFETY: the new tables map the image (code, stacks in BSS, statics) and the direct map
+    // exactly as the boot tables did, so everything in use stays mapped.
+    unsafe { crate::cpu::write_cr3(pml4) };
+    HV_CR3.store(pml4, core::sync::atomic::Ordering::Release);
+    Ok(pml4)
+}
+
+/// Switches the running CPU (an AP fresh from the trampoline) to the hypervisor tables.
+pub fn switch_to_hypervisor_tables() {
+    let cr3 = hypervisor_cr3();
+    if cr3 != 0 {
+        // SAFETY: `cr3` was built by `build_hypervisor_tables` and maps all hypervisor memory.
+        unsafe { crate::cpu::write_cr3(cr3) };
+    }
 }

@@ -24,6 +24,7 @@ pub const ARCH_TESTS: &[SelfTest] = &[
     SelfTest { name: "traps", run: traps },
     SelfTest { name: "timer", run: timer },
     SelfTest { name: "ipi", run: ipi },
+    SelfTest { name: "frames", run: frames },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
@@ -189,4 +190,52 @@ pub fn deliberate_fault() -> ! {
     xprintln!("selftest fault: executing ud2 on CPU{}", percpu::cpu_index());
     // SAFETY: `ud2` raises #UD, which the fatal-trap handler reports; it never returns here.
     unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}
+
+fn frames() -> Result<(), String> {
+    let before = crate::memory::current_stats().free_frames;
+    let image = crate::memory::image_phys_range();
+    let mut got: Vec<u64> = Vec::new();
+    for i in 0..2048u64 {
+        let Some(f) = crate::memory::alloc_frame() else {
+            return Err(format!("allocation {i} failed with {before} frames free"));
+        };
+        if f % 4096 != 0 || f < (1 << 20) || image.contains(&f) {
+            return Err(format!("allocator handed out reserved frame {f:#x}"));
+        }
+        // SAFETY: `f` was just allocated to this test (nobody else references it) and lies
+        // in the direct map.
+        unsafe { core::ptr::write_bytes(crate::layout::phys_to_virt(f) as *mut u8, (i % 255) as u8, 4096) };
+        got.push(f);
+    }
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != got.len() {
+        return Err("a frame was handed out twice".into());
+    }
+    for (i, &f) in got.iter().enumerate() {
+        // SAFETY: `f` is still allocated to this test and mapped by the direct map.
+        let page = unsafe { core::slice::from_raw_parts(crate::layout::phys_to_virt(f) as *const u8, 4096) };
+        if page.iter().any(|&b| b != (i % 255) as u8) {
+            return Err(format!("frame {f:#x} overwritten"));
+        }
+    }
+    if crate::memory::free_frame(got[0]).is_err() {
+        return Err("free of an allocated frame refused".into());
+    }
+    if crate::memory::free_frame(got[0]).is_ok() {
+        return Err("double free accepted".into());
+    }
+    if crate::memory::free_frame(image.start).is_ok() {
+        return Err("free of an image frame accepted".into());
+    }
+    for &f in &got[1..] {
+        crate::memory::free_frame(f).map_err(|e| format!("free {f:#x}: {e:?}"))?;
+    }
+    let after = crate::memory::current_stats().free_frames;
+    if after != before {
+        return Err(format!("free frames {before} before, {after} after"));
+    }
+    Ok(())
 }

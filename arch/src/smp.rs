@@ -53,6 +53,7 @@ static AP_MAIN: AtomicUsize = AtomicUsize::new(0);
 #[no_mangle]
 extern "C" fn ap_entry(index: u64) -> ! {
     let index = index as usize;
+    crate::paging::switch_to_hypervisor_tables();
     setup_cpu(index, crate::lapic::id());
     crate::lapic::init_cpu();
     percpu::mark_online();

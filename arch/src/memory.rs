@@ -1,0 +1,94 @@
+//! Boot-time memory set-up: the global frame allocator (never handing out the image, the
+//! modules, the boot information or firmware ranges) and the switch to the hypervisor's
+//! own page tables.
+
+use crate::frame::{find_free_range, FrameAllocator};
+use crate::layout::{phys_to_virt, virt_to_phys};
+use crate::multiboot::BootInfo;
+use core::ops::Range;
+use spin::Mutex;
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// Memory figures for the boot log and `xl info`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryStats {
+    /// Frames the allocator manages.
+    pub total_frames: u64,
+    /// Frames free now.
+    pub free_frames: u64,
+    /// Top of usable RAM.
+    pub ram_top: u64,
+}
+
+/// Physical range of the loaded image.
+pub fn image_phys_range() -> Range<u64> {
+    let (s, e) = crate::layout::image_range();
+    virt_to_phys(s).unwrap_or(0)..virt_to_phys(e).unwrap_or(0)
+}
+
+/// Builds the frame allocator from the boot information and switches to the hypervisor page
+/// tables. Boot CPU only, once.
+pub fn init(info: &BootInfo) -> Result<MemoryStats, &'static str> {
+    let mut reserved: heapless::Vec<Range<u64>, 24> = heapless::Vec::new();
+    let _ = reserved.push(image_phys_range());
+    for r in info.boot_data_ranges() {
+        let _ = reserved.push(r);
+    }
+    let words = FrameAllocator::bitmap_words(&info.memory_map);
+    if words == 0 {
+        return Err("the memory map has no usable RAM");
+    }
+    let bytes = (words * 8) as u64;
+    let bitmap_paddr = find_free_range(&info.memory_map, &reserved, 1 << 20, bytes)
+        .ok_or("no room for the frame bitmap")?;
+    if bitmap_paddr + bytes > crate::physmem::BOOT_DIRECTMAP_LIMIT {
+        return Err("frame bitmap would lie above 4 GiB");
+    }
+    let _ = reserved.push(bitmap_paddr..bitmap_paddr + bytes.next_multiple_of(4096));
+    // SAFETY: [bitmap_paddr, +bytes) is usable RAM that overlaps no reserved range (checked by
+    // `find_free_range`), is mapped by the boot direct map (checked above), and is from now on
+    // reserved from the allocator, so this is the only reference to it, for ever.
+    let storage: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bitmap_paddr) as *mut u64, words) };
+    let fa = FrameAllocator::new(&info.memory_map, &reserved, storage);
+    *FRAMES.lock() = Some(fa);
+    let ram_top = info.max_usable_addr();
+    crate::paging::build_hypervisor_tables(ram_top, &mut alloc_frame)?;
+    Ok(stats(ram_top))
+}
+
+fn stats(ram_top: u64) -> MemoryStats {
+    let g = FRAMES.lock();
+    let (total_frames, free_frames) = g.as_ref().map_or((0, 0), |f| (f.total_count(), f.free_count()));
+    MemoryStats { total_frames, free_frames, ram_top }
+}
+
+/// Allocates one 4 KiB frame (lowest free first).
+pub fn alloc_frame() -> Option<u64> {
+    crate::cpu::without_interrupts(|| FRAMES.lock().as_mut()?.alloc())
+}
+
+/// Allocates `count` physically contiguous frames aligned to `align_frames` frames.
+pub fn alloc_contiguous(count: u64, align_frames: u64) -> Option<u64> {
+    crate::cpu::without_interrupts(|| FRAMES.lock().as_mut()?.alloc_contiguous(count, align_frames))
+}
+
+/// Returns a frame to the allocator; freeing a frame twice or one never handed out is refused.
+pub fn free_frame(paddr: u64) -> Result<(), crate::frame::FrameError> {
+    crate::cpu::without_interrupts(|| match FRAMES.lock().as_mut() {
+        Some(f) => f.free(paddr),
+        None => Err(crate::frame::FrameError::NotUsable(paddr)),
+    })
+}
+
+/// Current frame counts.
+pub fn current_stats() -> MemoryStats {
+    let top = FRAMES.lock().as_ref().map_or(0, |f| f.limit());
+    stats(top)
+}
+
+/// Whether `paddr` is a frame the allocator manages (never the image, modules or firmware).
+pub fn is_allocatable(paddr: u64) -> bool {
+    FRAMES.lock().as_ref().is_some_and(|f| f.is_usable(paddr))
+}
