@@ -19,6 +19,8 @@ pub(crate) struct Sect {
     pub name: String,
     pub sh_type: u32,
     pub data: Vec<u8>,
+    /// `sh_link` (index in the final table: user sections start at 1).
+    pub link: u32,
 }
 
 /// Describes an image; `build` lays it out as header, phdrs, data, shdrs.
@@ -139,24 +141,25 @@ impl ImageBuilder {
             let name_off = shstrtab.len();
             shstrtab.extend_from_slice(s.name.as_bytes());
             shstrtab.push(0);
-            placed.push((name_off, s.sh_type, out.len(), s.data.len()));
+            placed.push((name_off, s.sh_type, out.len(), s.data.len(), s.link));
             out.extend_from_slice(&s.data);
         }
         let name_off = shstrtab.len();
         shstrtab.extend_from_slice(b".shstrtab\0");
         let str_off = out.len();
         out.extend_from_slice(&shstrtab);
-        placed.push((name_off, 3, str_off, shstrtab.len()));
+        placed.push((name_off, 3, str_off, shstrtab.len(), 0));
         pad(&mut out, 8);
         let shoff = out.len();
         let shnum = placed.len() + 1;
         out.resize(shoff + shnum * SHDR_SIZE, 0);
-        for (i, (name, ty, off, size)) in placed.iter().enumerate() {
+        for (i, (name, ty, off, size, link)) in placed.iter().enumerate() {
             let b = shoff + (i + 1) * SHDR_SIZE;
             put32(&mut out, b, *name as u32);
             put32(&mut out, b + 4, *ty);
             put64(&mut out, b + 24, *off as u64);
             put64(&mut out, b + 32, *size as u64);
+            put32(&mut out, b + 40, *link);
         }
         put64(&mut out, 40, shoff as u64);
         put16(&mut out, 58, SHDR_SIZE as u16);

@@ -246,11 +246,13 @@ fn sections_and_names() {
         name: "__xen_guest".into(),
         sh_type: 1,
         data: b"GUEST_OS=linux\0".to_vec(),
+        link: 0,
     });
     b.sections.push(Sect {
         name: ".note.Xen".into(),
         sh_type: SHT_NOTE,
         data: note_bytes(b"Xen", 5, b"xen-3.0\0"),
+        link: 0,
     });
     let img = b.build();
     let elf = ElfFile::parse(&img, LIMIT).unwrap();
@@ -360,6 +362,7 @@ fn fuzz_mutated_images_never_panic() {
         name: ".notes".into(),
         sh_type: SHT_NOTE,
         data: note_bytes(b"Xen", 6, b"linux\0"),
+        link: 0,
     });
     let base = b.build();
     let mut rng = Rng(0x1234_5678_9abc_def1);
