@@ -12,12 +12,18 @@ extern crate alloc;
 pub mod guest_abi;
 
 pub mod arch_x86;
+pub mod callback;
+pub mod console;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
 pub mod grant_table;
+pub mod hvm;
+pub mod memory;
+pub mod physdev;
 pub mod sched;
 pub mod vcpu;
+pub mod version;
 pub mod xen;
 
 pub use errno::XenErrno;
