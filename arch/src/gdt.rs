@@ -1,16 +1,29 @@
-//! Per-CPU GDT and TSS. Every exception and interrupt runs on an IST stack (the precompiled
-//! `core` uses a red zone, so nothing may be pushed onto an interrupted stack).
+//! Per-CPU GDT and TSS, laid out as Xen's: the first 14 pages are the guest's (PV `set_gdt`
+//! frames), page 14 holds the hypervisor's descriptors at the selectors PV guests know
+//! (`FLAT_RING3_CS64` = 0xe033 ...). Every exception and interrupt runs on an IST stack (the
+//! precompiled `core` uses a red zone, so nothing may be pushed onto an interrupted stack).
 
 use crate::percpu::MAX_CPUS;
+use alloc::alloc::{alloc_zeroed, Layout};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Hypervisor code selector.
-pub const HYPERVISOR_CS: u16 = 0x08;
-/// Hypervisor data/stack selector.
-pub const HYPERVISOR_DS: u16 = 0x10;
-/// TSS selector (a 16-byte system descriptor).
-pub const TSS_SEL: u16 = 0x28;
+/// Hypervisor 64-bit code selector (`__HYPERVISOR_CS`).
+pub const HYPERVISOR_CS: u16 = 0xe008;
+/// Hypervisor data/stack selector (`__HYPERVISOR_DS`).
+pub const HYPERVISOR_DS: u16 = 0xe010;
+/// Ring-3 compatibility-mode code (`FLAT_RING3_CS32`).
+pub const RING3_CS32: u16 = 0xe023;
+/// Ring-3 data (`FLAT_RING3_DS32`/`SS64`).
+pub const RING3_DS: u16 = 0xe02b;
+/// Ring-3 64-bit code (`FLAT_RING3_CS64`): PV kernels and their user space run here.
+pub const RING3_CS64: u16 = 0xe033;
+/// TSS selector (a 16-byte system descriptor), as Xen's `TSS_SELECTOR`.
+pub const TSS_SEL: u16 = 0xe040;
+/// First GDT entry the hypervisor reserves (the guest owns entries below it).
+pub const FIRST_RESERVED_ENTRY: usize = 14 * 512;
+/// GDT size in bytes: 14 guest pages and one hypervisor page.
+pub const GDT_BYTES: usize = 15 * 4096;
 
 /// IST slot (1-based) for CPU exceptions other than NMI, #DF and #MC.
 pub const IST_EXCEPTION: u8 = 1;
@@ -42,56 +55,59 @@ pub struct Tss {
 }
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
-#[repr(C, align(64))]
-struct CpuTables {
-    gdt: [AtomicU64; 8],
-    tss: Tss,
+static GDT_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Linear address of CPU `index`'s GDT (0 before `load`).
+pub fn gdt_base(index: usize) -> u64 {
+    GDT_BASE.get(index).map_or(0, |g| g.load(Ordering::Relaxed))
 }
 
-static mut TABLES: [CpuTables; MAX_CPUS] = {
-    const EMPTY: CpuTables = CpuTables {
-        gdt: [const { AtomicU64::new(0) }; 8],
-        tss: Tss { reserved0: 0, rsp: [0; 3], reserved1: 0, ist: [0; 7], reserved2: 0, reserved3: 0, iomap_base: 104 },
-    };
-    [EMPTY; MAX_CPUS]
-};
-
 /// Builds and loads CPU `index`'s GDT and TSS; `ist_tops[i]` is the top of IST slot i+1.
-///
-/// # Safety
-/// Must be called once per CPU, on that CPU, with stacks that stay allocated forever.
-pub unsafe fn load(index: usize, ist_tops: [u64; 7]) {
+pub fn load(index: usize, ist_tops: [u64; 7]) {
     assert!(index < MAX_CPUS);
-    // SAFETY: each CPU touches only its own slot, once, before anything else reads it.
-    let t = unsafe { &mut (*core::ptr::addr_of_mut!(TABLES))[index] };
-    t.tss.ist = ist_tops;
-    let tss_addr = core::ptr::addr_of!(t.tss) as u64;
-    let tss_limit = (core::mem::size_of::<Tss>() - 1) as u64;
-    let entries: [u64; 8] = [
-        0,
-        0x00AF_9A00_0000_FFFF, // 0x08: 64-bit code, DPL0
-        0x00CF_9200_0000_FFFF, // 0x10: data, DPL0
-        0,
-        0,
-        (tss_limit & 0xFFFF)
-            | ((tss_addr & 0xFF_FFFF) << 16)
-            | (0x89 << 40)
-            | (((tss_limit >> 16) & 0xF) << 48)
-            | (((tss_addr >> 24) & 0xFF) << 56),
-        tss_addr >> 32,
-        0,
-    ];
-    for (slot, v) in t.gdt.iter().zip(entries) {
-        slot.store(v, Ordering::Relaxed);
+    let gdt_layout = Layout::from_size_align(GDT_BYTES, 4096).expect("GDT layout");
+    let tss_layout = Layout::new::<Tss>();
+    // SAFETY: both layouts have non-zero size.
+    let (gdt, tss) = unsafe { (alloc_zeroed(gdt_layout) as *mut u64, alloc_zeroed(tss_layout) as *mut Tss) };
+    assert!(!gdt.is_null() && !tss.is_null(), "out of memory for the GDT/TSS");
+    // SAFETY: `tss` is a fresh, zeroed, suitably aligned allocation owned by this CPU forever.
+    unsafe {
+        (*tss).ist = ist_tops;
+        (*tss).iomap_base = core::mem::size_of::<Tss>() as u16;
     }
+    let tss_addr = tss as u64;
+    let tss_limit = (core::mem::size_of::<Tss>() - 1) as u64;
+    let entries: [(u16, u64); 8] = [
+        (HYPERVISOR_CS, 0x00AF_9A00_0000_FFFF),
+        (HYPERVISOR_DS, 0x00CF_9200_0000_FFFF),
+        (RING3_CS32, 0x00CF_FA00_0000_FFFF),
+        (RING3_DS, 0x00CF_F200_0000_FFFF),
+        (RING3_CS64, 0x00AF_FA00_0000_FFFF),
+        (0xe038, 0x00CF_9A00_0000_FFFF),
+        (
+            TSS_SEL,
+            (tss_limit & 0xFFFF)
+                | ((tss_addr & 0xFF_FFFF) << 16)
+                | (0x89 << 40)
+                | (((tss_limit >> 16) & 0xF) << 48)
+                | (((tss_addr >> 24) & 0xFF) << 56),
+        ),
+        (TSS_SEL + 8, tss_addr >> 32),
+    ];
+    for (sel, desc) in entries {
+        // SAFETY: every selector indexes inside the fresh 15-page GDT allocation.
+        unsafe { gdt.add(usize::from(sel >> 3)).write(desc) };
+    }
+    GDT_BASE[index].store(gdt as u64, Ordering::Relaxed);
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (8 * 8 - 1) as u16, base: t.gdt.as_ptr() as u64 };
-    // SAFETY: the GDT above is static and valid; reloading CS/SS/DS with its selectors keeps
-    // the flat 64-bit model; the TSS descriptor is fresh (not busy) and points at this CPU's TSS.
+    let ptr = Pointer { limit: (GDT_BYTES - 1) as u16, base: gdt as u64 };
+    // SAFETY: the GDT above is valid and never freed; reloading CS/SS/DS with its selectors
+    // keeps the flat 64-bit model; the TSS descriptor is fresh (not busy) and points at this
+    // CPU's TSS.
     unsafe {
         asm!(
             "lgdt [{ptr}]",

@@ -10,6 +10,10 @@ pub const MAX_CPUS: usize = 64;
 pub struct PerCpu {
     /// Address of this structure (read through `gs:[0]`).
     self_ptr: AtomicU64,
+    /// `gs:[8]`: the guest RSP saved by the SYSCALL entry.
+    syscall_scratch: AtomicU64,
+    /// `gs:[16]`: top of the stack the SYSCALL entry switches to.
+    pub syscall_stack_top: AtomicU64,
     /// Logical CPU index (0 = boot CPU).
     pub index: AtomicU32,
     /// Local APIC id.
@@ -32,6 +36,8 @@ impl PerCpu {
     const fn new() -> Self {
         PerCpu {
             self_ptr: AtomicU64::new(0),
+            syscall_scratch: AtomicU64::new(0),
+            syscall_stack_top: AtomicU64::new(0),
             index: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
@@ -50,6 +56,8 @@ static PERCPU: [PerCpu; MAX_CPUS] = [PERCPU_INIT; MAX_CPUS];
 static NR_ONLINE: AtomicU32 = AtomicU32::new(0);
 
 const IA32_GS_BASE: u32 = 0xC000_0101;
+const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_scratch) == 8);
+const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_stack_top) == 16);
 
 /// Points this CPU's GS base at slot `index` and records its identity.
 pub fn install(index: usize, apic_id: u32) {

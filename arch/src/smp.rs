@@ -39,8 +39,7 @@ pub fn setup_cpu(index: usize, apic_id: u32) {
     for slot in ist.iter_mut().take(5) {
         *slot = alloc_stack(IST_STACK_SIZE);
     }
-    // SAFETY: called once per CPU on that CPU; the IST stacks are never freed.
-    unsafe { crate::gdt::load(index, ist) };
+    crate::gdt::load(index, ist);
     crate::idt::load();
 }
 
