@@ -10,6 +10,12 @@ pub mod effects;
 pub mod input;
 pub mod journal;
 pub mod machine;
+pub mod mailbox;
+pub mod policy;
+pub mod role;
+pub mod coordinator;
+pub mod inject;
+pub mod stats;
 pub mod replica;
 pub mod value;
 

@@ -1,0 +1,432 @@
+//! The pair's mailbox: cache-line-aligned single-writer slots with sequence (round) numbers,
+//! built from `core::sync::atomic` only (no locks, no unsafe), plus the streaming input
+//! channel through which the leader's input log reaches the follower while both execute.
+//!
+//! Every slot has one writer. A post stores an invalid round, a Release fence, the payload,
+//! then the round with Release; a reader loads the round with Acquire, the payload, an
+//! Acquire fence and the round again (a seqlock), so a payload is never mixed across rounds.
+
+use crate::digest::TxDigest;
+use crate::input::{WordSink, WordSource};
+use crate::machine::ExecStatus;
+use crate::role::{wait_until, Clock, Idle, Role, WaitStrategy};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+
+/// Bits of the channel's `published` word that hold the word count.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Largest input channel, in words.
+pub const MAX_CHANNEL_WORDS: usize = COUNT_MASK as usize;
+
+/// One execution's post: its digest and how it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Post {
+    /// Write and effects digests.
+    pub digest: TxDigest,
+    /// Completion status.
+    pub status: ExecStatus,
+}
+
+/// A single-writer slot holding the post of one core for one round.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct PostSlot {
+    round: AtomicU64,
+    digest: AtomicU64,
+    status: AtomicU64,
+}
+
+impl PostSlot {
+    /// Posts `p` for `round` (only the slot's owner calls this).
+    pub fn post(&self, round: u64, p: Post) {
+        self.round.store(0, Relaxed);
+        fence(Release);
+        self.digest.store(p.digest.pack(), Relaxed);
+        self.status.store(p.status as u64, Relaxed);
+        self.round.store(round, Release);
+    }
+
+    /// The post for `round`, if it is there.
+    pub fn read(&self, round: u64) -> Option<Post> {
+        if self.round.load(Acquire) != round {
+            return None;
+        }
+        let d = self.digest.load(Relaxed);
+        let s = self.status.load(Relaxed);
+        fence(Acquire);
+        if self.round.load(Relaxed) != round {
+            return None;
+        }
+        Some(Post {
+            digest: TxDigest::unpack(d),
+            status: ExecStatus::from_word(s),
+        })
+    }
+
+    /// Flips one bit of the posted digest (fault injection: corruption in flight).
+    pub fn flip_digest_bit(&self, bit: u32) {
+        self.digest.fetch_xor(1 << (bit % 64), Relaxed);
+    }
+}
+
+/// The coordinator's decision for one round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Both agreed: keep the writes, apply the effects.
+    Commit,
+    /// Roll back and re-execute.
+    Retry,
+    /// Roll back; the pair is escalated (suspect core if identified).
+    Escalate(Option<Role>),
+    /// Roll back; the transaction cannot run in lockstep (e.g. input log overflow).
+    Abort,
+}
+
+impl Decision {
+    /// Encodes as a nonzero word.
+    pub fn to_word(self) -> u64 {
+        match self {
+            Decision::Commit => 1,
+            Decision::Retry => 2,
+            Decision::Abort => 3,
+            Decision::Escalate(s) => 4 | (s.map_or(0xff, |r| r.code()) as u64) << 8,
+        }
+    }
+
+    /// Decodes; unknown words are `None`.
+    pub fn from_word(w: u64) -> Option<Self> {
+        match w & 0xff {
+            1 => Some(Decision::Commit),
+            2 => Some(Decision::Retry),
+            3 => Some(Decision::Abort),
+            4 => Some(Decision::Escalate(Role::from_code((w >> 8) as u8))),
+            _ => None,
+        }
+    }
+}
+
+/// The decision slot (single writer: whoever coordinates the pair).
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct DecisionSlot {
+    round: AtomicU64,
+    decision: AtomicU64,
+    committed: AtomicU64,
+}
+
+impl DecisionSlot {
+    /// Posts the decision for `round`.
+    pub fn post(&self, round: u64, d: Decision) {
+        if d == Decision::Commit {
+            self.committed.store(round, Release);
+        }
+        self.round.store(0, Relaxed);
+        fence(Release);
+        self.decision.store(d.to_word(), Relaxed);
+        self.round.store(round, Release);
+    }
+
+    /// The decision for `round`: `Commit` if `round` is the last committed round, the latest
+    /// decision if it is for `round`, `Retry` if a later round has been decided (a later
+    /// round can only be committed after the follower has seen this one's decision, so an
+    /// uncommitted older round was rolled back), `None` if `round` is still open.
+    pub fn read(&self, round: u64) -> Option<Decision> {
+        if self.committed.load(Acquire) == round && round != 0 {
+            return Some(Decision::Commit);
+        }
+        let r = self.round.load(Acquire);
+        let w = self.decision.load(Relaxed);
+        fence(Acquire);
+        if self.round.load(Relaxed) != r || r < round {
+            return None;
+        }
+        if r > round {
+            return Some(Decision::Retry);
+        }
+        Decision::from_word(w)
+    }
+}
+
+/// The streaming channel for the leader's input log (array of atomic words).
+#[derive(Debug)]
+pub struct InputChannel {
+    words: Box<[AtomicU64]>,
+    published: AtomicU64,
+}
+
+impl InputChannel {
+    /// A channel of `capacity` words (clamped to [`MAX_CHANNEL_WORDS`]).
+    pub fn new(capacity: usize) -> Self {
+        let n = capacity.min(MAX_CHANNEL_WORDS);
+        let words: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            words: words.into_boxed_slice(),
+            published: AtomicU64::new(0),
+        }
+    }
+
+    /// Round and word count currently published.
+    pub fn published(&self) -> (u64, usize) {
+        let p = self.published.load(Acquire);
+        (p >> COUNT_BITS, (p & COUNT_MASK) as usize)
+    }
+
+    /// Opens `round` for writing (leader only) and returns its writer.
+    pub fn begin(&self, round: u64) -> ChannelWriter<'_> {
+        self.published.store(round << COUNT_BITS, Relaxed);
+        fence(Release);
+        ChannelWriter {
+            ch: self,
+            round,
+            count: 0,
+        }
+    }
+
+    /// True while `round` is the published round (nothing of a later round was written).
+    pub fn is_current(&self, round: u64) -> bool {
+        fence(Acquire);
+        self.published.load(Relaxed) >> COUNT_BITS == round
+    }
+
+    /// Flips one bit of one published word (fault injection: corruption in flight).
+    pub fn flip_bit(&self, bit: u64) {
+        let (_, n) = self.published();
+        if n > 0 {
+            self.words[(bit / 64) as usize % n].fetch_xor(1 << (bit % 64), Relaxed);
+        }
+    }
+}
+
+/// Leader side of the input channel for one round.
+#[derive(Debug)]
+pub struct ChannelWriter<'a> {
+    ch: &'a InputChannel,
+    round: u64,
+    count: usize,
+}
+
+impl WordSink for ChannelWriter<'_> {
+    fn push_word(&mut self, w: u64) -> bool {
+        let Some(slot) = self.ch.words.get(self.count) else {
+            return false;
+        };
+        slot.store(w, Relaxed);
+        self.count += 1;
+        self.ch
+            .published
+            .store(self.round << COUNT_BITS | self.count as u64, Release);
+        true
+    }
+}
+
+/// Follower side of the input channel for one round: waits for words up to a deadline.
+pub struct ChannelReader<'a, C: Clock + ?Sized, I: Idle + ?Sized> {
+    ch: &'a InputChannel,
+    round: u64,
+    pos: usize,
+    avail: usize,
+    deadline: u64,
+    clock: &'a C,
+    idle: &'a I,
+    wait: WaitStrategy,
+}
+
+impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
+    /// A reader of `round` giving up at `deadline` (caller's clock).
+    pub fn new(
+        ch: &'a InputChannel,
+        round: u64,
+        deadline: u64,
+        clock: &'a C,
+        idle: &'a I,
+        wait: WaitStrategy,
+    ) -> Self {
+        Self {
+            ch,
+            round,
+            pos: 0,
+            avail: 0,
+            deadline,
+            clock,
+            idle,
+            wait,
+        }
+    }
+}
+
+impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I> {
+    fn next_word(&mut self) -> Option<u64> {
+        if self.pos >= self.avail {
+            let (ch, round, pos) = (self.ch, self.round, self.pos);
+            let got = wait_until(self.wait, self.clock, self.idle, Some(self.deadline), || {
+                let (r, n) = ch.published();
+                if r != round {
+                    Some(None)
+                } else if n > pos {
+                    Some(Some(n))
+                } else {
+                    None
+                }
+            });
+            self.avail = got.flatten()?;
+        }
+        let w = self.ch.words.get(self.pos)?.load(Relaxed);
+        self.pos += 1;
+        Some(w)
+    }
+}
+
+/// A lockstep pair's mailbox: input channel, the leader's and follower's post slots, the
+/// decision slot and a shutdown flag. Shared by reference between the pair's cores.
+#[derive(Debug)]
+pub struct Pair {
+    /// Leader → follower input log.
+    pub input: InputChannel,
+    /// The leader's posts.
+    pub leader: PostSlot,
+    /// The follower's posts.
+    pub follower: PostSlot,
+    /// The coordinator's decisions.
+    pub decision: DecisionSlot,
+    shutdown: AtomicBool,
+}
+
+impl Pair {
+    /// A mailbox whose input channel holds `input_capacity` words.
+    pub fn new(input_capacity: usize) -> Self {
+        Self {
+            input: InputChannel::new(input_capacity),
+            leader: PostSlot::default(),
+            follower: PostSlot::default(),
+            decision: DecisionSlot::default(),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks every core serving this pair to return.
+    pub fn shut_down(&self) {
+        self.shutdown.store(true, Release);
+    }
+
+    /// True once [`Pair::shut_down`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    /// The post slot written by `role` (the coordinator has none: it gets the leader's).
+    pub fn slot(&self, role: Role) -> &PostSlot {
+        match role {
+            Role::Follower => &self.follower,
+            _ => &self.leader,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    struct Host(std::time::Instant);
+    impl Clock for Host {
+        fn now(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
+    }
+    impl Idle for Host {
+        fn idle(&self) {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn slots_are_cache_line_aligned() {
+        assert_eq!(core::mem::align_of::<PostSlot>(), 64);
+        assert_eq!(core::mem::align_of::<DecisionSlot>(), 64);
+    }
+
+    #[test]
+    fn post_slot_round_tagging() {
+        let s = PostSlot::default();
+        let p = Post {
+            digest: TxDigest {
+                writes: 1,
+                effects: 2,
+            },
+            status: ExecStatus::Ok,
+        };
+        assert_eq!(s.read(1), None);
+        s.post(1, p);
+        assert_eq!(s.read(1), Some(p));
+        assert_eq!(s.read(2), None);
+        s.flip_digest_bit(0);
+        assert_ne!(s.read(1), Some(p));
+    }
+
+    #[test]
+    fn decision_words_and_history() {
+        for d in [
+            Decision::Commit,
+            Decision::Retry,
+            Decision::Abort,
+            Decision::Escalate(None),
+            Decision::Escalate(Some(Role::Follower)),
+        ] {
+            assert_eq!(Decision::from_word(d.to_word()), Some(d));
+        }
+        assert_eq!(Decision::from_word(0), None);
+        let s = DecisionSlot::default();
+        assert_eq!(s.read(1), None);
+        s.post(1, Decision::Retry);
+        assert_eq!(s.read(1), Some(Decision::Retry));
+        s.post(2, Decision::Commit);
+        s.post(3, Decision::Retry);
+        assert_eq!(s.read(2), Some(Decision::Commit), "a commit is remembered");
+        assert_eq!(s.read(1), Some(Decision::Retry), "an older uncommitted round was rolled back");
+        assert_eq!(s.read(3), Some(Decision::Retry));
+        assert_eq!(s.read(4), None);
+    }
+
+    #[test]
+    fn channel_streams_words_across_threads_and_detects_supersession() {
+        let pair = Arc::new(Pair::new(1000));
+        let p2 = pair.clone();
+        let reader = std::thread::spawn(move || {
+            let h = Host(std::time::Instant::now());
+            loop {
+                if p2.input.published().0 == 1 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let mut r = ChannelReader::new(&p2.input, 1, u64::MAX, &h, &h, WaitStrategy::default());
+            let v: Vec<u64> = (0..500).map(|_| r.next_word().unwrap()).collect();
+            (v, p2.input.is_current(1))
+        });
+        let mut w = pair.input.begin(1);
+        for i in 0..500u64 {
+            assert!(w.push_word(i * 3));
+        }
+        let (v, current) = reader.join().unwrap();
+        assert_eq!(v, (0..500u64).map(|i| i * 3).collect::<Vec<_>>());
+        assert!(current);
+        let _ = pair.input.begin(2);
+        assert!(!pair.input.is_current(1));
+        let h = Host(std::time::Instant::now());
+        let mut r = ChannelReader::new(&pair.input, 1, u64::MAX, &h, &h, WaitStrategy::default());
+        assert_eq!(r.next_word(), None, "a superseded round yields nothing");
+        let now = h.now();
+        let mut r = ChannelReader::new(&pair.input, 2, now + 1_000_000, &h, &h, WaitStrategy { spins: 10 });
+        assert_eq!(r.next_word(), None, "deadline");
+    }
+
+    #[test]
+    fn channel_overflow_refused() {
+        let ch = InputChannel::new(2);
+        let mut w = ch.begin(1);
+        assert!(w.push_word(1) && w.push_word(2));
+        assert!(!w.push_word(3));
+    }
+}
