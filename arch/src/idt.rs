@@ -10,7 +10,10 @@ core::arch::global_asm!(
     .section .text.trap_common, "ax"
     .global trap_common
 trap_common:
-    pushq %r15
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:  pushq %r15
     pushq %r14
     pushq %r13
     pushq %r12
@@ -31,6 +34,7 @@ trap_common:
     subq $512, %rsp
     andq $-64, %rsp
     fxsave64 (%rsp)
+    movq %rsp, %rsi
     call trap_dispatch
     fxrstor64 (%rsp)
     movq %r12, %rsp
@@ -50,7 +54,10 @@ trap_common:
     popq %r14
     popq %r15
     addq $16, %rsp
-    iretq
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:  iretq
 
     .section .text.trap_stubs, "ax"
     .align 16

@@ -28,3 +28,4 @@ pub mod trap;
 pub mod physmem;
 pub mod selftest;
 pub mod memory;
+pub mod guest;

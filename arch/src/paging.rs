@@ -128,3 +128,39 @@ pub fn switch_to_hypervisor_tables() {
         unsafe { crate::cpu::write_cr3(cr3) };
     }
 }
+
+/// A fresh L4 for a guest address space: empty guest half, the hypervisor's slots (256–511)
+/// copied from the hypervisor tables. Returns its physical address.
+pub fn new_guest_l4(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
+    let l4 = new_table(alloc)?;
+    let hv = hypervisor_cr3();
+    if hv == 0 {
+        return Err("hypervisor page tables not built yet");
+    }
+    let src = *table(hv);
+    table(l4)[256..].copy_from_slice(&src[256..]);
+    Ok(l4)
+}
+
+/// Maps one 4 KiB guest page `vaddr` → `paddr` in the tables rooted at `l4` with `flags`
+/// (`PTE_U`/`PTE_W`/`PTE_NX`), creating user-accessible intermediate tables as needed.
+/// Only the guest half (below the hypervisor range) may be mapped.
+pub fn map_guest_page(
+    l4: u64,
+    vaddr: u64,
+    paddr: u64,
+    flags: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), &'static str> {
+    if vaddr >= 0x0000_8000_0000_0000 || vaddr % 4096 != 0 || paddr % 4096 != 0 {
+        return Err("bad guest mapping");
+    }
+    let mut t = l4;
+    for level in (1..=3).rev() {
+        let e = &mut table(t)[idx(vaddr, level)];
+        t = next(e, alloc)?;
+        *e |= PTE_U | PTE_W;
+    }
+    table(t)[idx(vaddr, 0)] = paddr | PTE_P | flags;
+    Ok(())
+}

@@ -26,6 +26,8 @@ pub struct PerCpu {
     pub irqs: AtomicU64,
     /// Call-function IPIs taken.
     pub ipis: AtomicU64,
+    /// The frame `guest::enter_guest` returns to a guest from.
+    entry_frame: core::cell::UnsafeCell<crate::trap::TrapFrame>,
     /// Lowest and highest address of this CPU's main stack (for stack traces).
     pub stack_lo: AtomicU64,
     /// See `stack_lo`.
@@ -44,6 +46,7 @@ impl PerCpu {
             timer_ticks: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
+            entry_frame: core::cell::UnsafeCell::new(crate::trap::TrapFrame::ZERO),
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
         }
@@ -68,6 +71,17 @@ pub fn install(index: usize, apic_id: u32) {
     pc.apic_id.store(apic_id, Ordering::Relaxed);
     // SAFETY: the GS base is reserved for the per-CPU pointer; `addr` is a static slot.
     unsafe { crate::cpu::wrmsr(IA32_GS_BASE, addr) }
+}
+
+// SAFETY: every field but `entry_frame` is atomic; `entry_frame` is only touched by its own
+// CPU with interrupts disabled (see `guest_entry_frame`).
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    /// This CPU's guest-entry frame buffer. Only the owning CPU may use it, with interrupts off.
+    pub(crate) fn guest_entry_frame(&self) -> *mut crate::trap::TrapFrame {
+        self.entry_frame.get()
+    }
 }
 
 /// The running CPU's slot.

@@ -25,6 +25,7 @@ pub const ARCH_TESTS: &[SelfTest] = &[
     SelfTest { name: "timer", run: timer },
     SelfTest { name: "ipi", run: ipi },
     SelfTest { name: "frames", run: frames },
+    SelfTest { name: "ring3", run: ring3 },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
@@ -238,4 +239,91 @@ fn frames() -> Result<(), String> {
         return Err(format!("free frames {before} before, {after} after"));
     }
     Ok(())
+}
+
+/// Phases of the `ring3` self-test, advanced by its exit hook.
+static RING3_PHASE: AtomicU64 = AtomicU64::new(0);
+static RING3_SYSCALL_RIP: AtomicU64 = AtomicU64::new(0);
+
+fn ring3_exit_hook(exit: crate::guest::GuestExit, frame: &mut crate::trap::TrapFrame, fx: &mut crate::guest::FxArea) {
+    use crate::guest::GuestExit;
+    let fail = |why: &str| -> ! {
+        xprintln!("selftest ring3: FAIL: {} (exit {:?}, rip {:#x})", why, exit, frame.rip);
+        debug_exit(DEBUG_EXIT_FAIL)
+    };
+    match (RING3_PHASE.load(Ordering::SeqCst), exit) {
+        (0, GuestExit::Syscall) => {
+            if frame.rax != 0x1234 || frame.rdi != 0x5678 {
+                fail("SYSCALL arguments not seen by the hypervisor");
+            }
+            if frame.cs != u64::from(crate::gdt::RING3_CS64) || frame.ss != u64::from(crate::gdt::RING3_DS) {
+                fail("SYSCALL frame selectors wrong");
+            }
+            // xmm1 was set by the guest: it must be in the saved FPU image (bytes 160+16).
+            let xmm1 = u64::from_le_bytes(fx.0[176..184].try_into().unwrap_or([0; 8]));
+            if xmm1 != 0x0123_4567_89AB_CDEF {
+                fail("guest SSE state not saved on SYSCALL");
+            }
+            RING3_SYSCALL_RIP.store(frame.rcx, Ordering::SeqCst);
+            frame.rax = 0xABCD;
+            RING3_PHASE.store(1, Ordering::SeqCst);
+        }
+        (1, GuestExit::Exception(13)) => {
+            // The guest echoed rax (0xABCD) into rbx, then tried a privileged `cli`.
+            if frame.rbx != 0xABCD {
+                fail("SYSCALL result not returned to ring 3");
+            }
+            frame.rip += 1; // skip the one-byte `cli`
+            RING3_PHASE.store(2, Ordering::SeqCst);
+        }
+        (2, GuestExit::Exception(6)) => {
+            xprintln!("selftest ring3: PASS");
+            debug_exit(DEBUG_EXIT_PASS)
+        }
+        (_, GuestExit::Interrupt(_)) => {}
+        _ => fail("unexpected guest exit"),
+    }
+}
+
+fn ring3() -> Result<(), String> {
+    // mov $0x0123456789abcdef, %rax; movq %rax, %xmm1; mov $0x1234, %eax; mov $0x5678, %edi;
+    // syscall; mov %rax, %rbx; cli; ud2
+    const CODE: &[u8] = &[
+        0x48, 0xB8, 0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, // movabs rax
+        0x66, 0x48, 0x0F, 0x6E, 0xC8, // movq xmm1, rax
+        0xB8, 0x34, 0x12, 0x00, 0x00, // mov eax, 0x1234
+        0xBF, 0x78, 0x56, 0x00, 0x00, // mov edi, 0x5678
+        0x0F, 0x05, // syscall
+        0x48, 0x89, 0xC3, // mov rbx, rax
+        0xFA, // cli
+        0x0F, 0x0B, // ud2
+    ];
+    let mut alloc = crate::memory::alloc_frame;
+    let code = alloc().ok_or("no frame")?;
+    let stack = alloc().ok_or("no frame")?;
+    // SAFETY: `code` is a fresh frame owned by this test, mapped by the direct map.
+    unsafe {
+        core::ptr::copy_nonoverlapping(CODE.as_ptr(), crate::layout::phys_to_virt(code) as *mut u8, CODE.len())
+    };
+    let l4 = crate::paging::new_guest_l4(&mut alloc)?;
+    crate::paging::map_guest_page(l4, 0x40_0000, code, crate::paging::PTE_U, &mut alloc)?;
+    crate::paging::map_guest_page(
+        l4,
+        0x60_0000,
+        stack,
+        crate::paging::PTE_U | crate::paging::PTE_W | crate::paging::PTE_NX,
+        &mut alloc,
+    )?;
+    crate::guest::set_exit_hook(ring3_exit_hook);
+    let mut frame = crate::trap::TrapFrame::ZERO;
+    frame.rip = 0x40_0000;
+    frame.cs = u64::from(crate::gdt::RING3_CS64);
+    frame.rsp = 0x60_1000;
+    frame.ss = u64::from(crate::gdt::RING3_DS);
+    let fx = alloc::boxed::Box::new(crate::guest::FxArea::default());
+    let bases = crate::guest::GuestBases { cr3: l4, fs_base: 0, gs_base: 0 };
+    match crate::guest::enter_guest(&frame, &fx, bases) {
+        Ok(never) => match never {},
+        Err(e) => Err(format!("enter_guest refused: {e:?}")),
+    }
 }

@@ -36,6 +36,20 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+impl TrapFrame {
+    /// All-zero frame.
+    pub const ZERO: TrapFrame = TrapFrame {
+        rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
+        r12: 0, r13: 0, r14: 0, r15: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0,
+        rsp: 0, ss: 0,
+    };
+
+    /// Whether the frame was interrupted in ring 3 (guest code).
+    pub fn from_guest(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
 /// A handler for one interrupt vector (≥ 32). Runs with interrupts disabled.
 pub type IrqHandler = fn(vector: u8, frame: &mut TrapFrame);
 
@@ -119,13 +133,26 @@ pub fn exception_name(vector: u64) -> &'static str {
 
 /// Entry from `trap_common` (idt.rs) for every vector.
 #[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
+    use crate::guest::{call_exit_hook, GuestExit, SYSCALL_VECTOR};
     let vector = frame.vector;
+    if vector >= SYSCALL_VECTOR {
+        if !call_exit_hook(GuestExit::Syscall, frame, fx) {
+            fatal_trap(frame);
+        }
+        return;
+    }
     if vector == 2 {
         if STOPPING.load(Ordering::SeqCst) {
             crate::cpu::halt_forever();
         }
         xprintln!("NMI received on CPU{} (ignored)", percpu::cpu_index());
+        return;
+    }
+    if vector < 32 && frame.from_guest() {
+        if !call_exit_hook(GuestExit::Exception(vector as u8), frame, fx) {
+            fatal_trap(frame);
+        }
         return;
     }
     if vector < 32 {
@@ -146,11 +173,17 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         if vector != u64::from(crate::lapic::SPURIOUS_VECTOR) {
             crate::lapic::eoi();
         }
+        if frame.from_guest() {
+            call_exit_hook(GuestExit::Interrupt(vector as u8), frame, fx);
+        }
         return;
     }
     // SAFETY: only `register_irq` stores non-zero values, and it stores `IrqHandler`s.
     let handler: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(h) };
     handler(vector as u8, frame);
+    if frame.from_guest() {
+        call_exit_hook(GuestExit::Interrupt(vector as u8), frame, fx);
+    }
 }
 
 fn fatal_trap(frame: &TrapFrame) -> ! {

@@ -1,0 +1,236 @@
+//! Running 64-bit PV guest code in ring 3: SYSCALL entry, the exit hook the hypervisor core
+//! installs, and the one way into a guest ([`enter_guest`]).
+//!
+//! Entries from ring 3 (SYSCALL, exceptions, interrupts) build a [`TrapFrame`] exactly like
+//! hypervisor traps do; `trap_common` switches GS on the way in and out. SYSCALL frames carry
+//! vector [`SYSCALL_VECTOR`].
+
+use crate::gdt::{HYPERVISOR_CS, RING3_CS32, RING3_CS64, RING3_DS};
+use crate::trap::TrapFrame;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Pseudo-vector of a SYSCALL from ring 3.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+/// Pseudo-vector of a 32-bit (compatibility mode) SYSCALL, which PV guests may not use.
+pub const SYSCALL32_VECTOR: u64 = 0x101;
+
+/// FXSAVE image of the FPU/SSE state.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct FxArea(pub [u8; 512]);
+
+impl Default for FxArea {
+    fn default() -> Self {
+        let mut a = FxArea([0; 512]);
+        // FCW = 0x37f, MXCSR = 0x1f80: the state after FNINIT / reset.
+        a.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        a.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        a
+    }
+}
+
+/// Why a guest left ring 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// SYSCALL (a hypercall from the guest kernel, or a system call from guest user space).
+    Syscall,
+    /// A CPU exception (vector < 32).
+    Exception(u8),
+    /// An interrupt was handled while the guest ran; the guest is about to be resumed.
+    Interrupt(u8),
+}
+
+/// The hypervisor core's handler of guest exits: it may change the frame (registers, RIP),
+/// the FPU image, or not return at all (switching to another vCPU with [`enter_guest`]).
+pub type GuestExitHook = fn(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea);
+
+static GUEST_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the guest exit handler.
+pub fn set_exit_hook(hook: GuestExitHook) {
+    GUEST_HOOK.store(hook as usize, Ordering::Release);
+}
+
+/// Calls the installed exit hook; false if none is installed.
+pub(crate) fn call_exit_hook(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) -> bool {
+    let h = GUEST_HOOK.load(Ordering::Acquire);
+    if h == 0 {
+        return false;
+    }
+    // SAFETY: only `set_exit_hook` stores non-zero values, and it stores `GuestExitHook`s.
+    let hook: GuestExitHook = unsafe { core::mem::transmute::<usize, GuestExitHook>(h) };
+    hook(exit, frame, fx);
+    true
+}
+
+#[cfg(not(test))]
+core::arch::global_asm!(
+    r#"
+    .section .text.syscall_entry, "ax"
+    .global syscall_entry64
+syscall_entry64:
+    swapgs
+    movq %rsp, %gs:8
+    movq %gs:16, %rsp
+    pushq ${ds}
+    pushq %gs:8
+    pushq %r11
+    pushq ${cs64}
+    pushq %rcx
+    pushq $0
+    pushq ${vec64}
+    swapgs
+    jmp trap_common
+
+    .global syscall_entry32
+syscall_entry32:
+    swapgs
+    movq %rsp, %gs:8
+    movq %gs:16, %rsp
+    pushq ${ds}
+    pushq %gs:8
+    pushq %r11
+    pushq ${cs32}
+    pushq %rcx
+    pushq $0
+    pushq ${vec32}
+    swapgs
+    jmp trap_common
+
+    .global enter_guest_asm
+enter_guest_asm:
+    /* rdi = frame (TrapFrame), rsi = FXSAVE image; interrupts are off. */
+    fxrstor64 (%rsi)
+    movq %rdi, %rsp
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    swapgs
+    iretq
+    .text
+"#,
+    ds = const RING3_DS as u64,
+    cs64 = const RING3_CS64 as u64,
+    cs32 = const RING3_CS32 as u64,
+    vec64 = const SYSCALL_VECTOR,
+    vec32 = const SYSCALL32_VECTOR,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn syscall_entry64();
+    fn syscall_entry32();
+    fn enter_guest_asm(frame: *const TrapFrame, fx: *const FxArea) -> !;
+}
+
+const IA32_EFER: u32 = 0xC000_0080;
+const IA32_STAR: u32 = 0xC000_0081;
+const IA32_LSTAR: u32 = 0xC000_0082;
+const IA32_CSTAR: u32 = 0xC000_0083;
+const IA32_FMASK: u32 = 0xC000_0084;
+const IA32_FS_BASE: u32 = 0xC000_0100;
+const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
+
+/// Bytes of each CPU's SYSCALL stack.
+pub const SYSCALL_STACK_SIZE: usize = 32 * 1024;
+
+/// Enables SYSCALL on the running CPU with its own entry stack.
+pub fn init_cpu() {
+    let layout = alloc::alloc::Layout::from_size_align(SYSCALL_STACK_SIZE, 4096).expect("layout");
+    // SAFETY: non-zero size.
+    let stack = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    assert!(!stack.is_null(), "out of memory for the SYSCALL stack");
+    crate::percpu::this()
+        .syscall_stack_top
+        .store(stack as u64 + SYSCALL_STACK_SIZE as u64, Ordering::Relaxed);
+    // TF, IF, DF, IOPL, NT, AC cleared on entry (as Xen's).
+    let fmask = (1 << 8) | (1 << 9) | (1 << 10) | (3 << 12) | (1 << 14) | (1 << 18);
+    // SAFETY: these MSRs configure SYSCALL to enter at the stubs above on the hypervisor's
+    // selectors; SYSRET is never used (guests return through iretq), but STAR still names the
+    // ring-3 selectors Xen uses.
+    unsafe {
+        crate::cpu::wrmsr(IA32_STAR, (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32));
+        crate::cpu::wrmsr(IA32_LSTAR, syscall_entry64 as *const () as u64);
+        crate::cpu::wrmsr(IA32_CSTAR, syscall_entry32 as *const () as u64);
+        crate::cpu::wrmsr(IA32_FMASK, fmask);
+        crate::cpu::wrmsr(IA32_EFER, crate::cpu::rdmsr(IA32_EFER) | 1);
+    }
+}
+
+/// Guest-visible state a guest is entered with, besides the registers in the frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestBases {
+    /// Page-table base (CR3) of the guest context being entered.
+    pub cr3: u64,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base in effect in the guest (the "user" or "kernel" one, as the mode requires).
+    pub gs_base: u64,
+}
+
+/// Reasons [`enter_guest`] refuses a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnterError {
+    /// CS or SS is not a ring-3 selector.
+    BadSelector,
+    /// RIP or RSP is not canonical, or RIP lies in the hypervisor's range.
+    BadAddress,
+}
+
+fn canonical(v: u64) -> bool {
+    let top = v >> 47;
+    top == 0 || top == 0x1_FFFF
+}
+
+/// Sanitises `frame` for ring 3: RPL 3 selectors, IF set, IOPL 0, no NT/RF/VM.
+pub fn sanitize_frame(frame: &mut TrapFrame) -> Result<(), EnterError> {
+    if frame.cs & 3 != 3 || frame.ss & 3 != 3 || frame.cs < 0x10 {
+        return Err(EnterError::BadSelector);
+    }
+    if !canonical(frame.rip) || !canonical(frame.rsp) {
+        return Err(EnterError::BadAddress);
+    }
+    const KEEP: u64 = 0x0000_0000_0024_0CD5; // CF PF AF ZF SF TF DF OF AC ID
+    frame.rflags = (frame.rflags & KEEP) | (1 << 9) | (1 << 1);
+    Ok(())
+}
+
+/// Leaves the hypervisor and runs guest code from `frame` with FPU state `fx`.
+///
+/// The frame and FPU image must live in memory that stays mapped in the guest's tables (the
+/// heap or image: both sit in the hypervisor slots every guest L4 carries). Never returns: the
+/// next guest exit enters through `trap_common` on a fresh stack.
+pub fn enter_guest(frame: &TrapFrame, fx: &FxArea, bases: GuestBases) -> Result<core::convert::Infallible, EnterError> {
+    let mut f = *frame;
+    sanitize_frame(&mut f)?;
+    crate::cpu::disable_interrupts();
+    // The frame must outlive this function: copy it to this CPU's entry slot.
+    let slot = crate::percpu::this().guest_entry_frame();
+    // SAFETY: `slot` is this CPU's private, static, properly aligned frame buffer; interrupts
+    // are off, so nothing else on this CPU uses it until the guest is entered.
+    unsafe { *slot = f };
+    // SAFETY: the MSRs hold the guest's FS base and (swapped in by `swapgs` on entry) its GS
+    // base; CR3 is a guest L4 that the hypervisor validated and that maps the hypervisor's
+    // slots; `slot` and `fx` stay valid; the frame was sanitised for ring 3 above.
+    unsafe {
+        crate::cpu::wrmsr(IA32_FS_BASE, bases.fs_base);
+        crate::cpu::wrmsr(IA32_KERNEL_GS_BASE, bases.gs_base);
+        if bases.cr3 != 0 && bases.cr3 != crate::cpu::read_cr3() {
+            crate::cpu::write_cr3(bases.cr3);
+        }
+        enter_guest_asm(slot, fx)
+    }
+}
