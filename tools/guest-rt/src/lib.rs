@@ -1,3 +1,29 @@
 //! Guest-side runtime shared by the dom0 kernel and the test guests: the only guest crate
-//! with `unsafe` and `asm!` (entry, hypercall stubs, console).
+//! with `unsafe` and `asm!` (entry, hypercall stubs, console, traps).
+//!
+//! A guest binary is `#![no_std] #![no_main]`, calls [`entry!`] once with its main function and
+//! links with the test guests' linker script. Everything else is ordinary safe Rust on top of
+//! the typed hypercall wrappers here, which all return [`XenResult`] (negative errno on error).
 #![cfg_attr(not(test), no_std)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod boot;
+pub mod console;
+pub mod cpu;
+pub mod errno;
+pub mod evtchn;
+pub mod hypercall;
+pub mod mm;
+pub mod multicall;
+pub mod panic;
+pub mod sched;
+pub mod shared_info;
+pub mod start_info;
+pub mod test;
+pub mod traps;
+pub mod vcpu;
+pub mod version;
+
+pub use errno::{Errno, XenResult};

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# build-guests.sh — build the PV test guests (tests/guests) and copy each to
+# build/guests/<name>.elf.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+cargo build --release -p test-guests
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
+OUT="$ROOT/build/guests"
+mkdir -p "$OUT"
+
+# The binaries are the [[bin]] entries of tests/guests/Cargo.toml.
+names=$(sed -n '/^\[\[bin\]\]/,/^path/ s/^name *= *"\(.*\)"/\1/p' tests/guests/Cargo.toml)
+[[ -n "$names" ]] || { echo "build-guests: no [[bin]] in tests/guests/Cargo.toml" >&2; exit 1; }
+for name in $names; do
+    src="$BIN_DIR/$name"
+    [[ -f "$src" ]] || { echo "build-guests: missing $src" >&2; exit 1; }
+    cp -f "$src" "$OUT/$name.elf"
+    echo "build-guests: $OUT/$name.elf"
+done
