@@ -614,7 +614,10 @@ mod tests {
         assert_eq!(e.sub_page(), (0x10, 0x20));
         assert_eq!(e.frame(), 0x1_2345_6789);
         assert_eq!(e.to_vec(), raw);
-        assert_eq!(gntst_message(GNTST_EAGAIN), Some("operation not done; try again"));
+        assert_eq!(
+            gntst_message(GNTST_EAGAIN),
+            Some("operation not done; try again")
+        );
         assert_eq!(gntst_message(-14), None);
     }
 }

@@ -40,10 +40,16 @@ impl fmt::Display for AbiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AbiError::ShortBuffer { needed, got } => {
-                write!(f, "buffer of {got} bytes is shorter than the {needed}-byte structure")
+                write!(
+                    f,
+                    "buffer of {got} bytes is shorter than the {needed}-byte structure"
+                )
             }
             AbiError::PayloadTooLarge { size, capacity } => {
-                write!(f, "payload of {size} bytes does not fit a {capacity}-byte union")
+                write!(
+                    f,
+                    "payload of {size} bytes does not fit a {capacity}-byte union"
+                )
             }
             AbiError::StringTooLong { len, capacity } => write!(
                 f,

@@ -328,7 +328,10 @@ mod tests {
         assert_eq!(XenHvmParam::read_from(&b), Ok(p));
         let v = (HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | 0xf3;
         assert_eq!(callback_irq_type(v), HVM_PARAM_CALLBACK_TYPE_VECTOR);
-        let u = XenHvmEvtchnUpcallVector { vcpu: 1, vector: 0xf3 };
+        let u = XenHvmEvtchnUpcallVector {
+            vcpu: 1,
+            vector: 0xf3,
+        };
         assert_eq!(u.to_vec(), [1, 0, 0, 0, 0xf3, 0, 0, 0]);
     }
 }

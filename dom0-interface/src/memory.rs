@@ -248,11 +248,7 @@ pub struct E820Entry {
     /// `E820_*` type.
     pub r#type: u32,
 }
-guest_abi!(E820Entry {
-    addr,
-    size,
-    r#type
-});
+guest_abi!(E820Entry { addr, size, r#type });
 
 /// E820 usable RAM (same numbering as `XEN_HVM_MEMMAP_TYPE_RAM`).
 pub const E820_RAM: u32 = crate::hvm::XEN_HVM_MEMMAP_TYPE_RAM;

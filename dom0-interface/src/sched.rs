@@ -127,8 +127,14 @@ mod tests {
             reason: SHUTDOWN_CRASH,
         };
         assert_eq!(s.to_vec(), [3, 0, 0, 0]);
-        assert_eq!(SchedShutdown::read_from(&[1, 0, 0, 0]).unwrap().reason, SHUTDOWN_REBOOT);
-        assert_eq!(shutdown_reason_name(SHUTDOWN_SOFT_RESET), Some("soft_reset"));
+        assert_eq!(
+            SchedShutdown::read_from(&[1, 0, 0, 0]).unwrap().reason,
+            SHUTDOWN_REBOOT
+        );
+        assert_eq!(
+            shutdown_reason_name(SHUTDOWN_SOFT_RESET),
+            Some("soft_reset")
+        );
         assert_eq!(shutdown_reason_name(SHUTDOWN_MAX + 1), None);
     }
 

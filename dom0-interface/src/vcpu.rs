@@ -179,7 +179,9 @@ mod tests {
         let b = t.to_vec();
         assert_eq!(&b[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(VcpuSetSingleshotTimer::read_from(&b), Ok(t));
-        let p = VcpuSetPeriodicTimer { period_ns: 10_000_000 };
+        let p = VcpuSetPeriodicTimer {
+            period_ns: 10_000_000,
+        };
         assert_eq!(VcpuSetPeriodicTimer::read_from(&p.to_vec()), Ok(p));
         let i = VcpuRegisterVcpuInfo {
             mfn: 0x1234,
@@ -187,9 +189,16 @@ mod tests {
             rsvd: 0,
         };
         assert_eq!(VcpuRegisterVcpuInfo::read_from(&i.to_vec()), Ok(i));
-        let a = VcpuRegisterRunstateMemoryArea { addr: 0xffff_8000_1000_0000 };
-        assert_eq!(VcpuRegisterRunstateMemoryArea::read_from(&a.to_vec()), Ok(a));
-        let id = VcpuGetPhysid { phys_id: (7 << 32) | 3 };
+        let a = VcpuRegisterRunstateMemoryArea {
+            addr: 0xffff_8000_1000_0000,
+        };
+        assert_eq!(
+            VcpuRegisterRunstateMemoryArea::read_from(&a.to_vec()),
+            Ok(a)
+        );
+        let id = VcpuGetPhysid {
+            phys_id: (7 << 32) | 3,
+        };
         assert_eq!((id.apic_id(), id.acpi_id()), (3, 7));
     }
 }

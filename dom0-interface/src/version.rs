@@ -72,13 +72,21 @@ macro_rules! char_buffer {
     };
 }
 
-char_buffer!(XenExtraversion, XEN_EXTRAVERSION_LEN, "`xen_extraversion_t`: e.g. `\".0\"`.");
+char_buffer!(
+    XenExtraversion,
+    XEN_EXTRAVERSION_LEN,
+    "`xen_extraversion_t`: e.g. `\".0\"`."
+);
 char_buffer!(
     XenCapabilitiesInfo,
     XEN_CAPABILITIES_INFO_LEN,
     "`xen_capabilities_info_t`: space-separated guest types, e.g. `\"xen-3.0-x86_64 hvm-3.0-x86_64\"`."
 );
-char_buffer!(XenChangesetInfo, XEN_CHANGESET_INFO_LEN, "`xen_changeset_info_t`.");
+char_buffer!(
+    XenChangesetInfo,
+    XEN_CHANGESET_INFO_LEN,
+    "`xen_changeset_info_t`."
+);
 char_buffer!(XenCommandline, XEN_COMMANDLINE_LEN, "`xen_commandline_t`.");
 
 /// `struct xen_compile_info`.
@@ -213,7 +221,10 @@ mod tests {
         let b = e.to_vec();
         assert_eq!(b.len(), 16);
         assert_eq!(&b[..13], b".0-dualvisor\0");
-        assert_eq!(XenExtraversion::read_from(&b).unwrap().as_bytes(), b".0-dualvisor");
+        assert_eq!(
+            XenExtraversion::read_from(&b).unwrap().as_bytes(),
+            b".0-dualvisor"
+        );
         assert!(XenExtraversion::from_bytes(&[b'x'; 16]).is_err());
         let c = XenCapabilitiesInfo::from_bytes(b"xen-3.0-x86_64 hvm-3.0-x86_64").unwrap();
         assert_eq!(c.as_bytes(), b"xen-3.0-x86_64 hvm-3.0-x86_64");
@@ -222,7 +233,11 @@ mod tests {
     #[test]
     fn feature_info() {
         let map = feature_submap(
-            &[XENFEAT_WRITABLE_PAGE_TABLES, XENFEAT_DOM0, XENFEAT_HVM_CALLBACK_VECTOR],
+            &[
+                XENFEAT_WRITABLE_PAGE_TABLES,
+                XENFEAT_DOM0,
+                XENFEAT_HVM_CALLBACK_VECTOR,
+            ],
             0,
         );
         assert_eq!(map, Some((1 << 0) | (1 << 11) | (1 << 8)));

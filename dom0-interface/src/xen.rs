@@ -663,7 +663,10 @@ mod tests {
         let b = m.to_vec();
         assert_eq!(&b[56..64], &6u64.to_le_bytes());
         assert_eq!(MulticallEntry::read_from(&b), Ok(m));
-        assert_eq!(MulticallEntry::read_element(&[b.clone(), b].concat(), 1), Ok(m));
+        assert_eq!(
+            MulticallEntry::read_element(&[b.clone(), b].concat(), 1),
+            Ok(m)
+        );
     }
 
     #[test]
@@ -694,10 +697,7 @@ mod tests {
         };
         // (500 << 1) * 0.5 = 500 ns.
         assert_eq!(t.system_time_at(1500), 5_500);
-        let t2 = VcpuTimeInfo {
-            tsc_shift: -1,
-            ..t
-        };
+        let t2 = VcpuTimeInfo { tsc_shift: -1, ..t };
         // (500 >> 1) * 0.5 = 125 ns.
         assert_eq!(t2.system_time_at(1500), 5_125);
     }
