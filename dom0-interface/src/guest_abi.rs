@@ -89,6 +89,19 @@ pub trait GuestAbi: Sized {
             }),
         }
     }
+
+    /// Encodes `self` as element `index` of a guest array of these structures.
+    fn write_element(&self, out: &mut [u8], index: usize) -> Result<(), AbiError> {
+        let start = index.saturating_mul(Self::SIZE);
+        let got = out.len();
+        match out.get_mut(start..) {
+            Some(tail) => self.write_to(tail),
+            None => Err(AbiError::ShortBuffer {
+                needed: start.saturating_add(Self::SIZE),
+                got,
+            }),
+        }
+    }
 }
 
 /// One field's little-endian codec. `get`/`put` are only called on slices of at least
@@ -279,8 +292,11 @@ mod tests {
             a: 7,
             ..Sample::default()
         };
-        second.write_to(&mut buf[24..]).unwrap();
+        second.write_element(&mut buf, 1).unwrap();
+        assert_eq!(&buf[24..26], &[7, 0]);
         assert_eq!(Sample::read_element(&buf, 1), Ok(second));
+        assert!(second.write_element(&mut buf, 2).is_err());
+        assert!(second.write_element(&mut buf, usize::MAX).is_err());
     }
 
     #[test]
