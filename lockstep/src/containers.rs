@@ -81,6 +81,7 @@ impl<T: Value + 'static> JVec<T> {
     pub fn pop(&mut self, j: &mut Journal) -> Option<T> {
         let v = self.items.pop()?;
         let c = self.checks.pop().unwrap_or_default();
+        j.check_old(self.tag, self.items.len() as u64, c, checksum(&v));
         self.log(j).push(VecUndo::Popped(v.clone(), c));
         j.record(self.tag, op::POP, self.items.len() as u64, c);
         Some(v)
@@ -95,6 +96,7 @@ impl<T: Value + 'static> JVec<T> {
         let c = checksum(&v);
         let old = core::mem::replace(&mut self.items[i], v);
         let old_c = core::mem::replace(&mut self.checks[i], c);
+        j.check_old(self.tag, i as u64, old_c, checksum(&old));
         self.log(j).push(VecUndo::Set(i, old.clone(), old_c));
         j.record(self.tag, op::SET, i as u64, c);
         Some(old)
@@ -104,6 +106,7 @@ impl<T: Value + 'static> JVec<T> {
     pub fn update<R>(&mut self, j: &mut Journal, i: usize, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         let old = self.items.get(i)?.clone();
         let old_c = self.checks[i];
+        j.check_old(self.tag, i as u64, old_c, checksum(&old));
         self.log(j).push(VecUndo::Set(i, old, old_c));
         let r = f(&mut self.items[i]);
         let c = checksum(&self.items[i]);
@@ -277,6 +280,7 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
         j.record(self.tag, op::INSERT, checksum(&k) as u64, c);
         match self.map.insert(k.clone(), (v, c)) {
             Some((old, old_c)) => {
+                j.check_old(self.tag, checksum(&k) as u64, old_c, checksum_kv(&k, &old));
                 self.log(j).push(MapUndo::Replaced(k, old.clone(), old_c));
                 Some(old)
             }
@@ -290,6 +294,7 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
     /// Removes `k`; returns its value.
     pub fn remove(&mut self, j: &mut Journal, k: &K) -> Option<V> {
         let (v, c) = self.map.remove(k)?;
+        j.check_old(self.tag, checksum(k) as u64, c, checksum_kv(k, &v));
         j.record(self.tag, op::REMOVE, checksum(k) as u64, c);
         self.log(j).push(MapUndo::Removed(k.clone(), v.clone(), c));
         Some(v)
@@ -298,6 +303,7 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
     /// Mutates the value at `k` in place; `None` if absent.
     pub fn update<R>(&mut self, j: &mut Journal, k: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let (old, old_c) = self.map.get(k)?.clone();
+        j.check_old(self.tag, checksum(k) as u64, old_c, checksum_kv(k, &old));
         self.log(j).push(MapUndo::Replaced(k.clone(), old, old_c));
         let slot = self.map.get_mut(k)?;
         let r = f(&mut slot.0);

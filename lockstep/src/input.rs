@@ -107,6 +107,13 @@ pub struct LogReader<'a> {
     pos: usize,
 }
 
+impl<'a> LogReader<'a> {
+    /// A cursor over recorded words.
+    pub fn from_words(words: &'a [u64]) -> Self {
+        Self { words, pos: 0 }
+    }
+}
+
 impl WordSource for LogReader<'_> {
     fn next_word(&mut self) -> Option<u64> {
         let w = *self.words.get(self.pos)?;
@@ -143,6 +150,71 @@ pub fn replay_request(
         buf.push(src.next_word().ok_or(InputError::Unavailable)?);
     }
     Ok(())
+}
+
+/// The environment of a re-execution: answers every question the earlier attempt asked,
+/// in the same order, from that attempt's log (so a retry sees the same world, as the
+/// transaction's inputs were captured once); from the first question that differs on, it
+/// asks the real environment.
+pub struct MemoEnv<'a> {
+    words: &'a [u64],
+    pos: usize,
+    env: &'a mut dyn Env,
+    diverged: bool,
+}
+
+impl<'a> MemoEnv<'a> {
+    /// A memo over `log` (a complete log, request header included) in front of `env`.
+    pub fn new(log: &'a [u64], env: &'a mut dyn Env) -> Self {
+        let skip = log.first().map_or(0, |&n| n as usize + 1);
+        Self {
+            words: log,
+            pos: skip,
+            env,
+            diverged: false,
+        }
+    }
+
+    fn word(&self, i: usize) -> Option<u64> {
+        self.words.get(self.pos + i).copied()
+    }
+}
+
+impl Env for MemoEnv<'_> {
+    fn value(&mut self, kind: u32) -> u64 {
+        if !self.diverged && self.word(0) == Some(VALUE_TAG | kind as u64) {
+            if let Some(v) = self.word(1) {
+                self.pos += 2;
+                return v;
+            }
+        }
+        self.diverged = true;
+        self.env.value(kind)
+    }
+
+    fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        if !self.diverged {
+            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
+                let ok = (h >> 32) & 1 == 1;
+                let n = if ok { buf.len().div_ceil(8) } else { 0 };
+                if h & TAG_MASK == READ_TAG
+                    && h & 0xffff_ffff == buf.len() as u64
+                    && a == addr
+                    && self.pos + 2 + n <= self.words.len()
+                {
+                    for (i, chunk) in buf.chunks_mut(8).enumerate().take(n) {
+                        let w = self.words[self.pos + 2 + i].to_le_bytes();
+                        let len = chunk.len();
+                        chunk.copy_from_slice(&w[..len]);
+                    }
+                    self.pos += 2 + n;
+                    return ok;
+                }
+            }
+        }
+        self.diverged = true;
+        self.env.read_guest(addr, buf)
+    }
 }
 
 enum Mode<'a> {
@@ -357,6 +429,28 @@ mod tests {
         assert_eq!(handler(&mut inp).unwrap(), leader);
         assert!(inp.poisoned().is_none());
         assert_eq!(rd.next_word(), None, "the whole log was consumed");
+    }
+
+    #[test]
+    fn memo_answers_the_same_questions_then_falls_through() {
+        let mut env = TestEnv { t: 0 };
+        let mut log = InputLog::new(64);
+        record_request(&mut log, &[1]).unwrap();
+        let first = {
+            let mut inp = Input::record(&[1], &mut env, &mut log);
+            handler(&mut inp).unwrap()
+        };
+        let mut memo = MemoEnv::new(log.words(), &mut env);
+        let mut log2 = InputLog::new(64);
+        let again = {
+            let mut inp = Input::record(&[1], &mut memo, &mut log2);
+            handler(&mut inp).unwrap()
+        };
+        assert_eq!(first, again, "a re-execution sees the same values");
+        assert_eq!(memo.value(1), 301, "past the memo: the real environment");
+        let mut memo = MemoEnv::new(log.words(), &mut env);
+        assert_eq!(memo.value(2), 402, "a different question diverges at once");
+        assert_eq!(memo.value(1), 501);
     }
 
     #[test]

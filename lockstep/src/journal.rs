@@ -23,6 +23,8 @@ pub mod op {
     pub const PUSH: u8 = 4;
     /// A vector element was popped.
     pub const POP: u8 = 5;
+    /// An object about to be overwritten failed its checksum (latent corruption found).
+    pub const CORRUPT: u8 = 6;
 }
 
 /// The write side of one execution: its epoch and its running write digest.
@@ -31,6 +33,7 @@ pub struct Journal {
     epoch: u64,
     writes: Hasher,
     count: u64,
+    corrupt: u64,
 }
 
 impl Default for Journal {
@@ -46,6 +49,7 @@ impl Journal {
             epoch: 1,
             writes: Hasher::new(),
             count: 0,
+            corrupt: 0,
         }
     }
 
@@ -54,6 +58,7 @@ impl Journal {
         self.epoch = epoch;
         self.writes = Hasher::new();
         self.count = 0;
+        self.corrupt = 0;
     }
 
     /// The epoch that stamps the undo records of this execution.
@@ -68,6 +73,21 @@ impl Journal {
         self.writes.write_u64(position);
         self.writes.write_u32(check);
         self.count += 1;
+    }
+
+    /// Checks, before an object is overwritten, that its data still matches its stored
+    /// checksum; a mismatch (a flipped bit that the write would launder) is fed into the
+    /// write digest so the two executions disagree and the replica gets scrubbed.
+    pub fn check_old(&mut self, tag: u32, position: u64, stored: u32, actual: u32) {
+        if stored != actual {
+            self.record(tag, op::CORRUPT, position, actual);
+            self.corrupt += 1;
+        }
+    }
+
+    /// Corrupted objects met by this execution's writes.
+    pub fn corrupt_count(&self) -> u64 {
+        self.corrupt
     }
 
     /// Digest of all writes of this execution so far.
@@ -137,7 +157,8 @@ impl<T: crate::Value + 'static> JCell<T> {
         &self.value
     }
 
-    fn save(&mut self, j: &Journal) {
+    fn save(&mut self, j: &mut Journal) {
+        j.check_old(self.tag, 0, self.check, crate::value::checksum(&self.value));
         if self.log_epoch != j.epoch() {
             self.log.clear();
             self.log_epoch = j.epoch();
@@ -253,6 +274,19 @@ mod tests {
         a.set(&mut j1, 1);
         b.set(&mut j2, 3);
         assert_ne!(j1.write_digest(), j2.write_digest());
+    }
+
+    #[test]
+    fn overwriting_a_corrupted_object_is_noticed() {
+        let mut j = Journal::new();
+        let mut c = JCell::new(1, 0u64);
+        c.flip_bit(5);
+        c.set(&mut j, 7);
+        assert_eq!(j.corrupt_count(), 1);
+        let mut j2 = Journal::new();
+        let mut clean = JCell::new(1, 0u64);
+        clean.set(&mut j2, 7);
+        assert_ne!(j.write_digest(), j2.write_digest());
     }
 
     #[test]

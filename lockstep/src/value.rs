@@ -170,7 +170,7 @@ tuple_value!(A 0, B 1, C 2, D 3);
 /// `impl_value!(Vcpu { id, running, regs });`. List every field that matters for equality.
 #[macro_export]
 macro_rules! impl_value {
-    ($ty:ty { $($field:ident),* $(,)? }) => {
+    ($ty:ty { $($field:tt),* $(,)? }) => {
         impl $crate::Value for $ty {
             fn digest(&self, h: &mut $crate::Hasher) {
                 $( $crate::Value::digest(&self.$field, h); )*

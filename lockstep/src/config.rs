@@ -1,0 +1,130 @@
+//! Engine configuration and the per-transaction outcome reported to the embedder.
+
+use crate::inject::{FaultKind, InjectionOutcome};
+use crate::role::{Role, WaitStrategy};
+
+/// Engine configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Lockstep on (two executions per transaction) or off (one).
+    pub lockstep: bool,
+    /// Re-executions of a failing transaction before escalating (K).
+    pub max_retries: u32,
+    /// How long (caller's clock units) a core may take for one execution.
+    pub deadline_cycles: u64,
+    /// Spin-then-idle wait strategy.
+    pub wait: WaitStrategy,
+    /// Input log capacity in words.
+    pub input_capacity: usize,
+    /// Spare cores the embedder offers to replace a core taken out of service.
+    pub spares: u32,
+    /// Verify per-object checksums (and repair) of both replicas before each retry.
+    pub scrub_on_retry: bool,
+    /// Scrub both replicas every N transactions (0: never).
+    pub scrub_interval: u64,
+    /// With a separate coordinator core, the leader gives up waiting for a decision after
+    /// this many deadlines and coordinates itself.
+    pub coordinator_grace: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lockstep: true,
+            max_retries: 3,
+            deadline_cycles: 50_000_000,
+            wait: WaitStrategy::default(),
+            input_capacity: 4096,
+            spares: 0,
+            scrub_on_retry: true,
+            scrub_interval: 0,
+            coordinator_grace: 3,
+        }
+    }
+}
+
+/// Engine-level failures (never panics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    /// The two replicas handed to the engine are not equal.
+    ReplicasDiffer,
+    /// The transaction needs more input words than the log holds.
+    InputOverflow,
+    /// The pair's follower has been taken out of service; run unprotected or resync.
+    FollowerRetired,
+    /// The configuration is unusable (e.g. an input capacity of zero).
+    BadConfig,
+}
+
+impl core::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            EngineError::ReplicasDiffer => "replicas differ",
+            EngineError::InputOverflow => "input log overflow",
+            EngineError::FollowerRetired => "follower taken out of service",
+            EngineError::BadConfig => "bad lockstep configuration",
+        })
+    }
+}
+
+/// How a transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxResult<Err> {
+    /// Writes kept, effects applied once.
+    Committed,
+    /// The handler failed (agreed by both executions): nothing kept, nothing applied.
+    Failed(Err),
+    /// The engine could not run it: nothing kept, nothing applied.
+    Aborted(EngineError),
+}
+
+/// What the embedder learns about one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome<Err> {
+    /// The result.
+    pub result: TxResult<Err>,
+    /// Execution attempts (1 without faults).
+    pub attempts: u32,
+    /// Attempts whose comparison failed (or latent corruption found by the follow-up scrub).
+    pub detections: u32,
+    /// `Some(suspect)` if the pair was escalated during this transaction.
+    pub escalation: Option<Option<Role>>,
+    /// Objects repaired from the other replica.
+    pub repaired: usize,
+    /// The fault injected into this transaction, if any.
+    pub injected: Option<FaultKind>,
+    /// Its live classification (a wrong commit cannot be seen live; see the campaign).
+    pub classification: Option<InjectionOutcome>,
+}
+
+impl<Err> Outcome<Err> {
+    /// An outcome with no retries and no injection.
+    pub fn new(result: TxResult<Err>) -> Self {
+        Self {
+            result,
+            attempts: 1,
+            detections: 0,
+            escalation: None,
+            repaired: 0,
+            injected: None,
+            classification: None,
+        }
+    }
+
+    /// True if committed.
+    pub fn is_committed(&self) -> bool {
+        matches!(self.result, TxResult::Committed)
+    }
+}
+
+/// Receives committed effects (exactly once per committed transaction).
+pub trait EffectSink<E> {
+    /// Applies the effects of one committed transaction, in order.
+    fn apply(&mut self, effects: &[E]);
+}
+
+impl<E, F: FnMut(&[E])> EffectSink<E> for F {
+    fn apply(&mut self, effects: &[E]) {
+        self(effects)
+    }
+}
