@@ -40,9 +40,9 @@ deps:
 
 ## image: the hypervisor ELF, build/dualvisor.elf
 image:
-	$(CARGO) build --release --bin dualvisor
+	@$(CARGO) build --release --bin dualvisor
 	@mkdir -p $(BUILD)
-	cp $(TARGET)/dualvisor $(IMAGE)
+	@cp $(TARGET)/dualvisor $(IMAGE) && echo "image: $(IMAGE)" >&2
 
 ## iso: a GRUB rescue ISO booting the image through multiboot2, build/dualvisor.iso
 iso: deps image
@@ -52,9 +52,11 @@ iso: deps image
 	grub-mkrescue -o $(ISO) $(ISO_ROOT) 2>$(BUILD)/grub-mkrescue.log || { cat $(BUILD)/grub-mkrescue.log >&2; exit 1; }
 	@echo "iso: $(ISO)"
 
-## run: boot the image under QEMU, serial console on stdio (works with pipes; stop with ^C)
+## run: boot the image under QEMU, serial console on stdio (works with pipes; stop with ^C).
+## Only the serial output goes to stdout; make's own messages go to stderr.
 run: deps image
-	exec $(QEMU) -machine q35 -cpu EPYC,-monitor,-smap -smp $(SMP) -m 1024 -nic none \
+	@echo "run: $(QEMU) -smp $(SMP) -kernel $(IMAGE) -append \"$(RUN_APPEND)\"$(if $(strip $(RUN_MODULES)), -initrd \"$(RUN_MODULES)\")" >&2
+	@exec $(QEMU) -machine q35 -cpu EPYC,-monitor,-smap -smp $(SMP) -m 1024 -nic none \
 		-display none -monitor none -serial stdio \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 		-kernel $(IMAGE) -append "$(RUN_APPEND)" \

@@ -7,6 +7,9 @@ use crate::exit::QemuExit;
 use crate::pattern::Pattern;
 use crate::watch::{WatchState, Watcher};
 
+/// How long missing markers may still arrive after a stop line (output racing between CPUs).
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// How a passing run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -27,8 +30,9 @@ pub struct Expectation {
     pub expect: Vec<Pattern>,
     /// Lines that fail the run as soon as they appear.
     pub fail: Vec<Pattern>,
-    /// Lines after which nothing more will come (e.g. "dom0 halted"): if one appears while
-    /// markers are still missing, the run fails at once instead of waiting for the timeout.
+    /// Lines that announce the system's final state (e.g. "dom0 halted"): if markers are
+    /// still missing [`STOP_GRACE`] after one appeared, the run fails without waiting for the
+    /// timeout.
     pub stop: Vec<Pattern>,
     /// How a passing run ends.
     pub end: End,
@@ -61,6 +65,7 @@ pub struct Monitor {
     end: End,
     timeout: Duration,
     all_seen_at: Option<Duration>,
+    stopped_at: Option<Duration>,
 }
 
 impl Monitor {
@@ -71,6 +76,7 @@ impl Monitor {
             end: exp.end,
             timeout: exp.timeout,
             all_seen_at: None,
+            stopped_at: None,
         }
     }
 
@@ -96,10 +102,14 @@ impl Monitor {
         }
         if state == WatchState::Pending {
             if let Some(line) = self.watcher.stopped_line() {
-                return Step::Stop(Verdict::Fail(format!(
-                    "the system stopped ({line}) before these appeared: {}",
-                    self.missing_list()
-                )));
+                let since = *self.stopped_at.get_or_insert(now);
+                if now.saturating_sub(since) >= STOP_GRACE {
+                    return Step::Stop(Verdict::Fail(format!(
+                        "the system reached its final state ({line}) but {}s later these had not appeared: {}",
+                        STOP_GRACE.as_secs(),
+                        self.missing_list()
+                    )));
+                }
             }
         }
         if state == WatchState::AllSeen {
@@ -231,13 +241,25 @@ mod tests {
     fn stop_line_before_markers_fails_fast() {
         let mut m = Monitor::new(&kill_exp());
         m.feed(b"(XEN) Brought up 2 CPUs\n(XEN) Dom0 halted\n");
-        match m.step(S, None) {
+        assert_eq!(m.step(S, None), Step::Continue);
+        assert_eq!(m.step(S + STOP_GRACE / 2, None), Step::Continue);
+        match m.step(S + STOP_GRACE, None) {
             Step::Stop(Verdict::Fail(r)) => {
-                assert!(r.contains("stopped ((XEN) Dom0 halted)"), "{r}");
+                assert!(r.contains("final state ((XEN) Dom0 halted)"), "{r}");
                 assert!(r.contains("\"idle\""), "{r}");
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn markers_arriving_within_the_grace_pass() {
+        let mut m = Monitor::new(&kill_exp());
+        m.feed(b"(XEN) Dom0 halted\n(XEN) Brought up 2 CPUs\n");
+        assert_eq!(m.step(S, None), Step::Continue);
+        m.feed(b"(XEN) idle\n");
+        assert_eq!(m.step(2 * S, None), Step::Continue);
+        assert_eq!(m.step(4 * S, None), Step::Stop(Verdict::Pass));
     }
 
     #[test]
