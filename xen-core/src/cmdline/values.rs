@@ -41,7 +41,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
         .map_or(digits.len(), |(i, _)| i);
     let (num, suffix) = digits.split_at(split);
     // "0M": the leading 0 taken as the octal prefix is itself the number.
-    let num = if num.is_empty() && radix == 8 { "0" } else { num };
+    let num = if num.is_empty() && radix == 8 {
+        "0"
+    } else {
+        num
+    };
     if num.is_empty() {
         return None;
     }
