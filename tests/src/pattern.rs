@@ -13,6 +13,8 @@ pub enum Pattern {
     Line(String),
     /// The line contains every one of these texts, in this order, without overlap.
     ContainsAll(Vec<String>),
+    /// The line matches at least one of these patterns.
+    Any(Vec<Pattern>),
 }
 
 impl Pattern {
@@ -36,6 +38,11 @@ impl Pattern {
         Pattern::ContainsAll(parts.into_iter().map(Into::into).collect())
     }
 
+    /// A [`Pattern::Any`].
+    pub fn any(alternatives: impl IntoIterator<Item = Pattern>) -> Self {
+        Pattern::Any(alternatives.into_iter().collect())
+    }
+
     /// Whether `line` (one line, line ending already removed) matches.
     pub fn matches(&self, line: &str) -> bool {
         match self {
@@ -52,6 +59,7 @@ impl Pattern {
                 }
                 true
             }
+            Pattern::Any(alts) => alts.iter().any(|p| p.matches(line)),
         }
     }
 }
@@ -71,6 +79,16 @@ impl fmt::Display for Pattern {
                     write!(f, "{p:?}")?;
                 }
                 Ok(())
+            }
+            Pattern::Any(alts) => {
+                write!(f, "one of (")?;
+                for (i, p) in alts.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, " | ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                write!(f, ")")
             }
         }
     }
@@ -113,6 +131,16 @@ mod tests {
         let overlap = Pattern::contains_all(["aa", "aa"]);
         assert!(!overlap.matches("aaa"));
         assert!(overlap.matches("aaaa"));
+    }
+
+    #[test]
+    fn any_matches_an_alternative() {
+        let p = Pattern::any([Pattern::contains("x"), Pattern::line("y")]);
+        assert!(p.matches("axb"));
+        assert!(p.matches("y"));
+        assert!(!p.matches("yy"));
+        assert!(!Pattern::any([]).matches("anything"));
+        assert_eq!(p.to_string(), "one of (\"x\" | line \"y\")");
     }
 
     #[test]

@@ -212,11 +212,27 @@ mod tests {
         q
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
+    /// A scratch directory removed when dropped.
+    struct TmpDir(PathBuf);
+
+    impl std::ops::Deref for TmpDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tmpdir(name: &str) -> TmpDir {
         let d = std::env::temp_dir().join(format!("qemu-tests-run-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("mkdir");
-        d
+        TmpDir(d)
     }
 
     fn exp(expect: &[&str], end: End, secs: u64) -> Expectation {
