@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-.DEFAULT_GOAL := run
+.DEFAULT_GOAL := image
 
 CARGO    ?= cargo
 QEMU     ?= qemu-system-x86_64
