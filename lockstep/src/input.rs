@@ -3,7 +3,8 @@
 //! recorded by the leader and replayed identically to the follower.
 //!
 //! Log format, one u64 word at a time: `[request_len, request words..., records...]`, a
-//! record being `[VALUE_TAG | kind, value]` or `[READ_TAG | ok << 32 | len, addr, data words]`.
+//! record being `[VALUE_TAG | kind, value]`, `[READ_TAG | ok << 32 | len, addr, data words]`
+//! or `[PROBE_TAG | ok << 32 | len, addr]` (a write-permission probe).
 //! A replaying handler that asks for something other than what the leader recorded (another
 //! kind, address or length) poisons its execution: the engine treats it as a disagreement.
 
@@ -11,6 +12,7 @@ use alloc::vec::Vec;
 
 const VALUE_TAG: u64 = 0x56 << 56;
 const READ_TAG: u64 = 0x52 << 56;
+const PROBE_TAG: u64 = 0x50 << 56;
 const TAG_MASK: u64 = 0xff << 56;
 
 /// The embedder's source of nondeterminism, used by the leader (and in single mode).
@@ -19,6 +21,21 @@ pub trait Env {
     fn value(&mut self, kind: u32) -> u64;
     /// Copies guest memory at `addr` into `buf`; `false` if the address is bad (EFAULT).
     fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool;
+    /// Whether `len` bytes at `addr` may be written by the guest-memory writes a handler
+    /// emits (copy_to_guest's check). The default, for environments without write
+    /// protection, is "writable where readable".
+    fn probe_write(&mut self, addr: u64, len: usize) -> bool {
+        let mut scratch = [0u8; 64];
+        let mut done = 0usize;
+        while done < len {
+            let n = (len - done).min(scratch.len());
+            if !self.read_guest(addr.wrapping_add(done as u64), &mut scratch[..n]) {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
 }
 
 /// Why an input request failed.
@@ -215,6 +232,19 @@ impl Env for MemoEnv<'_> {
         self.diverged = true;
         self.env.read_guest(addr, buf)
     }
+
+    fn probe_write(&mut self, addr: u64, len: usize) -> bool {
+        if !self.diverged {
+            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
+                if h & TAG_MASK == PROBE_TAG && h & 0xffff_ffff == len as u64 && a == addr {
+                    self.pos += 2;
+                    return (h >> 32) & 1 == 1;
+                }
+            }
+        }
+        self.diverged = true;
+        self.env.probe_write(addr, len)
+    }
 }
 
 enum Mode<'a> {
@@ -318,6 +348,36 @@ impl<'a> Input<'a> {
         Ok(self.next_flip(v))
     }
 
+    /// Whether `len` bytes at `addr` are writable (copy_to_guest's check): `Ok(false)` if not.
+    pub fn probe_write(&mut self, addr: u64, len: usize) -> Result<bool, InputError> {
+        if let Some(p) = self.poison {
+            return Err(p);
+        }
+        if len > u32::MAX as usize {
+            return Err(self.fail(InputError::Overflow));
+        }
+        match &mut self.mode {
+            Mode::Direct(env) => Ok(env.probe_write(addr, len)),
+            Mode::Record(env, sink) => {
+                let ok = env.probe_write(addr, len);
+                let hdr = PROBE_TAG | (ok as u64) << 32 | len as u64;
+                if !(sink.push_word(hdr) && sink.push_word(addr)) {
+                    return Err(self.fail(InputError::Overflow));
+                }
+                Ok(ok)
+            }
+            Mode::Replay(src) => {
+                let (Some(hdr), Some(a)) = (src.next_word(), src.next_word()) else {
+                    return Err(self.fail(InputError::Unavailable));
+                };
+                if hdr & TAG_MASK != PROBE_TAG || hdr & 0xffff_ffff != len as u64 || a != addr {
+                    return Err(self.fail(InputError::Diverged));
+                }
+                Ok((hdr >> 32) & 1 == 1)
+            }
+        }
+    }
+
     /// Copies guest memory (copy_from_guest): `Err(Fault)` for a bad address.
     pub fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), InputError> {
         if let Some(p) = self.poison {
@@ -348,9 +408,7 @@ impl<'a> Input<'a> {
                 let (Some(hdr), Some(a)) = (src.next_word(), src.next_word()) else {
                     return Err(self.fail(InputError::Unavailable));
                 };
-                if hdr & TAG_MASK != READ_TAG
-                    || hdr & 0xffff_ffff != buf.len() as u64
-                    || a != addr
+                if hdr & TAG_MASK != READ_TAG || hdr & 0xffff_ffff != buf.len() as u64 || a != addr
                 {
                     return Err(self.fail(InputError::Diverged));
                 }
@@ -407,7 +465,10 @@ mod tests {
         let b = inp.value(2)?;
         let mut buf = [0u8; 11];
         inp.read_guest(0x10, &mut buf)?;
-        assert_eq!(inp.read_guest(0x5000, &mut [0u8; 3]), Err(InputError::Fault));
+        assert_eq!(
+            inp.read_guest(0x5000, &mut [0u8; 3]),
+            Err(InputError::Fault)
+        );
         Ok((a, b, buf))
     }
 
@@ -481,7 +542,10 @@ mod tests {
         assert_eq!(inp.value(1), Err(InputError::Overflow));
         assert_eq!(inp.poisoned(), Some(InputError::Overflow));
         let mut small = InputLog::new(1);
-        assert_eq!(record_request(&mut small, &[1, 2]), Err(InputError::Overflow));
+        assert_eq!(
+            record_request(&mut small, &[1, 2]),
+            Err(InputError::Overflow)
+        );
     }
 
     #[test]
@@ -495,5 +559,84 @@ mod tests {
         assert_eq!(a, 101);
         assert_eq!(b, 201 ^ 8);
         assert_eq!(log.words()[3], 201, "the log keeps the true value");
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    /// Memory where [0, 0x1000) is readable and only [0, 0x800) writable.
+    struct RoEnv;
+    impl Env for RoEnv {
+        fn value(&mut self, _kind: u32) -> u64 {
+            0
+        }
+        fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+            addr.checked_add(buf.len() as u64)
+                .is_some_and(|e| e <= 0x1000)
+        }
+        fn probe_write(&mut self, addr: u64, len: usize) -> bool {
+            addr.checked_add(len as u64).is_some_and(|e| e <= 0x800)
+        }
+    }
+
+    #[test]
+    fn probes_are_recorded_and_replayed() {
+        let mut env = RoEnv;
+        let mut log = InputLog::new(64);
+        let req = [1u64];
+        record_request(&mut log, &req).unwrap();
+        let leader = {
+            let mut inp = Input::record(&req, &mut env, &mut log);
+            (
+                inp.probe_write(0x100, 8).unwrap(),
+                inp.probe_write(0x900, 8).unwrap(),
+            )
+        };
+        assert_eq!(leader, (true, false));
+        let mut rd = log.reader();
+        let mut rq = Vec::new();
+        replay_request(&mut rd, &mut rq, 4).unwrap();
+        let mut inp = Input::replay(&rq, &mut rd);
+        assert_eq!(
+            (
+                inp.probe_write(0x100, 8).unwrap(),
+                inp.probe_write(0x900, 8).unwrap()
+            ),
+            leader
+        );
+        assert!(inp.poisoned().is_none());
+    }
+
+    #[test]
+    fn a_different_probe_on_replay_is_divergence() {
+        let mut env = RoEnv;
+        let mut log = InputLog::new(64);
+        record_request(&mut log, &[1]).unwrap();
+        Input::record(&[1], &mut env, &mut log)
+            .probe_write(0x100, 8)
+            .unwrap();
+        let mut rd = log.reader();
+        let mut rq = Vec::new();
+        replay_request(&mut rd, &mut rq, 4).unwrap();
+        let mut inp = Input::replay(&rq, &mut rd);
+        assert_eq!(inp.probe_write(0x108, 8), Err(InputError::Diverged));
+        assert_eq!(inp.poisoned(), Some(InputError::Diverged));
+    }
+
+    #[test]
+    fn default_probe_is_readability() {
+        struct Plain;
+        impl Env for Plain {
+            fn value(&mut self, _kind: u32) -> u64 {
+                0
+            }
+            fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+                addr + buf.len() as u64 <= 100
+            }
+        }
+        assert!(Plain.probe_write(0, 100));
+        assert!(!Plain.probe_write(0, 101));
     }
 }

@@ -8,6 +8,11 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod domain;
+pub mod effect;
 pub mod elf;
+pub mod hv;
+pub mod hypercall;
 pub mod pv_layout;
+pub mod request;
 pub mod xen_notes;

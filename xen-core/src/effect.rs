@@ -1,0 +1,162 @@
+//! Effects: everything a handler wants done outside the replica (guest registers and memory,
+//! console output, scheduling). Buffered during a transaction and applied once, after commit.
+
+use alloc::vec::Vec;
+use lockstep::{Hasher, Value};
+
+/// Domain identifier (`domid_t`).
+pub type DomId = u16;
+
+/// One effect of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Set the calling vCPU's RAX (the hypercall's return value).
+    Return(i64),
+    /// Write `data` to guest virtual address `addr` of the calling vCPU (copy_to_guest);
+    /// the address was probed writable during the transaction.
+    WriteGuest {
+        /// Guest virtual address.
+        addr: u64,
+        /// Bytes to write.
+        data: Vec<u8>,
+    },
+    /// Text a domain wrote with console_io, for the hypervisor console.
+    ConsoleWrite {
+        /// The writer.
+        dom: DomId,
+        /// The bytes (not NUL-terminated).
+        data: Vec<u8>,
+    },
+    /// A line for the hypervisor log (e.g. a rate-limited "unknown hypercall").
+    Log(Vec<u8>),
+    /// Hypercall continuation: re-issue the same hypercall with these arguments (the guest
+    /// re-executes its SYSCALL; RAX keeps the hypercall number).
+    Continue([u64; 5]),
+    /// The calling vCPU yields its physical CPU.
+    Yield,
+    /// The calling vCPU blocks until an event is pending for it.
+    Block,
+    /// Domain `dom` has shut down with `reason` (SHUTDOWN_*).
+    DomainShutdown {
+        /// The domain.
+        dom: DomId,
+        /// SHUTDOWN_* reason.
+        reason: u32,
+    },
+}
+
+impl Effect {
+    fn tag(&self) -> u8 {
+        match self {
+            Effect::Return(_) => 1,
+            Effect::WriteGuest { .. } => 2,
+            Effect::ConsoleWrite { .. } => 3,
+            Effect::Log(_) => 4,
+            Effect::Yield => 5,
+            Effect::Block => 6,
+            Effect::DomainShutdown { .. } => 7,
+            Effect::Continue(_) => 8,
+        }
+    }
+}
+
+impl Value for Effect {
+    fn digest(&self, h: &mut Hasher) {
+        h.write_u8(self.tag());
+        match self {
+            Effect::Return(v) => v.digest(h),
+            Effect::WriteGuest { addr, data } => {
+                addr.digest(h);
+                data.digest(h);
+            }
+            Effect::ConsoleWrite { dom, data } => {
+                dom.digest(h);
+                data.digest(h);
+            }
+            Effect::Log(data) => data.digest(h),
+            Effect::Yield | Effect::Block => {}
+            Effect::DomainShutdown { dom, reason } => {
+                dom.digest(h);
+                reason.digest(h);
+            }
+            Effect::Continue(args) => args.digest(h),
+        }
+    }
+
+    fn bit_len(&self) -> u64 {
+        match self {
+            Effect::Return(v) => v.bit_len(),
+            Effect::WriteGuest { addr, data } => addr.bit_len() + data.bit_len(),
+            Effect::ConsoleWrite { dom, data } => dom.bit_len() + data.bit_len(),
+            Effect::Log(data) => data.bit_len(),
+            Effect::Yield | Effect::Block => 0,
+            Effect::DomainShutdown { dom, reason } => dom.bit_len() + reason.bit_len(),
+            Effect::Continue(args) => args.bit_len(),
+        }
+    }
+
+    fn flip_bit(&mut self, bit: u64) {
+        fn pair<A: Value, B: Value>(a: &mut A, b: &mut B, bit: u64) {
+            let n = a.bit_len();
+            if bit < n {
+                a.flip_bit(bit);
+            } else {
+                b.flip_bit(bit - n);
+            }
+        }
+        match self {
+            Effect::Return(v) => v.flip_bit(bit),
+            Effect::WriteGuest { addr, data } => pair(addr, data, bit),
+            Effect::ConsoleWrite { dom, data } => pair(dom, data, bit),
+            Effect::Log(data) => data.flip_bit(bit),
+            Effect::Yield | Effect::Block => {}
+            Effect::DomainShutdown { dom, reason } => pair(dom, reason, bit),
+            Effect::Continue(args) => args.flip_bit(bit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(e: &Effect) -> u32 {
+        let mut h = Hasher::new();
+        e.digest(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn every_bit_flip_changes_the_digest() {
+        let effects = [
+            Effect::Return(-22),
+            Effect::WriteGuest {
+                addr: 0xffff_ffff_8000_1000,
+                data: alloc::vec![1, 2, 3],
+            },
+            Effect::ConsoleWrite {
+                dom: 0,
+                data: b"hello".to_vec(),
+            },
+            Effect::DomainShutdown { dom: 3, reason: 1 },
+        ];
+        for e in effects {
+            let d0 = digest(&e);
+            for bit in 0..e.bit_len() {
+                let mut f = e.clone();
+                f.flip_bit(bit);
+                assert_ne!(f, e, "flip {bit} of {e:?} changed nothing");
+                assert_ne!(digest(&f), d0, "flip {bit} of {e:?} not detected");
+            }
+        }
+    }
+
+    #[test]
+    fn variants_digest_differently() {
+        assert_ne!(digest(&Effect::Yield), digest(&Effect::Block));
+        assert_ne!(
+            digest(&Effect::Return(0)),
+            digest(&Effect::Log(alloc::vec::Vec::new()))
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The hypervisor's replica state and its transaction step: the lockstep state machine.
+//!
+//! Everything a hypercall may change lives in [`HvState`]'s journaled containers; handlers
+//! see it through [`Ctx`], which also carries the input (request, nondeterministic values,
+//! guest memory reads) and collects effects.
+
+use crate::domain::{Domain, Vcpu, VcpuKey};
+use crate::effect::{DomId, Effect};
+use crate::request::{ExitKind, Request};
+use alloc::vec::Vec;
+use dom0_interface::errno::XenErrno;
+use lockstep::input::{Input, InputError};
+use lockstep::machine::{Machine, TxCtx};
+use lockstep::{impl_replica_state, Hasher, JCell, JMap, Value};
+
+/// Container tags (unique per container; they key undo records and digests).
+mod tag {
+    pub const DOMAINS: u32 = 1;
+    pub const VCPUS: u32 = 2;
+    pub const WARNED: u32 = 3;
+    pub const CONFIG: u32 = 4;
+}
+
+/// Host-wide configuration the handlers report (set at boot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HvConfig {
+    /// The hypervisor's boot command line (XENVER_commandline).
+    pub cmdline: Vec<u8>,
+}
+lockstep::impl_value!(HvConfig { cmdline });
+
+/// The hypervisor state one replica holds.
+#[derive(Clone)]
+pub struct HvState {
+    /// Domains by id.
+    pub domains: JMap<DomId, Domain>,
+    /// vCPUs by (domain, id).
+    pub vcpus: JMap<VcpuKey, Vcpu>,
+    /// Unknown hypercall/sub-op keys already logged (rate limit: once each).
+    pub warned: JMap<u64, bool>,
+    /// Host configuration.
+    pub config: JCell<HvConfig>,
+}
+impl_replica_state!(HvState {
+    domains,
+    vcpus,
+    warned,
+    config
+});
+
+impl Default for HvState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HvState {
+    /// An empty state (no domains).
+    pub fn new() -> Self {
+        HvState {
+            domains: JMap::new(tag::DOMAINS),
+            vcpus: JMap::new(tag::VCPUS),
+            warned: JMap::new(tag::WARNED),
+            config: JCell::new(tag::CONFIG, HvConfig::default()),
+        }
+    }
+}
+
+/// Why a transaction could not run to completion (the engine retries or escalates; the
+/// guest sees nothing). Guest-visible errors are not `Abort`s: they are `Effect::Return`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abort {
+    /// The request words do not decode.
+    BadRequest,
+    /// The caller is not a known vCPU.
+    NoSuchVcpu,
+    /// The input broke down (divergence, overflow, missing data).
+    Input(InputError),
+}
+
+impl Value for Abort {
+    fn digest(&self, h: &mut Hasher) {
+        let code: u8 = match self {
+            Abort::BadRequest => 1,
+            Abort::NoSuchVcpu => 2,
+            Abort::Input(InputError::Fault) => 3,
+            Abort::Input(InputError::Diverged) => 4,
+            Abort::Input(InputError::Overflow) => 5,
+            Abort::Input(InputError::Unavailable) => 6,
+        };
+        h.write_u8(code);
+    }
+    fn bit_len(&self) -> u64 {
+        0
+    }
+    fn flip_bit(&mut self, _bit: u64) {}
+}
+
+/// A handler's failure: a Xen errno for the guest, or an abort of the whole transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvError {
+    /// Returned to the guest as `-errno`.
+    Errno(XenErrno),
+    /// The transaction cannot complete.
+    Abort(Abort),
+}
+
+impl From<XenErrno> for HvError {
+    fn from(e: XenErrno) -> Self {
+        HvError::Errno(e)
+    }
+}
+
+/// Result of a handler: the value for the guest's RAX.
+pub type HvResult = Result<i64, HvError>;
+
+/// Kinds of nondeterministic values handlers ask the input for.
+pub mod value_kind {
+    /// Whether `len` bytes at a guest address are writable: the address and length are
+    /// passed through [`super::Ctx::probe_write`].
+    pub const PROBE_WRITE: u32 = 1;
+    /// Current system time in ns.
+    pub const SYSTEM_TIME: u32 = 2;
+}
+
+/// What a handler works with: the request, the input, the journal and the effects buffer.
+pub struct Ctx<'a, 'i, 't> {
+    input: &'a mut Input<'i>,
+    tx: &'a mut TxCtx<'t, Effect>,
+    /// The request being handled.
+    pub req: Request,
+}
+
+impl<'a, 'i, 't> Ctx<'a, 'i, 't> {
+    /// A context for `req` (the engine's step builds this).
+    pub fn new(input: &'a mut Input<'i>, tx: &'a mut TxCtx<'t, Effect>, req: Request) -> Self {
+        Ctx { input, tx, req }
+    }
+
+    /// The journal every replica write goes through.
+    pub fn journal(&mut self) -> &mut lockstep::Journal {
+        self.tx.journal
+    }
+
+    /// Emits an effect (applied after commit).
+    pub fn emit(&mut self, e: Effect) {
+        self.tx.emit(e);
+    }
+
+    /// A nondeterministic value (time, ...).
+    pub fn value(&mut self, kind: u32) -> Result<u64, HvError> {
+        self.input
+            .value(kind)
+            .map_err(|e| HvError::Abort(Abort::Input(e)))
+    }
+
+    /// copy_from_guest: fills `buf` from the caller's address space, -EFAULT if unmapped.
+    pub fn copy_from_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), HvError> {
+        match self.input.read_guest(addr, buf) {
+            Ok(()) => Ok(()),
+            Err(InputError::Fault) => Err(XenErrno::EFAULT.into()),
+            Err(e) => Err(HvError::Abort(Abort::Input(e))),
+        }
+    }
+
+    /// Reads a little-endian u64 from guest memory.
+    pub fn read_u64(&mut self, addr: u64) -> Result<u64, HvError> {
+        let mut b = [0u8; 8];
+        self.copy_from_guest(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Whether `len` bytes at `addr` are writable by the caller (decided by the leader and
+    /// logged, so both executions agree).
+    pub fn probe_write(&mut self, addr: u64, len: usize) -> Result<bool, HvError> {
+        self.input
+            .probe_write(addr, len)
+            .map_err(|e| HvError::Abort(Abort::Input(e)))
+    }
+
+    /// copy_to_guest: checks the destination is writable now and emits the write as an
+    /// effect; -EFAULT if it is not.
+    pub fn copy_to_guest(&mut self, addr: u64, data: &[u8]) -> Result<(), HvError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.probe_write(addr, data.len())? {
+            return Err(XenErrno::EFAULT.into());
+        }
+        self.emit(Effect::WriteGuest {
+            addr,
+            data: data.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// The calling domain's id.
+    pub fn dom(&self) -> DomId {
+        self.req.dom
+    }
+}
+
+/// The state machine lockstep runs.
+pub struct Xen;
+
+impl Machine for Xen {
+    type State = HvState;
+    type Effect = Effect;
+    type Error = Abort;
+
+    fn step(
+        state: &mut HvState,
+        input: &mut Input<'_>,
+        tx: &mut TxCtx<'_, Effect>,
+    ) -> Result<(), Abort> {
+        let req = Request::from_words(input.request()).ok_or(Abort::BadRequest)?;
+        if state.vcpus.get(&(req.dom, req.vcpu)).is_none() {
+            return Err(Abort::NoSuchVcpu);
+        }
+        let mut ctx = Ctx::new(input, tx, req);
+        match req.kind {
+            ExitKind::Hypercall => {
+                let ret = match crate::hypercall::dispatch(state, &mut ctx) {
+                    Ok(v) => v,
+                    Err(HvError::Errno(e)) => e.as_neg(),
+                    Err(HvError::Abort(a)) => return Err(a),
+                };
+                // A hypercall that does not return to its caller (iret, a continuation) emits
+                // no Return.
+                if !ctx
+                    .tx
+                    .effects()
+                    .iter()
+                    .any(|e| matches!(e, Effect::Return(_) | Effect::Continue(_)))
+                {
+                    ctx.emit(Effect::Return(ret));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates a domain with `vcpus` offline vCPUs (vCPU 0 online) in `state`.
+pub fn create_domain(
+    state: &mut HvState,
+    j: &mut lockstep::Journal,
+    id: DomId,
+    privileged: bool,
+    vcpus: u32,
+    pages: u64,
+) -> Result<(), XenErrno> {
+    if state.domains.contains_key(&id) {
+        return Err(XenErrno::EEXIST);
+    }
+    if vcpus == 0 {
+        return Err(XenErrno::EINVAL);
+    }
+    let mut d = Domain {
+        id,
+        max_vcpus: vcpus,
+        tot_pages: pages,
+        max_pages: pages,
+        ..Domain::default()
+    };
+    d.flags.privileged = privileged;
+    state.domains.insert(j, id, d);
+    for v in 0..vcpus {
+        let vcpu = Vcpu {
+            dom: id,
+            id: v,
+            online: v == 0,
+            kernel_mode: true,
+            ..Vcpu::default()
+        };
+        state.vcpus.insert(j, (id, v), vcpu);
+    }
+    Ok(())
+}
+
+/// Ids of all domains, ascending.
+pub fn domain_ids(state: &HvState) -> Vec<DomId> {
+    state.domains.iter().map(|(k, _)| *k).collect()
+}

@@ -1,0 +1,175 @@
+//! The hypercall table — one declarative list (number, name, handler, who may call it) —
+//! and the dispatcher generated from it.
+
+mod console;
+mod sched;
+mod version;
+
+use crate::effect::Effect;
+use crate::hv::{Ctx, HvResult, HvState};
+use alloc::format;
+use dom0_interface::errno::XenErrno;
+use dom0_interface::xen as x;
+
+/// A hypercall handler: state, context (request, input, effects) → value for RAX.
+pub type Handler = fn(&mut HvState, &mut Ctx<'_, '_, '_>) -> HvResult;
+
+/// Which guests may make a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Callers {
+    /// 64-bit PV guests.
+    pub pv: bool,
+    /// HVM/PVH guests.
+    pub hvm: bool,
+    /// Only a privileged domain (dom0); others get -EPERM.
+    pub privileged_only: bool,
+}
+
+const ALL: Callers = Callers {
+    pv: true,
+    hvm: true,
+    privileged_only: false,
+};
+const PV: Callers = Callers {
+    pv: true,
+    hvm: false,
+    privileged_only: false,
+};
+
+/// One row of the table.
+#[derive(Clone, Copy)]
+pub struct HypercallDesc {
+    /// `__HYPERVISOR_*` number.
+    pub nr: u32,
+    /// Xen's name.
+    pub name: &'static str,
+    /// The handler.
+    pub handler: Handler,
+    /// Who may call it.
+    pub callers: Callers,
+}
+
+/// The hypercall table. Numbers not listed answer -ENOSYS (logged once).
+pub const HYPERCALLS: &[HypercallDesc] = &[
+    HypercallDesc {
+        nr: x::HYPERVISOR_XEN_VERSION,
+        name: "xen_version",
+        handler: version::xen_version,
+        callers: ALL,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_CONSOLE_IO,
+        name: "console_io",
+        handler: console::console_io,
+        callers: ALL,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SCHED_OP,
+        name: "sched_op",
+        handler: sched::sched_op,
+        callers: PV,
+    },
+];
+
+/// Highest hypercall number the dispatch index covers.
+pub const MAX_NR: usize = 64;
+
+const fn build_index() -> [u8; MAX_NR] {
+    let mut idx = [u8::MAX; MAX_NR];
+    let mut i = 0;
+    while i < HYPERCALLS.len() {
+        let nr = HYPERCALLS[i].nr as usize;
+        assert!(nr < MAX_NR, "hypercall number outside the index");
+        assert!(idx[nr] == u8::MAX, "hypercall listed twice");
+        idx[nr] = i as u8;
+        i += 1;
+    }
+    idx
+}
+
+/// Number → row of [`HYPERCALLS`], built at compile time (duplicates fail the build).
+static INDEX: [u8; MAX_NR] = build_index();
+
+/// The table row for `nr`, if DualVisor implements it.
+pub fn lookup(nr: u64) -> Option<&'static HypercallDesc> {
+    let i = *INDEX.get(usize::try_from(nr).ok()?)?;
+    HYPERCALLS.get(usize::from(i))
+}
+
+/// Logs `what` once per `key` (the rate limit lives in the replica, so it is deterministic).
+pub fn warn_once(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: u64, what: &str) {
+    if state.warned.contains_key(&key) {
+        return;
+    }
+    state.warned.insert(ctx.journal(), key, true);
+    ctx.emit(Effect::Log(
+        format!("d{}v{} {}", ctx.req.dom, ctx.req.vcpu, what).into_bytes(),
+    ));
+}
+
+/// Answers an unknown sub-op: logs once and returns -ENOSYS.
+pub fn unknown_subop(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    name: &str,
+    cmd: u64,
+) -> HvResult {
+    let key = (u64::from(ctx.req.nr as u32) << 32) | (cmd & 0xffff_ffff) | (1 << 63);
+    warn_once(
+        state,
+        ctx,
+        key,
+        &format!("{name}: unknown sub-op {cmd}, returning -ENOSYS"),
+    );
+    Err(XenErrno::ENOSYS.into())
+}
+
+/// Runs the hypercall in `ctx.req`.
+pub fn dispatch(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    let nr = ctx.req.nr;
+    let Some(desc) = lookup(nr) else {
+        let what = format!("unknown hypercall {nr}, returning -ENOSYS");
+        warn_once(state, ctx, nr & 0xffff_ffff, &what);
+        return Err(XenErrno::ENOSYS.into());
+    };
+    if !desc.callers.pv {
+        return Err(XenErrno::ENOSYS.into());
+    }
+    if desc.callers.privileged_only && !is_privileged(state, ctx.dom()) {
+        return Err(XenErrno::EPERM.into());
+    }
+    (desc.handler)(state, ctx)
+}
+
+/// Whether `dom` is privileged.
+pub fn is_privileged(state: &HvState, dom: crate::effect::DomId) -> bool {
+    state.domains.get(&dom).is_some_and(|d| d.flags.privileged)
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Harness;
+    use super::*;
+
+    #[test]
+    fn table_numbers_match_xen_names() {
+        for d in HYPERCALLS {
+            assert_eq!(x::hypercall_name(d.nr), Some(d.name), "row {}", d.nr);
+            assert_eq!(lookup(u64::from(d.nr)).map(|r| r.nr), Some(d.nr));
+        }
+    }
+
+    #[test]
+    fn unknown_hypercalls_are_enosys_and_logged_once() {
+        let mut h = Harness::dom0();
+        for nr in [11u64, 43, 47, 63, 64, 100, 127, u64::MAX] {
+            let r = h.hypercall(nr, [0; 5]);
+            assert_eq!(r.ret, -38, "nr {nr}");
+        }
+        let first = h.hypercall(11, [0; 5]);
+        assert!(first.logs.is_empty(), "second unknown call logged again");
+    }
+}
