@@ -740,6 +740,29 @@ mod tests {
         ));
     }
 
+    fn repo_file(rel: &str) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ has a parent");
+        fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    #[test]
+    fn grub_cfg_boots_with_the_command_line_the_iso_scenario_expects() {
+        let cfg = repo_file("arch/grub.cfg");
+        assert!(cfg.contains(&format!("multiboot2 /boot/dualvisor.elf {RUN_CMDLINE}\n")));
+        assert!(cfg.contains("serial --unit=0 --speed=115200"));
+        assert!(cfg.contains("terminal_output serial console"));
+        assert!(cfg.contains("terminal_input serial console"));
+        assert!(cfg.contains("set timeout=0"));
+    }
+
+    #[test]
+    fn make_run_uses_the_same_command_line() {
+        let mk = repo_file("Makefile");
+        assert!(mk.contains(&format!("RUN_APPEND  ?= {RUN_CMDLINE}\n")));
+    }
+
     #[test]
     fn finds_only_elf_guests_sorted() {
         let dir = std::env::temp_dir().join(format!("qemu-tests-guests-{}", std::process::id()));
