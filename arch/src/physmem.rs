@@ -38,3 +38,15 @@ pub fn phys_slice(paddr: u64, len: u64) -> Option<&'static [u8]> {
     // modules reserved from the frame allocator, so nothing writes them while shared.
     Some(unsafe { core::slice::from_raw_parts(phys_to_virt(paddr) as *const u8, len as usize) })
 }
+
+/// Finds the CPUs and IOAPICs in the MADT (RSDP from the boot loader's copy if it gave one,
+/// else the BIOS search).
+pub fn acpi_platform(
+    rsdp: Option<&crate::multiboot::RsdpCopy>,
+) -> Result<crate::acpi::Platform, crate::acpi::AcpiError> {
+    // SAFETY: `phys_to_virt` maps [0, 4 GiB) linearly through the direct map in both the boot
+    // and the hypervisor page tables; ACPI tables are firmware memory nobody writes.
+    let handler = unsafe { crate::acpi::DirectMapHandler::new(crate::layout::phys_to_virt, 0, BOOT_DIRECTMAP_LIMIT) };
+    let hint = rsdp.map(|r| crate::acpi::RsdpHint::Copy(r.as_bytes()));
+    crate::acpi::discover(&handler, hint)
+}

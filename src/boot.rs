@@ -1,0 +1,155 @@
+//! The boot sequence on the bootstrap CPU: boot information, command line, console, memory,
+//! CPUs, then the self-test or dom0.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use arch::entry::BootHandoff;
+use arch::multiboot::{BootInfo, Protocol};
+use arch::serial::UartConfig;
+use arch::trap::FatalAction;
+use arch::xprintln;
+use core::sync::atomic::Ordering;
+use xen_core::cmdline::{self, Baud, BootOptions, Parity};
+
+fn timer_tick(_v: u8, _f: &mut arch::trap::TrapFrame) {
+    arch::percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    arch::lapic::eoi();
+}
+
+/// The idle loop of every CPU: report the timer once, then halt until the next interrupt.
+fn idle(index: usize) -> ! {
+    let mut reported = false;
+    loop {
+        if !reported && arch::percpu::this().timer_ticks.load(Ordering::Relaxed) >= 3 {
+            xprintln!("CPU{}: timer ticking", index);
+            reported = true;
+        }
+        arch::cpu::enable_and_halt();
+    }
+}
+
+fn die(what: core::fmt::Arguments) -> ! {
+    xprintln!("{}", what);
+    arch::trap::begin_fatal();
+    arch::trap::finish_fatal()
+}
+
+fn uart_config(opts: &BootOptions) -> UartConfig {
+    let c = opts.com1_or_default();
+    UartConfig {
+        baud: match c.baud {
+            Baud::Auto => 0,
+            Baud::Rate(r) => r,
+        },
+        data_bits: c.data_bits,
+        parity: match c.parity {
+            Parity::None => b'n',
+            Parity::Odd => b'o',
+            Parity::Even => b'e',
+            Parity::Mark => b'm',
+            Parity::Space => b's',
+        },
+        stop_bits: c.stop_bits,
+    }
+}
+
+fn parse_boot_info(handoff: BootHandoff) -> BootInfo {
+    match arch::multiboot::parse(handoff.magic, u64::from(handoff.info_paddr), &arch::physmem::DirectMap) {
+        Ok(info) => info,
+        Err(e) => die(format_args!("Bad boot information from the loader: {e}")),
+    }
+}
+
+/// APIC ids of the CPUs to bring up, from the MADT (boot CPU included).
+fn discover_cpus(info: &BootInfo) -> Vec<u32> {
+    match arch::physmem::acpi_platform(info.rsdp.as_ref()) {
+        Ok(platform) => {
+            let ids: Vec<u32> = platform.cpus.iter().filter(|c| c.enabled).map(|c| c.apic_id).collect();
+            xprintln!(
+                "ACPI: {} CPU(s) in the MADT, {} IOAPIC(s), LAPIC at {:#x}",
+                ids.len(),
+                platform.ioapics.len(),
+                platform.lapic_paddr
+            );
+            ids
+        }
+        Err(e) => {
+            xprintln!("ACPI: {}; continuing with the boot CPU only", e);
+            Vec::new()
+        }
+    }
+}
+
+/// The boot sequence; never returns.
+pub fn start(handoff: BootHandoff) -> ! {
+    arch::heap::init();
+    arch::idt::init();
+    arch::smp::setup_cpu(0, (arch::cpu::cpuid(1, 0).1 >> 24) as u32);
+    arch::console::init_logger(log::LevelFilter::Info);
+
+    let info = parse_boot_info(handoff);
+    let cmdline_text = cmdline::strip_image_name(&info.cmdline, &info.loader_name).to_string();
+    let mut warnings: Vec<String> = Vec::new();
+    let opts = BootOptions::parse(&cmdline_text, &mut |w| warnings.push(w.to_string()));
+    arch::console::init(uart_config(&opts));
+    arch::console::init_logger(opts.log_level_filter());
+    arch::trap::set_fatal_action(match (&opts.selftest, opts.noreboot) {
+        (Some(t), _) if t.as_str() != "fault" => FatalAction::DebugExit(arch::platform::DEBUG_EXIT_FAIL),
+        (_, true) => FatalAction::Halt,
+        _ => FatalAction::Reset,
+    });
+
+    xprintln!(
+        "DualVisor {}: Xen 4.17-compatible hypervisor with dual-core lockstep",
+        env!("CARGO_PKG_VERSION")
+    );
+    let proto = match info.protocol {
+        Protocol::Mb1 => "multiboot1",
+        Protocol::Mb2 => "multiboot2",
+    };
+    xprintln!("Bootloader: {} ({})", info.loader_name, proto);
+    xprintln!("Command line: {}", cmdline_text);
+    for w in &warnings {
+        xprintln!("Warning: {}", w);
+    }
+    xprintln!("Physical RAM map:");
+    for r in &info.memory_map {
+        xprintln!(" {:016x} - {:016x} ({:?})", r.base, r.end(), r.kind);
+    }
+    match arch::memory::init(&info) {
+        Ok(m) => xprintln!(
+            "Memory: {} MiB managed, {} MiB free, hypervisor page tables at {:#x}",
+            m.total_frames * 4 / 1024,
+            m.free_frames * 4 / 1024,
+            arch::paging::hypervisor_cr3()
+        ),
+        Err(e) => die(format_args!("Memory set-up failed: {e}")),
+    }
+    for (i, m) in info.modules.iter().enumerate() {
+        let cl = cmdline::strip_image_name(&m.cmdline, &info.loader_name);
+        xprintln!("Module {}: {} bytes at {:#x}, cmdline '{}'", i, m.end - m.start, m.start, cl);
+    }
+
+    let mut cpus = discover_cpus(&info);
+    if let Some(max) = opts.maxcpus {
+        cpus.truncate(max.max(1) as usize);
+    }
+    arch::platform::mask_legacy_pic();
+    arch::lapic::init_bsp(None);
+    arch::trap::register_irq(arch::lapic::TIMER_VECTOR, timer_tick);
+    arch::lapic::init_cpu();
+    arch::percpu::mark_online();
+    let n = arch::smp::boot_aps(&cpus, idle);
+    xprintln!("Brought up {} CPUs", n);
+
+    if let Some(name) = &opts.selftest {
+        if name.as_str() == "fault" {
+            arch::selftest::deliberate_fault();
+        }
+        arch::selftest::run(name, &[arch::selftest::ARCH_TESTS]);
+    }
+    if info.modules.is_empty() {
+        xprintln!("No dom0 kernel given");
+    }
+    idle(0)
+}
