@@ -1,15 +1,15 @@
-//! The scenario catalogue: boot, command line, modules, ISO, self-tests, faults and the
-//! real-Xen oracle, with the serial markers each must show.
+//! The scenario catalogue: boot, command line, modules, ISO and faults, with the serial
+//! markers each must show; [`static_scenarios`] also gathers the self-test and oracle ones.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exit::{debug_exit_status, DEBUG_EXIT_FAIL, DEBUG_EXIT_PASS};
 use crate::monitor::{End, Expectation};
+use crate::oracle::{find_guests, xen_oracles};
 use crate::pattern::Pattern;
 use crate::qemu::{Module, QemuCommand};
 use crate::scenario::{Paths, Planned, Scenario};
+use crate::selftests::{selftest_list, selftest_unknown};
 
 /// Console options every DualVisor scenario passes.
 pub const CONSOLE: &str = "console=com1 com1=115200,8n1 loglvl=all";
@@ -17,25 +17,16 @@ pub const CONSOLE: &str = "console=com1 com1=115200,8n1 loglvl=all";
 pub const BOOT_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all noreboot";
 /// The command line GRUB passes (arch/grub.cfg) and `make run` uses.
 pub const RUN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot";
-/// Real Xen's command line for the oracle runs (one dom0 vCPU).
-pub const XEN_CMDLINE: &str =
-    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot dom0_max_vcpus=1";
-/// The scenario whose output names the self-tests.
-pub const SELFTEST_LIST: &str = "selftest-list";
-/// Self-tests that have dedicated scenarios rather than a `selftest-<name>` one.
-const DEDICATED_SELFTESTS: [&str; 2] = ["list", "fault"];
 /// Sizes of the two boot modules of the `modules` scenario (deliberately not page multiples).
 pub const MODULE_SIZES: [usize; 2] = [12345, 777];
 
 /// Time limit of every DualVisor scenario (TCG on a shared 2-core host is slow).
-const TIMEOUT: Duration = Duration::from_secs(120);
-/// Time limit of a real-Xen oracle run.
-const XEN_TIMEOUT: Duration = Duration::from_secs(180);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an idle system must stay up after its last marker.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Lines that mean the hypervisor crashed.
-fn crash_markers() -> Vec<Pattern> {
+pub(crate) fn crash_markers() -> Vec<Pattern> {
     vec![
         Pattern::contains("(XEN) FATAL TRAP"),
         Pattern::contains("(XEN) Panic"),
@@ -51,11 +42,13 @@ fn clean_boot_failures() -> Vec<Pattern> {
     v
 }
 
-fn kernel(p: &Paths, smp: u32, append: &str) -> QemuCommand {
+/// DualVisor booted with `-kernel` (multiboot1), `smp` CPUs and command line `append`.
+pub(crate) fn kernel(p: &Paths, smp: u32, append: &str) -> QemuCommand {
     QemuCommand::kernel(&p.image, append, vec![]).smp(smp)
 }
 
-fn image_needs(p: &Paths) -> Vec<(PathBuf, &'static str)> {
+/// The image every DualVisor scenario needs, and the target that builds it.
+pub(crate) fn image_needs(p: &Paths) -> Vec<(PathBuf, &'static str)> {
     vec![(p.image.clone(), "make image")]
 }
 
@@ -215,76 +208,6 @@ fn iso(p: &Paths) -> Scenario {
     }
 }
 
-fn selftest_run(
-    p: &Paths,
-    name: &str,
-    test: &str,
-    smp: u32,
-    end: End,
-    expect: Vec<Pattern>,
-    fail: Vec<Pattern>,
-) -> Scenario {
-    Scenario {
-        name: name.to_string(),
-        qemu: kernel(p, smp, &format!("{BOOT_CMDLINE} selftest={test}")),
-        expect: Expectation {
-            expect,
-            fail,
-            stop: vec![],
-            end,
-            timeout: TIMEOUT,
-        },
-        needs: image_needs(p),
-        inputs: vec![],
-    }
-}
-
-fn pass_exit() -> End {
-    End::Exit(debug_exit_status(DEBUG_EXIT_PASS))
-}
-
-fn selftest_list(p: &Paths) -> Scenario {
-    selftest_run(
-        p,
-        SELFTEST_LIST,
-        "list",
-        4,
-        pass_exit(),
-        vec![Pattern::starts_with("(XEN) selftests:")],
-        crash_markers(),
-    )
-}
-
-fn selftest_unknown(p: &Paths) -> Scenario {
-    let name = "no-such-selftest";
-    selftest_run(
-        p,
-        "selftest-unknown",
-        name,
-        1,
-        End::Exit(debug_exit_status(DEBUG_EXIT_FAIL)),
-        vec![Pattern::contains(format!("(XEN) selftest {name}: FAIL"))],
-        crash_markers(),
-    )
-}
-
-/// One self-test, expected to print its PASS line and exit with status 33.
-pub fn selftest(p: &Paths, test: &str, single_threaded: bool) -> Scenario {
-    let mut fail = crash_markers();
-    fail.push(Pattern::contains(format!("(XEN) selftest {test}: FAIL")));
-    let expect = vec![Pattern::contains(format!("(XEN) selftest {test}: PASS"))];
-    let name = if single_threaded {
-        format!("selftest-{test}-tcg-single")
-    } else {
-        format!("selftest-{test}")
-    };
-    let mut s = selftest_run(p, &name, test, 4, pass_exit(), expect, fail);
-    if single_threaded {
-        s.qemu = s.qemu.accel("tcg,thread=single");
-    }
-    s
-}
-
 fn fault(p: &Paths, noreboot: bool) -> Scenario {
     let mut expect = vec![
         Pattern::contains("(XEN) FATAL TRAP: vector 6"),
@@ -331,84 +254,6 @@ fn fault(p: &Paths, noreboot: bool) -> Scenario {
     }
 }
 
-/// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line.
-pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
-    let stem = guest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "guest".into());
-    let fail = vec![
-        Pattern::contains("Test result: FAILURE"),
-        Pattern::contains("Test result: ERROR"),
-        Pattern::contains("Test result: SKIP"),
-        Pattern::contains("Panic on CPU"),
-        Pattern::contains("Domain 0 crashed"),
-    ];
-    Scenario {
-        name: format!("xen-oracle-{stem}"),
-        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
-        expect: Expectation {
-            expect: vec![Pattern::contains("Test result: SUCCESS")],
-            fail,
-            // Xen keeps running after dom0 halts: stop there whatever the guest printed.
-            stop: vec![Pattern::contains("Hardware Dom0 halted")],
-            end: End::KillWhenSeen {
-                linger: Duration::ZERO,
-            },
-            timeout: XEN_TIMEOUT,
-        },
-        needs: vec![
-            (p.xen.clone(), "make xen"),
-            (guest.to_path_buf(), "make guests"),
-        ],
-        inputs: vec![],
-    }
-}
-
-/// The test guests in `build/guests/` (`*.elf`, sorted), empty when there is none.
-pub fn find_guests(p: &Paths) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(&p.guests)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|path| path.extension().is_some_and(|x| x == "elf") && path.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The oracle scenarios for `guests`, skipped (with the reason) when Xen is not available.
-pub fn xen_oracles(p: &Paths, guests: &[PathBuf], xen_present: bool) -> Vec<Planned> {
-    if guests.is_empty() {
-        return vec![Planned::Skip {
-            name: "xen-oracle".into(),
-            reason: format!(
-                "no test guests in {} (run `make guests`)",
-                p.show(&p.guests)
-            ),
-        }];
-    }
-    guests
-        .iter()
-        .map(|g| {
-            let s = xen_oracle(p, g);
-            if xen_present {
-                Planned::Run(Box::new(s))
-            } else {
-                Planned::Skip {
-                    name: s.name,
-                    reason: format!(
-                        "{} not found: `make xen` could not fetch Debian's xen-hypervisor-4.17-amd64",
-                        p.show(&p.xen)
-                    ),
-                }
-            }
-        })
-        .collect()
-}
-
 /// Every scenario known before any QEMU ran, `selftest-list` first (its output names the
 /// self-tests, see [`selftests_from`]).
 pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
@@ -432,87 +277,39 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v
 }
 
-/// An error in the `selftest=list` output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListError {
-    /// No `(XEN) selftests:` line.
-    NoListLine,
-    /// A name with characters other than ASCII letters, digits, `-` and `_`.
-    BadName(String),
-}
-
-impl std::fmt::Display for ListError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListError::NoListLine => write!(f, "no '(XEN) selftests:' line in the log"),
-            ListError::BadName(n) => write!(f, "self-test name {n:?} is not [A-Za-z0-9_-]+"),
-        }
-    }
-}
-
-/// The self-test names from a `selftest=list` serial log.
-pub fn parse_selftest_list(log: &[u8]) -> Result<Vec<String>, ListError> {
-    const TAG: &str = "(XEN) selftests:";
-    let text = String::from_utf8_lossy(log);
-    let line = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .find(|l| l.contains(TAG))
-        .ok_or(ListError::NoListLine)?;
-    let rest = &line[line.find(TAG).map_or(0, |i| i + TAG.len())..];
-    let mut names = Vec::new();
-    for name in rest.split_whitespace() {
-        let ok = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return Err(ListError::BadName(name.to_string()));
-        }
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
-        }
-    }
-    Ok(names)
-}
-
-/// The `selftest-<name>` scenarios for the listed names: each under the default (MTTCG)
-/// accelerator, and the first also under `-accel tcg,thread=single`.
-pub fn selftests_from(p: &Paths, names: &[String]) -> Vec<Planned> {
-    let runnable: Vec<&String> = names
-        .iter()
-        .filter(|n| !DEDICATED_SELFTESTS.contains(&n.as_str()))
-        .collect();
-    let mut v: Vec<Planned> = runnable
-        .iter()
-        .map(|n| Planned::Run(Box::new(selftest(p, n, false))))
-        .collect();
-    if let Some(first) = runnable.first() {
-        v.push(Planned::Run(Box::new(selftest(p, first, true))));
-    }
-    v
-}
-
+/// Helpers for the scenario tests of this module and its siblings.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use crate::scenario::{Planned, Scenario};
     use crate::watch::{WatchState, Watcher};
 
-    fn paths() -> Paths {
-        Paths::new("/repo")
-    }
-
-    fn find(v: &[Planned], name: &str) -> Scenario {
+    /// The runnable scenario called `name` in `v` (panics if absent or skipped).
+    pub(crate) fn find(v: &[Planned], name: &str) -> Scenario {
         match v.iter().find(|p| p.name() == name) {
             Some(Planned::Run(s)) => (**s).clone(),
             other => panic!("{name}: {other:?}"),
         }
     }
 
-    fn watch(s: &Scenario, log: &str) -> WatchState {
+    /// What `s`'s markers make of the complete log `log`.
+    pub(crate) fn watch(s: &Scenario, log: &str) -> WatchState {
         let mut w = Watcher::new(s.expect.expect.clone(), s.expect.fail.clone());
         w.feed(log.as_bytes());
         w.finish();
         w.state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{find, watch};
+    use super::*;
+    use crate::watch::WatchState;
+    use std::fs;
+    use std::path::Path;
+
+    fn paths() -> Paths {
+        Paths::new("/repo")
     }
 
     fn boot_log(cpus: u32, cmdline: &str) -> String {
@@ -530,7 +327,7 @@ mod tests {
     #[test]
     fn static_names_are_unique_and_listed_first() {
         let v = static_scenarios(&paths());
-        assert_eq!(v[0].name(), SELFTEST_LIST);
+        assert_eq!(v[0].name(), crate::selftests::SELFTEST_LIST);
         let mut names: Vec<&str> = v.iter().map(Planned::name).collect();
         for n in [
             "boot-smp1",
@@ -628,67 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn selftest_list_parsing() {
-        let log = b"(XEN) DualVisor\r\n(XEN) selftests: heap lockstep-digest fault list\r\n";
-        assert_eq!(
-            parse_selftest_list(log),
-            Ok(vec![
-                "heap".into(),
-                "lockstep-digest".into(),
-                "fault".into(),
-                "list".into()
-            ])
-        );
-        assert_eq!(parse_selftest_list(b"(XEN) selftests:\n"), Ok(vec![]));
-        assert_eq!(
-            parse_selftest_list(b"(XEN) DualVisor\n"),
-            Err(ListError::NoListLine)
-        );
-        assert_eq!(
-            parse_selftest_list(b"(XEN) selftests: a b/c\n"),
-            Err(ListError::BadName("b/c".into()))
-        );
-    }
-
-    #[test]
-    fn selftests_skip_dedicated_ones_and_add_a_single_threaded_run() {
-        let names: Vec<String> = ["list", "fault", "heap", "digest"]
-            .map(String::from)
-            .to_vec();
-        let v = selftests_from(&paths(), &names);
-        let got: Vec<&str> = v.iter().map(Planned::name).collect();
-        assert_eq!(
-            got,
-            vec![
-                "selftest-heap",
-                "selftest-digest",
-                "selftest-heap-tcg-single"
-            ]
-        );
-        let single = find(&v, "selftest-heap-tcg-single");
-        assert_eq!(single.qemu.accel.as_deref(), Some("tcg,thread=single"));
-        assert_eq!(single.expect.end, End::Exit(33));
-        assert!(selftests_from(&paths(), &["fault".to_string()]).is_empty());
-    }
-
-    #[test]
-    fn selftest_expects_its_own_pass_line() {
-        let s = selftest(&paths(), "heap", false);
-        assert_eq!(
-            watch(&s, "(XEN) selftest heap: PASS\n"),
-            WatchState::AllSeen
-        );
-        assert_eq!(
-            watch(&s, "(XEN) selftest digest: PASS\n"),
-            WatchState::Pending
-        );
-        assert!(matches!(
-            watch(&s, "(XEN) selftest heap: FAIL: corrupt\n"),
-            WatchState::Failed { .. }
-        ));
-    }
-
-    #[test]
     fn fault_scenarios_differ_in_how_they_end() {
         let v = static_scenarios(&paths());
         let halt = find(&v, "fault-noreboot");
@@ -706,38 +442,6 @@ mod tests {
         ));
         assert_eq!(watch(&reset, &resetting), WatchState::AllSeen);
         assert!(matches!(watch(&reset, &halted), WatchState::Failed { .. }));
-    }
-
-    #[test]
-    fn oracle_skips_without_xen_or_guests() {
-        let p = paths();
-        let none = xen_oracles(&p, &[], true);
-        assert!(matches!(&none[..], [Planned::Skip { name, .. }] if name == "xen-oracle"));
-        let guests = vec![PathBuf::from("/repo/build/guests/hello.elf")];
-        let skipped = xen_oracles(&p, &guests, false);
-        match &skipped[..] {
-            [Planned::Skip { name, reason }] => {
-                assert_eq!(name, "xen-oracle-hello");
-                assert!(reason.contains("build/xen/xen.elf"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-        let run = xen_oracles(&p, &guests, true);
-        let s = find(&run, "xen-oracle-hello");
-        assert_eq!(
-            s.qemu.boot,
-            crate::qemu::Boot::Kernel {
-                image: p.xen.clone(),
-                append: XEN_CMDLINE.into(),
-                modules: vec![Module::new("/repo/build/guests/hello.elf", "")],
-            }
-        );
-        let log = "(XEN) Xen version 4.17.5\n(d0) Test result: SUCCESS\n";
-        assert_eq!(watch(&s, log), WatchState::AllSeen);
-        assert!(matches!(
-            watch(&s, "Test result: FAILURE\n"),
-            WatchState::Failed { .. }
-        ));
     }
 
     fn repo_file(rel: &str) -> String {
@@ -761,23 +465,5 @@ mod tests {
     fn make_run_uses_the_same_command_line() {
         let mk = repo_file("Makefile");
         assert!(mk.contains(&format!("RUN_APPEND  ?= {RUN_CMDLINE}\n")));
-    }
-
-    #[test]
-    fn finds_only_elf_guests_sorted() {
-        let dir = std::env::temp_dir().join(format!("qemu-tests-guests-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let p = Paths::new(&dir);
-        fs::create_dir_all(&p.guests).expect("mkdir");
-        for f in ["zeta.elf", "alpha.elf", "notes.txt"] {
-            fs::write(p.guests.join(f), b"x").expect("write");
-        }
-        let names: Vec<String> = find_guests(&p)
-            .iter()
-            .map(|g| g.file_name().expect("name").to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec!["alpha.elf", "zeta.elf"]);
-        let _ = fs::remove_dir_all(&dir);
-        assert!(find_guests(&p).is_empty());
     }
 }

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread;
 
-use crate::catalogue::{parse_selftest_list, selftests_from, SELFTEST_LIST};
 use crate::execute::execute;
 use crate::report::{Report, Tally};
 use crate::scenario::{selected, Paths, Planned};
+use crate::selftests::{parse_selftest_list, selftests_from, SELFTEST_LIST};
 
 /// Whether a run with `filter` should run `selftest-list` to discover `selftest-<name>`.
 pub fn wants_discovery(filter: Option<&str>) -> bool {

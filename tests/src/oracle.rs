@@ -1,0 +1,156 @@
+//! The differential oracle: the test guests booted as dom0 on real Xen 4.17, which defines
+//! what "correct" means for them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::monitor::{End, Expectation};
+use crate::pattern::Pattern;
+use crate::qemu::{Module, QemuCommand};
+use crate::scenario::{Paths, Planned, Scenario};
+
+/// Real Xen's command line for the oracle runs (one dom0 vCPU).
+pub const XEN_CMDLINE: &str =
+    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot dom0_max_vcpus=1";
+/// Time limit of a real-Xen oracle run.
+const XEN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line.
+pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
+    let stem = guest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "guest".into());
+    let fail = vec![
+        Pattern::contains("Test result: FAILURE"),
+        Pattern::contains("Test result: ERROR"),
+        Pattern::contains("Test result: SKIP"),
+        Pattern::contains("Panic on CPU"),
+        Pattern::contains("Domain 0 crashed"),
+    ];
+    Scenario {
+        name: format!("xen-oracle-{stem}"),
+        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        expect: Expectation {
+            expect: vec![Pattern::contains("Test result: SUCCESS")],
+            fail,
+            // Xen keeps running after dom0 halts: stop there whatever the guest printed.
+            stop: vec![Pattern::contains("Hardware Dom0 halted")],
+            end: End::KillWhenSeen {
+                linger: Duration::ZERO,
+            },
+            timeout: XEN_TIMEOUT,
+        },
+        needs: vec![
+            (p.xen.clone(), "make xen"),
+            (guest.to_path_buf(), "make guests"),
+        ],
+        inputs: vec![],
+    }
+}
+
+/// The test guests in `build/guests/` (`*.elf`, sorted), empty when there is none.
+pub fn find_guests(p: &Paths) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(&p.guests)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|path| path.extension().is_some_and(|x| x == "elf") && path.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The oracle scenarios for `guests`, skipped (with the reason) when Xen is not available.
+pub fn xen_oracles(p: &Paths, guests: &[PathBuf], xen_present: bool) -> Vec<Planned> {
+    if guests.is_empty() {
+        return vec![Planned::Skip {
+            name: "xen-oracle".into(),
+            reason: format!(
+                "no test guests in {} (run `make guests`)",
+                p.show(&p.guests)
+            ),
+        }];
+    }
+    guests
+        .iter()
+        .map(|g| {
+            let s = xen_oracle(p, g);
+            if xen_present {
+                Planned::Run(Box::new(s))
+            } else {
+                Planned::Skip {
+                    name: s.name,
+                    reason: format!(
+                        "{} not found: `make xen` could not fetch Debian's xen-hypervisor-4.17-amd64",
+                        p.show(&p.xen)
+                    ),
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::test_support::{find, watch};
+    use crate::watch::WatchState;
+
+    fn paths() -> Paths {
+        Paths::new("/repo")
+    }
+
+    #[test]
+    fn oracle_skips_without_xen_or_guests() {
+        let p = paths();
+        let none = xen_oracles(&p, &[], true);
+        assert!(matches!(&none[..], [Planned::Skip { name, .. }] if name == "xen-oracle"));
+        let guests = vec![PathBuf::from("/repo/build/guests/hello.elf")];
+        let skipped = xen_oracles(&p, &guests, false);
+        match &skipped[..] {
+            [Planned::Skip { name, reason }] => {
+                assert_eq!(name, "xen-oracle-hello");
+                assert!(reason.contains("build/xen/xen.elf"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let run = xen_oracles(&p, &guests, true);
+        let s = find(&run, "xen-oracle-hello");
+        assert_eq!(
+            s.qemu.boot,
+            crate::qemu::Boot::Kernel {
+                image: p.xen.clone(),
+                append: XEN_CMDLINE.into(),
+                modules: vec![Module::new("/repo/build/guests/hello.elf", "")],
+            }
+        );
+        let log = "(XEN) Xen version 4.17.5\n(d0) Test result: SUCCESS\n";
+        assert_eq!(watch(&s, log), WatchState::AllSeen);
+        assert!(matches!(
+            watch(&s, "Test result: FAILURE\n"),
+            WatchState::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn finds_only_elf_guests_sorted() {
+        let dir = std::env::temp_dir().join(format!("qemu-tests-guests-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let p = Paths::new(&dir);
+        fs::create_dir_all(&p.guests).expect("mkdir");
+        for f in ["zeta.elf", "alpha.elf", "notes.txt"] {
+            fs::write(p.guests.join(f), b"x").expect("write");
+        }
+        let names: Vec<String> = find_guests(&p)
+            .iter()
+            .map(|g| g.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["alpha.elf", "zeta.elf"]);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(find_guests(&p).is_empty());
+    }
+}
