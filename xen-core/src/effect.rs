@@ -32,6 +32,13 @@ pub enum Effect {
     /// Hypercall continuation: re-issue the same hypercall with these arguments (the guest
     /// re-executes its SYSCALL; RAX keeps the hypercall number).
     Continue([u64; 5]),
+    /// Replace the calling vCPU's registers (a bounce into a guest handler, `iret`).
+    SetRegs(crate::request::GuestRegs),
+    /// Kill the calling domain: it crashed in a way it cannot handle (e.g. no trap handler).
+    DomainCrash {
+        /// The domain.
+        dom: DomId,
+    },
     /// The calling vCPU yields its physical CPU.
     Yield,
     /// The calling vCPU blocks until an event is pending for it.
@@ -56,6 +63,8 @@ impl Effect {
             Effect::Block => 6,
             Effect::DomainShutdown { .. } => 7,
             Effect::Continue(_) => 8,
+            Effect::SetRegs(_) => 9,
+            Effect::DomainCrash { .. } => 10,
         }
     }
 }
@@ -80,6 +89,8 @@ impl Value for Effect {
                 reason.digest(h);
             }
             Effect::Continue(args) => args.digest(h),
+            Effect::SetRegs(r) => r.digest(h),
+            Effect::DomainCrash { dom } => dom.digest(h),
         }
     }
 
@@ -92,6 +103,8 @@ impl Value for Effect {
             Effect::Yield | Effect::Block => 0,
             Effect::DomainShutdown { dom, reason } => dom.bit_len() + reason.bit_len(),
             Effect::Continue(args) => args.bit_len(),
+            Effect::SetRegs(r) => r.bit_len(),
+            Effect::DomainCrash { dom } => dom.bit_len(),
         }
     }
 
@@ -112,6 +125,8 @@ impl Value for Effect {
             Effect::Yield | Effect::Block => {}
             Effect::DomainShutdown { dom, reason } => pair(dom, reason, bit),
             Effect::Continue(args) => args.flip_bit(bit),
+            Effect::SetRegs(r) => r.flip_bit(bit),
+            Effect::DomainCrash { dom } => dom.flip_bit(bit),
         }
     }
 }

@@ -219,6 +219,12 @@ impl Machine for Xen {
         }
         let mut ctx = Ctx::new(input, tx, req);
         match req.kind {
+            ExitKind::Exception | ExitKind::UserSyscall | ExitKind::Interrupt => {
+                crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
+                    HvError::Abort(a) => a,
+                    HvError::Errno(_) => Abort::BadRequest,
+                })?;
+            }
             ExitKind::Hypercall => {
                 let ret = match crate::hypercall::dispatch(state, &mut ctx) {
                     Ok(v) => v,

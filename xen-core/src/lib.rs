@@ -15,4 +15,5 @@ pub mod hv;
 pub mod hypercall;
 pub mod pv_layout;
 pub mod request;
+pub mod traps;
 pub mod xen_notes;

@@ -1,27 +1,150 @@
-//! The request that starts a transaction (exit reason, caller, guest registers), and its
-//! encoding as the input log's request words.
+//! The request that starts a transaction (exit reason, caller, the guest's registers), and
+//! its encoding as the input log's request words.
 
 use crate::effect::DomId;
+use lockstep::impl_value;
 
 /// Why the guest left: the transaction's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitKind {
-    /// A hypercall (SYSCALL from the guest kernel / VMMCALL).
+    /// A hypercall (SYSCALL from the guest kernel).
     Hypercall,
+    /// A CPU exception in guest context (vector, error code, CR2 in the request).
+    Exception,
+    /// SYSCALL from guest user space (bounced to the guest kernel's syscall callback).
+    UserSyscall,
+    /// A timer or other hypervisor event while the guest ran (deliver pending work).
+    Interrupt,
 }
 
 impl ExitKind {
     fn code(self) -> u64 {
         match self {
             ExitKind::Hypercall => 1,
+            ExitKind::Exception => 2,
+            ExitKind::UserSyscall => 3,
+            ExitKind::Interrupt => 4,
         }
     }
 
     fn from_code(c: u64) -> Option<Self> {
         match c {
             1 => Some(ExitKind::Hypercall),
+            2 => Some(ExitKind::Exception),
+            3 => Some(ExitKind::UserSyscall),
+            4 => Some(ExitKind::Interrupt),
             _ => None,
         }
+    }
+}
+
+/// The guest's general registers and iret frame at the exit (layout-independent of `arch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct GuestRegs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+impl_value!(GuestRegs {
+    rax,
+    rbx,
+    rcx,
+    rdx,
+    rsi,
+    rdi,
+    rbp,
+    r8,
+    r9,
+    r10,
+    r11,
+    r12,
+    r13,
+    r14,
+    r15,
+    rip,
+    cs,
+    rflags,
+    rsp,
+    ss
+});
+
+impl GuestRegs {
+    /// Number of words.
+    pub const WORDS: usize = 20;
+
+    /// The registers in a fixed order.
+    pub fn to_words(&self) -> [u64; Self::WORDS] {
+        [
+            self.rax,
+            self.rbx,
+            self.rcx,
+            self.rdx,
+            self.rsi,
+            self.rdi,
+            self.rbp,
+            self.r8,
+            self.r9,
+            self.r10,
+            self.r11,
+            self.r12,
+            self.r13,
+            self.r14,
+            self.r15,
+            self.rip,
+            self.cs,
+            self.rflags,
+            self.rsp,
+            self.ss,
+        ]
+    }
+
+    /// Inverse of [`GuestRegs::to_words`].
+    pub fn from_words(w: &[u64; Self::WORDS]) -> Self {
+        GuestRegs {
+            rax: w[0],
+            rbx: w[1],
+            rcx: w[2],
+            rdx: w[3],
+            rsi: w[4],
+            rdi: w[5],
+            rbp: w[6],
+            r8: w[7],
+            r9: w[8],
+            r10: w[9],
+            r11: w[10],
+            r12: w[11],
+            r13: w[12],
+            r14: w[13],
+            r15: w[14],
+            rip: w[15],
+            cs: w[16],
+            rflags: w[17],
+            rsp: w[18],
+            ss: w[19],
+        }
+    }
+
+    /// Hypercall arguments in Xen's 64-bit PV convention: RDI, RSI, RDX, R10, R8.
+    pub fn hypercall_args(&self) -> [u64; 5] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8]
     }
 }
 
@@ -34,45 +157,73 @@ pub struct Request {
     pub dom: DomId,
     /// The calling vCPU.
     pub vcpu: u32,
-    /// RAX: the hypercall number.
+    /// RAX at a hypercall: the hypercall number (also `regs.rax`).
     pub nr: u64,
-    /// Arguments: RDI, RSI, RDX, R10, R8 (Xen's 64-bit PV convention).
+    /// Hypercall arguments (RDI, RSI, RDX, R10, R8).
     pub args: [u64; 5],
-    /// Guest RIP at the exit.
-    pub rip: u64,
+    /// Exception vector (exceptions) or interrupt vector.
+    pub vector: u64,
+    /// Exception error code.
+    pub error_code: u64,
+    /// CR2 at a page fault.
+    pub cr2: u64,
+    /// The guest's registers at the exit.
+    pub regs: GuestRegs,
 }
 
 /// Number of request words.
-pub const REQUEST_WORDS: usize = 10;
+pub const REQUEST_WORDS: usize = 6 + GuestRegs::WORDS;
 
 impl Request {
-    /// A hypercall request.
-    pub fn hypercall(dom: DomId, vcpu: u32, nr: u64, args: [u64; 5], rip: u64) -> Self {
+    /// A hypercall request from the registers at the SYSCALL.
+    pub fn hypercall(dom: DomId, vcpu: u32, regs: GuestRegs) -> Self {
         Request {
             kind: ExitKind::Hypercall,
             dom,
             vcpu,
-            nr,
-            args,
-            rip,
+            nr: regs.rax,
+            args: regs.hypercall_args(),
+            vector: 0,
+            error_code: 0,
+            cr2: 0,
+            regs,
+        }
+    }
+
+    /// A request of `kind` (exception, user syscall, interrupt) with its trap details.
+    pub fn exit(
+        kind: ExitKind,
+        dom: DomId,
+        vcpu: u32,
+        regs: GuestRegs,
+        vector: u64,
+        error_code: u64,
+        cr2: u64,
+    ) -> Self {
+        Request {
+            kind,
+            dom,
+            vcpu,
+            nr: regs.rax,
+            args: regs.hypercall_args(),
+            vector,
+            error_code,
+            cr2,
+            regs,
         }
     }
 
     /// The request as log words.
     pub fn to_words(&self) -> [u64; REQUEST_WORDS] {
-        let a = self.args;
-        [
-            self.kind.code(),
-            u64::from(self.dom),
-            u64::from(self.vcpu),
-            self.nr,
-            a[0],
-            a[1],
-            a[2],
-            a[3],
-            a[4],
-            self.rip,
-        ]
+        let mut w = [0u64; REQUEST_WORDS];
+        w[0] = self.kind.code();
+        w[1] = u64::from(self.dom);
+        w[2] = u64::from(self.vcpu);
+        w[3] = self.vector;
+        w[4] = self.error_code;
+        w[5] = self.cr2;
+        w[6..].copy_from_slice(&self.regs.to_words());
+        w
     }
 
     /// Decodes request words; `None` if they are malformed (e.g. a corrupted log).
@@ -80,14 +231,17 @@ impl Request {
         if w.len() != REQUEST_WORDS {
             return None;
         }
-        Some(Request {
-            kind: ExitKind::from_code(w[0])?,
-            dom: DomId::try_from(w[1]).ok()?,
-            vcpu: u32::try_from(w[2]).ok()?,
-            nr: w[3],
-            args: [w[4], w[5], w[6], w[7], w[8]],
-            rip: w[9],
-        })
+        let regs_words: &[u64; GuestRegs::WORDS] = w[6..].try_into().ok()?;
+        let regs = GuestRegs::from_words(regs_words);
+        Some(Request::exit(
+            ExitKind::from_code(w[0])?,
+            DomId::try_from(w[1]).ok()?,
+            u32::try_from(w[2]).ok()?,
+            regs,
+            w[3],
+            w[4],
+            w[5],
+        ))
     }
 }
 
@@ -95,15 +249,33 @@ impl Request {
 mod tests {
     use super::*;
 
+    fn regs() -> GuestRegs {
+        GuestRegs {
+            rax: 17,
+            rdi: 1,
+            rsi: 2,
+            rdx: 3,
+            r10: 4,
+            r8: 5,
+            rip: 0xffff_ffff_8000_1234,
+            cs: 0xe033,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn round_trip() {
-        let r = Request::hypercall(7, 3, 17, [1, 2, 3, 4, 5], 0xffff_ffff_8000_1234);
+        let r = Request::hypercall(7, 3, regs());
+        assert_eq!(r.nr, 17);
+        assert_eq!(r.args, [1, 2, 3, 4, 5]);
         assert_eq!(Request::from_words(&r.to_words()), Some(r));
+        let e = Request::exit(ExitKind::Exception, 1, 0, regs(), 14, 2, 0xdead_b000);
+        assert_eq!(Request::from_words(&e.to_words()), Some(e));
     }
 
     #[test]
     fn malformed_words_are_refused() {
-        let mut w = Request::hypercall(0, 0, 1, [0; 5], 0).to_words();
+        let mut w = Request::hypercall(0, 0, regs()).to_words();
         assert!(Request::from_words(&w[..9]).is_none());
         w[0] = 99;
         assert!(Request::from_words(&w).is_none());

@@ -104,7 +104,18 @@ impl Harness {
     /// Runs hypercall `nr` with `args` from vCPU 0.
     pub fn hypercall(&mut self, nr: u64, args: [u64; 5]) -> Outcome {
         self.epoch += 1;
-        let req = Request::hypercall(self.dom, 0, nr, args, 0).to_words();
+        let regs = crate::request::GuestRegs {
+            rax: nr,
+            rdi: args[0],
+            rsi: args[1],
+            rdx: args[2],
+            r10: args[3],
+            r8: args[4],
+            cs: 0xe033,
+            ss: 0xe02b,
+            ..Default::default()
+        };
+        let req = Request::hypercall(self.dom, 0, regs).to_words();
         let mut effects = Effects::new();
         let mut input = Input::direct(&req, &mut self.mem);
         let report = execute::<Xen>(
