@@ -54,6 +54,10 @@ pub enum EngineError {
     FollowerRetired,
     /// The configuration is unusable (e.g. an input capacity of zero).
     BadConfig,
+    /// The pair was escalated and this transaction could not be completed safely.
+    Escalated,
+    /// A mailbox protocol rule was broken (e.g. a commit without this core's post).
+    Protocol,
 }
 
 impl core::fmt::Display for EngineError {
@@ -63,6 +67,8 @@ impl core::fmt::Display for EngineError {
             EngineError::InputOverflow => "input log overflow",
             EngineError::FollowerRetired => "follower taken out of service",
             EngineError::BadConfig => "bad lockstep configuration",
+            EngineError::Escalated => "pair escalated, transaction not committed",
+            EngineError::Protocol => "lockstep mailbox protocol violation",
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::digest::Hasher;
 use crate::journal::{op, Journal, Journaled};
-use crate::value::{checksum, checksum_kv, Value};
+use crate::value::{checksum, checksum_kv, correct_single_bit, Value};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -175,6 +175,15 @@ impl<T: Value + 'static> Journaled for JVec<T> {
             if checksum(&self.items[i]) != self.checks[i] && checksum(&o.items[i]) == o.checks[i] {
                 self.items[i] = o.items[i].clone();
                 self.checks[i] = o.checks[i];
+                n += 1;
+            }
+        }
+        n
+    }
+    fn self_repair(&mut self) -> usize {
+        let mut n = 0;
+        for (v, c) in self.items.iter_mut().zip(&self.checks) {
+            if checksum(v) != *c && correct_single_bit(v, *c, checksum) {
                 n += 1;
             }
         }
@@ -373,6 +382,15 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         }
         n
     }
+    fn self_repair(&mut self) -> usize {
+        let mut n = 0;
+        for (k, (v, c)) in self.map.iter_mut() {
+            if checksum_kv(k, v) != *c && correct_single_bit(v, *c, |x| checksum_kv(k, x)) {
+                n += 1;
+            }
+        }
+        n
+    }
     fn bit_len(&self) -> u64 {
         self.map.values().map(|(v, _)| v.bit_len()).sum()
     }
@@ -484,9 +502,19 @@ mod tests {
             assert_eq!(c.repair_from(&b), 1);
             assert_eq!(full(&c), full(&b));
         }
+        for bit in 0..a.bit_len() {
+            let mut c = a.clone();
+            c.flip_bit(bit);
+            assert_eq!(c.self_repair(), 1);
+            assert_eq!(full(&c), full(&b), "corrected from the checksum alone");
+        }
         let mut v: JVec<u32> = JVec::new(2);
         v.push(&mut j, 1);
         let w = v.clone();
+        let mut x = v.clone();
+        x.flip_bit(17);
+        assert_eq!(x.self_repair(), 1);
+        assert_eq!(x.get(0), Some(&1));
         v.flip_bit(31);
         assert_eq!(v.verify(), 1);
         assert_eq!(v.repair_from(&a), 0, "wrong type is refused");

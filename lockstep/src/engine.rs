@@ -52,11 +52,11 @@ pub struct Engine<M: Machine> {
     injector: Injector,
 }
 
-fn idx(r: Role) -> usize {
+pub(crate) fn idx(r: Role) -> usize {
     (r == Role::Follower) as usize
 }
 
-fn broken<Err>(status: ExecStatus) -> ExecReport<Err> {
+pub(crate) fn broken<Err>(status: ExecStatus) -> ExecReport<Err> {
     ExecReport {
         digest: TxDigest::default(),
         status,
@@ -73,7 +73,7 @@ fn post_of<Err>(r: &Option<ExecReport<Err>>) -> Option<Post> {
 
 /// Applies a register fault to one core's copy of its inputs: an index below the request
 /// length flips a request word (a guest register), a higher one a value read later.
-fn faulty_request<'a>(
+pub(crate) fn faulty_request<'a>(
     buf: &'a mut Vec<u64>,
     request: &'a [u64],
     fault: Option<&Fault>,
@@ -197,18 +197,24 @@ impl<M: Machine> Engine<M> {
         Ok(())
     }
 
-    /// Verifies both replicas' per-object checksums, repairs each from the other, and
-    /// compares the whole-replica digests.
+    /// Verifies both replicas' per-object checksums, corrects single-bit errors from the
+    /// checksums, repairs what remains from the other replica, and compares the digests.
     pub fn scrub(&mut self) -> ScrubReport {
         let [a, b] = &mut self.replicas;
         let leader_bad = replica::verify(a);
         let follower_bad = replica::verify(b);
         let mut repaired = 0;
+        if leader_bad > 0 {
+            repaired += replica::self_repair(a);
+        }
+        if follower_bad > 0 {
+            repaired += replica::self_repair(b);
+        }
         if self.health.is_protected() {
-            if leader_bad > 0 {
+            if replica::verify(a) > 0 {
                 repaired += replica::repair(a, b);
             }
-            if follower_bad > 0 {
+            if replica::verify(b) > 0 {
                 repaired += replica::repair(b, a);
             }
         }

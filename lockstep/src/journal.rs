@@ -119,6 +119,9 @@ pub trait Journaled: Any {
     /// Replaces every object that fails verification here with the same object of `other`
     /// (a container of the same type and tag that verifies). Returns how many were repaired.
     fn repair_from(&mut self, other: &dyn Journaled) -> usize;
+    /// Corrects single-bit errors in objects that fail verification, from their stored
+    /// checksums alone (no other replica needed). Returns how many were corrected.
+    fn self_repair(&mut self) -> usize;
     /// Number of injectable bits (data of all objects).
     fn bit_len(&self) -> u64;
     /// Flips one bit of one object's data without touching its stored checksum.
@@ -218,6 +221,12 @@ impl<T: crate::Value + 'static> Journaled for JCell<T> {
             }
             _ => 0,
         }
+    }
+    fn self_repair(&mut self) -> usize {
+        if self.verify() == 0 {
+            return 0;
+        }
+        crate::value::correct_single_bit(&mut self.value, self.check, crate::value::checksum) as usize
     }
     fn bit_len(&self) -> u64 {
         self.value.bit_len()

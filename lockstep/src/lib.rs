@@ -12,6 +12,7 @@ pub mod journal;
 pub mod machine;
 pub mod mailbox;
 pub mod model;
+pub mod pair;
 pub mod policy;
 pub mod role;
 pub mod campaign;

@@ -7,6 +7,7 @@
 //! Acquire fence and the round again (a seqlock), so a payload is never mixed across rounds.
 
 use crate::digest::TxDigest;
+use crate::inject::{Fault, FaultKind};
 use crate::input::{WordSink, WordSource};
 use crate::machine::ExecStatus;
 use crate::role::{wait_until, Clock, Idle, Role, WaitStrategy};
@@ -291,6 +292,8 @@ pub struct Pair {
     /// The coordinator's decisions.
     pub decision: DecisionSlot,
     shutdown: AtomicBool,
+    order: AtomicU64,
+    order_bit: AtomicU64,
 }
 
 impl Pair {
@@ -302,6 +305,8 @@ impl Pair {
             follower: PostSlot::default(),
             decision: DecisionSlot::default(),
             shutdown: AtomicBool::new(false),
+            order: AtomicU64::new(0),
+            order_bit: AtomicU64::new(0),
         }
     }
 
@@ -313,6 +318,33 @@ impl Pair {
     /// True once [`Pair::shut_down`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.shutdown.load(Acquire)
+    }
+
+    /// Fault injection: orders the follower to suffer `f` in `round` (written by the leader
+    /// before it opens the round; the channel's Release publication carries it).
+    pub fn order_fault(&self, round: u64, f: &Fault) {
+        let kind = FaultKind::ALL.iter().position(|k| *k == f.kind).unwrap_or(0) as u64 + 1;
+        self.order_bit.store(f.bit, Relaxed);
+        self.order.store(
+            (round & 0xffff_ffff) | kind << 32 | (f.late as u64) << 40 | (f.value_index as u64 & 0xff) << 48,
+            Relaxed,
+        );
+    }
+
+    /// The fault ordered for `round`, if any (read by the follower after it saw the round).
+    pub fn ordered_fault(&self, round: u64) -> Option<Fault> {
+        let w = self.order.load(Relaxed);
+        if w & 0xffff_ffff != round & 0xffff_ffff {
+            return None;
+        }
+        let kind = *FaultKind::ALL.get(((w >> 32) & 0xff).checked_sub(1)? as usize)?;
+        Some(Fault {
+            kind,
+            target: Role::Follower,
+            value_index: ((w >> 48) & 0xff) as u32,
+            bit: self.order_bit.load(Relaxed),
+            late: (w >> 40) & 1 == 1,
+        })
     }
 
     /// The post slot written by `role` (the coordinator has none: it gets the leader's).
@@ -420,6 +452,22 @@ mod tests {
         let now = h.now();
         let mut r = ChannelReader::new(&pair.input, 2, now + 1_000_000, &h, &h, WaitStrategy { spins: 10 });
         assert_eq!(r.next_word(), None, "deadline");
+    }
+
+    #[test]
+    fn fault_orders_are_round_tagged() {
+        let p = Pair::new(4);
+        let f = Fault {
+            kind: FaultKind::Effects,
+            target: Role::Follower,
+            value_index: 3,
+            bit: 0x1234_5678_9abc,
+            late: true,
+        };
+        assert!(p.ordered_fault(1).is_none());
+        p.order_fault(7, &f);
+        assert_eq!(p.ordered_fault(7), Some(f));
+        assert!(p.ordered_fault(8).is_none());
     }
 
     #[test]

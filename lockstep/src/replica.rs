@@ -77,6 +77,14 @@ pub fn repair<S: ReplicaState>(s: &mut S, good: &S) -> usize {
     n
 }
 
+/// Corrects single-bit errors in every object failing verification, from its stored
+/// checksum alone. Returns how many objects were corrected.
+pub fn self_repair<S: ReplicaState>(s: &mut S) -> usize {
+    let mut n = 0;
+    s.visit_mut(&mut |c| n += c.self_repair());
+    n
+}
+
 /// Number of injectable bits in the replica.
 pub fn bit_len<S: ReplicaState>(s: &S) -> u64 {
     let mut n = 0;

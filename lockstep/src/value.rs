@@ -209,6 +209,21 @@ pub fn checksum_kv<K: Value, V: Value>(k: &K, v: &V) -> u32 {
     h.finish()
 }
 
+/// Corrects a single flipped bit of `v` given the checksum it should have: tries every
+/// one-bit change and keeps the one whose checksum (`sum`) matches. CRC-32C has Hamming
+/// distance >= 4 for messages below 2^31 bits, so at most one single-bit change can match:
+/// the correction is unique. Returns false (and leaves `v` as it was) if none matches.
+pub fn correct_single_bit<T: Value>(v: &mut T, stored: u32, sum: impl Fn(&T) -> u32) -> bool {
+    for bit in 0..v.bit_len() {
+        v.flip_bit(bit);
+        if sum(v) == stored {
+            return true;
+        }
+        v.flip_bit(bit);
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +256,28 @@ mod tests {
         }
         s.flip_bit(s.bit_len());
         assert_eq!(s, orig, "out-of-range flip must do nothing");
+    }
+
+    #[test]
+    fn single_bit_errors_are_corrected() {
+        let good = S {
+            a: 0x1234,
+            b: true,
+            c: vec![9, 8, 7],
+        };
+        let stored = checksum(&good);
+        for bit in 0..good.bit_len() {
+            let mut v = good.clone();
+            v.flip_bit(bit);
+            assert!(correct_single_bit(&mut v, stored, checksum));
+            assert_eq!(v, good);
+        }
+        let mut two = good.clone();
+        two.flip_bit(0);
+        two.flip_bit(40);
+        let before = two.clone();
+        assert!(!correct_single_bit(&mut two, stored, checksum));
+        assert_eq!(two, before, "an uncorrectable value is left alone");
     }
 
     #[test]

@@ -1,0 +1,631 @@
+//! The engine on two (or three) cores: `LeaderCore::leader_run` on the core that runs the
+//! guest, `FollowerCore::follower_serve` on its shadow, and either a dedicated
+//! [`Coordinator`](crate::coordinator::Coordinator) core or the leader coordinating inline.
+//! Cross-core traffic is the [`Pair`] mailbox only (atomics); each core owns its replica.
+
+use crate::config::{Config, EffectSink, EngineError, Outcome, TxResult};
+use crate::coordinator::{decide_round, judge, Verdict};
+use crate::digest::TxDigest;
+use crate::effects::Effects;
+use crate::engine::{faulty_request, replay_exec};
+use crate::inject::{Fault, FaultKind, InjectionOutcome, Injector};
+use crate::input::{record_request, Env, Input, InputLog, MemoEnv, WordSink};
+use crate::journal::Journal;
+use crate::machine::{execute, result_digest, ExecReport, ExecStatus, Machine};
+use crate::mailbox::{ChannelReader, ChannelWriter, Decision, Pair, Post};
+use crate::policy::{Health, RetryPolicy};
+use crate::replica;
+use crate::role::{wait_until, Clock, Idle, Role};
+use crate::stats::Stats;
+use alloc::vec::Vec;
+
+/// Records into the leader's local log and streams to the follower, optionally flipping one
+/// streamed word (a `mailbox` fault in flight).
+struct Tee<'a> {
+    local: &'a mut InputLog,
+    remote: ChannelWriter<'a>,
+    flip: Option<(usize, u64)>,
+    n: usize,
+}
+
+impl WordSink for Tee<'_> {
+    fn push_word(&mut self, w: u64) -> bool {
+        let sent = match self.flip {
+            Some((i, b)) if i == self.n => w ^ (1 << (b % 64)),
+            _ => w,
+        };
+        self.n += 1;
+        self.local.push_word(w) & self.remote.push_word(sent)
+    }
+}
+
+/// The leader of a pair: runs the first execution, streams its input log, posts its digest,
+/// obtains the decision (from the coordinator core, or by coordinating inline) and applies
+/// effects exactly once on commit.
+pub struct LeaderCore<'p, M: Machine> {
+    pair: &'p Pair,
+    cfg: Config,
+    replica: M::State,
+    journal: Journal,
+    effects: Effects<M::Effect>,
+    log: InputLog,
+    first_log: InputLog,
+    req: Vec<u64>,
+    round: u64,
+    inline: bool,
+    policy: RetryPolicy,
+    health: Health,
+    stats: Stats,
+    injector: Injector,
+}
+
+impl<'p, M: Machine> LeaderCore<'p, M> {
+    /// The leader of `pair` over its replica; `coordinate` makes it decide rounds itself
+    /// (two-CPU setups) instead of waiting for a coordinator core.
+    pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, coordinate: bool) -> Self {
+        Self {
+            pair,
+            health: if cfg.lockstep { Health::Protected } else { Health::Off },
+            replica,
+            journal: Journal::new(),
+            effects: Effects::new(),
+            log: InputLog::new(cfg.input_capacity),
+            first_log: InputLog::new(cfg.input_capacity),
+            req: Vec::new(),
+            round: 0,
+            inline: coordinate,
+            policy: RetryPolicy::new(cfg.max_retries),
+            stats: Stats::default(),
+            injector: Injector::new(0x1EAD),
+            cfg,
+        }
+    }
+
+    /// Protection state.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Statistics (replica memory: this core's replica).
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.replica_bytes = replica::memory_bytes(&self.replica) as u64;
+        s
+    }
+
+    /// This core's replica (clone it to start a spare follower).
+    pub fn replica(&self) -> &M::State {
+        &self.replica
+    }
+
+    /// The fault injector.
+    pub fn injector(&mut self) -> &mut Injector {
+        &mut self.injector
+    }
+
+    /// Corrects single-bit errors in this core's replica from its per-object checksums
+    /// (each core scrubs its own replica; no cross-core memory access). Returns how many
+    /// objects were corrected.
+    pub fn scrub(&mut self) -> usize {
+        let n = replica::self_repair(&mut self.replica);
+        self.stats.repaired_objects += n as u64;
+        n
+    }
+
+    /// True once the leader coordinates itself (configured, or the coordinator core missed
+    /// its deadlines).
+    pub fn coordinates_inline(&self) -> bool {
+        self.inline
+    }
+
+    /// After an escalation, the embedder started a follower (on a spare core, with a copy of
+    /// [`LeaderCore::replica`]): execute every transaction twice again. The next round
+    /// number continues where it was, so the new follower must start with `FollowerCore::new`.
+    pub fn resume_protection(&mut self, retired: Role) {
+        self.health = Health::SpareInUse { retired };
+        self.policy.reset();
+    }
+
+    fn count(&mut self, v: &Verdict, out: &mut Outcome<M::Error>) {
+        if !v.is_detection() {
+            return;
+        }
+        out.detections += 1;
+        self.stats.detected += 1;
+        match v {
+            Verdict::Mismatch { .. } => self.stats.mismatches += 1,
+            Verdict::Timeout(_) => self.stats.timeouts += 1,
+            _ => self.stats.broken += 1,
+        }
+    }
+
+    /// Runs one transaction in lockstep with the follower (once, if not protected).
+    pub fn leader_run(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+        sink: &mut dyn EffectSink<M::Effect>,
+    ) -> Outcome<M::Error> {
+        self.stats.transactions += 1;
+        let oneshot = self.injector.take_oneshot();
+        let mut out = Outcome::new(TxResult::Committed);
+        out.injected = oneshot.map(|f| f.kind);
+        if !self.health.is_protected() {
+            self.stats.single += 1;
+            let fault = oneshot.or_else(|| self.injector.persistent_for(0, u32::MAX));
+            out.result = self.single(request, env, sink, fault.as_ref(), None);
+            return self.classify(out);
+        }
+        let mut attempt = 0;
+        let mut detected_at = None;
+        loop {
+            attempt += 1;
+            out.attempts = attempt;
+            self.round += 1;
+            let round = self.round;
+            let fault = if attempt == 1 { oneshot } else { None }
+                .or_else(|| self.injector.persistent_for(0, 1));
+            let theirs = fault.filter(|f| f.target == Role::Follower && f.kind != FaultKind::Mailbox);
+            if let Some(f) = theirs {
+                self.pair.order_fault(round, &f);
+            }
+            let mine = fault.filter(|f| f.target == Role::Leader);
+            let flight = fault.filter(|f| f.target == Role::Follower && f.kind == FaultKind::Mailbox);
+            let rep = if attempt == 1 {
+                self.execute(request, env, round, mine.as_ref(), flight.as_ref())
+            } else {
+                let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
+                let mut memo = MemoEnv::new(first.words(), env);
+                let r = self.execute(request, &mut memo, round, mine.as_ref(), flight.as_ref());
+                self.first_log = first;
+                r
+            };
+            if attempt == 1 {
+                self.first_log.clone_from(&self.log);
+            }
+            if let Some(r) = &rep {
+                self.pair.leader.post(round, Post { digest: r.digest, status: r.status });
+                if let Some(f) = mine.filter(|f| f.kind == FaultKind::Mailbox) {
+                    self.pair.leader.flip_digest_bit(f.bit as u32);
+                }
+            }
+            idle.kick(Role::Follower);
+            idle.kick(Role::Coordinator);
+            let (verdict, decision) = self.await_decision(round, clock, idle);
+            self.count(&verdict, &mut out);
+            if verdict.is_detection() && detected_at.is_none() {
+                detected_at = Some(clock.now());
+            }
+            match decision {
+                Decision::Commit => {
+                    let Some(r) = rep else {
+                        // A commit needs our post: a coordinator that commits without it is
+                        // broken; keep nothing.
+                        replica::rollback(&mut self.replica, round);
+                        out.result = TxResult::Aborted(EngineError::Protocol);
+                        break;
+                    };
+                    if let Some(t) = detected_at {
+                        self.stats.recovery.record(clock.now().saturating_sub(t));
+                        self.stats.recovered += 1;
+                    }
+                    out.result = self.commit(request, env, round, r, sink, &mut out.detections);
+                    break;
+                }
+                Decision::Retry => {
+                    replica::rollback(&mut self.replica, round);
+                    self.stats.rollbacks += 1;
+                    self.stats.retries += 1;
+                    if self.cfg.scrub_on_retry {
+                        self.scrub();
+                    }
+                }
+                Decision::Abort => {
+                    replica::rollback(&mut self.replica, round);
+                    self.stats.rollbacks += 1;
+                    self.stats.aborted += 1;
+                    out.result = TxResult::Aborted(EngineError::InputOverflow);
+                    break;
+                }
+                Decision::Escalate(s) => {
+                    replica::rollback(&mut self.replica, round);
+                    self.stats.rollbacks += 1;
+                    self.stats.escalated += 1;
+                    let theirs = self.pair.follower.read(round);
+                    let suspect = s.or_else(|| {
+                        if replica::verify(&self.replica) > 0 {
+                            Some(Role::Leader)
+                        } else {
+                            self.vote(round, rep.as_ref(), theirs)
+                        }
+                    });
+                    out.escalation = Some(suspect);
+                    self.health = Health::Unprotected { suspect };
+                    self.stats.single += 1;
+                    let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
+                    let mut memo = MemoEnv::new(first.words(), env);
+                    out.result = self.single(request, &mut memo, sink, None, Some(round));
+                    self.first_log = first;
+                    break;
+                }
+            }
+        }
+        if self.cfg.scrub_interval > 0 && self.stats.transactions % self.cfg.scrub_interval == 0 {
+            self.scrub();
+        }
+        self.classify(out)
+    }
+
+    fn classify(&mut self, mut out: Outcome<M::Error>) -> Outcome<M::Error> {
+        if let Some(kind) = out.injected {
+            let crashed = matches!(out.result, TxResult::Aborted(_));
+            let c = InjectionOutcome::classify(out.detections > 0, out.escalation.is_some(), crashed, None);
+            out.classification = Some(c);
+            self.stats.record_injection(kind, c);
+        }
+        out
+    }
+
+    /// The leader's execution of one round (None: the leader "hangs" and posts nothing).
+    fn execute(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        round: u64,
+        mine: Option<&Fault>,
+        flight: Option<&Fault>,
+    ) -> Option<ExecReport<M::Error>> {
+        let hit = |k: FaultKind| mine.filter(|f| f.kind == k);
+        if let Some(f) = hit(FaultKind::ReplicaState) {
+            replica::flip_bit(&mut self.replica, f.bit);
+        }
+        let writer = self.pair.input.begin(round);
+        if hit(FaultKind::Hang).is_some() {
+            return None;
+        }
+        self.log.clear();
+        let mut tee = Tee {
+            local: &mut self.log,
+            remote: writer,
+            flip: flight.map(|f| ((f.value_index % 4) as usize, f.bit)),
+            n: 0,
+        };
+        let mut rep = if record_request(&mut tee, request).is_err() {
+            self.journal.begin(round);
+            crate::engine::broken(ExecStatus::Overflow)
+        } else {
+            let (own, later) = faulty_request(&mut self.req, request, hit(FaultKind::LeaderReg));
+            let mut input = Input::record(own, env, &mut tee);
+            if let Some((i, b)) = later {
+                input.inject_flip(i, b);
+            }
+            execute::<M>(&mut self.replica, &mut self.journal, round, &mut self.effects, &mut input)
+        };
+        if let Some(f) = hit(FaultKind::Effects) {
+            self.effects.flip_bit(f.bit);
+            if !f.late {
+                rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
+            }
+        }
+        if let Some(f) = hit(FaultKind::Digest) {
+            rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
+        }
+        Some(rep)
+    }
+
+    fn decide_inline(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> (Verdict, Decision) {
+        let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+        let (v, d, _, _) = decide_round(self.pair, &mut self.policy, round, deadline, clock, idle, self.cfg.wait);
+        (v, d)
+    }
+
+    fn await_decision(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> (Verdict, Decision) {
+        if self.inline {
+            return self.decide_inline(round, clock, idle);
+        }
+        let grace = self.cfg.deadline_cycles.saturating_mul(self.cfg.coordinator_grace.max(2) as u64);
+        let deadline = clock.now().saturating_add(grace);
+        let pair = self.pair;
+        match wait_until(self.cfg.wait, clock, idle, Some(deadline), || pair.decision.read(round)) {
+            Some(d) => (judge(pair.leader.read(round), pair.follower.read(round)), d),
+            None => {
+                // The coordinator core missed its deadline: coordinate from now on.
+                self.inline = true;
+                self.stats.timeouts += 1;
+                self.decide_inline(round, clock, idle)
+            }
+        }
+    }
+
+    /// Applies the agreed effects once; if this core's buffer no longer matches the agreed
+    /// digest, the effects are re-derived by re-executing locally from the same inputs.
+    fn commit(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        round: u64,
+        agreed: ExecReport<M::Error>,
+        sink: &mut dyn EffectSink<M::Effect>,
+        detections: &mut u32,
+    ) -> TxResult<M::Error> {
+        if result_digest(agreed.error.as_ref(), &self.effects) != agreed.digest.effects {
+            self.stats.effects_rejected += 1;
+            self.stats.detected += 1;
+            *detections += 1;
+            replica::rollback(&mut self.replica, round);
+            self.stats.rollbacks += 1;
+            let log = core::mem::replace(&mut self.log, InputLog::new(0));
+            let mut memo = MemoEnv::new(log.words(), env);
+            let mut input = Input::direct(request, &mut memo);
+            let again = execute::<M>(&mut self.replica, &mut self.journal, round, &mut self.effects, &mut input);
+            self.log = log;
+            if again.digest != agreed.digest || again.status != agreed.status {
+                replica::rollback(&mut self.replica, round);
+                self.health = Health::Unprotected { suspect: Some(Role::Leader) };
+                self.stats.escalated += 1;
+                return TxResult::Aborted(EngineError::Escalated);
+            }
+            self.stats.recovered += 1;
+        }
+        match agreed.error {
+            Some(e) => {
+                replica::rollback(&mut self.replica, round);
+                self.stats.rollbacks += 1;
+                self.stats.failed += 1;
+                TxResult::Failed(e)
+            }
+            None => {
+                sink.apply(self.effects.as_slice());
+                self.stats.commits += 1;
+                TxResult::Committed
+            }
+        }
+    }
+
+    /// Third execution on a fresh copy of the rolled-back replica, replaying this core's log.
+    fn vote(&mut self, round: u64, mine: Option<&ExecReport<M::Error>>, theirs: Option<Post>) -> Option<Role> {
+        let (mine, theirs) = (mine?, theirs?);
+        let mut fresh = self.replica.clone();
+        let (mut j, mut e, mut buf) = (Journal::new(), Effects::new(), Vec::new());
+        let mut rd = self.log.reader();
+        let third = replay_exec::<M>(&mut rd, &mut buf, self.cfg.input_capacity, None, &mut fresh, &mut j, round, &mut e);
+        let l = mine.digest == third.digest && mine.status == third.status;
+        let f = theirs.digest == third.digest && theirs.status == third.status;
+        match (l, f) {
+            (true, false) => Some(Role::Follower),
+            (false, true) => Some(Role::Leader),
+            _ => None,
+        }
+    }
+
+    /// One execution on this core's replica, no comparison.
+    fn single(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<M::Effect>,
+        fault: Option<&Fault>,
+        epoch: Option<u64>,
+    ) -> TxResult<M::Error> {
+        let epoch = epoch.unwrap_or_else(|| {
+            self.round += 1;
+            self.round
+        });
+        let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
+        if let Some(f) = hit(FaultKind::ReplicaState) {
+            replica::flip_bit(&mut self.replica, f.bit);
+        }
+        let (own, later) = faulty_request(&mut self.req, request, hit(FaultKind::LeaderReg));
+        let mut input = Input::direct(own, env);
+        if let Some((i, b)) = later {
+            input.inject_flip(i, b);
+        }
+        let rep = execute::<M>(&mut self.replica, &mut self.journal, epoch, &mut self.effects, &mut input);
+        if let Some(f) = hit(FaultKind::Effects) {
+            self.effects.flip_bit(f.bit);
+        }
+        match rep.error {
+            Some(e) => {
+                replica::rollback(&mut self.replica, epoch);
+                self.stats.rollbacks += 1;
+                self.stats.failed += 1;
+                TxResult::Failed(e)
+            }
+            None => {
+                sink.apply(self.effects.as_slice());
+                self.stats.commits += 1;
+                TxResult::Committed
+            }
+        }
+    }
+}
+
+/// Why `follower_serve` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FollowerExit {
+    /// The pair was shut down.
+    Shutdown,
+    /// The pair was escalated (suspect core, if identified); this follower is out of service
+    /// (if the suspect is the leader, the embedder may promote this core).
+    Escalated(Option<Role>),
+}
+
+/// Counters of a follower core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowerStats {
+    /// Rounds executed.
+    pub rounds: u64,
+    /// Rounds committed.
+    pub commits: u64,
+    /// Rounds rolled back.
+    pub rollbacks: u64,
+    /// Rounds skipped (hang injected) or superseded.
+    pub skipped: u64,
+    /// Objects corrected by scrubbing.
+    pub repaired: u64,
+}
+
+/// The follower of a pair: replays every round on its own replica and posts its digest.
+pub struct FollowerCore<'p, M: Machine> {
+    pair: &'p Pair,
+    cfg: Config,
+    replica: M::State,
+    journal: Journal,
+    effects: Effects<M::Effect>,
+    req: Vec<u64>,
+    last_round: u64,
+    stats: FollowerStats,
+}
+
+impl<'p, M: Machine> FollowerCore<'p, M> {
+    /// The follower of `pair` over its own replica (equal to the leader's after round
+    /// `after_round`): it serves the rounds after it. At boot `after_round` is 0; a spare
+    /// that starts from a copy of the leader's replica passes the leader's last round.
+    pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, after_round: u64) -> Self {
+        let last_round = after_round;
+        Self {
+            pair,
+            cfg,
+            replica,
+            journal: Journal::new(),
+            effects: Effects::new(),
+            req: Vec::new(),
+            last_round,
+            stats: FollowerStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FollowerStats {
+        self.stats
+    }
+
+    /// This core's replica.
+    pub fn replica(&self) -> &M::State {
+        &self.replica
+    }
+
+    /// Corrects single-bit errors in this core's replica from its per-object checksums.
+    pub fn scrub(&mut self) -> usize {
+        let n = replica::self_repair(&mut self.replica);
+        self.stats.repaired += n as u64;
+        n
+    }
+
+    /// Gives the replica back (e.g. to promote this core to leader).
+    pub fn into_replica(self) -> M::State {
+        self.replica
+    }
+
+    /// Serves rounds until shutdown or escalation.
+    pub fn follower_serve(&mut self, clock: &dyn Clock, idle: &dyn Idle) -> FollowerExit {
+        loop {
+            let pair = self.pair;
+            let last = self.last_round;
+            let next = wait_until(self.cfg.wait, clock, idle, None, || {
+                if pair.is_shut_down() {
+                    return Some(None);
+                }
+                let (r, _) = pair.input.published();
+                (r > last).then_some(Some(r))
+            });
+            let Some(round) = next.flatten() else {
+                return FollowerExit::Shutdown;
+            };
+            if let Some(exit) = self.serve_round(round, clock, idle) {
+                return exit;
+            }
+        }
+    }
+
+    fn serve_round(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> Option<FollowerExit> {
+        self.last_round = round;
+        let fault = self.pair.ordered_fault(round);
+        let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
+        if let Some(f) = hit(FaultKind::ReplicaState) {
+            replica::flip_bit(&mut self.replica, f.bit);
+        }
+        let executed = if hit(FaultKind::Hang).is_some() {
+            self.stats.skipped += 1;
+            None
+        } else {
+            let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+            let mut rd = ChannelReader::new(&self.pair.input, round, deadline, clock, idle, self.cfg.wait);
+            let mut rep = replay_exec::<M>(
+                &mut rd,
+                &mut self.req,
+                self.cfg.input_capacity,
+                hit(FaultKind::FollowerReg).as_ref(),
+                &mut self.replica,
+                &mut self.journal,
+                round,
+                &mut self.effects,
+            );
+            if let Some(f) = hit(FaultKind::Effects) {
+                self.effects.flip_bit(f.bit);
+                if !f.late {
+                    rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
+                }
+            }
+            if let Some(f) = hit(FaultKind::Digest) {
+                rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
+            }
+            self.stats.rounds += 1;
+            if self.pair.input.is_current(round) {
+                self.pair.follower.post(round, Post { digest: rep.digest, status: rep.status });
+                idle.kick(Role::Leader);
+                idle.kick(Role::Coordinator);
+            } else {
+                self.stats.skipped += 1;
+            }
+            Some(rep.error.is_some())
+        };
+        let pair = self.pair;
+        let d = wait_until(self.cfg.wait, clock, idle, None, || {
+            if let Some(d) = pair.decision.read(round) {
+                return Some(Some(d));
+            }
+            pair.is_shut_down().then_some(None)
+        })
+        .flatten();
+        let failed = executed == Some(true);
+        let executed = executed.is_some();
+        match d {
+            Some(Decision::Commit) => {
+                if failed {
+                    // An agreed handler failure keeps nothing, on both replicas.
+                    replica::rollback(&mut self.replica, round);
+                }
+                self.stats.commits += 1;
+                if self.cfg.scrub_interval > 0 && self.stats.commits % self.cfg.scrub_interval == 0 {
+                    self.scrub();
+                }
+                None
+            }
+            Some(Decision::Escalate(s)) => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                }
+                Some(FollowerExit::Escalated(s))
+            }
+            Some(_) => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                    self.stats.rollbacks += 1;
+                }
+                if self.cfg.scrub_on_retry {
+                    self.scrub();
+                }
+                None
+            }
+            None => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                }
+                Some(FollowerExit::Shutdown)
+            }
+        }
+    }
+}

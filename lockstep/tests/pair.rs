@@ -1,0 +1,201 @@
+//! The engine on real threads as cores: leader + follower (leader coordinating), leader +
+//! follower + coordinator, injected faults, hung and dead cores.
+
+use lockstep::config::{Config, TxResult};
+use lockstep::coordinator::Coordinator;
+use lockstep::engine::Engine;
+use lockstep::inject::{FaultKind, Prng};
+use lockstep::mailbox::Pair;
+use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
+use lockstep::pair::{FollowerCore, FollowerExit, LeaderCore};
+use lockstep::policy::Health;
+use lockstep::replica::full_digest;
+use lockstep::role::{Clock, Idle, Role, WaitStrategy};
+use std::time::Instant;
+
+struct Host(Instant);
+impl Clock for Host {
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+impl Idle for Host {
+    fn idle(&self) {
+        std::thread::yield_now();
+    }
+}
+
+fn cfg() -> Config {
+    Config {
+        deadline_cycles: 300_000_000, // 300 ms: generous on a loaded 2-core host
+        wait: WaitStrategy { spins: 2000 },
+        max_retries: 2,
+        // Each core corrects single-bit upsets in its own replica after every commit, so a
+        // latent flip cannot pile up with the next injection into an uncorrectable one.
+        scrub_interval: 1,
+        ..Config::default()
+    }
+}
+
+type Applied = Vec<Vec<Effect>>;
+
+/// Golden effects and final digest of a workload run once, lockstep off.
+fn golden(seed: u64, n: u64) -> (Applied, u32) {
+    let mut e = Engine::<Model>::new(Config { lockstep: false, ..cfg() }, ModelState::new(), ModelState::new()).unwrap();
+    let mut p = Prng::new(seed);
+    let mut applied = Applied::new();
+    for tx in 0..n {
+        let req = random_request(&mut p);
+        e.run_single(&req, &mut ModelEnv::new(seed, tx), &mut |x: &[Effect]| applied.push(x.to_vec()));
+    }
+    (applied, full_digest(e.replica(Role::Leader)))
+}
+
+/// Runs `n` transactions with a follower thread (and a coordinator thread if `coord`);
+/// `prepare` may arm the leader's injector. Returns the leader, follower exit and digests.
+fn run_pair(
+    seed: u64,
+    n: u64,
+    coord: bool,
+    spawn_follower: bool,
+    prepare: impl FnOnce(&mut LeaderCore<'_, Model>),
+) -> (Applied, u32, Option<(FollowerExit, u32)>, Health, lockstep::stats::Stats) {
+    let pair = Pair::new(1024);
+    let c = cfg();
+    std::thread::scope(|s| {
+        let f = spawn_follower.then(|| {
+            s.spawn(|| {
+                let h = Host(Instant::now());
+                let mut f = FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0);
+                let exit = f.follower_serve(&h, &h);
+                f.scrub();
+                (exit, full_digest(f.replica()))
+            })
+        });
+        let k = coord.then(|| {
+            s.spawn(|| {
+                let h = Host(Instant::now());
+                let mut k = Coordinator::new(&pair, c.max_retries, c.deadline_cycles, c.wait);
+                k.coordinator_serve(&h, &h);
+                k.stats()
+            })
+        });
+        let h = Host(Instant::now());
+        let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), !coord);
+        prepare(&mut l);
+        let mut p = Prng::new(seed);
+        let mut applied = Applied::new();
+        for tx in 0..n {
+            let req = random_request(&mut p);
+            let out = l.leader_run(&req, &mut ModelEnv::new(seed, tx), &h, &h, &mut |x: &[Effect]| applied.push(x.to_vec()));
+            if out.detections > 0 && std::env::var("DBG").is_ok() {
+                eprintln!("tx {tx} {req:?} {out:?} {}", l.stats());
+            }
+            assert!(matches!(out.result, TxResult::Committed | TxResult::Failed(_)), "{out:?}");
+        }
+        pair.shut_down();
+        l.scrub();
+        let fr = f.map(|j| j.join().unwrap());
+        if let Some(k) = k {
+            let ks = k.join().unwrap();
+            assert!(ks.rounds >= n || !l.health().is_protected() || l.coordinates_inline());
+        }
+        (applied, full_digest(l.replica()), fr, l.health(), l.stats())
+    })
+}
+
+#[test]
+fn two_cores_agree_with_a_single_execution() {
+    let (want, digest) = golden(11, 300);
+    let (got, ld, fr, health, stats) = run_pair(11, 300, false, true, |_| {});
+    assert_eq!(got, want);
+    assert_eq!(ld, digest);
+    let (exit, fd) = fr.unwrap();
+    assert_eq!(exit, FollowerExit::Shutdown);
+    assert_eq!(fd, digest, "the follower's replica, in its own thread, is equal");
+    assert_eq!(health, Health::Protected);
+    assert_eq!(stats.commits + stats.failed, 300);
+}
+
+#[test]
+fn three_cores_with_a_coordinator() {
+    let (want, digest) = golden(12, 200);
+    let (got, ld, fr, _, stats) = run_pair(12, 200, true, true, |_| {});
+    assert_eq!(got, want);
+    assert_eq!(ld, digest);
+    assert_eq!(fr.unwrap().1, digest);
+    assert_eq!(stats.detected, 0);
+}
+
+#[test]
+fn injected_faults_never_commit_a_wrong_result() {
+    let (want, digest) = golden(13, 120);
+    for kind in FaultKind::ALL {
+        // Each hang costs a full deadline: fewer of them keep the test short.
+        let count = if kind == FaultKind::Hang { 8 } else { 120 };
+        let (got, ld, fr, health, stats) = run_pair(13, 120, false, true, |l| {
+            l.injector().arm(kind, count);
+        });
+        let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!(got.len(), want.len(), "{kind}: {stats}");
+        assert_eq!(first_diff, None, "{kind}: {stats}");
+        assert_eq!(ld, digest, "{kind}");
+        assert_eq!(health, Health::Protected, "{kind}: transient faults are recovered");
+        assert_eq!(fr.unwrap().1, digest, "{kind}: the follower's replica too");
+        let detected = stats.injections[kind.index()][1];
+        assert!(detected > 0, "{kind}: {stats}");
+        if matches!(kind, FaultKind::Digest | FaultKind::Hang) {
+            assert_eq!(detected, count as u64, "{kind}: {stats}");
+        }
+    }
+}
+
+#[test]
+fn a_hung_follower_is_caught_by_the_deadline_and_escalated() {
+    let (want, digest) = golden(14, 20);
+    let (got, ld, fr, health, stats) = run_pair(14, 20, false, false, |_| {});
+    assert!(fr.is_none());
+    assert_eq!(got, want, "unprotected, but still correct");
+    assert_eq!(ld, digest);
+    assert_eq!(health, Health::Unprotected { suspect: Some(Role::Follower) });
+    assert!(health.to_string().contains("UNPROTECTED"));
+    assert_eq!(stats.timeouts, 3, "K+1 missed deadlines");
+    assert_eq!(stats.escalated, 1);
+}
+
+#[test]
+fn a_follower_that_keeps_failing_is_escalated_and_told_so() {
+    let (want, _) = golden(15, 40);
+    let (got, _, fr, health, stats) = run_pair(15, 40, false, true, |l| {
+        l.injector().arm_persistent(FaultKind::FollowerReg, 1);
+    });
+    assert_eq!(got, want);
+    assert_eq!(fr.unwrap().0, FollowerExit::Escalated(None));
+    assert_eq!(health, Health::Unprotected { suspect: Some(Role::Follower) }, "the third execution names it");
+    assert_eq!(stats.escalated, 1);
+}
+
+#[test]
+fn a_dead_coordinator_is_replaced_by_the_leader() {
+    let pair = Pair::new(256);
+    let c = Config { coordinator_grace: 2, deadline_cycles: 100_000_000, ..cfg() };
+    let (want, _) = golden(16, 10);
+    std::thread::scope(|s| {
+        let f = s.spawn(|| {
+            let h = Host(Instant::now());
+            FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0).follower_serve(&h, &h)
+        });
+        let h = Host(Instant::now());
+        let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), false);
+        let mut p = Prng::new(16);
+        let mut got = Applied::new();
+        for tx in 0..10 {
+            let req = random_request(&mut p);
+            l.leader_run(&req, &mut ModelEnv::new(16, tx), &h, &h, &mut |x: &[Effect]| got.push(x.to_vec()));
+        }
+        assert!(l.coordinates_inline());
+        assert_eq!(got, want);
+        pair.shut_down();
+        assert_eq!(f.join().unwrap(), FollowerExit::Shutdown);
+    });
+}
