@@ -4,7 +4,8 @@
 //!
 //! Log format, one u64 word at a time: `[request_len, request words..., records...]`, a
 //! record being `[VALUE_TAG | kind, value]`, `[READ_TAG | ok << 32 | len, addr, data words]`
-//! or `[PROBE_TAG | ok << 32 | len, addr]` (a write-permission probe).
+//! `[PROBE_TAG | ok << 32 | len, addr]` (a write-permission probe) or
+//! `[MACHINE_TAG | ok << 32 | len, maddr, data words]` (a read of machine memory).
 //! A replaying handler that asks for something other than what the leader recorded (another
 //! kind, address or length) poisons its execution: the engine treats it as a disagreement.
 
@@ -13,6 +14,7 @@ use alloc::vec::Vec;
 const VALUE_TAG: u64 = 0x56 << 56;
 const READ_TAG: u64 = 0x52 << 56;
 const PROBE_TAG: u64 = 0x50 << 56;
+const MACHINE_TAG: u64 = 0x4d << 56;
 const TAG_MASK: u64 = 0xff << 56;
 
 /// The embedder's source of nondeterminism, used by the leader (and in single mode).
@@ -21,6 +23,14 @@ pub trait Env {
     fn value(&mut self, kind: u32) -> u64;
     /// Copies guest memory at `addr` into `buf`; `false` if the address is bad (EFAULT).
     fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool;
+    /// Copies machine (host-physical) memory at `maddr` into `buf` — page tables, shared
+    /// pages — for handlers that validate guest structures by machine address; `false` if
+    /// the range is not RAM the embedder lets handlers read. The default has no machine
+    /// memory.
+    fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
+        let _ = (maddr, buf);
+        false
+    }
     /// Whether `len` bytes at `addr` may be written by the guest-memory writes a handler
     /// emits (copy_to_guest's check). The default, for environments without write
     /// protection, is "writable where readable".
@@ -233,6 +243,30 @@ impl Env for MemoEnv<'_> {
         self.env.read_guest(addr, buf)
     }
 
+    fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
+        if !self.diverged {
+            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
+                let ok = (h >> 32) & 1 == 1;
+                let n = if ok { buf.len().div_ceil(8) } else { 0 };
+                if h & TAG_MASK == MACHINE_TAG
+                    && h & 0xffff_ffff == buf.len() as u64
+                    && a == maddr
+                    && self.pos + 2 + n <= self.words.len()
+                {
+                    for (i, chunk) in buf.chunks_mut(8).enumerate().take(n) {
+                        let w = self.words[self.pos + 2 + i].to_le_bytes();
+                        let len = chunk.len();
+                        chunk.copy_from_slice(&w[..len]);
+                    }
+                    self.pos += 2 + n;
+                    return ok;
+                }
+            }
+        }
+        self.diverged = true;
+        self.env.read_machine(maddr, buf)
+    }
+
     fn probe_write(&mut self, addr: u64, len: usize) -> bool {
         if !self.diverged {
             if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
@@ -380,6 +414,15 @@ impl<'a> Input<'a> {
 
     /// Copies guest memory (copy_from_guest): `Err(Fault)` for a bad address.
     pub fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), InputError> {
+        self.read_tagged(READ_TAG, addr, buf)
+    }
+
+    /// Copies machine memory (page tables, shared pages): `Err(Fault)` if not readable.
+    pub fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> Result<(), InputError> {
+        self.read_tagged(MACHINE_TAG, maddr, buf)
+    }
+
+    fn read_tagged(&mut self, tag: u64, addr: u64, buf: &mut [u8]) -> Result<(), InputError> {
         if let Some(p) = self.poison {
             return Err(p);
         }
@@ -387,10 +430,10 @@ impl<'a> Input<'a> {
             return Err(self.fail(InputError::Overflow));
         }
         let ok = match &mut self.mode {
-            Mode::Direct(env) => env.read_guest(addr, buf),
+            Mode::Direct(env) => env_read(&mut **env, tag, addr, buf),
             Mode::Record(env, sink) => {
-                let ok = env.read_guest(addr, buf);
-                let hdr = READ_TAG | (ok as u64) << 32 | buf.len() as u64;
+                let ok = env_read(&mut **env, tag, addr, buf);
+                let hdr = tag | (ok as u64) << 32 | buf.len() as u64;
                 let mut fine = sink.push_word(hdr) && sink.push_word(addr);
                 if ok {
                     for chunk in buf.chunks(8) {
@@ -408,8 +451,7 @@ impl<'a> Input<'a> {
                 let (Some(hdr), Some(a)) = (src.next_word(), src.next_word()) else {
                     return Err(self.fail(InputError::Unavailable));
                 };
-                if hdr & TAG_MASK != READ_TAG || hdr & 0xffff_ffff != buf.len() as u64 || a != addr
-                {
+                if hdr & TAG_MASK != tag || hdr & 0xffff_ffff != buf.len() as u64 || a != addr {
                     return Err(self.fail(InputError::Diverged));
                 }
                 let ok = (hdr >> 32) & 1 == 1;
@@ -434,6 +476,14 @@ impl<'a> Input<'a> {
             *first = w as u8;
         }
         Ok(())
+    }
+}
+
+fn env_read(env: &mut dyn Env, tag: u64, addr: u64, buf: &mut [u8]) -> bool {
+    if tag == MACHINE_TAG {
+        env.read_machine(addr, buf)
+    } else {
+        env.read_guest(addr, buf)
     }
 }
 
@@ -623,6 +673,58 @@ mod probe_tests {
         let mut inp = Input::replay(&rq, &mut rd);
         assert_eq!(inp.probe_write(0x108, 8), Err(InputError::Diverged));
         assert_eq!(inp.poisoned(), Some(InputError::Diverged));
+    }
+
+    #[test]
+    fn machine_reads_are_logged_apart_from_guest_reads() {
+        struct Mach;
+        impl Env for Mach {
+            fn value(&mut self, _kind: u32) -> u64 {
+                0
+            }
+            fn read_guest(&mut self, _addr: u64, _buf: &mut [u8]) -> bool {
+                false
+            }
+            fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
+                buf.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, b)| *b = (maddr as u8).wrapping_add(i as u8));
+                true
+            }
+        }
+        let mut log = InputLog::new(64);
+        record_request(&mut log, &[1]).unwrap();
+        let mut leader = [0u8; 12];
+        Input::record(&[1], &mut Mach, &mut log)
+            .read_machine(0x40, &mut leader)
+            .unwrap();
+        assert_eq!(leader[0], 0x40);
+        let replay = |guest: bool| {
+            let mut rd = log.reader();
+            let mut rq = Vec::new();
+            replay_request(&mut rd, &mut rq, 4).unwrap();
+            let mut inp = Input::replay(&rq, &mut rd);
+            let mut b = [0u8; 12];
+            let r = if guest {
+                inp.read_guest(0x40, &mut b)
+            } else {
+                inp.read_machine(0x40, &mut b)
+            };
+            (r, b)
+        };
+        assert_eq!(replay(false), (Ok(()), leader));
+        assert_eq!(replay(true).0, Err(InputError::Diverged));
+        assert!(!Plainless.read_machine(0, &mut [0u8; 1]));
+    }
+
+    struct Plainless;
+    impl Env for Plainless {
+        fn value(&mut self, _kind: u32) -> u64 {
+            0
+        }
+        fn read_guest(&mut self, _addr: u64, _buf: &mut [u8]) -> bool {
+            true
+        }
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub enum Effect {
         /// Bytes to write.
         data: Vec<u8>,
     },
+    /// Write `value` at machine address `maddr` (8-byte aligned): a validated page-table entry
+    /// or another hypervisor-managed word of guest-owned memory.
+    WriteMachine {
+        /// Machine address.
+        maddr: u64,
+        /// The new 64-bit value.
+        value: u64,
+    },
     /// Text a domain wrote with console_io, for the hypervisor console.
     ConsoleWrite {
         /// The writer.
@@ -65,6 +73,7 @@ impl Effect {
             Effect::Continue(_) => 8,
             Effect::SetRegs(_) => 9,
             Effect::DomainCrash { .. } => 10,
+            Effect::WriteMachine { .. } => 11,
         }
     }
 }
@@ -91,6 +100,10 @@ impl Value for Effect {
             Effect::Continue(args) => args.digest(h),
             Effect::SetRegs(r) => r.digest(h),
             Effect::DomainCrash { dom } => dom.digest(h),
+            Effect::WriteMachine { maddr, value } => {
+                maddr.digest(h);
+                value.digest(h);
+            }
         }
     }
 
@@ -105,6 +118,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.bit_len(),
             Effect::SetRegs(r) => r.bit_len(),
             Effect::DomainCrash { dom } => dom.bit_len(),
+            Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
         }
     }
 
@@ -127,6 +141,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.flip_bit(bit),
             Effect::SetRegs(r) => r.flip_bit(bit),
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
+            Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
         }
     }
 }
@@ -154,6 +169,15 @@ mod tests {
                 data: b"hello".to_vec(),
             },
             Effect::DomainShutdown { dom: 3, reason: 1 },
+            Effect::WriteMachine {
+                maddr: 0x1234_5000,
+                value: 0x8000_0000_0000_0067,
+            },
+            Effect::SetRegs(crate::request::GuestRegs {
+                rip: 1,
+                rsp: 2,
+                ..Default::default()
+            }),
         ];
         for e in effects {
             let d0 = digest(&e);

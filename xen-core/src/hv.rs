@@ -163,6 +163,16 @@ impl<'a, 'i, 't> Ctx<'a, 'i, 't> {
         }
     }
 
+    /// Reads machine memory (a page-table entry, a shared page) by machine address; -EFAULT if
+    /// the embedder does not let handlers read it.
+    pub fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> Result<(), HvError> {
+        match self.input.read_machine(maddr, buf) {
+            Ok(()) => Ok(()),
+            Err(InputError::Fault) => Err(XenErrno::EFAULT.into()),
+            Err(e) => Err(HvError::Abort(Abort::Input(e))),
+        }
+    }
+
     /// Reads a little-endian u64 from guest memory.
     pub fn read_u64(&mut self, addr: u64) -> Result<u64, HvError> {
         let mut b = [0u8; 8];
