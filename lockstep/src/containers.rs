@@ -103,7 +103,12 @@ impl<T: Value + 'static> JVec<T> {
     }
 
     /// Mutates element `i` in place; `None` if out of range.
-    pub fn update<R>(&mut self, j: &mut Journal, i: usize, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    pub fn update<R>(
+        &mut self,
+        j: &mut Journal,
+        i: usize,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         let old = self.items.get(i)?.clone();
         let old_c = self.checks[i];
         j.check_old(self.tag, i as u64, old_c, checksum(&old));

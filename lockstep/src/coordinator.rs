@@ -142,7 +142,15 @@ impl<'p> Coordinator<'p> {
 
     fn decide(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> (Verdict, Decision) {
         let deadline = clock.now().saturating_add(self.deadline_cycles);
-        let (v, d, _, _) = decide_round(self.pair, &mut self.policy, round, deadline, clock, idle, self.wait);
+        let (v, d, _, _) = decide_round(
+            self.pair,
+            &mut self.policy,
+            round,
+            deadline,
+            clock,
+            idle,
+            self.wait,
+        );
         self.last_round = round;
         self.stats.rounds += 1;
         match d {
@@ -214,7 +222,10 @@ mod tests {
     fn judge_cases() {
         use ExecStatus::*;
         assert_eq!(judge(post(1, 2, Ok), post(1, 2, Ok)), Verdict::Agree);
-        assert_eq!(judge(post(1, 2, Failed), post(1, 2, Failed)), Verdict::Agree);
+        assert_eq!(
+            judge(post(1, 2, Failed), post(1, 2, Failed)),
+            Verdict::Agree
+        );
         assert_eq!(
             judge(post(1, 2, Ok), post(1, 3, Ok)),
             Verdict::Mismatch {
@@ -236,8 +247,14 @@ mod tests {
                 status: Diverged
             }
         );
-        assert_eq!(judge(None, post(1, 2, Ok)), Verdict::Timeout(Some(Role::Leader)));
-        assert_eq!(judge(post(1, 2, Ok), None), Verdict::Timeout(Some(Role::Follower)));
+        assert_eq!(
+            judge(None, post(1, 2, Ok)),
+            Verdict::Timeout(Some(Role::Leader))
+        );
+        assert_eq!(
+            judge(post(1, 2, Ok), None),
+            Verdict::Timeout(Some(Role::Follower))
+        );
         assert_eq!(judge(None, None), Verdict::Timeout(None));
     }
 

@@ -20,6 +20,9 @@ use crate::role::{Clock, Role};
 use crate::stats::Stats;
 use alloc::vec::Vec;
 
+/// One execution's report, or `None` if that core posted nothing (hung).
+type Reported<M> = Option<ExecReport<<M as Machine>::Error>>;
+
 /// Result of a scrub of both replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ScrubReport {
@@ -104,7 +107,11 @@ impl<M: Machine> Engine<M> {
             return Err(EngineError::ReplicasDiffer);
         }
         Ok(Self {
-            health: if cfg.lockstep { Health::Protected } else { Health::Off },
+            health: if cfg.lockstep {
+                Health::Protected
+            } else {
+                Health::Off
+            },
             replicas: [leader, follower],
             journals: [Journal::new(), Journal::new()],
             effects: [Effects::new(), Effects::new()],
@@ -326,7 +333,10 @@ impl<M: Machine> Engine<M> {
                 out.repaired += s.repaired;
             }
         } else if self.cfg.scrub_interval > 0
-            && self.stats.transactions % self.cfg.scrub_interval == 0
+            && self
+                .stats
+                .transactions
+                .is_multiple_of(self.cfg.scrub_interval)
         {
             out.repaired += self.scrub().repaired;
         }
@@ -399,7 +409,7 @@ impl<M: Machine> Engine<M> {
         env: &mut dyn Env,
         epoch: u64,
         fault: Option<&Fault>,
-    ) -> (Option<ExecReport<M::Error>>, Option<ExecReport<M::Error>>) {
+    ) -> (Reported<M>, Reported<M>) {
         let hit = |k: FaultKind, r: Role| fault.filter(|f| f.kind == k && f.target == r);
         for r in [Role::Leader, Role::Follower] {
             if let Some(f) = hit(FaultKind::ReplicaState, r) {
@@ -427,7 +437,13 @@ impl<M: Machine> Engine<M> {
             if let Some((i, b)) = later {
                 input.inject_flip(i, b);
             }
-            Some(execute::<M>(&mut replicas[0], &mut journals[0], epoch, &mut effects[0], &mut input))
+            Some(execute::<M>(
+                &mut replicas[0],
+                &mut journals[0],
+                epoch,
+                &mut effects[0],
+                &mut input,
+            ))
         };
         let frep = if hit(FaultKind::Hang, Role::Follower).is_some() {
             None

@@ -316,7 +316,15 @@ mod tests {
         }
         assert_eq!(
             FaultKind::ALL.map(|k| k.name()),
-            ["leader-reg", "follower-reg", "replica-state", "effects", "digest", "mailbox", "hang"]
+            [
+                "leader-reg",
+                "follower-reg",
+                "replica-state",
+                "effects",
+                "digest",
+                "mailbox",
+                "hang"
+            ]
         );
         assert_eq!(FaultKind::parse("Hang"), Err(UnknownFaultKind));
         assert_eq!("mailbox".parse::<FaultKind>(), Ok(FaultKind::Mailbox));
@@ -348,7 +356,10 @@ mod tests {
         assert!(i.take_oneshot().is_none());
         i.arm_persistent(FaultKind::Hang, 1);
         assert_eq!(i.persistent_for(0, 1).unwrap().target, Role::Follower);
-        assert!(i.persistent_for(0, 2).is_none(), "a retired core no longer matters");
+        assert!(
+            i.persistent_for(0, 2).is_none(),
+            "a retired core no longer matters"
+        );
         i.disarm();
         assert!(i.persistent_for(0, 1).is_none());
     }
@@ -356,10 +367,25 @@ mod tests {
     #[test]
     fn classification_priority() {
         use InjectionOutcome::*;
-        assert_eq!(InjectionOutcome::classify(false, false, false, Some(true)), Masked);
-        assert_eq!(InjectionOutcome::classify(true, false, false, Some(true)), DetectedRecovered);
-        assert_eq!(InjectionOutcome::classify(true, true, false, None), DetectedEscalated);
-        assert_eq!(InjectionOutcome::classify(false, false, false, Some(false)), SilentCorruption);
-        assert_eq!(InjectionOutcome::classify(true, true, true, Some(false)), Crash);
+        assert_eq!(
+            InjectionOutcome::classify(false, false, false, Some(true)),
+            Masked
+        );
+        assert_eq!(
+            InjectionOutcome::classify(true, false, false, Some(true)),
+            DetectedRecovered
+        );
+        assert_eq!(
+            InjectionOutcome::classify(true, true, false, None),
+            DetectedEscalated
+        );
+        assert_eq!(
+            InjectionOutcome::classify(false, false, false, Some(false)),
+            SilentCorruption
+        );
+        assert_eq!(
+            InjectionOutcome::classify(true, true, true, Some(false)),
+            Crash
+        );
     }
 }

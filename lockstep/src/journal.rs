@@ -226,7 +226,8 @@ impl<T: crate::Value + 'static> Journaled for JCell<T> {
         if self.verify() == 0 {
             return 0;
         }
-        crate::value::correct_single_bit(&mut self.value, self.check, crate::value::checksum) as usize
+        crate::value::correct_single_bit(&mut self.value, self.check, crate::value::checksum)
+            as usize
     }
     fn bit_len(&self) -> u64 {
         self.value.bit_len()
@@ -271,7 +272,11 @@ mod tests {
         assert_eq!(*c.get(), 9);
         j.begin(4);
         c.rollback(4);
-        assert_eq!(*c.get(), 9, "committed epoch 3 survives rollback of epoch 4");
+        assert_eq!(
+            *c.get(),
+            9,
+            "committed epoch 3 survives rollback of epoch 4"
+        );
     }
 
     #[test]

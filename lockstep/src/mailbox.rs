@@ -176,7 +176,10 @@ impl InputChannel {
 
     /// Opens `round` for writing (leader only) and returns its writer.
     pub fn begin(&self, round: u64) -> ChannelWriter<'_> {
-        self.published.store(round << COUNT_BITS, Relaxed);
+        // Release: whatever the leader wrote before opening the round (e.g. a fault order)
+        // is visible to a follower that sees the round. The fence then orders this store
+        // before every word of the round (the seqlock rule `is_current` relies on).
+        self.published.store(round << COUNT_BITS, Release);
         fence(Release);
         ChannelWriter {
             ch: self,
@@ -261,16 +264,22 @@ impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I>
     fn next_word(&mut self) -> Option<u64> {
         if self.pos >= self.avail {
             let (ch, round, pos) = (self.ch, self.round, self.pos);
-            let got = wait_until(self.wait, self.clock, self.idle, Some(self.deadline), || {
-                let (r, n) = ch.published();
-                if r != round {
-                    Some(None)
-                } else if n > pos {
-                    Some(Some(n))
-                } else {
-                    None
-                }
-            });
+            let got = wait_until(
+                self.wait,
+                self.clock,
+                self.idle,
+                Some(self.deadline),
+                || {
+                    let (r, n) = ch.published();
+                    if r != round {
+                        Some(None)
+                    } else if n > pos {
+                        Some(Some(n))
+                    } else {
+                        None
+                    }
+                },
+            );
             self.avail = got.flatten()?;
         }
         let w = self.ch.words.get(self.pos)?.load(Relaxed);
@@ -323,10 +332,17 @@ impl Pair {
     /// Fault injection: orders the follower to suffer `f` in `round` (written by the leader
     /// before it opens the round; the channel's Release publication carries it).
     pub fn order_fault(&self, round: u64, f: &Fault) {
-        let kind = FaultKind::ALL.iter().position(|k| *k == f.kind).unwrap_or(0) as u64 + 1;
+        let kind = FaultKind::ALL
+            .iter()
+            .position(|k| *k == f.kind)
+            .unwrap_or(0) as u64
+            + 1;
         self.order_bit.store(f.bit, Relaxed);
         self.order.store(
-            (round & 0xffff_ffff) | kind << 32 | (f.late as u64) << 40 | (f.value_index as u64 & 0xff) << 48,
+            (round & 0xffff_ffff)
+                | kind << 32
+                | (f.late as u64) << 40
+                | (f.value_index as u64 & 0xff) << 48,
             Relaxed,
         );
     }
@@ -416,7 +432,11 @@ mod tests {
         s.post(2, Decision::Commit);
         s.post(3, Decision::Retry);
         assert_eq!(s.read(2), Some(Decision::Commit), "a commit is remembered");
-        assert_eq!(s.read(1), Some(Decision::Retry), "an older uncommitted round was rolled back");
+        assert_eq!(
+            s.read(1),
+            Some(Decision::Retry),
+            "an older uncommitted round was rolled back"
+        );
         assert_eq!(s.read(3), Some(Decision::Retry));
         assert_eq!(s.read(4), None);
     }
@@ -450,7 +470,14 @@ mod tests {
         let mut r = ChannelReader::new(&pair.input, 1, u64::MAX, &h, &h, WaitStrategy::default());
         assert_eq!(r.next_word(), None, "a superseded round yields nothing");
         let now = h.now();
-        let mut r = ChannelReader::new(&pair.input, 2, now + 1_000_000, &h, &h, WaitStrategy { spins: 10 });
+        let mut r = ChannelReader::new(
+            &pair.input,
+            2,
+            now + 1_000_000,
+            &h,
+            &h,
+            WaitStrategy { spins: 10 },
+        );
         assert_eq!(r.next_word(), None, "deadline");
     }
 

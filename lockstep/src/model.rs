@@ -4,8 +4,8 @@
 //! emit register / guest-memory / event effects. It shows how a real state plugs in.
 
 use crate::containers::{JMap, JVec};
-use crate::input::{Env, Input, InputError};
 use crate::inject::Prng;
+use crate::input::{Env, Input, InputError};
 use crate::journal::JCell;
 use crate::machine::{Machine, TxCtx};
 use crate::role::Clock;
@@ -65,7 +65,13 @@ pub struct Domain {
     /// Last guest word read.
     pub scratch: u64,
 }
-crate::impl_value!(Domain { id, pages, pending, stamp, scratch });
+crate::impl_value!(Domain {
+    id,
+    pages,
+    pending,
+    stamp,
+    scratch
+});
 
 /// The model's replica state.
 #[derive(Clone, Debug)]
@@ -220,7 +226,10 @@ impl Machine for Model {
             }
             ops::EVENT => {
                 let port = (a1 % 64) as u32;
-                if s.domains.update(tx.journal, &id, |d| d.pending |= 1 << port).is_some() {
+                if s.domains
+                    .update(tx.journal, &id, |d| d.pending |= 1 << port)
+                    .is_some()
+                {
                     s.events.push(tx.journal, (id as u64) << 32 | port as u64);
                     if s.events.len() > 16 {
                         s.events.pop(tx.journal);
@@ -246,12 +255,17 @@ impl Machine for Model {
                 }
             }
             ops::SUM => {
-                let total = s.domains.iter().map(|(_, d)| d.pages).fold(0u64, u64::wrapping_add);
+                let total = s
+                    .domains
+                    .iter()
+                    .map(|(_, d)| d.pages)
+                    .fold(0u64, u64::wrapping_add);
                 tx.emit(Effect::SetRax(total));
             }
             ops::RANDOM => {
                 let x = input.value(kind::RANDOM).map_err(input_err)?;
-                s.globals.update(tx.journal, |g| g.1 = g.1.rotate_left(13) ^ x);
+                s.globals
+                    .update(tx.journal, |g| g.1 = g.1.rotate_left(13) ^ x);
                 tx.emit(Effect::SetRax(x & 0xffff));
             }
             ops::FATAL if a0 == 0xdead => return Err(ModelError(1)),
@@ -362,8 +376,20 @@ mod tests {
             let req = random_request(&mut p);
             let before = replica::full_digest(&a);
             let (mut e1, mut e2) = (ModelEnv::new(1, tx), ModelEnv::new(1, tx));
-            let ra = execute::<Model>(&mut a, &mut ja, tx + 2, &mut ea, &mut Input::direct(&req, &mut e1));
-            let rb = execute::<Model>(&mut b, &mut jb, tx + 2, &mut eb, &mut Input::direct(&req, &mut e2));
+            let ra = execute::<Model>(
+                &mut a,
+                &mut ja,
+                tx + 2,
+                &mut ea,
+                &mut Input::direct(&req, &mut e1),
+            );
+            let rb = execute::<Model>(
+                &mut b,
+                &mut jb,
+                tx + 2,
+                &mut eb,
+                &mut Input::direct(&req, &mut e2),
+            );
             assert_eq!(ra.digest, rb.digest);
             assert_eq!(ea.as_slice(), eb.as_slice());
             if tx % 3 == 0 || ra.error.is_some() {

@@ -171,7 +171,11 @@ mod tests {
         };
         assert_eq!(p.on_verdict(&m, 40), Decision::Retry);
         assert_eq!(p.on_verdict(&t, 50), Decision::Retry);
-        assert_eq!(p.on_verdict(&m, 60), Decision::Escalate(None), "mixed evidence");
+        assert_eq!(
+            p.on_verdict(&m, 60),
+            Decision::Escalate(None),
+            "mixed evidence"
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn wait_until<T, C: Clock + ?Sized, I: Idle + ?Sized>(
         }
         n = n.wrapping_add(1);
         let spinning = n < strategy.spins;
-        if n % 64 == 0 || !spinning {
+        if n.is_multiple_of(64) || !spinning {
             if let Some(d) = deadline {
                 if clock.now() >= d {
                     return poll();

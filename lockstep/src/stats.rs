@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(s.recovery.mean(), 20);
         assert_eq!(s.recovery.max, 30);
         s.record_injection(FaultKind::Digest, InjectionOutcome::DetectedRecovered);
-        assert_eq!(s.injected(FaultKind::Digest, InjectionOutcome::DetectedRecovered), 1);
+        assert_eq!(
+            s.injected(FaultKind::Digest, InjectionOutcome::DetectedRecovered),
+            1
+        );
         assert_eq!(s.injected(FaultKind::Digest, InjectionOutcome::Masked), 0);
         let text = s.to_string();
         assert!(text.contains("inject digest"));

@@ -195,7 +195,7 @@ macro_rules! impl_value {
 }
 
 /// CRC-32C of one value on its own (the per-object checksum).
-pub fn checksum<T: Value + ?Sized>(v: &T) -> u32 {
+pub fn checksum<T: Value>(v: &T) -> u32 {
     let mut h = Hasher::new();
     v.digest(&mut h);
     h.finish()

@@ -20,11 +20,19 @@ fn engine(lockstep: bool) -> Engine<Model> {
 
 type Applied = Vec<Vec<Effect>>;
 
-fn run(e: &mut Engine<Model>, seed: u64, tx: u64, req: &[u64], applied: &mut Applied) -> TxResult<lockstep::model::ModelError> {
+fn run(
+    e: &mut Engine<Model>,
+    seed: u64,
+    tx: u64,
+    req: &[u64],
+    applied: &mut Applied,
+) -> TxResult<lockstep::model::ModelError> {
     let clk = TickClock::new();
     let mut env = ModelEnv::new(seed, tx);
-    e.run_local(req, &mut env, &clk, &mut |fx: &[Effect]| applied.push(fx.to_vec()))
-        .result
+    e.run_local(req, &mut env, &clk, &mut |fx: &[Effect]| {
+        applied.push(fx.to_vec())
+    })
+    .result
 }
 
 #[test]
@@ -49,7 +57,10 @@ fn a_lockstep_on_and_off_give_identical_results() {
         assert_eq!(s.transactions, 400);
         assert_eq!(s.commits + s.failed, 400);
         assert_eq!(off.stats().single, 400);
-        assert!(s.failed > 0, "the workload exercises agreed handler failures");
+        assert!(
+            s.failed > 0,
+            "the workload exercises agreed handler failures"
+        );
         assert!(s.replica_bytes > 0);
     }
 }
@@ -88,18 +99,31 @@ fn c_rollback_restores_the_whole_replica_bit_for_bit() {
         shadow.reset(e.replica(Role::Leader).clone()).unwrap();
         e.injector().arm(FaultKind::Digest, 1);
         let mut fx = Applied::new();
-        let out = e.run_local(&req, &mut ModelEnv::new(1, tx), &TickClock::new(), &mut |x: &[Effect]| fx.push(x.to_vec()));
+        let out = e.run_local(
+            &req,
+            &mut ModelEnv::new(1, tx),
+            &TickClock::new(),
+            &mut |x: &[Effect]| fx.push(x.to_vec()),
+        );
         assert_eq!(out.attempts, 2, "one rollback, one re-execution");
         assert_eq!(out.detections, 1);
         let mut sfx = Applied::new();
-        let sout = shadow.run_single(&req, &mut ModelEnv::new(1, tx), &mut |x: &[Effect]| sfx.push(x.to_vec()));
+        let sout = shadow.run_single(&req, &mut ModelEnv::new(1, tx), &mut |x: &[Effect]| {
+            sfx.push(x.to_vec())
+        });
         assert_eq!(out.result, sout.result);
-        assert_eq!(fx, sfx, "effects applied exactly once, equal to one clean execution");
+        assert_eq!(
+            fx, sfx,
+            "effects applied exactly once, equal to one clean execution"
+        );
         let after = e.full_digests();
         assert_eq!(after[0], after[1]);
         assert_eq!(after[0], full_digest(shadow.replica(Role::Leader)));
         if let TxResult::Failed(_) = out.result {
-            assert_eq!(after, before, "a failed transaction leaves the replica untouched");
+            assert_eq!(
+                after, before,
+                "a failed transaction leaves the replica untouched"
+            );
         }
     }
     let s = e.stats();
@@ -110,7 +134,12 @@ fn c_rollback_restores_the_whole_replica_bit_for_bit() {
 
 #[test]
 fn d_each_kind_is_detected_where_it_changes_an_output() {
-    let expect_always = [FaultKind::Effects, FaultKind::Digest, FaultKind::ReplicaState, FaultKind::Hang];
+    let expect_always = [
+        FaultKind::Effects,
+        FaultKind::Digest,
+        FaultKind::ReplicaState,
+        FaultKind::Hang,
+    ];
     for kind in FaultKind::ALL {
         let mut eng = engine(true);
         let mut gold = engine(false);
@@ -158,9 +187,14 @@ fn d_lockstep_off_lets_corruption_through() {
     let mut off = engine(false);
     let mut gold = engine(false);
     let mut p = Prng::new(5);
-    let rep = run_campaign(&mut off, &mut gold, FaultKind::Effects, 200, &TickClock::new(), |tx| {
-        (random_request(&mut p).to_vec(), ModelEnv::new(5, tx))
-    })
+    let rep = run_campaign(
+        &mut off,
+        &mut gold,
+        FaultKind::Effects,
+        200,
+        &TickClock::new(),
+        |tx| (random_request(&mut p).to_vec(), ModelEnv::new(5, tx)),
+    )
     .unwrap();
     assert!(rep.count(InjectionOutcome::SilentCorruption) > 100, "{rep}");
 }
@@ -177,12 +211,20 @@ fn e_a_hung_execution_is_a_timeout_not_a_wait() {
     }
     let s = e.stats();
     assert_eq!(s.timeouts, 50);
-    assert_eq!(s.injected(FaultKind::Hang, InjectionOutcome::DetectedRecovered), 50);
+    assert_eq!(
+        s.injected(FaultKind::Hang, InjectionOutcome::DetectedRecovered),
+        50
+    );
 }
 
 #[test]
 fn f_a_core_that_keeps_failing_is_escalated() {
-    for (spares, role) in [(0, Role::Follower), (1, Role::Follower), (0, Role::Leader), (1, Role::Leader)] {
+    for (spares, role) in [
+        (0, Role::Follower),
+        (1, Role::Follower),
+        (0, Role::Leader),
+        (1, Role::Leader),
+    ] {
         let cfg = Config {
             spares,
             max_retries: 2,
@@ -199,16 +241,28 @@ fn f_a_core_that_keeps_failing_is_escalated() {
         for tx in 0..200 {
             let req = random_request(&mut p);
             let clk = TickClock::new();
-            let out = e.run_local(&req, &mut ModelEnv::new(9, tx), &clk, &mut |x: &[Effect]| a1.push(x.to_vec()));
+            let out = e.run_local(
+                &req,
+                &mut ModelEnv::new(9, tx),
+                &clk,
+                &mut |x: &[Effect]| a1.push(x.to_vec()),
+            );
             run(&mut gold, 9, tx, &req, &mut a2);
             if let Some(s) = out.escalation {
                 escalations += 1;
-                assert_eq!(s, Some(role), "the third execution identifies the failing core");
+                assert_eq!(
+                    s,
+                    Some(role),
+                    "the third execution identifies the failing core"
+                );
             }
             assert_eq!(a1, a2, "never a wrong commit (tx {tx})");
         }
         assert_eq!(escalations, 1);
-        assert!(!e.cores().contains(&core), "core {core} taken out of service");
+        assert!(
+            !e.cores().contains(&core),
+            "core {core} taken out of service"
+        );
         match e.health() {
             Health::SpareInUse { retired } => {
                 assert_eq!((spares, retired), (1, role));
@@ -227,7 +281,15 @@ fn f_a_core_that_keeps_failing_is_escalated() {
 
 #[test]
 fn bad_input_gets_errors_not_panics() {
-    assert!(Engine::<Model>::new(Config { input_capacity: 0, ..Config::default() }, ModelState::new(), ModelState::new()).is_err());
+    assert!(Engine::<Model>::new(
+        Config {
+            input_capacity: 0,
+            ..Config::default()
+        },
+        ModelState::new(),
+        ModelState::new()
+    )
+    .is_err());
     let mut other = ModelState::new();
     let mut j = lockstep::Journal::new();
     other.globals.set(&mut j, (1, 1));
@@ -235,10 +297,21 @@ fn bad_input_gets_errors_not_panics() {
         Engine::<Model>::new(Config::default(), ModelState::new(), other).err(),
         Some(lockstep::config::EngineError::ReplicasDiffer)
     );
-    let mut e = Engine::<Model>::new(Config { input_capacity: 3, ..Config::default() }, ModelState::new(), ModelState::new()).unwrap();
+    let mut e = Engine::<Model>::new(
+        Config {
+            input_capacity: 3,
+            ..Config::default()
+        },
+        ModelState::new(),
+        ModelState::new(),
+    )
+    .unwrap();
     let mut applied = Applied::new();
     let r = run(&mut e, 1, 0, &[0, 1, 2], &mut applied);
-    assert_eq!(r, TxResult::Aborted(lockstep::config::EngineError::InputOverflow));
+    assert_eq!(
+        r,
+        TxResult::Aborted(lockstep::config::EngineError::InputOverflow)
+    );
     assert!(applied.is_empty());
     let r = run(&mut e, 1, 0, &[], &mut applied);
     assert!(matches!(r, TxResult::Committed | TxResult::Aborted(_)));

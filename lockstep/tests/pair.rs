@@ -4,10 +4,11 @@
 use lockstep::config::{Config, TxResult};
 use lockstep::coordinator::Coordinator;
 use lockstep::engine::Engine;
+use lockstep::follower::{FollowerCore, FollowerExit};
 use lockstep::inject::{FaultKind, Prng};
+use lockstep::leader::LeaderCore;
 use lockstep::mailbox::Pair;
 use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
-use lockstep::pair::{FollowerCore, FollowerExit, LeaderCore};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
 use lockstep::role::{Clock, Idle, Role, WaitStrategy};
@@ -41,12 +42,22 @@ type Applied = Vec<Vec<Effect>>;
 
 /// Golden effects and final digest of a workload run once, lockstep off.
 fn golden(seed: u64, n: u64) -> (Applied, u32) {
-    let mut e = Engine::<Model>::new(Config { lockstep: false, ..cfg() }, ModelState::new(), ModelState::new()).unwrap();
+    let mut e = Engine::<Model>::new(
+        Config {
+            lockstep: false,
+            ..cfg()
+        },
+        ModelState::new(),
+        ModelState::new(),
+    )
+    .unwrap();
     let mut p = Prng::new(seed);
     let mut applied = Applied::new();
     for tx in 0..n {
         let req = random_request(&mut p);
-        e.run_single(&req, &mut ModelEnv::new(seed, tx), &mut |x: &[Effect]| applied.push(x.to_vec()));
+        e.run_single(&req, &mut ModelEnv::new(seed, tx), &mut |x: &[Effect]| {
+            applied.push(x.to_vec())
+        });
     }
     (applied, full_digest(e.replica(Role::Leader)))
 }
@@ -59,7 +70,13 @@ fn run_pair(
     coord: bool,
     spawn_follower: bool,
     prepare: impl FnOnce(&mut LeaderCore<'_, Model>),
-) -> (Applied, u32, Option<(FollowerExit, u32)>, Health, lockstep::stats::Stats) {
+) -> (
+    Applied,
+    u32,
+    Option<(FollowerExit, u32)>,
+    Health,
+    lockstep::stats::Stats,
+) {
     let pair = Pair::new(1024);
     let c = cfg();
     std::thread::scope(|s| {
@@ -87,11 +104,20 @@ fn run_pair(
         let mut applied = Applied::new();
         for tx in 0..n {
             let req = random_request(&mut p);
-            let out = l.leader_run(&req, &mut ModelEnv::new(seed, tx), &h, &h, &mut |x: &[Effect]| applied.push(x.to_vec()));
+            let out = l.leader_run(
+                &req,
+                &mut ModelEnv::new(seed, tx),
+                &h,
+                &h,
+                &mut |x: &[Effect]| applied.push(x.to_vec()),
+            );
             if out.detections > 0 && std::env::var("DBG").is_ok() {
                 eprintln!("tx {tx} {req:?} {out:?} {}", l.stats());
             }
-            assert!(matches!(out.result, TxResult::Committed | TxResult::Failed(_)), "{out:?}");
+            assert!(
+                matches!(out.result, TxResult::Committed | TxResult::Failed(_)),
+                "{out:?}"
+            );
         }
         pair.shut_down();
         l.scrub();
@@ -112,7 +138,10 @@ fn two_cores_agree_with_a_single_execution() {
     assert_eq!(ld, digest);
     let (exit, fd) = fr.unwrap();
     assert_eq!(exit, FollowerExit::Shutdown);
-    assert_eq!(fd, digest, "the follower's replica, in its own thread, is equal");
+    assert_eq!(
+        fd, digest,
+        "the follower's replica, in its own thread, is equal"
+    );
     assert_eq!(health, Health::Protected);
     assert_eq!(stats.commits + stats.failed, 300);
 }
@@ -140,7 +169,11 @@ fn injected_faults_never_commit_a_wrong_result() {
         assert_eq!(got.len(), want.len(), "{kind}: {stats}");
         assert_eq!(first_diff, None, "{kind}: {stats}");
         assert_eq!(ld, digest, "{kind}");
-        assert_eq!(health, Health::Protected, "{kind}: transient faults are recovered");
+        assert_eq!(
+            health,
+            Health::Protected,
+            "{kind}: transient faults are recovered"
+        );
         assert_eq!(fr.unwrap().1, digest, "{kind}: the follower's replica too");
         let detected = stats.injections[kind.index()][1];
         assert!(detected > 0, "{kind}: {stats}");
@@ -157,7 +190,12 @@ fn a_hung_follower_is_caught_by_the_deadline_and_escalated() {
     assert!(fr.is_none());
     assert_eq!(got, want, "unprotected, but still correct");
     assert_eq!(ld, digest);
-    assert_eq!(health, Health::Unprotected { suspect: Some(Role::Follower) });
+    assert_eq!(
+        health,
+        Health::Unprotected {
+            suspect: Some(Role::Follower)
+        }
+    );
     assert!(health.to_string().contains("UNPROTECTED"));
     assert_eq!(stats.timeouts, 3, "K+1 missed deadlines");
     assert_eq!(stats.escalated, 1);
@@ -171,14 +209,24 @@ fn a_follower_that_keeps_failing_is_escalated_and_told_so() {
     });
     assert_eq!(got, want);
     assert_eq!(fr.unwrap().0, FollowerExit::Escalated(None));
-    assert_eq!(health, Health::Unprotected { suspect: Some(Role::Follower) }, "the third execution names it");
+    assert_eq!(
+        health,
+        Health::Unprotected {
+            suspect: Some(Role::Follower)
+        },
+        "the third execution names it"
+    );
     assert_eq!(stats.escalated, 1);
 }
 
 #[test]
 fn a_dead_coordinator_is_replaced_by_the_leader() {
     let pair = Pair::new(256);
-    let c = Config { coordinator_grace: 2, deadline_cycles: 100_000_000, ..cfg() };
+    let c = Config {
+        coordinator_grace: 2,
+        deadline_cycles: 100_000_000,
+        ..cfg()
+    };
     let (want, _) = golden(16, 10);
     std::thread::scope(|s| {
         let f = s.spawn(|| {
@@ -191,7 +239,13 @@ fn a_dead_coordinator_is_replaced_by_the_leader() {
         let mut got = Applied::new();
         for tx in 0..10 {
             let req = random_request(&mut p);
-            l.leader_run(&req, &mut ModelEnv::new(16, tx), &h, &h, &mut |x: &[Effect]| got.push(x.to_vec()));
+            l.leader_run(
+                &req,
+                &mut ModelEnv::new(16, tx),
+                &h,
+                &h,
+                &mut |x: &[Effect]| got.push(x.to_vec()),
+            );
         }
         assert!(l.coordinates_inline());
         assert_eq!(got, want);

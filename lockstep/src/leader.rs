@@ -1,7 +1,7 @@
-//! The engine on two (or three) cores: `LeaderCore::leader_run` on the core that runs the
-//! guest, `FollowerCore::follower_serve` on its shadow, and either a dedicated
-//! [`Coordinator`](crate::coordinator::Coordinator) core or the leader coordinating inline.
-//! Cross-core traffic is the [`Pair`] mailbox only (atomics); each core owns its replica.
+//! The leader core of a pair: `LeaderCore::leader_run` on the core that runs the guest,
+//! paired with [`FollowerCore`](crate::follower::FollowerCore) on its shadow and either a
+//! dedicated [`Coordinator`](crate::coordinator::Coordinator) core or the leader coordinating
+//! inline. Cross-core traffic is the [`Pair`] mailbox only (atomics); each core owns its replica.
 
 use crate::config::{Config, EffectSink, EngineError, Outcome, TxResult};
 use crate::coordinator::{decide_round, judge, Verdict};
@@ -12,7 +12,7 @@ use crate::inject::{Fault, FaultKind, InjectionOutcome, Injector};
 use crate::input::{record_request, Env, Input, InputLog, MemoEnv, WordSink};
 use crate::journal::Journal;
 use crate::machine::{execute, result_digest, ExecReport, ExecStatus, Machine};
-use crate::mailbox::{ChannelReader, ChannelWriter, Decision, Pair, Post};
+use crate::mailbox::{ChannelWriter, Decision, Pair, Post};
 use crate::policy::{Health, RetryPolicy};
 use crate::replica;
 use crate::role::{wait_until, Clock, Idle, Role};
@@ -65,7 +65,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
     pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, coordinate: bool) -> Self {
         Self {
             pair,
-            health: if cfg.lockstep { Health::Protected } else { Health::Off },
+            health: if cfg.lockstep {
+                Health::Protected
+            } else {
+                Health::Off
+            },
             replica,
             journal: Journal::new(),
             effects: Effects::new(),
@@ -167,12 +171,14 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             let round = self.round;
             let fault = if attempt == 1 { oneshot } else { None }
                 .or_else(|| self.injector.persistent_for(0, 1));
-            let theirs = fault.filter(|f| f.target == Role::Follower && f.kind != FaultKind::Mailbox);
+            let theirs =
+                fault.filter(|f| f.target == Role::Follower && f.kind != FaultKind::Mailbox);
             if let Some(f) = theirs {
                 self.pair.order_fault(round, &f);
             }
             let mine = fault.filter(|f| f.target == Role::Leader);
-            let flight = fault.filter(|f| f.target == Role::Follower && f.kind == FaultKind::Mailbox);
+            let flight =
+                fault.filter(|f| f.target == Role::Follower && f.kind == FaultKind::Mailbox);
             let rep = if attempt == 1 {
                 self.execute(request, env, round, mine.as_ref(), flight.as_ref())
             } else {
@@ -186,7 +192,13 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 self.first_log.clone_from(&self.log);
             }
             if let Some(r) = &rep {
-                self.pair.leader.post(round, Post { digest: r.digest, status: r.status });
+                self.pair.leader.post(
+                    round,
+                    Post {
+                        digest: r.digest,
+                        status: r.status,
+                    },
+                );
                 if let Some(f) = mine.filter(|f| f.kind == FaultKind::Mailbox) {
                     self.pair.leader.flip_digest_bit(f.bit as u32);
                 }
@@ -252,7 +264,12 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 }
             }
         }
-        if self.cfg.scrub_interval > 0 && self.stats.transactions % self.cfg.scrub_interval == 0 {
+        if self.cfg.scrub_interval > 0
+            && self
+                .stats
+                .transactions
+                .is_multiple_of(self.cfg.scrub_interval)
+        {
             self.scrub();
         }
         self.classify(out)
@@ -261,7 +278,12 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
     fn classify(&mut self, mut out: Outcome<M::Error>) -> Outcome<M::Error> {
         if let Some(kind) = out.injected {
             let crashed = matches!(out.result, TxResult::Aborted(_));
-            let c = InjectionOutcome::classify(out.detections > 0, out.escalation.is_some(), crashed, None);
+            let c = InjectionOutcome::classify(
+                out.detections > 0,
+                out.escalation.is_some(),
+                crashed,
+                None,
+            );
             out.classification = Some(c);
             self.stats.record_injection(kind, c);
         }
@@ -301,7 +323,13 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             if let Some((i, b)) = later {
                 input.inject_flip(i, b);
             }
-            execute::<M>(&mut self.replica, &mut self.journal, round, &mut self.effects, &mut input)
+            execute::<M>(
+                &mut self.replica,
+                &mut self.journal,
+                round,
+                &mut self.effects,
+                &mut input,
+            )
         };
         if let Some(f) = hit(FaultKind::Effects) {
             self.effects.flip_bit(f.bit);
@@ -315,20 +343,43 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         Some(rep)
     }
 
-    fn decide_inline(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> (Verdict, Decision) {
+    fn decide_inline(
+        &mut self,
+        round: u64,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+    ) -> (Verdict, Decision) {
         let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
-        let (v, d, _, _) = decide_round(self.pair, &mut self.policy, round, deadline, clock, idle, self.cfg.wait);
+        let (v, d, _, _) = decide_round(
+            self.pair,
+            &mut self.policy,
+            round,
+            deadline,
+            clock,
+            idle,
+            self.cfg.wait,
+        );
         (v, d)
     }
 
-    fn await_decision(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> (Verdict, Decision) {
+    fn await_decision(
+        &mut self,
+        round: u64,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+    ) -> (Verdict, Decision) {
         if self.inline {
             return self.decide_inline(round, clock, idle);
         }
-        let grace = self.cfg.deadline_cycles.saturating_mul(self.cfg.coordinator_grace.max(2) as u64);
+        let grace = self
+            .cfg
+            .deadline_cycles
+            .saturating_mul(self.cfg.coordinator_grace.max(2) as u64);
         let deadline = clock.now().saturating_add(grace);
         let pair = self.pair;
-        match wait_until(self.cfg.wait, clock, idle, Some(deadline), || pair.decision.read(round)) {
+        match wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
+            pair.decision.read(round)
+        }) {
             Some(d) => (judge(pair.leader.read(round), pair.follower.read(round)), d),
             None => {
                 // The coordinator core missed its deadline: coordinate from now on.
@@ -359,11 +410,19 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             let log = core::mem::replace(&mut self.log, InputLog::new(0));
             let mut memo = MemoEnv::new(log.words(), env);
             let mut input = Input::direct(request, &mut memo);
-            let again = execute::<M>(&mut self.replica, &mut self.journal, round, &mut self.effects, &mut input);
+            let again = execute::<M>(
+                &mut self.replica,
+                &mut self.journal,
+                round,
+                &mut self.effects,
+                &mut input,
+            );
             self.log = log;
             if again.digest != agreed.digest || again.status != agreed.status {
                 replica::rollback(&mut self.replica, round);
-                self.health = Health::Unprotected { suspect: Some(Role::Leader) };
+                self.health = Health::Unprotected {
+                    suspect: Some(Role::Leader),
+                };
                 self.stats.escalated += 1;
                 return TxResult::Aborted(EngineError::Escalated);
             }
@@ -385,12 +444,26 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
     }
 
     /// Third execution on a fresh copy of the rolled-back replica, replaying this core's log.
-    fn vote(&mut self, round: u64, mine: Option<&ExecReport<M::Error>>, theirs: Option<Post>) -> Option<Role> {
+    fn vote(
+        &mut self,
+        round: u64,
+        mine: Option<&ExecReport<M::Error>>,
+        theirs: Option<Post>,
+    ) -> Option<Role> {
         let (mine, theirs) = (mine?, theirs?);
         let mut fresh = self.replica.clone();
         let (mut j, mut e, mut buf) = (Journal::new(), Effects::new(), Vec::new());
         let mut rd = self.log.reader();
-        let third = replay_exec::<M>(&mut rd, &mut buf, self.cfg.input_capacity, None, &mut fresh, &mut j, round, &mut e);
+        let third = replay_exec::<M>(
+            &mut rd,
+            &mut buf,
+            self.cfg.input_capacity,
+            None,
+            &mut fresh,
+            &mut j,
+            round,
+            &mut e,
+        );
         let l = mine.digest == third.digest && mine.status == third.status;
         let f = theirs.digest == third.digest && theirs.status == third.status;
         match (l, f) {
@@ -422,7 +495,13 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         if let Some((i, b)) = later {
             input.inject_flip(i, b);
         }
-        let rep = execute::<M>(&mut self.replica, &mut self.journal, epoch, &mut self.effects, &mut input);
+        let rep = execute::<M>(
+            &mut self.replica,
+            &mut self.journal,
+            epoch,
+            &mut self.effects,
+            &mut input,
+        );
         if let Some(f) = hit(FaultKind::Effects) {
             self.effects.flip_bit(f.bit);
         }
@@ -437,194 +516,6 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 sink.apply(self.effects.as_slice());
                 self.stats.commits += 1;
                 TxResult::Committed
-            }
-        }
-    }
-}
-
-/// Why `follower_serve` returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FollowerExit {
-    /// The pair was shut down.
-    Shutdown,
-    /// The pair was escalated (suspect core, if identified); this follower is out of service
-    /// (if the suspect is the leader, the embedder may promote this core).
-    Escalated(Option<Role>),
-}
-
-/// Counters of a follower core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FollowerStats {
-    /// Rounds executed.
-    pub rounds: u64,
-    /// Rounds committed.
-    pub commits: u64,
-    /// Rounds rolled back.
-    pub rollbacks: u64,
-    /// Rounds skipped (hang injected) or superseded.
-    pub skipped: u64,
-    /// Objects corrected by scrubbing.
-    pub repaired: u64,
-}
-
-/// The follower of a pair: replays every round on its own replica and posts its digest.
-pub struct FollowerCore<'p, M: Machine> {
-    pair: &'p Pair,
-    cfg: Config,
-    replica: M::State,
-    journal: Journal,
-    effects: Effects<M::Effect>,
-    req: Vec<u64>,
-    last_round: u64,
-    stats: FollowerStats,
-}
-
-impl<'p, M: Machine> FollowerCore<'p, M> {
-    /// The follower of `pair` over its own replica (equal to the leader's after round
-    /// `after_round`): it serves the rounds after it. At boot `after_round` is 0; a spare
-    /// that starts from a copy of the leader's replica passes the leader's last round.
-    pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, after_round: u64) -> Self {
-        let last_round = after_round;
-        Self {
-            pair,
-            cfg,
-            replica,
-            journal: Journal::new(),
-            effects: Effects::new(),
-            req: Vec::new(),
-            last_round,
-            stats: FollowerStats::default(),
-        }
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> FollowerStats {
-        self.stats
-    }
-
-    /// This core's replica.
-    pub fn replica(&self) -> &M::State {
-        &self.replica
-    }
-
-    /// Corrects single-bit errors in this core's replica from its per-object checksums.
-    pub fn scrub(&mut self) -> usize {
-        let n = replica::self_repair(&mut self.replica);
-        self.stats.repaired += n as u64;
-        n
-    }
-
-    /// Gives the replica back (e.g. to promote this core to leader).
-    pub fn into_replica(self) -> M::State {
-        self.replica
-    }
-
-    /// Serves rounds until shutdown or escalation.
-    pub fn follower_serve(&mut self, clock: &dyn Clock, idle: &dyn Idle) -> FollowerExit {
-        loop {
-            let pair = self.pair;
-            let last = self.last_round;
-            let next = wait_until(self.cfg.wait, clock, idle, None, || {
-                if pair.is_shut_down() {
-                    return Some(None);
-                }
-                let (r, _) = pair.input.published();
-                (r > last).then_some(Some(r))
-            });
-            let Some(round) = next.flatten() else {
-                return FollowerExit::Shutdown;
-            };
-            if let Some(exit) = self.serve_round(round, clock, idle) {
-                return exit;
-            }
-        }
-    }
-
-    fn serve_round(&mut self, round: u64, clock: &dyn Clock, idle: &dyn Idle) -> Option<FollowerExit> {
-        self.last_round = round;
-        let fault = self.pair.ordered_fault(round);
-        let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
-        if let Some(f) = hit(FaultKind::ReplicaState) {
-            replica::flip_bit(&mut self.replica, f.bit);
-        }
-        let executed = if hit(FaultKind::Hang).is_some() {
-            self.stats.skipped += 1;
-            None
-        } else {
-            let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
-            let mut rd = ChannelReader::new(&self.pair.input, round, deadline, clock, idle, self.cfg.wait);
-            let mut rep = replay_exec::<M>(
-                &mut rd,
-                &mut self.req,
-                self.cfg.input_capacity,
-                hit(FaultKind::FollowerReg).as_ref(),
-                &mut self.replica,
-                &mut self.journal,
-                round,
-                &mut self.effects,
-            );
-            if let Some(f) = hit(FaultKind::Effects) {
-                self.effects.flip_bit(f.bit);
-                if !f.late {
-                    rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
-                }
-            }
-            if let Some(f) = hit(FaultKind::Digest) {
-                rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
-            }
-            self.stats.rounds += 1;
-            if self.pair.input.is_current(round) {
-                self.pair.follower.post(round, Post { digest: rep.digest, status: rep.status });
-                idle.kick(Role::Leader);
-                idle.kick(Role::Coordinator);
-            } else {
-                self.stats.skipped += 1;
-            }
-            Some(rep.error.is_some())
-        };
-        let pair = self.pair;
-        let d = wait_until(self.cfg.wait, clock, idle, None, || {
-            if let Some(d) = pair.decision.read(round) {
-                return Some(Some(d));
-            }
-            pair.is_shut_down().then_some(None)
-        })
-        .flatten();
-        let failed = executed == Some(true);
-        let executed = executed.is_some();
-        match d {
-            Some(Decision::Commit) => {
-                if failed {
-                    // An agreed handler failure keeps nothing, on both replicas.
-                    replica::rollback(&mut self.replica, round);
-                }
-                self.stats.commits += 1;
-                if self.cfg.scrub_interval > 0 && self.stats.commits % self.cfg.scrub_interval == 0 {
-                    self.scrub();
-                }
-                None
-            }
-            Some(Decision::Escalate(s)) => {
-                if executed {
-                    replica::rollback(&mut self.replica, round);
-                }
-                Some(FollowerExit::Escalated(s))
-            }
-            Some(_) => {
-                if executed {
-                    replica::rollback(&mut self.replica, round);
-                    self.stats.rollbacks += 1;
-                }
-                if self.cfg.scrub_on_retry {
-                    self.scrub();
-                }
-                None
-            }
-            None => {
-                if executed {
-                    replica::rollback(&mut self.replica, round);
-                }
-                Some(FollowerExit::Shutdown)
             }
         }
     }

@@ -1,0 +1,222 @@
+//! The follower core of a pair: replays each round the leader opens on its own replica,
+//! streams the input log from the mailbox, posts its digest and obeys the decision.
+
+use crate::config::Config;
+use crate::digest::TxDigest;
+use crate::effects::Effects;
+use crate::engine::replay_exec;
+use crate::inject::FaultKind;
+use crate::journal::Journal;
+use crate::machine::{result_digest, Machine};
+use crate::mailbox::{ChannelReader, Decision, Pair, Post};
+use crate::replica;
+use crate::role::{wait_until, Clock, Idle, Role};
+use alloc::vec::Vec;
+
+/// Why `follower_serve` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FollowerExit {
+    /// The pair was shut down.
+    Shutdown,
+    /// The pair was escalated (suspect core, if identified); this follower is out of service
+    /// (if the suspect is the leader, the embedder may promote this core).
+    Escalated(Option<Role>),
+}
+
+/// Counters of a follower core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowerStats {
+    /// Rounds executed.
+    pub rounds: u64,
+    /// Rounds committed.
+    pub commits: u64,
+    /// Rounds rolled back.
+    pub rollbacks: u64,
+    /// Rounds skipped (hang injected) or superseded.
+    pub skipped: u64,
+    /// Objects corrected by scrubbing.
+    pub repaired: u64,
+}
+
+/// The follower of a pair: replays every round on its own replica and posts its digest.
+pub struct FollowerCore<'p, M: Machine> {
+    pair: &'p Pair,
+    cfg: Config,
+    replica: M::State,
+    journal: Journal,
+    effects: Effects<M::Effect>,
+    req: Vec<u64>,
+    last_round: u64,
+    stats: FollowerStats,
+}
+
+impl<'p, M: Machine> FollowerCore<'p, M> {
+    /// The follower of `pair` over its own replica (equal to the leader's after round
+    /// `after_round`): it serves the rounds after it. At boot `after_round` is 0; a spare
+    /// that starts from a copy of the leader's replica passes the leader's last round.
+    pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, after_round: u64) -> Self {
+        let last_round = after_round;
+        Self {
+            pair,
+            cfg,
+            replica,
+            journal: Journal::new(),
+            effects: Effects::new(),
+            req: Vec::new(),
+            last_round,
+            stats: FollowerStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FollowerStats {
+        self.stats
+    }
+
+    /// This core's replica.
+    pub fn replica(&self) -> &M::State {
+        &self.replica
+    }
+
+    /// Corrects single-bit errors in this core's replica from its per-object checksums.
+    pub fn scrub(&mut self) -> usize {
+        let n = replica::self_repair(&mut self.replica);
+        self.stats.repaired += n as u64;
+        n
+    }
+
+    /// Gives the replica back (e.g. to promote this core to leader).
+    pub fn into_replica(self) -> M::State {
+        self.replica
+    }
+
+    /// Serves rounds until shutdown or escalation.
+    pub fn follower_serve(&mut self, clock: &dyn Clock, idle: &dyn Idle) -> FollowerExit {
+        loop {
+            let pair = self.pair;
+            let last = self.last_round;
+            let next = wait_until(self.cfg.wait, clock, idle, None, || {
+                if pair.is_shut_down() {
+                    return Some(None);
+                }
+                let (r, _) = pair.input.published();
+                (r > last).then_some(Some(r))
+            });
+            let Some(round) = next.flatten() else {
+                return FollowerExit::Shutdown;
+            };
+            if let Some(exit) = self.serve_round(round, clock, idle) {
+                return exit;
+            }
+        }
+    }
+
+    fn serve_round(
+        &mut self,
+        round: u64,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+    ) -> Option<FollowerExit> {
+        self.last_round = round;
+        let fault = self.pair.ordered_fault(round);
+        let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
+        if let Some(f) = hit(FaultKind::ReplicaState) {
+            replica::flip_bit(&mut self.replica, f.bit);
+        }
+        let executed = if hit(FaultKind::Hang).is_some() {
+            self.stats.skipped += 1;
+            None
+        } else {
+            let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+            let mut rd = ChannelReader::new(
+                &self.pair.input,
+                round,
+                deadline,
+                clock,
+                idle,
+                self.cfg.wait,
+            );
+            let mut rep = replay_exec::<M>(
+                &mut rd,
+                &mut self.req,
+                self.cfg.input_capacity,
+                hit(FaultKind::FollowerReg).as_ref(),
+                &mut self.replica,
+                &mut self.journal,
+                round,
+                &mut self.effects,
+            );
+            if let Some(f) = hit(FaultKind::Effects) {
+                self.effects.flip_bit(f.bit);
+                if !f.late {
+                    rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
+                }
+            }
+            if let Some(f) = hit(FaultKind::Digest) {
+                rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
+            }
+            self.stats.rounds += 1;
+            if self.pair.input.is_current(round) {
+                self.pair.follower.post(
+                    round,
+                    Post {
+                        digest: rep.digest,
+                        status: rep.status,
+                    },
+                );
+                idle.kick(Role::Leader);
+                idle.kick(Role::Coordinator);
+            } else {
+                self.stats.skipped += 1;
+            }
+            Some(rep.error.is_some())
+        };
+        let pair = self.pair;
+        let d = wait_until(self.cfg.wait, clock, idle, None, || {
+            if let Some(d) = pair.decision.read(round) {
+                return Some(Some(d));
+            }
+            pair.is_shut_down().then_some(None)
+        })
+        .flatten();
+        let failed = executed == Some(true);
+        let executed = executed.is_some();
+        match d {
+            Some(Decision::Commit) => {
+                if failed {
+                    // An agreed handler failure keeps nothing, on both replicas.
+                    replica::rollback(&mut self.replica, round);
+                }
+                self.stats.commits += 1;
+                if self.cfg.scrub_interval > 0
+                    && self.stats.commits.is_multiple_of(self.cfg.scrub_interval)
+                {
+                    self.scrub();
+                }
+                None
+            }
+            Some(Decision::Escalate(s)) => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                }
+                Some(FollowerExit::Escalated(s))
+            }
+            Some(_) => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                    self.stats.rollbacks += 1;
+                }
+                if self.cfg.scrub_on_retry {
+                    self.scrub();
+                }
+                None
+            }
+            None => {
+                if executed {
+                    replica::rollback(&mut self.replica, round);
+                }
+                Some(FollowerExit::Shutdown)
+            }
+        }
+    }
+}
