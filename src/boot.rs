@@ -12,7 +12,9 @@ use core::sync::atomic::Ordering;
 use xen_core::cmdline::{self, Baud, BootOptions, Parity};
 
 fn timer_tick(_v: u8, _f: &mut arch::trap::TrapFrame) {
-    arch::percpu::this().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    arch::percpu::this()
+        .timer_ticks
+        .fetch_add(1, Ordering::Relaxed);
     arch::lapic::eoi();
 }
 
@@ -54,7 +56,11 @@ fn uart_config(opts: &BootOptions) -> UartConfig {
 }
 
 fn parse_boot_info(handoff: BootHandoff) -> BootInfo {
-    match arch::multiboot::parse(handoff.magic, u64::from(handoff.info_paddr), &arch::physmem::DirectMap) {
+    match arch::multiboot::parse(
+        handoff.magic,
+        u64::from(handoff.info_paddr),
+        &arch::physmem::DirectMap,
+    ) {
         Ok(info) => info,
         Err(e) => die(format_args!("Bad boot information from the loader: {e}")),
     }
@@ -64,7 +70,12 @@ fn parse_boot_info(handoff: BootHandoff) -> BootInfo {
 fn discover_cpus(info: &BootInfo) -> Vec<u32> {
     match arch::physmem::acpi_platform(info.rsdp.as_ref()) {
         Ok(platform) => {
-            let ids: Vec<u32> = platform.cpus.iter().filter(|c| c.enabled).map(|c| c.apic_id).collect();
+            let ids: Vec<u32> = platform
+                .cpus
+                .iter()
+                .filter(|c| c.enabled)
+                .map(|c| c.apic_id)
+                .collect();
             xprintln!(
                 "ACPI: {} CPU(s) in the MADT, {} IOAPIC(s), LAPIC at {:#x}",
                 ids.len(),
@@ -94,7 +105,9 @@ pub fn start(handoff: BootHandoff) -> ! {
     arch::console::init(uart_config(&opts));
     arch::console::init_logger(opts.log_level_filter());
     arch::trap::set_fatal_action(match (&opts.selftest, opts.noreboot) {
-        (Some(t), _) if t.as_str() != "fault" => FatalAction::DebugExit(arch::platform::DEBUG_EXIT_FAIL),
+        (Some(t), _) if t.as_str() != "fault" => {
+            FatalAction::DebugExit(arch::platform::DEBUG_EXIT_FAIL)
+        }
         (_, true) => FatalAction::Halt,
         _ => FatalAction::Reset,
     });
@@ -127,7 +140,13 @@ pub fn start(handoff: BootHandoff) -> ! {
     }
     for (i, m) in info.modules.iter().enumerate() {
         let cl = cmdline::strip_image_name(&m.cmdline, &info.loader_name);
-        xprintln!("Module {}: {} bytes at {:#x}, cmdline '{}'", i, m.end - m.start, m.start, cl);
+        xprintln!(
+            "Module {}: {} bytes at {:#x}, cmdline '{}'",
+            i,
+            m.end - m.start,
+            m.start,
+            cl
+        );
     }
 
     let mut cpus = discover_cpus(&info);

@@ -58,7 +58,10 @@ pub fn print_lines(args: fmt::Arguments) {
             guard = COM1.lock();
             &guard
         };
-        let mut w = LineWriter { uart, at_line_start: true };
+        let mut w = LineWriter {
+            uart,
+            at_line_start: true,
+        };
         let _ = w.write_fmt(args);
         if !w.at_line_start {
             uart.write_bytes(b"\n");

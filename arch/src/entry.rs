@@ -10,6 +10,7 @@ pub struct BootHandoff {
     pub info_paddr: u32,
 }
 
+#[cfg(not(test))]
 extern "Rust" {
     fn dualvisor_main(handoff: BootHandoff) -> !;
 }

@@ -68,8 +68,16 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
     let gdt_layout = Layout::from_size_align(GDT_BYTES, 4096).expect("GDT layout");
     let tss_layout = Layout::new::<Tss>();
     // SAFETY: both layouts have non-zero size.
-    let (gdt, tss) = unsafe { (alloc_zeroed(gdt_layout) as *mut u64, alloc_zeroed(tss_layout) as *mut Tss) };
-    assert!(!gdt.is_null() && !tss.is_null(), "out of memory for the GDT/TSS");
+    let (gdt, tss) = unsafe {
+        (
+            alloc_zeroed(gdt_layout) as *mut u64,
+            alloc_zeroed(tss_layout) as *mut Tss,
+        )
+    };
+    assert!(
+        !gdt.is_null() && !tss.is_null(),
+        "out of memory for the GDT/TSS"
+    );
     // SAFETY: `tss` is a fresh, zeroed, suitably aligned allocation owned by this CPU forever.
     unsafe {
         (*tss).ist = ist_tops;
@@ -104,7 +112,10 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (GDT_BYTES - 1) as u16, base: gdt as u64 };
+    let ptr = Pointer {
+        limit: (GDT_BYTES - 1) as u16,
+        base: gdt as u64,
+    };
     // SAFETY: the GDT above is valid and never freed; reloading CS/SS/DS with its selectors
     // keeps the flat 64-bit model; the TSS descriptor is fresh (not busy) and points at this
     // CPU's TSS.

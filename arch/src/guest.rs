@@ -5,7 +5,7 @@
 //! hypervisor traps do; `trap_common` switches GS on the way in and out. SYSCALL frames carry
 //! vector [`SYSCALL_VECTOR`].
 
-use crate::gdt::{HYPERVISOR_CS, RING3_CS32, RING3_CS64, RING3_DS};
+use crate::gdt::{HYPERVISOR_CS, RING3_CS32};
 use crate::trap::TrapFrame;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -122,8 +122,8 @@ enter_guest_asm:
     iretq
     .text
 "#,
-    ds = const RING3_DS as u64,
-    cs64 = const RING3_CS64 as u64,
+    ds = const crate::gdt::RING3_DS as u64,
+    cs64 = const crate::gdt::RING3_CS64 as u64,
     cs32 = const RING3_CS32 as u64,
     vec64 = const SYSCALL_VECTOR,
     vec32 = const SYSCALL32_VECTOR,
@@ -162,7 +162,10 @@ pub fn init_cpu() {
     // selectors; SYSRET is never used (guests return through iretq), but STAR still names the
     // ring-3 selectors Xen uses.
     unsafe {
-        crate::cpu::wrmsr(IA32_STAR, (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32));
+        crate::cpu::wrmsr(
+            IA32_STAR,
+            (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32),
+        );
         crate::cpu::wrmsr(IA32_LSTAR, syscall_entry64 as *const () as u64);
         crate::cpu::wrmsr(IA32_CSTAR, syscall_entry32 as *const () as u64);
         crate::cpu::wrmsr(IA32_FMASK, fmask);
@@ -213,7 +216,11 @@ pub fn sanitize_frame(frame: &mut TrapFrame) -> Result<(), EnterError> {
 /// The frame and FPU image must live in memory that stays mapped in the guest's tables (the
 /// heap or image: both sit in the hypervisor slots every guest L4 carries). Never returns: the
 /// next guest exit enters through `trap_common` on a fresh stack.
-pub fn enter_guest(frame: &TrapFrame, fx: &FxArea, bases: GuestBases) -> Result<core::convert::Infallible, EnterError> {
+pub fn enter_guest(
+    frame: &TrapFrame,
+    fx: &FxArea,
+    bases: GuestBases,
+) -> Result<core::convert::Infallible, EnterError> {
     let mut f = *frame;
     sanitize_frame(&mut f)?;
     crate::cpu::disable_interrupts();

@@ -129,7 +129,10 @@ pub fn load() {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (256 * 16 - 1) as u16, base: core::ptr::addr_of!(IDT) as u64 };
+    let ptr = Pointer {
+        limit: (256 * 16 - 1) as u16,
+        base: core::ptr::addr_of!(IDT) as u64,
+    };
     // SAFETY: the IDT is static and fully initialised by `init` before any CPU loads it.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
 }

@@ -60,8 +60,14 @@ pub fn init(info: &BootInfo) -> Result<MemoryStats, &'static str> {
 
 fn stats(ram_top: u64) -> MemoryStats {
     let g = FRAMES.lock();
-    let (total_frames, free_frames) = g.as_ref().map_or((0, 0), |f| (f.total_count(), f.free_count()));
-    MemoryStats { total_frames, free_frames, ram_top }
+    let (total_frames, free_frames) = g
+        .as_ref()
+        .map_or((0, 0), |f| (f.total_count(), f.free_count()));
+    MemoryStats {
+        total_frames,
+        free_frames,
+        ram_top,
+    }
 }
 
 /// Allocates one 4 KiB frame (lowest free first).
@@ -71,7 +77,12 @@ pub fn alloc_frame() -> Option<u64> {
 
 /// Allocates `count` physically contiguous frames aligned to `align_frames` frames.
 pub fn alloc_contiguous(count: u64, align_frames: u64) -> Option<u64> {
-    crate::cpu::without_interrupts(|| FRAMES.lock().as_mut()?.alloc_contiguous(count, align_frames))
+    crate::cpu::without_interrupts(|| {
+        FRAMES
+            .lock()
+            .as_mut()?
+            .alloc_contiguous(count, align_frames)
+    })
 }
 
 /// Returns a frame to the allocator; freeing a frame twice or one never handed out is refused.

@@ -58,7 +58,7 @@ fn table(paddr: u64) -> &'static mut [u64; 512] {
 
 fn new_table(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
     let f = alloc().ok_or("out of memory for page tables")?;
-    if f % 4096 != 0 || f >= crate::physmem::BOOT_DIRECTMAP_LIMIT {
+    if !f.is_multiple_of(4096) || f >= crate::physmem::BOOT_DIRECTMAP_LIMIT {
         return Err("page-table frame not usable");
     }
     table(f).fill(0);
@@ -80,7 +80,10 @@ fn idx(vaddr: u64, level: u32) -> usize {
 
 /// Builds the hypervisor page tables mapping the direct map up to `ram_top` (at least 4 GiB)
 /// and the image, and switches the running CPU to them.
-pub fn build_hypervisor_tables(ram_top: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, &'static str> {
+pub fn build_hypervisor_tables(
+    ram_top: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<u64, &'static str> {
     let pml4 = new_table(alloc)?;
     let top = ram_top.max(4 << 30).next_multiple_of(2 << 20);
     // Direct map, 2 MiB pages.
@@ -89,7 +92,11 @@ pub fn build_hypervisor_tables(ram_top: u64, alloc: &mut dyn FnMut() -> Option<u
         let v = DIRECTMAP_BASE + p;
         let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
         let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
-        let uncached = if (0xC000_0000..0x1_0000_0000).contains(&p) { PTE_PCD | PTE_PWT } else { 0 };
+        let uncached = if (0xC000_0000..0x1_0000_0000).contains(&p) {
+            PTE_PCD | PTE_PWT
+        } else {
+            0
+        };
         table(l2)[idx(v, 1)] = p | PTE_P | PTE_W | PTE_PS | PTE_G | PTE_NX | uncached;
         p += 2 << 20;
     }
@@ -152,7 +159,7 @@ pub fn map_guest_page(
     flags: u64,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<(), &'static str> {
-    if vaddr >= 0x0000_8000_0000_0000 || vaddr % 4096 != 0 || paddr % 4096 != 0 {
+    if vaddr >= 0x0000_8000_0000_0000 || !vaddr.is_multiple_of(4096) || !paddr.is_multiple_of(4096) {
         return Err("bad guest mapping");
     }
     let mut t = l4;

@@ -89,7 +89,9 @@ pub fn this() -> &'static PerCpu {
     let addr: u64;
     // SAFETY: `install` ran on every CPU before any code that calls `this`; gs:[0] holds the
     // slot's own address, which is a `&'static PerCpu`.
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags))
+    };
     let base = PERCPU.as_ptr() as u64;
     let i = addr.wrapping_sub(base) / core::mem::size_of::<PerCpu>() as u64;
     PERCPU.get(i as usize).unwrap_or(&PERCPU[0])

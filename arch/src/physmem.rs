@@ -20,7 +20,11 @@ impl PhysMem for DirectMap {
         // SAFETY: [paddr, end) lies below 4 GiB, which the boot page tables map at
         // DIRECTMAP_BASE + paddr; the bytes are only copied out, never referenced.
         unsafe {
-            core::ptr::copy_nonoverlapping(phys_to_virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len())
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(paddr) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
         };
         true
     }
@@ -46,7 +50,9 @@ pub fn acpi_platform(
 ) -> Result<crate::acpi::Platform, crate::acpi::AcpiError> {
     // SAFETY: `phys_to_virt` maps [0, 4 GiB) linearly through the direct map in both the boot
     // and the hypervisor page tables; ACPI tables are firmware memory nobody writes.
-    let handler = unsafe { crate::acpi::DirectMapHandler::new(crate::layout::phys_to_virt, 0, BOOT_DIRECTMAP_LIMIT) };
+    let handler = unsafe {
+        crate::acpi::DirectMapHandler::new(crate::layout::phys_to_virt, 0, BOOT_DIRECTMAP_LIMIT)
+    };
     let hint = rsdp.map(|r| crate::acpi::RsdpHint::Copy(r.as_bytes()));
     crate::acpi::discover(&handler, hint)
 }

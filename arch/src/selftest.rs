@@ -20,18 +20,39 @@ pub struct SelfTest {
 
 /// The self-tests of the hardware layer.
 pub const ARCH_TESTS: &[SelfTest] = &[
-    SelfTest { name: "heap", run: heap },
-    SelfTest { name: "traps", run: traps },
-    SelfTest { name: "timer", run: timer },
-    SelfTest { name: "ipi", run: ipi },
-    SelfTest { name: "frames", run: frames },
-    SelfTest { name: "ring3", run: ring3 },
+    SelfTest {
+        name: "heap",
+        run: heap,
+    },
+    SelfTest {
+        name: "traps",
+        run: traps,
+    },
+    SelfTest {
+        name: "timer",
+        run: timer,
+    },
+    SelfTest {
+        name: "ipi",
+        run: ipi,
+    },
+    SelfTest {
+        name: "frames",
+        run: frames,
+    },
+    SelfTest {
+        name: "ring3",
+        run: ring3,
+    },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
 pub fn run(name: &str, tests: &[&[SelfTest]]) -> ! {
     if name == "list" {
-        let names: Vec<&str> = tests.iter().flat_map(|t| t.iter().map(|t| t.name)).collect();
+        let names: Vec<&str> = tests
+            .iter()
+            .flat_map(|t| t.iter().map(|t| t.name))
+            .collect();
         xprintln!("selftests: {}", names.join(" "));
         debug_exit(DEBUG_EXIT_PASS);
     }
@@ -77,7 +98,10 @@ fn heap() -> Result<(), String> {
     drop(map);
     let after = crate::heap::usage().0;
     if after != before {
-        return Err(format!("heap leaked {} bytes", after as i64 - before as i64));
+        return Err(format!(
+            "heap leaked {} bytes",
+            after as i64 - before as i64
+        ));
     }
     Ok(())
 }
@@ -188,7 +212,10 @@ fn ipi() -> Result<(), String> {
 /// `selftest=fault`: executes `ud2` to exercise the fatal-trap path (register dump, call
 /// trace, stop every CPU, then reset or halt as configured). Not in the list: it never passes.
 pub fn deliberate_fault() -> ! {
-    xprintln!("selftest fault: executing ud2 on CPU{}", percpu::cpu_index());
+    xprintln!(
+        "selftest fault: executing ud2 on CPU{}",
+        percpu::cpu_index()
+    );
     // SAFETY: `ud2` raises #UD, which the fatal-trap handler reports; it never returns here.
     unsafe { core::arch::asm!("ud2", options(noreturn)) }
 }
@@ -201,12 +228,18 @@ fn frames() -> Result<(), String> {
         let Some(f) = crate::memory::alloc_frame() else {
             return Err(format!("allocation {i} failed with {before} frames free"));
         };
-        if f % 4096 != 0 || f < (1 << 20) || image.contains(&f) {
+        if !f.is_multiple_of(4096) || f < (1 << 20) || image.contains(&f) {
             return Err(format!("allocator handed out reserved frame {f:#x}"));
         }
         // SAFETY: `f` was just allocated to this test (nobody else references it) and lies
         // in the direct map.
-        unsafe { core::ptr::write_bytes(crate::layout::phys_to_virt(f) as *mut u8, (i % 255) as u8, 4096) };
+        unsafe {
+            core::ptr::write_bytes(
+                crate::layout::phys_to_virt(f) as *mut u8,
+                (i % 255) as u8,
+                4096,
+            )
+        };
         got.push(f);
     }
     let mut sorted = got.clone();
@@ -217,7 +250,9 @@ fn frames() -> Result<(), String> {
     }
     for (i, &f) in got.iter().enumerate() {
         // SAFETY: `f` is still allocated to this test and mapped by the direct map.
-        let page = unsafe { core::slice::from_raw_parts(crate::layout::phys_to_virt(f) as *const u8, 4096) };
+        let page = unsafe {
+            core::slice::from_raw_parts(crate::layout::phys_to_virt(f) as *const u8, 4096)
+        };
         if page.iter().any(|&b| b != (i % 255) as u8) {
             return Err(format!("frame {f:#x} overwritten"));
         }
@@ -245,10 +280,19 @@ fn frames() -> Result<(), String> {
 static RING3_PHASE: AtomicU64 = AtomicU64::new(0);
 static RING3_SYSCALL_RIP: AtomicU64 = AtomicU64::new(0);
 
-fn ring3_exit_hook(exit: crate::guest::GuestExit, frame: &mut crate::trap::TrapFrame, fx: &mut crate::guest::FxArea) {
+fn ring3_exit_hook(
+    exit: crate::guest::GuestExit,
+    frame: &mut crate::trap::TrapFrame,
+    fx: &mut crate::guest::FxArea,
+) {
     use crate::guest::GuestExit;
     let fail = |why: &str| -> ! {
-        xprintln!("selftest ring3: FAIL: {} (exit {:?}, rip {:#x})", why, exit, frame.rip);
+        xprintln!(
+            "selftest ring3: FAIL: {} (exit {:?}, rip {:#x})",
+            why,
+            exit,
+            frame.rip
+        );
         debug_exit(DEBUG_EXIT_FAIL)
     };
     match (RING3_PHASE.load(Ordering::SeqCst), exit) {
@@ -256,7 +300,9 @@ fn ring3_exit_hook(exit: crate::guest::GuestExit, frame: &mut crate::trap::TrapF
             if frame.rax != 0x1234 || frame.rdi != 0x5678 {
                 fail("SYSCALL arguments not seen by the hypervisor");
             }
-            if frame.cs != u64::from(crate::gdt::RING3_CS64) || frame.ss != u64::from(crate::gdt::RING3_DS) {
+            if frame.cs != u64::from(crate::gdt::RING3_CS64)
+                || frame.ss != u64::from(crate::gdt::RING3_DS)
+            {
                 fail("SYSCALL frame selectors wrong");
             }
             // xmm1 was set by the guest: it must be in the saved FPU image (bytes 160+16).
@@ -303,7 +349,11 @@ fn ring3() -> Result<(), String> {
     let stack = alloc().ok_or("no frame")?;
     // SAFETY: `code` is a fresh frame owned by this test, mapped by the direct map.
     unsafe {
-        core::ptr::copy_nonoverlapping(CODE.as_ptr(), crate::layout::phys_to_virt(code) as *mut u8, CODE.len())
+        core::ptr::copy_nonoverlapping(
+            CODE.as_ptr(),
+            crate::layout::phys_to_virt(code) as *mut u8,
+            CODE.len(),
+        )
     };
     let l4 = crate::paging::new_guest_l4(&mut alloc)?;
     crate::paging::map_guest_page(l4, 0x40_0000, code, crate::paging::PTE_U, &mut alloc)?;
@@ -321,7 +371,11 @@ fn ring3() -> Result<(), String> {
     frame.rsp = 0x60_1000;
     frame.ss = u64::from(crate::gdt::RING3_DS);
     let fx = alloc::boxed::Box::new(crate::guest::FxArea::default());
-    let bases = crate::guest::GuestBases { cr3: l4, fs_base: 0, gs_base: 0 };
+    let bases = crate::guest::GuestBases {
+        cr3: l4,
+        fs_base: 0,
+        gs_base: 0,
+    };
     match crate::guest::enter_guest(&frame, &fx, bases) {
         Ok(never) => match never {},
         Err(e) => Err(format!("enter_guest refused: {e:?}")),

@@ -22,7 +22,12 @@ pub struct UartConfig {
 
 impl Default for UartConfig {
     fn default() -> Self {
-        UartConfig { baud: 115_200, data_bits: 8, parity: b'n', stop_bits: 1 }
+        UartConfig {
+            baud: 115_200,
+            data_bits: 8,
+            parity: b'n',
+            stop_bits: 1,
+        }
     }
 }
 

@@ -85,9 +85,15 @@ pub fn boot_aps(apic_ids: &[u32], ap_main: ApMain) -> usize {
     };
     // SAFETY: reading a 32-bit value the boot assembly stored before entering Rust.
     let efer = u64::from(unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_efer)) });
-    put(core::ptr::addr_of!(ap_tramp_cr3), crate::paging::ap_boot_cr3());
+    put(
+        core::ptr::addr_of!(ap_tramp_cr3),
+        crate::paging::ap_boot_cr3(),
+    );
     put(core::ptr::addr_of!(ap_tramp_efer), efer);
-    put(core::ptr::addr_of!(ap_tramp_entry), ap_entry as *const () as u64);
+    put(
+        core::ptr::addr_of!(ap_tramp_entry),
+        ap_entry as *const () as u64,
+    );
 
     let bsp = crate::lapic::id();
     let mut next_index = 1;
@@ -101,7 +107,8 @@ pub fn boot_aps(apic_ids: &[u32], ap_main: ApMain) -> usize {
         }
         let stack_top = alloc_stack(AP_STACK_SIZE);
         if let Some(pc) = percpu::get(next_index) {
-            pc.stack_lo.store(stack_top - AP_STACK_SIZE as u64, Ordering::Relaxed);
+            pc.stack_lo
+                .store(stack_top - AP_STACK_SIZE as u64, Ordering::Relaxed);
             pc.stack_hi.store(stack_top, Ordering::Relaxed);
         }
         put(core::ptr::addr_of!(ap_tramp_stack), stack_top);

@@ -39,9 +39,28 @@ pub struct TrapFrame {
 impl TrapFrame {
     /// All-zero frame.
     pub const ZERO: TrapFrame = TrapFrame {
-        rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
-        r12: 0, r13: 0, r14: 0, r15: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0,
-        rsp: 0, ss: 0,
+        rax: 0,
+        rbx: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        rbp: 0,
+        r8: 0,
+        r9: 0,
+        r10: 0,
+        r11: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        cs: 0,
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
     };
 
     /// Whether the frame was interrupted in ring 3 (guest code).
@@ -190,7 +209,10 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
     begin_fatal();
     let cpu = percpu::cpu_index();
     let name = exception_name(frame.vector);
-    xprintln!("----[ DualVisor-{}  x86_64  debug=n ]----", env!("CARGO_PKG_VERSION"));
+    xprintln!(
+        "----[ DualVisor-{}  x86_64  debug=n ]----",
+        env!("CARGO_PKG_VERSION")
+    );
     xprintln!(
         "FATAL TRAP: vector {} ({}), error code {:#06x}, on CPU{}",
         frame.vector,
@@ -204,7 +226,11 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
     xprintln!("Panic on CPU {}:", cpu);
     xprintln!("FATAL TRAP: vector = {} ({})", frame.vector, name);
     if frame.vector == 14 {
-        xprintln!("[error_code={:04x}] faulting linear address: {:016x}", frame.error_code, crate::cpu::read_cr2());
+        xprintln!(
+            "[error_code={:04x}] faulting linear address: {:016x}",
+            frame.error_code,
+            crate::cpu::read_cr2()
+        );
     }
     xprintln!("****************************************");
     finish_fatal()
@@ -215,14 +241,52 @@ fn dump_registers(f: &TrapFrame) {
     xprintln!("CPU:    {}", percpu::cpu_index());
     xprintln!("RIP:    {:04x}:[<{:016x}>]", f.cs, f.rip);
     xprintln!("RFLAGS: {:016x}   CONTEXT: {}", f.rflags, ctx);
-    xprintln!("rax: {:016x}   rbx: {:016x}   rcx: {:016x}", f.rax, f.rbx, f.rcx);
-    xprintln!("rdx: {:016x}   rsi: {:016x}   rdi: {:016x}", f.rdx, f.rsi, f.rdi);
-    xprintln!("rbp: {:016x}   rsp: {:016x}   r8:  {:016x}", f.rbp, f.rsp, f.r8);
-    xprintln!("r9:  {:016x}   r10: {:016x}   r11: {:016x}", f.r9, f.r10, f.r11);
-    xprintln!("r12: {:016x}   r13: {:016x}   r14: {:016x}", f.r12, f.r13, f.r14);
-    xprintln!("r15: {:016x}   cr0: {:016x}   cr4: {:016x}", f.r15, crate::cpu::read_cr0(), crate::cpu::read_cr4());
-    xprintln!("cr3: {:016x}   cr2: {:016x}", crate::cpu::read_cr3(), crate::cpu::read_cr2());
-    xprintln!("ds: 0010   es: 0010   fs: 0000   gs: 0000   ss: {:04x}   cs: {:04x}", f.ss, f.cs);
+    xprintln!(
+        "rax: {:016x}   rbx: {:016x}   rcx: {:016x}",
+        f.rax,
+        f.rbx,
+        f.rcx
+    );
+    xprintln!(
+        "rdx: {:016x}   rsi: {:016x}   rdi: {:016x}",
+        f.rdx,
+        f.rsi,
+        f.rdi
+    );
+    xprintln!(
+        "rbp: {:016x}   rsp: {:016x}   r8:  {:016x}",
+        f.rbp,
+        f.rsp,
+        f.r8
+    );
+    xprintln!(
+        "r9:  {:016x}   r10: {:016x}   r11: {:016x}",
+        f.r9,
+        f.r10,
+        f.r11
+    );
+    xprintln!(
+        "r12: {:016x}   r13: {:016x}   r14: {:016x}",
+        f.r12,
+        f.r13,
+        f.r14
+    );
+    xprintln!(
+        "r15: {:016x}   cr0: {:016x}   cr4: {:016x}",
+        f.r15,
+        crate::cpu::read_cr0(),
+        crate::cpu::read_cr4()
+    );
+    xprintln!(
+        "cr3: {:016x}   cr2: {:016x}",
+        crate::cpu::read_cr3(),
+        crate::cpu::read_cr2()
+    );
+    xprintln!(
+        "ds: 0010   es: 0010   fs: 0000   gs: 0000   ss: {:04x}   cs: {:04x}",
+        f.ss,
+        f.cs
+    );
 }
 
 /// Prints `Xen call trace:` by walking the frame-pointer chain from `rbp`.
@@ -230,7 +294,11 @@ pub fn dump_call_trace(rip: u64, mut rbp: u64) {
     xprintln!("Xen call trace:");
     xprintln!("   [<{:016x}>] (faulting address)", rip);
     for _ in 0..32 {
-        if rbp == 0 || rbp % 8 != 0 || !crate::layout::in_image(rbp) || !crate::layout::in_image(rbp + 15) {
+        if rbp == 0
+            || !rbp.is_multiple_of(8)
+            || !crate::layout::in_image(rbp)
+            || !crate::layout::in_image(rbp + 15)
+        {
             break;
         }
         // SAFETY: `rbp` is 8-aligned and [rbp, rbp+16) lies inside the mapped image (boot
