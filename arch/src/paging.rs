@@ -159,7 +159,8 @@ pub fn map_guest_page(
     flags: u64,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<(), &'static str> {
-    if vaddr >= 0x0000_8000_0000_0000 || !vaddr.is_multiple_of(4096) || !paddr.is_multiple_of(4096) {
+    if vaddr >= 0x0000_8000_0000_0000 || !vaddr.is_multiple_of(4096) || !paddr.is_multiple_of(4096)
+    {
         return Err("bad guest mapping");
     }
     let mut t = l4;
