@@ -264,6 +264,10 @@ impl<M: Machine> Engine<M> {
                 .or_else(|| self.injector.persistent_for(self.cores[0], self.cores[1]));
             self.epoch += 1;
             let epoch = self.epoch;
+            if attempt == 2 {
+                // Keep the first attempt's log (the inputs as captured) for re-executions.
+                core::mem::swap(&mut self.log, &mut self.first_log);
+            }
             let (l, f) = if attempt == 1 {
                 self.execute_pair(request, env, epoch, fault.as_ref())
             } else {
@@ -273,9 +277,6 @@ impl<M: Machine> Engine<M> {
                 self.first_log = first;
                 r
             };
-            if attempt == 1 {
-                self.first_log.clone_from(&self.log);
-            }
             let mut verdict = judge(post_of(&l), post_of(&f));
             if verdict == Verdict::Agree && !self.effects_intact(&l, &f) {
                 self.stats.effects_rejected += 1;
@@ -315,10 +316,17 @@ impl<M: Machine> Engine<M> {
                     let suspect = s.or_else(|| self.vote(epoch, &l, &f));
                     out.escalation = Some(suspect);
                     self.retire(suspect);
+                    if attempt == 1 {
+                        self.first_log.clone_from(&self.log);
+                    }
                     if !self.health.is_protected() {
+                        // Finish the transaction once, with the inputs as first captured.
                         let fault = self.injector.persistent_for(self.cores[0], u32::MAX);
                         self.stats.single += 1;
-                        out.result = self.single_inner(request, env, sink, fault.as_ref());
+                        let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
+                        let mut memo = MemoEnv::new(first.words(), env);
+                        out.result = self.single_inner(request, &mut memo, sink, fault.as_ref());
+                        self.first_log = first;
                         break;
                     }
                 }

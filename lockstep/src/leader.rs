@@ -116,6 +116,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         n
     }
 
+    /// The last round this leader opened (a spare follower starts after it).
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
     /// True once the leader coordinates itself (configured, or the coordinator core missed
     /// its deadlines).
     pub fn coordinates_inline(&self) -> bool {
@@ -179,6 +184,10 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             let mine = fault.filter(|f| f.target == Role::Leader);
             let flight =
                 fault.filter(|f| f.target == Role::Follower && f.kind == FaultKind::Mailbox);
+            if attempt == 2 {
+                // Keep the first attempt's log (the inputs as captured) for re-executions.
+                core::mem::swap(&mut self.log, &mut self.first_log);
+            }
             let rep = if attempt == 1 {
                 self.execute(request, env, round, mine.as_ref(), flight.as_ref())
             } else {
@@ -188,9 +197,6 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 self.first_log = first;
                 r
             };
-            if attempt == 1 {
-                self.first_log.clone_from(&self.log);
-            }
             if let Some(r) = &rep {
                 self.pair.leader.post(
                     round,
@@ -256,6 +262,10 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     out.escalation = Some(suspect);
                     self.health = Health::Unprotected { suspect };
                     self.stats.single += 1;
+                    // Finish the transaction once, with the inputs as first captured.
+                    if attempt == 1 {
+                        self.first_log.clone_from(&self.log);
+                    }
                     let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
                     let mut memo = MemoEnv::new(first.words(), env);
                     out.result = self.single(request, &mut memo, sink, None, Some(round));

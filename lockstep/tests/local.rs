@@ -219,15 +219,17 @@ fn e_a_hung_execution_is_a_timeout_not_a_wait() {
 
 #[test]
 fn f_a_core_that_keeps_failing_is_escalated() {
-    for (spares, role) in [
-        (0, Role::Follower),
-        (1, Role::Follower),
-        (0, Role::Leader),
-        (1, Role::Leader),
+    for (spares, role, max_retries) in [
+        (0, Role::Follower, 2),
+        (1, Role::Follower, 2),
+        (0, Role::Leader, 2),
+        (1, Role::Leader, 2),
+        (0, Role::Leader, 0),
+        (1, Role::Follower, 0),
     ] {
         let cfg = Config {
             spares,
-            max_retries: 2,
+            max_retries,
             ..Config::default()
         };
         let mut e = Engine::<Model>::new(cfg, ModelState::new(), ModelState::new()).unwrap();

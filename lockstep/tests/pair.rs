@@ -253,3 +253,82 @@ fn a_dead_coordinator_is_replaced_by_the_leader() {
         assert_eq!(f.join().unwrap(), FollowerExit::Shutdown);
     });
 }
+
+#[test]
+fn three_cores_recover_injected_digest_and_effects_faults() {
+    let (want, digest) = golden(17, 80);
+    for kind in [
+        FaultKind::Digest,
+        FaultKind::Effects,
+        FaultKind::FollowerReg,
+    ] {
+        let (got, ld, fr, health, stats) = run_pair(17, 80, true, true, |l| {
+            l.injector().arm(kind, 80);
+        });
+        assert_eq!(got, want, "{kind}");
+        assert_eq!(ld, digest);
+        assert_eq!(fr.unwrap().1, digest);
+        assert_eq!(health, Health::Protected);
+        assert!(stats.injections[kind.index()][1] > 0, "{kind}: {stats}");
+    }
+}
+
+#[test]
+fn a_spare_follower_restores_protection() {
+    let pair = Pair::new(256);
+    let c = Config {
+        deadline_cycles: 100_000_000,
+        ..cfg()
+    };
+    let (want, digest) = golden(18, 40);
+    std::thread::scope(|s| {
+        let h = Host(Instant::now());
+        let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), true);
+        let mut p = Prng::new(18);
+        let mut got = Applied::new();
+        let mut spare = None;
+        for tx in 0..40 {
+            if tx == 20 {
+                // No follower so far: the pair escalated. Start one on a spare core from a
+                // copy of the leader's replica and resume protection.
+                assert_eq!(
+                    l.health(),
+                    Health::Unprotected {
+                        suspect: Some(Role::Follower)
+                    }
+                );
+                let copy = l.replica().clone();
+                let after = l.round();
+                let pair = &pair;
+                spare = Some(s.spawn(move || {
+                    let h = Host(Instant::now());
+                    let mut f = FollowerCore::<Model>::new(pair, c, copy, after);
+                    let exit = f.follower_serve(&h, &h);
+                    (exit, full_digest(f.replica()), f.stats())
+                }));
+                l.resume_protection(Role::Follower);
+            }
+            let req = random_request(&mut p);
+            l.leader_run(
+                &req,
+                &mut ModelEnv::new(18, tx),
+                &h,
+                &h,
+                &mut |x: &[Effect]| got.push(x.to_vec()),
+            );
+        }
+        assert_eq!(got, want);
+        assert_eq!(
+            l.health(),
+            Health::SpareInUse {
+                retired: Role::Follower
+            }
+        );
+        pair.shut_down();
+        let (exit, fd, fs) = spare.unwrap().join().unwrap();
+        assert_eq!(exit, FollowerExit::Shutdown);
+        assert_eq!(fd, digest);
+        assert_eq!(full_digest(l.replica()), digest);
+        assert!(fs.rounds >= 20, "the spare served the last 20 transactions");
+    });
+}
