@@ -189,11 +189,18 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 core::mem::swap(&mut self.log, &mut self.first_log);
             }
             let rep = if attempt == 1 {
-                self.execute(request, env, round, mine.as_ref(), flight.as_ref())
+                self.execute(request, env, round, mine.as_ref(), flight.as_ref(), idle)
             } else {
                 let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
                 let mut memo = MemoEnv::new(first.words(), env);
-                let r = self.execute(request, &mut memo, round, mine.as_ref(), flight.as_ref());
+                let r = self.execute(
+                    request,
+                    &mut memo,
+                    round,
+                    mine.as_ref(),
+                    flight.as_ref(),
+                    idle,
+                );
                 self.first_log = first;
                 r
             };
@@ -308,12 +315,16 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         round: u64,
         mine: Option<&Fault>,
         flight: Option<&Fault>,
+        idle: &dyn Idle,
     ) -> Option<ExecReport<M::Error>> {
         let hit = |k: FaultKind| mine.filter(|f| f.kind == k);
         if let Some(f) = hit(FaultKind::ReplicaState) {
             replica::flip_bit(&mut self.replica, f.bit);
         }
         let writer = self.pair.input.begin(round);
+        // Wake the follower (and a coordinator core) now, so both executions overlap.
+        idle.kick(Role::Follower);
+        idle.kick(Role::Coordinator);
         if hit(FaultKind::Hang).is_some() {
             return None;
         }
