@@ -17,3 +17,4 @@ pub mod pv_layout;
 pub mod request;
 pub mod traps;
 pub mod xen_notes;
+pub mod builder;
