@@ -2,6 +2,12 @@
 //! one after the other on the calling core (early boot, a single CPU, the injection
 //! campaign), `run_single` executes once (lockstep off, or unprotected after escalation).
 //! Both run the same handler through the same [`execute`] with the same effects.
+//!
+//! On one core the two executions cannot run concurrently, so a `hang` injection is modelled
+//! as an execution that posts nothing (the verdict a missed deadline produces); real hangs
+//! and deadlines are exercised by the multi-core roles in [`leader`](crate::leader) and
+//! [`follower`](crate::follower). Replica repair here may copy objects across replicas
+//! (both are at hand); the multi-core roles only self-correct from per-object checksums.
 
 use crate::config::{Config, EffectSink, EngineError, Outcome, TxResult};
 use crate::coordinator::{judge, Verdict};
