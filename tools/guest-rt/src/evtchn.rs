@@ -240,6 +240,45 @@ pub fn op_with_bad_ptr(cmd: u64, ptr: hypercall::BadPtr) -> XenResult {
     hypercall::call_with_bad_ptr(EVENT_CHANNEL_OP, cmd, ptr)
 }
 
+/// `EVTCHNOP_expand_array` (FIFO ABI).
+pub const EVTCHNOP_EXPAND_ARRAY: u64 = 12;
+/// `EVTCHNOP_set_priority` (FIFO ABI).
+pub const EVTCHNOP_SET_PRIORITY: u64 = 13;
+/// `EVTCHNOP_reset_cont`: Xen's own continuation of `EVTCHNOP_reset`.
+pub const EVTCHNOP_RESET_CONT: u64 = 14;
+
+/// `EVTCHNOP_set_priority` of `port` (2-level: Xen has no priorities).
+pub fn set_priority(port: u32, priority: u32) -> XenResult {
+    let mut b: [u32; 2] = [port, priority];
+    op(EVTCHNOP_SET_PRIORITY, &mut b)
+}
+
+/// `EVTCHNOP_expand_array` with `array_gfn` (2-level: refused before the frame is looked at).
+pub fn expand_array(array_gfn: u64) -> XenResult {
+    let mut g = array_gfn;
+    op(EVTCHNOP_EXPAND_ARRAY, &mut g)
+}
+
+/// `EVTCHNOP_reset_cont` of domain `dom`, as a guest could issue it directly.
+pub fn reset_cont(dom: u16) -> XenResult {
+    let mut d = dom;
+    op(EVTCHNOP_RESET_CONT, &mut d)
+}
+
+/// `EVTCHNOP_status` of `port` in `dom` with the union pre-filled with `u`: Xen writes only
+/// the union members the status uses, so the rest comes back as it went in.
+pub fn status_prefilled(dom: u16, port: u32, u: [u32; 2]) -> Result<RawStatus, Errno> {
+    let mut s = RawStatus {
+        dom,
+        port,
+        status: 0xdead,
+        vcpu: 0xbeef,
+        u,
+    };
+    op(EVTCHNOP_STATUS, &mut s)?;
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

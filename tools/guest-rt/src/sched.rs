@@ -70,6 +70,23 @@ pub fn poll(ports: &[u32], timeout: u64) -> XenResult {
     }
 }
 
+/// `SCHEDOP_poll` whose port array is a [`hypercall::BadPtr`] (to provoke `-EFAULT`).
+pub fn poll_bad_ports(nr_ports: u32, ports: hypercall::BadPtr, timeout: u64) -> XenResult {
+    let arg = SchedPoll {
+        ports: ports.addr(),
+        nr_ports,
+        timeout,
+    };
+    // SAFETY: Xen reads `struct sched_poll` at `&arg`; the port array is a `BadPtr` that Xen
+    // cannot access, so nothing else is read or written.
+    unsafe {
+        hypercall::call(
+            SCHED_OP,
+            [SCHEDOP_POLL, &arg as *const SchedPoll as u64, 0, 0, 0],
+        )
+    }
+}
+
 /// `SCHEDOP_shutdown` with `reason`. Returns only if Xen refused or the reason does not stop
 /// the domain (e.g. a cancelled suspend).
 pub fn shutdown(reason: u32) -> XenResult {
