@@ -107,6 +107,10 @@ impl Errno {
     pub const ENOSYS: Errno = Errno(-38);
     /// No data available.
     pub const ENODATA: Errno = Errno(-61);
+    /// No such device or address (e.g. a misplaced `vcpu_info`).
+    pub const ENXIO: Errno = Errno(-6);
+    /// Timer expired (e.g. a `VCPU_SSHOTTMR_future` deadline already passed).
+    pub const ETIME: Errno = Errno(-62);
     /// Operation not supported.
     pub const EOPNOTSUPP: Errno = Errno(-95);
 

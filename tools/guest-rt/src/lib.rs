@@ -20,6 +20,7 @@ pub mod multicall;
 pub mod panic;
 pub mod sched;
 pub mod shared_info;
+pub mod smp;
 pub mod start_info;
 pub mod test;
 pub mod traps;
