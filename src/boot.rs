@@ -167,8 +167,39 @@ pub fn start(handoff: BootHandoff) -> ! {
         }
         arch::selftest::run(name, &[arch::selftest::ARCH_TESTS]);
     }
-    if info.modules.is_empty() {
+    let Some(kmod) = info.modules.first() else {
         xprintln!("No dom0 kernel given");
+        idle(0)
+    };
+    let module_bytes = |m: &arch::multiboot::Module| {
+        arch::physmem::phys_slice(m.start, m.end.saturating_sub(m.start))
+    };
+    let Some(kernel) = module_bytes(kmod) else {
+        die(format_args!(
+            "dom0 kernel module lies outside mapped memory"
+        ))
+    };
+    let initrd = info.modules.get(1).and_then(module_bytes);
+    let free = arch::memory::current_stats().free_frames * 4096;
+    let pcpus = arch::percpu::nr_online() as u32;
+    let params = crate::pv::Dom0Params {
+        kernel,
+        initrd,
+        cmdline: cmdline::strip_image_name(&kmod.cmdline, &info.loader_name),
+        nr_pages: opts.dom0_mem.initial_bytes(free) / 4096,
+        nr_vcpus: opts.dom0_max_vcpus.resolve(pcpus),
+        lockstep: opts.lockstep,
+        retries: u32::from(opts.lockstep_retries),
+        hv_cmdline: &cmdline_text,
+        noreboot: opts.noreboot,
+    };
+    match crate::pv::start_dom0(&params) {
+        Ok(never) => match never {},
+        Err(e) => {
+            xprintln!("Could not set up DOM0 guest OS: {}", e);
+            xprintln!("System halted: DualVisor cannot run without dom0");
+            arch::trap::begin_fatal();
+            arch::cpu::halt_forever()
+        }
     }
-    idle(0)
 }

@@ -6,6 +6,7 @@
 extern crate alloc;
 
 mod boot;
+mod pv;
 
 use arch::entry::BootHandoff;
 use arch::xprintln;

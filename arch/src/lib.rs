@@ -29,3 +29,4 @@ pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod trap;
+pub mod guestmem;

@@ -103,3 +103,8 @@ pub fn current_stats() -> MemoryStats {
 pub fn is_allocatable(paddr: u64) -> bool {
     FRAMES.lock().as_ref().is_some_and(|f| f.is_usable(paddr))
 }
+
+/// Whether `paddr`'s frame is free now.
+pub fn is_free(paddr: u64) -> bool {
+    FRAMES.lock().as_ref().is_some_and(|f| f.is_free(paddr))
+}

@@ -1,0 +1,169 @@
+//! Guest memory as the hypervisor touches it: a software walk of a guest's page tables
+//! (copy_from_guest / copy_to_guest by guest virtual address), and machine-frame access for
+//! the domain builder and validated page-table writes. Only frames the allocator has handed
+//! out are ever written.
+
+use crate::layout::phys_to_virt;
+
+const P: u64 = 1;
+const W: u64 = 1 << 1;
+const PS: u64 = 1 << 7;
+const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+/// The hypervisor's range in every PV guest: never a guest buffer.
+const HV_START: u64 = 0xFFFF_8000_0000_0000;
+const HV_END: u64 = 0xFFFF_8800_0000_0000;
+
+fn canonical(v: u64) -> bool {
+    let top = v >> 47;
+    top == 0 || top == 0x1_FFFF
+}
+
+/// Whether machine frame `mfn` was handed out by the frame allocator (guest or hypervisor
+/// data), i.e. is RAM that is neither free, reserved, the image nor firmware.
+pub fn frame_is_allocated(mfn: u64) -> bool {
+    let paddr = mfn << 12;
+    crate::memory::is_allocatable(paddr) && !crate::memory::is_free(paddr)
+}
+
+fn read_u64(maddr: u64) -> u64 {
+    // SAFETY: callers pass 8-byte-aligned addresses of allocated RAM frames (page-table
+    // frames reached from a guest root the hypervisor installed), mapped by the direct map.
+    unsafe { core::ptr::read_volatile(phys_to_virt(maddr) as *const u64) }
+}
+
+/// Translates guest virtual `va` through the tables at `cr3` (machine address of the L4):
+/// the machine address and whether the mapping is writable. `None` if not mapped, not
+/// canonical, in the hypervisor's range, or if a table frame is not allocated RAM.
+pub fn translate(cr3: u64, va: u64) -> Option<(u64, bool)> {
+    if !canonical(va) || (HV_START..HV_END).contains(&va) {
+        return None;
+    }
+    let mut table = cr3 & ADDR;
+    let mut writable = true;
+    for level in (0..4u32).rev() {
+        if !frame_is_allocated(table >> 12) {
+            return None;
+        }
+        let idx = (va >> (12 + 9 * level)) & 511;
+        let e = read_u64(table + idx * 8);
+        if e & P == 0 {
+            return None;
+        }
+        writable &= e & W != 0;
+        let size_bits = 12 + 9 * level;
+        if level == 0 || (e & PS != 0 && (level == 1 || level == 2)) {
+            let base = e & ADDR & !((1u64 << size_bits) - 1);
+            return Some((base + (va & ((1u64 << size_bits) - 1)), writable));
+        }
+        table = e & ADDR;
+    }
+    None
+}
+
+fn for_each_page(cr3: u64, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize)) -> bool {
+    let mut done = 0usize;
+    while done < len {
+        let at = va.wrapping_add(done as u64);
+        let n = (4096 - (at & 0xFFF) as usize).min(len - done);
+        match translate(cr3, at) {
+            Some((maddr, w)) if (!write || w) && frame_is_allocated(maddr >> 12) => f(maddr, done, n),
+            _ => return false,
+        }
+        done += n;
+    }
+    true
+}
+
+/// copy_from_guest: reads `buf.len()` bytes at guest `va` through `cr3`; false on a bad address.
+pub fn read(cr3: u64, va: u64, buf: &mut [u8]) -> bool {
+    // First check the whole range, then copy: a fault leaves `buf` untouched.
+    if !for_each_page(cr3, va, buf.len(), false, |_, _, _| {}) {
+        return false;
+    }
+    for_each_page(cr3, va, buf.len(), false, |maddr, off, n| {
+        // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame (checked by
+        // `for_each_page`) mapped by the direct map; the bytes are copied out.
+        unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(maddr) as *const u8, buf[off..].as_mut_ptr(), n) }
+    })
+}
+
+/// Whether `len` bytes at guest `va` are mapped writable through `cr3`.
+pub fn probe_write(cr3: u64, va: u64, len: usize) -> bool {
+    for_each_page(cr3, va, len, true, |_, _, _| {})
+}
+
+/// copy_to_guest: writes `data` at guest `va` through `cr3`; false (nothing written) on a
+/// bad or read-only address.
+pub fn write(cr3: u64, va: u64, data: &[u8]) -> bool {
+    if !probe_write(cr3, va, data.len()) {
+        return false;
+    }
+    for_each_page(cr3, va, data.len(), true, |maddr, off, n| {
+        // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame mapped writable by the
+        // guest's own tables (checked), reached through the direct map.
+        unsafe { core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(maddr) as *mut u8, n) }
+    })
+}
+
+/// Reads machine memory of allocated frames; false if any byte is outside them.
+pub fn read_machine(maddr: u64, buf: &mut [u8]) -> bool {
+    let Some(end) = maddr.checked_add(buf.len() as u64) else {
+        return false;
+    };
+    let mut f = maddr >> 12;
+    while f << 12 < end {
+        if !frame_is_allocated(f) {
+            return false;
+        }
+        f += 1;
+    }
+    // SAFETY: every frame of the range is allocated RAM (checked), mapped by the direct map.
+    unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(maddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
+    true
+}
+
+/// Writes `data` into allocated frame `mfn` at `offset`; false (nothing written) if the frame
+/// is not allocated or the range leaves the frame.
+pub fn write_frame(mfn: u64, offset: usize, data: &[u8]) -> bool {
+    if offset + data.len() > 4096 || !frame_is_allocated(mfn) {
+        return false;
+    }
+    // SAFETY: the bytes lie inside one allocated RAM frame (checked), via the direct map.
+    unsafe {
+        core::ptr::copy_nonoverlapping(data.as_ptr(), (phys_to_virt(mfn << 12) + offset as u64) as *mut u8, data.len())
+    };
+    true
+}
+
+/// Zeroes allocated frame `mfn`.
+pub fn zero_frame(mfn: u64) -> bool {
+    if !frame_is_allocated(mfn) {
+        return false;
+    }
+    // SAFETY: one allocated RAM frame (checked), via the direct map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(mfn << 12) as *mut u8, 0, 4096) };
+    true
+}
+
+/// Atomically writes a 64-bit word (a validated page-table entry) of an allocated frame.
+pub fn write_machine_u64(maddr: u64, value: u64) -> bool {
+    if !maddr.is_multiple_of(8) || !frame_is_allocated(maddr >> 12) {
+        return false;
+    }
+    // SAFETY: an aligned word of an allocated RAM frame (checked), via the direct map; the
+    // atomic store keeps a concurrent hardware walk from seeing a torn entry.
+    unsafe { (*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU64)).store(value, core::sync::atomic::Ordering::Release) };
+    true
+}
+
+/// The hypervisor's L4 entries 256..272 (copied into every PV guest's root).
+pub fn hypervisor_l4_entries() -> [u64; 16] {
+    let hv = crate::paging::hypervisor_cr3();
+    let mut out = [0u64; 16];
+    if hv != 0 {
+        for (i, e) in out.iter_mut().enumerate() {
+            *e = read_u64(hv + (256 + i as u64) * 8);
+        }
+    }
+    out
+}
