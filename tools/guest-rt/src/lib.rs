@@ -18,6 +18,7 @@ pub mod hypercall;
 pub mod mm;
 pub mod multicall;
 pub mod panic;
+pub mod pvcpu;
 pub mod sched;
 pub mod shared_info;
 pub mod smp;

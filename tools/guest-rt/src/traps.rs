@@ -94,17 +94,57 @@ pub struct TrapFrame {
 }
 
 /// Per-vector "expected" markers: 0 = unexpected, otherwise 1 + bytes to skip on resume.
-static EXPECTED: [AtomicU8; 32] = [const { AtomicU8::new(0) }; 32];
+static EXPECTED: [AtomicU8; 256] = [const { AtomicU8::new(0) }; 256];
 /// Per-vector counts of expected traps taken.
-static TAKEN: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
+static TAKEN: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+/// The last expected trap taken: vector, error code, RIP, CS, RFLAGS, RSP, SS (as Xen bounced
+/// them) and the address of the saved frame (where the handler ran).
+static LAST: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+/// What [`last_trap`] reports about the most recent expected trap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastTrap {
+    /// Vector.
+    pub vector: u64,
+    /// Error code (0 where the vector has none).
+    pub error_code: u64,
+    /// Interrupted RIP.
+    pub rip: u64,
+    /// Interrupted CS as Xen bounced it (RPL 0 for guest kernel, 3 for guest user).
+    pub cs: u64,
+    /// Interrupted RFLAGS.
+    pub rflags: u64,
+    /// Interrupted RSP.
+    pub rsp: u64,
+    /// Interrupted SS.
+    pub ss: u64,
+    /// Address of the saved register frame, i.e. the stack the handler ran on.
+    pub frame: u64,
+}
+
+/// The most recent expected trap.
+pub fn last_trap() -> LastTrap {
+    let l = |i: usize| LAST[i].load(Ordering::SeqCst);
+    LastTrap {
+        vector: l(0),
+        error_code: l(1),
+        rip: l(2),
+        cs: l(3),
+        rflags: l(4),
+        rsp: l(5),
+        ss: l(6),
+        frame: l(7),
+    }
+}
 /// Address of the hypercall page's iret stub, read by the entry path.
 static IRET_STUB: AtomicU64 = AtomicU64::new(0);
 
 /// Marks the next trap on `vector` as expected: it is counted and the guest resumes `skip`
 /// bytes after the trapping RIP (0 for traps such as `int3`, which already point past the
-/// instruction). Returns `false` for vectors outside 0..32 or skips above 254.
+/// instruction). Vectors 32 and above are software interrupts (see [`INT80_STUB`]). Returns
+/// `false` for skips above 254.
 pub fn expect(vector: u8, skip: u8) -> bool {
-    if vector >= 32 || skip == u8::MAX {
+    if skip == u8::MAX {
         return false;
     }
     EXPECTED[vector as usize].store(skip + 1, Ordering::SeqCst);
@@ -168,6 +208,19 @@ pub fn vector_name(vector: u64) -> &'static str {
 /// unexpected one ends the test with `Test result: ERROR`.
 extern "C" fn handle(frame: &mut TrapFrame) {
     if let Some(skip) = consume_expectation(frame.vector) {
+        let words = [
+            frame.vector,
+            frame.error_code,
+            frame.rip,
+            frame.cs,
+            frame.rflags,
+            frame.rsp,
+            frame.ss,
+            frame as *const TrapFrame as u64,
+        ];
+        for (slot, w) in LAST.iter().zip(words) {
+            slot.store(w, Ordering::SeqCst);
+        }
         frame.rip = frame.rip.wrapping_add(u64::from(skip));
         return;
     }
@@ -186,6 +239,17 @@ extern "C" fn handle(frame: &mut TrapFrame) {
 extern "C" {
     /// First entry stub (the others follow every [`STUB_STRIDE`] bytes); defined in asm below.
     fn guest_rt_trap_stubs();
+    /// Entry stub for the software interrupt `int $0x80` (no error code); defined below.
+    fn guest_rt_trap_stub_0x80();
+}
+
+/// Vector of the software-interrupt stub [`int80_stub_address`] serves.
+pub const INT80_STUB: u8 = 0x80;
+
+/// Address of the `int $0x80` entry stub: install it with [`set_trap_table`] and a DPL of
+/// choice; [`expect`]`(0x80, 0)` makes the handler count the interrupt and resume after it.
+pub fn int80_stub_address() -> u64 {
+    guest_rt_trap_stub_0x80 as *const () as u64
 }
 
 core::arch::global_asm!(
@@ -204,6 +268,14 @@ core::arch::global_asm!(
     "push $\\vec",
     "jmp guest_rt_trap_common",
     ".endr",
+    ".balign 16",
+    ".globl guest_rt_trap_stub_0x80",
+    "guest_rt_trap_stub_0x80:",
+    "pop %rcx",
+    "pop %r11",
+    "push $0",
+    "push $0x80",
+    "jmp guest_rt_trap_common",
     "guest_rt_trap_common:",
     "push %rax",
     "push %rbx",
@@ -343,7 +415,8 @@ mod tests {
 
     #[test]
     fn expectations_are_consumed_once() {
-        assert!(!expect(32, 0));
+        assert!(expect(0x80, 0));
+        assert_eq!(consume_expectation(0x80), Some(0));
         assert!(!expect(5, u8::MAX));
         assert!(expect(5, 2));
         assert_eq!(consume_expectation(5), Some(2));
@@ -351,6 +424,7 @@ mod tests {
         assert_eq!(taken(5), 1);
         assert_eq!(consume_expectation(99), None);
         assert_eq!(taken(99), 0);
+        assert_eq!(consume_expectation(300), None);
     }
 
     #[test]
