@@ -18,13 +18,21 @@ fn timer_tick(_v: u8, _f: &mut arch::trap::TrapFrame) {
     arch::lapic::eoi();
 }
 
-/// The idle loop of every CPU: report the timer once, then halt until the next interrupt.
-fn idle(index: usize) -> ! {
+fn wake(_v: u8, _f: &mut arch::trap::TrapFrame) {
+    arch::lapic::eoi();
+}
+
+/// The idle loop of every CPU: report the timer once, run an assigned task (a lockstep
+/// role), else halt until the next interrupt.
+pub fn idle(index: usize) -> ! {
     let mut reported = false;
     loop {
         if !reported && arch::percpu::this().timer_ticks.load(Ordering::Relaxed) >= 3 {
             xprintln!("CPU{}: timer ticking", index);
             reported = true;
+        }
+        if let Some(task) = arch::smp::take_assignment() {
+            task();
         }
         arch::cpu::enable_and_halt();
     }
@@ -156,16 +164,37 @@ pub fn start(handoff: BootHandoff) -> ! {
     arch::platform::mask_legacy_pic();
     arch::lapic::init_bsp(None);
     arch::trap::register_irq(arch::lapic::TIMER_VECTOR, timer_tick);
+    arch::trap::register_irq(arch::lapic::WAKE_VECTOR, wake);
     arch::lapic::init_cpu();
     arch::percpu::mark_online();
     let n = arch::smp::boot_aps(&cpus, idle);
     xprintln!("Brought up {} CPUs", n);
+    let lockstep_selftest = opts
+        .selftest
+        .as_ref()
+        .is_some_and(|t| t.as_str() == "lockstep");
+    let cfg = lockstep::config::Config {
+        lockstep: opts.lockstep,
+        max_retries: u32::from(opts.lockstep_retries),
+        // Latent replica corruption is found by verifying per-object checksums: every 16
+        // transactions in service, after every one in the lockstep self-test (which must see
+        // each injected flip).
+        scrub_interval: if lockstep_selftest { 1 } else { 16 },
+        ..Default::default()
+    };
+    crate::lockstep_hw::setup(n, cfg);
 
     if let Some(name) = &opts.selftest {
         if name.as_str() == "fault" {
             arch::selftest::deliberate_fault();
         }
-        arch::selftest::run(name, &[arch::selftest::ARCH_TESTS]);
+        if name.as_str() == "lockstep" {
+            crate::lockstep_selftest::start();
+        }
+        arch::selftest::run(
+            name,
+            &[arch::selftest::ARCH_TESTS, crate::lockstep_selftest::LIST],
+        );
     }
     let Some(kmod) = info.modules.first() else {
         xprintln!("No dom0 kernel given");
@@ -188,8 +217,6 @@ pub fn start(handoff: BootHandoff) -> ! {
         cmdline: cmdline::strip_image_name(&kmod.cmdline, &info.loader_name),
         nr_pages: opts.dom0_mem.initial_bytes(free) / 4096,
         nr_vcpus: opts.dom0_max_vcpus.resolve(pcpus),
-        lockstep: opts.lockstep,
-        retries: u32::from(opts.lockstep_retries),
         hv_cmdline: &cmdline_text,
         noreboot: opts.noreboot,
     };

@@ -6,6 +6,8 @@
 extern crate alloc;
 
 mod boot;
+mod lockstep_hw;
+mod lockstep_selftest;
 mod pv;
 
 use arch::entry::BootHandoff;

@@ -1,19 +1,18 @@
 //! The PV runtime: builds dom0, runs its vCPU in ring 3, and turns every guest exit into a
 //! lockstep transaction over `xen-core`'s state machine, applying the committed effects.
 
+use crate::lockstep_hw::Backend;
 use alloc::vec::Vec;
 use arch::guest::{FxArea, GuestBases, GuestExit};
 use arch::trap::TrapFrame;
 use arch::xprintln;
 use dom0_interface::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
-use lockstep::config::{Config, TxResult};
-use lockstep::engine::Engine;
+use lockstep::config::TxResult;
 use lockstep::input::Env;
-use lockstep::role::Clock;
 use spin::Mutex;
 use xen_core::builder::{build_pv, BuildMemory, BuildRequest, BuiltDomain};
 use xen_core::effect::{DomId, Effect};
-use xen_core::hv::{create_domain, value_kind, HvState, Xen};
+use xen_core::hv::{create_domain, value_kind, HvState};
 use xen_core::pv_layout::DomainKind;
 use xen_core::request::{ExitKind, GuestRegs, Request};
 
@@ -60,7 +59,7 @@ struct VcpuRt {
 }
 
 struct Runtime {
-    engine: Engine<Xen>,
+    engine: Backend,
     vcpus: Vec<VcpuRt>,
     /// Index in `vcpus` of the vCPU running on the boot CPU.
     current: usize,
@@ -89,14 +88,6 @@ impl Env for PvEnv {
     }
     fn probe_write(&mut self, addr: u64, len: usize) -> bool {
         arch::guestmem::probe_write(self.cr3, addr, len)
-    }
-}
-
-struct Tsc;
-
-impl Clock for Tsc {
-    fn now(&self) -> u64 {
-        arch::cpu::rdtsc()
     }
 }
 
@@ -166,10 +157,6 @@ pub struct Dom0Params<'a> {
     pub nr_pages: u64,
     /// vCPUs.
     pub nr_vcpus: u32,
-    /// Lockstep on at boot.
-    pub lockstep: bool,
-    /// Re-executions before escalation.
-    pub retries: u32,
     /// The hypervisor command line (XENVER_commandline).
     pub hv_cmdline: &'a str,
     /// `noreboot` given.
@@ -254,18 +241,7 @@ pub fn start_dom0(
         },
     );
     lockstep::replica::forget(&mut state);
-    let cfg = Config {
-        lockstep: p.lockstep,
-        max_retries: p.retries,
-        ..Config::default()
-    };
-    let engine = match Engine::new(cfg, state.clone(), state) {
-        Ok(e) => e,
-        Err(e) => {
-            xprintln!("lockstep: cannot start the engine: {:?}", e);
-            arch::cpu::halt_forever()
-        }
-    };
+    let engine = Backend::new(state);
     let mut frame = TrapFrame::ZERO;
     frame.rip = built.entry;
     frame.rsp = built.stack;
@@ -285,13 +261,31 @@ pub fn start_dom0(
         },
     };
     arch::guest::set_exit_hook(guest_exit);
-    let (f, fx, bases) = (vcpu.frame, vcpu.fx, vcpu.bases);
     *RUNTIME.lock() = Some(Runtime {
         engine,
         vcpus: alloc::vec![vcpu],
         current: 0,
         noreboot: p.noreboot,
     });
+    let cpu = crate::lockstep_hw::topology().map_or(0, |t| t.guest_cpu());
+    if cpu == arch::percpu::cpu_index() {
+        enter_current()
+    }
+    xprintln!("dom0: vCPU0 runs on CPU{} (the lockstep leader)", cpu);
+    arch::smp::assign(cpu, enter_current);
+    crate::boot::idle(arch::percpu::cpu_index())
+}
+
+/// Enters the current vCPU on this CPU.
+fn enter_current() -> ! {
+    let (f, fx, bases) = {
+        let g = RUNTIME.lock();
+        let Some(rt) = g.as_ref() else {
+            crate::boot::idle(arch::percpu::cpu_index())
+        };
+        let v = &rt.vcpus[rt.current];
+        (v.frame, v.fx, v.bases)
+    };
     enter(&f, &fx, bases)
 }
 
@@ -404,7 +398,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     };
     let kernel_mode = rt
         .engine
-        .replica(lockstep::role::Role::Leader)
+        .replica()
         .vcpus
         .get(&(dom, vcpu_id))
         .is_none_or(|v| v.kernel_mode);
@@ -429,11 +423,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     let words = req.to_words();
     let mut env = PvEnv { cr3 };
     let mut after = After::default();
-    let out = rt
-        .engine
-        .run_local(&words, &mut env, &Tsc, &mut |effects: &[Effect]| {
-            apply(effects, frame, cr3, &mut after)
-        });
+    let out = rt.engine.run(&words, &mut env, &mut |effects: &[Effect]| {
+        apply(effects, frame, cr3, &mut after)
+    });
     match out.result {
         TxResult::Committed => {}
         TxResult::Failed(e) => xprintln!("d{}v{}: transaction failed: {:?}", dom, vcpu_id, e),

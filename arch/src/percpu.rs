@@ -26,6 +26,8 @@ pub struct PerCpu {
     pub irqs: AtomicU64,
     /// Call-function IPIs taken.
     pub ipis: AtomicU64,
+    /// Heap arena this CPU allocates from (see `heap`).
+    pub arena: core::sync::atomic::AtomicUsize,
     /// The frame `guest::enter_guest` returns to a guest from.
     entry_frame: core::cell::UnsafeCell<crate::trap::TrapFrame>,
     /// Lowest and highest address of this CPU's main stack (for stack traces).
@@ -46,6 +48,7 @@ impl PerCpu {
             timer_ticks: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
+            arena: core::sync::atomic::AtomicUsize::new(0),
             entry_frame: core::cell::UnsafeCell::new(crate::trap::TrapFrame::ZERO),
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),

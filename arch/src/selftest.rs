@@ -61,7 +61,12 @@ pub fn run(name: &str, tests: &[&[SelfTest]]) -> ! {
         debug_exit(DEBUG_EXIT_FAIL);
     };
     xprintln!("selftest {}: running on {} CPUs", name, percpu::nr_online());
-    match (test.run)() {
+    report(name, (test.run)())
+}
+
+/// Reports a self-test's result on serial and exits QEMU with the matching status.
+pub fn report(name: &str, result: Result<(), String>) -> ! {
+    match result {
         Ok(()) => {
             xprintln!("selftest {}: PASS", name);
             debug_exit(DEBUG_EXIT_PASS)

@@ -129,3 +129,48 @@ pub fn boot_aps(apic_ids: &[u32], ap_main: ApMain) -> usize {
     }
     percpu::nr_online()
 }
+
+/// A task a CPU runs from its idle loop (it never returns to idle).
+pub type Task = fn() -> !;
+
+static TASKS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// Hands `task` to CPU `index` and wakes it; false if that CPU is not online.
+pub fn assign(index: usize, task: Task) -> bool {
+    let Some(pc) = percpu::get(index) else {
+        return false;
+    };
+    if !pc.online.load(Ordering::Acquire) {
+        return false;
+    }
+    TASKS[index].store(task as usize, Ordering::Release);
+    if index != percpu::cpu_index() {
+        crate::lapic::send_ipi(
+            pc.apic_id.load(Ordering::Relaxed),
+            crate::lapic::WAKE_VECTOR,
+        );
+    }
+    true
+}
+
+/// The task assigned to the running CPU, if any (taken: it runs once).
+pub fn take_assignment() -> Option<Task> {
+    let t = TASKS[percpu::cpu_index()].swap(0, Ordering::AcqRel);
+    if t == 0 {
+        return None;
+    }
+    // SAFETY: only `assign` stores non-zero values, and it stores `Task`s.
+    Some(unsafe { core::mem::transmute::<usize, Task>(t) })
+}
+
+/// Wakes CPU `index` from `hlt` (a no-op interrupt).
+pub fn kick(index: usize) {
+    if let Some(pc) = percpu::get(index) {
+        if index != percpu::cpu_index() && pc.online.load(Ordering::Acquire) {
+            crate::lapic::send_ipi(
+                pc.apic_id.load(Ordering::Relaxed),
+                crate::lapic::WAKE_VECTOR,
+            );
+        }
+    }
+}

@@ -82,6 +82,11 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
     pub fn scrub(&mut self) -> usize {
         let n = replica::self_repair(&mut self.replica);
         self.stats.repaired += n as u64;
+        if n > 0 {
+            self.pair
+                .follower_repairs
+                .fetch_add(n as u64, core::sync::atomic::Ordering::Release);
+        }
         n
     }
 

@@ -281,7 +281,16 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 }
             }
         }
-        if self.cfg.scrub_interval > 0
+        if out.injected == Some(FaultKind::ReplicaState) && out.detections == 0 {
+            // A latent flip in this core's replica that the transaction did not read: the
+            // follow-up scrub finds and corrects it.
+            let n = self.scrub();
+            if n > 0 {
+                out.detections += 1;
+                self.stats.detected += 1;
+                out.repaired += n;
+            }
+        } else if self.cfg.scrub_interval > 0
             && self
                 .stats
                 .transactions

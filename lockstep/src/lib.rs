@@ -87,6 +87,7 @@ pub mod policy;
 pub mod replica;
 pub mod role;
 pub mod stats;
+pub mod topology;
 pub mod value;
 
 pub use config::{Config, EffectSink, EngineError, Outcome, TxResult};

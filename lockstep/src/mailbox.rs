@@ -300,6 +300,9 @@ pub struct Pair {
     pub follower: PostSlot,
     /// The coordinator's decisions.
     pub decision: DecisionSlot,
+    /// Objects the follower has corrected in its own replica by scrubbing (latent flips the
+    /// leader cannot see otherwise).
+    pub follower_repairs: AtomicU64,
     shutdown: AtomicBool,
     order: AtomicU64,
     order_bit: AtomicU64,
@@ -313,6 +316,7 @@ impl Pair {
             leader: PostSlot::default(),
             follower: PostSlot::default(),
             decision: DecisionSlot::default(),
+            follower_repairs: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             order: AtomicU64::new(0),
             order_bit: AtomicU64::new(0),

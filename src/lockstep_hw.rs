@@ -1,0 +1,264 @@
+//! Lockstep on real CPUs: roles from the CPU count, the pair's mailbox, the follower and
+//! coordinator loops on their own CPUs (each replica allocated from its own heap arena), and
+//! the backend the guest exit path runs every transaction through.
+
+use arch::xprintln;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use lockstep::config::{Config, EffectSink, Outcome};
+use lockstep::coordinator::Coordinator;
+use lockstep::engine::Engine;
+use lockstep::follower::{FollowerCore, FollowerExit};
+use lockstep::inject::Injector;
+use lockstep::input::Env;
+use lockstep::leader::LeaderCore;
+use lockstep::mailbox::Pair;
+use lockstep::policy::Health;
+use lockstep::role::{Clock, Idle, Role};
+use lockstep::stats::Stats;
+use lockstep::topology::Topology;
+use spin::{Mutex, Once};
+use xen_core::effect::Effect;
+use xen_core::hv::{Abort, HvState, Xen};
+
+/// The TSC as the engine's clock.
+pub struct Tsc;
+
+impl Clock for Tsc {
+    fn now(&self) -> u64 {
+        arch::cpu::rdtsc()
+    }
+}
+
+/// Waiting cores spin (the engine's budget), then `hlt` until a kick IPI or the next tick.
+pub struct HwIdle;
+
+impl Idle for HwIdle {
+    fn idle(&self) {
+        arch::cpu::enable_and_halt();
+    }
+    fn kick(&self, role: Role) {
+        if let Some(cpu) = cpu_of(role) {
+            arch::smp::kick(cpu);
+        }
+    }
+}
+
+static TOPOLOGY: Once<Topology> = Once::new();
+static PAIR: Once<Pair> = Once::new();
+static CONFIG: Once<Config> = Once::new();
+static TEMPLATE: Mutex<Option<HvState>> = Mutex::new(None);
+static FOLLOWER_ARENA: AtomicUsize = AtomicUsize::new(0);
+static LEADER_ARENA: AtomicUsize = AtomicUsize::new(0);
+/// Set by the follower when it leaves its loop, with its replica's full digest.
+pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
+/// The follower's final replica digest (valid once `FOLLOWER_DONE`).
+pub static FOLLOWER_DIGEST: AtomicU32 = AtomicU32::new(0);
+
+/// Bytes of each replica arena.
+const ARENA_BYTES: usize = 32 << 20;
+
+/// The CPU serving `role`, if any.
+pub fn cpu_of(role: Role) -> Option<usize> {
+    match TOPOLOGY.get()? {
+        Topology::Single { cpu, .. } => (role == Role::Leader).then_some(*cpu),
+        Topology::Pair {
+            leader,
+            follower,
+            coordinator,
+            ..
+        } => match role {
+            Role::Leader => Some(*leader),
+            Role::Follower => Some(*follower),
+            Role::Coordinator => Some(coordinator.unwrap_or(*leader)),
+        },
+    }
+}
+
+/// Decides the roles for the online CPUs and prints them; call once, on the boot CPU.
+pub fn setup(ncpus: usize, cfg: Config) -> &'static Topology {
+    let topo = TOPOLOGY.call_once(|| Topology::assign(ncpus, cfg.lockstep));
+    CONFIG.call_once(|| cfg);
+    xprintln!("lockstep: {}", topo);
+    if let Topology::Pair { .. } = topo {
+        PAIR.call_once(|| Pair::new(cfg.input_capacity));
+        match (
+            arch::heap::add_arena(ARENA_BYTES),
+            arch::heap::add_arena(ARENA_BYTES),
+        ) {
+            (Some(l), Some(f)) => {
+                LEADER_ARENA.store(l, Ordering::Relaxed);
+                FOLLOWER_ARENA.store(f, Ordering::Relaxed);
+                xprintln!(
+                    "lockstep: replicas in separate heap arenas of {} MiB each",
+                    ARENA_BYTES >> 20
+                );
+            }
+            _ => xprintln!(
+                "lockstep: WARNING: no memory for separate replica arenas; replicas share the heap"
+            ),
+        }
+    }
+    topo
+}
+
+/// Objects the follower has corrected in its replica by scrubbing (0 without a pair).
+pub fn follower_repairs() -> u64 {
+    PAIR.get()
+        .map_or(0, |p| p.follower_repairs.load(Ordering::Acquire))
+}
+
+/// The topology decided at boot.
+pub fn topology() -> Option<&'static Topology> {
+    TOPOLOGY.get()
+}
+
+fn follower_task() -> ! {
+    arch::heap::set_current_arena(FOLLOWER_ARENA.load(Ordering::Relaxed));
+    let (Some(pair), Some(cfg)) = (PAIR.get(), CONFIG.get()) else {
+        crate::boot::idle(arch::percpu::cpu_index())
+    };
+    // Cloned on this CPU, so the follower's replica lives in the follower's arena.
+    let replica = TEMPLATE.lock().clone().unwrap_or_default();
+    let mut core: FollowerCore<'static, Xen> = FollowerCore::new(pair, *cfg, replica, 0);
+    let exit = core.follower_serve(&Tsc, &HwIdle);
+    FOLLOWER_DIGEST.store(
+        lockstep::replica::full_digest(core.replica()),
+        Ordering::SeqCst,
+    );
+    FOLLOWER_DONE.store(true, Ordering::SeqCst);
+    match exit {
+        FollowerExit::Shutdown => {}
+        FollowerExit::Escalated(s) => {
+            xprintln!(
+                "lockstep: follower CPU{} out of service (suspect {:?})",
+                arch::percpu::cpu_index(),
+                s
+            )
+        }
+    }
+    arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
+    crate::boot::idle(arch::percpu::cpu_index())
+}
+
+fn coordinator_task() -> ! {
+    if let (Some(pair), Some(cfg)) = (PAIR.get(), CONFIG.get()) {
+        let mut c = Coordinator::new(pair, cfg.max_retries, cfg.deadline_cycles, cfg.wait);
+        c.coordinator_serve(&Tsc, &HwIdle);
+    }
+    crate::boot::idle(arch::percpu::cpu_index())
+}
+
+/// How the guest exit path runs transactions: one core with both replicas (or once), or the
+/// leader of a pair on separate CPUs.
+pub enum Backend {
+    /// Both executions (or the single one) on this CPU.
+    Local(alloc::boxed::Box<Engine<Xen>>),
+    /// The leader of a pair.
+    Leader(alloc::boxed::Box<LeaderCore<'static, Xen>>),
+}
+
+impl Backend {
+    /// A backend over `state` for the topology decided at boot; starts the follower and the
+    /// coordinator on their CPUs.
+    pub fn new(state: HvState) -> Backend {
+        let cfg = CONFIG.get().copied().unwrap_or_default();
+        match (TOPOLOGY.get(), PAIR.get()) {
+            (
+                Some(Topology::Pair {
+                    follower,
+                    coordinator,
+                    ..
+                }),
+                Some(pair),
+            ) => {
+                *TEMPLATE.lock() = Some(state.clone());
+                arch::smp::assign(*follower, follower_task);
+                if let Some(c) = coordinator {
+                    arch::smp::assign(*c, coordinator_task);
+                }
+                let leader_state =
+                    arch::heap::with_arena(LEADER_ARENA.load(Ordering::Relaxed), || state.clone());
+                drop(state);
+                Backend::Leader(alloc::boxed::Box::new(LeaderCore::new(
+                    pair,
+                    cfg,
+                    leader_state,
+                    coordinator.is_none(),
+                )))
+            }
+            _ => {
+                let single = Config {
+                    lockstep: false,
+                    ..cfg
+                };
+                match Engine::new(single, state.clone(), state) {
+                    Ok(e) => Backend::Local(alloc::boxed::Box::new(e)),
+                    Err(e) => {
+                        xprintln!("lockstep: cannot start the engine: {:?}", e);
+                        arch::cpu::halt_forever()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one transaction (the leader's replica is in its own arena while it executes).
+    pub fn run(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<Effect>,
+    ) -> Outcome<Abort> {
+        match self {
+            Backend::Local(e) => e.run_local(request, env, &Tsc, sink),
+            Backend::Leader(l) => {
+                let arena = LEADER_ARENA.load(Ordering::Relaxed);
+                arch::heap::with_arena(arena, || l.leader_run(request, env, &Tsc, &HwIdle, sink))
+            }
+        }
+    }
+
+    /// The leader's replica.
+    pub fn replica(&self) -> &HvState {
+        match self {
+            Backend::Local(e) => e.replica(Role::Leader),
+            Backend::Leader(l) => l.replica(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        match self {
+            Backend::Local(e) => e.stats(),
+            Backend::Leader(l) => l.stats(),
+        }
+    }
+
+    /// Protection state.
+    pub fn health(&self) -> Health {
+        match self {
+            Backend::Local(e) => e.health(),
+            Backend::Leader(l) => l.health(),
+        }
+    }
+
+    /// The fault injector.
+    pub fn injector(&mut self) -> &mut Injector {
+        match self {
+            Backend::Local(e) => e.injector(),
+            Backend::Leader(l) => l.injector(),
+        }
+    }
+
+    /// Stops the follower and coordinator (they report and idle).
+    pub fn shut_down_pair(&self) {
+        if let Some(p) = PAIR.get() {
+            p.shut_down();
+            for role in [Role::Follower, Role::Coordinator] {
+                if let Some(c) = cpu_of(role) {
+                    arch::smp::kick(c);
+                }
+            }
+        }
+    }
+}
