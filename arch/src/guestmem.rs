@@ -60,13 +60,21 @@ pub fn translate(cr3: u64, va: u64) -> Option<(u64, bool)> {
     None
 }
 
-fn for_each_page(cr3: u64, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize)) -> bool {
+fn for_each_page(
+    cr3: u64,
+    va: u64,
+    len: usize,
+    write: bool,
+    mut f: impl FnMut(u64, usize, usize),
+) -> bool {
     let mut done = 0usize;
     while done < len {
         let at = va.wrapping_add(done as u64);
         let n = (4096 - (at & 0xFFF) as usize).min(len - done);
         match translate(cr3, at) {
-            Some((maddr, w)) if (!write || w) && frame_is_allocated(maddr >> 12) => f(maddr, done, n),
+            Some((maddr, w)) if (!write || w) && frame_is_allocated(maddr >> 12) => {
+                f(maddr, done, n)
+            }
             _ => return false,
         }
         done += n;
@@ -83,7 +91,13 @@ pub fn read(cr3: u64, va: u64, buf: &mut [u8]) -> bool {
     for_each_page(cr3, va, buf.len(), false, |maddr, off, n| {
         // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame (checked by
         // `for_each_page`) mapped by the direct map; the bytes are copied out.
-        unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(maddr) as *const u8, buf[off..].as_mut_ptr(), n) }
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(maddr) as *const u8,
+                buf[off..].as_mut_ptr(),
+                n,
+            )
+        }
     })
 }
 
@@ -101,7 +115,9 @@ pub fn write(cr3: u64, va: u64, data: &[u8]) -> bool {
     for_each_page(cr3, va, data.len(), true, |maddr, off, n| {
         // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame mapped writable by the
         // guest's own tables (checked), reached through the direct map.
-        unsafe { core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(maddr) as *mut u8, n) }
+        unsafe {
+            core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(maddr) as *mut u8, n)
+        }
     })
 }
 
@@ -118,7 +134,13 @@ pub fn read_machine(maddr: u64, buf: &mut [u8]) -> bool {
         f += 1;
     }
     // SAFETY: every frame of the range is allocated RAM (checked), mapped by the direct map.
-    unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(maddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            phys_to_virt(maddr) as *const u8,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
     true
 }
 
@@ -130,7 +152,11 @@ pub fn write_frame(mfn: u64, offset: usize, data: &[u8]) -> bool {
     }
     // SAFETY: the bytes lie inside one allocated RAM frame (checked), via the direct map.
     unsafe {
-        core::ptr::copy_nonoverlapping(data.as_ptr(), (phys_to_virt(mfn << 12) + offset as u64) as *mut u8, data.len())
+        core::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            (phys_to_virt(mfn << 12) + offset as u64) as *mut u8,
+            data.len(),
+        )
     };
     true
 }
@@ -152,7 +178,10 @@ pub fn write_machine_u64(maddr: u64, value: u64) -> bool {
     }
     // SAFETY: an aligned word of an allocated RAM frame (checked), via the direct map; the
     // atomic store keeps a concurrent hardware walk from seeing a torn entry.
-    unsafe { (*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU64)).store(value, core::sync::atomic::Ordering::Release) };
+    unsafe {
+        (*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU64))
+            .store(value, core::sync::atomic::Ordering::Release)
+    };
     true
 }
 
