@@ -42,6 +42,8 @@ pub enum Effect {
     Continue([u64; 5]),
     /// Replace the calling vCPU's registers (a bounce into a guest handler, `iret`).
     SetRegs(crate::request::GuestRegs),
+    /// A scheduling, timer or time action (run a vCPU, arm a CPU's timer, VIRQ_TIMER, ...).
+    Sched(crate::sched::SchedEffect),
     /// Kill the calling domain: it crashed in a way it cannot handle (e.g. no trap handler).
     DomainCrash {
         /// The domain.
@@ -73,6 +75,7 @@ impl Effect {
             Effect::Continue(_) => 8,
             Effect::SetRegs(_) => 9,
             Effect::DomainCrash { .. } => 10,
+            Effect::Sched(_) => 30,
             Effect::WriteMachine { .. } => 11,
         }
     }
@@ -100,6 +103,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.digest(h),
             Effect::SetRegs(r) => r.digest(h),
             Effect::DomainCrash { dom } => dom.digest(h),
+            Effect::Sched(s) => s.digest(h),
             Effect::WriteMachine { maddr, value } => {
                 maddr.digest(h);
                 value.digest(h);
@@ -118,6 +122,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.bit_len(),
             Effect::SetRegs(r) => r.bit_len(),
             Effect::DomainCrash { dom } => dom.bit_len(),
+            Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
         }
     }
@@ -141,6 +146,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.flip_bit(bit),
             Effect::SetRegs(r) => r.flip_bit(bit),
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
+            Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
         }
     }
@@ -169,6 +175,11 @@ mod tests {
                 data: b"hello".to_vec(),
             },
             Effect::DomainShutdown { dom: 3, reason: 1 },
+            Effect::Sched(crate::sched::SchedEffect::SendVirq {
+                dom: 1,
+                vcpu: 2,
+                virq: 0,
+            }),
             Effect::WriteMachine {
                 maddr: 0x1234_5000,
                 value: 0x8000_0000_0000_0067,

@@ -19,6 +19,10 @@ mod tag {
     pub const VCPUS: u32 = 2;
     pub const WARNED: u32 = 3;
     pub const CONFIG: u32 = 4;
+    pub const TIME: u32 = 30;
+    pub const DOM_TIME: u32 = 31;
+    pub const VSCHED: u32 = 32;
+    pub const RUNQS: u32 = 33;
 }
 
 /// Host-wide configuration the handlers report (set at boot).
@@ -40,11 +44,23 @@ pub struct HvState {
     pub warned: JMap<u64, bool>,
     /// Host configuration.
     pub config: JCell<HvConfig>,
+    /// The host time base (TSC scale, boot TSC, wall clock).
+    pub time: JCell<crate::time::TimeBase>,
+    /// Per-domain time state (shared_info address, wall-clock version).
+    pub dom_time: JMap<DomId, crate::sched::DomTime>,
+    /// Per-vCPU scheduling and timer state.
+    pub vsched: JMap<VcpuKey, crate::sched::VcpuSched>,
+    /// Run queues by leader CPU.
+    pub runqs: JMap<u32, crate::sched::RunQueue>,
 }
 impl_replica_state!(HvState {
     domains,
     vcpus,
     warned,
+    time,
+    dom_time,
+    vsched,
+    runqs,
     config
 });
 
@@ -62,6 +78,10 @@ impl HvState {
             vcpus: JMap::new(tag::VCPUS),
             warned: JMap::new(tag::WARNED),
             config: JCell::new(tag::CONFIG, HvConfig::default()),
+            time: JCell::new(tag::TIME, crate::time::TimeBase::default()),
+            dom_time: JMap::new(tag::DOM_TIME),
+            vsched: JMap::new(tag::VSCHED),
+            runqs: JMap::new(tag::RUNQS),
         }
     }
 }
@@ -121,6 +141,8 @@ pub mod value_kind {
     pub const PROBE_WRITE: u32 = 1;
     /// Current system time in ns.
     pub const SYSTEM_TIME: u32 = 2;
+    /// The TSC now (the scheduler computes system time from it once the time base is set).
+    pub const TSC: u32 = 30;
 }
 
 /// What a handler works with: the request, the input, the journal and the effects buffer.
@@ -224,10 +246,21 @@ impl Machine for Xen {
         tx: &mut TxCtx<'_, Effect>,
     ) -> Result<(), Abort> {
         let req = Request::from_words(input.request()).ok_or(Abort::BadRequest)?;
-        if state.vcpus.get(&(req.dom, req.vcpu)).is_none() {
+        // An idle leader CPU's timer interrupt comes from DOMID_IDLE with the CPU as `vcpu`.
+        let idle = req.kind == ExitKind::Interrupt && req.dom == dom0_interface::xen::DOMID_IDLE;
+        if !idle && state.vcpus.get(&(req.dom, req.vcpu)).is_none() {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::Interrupt {
+            crate::sched::interrupt(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            })?;
+            if idle {
+                return Ok(());
+            }
+        }
         match req.kind {
             ExitKind::Exception | ExitKind::UserSyscall | ExitKind::Interrupt => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {

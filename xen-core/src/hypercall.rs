@@ -3,6 +3,8 @@
 
 mod console;
 mod sched;
+mod timer;
+mod vcpu;
 mod version;
 
 use crate::effect::Effect;
@@ -68,6 +70,18 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "sched_op",
         handler: sched::sched_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_TIMER_OP,
+        name: "set_timer_op",
+        handler: timer::set_timer_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_VCPU_OP,
+        name: "vcpu_op",
+        handler: vcpu::vcpu_op,
+        callers: ALL,
     },
 ];
 

@@ -15,6 +15,8 @@ pub mod hv;
 pub mod hypercall;
 pub mod pv_layout;
 pub mod request;
+pub mod sched;
+pub mod time;
 pub mod traps;
 pub mod xen_notes;
 pub mod builder;

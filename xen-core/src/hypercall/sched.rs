@@ -1,4 +1,5 @@
-//! `sched_op`: yield, block, shutdown and the shutdown code.
+//! `sched_op`: yield and block (through the scheduler, `crate::sched`), shutdown and the
+//! shutdown code; poll is the event-channel code's.
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvResult, HvState};
@@ -10,7 +11,17 @@ pub fn sched_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [cmd, arg, ..] = ctx.req.args;
     match cmd as u32 {
         SCHEDOP_YIELD => {
-            ctx.emit(Effect::Yield);
+            let key = (ctx.dom(), ctx.req.vcpu);
+            if state.runqs.is_empty() {
+                // No scheduler configured: the embedder decides.
+                ctx.emit(Effect::Yield);
+            } else {
+                crate::sched::with_sched(state, ctx, |s| crate::sched::yield_now(s, key))?;
+            }
+            Ok(0)
+        }
+        SCHEDOP_BLOCK => {
+            block(state, ctx)?;
             Ok(0)
         }
         SCHEDOP_SHUTDOWN => {
@@ -39,8 +50,37 @@ fn read_reason(ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> Result<u32, crate::hv::Hv
     Ok(u32::from_le_bytes(b) & 0xff)
 }
 
+/// SCHEDOP_block: enables event delivery (clears the vCPU's `evtchn_upcall_mask`) and blocks
+/// unless an upcall is already pending (read from its vcpu_info through the input, so both
+/// executions agree).
+fn block(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), crate::hv::HvError> {
+    use crate::sched::{self, SchedEffect};
+    let key = (ctx.dom(), ctx.req.vcpu);
+    let mut pending = false;
+    if let Some(info) = sched::vcpu_info_maddr(state, key) {
+        ctx.emit(Effect::Sched(SchedEffect::WriteMachineByte {
+            maddr: info + 1,
+            value: 0,
+        }));
+        let mut b = [0u8; 1];
+        ctx.read_machine(info, &mut b)?;
+        pending = b[0] != 0;
+    }
+    if pending {
+        return Ok(());
+    }
+    if state.runqs.is_empty() {
+        // No scheduler configured: record it and let the embedder wait for an event.
+        let j = ctx.journal();
+        state.vcpus.update(j, &key, |v| v.blocked = true);
+        ctx.emit(Effect::Block);
+        return Ok(());
+    }
+    sched::with_sched(state, ctx, |s| sched::block(s, key, None))
+}
+
 /// Marks the caller's domain shut down (a recorded shutdown code wins, as in Xen).
-fn shutdown_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, reason: u32) {
+pub(super) fn shutdown_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, reason: u32) {
     let dom = ctx.dom();
     let j = ctx.journal();
     let final_reason = state

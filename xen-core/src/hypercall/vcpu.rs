@@ -1,0 +1,311 @@
+//! `vcpu_op(cmd, vcpuid, arg)` as Xen 4.17 answers a 64-bit PV guest: vCPU bring-up
+//! (initialise, up, down, is_up), runstate info and area, periodic and single-shot timers,
+//! vcpu_info relocation, get_physid. Only the caller's own domain's vCPUs are reachable
+//! (a bad id is -ENOENT).
+
+use super::sched::shutdown_domain;
+use crate::domain::VcpuKey;
+use crate::effect::Effect;
+use crate::hv::{Ctx, HvError, HvResult, HvState};
+use crate::request::GuestRegs;
+use crate::sched::{self, with_sched, SchedEffect};
+use alloc::vec::Vec;
+use dom0_interface::arch_x86::{
+    VcpuGuestContext, FIRST_RESERVED_GDT_ENTRY, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START,
+    VGCF_IN_KERNEL, VGCF_ONLINE, XEN_LEGACY_MAX_VCPUS,
+};
+use dom0_interface::errno::XenErrno;
+use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::sched::SHUTDOWN_POWEROFF;
+use dom0_interface::vcpu::*;
+
+/// Size of a `vcpu_info`.
+const VCPU_INFO_SIZE: u64 = 64;
+
+/// `vcpu_op(cmd, vcpuid, arg)`.
+pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    let [cmd, vcpuid, arg, ..] = ctx.req.args;
+    let dom = ctx.dom();
+    let id = u32::try_from(vcpuid).map_err(|_| XenErrno::ENOENT)?;
+    let key = (dom, id);
+    if !state.vcpus.contains_key(&key) {
+        return Err(XenErrno::ENOENT.into());
+    }
+    let is_caller = id == ctx.req.vcpu;
+    match cmd as u32 {
+        VCPUOP_INITIALISE => initialise(state, ctx, key, arg),
+        VCPUOP_UP => {
+            if !sched::vcpu_sched(state, key).initialised {
+                return Err(XenErrno::EINVAL.into());
+            }
+            let up = state.vcpus.get(&key).is_some_and(|v| v.online);
+            if !up {
+                with_sched(state, ctx, |s| sched::online_and_wake(s, key))?;
+            }
+            Ok(0)
+        }
+        VCPUOP_DOWN => {
+            let others_up = state
+                .vcpus
+                .iter()
+                .any(|(k, v)| k.0 == dom && k.1 != id && v.online);
+            if !others_up {
+                shutdown_domain(state, ctx, SHUTDOWN_POWEROFF);
+                return Ok(0);
+            }
+            if state.vcpus.get(&key).is_some_and(|v| v.online) {
+                with_sched(state, ctx, |s| sched::offline(s, key))?;
+            }
+            Ok(0)
+        }
+        VCPUOP_IS_UP => Ok(i64::from(state.vcpus.get(&key).is_some_and(|v| v.online))),
+        VCPUOP_GET_RUNSTATE_INFO => {
+            let r = with_sched(state, ctx, |s| s.vcpu(key).runstate.at(s.now))?;
+            ctx.copy_to_guest(arg, &r.to_abi().to_vec())?;
+            Ok(0)
+        }
+        VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
+            let area: VcpuRegisterRunstateMemoryArea = read(ctx, arg)?;
+            if !guest_range_ok(area.addr, VcpuRunstateInfo::SIZE as u64) {
+                return Err(XenErrno::EFAULT.into());
+            }
+            let r = with_sched(state, ctx, |s| {
+                let mut v = s.vcpu(key);
+                v.runstate_area = area.addr;
+                s.put(key, v.clone());
+                v.runstate.at(s.now)
+            })?;
+            // Xen ignores a failure of this first copy.
+            if area.addr != 0 && ctx.probe_write(area.addr, VcpuRunstateInfo::SIZE)? {
+                ctx.emit(Effect::WriteGuest {
+                    addr: area.addr,
+                    data: r.to_abi().to_vec(),
+                });
+            }
+            Ok(0)
+        }
+        VCPUOP_SET_PERIODIC_TIMER => {
+            let p: VcpuSetPeriodicTimer = read(ctx, arg)?;
+            if p.period_ns < sched::MIN_PERIOD_NS || p.period_ns > sched::STIME_DELTA_MAX {
+                return Err(XenErrno::EINVAL.into());
+            }
+            with_sched(state, ctx, |s| sched::set_periodic(s, key, p.period_ns))?;
+            Ok(0)
+        }
+        VCPUOP_STOP_PERIODIC_TIMER => {
+            with_sched(state, ctx, |s| sched::set_periodic(s, key, 0))?;
+            Ok(0)
+        }
+        VCPUOP_SET_SINGLESHOT_TIMER => {
+            if !is_caller {
+                return Err(XenErrno::EINVAL.into());
+            }
+            // Xen 4.17 ignores VCPU_SSHOTTMR_future: a past deadline fires at once.
+            let t: VcpuSetSingleshotTimer = read(ctx, arg)?;
+            with_sched(state, ctx, |s| {
+                sched::set_singleshot(s, key, Some(t.timeout_abs_ns))
+            })?;
+            Ok(0)
+        }
+        VCPUOP_STOP_SINGLESHOT_TIMER => {
+            if !is_caller {
+                return Err(XenErrno::EINVAL.into());
+            }
+            with_sched(state, ctx, |s| sched::set_singleshot(s, key, None))?;
+            Ok(0)
+        }
+        VCPUOP_REGISTER_VCPU_INFO => register_vcpu_info(state, ctx, key, is_caller, arg),
+        // Xen answers -EINVAL unless dom0's vCPUs are pinned (dom0_vcpus_pin), which
+        // DualVisor does not offer.
+        VCPUOP_GET_PHYSID => Err(XenErrno::EINVAL.into()),
+        _ => super::unknown_subop(state, ctx, "vcpu_op", cmd),
+    }
+}
+
+/// copy_from_guest of a `T` (-EFAULT).
+fn read<T: GuestAbi>(ctx: &mut Ctx<'_, '_, '_>, addr: u64) -> Result<T, HvError> {
+    let mut b = alloc::vec![0u8; T::SIZE];
+    ctx.copy_from_guest(addr, &mut b)?;
+    T::read_from(&b).map_err(|_| HvError::Errno(XenErrno::EFAULT))
+}
+
+/// Xen's `guest_handle_okay` for a 64-bit PV guest: the range is canonical and outside the
+/// hypervisor's reserved area.
+pub fn guest_range_ok(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len.saturating_sub(1)) else {
+        return false;
+    };
+    let in_xen = |a: u64| (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&a);
+    canonical(addr)
+        && canonical(end)
+        && !in_xen(addr)
+        && !in_xen(end)
+        && !(addr < HYPERVISOR_VIRT_START && end >= HYPERVISOR_VIRT_END)
+}
+
+/// Whether `a` is a canonical 48-bit address.
+fn canonical(a: u64) -> bool {
+    !(0x0000_8000_0000_0000..0xffff_8000_0000_0000).contains(&a)
+}
+
+/// The checks Xen's `arch_set_info_guest` makes of a 64-bit PV context that need no page
+/// ownership information: canonical addresses, LDT placement and size, GDT size, a CR3.
+pub fn check_context(c: &VcpuGuestContext) -> Result<(), XenErrno> {
+    let addrs = [
+        c.user_regs.rip,
+        c.user_regs.rsp,
+        c.kernel_sp,
+        c.fs_base,
+        c.gs_base_kernel,
+        c.gs_base_user,
+        c.event_callback_eip,
+        c.syscall_callback_eip,
+        c.failsafe_callback_eip,
+    ];
+    if addrs.iter().any(|a| !canonical(*a))
+        || (c.ldt_ents != 0 && !canonical(c.ldt_base))
+        || c.trap_ctxt.iter().any(|t| !canonical(t.address))
+    {
+        return Err(XenErrno::EINVAL);
+    }
+    if (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&c.ldt_base)
+        || c.ldt_base & 0xfff != 0
+        || c.ldt_ents > 8192
+        || c.gdt_ents > u64::from(FIRST_RESERVED_GDT_ENTRY)
+    {
+        return Err(XenErrno::EINVAL);
+    }
+    if c.ctrlreg[3] >> 12 == 0 {
+        return Err(XenErrno::EINVAL);
+    }
+    Ok(())
+}
+
+/// The registers a context starts with.
+fn regs_of(c: &VcpuGuestContext) -> GuestRegs {
+    let u = &c.user_regs;
+    GuestRegs {
+        rax: u.rax,
+        rbx: u.rbx,
+        rcx: u.rcx,
+        rdx: u.rdx,
+        rsi: u.rsi,
+        rdi: u.rdi,
+        rbp: u.rbp,
+        r8: u.r8,
+        r9: u.r9,
+        r10: u.r10,
+        r11: u.r11,
+        r12: u.r12,
+        r13: u.r13,
+        r14: u.r14,
+        r15: u.r15,
+        rip: u.rip,
+        cs: u64::from(u.cs),
+        rflags: u.rflags,
+        rsp: u.rsp,
+        ss: u64::from(u.ss),
+    }
+}
+
+fn initialise(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, arg: u64) -> HvResult {
+    // A vCPU beyond the legacy shared_info slots needs a registered vcpu_info first.
+    if key.1 >= XEN_LEGACY_MAX_VCPUS as u32
+        && sched::vcpu_sched(state, key).vcpu_info_maddr.is_none()
+    {
+        return Err(XenErrno::EINVAL.into());
+    }
+    let c: VcpuGuestContext = read(ctx, arg)?;
+    if sched::vcpu_sched(state, key).initialised {
+        return Err(XenErrno::EEXIST.into());
+    }
+    check_context(&c)?;
+    let j = ctx.journal();
+    state.vcpus.update(j, &key, |v| {
+        v.kernel_mode = c.flags & VGCF_IN_KERNEL != 0;
+        v.cr3 = c.ctrlreg[3];
+        v.user_cr3 = c.ctrlreg[1];
+        v.kernel_ss = c.kernel_ss;
+        v.kernel_sp = c.kernel_sp;
+        v.event_callback = c.event_callback_eip;
+        v.failsafe_callback = c.failsafe_callback_eip;
+        v.syscall_callback = c.syscall_callback_eip;
+        v.fs_base = c.fs_base;
+        v.gs_base_kernel = c.gs_base_kernel;
+        v.gs_base_user = c.gs_base_user;
+    });
+    ctx.emit(Effect::Sched(SchedEffect::SetVcpuRegs {
+        dom: key.0,
+        vcpu: key.1,
+        regs: regs_of(&c),
+    }));
+    with_sched(state, ctx, |s| {
+        let mut v = s.vcpu(key);
+        v.initialised = true;
+        s.put(key, v);
+        if c.flags & VGCF_ONLINE != 0 {
+            sched::online_and_wake(s, key);
+        }
+    })?;
+    Ok(0)
+}
+
+fn register_vcpu_info(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    key: VcpuKey,
+    is_caller: bool,
+    arg: u64,
+) -> HvResult {
+    let info: VcpuRegisterVcpuInfo = read(ctx, arg)?;
+    let offset = u64::from(info.offset);
+    // Xen 4.17: misplaced (crossing the page or misaligned) -> -ENXIO.
+    if offset > 4096 - VCPU_INFO_SIZE || offset % 8 != 0 {
+        return Err(XenErrno::ENXIO.into());
+    }
+    let current = sched::vcpu_sched(state, key);
+    if current.vcpu_info_maddr.is_some() {
+        return Err(XenErrno::EINVAL.into());
+    }
+    if !is_caller && state.vcpus.get(&key).is_some_and(|v| v.online) {
+        return Err(XenErrno::EINVAL.into());
+    }
+    let new = info
+        .mfn
+        .checked_mul(4096)
+        .and_then(|m| m.checked_add(offset))
+        .filter(|_| info.mfn != 0)
+        .ok_or(XenErrno::EINVAL)?;
+    // The new vcpu_info starts as a copy of the old one (or zeroed with events masked),
+    // then every selector bit and the upcall are marked pending so nothing is lost.
+    let mut old = [0u8; VCPU_INFO_SIZE as usize];
+    match sched::vcpu_info_maddr(state, key) {
+        Some(m) => ctx.read_machine(m, &mut old)?,
+        None => old[1] = 1,
+    }
+    old[0] = 1;
+    old[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    let writes: Vec<Effect> = old
+        .chunks(8)
+        .enumerate()
+        .map(|(i, w)| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            Effect::WriteMachine {
+                maddr: new + 8 * i as u64,
+                value: u64::from_le_bytes(b),
+            }
+        })
+        .collect();
+    for e in writes {
+        ctx.emit(e);
+    }
+    let j = ctx.journal();
+    let mut v = current;
+    v.vcpu_info_maddr = Some(new);
+    state.vsched.insert(j, key, v);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests;
