@@ -88,6 +88,10 @@ pub struct Vcpu {
     pub gs_base_user: u64,
     /// Single-shot timer deadline (system time, ns), if armed.
     pub timer_deadline: Option<u64>,
+    /// LDT base (guest virtual address) set with MMUEXT_SET_LDT.
+    pub ldt_base: u64,
+    /// LDT entries (0: no LDT).
+    pub ldt_ents: u32,
 }
 impl_value!(Vcpu {
     dom,
@@ -106,4 +110,6 @@ impl_value!(Vcpu {
     gs_base_kernel,
     gs_base_user,
     timer_deadline,
+    ldt_base,
+    ldt_ents,
 });

@@ -60,6 +60,146 @@ pub enum Effect {
         /// SHUTDOWN_* reason.
         reason: u32,
     },
+    /// A memory-management effect (TLB flush, CR3 load, frame contents, frame ownership).
+    Mm(MmEffect),
+}
+
+/// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MmEffect {
+    /// Flush TLBs of `dom`'s vCPUs: `vcpus` None means every vCPU of the domain; `va` Some
+    /// flushes that one page only (INVLPG), None the whole TLB.
+    FlushTlb {
+        /// The domain.
+        dom: DomId,
+        /// Which vCPUs (their physical CPUs): None for all.
+        vcpus: Option<Vec<u32>>,
+        /// One page, or everything.
+        va: Option<u64>,
+    },
+    /// The calling vCPU's page-table bases changed: load `kernel` (or `user` in user mode)
+    /// into CR3. Machine addresses; `user` 0 means none.
+    SetCr3 {
+        /// Kernel L4 (machine address).
+        kernel: u64,
+        /// User L4 (machine address, 0: none).
+        user: u64,
+    },
+    /// Write the hypervisor's L4 slots 256..=271 into the new root table `mfn`; slot 256
+    /// (the read-only M2P) present iff `ro_m2p`.
+    XenL4Slots {
+        /// The L4 frame.
+        mfn: u64,
+        /// Map the read-only M2P table in slot 256.
+        ro_m2p: bool,
+    },
+    /// Load the calling vCPU's LDT from `base` (guest virtual) with `ents` entries.
+    LoadLdt {
+        /// Base address.
+        base: u64,
+        /// Entries (0: no LDT).
+        ents: u32,
+    },
+    /// Zero machine frame `mfn`.
+    ClearPage {
+        /// The frame.
+        mfn: u64,
+    },
+    /// Copy machine frame `src` to `dst`.
+    CopyPage {
+        /// Destination frame.
+        dst: u64,
+        /// Source frame.
+        src: u64,
+    },
+    /// Write back and invalidate caches (MMUEXT_FLUSH_CACHE[_GLOBAL]).
+    FlushCache,
+    /// These frames lost their last reference: return them to the allocator.
+    FreeFrames(Vec<u64>),
+    /// The frames the transaction took from the allocator (`value_kind::ALLOC_FRAME`) now
+    /// belong to `dom`.
+    FramesAllocated {
+        /// The new owner.
+        dom: DomId,
+        /// The frames.
+        mfns: Vec<u64>,
+    },
+}
+
+impl MmEffect {
+    fn tag(&self) -> u8 {
+        match self {
+            MmEffect::FlushTlb { .. } => 1,
+            MmEffect::SetCr3 { .. } => 2,
+            MmEffect::XenL4Slots { .. } => 3,
+            MmEffect::LoadLdt { .. } => 4,
+            MmEffect::ClearPage { .. } => 5,
+            MmEffect::CopyPage { .. } => 6,
+            MmEffect::FlushCache => 7,
+            MmEffect::FreeFrames(_) => 8,
+            MmEffect::FramesAllocated { .. } => 9,
+        }
+    }
+}
+
+impl Value for MmEffect {
+    fn digest(&self, h: &mut Hasher) {
+        h.write_u8(self.tag());
+        match self {
+            MmEffect::FlushTlb { dom, vcpus, va } => (*dom, vcpus.clone(), *va).digest(h),
+            MmEffect::SetCr3 { kernel, user } => (*kernel, *user).digest(h),
+            MmEffect::XenL4Slots { mfn, ro_m2p } => (*mfn, *ro_m2p).digest(h),
+            MmEffect::LoadLdt { base, ents } => (*base, *ents).digest(h),
+            MmEffect::ClearPage { mfn } => mfn.digest(h),
+            MmEffect::CopyPage { dst, src } => (*dst, *src).digest(h),
+            MmEffect::FlushCache => {}
+            MmEffect::FreeFrames(m) => m.digest(h),
+            MmEffect::FramesAllocated { dom, mfns } => (*dom, mfns.clone()).digest(h),
+        }
+    }
+
+    fn bit_len(&self) -> u64 {
+        match self {
+            MmEffect::FlushTlb { dom, vcpus, va } => dom.bit_len() + vcpus.bit_len() + va.bit_len(),
+            MmEffect::SetCr3 { kernel, user } => kernel.bit_len() + user.bit_len(),
+            MmEffect::XenL4Slots { mfn, ro_m2p } => mfn.bit_len() + ro_m2p.bit_len(),
+            MmEffect::LoadLdt { base, ents } => base.bit_len() + ents.bit_len(),
+            MmEffect::ClearPage { mfn } => mfn.bit_len(),
+            MmEffect::CopyPage { dst, src } => dst.bit_len() + src.bit_len(),
+            MmEffect::FlushCache => 0,
+            MmEffect::FreeFrames(m) => m.bit_len(),
+            MmEffect::FramesAllocated { dom, mfns } => dom.bit_len() + mfns.bit_len(),
+        }
+    }
+
+    fn flip_bit(&mut self, bit: u64) {
+        fn pair<A: Value, B: Value>(a: &mut A, b: &mut B, bit: u64) {
+            let n = a.bit_len();
+            if bit < n {
+                a.flip_bit(bit);
+            } else {
+                b.flip_bit(bit - n);
+            }
+        }
+        match self {
+            MmEffect::FlushTlb { dom, vcpus, va } => {
+                let n = dom.bit_len();
+                if bit < n {
+                    dom.flip_bit(bit);
+                } else {
+                    pair(vcpus, va, bit - n);
+                }
+            }
+            MmEffect::SetCr3 { kernel, user } => pair(kernel, user, bit),
+            MmEffect::XenL4Slots { mfn, ro_m2p } => pair(mfn, ro_m2p, bit),
+            MmEffect::LoadLdt { base, ents } => pair(base, ents, bit),
+            MmEffect::ClearPage { mfn } => mfn.flip_bit(bit),
+            MmEffect::CopyPage { dst, src } => pair(dst, src, bit),
+            MmEffect::FlushCache => {}
+            MmEffect::FreeFrames(m) => m.flip_bit(bit),
+            MmEffect::FramesAllocated { dom, mfns } => pair(dom, mfns, bit),
+        }
+    }
 }
 
 impl Effect {
@@ -77,6 +217,7 @@ impl Effect {
             Effect::DomainCrash { .. } => 10,
             Effect::Sched(_) => 30,
             Effect::WriteMachine { .. } => 11,
+            Effect::Mm(_) => 40,
         }
     }
 }
@@ -108,6 +249,7 @@ impl Value for Effect {
                 maddr.digest(h);
                 value.digest(h);
             }
+            Effect::Mm(m) => m.digest(h),
         }
     }
 
@@ -124,6 +266,7 @@ impl Value for Effect {
             Effect::DomainCrash { dom } => dom.bit_len(),
             Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
+            Effect::Mm(m) => m.bit_len(),
         }
     }
 
@@ -148,6 +291,7 @@ impl Value for Effect {
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
             Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
+            Effect::Mm(m) => m.flip_bit(bit),
         }
     }
 }
@@ -184,6 +328,30 @@ mod tests {
                 maddr: 0x1234_5000,
                 value: 0x8000_0000_0000_0067,
             },
+            Effect::Mm(MmEffect::FlushTlb {
+                dom: 1,
+                vcpus: Some(alloc::vec![0, 3]),
+                va: Some(0x7000),
+            }),
+            Effect::Mm(MmEffect::SetCr3 {
+                kernel: 0x1000,
+                user: 0x2000,
+            }),
+            Effect::Mm(MmEffect::XenL4Slots {
+                mfn: 0x42,
+                ro_m2p: true,
+            }),
+            Effect::Mm(MmEffect::LoadLdt {
+                base: 0x10_0000,
+                ents: 3,
+            }),
+            Effect::Mm(MmEffect::ClearPage { mfn: 7 }),
+            Effect::Mm(MmEffect::CopyPage { dst: 7, src: 9 }),
+            Effect::Mm(MmEffect::FreeFrames(alloc::vec![5, 6])),
+            Effect::Mm(MmEffect::FramesAllocated {
+                dom: 2,
+                mfns: alloc::vec![8],
+            }),
             Effect::SetRegs(crate::request::GuestRegs {
                 rip: 1,
                 rsp: 2,

@@ -19,6 +19,11 @@ mod tag {
     pub const VCPUS: u32 = 2;
     pub const WARNED: u32 = 3;
     pub const CONFIG: u32 = 4;
+    pub const MM_FRAMES: u32 = 40;
+    pub const MM_P2M: u32 = 41;
+    pub const MM_FOREIGN: u32 = 42;
+    pub const MM_DOMAINS: u32 = 43;
+    pub const MM_CONFIG: u32 = 44;
     pub const TIME: u32 = 30;
     pub const DOM_TIME: u32 = 31;
     pub const VSCHED: u32 = 32;
@@ -44,6 +49,17 @@ pub struct HvState {
     pub warned: JMap<u64, bool>,
     /// Host configuration.
     pub config: JCell<HvConfig>,
+    /// Every machine frame a domain can touch, by mfn (`struct page_info`).
+    pub frames: JMap<u64, crate::mm::PageInfo>,
+    /// The p2m of PV domains: (domain, pfn) → mfn.
+    pub p2m: JMap<(DomId, u64), u64>,
+    /// References page tables of one domain hold on another's frames: (holder, mfn) →
+    /// (references, writable references).
+    pub mm_foreign: JMap<(DomId, u64), (u32, u32)>,
+    /// Per-domain memory bookkeeping (memory map).
+    pub mm_domains: JMap<DomId, crate::mm::DomMm>,
+    /// Host memory facts (max_page, machine E820, M2P frames).
+    pub mm_config: JCell<crate::mm::MmConfig>,
     /// The host time base (TSC scale, boot TSC, wall clock).
     pub time: JCell<crate::time::TimeBase>,
     /// Per-domain time state (shared_info address, wall-clock version).
@@ -61,7 +77,12 @@ impl_replica_state!(HvState {
     dom_time,
     vsched,
     runqs,
-    config
+    config,
+    frames,
+    p2m,
+    mm_foreign,
+    mm_domains,
+    mm_config
 });
 
 impl Default for HvState {
@@ -78,6 +99,11 @@ impl HvState {
             vcpus: JMap::new(tag::VCPUS),
             warned: JMap::new(tag::WARNED),
             config: JCell::new(tag::CONFIG, HvConfig::default()),
+            frames: JMap::new(tag::MM_FRAMES),
+            p2m: JMap::new(tag::MM_P2M),
+            mm_foreign: JMap::new(tag::MM_FOREIGN),
+            mm_domains: JMap::new(tag::MM_DOMAINS),
+            mm_config: JCell::new(tag::MM_CONFIG, crate::mm::MmConfig::default()),
             time: JCell::new(tag::TIME, crate::time::TimeBase::default()),
             dom_time: JMap::new(tag::DOM_TIME),
             vsched: JMap::new(tag::VSCHED),
@@ -141,6 +167,10 @@ pub mod value_kind {
     pub const PROBE_WRITE: u32 = 1;
     /// Current system time in ns.
     pub const SYSTEM_TIME: u32 = 2;
+    /// A free, zeroed machine frame for the domain being handled (memory_op): the mfn, or
+    /// `crate::mm::NO_FRAME` when none is left. The leader's allocator reserves it; it stays
+    /// allocated only if a committed `Effect::FramesAllocated` names it.
+    pub const ALLOC_FRAME: u32 = 40;
     /// The TSC now (the scheduler computes system time from it once the time base is set).
     pub const TSC: u32 = 30;
 }

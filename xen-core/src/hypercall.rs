@@ -2,6 +2,9 @@
 //! and the dispatcher generated from it.
 
 mod console;
+pub mod memory;
+pub mod mmu;
+pub mod mmuext;
 mod sched;
 mod timer;
 mod vcpu;
@@ -69,6 +72,36 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         nr: x::HYPERVISOR_SCHED_OP,
         name: "sched_op",
         handler: sched::sched_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_MMU_UPDATE,
+        name: "mmu_update",
+        handler: mmu::mmu_update,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_MEMORY_OP,
+        name: "memory_op",
+        handler: memory::memory_op,
+        callers: ALL,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_UPDATE_VA_MAPPING,
+        name: "update_va_mapping",
+        handler: mmu::update_va_mapping,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN,
+        name: "update_va_mapping_otherdomain",
+        handler: mmu::update_va_mapping_otherdomain,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_MMUEXT_OP,
+        name: "mmuext_op",
+        handler: mmuext::mmuext_op,
         callers: PV,
     },
     HypercallDesc {

@@ -13,6 +13,7 @@ pub mod effect;
 pub mod elf;
 pub mod hv;
 pub mod hypercall;
+pub mod mm;
 pub mod pv_layout;
 pub mod request;
 pub mod sched;

@@ -18,6 +18,12 @@ pub struct FakeMem {
     pub bytes: BTreeMap<u64, u8>,
     /// Read-only addresses.
     pub readonly: BTreeMap<u64, ()>,
+    /// Machine memory: frames handlers may read (contents default to zero).
+    pub machine_frames: alloc::collections::BTreeSet<u64>,
+    /// Machine memory words by 8-aligned machine address.
+    pub machine: BTreeMap<u64, u64>,
+    /// Queued answers for `value(kind)` (absent or exhausted: 0).
+    pub values: BTreeMap<u32, alloc::collections::VecDeque<u64>>,
 }
 
 impl FakeMem {
@@ -29,9 +35,35 @@ impl FakeMem {
     }
 }
 
+impl FakeMem {
+    /// Makes machine frame `mfn` readable (zero-filled unless written).
+    pub fn add_frame(&mut self, mfn: u64) {
+        self.machine_frames.insert(mfn);
+    }
+
+    /// The machine word at `maddr` (8-aligned).
+    pub fn word(&self, maddr: u64) -> u64 {
+        self.machine.get(&maddr).copied().unwrap_or(0)
+    }
+}
+
 impl Env for FakeMem {
-    fn value(&mut self, _kind: u32) -> u64 {
-        0
+    fn value(&mut self, kind: u32) -> u64 {
+        self.values
+            .get_mut(&kind)
+            .and_then(|q| q.pop_front())
+            .unwrap_or(0)
+    }
+    fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = maddr.wrapping_add(i as u64);
+            if !self.machine_frames.contains(&(a >> 12)) {
+                return false;
+            }
+            let w = self.word(a & !7);
+            *b = (w >> ((a & 7) * 8)) as u8;
+        }
+        true
     }
     fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
         for (i, b) in buf.iter_mut().enumerate() {
@@ -144,6 +176,9 @@ impl Harness {
         for e in &effects {
             if let Effect::WriteGuest { addr, data } = e {
                 self.mem.map(*addr, data);
+            }
+            if let Effect::WriteMachine { maddr, value } = e {
+                self.mem.machine.insert(*maddr & !7, *value);
             }
         }
         let logs = effects

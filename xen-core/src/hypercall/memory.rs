@@ -1,0 +1,363 @@
+//! `memory_op` (12): reservations (current, maximum, increase, decrease, populate_physmap),
+//! maximum_ram_page, the pseudo-physical and machine memory maps and the M2P's location
+//! (machphys_mapping, machphys_mfn_list), as xen/common/memory.c and x86's
+//! `arch_memory_op`/`subarch_memory_op` answer a 64-bit PV guest.
+//!
+//! New frames come from the input ([`crate::hv::value_kind::ALLOC_FRAME`] `+ order`: the first
+//! of 2^order contiguous, aligned, zeroed frames, or [`crate::mm::NO_FRAME`]); the committed
+//! [`MmEffect::FramesAllocated`] confirms them.
+
+use super::mmu::xsm_target;
+use crate::effect::{DomId, Effect, MmEffect};
+use crate::hv::{value_kind, Ctx, HvError, HvResult, HvState};
+use crate::mm::env::CtxEnv;
+use crate::mm::frame::{get_page, put_page, put_page_and_type};
+use crate::mm::pt::addr_ok;
+use crate::mm::{
+    PageInfo, INVALID_M2P, MACH2PHYS_NR_ENTRIES, NO_FRAME, RO_MPT_VIRT_END, RO_MPT_VIRT_START,
+};
+use alloc::vec::Vec;
+use dom0_interface::errno::XenErrno;
+use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::memory::*;
+use dom0_interface::xen::DOMID_SELF;
+
+/// `MEMOP_EXTENT_SHIFT`: the start extent of a continued call is `cmd >> 6`.
+pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+/// `MEMOP_CMD_MASK`.
+pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+/// Extents handled per transaction before the call continues itself.
+const EXTENTS_PER_CALL: u64 = 256;
+
+fn errno(e: XenErrno) -> HvError {
+    HvError::Errno(e)
+}
+
+/// `rcu_lock_domain_by_any_id`: DOMID_SELF or an existing domain.
+fn domain_by_any_id(st: &HvState, caller: DomId, id: DomId) -> Option<DomId> {
+    let id = if id == DOMID_SELF { caller } else { id };
+    st.domains.contains_key(&id).then_some(id)
+}
+
+/// `memory_op(cmd, arg)`.
+pub fn memory_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    let [cmd, arg, ..] = ctx.req.args;
+    let op = (cmd & MEMOP_CMD_MASK) as u32;
+    let start_extent = (cmd & 0xffff_ffff) >> MEMOP_EXTENT_SHIFT;
+    match op {
+        XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
+            reservation(st, ctx, op, start_extent, arg)
+        }
+        _ if start_extent != 0 && op <= XENMEM_MAXIMUM_RESERVATION => Err(errno(XenErrno::EINVAL)),
+        XENMEM_MAXIMUM_RAM_PAGE => Ok(st.mm_config.get().max_page as i64),
+        XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => {
+            let mut b = [0u8; 2];
+            ctx.copy_from_guest(arg, &mut b)?;
+            let d = domain_by_any_id(st, ctx.dom(), u16::from_le_bytes(b))
+                .ok_or(errno(XenErrno::ESRCH))?;
+            xsm_target(st, ctx.dom(), d)?;
+            let dom = st.domains.get(&d).ok_or(errno(XenErrno::ESRCH))?;
+            Ok(if op == XENMEM_CURRENT_RESERVATION {
+                dom.tot_pages as i64
+            } else {
+                dom.max_pages as i64
+            })
+        }
+        _ if start_extent != 0 => super::unknown_subop(st, ctx, "memory_op", cmd),
+        XENMEM_MEMORY_MAP => memory_map(st, ctx, arg),
+        XENMEM_MACHINE_MEMORY_MAP => machine_memory_map(st, ctx, arg),
+        XENMEM_MACHPHYS_MAPPING => {
+            let max_mfn = if super::is_privileged(st, ctx.dom()) {
+                st.mm_config.get().max_page.saturating_sub(1)
+            } else {
+                MACH2PHYS_NR_ENTRIES - 1
+            };
+            let m = XenMachphysMapping {
+                v_start: RO_MPT_VIRT_START,
+                v_end: RO_MPT_VIRT_END,
+                max_mfn,
+            };
+            ctx.copy_to_guest(arg, &m.to_vec())?;
+            Ok(0)
+        }
+        XENMEM_MACHPHYS_MFN_LIST => {
+            let mut b = [0u8; XenMachphysMfnList::SIZE];
+            ctx.copy_from_guest(arg, &mut b)?;
+            let mut l = XenMachphysMfnList::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
+            let frames = st.mm_config.get().m2p_frames.clone();
+            let mut i = 0u32;
+            for mfn in frames.iter().take(l.max_extents as usize) {
+                ctx.copy_to_guest(
+                    l.extent_start.wrapping_add(u64::from(i) * 8),
+                    &mfn.to_le_bytes(),
+                )?;
+                i += 1;
+            }
+            l.nr_extents = i;
+            ctx.copy_to_guest(arg, &l.to_vec())?;
+            Ok(0)
+        }
+        _ => super::unknown_subop(st, ctx, "memory_op", cmd),
+    }
+}
+
+/// `XENMEM_memory_map`: the domain's pseudo-physical map; -ENOSYS if it has none.
+fn memory_map(st: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut b = [0u8; XenMemoryMap::SIZE];
+    ctx.copy_from_guest(arg, &mut b)?;
+    let mut map = XenMemoryMap::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
+    let e820 = st
+        .mm_domains
+        .get(&ctx.dom())
+        .map(|m| m.e820.clone())
+        .unwrap_or_default();
+    if e820.is_empty() {
+        return Err(errno(XenErrno::ENOSYS));
+    }
+    let n = (map.nr_entries as usize).min(e820.len());
+    let mut out = Vec::with_capacity(n * E820Entry::SIZE);
+    for e in e820.iter().take(n) {
+        out.extend_from_slice(&e.to_vec());
+    }
+    ctx.copy_to_guest(map.buffer, &out)?;
+    map.nr_entries = n as u32;
+    ctx.copy_to_guest(arg, &map.to_vec())?;
+    Ok(0)
+}
+
+/// `XENMEM_machine_memory_map` (privileged): the host's E820, the holes between entries
+/// reported as reserved (dom0 has I/O rights over them).
+fn machine_memory_map(st: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    if !super::is_privileged(st, ctx.dom()) {
+        return Err(errno(XenErrno::EPERM));
+    }
+    let mut b = [0u8; XenMemoryMap::SIZE];
+    ctx.copy_from_guest(arg, &mut b)?;
+    let mut map = XenMemoryMap::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
+    let host = st.mm_config.get().machine_e820.clone();
+    let store = map.buffer != 0;
+    if store && (map.nr_entries as usize) < host.len() + 1 {
+        return Err(errno(XenErrno::EINVAL));
+    }
+    if store && !addr_ok(map.buffer) {
+        return Err(errno(XenErrno::EFAULT));
+    }
+    let mut entries: Vec<E820Entry> = Vec::new();
+    let mut next = 0u64; // first pfn not yet covered
+    for e in &host {
+        let E820Entry { addr, size, .. } = *e;
+        let s = addr >> 12;
+        if s > next {
+            entries.push(E820Entry {
+                addr: next << 12,
+                size: (s - next) << 12,
+                r#type: E820_RESERVED,
+            });
+        }
+        entries.push(*e);
+        next = (addr.saturating_add(size)).div_ceil(4096);
+    }
+    if store {
+        if entries.len() > map.nr_entries as usize {
+            return Err(errno(XenErrno::EINVAL));
+        }
+        let mut out = Vec::with_capacity(entries.len() * E820Entry::SIZE);
+        for e in &entries {
+            out.extend_from_slice(&e.to_vec());
+        }
+        ctx.copy_to_guest(map.buffer, &out)?;
+    }
+    map.nr_entries = entries.len() as u32;
+    ctx.copy_to_guest(arg, &map.to_vec())?;
+    Ok(0)
+}
+
+/// `max_order(d)`: hardware domain 12, others 9 (Xen's CONFIG_*_MAX_ORDER defaults).
+fn max_order(st: &HvState, d: DomId) -> u32 {
+    if super::is_privileged(st, d) {
+        12
+    } else {
+        9
+    }
+}
+
+/// increase_reservation, decrease_reservation, populate_physmap: the number of extents done
+/// (Xen answers a bad argument struct with the extents done so far, not an errno).
+fn reservation(
+    st: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    op: u32,
+    start: u64,
+    arg: u64,
+) -> HvResult {
+    let mut b = [0u8; XenMemoryReservation::SIZE];
+    match ctx.copy_from_guest(arg, &mut b) {
+        Ok(()) => {}
+        Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+        Err(_) => return Ok(start as i64),
+    }
+    let Ok(r) = XenMemoryReservation::read_from(&b) else {
+        return Ok(start as i64);
+    };
+    let nr = r.nr_extents;
+    if nr > (u64::from(u32::MAX) >> MEMOP_EXTENT_SHIFT) || start >= nr || !addr_ok(r.extent_start) {
+        return Ok(start as i64);
+    }
+    if r.mem_flags & XENMEMF_POPULATE_ON_DEMAND != 0 && op == XENMEM_POPULATE_PHYSMAP {
+        // PoD is for HVM guests: a PV caller gets nothing done.
+        return Ok(start as i64);
+    }
+    let caller = ctx.dom();
+    let Some(d) = domain_by_any_id(st, caller, r.domid) else {
+        return Ok(start as i64);
+    };
+    if xsm_target(st, caller, d).is_err() {
+        return Ok(start as i64);
+    }
+    let order = r.extent_order;
+    if order > max_order(st, caller) {
+        return Ok(start as i64);
+    }
+    let pages = 1u64 << order;
+    let mut i = start;
+    let mut allocated: Vec<u64> = Vec::new();
+    let mut env = CtxEnv::new(ctx);
+    while i < nr {
+        if i - start >= EXTENTS_PER_CALL {
+            drop(env);
+            if !allocated.is_empty() {
+                ctx.emit(Effect::Mm(MmEffect::FramesAllocated {
+                    dom: d,
+                    mfns: allocated,
+                }));
+            }
+            let a = ctx.req.args;
+            ctx.emit(Effect::Continue([
+                u64::from(op) | (i << MEMOP_EXTENT_SHIFT),
+                a[1],
+                a[2],
+                a[3],
+                a[4],
+            ]));
+            return Ok(0);
+        }
+        let slot = r.extent_start.wrapping_add(i * 8);
+        let ok = match op {
+            XENMEM_DECREASE_RESERVATION => {
+                let Ok(gmfn) = env.ctx.read_u64(slot) else {
+                    break;
+                };
+                let mut all = true;
+                for k in 0..pages {
+                    if remove_page(st, &mut env, d, gmfn.wrapping_add(k))?.is_err() {
+                        all = false;
+                        break;
+                    }
+                }
+                all
+            }
+            _ => {
+                let gpfn = if op == XENMEM_POPULATE_PHYSMAP {
+                    match env.ctx.read_u64(slot) {
+                        Ok(v) => Some(v),
+                        Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+                        Err(_) => break,
+                    }
+                } else {
+                    None
+                };
+                let over = st
+                    .domains
+                    .get(&d)
+                    .is_none_or(|dm| dm.tot_pages.saturating_add(pages) > dm.max_pages);
+                if over {
+                    break;
+                }
+                let first = env.ctx.value(value_kind::ALLOC_FRAME + order)?;
+                if first == NO_FRAME || st.frames.contains_key(&first) {
+                    break;
+                }
+                for k in 0..pages {
+                    let m2p = gpfn.map_or(INVALID_M2P, |g| g.wrapping_add(k));
+                    let j = env.ctx.journal();
+                    st.frames.insert(
+                        j,
+                        first + k,
+                        PageInfo {
+                            owner: d,
+                            count: 1,
+                            allocated: true,
+                            m2p,
+                            ..PageInfo::default()
+                        },
+                    );
+                    if let Some(g) = gpfn {
+                        st.p2m.insert(j, (d, g.wrapping_add(k)), first + k);
+                    }
+                    allocated.push(first + k);
+                }
+                let j = env.ctx.journal();
+                st.domains.update(j, &d, |dm| dm.tot_pages += pages);
+                match env.ctx.copy_to_guest(slot, &first.to_le_bytes()) {
+                    Ok(()) => true,
+                    Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+                    Err(_) => false,
+                }
+            }
+        };
+        if !ok {
+            break;
+        }
+        i += 1;
+    }
+    drop(env);
+    if !allocated.is_empty() {
+        ctx.emit(Effect::Mm(MmEffect::FramesAllocated {
+            dom: d,
+            mfns: allocated,
+        }));
+    }
+    Ok(i as i64)
+}
+
+/// `guest_remove_page` for a PV domain: `mfn` must be `d`'s; its pin and allocation
+/// references go, the M2P entry is invalidated, and it is freed once nothing maps it.
+fn remove_page(
+    st: &mut HvState,
+    env: &mut CtxEnv<'_, '_, '_, '_>,
+    d: DomId,
+    mfn: u64,
+) -> Result<Result<(), XenErrno>, HvError> {
+    if st.frames.get(&mfn).is_some_and(|p| p.special) {
+        return Ok(Err(XenErrno::EINVAL));
+    }
+    match get_page(st, env, mfn, d) {
+        Ok(()) => {}
+        Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+        Err(_) => return Ok(Err(XenErrno::EINVAL)),
+    }
+    let (pinned, allocated, m2p) = st
+        .frames
+        .get(&mfn)
+        .map_or((false, false, INVALID_M2P), |p| {
+            (p.pinned, p.allocated, p.m2p)
+        });
+    let j = env.ctx.journal();
+    st.frames.update(j, &mfn, |p| {
+        p.pinned = false;
+        p.allocated = false;
+        p.m2p = INVALID_M2P;
+    });
+    if m2p != INVALID_M2P && st.p2m.get(&(d, m2p)) == Some(&mfn) {
+        let j = env.ctx.journal();
+        st.p2m.remove(j, &(d, m2p));
+    }
+    if pinned {
+        put_page_and_type(st, env, mfn)?;
+    }
+    if allocated {
+        put_page(st, env, mfn);
+    }
+    put_page(st, env, mfn);
+    Ok(Ok(()))
+}

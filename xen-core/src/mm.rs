@@ -1,0 +1,266 @@
+//! PV memory management: who owns each machine frame, what it is used as, and who refers to
+//! it — Xen's `struct page_info`, the p2m and the M2P — plus page-table validation.
+//!
+//! Every frame a domain can touch has a [`PageInfo`] in [`HvState::frames`]: its owner, a
+//! general reference count (the allocation reference, one per mapping, one per reference from
+//! a higher-level table, CR3 or a pin), a type (writable, L1–L4, segment descriptor) with a
+//! type count, and the validated/pinned flags. The invariant Xen's PV model rests on: a frame
+//! is never at once of writable type with a non-zero count (i.e. writably mapped) and a page
+//! table. Page-table contents are machine memory: entries are read through the input log and
+//! written through [`crate::effect::Effect::WriteMachine`].
+//!
+//! Frame allocation (populate_physmap, increase_reservation, exchange) is an input: the leader
+//! asks its allocator for a zeroed frame when the handler reads
+//! [`crate::hv::value_kind::ALLOC_FRAME`] (logged, so the follower sees the same mfn;
+//! [`NO_FRAME`] means out of memory) and the committed [`crate::effect::MmEffect::FramesAllocated`]
+//! confirms the use; frames handed out in a transaction that is not committed, or not
+//! confirmed, go back to the allocator. Frames whose last reference is dropped are returned
+//! with [`crate::effect::MmEffect::FreeFrames`] (after commit).
+
+pub mod build;
+pub mod env;
+#[cfg(test)]
+pub(crate) mod fixture;
+pub mod frame;
+pub mod pt;
+#[cfg(test)]
+mod tests;
+
+use crate::effect::DomId;
+use alloc::vec::Vec;
+use dom0_interface::memory::E820Entry;
+use lockstep::{Hasher, Value};
+
+pub use build::{destroy_domain_memory, register_pv_domain, DomainMemory, MmError};
+pub use env::{CtxEnv, MmEnv};
+pub use frame::{
+    get_page, get_page_and_type, get_page_type, put_page, put_page_and_type, put_page_type,
+};
+
+/// The M2P entry of a frame without a pfn (`INVALID_M2P_ENTRY`).
+pub const INVALID_M2P: u64 = !0;
+/// What [`crate::hv::value_kind::ALLOC_FRAME`] answers when no frame is free.
+pub const NO_FRAME: u64 = !0;
+/// Start of the read-only M2P table in every 64-bit PV guest (`RO_MPT_VIRT_START`).
+pub const RO_MPT_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// End of the read-only M2P table (`RO_MPT_VIRT_END`: 256 GiB, half of L4 slot 256).
+pub const RO_MPT_VIRT_END: u64 = 0xffff_8040_0000_0000;
+/// `MACH2PHYS_NR_ENTRIES`: M2P entries the virtual range can hold.
+pub const MACH2PHYS_NR_ENTRIES: u64 = (RO_MPT_VIRT_END - RO_MPT_VIRT_START) / 8;
+/// Physical address bits of a PTE's frame field (bits 12..51).
+pub const PADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// What a frame is used as (Xen's `PGT_*` types).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PageType {
+    /// No type yet (`PGT_none`).
+    #[default]
+    None,
+    /// Writable data (`PGT_writable_page`).
+    Writable,
+    /// L1 page table.
+    L1,
+    /// L2 page table.
+    L2,
+    /// L3 page table.
+    L3,
+    /// L4 page table (the root of a 64-bit PV guest).
+    L4,
+    /// GDT/LDT page (`PGT_seg_desc_page`).
+    SegDesc,
+}
+
+impl PageType {
+    fn code(self) -> u8 {
+        match self {
+            PageType::None => 0,
+            PageType::Writable => 1,
+            PageType::L1 => 2,
+            PageType::L2 => 3,
+            PageType::L3 => 4,
+            PageType::L4 => 5,
+            PageType::SegDesc => 6,
+        }
+    }
+
+    fn from_code(c: u8) -> Self {
+        match c {
+            1 => PageType::Writable,
+            2 => PageType::L1,
+            3 => PageType::L2,
+            4 => PageType::L3,
+            5 => PageType::L4,
+            6 => PageType::SegDesc,
+            _ => PageType::None,
+        }
+    }
+
+    /// Whether the type is a page-table level.
+    pub fn is_page_table(self) -> bool {
+        matches!(
+            self,
+            PageType::L1 | PageType::L2 | PageType::L3 | PageType::L4
+        )
+    }
+
+    /// The page-table type of level `level` (1..=4).
+    pub fn table(level: u8) -> Option<Self> {
+        match level {
+            1 => Some(PageType::L1),
+            2 => Some(PageType::L2),
+            3 => Some(PageType::L3),
+            4 => Some(PageType::L4),
+            _ => None,
+        }
+    }
+
+    /// The level of a page-table type.
+    pub fn level(self) -> Option<u8> {
+        match self {
+            PageType::L1 => Some(1),
+            PageType::L2 => Some(2),
+            PageType::L3 => Some(3),
+            PageType::L4 => Some(4),
+            _ => None,
+        }
+    }
+}
+
+impl Value for PageType {
+    fn digest(&self, h: &mut Hasher) {
+        h.write_u8(self.code());
+    }
+    fn bit_len(&self) -> u64 {
+        3
+    }
+    fn flip_bit(&mut self, bit: u64) {
+        if bit < 3 {
+            *self = PageType::from_code(self.code() ^ (1 << bit));
+        }
+    }
+}
+
+/// One machine frame (Xen's `struct page_info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageInfo {
+    /// Owning domain.
+    pub owner: DomId,
+    /// General references, including the allocation reference (`PGC_count_mask`).
+    pub count: u32,
+    /// Still allocated to the owner (`PGC_allocated`); false once released, the frame lives
+    /// on until its last reference goes.
+    pub allocated: bool,
+    /// Current type (meaningful while `type_count > 0`; kept afterwards like Xen).
+    pub ty: PageType,
+    /// Type references (`PGT_count_mask`).
+    pub type_count: u32,
+    /// Contents validated for `ty` (`PGT_validated`).
+    pub validated: bool,
+    /// Pinned by the guest (`PGT_pinned`; holds one general and one type reference).
+    pub pinned: bool,
+    /// A hypervisor page shared with the guest (shared_info): permanently writable, not part
+    /// of the domain's reservation, cache attributes fixed.
+    pub special: bool,
+    /// Linear page-table use: > 0 entries of this table map same-level tables, < 0 this table
+    /// is mapped that way by others (`linear_pt_count`).
+    pub linear: i32,
+    /// The M2P entry: the pfn this frame backs, or [`INVALID_M2P`].
+    pub m2p: u64,
+}
+lockstep::impl_value!(PageInfo {
+    owner,
+    count,
+    allocated,
+    ty,
+    type_count,
+    validated,
+    pinned,
+    special,
+    linear,
+    m2p
+});
+
+/// Per-domain memory bookkeeping beyond `Domain`'s page counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomMm {
+    /// The pseudo-physical memory map `XENMEM_memory_map` returns (empty: -ENOSYS, as Xen
+    /// answers a PV domain whose toolstack set none).
+    pub e820: Vec<E820Entry>,
+}
+
+impl Value for DomMm {
+    fn digest(&self, h: &mut Hasher) {
+        h.write_u64(self.e820.len() as u64);
+        for e in &self.e820 {
+            e820_fields(e).digest(h);
+        }
+    }
+    fn bit_len(&self) -> u64 {
+        self.e820.len() as u64 * 160
+    }
+    fn flip_bit(&mut self, bit: u64) {
+        let i = (bit / 160) as usize;
+        let b = bit % 160;
+        if let Some(e) = self.e820.get_mut(i) {
+            let (mut a, mut s, mut t) = e820_fields(e);
+            match b {
+                0..=63 => a ^= 1 << b,
+                64..=127 => s ^= 1 << (b - 64),
+                _ => t ^= 1 << (b - 128),
+            }
+            *e = E820Entry {
+                addr: a,
+                size: s,
+                r#type: t,
+            };
+        }
+    }
+}
+
+fn e820_fields(e: &E820Entry) -> (u64, u64, u32) {
+    let E820Entry { addr, size, r#type } = *e;
+    (addr, size, r#type)
+}
+
+/// Host facts the memory hypercalls report (set at boot by the embedder).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MmConfig {
+    /// One past the highest RAM frame (`max_page`): frames below are RAM (`mfn_valid`),
+    /// frames above are MMIO that only a domain with I/O memory rights may map.
+    pub max_page: u64,
+    /// The host's E820 map (`XENMEM_machine_memory_map`).
+    pub machine_e820: Vec<E820Entry>,
+    /// Frames backing the M2P table, one per 2 MiB of it (`XENMEM_machphys_mfn_list`).
+    pub m2p_frames: Vec<u64>,
+}
+
+impl Value for MmConfig {
+    fn digest(&self, h: &mut Hasher) {
+        self.max_page.digest(h);
+        DomMm {
+            e820: self.machine_e820.clone(),
+        }
+        .digest(h);
+        self.m2p_frames.digest(h);
+    }
+    fn bit_len(&self) -> u64 {
+        64 + self.machine_e820.len() as u64 * 160 + self.m2p_frames.bit_len()
+    }
+    fn flip_bit(&mut self, bit: u64) {
+        if bit < 64 {
+            self.max_page ^= 1 << bit;
+            return;
+        }
+        let bit = bit - 64;
+        let e_bits = self.machine_e820.len() as u64 * 160;
+        if bit < e_bits {
+            let mut d = DomMm {
+                e820: core::mem::take(&mut self.machine_e820),
+            };
+            d.flip_bit(bit);
+            self.machine_e820 = d.e820;
+        } else {
+            self.m2p_frames.flip_bit(bit - e_bits);
+        }
+    }
+}

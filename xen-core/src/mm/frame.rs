@@ -1,0 +1,179 @@
+//! The reference-count and type machine of `struct page_info` (x86/mm.c `get_page`,
+//! `put_page`, `_get_page_type`, `_put_page_type`), without Xen's preemption: a type change of a
+//! page table validates (or devalidates) it completely inside the transaction.
+
+use super::env::MmEnv;
+use super::{pt, PageInfo, PageType};
+use crate::effect::DomId;
+use crate::hv::{HvError, HvState};
+use dom0_interface::errno::XenErrno;
+
+/// Largest general or type count (Xen refuses to overflow its count fields).
+const MAX_COUNT: u32 = u32::MAX - 2;
+
+/// The frame `mfn`, if it belongs to anyone.
+pub fn frame(st: &HvState, mfn: u64) -> Option<&PageInfo> {
+    st.frames.get(&mfn)
+}
+
+/// Updates frame `mfn` (which must exist).
+pub(crate) fn with_frame<R>(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    f: impl FnOnce(&mut PageInfo) -> R,
+) -> Option<R> {
+    st.frames.update(env.journal(), &mfn, f)
+}
+
+/// `get_page`: takes a general reference on `mfn` if `dom` owns it and it is live; -EINVAL
+/// otherwise (as `get_page_from_mfn` callers answer).
+pub fn get_page(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    dom: DomId,
+) -> Result<(), HvError> {
+    match st.frames.get(&mfn) {
+        Some(p) if p.owner == dom && p.count > 0 && p.count < MAX_COUNT => {}
+        _ => return Err(XenErrno::EINVAL.into()),
+    }
+    with_frame(st, env, mfn, |p| p.count += 1);
+    Ok(())
+}
+
+/// `put_page`: drops a general reference; the last one frees the frame.
+pub fn put_page(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) {
+    let Some(left) = with_frame(st, env, mfn, |p| {
+        p.count = p.count.saturating_sub(1);
+        p.count
+    }) else {
+        return;
+    };
+    if left == 0 {
+        if let Some(p) = st.frames.remove(env.journal(), &mfn) {
+            if !p.special {
+                st.domains.update(env.journal(), &p.owner, |d| {
+                    d.tot_pages = d.tot_pages.saturating_sub(1)
+                });
+            }
+        }
+        env.freed(mfn);
+    }
+}
+
+/// `get_page_type`: takes a type reference of type `ty` on `mfn` (the caller holds a general
+/// reference). A type change needs a zero type count and validates page tables; a different
+/// type in use is -EINVAL; a validation failure returns its errno and leaves the type unset.
+/// Segment-descriptor pages are checked by their user (set_gdt) before it takes the type.
+pub fn get_page_type(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    ty: PageType,
+) -> Result<(), HvError> {
+    let Some(p) = st.frames.get(&mfn).cloned() else {
+        return Err(XenErrno::EINVAL.into());
+    };
+    if p.type_count >= MAX_COUNT {
+        return Err(XenErrno::EINVAL.into());
+    }
+    if p.type_count > 0 {
+        if p.ty != ty || !p.validated {
+            return Err(XenErrno::EINVAL.into());
+        }
+        with_frame(st, env, mfn, |q| q.type_count += 1);
+        return Ok(());
+    }
+    let needs_validation = p.ty != ty || !p.validated;
+    with_frame(st, env, mfn, |q| {
+        if q.ty != ty {
+            q.ty = ty;
+            q.validated = false;
+        }
+        q.type_count = 1;
+        if !ty.is_page_table() {
+            q.validated = true;
+        }
+    });
+    if needs_validation && ty.is_page_table() {
+        with_frame(st, env, mfn, |q| q.linear = 0);
+        match pt::promote(st, env, mfn, ty) {
+            Ok(()) => {
+                with_frame(st, env, mfn, |q| q.validated = true);
+            }
+            Err(e) => {
+                with_frame(st, env, mfn, |q| {
+                    q.ty = PageType::None;
+                    q.type_count = 0;
+                    q.validated = false;
+                });
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `put_page_type`: drops a type reference; the last one of a validated page table
+/// devalidates it (drops every reference its entries hold). `container` is the table whose
+/// entry held the reference (for linear page-table accounting).
+pub fn put_page_type_from(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    container: Option<u64>,
+) -> Result<(), HvError> {
+    let Some(p) = st.frames.get(&mfn).cloned() else {
+        return Ok(());
+    };
+    if p.type_count == 0 {
+        return Ok(());
+    }
+    if let Some(c) = container {
+        let same_type = st.frames.get(&c).is_some_and(|t| t.ty == p.ty);
+        if same_type && p.ty.is_page_table() {
+            // A linear mapping goes away: one use of `mfn`, one entry of `c`.
+            with_frame(st, env, mfn, |q| q.linear += 1);
+            with_frame(st, env, c, |q| q.linear -= 1);
+        }
+    }
+    let last = p.type_count == 1;
+    if last && p.validated && p.ty.is_page_table() {
+        with_frame(st, env, mfn, |q| q.validated = false);
+        pt::demote(st, env, mfn, p.ty)?;
+    }
+    with_frame(st, env, mfn, |q| {
+        q.type_count = q.type_count.saturating_sub(1)
+    });
+    Ok(())
+}
+
+/// `put_page_type` of a reference not held by a table entry.
+pub fn put_page_type(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) -> Result<(), HvError> {
+    put_page_type_from(st, env, mfn, None)
+}
+
+/// `get_page_and_type_from_mfn`: a general and a type reference; -EINVAL if `dom` does not own
+/// the frame; the general reference is dropped again if the type cannot be had.
+pub fn get_page_and_type(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    dom: DomId,
+    ty: PageType,
+) -> Result<(), HvError> {
+    get_page(st, env, mfn, dom)?;
+    if let Err(e) = get_page_type(st, env, mfn, ty) {
+        put_page(st, env, mfn);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `put_page_and_type`.
+pub fn put_page_and_type(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) -> Result<(), HvError> {
+    put_page_type(st, env, mfn)?;
+    put_page(st, env, mfn);
+    Ok(())
+}
