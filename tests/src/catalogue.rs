@@ -256,6 +256,36 @@ fn fault(p: &Paths, noreboot: bool) -> Scenario {
 
 /// Every scenario known before any QEMU ran, `selftest-list` first (its output names the
 /// self-tests, see [`selftests_from`]).
+/// A dom0 module that is not a usable kernel: one clear line, a clean halt, no trap or panic.
+fn dom0_bad_kernel(p: &Paths, what: &str, bytes: Vec<u8>, says: &str) -> Scenario {
+    let dir = p.logs.join(format!("dom0-{what}"));
+    let file = dir.join("kernel.bin");
+    Scenario {
+        name: format!("dom0-{what}"),
+        qemu: QemuCommand::kernel(&p.image, BOOT_CMDLINE, vec![Module::new(&file, "")]).smp(2),
+        expect: Expectation {
+            expect: vec![
+                Pattern::contains(format!("(XEN) Could not set up DOM0 guest OS: {says}")),
+                Pattern::contains("(XEN) System halted"),
+            ],
+            fail: crash_markers(),
+            stop: vec![],
+            end: End::KillWhenSeen {
+                linger: Duration::ZERO,
+            },
+            timeout: TIMEOUT,
+        },
+        needs: image_needs(p),
+        inputs: vec![(file, bytes)],
+    }
+}
+
+fn elf32_header() -> Vec<u8> {
+    let mut v = vec![0u8; 64];
+    v[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+    v
+}
+
 pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     let mut v: Vec<Planned> = vec![
         selftest_list(p),
@@ -269,6 +299,8 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
         selftest_unknown(p),
         fault(p, true),
         fault(p, false),
+        dom0_bad_kernel(p, "not-elf", module_bytes(0x42, 5000), "not an ELF image"),
+        dom0_bad_kernel(p, "elf32", elf32_header(), "32-bit ELF image"),
     ]
     .into_iter()
     .map(|s| Planned::Run(Box::new(s)))

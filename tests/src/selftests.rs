@@ -69,15 +69,28 @@ pub(crate) fn selftest_unknown(p: &Paths) -> Scenario {
 
 /// One self-test, expected to print its PASS line and exit with status 33.
 pub fn selftest(p: &Paths, test: &str, single_threaded: bool) -> Scenario {
+    selftest_smp(p, test, 4, single_threaded)
+}
+
+/// The self-test multi-CPU tests run on other machine sizes too.
+const MULTI_CPU_SELFTEST: &str = "lockstep";
+
+/// A self-test on `smp` CPUs (named with `-smp<N>` unless it is the default 4).
+pub fn selftest_smp(p: &Paths, test: &str, smp: u32, single_threaded: bool) -> Scenario {
     let mut fail = crash_markers();
     fail.push(Pattern::contains(format!("(XEN) selftest {test}: FAIL")));
     let expect = vec![Pattern::contains(format!("(XEN) selftest {test}: PASS"))];
-    let name = if single_threaded {
-        format!("selftest-{test}-tcg-single")
+    let size = if smp == 4 {
+        String::new()
     } else {
-        format!("selftest-{test}")
+        format!("-smp{smp}")
     };
-    let mut s = selftest_run(p, &name, test, 4, pass_exit(), expect, fail);
+    let name = if single_threaded {
+        format!("selftest-{test}{size}-tcg-single")
+    } else {
+        format!("selftest-{test}{size}")
+    };
+    let mut s = selftest_run(p, &name, test, smp, pass_exit(), expect, fail);
     if single_threaded {
         s.qemu = s.qemu.accel("tcg,thread=single");
     }
@@ -141,6 +154,18 @@ pub fn selftests_from(p: &Paths, names: &[String]) -> Vec<Planned> {
     if let Some(first) = runnable.first() {
         v.push(Planned::Run(Box::new(selftest(p, first, true))));
     }
+    if runnable.iter().any(|n| n.as_str() == MULTI_CPU_SELFTEST) {
+        // Lockstep across real CPUs: a pair with a coordinator (3), with a spare (4), and
+        // the leader coordinating (2); MTTCG finds races, thread=single is reproducible.
+        for (smp, single) in [(3, false), (3, true), (4, true), (2, false)] {
+            v.push(Planned::Run(Box::new(selftest_smp(
+                p,
+                MULTI_CPU_SELFTEST,
+                smp,
+                single,
+            ))));
+        }
+    }
     v
 }
 
@@ -196,6 +221,28 @@ mod tests {
         assert_eq!(single.qemu.accel.as_deref(), Some("tcg,thread=single"));
         assert_eq!(single.expect.end, End::Exit(33));
         assert!(selftests_from(&paths(), &["fault".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn lockstep_also_runs_on_other_machine_sizes() {
+        let names: Vec<String> = ["heap", "lockstep"].map(String::from).to_vec();
+        let v = selftests_from(&paths(), &names);
+        let got: Vec<&str> = v.iter().map(Planned::name).collect();
+        assert_eq!(
+            got,
+            vec![
+                "selftest-heap",
+                "selftest-lockstep",
+                "selftest-heap-tcg-single",
+                "selftest-lockstep-smp3",
+                "selftest-lockstep-smp3-tcg-single",
+                "selftest-lockstep-tcg-single",
+                "selftest-lockstep-smp2",
+            ]
+        );
+        let s = find(&v, "selftest-lockstep-smp3-tcg-single");
+        assert_eq!(s.qemu.accel.as_deref(), Some("tcg,thread=single"));
+        assert_eq!(s.qemu.smp, 3);
     }
 
     #[test]
