@@ -44,6 +44,9 @@ pub enum Effect {
     SetRegs(crate::request::GuestRegs),
     /// A scheduling, timer or time action (run a vCPU, arm a CPU's timer, VIRQ_TIMER, ...).
     Sched(crate::sched::SchedEffect),
+    /// An event-channel action on a domain's shared_info page (deliver, unmask, clear) or a
+    /// vCPU entering SCHEDOP_poll.
+    Evtchn(crate::evtchn::EvtchnEffect),
     /// Kill the calling domain: it crashed in a way it cannot handle (e.g. no trap handler).
     DomainCrash {
         /// The domain.
@@ -215,6 +218,7 @@ impl Effect {
             Effect::Continue(_) => 8,
             Effect::SetRegs(_) => 9,
             Effect::DomainCrash { .. } => 10,
+            Effect::Evtchn(_) => 20,
             Effect::Sched(_) => 30,
             Effect::WriteMachine { .. } => 11,
             Effect::Mm(_) => 40,
@@ -244,6 +248,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.digest(h),
             Effect::SetRegs(r) => r.digest(h),
             Effect::DomainCrash { dom } => dom.digest(h),
+            Effect::Evtchn(e) => e.digest(h),
             Effect::Sched(s) => s.digest(h),
             Effect::WriteMachine { maddr, value } => {
                 maddr.digest(h);
@@ -264,6 +269,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.bit_len(),
             Effect::SetRegs(r) => r.bit_len(),
             Effect::DomainCrash { dom } => dom.bit_len(),
+            Effect::Evtchn(e) => e.bit_len(),
             Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
             Effect::Mm(m) => m.bit_len(),
@@ -289,6 +295,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.flip_bit(bit),
             Effect::SetRegs(r) => r.flip_bit(bit),
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
+            Effect::Evtchn(e) => e.flip_bit(bit),
             Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
             Effect::Mm(m) => m.flip_bit(bit),
@@ -358,7 +365,10 @@ mod tests {
                 ..Default::default()
             }),
         ];
-        for e in effects {
+        let evtchn = crate::evtchn::effect::tests::samples()
+            .into_iter()
+            .map(Effect::Evtchn);
+        for e in effects.into_iter().chain(evtchn) {
             let d0 = digest(&e);
             for bit in 0..e.bit_len() {
                 let mut f = e.clone();

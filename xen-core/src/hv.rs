@@ -19,6 +19,11 @@ mod tag {
     pub const VCPUS: u32 = 2;
     pub const WARNED: u32 = 3;
     pub const CONFIG: u32 = 4;
+    pub const EVTCHNS: u32 = 10;
+    pub const EVTCHN_TABLES: u32 = 11;
+    pub const VIRQS: u32 = 12;
+    pub const GLOBAL_VIRQS: u32 = 13;
+    pub const EVTCHN_POLLERS: u32 = 14;
     pub const MM_FRAMES: u32 = 40;
     pub const MM_P2M: u32 = 41;
     pub const MM_FOREIGN: u32 = 42;
@@ -49,6 +54,16 @@ pub struct HvState {
     pub warned: JMap<u64, bool>,
     /// Host configuration.
     pub config: JCell<HvConfig>,
+    /// Bound event channels by (domain, port); free ports are absent, port 0 is reserved.
+    pub evtchns: JMap<crate::evtchn::PortKey, crate::evtchn::Channel>,
+    /// Per-domain port tables (valid range, allocation bitmap); absent: the default table.
+    pub evtchn_tables: JMap<DomId, crate::evtchn::PortTable>,
+    /// VIRQ bindings: (domain, vCPU, VIRQ) → port (global VIRQs under vCPU 0).
+    pub virqs: JMap<crate::evtchn::VirqKey, u32>,
+    /// Global VIRQ handlers the toolstack set (VIRQ → domain); unset: dom0.
+    pub global_virq_handlers: JMap<u32, DomId>,
+    /// vCPUs blocked in SCHEDOP_poll and the port they wait for (`evtchn::POLL_ANY`: any).
+    pub evtchn_pollers: JMap<VcpuKey, crate::evtchn::PollWait>,
     /// Every machine frame a domain can touch, by mfn (`struct page_info`).
     pub frames: JMap<u64, crate::mm::PageInfo>,
     /// The p2m of PV domains: (domain, pfn) → mfn.
@@ -73,6 +88,11 @@ impl_replica_state!(HvState {
     domains,
     vcpus,
     warned,
+    evtchns,
+    evtchn_tables,
+    virqs,
+    global_virq_handlers,
+    evtchn_pollers,
     time,
     dom_time,
     vsched,
@@ -98,6 +118,11 @@ impl HvState {
             domains: JMap::new(tag::DOMAINS),
             vcpus: JMap::new(tag::VCPUS),
             warned: JMap::new(tag::WARNED),
+            evtchns: JMap::new(tag::EVTCHNS),
+            evtchn_tables: JMap::new(tag::EVTCHN_TABLES),
+            virqs: JMap::new(tag::VIRQS),
+            global_virq_handlers: JMap::new(tag::GLOBAL_VIRQS),
+            evtchn_pollers: JMap::new(tag::EVTCHN_POLLERS),
             config: JCell::new(tag::CONFIG, HvConfig::default()),
             frames: JMap::new(tag::MM_FRAMES),
             p2m: JMap::new(tag::MM_P2M),

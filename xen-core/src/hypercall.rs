@@ -2,6 +2,7 @@
 //! and the dispatcher generated from it.
 
 mod console;
+mod evtchn;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
@@ -73,6 +74,12 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "sched_op",
         handler: sched::sched_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_EVENT_CHANNEL_OP,
+        name: "event_channel_op",
+        handler: evtchn::event_channel_op,
+        callers: ALL,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_MMU_UPDATE,

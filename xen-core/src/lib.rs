@@ -11,6 +11,7 @@ pub mod cmdline;
 pub mod domain;
 pub mod effect;
 pub mod elf;
+pub mod evtchn;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;

@@ -29,6 +29,7 @@ pub fn sched_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             shutdown_domain(state, ctx, reason);
             Ok(0)
         }
+        SCHEDOP_POLL => crate::evtchn::poll::sched_poll(state, ctx, arg),
         SCHEDOP_SHUTDOWN_CODE => {
             let reason = read_reason(ctx, arg)?;
             let dom = ctx.dom();

@@ -1,0 +1,189 @@
+//! What the event-channel code asks the bare-metal side to do after commit (wrapped in
+//! [`crate::effect::Effect::Evtchn`]): change bits of a domain's shared_info page with the
+//! functions of [`super::deliver`], and park a vCPU in SCHEDOP_poll.
+
+use crate::effect::DomId;
+use alloc::vec::Vec;
+use lockstep::{Hasher, Value};
+
+/// An event-channel effect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvtchnEffect {
+    /// [`super::deliver::deliver`] `port` of `dom` to `vcpu`; then, if the pending bit was
+    /// newly set, wake `dom`'s vCPUs polling it, and if asked, kick `vcpu`.
+    Set {
+        /// The domain owning the port.
+        dom: DomId,
+        /// The port.
+        port: u32,
+        /// The vCPU to notify.
+        vcpu: u32,
+    },
+    /// [`super::deliver::unmask`] `port` of `dom`, re-delivering to `vcpu`; kick if asked.
+    Unmask {
+        /// The domain.
+        dom: DomId,
+        /// The port.
+        port: u32,
+        /// The port's notify vCPU.
+        vcpu: u32,
+    },
+    /// [`super::deliver::clear`] `port` of `dom` (the port was freed).
+    Clear {
+        /// The domain.
+        dom: DomId,
+        /// The port.
+        port: u32,
+    },
+    /// SCHEDOP_poll found nothing pending: block the calling vCPU until one of `ports` is
+    /// pending (any event of the domain when `ports.len() != 1`, as Xen's `poll_evtchn = -1`)
+    /// or system time reaches `timeout` (0: no timeout). The bare-metal side marks the vCPU
+    /// polling, then re-checks the ports with [`super::deliver::is_pending`] and the vCPU's
+    /// upcall flag before it sleeps (the check in the transaction may be stale by then);
+    /// `Set` effects wake it. RAX is already 0.
+    Poll {
+        /// The ports polled, in order.
+        ports: Vec<u32>,
+        /// Absolute system time (ns) to give up at; 0 for none.
+        timeout: u64,
+    },
+}
+
+impl EvtchnEffect {
+    fn tag(&self) -> u8 {
+        match self {
+            EvtchnEffect::Set { .. } => 1,
+            EvtchnEffect::Unmask { .. } => 2,
+            EvtchnEffect::Clear { .. } => 3,
+            EvtchnEffect::Poll { .. } => 4,
+        }
+    }
+}
+
+fn flip3(a: &mut DomId, b: &mut u32, c: &mut u32, bit: u64) {
+    let na = a.bit_len();
+    let nb = b.bit_len();
+    if bit < na {
+        a.flip_bit(bit);
+    } else if bit < na + nb {
+        b.flip_bit(bit - na);
+    } else {
+        c.flip_bit(bit - na - nb);
+    }
+}
+
+impl Value for EvtchnEffect {
+    fn digest(&self, h: &mut Hasher) {
+        h.write_u8(self.tag());
+        match self {
+            EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
+                dom.digest(h);
+                port.digest(h);
+                vcpu.digest(h);
+            }
+            EvtchnEffect::Clear { dom, port } => {
+                dom.digest(h);
+                port.digest(h);
+            }
+            EvtchnEffect::Poll { ports, timeout } => {
+                ports.digest(h);
+                timeout.digest(h);
+            }
+        }
+    }
+
+    fn bit_len(&self) -> u64 {
+        match self {
+            EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
+                dom.bit_len() + port.bit_len() + vcpu.bit_len()
+            }
+            EvtchnEffect::Clear { dom, port } => dom.bit_len() + port.bit_len(),
+            EvtchnEffect::Poll { ports, timeout } => ports.bit_len() + timeout.bit_len(),
+        }
+    }
+
+    fn flip_bit(&mut self, bit: u64) {
+        match self {
+            EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
+                flip3(dom, port, vcpu, bit)
+            }
+            EvtchnEffect::Clear { dom, port } => {
+                let n = dom.bit_len();
+                if bit < n {
+                    dom.flip_bit(bit);
+                } else {
+                    port.flip_bit(bit - n);
+                }
+            }
+            EvtchnEffect::Poll { ports, timeout } => {
+                let n = ports.bit_len();
+                if bit < n {
+                    ports.flip_bit(bit);
+                } else {
+                    timeout.flip_bit(bit - n);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn digest(e: &EvtchnEffect) -> u32 {
+        let mut h = Hasher::new();
+        e.digest(&mut h);
+        h.finish()
+    }
+
+    /// One effect of each kind.
+    pub(crate) fn samples() -> Vec<EvtchnEffect> {
+        alloc::vec![
+            EvtchnEffect::Set {
+                dom: 1,
+                port: 7,
+                vcpu: 2
+            },
+            EvtchnEffect::Unmask {
+                dom: 3,
+                port: 4095,
+                vcpu: 0
+            },
+            EvtchnEffect::Clear { dom: 0, port: 9 },
+            EvtchnEffect::Poll {
+                ports: alloc::vec![1, 2, 3],
+                timeout: 1_000_000
+            },
+        ]
+    }
+
+    #[test]
+    fn every_bit_flip_changes_the_digest() {
+        for e in samples() {
+            let d0 = digest(&e);
+            assert!(e.bit_len() > 0);
+            for bit in 0..e.bit_len() {
+                let mut f = e.clone();
+                f.flip_bit(bit);
+                assert_ne!(f, e, "flip {bit} of {e:?} changed nothing");
+                assert_ne!(digest(&f), d0, "flip {bit} of {e:?} not detected");
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_with_equal_fields_digest_differently() {
+        let s = EvtchnEffect::Set {
+            dom: 1,
+            port: 2,
+            vcpu: 3,
+        };
+        let u = EvtchnEffect::Unmask {
+            dom: 1,
+            port: 2,
+            vcpu: 3,
+        };
+        assert_ne!(digest(&s), digest(&u));
+    }
+}

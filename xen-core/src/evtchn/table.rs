@@ -1,0 +1,242 @@
+//! A domain's port table bookkeeping: the bucket-granular valid range, the allocation
+//! bitmap, the port limit and the reset cursor (Xen's `valid_evtchns`, bucket states,
+//! `max_evtchn_port`, `next_evtchn`), and the lookups every operation starts with.
+
+use super::{Channel, PORTS_PER_BUCKET};
+use crate::effect::DomId;
+use crate::hv::HvState;
+use dom0_interface::errno::XenErrno;
+use lockstep::Journal;
+
+/// Words of the allocation bitmap (one bit per 2-level port).
+const WORDS: usize = (super::NR_PORTS / 64) as usize;
+
+/// Per-domain port table bookkeeping. A domain without an entry has the default table: one
+/// bucket valid, only port 0 (reserved) in use, no port limit below the ABI's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortTable {
+    /// Ports `0..valid` are valid (allocated buckets); a multiple of [`PORTS_PER_BUCKET`].
+    pub valid: u32,
+    /// Highest port the domain may allocate (`max_evtchn_port`).
+    pub max_port: u32,
+    /// Allocation bitmap: bit `p` set when port `p` is not free (bit 0, the reserved port 0,
+    /// is always set).
+    pub used: [u64; WORDS],
+    /// Where an interrupted `EVTCHNOP_reset` resumes (0: no reset in progress).
+    pub next_reset: u32,
+}
+lockstep::impl_value!(PortTable {
+    valid,
+    max_port,
+    used,
+    next_reset
+});
+
+impl Default for PortTable {
+    fn default() -> Self {
+        let mut used = [0u64; WORDS];
+        used[0] = 1;
+        PortTable {
+            valid: PORTS_PER_BUCKET,
+            max_port: super::NR_PORTS - 1,
+            used,
+            next_reset: 0,
+        }
+    }
+}
+
+impl PortTable {
+    /// Whether `port` is valid (`port_is_valid`: inside an allocated bucket).
+    pub fn is_valid(&self, port: u32) -> bool {
+        port < self.valid
+    }
+
+    /// Whether `port` is in use (bound or reserved).
+    pub fn is_used(&self, port: u32) -> bool {
+        let w = usize::try_from(port / 64).unwrap_or(WORDS);
+        self.used
+            .get(w)
+            .is_some_and(|word| word & (1 << (port % 64)) != 0)
+    }
+
+    fn set_used(&mut self, port: u32, used: bool) {
+        let w = usize::try_from(port / 64).unwrap_or(WORDS);
+        if let Some(word) = self.used.get_mut(w) {
+            if used {
+                *word |= 1 << (port % 64);
+            } else {
+                *word &= !(1 << (port % 64));
+            }
+        }
+    }
+
+    /// Number of bound ports (Xen's `active_evtchns`: port 0 does not count).
+    pub fn active(&self) -> u32 {
+        let all: u32 = self.used.iter().map(|w| w.count_ones()).sum();
+        all.saturating_sub(1)
+    }
+
+    /// `get_free_port`'s choice: the lowest free valid port, else the first port of the next
+    /// bucket (which then becomes valid), else -ENOSPC.
+    fn take_free_port(&mut self) -> Result<u32, XenErrno> {
+        let limit = self.valid.min(self.max_port.saturating_add(1));
+        for (w, word) in self.used.iter().enumerate() {
+            if *word == u64::MAX {
+                continue;
+            }
+            let port = (w as u32) * 64 + (!*word).trailing_zeros();
+            if port < limit {
+                return Ok(port);
+            }
+            break;
+        }
+        let port = self.valid;
+        if port > self.max_port || port >= super::NR_PORTS {
+            return Err(XenErrno::ENOSPC);
+        }
+        self.valid += PORTS_PER_BUCKET;
+        Ok(port)
+    }
+}
+
+/// The table of `dom` (the default one if it never changed).
+pub fn table(state: &HvState, dom: DomId) -> PortTable {
+    state.evtchn_tables.get(&dom).cloned().unwrap_or_default()
+}
+
+fn update_table<R>(
+    state: &mut HvState,
+    j: &mut Journal,
+    dom: DomId,
+    f: impl FnOnce(&mut PortTable) -> R,
+) -> R {
+    let mut t = table(state, dom);
+    let r = f(&mut t);
+    if state.evtchn_tables.get(&dom) != Some(&t) {
+        state.evtchn_tables.insert(j, dom, t);
+    }
+    r
+}
+
+/// Whether `port` is valid in `dom`.
+pub fn port_is_valid(state: &HvState, dom: DomId, port: u32) -> bool {
+    table(state, dom).is_valid(port)
+}
+
+/// What a valid port holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// `ECS_FREE`.
+    Free,
+    /// `ECS_RESERVED` (port 0).
+    Reserved,
+    /// Bound.
+    Bound(Channel),
+}
+
+/// `_evtchn_from_port`: the slot of `port` in `dom`, or -EINVAL if the port is not valid.
+pub fn slot(state: &HvState, dom: DomId, port: u32) -> Result<Slot, XenErrno> {
+    if !port_is_valid(state, dom, port) {
+        return Err(XenErrno::EINVAL);
+    }
+    if port == 0 {
+        return Ok(Slot::Reserved);
+    }
+    Ok(match state.evtchns.get(&(dom, port)) {
+        Some(c) => Slot::Bound(*c),
+        None => Slot::Free,
+    })
+}
+
+/// `get_free_port`: picks (and, if needed, makes valid) a free port of `dom`. The port stays
+/// free until [`occupy`] binds it; the grown valid range stays even if the caller then fails,
+/// as in Xen.
+pub fn get_free_port(state: &mut HvState, j: &mut Journal, dom: DomId) -> Result<u32, XenErrno> {
+    if state.domains.get(&dom).is_some_and(|d| d.flags.dying) {
+        return Err(XenErrno::EINVAL);
+    }
+    update_table(state, j, dom, PortTable::take_free_port)
+}
+
+/// Binds free port `port` of `dom` to `chan`.
+pub fn occupy(state: &mut HvState, j: &mut Journal, dom: DomId, port: u32, chan: Channel) {
+    update_table(state, j, dom, |t| t.set_used(port, true));
+    state.evtchns.insert(j, (dom, port), chan);
+}
+
+/// Replaces the channel of an already bound port.
+pub fn rebind(state: &mut HvState, j: &mut Journal, dom: DomId, port: u32, chan: Channel) {
+    state.evtchns.insert(j, (dom, port), chan);
+}
+
+/// Frees `port` of `dom` (the caller clears its pending bit).
+pub fn release(state: &mut HvState, j: &mut Journal, dom: DomId, port: u32) {
+    state.evtchns.remove(j, &(dom, port));
+    update_table(state, j, dom, |t| t.set_used(port, false));
+}
+
+/// Sets `dom`'s reset cursor.
+pub fn set_next_reset(state: &mut HvState, j: &mut Journal, dom: DomId, next: u32) {
+    update_table(state, j, dom, |t| t.next_reset = next);
+}
+
+/// Sets the highest port `dom` may allocate (`max_evtchn_port` of domain creation; the
+/// domain builder calls this, e.g. with xl's `event_channels` minus one). Ports already
+/// beyond it stay bound.
+pub fn set_max_port(state: &mut HvState, j: &mut Journal, dom: DomId, max_port: u32) {
+    update_table(state, j, dom, |t| t.max_port = max_port);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_has_one_bucket_and_port_zero_reserved() {
+        let t = PortTable::default();
+        assert!(t.is_valid(PORTS_PER_BUCKET - 1));
+        assert!(!t.is_valid(PORTS_PER_BUCKET));
+        assert!(t.is_used(0));
+        assert!(!t.is_used(1));
+        assert_eq!(t.active(), 0);
+        assert!(!t.is_used(1 << 20), "out-of-range ports are simply unused");
+    }
+
+    #[test]
+    fn free_ports_lowest_first_then_new_buckets() {
+        let mut t = PortTable::default();
+        for want in 1..PORTS_PER_BUCKET {
+            let p = t.take_free_port().unwrap();
+            assert_eq!(p, want);
+            t.set_used(p, true);
+        }
+        assert_eq!(t.active(), PORTS_PER_BUCKET - 1);
+        assert_eq!(t.take_free_port(), Ok(PORTS_PER_BUCKET));
+        assert_eq!(t.valid, 2 * PORTS_PER_BUCKET, "next bucket made valid");
+        // Not taken: asking again returns the same port without growing.
+        assert_eq!(t.take_free_port(), Ok(PORTS_PER_BUCKET));
+        assert_eq!(t.valid, 2 * PORTS_PER_BUCKET);
+        t.set_used(7, false);
+        assert_eq!(t.take_free_port(), Ok(7), "a hole is reused first");
+    }
+
+    #[test]
+    fn limits_give_enospc() {
+        let mut t = PortTable {
+            max_port: 3,
+            ..PortTable::default()
+        };
+        for p in 1..=3 {
+            assert_eq!(t.take_free_port(), Ok(p));
+            t.set_used(p, true);
+        }
+        assert_eq!(t.take_free_port(), Err(XenErrno::ENOSPC));
+        let mut full = PortTable {
+            valid: super::super::NR_PORTS,
+            used: [u64::MAX; WORDS],
+            ..PortTable::default()
+        };
+        assert_eq!(full.take_free_port(), Err(XenErrno::ENOSPC));
+        assert_eq!(full.active(), super::super::NR_PORTS - 1);
+    }
+}

@@ -1,0 +1,184 @@
+//! `event_channel_op(cmd, arg)` (hypercall 32), 2-level ABI: decodes the guest's argument
+//! struct, runs the operation of [`crate::evtchn::ops`], and copies the struct back the way
+//! Xen does — the whole struct as it came in, with only the OUT fields replaced (so padding
+//! and unused union bytes keep the guest's values).
+//!
+//! FIFO is not offered: `init_control` and `expand_array` answer -EOPNOTSUPP (what Xen answers
+//! when built without FIFO, and `expand_array`'s answer on a 2-level domain), `set_priority`
+//! -ENOSYS for a valid port (2-level has no priorities). No domain has physical IRQs:
+//! `bind_pirq` answers -EPERM.
+
+use crate::evtchn::ops::{self, ResetProgress};
+use crate::evtchn::ChanState;
+use crate::hv::{Ctx, HvError, HvResult, HvState};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::mem::offset_of;
+use dom0_interface::errno::XenErrno;
+use dom0_interface::event_channel::*;
+use dom0_interface::guest_abi::GuestAbi;
+
+/// `EVTCHNOP_reset_cont`: Xen's continuation of `EVTCHNOP_reset` (a guest may issue it too).
+pub const EVTCHNOP_RESET_CONT: u32 = 14;
+
+/// Copies a `T` in from the guest: its raw bytes (written back later) and its decoding.
+fn read_arg<T: GuestAbi>(ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> Result<(Vec<u8>, T), HvError> {
+    let mut raw = vec![0u8; T::SIZE];
+    ctx.copy_from_guest(arg, &mut raw)?;
+    let v = T::read_from(&raw).map_err(|_| HvError::Errno(XenErrno::EFAULT))?;
+    Ok((raw, v))
+}
+
+/// Replaces the little-endian u32 at `off` in `raw`.
+fn put_u32(raw: &mut [u8], off: usize, v: u32) {
+    if let Some(s) = raw.get_mut(off..off + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Replaces the little-endian u16 at `off` in `raw`.
+fn put_u16(raw: &mut [u8], off: usize, v: u16) {
+    if let Some(s) = raw.get_mut(off..off + 2) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Writes an allocated port back into the struct at `off` (Xen's `__copy_to_guest`; a
+/// failure is -EFAULT and the port stays allocated, as in Xen).
+fn return_port(
+    ctx: &mut Ctx<'_, '_, '_>,
+    arg: u64,
+    raw: &mut [u8],
+    off: usize,
+    port: u32,
+) -> HvResult {
+    put_u32(raw, off, port);
+    ctx.copy_to_guest(arg, raw)?;
+    Ok(0)
+}
+
+/// `event_channel_op(cmd, arg)`.
+pub fn event_channel_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    let [cmd, arg, ..] = ctx.req.args;
+    // Xen's `cmd` is an `int`: the upper half of the register is ignored.
+    match cmd as u32 {
+        EVTCHNOP_ALLOC_UNBOUND => {
+            let (mut raw, a) = read_arg::<EvtchnAllocUnbound>(ctx, arg)?;
+            let port = ops::alloc_unbound(state, ctx, a.dom, a.remote_dom)?;
+            return_port(
+                ctx,
+                arg,
+                &mut raw,
+                offset_of!(EvtchnAllocUnbound, port),
+                port,
+            )
+        }
+        EVTCHNOP_BIND_INTERDOMAIN => {
+            let (mut raw, b) = read_arg::<EvtchnBindInterdomain>(ctx, arg)?;
+            let port = ops::bind_interdomain(state, ctx, b.remote_dom, b.remote_port)?;
+            let off = offset_of!(EvtchnBindInterdomain, local_port);
+            return_port(ctx, arg, &mut raw, off, port)
+        }
+        EVTCHNOP_BIND_VIRQ => {
+            let (mut raw, b) = read_arg::<EvtchnBindVirq>(ctx, arg)?;
+            let port = ops::bind_virq(state, ctx, b.virq, b.vcpu)?;
+            return_port(ctx, arg, &mut raw, offset_of!(EvtchnBindVirq, port), port)
+        }
+        EVTCHNOP_BIND_IPI => {
+            let (mut raw, b) = read_arg::<EvtchnBindIpi>(ctx, arg)?;
+            let port = ops::bind_ipi(state, ctx, b.vcpu)?;
+            return_port(ctx, arg, &mut raw, offset_of!(EvtchnBindIpi, port), port)
+        }
+        EVTCHNOP_BIND_PIRQ => {
+            read_arg::<EvtchnBindPirq>(ctx, arg)?;
+            Err(XenErrno::EPERM.into())
+        }
+        EVTCHNOP_CLOSE => {
+            let (_, c) = read_arg::<EvtchnClose>(ctx, arg)?;
+            let dom = ctx.dom();
+            ops::close(state, ctx, dom, c.port)?;
+            Ok(0)
+        }
+        EVTCHNOP_SEND => {
+            let (_, s) = read_arg::<EvtchnSend>(ctx, arg)?;
+            ops::send(state, ctx, s.port)?;
+            Ok(0)
+        }
+        EVTCHNOP_STATUS => status(state, ctx, arg),
+        EVTCHNOP_BIND_VCPU => {
+            let (_, b) = read_arg::<EvtchnBindVcpu>(ctx, arg)?;
+            ops::bind_vcpu(state, ctx, b.port, b.vcpu)?;
+            Ok(0)
+        }
+        EVTCHNOP_UNMASK => {
+            let (_, u) = read_arg::<EvtchnUnmask>(ctx, arg)?;
+            ops::unmask(state, ctx, u.port)?;
+            Ok(0)
+        }
+        c @ (EVTCHNOP_RESET | EVTCHNOP_RESET_CONT) => {
+            let (_, r) = read_arg::<EvtchnReset>(ctx, arg)?;
+            match ops::reset(state, ctx, r.dom, c == EVTCHNOP_RESET_CONT)? {
+                ResetProgress::Done => Ok(0),
+                ResetProgress::Preempted => {
+                    let a = ctx.req.args;
+                    ctx.emit(crate::effect::Effect::Continue([
+                        u64::from(EVTCHNOP_RESET_CONT),
+                        arg,
+                        a[2],
+                        a[3],
+                        a[4],
+                    ]));
+                    Ok(0)
+                }
+            }
+        }
+        EVTCHNOP_INIT_CONTROL => {
+            read_arg::<EvtchnInitControl>(ctx, arg)?;
+            Err(XenErrno::EOPNOTSUPP.into())
+        }
+        EVTCHNOP_EXPAND_ARRAY => {
+            read_arg::<EvtchnExpandArray>(ctx, arg)?;
+            Err(XenErrno::EOPNOTSUPP.into())
+        }
+        EVTCHNOP_SET_PRIORITY => {
+            let (_, p) = read_arg::<EvtchnSetPriority>(ctx, arg)?;
+            crate::evtchn::table::slot(state, ctx.dom(), p.port)?;
+            Err(XenErrno::ENOSYS.into())
+        }
+        _ => super::unknown_subop(state, ctx, "event_channel_op", cmd),
+    }
+}
+
+/// `EVTCHNOP_status`: fills `status`, `vcpu` and the union members the state uses.
+fn status(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let (mut raw, s) = read_arg::<EvtchnStatus>(ctx, arg)?;
+    let st = ops::status(state, ctx.dom(), s.dom, s.port)?;
+    let u = offset_of!(EvtchnStatus, u);
+    let code = match st.state {
+        None => EVTCHNSTAT_CLOSED,
+        Some(ChanState::Unbound { remote_dom }) => {
+            put_u16(&mut raw, u, remote_dom);
+            EVTCHNSTAT_UNBOUND
+        }
+        Some(ChanState::Interdomain {
+            remote_dom,
+            remote_port,
+        }) => {
+            put_u16(&mut raw, u, remote_dom);
+            put_u32(&mut raw, u + 4, remote_port);
+            EVTCHNSTAT_INTERDOMAIN
+        }
+        Some(ChanState::Virq(virq)) => {
+            put_u32(&mut raw, u, virq);
+            EVTCHNSTAT_VIRQ
+        }
+        Some(ChanState::Ipi) => EVTCHNSTAT_IPI,
+    };
+    put_u32(&mut raw, offset_of!(EvtchnStatus, status), code);
+    put_u32(&mut raw, offset_of!(EvtchnStatus, vcpu), st.vcpu);
+    ctx.copy_to_guest(arg, &raw)?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests;
