@@ -19,6 +19,7 @@ pub mod mm;
 pub mod multicall;
 pub mod panic;
 pub mod pvcpu;
+pub mod pvmm;
 pub mod sched;
 pub mod shared_info;
 pub mod smp;

@@ -1,0 +1,380 @@
+//! PV memory-management helpers for test guests: the start-of-day p2m and the read-only M2P
+//! table, a read-only walk of the bootstrap page tables, a scratch virtual page (in the
+//! start-of-day padding, where no Rust object lives) that can be remapped to any frame, and
+//! safe wrappers for the MMU operations whose effects stay confined to what they name.
+
+use crate::errno::{Errno, XenResult};
+use crate::hypercall::{
+    self, HYPERVISOR_VIRT_START, MEMORY_OP, MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING,
+};
+use crate::mm::{MmuextOp, DOMID_SELF, UVMF_INVLPG};
+use crate::start_info::StartInfo;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// PTE bits used by the helpers.
+pub use crate::mm::pte;
+
+/// Virtual address of the read-only M2P table (`MACH2PHYS_VIRT_START`).
+pub const M2P_VIRT_START: u64 = HYPERVISOR_VIRT_START;
+/// `MMU_NORMAL_PT_UPDATE`.
+pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+/// `MMU_MACHPHYS_UPDATE`.
+pub const MMU_MACHPHYS_UPDATE: u64 = 1;
+
+/// The frame backing pfn `pfn`, from the start-of-day p2m list.
+pub fn pfn_to_mfn(si: &StartInfo, pfn: u64) -> Option<u64> {
+    crate::smp::virt_to_mfn(
+        si,
+        crate::smp::virt_base().checked_add(pfn.checked_mul(4096)?)?,
+    )
+}
+
+/// The M2P entry of `mfn`, read from the read-only table Xen maps in every PV guest.
+pub fn m2p(mfn: u64) -> u64 {
+    let addr = M2P_VIRT_START + (mfn & ((1 << 40) - 1)) * 8;
+    // SAFETY: Xen maps the M2P table read-only at MACH2PHYS_VIRT_START for every frame up to
+    // max_page; callers pass frames of their own domain (below max_page), and the read is an
+    // atomic load of an aligned u64.
+    unsafe { (*(addr as *const AtomicU64)).load(Ordering::SeqCst) }
+}
+
+/// Reads entry `index` of the page table in frame `mfn` through the bootstrap region's
+/// read-only mapping of it; `None` if the frame is not one of the domain's start-of-day pages.
+pub fn read_table_entry(si: &StartInfo, mfn: u64, index: u64) -> Option<u64> {
+    if index >= 512 {
+        return None;
+    }
+    let pfn = m2p(mfn);
+    if pfn >= si.nr_pages || pfn_to_mfn(si, pfn) != Some(mfn) {
+        return None;
+    }
+    let va = crate::smp::virt_base() + pfn * 4096 + index * 8;
+    if va < si.pt_base || va >= si.pt_base + si.nr_pt_frames * 4096 {
+        return None;
+    }
+    // SAFETY: `va` lies in the bootstrap page tables, which Xen maps read-only (readable) at
+    // `pt_base..pt_base + nr_pt_frames * 4K`; the read is an aligned atomic load.
+    Some(unsafe { (*(va as *const AtomicU64)).load(Ordering::SeqCst) })
+}
+
+/// The machine frame of the root L4 (the first bootstrap page-table frame).
+pub fn root_mfn(si: &StartInfo) -> Option<u64> {
+    crate::smp::virt_to_mfn(si, si.pt_base)
+}
+
+/// The machine address of the L1 entry mapping `va` in the bootstrap tables.
+pub fn l1e_maddr(si: &StartInfo, va: u64) -> Option<u64> {
+    let mut table = root_mfn(si)?;
+    for shift in [39u32, 30, 21] {
+        let e = read_table_entry(si, table, (va >> shift) & 511)?;
+        if e & pte::PRESENT == 0 || e & (1 << 7) != 0 {
+            return None;
+        }
+        table = (e & 0x000f_ffff_ffff_f000) >> 12;
+    }
+    Some((table << 12) + ((va >> 12) & 511) * 8)
+}
+
+/// A virtual page in the start-of-day padding (at least 512 KiB follow the boot stack), free
+/// to be remapped: nothing of the image lives there.
+pub struct Scratch {
+    va: u64,
+    home: u64,
+    mapped: Option<(u64, bool)>,
+}
+
+impl Scratch {
+    /// The scratch page of this domain (256 KiB into the padding), mapped to its own frame.
+    pub fn new(si: &StartInfo) -> Option<Scratch> {
+        let stack_end = si.pt_base + (si.nr_pt_frames + 1) * 4096;
+        let va = stack_end + 0x40000;
+        let home = crate::smp::virt_to_mfn(si, va)?;
+        Some(Scratch {
+            va,
+            home,
+            mapped: Some((home, true)),
+        })
+    }
+
+    /// Its virtual address.
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+
+    /// The frame it maps at start of day.
+    pub fn home(&self) -> u64 {
+        self.home
+    }
+
+    /// `update_va_mapping(va, pte, UVMF_INVLPG)`: maps `mfn` with `flags` (0: unmaps).
+    pub fn map(&mut self, mfn: u64, flags: u64) -> XenResult {
+        let val = if flags & pte::PRESENT != 0 {
+            (mfn << 12) | flags
+        } else {
+            0
+        };
+        // SAFETY: the scratch page holds no Rust object; every access to it goes through this
+        // type, which records what is mapped there.
+        let r = unsafe { hypercall::call(UPDATE_VA_MAPPING, [self.va, val, UVMF_INVLPG, 0, 0]) };
+        if r.is_ok() {
+            self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
+        }
+        r
+    }
+
+    /// The same update through `mmu_update(MMU_NORMAL_PT_UPDATE)` on the L1 entry's machine
+    /// address (`maddr`, from [`l1e_maddr`]); returns the result and the done count.
+    pub fn map_via_mmu_update(&mut self, maddr: u64, mfn: u64, flags: u64) -> (XenResult, u32) {
+        let val = if flags & pte::PRESENT != 0 {
+            (mfn << 12) | flags
+        } else {
+            0
+        };
+        let req = [maddr | MMU_NORMAL_PT_UPDATE, val];
+        let mut done = 0u32;
+        // SAFETY: `maddr` is the scratch page's own L1 entry (the caller got it from
+        // `l1e_maddr(si, self.va())`); the request changes only what the scratch page maps.
+        let r = unsafe {
+            hypercall::call(
+                MMU_UPDATE,
+                [
+                    req.as_ptr() as u64,
+                    1,
+                    &mut done as *mut u32 as u64,
+                    u64::from(DOMID_SELF),
+                    0,
+                ],
+            )
+        };
+        if r.is_ok() {
+            self.invlpg();
+            self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
+        }
+        (r, done)
+    }
+
+    fn invlpg(&self) {
+        let _ = crate::mm::invlpg_local(self.va);
+    }
+
+    /// Maps the start-of-day frame back, writable.
+    pub fn restore(&mut self) -> XenResult {
+        let home = self.home;
+        self.map(home, pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY)
+    }
+
+    /// Reads word `i` (0..512) of the mapped frame; `None` if nothing is mapped.
+    pub fn read(&self, i: usize) -> Option<u64> {
+        self.mapped?;
+        if i >= 512 {
+            return None;
+        }
+        // SAFETY: a frame is mapped at the scratch page (recorded by `map`), the address is
+        // inside it and aligned; atomics make the access well-defined.
+        Some(unsafe { (*((self.va + i as u64 * 8) as *const AtomicU64)).load(Ordering::SeqCst) })
+    }
+
+    /// Writes word `i` of the mapped frame; false if nothing writable is mapped.
+    pub fn write(&self, i: usize, v: u64) -> bool {
+        if !matches!(self.mapped, Some((_, true))) || i >= 512 {
+            return false;
+        }
+        // SAFETY: a frame is mapped writable at the scratch page and the address is inside it;
+        // no Rust object lives there.
+        unsafe { (*((self.va + i as u64 * 8) as *const AtomicU64)).store(v, Ordering::SeqCst) };
+        true
+    }
+
+    /// Fills the mapped frame with `v`; false if nothing writable is mapped.
+    pub fn fill(&self, v: u64) -> bool {
+        (0..512).all(|i| self.write(i, v))
+    }
+}
+
+/// `mmuext_op` of one operation on behalf of `domid`; returns the result and the done count.
+fn mmuext1(cmd: u32, arg1: u64, arg2: u64, domid: u16) -> (XenResult, u32) {
+    let op = MmuextOp { cmd, arg1, arg2 };
+    let mut done = 0u32;
+    // SAFETY: the operations wrapped below change only page types, pins, TLBs or the user
+    // page-table base (which only guest user mode uses); Xen reads `op` and writes `done`.
+    let r = unsafe {
+        hypercall::call(
+            MMUEXT_OP,
+            [
+                &op as *const MmuextOp as u64,
+                1,
+                &mut done as *mut u32 as u64,
+                u64::from(domid),
+                0,
+            ],
+        )
+    };
+    (r, done)
+}
+
+/// Pins frame `mfn` as a level-`level` page table (1..=4). Pinning only types the frame:
+/// Xen refuses it while the frame is mapped writable anywhere.
+pub fn pin(level: u32, mfn: u64) -> (XenResult, u32) {
+    let cmd = crate::mm::MMUEXT_PIN_L1_TABLE + level.saturating_sub(1).min(3);
+    mmuext1(cmd, mfn, 0, DOMID_SELF)
+}
+
+/// Unpins `mfn`.
+pub fn unpin(mfn: u64) -> (XenResult, u32) {
+    mmuext1(crate::mm::MMUEXT_UNPIN_TABLE, mfn, 0, DOMID_SELF)
+}
+
+/// MMUEXT_NEW_USER_BASEPTR (`mfn` 0: none): the root guest user mode runs on.
+pub fn new_user_baseptr(mfn: u64) -> (XenResult, u32) {
+    mmuext1(crate::mm::MMUEXT_NEW_USER_BASEPTR, mfn, 0, DOMID_SELF)
+}
+
+/// A flush-type operation (`MMUEXT_TLB_FLUSH_*`, `MMUEXT_INVLPG_*`, cache flushes,
+/// MARK_SUPER, unknown commands) with `arg1`/`arg2`, on behalf of `domid`.
+pub fn flush_op(cmd: u32, arg1: u64, arg2: u64, domid: u16) -> (XenResult, u32) {
+    let allowed = matches!(cmd, 6..=12 | 18..=20) || cmd > 20;
+    if !allowed {
+        return (Err(Errno::EINVAL), 0);
+    }
+    mmuext1(cmd, arg1, arg2, domid)
+}
+
+/// `mmu_update` of the root's L4 slot `slot` — one of the hypervisor's (256..=271), which
+/// Xen refuses — with `val`.
+pub fn update_xen_root_slot(si: &StartInfo, slot: u64, val: u64) -> (XenResult, u32) {
+    let Some(root) = root_mfn(si) else {
+        return (Err(Errno::EINVAL), 0);
+    };
+    if !(256..272).contains(&slot) {
+        return (Err(Errno::EINVAL), 0);
+    }
+    mmu_update1((root << 12) + slot * 8, val)
+}
+
+/// `MMU_MACHPHYS_UPDATE`: sets the M2P entry of `mfn` to `pfn`.
+pub fn machphys_update(mfn: u64, pfn: u64) -> (XenResult, u32) {
+    mmu_update1((mfn << 12) | MMU_MACHPHYS_UPDATE, pfn)
+}
+
+/// `mmu_update` with command bits `cmd` (4..=7, none of which Xen knows) on `mfn`.
+pub fn mmu_update_unknown(mfn: u64, cmd: u64) -> (XenResult, u32) {
+    mmu_update1((mfn << 12) | (cmd & 7 | 4), 0)
+}
+
+fn mmu_update1(ptr: u64, val: u64) -> (XenResult, u32) {
+    let req = [ptr, val];
+    let mut done = 0u32;
+    // SAFETY: the wrappers above only pass requests Xen refuses (hypervisor slots, unknown
+    // commands) or M2P updates, none of which changes a mapping; Xen reads `req`, writes
+    // `done`.
+    let r = unsafe {
+        hypercall::call(
+            MMU_UPDATE,
+            [
+                req.as_ptr() as u64,
+                1,
+                &mut done as *mut u32 as u64,
+                u64::from(DOMID_SELF),
+                0,
+            ],
+        )
+    };
+    (r, done)
+}
+
+/// `update_va_mapping` of an address inside the hypervisor's range (always refused by Xen,
+/// so no mapping of the guest can change).
+pub fn update_va_mapping_in_xen_range(offset: u64, val: u64) -> XenResult {
+    let va = HYPERVISOR_VIRT_START + (offset & ((1 << 43) - 1) & !0xfff);
+    // SAFETY: `va` is inside [HYPERVISOR_VIRT_START, HYPERVISOR_VIRT_END), which the guest
+    // cannot map: no guest mapping changes whatever Xen answers.
+    unsafe { hypercall::call(UPDATE_VA_MAPPING, [va, val, 0, 0, 0]) }
+}
+
+/// `memory_op(cmd, &reservation)` for increase/decrease_reservation and populate_physmap on
+/// DOMID_SELF with `extents` (in: pfns or mfns, out: mfns); returns extents done.
+///
+/// # Safety
+/// Giving frames back (decrease_reservation) makes them inaccessible: the caller must not
+/// use any frame it names afterwards; populate_physmap must name pfns the caller manages.
+pub unsafe fn reservation(cmd: u64, extents: &mut [u64], order: u32) -> XenResult {
+    #[repr(C)]
+    struct Reservation {
+        extent_start: u64,
+        nr_extents: u64,
+        extent_order: u32,
+        mem_flags: u32,
+        domid: u16,
+    }
+    let r = Reservation {
+        extent_start: extents.as_mut_ptr() as u64,
+        nr_extents: extents.len() as u64,
+        extent_order: order,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+    };
+    // SAFETY: Xen reads `r` and reads/writes `extents`; the caller vouches for the frames.
+    unsafe { hypercall::call(MEMORY_OP, [cmd, &r as *const Reservation as u64, 0, 0, 0]) }
+}
+
+/// `XENMEM_machphys_mapping`: (v_start, v_end, max_mfn).
+pub fn machphys_mapping() -> Result<(u64, u64, u64), Errno> {
+    let mut m = [0u64; 3];
+    // SAFETY: Xen writes the 24-byte `xen_machphys_mapping` into `m`.
+    unsafe { hypercall::call(MEMORY_OP, [12, m.as_mut_ptr() as u64, 0, 0, 0])? };
+    Ok((m[0], m[1], m[2]))
+}
+
+/// `XENMEM_machphys_mfn_list` into `out`: entries written.
+pub fn machphys_mfn_list(out: &mut [u64]) -> Result<u32, Errno> {
+    #[repr(C)]
+    struct List {
+        max_extents: u32,
+        extent_start: u64,
+        nr_extents: u32,
+    }
+    let mut l = List {
+        max_extents: out.len() as u32,
+        extent_start: out.as_mut_ptr() as u64,
+        nr_extents: 0,
+    };
+    // SAFETY: Xen reads `l`, writes at most `max_extents` entries into `out` and `nr_extents`.
+    unsafe { hypercall::call(MEMORY_OP, [5, &mut l as *mut List as u64, 0, 0, 0])? };
+    Ok(l.nr_extents)
+}
+
+/// The `k`-th spare pfn counting down from the top of the domain: a page of the domain that
+/// the start-of-day tables do not map (beyond the bootstrap region and its padding) and that
+/// the runtime never uses.
+pub fn spare_pfn(si: &StartInfo, k: u64) -> Option<u64> {
+    let pfn = si.nr_pages.checked_sub(1 + k)?;
+    let stack_end = si.pt_base + (si.nr_pt_frames + 1) * 4096;
+    let bootstrap_end = stack_end + (512 << 10) + (4 << 20);
+    let va = crate::smp::virt_base().checked_add(pfn * 4096)?;
+    (va >= bootstrap_end).then_some(pfn)
+}
+
+/// Gives the frame of spare pfn `pfn` back (decrease_reservation), then repopulates the pfn
+/// (populate_physmap) and records the new frame in the p2m list. Returns the two results and
+/// the new frame.
+pub fn cycle_spare_pfn(si: &StartInfo, pfn: u64) -> Result<(XenResult, XenResult, u64), Errno> {
+    let top = spare_pfn(si, 0).ok_or(Errno::EINVAL)?;
+    let ok = pfn <= top && spare_pfn(si, top - pfn) == Some(pfn);
+    let mfn = pfn_to_mfn(si, pfn).ok_or(Errno::EINVAL)?;
+    if !ok {
+        return Err(Errno::EINVAL);
+    }
+    let mut ext = [mfn];
+    // SAFETY: spare pfns are never used by the runtime; the frame is not touched afterwards.
+    let dec = unsafe { reservation(crate::mm::XENMEM_DECREASE_RESERVATION, &mut ext, 0) };
+    let mut ext = [pfn];
+    // SAFETY: the pfn is a spare one this function manages; Xen writes the new mfn into `ext`.
+    let pop = unsafe { reservation(crate::mm::XENMEM_POPULATE_PHYSMAP, &mut ext, 0) };
+    if pop == Ok(1) {
+        let entry = si.mfn_list + pfn * 8;
+        // SAFETY: `mfn_list` is the p2m array Xen mapped read-write at start of day, with
+        // `nr_pages` entries; `pfn < nr_pages`.
+        unsafe { (*(entry as *const AtomicU64)).store(ext[0], Ordering::SeqCst) };
+    }
+    Ok((dec, pop, ext[0]))
+}
