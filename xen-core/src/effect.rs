@@ -65,6 +65,9 @@ pub enum Effect {
     },
     /// A memory-management effect (TLB flush, CR3 load, frame contents, frame ownership).
     Mm(MmEffect),
+    /// A PV CPU-state effect (guest mode, vcpu_info mask/CR2, segment bases, FPU, debug
+    /// registers, port output, GDT).
+    Pv(crate::pv::effect::PvEffect),
 }
 
 /// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
@@ -222,6 +225,7 @@ impl Effect {
             Effect::Sched(_) => 30,
             Effect::WriteMachine { .. } => 11,
             Effect::Mm(_) => 40,
+            Effect::Pv(_) => 25,
         }
     }
 }
@@ -255,6 +259,7 @@ impl Value for Effect {
                 value.digest(h);
             }
             Effect::Mm(m) => m.digest(h),
+            Effect::Pv(p) => p.digest(h),
         }
     }
 
@@ -273,6 +278,7 @@ impl Value for Effect {
             Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
             Effect::Mm(m) => m.bit_len(),
+            Effect::Pv(p) => p.bit_len(),
         }
     }
 
@@ -299,6 +305,7 @@ impl Value for Effect {
             Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
             Effect::Mm(m) => m.flip_bit(bit),
+            Effect::Pv(p) => p.flip_bit(bit),
         }
     }
 }
@@ -316,6 +323,11 @@ mod tests {
     #[test]
     fn every_bit_flip_changes_the_digest() {
         let effects = [
+            Effect::Pv(crate::pv::effect::PvEffect::GuestCr2 {
+                dom: 1,
+                vcpu: 0,
+                cr2: 0x1000,
+            }),
             Effect::Return(-22),
             Effect::WriteGuest {
                 addr: 0xffff_ffff_8000_1000,

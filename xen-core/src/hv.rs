@@ -33,6 +33,9 @@ mod tag {
     pub const DOM_TIME: u32 = 31;
     pub const VSCHED: u32 = 32;
     pub const RUNQS: u32 = 33;
+    pub const PV_VCPUS: u32 = 20;
+    pub const TRAP_TABLES: u32 = 21;
+    pub const IN_MULTICALL: u32 = 22;
 }
 
 /// Host-wide configuration the handlers report (set at boot).
@@ -83,6 +86,12 @@ pub struct HvState {
     pub vsched: JMap<VcpuKey, crate::sched::VcpuSched>,
     /// Run queues by leader CPU.
     pub runqs: JMap<u32, crate::sched::RunQueue>,
+    /// PV CPU state per vCPU (callback flags, virtual CR0.TS/CR2/CR4, debug registers, IOPL).
+    pub pv_vcpus: JMap<VcpuKey, crate::pv::PvVcpu>,
+    /// Virtual IDT entries by (domain, vCPU, vector); absent: no handler.
+    pub trap_tables: JMap<(DomId, u32, u8), crate::pv::TrapEntry>,
+    /// vCPUs running a multicall (Xen's `_MCSF_in_multicall`); set only inside a transaction.
+    pub in_multicall: JMap<VcpuKey, bool>,
 }
 impl_replica_state!(HvState {
     domains,
@@ -102,7 +111,10 @@ impl_replica_state!(HvState {
     p2m,
     mm_foreign,
     mm_domains,
-    mm_config
+    mm_config,
+    pv_vcpus,
+    trap_tables,
+    in_multicall
 });
 
 impl Default for HvState {
@@ -133,6 +145,9 @@ impl HvState {
             dom_time: JMap::new(tag::DOM_TIME),
             vsched: JMap::new(tag::VSCHED),
             runqs: JMap::new(tag::RUNQS),
+            pv_vcpus: JMap::new(tag::PV_VCPUS),
+            trap_tables: JMap::new(tag::TRAP_TABLES),
+            in_multicall: JMap::new(tag::IN_MULTICALL),
         }
     }
 }
@@ -198,6 +213,21 @@ pub mod value_kind {
     pub const ALLOC_FRAME: u32 = 40;
     /// The TSC now (the scheduler computes system time from it once the time base is set).
     pub const TSC: u32 = 30;
+    /// The calling vCPU's `vcpu_info` event bytes: `evtchn_upcall_pending` in bits 0-7,
+    /// `evtchn_upcall_mask` in bits 8-15.
+    pub const UPCALL_STATE: u32 = 20;
+    /// Host CPUID (as levelled for PV guests) of the leaf/subleaf in the request's EAX/ECX:
+    /// EAX in bits 0-31, EBX in bits 32-63.
+    pub const HOST_CPUID_AB: u32 = 21;
+    /// As [`HOST_CPUID_AB`]: ECX in bits 0-31, EDX in bits 32-63.
+    pub const HOST_CPUID_CD: u32 = 22;
+    /// Base of the port-input kinds: see [`port_in`].
+    pub const PORT_IN_BASE: u32 = 0x0100_0000;
+    /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
+    /// the leader for a privileged guest's emulated `in`.
+    pub const fn port_in(port: u16, size: u8) -> u32 {
+        PORT_IN_BASE | ((size as u32) << 16) | port as u32
+    }
 }
 
 /// What a handler works with: the request, the input, the journal and the effects buffer.

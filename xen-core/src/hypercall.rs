@@ -10,6 +10,10 @@ mod sched;
 mod timer;
 mod vcpu;
 mod version;
+pub mod multicall;
+pub mod physdev;
+pub mod traps;
+pub mod vcpu_ctl;
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvResult, HvState};
@@ -57,6 +61,90 @@ pub struct HypercallDesc {
 
 /// The hypercall table. Numbers not listed answer -ENOSYS (logged once).
 pub const HYPERCALLS: &[HypercallDesc] = &[
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_TRAP_TABLE,
+        name: "set_trap_table",
+        handler: traps::set_trap_table,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_GDT,
+        name: "set_gdt",
+        handler: vcpu_ctl::set_gdt,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_STACK_SWITCH,
+        name: "stack_switch",
+        handler: vcpu_ctl::stack_switch,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_CALLBACKS,
+        name: "set_callbacks",
+        handler: traps::set_callbacks,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_FPU_TASKSWITCH,
+        name: "fpu_taskswitch",
+        handler: vcpu_ctl::fpu_taskswitch,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_DEBUGREG,
+        name: "set_debugreg",
+        handler: vcpu_ctl::set_debugreg,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_GET_DEBUGREG,
+        name: "get_debugreg",
+        handler: vcpu_ctl::get_debugreg,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_UPDATE_DESCRIPTOR,
+        name: "update_descriptor",
+        handler: vcpu_ctl::update_descriptor,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_MULTICALL,
+        name: "multicall",
+        handler: multicall::multicall,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_VM_ASSIST,
+        name: "vm_assist",
+        handler: vcpu_ctl::vm_assist,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_IRET,
+        name: "iret",
+        handler: vcpu_ctl::iret,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SET_SEGMENT_BASE,
+        name: "set_segment_base",
+        handler: vcpu_ctl::set_segment_base,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_CALLBACK_OP,
+        name: "callback_op",
+        handler: traps::callback_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_PHYSDEV_OP,
+        name: "physdev_op",
+        handler: physdev::physdev_op,
+        callers: PV,
+    },
     HypercallDesc {
         nr: x::HYPERVISOR_XEN_VERSION,
         name: "xen_version",

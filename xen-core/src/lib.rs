@@ -15,6 +15,7 @@ pub mod evtchn;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;
+pub mod pv;
 pub mod pv_layout;
 pub mod request;
 pub mod sched;

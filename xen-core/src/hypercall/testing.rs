@@ -147,7 +147,13 @@ impl Harness {
             ss: 0xe02b,
             ..Default::default()
         };
-        let req = Request::hypercall(self.dom, 0, regs).to_words();
+        self.run(Request::hypercall(self.dom, 0, regs))
+    }
+
+    /// Runs any request (hypercall or other exit) through the state machine.
+    pub fn run(&mut self, req: Request) -> Outcome {
+        self.epoch += 1;
+        let req = req.to_words();
         let mut effects = Effects::new();
         let mut input = Input::direct(&req, &mut self.mem);
         let report = execute::<Xen>(

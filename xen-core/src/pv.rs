@@ -1,0 +1,16 @@
+//! The 64-bit PV vCPU's CPU-level virtualisation: the virtual IDT and callbacks, the bounce
+//! frame Xen builds on the guest kernel stack, `iret`, and the privileged instructions Xen
+//! emulates for a ring-3 guest kernel.
+
+pub mod bounce;
+pub mod cpuid;
+pub mod decode;
+pub mod effect;
+pub mod emulate;
+pub mod iret;
+pub mod state;
+
+pub use state::{PvVcpu, TrapEntry};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Decoding the few instructions Xen emulates for a PV guest (`mov` to/from CR/DR, `clts`,
+//! `wbinvd`, `rdtsc`, `cpuid`, `cli`/`sti`, `hlt`, `in`/`out`) from bytes fetched at the
+//! faulting RIP. Anything else decodes to [`Insn::Other`].
+
+/// One decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insn {
+    /// `mov %crN, %reg`.
+    ReadCr { cr: u8, gpr: u8 },
+    /// `mov %reg, %crN`.
+    WriteCr { cr: u8, gpr: u8 },
+    /// `mov %drN, %reg`.
+    ReadDr { dr: u8, gpr: u8 },
+    /// `mov %reg, %drN`.
+    WriteDr { dr: u8, gpr: u8 },
+    /// `clts`.
+    Clts,
+    /// `wbinvd`.
+    Wbinvd,
+    /// `rdtsc`.
+    Rdtsc,
+    /// `cpuid`.
+    Cpuid,
+    /// `cli`.
+    Cli,
+    /// `sti`.
+    Sti,
+    /// `hlt`.
+    Hlt,
+    /// `in` from `port` (None: %dx) of `size` bytes into %al/%ax/%eax.
+    In { port: Option<u8>, size: u8 },
+    /// `out` of `size` bytes from %al/%ax/%eax to `port` (None: %dx).
+    Out { port: Option<u8>, size: u8 },
+    /// Not emulated.
+    Other,
+}
+
+/// A decoded instruction and its length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The instruction.
+    pub insn: Insn,
+    /// Length including prefixes.
+    pub len: u8,
+}
+
+/// Longest x86 instruction.
+pub const MAX_LEN: usize = 15;
+
+/// Decodes the instruction whose bytes `fetch(i)` returns (None: not readable).
+pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
+    let mut i = 0usize;
+    let mut opsize16 = false;
+    let mut rex = 0u8;
+    let mut b = fetch(i)?;
+    // Legacy prefixes, then REX (must come last).
+    loop {
+        match b {
+            0x66 => opsize16 = true,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67 | 0xf0 | 0xf2 | 0xf3 => {}
+            _ => break,
+        }
+        i += 1;
+        if i >= MAX_LEN {
+            return None;
+        }
+        b = fetch(i)?;
+    }
+    if b & 0xf0 == 0x40 {
+        rex = b;
+        i += 1;
+        b = fetch(i)?;
+    }
+    let wide = if opsize16 { 2 } else { 4 };
+    let done = |insn: Insn, len: usize| {
+        Some(Decoded {
+            insn,
+            len: len as u8,
+        })
+    };
+    match b {
+        0xfa => return done(Insn::Cli, i + 1),
+        0xfb => return done(Insn::Sti, i + 1),
+        0xf4 => return done(Insn::Hlt, i + 1),
+        0xe4 => {
+            return done(
+                Insn::In {
+                    port: Some(fetch(i + 1)?),
+                    size: 1,
+                },
+                i + 2,
+            )
+        }
+        0xe5 => {
+            return done(
+                Insn::In {
+                    port: Some(fetch(i + 1)?),
+                    size: wide,
+                },
+                i + 2,
+            )
+        }
+        0xe6 => {
+            return done(
+                Insn::Out {
+                    port: Some(fetch(i + 1)?),
+                    size: 1,
+                },
+                i + 2,
+            )
+        }
+        0xe7 => {
+            return done(
+                Insn::Out {
+                    port: Some(fetch(i + 1)?),
+                    size: wide,
+                },
+                i + 2,
+            )
+        }
+        0xec => {
+            return done(
+                Insn::In {
+                    port: None,
+                    size: 1,
+                },
+                i + 1,
+            )
+        }
+        0xed => {
+            return done(
+                Insn::In {
+                    port: None,
+                    size: wide,
+                },
+                i + 1,
+            )
+        }
+        0xee => {
+            return done(
+                Insn::Out {
+                    port: None,
+                    size: 1,
+                },
+                i + 1,
+            )
+        }
+        0xef => {
+            return done(
+                Insn::Out {
+                    port: None,
+                    size: wide,
+                },
+                i + 1,
+            )
+        }
+        0x0f => {}
+        _ => return done(Insn::Other, i + 1),
+    }
+    let op = fetch(i + 1)?;
+    match op {
+        0x06 => done(Insn::Clts, i + 2),
+        0x09 => done(Insn::Wbinvd, i + 2),
+        0x31 => done(Insn::Rdtsc, i + 2),
+        0xa2 => done(Insn::Cpuid, i + 2),
+        0x20..=0x23 => {
+            // The mod field is ignored: these always name registers.
+            let modrm = fetch(i + 2)?;
+            let ctl = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+            let gpr = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
+            let insn = match op {
+                0x20 => Insn::ReadCr { cr: ctl, gpr },
+                0x22 => Insn::WriteCr { cr: ctl, gpr },
+                0x21 => Insn::ReadDr { dr: ctl, gpr },
+                _ => Insn::WriteDr { dr: ctl, gpr },
+            };
+            done(insn, i + 3)
+        }
+        _ => done(Insn::Other, i + 2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(bytes: &[u8]) -> Option<Decoded> {
+        decode(|i| bytes.get(i).copied())
+    }
+
+    #[test]
+    fn control_and_debug_register_moves() {
+        // mov %cr4, %rax
+        assert_eq!(
+            dec(&[0x0f, 0x20, 0xe0]),
+            Some(Decoded {
+                insn: Insn::ReadCr { cr: 4, gpr: 0 },
+                len: 3
+            })
+        );
+        // mov %cr3, %r9 (REX.B)
+        assert_eq!(
+            dec(&[0x41, 0x0f, 0x20, 0xd9]),
+            Some(Decoded {
+                insn: Insn::ReadCr { cr: 3, gpr: 9 },
+                len: 4
+            })
+        );
+        // mov %rdx, %cr0
+        assert_eq!(
+            dec(&[0x0f, 0x22, 0xc2]).map(|d| d.insn),
+            Some(Insn::WriteCr { cr: 0, gpr: 2 })
+        );
+        // mov %db7, %rcx / mov %rax, %db6
+        assert_eq!(
+            dec(&[0x0f, 0x21, 0xf9]).map(|d| d.insn),
+            Some(Insn::ReadDr { dr: 7, gpr: 1 })
+        );
+        assert_eq!(
+            dec(&[0x0f, 0x23, 0xf0]).map(|d| d.insn),
+            Some(Insn::WriteDr { dr: 6, gpr: 0 })
+        );
+    }
+
+    #[test]
+    fn simple_and_port_instructions() {
+        assert_eq!(
+            dec(&[0xfa]),
+            Some(Decoded {
+                insn: Insn::Cli,
+                len: 1
+            })
+        );
+        assert_eq!(dec(&[0xf4]).map(|d| d.insn), Some(Insn::Hlt));
+        assert_eq!(
+            dec(&[0x0f, 0xa2]).map(|d| (d.insn, d.len)),
+            Some((Insn::Cpuid, 2))
+        );
+        assert_eq!(
+            dec(&[0xe4, 0x71]),
+            Some(Decoded {
+                insn: Insn::In {
+                    port: Some(0x71),
+                    size: 1
+                },
+                len: 2
+            })
+        );
+        assert_eq!(
+            dec(&[0x66, 0xef]),
+            Some(Decoded {
+                insn: Insn::Out {
+                    port: None,
+                    size: 2
+                },
+                len: 2
+            })
+        );
+        assert_eq!(dec(&[0x90]).map(|d| d.insn), Some(Insn::Other));
+    }
+
+    #[test]
+    fn truncated_or_endless_input_is_refused() {
+        assert_eq!(dec(&[0x0f]), None);
+        assert_eq!(dec(&[0xe4]), None);
+        assert_eq!(dec(&[0x66; 20]), None);
+        assert_eq!(dec(&[]), None);
+    }
+}

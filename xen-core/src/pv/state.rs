@@ -1,0 +1,228 @@
+//! Per-vCPU PV state Xen keeps in `struct pv_vcpu` beyond the common [`crate::domain::Vcpu`]:
+//! virtual IDT entries, callback flags, virtual CR0.TS/CR2/CR4, debug registers, virtual IOPL.
+
+use crate::domain::VcpuKey;
+use crate::effect::DomId;
+use crate::hv::{Ctx, HvState};
+use dom0_interface::arch_x86::{TI_DPL_MASK, TI_IF};
+use lockstep::impl_value;
+
+/// The CR4 value Xen 4.17 shows a 64-bit PV guest (PAE | MCE | OSFXSR | OSXMMEXCPT), measured
+/// on the oracle.
+pub const GUEST_CR4: u64 = 0x660;
+/// CR4 bits a PV guest may change (TSD, DE, OSXSAVE); the others are Xen's.
+pub const GUEST_CR4_WRITABLE: u64 = (1 << 2) | (1 << 3) | (1 << 18);
+/// `X86_CR4_DE`.
+pub const CR4_DE: u64 = 1 << 3;
+/// The CR0 Xen runs with (PE MP ET NE WP AM PG); the guest reads it with its virtual TS.
+pub const HOST_CR0: u64 = 0x8005_0033;
+/// `X86_CR0_TS`.
+pub const CR0_TS: u64 = 1 << 3;
+/// `X86_DR6_DEFAULT`: DR6 after reset (reserved bits read as 1).
+pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+/// `X86_DR7_DEFAULT`.
+pub const DR7_DEFAULT: u64 = 0x400;
+/// `X86_EFLAGS_IOPL`.
+pub const EFLAGS_IOPL: u64 = 3 << 12;
+
+/// One entry of a vCPU's virtual IDT (`struct trap_info` minus the vector, which is the key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapEntry {
+    /// `TI_*` flags: DPL in bits 0-1, bit 2 masks events on entry.
+    pub flags: u8,
+    /// Code selector (RPL fixed up to 3).
+    pub cs: u16,
+    /// Handler address (0: none).
+    pub address: u64,
+}
+impl_value!(TrapEntry { flags, cs, address });
+
+impl TrapEntry {
+    /// `TI_GET_DPL`.
+    pub fn dpl(&self) -> u8 {
+        self.flags & TI_DPL_MASK
+    }
+    /// `TI_GET_IF`: entering the handler masks events.
+    pub fn masks_events(&self) -> bool {
+        self.flags & TI_IF != 0
+    }
+}
+
+/// PV CPU state of one vCPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PvVcpu {
+    /// `VGCF_failsafe_disables_events`.
+    pub failsafe_disables_events: bool,
+    /// `VGCF_syscall_disables_events`.
+    pub syscall_disables_events: bool,
+    /// 32-bit SYSCALL entry point.
+    pub syscall32_callback: u64,
+    /// Mask events on 32-bit SYSCALL entry.
+    pub syscall32_disables_events: bool,
+    /// SYSENTER entry point.
+    pub sysenter_callback: u64,
+    /// Mask events on SYSENTER entry.
+    pub sysenter_disables_events: bool,
+    /// Virtual CR0.TS (`fpu_taskswitch`).
+    pub cr0_ts: bool,
+    /// Virtual CR2 (last page-fault address bounced).
+    pub cr2: u64,
+    /// Guest-visible CR4.
+    pub cr4: u64,
+    /// DR0-DR3.
+    pub dr: [u64; 4],
+    /// DR6.
+    pub dr6: u64,
+    /// DR7 (I/O breakpoint enables moved to `dr7_emul`).
+    pub dr7: u64,
+    /// Emulated DR7 I/O breakpoint enables.
+    pub dr7_emul: u64,
+    /// Virtual IOPL, in EFLAGS position (bits 12-13).
+    pub iopl: u64,
+}
+impl_value!(PvVcpu {
+    failsafe_disables_events,
+    syscall_disables_events,
+    syscall32_callback,
+    syscall32_disables_events,
+    sysenter_callback,
+    sysenter_disables_events,
+    cr0_ts,
+    cr2,
+    cr4,
+    dr,
+    dr6,
+    dr7,
+    dr7_emul,
+    iopl,
+});
+
+impl Default for PvVcpu {
+    fn default() -> Self {
+        PvVcpu {
+            failsafe_disables_events: false,
+            syscall_disables_events: false,
+            syscall32_callback: 0,
+            syscall32_disables_events: false,
+            sysenter_callback: 0,
+            sysenter_disables_events: false,
+            cr0_ts: false,
+            cr2: 0,
+            cr4: GUEST_CR4,
+            dr: [0; 4],
+            dr6: DR6_DEFAULT,
+            dr7: DR7_DEFAULT,
+            dr7_emul: 0,
+            iopl: 0,
+        }
+    }
+}
+
+/// The calling vCPU's key.
+pub fn key(ctx: &Ctx<'_, '_, '_>) -> VcpuKey {
+    (ctx.req.dom, ctx.req.vcpu)
+}
+
+/// The PV state of `k` (the reset state if it was never touched).
+pub fn get(state: &HvState, k: VcpuKey) -> PvVcpu {
+    state.pv_vcpus.get(&k).cloned().unwrap_or_default()
+}
+
+/// Changes the PV state of `k` through the journal.
+pub fn update<R>(
+    state: &mut HvState,
+    j: &mut lockstep::Journal,
+    k: VcpuKey,
+    f: impl FnOnce(&mut PvVcpu) -> R,
+) -> R {
+    let mut v = get(state, k);
+    let r = f(&mut v);
+    if state.pv_vcpus.get(&k) != Some(&v) {
+        state.pv_vcpus.insert(j, k, v);
+    }
+    r
+}
+
+/// The virtual IDT entry for `vector` of `k` (an all-zero entry if none).
+pub fn trap(state: &HvState, k: VcpuKey, vector: u8) -> TrapEntry {
+    state
+        .trap_tables
+        .get(&(k.0, k.1, vector))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Sets (or, for an all-zero entry, removes) the virtual IDT entry for `vector` of `k`.
+pub fn set_trap(
+    state: &mut HvState,
+    j: &mut lockstep::Journal,
+    k: VcpuKey,
+    vector: u8,
+    e: TrapEntry,
+) {
+    let key = (k.0, k.1, vector);
+    if e == TrapEntry::default() {
+        state.trap_tables.remove(j, &key);
+    } else if state.trap_tables.get(&key) != Some(&e) {
+        state.trap_tables.insert(j, key, e);
+    }
+}
+
+/// Clears the whole virtual IDT of `k`.
+pub fn clear_traps(state: &mut HvState, j: &mut lockstep::Journal, k: VcpuKey) {
+    let keys: alloc::vec::Vec<(DomId, u32, u8)> = state
+        .trap_tables
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| key.0 == k.0 && key.1 == k.1)
+        .collect();
+    for key in keys {
+        state.trap_tables.remove(j, &key);
+    }
+}
+
+/// Whether the vCPU is inside a multicall (Xen's `_MCSF_in_multicall`). Handlers that would
+/// create a hypercall continuation must not do so while this holds.
+pub fn in_multicall(state: &HvState, k: VcpuKey) -> bool {
+    state.in_multicall.get(&k).copied().unwrap_or(false)
+}
+
+/// `is_canonical_address` for 48-bit virtual addresses.
+pub fn is_canonical(addr: u64) -> bool {
+    ((addr as i64) << 16 >> 16) as u64 == addr
+}
+
+/// Xen's `__addr_ok` for a 64-bit PV guest: below 2^48 or above the hypervisor's range.
+pub fn addr_ok(addr: u64) -> bool {
+    !((1 << 48)..dom0_interface::arch_x86::HYPERVISOR_VIRT_END).contains(&addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_and_addr_ok() {
+        assert!(is_canonical(0x7fff_ffff_ffff));
+        assert!(!is_canonical(0x8000_0000_0000));
+        assert!(is_canonical(0xffff_8000_0000_0000));
+        assert!(addr_ok(0x1000));
+        assert!(!addr_ok(0xffff_8000_0000_0000));
+        assert!(addr_ok(0xffff_8800_0000_0000));
+        assert!(addr_ok(0x8000_0000_0000));
+    }
+
+    #[test]
+    fn reset_state_matches_xen() {
+        let p = PvVcpu::default();
+        assert_eq!(p.cr4, 0x660);
+        assert_eq!((p.dr6, p.dr7), (0xffff_0ff0, 0x400));
+        let t = TrapEntry {
+            flags: 3 | TI_IF,
+            cs: 0xe033,
+            address: 1,
+        };
+        assert_eq!(t.dpl(), 3);
+        assert!(t.masks_events());
+    }
+}
