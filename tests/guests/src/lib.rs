@@ -3,6 +3,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod bench_stats;
+
 /// Whether the space-separated `list` (e.g. the XENVER_capabilities string) contains `token`.
 pub fn has_token(list: &str, token: &str) -> bool {
     list.split_ascii_whitespace().any(|t| t == token)
