@@ -22,6 +22,10 @@ pub mod env;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod frame;
+#[cfg(test)]
+mod op_tests;
+#[cfg(test)]
+mod prop_tests;
 pub mod pt;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use super::pt::{self, entry_mfn, P, RW};
 use super::{build, DomainMemory, PageType};
-use crate::effect::{Effect, MmEffect};
+use crate::effect::{DomId, Effect, MmEffect};
 use crate::hypercall::testing::{Harness, Outcome};
 use crate::pv_layout::{PageTablePlan, PtEntry, PtFrame, PtLevel, L1_PROT, TABLE_PROT};
 use alloc::collections::BTreeMap;
@@ -46,6 +46,23 @@ pub fn harness(privileged: bool) -> Harness {
         Harness::domu(1)
     };
     let dom = h.dom;
+    let mut j = Journal::new();
+    j.begin(1);
+    h.state.mm_config.set(
+        &mut j,
+        super::MmConfig {
+            max_page: MAX_PAGE,
+            ..Default::default()
+        },
+    );
+    add_domain(&mut h, &mut j, dom, MFN_BASE, SHARED_INFO);
+    lockstep::replica::forget(&mut h.state);
+    h
+}
+
+/// Registers the fixture's memory layout for `dom` (already created) with pfn p at mfn
+/// `base + p` and its tables in machine memory.
+pub fn add_domain(h: &mut Harness, j: &mut Journal, dom: DomId, base: u64, shared_info: u64) {
     let frames = alloc::vec![
         PtFrame {
             pfn: 0,
@@ -99,36 +116,25 @@ pub fn harness(privileged: bool) -> Harness {
         entries,
     };
     for p in 0..PAGES {
-        h.mem.add_frame(mfn(p));
+        h.mem.add_frame(base + p);
     }
-    h.mem.add_frame(SHARED_INFO);
+    h.mem.add_frame(shared_info);
     for e in &plan.entries {
-        let maddr = (mfn(e.table_pfn) << 12) + u64::from(e.index) * 8;
-        h.mem.machine.insert(maddr, e.pte(mfn(e.target_pfn)));
+        let maddr = ((base + e.table_pfn) << 12) + u64::from(e.index) * 8;
+        h.mem.machine.insert(maddr, e.pte(base + e.target_pfn));
     }
-    let p2m: Vec<u64> = (0..PAGES).map(mfn).collect();
-    let mut j = Journal::new();
-    j.begin(1);
-    h.state.mm_config.set(
-        &mut j,
-        super::MmConfig {
-            max_page: MAX_PAGE,
-            ..Default::default()
-        },
-    );
+    let p2m: Vec<u64> = (0..PAGES).map(|p| base + p).collect();
     build::register_pv_domain(
         &mut h.state,
-        &mut j,
+        j,
         &DomainMemory {
             dom,
             p2m: &p2m,
-            shared_info_mfn: SHARED_INFO,
+            shared_info_mfn: shared_info,
             plan: &plan,
         },
     )
     .expect("register");
-    lockstep::replica::forget(&mut h.state);
-    h
 }
 
 /// Runs a hypercall and applies the effects the fixture models (frees, page clears).
