@@ -23,7 +23,7 @@ RUN_MODULES ?= $(wildcard $(BUILD)/dom0.elf)
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen clean
+.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -95,6 +95,11 @@ xen:
 	@if [ -x scripts/fetch-xen.sh ]; then scripts/fetch-xen.sh; \
 	elif [ -f scripts/fetch-xen.sh ]; then bash scripts/fetch-xen.sh; \
 	else echo "xen: scripts/fetch-xen.sh not present yet, oracle runs will be skipped"; fi
+
+## bench: hypercall cost on Xen 4.17 vs DualVisor lockstep off/on, host lockstep costs and the
+## self-test's recovery latency, measured in one run and printed as ratios (not part of `test`)
+bench: deps
+	@scripts/bench.sh
 
 clean:
 	rm -rf $(BUILD)

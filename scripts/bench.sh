@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# bench.sh — `make bench`: hypercall cost of DualVisor (lockstep off and on) against the real
+# Xen 4.17, and the lockstep engine's own costs, measured in ONE run and printed as ratios.
+#
+#   1. builds what it needs: `make image guests xen`;
+#   2. host: `cargo run --release -p lockstep --example bench` (mailbox vs raw ping-pong, one
+#      transaction on vs off, digest cost);
+#   3. QEMU, all with the same flags: the bench guest (build/guests/bench.elf) as dom0 on
+#      Xen 4.17 (build/xen/xen.elf), on DualVisor with `lockstep=off`, on DualVisor with lockstep
+#      on, and DualVisor's `selftest=lockstep` (for the recovery statistics);
+#   4. parses the guest's `BENCH <name> cycles_per_call=<n>` lines and prints a table and the
+#      ratios DualVisor-off/Xen, DualVisor-on/Xen and on/off next to the targets of issues 3
+#      and 4 (off <= 1.0x Xen, on <= 3x Xen, recovery <= 20 us under TCG).
+#
+# Ratios are printed, never judged: the exit status is 0 unless the script itself cannot run
+# (no QEMU, bad knob values). A run that did not reach the guest's end is reported as such.
+#
+# Knobs (environment): BENCH_SMP (CPUs, default 3: a leader/follower pair and a coordinator),
+# BENCH_TIMEOUT (seconds per QEMU run, default 240), BENCH_NO_BUILD=1 (use the artifacts
+# already in build/), BENCH_NO_HOST=1 (skip the host lockstep bench), BENCH_LOG_DIR (serial
+# logs, default build/bench), QEMU, XEN_ELF, DUALVISOR_ELF.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+
+QEMU="${QEMU:-qemu-system-x86_64}"
+SMP="${BENCH_SMP:-3}"
+TIMEOUT="${BENCH_TIMEOUT:-240}"
+LOG_DIR="${BENCH_LOG_DIR:-$ROOT/build/bench}"
+XEN="${XEN_ELF:-$ROOT/build/xen/xen.elf}"
+IMAGE="${DUALVISOR_ELF:-$ROOT/build/dualvisor.elf}"
+GUEST="$ROOT/build/guests/bench.elf"
+CONSOLE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot"
+NAMES=(xen_version evtchn_send sched_yield)
+
+die() {
+    echo "bench: $*" >&2
+    exit 2
+}
+[[ "$SMP" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SMP must be a positive integer, not '$SMP'"
+[[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT must be a positive integer, not '$TIMEOUT'"
+command -v "$QEMU" >/dev/null 2>&1 || die "$QEMU not found (make deps installs it)"
+command -v timeout >/dev/null 2>&1 || die "timeout(1) not found"
+for f in "$XEN" "$IMAGE" "$GUEST"; do
+    [[ "$f" != *,* ]] || die "path must not contain a comma (QEMU splits -initrd on commas): $f"
+done
+mkdir -p "$LOG_DIR" || die "cannot create $LOG_DIR"
+
+section() {
+    printf '\n== %s ==\n' "$*"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. Build.
+NOTES=()
+note() {
+    NOTES+=("$*")
+    echo "bench: $*"
+}
+
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+    section "build: make image guests xen"
+    if ! make --no-print-directory image guests xen; then
+        note "build: 'make image guests xen' failed; using whatever build/ already holds"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Host lockstep bench.
+HOST_LOG="$LOG_DIR/host-lockstep.log"
+if [[ "${BENCH_NO_HOST:-0}" != 1 ]]; then
+    section "host: cargo run --release -p lockstep --example bench"
+    if cargo run --quiet --release -p lockstep --example bench >"$HOST_LOG" 2>&1; then
+        cat "$HOST_LOG"
+    else
+        tail -n 20 "$HOST_LOG"
+        note "host: the lockstep bench failed (log: $HOST_LOG)"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. QEMU runs.
+
+# Serial output without carriage returns and terminal escapes.
+clean_log() {
+    tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g'
+}
+
+# run_qemu NAME KERNEL APPEND MODULE DONE_RE: boots KERNEL under QEMU (module optional), serial
+# to $LOG_DIR/NAME.log, until DONE_RE appears in the log, QEMU exits, or the timeout. QEMU is
+# stopped by its PID. Sets RUN_STATUS (done | exited N | timeout) and RUN_SECONDS.
+run_qemu() {
+    local name="$1" kernel="$2" append="$3" module="$4" done_re="$5"
+    local log="$LOG_DIR/$name.log"
+    local args=(-machine q35 -cpu EPYC,-monitor,-smap -smp "$SMP" -m 1024
+        -nic none -display none -monitor none -serial stdio -no-reboot
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04
+        -kernel "$kernel" -append "$append")
+    [[ -n "$module" ]] && args+=(-initrd "$module")
+    echo "bench: $name: $QEMU -smp $SMP -kernel ${kernel#"$ROOT"/} -append \"$append\"${module:+ -initrd ${module#"$ROOT"/}}"
+    local start=$SECONDS
+    : >"$log"
+    timeout "$TIMEOUT" "$QEMU" "${args[@]}" </dev/null >"$log" 2>&1 &
+    local pid=$!
+    local result_seen=""
+    RUN_STATUS="timeout"
+    while kill -0 "$pid" 2>/dev/null; do
+        if grep -Eq "$done_re" "$log"; then
+            RUN_STATUS="done"
+            break
+        fi
+        # The guest finished but the hypervisor never said it halted: give it 10 s.
+        if [[ -z "$result_seen" ]] && grep -q 'Test result:' "$log"; then
+            result_seen=$SECONDS
+        fi
+        if [[ -n "$result_seen" ]] && ((SECONDS - result_seen > 10)); then
+            RUN_STATUS="done (no halt line)"
+            break
+        fi
+        sleep 0.5
+    done
+    sleep 0.3
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    else
+        wait "$pid"
+        local rc=$?
+        if [[ "$RUN_STATUS" == timeout ]]; then
+            if ((rc == 124)); then RUN_STATUS="timeout after ${TIMEOUT}s"; else RUN_STATUS="QEMU exited with status $rc"; fi
+        fi
+    fi
+    RUN_SECONDS=$((SECONDS - start))
+}
+
+GUEST_DONE='Hardware Dom0 (halted|crashed)|Panic on CPU|Reboot in five seconds'
+
+declare -A CYC=()   # CYC[run:name] = cycles per call
+declare -A WHY=()   # WHY[run:name] = why there is no number
+declare -A RESULT=() # RESULT[run] = what the run ended with
+declare -A KHZ=()   # KHZ[run] = TSC kHz the guest read from vcpu_time_info
+RUNS=(xen off on)
+declare -A LABEL=([xen]="Xen 4.17" [off]="DualVisor lockstep=off" [on]="DualVisor lockstep on")
+
+# parse_guest RUN: reads the BENCH lines of $LOG_DIR/RUN.log into CYC/WHY/KHZ and RESULT.
+parse_guest() {
+    local run="$1" log="$LOG_DIR/$1.log" line name rest
+    while IFS= read -r line; do
+        line="${line#"(XEN) "}"
+        read -r _ name rest <<<"$line"
+        case "$name" in
+        tsc_khz=*) KHZ[$run]="${name#tsc_khz=}" ;;
+        *)
+            if [[ "$rest" =~ cycles_per_call=([0-9]+) ]]; then
+                CYC[$run:$name]="${BASH_REMATCH[1]}"
+            elif [[ "$rest" == unavailable* ]]; then
+                WHY[$run:$name]="${rest#unavailable: }"
+            fi
+            ;;
+        esac
+    done < <(clean_log "$log" | grep -E '^(\(XEN\) )?BENCH ')
+    local result
+    result=$(clean_log "$log" | grep -o 'Test result: [A-Z]*' | tail -n 1)
+    RESULT[$run]="${result:-no Test result line}"
+}
+
+run_guest() {
+    local run="$1" kernel="$2" append="$3"
+    if [[ ! -s "$kernel" ]]; then
+        RESULT[$run]="not run: ${kernel#"$ROOT"/} missing"
+        note "${LABEL[$run]}: not run, ${kernel#"$ROOT"/} missing"
+        return
+    fi
+    run_qemu "$run" "$kernel" "$append" "$GUEST" "$GUEST_DONE"
+    parse_guest "$run"
+    RESULT[$run]="${RESULT[$run]}, $RUN_STATUS, ${RUN_SECONDS}s"
+    echo "bench: ${LABEL[$run]}: ${RESULT[$run]} (log: ${LOG_DIR#"$ROOT"/}/$run.log)"
+}
+
+section "QEMU: bench guest as dom0 (-smp $SMP, dom0_max_vcpus=1)"
+if [[ ! -s "$GUEST" ]]; then
+    note "no ${GUEST#"$ROOT"/}: the guest runs are skipped (make guests builds it)"
+    for run in "${RUNS[@]}"; do RESULT[$run]="not run: no bench guest"; done
+else
+    run_guest xen "$XEN" "$CONSOLE dom0_max_vcpus=1"
+    run_guest off "$IMAGE" "$CONSOLE dom0_max_vcpus=1 lockstep=off"
+    run_guest on "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+fi
+
+section "QEMU: DualVisor selftest=lockstep (-smp $SMP)"
+SELFTEST_RESULT="not run: ${IMAGE#"$ROOT"/} missing"
+if [[ -s "$IMAGE" ]]; then
+    run_qemu selftest "$IMAGE" "$CONSOLE selftest=lockstep" "" \
+        'selftest lockstep: (PASS|FAIL)|Panic on CPU'
+    SELFTEST_RESULT=$(clean_log "$LOG_DIR/selftest.log" | grep -Eo 'selftest lockstep: (PASS|FAIL.*)' | tail -n 1)
+    SELFTEST_RESULT="${SELFTEST_RESULT:-no PASS/FAIL line}, $RUN_STATUS, ${RUN_SECONDS}s"
+    echo "bench: selftest=lockstep: $SELFTEST_RESULT (log: ${LOG_DIR#"$ROOT"/}/selftest.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Report.
+
+# ratio A B -> "A/B" with two decimals, or "n/a".
+ratio() {
+    if [[ -n "$1" && -n "$2" && "$2" != 0 ]]; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
+    else
+        echo "n/a"
+    fi
+}
+
+# verdict RATIO TARGET -> "meets" / "above" / "" (for n/a).
+verdict() {
+    [[ "$1" == n/a ]] && return
+    awk -v r="${1%x}" -v t="$2" 'BEGIN { print (r <= t ? "meets" : "above") }'
+}
+
+cell() {
+    local v="${CYC[$1:$2]:-}"
+    if [[ -n "$v" ]]; then echo "$v"; elif [[ -n "${WHY[$1:$2]:-}" ]]; then echo "unavail."; else echo "-"; fi
+}
+
+section "results: cycles per call (median of 32 batches x 256 calls; TSC cycles, TCG)"
+for run in "${RUNS[@]}"; do
+    printf '  %-24s %s%s\n' "${LABEL[$run]}:" "${RESULT[$run]}" "${KHZ[$run]:+, TSC ${KHZ[$run]} kHz}"
+done
+echo
+printf '  %-12s %10s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV lockstep on"
+for n in "${NAMES[@]}"; do
+    printf '  %-12s %10s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")"
+done
+
+section "RATIOS (printed, not judged)"
+printf '  %-12s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on/off"
+for n in "${NAMES[@]}"; do
+    x="${CYC[xen:$n]:-}" f="${CYC[off:$n]:-}" o="${CYC[on:$n]:-}"
+    r1=$(ratio "$f" "$x") r2=$(ratio "$o" "$x") r3=$(ratio "$o" "$f")
+    v1=$(verdict "$r1" 1.0) v2=$(verdict "$r2" 3.0)
+    printf '  %-12s %-30s %-30s %s\n' "$n" "$r1${v1:+ ($v1 target)}" "$r2${v2:+ ($v2 target)}" "$r3"
+done
+
+# Why numbers are missing.
+missing=0
+for run in "${RUNS[@]}"; do
+    for n in "${NAMES[@]}"; do
+        if [[ -z "${CYC[$run:$n]:-}" ]]; then
+            missing=1
+            why="${WHY[$run:$n]:-no BENCH line in the log}"
+            echo "  ${LABEL[$run]}: $n: $why"
+        fi
+    done
+done
+for run in off on; do
+    if [[ "${RESULT[$run]}" != "Test result: SUCCESS"* ]]; then
+        echo "  NOTE: ${LABEL[$run]} did not run the bench guest to a successful end (${RESULT[$run]});"
+        echo "        the PV hypercall paths may not be wired up yet. Last lines of its serial log:"
+        clean_log "$LOG_DIR/$run.log" 2>/dev/null | grep -Ev "^qemu-system|TCG doesn't support" | tail -n 8 | sed 's/^/          | /'
+    fi
+done
+((missing)) && echo "  (ratios need both numbers; 'n/a' where one is missing)"
+
+section "lockstep recovery (selftest=lockstep, -smp $SMP)"
+echo "  $SELFTEST_RESULT"
+if [[ -s "$LOG_DIR/selftest.log" ]]; then
+    stats=$(clean_log "$LOG_DIR/selftest.log" | sed 's/^(XEN) //' |
+        grep -E '^(lockstep: |lockstep selftest|transactions |detected |recovery latency|inject )')
+    if [[ -n "$stats" ]]; then
+        echo "$stats" | sed 's/^/  /'
+        rec=$(echo "$stats" | grep -Eo 'recovery latency: n [0-9]+ mean [0-9]+ max [0-9]+' | tail -n 1)
+        khz="${KHZ[on]:-${KHZ[off]:-${KHZ[xen]:-}}}"
+        if [[ -n "$rec" && -n "$khz" ]]; then
+            read -r _ _ _ cnt _ mean _ max <<<"$rec"
+            awk -v n="$cnt" -v mean="$mean" -v max="$max" -v khz="$khz" 'BEGIN {
+                us = mean * 1000 / khz; mx = max * 1000 / khz
+                printf "  recovery latency: %d recoveries, mean %.1f us, max %.1f us (TSC %d kHz)   target <= 20 us: %s\n",
+                    n, us, mx, khz, (n == 0 ? "n/a (nothing recovered)" : (us <= 20 ? "meets" : "above"))
+            }'
+        elif [[ -n "$rec" ]]; then
+            echo "  (no TSC frequency from a guest run: recovery latency left in cycles)"
+        fi
+    else
+        echo "  the self-test printed no lockstep statistics"
+    fi
+fi
+if [[ -s "$HOST_LOG" ]] && grep -q 'mailbox round trip' "$HOST_LOG"; then
+    section "host lockstep engine (targets: mailbox <= 1.5x raw ping-pong)"
+    sed 's/^/  /' "$HOST_LOG"
+fi
+
+if ((${#NOTES[@]})); then
+    section "notes"
+    printf '  %s\n' "${NOTES[@]}"
+fi
+echo
+echo "bench: serial logs in ${LOG_DIR#"$ROOT"/}/"
+exit 0
