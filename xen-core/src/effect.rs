@@ -130,6 +130,14 @@ pub enum MmEffect {
         /// The frames.
         mfns: Vec<u64>,
     },
+    /// Write M2P entry `mfn` (the table guests read at 0xFFFF800000000000) as `pfn`
+    /// (`!0`: invalid).
+    SetM2p {
+        /// The frame.
+        mfn: u64,
+        /// Its pfn.
+        pfn: u64,
+    },
 }
 
 impl MmEffect {
@@ -144,6 +152,7 @@ impl MmEffect {
             MmEffect::FlushCache => 7,
             MmEffect::FreeFrames(_) => 8,
             MmEffect::FramesAllocated { .. } => 9,
+            MmEffect::SetM2p { .. } => 10,
         }
     }
 }
@@ -161,6 +170,7 @@ impl Value for MmEffect {
             MmEffect::FlushCache => {}
             MmEffect::FreeFrames(m) => m.digest(h),
             MmEffect::FramesAllocated { dom, mfns } => (*dom, mfns.clone()).digest(h),
+            MmEffect::SetM2p { mfn, pfn } => (*mfn, *pfn).digest(h),
         }
     }
 
@@ -175,6 +185,7 @@ impl Value for MmEffect {
             MmEffect::FlushCache => 0,
             MmEffect::FreeFrames(m) => m.bit_len(),
             MmEffect::FramesAllocated { dom, mfns } => dom.bit_len() + mfns.bit_len(),
+            MmEffect::SetM2p { mfn, pfn } => mfn.bit_len() + pfn.bit_len(),
         }
     }
 
@@ -204,6 +215,7 @@ impl Value for MmEffect {
             MmEffect::FlushCache => {}
             MmEffect::FreeFrames(m) => m.flip_bit(bit),
             MmEffect::FramesAllocated { dom, mfns } => pair(dom, mfns, bit),
+            MmEffect::SetM2p { mfn, pfn } => pair(mfn, pfn, bit),
         }
     }
 }
@@ -371,6 +383,7 @@ mod tests {
                 dom: 2,
                 mfns: alloc::vec![8],
             }),
+            Effect::Mm(MmEffect::SetM2p { mfn: 8, pfn: 3 }),
             Effect::SetRegs(crate::request::GuestRegs {
                 rip: 1,
                 rsp: 2,

@@ -236,6 +236,27 @@ pub struct MmConfig {
     pub machine_e820: Vec<E820Entry>,
     /// Frames backing the M2P table, one per 2 MiB of it (`XENMEM_machphys_mfn_list`).
     pub m2p_frames: Vec<u64>,
+    /// I/O frame ranges (inclusive) no guest may map, not even dom0: the hypervisor's own
+    /// devices (local APIC, IO-APICs, HPET...), as Xen removes them from dom0's iomem rights.
+    pub io_deny: Vec<(u64, u64)>,
+}
+
+impl MmConfig {
+    /// Whether `mfn` is RAM (`mfn_valid`). With no `max_page` configured every frame counts
+    /// as RAM, so nothing unowned can be mapped.
+    pub fn is_ram(&self, mfn: u64) -> bool {
+        self.max_page == 0 || mfn < self.max_page
+    }
+
+    /// Whether I/O frame `mfn` is reserved to the hypervisor.
+    pub fn io_denied(&self, mfn: u64) -> bool {
+        self.io_deny.iter().any(|&(s, e)| (s..=e).contains(&mfn))
+    }
+}
+
+/// Sets the host memory facts the handlers use (at boot, before the first transaction).
+pub fn set_host_memory(st: &mut crate::hv::HvState, j: &mut lockstep::Journal, c: MmConfig) {
+    st.mm_config.set(j, c);
 }
 
 impl Value for MmConfig {
@@ -246,9 +267,12 @@ impl Value for MmConfig {
         }
         .digest(h);
         self.m2p_frames.digest(h);
+        self.io_deny.digest(h);
     }
     fn bit_len(&self) -> u64 {
-        64 + self.machine_e820.len() as u64 * 160 + self.m2p_frames.bit_len()
+        64 + self.machine_e820.len() as u64 * 160
+            + self.m2p_frames.bit_len()
+            + self.io_deny.bit_len()
     }
     fn flip_bit(&mut self, bit: u64) {
         if bit < 64 {
@@ -263,8 +287,11 @@ impl Value for MmConfig {
             };
             d.flip_bit(bit);
             self.machine_e820 = d.e820;
-        } else {
+        } else if bit - e_bits < self.m2p_frames.bit_len() {
             self.m2p_frames.flip_bit(bit - e_bits);
+        } else {
+            let b = bit - e_bits - self.m2p_frames.bit_len();
+            self.io_deny.flip_bit(b);
         }
     }
 }

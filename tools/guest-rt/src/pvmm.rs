@@ -378,3 +378,73 @@ pub fn cycle_spare_pfn(si: &StartInfo, pfn: u64) -> Result<(XenResult, XenResult
     }
     Ok((dec, pop, ext[0]))
 }
+
+/// `XENMEM_exchange` of one frame `in_mfn` for a new frame to back `out_pfn`; returns the
+/// result, `nr_exchanged` and the new frame (the out list as Xen left it).
+///
+/// # Safety
+/// On success `in_mfn` is gone: the caller must not use it again.
+unsafe fn exchange1(in_mfn: u64, out_pfn: u64) -> (XenResult, u64, u64) {
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Reservation {
+        extent_start: u64,
+        nr_extents: u64,
+        extent_order: u32,
+        mem_flags: u32,
+        domid: u16,
+    }
+    #[repr(C)]
+    struct Exchange {
+        input: Reservation,
+        output: Reservation,
+        nr_exchanged: u64,
+    }
+    let mut ins = [in_mfn];
+    let mut outs = [out_pfn];
+    let res = |p: *mut u64| Reservation {
+        extent_start: p as u64,
+        nr_extents: 1,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+    };
+    let mut x = Exchange {
+        input: res(ins.as_mut_ptr()),
+        output: res(outs.as_mut_ptr()),
+        nr_exchanged: 0,
+    };
+    // SAFETY: Xen reads `x`, `ins` and `outs`, writes `outs` and `x.nr_exchanged`; the caller
+    // vouches for giving `in_mfn` up.
+    let r = unsafe { hypercall::call(MEMORY_OP, [11, &mut x as *mut Exchange as u64, 0, 0, 0]) };
+    (r, x.nr_exchanged, outs[0])
+}
+
+/// Exchanges the frame of spare pfn `pfn` for a new one and records it in the p2m list.
+pub fn exchange_spare(si: &StartInfo, pfn: u64) -> Result<(XenResult, u64, u64), Errno> {
+    let top = spare_pfn(si, 0).ok_or(Errno::EINVAL)?;
+    if pfn > top || spare_pfn(si, top - pfn) != Some(pfn) {
+        return Err(Errno::EINVAL);
+    }
+    let mfn = pfn_to_mfn(si, pfn).ok_or(Errno::EINVAL)?;
+    // SAFETY: spare pfns are never used by the runtime; the old frame is not touched again.
+    let (r, n, new) = unsafe { exchange1(mfn, pfn) };
+    if r.is_ok() && n == 1 {
+        let entry = si.mfn_list + pfn * 8;
+        // SAFETY: `mfn_list` is the p2m array Xen mapped read-write at start of day, with
+        // `nr_pages` entries; `pfn < nr_pages`.
+        unsafe { (*(entry as *const AtomicU64)).store(new, Ordering::SeqCst) };
+    }
+    Ok((r, n, new))
+}
+
+/// Offers the root page table (pinned, in use as CR3) for exchange: Xen always refuses.
+pub fn exchange_root(si: &StartInfo) -> (XenResult, u64) {
+    let Some(root) = root_mfn(si) else {
+        return (Err(Errno::EINVAL), 0);
+    };
+    // SAFETY: a pinned page table in use as CR3 cannot be stolen (steal_page needs exactly
+    // the allocation reference), so Xen refuses and nothing changes.
+    let (r, n, _) = unsafe { exchange1(root, 0) };
+    (r, n)
+}

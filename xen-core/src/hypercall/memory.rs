@@ -10,8 +10,8 @@
 use super::mmu::xsm_target;
 use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{value_kind, Ctx, HvError, HvResult, HvState};
-use crate::mm::env::CtxEnv;
-use crate::mm::frame::{get_page, put_page, put_page_and_type};
+use crate::mm::env::{CtxEnv, MmEnv};
+use crate::mm::frame::{get_page, put_page, put_page_and_type, set_m2p};
 use crate::mm::pt::addr_ok;
 use crate::mm::{
     PageInfo, INVALID_M2P, MACH2PHYS_NR_ENTRIES, NO_FRAME, RO_MPT_VIRT_END, RO_MPT_VIRT_START,
@@ -48,6 +48,7 @@ pub fn memory_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
             reservation(st, ctx, op, start_extent, arg)
         }
+        XENMEM_EXCHANGE if start_extent == 0 => exchange(st, ctx, arg),
         _ if start_extent != 0 && op <= XENMEM_MAXIMUM_RESERVATION => Err(errno(XenErrno::EINVAL)),
         XENMEM_MAXIMUM_RAM_PAGE => Ok(st.mm_config.get().max_page as i64),
         XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => {
@@ -295,6 +296,7 @@ fn reservation(
                         st.p2m.insert(j, (d, g.wrapping_add(k)), first + k);
                     }
                     allocated.push(first + k);
+                    set_m2p(st, &mut env, first + k, m2p);
                 }
                 let j = env.ctx.journal();
                 st.domains.update(j, &d, |dm| dm.tot_pages += pages);
@@ -346,8 +348,8 @@ fn remove_page(
     st.frames.update(j, &mfn, |p| {
         p.pinned = false;
         p.allocated = false;
-        p.m2p = INVALID_M2P;
     });
+    set_m2p(st, env, mfn, INVALID_M2P);
     if m2p != INVALID_M2P && st.p2m.get(&(d, m2p)) == Some(&mfn) {
         let j = env.ctx.journal();
         st.p2m.remove(j, &(d, m2p));
@@ -360,4 +362,188 @@ fn remove_page(
     }
     put_page(st, env, mfn);
     Ok(Ok(()))
+}
+
+/// Offset of `nr_exchanged` in `struct xen_memory_exchange`.
+const NR_EXCHANGED_OFFSET: u64 = (XenMemoryExchange::SIZE - 8) as u64;
+
+/// Writes `nr_exchanged` back into the caller's `xen_memory_exchange`.
+fn put_exchanged(ctx: &mut Ctx<'_, '_, '_>, arg: u64, n: u64) -> Result<(), HvError> {
+    ctx.copy_to_guest(arg.wrapping_add(NR_EXCHANGED_OFFSET), &n.to_le_bytes())
+}
+
+/// `XENMEM_exchange`: trades the caller's frames (in list, mfns; none may be mapped, typed or
+/// pinned) for new ones (out list: pfns in, mfns out), chunk by chunk.
+fn exchange(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut b = [0u8; XenMemoryExchange::SIZE];
+    ctx.copy_from_guest(arg, &mut b)?;
+    let x = XenMemoryExchange::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
+    let (inr, outr) = (x.r#in, x.out);
+    let fail_early = |ctx: &mut Ctx<'_, '_, '_>, e: XenErrno| -> HvResult {
+        put_exchanged(ctx, arg, x.nr_exchanged)?;
+        Err(errno(e))
+    };
+    let caller = ctx.dom();
+    if inr.extent_order.max(outr.extent_order) > max_order(st, caller) {
+        return fail_early(ctx, XenErrno::EPERM);
+    }
+    let fits = |r: &XenMemoryReservation| {
+        r.extent_order < 64 && (u64::MAX >> r.extent_order) >= r.nr_extents
+    };
+    if x.nr_exchanged > inr.nr_extents
+        || inr.domid != outr.domid
+        || !fits(&inr)
+        || !fits(&outr)
+        || (inr.nr_extents << inr.extent_order) != (outr.nr_extents << outr.extent_order)
+    {
+        return fail_early(ctx, XenErrno::EINVAL);
+    }
+    if x.nr_exchanged == inr.nr_extents {
+        return Ok(0);
+    }
+    if !addr_ok(inr.extent_start) || !addr_ok(outr.extent_start) {
+        return fail_early(ctx, XenErrno::EFAULT);
+    }
+    let (in_chunk, out_chunk) = if inr.extent_order <= outr.extent_order {
+        (outr.extent_order - inr.extent_order, 0)
+    } else {
+        (0, inr.extent_order - outr.extent_order)
+    };
+    let Some(d) = domain_by_any_id(st, caller, inr.domid) else {
+        return fail_early(ctx, XenErrno::ESRCH);
+    };
+    if xsm_target(st, caller, d).is_err() {
+        return fail_early(ctx, XenErrno::EPERM);
+    }
+    let first_chunk = x.nr_exchanged >> in_chunk;
+    let mut i = first_chunk;
+    while i < (inr.nr_extents >> in_chunk) {
+        if i - first_chunk >= EXTENTS_PER_CALL {
+            put_exchanged(ctx, arg, i << in_chunk)?;
+            let a = ctx.req.args;
+            ctx.emit(Effect::Continue([
+                u64::from(XENMEM_EXCHANGE),
+                arg,
+                a[2],
+                a[3],
+                a[4],
+            ]));
+            return Ok(0);
+        }
+        if let Err(e) = exchange_chunk(st, ctx, d, &x, i, in_chunk, out_chunk)? {
+            return fail_early_at(ctx, arg, i << in_chunk, e);
+        }
+        i += 1;
+    }
+    put_exchanged(ctx, arg, inr.nr_extents)?;
+    Ok(0)
+}
+
+fn fail_early_at(ctx: &mut Ctx<'_, '_, '_>, arg: u64, done: u64, e: XenErrno) -> HvResult {
+    put_exchanged(ctx, arg, done)?;
+    Err(errno(e))
+}
+
+/// One chunk of an exchange: checks and steals the input frames, takes the output frames,
+/// frees the input and assigns the output. Nothing changes if a check fails.
+fn exchange_chunk(
+    st: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    d: DomId,
+    x: &XenMemoryExchange,
+    i: u64,
+    in_chunk: u32,
+    out_chunk: u32,
+) -> Result<Result<(), XenErrno>, HvError> {
+    let (inr, outr) = (x.r#in, x.out);
+    let mut stolen: Vec<u64> = Vec::new();
+    for j in 0..(1u64 << in_chunk) {
+        let slot = inr.extent_start.wrapping_add(((i << in_chunk) + j) * 8);
+        let gmfn = match ctx.read_u64(slot) {
+            Ok(v) => v,
+            Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+            Err(_) => return Ok(Err(XenErrno::EFAULT)),
+        };
+        for k in 0..(1u64 << inr.extent_order) {
+            let mfn = gmfn.wrapping_add(k);
+            // steal_page: only the allocation reference may be held.
+            let ok = st.frames.get(&mfn).is_some_and(|p| {
+                p.owner == d
+                    && p.allocated
+                    && !p.special
+                    && p.count == 1
+                    && p.type_count == 0
+                    && !p.pinned
+            });
+            if !ok || stolen.contains(&mfn) {
+                return Ok(Err(XenErrno::EINVAL));
+            }
+            stolen.push(mfn);
+        }
+    }
+    let mut fresh: Vec<u64> = Vec::new();
+    for _ in 0..(1u64 << out_chunk) {
+        let first = ctx.value(value_kind::ALLOC_FRAME + outr.extent_order)?;
+        if first == NO_FRAME
+            || (0..(1u64 << outr.extent_order)).any(|k| st.frames.contains_key(&(first + k)))
+        {
+            // Frames taken but not confirmed by FramesAllocated go back by themselves.
+            return Ok(Err(XenErrno::ENOMEM));
+        }
+        fresh.push(first);
+    }
+    let mut env = CtxEnv::new(ctx);
+    for &mfn in &stolen {
+        let m2p = st.frames.get(&mfn).map_or(INVALID_M2P, |p| p.m2p);
+        if m2p != INVALID_M2P && st.p2m.get(&(d, m2p)) == Some(&mfn) {
+            let j = env.ctx.journal();
+            st.p2m.remove(j, &(d, m2p));
+        }
+        let j = env.ctx.journal();
+        st.frames.remove(j, &mfn);
+        env.freed(mfn);
+    }
+    let mut allocated = Vec::new();
+    let mut rc = Ok(());
+    for (j, &first) in fresh.iter().enumerate() {
+        let slot = outr
+            .extent_start
+            .wrapping_add(((i << out_chunk) + j as u64) * 8);
+        let gpfn = match env.ctx.read_u64(slot) {
+            Ok(v) => Some(v),
+            Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+            Err(_) => None,
+        };
+        for k in 0..(1u64 << outr.extent_order) {
+            let j = env.ctx.journal();
+            st.frames.insert(
+                j,
+                first + k,
+                PageInfo {
+                    owner: d,
+                    count: 1,
+                    allocated: true,
+                    ..PageInfo::default()
+                },
+            );
+            let pfn = gpfn.map_or(INVALID_M2P, |g| g.wrapping_add(k));
+            if let Some(g) = gpfn {
+                let j = env.ctx.journal();
+                st.p2m.insert(j, (d, g.wrapping_add(k)), first + k);
+            }
+            set_m2p(st, &mut env, first + k, pfn);
+            allocated.push(first + k);
+        }
+        match env.ctx.copy_to_guest(slot, &first.to_le_bytes()) {
+            Ok(()) => {}
+            Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+            Err(_) => rc = Err(XenErrno::EFAULT),
+        }
+    }
+    drop(env);
+    ctx.emit(Effect::Mm(MmEffect::FramesAllocated {
+        dom: d,
+        mfns: allocated,
+    }));
+    Ok(rc)
 }

@@ -5,7 +5,7 @@
 use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{Ctx, HvError, HvResult, HvState};
 use crate::mm::env::{CtxEnv, MmEnv};
-use crate::mm::frame::{get_page, get_page_type, put_page, put_page_type};
+use crate::mm::frame::{get_page, get_page_type, put_page, put_page_type, set_m2p};
 use crate::mm::pt::{self, addr_ok, Update};
 use crate::mm::PageType;
 use alloc::vec::Vec;
@@ -255,8 +255,7 @@ fn mmu_update_one(
             xsm_checks(st, d, None, pg_owner)?;
             let mfn = req.ptr >> 12;
             get_page(st, env, mfn, pg_owner)?;
-            let j = env.journal();
-            st.frames.update(j, &mfn, |p| p.m2p = req.val);
+            set_m2p(st, env, mfn, req.val);
             put_page(st, env, mfn);
             Ok(())
         }

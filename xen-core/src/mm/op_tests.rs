@@ -175,8 +175,20 @@ fn memory_maps_and_the_m2p_location() {
             max_page: MAX_PAGE,
             machine_e820: alloc::vec![e820(0, 0x9f000, 1), e820(0x100000, 0x7ff00000, 1)],
             m2p_frames: alloc::vec![0x3ee00, 0x3f000],
+            io_deny: alloc::vec![(0xfee00, 0xfee00)],
         },
     );
+    // The hypervisor's own devices stay out of dom0's reach; other I/O memory does not.
+    let uvm = |h: &mut Harness, slot: u64, mfn: u64| {
+        call(
+            h,
+            HYPERVISOR_UPDATE_VA_MAPPING,
+            [VA_BASE + slot * 4096, (mfn << 12) | P, 0, 0, 0],
+        )
+        .ret
+    };
+    assert_eq!(uvm(&mut h, 40, 0xfee00), -1);
+    assert_eq!(uvm(&mut h, 40, 0xfec00), 0);
     h.mem.map(
         0x7000,
         &XenMemoryMap {
@@ -430,5 +442,124 @@ fn unprivileged_foreign_requests_are_refused() {
         .ret,
         -1
     );
+    audit(&h).unwrap();
+}
+
+fn exchange(
+    h: &mut Harness,
+    ins: &[u64],
+    outs: &[u64],
+    orders: (u32, u32),
+    domids: (u16, u16),
+) -> (i64, u64, Vec<u64>, Vec<Effect>) {
+    let words = |v: &[u64]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    h.mem.map(0xd000, &words(ins));
+    h.mem.map(0xd800, &words(outs));
+    let x = XenMemoryExchange {
+        r#in: XenMemoryReservation {
+            extent_start: 0xd000,
+            nr_extents: ins.len() as u64,
+            extent_order: orders.0,
+            mem_flags: 0,
+            domid: domids.0,
+        },
+        out: XenMemoryReservation {
+            extent_start: 0xd800,
+            nr_extents: outs.len() as u64,
+            extent_order: orders.1,
+            mem_flags: 0,
+            domid: domids.1,
+        },
+        nr_exchanged: 0,
+    };
+    h.mem.map(0xe000, &x.to_vec());
+    let r = call(
+        h,
+        HYPERVISOR_MEMORY_OP,
+        [u64::from(XENMEM_EXCHANGE), 0xe000, 0, 0, 0],
+    );
+    let rd = |h: &Harness, a: u64| {
+        let mut w = [0u8; 8];
+        for (k, b) in w.iter_mut().enumerate() {
+            *b = h.mem.bytes.get(&(a + k as u64)).copied().unwrap_or(0);
+        }
+        u64::from_le_bytes(w)
+    };
+    let done = rd(h, 0xe000 + XenMemoryExchange::SIZE as u64 - 8);
+    let out = (0..outs.len() as u64)
+        .map(|i| rd(h, 0xd800 + i * 8))
+        .collect();
+    (r.ret, done, out, r.effects)
+}
+
+#[test]
+fn exchange_trades_unused_frames_for_new_ones() {
+    let mut h = harness(false);
+    for m in [0x3000u64, 0x3001] {
+        h.mem
+            .values
+            .entry(value_kind::ALLOC_FRAME)
+            .or_default()
+            .push_back(m);
+    }
+    let (ret, done, out, eff) = exchange(
+        &mut h,
+        &[mfn(40), mfn(41)],
+        &[40, 41],
+        (0, 0),
+        (0x7ff0, 0x7ff0),
+    );
+    assert_eq!((ret, done), (0, 2));
+    assert_eq!(out, [0x3000, 0x3001]);
+    let freed: Vec<u64> = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Mm(MmEffect::FreeFrames(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(freed, [mfn(40), mfn(41)]);
+    assert!(eff.contains(&Effect::Mm(MmEffect::SetM2p {
+        mfn: 0x3001,
+        pfn: 41
+    })));
+    assert_eq!(h.state.frames.get(&0x3000).unwrap().m2p, 40);
+    assert_eq!(h.state.domains.get(&1).unwrap().tot_pages, PAGES);
+    audit(&h).unwrap();
+    // A mapped (or typed, or pinned) frame cannot be traded: -EINVAL, nothing exchanged.
+    h.mem
+        .values
+        .entry(value_kind::ALLOC_FRAME)
+        .or_default()
+        .push_back(0x3002);
+    let (ret, done, _, _) = exchange(&mut h, &[mfn(10)], &[10], (0, 0), (0x7ff0, 0x7ff0));
+    assert_eq!((ret, done), (-22, 0));
+    assert!(h.state.frames.contains_key(&mfn(10)));
+    // Argument checks.
+    assert_eq!(
+        exchange(&mut h, &[mfn(42)], &[42, 43], (0, 0), (0x7ff0, 0x7ff0)).0,
+        -22
+    );
+    assert_eq!(
+        exchange(&mut h, &[mfn(42)], &[42], (0, 0), (0x7ff0, 1)).0,
+        -22
+    );
+    assert_eq!(
+        exchange(&mut h, &[mfn(42)], &[42], (10, 10), (0x7ff0, 0x7ff0)).0,
+        -1
+    );
+    // Out of memory: -ENOMEM, the input frame stays.
+    h.mem.values.clear();
+    h.mem
+        .values
+        .entry(value_kind::ALLOC_FRAME)
+        .or_default()
+        .push_back(NO_FRAME);
+    assert_eq!(
+        exchange(&mut h, &[mfn(42)], &[42], (0, 0), (0x7ff0, 0x7ff0)).0,
+        -12
+    );
+    assert!(h.state.frames.contains_key(&mfn(42)));
     audit(&h).unwrap();
 }

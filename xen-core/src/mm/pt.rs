@@ -113,7 +113,7 @@ pub fn adjust_upper(e: u64) -> u64 {
 
 /// Whether `mfn` is RAM (`mfn_valid`) rather than I/O memory.
 fn is_ram(st: &HvState, mfn: u64) -> bool {
-    mfn < st.mm_config.get().max_page || st.frames.contains_key(&mfn)
+    st.mm_config.get().is_ram(mfn) || st.frames.contains_key(&mfn)
 }
 
 /// The PAT memory type an L1 entry selects (`pte_flags_to_cacheattr`).
@@ -173,7 +173,11 @@ pub fn get_page_from_l1e(
             pg_owner
         };
         let invalid_mfn = mfn == PADDR_MASK >> 12;
-        if !has_io_rights(st, pg) || (pg != l1e_owner && !has_io_rights(st, l1e_owner)) {
+        let denied = st.mm_config.get().io_denied(mfn);
+        if denied
+            || !has_io_rights(st, pg)
+            || (pg != l1e_owner && !has_io_rights(st, l1e_owner))
+        {
             return Err(if invalid_mfn {
                 XenErrno::EINVAL
             } else {

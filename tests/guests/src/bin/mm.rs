@@ -406,6 +406,26 @@ fn balloon_checks(si: &StartInfo) {
             check_eq("cycle a spare pfn", Err::<(), Errno>(e), Ok(()));
         }
     }
+    if let Some(xpfn) = pvmm::spare_pfn(si, 5) {
+        match pvmm::exchange_spare(si, xpfn) {
+            Ok((r, n, mfn)) => {
+                check_eq("XENMEM_exchange of one spare frame", (r, n), (Ok(0), 1));
+                check_eq(
+                    "the exchanged frame's M2P entry is the pfn",
+                    pvmm::m2p(mfn),
+                    xpfn,
+                );
+            }
+            Err(e) => {
+                check_eq("exchange a spare frame", Err::<(), Errno>(e), Ok(()));
+            }
+        }
+    }
+    check_eq(
+        "XENMEM_exchange of the root page table -> -EINVAL",
+        pvmm::exchange_root(si),
+        (Err(Errno::EINVAL), 0),
+    );
     check_eq(
         "current_reservation unchanged after the round trip",
         xmm::domid_query(xmm::XENMEM_CURRENT_RESERVATION, DOMID_SELF),
