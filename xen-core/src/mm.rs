@@ -35,7 +35,7 @@ use alloc::vec::Vec;
 use dom0_interface::memory::E820Entry;
 use lockstep::{Hasher, Value};
 
-pub use build::{destroy_domain_memory, register_pv_domain, DomainMemory, MmError};
+pub use build::{destroy_domain_memory, register_pv_domain, DomainMemory, MmError, DOM0_MAX_PAGES};
 pub use env::{CtxEnv, MmEnv};
 pub use frame::{
     get_page, get_page_and_type, get_page_type, put_page, put_page_and_type, put_page_type,

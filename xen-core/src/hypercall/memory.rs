@@ -126,8 +126,10 @@ fn memory_map(st: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
     Ok(0)
 }
 
-/// `XENMEM_machine_memory_map` (privileged): the host's E820, the holes between entries
-/// reported as reserved (dom0 has I/O rights over them).
+/// `XENMEM_machine_memory_map` (privileged): the host's E820 with, in the holes between its
+/// entries, a reserved entry for each run of frames dom0 has no I/O rights to (the
+/// hypervisor's own devices, [`crate::mm::MmConfig::io_deny`]) — Xen's walk of
+/// `iomem_caps`, including its buffer-size checks (the buffer needs a spare entry).
 fn machine_memory_map(st: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
     if !super::is_privileged(st, ctx.dom()) {
         return Err(errno(XenErrno::EPERM));
@@ -135,40 +137,73 @@ fn machine_memory_map(st: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvRe
     let mut b = [0u8; XenMemoryMap::SIZE];
     ctx.copy_from_guest(arg, &mut b)?;
     let mut map = XenMemoryMap::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
-    let host = st.mm_config.get().machine_e820.clone();
+    let cfg = st.mm_config.get();
+    let host = cfg.machine_e820.clone();
     let store = map.buffer != 0;
-    if store && (map.nr_entries as usize) < host.len() + 1 {
+    let cap = u64::from(map.nr_entries);
+    if store && cap < host.len() as u64 + 1 {
         return Err(errno(XenErrno::EINVAL));
     }
     if store && !addr_ok(map.buffer) {
         return Err(errno(XenErrno::EFAULT));
     }
-    let mut entries: Vec<E820Entry> = Vec::new();
-    let mut next = 0u64; // first pfn not yet covered
-    for e in &host {
+    // Denied runs, merged and sorted (frame numbers, inclusive).
+    let mut deny: Vec<(u64, u64)> = cfg.io_deny.clone();
+    deny.sort_unstable();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (s0, e0) in deny {
+        match runs.last_mut() {
+            Some(last) if s0 <= last.1.saturating_add(1) => last.1 = last.1.max(e0),
+            _ => runs.push((s0, e0)),
+        }
+    }
+    let mut n = 0u64;
+    let mut put =
+        |ctx: &mut Ctx<'_, '_, '_>, e: &E820Entry, hole: bool, left: u64| -> Result<(), HvError> {
+            if store {
+                let full = if hole { n + 1 >= cap } else { cap <= n + left };
+                if full {
+                    return Err(errno(XenErrno::EINVAL));
+                }
+                ctx.copy_to_guest(
+                    map.buffer.wrapping_add(n * E820Entry::SIZE as u64),
+                    &e.to_vec(),
+                )?;
+            }
+            n += 1;
+            Ok(())
+        };
+    let mut next = 0u64; // first frame after what has been reported
+    let holes = |from: u64, to: u64| -> Vec<E820Entry> {
+        runs.iter()
+            .filter(|&&(s0, e0)| s0 < to && e0 >= from)
+            .map(|&(s0, e0)| {
+                let (a, z) = (s0.max(from), e0.min(to - 1));
+                E820Entry {
+                    addr: a << 12,
+                    size: (z - a + 1) << 12,
+                    r#type: E820_RESERVED,
+                }
+            })
+            .collect()
+    };
+    for (i, e) in host.iter().enumerate() {
         let E820Entry { addr, size, .. } = *e;
-        let s = addr >> 12;
-        if s > next {
-            entries.push(E820Entry {
-                addr: next << 12,
-                size: (s - next) << 12,
-                r#type: E820_RESERVED,
-            });
+        let start = addr >> 12;
+        if start > next {
+            for h in holes(next, start) {
+                put(ctx, &h, true, 0)?;
+            }
         }
-        entries.push(*e);
-        next = (addr.saturating_add(size)).div_ceil(4096);
+        put(ctx, e, false, (host.len() - i) as u64)?;
+        next = addr.saturating_add(size).div_ceil(4096);
     }
-    if store {
-        if entries.len() > map.nr_entries as usize {
-            return Err(errno(XenErrno::EINVAL));
+    if next != 0 {
+        for h in holes(next, u64::MAX) {
+            put(ctx, &h, true, 0)?;
         }
-        let mut out = Vec::with_capacity(entries.len() * E820Entry::SIZE);
-        for e in &entries {
-            out.extend_from_slice(&e.to_vec());
-        }
-        ctx.copy_to_guest(map.buffer, &out)?;
     }
-    map.nr_entries = entries.len() as u32;
+    map.nr_entries = n as u32;
     ctx.copy_to_guest(arg, &map.to_vec())?;
     Ok(0)
 }

@@ -47,7 +47,13 @@ pub struct DomainMemory<'a> {
     pub shared_info_mfn: u64,
     /// The bootstrap page tables (pfns), root first: the root becomes vCPU 0's CR3, pinned.
     pub plan: &'a PageTablePlan,
+    /// The domain's `max_pages` (maximum_reservation); None keeps the domain's own value.
+    /// Xen leaves dom0 at `~0U` (4294967295), which its guests see.
+    pub max_pages: Option<u64>,
 }
+
+/// `max_pages` of Xen's dom0.
+pub const DOM0_MAX_PAGES: u64 = u32::MAX as u64;
 
 fn level_type(l: PtLevel) -> PageType {
     match l {
@@ -174,9 +180,10 @@ pub fn register_pv_domain(
         },
     );
     let n = m.p2m.len() as u64;
+    let max = m.max_pages;
     st.domains.update(j, &m.dom, |d| {
         d.tot_pages = n;
-        d.max_pages = d.max_pages.max(n);
+        d.max_pages = max.unwrap_or(d.max_pages).max(n);
     });
     st.vcpus.update(j, &(m.dom, 0), |v| v.cr3 = root << 12);
     if !st.mm_domains.contains_key(&m.dom) {

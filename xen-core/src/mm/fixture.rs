@@ -132,6 +132,7 @@ pub fn add_domain(h: &mut Harness, j: &mut Journal, dom: DomId, base: u64, share
             p2m: &p2m,
             shared_info_mfn: shared_info,
             plan: &plan,
+            max_pages: None,
         },
     )
     .expect("register");

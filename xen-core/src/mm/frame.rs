@@ -182,6 +182,9 @@ pub fn put_page_and_type(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) -> Res
 /// guest-visible table.
 pub fn set_m2p(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64, pfn: u64) {
     if with_frame(st, env, mfn, |p| p.m2p = pfn).is_some() {
-        env.emit(crate::effect::Effect::Mm(crate::effect::MmEffect::SetM2p { mfn, pfn }));
+        env.emit(crate::effect::Effect::Mm(crate::effect::MmEffect::SetM2p {
+            mfn,
+            pfn,
+        }));
     }
 }

@@ -202,8 +202,10 @@ fn memory_maps_and_the_m2p_location() {
         call(&mut h, HYPERVISOR_MEMORY_OP, [10, 0x7000, 0, 0, 0]).ret,
         0
     );
-    assert_eq!(h.mem.bytes.get(&0x7000).copied(), Some(3)); // RAM, the hole as reserved, RAM
-    assert_eq!(h.mem.bytes.get(&(0x7100 + 20 + 16)).copied(), Some(2));
+    // RAM, RAM, then the denied local APIC page after the last entry.
+    assert_eq!(h.mem.bytes.get(&0x7000).copied(), Some(3));
+    assert_eq!(h.mem.bytes.get(&(0x7100 + 40 + 16)).copied(), Some(2));
+    assert_eq!(h.mem.bytes.get(&(0x7100 + 40 + 2)).copied(), Some(0xe0));
     h.mem.map(
         0x7000,
         &XenMemoryMap {
@@ -562,4 +564,71 @@ fn exchange_trades_unused_frames_for_new_ones() {
     );
     assert!(h.state.frames.contains_key(&mfn(42)));
     audit(&h).unwrap();
+}
+
+/// Xen 4.17's answer under QEMU q35 (`-m 1024`), as the mm test guest printed it: the host
+/// E820 plus the IO-APIC page and the local APIC megabyte, which dom0 has no rights to.
+#[test]
+fn machine_memory_map_matches_xen_under_qemu() {
+    let host = [
+        (0x0, 0x9fc00, 1),
+        (0x9fc00, 0xa0000, 2),
+        (0xf0000, 0x100000, 2),
+        (0x100000, 0x3ffdf000, 1),
+        (0x3ffdf000, 0x40000000, 2),
+        (0xb0000000, 0xc0000000, 2),
+        (0xfed1c000, 0xfed20000, 2),
+        (0xfffc0000, 0x1_0000_0000, 2),
+        (0xfd_0000_0000, 0x100_0000_0000, 2),
+    ];
+    let xen = [
+        (0x0, 0x9fc00, 1),
+        (0x9fc00, 0xa0000, 2),
+        (0xf0000, 0x100000, 2),
+        (0x100000, 0x3ffdf000, 1),
+        (0x3ffdf000, 0x40000000, 2),
+        (0xb0000000, 0xc0000000, 2),
+        (0xfec00000, 0xfec01000, 2),
+        (0xfed1c000, 0xfed20000, 2),
+        (0xfee00000, 0xfef00000, 2),
+        (0xfffc0000, 0x1_0000_0000, 2),
+        (0xfd_0000_0000, 0x100_0000_0000, 2),
+    ];
+    let mut h = harness(true);
+    set_config(
+        &mut h,
+        MmConfig {
+            max_page: 0x40000,
+            machine_e820: host.iter().map(|&(s, e, t)| e820(s, e - s, t)).collect(),
+            m2p_frames: Vec::new(),
+            io_deny: alloc::vec![(0xfec00, 0xfec00), (0xfee00, 0xfeeff)],
+        },
+    );
+    let run = |h: &mut Harness, cap: u32| {
+        h.mem.map(
+            0x7000,
+            &XenMemoryMap {
+                nr_entries: cap,
+                buffer: 0x7100,
+            }
+            .to_vec(),
+        );
+        h.mem.map(0x7100, &[0; 20 * 32]);
+        call(h, HYPERVISOR_MEMORY_OP, [10, 0x7000, 0, 0, 0]).ret
+    };
+    assert_eq!(run(&mut h, 32), 0);
+    let bytes: Vec<u8> = (0..20 * 11).map(|i| h.mem.bytes[&(0x7100 + i)]).collect();
+    let got: Vec<(u64, u64, u32)> = (0..11)
+        .map(|i| {
+            let e = E820Entry::read_element(&bytes, i).unwrap();
+            let E820Entry { addr, size, r#type } = e;
+            (addr, addr + size, r#type)
+        })
+        .collect();
+    assert_eq!(got, xen);
+    assert_eq!(h.mem.bytes.get(&0x7000).copied(), Some(11));
+    // The buffer must hold one more entry than it gets.
+    assert_eq!(run(&mut h, 11), -22);
+    assert_eq!(run(&mut h, 12), 0);
+    assert_eq!(run(&mut h, 1), -22);
 }

@@ -174,10 +174,7 @@ pub fn get_page_from_l1e(
         };
         let invalid_mfn = mfn == PADDR_MASK >> 12;
         let denied = st.mm_config.get().io_denied(mfn);
-        if denied
-            || !has_io_rights(st, pg)
-            || (pg != l1e_owner && !has_io_rights(st, l1e_owner))
-        {
+        if denied || !has_io_rights(st, pg) || (pg != l1e_owner && !has_io_rights(st, l1e_owner)) {
             return Err(if invalid_mfn {
                 XenErrno::EINVAL
             } else {

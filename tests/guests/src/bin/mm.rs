@@ -120,8 +120,27 @@ fn reservation_checks(si: &StartInfo) {
     let r = xmm::memory_map(true, &mut map);
     info(format_args!("machine_memory_map {:?}", r));
     if let Ok(n) = r {
+        for e in &map[..n] {
+            let (a, sz, k) = (e.addr, e.size, e.kind);
+            info(format_args!(
+                "  machine e820 {:#x}-{:#x} type {}",
+                a,
+                a + sz,
+                k
+            ));
+        }
         let ram = map[..n].iter().filter(|e| e.kind == 1).count();
         check("machine_memory_map has RAM", ram >= 1);
+        check_eq(
+            "machine_memory_map into exactly as many entries -> -EINVAL",
+            xmm::memory_map(true, &mut map[..n]),
+            Err(Errno::EINVAL),
+        );
+        check_eq(
+            "machine_memory_map into one spare entry",
+            xmm::memory_map(true, &mut map[..n + 1]),
+            Ok(n),
+        );
     } else {
         check_eq("machine_memory_map", r, Ok(1));
     }
