@@ -14,7 +14,7 @@ pub mod vcpu;
 pub use info::{info, info_field, HostInfo, NodeInfo, PhysInfo, XenInfo};
 pub use list::{list, DomainInfo};
 pub use lockstep::lockstep_status;
-pub use misc::{dmesg, domid, domname, uptime, UptimeEntry};
+pub use misc::{dmesg, domid, domname, parsing_config, uptime, UptimeEntry};
 pub use vcpu::{vcpu_list, VcpuInfo};
 
 use alloc::string::String;
@@ -35,9 +35,14 @@ pub(crate) fn seconds(out: &mut String, ns: u64, width: usize) {
     let _ = write!(out, "{secs:width$.1}");
 }
 
+/// Most CPUs a bitmap is printed for (Xen's largest `NR_CPUS` is 4096); a larger `nr`
+/// from a confused caller is cut here rather than looping for billions of bits.
+pub const MAX_BITMAP_CPUS: usize = 1 << 16;
+
 /// A CPU bitmap as xl's `print_bitmap`: `all` when every one of the `nr` bits is set,
-/// `none` when none is, else ranges such as `0-3,6`.
+/// `none` when none is, else ranges such as `0-3,6`. Bits beyond `map` read as clear.
 pub fn bitmap(map: &[u8], nr: usize) -> String {
+    let nr = nr.min(MAX_BITMAP_CPUS);
     let mut out = String::new();
     let bit = |i: usize| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
     let mut first = 0;
@@ -97,6 +102,55 @@ mod tests {
         // Bits beyond nr and beyond the map are ignored/clear.
         assert_eq!(bitmap(&[0xff], 2), "all");
         assert_eq!(bitmap(&[0x01], 12), "0");
+    }
+
+    #[test]
+    fn random_inputs_never_panic() {
+        let mut s: u64 = 5;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..2000 {
+            let n = (next() % 5) as usize;
+            let doms: alloc::vec::Vec<DomainInfo> = (0..n)
+                .map(|i| DomainInfo {
+                    domid: next() as u32,
+                    name: alloc::format!("d{}\u{e9}{}", i, next() % 1000),
+                    current_kib: next(),
+                    outstanding_kib: next(),
+                    vcpu_online: next() as u32,
+                    running: next() % 2 == 0,
+                    shutdown: next() % 2 == 0,
+                    shutdown_reason: next() as u32,
+                    cpu_time_ns: next(),
+                    ..DomainInfo::default()
+                })
+                .collect();
+            assert_eq!(list(&doms).lines().count(), n + 1);
+            let map = [next() as u8, next() as u8];
+            let b = bitmap(&map, (next() % 40) as usize);
+            assert!(!b.is_empty());
+            let v = VcpuInfo {
+                vcpuid: next() as u32,
+                cpu: next() as u32,
+                online: next() % 2 == 0,
+                vcpu_time_ns: next(),
+                hard_affinity: map.to_vec(),
+                ..VcpuInfo::default()
+            };
+            let vs = [v];
+            assert_eq!(
+                vcpu_list(&[("x", next() as u32, &vs)], next() as u32)
+                    .lines()
+                    .count(),
+                2
+            );
+            let _ = misc::uptime_to_string(next(), next() % 2 == 0);
+        }
+        assert_eq!(bitmap(&[0xff], usize::MAX), "0-7");
     }
 
     #[test]

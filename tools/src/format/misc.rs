@@ -87,6 +87,11 @@ pub fn domname(domid: u32, found: Option<&str>) -> Result<String, String> {
     }
 }
 
+/// What `xl create` writes to stderr before reading the config.
+pub fn parsing_config(file: &str) -> String {
+    format!("Parsing config from {file}\n")
+}
+
 /// `xl dmesg`: the hypervisor console ring as read by `XEN_SYSCTL_readconsole`, printed as
 /// is (bytes that are not UTF-8 become U+FFFD). A missing final newline is not added,
 /// as xl does not add one.
@@ -159,5 +164,9 @@ mod tests {
         );
         assert_eq!(dmesg(b"(XEN) hello\n(XEN) bye"), "(XEN) hello\n(XEN) bye");
         assert_eq!(dmesg(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(
+            parsing_config("/etc/xen/demo1.cfg"),
+            "Parsing config from /etc/xen/demo1.cfg\n"
+        );
     }
 }
