@@ -153,6 +153,59 @@ impl Scratch {
         (r, done)
     }
 
+    /// `update_va_mapping(va, pte, uvmf)` with caller-chosen flush flags (`UVMF_*`, possibly
+    /// OR-ing in a vCPU bitmap pointer): Xen changes the entry before it reads the bitmap.
+    pub fn map_flush(&mut self, mfn: u64, flags: u64, uvmf: u64) -> XenResult {
+        let val = if flags & pte::PRESENT != 0 {
+            (mfn << 12) | flags
+        } else {
+            0
+        };
+        // SAFETY: as for `map`: only the scratch page's mapping changes.
+        let r = unsafe { hypercall::call(UPDATE_VA_MAPPING, [self.va, val, uvmf, 0, 0]) };
+        if r.is_ok() || r == Err(Errno::EFAULT) {
+            self.invlpg();
+            self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
+        }
+        r
+    }
+
+    /// `mmu_update` of the scratch page's L1 entry with command `cmd` (0 normal, 2
+    /// PRESERVE_AD).
+    pub fn map_via_mmu_update_cmd(
+        &mut self,
+        maddr: u64,
+        mfn: u64,
+        flags: u64,
+        cmd: u64,
+    ) -> (XenResult, u32) {
+        let val = if flags & pte::PRESENT != 0 {
+            (mfn << 12) | flags
+        } else {
+            0
+        };
+        let req = [maddr | (cmd & 2), val];
+        let mut done = 0u32;
+        // SAFETY: as for `map_via_mmu_update`.
+        let r = unsafe {
+            hypercall::call(
+                MMU_UPDATE,
+                [
+                    req.as_ptr() as u64,
+                    1,
+                    &mut done as *mut u32 as u64,
+                    u64::from(DOMID_SELF),
+                    0,
+                ],
+            )
+        };
+        if r.is_ok() {
+            self.invlpg();
+            self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
+        }
+        (r, done)
+    }
+
     fn invlpg(&self) {
         let _ = crate::mm::invlpg_local(self.va);
     }
@@ -447,4 +500,56 @@ pub fn exchange_root(si: &StartInfo) -> (XenResult, u64) {
     // the allocation reference), so Xen refuses and nothing changes.
     let (r, n, _) = unsafe { exchange1(root, 0) };
     (r, n)
+}
+
+/// A batch of `MMU_MACHPHYS_UPDATE`s `(mfn, pfn)`: the result and the done count.
+pub fn machphys_batch(updates: &[(u64, u64)]) -> (XenResult, u32) {
+    let mut reqs = [[0u64; 2]; 8];
+    let n = updates.len().min(8);
+    for (r, &(mfn, pfn)) in reqs.iter_mut().zip(updates) {
+        *r = [(mfn << 12) | MMU_MACHPHYS_UPDATE, pfn];
+    }
+    let mut done = 0u32;
+    // SAFETY: M2P updates change no mapping; Xen reads `n` requests and writes `done`.
+    let r = unsafe {
+        hypercall::call(
+            MMU_UPDATE,
+            [
+                reqs.as_ptr() as u64,
+                n as u64,
+                &mut done as *mut u32 as u64,
+                u64::from(DOMID_SELF),
+                0,
+            ],
+        )
+    };
+    (r, done)
+}
+
+/// A batch of flush-type mmuext operations `(cmd, arg1)` (see [`flush_op`]).
+pub fn flush_batch(ops: &[(u32, u64)]) -> (XenResult, u32) {
+    let mut buf = [MmuextOp::default(); 8];
+    let n = ops.len().min(8);
+    for (b, &(cmd, arg1)) in buf.iter_mut().zip(ops) {
+        if !(matches!(cmd, 6..=11) || cmd > 20) {
+            return (Err(Errno::EINVAL), 0);
+        }
+        *b = MmuextOp { cmd, arg1, arg2: 0 };
+    }
+    let mut done = 0u32;
+    // SAFETY: flushes and unknown commands change no mapping; Xen reads `n` operations and
+    // writes `done`.
+    let r = unsafe {
+        hypercall::call(
+            MMUEXT_OP,
+            [
+                buf.as_ptr() as u64,
+                n as u64,
+                &mut done as *mut u32 as u64,
+                u64::from(DOMID_SELF),
+                0,
+            ],
+        )
+    };
+    (r, done)
 }

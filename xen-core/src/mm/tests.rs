@@ -457,3 +457,116 @@ fn mappings_count_each_reference() {
     audit(&h).unwrap();
     let _ = MAPPED;
 }
+
+/// Fills frame `mfn` of the fixture's machine memory with zeroes and `entries`.
+fn prepare(h: &mut crate::hypercall::testing::Harness, mfn: u64, entries: &[(u64, u64)]) {
+    for i in 0..512 {
+        h.mem.machine.remove(&((mfn << 12) + i * 8));
+    }
+    for &(i, v) in entries {
+        h.mem.machine.insert((mfn << 12) + i * 8, v);
+    }
+}
+
+/// The validation sequence of the mm test guest, with the answers Xen 4.17 gave it.
+#[test]
+fn validation_flows_answer_as_xen_did() {
+    let mut h = harness(true);
+    let (t1, t2, t3) = (mfn(40), mfn(41), mfn(42));
+    let root = mfn(0);
+    let pin = |h: &mut crate::hypercall::testing::Harness, level: u32, m: u64| {
+        mmuext(h, &[(MMUEXT_PIN_L1_TABLE + level - 1, m, 0)], 0x7ff0)
+    };
+    let unpin = |h: &mut crate::hypercall::testing::Harness, m: u64| {
+        mmuext(h, &[(MMUEXT_UNPIN_TABLE, m, 0)], 0x7ff0)
+    };
+    prepare(&mut h, t1, &[(3, pte(root, P | RW))]);
+    assert_eq!(pin(&mut h, 1, t1), (-16, 0));
+    prepare(&mut h, t1, &[(3, pte(root, P))]);
+    assert_eq!(pin(&mut h, 1, t1), (0, 1));
+    assert_eq!(unpin(&mut h, t1), (0, 1));
+    prepare(&mut h, t1, &[(0, pte(0x500, P))]); // RAM nobody owns (the hypervisor's)
+    assert_eq!(pin(&mut h, 1, t1), (-16, 0));
+    prepare(&mut h, t1, &[(1, pte(t2, P | (1 << 7)))]);
+    assert_eq!(pin(&mut h, 2, t1), (-22, 0));
+    prepare(&mut h, t1, &[(1, pte(mfn(10), P | RW))]);
+    assert_eq!(pin(&mut h, 2, t1), (-22, 0));
+    prepare(&mut h, t2, &[]);
+    prepare(&mut h, t1, &[(1, pte(t2, P | RW))]);
+    assert_eq!(pin(&mut h, 2, t1), (0, 1));
+    assert_eq!(uvm(&mut h, va(44), pte(t2, P | RW), 0), -16);
+    assert_eq!(pin(&mut h, 1, t2), (0, 1));
+    assert_eq!(unpin(&mut h, t1), (0, 1));
+    assert_eq!(uvm(&mut h, va(44), pte(t2, P | RW), 0), -16);
+    assert_eq!(unpin(&mut h, t2), (0, 1));
+    assert_eq!(uvm(&mut h, va(44), pte(t2, P | RW), 0), 0);
+    assert_eq!(uvm(&mut h, va(44), 0, 0), 0);
+    prepare(&mut h, t2, &[]);
+    prepare(&mut h, t1, &[(0, pte(t2, P | RW))]);
+    assert_eq!(pin(&mut h, 3, t1), (0, 1));
+    assert_eq!(unpin(&mut h, t1), (0, 1));
+    prepare(&mut h, t3, &[(5, pte(t3, P))]);
+    assert_eq!(pin(&mut h, 4, t3), (0, 1));
+    assert_eq!(unpin(&mut h, t3), (0, 1));
+    prepare(&mut h, t3, &[(5, pte(t3, P | RW))]);
+    assert_eq!(pin(&mut h, 4, t3), (-22, 0));
+    prepare(&mut h, t3, &[(256, pte(t3, P | RW))]);
+    let r = {
+        h.mem.map(
+            0x9000,
+            &MmuextOp {
+                cmd: MMUEXT_PIN_L4_TABLE,
+                arg1: t3,
+                arg2: 0,
+            }
+            .to_vec(),
+        );
+        call(&mut h, HYPERVISOR_MMUEXT_OP, [0x9000, 1, 0, 0x7ff0, 0])
+    };
+    assert_eq!(r.ret, 0);
+    assert!(r.effects.contains(&Effect::Mm(MmEffect::XenL4Slots {
+        mfn: t3,
+        ro_m2p: true
+    })));
+    assert_eq!(unpin(&mut h, t3), (0, 1));
+    audit(&h).unwrap();
+    // Batches stop at the first failure; an empty one does nothing.
+    assert_eq!(
+        mmuext(
+            &mut h,
+            &[
+                (MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+                (99, 0, 0),
+                (MMUEXT_TLB_FLUSH_LOCAL, 0, 0)
+            ],
+            0x7ff0
+        ),
+        (-38, 1)
+    );
+    assert_eq!(mmuext(&mut h, &[], 0x7ff0), (0, 0));
+    // PRESERVE_AD keeps the A/D bits the entry had.
+    assert_eq!(
+        mmu_update(
+            &mut h,
+            &[(l1_slot(44), pte(mfn(44), P | RW | A | super::pt::D))],
+            0x7ff0
+        ),
+        (0, 1)
+    );
+    assert_eq!(
+        mmu_update(
+            &mut h,
+            &[(
+                l1_slot(44) | MMU_PT_UPDATE_PRESERVE_AD,
+                pte(mfn(44), P | RW)
+            )],
+            0x7ff0
+        ),
+        (0, 1)
+    );
+    assert_eq!(
+        h.mem.word(l1_slot(44)) & (A | super::pt::D),
+        A | super::pt::D
+    );
+    audit(&h).unwrap();
+}

@@ -36,6 +36,7 @@ fn main(si: &StartInfo) {
     reservation_checks(si);
     mapping_checks(si, &mut s);
     pin_checks(si, &mut s);
+    validation_checks(si, &mut s);
     mmuext_checks();
     mmu_update_checks(si, &mut s);
     balloon_checks(si);
@@ -449,5 +450,158 @@ fn balloon_checks(si: &StartInfo) {
         "current_reservation unchanged after the round trip",
         xmm::domid_query(xmm::XENMEM_CURRENT_RESERVATION, DOMID_SELF),
         before,
+    );
+}
+
+/// Fills spare frame `mfn` (through the scratch page) with zeroes and the given entries.
+fn prepare(s: &mut Scratch, mfn: u64, entries: &[(usize, u64)]) -> bool {
+    let ok = s.map(mfn, RW) == Ok(0) && s.fill(0) && entries.iter().all(|&(i, v)| s.write(i, v));
+    ok && s.restore() == Ok(0)
+}
+
+fn validation_checks(si: &StartInfo, s: &mut Scratch) {
+    let (Some(p1), Some(p2), Some(p3)) = (
+        pvmm::spare_pfn(si, 6),
+        pvmm::spare_pfn(si, 7),
+        pvmm::spare_pfn(si, 8),
+    ) else {
+        return;
+    };
+    let f = |p| pvmm::pfn_to_mfn(si, p).unwrap_or(0);
+    let (t1, t2, t3) = (f(p1), f(p2), f(p3));
+    let root = pvmm::root_mfn(si).unwrap_or(0);
+    let ok = (Ok(0), 1);
+    let einval = (Err(Errno::EINVAL), 0);
+    let ebusy = (Err(Errno::EBUSY), 0);
+
+    check(
+        "prepare: an L1 mapping the root writable",
+        prepare(s, t1, &[(3, (root << 12) | RW)]),
+    );
+    check_eq("pin it -> -EBUSY", pvmm::pin(1, t1), ebusy);
+    check(
+        "prepare: an L1 mapping the root read-only",
+        prepare(s, t1, &[(3, (root << 12) | RO)]),
+    );
+    check_eq("pin it", pvmm::pin(1, t1), ok);
+    check_eq("unpin it", pvmm::unpin(t1), ok);
+    let mut xen = [0u64; 1];
+    let _ = pvmm::machphys_mfn_list(&mut xen);
+    check(
+        "prepare: an L1 mapping a hypervisor frame",
+        prepare(s, t1, &[(0, (xen[0] << 12) | RO)]),
+    );
+    check_eq("pin it -> -EBUSY", pvmm::pin(1, t1), ebusy);
+    check(
+        "prepare: an L2 with a superpage entry",
+        prepare(s, t1, &[(1, (t2 << 12) | RO | (1 << 7))]),
+    );
+    check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
+    check(
+        "prepare: an L2 pointing at a writable page",
+        prepare(s, t1, &[(1, (s.home() << 12) | RW)]),
+    );
+    check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
+    check("prepare: an empty L1", prepare(s, t2, &[]));
+    check(
+        "prepare: an L2 pointing at it",
+        prepare(s, t1, &[(1, (t2 << 12) | RW)]),
+    );
+    check_eq("pin the L2 (types the L1 below)", pvmm::pin(2, t1), ok);
+    check_eq(
+        "the L1 below is now a page table: writable map -> -EBUSY",
+        s.map(t2, RW),
+        Err(Errno::EBUSY),
+    );
+    check_eq("pin the L1 below as an L1 too", pvmm::pin(1, t2), ok);
+    check_eq("unpin the L2", pvmm::unpin(t1), ok);
+    check_eq(
+        "the L1 stays typed while pinned",
+        s.map(t2, RW),
+        Err(Errno::EBUSY),
+    );
+    check_eq("unpin the L1", pvmm::unpin(t2), ok);
+    check_eq("now writable", s.map(t2, RW), Ok(0));
+    check_eq("restore", s.restore(), Ok(0));
+    check(
+        "prepare: an L3 pointing at an empty L2",
+        prepare(s, t1, &[(0, (t2 << 12) | RW)]) && prepare(s, t2, &[]),
+    );
+    check_eq("pin the L3", pvmm::pin(3, t1), ok);
+    check_eq("unpin the L3", pvmm::unpin(t1), ok);
+    check(
+        "prepare: an L4 mapping itself read-only at slot 5",
+        prepare(s, t3, &[(5, (t3 << 12) | RO)]),
+    );
+    check_eq("pin it (a linear mapping)", pvmm::pin(4, t3), ok);
+    check_eq("unpin it", pvmm::unpin(t3), ok);
+    check(
+        "prepare: an L4 mapping itself writable",
+        prepare(s, t3, &[(5, (t3 << 12) | RW)]),
+    );
+    check_eq("pin it -> -EINVAL", pvmm::pin(4, t3), einval);
+    check(
+        "prepare: an L4 with a hypervisor-slot entry",
+        prepare(s, t3, &[(256, (t3 << 12) | RW)]),
+    );
+    check_eq(
+        "pin it: Xen's slots are not validated (it writes its own)",
+        pvmm::pin(4, t3),
+        ok,
+    );
+    check_eq("map the L4 read-only to look", s.map(t3, RO), Ok(0));
+    check(
+        "slot 256 now holds Xen's M2P mapping, not ours",
+        s.read(256).is_some_and(|e| e >> 12 != t3),
+    );
+    check_eq("restore", s.restore(), Ok(0));
+    check_eq("unpin it", pvmm::unpin(t3), ok);
+
+    // Flush flags of update_va_mapping: the entry changes before the vCPU mask is read.
+    check_eq(
+        "update_va_mapping with UVMF_MULTI and a bad mask pointer -> -EFAULT",
+        s.map_flush(t2, RW, 1 | 0x1000),
+        Err(Errno::EFAULT),
+    );
+    check(
+        "the mapping changed anyway",
+        s.write(1, 5) && s.read(1) == Some(5),
+    );
+    let mask = [1u64];
+    check_eq(
+        "update_va_mapping with UVMF_INVLPG | UVMF_MULTI",
+        s.map_flush(t2, RW, 2 | (mask.as_ptr() as u64)),
+        Ok(0),
+    );
+    check_eq(
+        "UVMF_TLB_FLUSH | UVMF_ALL",
+        s.map_flush(t2, RW, 1 | 4),
+        Ok(0),
+    );
+    check_eq("flush type 3 (none)", s.map_flush(t2, RW, 3), Ok(0));
+    if let Some(maddr) = pvmm::l1e_maddr(si, s.va()) {
+        check_eq(
+            "MMU_PT_UPDATE_PRESERVE_AD of the scratch entry",
+            s.map_via_mmu_update_cmd(maddr, t2, RW, 2),
+            ok,
+        );
+    }
+    check_eq("restore", s.restore(), Ok(0));
+
+    // Batches stop at the first failure and report how many were done.
+    check_eq(
+        "mmu_update batch failing at its second request",
+        pvmm::machphys_batch(&[(t1, p1), (0x7fff_ffff, 1), (t1, p1)]),
+        (Err(Errno::EINVAL), 1),
+    );
+    check_eq(
+        "mmuext_op batch failing at its second operation",
+        pvmm::flush_batch(&[(6, 0), (99, 0), (6, 0)]),
+        (Err(Errno::ENOSYS), 1),
+    );
+    check_eq(
+        "an empty mmuext_op batch",
+        pvmm::flush_batch(&[]),
+        (Ok(0), 0),
     );
 }
