@@ -12,10 +12,18 @@ use crate::xlcfg::DomainConfig;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use dom0_interface::domctl::{
+    XenDomctlCreatedomain, XenDomctlMaxMem, XenDomctlMaxVcpus, XEN_DOMCTL_GRANT_VERSION_MASK,
+};
 use dom0_interface::xen::DomId;
 
 /// Page size the plan counts memory in.
 pub const PAGE_SIZE: u64 = 4096;
+/// libxl's default `event_channels` (highest event channel port of a guest).
+pub const EVENT_CHANNELS_DEFAULT: u32 = 1023;
+/// libxl 4.17's x86 extra memory over the target (`LIBXL_MAXMEM_CONSTANT`, KiB), added
+/// to the `max_mem` limit.
+pub const MAXMEM_SLACK_KIB: u64 = 1024;
 
 /// One step of building a PV domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,6 +131,45 @@ impl BuildPlan {
             ramdisk: cfg.ramdisk.clone(),
             cmdline: cfg.cmdline.clone().unwrap_or_default(),
             start_paused,
+        }
+    }
+
+    /// The `XEN_DOMCTL_createdomain` argument, as libxl 4.17 fills it for a PV guest: no
+    /// `CDF` flags, the UUID, `max_vcpus`, 1023 event channels, the hypervisor's default
+    /// grant and maptrack frames (-1), the grant version the host supports best
+    /// (`max_grant_version`: 2 with `gnttab-v2`, 1 with only v1) and no emulated devices.
+    pub fn createdomain(&self, max_grant_version: u32) -> XenDomctlCreatedomain {
+        XenDomctlCreatedomain {
+            handle: self.uuid,
+            max_vcpus: self.max_vcpus,
+            max_evtchn_port: EVENT_CHANNELS_DEFAULT,
+            max_grant_frames: -1,
+            max_maptrack_frames: -1,
+            grant_opts: max_grant_version & XEN_DOMCTL_GRANT_VERSION_MASK,
+            ..XenDomctlCreatedomain::default()
+        }
+    }
+
+    /// The `XEN_DOMCTL_max_vcpus` argument.
+    pub const fn max_vcpus_domctl(&self) -> XenDomctlMaxVcpus {
+        XenDomctlMaxVcpus {
+            max: self.max_vcpus,
+        }
+    }
+
+    /// The `XEN_DOMCTL_max_mem` argument: as libxl 4.17's `libxl__build_pre`, the target
+    /// memory plus [`MAXMEM_SLACK_KIB`], or `maxmem` if that is larger.
+    pub const fn max_mem_domctl(&self) -> XenDomctlMaxMem {
+        let target = self
+            .memory_pages
+            .saturating_mul(PAGE_SIZE / 1024)
+            .saturating_add(MAXMEM_SLACK_KIB);
+        XenDomctlMaxMem {
+            max_memkb: if self.max_mem_kib > target {
+                self.max_mem_kib
+            } else {
+                target
+            },
         }
     }
 

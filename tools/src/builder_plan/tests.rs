@@ -218,6 +218,28 @@ fn plan_from_config() {
 }
 
 #[test]
+fn domctl_arguments() {
+    let p = plan(false, false);
+    let c = p.createdomain(2);
+    assert_eq!((c.flags, c.max_vcpus, c.max_evtchn_port), (0, 2, 1023));
+    assert_eq!(
+        (c.max_grant_frames, c.max_maptrack_frames, c.grant_opts),
+        (-1, -1, 2)
+    );
+    assert_eq!(c.handle, [9; 16]);
+    assert_eq!(c.arch.emulation_flags, 0);
+    assert_eq!(p.createdomain(0x31).grant_opts, 1);
+    assert_eq!(p.max_vcpus_domctl().max, 2);
+    // 32 pages = 128 KiB, plus libxl's 1 MiB, below maxmem (16 MiB).
+    assert_eq!(p.max_mem_domctl().max_memkb, 16384);
+    let mut big = p.clone();
+    big.memory_pages = 4096;
+    assert_eq!(big.max_mem_domctl().max_memkb, 16384 + 1024);
+    big.memory_pages = u64::MAX;
+    assert_eq!(big.max_mem_domctl().max_memkb, u64::MAX);
+}
+
+#[test]
 fn successful_build() {
     let mut hv = Fake::new(FRAMES);
     let p = plan(true, false);
