@@ -28,6 +28,8 @@ mod op_tests;
 mod prop_tests;
 pub mod pt;
 #[cfg(test)]
+mod testenv;
+#[cfg(test)]
 mod tests;
 
 use crate::effect::DomId;

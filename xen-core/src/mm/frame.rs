@@ -86,6 +86,17 @@ pub fn get_page_type(
         return Ok(());
     }
     let needs_validation = p.ty != ty || !p.validated;
+    if p.ty != ty && p.ty != PageType::None {
+        // A type change: no vCPU of the owner may keep a stale TLB entry from the old use
+        // (above all a writable mapping of a frame about to become a page table).
+        env.emit(crate::effect::Effect::Mm(
+            crate::effect::MmEffect::FlushTlb {
+                dom: p.owner,
+                vcpus: None,
+                va: None,
+            },
+        ));
+    }
     with_frame(st, env, mfn, |q| {
         if q.ty != ty {
             q.ty = ty;

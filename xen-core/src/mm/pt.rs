@@ -537,3 +537,39 @@ pub fn walk_to_l1e(env: &mut dyn MmEnv, cr3: u64, va: u64) -> Result<Option<(u64
     let l1 = entry_mfn(l2e);
     Ok(Some((l1, (l1 << 12) + idx(12))))
 }
+
+/// Writable page-table emulation (Xen's `ptwr_emulated_update`, VMASST_TYPE_writable_pagetables):
+/// the guest kernel of `dom` wrote `val` to the L1 entry at machine address `maddr`, a frame of
+/// its own validated as an L1 table, and the write faulted because page tables are mapped
+/// read-only. The write is validated and done as `mod_l1_entry` would; anything other than an
+/// L1 entry of the domain's own is -EINVAL (the fault is then bounced to the guest).
+pub fn emulate_l1_write(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    dom: DomId,
+    maddr: u64,
+    val: u64,
+) -> Result<(), HvError> {
+    let l1 = maddr >> 12;
+    let is_l1 = st
+        .frames
+        .get(&l1)
+        .is_some_and(|p| p.owner == dom && p.ty == PageType::L1 && p.validated && p.type_count > 0);
+    if !is_l1 || maddr & 7 != 0 {
+        return Err(XenErrno::EINVAL.into());
+    }
+    get_page(st, env, l1, dom)?;
+    let r = mod_l1_entry(
+        st,
+        env,
+        maddr,
+        val,
+        Update {
+            pt_dom: dom,
+            pg_dom: dom,
+            preserve_ad: false,
+        },
+    );
+    put_page(st, env, l1);
+    r
+}

@@ -570,3 +570,50 @@ fn validation_flows_answer_as_xen_did() {
     );
     audit(&h).unwrap();
 }
+
+#[test]
+fn type_changes_flush_and_l1_writes_are_emulated() {
+    let mut h = harness(false);
+    // A frame that was writable becomes an L1: every vCPU of the owner flushes.
+    let f = mfn(36);
+    assert_eq!(uvm(&mut h, va(40), pte(f, P | RW), 0), 0);
+    assert_eq!(uvm(&mut h, va(40), 0, 0), 0);
+    h.mem.map(
+        0x9000,
+        &MmuextOp {
+            cmd: MMUEXT_PIN_L1_TABLE,
+            arg1: f,
+            arg2: 0,
+        }
+        .to_vec(),
+    );
+    let r = call(&mut h, HYPERVISOR_MMUEXT_OP, [0x9000, 1, 0, 0x7ff0, 0]);
+    assert_eq!(r.ret, 0);
+    assert!(r.effects.contains(&Effect::Mm(MmEffect::FlushTlb {
+        dom: 1,
+        vcpus: None,
+        va: None
+    })));
+    // Emulated writes to an L1 entry go through validation.
+    let mut j = lockstep::Journal::new();
+    j.begin(99);
+    let mut env = super::testenv::MemEnv {
+        mem: &mut h.mem,
+        j: &mut j,
+        effects: alloc::vec::Vec::new(),
+    };
+    let st = &mut h.state;
+    let slot = l1_slot(45);
+    assert!(super::pt::emulate_l1_write(st, &mut env, 1, slot, pte(mfn(45), P | RW)).is_ok());
+    assert_eq!(
+        super::pt::emulate_l1_write(st, &mut env, 1, l1_slot(46), pte(mfn(L1_PFN), P | RW)),
+        Err(crate::hv::HvError::Errno(
+            dom0_interface::errno::XenErrno::EBUSY
+        ))
+    );
+    assert!(super::pt::emulate_l1_write(st, &mut env, 1, (mfn(10) << 12) + 8, 0).is_err());
+    assert!(super::pt::emulate_l1_write(st, &mut env, 1, slot + 1, 0).is_err());
+    drop(env);
+    lockstep::replica::forget(&mut h.state);
+    audit(&h).unwrap();
+}
