@@ -23,6 +23,8 @@ pub mod env;
 pub(crate) mod fixture;
 pub mod frame;
 #[cfg(test)]
+mod lockstep_tests;
+#[cfg(test)]
 mod op_tests;
 #[cfg(test)]
 mod prop_tests;

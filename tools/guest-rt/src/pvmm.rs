@@ -553,3 +553,26 @@ pub fn flush_batch(ops: &[(u32, u64)]) -> (XenResult, u32) {
     };
     (r, done)
 }
+
+/// A TLB flush (`MMUEXT_TLB_FLUSH_LOCAL`) whose done count goes to an address the guest cannot
+/// write (`done`): Xen ignores that copy's failure.
+pub fn flush_with_bad_done(done: hypercall::BadPtr) -> XenResult {
+    let op = MmuextOp {
+        cmd: crate::mm::MMUEXT_TLB_FLUSH_LOCAL,
+        arg1: 0,
+        arg2: 0,
+    };
+    // SAFETY: a TLB flush changes no mapping; `done` is an address no guest memory lives at.
+    unsafe {
+        hypercall::call(
+            MMUEXT_OP,
+            [
+                &op as *const MmuextOp as u64,
+                1,
+                done.addr(),
+                u64::from(DOMID_SELF),
+                0,
+            ],
+        )
+    }
+}

@@ -604,4 +604,9 @@ fn validation_checks(si: &StartInfo, s: &mut Scratch) {
         pvmm::flush_batch(&[]),
         (Ok(0), 0),
     );
+    check_eq(
+        "mmuext_op with an unwritable done pointer still succeeds",
+        pvmm::flush_with_bad_done(guest_rt::hypercall::BadPtr::HYPERVISOR),
+        Ok(0),
+    );
 }
