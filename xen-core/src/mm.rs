@@ -192,35 +192,54 @@ lockstep::impl_value!(PageInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DomMm {
     /// The pseudo-physical memory map `XENMEM_memory_map` returns (empty: -ENOSYS, as Xen
-    /// answers a PV domain whose toolstack set none).
+    /// answers a PV domain whose toolstack set none); set with `XENMEM_set_memory_map`.
     pub e820: Vec<E820Entry>,
+    /// The domain's shared_info frame (its `arch.max_pfn` answers `XENMEM_maximum_gpfn`).
+    pub shared_info: Option<u64>,
+}
+
+/// Bits of one E820 entry in a digest.
+const E820_BITS: u64 = 160;
+
+fn e820_digest(v: &[E820Entry], h: &mut Hasher) {
+    h.write_u64(v.len() as u64);
+    for e in v {
+        e820_fields(e).digest(h);
+    }
+}
+
+fn e820_flip(v: &mut [E820Entry], bit: u64) {
+    let i = (bit / E820_BITS) as usize;
+    let b = bit % E820_BITS;
+    if let Some(e) = v.get_mut(i) {
+        let (mut a, mut s, mut t) = e820_fields(e);
+        match b {
+            0..=63 => a ^= 1 << b,
+            64..=127 => s ^= 1 << (b - 64),
+            _ => t ^= 1 << (b - 128),
+        }
+        *e = E820Entry {
+            addr: a,
+            size: s,
+            r#type: t,
+        };
+    }
 }
 
 impl Value for DomMm {
     fn digest(&self, h: &mut Hasher) {
-        h.write_u64(self.e820.len() as u64);
-        for e in &self.e820 {
-            e820_fields(e).digest(h);
-        }
+        e820_digest(&self.e820, h);
+        self.shared_info.digest(h);
     }
     fn bit_len(&self) -> u64 {
-        self.e820.len() as u64 * 160
+        self.e820.len() as u64 * E820_BITS + self.shared_info.bit_len()
     }
     fn flip_bit(&mut self, bit: u64) {
-        let i = (bit / 160) as usize;
-        let b = bit % 160;
-        if let Some(e) = self.e820.get_mut(i) {
-            let (mut a, mut s, mut t) = e820_fields(e);
-            match b {
-                0..=63 => a ^= 1 << b,
-                64..=127 => s ^= 1 << (b - 64),
-                _ => t ^= 1 << (b - 128),
-            }
-            *e = E820Entry {
-                addr: a,
-                size: s,
-                r#type: t,
-            };
+        let n = self.e820.len() as u64 * E820_BITS;
+        if bit < n {
+            e820_flip(&mut self.e820, bit);
+        } else {
+            self.shared_info.flip_bit(bit - n);
         }
     }
 }
@@ -266,15 +285,12 @@ pub fn set_host_memory(st: &mut crate::hv::HvState, j: &mut lockstep::Journal, c
 impl Value for MmConfig {
     fn digest(&self, h: &mut Hasher) {
         self.max_page.digest(h);
-        DomMm {
-            e820: self.machine_e820.clone(),
-        }
-        .digest(h);
+        e820_digest(&self.machine_e820, h);
         self.m2p_frames.digest(h);
         self.io_deny.digest(h);
     }
     fn bit_len(&self) -> u64 {
-        64 + self.machine_e820.len() as u64 * 160
+        64 + self.machine_e820.len() as u64 * E820_BITS
             + self.m2p_frames.bit_len()
             + self.io_deny.bit_len()
     }
@@ -284,18 +300,62 @@ impl Value for MmConfig {
             return;
         }
         let bit = bit - 64;
-        let e_bits = self.machine_e820.len() as u64 * 160;
+        let e_bits = self.machine_e820.len() as u64 * E820_BITS;
         if bit < e_bits {
-            let mut d = DomMm {
-                e820: core::mem::take(&mut self.machine_e820),
-            };
-            d.flip_bit(bit);
-            self.machine_e820 = d.e820;
+            e820_flip(&mut self.machine_e820, bit);
         } else if bit - e_bits < self.m2p_frames.bit_len() {
             self.m2p_frames.flip_bit(bit - e_bits);
         } else {
             let b = bit - e_bits - self.m2p_frames.bit_len();
             self.io_deny.flip_bit(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    use lockstep::value::checksum;
+
+    #[test]
+    fn every_bit_flip_of_mm_state_is_detected() {
+        let page = PageInfo {
+            owner: 3,
+            count: 4,
+            allocated: true,
+            ty: PageType::L2,
+            type_count: 2,
+            validated: true,
+            pinned: true,
+            special: false,
+            linear: -1,
+            m2p: 77,
+        };
+        let dm = DomMm {
+            e820: alloc::vec![E820Entry {
+                addr: 0x1000,
+                size: 0x2000,
+                r#type: 1
+            }],
+            shared_info: Some(0x55),
+        };
+        let cfg = MmConfig {
+            max_page: 0x4000,
+            machine_e820: dm.e820.clone(),
+            m2p_frames: alloc::vec![9],
+            io_deny: alloc::vec![(1, 2)],
+        };
+        fn all<T: Value + Clone + PartialEq + core::fmt::Debug>(v: &T) {
+            let c0 = checksum(v);
+            for bit in 0..v.bit_len() {
+                let mut w = v.clone();
+                w.flip_bit(bit);
+                assert_ne!(&w, v, "flip {bit} changed nothing");
+                assert_ne!(checksum(&w), c0, "flip {bit} not detected");
+            }
+        }
+        all(&page);
+        all(&dm);
+        all(&cfg);
     }
 }

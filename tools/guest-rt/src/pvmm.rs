@@ -576,3 +576,17 @@ pub fn flush_with_bad_done(done: hypercall::BadPtr) -> XenResult {
         )
     }
 }
+
+/// `memory_op(cmd, arg)` with `arg` a zeroed 128-byte structure holding DOMID_SELF at byte
+/// `domid_offset` (its guest handles are NULL): how Xen answers a sub-op's simplest form.
+pub fn memory_op_zeroed(cmd: u64, domid_offset: usize) -> XenResult {
+    #[repr(C, align(8))]
+    struct Arg([u8; 128]);
+    let mut a = Arg([0; 128]);
+    if let Some(d) = a.0.get_mut(domid_offset..domid_offset + 2) {
+        d.copy_from_slice(&DOMID_SELF.to_le_bytes());
+    }
+    // SAFETY: Xen reads and writes at most the 128-byte structure; every guest handle in it
+    // is NULL, so nothing else is written.
+    unsafe { hypercall::call(MEMORY_OP, [cmd, a.0.as_mut_ptr() as u64, 0, 0, 0]) }
+}

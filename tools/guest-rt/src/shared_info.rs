@@ -243,6 +243,11 @@ impl SharedInfo {
     pub fn max_pfn(&self) -> u64 {
         self.u64_at(ARCH_MAX_PFN_OFFSET).load(Ordering::SeqCst)
     }
+
+    /// Sets `arch.max_pfn` (the guest's figure Xen reports as XENMEM_maximum_gpfn + 1).
+    pub fn set_max_pfn(&self, v: u64) {
+        self.u64_at(ARCH_MAX_PFN_OFFSET).store(v, Ordering::SeqCst);
+    }
 }
 
 /// Converts a TSC delta to nanoseconds with a `vcpu_time_info`'s scale.

@@ -65,6 +65,51 @@ pub fn memory_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             })
         }
         _ if start_extent != 0 => super::unknown_subop(st, ctx, "memory_op", cmd),
+        XENMEM_ADD_TO_PHYSMAP | XENMEM_REMOVE_FROM_PHYSMAP | XENMEM_ADD_TO_PHYSMAP_BATCH => {
+            // Only translated (HVM/PVH) guests have a physmap Xen maintains.
+            let size = match op {
+                XENMEM_ADD_TO_PHYSMAP => XenAddToPhysmap::SIZE,
+                XENMEM_REMOVE_FROM_PHYSMAP => XenRemoveFromPhysmap::SIZE,
+                _ => ADD_TO_PHYSMAP_BATCH_SIZE,
+            };
+            let d = target_domain(st, ctx, arg, size, 0)?;
+            xsm_target(st, ctx.dom(), d)?;
+            Err(errno(XenErrno::EACCES))
+        }
+        XENMEM_MAXIMUM_GPFN => {
+            let mut b = [0u8; 2];
+            ctx.copy_from_guest(arg, &mut b)?;
+            let d = domain_by_any_id(st, ctx.dom(), u16::from_le_bytes(b))
+                .ok_or(errno(XenErrno::ESRCH))?;
+            xsm_target(st, ctx.dom(), d)?;
+            // PV: `(shared_info.arch.max_pfn ?: 1) - 1`, the guest's own figure.
+            let max_pfn = match st.mm_domains.get(&d).and_then(|m| m.shared_info) {
+                Some(si) => {
+                    let mut w = [0u8; 8];
+                    ctx.read_machine((si << 12) + SHARED_INFO_MAX_PFN, &mut w)?;
+                    u64::from_le_bytes(w)
+                }
+                None => 0,
+            };
+            Ok((max_pfn.max(1) - 1) as i64)
+        }
+        XENMEM_SET_MEMORY_MAP => set_memory_map(st, ctx, arg),
+        XENMEM_SET_POD_TARGET | XENMEM_GET_POD_TARGET => {
+            // Populate-on-demand is for HVM guests.
+            target_domain(st, ctx, arg, POD_TARGET_SIZE, POD_TARGET_DOMID)?;
+            Err(errno(XenErrno::EINVAL))
+        }
+        XENMEM_GET_SHARING_FREED_PAGES | XENMEM_GET_SHARING_SHARED_PAGES => Ok(0),
+        XENMEM_GET_VNUMAINFO => {
+            let d = target_domain(st, ctx, arg, VNUMA_TOPOLOGY_SIZE, 0)?;
+            xsm_target(st, ctx.dom(), d)?;
+            Err(errno(XenErrno::EOPNOTSUPP))
+        }
+        XENMEM_MACHPHYS_COMPAT_MFN_LIST => {
+            let mut b = [0u8; XenMachphysMfnList::SIZE];
+            ctx.copy_from_guest(arg, &mut b)?;
+            Err(errno(XenErrno::EOPNOTSUPP))
+        }
         XENMEM_MEMORY_MAP => memory_map(st, ctx, arg),
         XENMEM_MACHINE_MEMORY_MAP => machine_memory_map(st, ctx, arg),
         XENMEM_MACHPHYS_MAPPING => {
@@ -100,6 +145,60 @@ pub fn memory_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         }
         _ => super::unknown_subop(st, ctx, "memory_op", cmd),
     }
+}
+
+/// `sizeof(struct xen_add_to_physmap_batch)`.
+const ADD_TO_PHYSMAP_BATCH_SIZE: usize = 32;
+/// `sizeof(struct xen_pod_target)` and the offset of its `domid`.
+const POD_TARGET_SIZE: usize = 40;
+const POD_TARGET_DOMID: usize = 32;
+/// `sizeof(struct xen_vnuma_topology_info)`.
+const VNUMA_TOPOLOGY_SIZE: usize = 40;
+/// Offset of `arch.max_pfn` in `struct shared_info`.
+const SHARED_INFO_MAX_PFN: u64 = 3088;
+/// `E820MAX`: entries `XENMEM_set_memory_map` accepts.
+const E820MAX: u32 = 1024;
+
+/// Reads a `size`-byte argument (-EFAULT) and resolves the `domid_t` at `domid_at`
+/// (DOMID_SELF or an existing domain; -ESRCH).
+fn target_domain(
+    st: &HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    arg: u64,
+    size: usize,
+    domid_at: usize,
+) -> Result<DomId, HvError> {
+    let mut b = alloc::vec![0u8; size];
+    ctx.copy_from_guest(arg, &mut b)?;
+    let id = b
+        .get(domid_at..domid_at + 2)
+        .map_or(0, |w| u16::from_le_bytes([w[0], w[1]]));
+    domain_by_any_id(st, ctx.dom(), id).ok_or(errno(XenErrno::ESRCH))
+}
+
+/// `XENMEM_set_memory_map`: the toolstack (or the domain itself) sets a domain's
+/// pseudo-physical memory map.
+fn set_memory_map(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut b = [0u8; XenForeignMemoryMap::SIZE];
+    ctx.copy_from_guest(arg, &mut b)?;
+    let f = XenForeignMemoryMap::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
+    if f.map.nr_entries > E820MAX {
+        return Err(errno(XenErrno::EINVAL));
+    }
+    let d = domain_by_any_id(st, ctx.dom(), f.domid).ok_or(errno(XenErrno::ESRCH))?;
+    xsm_target(st, ctx.dom(), d)?;
+    let n = f.map.nr_entries as usize;
+    let mut raw = alloc::vec![0u8; n * E820Entry::SIZE];
+    ctx.copy_from_guest(f.map.buffer, &mut raw)?;
+    let mut e820 = Vec::with_capacity(n);
+    for i in 0..n {
+        e820.push(E820Entry::read_element(&raw, i).map_err(|_| errno(XenErrno::EFAULT))?);
+    }
+    let mut dm = st.mm_domains.get(&d).cloned().unwrap_or_default();
+    dm.e820 = e820;
+    let j = ctx.journal();
+    st.mm_domains.insert(j, d, dm);
+    Ok(0)
 }
 
 /// `XENMEM_memory_map`: the domain's pseudo-physical map; -ENOSYS if it has none.

@@ -2,7 +2,7 @@
 //! bootstrap page tables and shared_info page with the reference counts Xen's dom0 builder
 //! leaves, and the destroy path that gives every frame back.
 
-use super::{DomMm, PageInfo, PageType, INVALID_M2P};
+use super::{PageInfo, PageType, INVALID_M2P};
 use crate::effect::DomId;
 use crate::hv::HvState;
 use crate::pv_layout::{PageTablePlan, PtLevel, PTE_RW};
@@ -186,9 +186,9 @@ pub fn register_pv_domain(
         d.max_pages = max.unwrap_or(d.max_pages).max(n);
     });
     st.vcpus.update(j, &(m.dom, 0), |v| v.cr3 = root << 12);
-    if !st.mm_domains.contains_key(&m.dom) {
-        st.mm_domains.insert(j, m.dom, DomMm::default());
-    }
+    let mut dm = st.mm_domains.get(&m.dom).cloned().unwrap_or_default();
+    dm.shared_info = Some(m.shared_info_mfn);
+    st.mm_domains.insert(j, m.dom, dm);
     Ok(())
 }
 

@@ -125,6 +125,7 @@ fn memory_maps_and_the_m2p_location() {
         1,
         DomMm {
             e820: alloc::vec![e820(0, 0x30000, 1), e820(0x40000, 0x1000, 2)],
+            shared_info: None,
         },
     );
     lockstep::replica::forget(&mut h.state);
@@ -631,4 +632,71 @@ fn machine_memory_map_matches_xen_under_qemu() {
     assert_eq!(run(&mut h, 11), -22);
     assert_eq!(run(&mut h, 12), 0);
     assert_eq!(run(&mut h, 1), -22);
+}
+
+#[test]
+fn pv_answers_for_physmap_pod_vnuma_and_maximum_gpfn() {
+    let mut h = harness(false);
+    h.mem.map(0x7000, &[0; 128]);
+    h.mem.map(0x7000, &0x7ff0u16.to_le_bytes());
+    h.mem.map(0x7000 + 32, &0x7ff0u16.to_le_bytes());
+    let op = |h: &mut Harness, cmd: u32| {
+        call(h, HYPERVISOR_MEMORY_OP, [u64::from(cmd), 0x7000, 0, 0, 0]).ret
+    };
+    assert_eq!(op(&mut h, XENMEM_ADD_TO_PHYSMAP), -13);
+    assert_eq!(op(&mut h, XENMEM_REMOVE_FROM_PHYSMAP), -13);
+    assert_eq!(op(&mut h, XENMEM_ADD_TO_PHYSMAP_BATCH), -13);
+    assert_eq!(op(&mut h, XENMEM_GET_POD_TARGET), -22);
+    assert_eq!(op(&mut h, XENMEM_GET_SHARING_FREED_PAGES), 0);
+    assert_eq!(op(&mut h, XENMEM_GET_VNUMAINFO), -95);
+    assert_eq!(op(&mut h, XENMEM_MACHPHYS_COMPAT_MFN_LIST), -95);
+    assert_eq!(op(&mut h, 63), -38);
+    assert_eq!(call(&mut h, HYPERVISOR_MEMORY_OP, [7, 0, 0, 0, 0]).ret, -14);
+    // maximum_gpfn: the guest's shared_info.arch.max_pfn - 1 (0 when unset).
+    assert_eq!(domid_op(&mut h, XENMEM_MAXIMUM_GPFN, 0x7ff0), 0);
+    h.mem
+        .machine
+        .insert((super::fixture::SHARED_INFO << 12) + 3088, 1234);
+    assert_eq!(domid_op(&mut h, XENMEM_MAXIMUM_GPFN, 0x7ff0), 1233);
+    // set_memory_map, then memory_map returns it; too many entries is -EINVAL.
+    h.mem.map(0x7400, &e820(0, 0x8000_0000, 1).to_vec());
+    let fmap = XenForeignMemoryMap {
+        domid: 0x7ff0,
+        map: XenMemoryMap {
+            nr_entries: 1,
+            buffer: 0x7400,
+        },
+    };
+    h.mem.map(0x7300, &fmap.to_vec());
+    assert_eq!(
+        call(&mut h, HYPERVISOR_MEMORY_OP, [13, 0x7300, 0, 0, 0]).ret,
+        0
+    );
+    h.mem.map(
+        0x7500,
+        &XenMemoryMap {
+            nr_entries: 4,
+            buffer: 0x7600,
+        }
+        .to_vec(),
+    );
+    h.mem.map(0x7600, &[0; 80]);
+    assert_eq!(
+        call(&mut h, HYPERVISOR_MEMORY_OP, [9, 0x7500, 0, 0, 0]).ret,
+        0
+    );
+    assert_eq!(h.mem.bytes.get(&0x7500).copied(), Some(1));
+    assert_eq!(h.mem.bytes.get(&(0x7600 + 11)).copied(), Some(0x80));
+    let big = XenForeignMemoryMap {
+        domid: 0x7ff0,
+        map: XenMemoryMap {
+            nr_entries: 1025,
+            buffer: 0x7400,
+        },
+    };
+    h.mem.map(0x7300, &big.to_vec());
+    assert_eq!(
+        call(&mut h, HYPERVISOR_MEMORY_OP, [13, 0x7300, 0, 0, 0]).ret,
+        -22
+    );
 }

@@ -40,6 +40,7 @@ fn main(si: &StartInfo) {
     mmuext_checks();
     mmu_update_checks(si, &mut s);
     balloon_checks(si);
+    memory_op_checks(si);
 }
 
 fn m2p_checks(si: &StartInfo) {
@@ -609,4 +610,81 @@ fn validation_checks(si: &StartInfo, s: &mut Scratch) {
         pvmm::flush_with_bad_done(guest_rt::hypercall::BadPtr::HYPERVISOR),
         Ok(0),
     );
+}
+
+fn memory_op_checks(si: &StartInfo) {
+    use guest_rt::shared_info::SharedInfo;
+    check_eq(
+        "add_to_physmap on a PV domain -> -EACCES",
+        pvmm::memory_op_zeroed(7, 0),
+        Err(Errno::EACCES),
+    );
+    check_eq(
+        "remove_from_physmap on a PV domain -> -EACCES",
+        pvmm::memory_op_zeroed(15, 0),
+        Err(Errno::EACCES),
+    );
+    check_eq(
+        "add_to_physmap_batch on a PV domain -> -EACCES",
+        pvmm::memory_op_zeroed(23, 0),
+        Err(Errno::EACCES),
+    );
+    check_eq(
+        "get_pod_target of a PV domain -> -EINVAL",
+        pvmm::memory_op_zeroed(17, 32),
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "get_sharing_freed_pages",
+        pvmm::memory_op_zeroed(18, 0),
+        Ok(0),
+    );
+    check_eq(
+        "get_vnumainfo without vNUMA -> -EOPNOTSUPP",
+        pvmm::memory_op_zeroed(26, 0),
+        Err(Errno::EOPNOTSUPP),
+    );
+    check_eq(
+        "machphys_compat_mfn_list -> -EOPNOTSUPP",
+        pvmm::memory_op_zeroed(25, 0),
+        Err(Errno::EOPNOTSUPP),
+    );
+    check_eq(
+        "unknown memory_op 63 -> -ENOSYS",
+        pvmm::memory_op_zeroed(63, 0),
+        Err(Errno::ENOSYS),
+    );
+    check_eq(
+        "set_memory_map of no entries",
+        pvmm::memory_op_zeroed(13, 0),
+        Ok(0),
+    );
+    let mut map = [xmm::E820Entry::default(); 4];
+    check_eq(
+        "memory_map after setting an empty one -> -ENOSYS",
+        xmm::memory_map(false, &mut map),
+        Err(Errno::ENOSYS),
+    );
+    match SharedInfo::map(si) {
+        Ok(sh) => {
+            let old = sh.max_pfn();
+            info(format_args!("shared_info arch.max_pfn {}", old));
+            sh.set_max_pfn(0);
+            check_eq(
+                "maximum_gpfn with max_pfn 0",
+                xmm::domid_query(xmm::XENMEM_MAXIMUM_GPFN, DOMID_SELF),
+                Ok(0),
+            );
+            sh.set_max_pfn(1234);
+            check_eq(
+                "maximum_gpfn is shared_info's max_pfn - 1",
+                xmm::domid_query(xmm::XENMEM_MAXIMUM_GPFN, DOMID_SELF),
+                Ok(1233),
+            );
+            sh.set_max_pfn(old);
+        }
+        Err(e) => {
+            check_eq("map shared_info", Err::<(), Errno>(e), Ok(()));
+        }
+    }
 }
