@@ -190,3 +190,57 @@ fn random_operation_sequences_keep_the_invariants() {
         run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 250);
     }
 }
+
+/// A hostile guest: random hypercall numbers among the MMU ones, random arguments and random
+/// argument structures. Nothing may abort the transaction or panic, and the reference counts
+/// must stay exact.
+#[test]
+fn hostile_arguments_leave_the_state_consistent() {
+    for seed in 1..=8u64 {
+        let mut h = harness(seed % 2 == 0);
+        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        for _ in 0..400 {
+            let mut interesting = |rng: &mut Rng| match rng.below(9) {
+                0 => 0,
+                1 => rng.next(),
+                2 => 0x9000 + rng.below(4) * 0x1000,
+                3 => mfn(rng.below(PAGES + 4)),
+                4 => (mfn(rng.below(PAGES)) << 12) | rng.below(8),
+                5 => 0x7ff0 + rng.below(4),
+                6 => rng.below(600) | (rng.below(2) << 31),
+                7 => VA_BASE + rng.below(64) * 4096,
+                _ => 0xffff_8000_0000_0000 + rng.below(1 << 20),
+            };
+            let nr = [
+                HYPERVISOR_MMU_UPDATE,
+                HYPERVISOR_MEMORY_OP,
+                HYPERVISOR_UPDATE_VA_MAPPING,
+                HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN,
+                HYPERVISOR_MMUEXT_OP,
+            ][rng.below(5) as usize];
+            let args = [
+                interesting(&mut rng),
+                interesting(&mut rng),
+                interesting(&mut rng),
+                interesting(&mut rng),
+                interesting(&mut rng),
+            ];
+            for page in 0..4u64 {
+                let mut bytes = [0u8; 256];
+                for chunk in bytes.chunks_mut(8) {
+                    chunk.copy_from_slice(&interesting(&mut rng).to_le_bytes());
+                }
+                h.mem.map(0x9000 + page * 0x1000, &bytes);
+            }
+            let r = call(&mut h, nr, args);
+            assert!(
+                r.ret <= 0 || nr == HYPERVISOR_MEMORY_OP,
+                "{nr} {args:x?} -> {}",
+                r.ret
+            );
+            if let Err(e) = audit(&h) {
+                panic!("seed {seed}: {nr} {args:x?}: {e}");
+            }
+        }
+    }
+}
