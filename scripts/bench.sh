@@ -59,12 +59,30 @@ note() {
     echo "bench: $*"
 }
 
+# Each target on its own, so that one failing (e.g. the hypervisor mid-change) does not stop the
+# others; a failed target leaves the previous artifact in build/, which is then said to be stale.
 if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
     section "build: make image guests xen"
-    if ! make --no-print-directory image guests xen; then
-        note "build: 'make image guests xen' failed; using whatever build/ already holds"
-    fi
+    for target in image guests xen; do
+        if ! make --no-print-directory "$target"; then
+            note "build: 'make $target' failed; using what build/ already holds"
+        fi
+    done
 fi
+# age FILE: its modification time and, if older than the last commit, that it may be stale.
+age() {
+    local t head
+    t=$(stat -c %Y "$1" 2>/dev/null) || return
+    head=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)
+    printf '%s built %s' "${1#"$ROOT"/}" "$(date -d "@$t" '+%Y-%m-%d %H:%M')"
+    ((t < head)) && printf ' (older than the last commit: may be stale)'
+    echo
+}
+for f in "$IMAGE" "$GUEST"; do
+    if [[ -s "$f" ]]; then
+        echo "bench: $(age "$f")"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------------
 # 2. Host lockstep bench.
@@ -224,6 +242,11 @@ cell() {
 section "results: cycles per call (median of 32 batches x 256 calls; TSC cycles, TCG)"
 for run in "${RUNS[@]}"; do
     printf '  %-24s %s%s\n' "${LABEL[$run]}:" "${RESULT[$run]}" "${KHZ[$run]:+, TSC ${KHZ[$run]} kHz}"
+    # DualVisor states its lockstep roles at boot: show them, so the on/off runs prove it.
+    if [[ "$run" != xen && -s "$LOG_DIR/$run.log" ]]; then
+        roles=$(clean_log "$LOG_DIR/$run.log" | sed -n 's/^(XEN) \(lockstep: .*\)/\1/p' | head -n 1)
+        printf '  %-24s %s\n' "" "${roles:-(no 'lockstep:' line at boot)}"
+    fi
 done
 echo
 printf '  %-12s %10s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV lockstep on"
@@ -268,13 +291,21 @@ if [[ -s "$LOG_DIR/selftest.log" ]]; then
     if [[ -n "$stats" ]]; then
         echo "$stats" | sed 's/^/  /'
         rec=$(echo "$stats" | grep -Eo 'recovery latency: n [0-9]+ mean [0-9]+ max [0-9]+' | tail -n 1)
-        khz="${KHZ[on]:-${KHZ[off]:-${KHZ[xen]:-}}}"
+        khz="" khz_from=""
+        for run in on off xen; do
+            if [[ -n "${KHZ[$run]:-}" ]]; then
+                khz="${KHZ[$run]}" khz_from="${LABEL[$run]}"
+                break
+            fi
+        done
         if [[ -n "$rec" && -n "$khz" ]]; then
             read -r _ _ _ cnt _ mean _ max <<<"$rec"
-            awk -v n="$cnt" -v mean="$mean" -v max="$max" -v khz="$khz" 'BEGIN {
+            awk -v n="$cnt" -v mean="$mean" -v max="$max" -v khz="$khz" -v from="$khz_from" 'BEGIN {
                 us = mean * 1000 / khz; mx = max * 1000 / khz
-                printf "  recovery latency: %d recoveries, mean %.1f us, max %.1f us (TSC %d kHz)   target <= 20 us: %s\n",
-                    n, us, mx, khz, (n == 0 ? "n/a (nothing recovered)" : (us <= 20 ? "meets" : "above"))
+                printf "  recovery latency: %d recoveries, mean %.1f us, max %.1f us   target <= 20 us: %s\n",
+                    n, us, mx, (n == 0 ? "n/a (nothing recovered)" : (us <= 20 ? "meets" : "above"))
+                printf "  (cycles converted with TSC %d kHz as the %s guest read it; under TCG every run reads the host TSC)\n",
+                    khz, from
             }'
         elif [[ -n "$rec" ]]; then
             echo "  (no TSC frequency from a guest run: recovery latency left in cycles)"
