@@ -33,6 +33,7 @@ pub mod pt;
 mod testenv;
 #[cfg(test)]
 mod tests;
+pub mod vcpu_base;
 
 use crate::effect::DomId;
 use alloc::vec::Vec;
