@@ -200,7 +200,7 @@ fn hostile_arguments_leave_the_state_consistent() {
         let mut h = harness(seed % 2 == 0);
         let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
         for _ in 0..400 {
-            let mut interesting = |rng: &mut Rng| match rng.below(9) {
+            let interesting = |rng: &mut Rng| match rng.below(9) {
                 0 => 0,
                 1 => rng.next(),
                 2 => 0x9000 + rng.below(4) * 0x1000,
