@@ -1,7 +1,7 @@
 //! PV memory management: who owns each machine frame, what it is used as, and who refers to
 //! it — Xen's `struct page_info`, the p2m and the M2P — plus page-table validation.
 //!
-//! Every frame a domain can touch has a [`PageInfo`] in [`HvState::frames`]: its owner, a
+//! Every frame a domain can touch has a [`PageInfo`] in [`crate::hv::HvState::frames`]: its owner, a
 //! general reference count (the allocation reference, one per mapping, one per reference from
 //! a higher-level table, CR3 or a pin), a type (writable, L1–L4, segment descriptor) with a
 //! type count, and the validated/pinned flags. The invariant Xen's PV model rests on: a frame
@@ -9,13 +9,36 @@
 //! table. Page-table contents are machine memory: entries are read through the input log and
 //! written through [`crate::effect::Effect::WriteMachine`].
 //!
-//! Frame allocation (populate_physmap, increase_reservation, exchange) is an input: the leader
-//! asks its allocator for a zeroed frame when the handler reads
-//! [`crate::hv::value_kind::ALLOC_FRAME`] (logged, so the follower sees the same mfn;
-//! [`NO_FRAME`] means out of memory) and the committed [`crate::effect::MmEffect::FramesAllocated`]
-//! confirms the use; frames handed out in a transaction that is not committed, or not
-//! confirmed, go back to the allocator. Frames whose last reference is dropped are returned
-//! with [`crate::effect::MmEffect::FreeFrames`] (after commit).
+//! # What the embedder (the bare-metal side) provides and applies
+//!
+//! - At boot, [`set_host_memory`]: `max_page`, the host E820, the frames of the M2P table and
+//!   the I/O frames reserved to the hypervisor (`io_deny`: local APIC, IO-APICs, ...).
+//! - For each PV domain it builds, [`register_pv_domain`] with the builder's p2m, shared_info
+//!   frame and page-table plan (dom0: `max_pages: Some(DOM0_MAX_PAGES)`); it writes the M2P
+//!   entries of those frames and the hypervisor's L4 slots of the root itself, as the builder
+//!   already does. [`destroy_domain_memory`] gives the frames back when a domain dies.
+//! - `Env::read_machine` must let handlers read every frame a domain owns (page tables,
+//!   shared_info): validation reads whole tables through the input log.
+//! - [`crate::hv::value_kind::ALLOC_FRAME`] `+ order`: the leader's allocator hands out the
+//!   first of 2^order contiguous, naturally aligned, zeroed frames (logged, so the follower
+//!   sees the same mfn; [`NO_FRAME`] when none is left). A frame stays allocated only if a
+//!   committed [`crate::effect::MmEffect::FramesAllocated`] names it; frames handed out in a
+//!   transaction that is rolled back, or not confirmed, go back to the allocator.
+//! - After commit, the [`crate::effect::MmEffect`]s: `FlushTlb` (the vCPUs' TLBs, one page or
+//!   all), `SetCr3` (reload the calling vCPU's CR3 for its current mode), `XenL4Slots` (write
+//!   the hypervisor's slots 256..=271 into a new root, slot 256 = the read-only M2P when
+//!   `ro_m2p`), `LoadLdt`, `ClearPage`, `CopyPage`, `FlushCache`, `SetM2p` (the guest-visible
+//!   M2P table), `FreeFrames` (back to the allocator, M2P entries invalidated) and
+//!   `FramesAllocated`.
+//! - VCPUOP_initialise and vCPU resets take and drop base-pointer references with
+//!   [`vcpu_base::install`] / [`vcpu_base::release`]; the #PF path may emulate a kernel's
+//!   write to one of its L1 tables with [`pt::emulate_l1_write`] (writable page tables).
+//!
+//! Deliberate simplifications against Xen: validation is never preempted (a whole table is
+//! validated inside one transaction; long batches continue after [`OPS_PER_CALL`] operations);
+//! iomem rights are "privileged domain, minus `io_deny`"; segment-descriptor pages are typed
+//! but their contents are checked by their user (set_gdt); builder-made superpage and p2m
+//! mappings hold one reference per page, so tearing them down balances.
 
 pub mod build;
 pub mod env;
@@ -40,6 +63,7 @@ use alloc::vec::Vec;
 use dom0_interface::memory::E820Entry;
 use lockstep::{Hasher, Value};
 
+pub use crate::hypercall::mmu::OPS_PER_CALL;
 pub use build::{destroy_domain_memory, register_pv_domain, DomainMemory, MmError, DOM0_MAX_PAGES};
 pub use env::{CtxEnv, MmEnv};
 pub use frame::{

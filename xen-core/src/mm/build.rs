@@ -265,5 +265,17 @@ pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> V
     }
     st.mm_domains.remove(j, &dom);
     st.domains.update(j, &dom, |d| d.tot_pages = 0);
+    let vcpus: Vec<_> = st
+        .vcpus
+        .iter()
+        .filter(|(k, _)| k.0 == dom)
+        .map(|(k, _)| *k)
+        .collect();
+    for k in vcpus {
+        st.vcpus.update(j, &k, |v| {
+            v.cr3 = 0;
+            v.user_cr3 = 0;
+        });
+    }
     freed
 }
