@@ -41,6 +41,8 @@
 //! mappings hold one reference per page, so tearing them down balances.
 
 pub mod build;
+#[cfg(test)]
+mod builder_tests;
 pub mod env;
 #[cfg(test)]
 pub(crate) mod fixture;
