@@ -301,6 +301,7 @@ pub fn mmu_update(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             return Err(errno(XenErrno::ESRCH));
         }
         if id != d && !st.vcpus.contains_key(&(id, 0)) {
+            report_done(ctx, pdone, done)?;
             return Err(errno(XenErrno::EINVAL));
         }
         pt_owner = id;

@@ -700,3 +700,28 @@ fn pv_answers_for_physmap_pod_vnuma_and_maximum_gpfn() {
         -22
     );
 }
+
+#[test]
+fn increase_reservation_without_a_list() {
+    let mut h = harness(false);
+    h.mem.add_frame(0x2200);
+    h.mem
+        .values
+        .entry(value_kind::ALLOC_FRAME)
+        .or_default()
+        .push_back(0x2200);
+    let r = XenMemoryReservation {
+        extent_start: 0,
+        nr_extents: 1,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: 0x7ff0,
+    };
+    h.mem.map(0xc000, &r.to_vec());
+    assert_eq!(
+        call(&mut h, HYPERVISOR_MEMORY_OP, [0, 0xc000, 0, 0, 0]).ret,
+        1
+    );
+    assert_eq!(h.state.frames.get(&0x2200).map(|p| p.owner), Some(1));
+    audit(&h).unwrap();
+}
