@@ -99,11 +99,39 @@ fn discover_cpus(info: &BootInfo) -> Vec<u32> {
     }
 }
 
+/// The E820 type of a memory-map region.
+fn e820_type(k: arch::multiboot::MemKind) -> u32 {
+    use arch::multiboot::MemKind;
+    match k {
+        MemKind::Usable => 1,
+        MemKind::Reserved => 2,
+        MemKind::AcpiReclaimable => 3,
+        MemKind::AcpiNvs => 4,
+        MemKind::Bad => 5,
+    }
+}
+
+/// dom0's memory: `dom0_mem=` as Xen reads it; without it, Xen's default (all but 1/16, at
+/// most 128 MiB, kept back) capped at [`DOM0_DEFAULT_MAX`] — DualVisor keeps the rest for
+/// domUs and for the lockstep replicas' frame tables.
+fn dom0_bytes(opts: &BootOptions, free: u64) -> u64 {
+    let b = opts.dom0_mem.initial_bytes(free);
+    if opts.dom0_mem.amount.is_none() {
+        b.min(DOM0_DEFAULT_MAX)
+    } else {
+        b
+    }
+}
+
+/// Default dom0 memory when `dom0_mem=` gives no amount.
+pub const DOM0_DEFAULT_MAX: u64 = 256 << 20;
+
 /// The boot sequence; never returns.
 pub fn start(handoff: BootHandoff) -> ! {
     arch::heap::init();
     arch::idt::init();
     arch::smp::setup_cpu(0, (arch::cpu::cpuid(1, 0).1 >> 24) as u32);
+    arch::smp::record_boot_stack();
     arch::console::init_logger(log::LevelFilter::Info);
 
     let info = parse_boot_info(handoff);
@@ -215,10 +243,20 @@ pub fn start(handoff: BootHandoff) -> ! {
         kernel,
         initrd,
         cmdline: cmdline::strip_image_name(&kmod.cmdline, &info.loader_name),
-        nr_pages: opts.dom0_mem.initial_bytes(free) / 4096,
+        nr_pages: dom0_bytes(&opts, free) / 4096,
         nr_vcpus: opts.dom0_max_vcpus.resolve(pcpus),
         hv_cmdline: &cmdline_text,
         noreboot: opts.noreboot,
+        e820: info
+            .memory_map
+            .iter()
+            .map(|r| dom0_interface::memory::E820Entry {
+                addr: r.base,
+                size: r.len,
+                r#type: e820_type(r.kind),
+            })
+            .collect(),
+        max_page: info.max_usable_addr() >> 12,
     };
     match crate::pv::start_dom0(&params) {
         Ok(never) => match never {},

@@ -29,12 +29,20 @@ impl Clock for Tsc {
     }
 }
 
-/// Waiting cores spin (the engine's budget), then `hlt` until a kick IPI or the next tick.
+/// Waiting cores spin (the engine's budget), then `hlt` until a kick IPI or the next tick
+/// (the follower and coordinator in their loops; the leader, inside a guest exit, polls).
 pub struct HwIdle;
 
 impl Idle for HwIdle {
     fn idle(&self) {
-        arch::cpu::enable_and_halt();
+        // A core waiting inside a trap handler (the leader during a guest exit) runs on an
+        // IST or SYSCALL stack with interrupts off: enabling them there would let a nested
+        // interrupt reuse the stack. It keeps polling; cores in their own loops halt.
+        if arch::cpu::interrupts_enabled() {
+            arch::cpu::enable_and_halt();
+        } else {
+            core::hint::spin_loop();
+        }
     }
     fn kick(&self, role: Role) {
         if let Some(cpu) = cpu_of(role) {
@@ -55,7 +63,7 @@ pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
 pub static FOLLOWER_DIGEST: AtomicU32 = AtomicU32::new(0);
 
 /// Bytes of each replica arena.
-const ARENA_BYTES: usize = 32 << 20;
+const ARENA_BYTES: usize = 64 << 20;
 
 /// The CPU serving `role`, if any.
 pub fn cpu_of(role: Role) -> Option<usize> {

@@ -21,6 +21,34 @@ pub fn inb(port: u16) -> u8 {
     value
 }
 
+/// Writes a 16-bit value to an I/O port.
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    }
+}
+
+/// Reads a 16-bit value from an I/O port.
+pub fn inw(port: u16) -> u16 {
+    let value: u16;
+    // SAFETY: as for `inb`.
+    unsafe {
+        asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    value
+}
+
+/// Reads a 32-bit value from an I/O port.
+pub fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as for `inb`.
+    unsafe {
+        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    value
+}
+
 /// Writes a 32-bit value to an I/O port.
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
@@ -156,4 +184,22 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
         enable_interrupts();
     }
     r
+}
+
+/// Invalidates the TLB entry of one virtual address on this CPU.
+pub fn invlpg(va: u64) {
+    // SAFETY: invlpg only drops a cached translation; it never changes memory.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) }
+}
+
+/// Flushes this CPU's non-global TLB entries (reloads CR3).
+pub fn flush_tlb_local() {
+    // SAFETY: reloading the current CR3 keeps the same address space.
+    unsafe { write_cr3(read_cr3()) }
+}
+
+/// Writes back and invalidates the caches.
+pub fn wbinvd() {
+    // SAFETY: cache maintenance only; memory contents are unchanged.
+    unsafe { asm!("wbinvd", options(nostack, preserves_flags)) }
 }

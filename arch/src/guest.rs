@@ -100,8 +100,14 @@ syscall_entry32:
     .global enter_guest_asm
 enter_guest_asm:
     /* rdi = frame (TrapFrame), rsi = FXSAVE image; interrupts are off. */
+    clts
     fxrstor64 (%rsi)
-    movq %rdi, %rsp
+    cmpq $0, %gs:24
+    je 1f
+    movq %cr0, %rax
+    orq $8, %rax
+    movq %rax, %cr0
+1:  movq %rdi, %rsp
     popq %rax
     popq %rbx
     popq %rcx
@@ -182,6 +188,29 @@ pub struct GuestBases {
     pub fs_base: u64,
     /// GS base in effect in the guest (the "user" or "kernel" one, as the mode requires).
     pub gs_base: u64,
+}
+
+/// Loads the bases a guest context resumes with (CR3 if it differs, FS base, and the GS base
+/// `swapgs` will install on the way out). Call on the exit path, before returning to it.
+pub fn load_bases(bases: GuestBases) {
+    // SAFETY: CR3 is a guest L4 validated by the hypervisor that carries the hypervisor's
+    // slots (so this code stays mapped); the MSRs only hold the guest's segment bases, and
+    // KERNEL_GS_BASE is swapped in only when returning to ring 3.
+    unsafe {
+        if bases.cr3 != 0 && bases.cr3 != crate::cpu::read_cr3() {
+            crate::cpu::write_cr3(bases.cr3);
+        }
+        crate::cpu::wrmsr(IA32_FS_BASE, bases.fs_base);
+        crate::cpu::wrmsr(IA32_KERNEL_GS_BASE, bases.gs_base);
+    }
+}
+
+/// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only
+/// while it runs).
+pub fn set_guest_ts(on: bool) {
+    crate::percpu::this()
+        .guest_ts
+        .store(u64::from(on), Ordering::Relaxed);
 }
 
 /// Reasons [`enter_guest`] refuses a frame.

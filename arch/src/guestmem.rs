@@ -185,7 +185,8 @@ pub fn write_machine_u64(maddr: u64, value: u64) -> bool {
     true
 }
 
-/// The hypervisor's L4 entries 256..272 (copied into every PV guest's root).
+/// The hypervisor's L4 entries 256..272 (copied into every PV guest's root): slot 256 the
+/// read-only M2P, the rest the hypervisor's own mappings.
 pub fn hypervisor_l4_entries() -> [u64; 16] {
     let hv = crate::paging::hypervisor_cr3();
     let mut out = [0u64; 16];
@@ -194,5 +195,81 @@ pub fn hypervisor_l4_entries() -> [u64; 16] {
             *e = read_u64(hv + (256 + i as u64) * 8);
         }
     }
+    out[0] = crate::paging::m2p_l4_entry();
     out
+}
+
+/// Writes one byte of an allocated frame (a flag in a guest-shared page).
+pub fn write_machine_u8(maddr: u64, value: u8) -> bool {
+    if !frame_is_allocated(maddr >> 12) {
+        return false;
+    }
+    // SAFETY: one byte of an allocated RAM frame (checked), via the direct map; atomic so a
+    // guest vCPU reading the flag concurrently sees the old or the new value.
+    unsafe {
+        (*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU8))
+            .store(value, core::sync::atomic::Ordering::Release)
+    };
+    true
+}
+
+/// Copies allocated frame `src` over allocated frame `dst`.
+pub fn copy_frame(dst: u64, src: u64) -> bool {
+    if !frame_is_allocated(dst) || !frame_is_allocated(src) {
+        return false;
+    }
+    // SAFETY: two allocated RAM frames (checked) through the direct map; `copy` allows overlap.
+    unsafe {
+        core::ptr::copy(
+            phys_to_virt(src << 12) as *const u8,
+            phys_to_virt(dst << 12) as *mut u8,
+            4096,
+        )
+    };
+    true
+}
+
+fn atomic_u64(maddr: u64) -> Option<&'static core::sync::atomic::AtomicU64> {
+    if !maddr.is_multiple_of(8) || !frame_is_allocated(maddr >> 12) {
+        return None;
+    }
+    // SAFETY: an aligned word of an allocated RAM frame (checked) through the direct map; a
+    // guest-shared word is only ever accessed atomically by the hypervisor.
+    Some(unsafe { &*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU64) })
+}
+
+fn atomic_u8(maddr: u64) -> Option<&'static core::sync::atomic::AtomicU8> {
+    if !frame_is_allocated(maddr >> 12) {
+        return None;
+    }
+    // SAFETY: one byte of an allocated RAM frame (checked) through the direct map, accessed
+    // atomically.
+    Some(unsafe { &*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU8) })
+}
+
+/// Atomically sets bit `bit` (0–63) of the word at `maddr`; its old value (true if the word
+/// is not an allocated frame's: nothing to do then).
+pub fn test_and_set_bit(maddr: u64, bit: u32) -> bool {
+    atomic_u64(maddr).is_none_or(|w| {
+        w.fetch_or(1 << (bit % 64), core::sync::atomic::Ordering::AcqRel) & (1 << (bit % 64)) != 0
+    })
+}
+
+/// Atomically clears bit `bit` of the word at `maddr`; its old value.
+pub fn test_and_clear_bit(maddr: u64, bit: u32) -> bool {
+    atomic_u64(maddr).is_some_and(|w| {
+        w.fetch_and(!(1 << (bit % 64)), core::sync::atomic::Ordering::AcqRel) & (1 << (bit % 64))
+            != 0
+    })
+}
+
+/// Bit `bit` of the word at `maddr`.
+pub fn test_bit(maddr: u64, bit: u32) -> bool {
+    atomic_u64(maddr)
+        .is_some_and(|w| w.load(core::sync::atomic::Ordering::Acquire) & (1 << (bit % 64)) != 0)
+}
+
+/// Atomically sets bit 0 of the byte at `maddr`; its old value.
+pub fn test_and_set_byte_flag(maddr: u64) -> bool {
+    atomic_u8(maddr).is_none_or(|b| b.fetch_or(1, core::sync::atomic::Ordering::AcqRel) & 1 != 0)
 }

@@ -9,7 +9,7 @@ use linked_list_allocator::Heap;
 use spin::Mutex;
 
 /// Size of the boot arena carved out of the image's BSS.
-pub const BOOT_HEAP_SIZE: usize = 16 << 20;
+pub const BOOT_HEAP_SIZE: usize = 32 << 20;
 /// Most arenas (the boot arena included).
 pub const MAX_ARENAS: usize = 8;
 /// The boot arena's index.

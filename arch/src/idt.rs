@@ -13,7 +13,8 @@ trap_common:
     testb $3, 24(%rsp)
     jz 1f
     swapgs
-1:  pushq %r15
+1:  clts
+    pushq %r15
     pushq %r14
     pushq %r13
     pushq %r12
@@ -38,7 +39,14 @@ trap_common:
     call trap_dispatch
     fxrstor64 (%rsp)
     movq %r12, %rsp
-    popq %rax
+    testb $3, 144(%rsp)
+    jz 4f
+    cmpq $0, %gs:24
+    je 4f
+    movq %cr0, %rax
+    orq $8, %rax
+    movq %rax, %cr0
+4:  popq %rax
     popq %rbx
     popq %rcx
     popq %rdx
@@ -110,11 +118,17 @@ pub fn init() {
         // Only the address is taken: `trap_stubs` is code emitted by the assembly above.
         let handler = core::ptr::addr_of!(trap_stubs) as u64 + 16 * v as u64;
         let ist = u64::from(ist_for(v as u8));
-        // Present, DPL0, 64-bit interrupt gate (IF cleared on entry).
+        // Present 64-bit interrupt gates (IF cleared on entry), DPL0 except the software
+        // interrupts a PV guest may raise directly, as in Xen: int3, into and int $0x80.
+        let access: u64 = if matches!(v, 3 | 4 | 0x80) {
+            0xEE
+        } else {
+            0x8E
+        };
         let lo = (handler & 0xFFFF)
             | (u64::from(HYPERVISOR_CS) << 16)
             | (ist << 32)
-            | (0x8E << 40)
+            | (access << 40)
             | (((handler >> 16) & 0xFFFF) << 48);
         let hi = handler >> 32;
         // SAFETY: single-threaded boot-time initialisation; no CPU has loaded the IDT yet.

@@ -172,3 +172,52 @@ pub fn map_guest_page(
     table(t)[idx(vaddr, 0)] = paddr | PTE_P | flags;
     Ok(())
 }
+
+/// The machine-to-phys table every PV guest sees read-only at 0xFFFF800000000000 (L4 slot
+/// 256): physical base, bytes, and the L4 entry that maps it (0 before `build_m2p`).
+static M2P: spin::Mutex<(u64, u64, u64)> = spin::Mutex::new((0, 0, 0));
+
+/// Allocates and maps the M2P for frames below `max_page`: 2 MiB chunks, every entry
+/// invalid (`!0`) until set. Returns the machine frame of each 2 MiB chunk.
+pub fn build_m2p(
+    max_page: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<alloc::vec::Vec<u64>, &'static str> {
+    let bytes = (max_page * 8).next_multiple_of(2 << 20).max(2 << 20);
+    let chunks = bytes / (2 << 20);
+    if chunks > 512 {
+        return Err("M2P larger than one L2 table maps");
+    }
+    let base =
+        crate::memory::alloc_contiguous(bytes / 4096, 512).ok_or("no memory for the M2P table")?;
+    // SAFETY: `base..base+bytes` was just allocated for the M2P alone and is direct-mapped.
+    unsafe { core::ptr::write_bytes(phys_to_virt(base) as *mut u8, 0xFF, bytes as usize) };
+    let l3 = new_table(alloc)?;
+    let l2 = new_table(alloc)?;
+    let mut frames = alloc::vec::Vec::new();
+    for c in 0..chunks {
+        let p = base + c * (2 << 20);
+        table(l2)[c as usize] = p | PTE_P | PTE_U | PTE_PS | PTE_NX;
+        frames.push(p >> 12);
+    }
+    table(l3)[0] = l2 | PTE_P | PTE_U | PTE_W;
+    *M2P.lock() = (base, bytes, l3 | PTE_P | PTE_U | PTE_W);
+    Ok(frames)
+}
+
+/// The L4 entry mapping the read-only M2P (0 if none).
+pub fn m2p_l4_entry() -> u64 {
+    M2P.lock().2
+}
+
+/// Sets M2P entry `mfn` to `pfn`; false if `mfn` is beyond the table.
+pub fn set_m2p(mfn: u64, pfn: u64) -> bool {
+    let (base, bytes, _) = *M2P.lock();
+    if base == 0 || mfn.saturating_mul(8) >= bytes {
+        return false;
+    }
+    // SAFETY: the entry lies inside the M2P allocation (checked), written only here, through
+    // the direct map; guests map it read-only.
+    unsafe { core::ptr::write_volatile((phys_to_virt(base) + mfn * 8) as *mut u64, pfn) };
+    true
+}

@@ -14,6 +14,9 @@ pub struct PerCpu {
     syscall_scratch: AtomicU64,
     /// `gs:[16]`: top of the stack the SYSCALL entry switches to.
     pub syscall_stack_top: AtomicU64,
+    /// `gs:[24]`: non-zero while the running vCPU has its virtual CR0.TS set (the exit path
+    /// sets the hardware TS just before returning to it; every entry clears it).
+    pub guest_ts: AtomicU64,
     /// Logical CPU index (0 = boot CPU).
     pub index: AtomicU32,
     /// Local APIC id.
@@ -42,6 +45,7 @@ impl PerCpu {
             self_ptr: AtomicU64::new(0),
             syscall_scratch: AtomicU64::new(0),
             syscall_stack_top: AtomicU64::new(0),
+            guest_ts: AtomicU64::new(0),
             index: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
@@ -64,6 +68,7 @@ static NR_ONLINE: AtomicU32 = AtomicU32::new(0);
 const IA32_GS_BASE: u32 = 0xC000_0101;
 const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_scratch) == 8);
 const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_stack_top) == 16);
+const _: () = assert!(core::mem::offset_of!(PerCpu, guest_ts) == 24);
 
 /// Points this CPU's GS base at slot `index` and records its identity.
 pub fn install(index: usize, apic_id: u32) {

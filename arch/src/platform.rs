@@ -43,3 +43,89 @@ pub fn mask_legacy_pic() {
     outb(0x21, 0xFF);
     outb(0xA1, 0xFF);
 }
+
+fn cmos(reg: u8) -> u8 {
+    outb(0x70, reg);
+    inb(0x71)
+}
+
+/// Wall-clock time from the CMOS RTC, in seconds since 1970-01-01 UTC (the RTC is assumed to
+/// hold UTC, as QEMU's does by default).
+pub fn rtc_unix_time() -> u64 {
+    // Wait out an update in progress (bounded), then read twice until stable.
+    let read = || {
+        for _ in 0..100_000 {
+            if cmos(0x0A) & 0x80 == 0 {
+                break;
+            }
+        }
+        [
+            cmos(0x00),
+            cmos(0x02),
+            cmos(0x04),
+            cmos(0x07),
+            cmos(0x08),
+            cmos(0x09),
+            cmos(0x32),
+        ]
+    };
+    let mut r = read();
+    for _ in 0..5 {
+        let again = read();
+        if again == r {
+            break;
+        }
+        r = again;
+    }
+    let bcd = cmos(0x0B) & 0x04 == 0;
+    let conv = |v: u8| {
+        if bcd {
+            u64::from((v & 0x0F) + (v >> 4) * 10)
+        } else {
+            u64::from(v)
+        }
+    };
+    let (sec, min, hour_raw, day, month, year) = (
+        conv(r[0]),
+        conv(r[1]),
+        r[2],
+        conv(r[3]),
+        conv(r[4]),
+        conv(r[5]),
+    );
+    let pm = hour_raw & 0x80 != 0;
+    let mut hour = conv(hour_raw & 0x7F);
+    if cmos(0x0B) & 0x02 == 0 {
+        hour = (hour % 12) + if pm { 12 } else { 0 };
+    }
+    let century = if r[6] != 0 && conv(r[6]) >= 19 {
+        conv(r[6])
+    } else {
+        20
+    };
+    let y = century * 100 + year;
+    days_from_civil(y, month.clamp(1, 12), day.clamp(1, 31)) * 86_400 + hour * 3600 + min * 60 + sec
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).saturating_sub(719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::days_from_civil;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 11, 25), 20_782);
+    }
+}

@@ -174,3 +174,36 @@ pub fn kick(index: usize) {
         }
     }
 }
+
+/// Abandons the current stack (a trap frame, say) and runs `f` on the top of this CPU's own
+/// main stack: how a CPU goes idle from a guest exit.
+pub fn reset_stack_and_jump(f: fn() -> !) -> ! {
+    let top = percpu::this().stack_hi.load(Ordering::Relaxed);
+    if top == 0 {
+        f()
+    }
+    // SAFETY: `top` is the top of this CPU's main stack, which nothing below us uses any more
+    // (every caller is abandoning its context); a zero return address ends call traces.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "push 0",
+            "jmp {f}",
+            top = in(reg) top,
+            f = in(reg) f,
+            options(noreturn)
+        )
+    }
+}
+
+/// Records the boot CPU's main stack (the boot stack) for `reset_stack_and_jump`.
+pub fn record_boot_stack() {
+    extern "C" {
+        static boot_stack_top: u8;
+    }
+    let top = core::ptr::addr_of!(boot_stack_top) as u64;
+    let pc = percpu::this();
+    pc.stack_hi.store(top, Ordering::Relaxed);
+    pc.stack_lo.store(top - 65536, Ordering::Relaxed);
+}

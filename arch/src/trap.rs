@@ -69,6 +69,9 @@ impl TrapFrame {
     }
 }
 
+/// The software-interrupt vector PV guests use for system calls (`int $0x80`).
+pub const SOFT_INT80: u64 = 0x80;
+
 /// A handler for one interrupt vector (≥ 32). Runs with interrupts disabled.
 pub type IrqHandler = fn(vector: u8, frame: &mut TrapFrame);
 
@@ -168,7 +171,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea
         xprintln!("NMI received on CPU{} (ignored)", percpu::cpu_index());
         return;
     }
-    if vector < 32 && frame.from_guest() {
+    // `int $0x80` from a guest (a DPL-3 gate) is a software trap, not an interrupt.
+    if (vector < 32 || vector == SOFT_INT80) && frame.from_guest() {
         if !call_exit_hook(GuestExit::Exception(vector as u8), frame, fx) {
             fatal_trap(frame);
         }

@@ -106,6 +106,8 @@ pub struct BuiltDomain {
     pub info: XenElfInfo,
     /// The layout (for the builder's log lines).
     pub layout: PvLayout,
+    /// The bootstrap page tables written (for the frame table's registration).
+    pub plan: crate::pv_layout::PageTablePlan,
 }
 
 /// The 64-bit PV hypercall page: 128 stubs `push %rcx; push %r11; mov $nr,%eax; syscall;
@@ -309,6 +311,7 @@ pub fn build_pv(
         vm_assist,
         info,
         layout,
+        plan,
     })
 }
 

@@ -106,8 +106,18 @@ pub fn with_sched<R>(
         Sched::new(state, ctx.journal(), now)
     };
     let r = f(&mut s);
-    for e in core::mem::take(&mut s.out) {
-        ctx.emit(e);
+    let out = core::mem::take(&mut s.out);
+    for e in out {
+        match e {
+            // A timer VIRQ goes through the event-channel code in this same transaction: it
+            // sets the bound port pending (an effect) and wakes the vCPU if it is blocked. The
+            // SendVirq effect stays as the record that the timer fired (nothing to apply).
+            Effect::Sched(SchedEffect::SendVirq { dom, vcpu, virq }) => {
+                ctx.emit(e);
+                crate::evtchn::virq::send_virq(state, ctx, dom, vcpu, virq)?;
+            }
+            e => ctx.emit(e),
+        }
     }
     Ok(r)
 }

@@ -1,0 +1,323 @@
+//! Applying a committed transaction's effects on the hardware: the running vCPU's registers,
+//! guest and machine memory, event delivery on shared_info pages, the scheduler's decisions,
+//! page-table maintenance, and domain shutdown.
+
+use super::shared::SharedPage;
+use super::{set_regs, After, Runtime, VcpuRt};
+use alloc::collections::BTreeMap;
+use arch::guest::FxArea;
+use arch::trap::TrapFrame;
+use arch::xprintln;
+use dom0_interface::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+use xen_core::effect::{DomId, Effect, MmEffect};
+use xen_core::evtchn::deliver;
+use xen_core::evtchn::EvtchnEffect;
+use xen_core::pv::effect::PvEffect;
+use xen_core::request::Request;
+use xen_core::sched::SchedEffect;
+
+/// The shared_info page of `dom` with every vCPU's vcpu_info, as the replica knows them.
+pub(crate) fn shared_page(rt: &Runtime, dom: DomId) -> Option<SharedPage> {
+    let st = rt.backend.replica();
+    let base = st.dom_time.get(&dom)?.shared_info_maddr;
+    if base == 0 {
+        return None;
+    }
+    let vcpu_info: BTreeMap<u32, u64> = st
+        .vcpus
+        .iter()
+        .filter(|(k, _)| k.0 == dom)
+        .filter_map(|(k, _)| xen_core::sched::vcpu_info_maddr(st, *k).map(|m| (k.1, m)))
+        .collect();
+    Some(SharedPage { base, vcpu_info })
+}
+
+fn kick(rt: &Runtime, dom: DomId, vcpu: u32) {
+    let me = arch::percpu::cpu_index();
+    for (cpu, r) in rt.running.iter().enumerate() {
+        if *r == Some((dom, vcpu)) && cpu != me {
+            arch::smp::kick(cpu);
+        }
+    }
+}
+
+/// Ports the hypervisor itself drives: a guest's emulated `out` never reaches them.
+fn port_reserved(port: u16) -> bool {
+    matches!(port, 0x20 | 0x21 | 0xA0 | 0xA1 | 0x40..=0x43 | 0x61 | 0x70 | 0x71 | 0xCF9 | 0xF4..=0xF7 | 0x3F8..=0x3FF)
+}
+
+/// Applies `effects` of `req` (on a vCPU whose kernel tables are `cr3`; `live` its registers).
+pub(crate) fn apply_all(
+    rt: &mut Runtime,
+    req: &Request,
+    cr3: u64,
+    mut live: Option<(&mut TrapFrame, &mut FxArea)>,
+    effects: &[Effect],
+    after: &mut After,
+) {
+    for e in effects {
+        match e {
+            Effect::Return(v) => {
+                if let Some((f, _)) = live.as_mut() {
+                    f.rax = *v as u64;
+                }
+            }
+            Effect::Continue(args) => {
+                if let Some((f, _)) = live.as_mut() {
+                    f.rip = f.rip.wrapping_sub(2);
+                    f.rdi = args[0];
+                    f.rsi = args[1];
+                    f.rdx = args[2];
+                    f.r10 = args[3];
+                    f.r8 = args[4];
+                }
+            }
+            Effect::SetRegs(r) => {
+                if let Some((f, _)) = live.as_mut() {
+                    set_regs(f, r);
+                }
+            }
+            Effect::WriteGuest { addr, data } => {
+                if !arch::guestmem::write(cr3, *addr, data) {
+                    xprintln!(
+                        "d{}v{}: committed guest write at {:#x} failed (mapping changed)",
+                        req.dom,
+                        req.vcpu,
+                        addr
+                    );
+                }
+            }
+            Effect::WriteMachine { maddr, value } => {
+                arch::guestmem::write_machine_u64(*maddr, *value);
+            }
+            Effect::ConsoleWrite { dom, data } => {
+                if *dom == 0 {
+                    arch::console::write_raw(data);
+                } else {
+                    arch::console::write_raw(alloc::format!("(d{dom}) ").as_bytes());
+                    arch::console::write_raw(data);
+                }
+            }
+            Effect::Log(line) => xprintln!(
+                "{}",
+                core::str::from_utf8(line).unwrap_or("<log line not UTF-8>")
+            ),
+            Effect::Yield | Effect::Block => {}
+            Effect::DomainShutdown { dom, reason } => after.shutdown = Some((*dom, *reason)),
+            Effect::DomainCrash { dom } => after.crashed = Some(*dom),
+            Effect::Sched(s) => apply_sched(rt, s),
+            Effect::Evtchn(ev) => apply_evtchn(rt, ev),
+            Effect::Mm(m) => apply_mm(m, after),
+            Effect::Pv(p) => apply_pv(rt, p),
+        }
+    }
+}
+
+fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
+    match s {
+        SchedEffect::RunVcpu { pcpu, vcpu } => {
+            if let Some(slot) = rt.running.get_mut(*pcpu as usize) {
+                *slot = *vcpu;
+            }
+            if let Some(k) = vcpu {
+                rt.vcpus.entry(*k).or_insert_with(|| VcpuRt {
+                    frame: TrapFrame::ZERO,
+                    fx: FxArea::default(),
+                });
+            }
+        }
+        SchedEffect::ArmTimer { pcpu, deadline } => {
+            if let Some(slot) = rt.deadline.get_mut(*pcpu as usize) {
+                *slot = *deadline;
+            }
+        }
+        // Recorded only: the VIRQ was delivered inside the transaction.
+        SchedEffect::SendVirq { .. } => {}
+        SchedEffect::WriteVcpuGuest {
+            dom,
+            vcpu,
+            addr,
+            data,
+        } => {
+            let cr3 = rt
+                .backend
+                .replica()
+                .vcpus
+                .get(&(*dom, *vcpu))
+                .map_or(0, |v| v.cr3);
+            if cr3 != 0 {
+                // Faults are ignored, as Xen's runstate-area updates do.
+                arch::guestmem::write(cr3, *addr, data);
+            }
+        }
+        SchedEffect::SetVcpuRegs { dom, vcpu, regs } => {
+            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(|| VcpuRt {
+                frame: TrapFrame::ZERO,
+                fx: FxArea::default(),
+            });
+            set_regs(&mut v.frame, regs);
+        }
+        SchedEffect::WriteMachineByte { maddr, value } => {
+            arch::guestmem::write_machine_u8(*maddr, *value);
+        }
+    }
+}
+
+fn apply_evtchn(rt: &mut Runtime, ev: &EvtchnEffect) {
+    match ev {
+        EvtchnEffect::Set { dom, port, vcpu } => {
+            if let Some(mut page) = shared_page(rt, *dom) {
+                if deliver::deliver(&mut page, *port, *vcpu).kick {
+                    kick(rt, *dom, *vcpu);
+                }
+            }
+        }
+        EvtchnEffect::Unmask { dom, port, vcpu } => {
+            if let Some(mut page) = shared_page(rt, *dom) {
+                if deliver::unmask(&mut page, *port, *vcpu) {
+                    kick(rt, *dom, *vcpu);
+                }
+            }
+        }
+        EvtchnEffect::Clear { dom, port } => {
+            if let Some(mut page) = shared_page(rt, *dom) {
+                deliver::clear(&mut page, *port);
+            }
+        }
+        // Only emitted without a scheduler; DualVisor always runs one.
+        EvtchnEffect::Poll { .. } => {}
+    }
+}
+
+fn apply_mm(m: &MmEffect, after: &mut After) {
+    match m {
+        MmEffect::FlushTlb { va: Some(va), .. } => arch::cpu::invlpg(*va),
+        MmEffect::FlushTlb { va: None, .. } | MmEffect::SetCr3 { .. } => {
+            arch::cpu::flush_tlb_local()
+        }
+        MmEffect::XenL4Slots { mfn, ro_m2p } => {
+            let mut slots = arch::guestmem::hypervisor_l4_entries();
+            if !ro_m2p {
+                slots[0] = 0;
+            }
+            for (i, e) in slots.iter().enumerate() {
+                arch::guestmem::write_frame(*mfn, (256 + i) * 8, &e.to_le_bytes());
+            }
+        }
+        MmEffect::SetM2p { mfn, pfn } => {
+            arch::paging::set_m2p(*mfn, *pfn);
+        }
+        MmEffect::LoadLdt { base, ents } => {
+            if *ents != 0 {
+                xprintln!(
+                    "LDT of {} entries at {:#x}: not loaded (DualVisor has no guest LDTs yet)",
+                    ents,
+                    base
+                );
+            }
+        }
+        MmEffect::ClearPage { mfn } => {
+            arch::guestmem::zero_frame(*mfn);
+        }
+        MmEffect::CopyPage { dst, src } => {
+            arch::guestmem::copy_frame(*dst, *src);
+        }
+        MmEffect::FlushCache => arch::cpu::wbinvd(),
+        MmEffect::FreeFrames(mfns) => {
+            for m in mfns {
+                let _ = arch::memory::free_frame(m << 12);
+            }
+        }
+        MmEffect::FramesAllocated { mfns, .. } => after.kept_frames.extend_from_slice(mfns),
+    }
+}
+
+fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
+    match p {
+        // The mode, page-table base and segment bases are loaded from the replica's vCPU
+        // record before the guest resumes.
+        PvEffect::GuestMode { .. } | PvEffect::SegmentBase { .. } => {}
+        PvEffect::UpcallMask { dom, vcpu, masked } => {
+            if let Some(vi) = xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (*dom, *vcpu))
+            {
+                arch::guestmem::write_machine_u8(vi + 1, u8::from(*masked));
+            }
+        }
+        PvEffect::GuestCr2 { dom, vcpu, cr2 } => {
+            if let Some(vi) = xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (*dom, *vcpu))
+            {
+                arch::guestmem::write_machine_u64(vi + 16, *cr2);
+            }
+        }
+        PvEffect::FpuTs(on) => arch::guest::set_guest_ts(*on),
+        PvEffect::DebugReg { .. } => {}
+        PvEffect::PortOut { port, size, value } => {
+            if !port_reserved(*port) {
+                match size {
+                    1 => arch::cpu::outb(*port, *value as u8),
+                    2 => arch::cpu::outw(*port, *value as u16),
+                    _ => arch::cpu::outl(*port, *value),
+                }
+            }
+        }
+        PvEffect::SetGdt { frames, .. } => {
+            if !frames.is_empty() {
+                xprintln!(
+                    "set_gdt of {} frames: not loaded (guest GDT frames are not mapped yet)",
+                    frames.len()
+                );
+            }
+        }
+    }
+}
+
+/// After the runtime lock is dropped: shutdown or crash of the hardware domain.
+pub(crate) fn finish(after: After, noreboot: bool) {
+    if let Some(d) = after.crashed {
+        xprintln!("Domain {} crashed", d);
+        if d == 0 {
+            hardware_domain_down(0, SHUTDOWN_CRASH, noreboot);
+        }
+    }
+    if let Some((d, reason)) = after.shutdown {
+        if d == 0 {
+            hardware_domain_down(d, reason, noreboot);
+        }
+    }
+}
+
+fn hardware_domain_down(dom: DomId, reason: u32, noreboot: bool) -> ! {
+    // Xen's hwdom_shutdown/maybe_reboot wording, one line each.
+    let reboot_suffix = if noreboot {
+        "'noreboot' set - not rebooting."
+    } else {
+        "rebooting machine in 5 seconds."
+    };
+    match reason {
+        SHUTDOWN_POWEROFF => {
+            xprintln!("Hardware Dom{} halted: halting machine", dom);
+            halt_machine()
+        }
+        SHUTDOWN_REBOOT => {
+            xprintln!("Hardware Dom{} shutdown: rebooting machine", dom);
+            arch::platform::reset()
+        }
+        SHUTDOWN_CRASH => xprintln!("Hardware Dom{} crashed: {}", dom, reboot_suffix),
+        _ => xprintln!(
+            "Hardware Dom{} shutdown (unknown reason {}): {}",
+            dom,
+            reason,
+            reboot_suffix
+        ),
+    }
+    if noreboot {
+        halt_machine()
+    }
+    arch::lapic::udelay(5_000_000);
+    arch::platform::reset()
+}
+
+fn halt_machine() -> ! {
+    arch::trap::begin_fatal();
+    arch::cpu::halt_forever()
+}

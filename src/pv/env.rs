@@ -1,0 +1,103 @@
+//! The leader's environment for a transaction: guest memory through the running vCPU's page
+//! tables, machine memory, time, and fresh frames for memory_op (freed again unless the
+//! committed effects keep them).
+
+use alloc::vec::Vec;
+use lockstep::input::Env;
+use xen_core::hv::value_kind;
+
+/// Nanoseconds since boot, from the TSC.
+pub fn system_time_ns() -> u64 {
+    let khz = arch::lapic::tsc_khz();
+    (u128::from(arch::cpu::rdtsc()) * 1_000_000 / u128::from(khz)) as u64
+}
+
+/// One transaction's environment.
+pub struct PvEnv {
+    /// Page-table base of the calling vCPU (0: none, e.g. an idle CPU).
+    pub cr3: u64,
+    /// Machine address of the calling vCPU's vcpu_info (0: none).
+    pub vcpu_info: u64,
+    /// CPUID leaf and subleaf the guest asked for (its EAX/ECX at the exit).
+    pub cpuid: (u32, u32),
+    /// Frames handed out through `ALLOC_FRAME` during this transaction.
+    pub allocated: Vec<u64>,
+}
+
+impl PvEnv {
+    /// An environment translating guest addresses through `cr3`.
+    pub fn new(cr3: u64, vcpu_info: u64, cpuid: (u32, u32)) -> Self {
+        PvEnv {
+            cr3,
+            vcpu_info,
+            cpuid,
+            allocated: Vec::new(),
+        }
+    }
+
+    /// Frees every frame this transaction allocated that the committed effects did not keep.
+    pub fn release_unkept(&mut self, kept: &[u64]) {
+        for m in self.allocated.drain(..) {
+            if !kept.contains(&m) {
+                let _ = arch::memory::free_frame(m << 12);
+            }
+        }
+    }
+}
+
+impl Env for PvEnv {
+    fn value(&mut self, kind: u32) -> u64 {
+        match kind {
+            value_kind::SYSTEM_TIME => system_time_ns(),
+            value_kind::TSC => arch::cpu::rdtsc(),
+            // 2^order contiguous, aligned, zeroed frames (kind = ALLOC_FRAME + order).
+            k if (value_kind::ALLOC_FRAME..value_kind::ALLOC_FRAME + 19).contains(&k) => {
+                let n = 1u64 << (k - value_kind::ALLOC_FRAME);
+                match arch::memory::alloc_contiguous(n, n) {
+                    Some(p) => {
+                        for f in (p >> 12)..(p >> 12) + n {
+                            arch::guestmem::zero_frame(f);
+                            self.allocated.push(f);
+                        }
+                        p >> 12
+                    }
+                    None => xen_core::mm::NO_FRAME,
+                }
+            }
+            value_kind::UPCALL_STATE => {
+                let mut b = [0u8; 2];
+                if self.vcpu_info != 0 && arch::guestmem::read_machine(self.vcpu_info, &mut b) {
+                    u64::from(b[0]) | (u64::from(b[1]) << 8)
+                } else {
+                    0
+                }
+            }
+            value_kind::HOST_CPUID_AB => {
+                let (a, b, _, _) = arch::cpu::cpuid(self.cpuid.0, self.cpuid.1);
+                u64::from(a) | (u64::from(b) << 32)
+            }
+            value_kind::HOST_CPUID_CD => {
+                let (_, _, c, d) = arch::cpu::cpuid(self.cpuid.0, self.cpuid.1);
+                u64::from(c) | (u64::from(d) << 32)
+            }
+            k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
+                let port = k as u16;
+                match (k >> 16) & 0xFF {
+                    1 => u64::from(arch::cpu::inb(port)),
+                    2 => u64::from(arch::cpu::inw(port)),
+                    _ => u64::from(arch::cpu::inl(port)),
+                }
+            }
+            _ => 0,
+        }
+    }
+    fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        self.cr3 != 0 && arch::guestmem::read(self.cr3, addr, buf)
+    }
+    fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
+        arch::guestmem::read_machine(maddr, buf)
+    }
+    fn probe_write(&mut self, addr: u64, len: usize) -> bool {
+        self.cr3 != 0 && arch::guestmem::probe_write(self.cr3, addr, len)
+    }
+}

@@ -1,0 +1,346 @@
+//! The PV runtime: runs guest vCPUs in ring 3 on the lockstep leader, turns every guest exit
+//! (and every timer expiry) into a transaction over `xen-core`'s state machine, and applies
+//! the committed effects: registers, guest memory, event delivery, scheduling, page tables.
+
+mod apply;
+mod build;
+mod env;
+mod shared;
+
+pub use build::{start_dom0, Dom0Params};
+
+use crate::lockstep_hw::Backend;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use arch::guest::{FxArea, GuestBases, GuestExit};
+use arch::percpu::MAX_CPUS;
+use arch::trap::TrapFrame;
+use arch::xprintln;
+use dom0_interface::xen::DOMID_IDLE;
+use env::PvEnv;
+use lockstep::config::TxResult;
+use spin::Mutex;
+use xen_core::domain::VcpuKey;
+use xen_core::effect::{DomId, Effect};
+use xen_core::request::{ExitKind, GuestRegs, Request};
+
+/// What the hardware side keeps per vCPU (outside the replica): its saved registers.
+struct VcpuRt {
+    frame: TrapFrame,
+    fx: FxArea,
+}
+
+/// The runtime state shared by the leader's exit paths.
+pub(crate) struct Runtime {
+    backend: Backend,
+    vcpus: BTreeMap<VcpuKey, VcpuRt>,
+    /// The vCPU each physical CPU runs (None: idle).
+    running: [Option<VcpuKey>; MAX_CPUS],
+    /// Each CPU's timer deadline (system time, ns).
+    deadline: [Option<u64>; MAX_CPUS],
+    noreboot: bool,
+}
+
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
+
+fn regs_of(f: &TrapFrame) -> GuestRegs {
+    GuestRegs {
+        rax: f.rax,
+        rbx: f.rbx,
+        rcx: f.rcx,
+        rdx: f.rdx,
+        rsi: f.rsi,
+        rdi: f.rdi,
+        rbp: f.rbp,
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.r11,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
+        rip: f.rip,
+        cs: f.cs,
+        rflags: f.rflags,
+        rsp: f.rsp,
+        ss: f.ss,
+    }
+}
+
+fn set_regs(f: &mut TrapFrame, r: &GuestRegs) {
+    f.rax = r.rax;
+    f.rbx = r.rbx;
+    f.rcx = r.rcx;
+    f.rdx = r.rdx;
+    f.rsi = r.rsi;
+    f.rdi = r.rdi;
+    f.rbp = r.rbp;
+    f.r8 = r.r8;
+    f.r9 = r.r9;
+    f.r10 = r.r10;
+    f.r11 = r.r11;
+    f.r12 = r.r12;
+    f.r13 = r.r13;
+    f.r14 = r.r14;
+    f.r15 = r.r15;
+    f.rip = r.rip;
+    f.cs = r.cs;
+    f.rflags = r.rflags;
+    f.rsp = r.rsp;
+    f.ss = r.ss;
+}
+
+impl Runtime {
+    /// The kernel page-table base of `key` (guest addresses in handlers resolve through it).
+    fn kernel_cr3(&self, key: VcpuKey) -> u64 {
+        self.backend.replica().vcpus.get(&key).map_or(0, |v| v.cr3)
+    }
+
+    /// Whether `key` has an event pending and not masked in its vcpu_info.
+    fn event_pending(&self, key: VcpuKey) -> bool {
+        let Some(vi) = xen_core::sched::vcpu_info_maddr(self.backend.replica(), key) else {
+            return false;
+        };
+        let mut b = [0u8; 2];
+        arch::guestmem::read_machine(vi, &mut b) && b[0] != 0 && b[1] == 0
+    }
+
+    /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS.
+    fn load(&self, key: VcpuKey) {
+        arch::guest::load_bases(self.bases(key));
+        let ts = self
+            .backend
+            .replica()
+            .pv_vcpus
+            .get(&key)
+            .is_some_and(|p| p.cr0_ts);
+        arch::guest::set_guest_ts(ts);
+    }
+
+    /// The bases (CR3, FS, GS) vCPU `key` runs with now, from the leader's replica.
+    fn bases(&self, key: VcpuKey) -> GuestBases {
+        match self.backend.replica().vcpus.get(&key) {
+            Some(v) => GuestBases {
+                cr3: if v.kernel_mode || v.user_cr3 == 0 {
+                    v.cr3
+                } else {
+                    v.user_cr3
+                },
+                fs_base: v.fs_base,
+                gs_base: if v.kernel_mode {
+                    v.gs_base_kernel
+                } else {
+                    v.gs_base_user
+                },
+            },
+            None => GuestBases::default(),
+        }
+    }
+}
+
+/// What a transaction's effects asked of the exit path afterwards.
+#[derive(Default)]
+pub(crate) struct After {
+    shutdown: Option<(DomId, u32)>,
+    crashed: Option<DomId>,
+    kept_frames: Vec<u64>,
+}
+
+impl After {
+    fn merge(&mut self, o: After) {
+        self.shutdown = self.shutdown.or(o.shutdown);
+        self.crashed = self.crashed.or(o.crashed);
+    }
+}
+
+/// Runs one transaction for `req` on this CPU and applies its committed effects. `frame`
+/// and `fx` are the live state of the running vCPU (if any).
+fn transact(
+    rt: &mut Runtime,
+    req: &Request,
+    cr3: u64,
+    live: Option<(&mut TrapFrame, &mut FxArea)>,
+) -> After {
+    let words = req.to_words();
+    let vi =
+        xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (req.dom, req.vcpu)).unwrap_or(0);
+    let mut env = PvEnv::new(cr3, vi, (req.regs.rax as u32, req.regs.rcx as u32));
+    let mut committed: Vec<Effect> = Vec::new();
+    let out = rt.backend.run(&words, &mut env, &mut |e: &[Effect]| {
+        committed.extend_from_slice(e)
+    });
+    match out.result {
+        TxResult::Committed => {}
+        TxResult::Failed(e) => xprintln!("d{}v{}: transaction failed: {:?}", req.dom, req.vcpu, e),
+        TxResult::Aborted(e) => {
+            xprintln!("d{}v{}: transaction aborted: {:?}", req.dom, req.vcpu, e)
+        }
+    }
+    if let Some(s) = out.escalation {
+        xprintln!(
+            "lockstep: pair escalated (suspect {:?}): {}",
+            s,
+            rt.backend.health()
+        );
+    }
+    let mut after = After::default();
+    apply::apply_all(rt, req, cr3, live, &committed, &mut after);
+    env.release_unkept(&after.kept_frames);
+    after
+}
+
+/// The exit hook: every guest exit on a leader CPU.
+fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
+    let cpu = arch::percpu::cpu_index();
+    let mut guard = RUNTIME.lock();
+    let Some(rt) = guard.as_mut() else {
+        return;
+    };
+    let Some(key) = rt.running[cpu] else {
+        return;
+    };
+    let (dom, vcpu) = key;
+    let kernel_mode = rt
+        .backend
+        .replica()
+        .vcpus
+        .get(&key)
+        .is_none_or(|v| v.kernel_mode);
+    let regs = regs_of(frame);
+    let req = match exit {
+        GuestExit::Syscall if kernel_mode => Request::hypercall(dom, vcpu, regs),
+        GuestExit::Syscall => Request::exit(ExitKind::UserSyscall, dom, vcpu, regs, 0, 0, 0),
+        GuestExit::Exception(v) => {
+            let cr2 = if v == 14 { arch::cpu::read_cr2() } else { 0 };
+            Request::exit(
+                ExitKind::Exception,
+                dom,
+                vcpu,
+                regs,
+                u64::from(v),
+                frame.error_code,
+                cr2,
+            )
+        }
+        GuestExit::Interrupt(v) => {
+            let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
+            if !due {
+                return;
+            }
+            Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0)
+        }
+    };
+    let cr3 = rt.kernel_cr3(key);
+    let mut after = transact(rt, &req, cr3, Some((frame, fx)));
+    // Before resuming a vCPU with an event pending and unmasked, deliver it (the upcall is
+    // an interrupt transaction that bounces into the guest's event callback).
+    for _ in 0..4 {
+        let Some(k) = rt.running[cpu] else { break };
+        if k != key || !rt.event_pending(k) {
+            break;
+        }
+        let req = Request::exit(ExitKind::Interrupt, k.0, k.1, regs_of(frame), 0, 0, 0);
+        let cr3 = rt.kernel_cr3(k);
+        let more = transact(rt, &req, cr3, Some((frame, fx)));
+        after.merge(more);
+    }
+    let noreboot = rt.noreboot;
+    // Who runs here next.
+    match rt.running[cpu] {
+        Some(next) if next == key => rt.load(key),
+        Some(next) => {
+            if let Some(v) = rt.vcpus.get_mut(&key) {
+                v.frame = *frame;
+                v.fx = *fx;
+            }
+            if let Some(v) = rt.vcpus.get(&next) {
+                *frame = v.frame;
+                *fx = v.fx;
+            }
+            rt.load(next);
+        }
+        None => {
+            if let Some(v) = rt.vcpus.get_mut(&key) {
+                v.frame = *frame;
+                v.fx = *fx;
+            }
+        }
+    }
+    let idle = rt.running[cpu].is_none();
+    drop(guard);
+    apply::finish(after, noreboot);
+    if idle {
+        arch::smp::reset_stack_and_jump(leader_idle)
+    }
+}
+
+/// A leader CPU with nothing to run: halt until its timer is due, then let the scheduler
+/// decide (an interrupt transaction from the idle CPU).
+fn leader_idle() -> ! {
+    let cpu = arch::percpu::cpu_index();
+    loop {
+        arch::cpu::enable_and_halt();
+        arch::cpu::disable_interrupts();
+        let mut guard = RUNTIME.lock();
+        let Some(rt) = guard.as_mut() else {
+            continue;
+        };
+        if rt.running[cpu].is_none() {
+            let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
+            if !due {
+                continue;
+            }
+            let req = Request::exit(
+                ExitKind::Interrupt,
+                DOMID_IDLE,
+                cpu as u32,
+                GuestRegs::default(),
+                0,
+                0,
+                0,
+            );
+            let after = transact(rt, &req, 0, None);
+            let noreboot = rt.noreboot;
+            drop(guard);
+            apply::finish(after, noreboot);
+            continue;
+        }
+        drop(guard);
+        enter_current()
+    }
+}
+
+/// Enters the vCPU the scheduler gave this CPU (or idles).
+fn enter_current() -> ! {
+    let cpu = arch::percpu::cpu_index();
+    let entry = {
+        let g = RUNTIME.lock();
+        g.as_ref().and_then(|rt| {
+            let key = rt.running[cpu]?;
+            let v = rt.vcpus.get(&key)?;
+            Some((v.frame, v.fx, rt.bases(key)))
+        })
+    };
+    let Some((f, fx, bases)) = entry else {
+        leader_idle()
+    };
+    if let Some(rt) = RUNTIME.lock().as_ref() {
+        if let Some(k) = rt.running[cpu] {
+            let ts = rt
+                .backend
+                .replica()
+                .pv_vcpus
+                .get(&k)
+                .is_some_and(|p| p.cr0_ts);
+            arch::guest::set_guest_ts(ts);
+        }
+    }
+    match arch::guest::enter_guest(&f, &fx, bases) {
+        Ok(never) => match never {},
+        Err(e) => {
+            xprintln!("cannot enter the guest: {:?}", e);
+            arch::cpu::halt_forever()
+        }
+    }
+}

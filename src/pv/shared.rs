@@ -1,0 +1,57 @@
+//! Event delivery on a domain's real shared_info page: `xen-core`'s `SharedInfoBits` over
+//! atomic operations on machine memory, with each vCPU's vcpu_info where the guest put it.
+
+use alloc::collections::BTreeMap;
+use xen_core::evtchn::deliver::SharedInfoBits;
+
+const PENDING: u64 = 2048;
+const MASK: u64 = 2560;
+
+/// A domain's shared_info page and its vCPUs' vcpu_info machine addresses.
+pub struct SharedPage {
+    /// Machine address of shared_info.
+    pub base: u64,
+    /// vCPU → machine address of its vcpu_info.
+    pub vcpu_info: BTreeMap<u32, u64>,
+}
+
+impl SharedPage {
+    fn word(&self, area: u64, port: u32) -> (u64, u32) {
+        (self.base + area + u64::from(port / 64) * 8, port % 64)
+    }
+}
+
+impl SharedInfoBits for SharedPage {
+    fn test_and_set_pending(&mut self, port: u32) -> bool {
+        let (w, b) = self.word(PENDING, port);
+        arch::guestmem::test_and_set_bit(w, b)
+    }
+    fn clear_pending(&mut self, port: u32) {
+        let (w, b) = self.word(PENDING, port);
+        arch::guestmem::test_and_clear_bit(w, b);
+    }
+    fn is_pending(&self, port: u32) -> bool {
+        let (w, b) = self.word(PENDING, port);
+        arch::guestmem::test_bit(w, b)
+    }
+    fn is_masked(&self, port: u32) -> bool {
+        let (w, b) = self.word(MASK, port);
+        arch::guestmem::test_bit(w, b)
+    }
+    fn test_and_clear_mask(&mut self, port: u32) -> bool {
+        let (w, b) = self.word(MASK, port);
+        arch::guestmem::test_and_clear_bit(w, b)
+    }
+    fn test_and_set_sel(&mut self, vcpu: u32, word: u32) -> bool {
+        match self.vcpu_info.get(&vcpu) {
+            Some(&vi) => arch::guestmem::test_and_set_bit(vi + 8, word),
+            None => true,
+        }
+    }
+    fn test_and_set_upcall_pending(&mut self, vcpu: u32) -> bool {
+        match self.vcpu_info.get(&vcpu) {
+            Some(&vi) => arch::guestmem::test_and_set_byte_flag(vi),
+            None => true,
+        }
+    }
+}
