@@ -6,14 +6,14 @@ mod evtchn;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
-mod sched;
-mod timer;
-mod vcpu;
-mod version;
 pub mod multicall;
 pub mod physdev;
+mod sched;
+mod timer;
 pub mod traps;
+mod vcpu;
 pub mod vcpu_ctl;
+mod version;
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvResult, HvState};

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod builder;
 pub mod cmdline;
 pub mod domain;
 pub mod effect;
@@ -22,4 +23,3 @@ pub mod sched;
 pub mod time;
 pub mod traps;
 pub mod xen_notes;
-pub mod builder;

@@ -84,7 +84,10 @@ fn time_info(shared: &SharedInfo) {
         "vcpu_time_info: version {} tsc {} system {} mul {:#x} shift {} flags {:#x}",
         t.version, t.tsc_timestamp, t.system_time, t.tsc_to_system_mul, t.tsc_shift, t.flags
     ));
-    check("vcpu_time_info version is even", t.version.is_multiple_of(2));
+    check(
+        "vcpu_time_info version is even",
+        t.version.is_multiple_of(2),
+    );
     check("vcpu_time_info version was updated", t.version > 0);
     check(
         "tsc_to_system_mul is a 32.32 fraction >= 0.5",
