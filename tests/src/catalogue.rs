@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::monitor::{End, Expectation};
-use crate::oracle::{find_guests, xen_oracles};
+use crate::oracle::{dualvisor_guests, find_guests, xen_oracles};
 use crate::pattern::Pattern;
 use crate::qemu::{Module, QemuCommand};
 use crate::scenario::{Paths, Planned, Scenario};
@@ -305,7 +305,9 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     .into_iter()
     .map(|s| Planned::Run(Box::new(s)))
     .collect();
-    v.extend(xen_oracles(p, &find_guests(p), p.xen.is_file()));
+    let guests = find_guests(p);
+    v.extend(xen_oracles(p, &guests, p.xen.is_file()));
+    v.extend(dualvisor_guests(p, &guests));
     v
 }
 

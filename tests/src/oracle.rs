@@ -10,9 +10,12 @@ use crate::pattern::Pattern;
 use crate::qemu::{Module, QemuCommand};
 use crate::scenario::{Paths, Planned, Scenario};
 
-/// Real Xen's command line for the oracle runs (one dom0 vCPU).
+/// Real Xen's command line for the oracle runs (two dom0 vCPUs: the guests' multi-vCPU
+/// checks run, none of them skips).
 pub const XEN_CMDLINE: &str =
-    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot dom0_max_vcpus=1";
+    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot dom0_max_vcpus=2";
+/// DualVisor's command line for the same guests: Xen's, unchanged.
+pub const DUALVISOR_GUEST_CMDLINE: &str = XEN_CMDLINE;
 /// Time limit of a real-Xen oracle run.
 const XEN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -48,6 +51,58 @@ pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
         ],
         inputs: vec![],
     }
+}
+
+/// Boots DualVisor with `guest` as dom0 on a lockstep pair (`-smp 3`: coordinator, leader,
+/// follower), expecting the SUCCESS line the guest prints on Xen 4.17.
+pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
+    let stem = guest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "guest".into());
+    let fail = vec![
+        Pattern::contains("Test result: FAILURE"),
+        Pattern::contains("Test result: ERROR"),
+        Pattern::contains("Test result: SKIP"),
+        Pattern::contains("(XEN) FATAL TRAP"),
+        Pattern::contains("(XEN) Panic"),
+        Pattern::contains("Hardware Dom0 crashed"),
+    ];
+    Scenario {
+        name: format!("dualvisor-{stem}"),
+        qemu: QemuCommand::kernel(
+            &p.image,
+            DUALVISOR_GUEST_CMDLINE,
+            vec![Module::new(guest, "")],
+        )
+        .smp(3),
+        expect: Expectation {
+            expect: vec![
+                Pattern::contains("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"),
+                Pattern::contains("Test result: SUCCESS"),
+                Pattern::contains("(XEN) Hardware Dom0 halted"),
+            ],
+            fail,
+            stop: vec![],
+            end: End::KillWhenSeen {
+                linger: Duration::ZERO,
+            },
+            timeout: XEN_TIMEOUT,
+        },
+        needs: vec![
+            (p.image.clone(), "make image"),
+            (guest.to_path_buf(), "make guests"),
+        ],
+        inputs: vec![],
+    }
+}
+
+/// The DualVisor runs of `guests` (nothing when none were built).
+pub fn dualvisor_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    guests
+        .iter()
+        .map(|g| Planned::Run(Box::new(dualvisor_guest(p, g))))
+        .collect()
 }
 
 /// The test guests in `build/guests/` (`*.elf`, sorted), empty when there is none.
@@ -134,6 +189,22 @@ mod tests {
             watch(&s, "Test result: FAILURE\n"),
             WatchState::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn dualvisor_runs_each_guest_on_a_pair() {
+        let p = paths();
+        let guests = vec![PathBuf::from("/repo/build/guests/hello.elf")];
+        let v = dualvisor_guests(&p, &guests);
+        let s = find(&v, "dualvisor-hello");
+        assert_eq!(s.qemu.smp, 3);
+        let ok = "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\nTest result: SUCCESS\n(XEN) Hardware Dom0 halted: halting machine\n";
+        assert_eq!(watch(&s, ok), WatchState::AllSeen);
+        assert!(matches!(
+            watch(&s, "Test result: SKIP\n"),
+            WatchState::Failed { .. }
+        ));
+        assert!(dualvisor_guests(&p, &[]).is_empty());
     }
 
     #[test]

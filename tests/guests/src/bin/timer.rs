@@ -26,6 +26,8 @@ const MS: u64 = 1_000_000;
 const FIRE_WAIT: u64 = 2_000 * MS;
 /// How long a poll waits to show a timer does not fire.
 const QUIET_WAIT: u64 = 30 * MS;
+/// How far ahead the deadline that is cancelled again lies.
+const CANCEL_WINDOW: u64 = 200 * MS;
 /// `RUNSTATE_running`.
 const RUNNING: i32 = 0;
 /// `RUNSTATE_offline`.
@@ -146,9 +148,11 @@ fn set_timer_op(shared: &SharedInfo, port: u32) {
     check("  ... fires VIRQ_TIMER", fired);
     check("  ... not before its deadline", now(shared) >= deadline);
     check(
-        "set_timer_op(now + 5 ms) then set_timer_op(0): cancelled",
-        !fires(shared, port, QUIET_WAIT, |t| {
-            let _ = vcpu::set_timer_op(t + 5 * MS);
+        "set_timer_op(now + 200 ms) then set_timer_op(0): cancelled",
+        // The window is wide so the cancel surely lands first however slow the two calls
+        // are (no timing assumption); the wait outlasts the cancelled deadline.
+        !fires(shared, port, 2 * CANCEL_WINDOW, |t| {
+            let _ = vcpu::set_timer_op(t + CANCEL_WINDOW);
             let _ = vcpu::set_timer_op(0);
         }),
     );
@@ -199,9 +203,9 @@ fn singleshot(shared: &SharedInfo, port: u32) {
         }),
     );
     check(
-        "set_singleshot_timer(now + 5 ms) then stop_singleshot_timer: cancelled",
-        !fires(shared, port, QUIET_WAIT, |t| {
-            let _ = vcpu::set_singleshot_timer(0, t + 5 * MS, 0);
+        "set_singleshot_timer(now + 200 ms) then stop_singleshot_timer: cancelled",
+        !fires(shared, port, 2 * CANCEL_WINDOW, |t| {
+            let _ = vcpu::set_singleshot_timer(0, t + CANCEL_WINDOW, 0);
             check_eq(
                 "stop_singleshot_timer(0)",
                 vcpu::stop_singleshot_timer(0),
@@ -471,6 +475,17 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
     check(
         "vCPU 1 read a running system time there",
         AP_TIME.load(Ordering::SeqCst) > 0,
+    );
+    // is_up drops when vCPU 1 asks to go down; its runstate turns offline only once it is
+    // descheduled, a moment later (on Xen as on DualVisor): wait for that, bounded.
+    check(
+        "vCPU 1 is descheduled after VCPUOP_down",
+        wait_for(|| vcpu::runstate_info(1).is_ok_and(|g| g.state == OFFLINE)),
+    );
+    // The registered area is written at the same deschedule; wait for it the same way.
+    check(
+        "vCPU 1's runstate area shows it offline",
+        wait_for(|| smp::runstate_area(1).is_some_and(|r| r.state == OFFLINE)),
     );
     let r = smp::runstate_area(1).unwrap_or_default();
     info(format_args!(
