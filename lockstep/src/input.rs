@@ -205,6 +205,32 @@ impl<'a> MemoEnv<'a> {
     fn word(&self, i: usize) -> Option<u64> {
         self.words.get(self.pos + i).copied()
     }
+
+    /// Answers a read (`tag`: guest or machine) from the memo if it is the next record;
+    /// `None` (and no more memo answers) once the questions differ.
+    fn replay_read(&mut self, tag: u64, addr: u64, buf: &mut [u8]) -> Option<bool> {
+        if !self.diverged {
+            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
+                let ok = (h >> 32) & 1 == 1;
+                let n = if ok { buf.len().div_ceil(8) } else { 0 };
+                if h & TAG_MASK == tag
+                    && h & 0xffff_ffff == buf.len() as u64
+                    && a == addr
+                    && self.pos + 2 + n <= self.words.len()
+                {
+                    for (i, chunk) in buf.chunks_mut(8).enumerate().take(n) {
+                        let w = self.words[self.pos + 2 + i].to_le_bytes();
+                        let len = chunk.len();
+                        chunk.copy_from_slice(&w[..len]);
+                    }
+                    self.pos += 2 + n;
+                    return Some(ok);
+                }
+            }
+        }
+        self.diverged = true;
+        None
+    }
 }
 
 impl Env for MemoEnv<'_> {
@@ -220,50 +246,16 @@ impl Env for MemoEnv<'_> {
     }
 
     fn read_guest(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        if !self.diverged {
-            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
-                let ok = (h >> 32) & 1 == 1;
-                let n = if ok { buf.len().div_ceil(8) } else { 0 };
-                if h & TAG_MASK == READ_TAG
-                    && h & 0xffff_ffff == buf.len() as u64
-                    && a == addr
-                    && self.pos + 2 + n <= self.words.len()
-                {
-                    for (i, chunk) in buf.chunks_mut(8).enumerate().take(n) {
-                        let w = self.words[self.pos + 2 + i].to_le_bytes();
-                        let len = chunk.len();
-                        chunk.copy_from_slice(&w[..len]);
-                    }
-                    self.pos += 2 + n;
-                    return ok;
-                }
-            }
+        if let Some(ok) = self.replay_read(READ_TAG, addr, buf) {
+            return ok;
         }
-        self.diverged = true;
         self.env.read_guest(addr, buf)
     }
 
     fn read_machine(&mut self, maddr: u64, buf: &mut [u8]) -> bool {
-        if !self.diverged {
-            if let (Some(h), Some(a)) = (self.word(0), self.word(1)) {
-                let ok = (h >> 32) & 1 == 1;
-                let n = if ok { buf.len().div_ceil(8) } else { 0 };
-                if h & TAG_MASK == MACHINE_TAG
-                    && h & 0xffff_ffff == buf.len() as u64
-                    && a == maddr
-                    && self.pos + 2 + n <= self.words.len()
-                {
-                    for (i, chunk) in buf.chunks_mut(8).enumerate().take(n) {
-                        let w = self.words[self.pos + 2 + i].to_le_bytes();
-                        let len = chunk.len();
-                        chunk.copy_from_slice(&w[..len]);
-                    }
-                    self.pos += 2 + n;
-                    return ok;
-                }
-            }
+        if let Some(ok) = self.replay_read(MACHINE_TAG, maddr, buf) {
+            return ok;
         }
-        self.diverged = true;
         self.env.read_machine(maddr, buf)
     }
 
