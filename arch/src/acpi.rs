@@ -348,9 +348,8 @@ pub fn discover(
     let madt_len = validate::check_sdt(handler, madt_paddr, b"APIC")?;
     validate::check_madt_entries(handler, madt_paddr, madt_len)?;
 
-    // SAFETY: `check_root` validated the root table (signature, length, checksum, readable in
-    // full through `handler`) and every table it lists far enough for `find_table` (headers
-    // readable; every "APIC" table readable in full), so the crate reads only validated memory.
+    // SAFETY: `check_root` validated the root table and the headers of every table it lists
+    // (the MADT in full) through `handler`, so the crate reads only validated memory.
     let tables =
         unsafe { AcpiTables::from_rsdt(*handler, if xsdt { 2 } else { 0 }, root as usize) }
             .map_err(library_error)?;

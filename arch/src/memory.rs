@@ -46,9 +46,8 @@ pub fn init(info: &BootInfo) -> Result<MemoryStats, &'static str> {
         return Err("frame bitmap would lie above 4 GiB");
     }
     let _ = reserved.push(bitmap_paddr..bitmap_paddr + bytes.next_multiple_of(4096));
-    // SAFETY: [bitmap_paddr, +bytes) is usable RAM that overlaps no reserved range (checked by
-    // `find_free_range`), is mapped by the boot direct map (checked above), and is from now on
-    // reserved from the allocator, so this is the only reference to it, for ever.
+    // SAFETY: free, direct-mapped RAM (checked above) now reserved from the allocator: this is
+    // the only reference to it, for ever.
     let storage: &'static mut [u64] =
         unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bitmap_paddr) as *mut u64, words) };
     let fa = FrameAllocator::new(&info.memory_map, &reserved, storage);

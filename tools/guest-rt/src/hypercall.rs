@@ -139,10 +139,8 @@ pub unsafe fn raw5(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 
 #[cfg(not(test))]
 fn call_stub(stub: u64, args: [u64; 5]) -> i64 {
     let ret: i64;
-    // SAFETY: `stub` is a stub inside the hypercall page Xen filled (checked by the caller);
-    // the stub preserves RCX/R11 itself, returns with `ret`, and the argument registers are
-    // declared clobbered because Xen may scramble them. Memory effects are the caller's
-    // responsibility (see `raw5`), so the asm is not `nomem`, and it uses the stack (`call`).
+    // SAFETY: `stub` is in the hypercall page Xen filled (checked by the caller); it keeps
+    // RCX/R11, returns with `ret`; argument registers are clobbered; memory is the caller's.
     unsafe {
         core::arch::asm!(
             "call *{stub}",
