@@ -220,11 +220,15 @@ fn initialise(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, arg:
         return Err(XenErrno::EEXIST.into());
     }
     check_context(&c)?;
+    // The page-table bases are validated and referenced as Xen's arch_set_info_guest does
+    // (an L4 of this domain, typed and counted), not just copied.
+    {
+        let mut env = crate::mm::CtxEnv::new(ctx);
+        crate::mm::vcpu_base::install(state, &mut env, key, c.ctrlreg[3], c.ctrlreg[1])?;
+    }
     let j = ctx.journal();
     state.vcpus.update(j, &key, |v| {
         v.kernel_mode = c.flags & VGCF_IN_KERNEL != 0;
-        v.cr3 = c.ctrlreg[3];
-        v.user_cr3 = c.ctrlreg[1];
         v.kernel_ss = c.kernel_ss;
         v.kernel_sp = c.kernel_sp;
         v.event_callback = c.event_callback_eip;

@@ -51,6 +51,9 @@ impl Env for World {
     }
 }
 
+/// Root page tables (mfns) the tests' vCPU contexts use.
+pub(crate) const ROOTS: [u64; 2] = [0x1234, 0x99];
+
 pub(crate) struct Rig {
     pub state: HvState,
     pub journal: Journal,
@@ -76,6 +79,21 @@ impl Rig {
             }
             set_shared_info(&mut s, 0, SHARED_INFO);
             wake(&mut s, (0, 0));
+        }
+        // The page-table roots the tests' VCPUOP_initialise contexts name: validated,
+        // pinned L4s of dom0, as a built domain's root is.
+        for mfn in ROOTS {
+            let root = crate::mm::PageInfo {
+                owner: 0,
+                count: 2,
+                allocated: true,
+                ty: crate::mm::PageType::L4,
+                type_count: 1,
+                validated: true,
+                pinned: true,
+                ..Default::default()
+            };
+            state.frames.insert(&mut journal, mfn, root);
         }
         lockstep::replica::forget(&mut state);
         Rig {

@@ -105,8 +105,23 @@ fn bring_up_down_and_initialise() {
     bad[520 + 128..520 + 136].copy_from_slice(&0x0000_8000_0000_0000u64.to_le_bytes());
     r.map(0x8000, &bad);
     assert_eq!(r.vcpu_op(0, VCPUOP_INITIALISE, 1, 0x8000), -22, "rip");
+    r.map(0x8000, &context(0x4321));
+    assert_eq!(
+        r.vcpu_op(0, VCPUOP_INITIALISE, 1, 0x8000),
+        -22,
+        "a root that is not an L4 of the domain"
+    );
+    assert!(
+        !r.state.frames.contains_key(&0x4321),
+        "nothing referenced on refusal"
+    );
     r.map(0x8000, &context(0x1234));
     assert_eq!(r.vcpu_op(0, VCPUOP_INITIALISE, 1, 0x8000), 0);
+    assert_eq!(
+        r.state.frames.get(&0x1234).map(|p| p.type_count),
+        Some(2),
+        "vCPU 1's CR3 holds a type reference on its root"
+    );
     assert_eq!(r.vcpu_op(0, VCPUOP_INITIALISE, 1, 0x8000), -17);
     assert_eq!(r.vcpu(1).cr3, 0x1234 << 12);
     assert_eq!(r.vcpu_op(0, VCPUOP_IS_UP, 1, 0), 0);
