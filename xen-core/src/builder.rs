@@ -318,9 +318,8 @@ pub fn build_pv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::test_image::{note_bytes, ImageBuilder};
+    use crate::elf::test_image::{pv_kernel, ImageBuilder};
     use alloc::collections::BTreeMap;
-    use dom0_interface::elfnote as n;
 
     const VBASE: u64 = 0xffff_ffff_8000_0000;
 
@@ -380,39 +379,7 @@ mod tests {
     fn kernel() -> Vec<u8> {
         let mut code = alloc::vec![0x90u8; 0x3000];
         code[0] = 0xF4;
-        let mut b = ImageBuilder::simple(VBASE, 0, code, 0x4000);
-        let mut notes = Vec::new();
-        notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_GUEST_OS, b"test\0"));
-        notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0"));
-        notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_LOADER, b"generic\0"));
-        notes.extend(note_bytes(
-            b"Xen",
-            n::XEN_ELFNOTE_VIRT_BASE,
-            &VBASE.to_le_bytes(),
-        ));
-        notes.extend(note_bytes(
-            b"Xen",
-            n::XEN_ELFNOTE_PADDR_OFFSET,
-            &0u64.to_le_bytes(),
-        ));
-        notes.extend(note_bytes(
-            b"Xen",
-            n::XEN_ELFNOTE_ENTRY,
-            &VBASE.to_le_bytes(),
-        ));
-        notes.extend(note_bytes(
-            b"Xen",
-            n::XEN_ELFNOTE_HYPERCALL_PAGE,
-            &(VBASE + 0x1000).to_le_bytes(),
-        ));
-        notes.extend(note_bytes(
-            b"Xen",
-            n::XEN_ELFNOTE_FEATURES,
-            b"!writable_page_tables|pae_pgdir_above_4gb\0",
-        ));
-        notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_PAE_MODE, b"yes\0"));
-        b.note_segment = Some(notes);
-        b.build()
+        pv_kernel(code, Some(b"!writable_page_tables|pae_pgdir_above_4gb\0"))
     }
 
     fn request<'a>(k: &'a [u8], initrd: Option<&'a [u8]>, pages: u64) -> BuildRequest<'a> {

@@ -219,3 +219,33 @@ impl Rng {
         }
     }
 }
+
+/// A minimal 64-bit PV kernel for builder tests: `code` at VIRT_BASE 0xffffffff80000000
+/// (entry at its start, hypercall page at +4 KiB, 16 KiB in memory) with the Xen notes a
+/// PV kernel carries; `features` is the FEATURES note, if any.
+pub(crate) fn pv_kernel(code: Vec<u8>, features: Option<&[u8]>) -> Vec<u8> {
+    use dom0_interface::elfnote as n;
+    const VBASE: u64 = 0xffff_ffff_8000_0000;
+    let mut b = ImageBuilder::simple(VBASE, 0, code, 0x4000);
+    let mut notes = Vec::new();
+    for (ty, desc) in [
+        (n::XEN_ELFNOTE_GUEST_OS, &b"test\0"[..]),
+        (n::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0"),
+        (n::XEN_ELFNOTE_LOADER, b"generic\0"),
+        (n::XEN_ELFNOTE_VIRT_BASE, &VBASE.to_le_bytes()),
+        (n::XEN_ELFNOTE_PADDR_OFFSET, &0u64.to_le_bytes()),
+        (n::XEN_ELFNOTE_ENTRY, &VBASE.to_le_bytes()),
+        (
+            n::XEN_ELFNOTE_HYPERCALL_PAGE,
+            &(VBASE + 0x1000).to_le_bytes(),
+        ),
+    ] {
+        notes.extend(note_bytes(b"Xen", ty, desc));
+    }
+    if let Some(f) = features {
+        notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_FEATURES, f));
+    }
+    notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_PAE_MODE, b"yes\0"));
+    b.note_segment = Some(notes);
+    b.build()
+}

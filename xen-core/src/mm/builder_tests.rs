@@ -6,11 +6,10 @@ use super::fixture::{audit, call};
 use super::pt::{P, RW};
 use super::{register_pv_domain, DomainMemory, PageType, DOM0_MAX_PAGES};
 use crate::builder::{build_pv, BuildMemory, BuildRequest};
-use crate::elf::test_image::{note_bytes, ImageBuilder};
+use crate::elf::test_image::pv_kernel;
 use crate::hypercall::testing::{FakeMem, Harness};
 use crate::pv_layout::{DomainKind, PtLevel};
 use alloc::vec::Vec;
-use dom0_interface::elfnote as n;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::xen::*;
 use lockstep::Journal;
@@ -53,34 +52,7 @@ impl BuildMemory for Machine<'_> {
 }
 
 fn kernel() -> Vec<u8> {
-    let mut b = ImageBuilder::simple(VBASE, 0, alloc::vec![0x90u8; 0x3000], 0x4000);
-    let mut notes = Vec::new();
-    notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_GUEST_OS, b"test\0"));
-    notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0"));
-    notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_LOADER, b"generic\0"));
-    notes.extend(note_bytes(
-        b"Xen",
-        n::XEN_ELFNOTE_VIRT_BASE,
-        &VBASE.to_le_bytes(),
-    ));
-    notes.extend(note_bytes(
-        b"Xen",
-        n::XEN_ELFNOTE_PADDR_OFFSET,
-        &0u64.to_le_bytes(),
-    ));
-    notes.extend(note_bytes(
-        b"Xen",
-        n::XEN_ELFNOTE_ENTRY,
-        &VBASE.to_le_bytes(),
-    ));
-    notes.extend(note_bytes(
-        b"Xen",
-        n::XEN_ELFNOTE_HYPERCALL_PAGE,
-        &(VBASE + 0x1000).to_le_bytes(),
-    ));
-    notes.extend(note_bytes(b"Xen", n::XEN_ELFNOTE_PAE_MODE, b"yes\0"));
-    b.note_segment = Some(notes);
-    b.build()
+    pv_kernel(alloc::vec![0x90u8; 0x3000], None)
 }
 
 fn pin(h: &mut Harness, level: u32, mfn: u64) -> i64 {
