@@ -173,7 +173,11 @@ fn version_checks() {
         );
     }
     let mut s = CtlBuf::sysctl(0x7777);
-    check_eq("unknown sysctl is -ENOSYS", sysctl(&mut s), Err(Errno::ENOSYS));
+    check_eq(
+        "unknown sysctl is -ENOSYS",
+        sysctl(&mut s),
+        Err(Errno::ENOSYS),
+    );
     check_eq(
         "max_vcpus on oneself is -EINVAL",
         max_vcpus(0, 2),
@@ -202,7 +206,10 @@ fn physinfo_checks() {
         p.u64(u + 64),
     ));
     check("physinfo nr_cpus >= 1", nr_cpus >= 1);
-    check("physinfo max_cpu_id >= nr_cpus - 1", max_cpu_id + 1 >= nr_cpus);
+    check(
+        "physinfo max_cpu_id >= nr_cpus - 1",
+        max_cpu_id + 1 >= nr_cpus,
+    );
     check("physinfo threads_per_core >= 1", threads >= 1);
     check("physinfo nr_nodes >= 1", nr_nodes >= 1);
     check("physinfo cpu_khz > 0", khz > 0);
@@ -226,7 +233,11 @@ fn dom0_info_checks(si: &StartInfo) {
         i.flags & DOMINF_RUNNING != 0
             && i.flags & (DOMINF_PAUSED | DOMINF_DYING | DOMINF_SHUTDOWN) == 0,
     );
-    check_eq("dom0 tot_pages is start_info nr_pages", i.tot_pages, si.nr_pages);
+    check_eq(
+        "dom0 tot_pages is start_info nr_pages",
+        i.tot_pages,
+        si.nr_pages,
+    );
     check_eq(
         "dom0 shared_info_frame is its shared_info page",
         i.shared_info_frame,
@@ -339,7 +350,10 @@ fn create_checks() -> Option<u16> {
     );
     check_eq("new domain's handle", &i.handle, HANDLE);
     check_eq("new domain used no CPU time", i.cpu_time, 0);
-    check("new domain has a shared_info frame", i.shared_info_frame != 0);
+    check(
+        "new domain has a shared_info frame",
+        i.shared_info_frame != 0,
+    );
     check_eq(
         "getdomaininfo between domains finds the next one",
         getinfo(1).map(|i| i.domain),
@@ -433,7 +447,10 @@ fn memory_checks(d: u16, free0: u64) {
         foreign_reservation(XENMEM_POPULATE_PHYSMAP, d, &mut ext, 0),
         Ok(POPULATE as i64),
     );
-    check("populate_physmap reports frames", ext.iter().all(|&m| m != 0));
+    check(
+        "populate_physmap reports frames",
+        ext.iter().all(|&m| m != 0),
+    );
     check_eq(
         "free_pages drops by exactly the populated pages",
         free0.wrapping_sub(free_pages()),
@@ -482,7 +499,11 @@ fn pause_checks(d: u16) {
     check_eq("paused", paused(d), Some(true));
     check_eq("unpausedomain", simple(DOMCTL_UNPAUSEDOMAIN, d), Ok(0));
     check_eq("still paused by creation", paused(d), Some(true));
-    check_eq("unpausedomain again", simple(DOMCTL_UNPAUSEDOMAIN, d), Ok(0));
+    check_eq(
+        "unpausedomain again",
+        simple(DOMCTL_UNPAUSEDOMAIN, d),
+        Ok(0),
+    );
     check_eq("not paused", paused(d), Some(false));
     check_eq(
         "unpausing an unpaused domain is -EINVAL",
@@ -523,7 +544,11 @@ fn setvcpucontext(d: u16, vcpu: u32, ctxt: u64) -> XenResult {
 fn vcpu_checks(d: u16) {
     let v = vcpuinfo(d, 1);
     info(format_args!("getvcpuinfo d{d}v1 -> {v:?}"));
-    check_eq("getvcpuinfo of a vCPU not yet up", v, (Ok(0), 1, 0, 0, 0, 0));
+    check_eq(
+        "getvcpuinfo of a vCPU not yet up",
+        v,
+        (Ok(0), 1, 0, 0, 0, 0),
+    );
     check_eq(
         "getvcpuinfo beyond max_vcpus is -EINVAL",
         vcpuinfo(d, 2).0,
@@ -565,7 +590,9 @@ fn destroy_checks(si: &StartInfo, d: u16, before: u64) {
         Err(Errno::ESRCH),
     );
     let now = free_pages_after(si, Some(before), 5000);
-    info(format_args!("free_pages after destroy {now}, before create {before}"));
+    info(format_args!(
+        "free_pages after destroy {now}, before create {before}"
+    ));
     // Xen 4.17 keeps one page of a domain that had vCPUs (seen here: 16315 of 16316 after
     // 5 s); DualVisor's exact return is checked by xen-core's unit tests.
     check(
