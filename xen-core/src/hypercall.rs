@@ -8,6 +8,7 @@ pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod readconsole;
 mod sched;
 mod timer;
 pub mod traps;
@@ -204,6 +205,12 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "set_timer_op",
         handler: timer::set_timer_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SYSCTL,
+        name: "sysctl",
+        handler: readconsole::sysctl,
+        callers: ALL,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_VCPU_OP,

@@ -9,6 +9,8 @@ extern crate alloc;
 
 pub mod builder;
 pub mod cmdline;
+pub mod console;
+pub mod debugkeys;
 pub mod domain;
 pub mod effect;
 pub mod elf;
