@@ -14,5 +14,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod script;
 pub mod selftests;
 pub mod watch;

@@ -22,6 +22,7 @@ pub mod pv;
 pub mod pv_layout;
 pub mod request;
 pub mod sched;
+pub mod serial_switch;
 pub mod time;
 pub mod traps;
 pub mod xen_notes;
