@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod console_scenarios;
 pub mod execute;
 pub mod exit;
 pub mod monitor;
