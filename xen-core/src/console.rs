@@ -255,6 +255,49 @@ mod tests {
         assert_eq!(cleared_start(u32::MAX - 1, 3), u32::MAX - 1);
     }
 
+    fn console_interrupt(h: &mut crate::hypercall::testing::Harness) -> Vec<Effect> {
+        let req = crate::request::Request::exit(
+            crate::request::ExitKind::Interrupt,
+            dom0_interface::xen::DOMID_IDLE,
+            1,
+            crate::request::GuestRegs::default(),
+            CONSOLE_RX_VECTOR,
+            0,
+            0,
+        );
+        h.run(req).effects
+    }
+
+    #[test]
+    fn input_raises_virq_console_on_dom0_once_bound() {
+        use dom0_interface::event_channel::{EvtchnBindVirq, EVTCHNOP_BIND_VIRQ};
+        use dom0_interface::guest_abi::GuestAbi;
+        let mut h = crate::hypercall::testing::Harness::dom0();
+        assert!(
+            console_interrupt(&mut h).is_empty(),
+            "unbound: dropped, and no scheduler tick either"
+        );
+        let b = EvtchnBindVirq {
+            virq: dom0_interface::xen::VIRQ_CONSOLE,
+            vcpu: 0,
+            port: 0,
+        };
+        let mut raw = [0u8; 12];
+        b.write_to(&mut raw).expect("fits");
+        h.mem.map(0x3000, &raw);
+        let r = h.hypercall(
+            u64::from(dom0_interface::xen::HYPERVISOR_EVENT_CHANNEL_OP),
+            [u64::from(EVTCHNOP_BIND_VIRQ), 0x3000, 0, 0, 0],
+        );
+        assert_eq!(r.ret, 0);
+        let fx = console_interrupt(&mut h);
+        assert!(!fx.is_empty());
+        assert!(
+            fx.iter().all(|e| matches!(e, Effect::Evtchn(_))),
+            "only event delivery: {fx:?}"
+        );
+    }
+
     #[test]
     fn every_effect_bit_flip_is_detected() {
         for e in [
