@@ -73,6 +73,33 @@ impl core::fmt::Display for EngineError {
     }
 }
 
+/// Why runtime `lockstep on` could not restore protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResyncError {
+    /// No follower acknowledged the re-synchronisation request in time (none running, or
+    /// taken out of service).
+    NoFollower,
+    /// The follower's copy does not digest like the leader's replica.
+    Differ {
+        /// The leader's full replica digest.
+        leader: u32,
+        /// The follower's.
+        follower: u32,
+    },
+}
+
+impl core::fmt::Display for ResyncError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ResyncError::NoFollower => f.write_str("no follower answered the re-synchronisation"),
+            ResyncError::Differ { leader, follower } => write!(
+                f,
+                "replicas differ after re-synchronisation (leader {leader:#010x}, follower {follower:#010x})"
+            ),
+        }
+    }
+}
+
 /// How a transaction ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxResult<Err> {

@@ -21,6 +21,9 @@ pub enum FollowerExit {
     /// The pair was escalated (suspect core, if identified); this follower is out of service
     /// (if the suspect is the leader, the embedder may promote this core).
     Escalated(Option<Role>),
+    /// Runtime `lockstep on`: the leader asked this follower to restart from a copy of its
+    /// replica, serving the rounds after the given one (see `Pair::request_resync`).
+    Resync(u64),
 }
 
 /// Counters of a follower core.
@@ -102,13 +105,18 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             let last = self.last_round;
             let next = wait_until(self.cfg.wait, clock, idle, None, || {
                 if pair.is_shut_down() {
-                    return Some(None);
+                    return Some(Err(FollowerExit::Shutdown));
+                }
+                if let Some(after) = pair.resync_request() {
+                    return Some(Err(FollowerExit::Resync(after)));
                 }
                 let (r, _) = pair.input.published();
-                (r > last).then_some(Some(r))
+                (r > last).then_some(Ok(r))
             });
-            let Some(round) = next.flatten() else {
-                return FollowerExit::Shutdown;
+            let round = match next {
+                Some(Ok(r)) => r,
+                Some(Err(exit)) => return exit,
+                None => return FollowerExit::Shutdown,
             };
             if let Some(exit) = self.serve_round(round, clock, idle) {
                 return exit;
@@ -152,10 +160,14 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 &mut self.effects,
             );
             if let Some(f) = hit(FaultKind::Effects) {
+                // The follower's effects are never applied: they exist only to be digested.
+                // A flip after the digest was taken (`late`) would reach no output at all and
+                // could only ever be "masked", so on this core the upset always lands before
+                // the digest — the one moment the buffer influences anything — and every
+                // injected effects fault is detected by the comparison. (On the leader a late
+                // flip is real: it is caught by the pre-apply check in `LeaderCore::commit`.)
                 self.effects.flip_bit(f.bit);
-                if !f.late {
-                    rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
-                }
+                rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
             }
             if let Some(f) = hit(FaultKind::Digest) {
                 rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));

@@ -13,7 +13,7 @@ use crate::machine::ExecStatus;
 use crate::role::{wait_until, Clock, Idle, Role, WaitStrategy};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 /// Bits of the channel's `published` word that hold the word count.
 const COUNT_BITS: u32 = 24;
@@ -306,6 +306,9 @@ pub struct Pair {
     shutdown: AtomicBool,
     order: AtomicU64,
     order_bit: AtomicU64,
+    resync: AtomicU64,
+    resync_ack: AtomicU64,
+    resync_digest: AtomicU32,
 }
 
 impl Pair {
@@ -320,7 +323,47 @@ impl Pair {
             shutdown: AtomicBool::new(false),
             order: AtomicU64::new(0),
             order_bit: AtomicU64::new(0),
+            resync: AtomicU64::new(0),
+            resync_ack: AtomicU64::new(0),
+            resync_digest: AtomicU32::new(0),
         }
+    }
+
+    /// Runtime `lockstep on`: the leader asks the follower to drop its (stale) replica and
+    /// restart from a copy of the leader's, serving the rounds after `after_round`.
+    pub fn request_resync(&self, after_round: u64) {
+        self.resync_ack.store(0, Relaxed);
+        self.resync.store(after_round.wrapping_add(1), Release);
+    }
+
+    /// The pending re-synchronisation request (the round the follower restarts after).
+    pub fn resync_request(&self) -> Option<u64> {
+        match self.resync.load(Acquire) {
+            0 => None,
+            r => Some(r.wrapping_sub(1)),
+        }
+    }
+
+    /// Withdraws a re-synchronisation request nobody answered.
+    pub fn cancel_resync(&self, after_round: u64) {
+        let _ = self
+            .resync
+            .compare_exchange(after_round.wrapping_add(1), 0, AcqRel, Relaxed);
+    }
+
+    /// The follower restarted after `after_round` with a replica whose full digest is
+    /// `digest`: clears the request and tells the leader.
+    pub fn ack_resync(&self, after_round: u64, digest: u32) {
+        let tag = after_round.wrapping_add(1);
+        let _ = self.resync.compare_exchange(tag, 0, AcqRel, Relaxed);
+        self.resync_digest.store(digest, Relaxed);
+        self.resync_ack.store(tag, Release);
+    }
+
+    /// The follower's replica digest once it acknowledged the request for `after_round`.
+    pub fn resync_acked(&self, after_round: u64) -> Option<u32> {
+        (self.resync_ack.load(Acquire) == after_round.wrapping_add(1))
+            .then(|| self.resync_digest.load(Relaxed))
     }
 
     /// Asks every core serving this pair to return.

@@ -68,6 +68,9 @@ pub enum Effect {
     /// A PV CPU-state effect (guest mode, vcpu_info mask/CR2, segment bases, FPU, debug
     /// registers, port output, GDT).
     Pv(crate::pv::effect::PvEffect),
+    /// Control the lockstep engine (on, off, arm injections): applied after commit, so at a
+    /// transaction boundary (DualVisor's lockstep sysctl).
+    Lockstep(crate::hypercall::lockstep_ctl::LockstepOp),
 }
 
 /// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
@@ -238,6 +241,7 @@ impl Effect {
             Effect::WriteMachine { .. } => 11,
             Effect::Mm(_) => 40,
             Effect::Pv(_) => 25,
+            Effect::Lockstep(_) => 50,
         }
     }
 }
@@ -272,6 +276,7 @@ impl Value for Effect {
             }
             Effect::Mm(m) => m.digest(h),
             Effect::Pv(p) => p.digest(h),
+            Effect::Lockstep(op) => op.digest(h),
         }
     }
 
@@ -291,6 +296,7 @@ impl Value for Effect {
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
             Effect::Mm(m) => m.bit_len(),
             Effect::Pv(p) => p.bit_len(),
+            Effect::Lockstep(op) => op.bit_len(),
         }
     }
 
@@ -318,6 +324,7 @@ impl Value for Effect {
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
             Effect::Mm(m) => m.flip_bit(bit),
             Effect::Pv(p) => p.flip_bit(bit),
+            Effect::Lockstep(op) => op.flip_bit(bit),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod console;
 mod evtchn;
+pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
@@ -44,6 +45,12 @@ const PV: Callers = Callers {
     pv: true,
     hvm: false,
     privileged_only: false,
+};
+
+const PRIV: Callers = Callers {
+    pv: true,
+    hvm: true,
+    privileged_only: true,
 };
 
 /// One row of the table.
@@ -210,6 +217,14 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "vcpu_op",
         handler: vcpu::vcpu_op,
         callers: ALL,
+    },
+    // Routes only DualVisor's lockstep sub-op so far (the general sysctl dispatcher
+    // replaces this handler and calls `lockstep_ctl::lockstep_op` for that command).
+    HypercallDesc {
+        nr: x::HYPERVISOR_SYSCTL,
+        name: "sysctl",
+        handler: lockstep_ctl::sysctl,
+        callers: PRIV,
     },
 ];
 
