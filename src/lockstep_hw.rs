@@ -337,6 +337,9 @@ impl Backend {
                     cpu_of(Role::Leader).unwrap_or(0)
                 );
             }
+            Backend::Leader(l) if l.health().is_protected() => {
+                xprintln!("lockstep: already on ({})", l.health());
+            }
             Backend::Leader(l) => {
                 let mut hand_over = |r: &HvState| {
                     let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());

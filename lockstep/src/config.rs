@@ -18,7 +18,12 @@ pub struct Config {
     pub input_capacity: usize,
     /// Spare cores the embedder offers to replace a core taken out of service.
     pub spares: u32,
-    /// Verify per-object checksums (and repair) of both replicas before each retry.
+    /// Verify per-object checksums (and repair) of both replicas before a retry. On a pair
+    /// the first re-execution of a transaction runs without it: a transient fault (register,
+    /// effects, digest, mailbox, hang) is gone after one rollback, and a whole-replica scrub
+    /// (milliseconds for a replica of megabytes) would dominate the recovery latency and, run
+    /// concurrently on two cores, eat into the next round's deadline. A fault that survives
+    /// that re-execution (a flipped replica object) is scrubbed before the next one.
     pub scrub_on_retry: bool,
     /// Scrub both replicas every N transactions (0: never).
     pub scrub_interval: u64,

@@ -50,6 +50,7 @@ pub struct FollowerCore<'p, M: Machine> {
     effects: Effects<M::Effect>,
     req: Vec<u64>,
     last_round: u64,
+    retries_in_row: u32,
     stats: FollowerStats,
 }
 
@@ -59,6 +60,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
     /// that starts from a copy of the leader's replica passes the leader's last round.
     pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, after_round: u64) -> Self {
         let last_round = after_round;
+        pair.mark_follower_done(after_round);
         Self {
             pair,
             cfg,
@@ -67,6 +69,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             effects: Effects::new(),
             req: Vec::new(),
             last_round,
+            retries_in_row: 0,
             stats: FollowerStats::default(),
         }
     }
@@ -118,7 +121,9 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 Some(Err(exit)) => return exit,
                 None => return FollowerExit::Shutdown,
             };
-            if let Some(exit) = self.serve_round(round, clock, idle) {
+            let exit = self.serve_round(round, clock, idle);
+            self.pair.mark_follower_done(round);
+            if let Some(exit) = exit {
                 return exit;
             }
         }
@@ -148,7 +153,8 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 clock,
                 idle,
                 self.cfg.wait,
-            );
+            )
+            .until_decided(&self.pair.decision);
             let mut rep = replay_exec::<M>(
                 &mut rd,
                 &mut self.req,
@@ -200,6 +206,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
         let executed = executed.is_some();
         match d {
             Some(Decision::Commit) => {
+                self.retries_in_row = 0;
                 if failed {
                     // An agreed handler failure keeps nothing, on both replicas.
                     replica::rollback(&mut self.replica, round);
@@ -213,6 +220,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 None
             }
             Some(Decision::Escalate(s)) => {
+                self.retries_in_row = 0;
                 if executed {
                     replica::rollback(&mut self.replica, round);
                 }
@@ -223,7 +231,10 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                     replica::rollback(&mut self.replica, round);
                     self.stats.rollbacks += 1;
                 }
-                if self.cfg.scrub_on_retry {
+                self.retries_in_row += 1;
+                // As the leader: the first re-execution runs without a whole-replica scrub
+                // (see `Config::scrub_on_retry`).
+                if self.cfg.scrub_on_retry && self.retries_in_row >= 2 {
                     self.scrub();
                 }
                 None

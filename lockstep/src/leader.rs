@@ -19,6 +19,10 @@ use crate::role::{wait_until, Clock, Idle, Role};
 use crate::stats::Stats;
 use alloc::vec::Vec;
 
+/// How many transaction deadlines `LeaderCore::switch_on` waits for the follower's
+/// acknowledgement (it copies and digests a whole replica).
+pub const RESYNC_DEADLINES: u64 = 100;
+
 /// Records into the leader's local log and streams to the follower, optionally flipping one
 /// streamed word (a `mailbox` fault in flight).
 struct Tee<'a> {
@@ -148,7 +152,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
     /// restart from that copy after the current round, and its acknowledgement carries the
     /// full digest of the replica it now holds. Protection resumes only if that digest equals
     /// this replica's (bit-identical replicas); the digest is returned. Already protected:
-    /// nothing to do. No answer within four deadlines: the request is withdrawn and the
+    /// nothing to do. No answer within [`RESYNC_DEADLINES`] deadlines: the request is withdrawn and the
     /// health is left as it was.
     pub fn switch_on(
         &mut self,
@@ -165,9 +169,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         let pair = self.pair;
         pair.request_resync(after);
         idle.kick(Role::Follower);
+        // The follower frees its stale replica, copies and digests the new one: whole-replica
+        // work, far longer than one transaction's deadline.
         let deadline = clock
             .now()
-            .saturating_add(self.cfg.deadline_cycles.saturating_mul(4));
+            .saturating_add(self.cfg.deadline_cycles.saturating_mul(RESYNC_DEADLINES));
         let Some(theirs) = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
             pair.resync_acked(after)
         }) else {
@@ -184,6 +190,20 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         self.policy.reset();
         self.stats.resyncs += 1;
         Ok(mine)
+    }
+
+    /// Waits (at most one deadline) until the follower has finished the previous round, so
+    /// its post-commit or pre-retry scrub does not eat into the next round's deadline. A
+    /// follower that does not get there is left to the coordinator's deadline.
+    fn await_follower(&self, clock: &dyn Clock, idle: &dyn Idle) {
+        let (pair, prev) = (self.pair, self.round);
+        if pair.follower_done(prev) {
+            return;
+        }
+        let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+        let _ = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
+            pair.follower_done(prev).then_some(())
+        });
     }
 
     fn count(&mut self, v: &Verdict, out: &mut Outcome<M::Error>) {
@@ -224,6 +244,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         loop {
             attempt += 1;
             out.attempts = attempt;
+            self.await_follower(clock, idle);
             self.round += 1;
             let round = self.round;
             let fault = if attempt == 1 { oneshot } else { None }
@@ -299,7 +320,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     replica::rollback(&mut self.replica, round);
                     self.stats.rollbacks += 1;
                     self.stats.retries += 1;
-                    if self.cfg.scrub_on_retry {
+                    if self.cfg.scrub_on_retry && attempt >= 2 {
+                        // See `Config::scrub_on_retry`: only a fault that survived one
+                        // re-execution pays for a whole-replica scrub.
                         self.scrub();
                     }
                 }

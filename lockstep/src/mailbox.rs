@@ -235,9 +235,19 @@ pub struct ChannelReader<'a, C: Clock + ?Sized, I: Idle + ?Sized> {
     clock: &'a C,
     idle: &'a I,
     wait: WaitStrategy,
+    decided: Option<&'a DecisionSlot>,
 }
 
 impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
+    /// Also gives up as soon as `slot` holds a decision for this round: once the coordinator
+    /// has decided (e.g. the leader hung and missed its deadline), words that never came
+    /// are not waited for up to this reader's own deadline — the decision's kick ends the
+    /// wait, so the re-execution starts right away.
+    pub fn until_decided(mut self, slot: &'a DecisionSlot) -> Self {
+        self.decided = Some(slot);
+        self
+    }
+
     /// A reader of `round` giving up at `deadline` (caller's clock).
     pub fn new(
         ch: &'a InputChannel,
@@ -256,6 +266,7 @@ impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
             clock,
             idle,
             wait,
+            decided: None,
         }
     }
 }
@@ -263,7 +274,7 @@ impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
 impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I> {
     fn next_word(&mut self) -> Option<u64> {
         if self.pos >= self.avail {
-            let (ch, round, pos) = (self.ch, self.round, self.pos);
+            let (ch, round, pos, decided) = (self.ch, self.round, self.pos, self.decided);
             let got = wait_until(
                 self.wait,
                 self.clock,
@@ -275,6 +286,8 @@ impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I>
                         Some(None)
                     } else if n > pos {
                         Some(Some(n))
+                    } else if decided.is_some_and(|d| d.read(round).is_some()) {
+                        Some(None)
                     } else {
                         None
                     }
@@ -309,6 +322,7 @@ pub struct Pair {
     resync: AtomicU64,
     resync_ack: AtomicU64,
     resync_digest: AtomicU32,
+    follower_done: AtomicU64,
 }
 
 impl Pair {
@@ -326,7 +340,21 @@ impl Pair {
             resync: AtomicU64::new(0),
             resync_ack: AtomicU64::new(0),
             resync_digest: AtomicU32::new(0),
+            follower_done: AtomicU64::new(0),
         }
+    }
+
+    /// The follower has finished `round` (its decision applied, any scrub done) and waits
+    /// for the next one.
+    pub fn mark_follower_done(&self, round: u64) {
+        self.follower_done.store(round, Release);
+    }
+
+    /// Whether the follower has finished `round` (or a later one). The leader waits for this
+    /// before opening the next round, so a follower's scrub after a commit or a retry is not
+    /// counted against the next round's deadline (which then measures execution only).
+    pub fn follower_done(&self, round: u64) -> bool {
+        self.follower_done.load(Acquire) >= round
     }
 
     /// Runtime `lockstep on`: the leader asks the follower to drop its (stale) replica and
@@ -357,6 +385,7 @@ impl Pair {
         let tag = after_round.wrapping_add(1);
         let _ = self.resync.compare_exchange(tag, 0, AcqRel, Relaxed);
         self.resync_digest.store(digest, Relaxed);
+        self.follower_done.store(after_round, Release);
         self.resync_ack.store(tag, Release);
     }
 
