@@ -108,18 +108,36 @@ impl Decision {
     }
 }
 
-/// The decision slot (single writer: whoever coordinates the pair).
+/// The decision slot (one decision per round: whoever coordinates the pair).
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct DecisionSlot {
     round: AtomicU64,
     decision: AtomicU64,
     committed: AtomicU64,
+    claimed: AtomicU64,
 }
 
 impl DecisionSlot {
-    /// Posts the decision for `round`.
-    pub fn post(&self, round: u64, d: Decision) {
+    /// Posts the decision for `round` and returns the decision that stands for it. Only the
+    /// first decider of a round writes: when the leader gave up on a slow coordinator core
+    /// and decided inline, the coordinator's late decision for the same round is dropped (and
+    /// vice versa), so leader and follower can never act on two different decisions.
+    pub fn post(&self, round: u64, d: Decision) -> Decision {
+        if self.claimed.fetch_max(round, AcqRel) >= round {
+            // Someone else decided this round (or a later one): theirs stands.
+            loop {
+                if let Some(theirs) = self.read(round) {
+                    return theirs;
+                }
+                core::hint::spin_loop();
+            }
+        }
+        self.write(round, d);
+        d
+    }
+
+    fn write(&self, round: u64, d: Decision) {
         if d == Decision::Commit {
             self.committed.store(round, Release);
         }
@@ -515,6 +533,13 @@ mod tests {
         );
         assert_eq!(s.read(3), Some(Decision::Retry));
         assert_eq!(s.read(4), None);
+        // Two deciders of one round (a slow coordinator core and the leader that gave up on
+        // it): the first decision stands, the second is told what it is.
+        assert_eq!(s.post(4, Decision::Retry), Decision::Retry);
+        assert_eq!(s.post(4, Decision::Commit), Decision::Retry);
+        assert_eq!(s.read(4), Some(Decision::Retry));
+        assert_eq!(s.post(5, Decision::Commit), Decision::Commit);
+        assert_eq!(s.post(4, Decision::Commit), Decision::Retry, "late for an old round");
     }
 
     #[test]
