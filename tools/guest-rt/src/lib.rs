@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod errno;
 pub mod evtchn;
 pub mod hypercall;
+pub mod lockstep_ctl;
 pub mod mm;
 pub mod multicall;
 pub mod panic;
