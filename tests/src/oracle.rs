@@ -19,6 +19,26 @@ pub const DUALVISOR_GUEST_CMDLINE: &str = XEN_CMDLINE;
 /// Time limit of a real-Xen oracle run.
 const XEN_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Boot modules after the kernel that a test guest needs (dom0's initrd): `domu` builds the
+/// `demo` guest as a domU from it.
+pub fn extra_modules(p: &Paths, guest: &Path) -> Vec<PathBuf> {
+    match guest.file_stem().and_then(|s| s.to_str()) {
+        Some("domu") => vec![p.guests.join("demo.elf")],
+        _ => vec![],
+    }
+}
+
+/// `guest` and its extra modules as QEMU modules, and what building them needs.
+fn guest_modules(p: &Paths, guest: &Path) -> (Vec<Module>, Vec<(PathBuf, &'static str)>) {
+    let mut mods = vec![Module::new(guest, "")];
+    let mut needs = vec![(guest.to_path_buf(), "make guests")];
+    for m in extra_modules(p, guest) {
+        mods.push(Module::new(&m, ""));
+        needs.push((m, "make guests"));
+    }
+    (mods, needs)
+}
+
 /// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line.
 pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
     let stem = guest
@@ -32,9 +52,10 @@ pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
         Pattern::contains("Panic on CPU"),
         Pattern::contains("Domain 0 crashed"),
     ];
+    let (modules, guest_needs) = guest_modules(p, guest);
     Scenario {
         name: format!("xen-oracle-{stem}"),
-        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, modules).smp(2),
         expect: Expectation {
             expect: vec![Pattern::contains("Test result: SUCCESS")],
             fail,
@@ -45,10 +66,10 @@ pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
             },
             timeout: XEN_TIMEOUT,
         },
-        needs: vec![
-            (p.xen.clone(), "make xen"),
-            (guest.to_path_buf(), "make guests"),
-        ],
+        needs: [(p.xen.clone(), "make xen")]
+            .into_iter()
+            .chain(guest_needs)
+            .collect(),
         inputs: vec![],
     }
 }
@@ -68,14 +89,10 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
         Pattern::contains("(XEN) Panic"),
         Pattern::contains("Hardware Dom0 crashed"),
     ];
+    let (modules, guest_needs) = guest_modules(p, guest);
     Scenario {
         name: format!("dualvisor-{stem}"),
-        qemu: QemuCommand::kernel(
-            &p.image,
-            DUALVISOR_GUEST_CMDLINE,
-            vec![Module::new(guest, "")],
-        )
-        .smp(3),
+        qemu: QemuCommand::kernel(&p.image, DUALVISOR_GUEST_CMDLINE, modules).smp(3),
         expect: Expectation {
             expect: vec![
                 Pattern::contains("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"),
@@ -89,10 +106,10 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
             },
             timeout: XEN_TIMEOUT,
         },
-        needs: vec![
-            (p.image.clone(), "make image"),
-            (guest.to_path_buf(), "make guests"),
-        ],
+        needs: [(p.image.clone(), "make image")]
+            .into_iter()
+            .chain(guest_needs)
+            .collect(),
         inputs: vec![],
     }
 }
@@ -205,6 +222,32 @@ mod tests {
             WatchState::Failed { .. }
         ));
         assert!(dualvisor_guests(&p, &[]).is_empty());
+    }
+
+    #[test]
+    fn domu_gets_the_demo_guest_as_its_initrd() {
+        let p = paths();
+        let guests = vec![PathBuf::from("/repo/build/guests/domu.elf")];
+        for s in [
+            find(&xen_oracles(&p, &guests, true), "xen-oracle-domu"),
+            find(&dualvisor_guests(&p, &guests), "dualvisor-domu"),
+        ] {
+            let crate::qemu::Boot::Kernel { modules, .. } = &s.qemu.boot else {
+                panic!("{:?}", s.qemu.boot);
+            };
+            assert_eq!(
+                modules,
+                &vec![
+                    Module::new("/repo/build/guests/domu.elf", ""),
+                    Module::new("/repo/build/guests/demo.elf", ""),
+                ]
+            );
+            assert!(s
+                .needs
+                .iter()
+                .any(|(path, _)| path.ends_with("guests/demo.elf")));
+        }
+        assert!(extra_modules(&p, Path::new("/repo/build/guests/hello.elf")).is_empty());
     }
 
     #[test]

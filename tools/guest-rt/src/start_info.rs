@@ -92,6 +92,25 @@ pub fn boot() -> Option<&'static StartInfo> {
     Some(unsafe { (*BOOT_COPY.si.get()).assume_init_ref() })
 }
 
+/// The first boot module (dom0's initrd) as mapped at `mod_start`, if the boot start_info
+/// names one that is mapped (no `SIF_MOD_START_PFN`) below the bootstrap page tables.
+pub fn boot_module() -> Option<&'static [u8]> {
+    let si = boot()?;
+    if si.mod_start == 0 || si.mod_len == 0 || si.flags & SIF_MOD_START_PFN != 0 {
+        return None;
+    }
+    let end = si.mod_start.checked_add(si.mod_len)?;
+    // The start-of-day layout places a mapped module after the kernel and before the p2m
+    // list and the page tables.
+    if end > si.pt_base || usize::try_from(si.mod_len).is_err() {
+        return None;
+    }
+    // SAFETY: Xen maps the module read-write at `mod_start..mod_start + mod_len` in the
+    // bootstrap region for the whole run (checked to lie below the page tables); nothing of
+    // this image lives there, and the slice is only read.
+    Some(unsafe { core::slice::from_raw_parts(si.mod_start as *const u8, si.mod_len as usize) })
+}
+
 /// Why a start_info was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartInfoError {

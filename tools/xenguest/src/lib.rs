@@ -17,4 +17,6 @@ pub mod image;
 pub mod live;
 
 pub use build::{BuildError, BuildRequest, Built};
-pub use live::{create_pv, destroy_domain, domain_info, map_foreign, physinfo, ForeignPage};
+pub use live::{
+    create_pv, destroy_domain, domain_info, domain_list, map_foreign, physinfo, ForeignPage,
+};

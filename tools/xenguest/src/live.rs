@@ -5,10 +5,12 @@
 use dom0_interface::arch_x86::VcpuGuestContext;
 use dom0_interface::domctl::{self as dc, XenDomctl, XenDomctlGetdomaininfo};
 use dom0_interface::guest_abi::GuestAbi;
-use dom0_interface::sysctl::XenSysctlPhysinfo;
+use dom0_interface::sysctl::{XenSysctl, XenSysctlPhysinfo, XEN_SYSCTL_PHYSINFO};
 use dom0_interface::xen::DomId;
 use guest_rt::foreign::Mapping;
-use guest_rt::toolstack::{self, VCPU_GUEST_CONTEXT_SIZE};
+use guest_rt::toolstack::{
+    self, CtlBuf, DOMAININFO_SIZE, DOMCTL_SIZE, SYSCTL_SIZE, VCPU_GUEST_CONTEXT_SIZE,
+};
 use guest_rt::Errno;
 
 use crate::build::{create_with, BuildError, BuildRequest, Built, Xc};
@@ -45,10 +47,20 @@ pub struct Live;
 
 impl Xc for Live {
     fn physinfo(&mut self) -> Result<XenSysctlPhysinfo, i32> {
-        toolstack::physinfo().map_err(errno)
+        let mut b = CtlBuf::<SYSCTL_SIZE>::zeroed();
+        XenSysctl::new(XEN_SYSCTL_PHYSINFO)
+            .write_to(&mut b.0)
+            .map_err(|_| -22)?;
+        toolstack::sysctl(&mut b).map_err(errno)?;
+        let s = XenSysctl::read_from(&b.0).map_err(|_| -22)?;
+        s.payload().map_err(|_| -22)
     }
     fn domctl(&mut self, d: &mut XenDomctl) -> Result<(), i32> {
-        toolstack::domctl(d).map(|_| ()).map_err(errno)
+        let mut b = CtlBuf::<DOMCTL_SIZE>::zeroed();
+        d.write_to(&mut b.0).map_err(|_| -22)?;
+        toolstack::domctl(&mut b).map_err(errno)?;
+        *d = XenDomctl::read_from(&b.0).map_err(|_| -22)?;
+        Ok(())
     }
     fn populate(&mut self, domid: DomId, pfns: &mut [u64]) -> Result<usize, i32> {
         toolstack::populate_physmap(domid, pfns)
@@ -102,6 +114,16 @@ pub fn domain_info(domid: u16) -> Result<XenDomctlGetdomaininfo, i32> {
 pub fn destroy_domain(domid: u16) -> Result<(), i32> {
     let mut d = XenDomctl::new(dc::XEN_DOMCTL_DESTROYDOMAIN, domid);
     Live.domctl(&mut d)
+}
+
+/// The domains from id `first` on (at most `max`), as `XEN_SYSCTL_getdomaininfolist`.
+pub fn domain_list(first: u16, max: usize) -> Result<alloc::vec::Vec<XenDomctlGetdomaininfo>, i32> {
+    let mut bufs = alloc::vec![CtlBuf::<DOMAININFO_SIZE>::zeroed(); max];
+    let n = toolstack::getdomaininfolist(first, &mut bufs).map_err(errno)?;
+    bufs[..n]
+        .iter()
+        .map(|b| XenDomctlGetdomaininfo::read_from(&b.0).map_err(|_| -22))
+        .collect()
 }
 
 /// `XEN_SYSCTL_physinfo`.
