@@ -78,10 +78,7 @@ pub fn sysctl(s: &mut CtlBuf<SYSCTL_SIZE>) -> XenResult {
 
 /// `XEN_SYSCTL_getdomaininfolist` from domain `first`: fills `out` with
 /// `xen_domctl_getdomaininfo` entries, returns the count.
-pub fn getdomaininfolist(
-    first: u16,
-    out: &mut [CtlBuf<DOMAININFO_SIZE>],
-) -> Result<usize, Errno> {
+pub fn getdomaininfolist(first: u16, out: &mut [CtlBuf<DOMAININFO_SIZE>]) -> Result<usize, Errno> {
     let mut s = CtlBuf::<SYSCTL_SIZE>::zeroed();
     s.put(0, &XEN_SYSCTL_GETDOMAININFOLIST.to_le_bytes());
     s.put(4, &INTERFACE_VERSION.to_le_bytes());
@@ -196,7 +193,10 @@ mod tests {
         assert_eq!(dc::XEN_DOMCTL_INTERFACE_VERSION, INTERFACE_VERSION);
         assert_eq!(sc::XEN_SYSCTL_INTERFACE_VERSION, INTERFACE_VERSION);
         assert_eq!(dc::XEN_DOMCTL_SETVCPUCONTEXT, XEN_DOMCTL_SETVCPUCONTEXT);
-        assert_eq!(sc::XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_GETDOMAININFOLIST);
+        assert_eq!(
+            sc::XEN_SYSCTL_GETDOMAININFOLIST,
+            XEN_SYSCTL_GETDOMAININFOLIST
+        );
         for cmd in [
             dc::XEN_DOMCTL_CREATEDOMAIN,
             dc::XEN_DOMCTL_DESTROYDOMAIN,

@@ -31,9 +31,11 @@ use xen_core::xen_notes::{parse_xen_elf_info, BootMode, XenElfInfo, XenNotesErro
 pub const PAGE: u64 = 4096;
 /// One page of contents.
 pub type PageBuf = Box<[u8; PAGE as usize]>;
-/// `XENFEAT_*` bits libxenguest lets a PV kernel require (writable_page_tables is not
-/// offered to PV guests; the rest the kernel may ask for freely).
-pub const OFFERED_FEATURES: u32 = !(1 << 0 | 1 << 3);
+/// `XENFEAT_*` bits a PV kernel may require: libxenguest (`xc_dom_parse_image`) only checks
+/// that the required features are among those the kernel itself supports, which libelf
+/// guarantees (a `!feature` is both), so every bit is offered (Linux requires
+/// `writable_page_tables`, which Xen honours by emulating page-table writes).
+pub const OFFERED_FEATURES: u32 = u32::MAX;
 
 /// Why a kernel cannot be built into a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]

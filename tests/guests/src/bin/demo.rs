@@ -43,7 +43,10 @@ fn main(si: &StartInfo) {
         Err(e) => guest_rt::test::error(format_args!("map shared_info: {e}")),
     };
     let domid = own_domid();
-    check("own domain id from an unbound port's status", domid.is_some());
+    check(
+        "own domain id from an unbound port's status",
+        domid.is_some(),
+    );
     let domid = domid.unwrap_or(u16::MAX);
     println!(
         "demo: domain {} up ({} pages, {} lines every {} ms)",
