@@ -32,5 +32,6 @@ pub mod toolstack;
 pub mod traps;
 pub mod vcpu;
 pub mod version;
+pub mod xenctl;
 
 pub use errno::{Errno, XenResult};
