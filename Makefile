@@ -23,7 +23,7 @@ RUN_MODULES ?= $(wildcard $(BUILD)/dom0.elf)
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean
+.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean initrd
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -89,6 +89,14 @@ guests:
 	@if [ -x scripts/build-guests.sh ]; then scripts/build-guests.sh; \
 	elif [ -f scripts/build-guests.sh ]; then bash scripts/build-guests.sh; \
 	else echo "guests: scripts/build-guests.sh not present yet, no test guests"; fi
+
+## initrd: dom0's initrd, a cpio "newc" archive of tools/initrd-root/ plus the guest kernels
+## xl starts from it (boot/demo.elf, boot/hello.elf), build/dom0-initrd.cpio
+INITRD := $(BUILD)/dom0-initrd.cpio
+initrd: guests
+	@$(CARGO) build --release -p mkinitrd
+	$(TARGET)/mkinitrd $(INITRD) tools/initrd-root \
+		boot/demo.elf=$(BUILD)/guests/demo.elf boot/hello.elf=$(BUILD)/guests/hello.elf
 
 ## xen: real Xen 4.17 for the differential oracle, build/xen/xen.elf
 xen:
