@@ -11,11 +11,20 @@ use crate::{hypercall, test, traps};
 /// Size of the boot stack `entry!` reserves.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
+/// Virtual address of Xen's start_info page (0 before boot).
+static START_INFO_VA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Where Xen placed start_info (the RSI value at entry; 0 before boot).
+pub fn start_info_va() -> u64 {
+    START_INFO_VA.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// Called by `_start` with the start_info address Xen passed in RSI and the address of the
 /// hypercall page: records the page, copies start_info, installs the trap table and runs
 /// `main`. When `main` returns the test ends with [`test::finish`].
 pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> ! {
     hypercall::set_page(hypercall_page);
+    START_INFO_VA.store(start_info_va, core::sync::atomic::Ordering::Release);
     // SAFETY: `start_info_va` is the RSI value Xen passed at entry (see `entry!`'s `_start`).
     let si = match unsafe { StartInfo::read_from(start_info_va) } {
         Ok(si) => si,

@@ -11,11 +11,14 @@ extern crate std;
 
 pub mod boot;
 pub mod console;
+pub mod control;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
+pub mod heap;
 pub mod hypercall;
 pub mod mm;
+pub mod module;
 pub mod multicall;
 pub mod panic;
 pub mod pvcpu;
