@@ -14,16 +14,22 @@ ISO      := $(BUILD)/dualvisor.iso
 ISO_ROOT := $(BUILD)/iso-root
 
 # `make run` knobs: CPU count, kernel command line and boot modules. RUN_MODULES is QEMU's
-# -initrd syntax, "file args,file args"; by default the dom0 kernel when one has been built.
+# -initrd syntax, "file args,file args".
 SMP         ?= 4
 RUN_APPEND  ?= console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot
-RUN_MODULES ?= $(wildcard $(BUILD)/dom0.elf)
+# The default is dom0 (built by `make dom0`) and its initrd (built by `make initrd`).
+DOM0        := $(BUILD)/dom0.elf
+INITRD      := $(BUILD)/dom0-initrd.cpio
+# `make run` builds dom0's initrd too once the tree has the `initrd` target.
+RUN_INITRD  := $(shell grep -qs '^initrd:' $(firstword $(MAKEFILE_LIST)) && echo initrd)
+comma       := ,
+RUN_MODULES ?= $(DOM0)$(if $(RUN_INITRD)$(wildcard $(INITRD)),$(comma)$(INITRD))
 
 # Host tools the QEMU targets need: command -> Debian package.
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean
+.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean dom0
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -52,9 +58,15 @@ iso: deps image
 	grub-mkrescue -o $(ISO) $(ISO_ROOT) 2>$(BUILD)/grub-mkrescue.log || { cat $(BUILD)/grub-mkrescue.log >&2; exit 1; }
 	@echo "iso: $(ISO)"
 
-## run: boot the image under QEMU, serial console on stdio (works with pipes; stop with ^C).
-## Only the serial output goes to stdout; make's own messages go to stderr.
-run: deps image
+## dom0: the dom0 kernel (tools/dom0, a PV kernel with the shell and xl), build/dom0.elf
+dom0:
+	@$(CARGO) build --release -p dom0
+	@mkdir -p $(BUILD)
+	@cp $(TARGET)/dom0 $(DOM0) && echo "dom0: $(DOM0)" >&2
+
+## run: boot the image with dom0 and its initrd under QEMU, serial console on stdio (works with
+## pipes; stop with ^C). Only the serial output goes to stdout; make's messages go to stderr.
+run: deps image dom0 $(RUN_INITRD)
 	@echo "run: $(QEMU) -smp $(SMP) -kernel $(IMAGE) -append \"$(RUN_APPEND)\"$(if $(strip $(RUN_MODULES)), -initrd \"$(RUN_MODULES)\")" >&2
 	@exec $(QEMU) -machine q35 -cpu EPYC,-monitor,-smap -smp $(SMP) -m 1024 -nic none \
 		-display none -monitor none -serial stdio \

@@ -14,7 +14,7 @@ use dom0_interface::lockstep_ctl::{
 };
 use dom0_interface::sysctl::{
     XenSysctl, XenSysctlGetdomaininfolist, XenSysctlPhysinfo, XenSysctlReadconsole,
-    XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_READCONSOLE,
+    XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_READCONSOLE, XEN_SYSCTL_SCHED_ID,
 };
 
 /// domctl commands whose arguments hold no guest pointer ([`domctl`] accepts only these).
@@ -58,6 +58,13 @@ pub fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
     let mut op = encode(XEN_SYSCTL_PHYSINFO, &XenSysctlPhysinfo::default());
     sysctl(&mut op)?;
     op.payload().map_err(|_| Errno::EINVAL)
+}
+
+/// `XEN_SYSCTL_sched_id`: the scheduler's `XEN_SCHEDULER_*` number.
+pub fn sched_id() -> Result<u32, Errno> {
+    let mut op = XenSysctl::new(XEN_SYSCTL_SCHED_ID);
+    sysctl(&mut op)?;
+    Ok(u32::from_le_bytes([op.u[0], op.u[1], op.u[2], op.u[3]]))
 }
 
 /// `XEN_SYSCTL_getdomaininfolist` from `first` into `out`; returns the entries written.
