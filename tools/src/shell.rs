@@ -132,6 +132,26 @@ pub fn parse_line(line: &str) -> ShellCmd {
     }
 }
 
+/// The commands dom0's command line asks to run at boot: everything after the first
+/// `run=` word, split at `;` (e.g. `run=xl list;xl info`), empty parts skipped. Commas cannot
+/// appear in a QEMU `-initrd` argument, so `;` separates.
+pub fn boot_commands(cmdline: &str) -> Vec<String> {
+    let start = if cmdline.starts_with("run=") {
+        Some(0)
+    } else {
+        cmdline.find(" run=").map(|i| i + 1)
+    };
+    match start {
+        None => Vec::new(),
+        Some(i) => cmdline[i + 4..]
+            .split(';')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect(),
+    }
+}
+
 /// Converts `\n` to `\r\n` for the serial terminal (a `\r\n` already there stays as is).
 pub fn crlf(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 16);
@@ -212,6 +232,17 @@ mod tests {
         );
         assert!(
             matches!(parse_line("xl \"oops"), ShellCmd::Error(m) if m.contains("unterminated"))
+        );
+    }
+
+    #[test]
+    fn commands_from_the_command_line() {
+        assert!(boot_commands("").is_empty());
+        assert!(boot_commands("quiet rerun=x").is_empty());
+        assert_eq!(boot_commands("run=xl list"), ["xl list"]);
+        assert_eq!(
+            boot_commands("loglevel=3 run=xl list; ls /etc ;;xl info"),
+            ["xl list", "ls /etc", "xl info"]
         );
     }
 

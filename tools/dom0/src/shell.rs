@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use tools::console_log::split_detach;
 use tools::cpio::Archive;
-use tools::shell::{parse_line, LineEditor, ShellCmd, HELP, PROMPT};
+use tools::shell::{boot_commands, parse_line, LineEditor, ShellCmd, HELP, PROMPT};
 
 /// Bytes read per `CONSOLEIO_read`.
 const READ_CHUNK: usize = 256;
@@ -24,10 +24,12 @@ pub struct Shell {
     /// The domain whose console the terminal is attached to.
     pub attached: Option<u16>,
     editor: LineEditor,
+    boot: Vec<String>,
 }
 
 impl Shell {
-    /// A shell over `archive`; `cmdline` is dom0's command line (reported only).
+    /// A shell over `archive`; `cmdline` is dom0's command line, whose `run=` commands
+    /// ([`boot_commands`]) run at start.
     pub fn new(archive: Archive<'static>, events: Events, cmdline: &str) -> Shell {
         if !cmdline.is_empty() {
             out::say(format_args!("dom0: command line '{cmdline}'\n"));
@@ -38,11 +40,19 @@ impl Shell {
             reg: Registry::default(),
             attached: None,
             editor: LineEditor::new(),
+            boot: boot_commands(cmdline),
         }
     }
 
-    /// Runs for ever.
+    /// Runs the boot commands, then the interactive shell, for ever.
     pub fn run(&mut self) -> ! {
+        for c in core::mem::take(&mut self.boot) {
+            out::say(format_args!("{PROMPT}{c}\n"));
+            self.execute(&c);
+            while self.attached.is_some() {
+                self.poll_once(true);
+            }
+        }
         out::text("dom0: shell ready; type 'help' for the commands\n");
         out::text(PROMPT);
         loop {
