@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod dom0;
 pub mod execute;
 pub mod exit;
 pub mod monitor;

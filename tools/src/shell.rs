@@ -51,10 +51,8 @@ impl LineEditor {
                 e.echo.extend_from_slice(b"\r\n");
                 e.line = Some(core::mem::take(&mut self.buf));
             }
-            0x08 | 0x7f => {
-                if self.buf.pop().is_some() {
-                    e.echo.extend_from_slice(b"\x08 \x08");
-                }
+            0x08 | 0x7f if self.buf.pop().is_some() => {
+                e.echo.extend_from_slice(b"\x08 \x08");
             }
             0x15 => {
                 for _ in 0..self.buf.len() {

@@ -20,14 +20,10 @@ mod out;
 mod shell;
 mod xl;
 
-use guest_rt::heap::Heap;
 use guest_rt::start_info::StartInfo;
 
-/// dom0's heap (kernels and configs are read in place from the initrd; this holds the rest).
-#[global_allocator]
-static HEAP: Heap<{ 16 << 20 }> = Heap::new();
-
-guest_rt::entry!(main);
+// dom0's heap: 16 MiB (kernels and configs are read in place from the initrd).
+guest_rt::entry!(main, heap = 16 << 20);
 
 fn main(si: &StartInfo) {
     out::say(format_args!(

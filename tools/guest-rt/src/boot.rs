@@ -8,6 +8,9 @@
 use crate::start_info::StartInfo;
 use crate::{hypercall, test, traps};
 
+/// Heap size `entry!` gives a guest that names none (64 KiB).
+pub const DEFAULT_HEAP: usize = 64 * 1024;
+
 /// Size of the boot stack `entry!` reserves.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
@@ -42,13 +45,21 @@ pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> !
 
 /// Emits the guest's entry point and link-level support, and routes panics to
 /// [`crate::panic::report`]. Use once, in the binary: `guest_rt::entry!(main);` with
-/// `fn main(si: &guest_rt::start_info::StartInfo)`.
+/// `fn main(si: &guest_rt::start_info::StartInfo)`. It also installs the global allocator, a
+/// [`crate::heap::Heap`] of [`DEFAULT_HEAP`] bytes; `guest_rt::entry!(main, heap = BYTES);`
+/// chooses another size (a multiple of 4096, at most 16 MiB).
 ///
 /// The linker script must define `__guest_rt_virt_base` (the `VIRT_BASE` note) and map the
 /// image at that base with physical addresses relative to it (`PADDR_OFFSET` 0, as Linux).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::entry!($main, heap = $crate::boot::DEFAULT_HEAP);
+    };
+    ($main:path, heap = $size:expr) => {
+        #[global_allocator]
+        static __GUEST_RT_HEAP: $crate::heap::Heap<{ $size }> = $crate::heap::Heap::new();
+
         extern "C" fn __guest_rt_entry(start_info: u64, hypercall_page: u64) -> ! {
             $crate::boot::start(start_info, hypercall_page, $main)
         }

@@ -1,7 +1,6 @@
 //! A heap for guest kernels that use `alloc` (the dom0 kernel): a fixed arena in the image's
 //! `.bss`, handed out in 128-byte blocks tracked by a bitmap ([`BlockMap`], portable and
-//! host-tested), behind a spin lock. Declare it in the binary:
-//! `#[global_allocator] static HEAP: guest_rt::heap::Heap<{ 16 << 20 }> = guest_rt::heap::Heap::new();`
+//! host-tested), behind a spin lock. [`crate::entry!`] installs it as the global allocator.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;

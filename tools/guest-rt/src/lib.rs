@@ -11,7 +11,6 @@ extern crate std;
 
 pub mod boot;
 pub mod console;
-#[cfg(feature = "control")]
 pub mod control;
 pub mod cpu;
 pub mod errno;
