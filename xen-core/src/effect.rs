@@ -65,6 +65,11 @@ pub enum Effect {
     },
     /// A memory-management effect (TLB flush, CR3 load, frame contents, frame ownership).
     Mm(MmEffect),
+    /// Domain `dom` was destroyed (XEN_DOMCTL_destroydomain): the runtime drops its vCPUs.
+    DomainDestroyed {
+        /// The domain.
+        dom: DomId,
+    },
     /// A PV CPU-state effect (guest mode, vcpu_info mask/CR2, segment bases, FPU, debug
     /// registers, port output, GDT).
     Pv(crate::pv::effect::PvEffect),
@@ -238,6 +243,7 @@ impl Effect {
             Effect::WriteMachine { .. } => 11,
             Effect::Mm(_) => 40,
             Effect::Pv(_) => 25,
+            Effect::DomainDestroyed { .. } => 12,
         }
     }
 }
@@ -264,6 +270,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.digest(h),
             Effect::SetRegs(r) => r.digest(h),
             Effect::DomainCrash { dom } => dom.digest(h),
+            Effect::DomainDestroyed { dom } => dom.digest(h),
             Effect::Evtchn(e) => e.digest(h),
             Effect::Sched(s) => s.digest(h),
             Effect::WriteMachine { maddr, value } => {
@@ -286,6 +293,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.bit_len(),
             Effect::SetRegs(r) => r.bit_len(),
             Effect::DomainCrash { dom } => dom.bit_len(),
+            Effect::DomainDestroyed { dom } => dom.bit_len(),
             Effect::Evtchn(e) => e.bit_len(),
             Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
@@ -313,6 +321,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.flip_bit(bit),
             Effect::SetRegs(r) => r.flip_bit(bit),
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
+            Effect::DomainDestroyed { dom } => dom.flip_bit(bit),
             Effect::Evtchn(e) => e.flip_bit(bit),
             Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),

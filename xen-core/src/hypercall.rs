@@ -2,6 +2,7 @@
 //! and the dispatcher generated from it.
 
 mod console;
+pub mod domctl;
 mod evtchn;
 pub mod memory;
 pub mod mmu;
@@ -9,6 +10,7 @@ pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
 mod sched;
+pub mod sysctl;
 mod timer;
 pub mod traps;
 mod vcpu;
@@ -203,6 +205,18 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         nr: x::HYPERVISOR_SET_TIMER_OP,
         name: "set_timer_op",
         handler: timer::set_timer_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SYSCTL,
+        name: "sysctl",
+        handler: sysctl::sysctl,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_DOMCTL,
+        name: "domctl",
+        handler: domctl::domctl,
         callers: PV,
     },
     HypercallDesc {

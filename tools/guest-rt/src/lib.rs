@@ -31,5 +31,6 @@ pub mod test;
 pub mod traps;
 pub mod vcpu;
 pub mod version;
+pub mod xenctl;
 
 pub use errno::{Errno, XenResult};
