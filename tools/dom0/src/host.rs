@@ -4,26 +4,45 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use dom0_interface::domctl::{
-    XenDomctl, XenDomctlGetdomaininfo, XenDomctlGetvcpuinfo, XEN_DOMCTL_GETVCPUINFO,
+    XenDomctlGetdomaininfo, XenDomctlGetvcpuinfo, XEN_DOMCTL_GETVCPUINFO,
 };
-use guest_rt::control;
+use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::sysctl::XenSysctlPhysinfo;
+use guest_rt::control::{self, GETDOMAININFO_SIZE, PHYSINFO_SIZE};
 use guest_rt::version::{self, c_str};
+use guest_rt::xenctl::{self, CtlBuf, DOMCTL_U};
 use guest_rt::Errno;
 use tools::format::{HostInfo, NodeInfo, PhysInfo, VcpuInfo, XenInfo};
 
 /// Entries asked for per `getdomaininfolist` call.
 const BATCH: usize = 32;
 
+// guest-rt's raw sizes are the ABI's.
+const _: () = assert!(GETDOMAININFO_SIZE == core::mem::size_of::<XenDomctlGetdomaininfo>());
+const _: () = assert!(PHYSINFO_SIZE == core::mem::size_of::<XenSysctlPhysinfo>());
+
+/// Up to `n` domains from `first`.
+fn info_batch(first: u16, n: usize) -> Result<Vec<XenDomctlGetdomaininfo>, Errno> {
+    let mut buf = alloc::vec![0u8; n * GETDOMAININFO_SIZE];
+    let got = control::getdomaininfolist(first, &mut buf)?;
+    Ok(buf
+        .chunks(GETDOMAININFO_SIZE)
+        .take(got)
+        .filter_map(|c| XenDomctlGetdomaininfo::read_from(c).ok())
+        .collect())
+}
+
 /// Every domain, in id order.
 pub fn domains() -> Result<Vec<XenDomctlGetdomaininfo>, Errno> {
     let mut all = Vec::new();
     let mut first: u16 = 0;
     loop {
-        let mut buf = [XenDomctlGetdomaininfo::default(); BATCH];
-        let n = control::getdomaininfolist(first, &mut buf)?;
-        all.extend_from_slice(&buf[..n]);
-        match buf[..n].last() {
-            Some(last) if n == BATCH && last.domain < u16::MAX => first = last.domain + 1,
+        let batch = info_batch(first, BATCH)?;
+        let n = batch.len();
+        let next = batch.last().map(|d| d.domain);
+        all.extend(batch);
+        match next {
+            Some(last) if n == BATCH && last < u16::MAX => first = last + 1,
             _ => return Ok(all),
         }
     }
@@ -31,30 +50,33 @@ pub fn domains() -> Result<Vec<XenDomctlGetdomaininfo>, Errno> {
 
 /// One domain's info, `None` if it does not exist.
 pub fn domain(domid: u16) -> Result<Option<XenDomctlGetdomaininfo>, Errno> {
-    let mut buf = [XenDomctlGetdomaininfo::default(); 1];
-    let n = control::getdomaininfolist(domid, &mut buf)?;
-    Ok((n == 1 && buf[0].domain == domid).then_some(buf[0]))
+    Ok(info_batch(domid, 1)?
+        .into_iter()
+        .find(|d| d.domain == domid))
+}
+
+/// `XEN_SYSCTL_physinfo`.
+pub fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
+    let raw = control::physinfo()?;
+    XenSysctlPhysinfo::read_from(&raw).map_err(|_| Errno::EINVAL)
 }
 
 /// A domctl without payload (pause, unpause, destroy).
 pub fn domctl_simple(cmd: u32, domid: u16) -> Result<(), Errno> {
-    let mut op = XenDomctl::new(cmd, domid);
-    control::domctl(&mut op).map(|_| ())
+    let mut op = CtlBuf::domctl(cmd, domid);
+    xenctl::domctl(&mut op).map(|_| ())
 }
 
 /// The vCPUs 0..=`max_vcpu_id` of `domid` (stopping at the first that does not exist).
 pub fn vcpus(domid: u16, max_vcpu_id: u32, nr_cpus: u32) -> Vec<VcpuInfo> {
     let mut out = Vec::new();
     for vcpu in 0..=max_vcpu_id.min(4095) {
-        let mut op = XenDomctl::new(XEN_DOMCTL_GETVCPUINFO, domid);
-        let arg = XenDomctlGetvcpuinfo {
-            vcpu,
-            ..XenDomctlGetvcpuinfo::default()
-        };
-        if op.set_payload(&arg).is_err() || control::domctl(&mut op).is_err() {
+        let mut op = CtlBuf::domctl(XEN_DOMCTL_GETVCPUINFO, domid);
+        op.set_u32(DOMCTL_U, vcpu);
+        if xenctl::domctl(&mut op).is_err() {
             break;
         }
-        match op.payload::<XenDomctlGetvcpuinfo>() {
+        match XenDomctlGetvcpuinfo::read_from(&op.0[DOMCTL_U..]) {
             Ok(v) => out.push(VcpuInfo::from_domctl(&v, nr_cpus)),
             Err(_) => break,
         }
@@ -85,7 +107,7 @@ fn scheduler_name(id: u32) -> String {
 
 /// Everything `xl info` prints.
 pub fn host_info() -> Result<HostInfo, Errno> {
-    let phys = control::physinfo()?;
+    let phys = physinfo()?;
     let (major, minor) = version::version()?;
     let mut compile = [0u8; 144];
     let ok = version::into_buffer(version::XENVER_COMPILE_INFO, &mut compile).is_ok();

@@ -20,10 +20,14 @@ mod out;
 mod shell;
 mod xl;
 
+use guest_rt::block_heap::BlockHeap;
 use guest_rt::start_info::StartInfo;
 
-// dom0's heap: 16 MiB (kernels and configs are read in place from the initrd).
-guest_rt::entry!(main, heap = 16 << 20);
+/// dom0's heap (kernels and configs are read in place from the initrd; this holds the rest).
+#[global_allocator]
+static HEAP: BlockHeap<{ 16 << 20 }> = BlockHeap::new();
+
+guest_rt::entry!(main);
 
 fn main(si: &StartInfo) {
     out::say(format_args!(

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use dom0_interface::domctl::{
     XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_UNPAUSEDOMAIN, XEN_DOMINF_SHUTDOWN,
 };
+use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::lockstep_ctl::LockstepStatus;
 use guest_rt::{control, sched, Errno};
 use tools::cmd::{self, Command, DomainRef, LockstepCmd, Target};
@@ -221,7 +222,7 @@ fn build(sh: &mut Shell, path: &str, config: DomainConfig, paused: bool) -> Opti
             }
         },
     };
-    if let Ok(p) = control::physinfo() {
+    if let Ok(p) = host::physinfo() {
         let free_kib = p.free_pages.saturating_sub(p.outstanding_pages) * 4;
         if config.memory_kib() > free_kib {
             out::say(format_args!(
@@ -442,7 +443,7 @@ pub fn domain_exceptions(sh: &mut Shell) {
 }
 
 fn vcpu_list(sh: &Shell, refs: &[DomainRef]) {
-    let (infos, nr_cpus) = match (host::domains(), control::physinfo()) {
+    let (infos, nr_cpus) = match (host::domains(), host::physinfo()) {
         (Ok(i), Ok(p)) => (i, p.nr_cpus),
         (Err(e), _) | (_, Err(e)) => {
             out::say(format_args!("libxl: error: {}\n", errno_text(e)));
@@ -542,10 +543,14 @@ fn dmesg(clear: bool) {
 }
 
 fn lockstep(l: LockstepCmd) {
-    let mut status = LockstepStatus::default();
-    match control::lockstep(l.request(0, 0), &mut status) {
+    let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
+    let op = l.request(0, 0).encode();
+    match control::lockstep(op.cmd, op.kind, op.count, &mut raw) {
         Ok(_) => match l {
-            LockstepCmd::Status => out::text(&format::lockstep_status(&status)),
+            LockstepCmd::Status => match LockstepStatus::read_from(&raw) {
+                Ok(status) => out::text(&format::lockstep_status(&status)),
+                Err(e) => out::say(format_args!("xl: lockstep: bad status: {e}\n")),
+            },
             LockstepCmd::On => out::text("lockstep: on\n"),
             LockstepCmd::Off => out::text("lockstep: off (unprotected)\n"),
             LockstepCmd::Inject { kind, count } => out::say(format_args!(
@@ -559,7 +564,7 @@ fn lockstep(l: LockstepCmd) {
                 "xl: lockstep: the hypervisor refused the request: {}{}\n",
                 errno_text(e),
                 if e == Errno::ENOSYS || e == Errno::EOPNOTSUPP {
-                    "; it has no DualVisor lockstep control (is this Xen?)"
+                    "; this hypervisor has no DualVisor lockstep control"
                 } else {
                     ""
                 }

@@ -8,26 +8,14 @@
 use crate::start_info::StartInfo;
 use crate::{hypercall, test, traps};
 
-/// Heap size `entry!` gives a guest that names none (64 KiB).
-pub const DEFAULT_HEAP: usize = 64 * 1024;
-
 /// Size of the boot stack `entry!` reserves.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
-
-/// Virtual address of Xen's start_info page (0 before boot).
-static START_INFO_VA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Where Xen placed start_info (the RSI value at entry; 0 before boot).
-pub fn start_info_va() -> u64 {
-    START_INFO_VA.load(core::sync::atomic::Ordering::Acquire)
-}
 
 /// Called by `_start` with the start_info address Xen passed in RSI and the address of the
 /// hypercall page: records the page, copies start_info, installs the trap table and runs
 /// `main`. When `main` returns the test ends with [`test::finish`].
 pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> ! {
     hypercall::set_page(hypercall_page);
-    START_INFO_VA.store(start_info_va, core::sync::atomic::Ordering::Release);
     // SAFETY: `start_info_va` is the RSI value Xen passed at entry (see `entry!`'s `_start`).
     let si = match unsafe { StartInfo::read_from(start_info_va) } {
         Ok(si) => si,
@@ -45,21 +33,13 @@ pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> !
 
 /// Emits the guest's entry point and link-level support, and routes panics to
 /// [`crate::panic::report`]. Use once, in the binary: `guest_rt::entry!(main);` with
-/// `fn main(si: &guest_rt::start_info::StartInfo)`. It also installs the global allocator, a
-/// [`crate::heap::Heap`] of [`DEFAULT_HEAP`] bytes; `guest_rt::entry!(main, heap = BYTES);`
-/// chooses another size (a multiple of 4096, at most 16 MiB).
+/// `fn main(si: &guest_rt::start_info::StartInfo)`.
 ///
 /// The linker script must define `__guest_rt_virt_base` (the `VIRT_BASE` note) and map the
 /// image at that base with physical addresses relative to it (`PADDR_OFFSET` 0, as Linux).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
-        $crate::entry!($main, heap = $crate::boot::DEFAULT_HEAP);
-    };
-    ($main:path, heap = $size:expr) => {
-        #[global_allocator]
-        static __GUEST_RT_HEAP: $crate::heap::Heap<{ $size }> = $crate::heap::Heap::new();
-
         extern "C" fn __guest_rt_entry(start_info: u64, hypercall_page: u64) -> ! {
             $crate::boot::start(start_info, hypercall_page, $main)
         }

@@ -1,84 +1,57 @@
-//! The toolstack's hypercalls (dom0 only): `domctl` and `sysctl` with Xen's structures from
-//! `dom0-interface`. Operations whose arguments carry guest pointers take typed Rust buffers,
-//! so Xen only ever writes memory the caller handed over for that purpose.
+//! Typed toolstack calls for dom0 over [`crate::xenctl`]'s raw `xen_domctl`/`xen_sysctl`
+//! buffers: the operations whose arguments carry guest handles take Rust buffers, so Xen only
+//! writes memory the caller handed over for that purpose. Results are returned as the raw
+//! little-endian structure bytes; dom0 decodes them with `dom0-interface` (this crate stays
+//! free of `alloc`).
 
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, DOMCTL, SYSCTL};
-use dom0_interface::domctl::{
-    XenDomctl, XenDomctlGetdomaininfo, XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN,
-    XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_GETVCPUINFO, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_MAX_VCPUS,
-    XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_UNPAUSEDOMAIN,
-};
-use dom0_interface::lockstep_ctl::{
-    LockstepRequest, LockstepStatus, XEN_SYSCTL_DUALVISOR_LOCKSTEP,
-};
-use dom0_interface::sysctl::{
-    XenSysctl, XenSysctlGetdomaininfolist, XenSysctlPhysinfo, XenSysctlReadconsole,
-    XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_READCONSOLE, XEN_SYSCTL_SCHED_ID,
-};
+use crate::xenctl::{self, CtlBuf, SYSCTL_U};
 
-/// domctl commands whose arguments hold no guest pointer ([`domctl`] accepts only these).
-pub const POINTER_FREE_DOMCTLS: [u32; 8] = [
-    XEN_DOMCTL_CREATEDOMAIN,
-    XEN_DOMCTL_DESTROYDOMAIN,
-    XEN_DOMCTL_PAUSEDOMAIN,
-    XEN_DOMCTL_UNPAUSEDOMAIN,
-    XEN_DOMCTL_GETDOMAININFO,
-    XEN_DOMCTL_MAX_MEM,
-    XEN_DOMCTL_MAX_VCPUS,
-    XEN_DOMCTL_GETVCPUINFO,
-];
-
-/// `HYPERVISOR_domctl(op)` for a command in [`POINTER_FREE_DOMCTLS`] (others: -EINVAL without a
-/// call). Xen writes its results back into `op`.
-pub fn domctl(op: &mut XenDomctl) -> XenResult {
-    if !POINTER_FREE_DOMCTLS.contains(&op.cmd) {
-        return Err(Errno::EINVAL);
-    }
-    // SAFETY: `op` is a valid, exclusive `xen_domctl`; for these commands Xen reads and writes
-    // only the structure itself.
-    unsafe { hypercall::call(DOMCTL, [op as *mut XenDomctl as u64, 0, 0, 0, 0]) }
-}
-
-fn sysctl(op: &mut XenSysctl) -> XenResult {
-    // SAFETY: callers below build `op` so that every guest handle in it refers to a live,
-    // exclusive buffer of the size the structure announces; Xen writes nothing else.
-    unsafe { hypercall::call(SYSCTL, [op as *mut XenSysctl as u64, 0, 0, 0, 0]) }
-}
-
-fn encode<T: dom0_interface::guest_abi::GuestAbi>(cmd: u32, payload: &T) -> XenSysctl {
-    let mut op = XenSysctl::new(cmd);
-    // The payloads used here are all smaller than the union (pinned by dom0-interface).
-    let _ = op.set_payload(payload);
-    op
-}
-
+/// `XEN_SYSCTL_readconsole`.
+pub const XEN_SYSCTL_READCONSOLE: u32 = 1;
 /// `XEN_SYSCTL_physinfo`.
-pub fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
-    let mut op = encode(XEN_SYSCTL_PHYSINFO, &XenSysctlPhysinfo::default());
-    sysctl(&mut op)?;
-    op.payload().map_err(|_| Errno::EINVAL)
+pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+/// `XEN_SYSCTL_sched_id`.
+pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
+/// `XEN_SYSCTL_getdomaininfolist`.
+pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
+/// Size of `struct xen_domctl_getdomaininfo` in Xen 4.17 (x86-64).
+pub const GETDOMAININFO_SIZE: usize = 112;
+/// Size of `struct xen_sysctl_physinfo` in Xen 4.17 (x86-64).
+pub const PHYSINFO_SIZE: usize = 112;
+/// DualVisor's lockstep sysctl (`dom0-interface/src/lockstep_ctl.rs`).
+pub const XEN_SYSCTL_DUALVISOR_LOCKSTEP: u32 = 0x4456_4C53;
+/// Its layout version.
+pub const LOCKSTEP_CTL_VERSION: u32 = 1;
+/// Its `status` sub-command (the only one with a guest handle).
+pub const LOCKSTEP_CMD_STATUS: u32 = 0;
+
+/// `XEN_SYSCTL_physinfo`: the `xen_sysctl_physinfo` bytes.
+pub fn physinfo() -> Result<[u8; PHYSINFO_SIZE], Errno> {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_PHYSINFO);
+    xenctl::sysctl(&mut op)?;
+    Ok(op.bytes::<PHYSINFO_SIZE>(SYSCTL_U))
 }
 
 /// `XEN_SYSCTL_sched_id`: the scheduler's `XEN_SCHEDULER_*` number.
 pub fn sched_id() -> Result<u32, Errno> {
-    let mut op = XenSysctl::new(XEN_SYSCTL_SCHED_ID);
-    sysctl(&mut op)?;
-    Ok(u32::from_le_bytes([op.u[0], op.u[1], op.u[2], op.u[3]]))
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_SCHED_ID);
+    xenctl::sysctl(&mut op)?;
+    Ok(op.u32(SYSCTL_U))
 }
 
-/// `XEN_SYSCTL_getdomaininfolist` from `first` into `out`; returns the entries written.
-pub fn getdomaininfolist(first: u16, out: &mut [XenDomctlGetdomaininfo]) -> Result<usize, Errno> {
-    let arg = XenSysctlGetdomaininfolist {
-        first_domain: first,
-        max_domains: u32::try_from(out.len()).unwrap_or(u32::MAX),
-        buffer: out.as_mut_ptr() as u64,
-        num_domains: 0,
-    };
-    let mut op = encode(XEN_SYSCTL_GETDOMAININFOLIST, &arg);
-    sysctl(&mut op)?;
-    let back: XenSysctlGetdomaininfolist = op.payload().map_err(|_| Errno::EINVAL)?;
-    Ok((back.num_domains as usize).min(out.len()))
+/// `XEN_SYSCTL_getdomaininfolist` from domain `first` into `out`, an array of
+/// `xen_domctl_getdomaininfo` ([`GETDOMAININFO_SIZE`] bytes each; a partial entry at the end
+/// is not used). Returns the entries written.
+pub fn getdomaininfolist(first: u16, out: &mut [u8]) -> Result<usize, Errno> {
+    let max = out.len() / GETDOMAININFO_SIZE;
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_GETDOMAININFOLIST);
+    op.set_u16(SYSCTL_U, first);
+    op.set_u32(SYSCTL_U + 4, u32::try_from(max).unwrap_or(u32::MAX));
+    op.set_u64(SYSCTL_U + 8, out.as_mut_ptr() as u64);
+    // Xen writes at most `max` entries of GETDOMAININFO_SIZE bytes to the buffer named above.
+    xenctl::sysctl(&mut op)?;
+    Ok((op.u32(SYSCTL_U + 16) as usize).min(max))
 }
 
 /// `XEN_SYSCTL_readconsole` into `buf`: `clear` empties the ring afterwards, `incremental`
@@ -89,31 +62,33 @@ pub fn readconsole(
     incremental: bool,
     index: u32,
 ) -> Result<(usize, u32), Errno> {
-    let arg = XenSysctlReadconsole {
-        clear: u8::from(clear),
-        incremental: u8::from(incremental),
-        pad0: 0,
-        pad1: 0,
-        index,
-        buffer: buf.as_mut_ptr() as u64,
-        count: u32::try_from(buf.len()).unwrap_or(u32::MAX),
-    };
-    let mut op = encode(XEN_SYSCTL_READCONSOLE, &arg);
-    sysctl(&mut op)?;
-    let back: XenSysctlReadconsole = op.payload().map_err(|_| Errno::EINVAL)?;
-    Ok(((back.count as usize).min(buf.len()), back.index))
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_READCONSOLE);
+    op.set_bytes(SYSCTL_U, &[u8::from(clear), u8::from(incremental)]);
+    op.set_u32(SYSCTL_U + 4, index);
+    op.set_u64(SYSCTL_U + 8, buf.as_mut_ptr() as u64);
+    op.set_u32(SYSCTL_U + 16, u32::try_from(buf.len()).unwrap_or(u32::MAX));
+    xenctl::sysctl(&mut op)?;
+    Ok((
+        (op.u32(SYSCTL_U + 16) as usize).min(buf.len()),
+        op.u32(SYSCTL_U + 4),
+    ))
 }
 
-/// DualVisor's lockstep sysctl. `Status` requests are answered into `status` (the request's own
-/// buffer fields are replaced by it); other requests ignore `status`.
-pub fn lockstep(req: LockstepRequest, status: &mut LockstepStatus) -> XenResult {
-    let req = match req {
-        LockstepRequest::Status { .. } => LockstepRequest::Status {
-            buffer: status as *mut LockstepStatus as u64,
-            size: core::mem::size_of::<LockstepStatus>() as u32,
-        },
-        other => other,
-    };
-    let mut op = encode(XEN_SYSCTL_DUALVISOR_LOCKSTEP, &req.encode());
-    sysctl(&mut op)
+/// DualVisor's lockstep sysctl: sub-command `cmd` with `kind` and `count`; `status` receives
+/// the status structure for [`LOCKSTEP_CMD_STATUS`] (its length is passed as the buffer size,
+/// which the hypervisor never exceeds) and is not named otherwise.
+pub fn lockstep(cmd: u32, kind: u32, count: u32, status: &mut [u8]) -> XenResult {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
+    op.set_u32(SYSCTL_U, LOCKSTEP_CTL_VERSION);
+    op.set_u32(SYSCTL_U + 4, cmd);
+    op.set_u32(SYSCTL_U + 8, kind);
+    op.set_u32(SYSCTL_U + 12, count);
+    if cmd == LOCKSTEP_CMD_STATUS {
+        op.set_u64(SYSCTL_U + 16, status.as_mut_ptr() as u64);
+        op.set_u32(
+            SYSCTL_U + 24,
+            u32::try_from(status.len()).unwrap_or(u32::MAX),
+        );
+    }
+    xenctl::sysctl(&mut op)
 }

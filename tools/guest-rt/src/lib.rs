@@ -9,13 +9,13 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod block_heap;
 pub mod boot;
 pub mod console;
 pub mod control;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
-pub mod heap;
 pub mod hypercall;
 pub mod mm;
 pub mod module;

@@ -2,9 +2,9 @@
 //! Xen's two conventions: a virtual address inside the start-of-day mapping, or (flag
 //! `SIF_MOD_START_PFN`) the first PFN of frames Xen did not map, read here page by page.
 
+use crate::mm::pte;
 use crate::pvmm::{pfn_to_mfn, Scratch};
 use crate::start_info::{StartInfo, SIF_MOD_START_PFN};
-use crate::{boot, mm::pte};
 
 /// Largest module accepted (1 GiB).
 pub const MAX_MODULE: u64 = 1 << 30;
@@ -76,13 +76,13 @@ pub fn module(si: &StartInfo) -> Result<Module, ModuleError> {
     }
     // Xen's start-of-day layout (public/xen.h): kernel image, module, p2m list, start_info, page
     // tables, stack; all mapped from VIRT_BASE.
-    let limit = si.mfn_list.min(boot::start_info_va());
+    let limit = si.mfn_list.min(si.pt_base);
     let end = start.checked_add(len);
     if start < crate::smp::virt_base() || end.is_none_or(|e| e > limit) {
         return Err(ModuleError::OutsideMapping { start, len });
     }
-    // SAFETY: [start, start+len) lies in the start-of-day mapping below the p2m list and
-    // start_info (checked above), where Xen placed the module after the kernel image; nothing
+    // SAFETY: [start, start+len) lies in the start-of-day mapping below the p2m list and the
+    // bootstrap page tables (checked above), where Xen placed the module after the kernel image; nothing
     // else uses it and it stays mapped, unchanged, for the life of the domain.
     let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
     Ok(Module::Mapped(bytes))

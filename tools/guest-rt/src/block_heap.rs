@@ -1,6 +1,8 @@
-//! A heap for guest kernels that use `alloc` (the dom0 kernel): a fixed arena in the image's
-//! `.bss`, handed out in 128-byte blocks tracked by a bitmap ([`BlockMap`], portable and
-//! host-tested), behind a spin lock. [`crate::entry!`] installs it as the global allocator.
+//! A general-purpose heap for long-running guest kernels that use `alloc` (the dom0 kernel):
+//! a fixed arena in the image's `.bss`, handed out in 128-byte blocks tracked by a bitmap
+//! ([`BlockMap`], portable and host-tested), behind a spin lock; any block can be freed in any
+//! order. The binary declares it:
+//! `#[global_allocator] static HEAP: BlockHeap<{ 16 << 20 }> = BlockHeap::new();`
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -95,7 +97,7 @@ pub const MAP_WORDS: usize = 2048;
 struct Arena<const SIZE: usize>(UnsafeCell<[u8; SIZE]>);
 
 /// The global allocator: an arena of `SIZE` bytes (a multiple of 4096) in `.bss`.
-pub struct Heap<const SIZE: usize> {
+pub struct BlockHeap<const SIZE: usize> {
     lock: AtomicBool,
     map: UnsafeCell<BlockMap<MAP_WORDS>>,
     arena: Arena<SIZE>,
@@ -103,20 +105,20 @@ pub struct Heap<const SIZE: usize> {
 
 // SAFETY: the block map is only touched with `lock` held, and every byte of the arena belongs
 // to at most one live allocation at a time (the map says which).
-unsafe impl<const SIZE: usize> Sync for Heap<SIZE> {}
+unsafe impl<const SIZE: usize> Sync for BlockHeap<SIZE> {}
 
-impl<const SIZE: usize> Default for Heap<SIZE> {
+impl<const SIZE: usize> Default for BlockHeap<SIZE> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const SIZE: usize> Heap<SIZE> {
+impl<const SIZE: usize> BlockHeap<SIZE> {
     /// An empty heap. `SIZE` must be a multiple of 4096 of at most `MAP_WORDS * 64 * BLOCK`
     /// bytes (16 MiB).
     pub const fn new() -> Self {
         assert!(SIZE <= MAP_WORDS * 64 * BLOCK && SIZE.is_multiple_of(4096));
-        Heap {
+        BlockHeap {
             lock: AtomicBool::new(false),
             map: UnsafeCell::new(BlockMap::new()),
             arena: Arena(UnsafeCell::new([0; SIZE])),
@@ -153,7 +155,7 @@ fn blocks_for(layout: Layout) -> (usize, usize) {
 // SAFETY: `alloc` hands out disjoint, suitably aligned ranges inside the arena (the arena is
 // 4096-aligned, blocks are 128-byte aligned and `align` is honoured in blocks); `dealloc` frees
 // exactly the blocks `alloc` marked for the same layout.
-unsafe impl<const SIZE: usize> GlobalAlloc for Heap<SIZE> {
+unsafe impl<const SIZE: usize> GlobalAlloc for BlockHeap<SIZE> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() > 4096 {
             return core::ptr::null_mut();
