@@ -371,8 +371,14 @@ fn shutdown(sh: &mut Shell, target: &Target, wait: bool, reason: u32) {
 /// Waits until `domid` is destroyed (or, for a reboot, replaced; or preserved).
 fn wait_done(sh: &mut Shell, domid: u16, reason: u32) {
     loop {
-        let gone = !matches!(host::domain(domid), Ok(Some(_)));
-        let preserved = sh.reg.get(domid).is_some_and(|d| d.handled);
+        let info = host::domain(domid).ok().flatten();
+        let gone = info.is_none();
+        // Shut down and kept: by its config's `preserve`, or because dom0 did not build it
+        // and so has no config to act on.
+        let preserved = sh.reg.get(domid).map_or(
+            info.is_some_and(|i| i.flags & XEN_DOMINF_SHUTDOWN != 0),
+            |d| d.handled,
+        );
         if gone || preserved {
             let what = if preserved {
                 "has shut down (preserved)"
