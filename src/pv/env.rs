@@ -100,6 +100,14 @@ impl Env for PvEnv {
                     _ => u64::from(arch::cpu::inl(port)),
                 }
             }
+            xen_core::console::value_kind::RX_STATE => arch::conring::SERIAL_RX.lock().state(),
+            xen_core::console::value_kind::CONRING_STATE => arch::conring::CONRING.lock().state(),
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::RX_WORD_BASE => {
+                arch::conring::SERIAL_RX.lock().word(k & 0x00FF_FFFF)
+            }
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::CONRING_WORD_BASE => {
+                arch::conring::CONRING.lock().word(k & 0x00FF_FFFF)
+            }
             _ => 0,
         }
     }

@@ -310,6 +310,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.extend(dualvisor_guests(p, &guests));
     v.push(crate::dom0::dom0_shell_xen(p));
     v.push(crate::dom0::dom0_shell(p));
+    v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v
 }
 

@@ -34,7 +34,10 @@ pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
     ];
     Scenario {
         name: format!("xen-oracle-{stem}"),
-        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        qemu: crate::console_scenarios::with_guest_script(
+            &stem,
+            QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        ),
         expect: Expectation {
             expect: vec![Pattern::contains("Test result: SUCCESS")],
             fail,
@@ -70,12 +73,15 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
     ];
     Scenario {
         name: format!("dualvisor-{stem}"),
-        qemu: QemuCommand::kernel(
-            &p.image,
-            DUALVISOR_GUEST_CMDLINE,
-            vec![Module::new(guest, "")],
-        )
-        .smp(3),
+        qemu: crate::console_scenarios::with_guest_script(
+            &stem,
+            QemuCommand::kernel(
+                &p.image,
+                DUALVISOR_GUEST_CMDLINE,
+                vec![Module::new(guest, "")],
+            )
+            .smp(3),
+        ),
         expect: Expectation {
             expect: vec![
                 Pattern::contains("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"),

@@ -352,6 +352,13 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
+            // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
+            return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
         if req.kind == ExitKind::Interrupt {
             crate::sched::interrupt(state, &mut ctx).map_err(|e| match e {
                 HvError::Abort(a) => a,

@@ -9,6 +9,7 @@ pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod readconsole;
 mod sched;
 pub mod sysctl;
 mod timer;

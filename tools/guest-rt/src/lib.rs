@@ -23,6 +23,7 @@ pub mod multicall;
 pub mod panic;
 pub mod pvcpu;
 pub mod pvmm;
+pub mod readconsole;
 pub mod sched;
 pub mod shared_info;
 pub mod smp;
