@@ -124,6 +124,7 @@ pub(crate) fn apply_all(
             Effect::Evtchn(ev) => apply_evtchn(rt, ev),
             Effect::Mm(m) => apply_mm(m, after),
             Effect::Pv(p) => apply_pv(rt, p),
+            Effect::Lockstep(op) => rt.backend.control(op),
         }
     }
 }

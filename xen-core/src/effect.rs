@@ -75,6 +75,9 @@ pub enum Effect {
     Pv(crate::pv::effect::PvEffect),
     /// A console-ring index moved (serial input consumed, console ring cleared).
     Console(crate::console::ConsoleEffect),
+    /// Control the lockstep engine (on, off, arm injections): applied after commit, so at a
+    /// transaction boundary (DualVisor's lockstep sysctl).
+    Lockstep(crate::hypercall::lockstep_ctl::LockstepOp),
 }
 
 /// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
@@ -247,6 +250,7 @@ impl Effect {
             Effect::Pv(_) => 25,
             Effect::DomainDestroyed { .. } => 12,
             Effect::Console(_) => 26,
+            Effect::Lockstep(_) => 50,
         }
     }
 }
@@ -283,6 +287,7 @@ impl Value for Effect {
             Effect::Mm(m) => m.digest(h),
             Effect::Pv(p) => p.digest(h),
             Effect::Console(c) => c.digest(h),
+            Effect::Lockstep(op) => op.digest(h),
         }
     }
 
@@ -304,6 +309,7 @@ impl Value for Effect {
             Effect::Mm(m) => m.bit_len(),
             Effect::Pv(p) => p.bit_len(),
             Effect::Console(c) => c.bit_len(),
+            Effect::Lockstep(op) => op.bit_len(),
         }
     }
 
@@ -333,6 +339,7 @@ impl Value for Effect {
             Effect::Mm(m) => m.flip_bit(bit),
             Effect::Pv(p) => p.flip_bit(bit),
             Effect::Console(c) => c.flip_bit(bit),
+            Effect::Lockstep(op) => op.flip_bit(bit),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod console;
 pub mod domctl;
 mod evtchn;
+pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;

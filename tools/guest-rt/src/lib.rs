@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod errno;
 pub mod evtchn;
 pub mod hypercall;
+pub mod lockstep_ctl;
 pub mod mm;
 pub mod module;
 pub mod multicall;
