@@ -9,8 +9,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod block_heap;
 pub mod boot;
 pub mod console;
+pub mod control;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
@@ -19,6 +21,7 @@ pub mod heap;
 pub mod hypercall;
 pub mod lockstep_ctl;
 pub mod mm;
+pub mod module;
 pub mod multicall;
 pub mod panic;
 pub mod pvcpu;
