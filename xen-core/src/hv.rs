@@ -205,7 +205,9 @@ impl From<XenErrno> for HvError {
 /// Result of a handler: the value for the guest's RAX.
 pub type HvResult = Result<i64, HvError>;
 
-/// Kinds of nondeterministic values handlers ask the input for.
+/// Kinds of nondeterministic values handlers ask the input for. Kinds are one number space
+/// shared with other modules' kinds (`crate::console::value_kind`): the test
+/// `value_kinds_never_overlap` lists them all; a new kind goes there too.
 pub mod value_kind {
     /// Whether `len` bytes at a guest address are writable: the address and length are
     /// passed through [`super::Ctx::probe_write`].
@@ -237,7 +239,7 @@ pub mod value_kind {
     /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
     pub const HOST_PADDR_BITS: u32 = 64;
     /// Base of the lockstep-status kinds: see [`lockstep_status`].
-    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0200_0000;
+    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0400_0000;
     /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
     /// engine reports it now (statistics live outside the replicas: they are input).
     pub const fn lockstep_status(i: u32) -> u32 {
@@ -444,4 +446,52 @@ pub fn create_domain(
 /// Ids of all domains, ascending.
 pub fn domain_ids(state: &HvState) -> Vec<DomId> {
     state.domains.iter().map(|(k, _)| *k).collect()
+}
+
+#[cfg(test)]
+mod value_kind_tests {
+    use super::value_kind as v;
+    use crate::console::value_kind as c;
+
+    /// Every value kind as a range `[start, end)`: scalars take one number, bases the 24 bits
+    /// below them.
+    fn ranges() -> alloc::vec::Vec<(&'static str, u32, u32)> {
+        let one = |n: &'static str, k: u32| (n, k, k + 1);
+        let base = |n: &'static str, k: u32| (n, k, k + 0x0100_0000);
+        alloc::vec![
+            one("PROBE_WRITE", v::PROBE_WRITE),
+            one("SYSTEM_TIME", v::SYSTEM_TIME),
+            one("ALLOC_FRAME", v::ALLOC_FRAME),
+            one("TSC", v::TSC),
+            one("UPCALL_STATE", v::UPCALL_STATE),
+            one("HOST_CPUID_AB", v::HOST_CPUID_AB),
+            one("HOST_CPUID_CD", v::HOST_CPUID_CD),
+            one("HOST_FREE_PAGES", v::HOST_FREE_PAGES),
+            one("HOST_TOTAL_PAGES", v::HOST_TOTAL_PAGES),
+            one("HOST_CPU_KHZ", v::HOST_CPU_KHZ),
+            one("HOST_NR_CPUS", v::HOST_NR_CPUS),
+            one("HOST_PADDR_BITS", v::HOST_PADDR_BITS),
+            one("RX_STATE", c::RX_STATE),
+            one("CONRING_STATE", c::CONRING_STATE),
+            base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
+            base("PORT_IN_BASE", v::PORT_IN_BASE),
+            base("RX_WORD_BASE", c::RX_WORD_BASE),
+            base("CONRING_WORD_BASE", c::CONRING_WORD_BASE),
+        ]
+    }
+
+    #[test]
+    fn value_kinds_never_overlap() {
+        let r = ranges();
+        for (i, a) in r.iter().enumerate() {
+            for b in &r[i + 1..] {
+                assert!(
+                    a.2 <= b.1 || b.2 <= a.1,
+                    "value kinds {} and {} overlap: the embedder would answer one with the other",
+                    a.0,
+                    b.0
+                );
+            }
+        }
+    }
 }
