@@ -3,6 +3,7 @@
 
 mod console;
 mod evtchn;
+pub mod gnttab;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
@@ -204,6 +205,12 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "set_timer_op",
         handler: timer::set_timer_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_GRANT_TABLE_OP,
+        name: "grant_table_op",
+        handler: gnttab::grant_table_op,
+        callers: ALL,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_VCPU_OP,

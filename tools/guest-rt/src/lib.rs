@@ -14,6 +14,7 @@ pub mod console;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
+pub mod gnttab;
 pub mod hypercall;
 pub mod mm;
 pub mod multicall;
