@@ -25,8 +25,12 @@
 
 pub mod copy;
 pub mod map;
+#[cfg(test)]
+mod prop_tests;
 pub mod swap;
 pub mod table;
+#[cfg(test)]
+mod testkit;
 #[cfg(test)]
 mod tests;
 pub mod transfer;
