@@ -19,24 +19,40 @@ pub const DUALVISOR_GUEST_CMDLINE: &str = XEN_CMDLINE;
 /// Time limit of a real-Xen oracle run.
 const XEN_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line.
+/// Guests of DualVisor's own extensions, which are not part of Xen's ABI (the lockstep
+/// control sysctl). Real Xen answers the extension with its error for an unknown command
+/// (`-ENOSYS`), so on the oracle these guests must recognise that and print
+/// `Test result: SKIP`: the oracle expects exactly SKIP from them (SUCCESS there would mean
+/// the guest mistook Xen for DualVisor), and SUCCESS on DualVisor as usual.
+pub const DUALVISOR_EXTENSION_GUESTS: &[&str] = &["lockstep"];
+
+/// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line (SKIP for
+/// the [`DUALVISOR_EXTENSION_GUESTS`]).
 pub fn xen_oracle(p: &Paths, guest: &Path) -> Scenario {
     let stem = guest
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "guest".into());
+    let (want, unwanted) = if DUALVISOR_EXTENSION_GUESTS.contains(&stem.as_str()) {
+        ("Test result: SKIP", "Test result: SUCCESS")
+    } else {
+        ("Test result: SUCCESS", "Test result: SKIP")
+    };
     let fail = vec![
         Pattern::contains("Test result: FAILURE"),
         Pattern::contains("Test result: ERROR"),
-        Pattern::contains("Test result: SKIP"),
+        Pattern::contains(unwanted),
         Pattern::contains("Panic on CPU"),
         Pattern::contains("Domain 0 crashed"),
     ];
     Scenario {
         name: format!("xen-oracle-{stem}"),
-        qemu: QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        qemu: crate::console_scenarios::with_guest_script(
+            &stem,
+            QemuCommand::kernel(&p.xen, XEN_CMDLINE, vec![Module::new(guest, "")]).smp(2),
+        ),
         expect: Expectation {
-            expect: vec![Pattern::contains("Test result: SUCCESS")],
+            expect: vec![Pattern::contains(want)],
             fail,
             // Xen keeps running after dom0 halts: stop there whatever the guest printed.
             stop: vec![Pattern::contains("Hardware Dom0 halted")],
@@ -70,12 +86,15 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
     ];
     Scenario {
         name: format!("dualvisor-{stem}"),
-        qemu: QemuCommand::kernel(
-            &p.image,
-            DUALVISOR_GUEST_CMDLINE,
-            vec![Module::new(guest, "")],
-        )
-        .smp(3),
+        qemu: crate::console_scenarios::with_guest_script(
+            &stem,
+            QemuCommand::kernel(
+                &p.image,
+                DUALVISOR_GUEST_CMDLINE,
+                vec![Module::new(guest, "")],
+            )
+            .smp(3),
+        ),
         expect: Expectation {
             expect: vec![
                 Pattern::contains("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"),
@@ -205,6 +224,20 @@ mod tests {
             WatchState::Failed { .. }
         ));
         assert!(dualvisor_guests(&p, &[]).is_empty());
+    }
+
+    #[test]
+    fn extension_guests_must_skip_on_xen_and_succeed_on_dualvisor() {
+        let p = paths();
+        let guests = vec![PathBuf::from("/repo/build/guests/lockstep.elf")];
+        let s = find(&xen_oracles(&p, &guests, true), "xen-oracle-lockstep");
+        let skip = "SKIP: the lockstep sysctl answers -ENOSYS\nTest result: SKIP\n";
+        assert_eq!(watch(&s, skip), WatchState::AllSeen);
+        for bad in ["Test result: SUCCESS\n", "Test result: FAILURE\n"] {
+            assert!(matches!(watch(&s, bad), WatchState::Failed { .. }), "{bad}");
+        }
+        let d = find(&dualvisor_guests(&p, &guests), "dualvisor-lockstep");
+        assert!(matches!(watch(&d, skip), WatchState::Failed { .. }));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod tag {
     pub const VCPUS: u32 = 2;
     pub const WARNED: u32 = 3;
     pub const CONFIG: u32 = 4;
+    pub const DOMID_ROVER: u32 = 5;
     pub const EVTCHNS: u32 = 10;
     pub const EVTCHN_TABLES: u32 = 11;
     pub const VIRQS: u32 = 12;
@@ -101,6 +102,8 @@ pub struct HvState {
     pub gnttab_active: JMap<(DomId, u32), crate::gnttab::ActiveEntry>,
     /// Maptrack entries by (mapping domain, handle); absent: free handle.
     pub gnttab_maptrack: JMap<(DomId, u32), crate::gnttab::MapTrack>,
+    /// The last domain id createdomain handed out (Xen's `rover`).
+    pub domid_rover: JCell<DomId>,
 }
 impl_replica_state!(HvState {
     domains,
@@ -126,7 +129,8 @@ impl_replica_state!(HvState {
     in_multicall,
     gnttab,
     gnttab_active,
-    gnttab_maptrack
+    gnttab_maptrack,
+    domid_rover
 });
 
 impl Default for HvState {
@@ -163,6 +167,7 @@ impl HvState {
             gnttab: JMap::new(tag::GNTTAB),
             gnttab_active: JMap::new(tag::GNTTAB_ACTIVE),
             gnttab_maptrack: JMap::new(tag::GNTTAB_MAPTRACK),
+            domid_rover: JCell::new(tag::DOMID_ROVER, 0),
         }
     }
 }
@@ -236,6 +241,23 @@ pub mod value_kind {
     pub const HOST_CPUID_AB: u32 = 21;
     /// As [`HOST_CPUID_AB`]: ECX in bits 0-31, EDX in bits 32-63.
     pub const HOST_CPUID_CD: u32 = 22;
+    /// Free machine pages in the host allocator now (sysctl physinfo `free_pages`).
+    pub const HOST_FREE_PAGES: u32 = 60;
+    /// RAM pages of the host (physinfo `total_pages`).
+    pub const HOST_TOTAL_PAGES: u32 = 61;
+    /// The CPU frequency in kHz (physinfo `cpu_khz`).
+    pub const HOST_CPU_KHZ: u32 = 62;
+    /// CPUs brought up (physinfo `nr_cpus`).
+    pub const HOST_NR_CPUS: u32 = 63;
+    /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
+    pub const HOST_PADDR_BITS: u32 = 64;
+    /// Base of the lockstep-status kinds: see [`lockstep_status`].
+    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0200_0000;
+    /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
+    /// engine reports it now (statistics live outside the replicas: they are input).
+    pub const fn lockstep_status(i: u32) -> u32 {
+        LOCKSTEP_STATUS_BASE | (i & 0xFFFF)
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -352,6 +374,13 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
+            // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
+            return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
         if req.kind == ExitKind::Interrupt {
             crate::sched::interrupt(state, &mut ctx).map_err(|e| match e {
                 HvError::Abort(a) => a,

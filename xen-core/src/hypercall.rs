@@ -2,14 +2,18 @@
 //! and the dispatcher generated from it.
 
 mod console;
+pub mod domctl;
 mod evtchn;
 pub mod gnttab;
+pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod readconsole;
 mod sched;
+pub mod sysctl;
 mod timer;
 pub mod traps;
 mod vcpu;
@@ -211,6 +215,18 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "grant_table_op",
         handler: gnttab::grant_table_op,
         callers: ALL,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_SYSCTL,
+        name: "sysctl",
+        handler: sysctl::sysctl,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_DOMCTL,
+        name: "domctl",
+        handler: domctl::domctl,
+        callers: PV,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_VCPU_OP,
