@@ -95,24 +95,28 @@ fn main(si: &StartInfo) {
 /// grant into another page (`scripts/bench.sh` turns the cycles into MB/s).
 fn grant_copy(si: &StartInfo) {
     use guest_rt::gnttab::{self as g, CopySide, Window, GTF_PERMIT_ACCESS};
-    let (Some(tw), Some(src), Some(dst)) = (
-        Window::new(si, 8),
-        Window::new(si, 9),
-        Window::new(si, 10),
-    ) else {
+    let (Some(tw), Some(src), Some(dst)) =
+        (Window::new(si, 8), Window::new(si, 9), Window::new(si, 10))
+    else {
         unavailable("gnttab_copy", format_args!("no windows"));
         return;
     };
     let mut frames = [0u64; 1];
     let setup = g::setup_table(0x7FF0, &mut frames);
     if !check_eq("gnttab setup_table(1)", setup, Ok(0)) {
-        unavailable("gnttab_copy", format_args!("setup_table answered {:?}", setup));
+        unavailable(
+            "gnttab_copy",
+            format_args!("setup_table answered {:?}", setup),
+        );
         return;
     }
     let gt = match tw.into_grant_frame(frames[0]) {
         Ok(gt) => gt,
         Err((e, _)) => {
-            unavailable("gnttab_copy", format_args!("grant frame not mapped: {:?}", e));
+            unavailable(
+                "gnttab_copy",
+                format_args!("grant frame not mapped: {:?}", e),
+            );
             return;
         }
     };
