@@ -23,6 +23,7 @@
 //! `mm_foreign` when the frame is another domain's), so `put_page_from_l1e` balances them
 //! whoever clears the PTE; a device mapping's references are held by its maptrack entry.
 
+pub mod cache;
 pub mod copy;
 pub mod map;
 #[cfg(test)]

@@ -174,6 +174,29 @@ pub mod abi {
         pub status: i16,
     }
 
+    /// `GNTTABOP_cache_flush`.
+    pub const GNTTABOP_CACHE_FLUSH: u32 = 12;
+    /// `GNTTAB_CACHE_CLEAN`.
+    pub const GNTTAB_CACHE_CLEAN: u32 = 1;
+    /// `GNTTAB_CACHE_INVAL`.
+    pub const GNTTAB_CACHE_INVAL: u32 = 2;
+    /// `GNTTAB_CACHE_SOURCE_GREF`.
+    pub const GNTTAB_CACHE_SOURCE_GREF: u32 = 1 << 31;
+
+    /// `struct gnttab_cache_flush`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct GnttabCacheFlush {
+        /// `dev_bus_addr` (or `ref` with `GNTTAB_CACHE_SOURCE_GREF`).
+        pub a: u64,
+        /// Offset in the page.
+        pub offset: u16,
+        /// Bytes.
+        pub length: u16,
+        /// `GNTTAB_CACHE_*`.
+        pub op: u32,
+    }
+
     /// `struct gnttab_copy_ptr`.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -325,6 +348,18 @@ pub fn transfer_foreign(mfn: u64, domid: u16, gref: u32) -> Result<i16, Errno> {
     };
     op_one(GNTTABOP_TRANSFER, &mut op)?;
     Ok(op.status)
+}
+
+/// `GNTTABOP_cache_flush` of one range (cache maintenance only: memory contents do not
+/// change).
+pub fn cache_flush(dev_bus_addr: u64, offset: u16, length: u16, op: u32) -> XenResult {
+    let mut f = GnttabCacheFlush {
+        a: dev_bus_addr,
+        offset,
+        length,
+        op,
+    };
+    op_one(GNTTABOP_CACHE_FLUSH, &mut f)
 }
 
 /// A page of the start-of-day padding that can be remapped; it starts out mapping its own

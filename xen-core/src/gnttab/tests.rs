@@ -416,3 +416,38 @@ fn transfer_gives_an_unmapped_frame_to_the_accepting_entry() {
     assert_eq!(t.read::<GnttabTransfer>(UOP).status, GNTST_GENERAL_ERROR);
     audit(&t.h).expect("audit");
 }
+
+#[test]
+fn cache_flush_checks_ranges_ownership_and_ops() {
+    let (mut t, _) = ready();
+    let mut flush = |t: &mut T, a: u64, offset: u16, length: u16, op: u32, cmd: u32| {
+        let f = GnttabCacheFlush {
+            a,
+            offset,
+            length,
+            op,
+        };
+        t.h.mem.map(UOP, &f.to_vec());
+        t.op(cmd, UOP, 1)
+    };
+    let own = mfn(20) << 12;
+    let c = GNTTABOP_CACHE_FLUSH;
+    assert_eq!(flush(&mut t, own, 0, 64, GNTTAB_CACHE_CLEAN, c), 0);
+    assert!(t
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Mm(MmEffect::FlushCache))));
+    assert_eq!(flush(&mut t, own, 0, 64, GNTTAB_CACHE_INVAL, c), -95);
+    assert_eq!(flush(&mut t, own, 0, 0, GNTTAB_CACHE_CLEAN, c), 0);
+    assert_eq!(
+        flush(&mut t, own, 0, 0, GNTTAB_CACHE_CLEAN, c | (5 << 12)),
+        -84
+    );
+    assert_eq!(flush(&mut t, own, 4096, 1, GNTTAB_CACHE_CLEAN, c), -22);
+    assert_eq!(flush(&mut t, own, 0, 64, GNTTAB_CACHE_SOURCE_GREF, c), -22);
+    assert_eq!(flush(&mut t, 0x50 << 12, 0, 64, GNTTAB_CACHE_CLEAN, c), -1);
+    assert_eq!(
+        flush(&mut t, 0x2_0000 << 12, 0, 64, GNTTAB_CACHE_CLEAN, c),
+        -22
+    );
+}

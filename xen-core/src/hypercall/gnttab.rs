@@ -29,6 +29,8 @@ fn handle_okay(uop: u64, count: u32, size: usize) -> bool {
 enum Step {
     /// Write these bytes at this offset of the element (the result), then go on.
     Write(usize, alloc::vec::Vec<u8>),
+    /// Nothing to write back; go on.
+    Next,
 }
 
 /// Runs `one` over the `count` elements at `uop`, continuing after the batch size.
@@ -61,11 +63,12 @@ fn batch(
                     break;
                 }
             }
-            let Step::Write(off, bytes) = one(st, &mut env, &raw, cr3)?;
-            if let Err(e) = env.ctx.copy_to_guest(at + off as u64, &bytes) {
-                rc = Err(e);
-                done += 1;
-                break;
+            if let Step::Write(off, bytes) = one(st, &mut env, &raw, cr3)? {
+                if let Err(e) = env.ctx.copy_to_guest(at + off as u64, &bytes) {
+                    rc = Err(e);
+                    done += 1;
+                    break;
+                }
             }
             done += 1;
         }
@@ -76,7 +79,7 @@ fn batch(
     }
     if rc.is_ok() && done < count {
         ctx.emit(Effect::Continue([
-            cmd,
+            cmd & u64::from(CMD_MASK),
             uop + u64::from(done) * size as u64,
             u64::from(count - done),
             a3,
@@ -193,6 +196,14 @@ pub fn grant_table_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             let s = crate::gnttab::transfer::transfer_one(st, env, ld, &op)?;
             Ok(Step::Write(16, status_bytes(s)))
         }),
+        gt::GNTTABOP_CACHE_FLUSH => {
+            let cur_ref = cmd >> 12;
+            batch(st, ctx, gt::GnttabCacheFlush::SIZE, |st, env, raw, _| {
+                let op: gt::GnttabCacheFlush = decode(raw)?;
+                crate::gnttab::cache::cache_flush_one(st, env, ld, &op, cur_ref)?;
+                Ok(Step::Next)
+            })
+        }
         gt::GNTTABOP_SETUP_TABLE => {
             let mut env = CtxEnv::new(ctx);
             table::setup_table(st, &mut env, uop, count)

@@ -5,7 +5,7 @@
 //! frame→gref and gref→gref checked byte for byte; refusals with Xen's GNTST codes (no
 //! permission, read-only grant mapped writable, bad gref, bad handle, bad domain, unmap
 //! twice, frames of other domains, bad copy arguments); revocation refused while mapped and
-//! allowed after; a batched map and unmap; unmap_and_replace.
+//! allowed after; a batched map and unmap; unmap_and_replace; cache_flush as x86 answers it.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -94,6 +94,7 @@ fn main(si: &StartInfo) {
     copy_checks(&a, &b, &c);
     batch_checks(&gt, &mut m, &mut b);
     transfer_checks();
+    cache_flush_checks(&a);
     check(
         "hypervisor still answers: get_version",
         g::get_version(DOMID_SELF) == Ok(1),
@@ -588,4 +589,68 @@ fn transfer_checks() {
         g::transfer_foreign(1 << 32, ME, G_NONE),
         Ok(BAD_PAGE),
     );
+}
+
+/// (what, dev_bus_addr, offset, length, op, expected result).
+type FlushCase = (&'static str, u64, u16, u16, u32, Result<i64, Errno>);
+
+fn cache_flush_checks(a: &Window) {
+    use guest_rt::gnttab::{GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GNTTAB_CACHE_SOURCE_GREF};
+    let own = a.home() << 12;
+    let both = GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_INVAL;
+    let cases: [FlushCase; 8] = [
+        (
+            "nothing to do (length 0)",
+            own,
+            0,
+            0,
+            GNTTAB_CACHE_CLEAN,
+            Ok(0),
+        ),
+        ("nothing to do (op 0)", own, 0, 64, 0, Ok(0)),
+        (
+            "clean of an own frame",
+            own,
+            0,
+            64,
+            GNTTAB_CACHE_CLEAN,
+            Ok(0),
+        ),
+        (
+            "invalidate alone -> -EOPNOTSUPP",
+            own,
+            0,
+            64,
+            GNTTAB_CACHE_INVAL,
+            Err(Errno::EOPNOTSUPP),
+        ),
+        ("clean+invalidate of an own frame", own, 0, 64, both, Ok(0)),
+        (
+            "offset past the page -> -EINVAL",
+            own,
+            4096,
+            1,
+            GNTTAB_CACHE_CLEAN,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "source gref flag -> -EINVAL",
+            10,
+            0,
+            64,
+            GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_SOURCE_GREF,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "frame beyond RAM -> -EINVAL",
+            0xfff_ffff << 12,
+            0,
+            64,
+            GNTTAB_CACHE_CLEAN,
+            Err(Errno::EINVAL),
+        ),
+    ];
+    for (what, addr, off, len, op, want) in cases {
+        check_eq(what, g::cache_flush(addr, off, len, op), want);
+    }
 }
