@@ -420,7 +420,7 @@ fn transfer_gives_an_unmapped_frame_to_the_accepting_entry() {
 #[test]
 fn cache_flush_checks_ranges_ownership_and_ops() {
     let (mut t, _) = ready();
-    let mut flush = |t: &mut T, a: u64, offset: u16, length: u16, op: u32, cmd: u32| {
+    let flush = |t: &mut T, a: u64, offset: u16, length: u16, op: u32, cmd: u32| {
         let f = GnttabCacheFlush {
             a,
             offset,
