@@ -22,6 +22,15 @@
 //! ordinary L1 entry does (a general one, a writable type one when writable, recorded in
 //! `mm_foreign` when the frame is another domain's), so `put_page_from_l1e` balances them
 //! whoever clears the PTE; a device mapping's references are held by its maptrack entry.
+//!
+//! Where this differs from Xen (none of it visible to a well-behaved guest):
+//! - the in-use bits are set after commit, not with a cmpxchg on the live entry: a grantor
+//!   vCPU running on another leader could clear the entry between the transaction's read and
+//!   the commit (on one lockstep pair every vCPU of the pair's domains is stopped meanwhile);
+//! - the pins a copy takes last only for the copy, so its in-use bits are never seen set;
+//! - v2 transitive grants are refused (`GNTST_general_error`) instead of followed;
+//! - maptrack handles come from one free list per domain, not per vCPU;
+//! - cache_flush searches a granter's whole table at once (no continuation inside one op).
 
 pub mod cache;
 pub mod copy;
