@@ -32,7 +32,7 @@ XEN="${XEN_ELF:-$ROOT/build/xen/xen.elf}"
 IMAGE="${DUALVISOR_ELF:-$ROOT/build/dualvisor.elf}"
 GUEST="$ROOT/build/guests/bench.elf"
 CONSOLE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot"
-NAMES=(xen_version evtchn_send sched_yield)
+NAMES=(xen_version evtchn_send sched_yield gnttab_copy)
 
 die() {
     echo "bench: $*" >&2
@@ -253,6 +253,19 @@ printf '  %-12s %10s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV loc
 for n in "${NAMES[@]}"; do
     printf '  %-12s %10s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")"
 done
+
+# gnttab_copy copies 4096 bytes per call: MB/s = 4096 bytes * TSC kHz * 1000 / cycles / 1e6.
+echo
+printf '  %-12s' "gnttab_copy MB/s"
+for run in xen off on; do
+    c="${CYC[$run:gnttab_copy]:-}" k="${KHZ[$run]:-}"
+    if [[ -n "$c" && -n "$k" && "$c" != 0 ]]; then
+        printf ' %14s' "$(awk -v c="$c" -v k="$k" 'BEGIN { printf "%.1f", 4.096 * k / c }')"
+    else
+        printf ' %14s' "n/a"
+    fi
+done
+echo
 
 section "RATIOS (printed, not judged)"
 printf '  %-12s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on/off"

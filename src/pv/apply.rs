@@ -245,6 +245,24 @@ fn apply_mm(m: &MmEffect, after: &mut After) {
             }
         }
         MmEffect::FramesAllocated { mfns, .. } => after.kept_frames.extend_from_slice(mfns),
+        MmEffect::AtomicBits { maddr, set, clear } => {
+            for bit in 0..64 {
+                if set & (1 << bit) != 0 {
+                    arch::guestmem::test_and_set_bit(*maddr, bit);
+                }
+            }
+            for bit in 0..64 {
+                if clear & (1 << bit) != 0 {
+                    arch::guestmem::test_and_clear_bit(*maddr, bit);
+                }
+            }
+        }
+        MmEffect::CopyBytes { dst, src, len } => {
+            let mut buf = alloc::vec![0u8; usize::from(*len)];
+            if arch::guestmem::read_machine(*src, &mut buf) {
+                arch::guestmem::write_frame(*dst >> 12, (*dst & 0xfff) as usize, &buf);
+            }
+        }
     }
 }
 

@@ -148,6 +148,28 @@ pub enum MmEffect {
         /// Its pfn.
         pfn: u64,
     },
+    /// Atomically set then clear bits of the aligned 64-bit word at `maddr` of a guest-shared
+    /// frame (a grant entry's `GTF_reading`/`GTF_writing` in-use bits): `word |= set`, then
+    /// `word &= !clear`, each bit with one atomic operation so a guest's concurrent cmpxchg on
+    /// the same entry sees either state.
+    AtomicBits {
+        /// Machine address (8-byte aligned).
+        maddr: u64,
+        /// Bits to set.
+        set: u64,
+        /// Bits to clear.
+        clear: u64,
+    },
+    /// Copy `len` bytes from machine address `src` to `dst` (a grant copy; both ranges lie
+    /// inside one frame each, checked by the handler).
+    CopyBytes {
+        /// Destination machine address.
+        dst: u64,
+        /// Source machine address.
+        src: u64,
+        /// Bytes (at most 4096).
+        len: u16,
+    },
 }
 
 impl MmEffect {
@@ -163,6 +185,8 @@ impl MmEffect {
             MmEffect::FreeFrames(_) => 8,
             MmEffect::FramesAllocated { .. } => 9,
             MmEffect::SetM2p { .. } => 10,
+            MmEffect::AtomicBits { .. } => 11,
+            MmEffect::CopyBytes { .. } => 12,
         }
     }
 }
@@ -181,6 +205,8 @@ impl Value for MmEffect {
             MmEffect::FreeFrames(m) => m.digest(h),
             MmEffect::FramesAllocated { dom, mfns } => (*dom, mfns.clone()).digest(h),
             MmEffect::SetM2p { mfn, pfn } => (*mfn, *pfn).digest(h),
+            MmEffect::AtomicBits { maddr, set, clear } => (*maddr, *set, *clear).digest(h),
+            MmEffect::CopyBytes { dst, src, len } => (*dst, *src, *len).digest(h),
         }
     }
 
@@ -196,6 +222,10 @@ impl Value for MmEffect {
             MmEffect::FreeFrames(m) => m.bit_len(),
             MmEffect::FramesAllocated { dom, mfns } => dom.bit_len() + mfns.bit_len(),
             MmEffect::SetM2p { mfn, pfn } => mfn.bit_len() + pfn.bit_len(),
+            MmEffect::AtomicBits { maddr, set, clear } => {
+                maddr.bit_len() + set.bit_len() + clear.bit_len()
+            }
+            MmEffect::CopyBytes { dst, src, len } => dst.bit_len() + src.bit_len() + len.bit_len(),
         }
     }
 
@@ -226,6 +256,22 @@ impl Value for MmEffect {
             MmEffect::FreeFrames(m) => m.flip_bit(bit),
             MmEffect::FramesAllocated { dom, mfns } => pair(dom, mfns, bit),
             MmEffect::SetM2p { mfn, pfn } => pair(mfn, pfn, bit),
+            MmEffect::AtomicBits { maddr, set, clear } => {
+                let n = maddr.bit_len();
+                if bit < n {
+                    maddr.flip_bit(bit);
+                } else {
+                    pair(set, clear, bit - n);
+                }
+            }
+            MmEffect::CopyBytes { dst, src, len } => {
+                let n = dst.bit_len();
+                if bit < n {
+                    dst.flip_bit(bit);
+                } else {
+                    pair(src, len, bit - n);
+                }
+            }
         }
     }
 }
@@ -406,6 +452,16 @@ mod tests {
                 mfns: alloc::vec![8],
             }),
             Effect::Mm(MmEffect::SetM2p { mfn: 8, pfn: 3 }),
+            Effect::Mm(MmEffect::AtomicBits {
+                maddr: 0x5008,
+                set: 8,
+                clear: 16,
+            }),
+            Effect::Mm(MmEffect::CopyBytes {
+                dst: 0x6010,
+                src: 0x7020,
+                len: 64,
+            }),
             Effect::SetRegs(crate::request::GuestRegs {
                 rip: 1,
                 rsp: 2,

@@ -37,6 +37,9 @@ mod tag {
     pub const PV_VCPUS: u32 = 20;
     pub const TRAP_TABLES: u32 = 21;
     pub const IN_MULTICALL: u32 = 22;
+    pub const GNTTAB: u32 = 50;
+    pub const GNTTAB_ACTIVE: u32 = 51;
+    pub const GNTTAB_MAPTRACK: u32 = 52;
 }
 
 /// Host-wide configuration the handlers report (set at boot).
@@ -93,6 +96,12 @@ pub struct HvState {
     pub trap_tables: JMap<(DomId, u32, u8), crate::pv::TrapEntry>,
     /// vCPUs running a multicall (Xen's `_MCSF_in_multicall`); set only inside a transaction.
     pub in_multicall: JMap<VcpuKey, bool>,
+    /// Grant tables by domain (version, shared and status frames, limits).
+    pub gnttab: JMap<DomId, crate::gnttab::GrantTable>,
+    /// Active (pinned) grant entries by (granting domain, gref); absent: not pinned.
+    pub gnttab_active: JMap<(DomId, u32), crate::gnttab::ActiveEntry>,
+    /// Maptrack entries by (mapping domain, handle); absent: free handle.
+    pub gnttab_maptrack: JMap<(DomId, u32), crate::gnttab::MapTrack>,
     /// The last domain id createdomain handed out (Xen's `rover`).
     pub domid_rover: JCell<DomId>,
 }
@@ -118,6 +127,9 @@ impl_replica_state!(HvState {
     pv_vcpus,
     trap_tables,
     in_multicall,
+    gnttab,
+    gnttab_active,
+    gnttab_maptrack,
     domid_rover
 });
 
@@ -152,6 +164,9 @@ impl HvState {
             pv_vcpus: JMap::new(tag::PV_VCPUS),
             trap_tables: JMap::new(tag::TRAP_TABLES),
             in_multicall: JMap::new(tag::IN_MULTICALL),
+            gnttab: JMap::new(tag::GNTTAB),
+            gnttab_active: JMap::new(tag::GNTTAB_ACTIVE),
+            gnttab_maptrack: JMap::new(tag::GNTTAB_MAPTRACK),
             domid_rover: JCell::new(tag::DOMID_ROVER, 0),
         }
     }

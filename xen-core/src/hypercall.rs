@@ -4,6 +4,7 @@
 mod console;
 pub mod domctl;
 mod evtchn;
+pub mod gnttab;
 pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
@@ -208,6 +209,12 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "set_timer_op",
         handler: timer::set_timer_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_GRANT_TABLE_OP,
+        name: "grant_table_op",
+        handler: gnttab::grant_table_op,
+        callers: ALL,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_SYSCTL,

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod effect;
 pub mod elf;
 pub mod evtchn;
+pub mod gnttab;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;

@@ -55,7 +55,7 @@ mod op_tests;
 mod prop_tests;
 pub mod pt;
 #[cfg(test)]
-mod testenv;
+pub(crate) mod testenv;
 #[cfg(test)]
 mod tests;
 pub mod vcpu_base;

@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod errno;
 pub mod evtchn;
 pub mod foreign;
+pub mod gnttab;
 pub mod heap;
 pub mod hypercall;
 pub mod lockstep_ctl;

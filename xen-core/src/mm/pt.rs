@@ -123,7 +123,7 @@ fn pat_type(e: u64) -> u64 {
 }
 
 /// Records a reference a table of `holder` takes on a frame owned by another domain.
-fn note_foreign(
+pub(crate) fn note_foreign(
     st: &mut HvState,
     env: &mut dyn MmEnv,
     holder: DomId,

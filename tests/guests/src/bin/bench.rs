@@ -1,5 +1,6 @@
 //! `bench`: the hypercall benchmark guest. Times xen_version(XENVER_version), EVTCHNOP_send to
-//! an unbound port and sched_op(SCHEDOP_yield) in batches with `rdtsc` around each batch, and
+//! an unbound port, sched_op(SCHEDOP_yield) and GNTTABOP_copy of a whole page (a grant to
+//! itself into one of its frames) in batches with `rdtsc` around each batch, and
 //! prints one machine-parseable line per hypercall (`BENCH <name> cycles_per_call=<median> ...`,
 //! see `test_guests::bench_stats::BenchLine`) for `scripts/bench.sh`. Every call's result is
 //! checked, so the run ends `Test result: SUCCESS` only if all of them answered as Xen does.
@@ -85,7 +86,77 @@ fn main(si: &StartInfo) {
         unavailable("sched_yield", format_args!("answered {:?}", first));
     }
 
+    grant_copy(si);
+
     report_tsc(si);
+}
+
+/// Sets up a grant of one of its pages to itself and times whole-page GNTTABOP_copy from the
+/// grant into another page (`scripts/bench.sh` turns the cycles into MB/s).
+fn grant_copy(si: &StartInfo) {
+    use guest_rt::gnttab::{self as g, CopySide, Window, GTF_PERMIT_ACCESS};
+    let (Some(tw), Some(src), Some(dst)) =
+        (Window::new(si, 8), Window::new(si, 9), Window::new(si, 10))
+    else {
+        unavailable("gnttab_copy", format_args!("no windows"));
+        return;
+    };
+    let mut frames = [0u64; 1];
+    let setup = g::setup_table(0x7FF0, &mut frames);
+    if !check_eq("gnttab setup_table(1)", setup, Ok(0)) {
+        unavailable(
+            "gnttab_copy",
+            format_args!("setup_table answered {:?}", setup),
+        );
+        return;
+    }
+    let gt = match tw.into_grant_frame(frames[0]) {
+        Ok(gt) => gt,
+        Err((e, _)) => {
+            unavailable(
+                "gnttab_copy",
+                format_args!("grant frame not mapped: {:?}", e),
+            );
+            return;
+        }
+    };
+    check("source page filled", src.fill(|i| i as u8));
+    check(
+        "grant of the source page to ourselves",
+        gt.set(20, GTF_PERMIT_ACCESS, 0, src.home() as u32),
+    );
+    let once = || {
+        let (r, s) = g::copy(
+            CopySide::Gref {
+                dom: 0,
+                gref: 20,
+                offset: 0,
+            },
+            CopySide::Frame {
+                win: &dst,
+                dom: 0x7FF0,
+                offset: 0,
+            },
+            4096,
+        );
+        if s == 0 {
+            r
+        } else {
+            Err(guest_rt::Errno::EINVAL)
+        }
+    };
+    if check_eq("GNTTABOP_copy of a page", once(), Ok(0)) {
+        check("the copy arrived", dst.holds(|i| i as u8));
+        bench(
+            "gnttab_copy",
+            "gnttab_copy: every timed copy succeeded",
+            once,
+            Ok(0),
+        );
+    } else {
+        unavailable("gnttab_copy", format_args!("copy failed"));
+    }
+    check("revoke the grant", gt.revoke(20).is_ok());
 }
 
 /// Times `CALLS` calls of `call` per batch, `BATCHES` times after one warm-up batch; checks

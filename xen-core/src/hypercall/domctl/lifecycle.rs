@@ -293,6 +293,12 @@ pub fn destroy(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId) -> Resu
             crate::sched::offline(s, *k);
         }
     })?;
+    // Grant mappings it made and its grant table go before its memory.
+    {
+        let mut env = crate::mm::env::CtxEnv::new(ctx);
+        crate::gnttab::release_domain(state, &mut env, d)?;
+        env.finish();
+    }
     let freed = crate::mm::destroy_domain_memory(state, ctx.journal(), d);
     let j = ctx.journal();
     for k in &keys {
