@@ -19,6 +19,12 @@ use crate::script::Script;
 /// The prompt.
 pub const PROMPT: &str = "dom0# ";
 
+/// The command line of the dom0 scenarios: the oracle's, with dom0 at 256 MiB (Xen's
+/// default gives dom0 nearly all memory, leaving none for domUs; DualVisor caps it there).
+pub fn cmdline() -> String {
+    format!("{XEN_CMDLINE} dom0_mem=256M")
+}
+
 /// `demo1.cfg` of the test initrd.
 pub const DEMO1_CFG: &str = "# demo guest 1\nname = \"demo1\"\nkernel = \"/boot/demo.elf\"\n\
 memory = 32\non_reboot = \"restart\"\n";
@@ -135,7 +141,7 @@ fn scenario(p: &Paths, name: &str, qemu_kernel: &Path, smp: u32, script: Script)
     ]);
     Scenario {
         name: name.into(),
-        qemu: QemuCommand::kernel(qemu_kernel, XEN_CMDLINE, mods)
+        qemu: QemuCommand::kernel(qemu_kernel, cmdline(), mods)
             .smp(smp)
             .interactive(script),
         expect: Expectation {
@@ -159,7 +165,8 @@ fn scenario(p: &Paths, name: &str, qemu_kernel: &Path, smp: u32, script: Script)
 /// The domain life cycle an administrator drives with xl, on the real initrd (`make initrd`:
 /// `/etc/xen/demo1.cfg` builds the demo guest, which prints a line a second): create, list,
 /// console (live output, Ctrl-] back to the prompt), pause/unpause in the State column,
-/// destroy, and a config whose memory is more than is free leaving no domain behind.
+/// destroy, a config whose memory is more than is free leaving no domain behind, and four
+/// domUs at once shut down together with `xl shutdown -a -w`.
 pub fn lifecycle_session() -> Script {
     let steps: Vec<(Vec<u8>, Vec<Pattern>)> = vec![
         (
@@ -200,6 +207,29 @@ pub fn lifecycle_session() -> Script {
                 "Can't get domid of domain name 'demo2', maybe this domain does not exist.",
             )],
         ),
+        // Four domUs at once, then all shut down (on_poweroff = "destroy") and waited for.
+        (typed("xl create /etc/xen/demo1.cfg"), vec![]),
+        (typed("xl create /etc/xen/demo2.cfg"), vec![]),
+        (typed("xl create /etc/xen/demo1.cfg 'name=\"d3\"'"), vec![]),
+        (typed("xl create /etc/xen/demo1.cfg 'name=\"d4\"'"), vec![]),
+        (
+            typed("xl list"),
+            vec![
+                Pattern::starts_with("demo2 "),
+                Pattern::starts_with("d3 "),
+                Pattern::starts_with("d4 "),
+            ],
+        ),
+        (
+            typed("xl shutdown -a -w"),
+            vec![Pattern::line("Waiting for 4 domains")],
+        ),
+        (
+            typed("xl domid d4"),
+            vec![Pattern::line(
+                "Can't get domid of domain name 'd4', maybe this domain does not exist.",
+            )],
+        ),
     ];
     let mut sc = Script::new()
         .wait_for(Pattern::contains("dom0: shell ready"))
@@ -231,7 +261,7 @@ fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32) -> Scenario {
     ]);
     Scenario {
         name: name.into(),
-        qemu: QemuCommand::kernel(kernel, XEN_CMDLINE, mods)
+        qemu: QemuCommand::kernel(kernel, cmdline(), mods)
             .smp(smp)
             .interactive(lifecycle_session()),
         expect: Expectation {
