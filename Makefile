@@ -84,12 +84,13 @@ unit:
 qemu-tests: deps
 	$(CARGO) run --release -p tests --bin qemu-tests -- $(if $(FILTER),--filter "$(FILTER)")
 
-## test: everything: lint, unit tests, image, ISO, test guests, Xen oracle, QEMU scenarios
+## test: everything: lint, unit tests, image, ISO, test guests, dom0 + initrd, Xen oracle, QEMU scenarios
 test: deps
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory iso
 	$(MAKE) --no-print-directory guests
+	$(MAKE) --no-print-directory dom0 initrd
 	$(MAKE) --no-print-directory xen
 	$(MAKE) --no-print-directory qemu-tests
 

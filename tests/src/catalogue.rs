@@ -310,6 +310,8 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.extend(dualvisor_guests(p, &guests));
     v.push(crate::dom0::dom0_shell_xen(p));
     v.push(crate::dom0::dom0_shell(p));
+    v.push(crate::dom0::dom0_xl_xen(p));
+    v.push(crate::dom0::dom0_xl(p));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v
 }

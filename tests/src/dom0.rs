@@ -19,6 +19,12 @@ use crate::script::Script;
 /// The prompt.
 pub const PROMPT: &str = "dom0# ";
 
+/// The command line of the dom0 scenarios: the oracle's, with dom0 at 256 MiB (Xen's
+/// default gives dom0 nearly all memory, leaving none for domUs; DualVisor caps it there).
+pub fn cmdline() -> String {
+    format!("{XEN_CMDLINE} dom0_mem=256M")
+}
+
 /// `demo1.cfg` of the test initrd.
 pub const DEMO1_CFG: &str = "# demo guest 1\nname = \"demo1\"\nkernel = \"/boot/demo.elf\"\n\
 memory = 32\non_reboot = \"restart\"\n";
@@ -135,7 +141,7 @@ fn scenario(p: &Paths, name: &str, qemu_kernel: &Path, smp: u32, script: Script)
     ]);
     Scenario {
         name: name.into(),
-        qemu: QemuCommand::kernel(qemu_kernel, XEN_CMDLINE, mods)
+        qemu: QemuCommand::kernel(qemu_kernel, cmdline(), mods)
             .smp(smp)
             .interactive(script),
         expect: Expectation {
@@ -154,6 +160,150 @@ fn scenario(p: &Paths, name: &str, qemu_kernel: &Path, smp: u32, script: Script)
         needs: vec![(dom0, "make dom0")],
         inputs: vec![(initrd, test_initrd())],
     }
+}
+
+/// The domain life cycle an administrator drives with xl, on the real initrd (`make initrd`:
+/// `/etc/xen/demo1.cfg` builds the demo guest, which prints a line a second): create, list,
+/// console (live output, Ctrl-] back to the prompt), pause/unpause in the State column,
+/// destroy, a config whose memory is more than is free leaving no domain behind, and four
+/// domUs at once shut down together with `xl shutdown -a -w`.
+pub fn lifecycle_session() -> Script {
+    let steps: Vec<(Vec<u8>, Vec<Pattern>)> = vec![
+        (
+            typed("xl create /etc/xen/demo1.cfg"),
+            vec![Pattern::line("Parsing config from /etc/xen/demo1.cfg")],
+        ),
+        (
+            typed("xl list"),
+            vec![Pattern::contains_all(["demo1 ", "    1    32     1     "])],
+        ),
+        (
+            typed("xl console demo1"),
+            vec![Pattern::contains_all(["demo: domain 1 line ", " time "])],
+        ),
+        (b"\x1d".to_vec(), vec![]),
+        (typed("xl pause demo1"), vec![]),
+        (
+            typed("xl list demo1"),
+            vec![Pattern::contains_all(["demo1 ", "p---"])],
+        ),
+        (typed("xl unpause demo1"), vec![]),
+        (typed("xl destroy demo1"), vec![]),
+        (
+            typed("xl domid demo1"),
+            vec![Pattern::line(
+                "Can't get domid of domain name 'demo1', maybe this domain does not exist.",
+            )],
+        ),
+        (
+            typed("xl create /etc/xen/demo2.cfg 'memory=100000'"),
+            vec![Pattern::contains(
+                "/etc/xen/demo2.cfg: memory = 100000 MiB is more than the ",
+            )],
+        ),
+        (
+            typed("xl domid demo2"),
+            vec![Pattern::line(
+                "Can't get domid of domain name 'demo2', maybe this domain does not exist.",
+            )],
+        ),
+        // Four domUs at once, then all shut down (on_poweroff = "destroy") and waited for.
+        (typed("xl create /etc/xen/demo1.cfg"), vec![]),
+        (typed("xl create /etc/xen/demo2.cfg"), vec![]),
+        (typed("xl create /etc/xen/demo1.cfg 'name=\"d3\"'"), vec![]),
+        (typed("xl create /etc/xen/demo1.cfg 'name=\"d4\"'"), vec![]),
+        (
+            typed("xl list"),
+            vec![
+                Pattern::starts_with("demo2 "),
+                Pattern::starts_with("d3 "),
+                Pattern::starts_with("d4 "),
+            ],
+        ),
+        (
+            typed("xl shutdown -a -w"),
+            vec![Pattern::line("Waiting for 4 domains")],
+        ),
+        (
+            typed("xl domid d4"),
+            vec![Pattern::line(
+                "Can't get domid of domain name 'd4', maybe this domain does not exist.",
+            )],
+        ),
+    ];
+    let mut sc = Script::new()
+        .wait_for(Pattern::contains("dom0: shell ready"))
+        .wait_for(Pattern::contains(PROMPT));
+    for (keys, says) in steps {
+        // Attached to a console there is no prompt until Ctrl-] (0x1d).
+        let attaches = keys.starts_with(b"xl console");
+        sc = sc.send(keys);
+        for p in says {
+            sc = sc.wait_for(p);
+        }
+        if !attaches {
+            sc = sc.wait_for(Pattern::contains(PROMPT));
+        }
+    }
+    sc
+}
+
+fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32) -> Scenario {
+    let dom0 = dom0_path(p);
+    let initrd = p.root.join("build").join("dom0-initrd.cpio");
+    let mods = vec![Module::new(&dom0, ""), Module::new(&initrd, "")];
+    let mut fail = crash_markers();
+    fail.extend([
+        Pattern::contains("Panic on CPU"),
+        Pattern::contains("Domain 0 crashed"),
+        Pattern::contains("Hardware Dom0 crashed"),
+        Pattern::contains("libxl: error"),
+    ]);
+    Scenario {
+        name: name.into(),
+        qemu: QemuCommand::kernel(kernel, cmdline(), mods)
+            .smp(smp)
+            .interactive(lifecycle_session()),
+        expect: Expectation {
+            expect: vec![Pattern::contains("dom0: initrd: ")],
+            fail,
+            stop: vec![],
+            end: End::KillWhenSeen {
+                linger: Duration::ZERO,
+            },
+            timeout: Duration::from_secs(300),
+        },
+        needs: vec![(dom0, "make dom0"), (initrd, "make initrd")],
+        inputs: vec![],
+    }
+}
+
+/// `dom0-xl-xen`: the life cycle on real Xen 4.17.
+pub fn dom0_xl_xen(p: &Paths) -> Planned {
+    if !p.xen.is_file() {
+        return Planned::Skip {
+            name: "dom0-xl-xen".into(),
+            reason: format!("{} missing (make xen)", p.show(&p.xen)),
+        };
+    }
+    let mut s = lifecycle(p, "dom0-xl-xen", &p.xen, 2);
+    s.needs.push((p.xen.clone(), "make xen"));
+    Planned::Run(Box::new(s))
+}
+
+/// `dom0-xl`: the life cycle on DualVisor (lockstep pair). Skipped while DualVisor cannot
+/// build a domU (the builder is the one the `domu` guest uses, see
+/// [`crate::oracle::dualvisor_known_failure`]).
+pub fn dom0_xl(p: &Paths) -> Planned {
+    if let Some(why) = crate::oracle::dualvisor_known_failure(Path::new("domu.elf")) {
+        return Planned::Skip {
+            name: "dom0-xl".into(),
+            reason: format!("xl create uses the domu guest's builder: {why}"),
+        };
+    }
+    let mut s = lifecycle(p, "dom0-xl", &p.image, 3);
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
 }
 
 /// dom0 on real Xen 4.17: the shell, xl's list and info, and the refused lockstep sysctl.
@@ -194,6 +344,23 @@ mod tests {
         let a = Archive::parse(&bytes).unwrap();
         assert_eq!(a.list("/etc/xen").unwrap().len(), 3);
         assert_eq!(a.read("/etc/xen/demo1.cfg").unwrap(), DEMO1_CFG.as_bytes());
+    }
+
+    #[test]
+    fn the_lifecycle_session_detaches_before_the_next_prompt() {
+        use crate::script::ScriptStep;
+        let sc = lifecycle_session();
+        let steps = sc.steps();
+        let console = steps
+            .iter()
+            .position(|s| matches!(s, ScriptStep::Send(b) if b.starts_with(b"xl console")))
+            .unwrap();
+        assert!(matches!(&steps[console + 1], ScriptStep::WaitFor { .. }));
+        assert_eq!(steps[console + 2], ScriptStep::Send(b"\x1d".to_vec()));
+        assert!(matches!(
+            &steps[console + 3],
+            ScriptStep::WaitFor { pattern, .. } if pattern.matches(PROMPT)
+        ));
     }
 
     #[test]

@@ -1,12 +1,10 @@
-//! The seam between dom0 and the domain builder: `xenguest::create_pv` and
-//! `xenguest::map_foreign` (the API agreed in the project's interface notes, implemented by the
-//! `tools/xenguest` crate). Everything dom0 does around a build — config, kernel and ramdisk
-//! from the initrd, console binding, lifecycle — goes through the two functions here.
-//!
-//! This build has no `xenguest` crate in the workspace yet, so both answer a clear error and
-//! [`ConsolePage`] has no values; with the crate present their bodies call it directly.
+//! The seam between dom0 and the domain builder, `xenguest` (libxenguest for DualVisor's
+//! dom0): [`create_pv`] builds and starts a PV domain, [`map_console`] maps a domU's console
+//! ring. Everything dom0 does around a build — config, kernel and ramdisk from the initrd,
+//! console binding, lifecycle — goes through these two functions.
 
-use alloc::string::String;
+use alloc::format;
+use alloc::string::{String, ToString};
 use tools::xlcfg::DomainConfig;
 
 /// What to build (as `xenguest::BuildRequest`).
@@ -32,28 +30,36 @@ pub struct Built {
     pub console_port: u32,
 }
 
-/// Why the builder is not available in this build.
-const NO_BUILDER: &str =
-    "the domain builder (xenguest) is not part of this dom0 build; no domain was created";
-
 /// Builds and starts a PV domain; a failure leaves nothing behind (the builder rolls back).
 pub fn create_pv(req: &Request<'_>) -> Result<Built, String> {
-    let _ = (req.config, req.kernel, req.ramdisk, req.paused);
-    Err(String::from(NO_BUILDER))
+    let r = xenguest::BuildRequest {
+        config: req.config,
+        kernel: req.kernel,
+        ramdisk: req.ramdisk,
+        paused: req.paused,
+    };
+    xenguest::create_pv(&r)
+        .map(|b| Built {
+            domid: b.domid,
+            console_mfn: b.console_mfn,
+            console_port: b.console_port,
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// A domU's console ring page mapped into dom0 (unmapped on drop).
-pub enum ConsolePage {}
+pub struct ConsolePage(xenguest::ForeignPage);
 
 impl ConsolePage {
     /// The page's bytes (4096).
     pub fn bytes(&mut self) -> &mut [u8] {
-        match *self {}
+        self.0.as_mut_slice()
     }
 }
 
 /// Maps the console ring frame `mfn` of `domid`.
 pub fn map_console(domid: u16, mfn: u64) -> Result<ConsolePage, String> {
-    let _ = (domid, mfn);
-    Err(String::from(NO_BUILDER))
+    xenguest::map_foreign(domid, mfn)
+        .map(ConsolePage)
+        .map_err(|e| format!("foreign mapping failed ({e})"))
 }

@@ -25,6 +25,10 @@ pub struct Shell {
     pub attached: Option<u16>,
     editor: LineEditor,
     boot: Vec<String>,
+    /// The prompt (and the line typed so far) is the last thing on the terminal.
+    at_prompt: bool,
+    /// Something was printed over the prompt: print it again after this round.
+    reprompt: bool,
 }
 
 impl Shell {
@@ -41,6 +45,8 @@ impl Shell {
             attached: None,
             editor: LineEditor::new(),
             boot: boot_commands(cmdline),
+            at_prompt: false,
+            reprompt: false,
         }
     }
 
@@ -54,9 +60,33 @@ impl Shell {
             }
         }
         out::text("dom0: shell ready; type 'help' for the commands\n");
-        out::text(PROMPT);
+        self.prompt();
         loop {
             self.poll_once(true);
+        }
+    }
+
+    fn prompt(&mut self) {
+        out::text(PROMPT);
+        out::text(self.editor.pending());
+        self.at_prompt = true;
+    }
+
+    /// Before printing a message of its own accord (not as a command's output): moves off the
+    /// prompt line, which is printed again after this round of events.
+    pub fn interrupt_prompt(&mut self) {
+        if self.at_prompt {
+            out::text("\n");
+            self.at_prompt = false;
+            self.reprompt = true;
+        }
+    }
+
+    /// The attached domain went away: back to the prompt after this round.
+    pub fn detach_gone(&mut self) {
+        if self.attached.take().is_some() {
+            out::text("\n");
+            self.reprompt = true;
         }
     }
 
@@ -64,6 +94,9 @@ impl Shell {
     pub fn poll_once(&mut self, input: bool) {
         if self.events.wait(&self.reg.console_ports()) {
             xl::domain_exceptions(self);
+        }
+        if core::mem::take(&mut self.reprompt) && self.attached.is_none() {
+            self.prompt();
         }
         let live = self.reg.pump_consoles(self.attached);
         if !live.is_empty() {
@@ -92,7 +125,7 @@ impl Shell {
                 }
                 self.attached = None;
                 out::text("\n");
-                out::text(PROMPT);
+                self.prompt();
                 rest = &[];
             }
             for &b in rest {
@@ -100,11 +133,12 @@ impl Shell {
                 let echo: Vec<u8> = edit.echo.iter().copied().filter(|&c| c != b'\r').collect();
                 out::bytes(&echo);
                 if let Some(line) = edit.line {
+                    self.at_prompt = false;
                     self.execute(&line);
                     if self.attached.is_some() {
                         break;
                     }
-                    out::text(PROMPT);
+                    self.prompt();
                 }
             }
         }

@@ -312,7 +312,7 @@ fn destroy(sh: &mut Shell, domid: u16) {
 fn destroy_quiet(sh: &mut Shell, domid: u16) -> Result<(), Errno> {
     host::domctl_simple(XEN_DOMCTL_DESTROYDOMAIN, domid)?;
     if sh.attached == Some(domid) {
-        sh.attached = None;
+        sh.detach_gone();
     }
     sh.reg.remove(domid);
     Ok(())
@@ -402,6 +402,7 @@ pub fn domain_exceptions(sh: &mut Shell) {
     for id in sh.reg.ids() {
         let Some(info) = infos.iter().find(|i| i.domain == id) else {
             if let Some(d) = sh.reg.remove(id) {
+                sh.interrupt_prompt();
                 out::say(format_args!("dom0: domain {id} ({}) is gone\n", d.name));
             }
             continue;
@@ -416,6 +417,7 @@ pub fn domain_exceptions(sh: &mut Shell) {
         let code = info.shutdown_code();
         let reaction = lifecycle::reaction(&d.config, code);
         let (name, path, config) = (d.name.clone(), d.config_path.clone(), d.config.clone());
+        sh.interrupt_prompt();
         out::say(format_args!(
             "dom0: domain {id} ({name}) shut down ({}): {}\n",
             lifecycle::reason_name(code),
