@@ -14,6 +14,7 @@ mod lifecycle;
 mod tests;
 
 pub use info::domain_info;
+pub use lifecycle::{destroy, domain_shut_down};
 
 use crate::effect::DomId;
 use crate::hv::{Ctx, HvError, HvResult, HvState};

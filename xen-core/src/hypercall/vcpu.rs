@@ -50,7 +50,7 @@ pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
                 .iter()
                 .any(|(k, v)| k.0 == dom && k.1 != id && v.online);
             if !others_up {
-                shutdown_domain(state, ctx, SHUTDOWN_POWEROFF);
+                shutdown_domain(state, ctx, SHUTDOWN_POWEROFF)?;
                 return Ok(0);
             }
             if state.vcpus.get(&key).is_some_and(|v| v.online) {

@@ -544,3 +544,93 @@ fn random_create_populate_destroy_sequences_return_every_frame() {
         assert_eq!(h.h.state.domains.len(), 1);
     }
 }
+
+/// Runs `f` with the harness's caller switched to domain `d` (vCPU 0).
+fn as_dom<R>(h: &mut Host, d: u16, f: impl FnOnce(&mut Host) -> R) -> R {
+    let me = h.h.dom;
+    h.h.dom = d;
+    let r = f(h);
+    h.h.dom = me;
+    r
+}
+
+fn evtchn_op(h: &mut Host, cmd: u32, words: &[u32]) -> (i64, Vec<u32>) {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    h.h.mem.map(BUF, &bytes);
+    let r = h.call(
+        dom0_interface::xen::HYPERVISOR_EVENT_CHANNEL_OP,
+        [u64::from(cmd), BUF, 0, 0, 0],
+    );
+    let out = (0..words.len() as u64)
+        .map(|i| {
+            let mut b = [0u8; 4];
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = h.h.mem.bytes[&(BUF + i * 4 + k as u64)];
+            }
+            u32::from_le_bytes(b)
+        })
+        .collect();
+    (r.ret, out)
+}
+
+#[test]
+fn a_domu_shutdown_raises_virq_dom_exc_and_leaves_dom0_alone() {
+    use dom0_interface::event_channel::EVTCHNOP_BIND_VIRQ;
+    use dom0_interface::sched::{SCHEDOP_SHUTDOWN, SHUTDOWN_REBOOT};
+    let mut h = Host::new();
+    let (r, out) = evtchn_op(&mut h, EVTCHNOP_BIND_VIRQ, &[3, 0, 0]);
+    assert_eq!(r, 0);
+    let port = out[2];
+    let d = h.create();
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    h.h.mem.map(RES, &SHUTDOWN_REBOOT.to_le_bytes());
+    let r = as_dom(&mut h, d, |h| {
+        h.call(
+            dom0_interface::xen::HYPERVISOR_SCHED_OP,
+            [u64::from(SCHEDOP_SHUTDOWN), RES, 0, 0, 0],
+        )
+    });
+    assert_eq!(r.ret, 0);
+    assert!(r.effects.contains(&Effect::DomainShutdown {
+        dom: d,
+        reason: SHUTDOWN_REBOOT
+    }));
+    assert!(
+        r.effects.iter().any(|e| matches!(
+            e,
+            Effect::Evtchn(crate::evtchn::EvtchnEffect::Set { dom: 0, port: p, .. }) if *p == port
+        )),
+        "VIRQ_DOM_EXC reaches dom0: {:?}",
+        r.effects
+    );
+    let i = h.info(d).unwrap();
+    assert_eq!(i.flags & XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWN);
+    assert_eq!(i.shutdown_code(), SHUTDOWN_REBOOT);
+    let i0 = h.info(0).unwrap();
+    assert_eq!(i0.flags & XEN_DOMINF_SHUTDOWN, 0);
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+}
+
+#[test]
+fn destroy_closes_the_dead_domains_channels_and_the_peer_sees_it_unbound() {
+    use dom0_interface::event_channel::{EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN};
+    let mut h = Host::new();
+    let d = h.create();
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    // dom0 offers a port to d; d binds it.
+    let (r, out) = evtchn_op(&mut h, EVTCHNOP_ALLOC_UNBOUND, &[u32::from(d) << 16, 0]);
+    assert_eq!(r, 0);
+    let p0 = out[1];
+    let (r, out) = as_dom(&mut h, d, |h| {
+        evtchn_op(h, EVTCHNOP_BIND_INTERDOMAIN, &[0, p0, 0])
+    });
+    assert_eq!(r, 0);
+    let pd = out[2];
+    assert!(h.h.state.evtchns.get(&(d, pd)).is_some());
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert!(h.h.state.evtchns.iter().all(|(k, _)| k.0 != d));
+    assert!(matches!(
+        h.h.state.evtchns.get(&(0, p0)).map(|c| c.state),
+        Some(crate::evtchn::ChanState::Unbound { .. })
+    ));
+}
