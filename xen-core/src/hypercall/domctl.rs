@@ -163,7 +163,8 @@ fn setvcpucontext(
     }
     let mut b = alloc::vec![0u8; VcpuGuestContext::SIZE];
     ctx.copy_from_guest(c.ctxt, &mut b)?;
-    let vc = VcpuGuestContext::read_from(&b).map_err(|_| XenErrno::EFAULT)?;
+    // Boxed: the context is 5 KiB and the hypercall stack also holds the page-table walk.
+    let vc = alloc::boxed::Box::new(VcpuGuestContext::read_from(&b).map_err(|_| XenErrno::EFAULT)?);
     if crate::sched::vcpu_sched(state, key).initialised {
         // Xen re-loads an initialised vCPU only after a reset.
         lifecycle::reset_vcpu(state, ctx, key)?;

@@ -634,3 +634,66 @@ fn destroy_closes_the_dead_domains_channels_and_the_peer_sees_it_unbound() {
         Some(crate::evtchn::ChanState::Unbound { .. })
     ));
 }
+
+#[test]
+fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
+    use dom0_interface::arch_x86::VcpuGuestContext;
+    let mut h = Host::new();
+    let d = h.create_with(0, cfg(1)).unwrap();
+    assert_eq!(h.max_vcpus(d, 1), 0);
+    assert_eq!(h.max_mem(d, 64), 0);
+    let (n, m) = h.reservation(6, d, &[0, 1, 2, 3, 4, 5]);
+    assert_eq!(n, 6);
+    for f in &m {
+        h.h.mem.add_frame(*f);
+    }
+    let table = 0x27; // P | RW | US | A
+    h.h.mem.machine.insert(m[0] << 12, (m[1] << 12) | table);
+    h.h.mem.machine.insert(m[1] << 12, (m[2] << 12) | table);
+    h.h.mem
+        .machine
+        .insert((m[2] << 12) + 16, (m[3] << 12) | table);
+    h.h.mem.machine.insert(m[3] << 12, (m[4] << 12) | 0x25);
+    h.h.mem
+        .machine
+        .insert((m[3] << 12) + 8, (m[5] << 12) | 0x67);
+    let mut c = VcpuGuestContext {
+        flags: (1 << 2) | (1 << 5),
+        kernel_ss: 0xe02b,
+        kernel_sp: 0x40_2000,
+        ..VcpuGuestContext::default()
+    };
+    c.user_regs.rip = 0x40_0000;
+    c.user_regs.cs = 0xe033;
+    c.user_regs.ss = 0xe02b;
+    c.user_regs.rsp = 0x40_2000;
+    c.user_regs.rflags = 0x200;
+    c.ctrlreg[3] = m[0] << 12;
+    h.h.mem.map(BUF, &c.to_vec());
+    let mut op = XenDomctl::new(XEN_DOMCTL_SETVCPUCONTEXT, d);
+    op.set_payload(&XenDomctlVcpucontext { vcpu: 0, ctxt: BUF })
+        .unwrap();
+    h.h.mem.map(OP, &op.to_vec());
+    let r = h.call(HYPERVISOR_DOMCTL, [OP, 0, 0, 0, 0]);
+    assert_eq!(r.ret, 0, "{:?}", r.effects);
+    let root = h.h.state.frames.get(&m[0]).unwrap();
+    assert_eq!((root.ty, root.validated), (crate::mm::PageType::L4, true));
+    assert_eq!(h.h.state.vcpus.get(&(d, 0)).unwrap().cr3, m[0] << 12);
+    assert!(h.h.state.vcpus.get(&(d, 0)).unwrap().online);
+    assert!(r
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Sched(crate::sched::SchedEffect::SetVcpuRegs { dom, .. }) if *dom == d)));
+    // Paused: nothing runs it yet; the last unpause does.
+    assert!(h
+        .h
+        .state
+        .runqs
+        .iter()
+        .all(|(_, q)| !q.queue.contains(&(d, 0))));
+    assert_eq!(h.simple(XEN_DOMCTL_UNPAUSEDOMAIN, d), 0);
+    // Destroy drops the validated tables with everything else.
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert!(h.h.state.frames.iter().all(|(_, p)| p.owner != d));
+    assert_eq!(h.free.len(), 0x100);
+}
