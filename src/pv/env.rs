@@ -22,6 +22,8 @@ pub struct PvEnv {
     pub cpuid: (u32, u32),
     /// Frames handed out through `ALLOC_FRAME` during this transaction.
     pub allocated: Vec<u64>,
+    /// The lockstep engine's status as words (taken before a sysctl, which may read it).
+    pub lockstep_status: Option<Vec<u64>>,
 }
 
 impl PvEnv {
@@ -32,6 +34,7 @@ impl PvEnv {
             vcpu_info,
             cpuid,
             allocated: Vec::new(),
+            lockstep_status: None,
         }
     }
 
@@ -92,6 +95,11 @@ impl Env for PvEnv {
                     36
                 }
             }
+            k if k & 0xFF00_0000 == value_kind::LOCKSTEP_STATUS_BASE => self
+                .lockstep_status
+                .as_ref()
+                .and_then(|w| w.get((k & 0xFFFF) as usize).copied())
+                .unwrap_or(0),
             k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
                 let port = k as u16;
                 match (k >> 16) & 0xFF {
@@ -99,6 +107,14 @@ impl Env for PvEnv {
                     2 => u64::from(arch::cpu::inw(port)),
                     _ => u64::from(arch::cpu::inl(port)),
                 }
+            }
+            xen_core::console::value_kind::RX_STATE => arch::conring::SERIAL_RX.lock().state(),
+            xen_core::console::value_kind::CONRING_STATE => arch::conring::CONRING.lock().state(),
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::RX_WORD_BASE => {
+                arch::conring::SERIAL_RX.lock().word(k & 0x00FF_FFFF)
+            }
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::CONRING_WORD_BASE => {
+                arch::conring::CONRING.lock().word(k & 0x00FF_FFFF)
             }
             _ => 0,
         }

@@ -4,6 +4,7 @@
 
 mod apply;
 mod build;
+mod console;
 mod env;
 mod shared;
 
@@ -166,6 +167,19 @@ fn transact(
     let vi =
         xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (req.dom, req.vcpu)).unwrap_or(0);
     let mut env = PvEnv::new(cr3, vi, (req.regs.rax as u32, req.regs.rcx as u32));
+    if req.kind == ExitKind::Hypercall
+        && req.nr == u64::from(dom0_interface::xen::HYPERVISOR_SYSCTL)
+    {
+        // The lockstep sysctl's status is input to the transaction: snapshot it now.
+        use dom0_interface::guest_abi::GuestAbi;
+        let bytes = rt.backend.status().to_vec();
+        env.lockstep_status = Some(
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        );
+    }
     let mut committed: Vec<Effect> = Vec::new();
     let out = rt.backend.run(&words, &mut env, &mut |e: &[Effect]| {
         committed.extend_from_slice(e)
@@ -208,12 +222,21 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         .get(&key)
         .is_none_or(|v| v.kernel_mode);
     let regs = regs_of(frame);
+    let mut after = After::default();
     let req = match exit {
-        GuestExit::Syscall if kernel_mode => Request::hypercall(dom, vcpu, regs),
-        GuestExit::Syscall => Request::exit(ExitKind::UserSyscall, dom, vcpu, regs, 0, 0, 0),
+        GuestExit::Syscall if kernel_mode => Some(Request::hypercall(dom, vcpu, regs)),
+        GuestExit::Syscall => Some(Request::exit(
+            ExitKind::UserSyscall,
+            dom,
+            vcpu,
+            regs,
+            0,
+            0,
+            0,
+        )),
         GuestExit::Exception(v) => {
             let cr2 = if v == 14 { arch::cpu::read_cr2() } else { 0 };
-            Request::exit(
+            Some(Request::exit(
                 ExitKind::Exception,
                 dom,
                 vcpu,
@@ -221,18 +244,25 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 u64::from(v),
                 frame.error_code,
                 cr2,
-            )
+            ))
         }
         GuestExit::Interrupt(v) => {
+            let rx = console::poll(rt, cpu);
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
-            if !due {
+            if !due && rx.is_none() {
                 return;
             }
-            Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0)
+            if let Some(a) = rx {
+                after.merge(a);
+            }
+            due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    let cr3 = rt.kernel_cr3(key);
-    let mut after = transact(rt, &req, cr3, Some((frame, fx)));
+    if let Some(req) = req {
+        let cr3 = rt.kernel_cr3(key);
+        let more = transact(rt, &req, cr3, Some((frame, fx)));
+        after.merge(more);
+    }
     // Before resuming a vCPU with an event pending and unmasked, deliver it (the upcall is
     // an interrupt transaction that bounces into the guest's event callback).
     for _ in 0..4 {
@@ -286,6 +316,16 @@ fn leader_idle() -> ! {
         let Some(rt) = guard.as_mut() else {
             continue;
         };
+        if let Some(after) = console::poll(rt, cpu) {
+            let noreboot = rt.noreboot;
+            let woken = rt.running[cpu].is_some();
+            drop(guard);
+            apply::finish(after, noreboot);
+            if woken {
+                enter_current()
+            }
+            continue;
+        }
         if rt.running[cpu].is_none() {
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
             if !due {

@@ -73,6 +73,11 @@ pub enum Effect {
     /// A PV CPU-state effect (guest mode, vcpu_info mask/CR2, segment bases, FPU, debug
     /// registers, port output, GDT).
     Pv(crate::pv::effect::PvEffect),
+    /// A console-ring index moved (serial input consumed, console ring cleared).
+    Console(crate::console::ConsoleEffect),
+    /// Control the lockstep engine (on, off, arm injections): applied after commit, so at a
+    /// transaction boundary (DualVisor's lockstep sysctl).
+    Lockstep(crate::hypercall::lockstep_ctl::LockstepOp),
 }
 
 /// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
@@ -244,6 +249,8 @@ impl Effect {
             Effect::Mm(_) => 40,
             Effect::Pv(_) => 25,
             Effect::DomainDestroyed { .. } => 12,
+            Effect::Console(_) => 26,
+            Effect::Lockstep(_) => 50,
         }
     }
 }
@@ -279,6 +286,8 @@ impl Value for Effect {
             }
             Effect::Mm(m) => m.digest(h),
             Effect::Pv(p) => p.digest(h),
+            Effect::Console(c) => c.digest(h),
+            Effect::Lockstep(op) => op.digest(h),
         }
     }
 
@@ -299,6 +308,8 @@ impl Value for Effect {
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
             Effect::Mm(m) => m.bit_len(),
             Effect::Pv(p) => p.bit_len(),
+            Effect::Console(c) => c.bit_len(),
+            Effect::Lockstep(op) => op.bit_len(),
         }
     }
 
@@ -327,6 +338,8 @@ impl Value for Effect {
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
             Effect::Mm(m) => m.flip_bit(bit),
             Effect::Pv(p) => p.flip_bit(bit),
+            Effect::Console(c) => c.flip_bit(bit),
+            Effect::Lockstep(op) => op.flip_bit(bit),
         }
     }
 }

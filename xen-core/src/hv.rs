@@ -236,6 +236,13 @@ pub mod value_kind {
     pub const HOST_NR_CPUS: u32 = 63;
     /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
     pub const HOST_PADDR_BITS: u32 = 64;
+    /// Base of the lockstep-status kinds: see [`lockstep_status`].
+    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0200_0000;
+    /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
+    /// engine reports it now (statistics live outside the replicas: they are input).
+    pub const fn lockstep_status(i: u32) -> u32 {
+        LOCKSTEP_STATUS_BASE | (i & 0xFFFF)
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -352,6 +359,13 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
+            // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
+            return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
         if req.kind == ExitKind::Interrupt {
             crate::sched::interrupt(state, &mut ctx).map_err(|e| match e {
                 HvError::Abort(a) => a,

@@ -4,11 +4,13 @@
 mod console;
 pub mod domctl;
 mod evtchn;
+pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod readconsole;
 mod sched;
 pub mod sysctl;
 mod timer;

@@ -1,6 +1,7 @@
 //! `HYPERVISOR_sysctl` (Xen 4.17 `do_sysctl`): copy in the `xen_sysctl` (-EFAULT), the
 //! interface version (-EACCES), the dummy XSM policy (privileged caller, else -EPERM), the
-//! sub-op, and the copyback as an effect. Sub-ops here: physinfo and getdomaininfolist;
+//! sub-op, and the copyback as an effect. Sub-ops here: physinfo, getdomaininfolist, readconsole and DualVisor's lockstep
+//! control;
 //! anything else is -ENOSYS, as Xen's `arch_do_sysctl` answers.
 
 use crate::hv::{value_kind, Ctx, HvError, HvResult, HvState};
@@ -33,6 +34,14 @@ pub fn sysctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             op.set_payload(&p).map_err(|_| XenErrno::EINVAL)?;
         }
         XEN_SYSCTL_GETDOMAININFOLIST => getdomaininfolist(state, ctx, &mut op)?,
+        dom0_interface::lockstep_ctl::XEN_SYSCTL_DUALVISOR_LOCKSTEP => {
+            return super::lockstep_ctl::lockstep_op(state, ctx, op, arg);
+        }
+        XEN_SYSCTL_READCONSOLE => {
+            let mut rc: XenSysctlReadconsole = op.payload().map_err(|_| XenErrno::EFAULT)?;
+            super::readconsole::readconsole(ctx, &mut rc)?;
+            op.set_payload(&rc).map_err(|_| XenErrno::EINVAL)?;
+        }
         cmd => {
             super::warn_once(
                 state,
