@@ -1,6 +1,6 @@
 //! `domrun`: dom0 builds and runs two tiny PV domUs at once, the way a toolstack does:
 //! createdomain, max_vcpus, max_mem, populate_physmap, page tables and code written through
-//! foreign mappings, setvcpucontext, unpause. Each domU yields a few dozen times and shuts
+//! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
 //! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
 //! pending), keeps running, and destroys them.
 #![no_std]
@@ -45,10 +45,10 @@ const STACK_TOP: u64 = CODE_VA + 0x2000;
 /// Offset of the shutdown reason in the code page.
 const REASON_AT: usize = 64;
 
-/// The domU: `for 50 times: sched_op(SCHEDOP_yield)`, then
+/// The domU: `for 20 times: sched_op(SCHEDOP_yield)`, then
 /// `sched_op(SCHEDOP_shutdown, &reason)` with the reason at byte 64, then spin.
 const CODE: [u8; 44] = [
-    0xbb, 0x32, 0x00, 0x00, 0x00, // mov $50, %ebx
+    0xbb, 0x14, 0x00, 0x00, 0x00, // mov $20, %ebx
     0xbf, 0x00, 0x00, 0x00, 0x00, // 1: mov $SCHEDOP_yield, %edi
     0x31, 0xf6, // xor %esi, %esi
     0xb8, 0x1d, 0x00, 0x00, 0x00, // mov $__HYPERVISOR_sched_op, %eax
@@ -91,7 +91,8 @@ fn main(si: &StartInfo) {
         );
         check_eq("unpause it", simple(DOMCTL_UNPAUSEDOMAIN, d), Ok(0));
     }
-    let codes = wait_shutdown(&shared, &doms, 5000);
+    // Generous: under lockstep in TCG each of the domUs' hypercalls is a paired transaction.
+    let codes = wait_shutdown(&shared, &doms, 60_000);
     check_eq(
         "both domUs ran and shut down with their reasons",
         codes,
