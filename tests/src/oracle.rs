@@ -302,7 +302,7 @@ mod tests {
         assert!(extra_modules(&p, Path::new("/repo/build/guests/hello.elf")).is_empty());
         assert!(matches!(
             &dualvisor_guests(&p, &guests)[..],
-            [Planned::Skip { name, .. }] if name == "dualvisor-domu"
+            [Planned::Run(s)] if s.name == "dualvisor-domu"
         ));
     }
 
