@@ -56,15 +56,18 @@ pub fn domctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     if !op.version_matches() {
         return Err(XenErrno::EACCES.into());
     }
-    let target = match op.cmd {
-        XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_TEST_ASSIGN_DEVICE | XEN_DOMCTL_GDBSX_GUESTMEMIO => {
-            None
-        }
-        XEN_DOMCTL_GETDOMAININFO => Some(op.domain),
-        _ if state.domains.contains_key(&op.domain) => Some(op.domain),
-        _ => return Err(XenErrno::ESRCH.into()),
-    };
-    let _ = target;
+    // Xen looks the target up before asking XSM: a missing domain is -ESRCH for anyone
+    // (createdomain names none; getdomaininfo searches onwards itself).
+    let needs_domain = !matches!(
+        op.cmd,
+        XEN_DOMCTL_CREATEDOMAIN
+            | XEN_DOMCTL_TEST_ASSIGN_DEVICE
+            | XEN_DOMCTL_GDBSX_GUESTMEMIO
+            | XEN_DOMCTL_GETDOMAININFO
+    );
+    if needs_domain && !state.domains.contains_key(&op.domain) {
+        return Err(XenErrno::ESRCH.into());
+    }
     if !super::is_privileged(state, ctx.dom()) {
         return Err(XenErrno::EPERM.into());
     }
