@@ -108,7 +108,7 @@ pub fn exception(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), H
     let regs = ctx.req.regs;
     let ec = ctx.req.error_code;
     let Ok(vector) = u8::try_from(ctx.req.vector) else {
-        bounce::crash(state, ctx, "exit with an impossible vector");
+        bounce::crash(state, ctx, "exit with an impossible vector")?;
         return Ok(());
     };
     match vector {

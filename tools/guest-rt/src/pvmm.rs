@@ -122,6 +122,24 @@ impl Scratch {
         r
     }
 
+    /// `update_va_mapping_otherdomain(va, pte, UVMF_INVLPG, domid)`: maps frame `mfn` of
+    /// domain `domid` (the caller must be privileged over it) with `flags`.
+    pub fn map_foreign(&mut self, domid: u16, mfn: u64, flags: u64) -> XenResult {
+        let val = (mfn << 12) | (flags | pte::PRESENT);
+        // SAFETY: as `map`: the scratch page holds no Rust object and this type records what
+        // is mapped there; the frame is another domain's, reached only through this page.
+        let r = unsafe {
+            hypercall::call(
+                crate::hypercall::UPDATE_VA_MAPPING_OTHERDOMAIN,
+                [self.va, val, UVMF_INVLPG, u64::from(domid), 0],
+            )
+        };
+        if r.is_ok() {
+            self.mapped = Some((mfn, flags & pte::RW != 0));
+        }
+        r
+    }
+
     /// The same update through `mmu_update(MMU_NORMAL_PT_UPDATE)` on the L1 entry's machine
     /// address (`maddr`, from [`l1e_maddr`]); returns the result and the done count.
     pub fn map_via_mmu_update(&mut self, maddr: u64, mfn: u64, flags: u64) -> (XenResult, u32) {

@@ -26,7 +26,7 @@ pub fn sched_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         }
         SCHEDOP_SHUTDOWN => {
             let reason = read_reason(ctx, arg)?;
-            shutdown_domain(state, ctx, reason);
+            shutdown_domain(state, ctx, reason)?;
             Ok(0)
         }
         SCHEDOP_POLL => crate::evtchn::poll::sched_poll(state, ctx, arg),
@@ -81,7 +81,11 @@ fn block(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), crate::hv
 }
 
 /// Marks the caller's domain shut down (a recorded shutdown code wins, as in Xen).
-pub(super) fn shutdown_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, reason: u32) {
+pub(super) fn shutdown_domain(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    reason: u32,
+) -> Result<(), crate::hv::HvError> {
     let dom = ctx.dom();
     let j = ctx.journal();
     let final_reason = state
@@ -97,6 +101,7 @@ pub(super) fn shutdown_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, re
         dom,
         reason: final_reason,
     });
+    super::domctl::domain_shut_down(state, ctx, dom)
 }
 
 #[cfg(test)]

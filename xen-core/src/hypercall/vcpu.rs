@@ -50,7 +50,7 @@ pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
                 .iter()
                 .any(|(k, v)| k.0 == dom && k.1 != id && v.online);
             if !others_up {
-                shutdown_domain(state, ctx, SHUTDOWN_POWEROFF);
+                shutdown_domain(state, ctx, SHUTDOWN_POWEROFF)?;
                 return Ok(0);
             }
             if state.vcpus.get(&key).is_some_and(|v| v.online) {
@@ -232,8 +232,7 @@ pub(crate) fn apply_context(
     key: VcpuKey,
     c: &VcpuGuestContext,
 ) -> HvResult {
-    let c = *c;
-    check_context(&c)?;
+    check_context(c)?;
     // The page-table bases are validated and referenced as Xen's arch_set_info_guest does
     // (an L4 of this domain, typed and counted), not just copied.
     {
@@ -255,7 +254,7 @@ pub(crate) fn apply_context(
     ctx.emit(Effect::Sched(SchedEffect::SetVcpuRegs {
         dom: key.0,
         vcpu: key.1,
-        regs: regs_of(&c),
+        regs: regs_of(c),
     }));
     with_sched(state, ctx, |s| {
         let mut v = s.vcpu(key);

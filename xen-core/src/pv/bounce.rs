@@ -67,7 +67,7 @@ pub fn upcall_state(ctx: &mut Ctx<'_, '_, '_>) -> Result<(bool, u8), HvError> {
 }
 
 /// Crashes the calling domain (`domain_crash`): logs `why` and records SHUTDOWN_crash.
-pub fn crash(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, why: &str) {
+pub fn crash(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, why: &str) -> Result<(), HvError> {
     let dom = ctx.dom();
     let msg = alloc::format!("d{}v{} {}: crashing the domain", dom, ctx.req.vcpu, why);
     ctx.emit(Effect::Log(msg.into_bytes()));
@@ -78,6 +78,7 @@ pub fn crash(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, why: &str) {
         }
     });
     ctx.emit(Effect::DomainCrash { dom });
+    crate::hypercall::domctl::domain_shut_down(state, ctx, dom)
 }
 
 /// Whether a bounce-frame stack top is refused (Xen's check: strictly inside the hypervisor
@@ -125,7 +126,7 @@ pub fn create_bounce_frame(
         vcpu.kernel_sp
     } & !0xf;
     if bad_stack(top) {
-        crash(state, ctx, "create_bounce_frame: bad guest stack");
+        crash(state, ctx, "create_bounce_frame: bad guest stack")?;
         return Ok(*regs);
     }
     let (_, saved_mask) = upcall_state(ctx)?;
@@ -157,11 +158,11 @@ pub fn create_bounce_frame(
             state,
             ctx,
             "create_bounce_frame: fault writing the guest stack",
-        );
+        )?;
         return Ok(*regs);
     }
     if tb.eip == 0 {
-        crash(state, ctx, "create_bounce_frame: no handler registered");
+        crash(state, ctx, "create_bounce_frame: no handler registered")?;
         return Ok(*regs);
     }
     if tb.mask_events && saved_mask == 0 {

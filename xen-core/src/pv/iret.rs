@@ -30,7 +30,7 @@ pub fn iret(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             state,
             ctx,
             "fault while reading the IRET context from the guest stack",
-        );
+        )?;
         return Ok(0);
     };
     let k = state::key(ctx);
@@ -41,7 +41,7 @@ pub fn iret(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
                 state,
                 ctx,
                 "guest switching to user mode with no user page tables",
-            );
+            )?;
             return Ok(0);
         }
         set_guest_mode(state, ctx, false);

@@ -13,7 +13,9 @@ mod state;
 mod timer;
 
 pub use effect::SchedEffect;
-pub use runq::{add_pcpu, block, dispatch_idle, offline, online_and_wake, wake, yield_now};
+pub use runq::{
+    add_pcpu, block, dispatch_idle, offline, online_and_wake, pause_off, wake, yield_now,
+};
 pub use state::{vcpu_info_maddr, vcpu_sched};
 pub use state::{DomTime, RunQueue, Runstate, VcpuSched, UNPLACED};
 pub use timer::{

@@ -167,6 +167,12 @@ fn deschedule(s: &mut Sched<'_>, key: VcpuKey, runstate: i32) {
     }
 }
 
+/// Takes `key` off its CPU because its domain is paused or shut down (`vcpu_pause`): it
+/// stays online and runs again on [`wake`] once its domain may run.
+pub fn pause_off(s: &mut Sched<'_>, key: VcpuKey) {
+    deschedule(s, key, RUNSTATE_OFFLINE);
+}
+
 /// Blocks `key` (SCHEDOP_block after its pending check, or SCHEDOP_poll with an optional
 /// absolute `deadline`): it leaves its CPU until [`wake`].
 pub fn block(s: &mut Sched<'_>, key: VcpuKey, deadline: Option<u64>) {

@@ -179,6 +179,11 @@ fn version_checks() {
         Err(Errno::ENOSYS),
     );
     check_eq(
+        "unknown domctl is -ENOSYS",
+        simple(0x7777, 0),
+        Err(Errno::ENOSYS),
+    );
+    check_eq(
         "max_vcpus on oneself is -EINVAL",
         max_vcpus(0, 2),
         Err(Errno::EINVAL),

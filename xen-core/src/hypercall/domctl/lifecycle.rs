@@ -140,6 +140,9 @@ pub(super) fn createdomain(
         dom: d,
         mfns: vec![shinfo],
     }));
+    crate::sched::with_sched(state, ctx, |s| {
+        crate::sched::set_shared_info(s, d, shinfo << 12)
+    })?;
     op.domain = d;
     Ok(Done {
         ret: 0,
@@ -192,15 +195,15 @@ pub(super) fn pause(
         x.flags.paused = true;
     });
     // Take its vCPUs off their CPUs: the scheduler skips a paused domain.
+    let keys: Vec<VcpuKey> = state
+        .vcpus
+        .iter()
+        .filter(|(k, v)| k.0 == d && v.online)
+        .map(|(k, _)| *k)
+        .collect();
     crate::sched::with_sched(state, ctx, |s| {
-        let keys: Vec<VcpuKey> = s
-            .state
-            .runqs
-            .iter()
-            .filter_map(|(_, q)| q.current)
-            .collect();
-        for k in keys.into_iter().filter(|k| k.0 == d) {
-            crate::sched::yield_now(s, k);
+        for k in keys {
+            crate::sched::pause_off(s, k);
         }
     })?;
     Done::ok()
@@ -238,6 +241,32 @@ pub(super) fn unpause(
         })?;
     }
     Done::ok()
+}
+
+/// What `domain_shutdown` does once a domain is marked shut down (SCHEDOP_shutdown, a
+/// crash): its vCPUs leave their CPUs (they stay online, as Xen pauses them) and, for any
+/// domain but the hardware domain (whose shutdown stops the machine), VIRQ_DOM_EXC goes to
+/// the toolstack.
+pub fn domain_shut_down(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    dom: DomId,
+) -> Result<(), HvError> {
+    let keys: Vec<VcpuKey> = state
+        .vcpus
+        .iter()
+        .filter(|(k, _)| k.0 == dom)
+        .map(|(k, _)| *k)
+        .collect();
+    crate::sched::with_sched(state, ctx, |s| {
+        for k in keys {
+            crate::sched::pause_off(s, k);
+        }
+    })?;
+    if dom != 0 {
+        crate::evtchn::virq::send_global_virq(state, ctx, dom0_interface::xen::VIRQ_DOM_EXC)?;
+    }
+    Ok(())
 }
 
 /// `vcpu_reset`: drops the vCPU's page-table roots and takes it offline, uninitialised.

@@ -201,7 +201,6 @@ const EFAULT: i64 = -14;
 const EEXIST: i64 = -17;
 const EINVAL: i64 = -22;
 const ENOSYS: i64 = -38;
-const EOPNOTSUPP: i64 = -95;
 
 #[test]
 fn unprivileged_callers_get_eperm() {
@@ -233,7 +232,7 @@ fn version_and_pointer_errors() {
         EFAULT
     );
     assert_eq!(h.sysctl(&XenSysctl::new(0x7777)).0, ENOSYS);
-    assert_eq!(h.simple(0x7777, 0), EOPNOTSUPP);
+    assert_eq!(h.simple(0x7777, 0), ENOSYS);
 }
 
 #[test]
@@ -543,4 +542,157 @@ fn random_create_populate_destroy_sequences_return_every_frame() {
         assert_eq!(h.free.len(), before);
         assert_eq!(h.h.state.domains.len(), 1);
     }
+}
+
+/// Runs `f` with the harness's caller switched to domain `d` (vCPU 0).
+fn as_dom<R>(h: &mut Host, d: u16, f: impl FnOnce(&mut Host) -> R) -> R {
+    let me = h.h.dom;
+    h.h.dom = d;
+    let r = f(h);
+    h.h.dom = me;
+    r
+}
+
+fn evtchn_op(h: &mut Host, cmd: u32, words: &[u32]) -> (i64, Vec<u32>) {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    h.h.mem.map(BUF, &bytes);
+    let r = h.call(
+        dom0_interface::xen::HYPERVISOR_EVENT_CHANNEL_OP,
+        [u64::from(cmd), BUF, 0, 0, 0],
+    );
+    let out = (0..words.len() as u64)
+        .map(|i| {
+            let mut b = [0u8; 4];
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = h.h.mem.bytes[&(BUF + i * 4 + k as u64)];
+            }
+            u32::from_le_bytes(b)
+        })
+        .collect();
+    (r.ret, out)
+}
+
+#[test]
+fn a_domu_shutdown_raises_virq_dom_exc_and_leaves_dom0_alone() {
+    use dom0_interface::event_channel::EVTCHNOP_BIND_VIRQ;
+    use dom0_interface::sched::{SCHEDOP_SHUTDOWN, SHUTDOWN_REBOOT};
+    let mut h = Host::new();
+    let (r, out) = evtchn_op(&mut h, EVTCHNOP_BIND_VIRQ, &[3, 0, 0]);
+    assert_eq!(r, 0);
+    let port = out[2];
+    let d = h.create();
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    h.h.mem.map(RES, &SHUTDOWN_REBOOT.to_le_bytes());
+    let r = as_dom(&mut h, d, |h| {
+        h.call(
+            dom0_interface::xen::HYPERVISOR_SCHED_OP,
+            [u64::from(SCHEDOP_SHUTDOWN), RES, 0, 0, 0],
+        )
+    });
+    assert_eq!(r.ret, 0);
+    assert!(r.effects.contains(&Effect::DomainShutdown {
+        dom: d,
+        reason: SHUTDOWN_REBOOT
+    }));
+    assert!(
+        r.effects.iter().any(|e| matches!(
+            e,
+            Effect::Evtchn(crate::evtchn::EvtchnEffect::Set { dom: 0, port: p, .. }) if *p == port
+        )),
+        "VIRQ_DOM_EXC reaches dom0: {:?}",
+        r.effects
+    );
+    let i = h.info(d).unwrap();
+    assert_eq!(i.flags & XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWN);
+    assert_eq!(i.shutdown_code(), SHUTDOWN_REBOOT);
+    let i0 = h.info(0).unwrap();
+    assert_eq!(i0.flags & XEN_DOMINF_SHUTDOWN, 0);
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+}
+
+#[test]
+fn destroy_closes_the_dead_domains_channels_and_the_peer_sees_it_unbound() {
+    use dom0_interface::event_channel::{EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN};
+    let mut h = Host::new();
+    let d = h.create();
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    // dom0 offers a port to d; d binds it.
+    let (r, out) = evtchn_op(&mut h, EVTCHNOP_ALLOC_UNBOUND, &[u32::from(d) << 16, 0]);
+    assert_eq!(r, 0);
+    let p0 = out[1];
+    let (r, out) = as_dom(&mut h, d, |h| {
+        evtchn_op(h, EVTCHNOP_BIND_INTERDOMAIN, &[0, p0, 0])
+    });
+    assert_eq!(r, 0);
+    let pd = out[2];
+    assert!(h.h.state.evtchns.get(&(d, pd)).is_some());
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert!(h.h.state.evtchns.iter().all(|(k, _)| k.0 != d));
+    assert!(matches!(
+        h.h.state.evtchns.get(&(0, p0)).map(|c| c.state),
+        Some(crate::evtchn::ChanState::Unbound { .. })
+    ));
+}
+
+#[test]
+fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
+    use dom0_interface::arch_x86::VcpuGuestContext;
+    let mut h = Host::new();
+    let d = h.create_with(0, cfg(1)).unwrap();
+    assert_eq!(h.max_vcpus(d, 1), 0);
+    assert_eq!(h.max_mem(d, 64), 0);
+    let (n, m) = h.reservation(6, d, &[0, 1, 2, 3, 4, 5]);
+    assert_eq!(n, 6);
+    for f in &m {
+        h.h.mem.add_frame(*f);
+    }
+    let table = 0x27; // P | RW | US | A
+    h.h.mem.machine.insert(m[0] << 12, (m[1] << 12) | table);
+    h.h.mem.machine.insert(m[1] << 12, (m[2] << 12) | table);
+    h.h.mem
+        .machine
+        .insert((m[2] << 12) + 16, (m[3] << 12) | table);
+    h.h.mem.machine.insert(m[3] << 12, (m[4] << 12) | 0x25);
+    h.h.mem
+        .machine
+        .insert((m[3] << 12) + 8, (m[5] << 12) | 0x67);
+    let mut c = VcpuGuestContext {
+        flags: (1 << 2) | (1 << 5),
+        kernel_ss: 0xe02b,
+        kernel_sp: 0x40_2000,
+        ..VcpuGuestContext::default()
+    };
+    c.user_regs.rip = 0x40_0000;
+    c.user_regs.cs = 0xe033;
+    c.user_regs.ss = 0xe02b;
+    c.user_regs.rsp = 0x40_2000;
+    c.user_regs.rflags = 0x200;
+    c.ctrlreg[3] = m[0] << 12;
+    h.h.mem.map(BUF, &c.to_vec());
+    let mut op = XenDomctl::new(XEN_DOMCTL_SETVCPUCONTEXT, d);
+    op.set_payload(&XenDomctlVcpucontext { vcpu: 0, ctxt: BUF })
+        .unwrap();
+    h.h.mem.map(OP, &op.to_vec());
+    let r = h.call(HYPERVISOR_DOMCTL, [OP, 0, 0, 0, 0]);
+    assert_eq!(r.ret, 0, "{:?}", r.effects);
+    let root = h.h.state.frames.get(&m[0]).unwrap();
+    assert_eq!((root.ty, root.validated), (crate::mm::PageType::L4, true));
+    assert_eq!(h.h.state.vcpus.get(&(d, 0)).unwrap().cr3, m[0] << 12);
+    assert!(h.h.state.vcpus.get(&(d, 0)).unwrap().online);
+    assert!(r
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Sched(crate::sched::SchedEffect::SetVcpuRegs { dom, .. }) if *dom == d)));
+    // Paused: nothing runs it yet; the last unpause does.
+    assert!(h
+        .h
+        .state
+        .runqs
+        .iter()
+        .all(|(_, q)| !q.queue.contains(&(d, 0))));
+    assert_eq!(h.simple(XEN_DOMCTL_UNPAUSEDOMAIN, d), 0);
+    // Destroy drops the validated tables with everything else.
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert!(h.h.state.frames.iter().all(|(_, p)| p.owner != d));
+    assert_eq!(h.free.len(), 0x100);
 }

@@ -1,0 +1,254 @@
+//! `domrun`: dom0 builds and runs two tiny PV domUs at once, the way a toolstack does:
+//! createdomain, max_vcpus, max_mem, populate_physmap, page tables and code written through
+//! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
+//! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
+//! pending), keeps running, and destroys them.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use guest_rt::mm::pte;
+use guest_rt::pvmm::Scratch;
+use guest_rt::shared_info::SharedInfo;
+use guest_rt::start_info::StartInfo;
+use guest_rt::test::{check, check_eq, info};
+use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
+use guest_rt::{println, Errno, XenResult};
+
+guest_rt::entry!(main);
+
+const DOMCTL_CREATEDOMAIN: u32 = 1;
+const DOMCTL_DESTROYDOMAIN: u32 = 2;
+const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+const DOMCTL_GETDOMAININFO: u32 = 5;
+const DOMCTL_MAX_MEM: u32 = 11;
+const DOMCTL_SETVCPUCONTEXT: u32 = 12;
+const DOMCTL_GETVCPUINFO: u32 = 14;
+const DOMCTL_MAX_VCPUS: u32 = 15;
+const DOMINF_SHUTDOWN: u32 = 1 << 2;
+const VIRQ_DOM_EXC: u32 = 3;
+const XENMEM_POPULATE_PHYSMAP: u64 = 6;
+const SHUTDOWN_REBOOT: u32 = 1;
+const SHUTDOWN_SUSPEND: u32 = 2;
+
+/// The domU's pages: pfn of each.
+const PFN_L4: usize = 0;
+const PFN_L3: usize = 1;
+const PFN_L2: usize = 2;
+const PFN_L1: usize = 3;
+const PFN_CODE: usize = 4;
+const PFN_STACK: usize = 5;
+const PAGES: usize = 6;
+/// Where the domU's code runs (L4 0, L3 0, L2 2, L1 0); its stack is the next page.
+const CODE_VA: u64 = 0x40_0000;
+const STACK_TOP: u64 = CODE_VA + 0x2000;
+/// Offset of the shutdown reason in the code page.
+const REASON_AT: usize = 64;
+
+/// The domU: `for 20 times: sched_op(SCHEDOP_yield)`, then
+/// `sched_op(SCHEDOP_shutdown, &reason)` with the reason at byte 64, then spin.
+const CODE: [u8; 44] = [
+    0xbb, 0x14, 0x00, 0x00, 0x00, // mov $20, %ebx
+    0xbf, 0x00, 0x00, 0x00, 0x00, // 1: mov $SCHEDOP_yield, %edi
+    0x31, 0xf6, // xor %esi, %esi
+    0xb8, 0x1d, 0x00, 0x00, 0x00, // mov $__HYPERVISOR_sched_op, %eax
+    0x0f, 0x05, // syscall
+    0xff, 0xcb, // dec %ebx
+    0x75, 0xee, // jnz 1b
+    0xbf, 0x02, 0x00, 0x00, 0x00, // mov $SCHEDOP_shutdown, %edi
+    0x48, 0x8d, 0x35, 0x1d, 0x00, 0x00, 0x00, // lea reason(%rip), %rsi
+    0xb8, 0x1d, 0x00, 0x00, 0x00, // mov $__HYPERVISOR_sched_op, %eax
+    0x0f, 0x05, // syscall
+    0xeb, 0xfe, // jmp .
+];
+
+fn main(si: &StartInfo) {
+    println!("domrun: dom0 builds and runs two PV domUs");
+    let Ok(shared) = SharedInfo::map(si) else {
+        guest_rt::test::error(format_args!("cannot map shared_info"));
+    };
+    let Some(mut scratch) = Scratch::new(si) else {
+        guest_rt::test::error(format_args!("no scratch page"));
+    };
+    let exc = guest_rt::evtchn::bind_virq(VIRQ_DOM_EXC, 0);
+    check("bind VIRQ_DOM_EXC", exc.is_ok());
+    let mut doms = [0u16; 2];
+    for (i, reason) in [SHUTDOWN_REBOOT, SHUTDOWN_SUSPEND].into_iter().enumerate() {
+        match build(&mut scratch, reason) {
+            Ok(d) => doms[i] = d,
+            Err(e) => {
+                check_eq("build a domU", Err(e), Ok(0u16));
+                guest_rt::test::finish();
+            }
+        }
+    }
+    info(format_args!("built d{} and d{}", doms[0], doms[1]));
+    for d in doms {
+        check_eq(
+            "its vCPU 0 is online after setvcpucontext",
+            vcpu_online(d, 0),
+            Ok(1),
+        );
+        check_eq("unpause it", simple(DOMCTL_UNPAUSEDOMAIN, d), Ok(0));
+    }
+    // Generous: under lockstep in TCG each of the domUs' hypercalls is a paired transaction.
+    let codes = wait_shutdown(&shared, &doms, 60_000);
+    check_eq(
+        "both domUs ran and shut down with their reasons",
+        codes,
+        [Some(SHUTDOWN_REBOOT), Some(SHUTDOWN_SUSPEND)],
+    );
+    if let Ok(port) = exc {
+        check(
+            "VIRQ_DOM_EXC is pending for dom0",
+            shared.evtchn_pending(port),
+        );
+    }
+    check_eq(
+        "dom0 is not shut down",
+        flags(0).map(|f| f & DOMINF_SHUTDOWN),
+        Ok(0),
+    );
+    for d in doms {
+        check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
+        check_eq("it is gone", flags(d).map(|_| ()), Err(Errno::ESRCH));
+    }
+    guest_rt::test::finish();
+}
+
+fn simple(cmd: u32, dom: u16) -> XenResult {
+    domctl(&mut CtlBuf::domctl(cmd, dom))
+}
+
+fn flags(dom: u16) -> Result<u32, Errno> {
+    let mut op = CtlBuf::domctl(DOMCTL_GETDOMAININFO, dom);
+    domctl(&mut op)?;
+    if op.u16(DOMCTL_U) != dom {
+        return Err(Errno::ESRCH);
+    }
+    Ok(op.u32(DOMCTL_U + 4))
+}
+
+fn vcpu_online(dom: u16, vcpu: u32) -> Result<u8, Errno> {
+    let mut op = CtlBuf::domctl(DOMCTL_GETVCPUINFO, dom);
+    op.set_u32(DOMCTL_U, vcpu);
+    domctl(&mut op)?;
+    Ok(op.u8(DOMCTL_U + 4))
+}
+
+/// The shutdown code of each domain once all have shut down (or `ms` ms have passed).
+fn wait_shutdown(shared: &SharedInfo, doms: &[u16; 2], ms: u64) -> [Option<u32>; 2] {
+    let now = || shared.system_time_now(0).unwrap_or(0);
+    let start = now();
+    loop {
+        let mut out = [None; 2];
+        for (o, d) in out.iter_mut().zip(doms) {
+            if let Ok(f) = flags(*d) {
+                if f & DOMINF_SHUTDOWN != 0 {
+                    *o = Some(f >> 16);
+                }
+            }
+        }
+        if out.iter().all(Option::is_some) || now().saturating_sub(start) > ms * 1_000_000 {
+            return out;
+        }
+        let _ = guest_rt::sched::yield_now();
+    }
+}
+
+/// Writes `words` (index, value) into frame `mfn` of `dom`, the rest zero.
+fn write_frame(s: &mut Scratch, dom: u16, mfn: u64, words: &[(usize, u64)]) -> XenResult {
+    s.map_foreign(
+        dom,
+        mfn,
+        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY,
+    )?;
+    let mut ok = s.fill(0);
+    for &(i, v) in words {
+        ok &= s.write(i, v);
+    }
+    s.restore()?;
+    if ok {
+        Ok(0)
+    } else {
+        Err(Errno::EFAULT)
+    }
+}
+
+/// Builds a paused domU running [`CODE`] that shuts down with `reason`.
+fn build(s: &mut Scratch, reason: u32) -> Result<u16, Errno> {
+    let mut op = CtlBuf::domctl(DOMCTL_CREATEDOMAIN, 0);
+    op.set_bytes(DOMCTL_U + 4, b"dualvisor-domrun");
+    op.set_u32(DOMCTL_U + 28, 1);
+    op.set_u32(DOMCTL_U + 32, 1023);
+    op.set_u32(DOMCTL_U + 36, 32);
+    op.set_u32(DOMCTL_U + 40, 1024);
+    op.set_u32(DOMCTL_U + 44, 1);
+    domctl(&mut op)?;
+    let d = op.u16(8);
+    let mut op = CtlBuf::domctl(DOMCTL_MAX_VCPUS, d);
+    op.set_u32(DOMCTL_U, 1);
+    domctl(&mut op)?;
+    let mut op = CtlBuf::domctl(DOMCTL_MAX_MEM, d);
+    op.set_u64(DOMCTL_U, (PAGES as u64) * 4);
+    domctl(&mut op)?;
+    let mut m = [0u64; PAGES];
+    for (i, e) in m.iter_mut().enumerate() {
+        *e = i as u64;
+    }
+    if foreign_reservation(XENMEM_POPULATE_PHYSMAP, d, &mut m, 0)? != PAGES as i64 {
+        return Err(Errno::ENOMEM);
+    }
+    let table = pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED;
+    write_frame(s, d, m[PFN_L4], &[(0, (m[PFN_L3] << 12) | table)])?;
+    write_frame(s, d, m[PFN_L3], &[(0, (m[PFN_L2] << 12) | table)])?;
+    write_frame(s, d, m[PFN_L2], &[(2, (m[PFN_L1] << 12) | table)])?;
+    write_frame(
+        s,
+        d,
+        m[PFN_L1],
+        &[
+            (
+                0,
+                (m[PFN_CODE] << 12) | pte::PRESENT | pte::USER | pte::ACCESSED,
+            ),
+            (
+                1,
+                (m[PFN_STACK] << 12)
+                    | pte::PRESENT
+                    | pte::RW
+                    | pte::USER
+                    | pte::ACCESSED
+                    | pte::DIRTY,
+            ),
+        ],
+    )?;
+    let mut code = [0u8; 72];
+    code[..CODE.len()].copy_from_slice(&CODE);
+    code[REASON_AT..REASON_AT + 4].copy_from_slice(&reason.to_le_bytes());
+    let words: [(usize, u64); 9] = core::array::from_fn(|i| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&code[i * 8..i * 8 + 8]);
+        (i, u64::from_le_bytes(w))
+    });
+    write_frame(s, d, m[PFN_CODE], &words)?;
+    write_frame(s, d, m[PFN_STACK], &[])?;
+    // struct vcpu_guest_context (x86-64): flags @512, user_regs @520 (rip +128, cs +136,
+    // rflags +144, rsp +152, ss +160), kernel_ss @4968, kernel_sp @4976, ctrlreg[3] @5008.
+    let mut ctx = [0u8; 5168];
+    let mut put = |at: usize, v: u64| ctx[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(512, (1 << 2) | (1 << 5)); // VGCF_in_kernel | VGCF_online
+    put(520 + 128, CODE_VA);
+    put(520 + 136, 0xe033);
+    put(520 + 144, 0x200);
+    put(520 + 152, STACK_TOP);
+    put(520 + 160, 0xe02b);
+    put(4968, 0xe02b);
+    put(4976, STACK_TOP);
+    put(4984 + 3 * 8, m[PFN_L4] << 12);
+    let mut op = CtlBuf::domctl(DOMCTL_SETVCPUCONTEXT, d);
+    op.set_u32(DOMCTL_U, 0);
+    op.set_u64(DOMCTL_U + 8, ctx.as_ptr() as u64);
+    domctl(&mut op)?;
+    Ok(d)
+}
