@@ -1,14 +1,16 @@
 //! Lockstep on real CPUs: roles from the CPU count, the pair's mailbox, the follower and
 //! coordinator loops on their own CPUs (each replica allocated from its own heap arena), and
-//! the backend the guest exit path runs every transaction through.
+//! the backend the guest exit path runs every transaction through, and runtime control from
+//! dom0 (status, on/off with the follower re-synchronised, fault injection).
 
 use arch::xprintln;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use dom0_interface::lockstep_ctl as ctl;
 use lockstep::config::{Config, EffectSink, Outcome};
 use lockstep::coordinator::Coordinator;
 use lockstep::engine::Engine;
 use lockstep::follower::{FollowerCore, FollowerExit};
-use lockstep::inject::Injector;
+use lockstep::inject::{FaultKind, InjectionOutcome, Injector};
 use lockstep::input::Env;
 use lockstep::leader::LeaderCore;
 use lockstep::mailbox::Pair;
@@ -56,6 +58,7 @@ static PAIR: Once<Pair> = Once::new();
 static CONFIG: Once<Config> = Once::new();
 static TEMPLATE: Mutex<Option<HvState>> = Mutex::new(None);
 static FOLLOWER_ARENA: AtomicUsize = AtomicUsize::new(0);
+static NCPUS: AtomicUsize = AtomicUsize::new(0);
 static LEADER_ARENA: AtomicUsize = AtomicUsize::new(0);
 /// Set by the follower when it leaves its loop, with its replica's full digest.
 pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
@@ -86,6 +89,7 @@ pub fn cpu_of(role: Role) -> Option<usize> {
 pub fn setup(ncpus: usize, cfg: Config) -> &'static Topology {
     let topo = TOPOLOGY.call_once(|| Topology::assign(ncpus, cfg.lockstep));
     CONFIG.call_once(|| cfg);
+    NCPUS.store(ncpus, Ordering::Relaxed);
     xprintln!("lockstep: {}", topo);
     if let Topology::Pair { .. } = topo {
         PAIR.call_once(|| Pair::new(cfg.input_capacity));
@@ -125,17 +129,46 @@ fn follower_task() -> ! {
     let (Some(pair), Some(cfg)) = (PAIR.get(), CONFIG.get()) else {
         crate::boot::idle(arch::percpu::cpu_index())
     };
-    // Cloned on this CPU, so the follower's replica lives in the follower's arena.
-    let replica = TEMPLATE.lock().clone().unwrap_or_default();
+    // Cloned on this CPU, so the follower's replica lives in the follower's arena (the
+    // template, in the boot arena, is freed).
+    let template = TEMPLATE.lock().take();
+    let replica = template.clone().unwrap_or_default();
+    drop(template);
     let mut core: FollowerCore<'static, Xen> = FollowerCore::new(pair, *cfg, replica, 0);
-    let exit = core.follower_serve(&Tsc, &HwIdle);
+    let exit = loop {
+        match core.follower_serve(&Tsc, &HwIdle) {
+            FollowerExit::Resync(after) => {
+                // Runtime `lockstep on`: restart from the leader's replica as handed over.
+                let Some(template) = TEMPLATE.lock().take() else {
+                    continue;
+                };
+                drop(core);
+                let fresh = template.clone();
+                drop(template);
+                core = FollowerCore::new(pair, *cfg, fresh, after);
+                let digest = lockstep::replica::full_digest(core.replica());
+                pair.ack_resync(after, digest);
+                arch::smp::kick(cpu_of(Role::Leader).unwrap_or(0));
+            }
+            FollowerExit::Escalated(s) if s != Some(Role::Follower) => {
+                // The leader is the suspect (or none was identified): this core stays
+                // available for a runtime `lockstep on`.
+                xprintln!(
+                    "lockstep: follower CPU{} idle after escalation (suspect {:?})",
+                    arch::percpu::cpu_index(),
+                    s
+                );
+            }
+            exit => break exit,
+        }
+    };
     FOLLOWER_DIGEST.store(
         lockstep::replica::full_digest(core.replica()),
         Ordering::SeqCst,
     );
     FOLLOWER_DONE.store(true, Ordering::SeqCst);
     match exit {
-        FollowerExit::Shutdown => {}
+        FollowerExit::Shutdown | FollowerExit::Resync(_) => {}
         FollowerExit::Escalated(s) => {
             xprintln!(
                 "lockstep: follower CPU{} out of service (suspect {:?})",
@@ -256,6 +289,148 @@ impl Backend {
             Backend::Local(e) => e.injector(),
             Backend::Leader(l) => l.injector(),
         }
+    }
+
+    /// Applies a committed lockstep control action (dom0's lockstep sysctl). Runs after the
+    /// commit of the transaction that asked, so the engine changes between transactions.
+    pub fn control(&mut self, op: &xen_core::hypercall::lockstep_ctl::LockstepOp) {
+        match op.cmd {
+            ctl::LOCKSTEP_CMD_ON => self.switch_on(),
+            ctl::LOCKSTEP_CMD_OFF => self.switch_off(),
+            ctl::LOCKSTEP_CMD_INJECT => {
+                let Some(kind) = ctl::LockstepKind::from_u32(op.kind)
+                    .and_then(|k| FaultKind::parse(k.name()).ok())
+                else {
+                    return;
+                };
+                self.injector().arm(kind, op.count);
+                xprintln!(
+                    "lockstep: {} {} fault(s) armed for the next transactions",
+                    op.count,
+                    kind
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn switch_off(&mut self) {
+        match self {
+            Backend::Local(e) => e.set_lockstep(false),
+            Backend::Leader(l) => l.switch_off(),
+        }
+        let cpu = cpu_of(Role::Leader).unwrap_or(0);
+        xprintln!(
+            "lockstep: off (runtime): transactions run once on CPU{}, without redundancy",
+            cpu
+        );
+    }
+
+    fn switch_on(&mut self) {
+        match self {
+            Backend::Local(e) => {
+                e.set_lockstep(true);
+                xprintln!(
+                    "lockstep: on (runtime): both replicas on CPU{} (no partner CPU), replicas re-synchronised",
+                    cpu_of(Role::Leader).unwrap_or(0)
+                );
+            }
+            Backend::Leader(l) if l.health().is_protected() => {
+                xprintln!("lockstep: already on ({})", l.health());
+            }
+            Backend::Leader(l) => {
+                let mut hand_over = |r: &HvState| {
+                    let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());
+                    *TEMPLATE.lock() = Some(copy);
+                };
+                match l.switch_on(&Tsc, &HwIdle, &mut hand_over) {
+                    Ok(d) => xprintln!(
+                        "lockstep: on (runtime): follower CPU{} re-synchronised from the leader's replica at a transaction boundary, replicas bit-identical (digest {:#010x})",
+                        cpu_of(Role::Follower).unwrap_or(0),
+                        d
+                    ),
+                    Err(e) => {
+                        // The copy nobody took is freed.
+                        TEMPLATE.lock().take();
+                        xprintln!("lockstep: cannot turn on: {}; still {}", e, l.health())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The status dom0's `xl lockstep status` reads: mode, roles, every counter, per-kind
+    /// injection outcomes, recovery latency (ns, from TSC cycles) and replica bytes.
+    pub fn status(&self) -> ctl::LockstepStatus {
+        let st = self.stats();
+        let health = self.health();
+        let khz = arch::lapic::tsc_khz().max(1);
+        let ns = |cycles: u64| (u128::from(cycles) * 1_000_000 / u128::from(khz)) as u64;
+        let mut s = ctl::LockstepStatus {
+            version: ctl::LOCKSTEP_CTL_VERSION,
+            enabled: match health {
+                Health::Off => ctl::LOCKSTEP_MODE_OFF,
+                Health::Unprotected { .. } => ctl::LOCKSTEP_MODE_UNPROTECTED,
+                _ => ctl::LOCKSTEP_MODE_ON,
+            },
+            nr_cpus: NCPUS.load(Ordering::Relaxed).min(ctl::LOCKSTEP_MAX_CPUS) as u32,
+            transactions: st.transactions,
+            commits: st.commits,
+            rollbacks: st.rollbacks,
+            retries: st.retries,
+            detected: st.detected,
+            recovered: st.recovered,
+            escalated: st.escalated,
+            recovery_latency_ns_min: ns(st.recovery.min),
+            recovery_latency_ns_max: ns(st.recovery.max),
+            recovery_latency_ns_total: ns(st.recovery.total),
+            replica_bytes: st.replica_bytes,
+            ..ctl::LockstepStatus::default()
+        };
+        for k in FaultKind::ALL {
+            let row = &st.injections[k.index()];
+            let c = &mut s.kinds[k.index()];
+            c.injected = row.iter().sum();
+            c.masked = row[InjectionOutcome::Masked.index()];
+            c.recovered = row[InjectionOutcome::DetectedRecovered.index()];
+            c.escalated = row[InjectionOutcome::DetectedEscalated.index()];
+            c.silent = row[InjectionOutcome::SilentCorruption.index()];
+            c.crashed = row[InjectionOutcome::Crash.index()];
+        }
+        let mut role = |cpu: usize, bit: u8| {
+            if let Some(r) = s.roles.get_mut(cpu) {
+                *r |= bit;
+            }
+        };
+        match TOPOLOGY.get() {
+            Some(Topology::Single { cpu, .. }) => role(*cpu, ctl::LOCKSTEP_ROLE_LEADER),
+            Some(Topology::Pair {
+                leader,
+                follower,
+                coordinator,
+                spares,
+            }) => {
+                role(*leader, ctl::LOCKSTEP_ROLE_LEADER);
+                role(*follower, ctl::LOCKSTEP_ROLE_FOLLOWER);
+                role(
+                    coordinator.unwrap_or(*leader),
+                    ctl::LOCKSTEP_ROLE_COORDINATOR,
+                );
+                for c in spares {
+                    role(*c, ctl::LOCKSTEP_ROLE_SPARE);
+                }
+                if let Health::Unprotected { suspect: Some(r) } = health {
+                    let cpu = if r == Role::Follower {
+                        *follower
+                    } else {
+                        *leader
+                    };
+                    role(cpu, ctl::LOCKSTEP_ROLE_RETIRED);
+                }
+            }
+            None => {}
+        }
+        s
     }
 
     /// Stops the follower and coordinator (they report and idle).

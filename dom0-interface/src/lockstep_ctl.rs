@@ -9,7 +9,7 @@
 //! (and -EACCES for a wrong `interface_version`, which callers set to 4.17's as usual).
 //!
 //! Layout. The request ([`XenSysctlLockstep`], 32 bytes) fits the 128-byte sysctl union.
-//! The status ([`LockstepStatus`], 464 bytes) does not, so `status` passes a guest handle
+//! The status ([`LockstepStatus`], 472 bytes) does not, so `status` passes a guest handle
 //! to a caller buffer, the way `getdomaininfolist` does. Both carry [`LOCKSTEP_CTL_VERSION`].
 
 use crate::errno::XenErrno;
@@ -28,6 +28,13 @@ pub const LOCKSTEP_CMD_ON: u32 = 1;
 pub const LOCKSTEP_CMD_OFF: u32 = 2;
 /// Sub-command: inject `count` faults of `kind`.
 pub const LOCKSTEP_CMD_INJECT: u32 = 3;
+
+/// [`LockstepStatus::enabled`]: lockstep off (every transaction runs once, by choice).
+pub const LOCKSTEP_MODE_OFF: u32 = 0;
+/// [`LockstepStatus::enabled`]: on and protected (every transaction runs twice).
+pub const LOCKSTEP_MODE_ON: u32 = 1;
+/// [`LockstepStatus::enabled`]: on, but escalated without a spare: running unprotected.
+pub const LOCKSTEP_MODE_UNPROTECTED: u32 = 2;
 
 /// Physical CPUs the status reports roles for.
 pub const LOCKSTEP_MAX_CPUS: usize = 32;
@@ -268,7 +275,7 @@ guest_abi!(LockstepKindCounts {
 pub struct LockstepStatus {
     /// [`LOCKSTEP_CTL_VERSION`].
     pub version: u32,
-    /// Non-zero while lockstep is on.
+    /// Non-zero while lockstep is on: `LOCKSTEP_MODE_*` (on, or on but unprotected).
     pub enabled: u32,
     /// Entries of `roles` in use (physical CPUs).
     pub nr_cpus: u32,
@@ -298,6 +305,8 @@ pub struct LockstepStatus {
     pub recovery_latency_ns_max: u64,
     /// Sum of recovery latencies, ns (mean = total / recovered).
     pub recovery_latency_ns_total: u64,
+    /// Bytes held by the leader's replica (data and undo records), as last measured.
+    pub replica_bytes: u64,
 }
 guest_abi!(LockstepStatus {
     version,
@@ -315,7 +324,8 @@ guest_abi!(LockstepStatus {
     kinds,
     recovery_latency_ns_min,
     recovery_latency_ns_max,
-    recovery_latency_ns_total
+    recovery_latency_ns_total,
+    replica_bytes
 });
 
 impl LockstepStatus {
@@ -346,13 +356,14 @@ const _: () = assert!(offset_of!(XenSysctlLockstep, status) == 16);
 const _: () = assert!(offset_of!(XenSysctlLockstep, status_size) == 24);
 const _: () = assert!(size_of::<XenSysctlLockstep>() <= crate::sysctl::XEN_SYSCTL_PAYLOAD_SIZE);
 const _: () = assert!(size_of::<LockstepKindCounts>() == 48);
-const _: () = assert!(size_of::<LockstepStatus>() == 464);
+const _: () = assert!(size_of::<LockstepStatus>() == 472);
 const _: () = assert!(offset_of!(LockstepStatus, roles) == 16);
 const _: () = assert!(offset_of!(LockstepStatus, transactions) == 48);
 const _: () = assert!(offset_of!(LockstepStatus, escalated) == 96);
 const _: () = assert!(offset_of!(LockstepStatus, kinds) == 104);
 const _: () = assert!(offset_of!(LockstepStatus, recovery_latency_ns_min) == 440);
 const _: () = assert!(offset_of!(LockstepStatus, recovery_latency_ns_total) == 456);
+const _: () = assert!(offset_of!(LockstepStatus, replica_bytes) == 464);
 // Outside everything Xen 4.17 numbers (sysctl 1..=29, domctl up to 1003).
 const _: () = assert!(XEN_SYSCTL_DUALVISOR_LOCKSTEP > 1 << 30);
 
@@ -408,7 +419,7 @@ mod tests {
             LockstepRequest::Off,
             LockstepRequest::Status {
                 buffer: 0x1000,
-                size: 464,
+                size: 472,
             },
         ] {
             assert_eq!(LockstepRequest::decode(&req.encode()), Ok(req));
@@ -431,7 +442,7 @@ mod tests {
             (
                 LockstepRequest::Status {
                     buffer: 0x1000,
-                    size: 463,
+                    size: 471,
                 }
                 .encode(),
                 XenErrno::ENOBUFS,
@@ -473,7 +484,7 @@ mod tests {
             crashed: 0,
         };
         let b = st.to_vec();
-        assert_eq!(b.len(), 464);
+        assert_eq!(b.len(), 472);
         assert_eq!(&b[16..20], &[1, 2, 4, 8]);
         assert_eq!(&b[48..56], &1000u64.to_le_bytes());
         // kinds[5].injected at 104 + 5 * 48.

@@ -18,7 +18,12 @@ pub struct Config {
     pub input_capacity: usize,
     /// Spare cores the embedder offers to replace a core taken out of service.
     pub spares: u32,
-    /// Verify per-object checksums (and repair) of both replicas before each retry.
+    /// Verify per-object checksums (and repair) of both replicas before a retry. On a pair
+    /// the first re-execution of a transaction runs without it: a transient fault (register,
+    /// effects, digest, mailbox, hang) is gone after one rollback, and a whole-replica scrub
+    /// (milliseconds for a replica of megabytes) would dominate the recovery latency and, run
+    /// concurrently on two cores, eat into the next round's deadline. A fault that survives
+    /// that re-execution (a flipped replica object) is scrubbed before the next one.
     pub scrub_on_retry: bool,
     /// Scrub both replicas every N transactions (0: never).
     pub scrub_interval: u64,
@@ -70,6 +75,33 @@ impl core::fmt::Display for EngineError {
             EngineError::Escalated => "pair escalated, transaction not committed",
             EngineError::Protocol => "lockstep mailbox protocol violation",
         })
+    }
+}
+
+/// Why runtime `lockstep on` could not restore protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResyncError {
+    /// No follower acknowledged the re-synchronisation request in time (none running, or
+    /// taken out of service).
+    NoFollower,
+    /// The follower's copy does not digest like the leader's replica.
+    Differ {
+        /// The leader's full replica digest.
+        leader: u32,
+        /// The follower's.
+        follower: u32,
+    },
+}
+
+impl core::fmt::Display for ResyncError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ResyncError::NoFollower => f.write_str("no follower answered the re-synchronisation"),
+            ResyncError::Differ { leader, follower } => write!(
+                f,
+                "replicas differ after re-synchronisation (leader {leader:#010x}, follower {follower:#010x})"
+            ),
+        }
     }
 }
 

@@ -90,7 +90,7 @@ pub fn decide_round<C: Clock + ?Sized, I: Idle + ?Sized>(
     };
     let verdict = judge(l, f);
     let decision = policy.on_verdict(&verdict, clock.now());
-    pair.decision.post(round, decision);
+    let decision = pair.decision.post(round, decision);
     idle.kick(Role::Leader);
     idle.kick(Role::Follower);
     (verdict, decision, l, f)

@@ -21,6 +21,9 @@ pub enum FollowerExit {
     /// The pair was escalated (suspect core, if identified); this follower is out of service
     /// (if the suspect is the leader, the embedder may promote this core).
     Escalated(Option<Role>),
+    /// Runtime `lockstep on`: the leader asked this follower to restart from a copy of its
+    /// replica, serving the rounds after the given one (see `Pair::request_resync`).
+    Resync(u64),
 }
 
 /// Counters of a follower core.
@@ -47,6 +50,7 @@ pub struct FollowerCore<'p, M: Machine> {
     effects: Effects<M::Effect>,
     req: Vec<u64>,
     last_round: u64,
+    retries_in_row: u32,
     stats: FollowerStats,
 }
 
@@ -56,6 +60,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
     /// that starts from a copy of the leader's replica passes the leader's last round.
     pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, after_round: u64) -> Self {
         let last_round = after_round;
+        pair.mark_follower_done(after_round);
         Self {
             pair,
             cfg,
@@ -64,6 +69,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             effects: Effects::new(),
             req: Vec::new(),
             last_round,
+            retries_in_row: 0,
             stats: FollowerStats::default(),
         }
     }
@@ -102,15 +108,22 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             let last = self.last_round;
             let next = wait_until(self.cfg.wait, clock, idle, None, || {
                 if pair.is_shut_down() {
-                    return Some(None);
+                    return Some(Err(FollowerExit::Shutdown));
+                }
+                if let Some(after) = pair.resync_request() {
+                    return Some(Err(FollowerExit::Resync(after)));
                 }
                 let (r, _) = pair.input.published();
-                (r > last).then_some(Some(r))
+                (r > last).then_some(Ok(r))
             });
-            let Some(round) = next.flatten() else {
-                return FollowerExit::Shutdown;
+            let round = match next {
+                Some(Ok(r)) => r,
+                Some(Err(exit)) => return exit,
+                None => return FollowerExit::Shutdown,
             };
-            if let Some(exit) = self.serve_round(round, clock, idle) {
+            let exit = self.serve_round(round, clock, idle);
+            self.pair.mark_follower_done(round);
+            if let Some(exit) = exit {
                 return exit;
             }
         }
@@ -140,7 +153,8 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 clock,
                 idle,
                 self.cfg.wait,
-            );
+            )
+            .until_decided(&self.pair.decision);
             let mut rep = replay_exec::<M>(
                 &mut rd,
                 &mut self.req,
@@ -152,10 +166,14 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 &mut self.effects,
             );
             if let Some(f) = hit(FaultKind::Effects) {
+                // The follower's effects are never applied: they exist only to be digested.
+                // A flip after the digest was taken (`late`) would reach no output at all and
+                // could only ever be "masked", so on this core the upset always lands before
+                // the digest — the one moment the buffer influences anything — and every
+                // injected effects fault is detected by the comparison. (On the leader a late
+                // flip is real: it is caught by the pre-apply check in `LeaderCore::commit`.)
                 self.effects.flip_bit(f.bit);
-                if !f.late {
-                    rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
-                }
+                rep.digest.effects = result_digest(rep.error.as_ref(), &self.effects);
             }
             if let Some(f) = hit(FaultKind::Digest) {
                 rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
@@ -188,6 +206,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
         let executed = executed.is_some();
         match d {
             Some(Decision::Commit) => {
+                self.retries_in_row = 0;
                 if failed {
                     // An agreed handler failure keeps nothing, on both replicas.
                     replica::rollback(&mut self.replica, round);
@@ -201,6 +220,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 None
             }
             Some(Decision::Escalate(s)) => {
+                self.retries_in_row = 0;
                 if executed {
                     replica::rollback(&mut self.replica, round);
                 }
@@ -211,7 +231,10 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                     replica::rollback(&mut self.replica, round);
                     self.stats.rollbacks += 1;
                 }
-                if self.cfg.scrub_on_retry {
+                self.retries_in_row += 1;
+                // As the leader: the first re-execution runs without a whole-replica scrub
+                // (see `Config::scrub_on_retry`).
+                if self.cfg.scrub_on_retry && self.retries_in_row >= 2 {
                     self.scrub();
                 }
                 None

@@ -236,6 +236,20 @@ impl Injector {
         self.persistent = None;
     }
 
+    /// Gives one one-shot injection of `kind` back (the transaction it was meant for had
+    /// nothing of that kind to hit); the next transaction gets it.
+    pub fn rearm_one(&mut self, kind: FaultKind) {
+        if self.armed.is_none() || self.armed == Some(kind) {
+            self.armed = Some(kind);
+            self.remaining = self.remaining.saturating_add(1);
+        }
+    }
+
+    /// The kind armed for one-shot injection, if any remain.
+    pub fn armed(&self) -> Option<FaultKind> {
+        self.armed.filter(|_| self.remaining > 0)
+    }
+
     /// One-shot injections still to do.
     pub fn remaining(&self) -> u32 {
         self.remaining

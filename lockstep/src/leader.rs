@@ -3,7 +3,7 @@
 //! dedicated [`Coordinator`](crate::coordinator::Coordinator) core or the leader coordinating
 //! inline. Cross-core traffic is the [`Pair`] mailbox only (atomics); each core owns its replica.
 
-use crate::config::{Config, EffectSink, EngineError, Outcome, TxResult};
+use crate::config::{Config, EffectSink, EngineError, Outcome, ResyncError, TxResult};
 use crate::coordinator::{decide_round, judge, Verdict};
 use crate::digest::TxDigest;
 use crate::effects::Effects;
@@ -18,6 +18,10 @@ use crate::replica;
 use crate::role::{wait_until, Clock, Idle, Role};
 use crate::stats::Stats;
 use alloc::vec::Vec;
+
+/// How many transaction deadlines `LeaderCore::switch_on` waits for the follower's
+/// acknowledgement (it copies and digests a whole replica).
+pub const RESYNC_DEADLINES: u64 = 100;
 
 /// Records into the leader's local log and streams to the follower, optionally flipping one
 /// streamed word (a `mailbox` fault in flight).
@@ -135,6 +139,73 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         self.policy.reset();
     }
 
+    /// Runtime `lockstep off`, between two transactions: the following ones run once on
+    /// this core (the follower and a coordinator core stay parked, waiting for a round).
+    pub fn switch_off(&mut self) {
+        self.health = Health::Off;
+        self.policy.reset();
+    }
+
+    /// Runtime `lockstep on`, between two transactions: the follower's replica is stale after
+    /// single executions, so `hand_over` gets this core's replica to pass to the follower's
+    /// core (the embedder copies it into the follower's memory), the follower is asked to
+    /// restart from that copy after the current round, and its acknowledgement carries the
+    /// full digest of the replica it now holds. Protection resumes only if that digest equals
+    /// this replica's (bit-identical replicas); the digest is returned. Already protected:
+    /// nothing to do. No answer within [`RESYNC_DEADLINES`] deadlines: the request is withdrawn and the
+    /// health is left as it was.
+    pub fn switch_on(
+        &mut self,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+        hand_over: &mut dyn FnMut(&M::State),
+    ) -> Result<u32, ResyncError> {
+        let mine = replica::full_digest(&self.replica);
+        if self.health.is_protected() {
+            return Ok(mine);
+        }
+        hand_over(&self.replica);
+        let after = self.round;
+        let pair = self.pair;
+        pair.request_resync(after);
+        idle.kick(Role::Follower);
+        // The follower frees its stale replica, copies and digests the new one: whole-replica
+        // work, far longer than one transaction's deadline.
+        let deadline = clock
+            .now()
+            .saturating_add(self.cfg.deadline_cycles.saturating_mul(RESYNC_DEADLINES));
+        let Some(theirs) = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
+            pair.resync_acked(after)
+        }) else {
+            pair.cancel_resync(after);
+            return Err(ResyncError::NoFollower);
+        };
+        if theirs != mine {
+            return Err(ResyncError::Differ {
+                leader: mine,
+                follower: theirs,
+            });
+        }
+        self.health = Health::Protected;
+        self.policy.reset();
+        self.stats.resyncs += 1;
+        Ok(mine)
+    }
+
+    /// Waits (at most one deadline) until the follower has finished the previous round, so
+    /// its post-commit or pre-retry scrub does not eat into the next round's deadline. A
+    /// follower that does not get there is left to the coordinator's deadline.
+    fn await_follower(&self, clock: &dyn Clock, idle: &dyn Idle) {
+        let (pair, prev) = (self.pair, self.round);
+        if pair.follower_done(prev) {
+            return;
+        }
+        let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+        let _ = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
+            pair.follower_done(prev).then_some(())
+        });
+    }
+
     fn count(&mut self, v: &Verdict, out: &mut Outcome<M::Error>) {
         if !v.is_detection() {
             return;
@@ -169,9 +240,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         }
         let mut attempt = 0;
         let mut detected_at = None;
+        let mut first_effect_bits = u64::MAX;
         loop {
             attempt += 1;
             out.attempts = attempt;
+            self.await_follower(clock, idle);
             self.round += 1;
             let round = self.round;
             let fault = if attempt == 1 { oneshot } else { None }
@@ -204,6 +277,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 self.first_log = first;
                 r
             };
+            if attempt == 1 && rep.is_some() {
+                first_effect_bits = self.effects.bit_len();
+            }
             if let Some(r) = &rep {
                 self.pair.leader.post(
                     round,
@@ -236,14 +312,17 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                         self.stats.recovery.record(clock.now().saturating_sub(t));
                         self.stats.recovered += 1;
                     }
-                    out.result = self.commit(request, env, round, r, sink, &mut out.detections);
+                    out.result =
+                        self.commit(request, env, round, r, sink, clock, &mut out.detections);
                     break;
                 }
                 Decision::Retry => {
                     replica::rollback(&mut self.replica, round);
                     self.stats.rollbacks += 1;
                     self.stats.retries += 1;
-                    if self.cfg.scrub_on_retry {
+                    if self.cfg.scrub_on_retry && attempt >= 2 {
+                        // See `Config::scrub_on_retry`: only a fault that survived one
+                        // re-execution pays for a whole-replica scrub.
                         self.scrub();
                     }
                 }
@@ -280,6 +359,14 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     break;
                 }
             }
+        }
+        if out.injected == Some(FaultKind::Effects) && first_effect_bits == 0 && out.detections == 0
+        {
+            // The transaction produced no effect bits to flip (the injection point does not
+            // exist here): the injection moves on to the next transaction instead of being
+            // counted as masked.
+            self.injector.rearm_one(FaultKind::Effects);
+            out.injected = None;
         }
         if out.injected == Some(FaultKind::ReplicaState) && out.detections == 0 {
             // A latent flip in this core's replica that the transaction did not read: the
@@ -420,6 +507,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Applies the agreed effects once; if this core's buffer no longer matches the agreed
     /// digest, the effects are re-derived by re-executing locally from the same inputs.
     fn commit(
@@ -429,9 +517,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         round: u64,
         agreed: ExecReport<M::Error>,
         sink: &mut dyn EffectSink<M::Effect>,
+        clock: &dyn Clock,
         detections: &mut u32,
     ) -> TxResult<M::Error> {
         if result_digest(agreed.error.as_ref(), &self.effects) != agreed.digest.effects {
+            let detected_at = clock.now();
             self.stats.effects_rejected += 1;
             self.stats.detected += 1;
             *detections += 1;
@@ -457,6 +547,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 return TxResult::Aborted(EngineError::Escalated);
             }
             self.stats.recovered += 1;
+            self.stats
+                .recovery
+                .record(clock.now().saturating_sub(detected_at));
         }
         match agreed.error {
             Some(e) => {

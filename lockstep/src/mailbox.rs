@@ -13,7 +13,7 @@ use crate::machine::ExecStatus;
 use crate::role::{wait_until, Clock, Idle, Role, WaitStrategy};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 /// Bits of the channel's `published` word that hold the word count.
 const COUNT_BITS: u32 = 24;
@@ -108,18 +108,36 @@ impl Decision {
     }
 }
 
-/// The decision slot (single writer: whoever coordinates the pair).
+/// The decision slot (one decision per round: whoever coordinates the pair).
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct DecisionSlot {
     round: AtomicU64,
     decision: AtomicU64,
     committed: AtomicU64,
+    claimed: AtomicU64,
 }
 
 impl DecisionSlot {
-    /// Posts the decision for `round`.
-    pub fn post(&self, round: u64, d: Decision) {
+    /// Posts the decision for `round` and returns the decision that stands for it. Only the
+    /// first decider of a round writes: when the leader gave up on a slow coordinator core
+    /// and decided inline, the coordinator's late decision for the same round is dropped (and
+    /// vice versa), so leader and follower can never act on two different decisions.
+    pub fn post(&self, round: u64, d: Decision) -> Decision {
+        if self.claimed.fetch_max(round, AcqRel) >= round {
+            // Someone else decided this round (or a later one): theirs stands.
+            loop {
+                if let Some(theirs) = self.read(round) {
+                    return theirs;
+                }
+                core::hint::spin_loop();
+            }
+        }
+        self.write(round, d);
+        d
+    }
+
+    fn write(&self, round: u64, d: Decision) {
         if d == Decision::Commit {
             self.committed.store(round, Release);
         }
@@ -235,9 +253,19 @@ pub struct ChannelReader<'a, C: Clock + ?Sized, I: Idle + ?Sized> {
     clock: &'a C,
     idle: &'a I,
     wait: WaitStrategy,
+    decided: Option<&'a DecisionSlot>,
 }
 
 impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
+    /// Also gives up as soon as `slot` holds a decision for this round: once the coordinator
+    /// has decided (e.g. the leader hung and missed its deadline), words that never came
+    /// are not waited for up to this reader's own deadline — the decision's kick ends the
+    /// wait, so the re-execution starts right away.
+    pub fn until_decided(mut self, slot: &'a DecisionSlot) -> Self {
+        self.decided = Some(slot);
+        self
+    }
+
     /// A reader of `round` giving up at `deadline` (caller's clock).
     pub fn new(
         ch: &'a InputChannel,
@@ -256,6 +284,7 @@ impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
             clock,
             idle,
             wait,
+            decided: None,
         }
     }
 }
@@ -263,7 +292,7 @@ impl<'a, C: Clock + ?Sized, I: Idle + ?Sized> ChannelReader<'a, C, I> {
 impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I> {
     fn next_word(&mut self) -> Option<u64> {
         if self.pos >= self.avail {
-            let (ch, round, pos) = (self.ch, self.round, self.pos);
+            let (ch, round, pos, decided) = (self.ch, self.round, self.pos, self.decided);
             let got = wait_until(
                 self.wait,
                 self.clock,
@@ -275,6 +304,8 @@ impl<C: Clock + ?Sized, I: Idle + ?Sized> WordSource for ChannelReader<'_, C, I>
                         Some(None)
                     } else if n > pos {
                         Some(Some(n))
+                    } else if decided.is_some_and(|d| d.read(round).is_some()) {
+                        Some(None)
                     } else {
                         None
                     }
@@ -306,6 +337,10 @@ pub struct Pair {
     shutdown: AtomicBool,
     order: AtomicU64,
     order_bit: AtomicU64,
+    resync: AtomicU64,
+    resync_ack: AtomicU64,
+    resync_digest: AtomicU32,
+    follower_done: AtomicU64,
 }
 
 impl Pair {
@@ -320,7 +355,62 @@ impl Pair {
             shutdown: AtomicBool::new(false),
             order: AtomicU64::new(0),
             order_bit: AtomicU64::new(0),
+            resync: AtomicU64::new(0),
+            resync_ack: AtomicU64::new(0),
+            resync_digest: AtomicU32::new(0),
+            follower_done: AtomicU64::new(0),
         }
+    }
+
+    /// The follower has finished `round` (its decision applied, any scrub done) and waits
+    /// for the next one.
+    pub fn mark_follower_done(&self, round: u64) {
+        self.follower_done.store(round, Release);
+    }
+
+    /// Whether the follower has finished `round` (or a later one). The leader waits for this
+    /// before opening the next round, so a follower's scrub after a commit or a retry is not
+    /// counted against the next round's deadline (which then measures execution only).
+    pub fn follower_done(&self, round: u64) -> bool {
+        self.follower_done.load(Acquire) >= round
+    }
+
+    /// Runtime `lockstep on`: the leader asks the follower to drop its (stale) replica and
+    /// restart from a copy of the leader's, serving the rounds after `after_round`.
+    pub fn request_resync(&self, after_round: u64) {
+        self.resync_ack.store(0, Relaxed);
+        self.resync.store(after_round.wrapping_add(1), Release);
+    }
+
+    /// The pending re-synchronisation request (the round the follower restarts after).
+    pub fn resync_request(&self) -> Option<u64> {
+        match self.resync.load(Acquire) {
+            0 => None,
+            r => Some(r.wrapping_sub(1)),
+        }
+    }
+
+    /// Withdraws a re-synchronisation request nobody answered.
+    pub fn cancel_resync(&self, after_round: u64) {
+        let _ = self
+            .resync
+            .compare_exchange(after_round.wrapping_add(1), 0, AcqRel, Relaxed);
+    }
+
+    /// The follower restarted after `after_round` with a replica whose full digest is
+    /// `digest`: clears the request and tells the leader.
+    pub fn ack_resync(&self, after_round: u64, digest: u32) {
+        let tag = after_round.wrapping_add(1);
+        let _ = self.resync.compare_exchange(tag, 0, AcqRel, Relaxed);
+        self.resync_digest.store(digest, Relaxed);
+        self.follower_done.store(after_round, Release);
+        self.resync_ack.store(tag, Release);
+    }
+
+    /// The follower's replica digest once it acknowledged the request for `after_round`.
+    pub fn resync_acked(&self, after_round: u64) -> Option<u32> {
+        (self.resync_ack.load(Acquire) == after_round.wrapping_add(1))
+            .then(|| self.resync_digest.load(Relaxed))
     }
 
     /// Asks every core serving this pair to return.
@@ -443,6 +533,17 @@ mod tests {
         );
         assert_eq!(s.read(3), Some(Decision::Retry));
         assert_eq!(s.read(4), None);
+        // Two deciders of one round (a slow coordinator core and the leader that gave up on
+        // it): the first decision stands, the second is told what it is.
+        assert_eq!(s.post(4, Decision::Retry), Decision::Retry);
+        assert_eq!(s.post(4, Decision::Commit), Decision::Retry);
+        assert_eq!(s.read(4), Some(Decision::Retry));
+        assert_eq!(s.post(5, Decision::Commit), Decision::Commit);
+        assert_eq!(
+            s.post(4, Decision::Commit),
+            Decision::Retry,
+            "late for an old round"
+        );
     }
 
     #[test]

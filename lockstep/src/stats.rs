@@ -12,11 +12,18 @@ pub struct Latency {
     pub total: u64,
     /// Largest one.
     pub max: u64,
+    /// Smallest one (0 until one is measured).
+    pub min: u64,
 }
 
 impl Latency {
     /// Adds one measurement.
     pub fn record(&mut self, cycles: u64) {
+        self.min = if self.count == 0 {
+            cycles
+        } else {
+            self.min.min(cycles)
+        };
         self.count += 1;
         self.total = self.total.saturating_add(cycles);
         self.max = self.max.max(cycles);
@@ -67,6 +74,8 @@ pub struct Stats {
     pub recovery: Latency,
     /// Bytes held by both replicas (data and undo records), as last measured.
     pub replica_bytes: u64,
+    /// Runtime `lockstep on` switches that re-synchronised the follower's replica.
+    pub resyncs: u64,
 }
 
 impl Stats {
@@ -137,6 +146,7 @@ mod tests {
         s.recovery.record(30);
         assert_eq!(s.recovery.mean(), 20);
         assert_eq!(s.recovery.max, 30);
+        assert_eq!(s.recovery.min, 10);
         s.record_injection(FaultKind::Digest, InjectionOutcome::DetectedRecovered);
         assert_eq!(
             s.injected(FaultKind::Digest, InjectionOutcome::DetectedRecovered),

@@ -112,10 +112,19 @@ pub(crate) fn apply_all(
             Effect::Yield | Effect::Block => {}
             Effect::DomainShutdown { dom, reason } => after.shutdown = Some((*dom, *reason)),
             Effect::DomainCrash { dom } => after.crashed = Some(*dom),
+            Effect::DomainDestroyed { dom } => {
+                rt.vcpus.retain(|k, _| k.0 != *dom);
+                for slot in rt.running.iter_mut() {
+                    if slot.is_some_and(|k| k.0 == *dom) {
+                        *slot = None;
+                    }
+                }
+            }
             Effect::Sched(s) => apply_sched(rt, s),
             Effect::Evtchn(ev) => apply_evtchn(rt, ev),
             Effect::Mm(m) => apply_mm(m, after),
             Effect::Pv(p) => apply_pv(rt, p),
+            Effect::Lockstep(op) => rt.backend.control(op),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct PvEnv {
     pub cpuid: (u32, u32),
     /// Frames handed out through `ALLOC_FRAME` during this transaction.
     pub allocated: Vec<u64>,
+    /// The lockstep engine's status as words (taken before a sysctl, which may read it).
+    pub lockstep_status: Option<Vec<u64>>,
 }
 
 impl PvEnv {
@@ -32,6 +34,7 @@ impl PvEnv {
             vcpu_info,
             cpuid,
             allocated: Vec::new(),
+            lockstep_status: None,
         }
     }
 
@@ -80,6 +83,23 @@ impl Env for PvEnv {
                 let (_, _, c, d) = arch::cpu::cpuid(self.cpuid.0, self.cpuid.1);
                 u64::from(c) | (u64::from(d) << 32)
             }
+            value_kind::HOST_FREE_PAGES => arch::memory::current_stats().free_frames,
+            value_kind::HOST_TOTAL_PAGES => arch::memory::current_stats().total_frames,
+            value_kind::HOST_CPU_KHZ => arch::lapic::tsc_khz(),
+            value_kind::HOST_NR_CPUS => arch::percpu::nr_online() as u64,
+            value_kind::HOST_PADDR_BITS => {
+                let (max_ext, _, _, _) = arch::cpu::cpuid(0x8000_0000, 0);
+                if max_ext >= 0x8000_0008 {
+                    u64::from(arch::cpu::cpuid(0x8000_0008, 0).0 & 0xff)
+                } else {
+                    36
+                }
+            }
+            k if k & 0xFF00_0000 == value_kind::LOCKSTEP_STATUS_BASE => self
+                .lockstep_status
+                .as_ref()
+                .and_then(|w| w.get((k & 0xFFFF) as usize).copied())
+                .unwrap_or(0),
             k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
                 let port = k as u16;
                 match (k >> 16) & 0xFF {

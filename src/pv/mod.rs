@@ -167,6 +167,19 @@ fn transact(
     let vi =
         xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (req.dom, req.vcpu)).unwrap_or(0);
     let mut env = PvEnv::new(cr3, vi, (req.regs.rax as u32, req.regs.rcx as u32));
+    if req.kind == ExitKind::Hypercall
+        && req.nr == u64::from(dom0_interface::xen::HYPERVISOR_SYSCTL)
+    {
+        // The lockstep sysctl's status is input to the transaction: snapshot it now.
+        use dom0_interface::guest_abi::GuestAbi;
+        let bytes = rt.backend.status().to_vec();
+        env.lockstep_status = Some(
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        );
+    }
     let mut committed: Vec<Effect> = Vec::new();
     let out = rt.backend.run(&words, &mut env, &mut |e: &[Effect]| {
         committed.extend_from_slice(e)

@@ -2,7 +2,9 @@
 //! and the dispatcher generated from it.
 
 mod console;
+pub mod domctl;
 mod evtchn;
+pub mod lockstep_ctl;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
@@ -10,6 +12,7 @@ pub mod multicall;
 pub mod physdev;
 pub mod readconsole;
 mod sched;
+pub mod sysctl;
 mod timer;
 pub mod traps;
 mod vcpu;
@@ -209,8 +212,14 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
     HypercallDesc {
         nr: x::HYPERVISOR_SYSCTL,
         name: "sysctl",
-        handler: readconsole::sysctl,
-        callers: ALL,
+        handler: sysctl::sysctl,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_DOMCTL,
+        name: "domctl",
+        handler: domctl::domctl,
+        callers: PV,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_VCPU_OP,

@@ -1,22 +1,12 @@
 //! `XEN_SYSCTL_readconsole` (Xen's `read_console_ring`): the hypervisor's console ring for
 //! `xl dmesg`, with Xen's clear, incremental and index semantics. The ring's indices and
 //! bytes come from the input (`crate::console`); clearing is an effect.
-//!
-//! [`sysctl`] is a minimal `sysctl` entry that serves only this sub-op (others -ENOSYS); the
-//! full sysctl dispatcher replaces it and calls [`readconsole`].
+//! `hypercall::sysctl` dispatches the sub-op here.
 
 use crate::console::{cleared_start, read_ring, ConsoleEffect};
 use crate::effect::Effect;
-use crate::hv::{Ctx, HvResult, HvState};
-use dom0_interface::errno::XenErrno;
-use dom0_interface::guest_abi::GuestAbi;
-use dom0_interface::sysctl::{
-    XenSysctlReadconsole, XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_PAYLOAD_SIZE,
-    XEN_SYSCTL_READCONSOLE,
-};
-
-/// Size of `struct xen_sysctl`: cmd, interface_version, the payload union.
-const SYSCTL_SIZE: usize = 8 + XEN_SYSCTL_PAYLOAD_SIZE;
+use crate::hv::{Ctx, HvResult};
+use dom0_interface::sysctl::XenSysctlReadconsole;
 
 /// Serves `op` (Xen's `read_console_ring`): copies the ring to `op.buffer`, sets `op.count`
 /// to the bytes copied and `op.index` to the index after them; with `clear`, the ring then
@@ -32,33 +22,6 @@ pub fn readconsole(ctx: &mut Ctx<'_, '_, '_>, op: &mut XenSysctlReadconsole) -> 
     op.count = read.data.len() as u32;
     op.index = read.end;
     Ok(0)
-}
-
-/// `sysctl(u_sysctl)` with only XEN_SYSCTL_readconsole (Xen's `do_sysctl` order: copy-in,
-/// interface version, then the privilege check; the struct is copied back on success).
-pub fn sysctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
-    let arg = ctx.req.args[0];
-    let mut raw = [0u8; SYSCTL_SIZE];
-    ctx.copy_from_guest(arg, &mut raw)?;
-    let cmd = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    let version = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-    if version != XEN_SYSCTL_INTERFACE_VERSION {
-        return Err(XenErrno::EACCES.into());
-    }
-    if !super::is_privileged(state, ctx.dom()) {
-        return Err(XenErrno::EPERM.into());
-    }
-    match cmd {
-        XEN_SYSCTL_READCONSOLE => {
-            let mut op =
-                XenSysctlReadconsole::read_from(&raw[8..]).map_err(|_| XenErrno::EFAULT)?;
-            readconsole(ctx, &mut op)?;
-            op.write_to(&mut raw[8..]).map_err(|_| XenErrno::EFAULT)?;
-            ctx.copy_to_guest(arg, &raw)?;
-            Ok(0)
-        }
-        _ => super::unknown_subop(state, ctx, "sysctl", u64::from(cmd)),
-    }
 }
 
 #[cfg(test)]

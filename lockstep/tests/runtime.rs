@@ -1,0 +1,220 @@
+//! Runtime control of a pair on real threads: `lockstep off` / `on` at transaction
+//! boundaries (the follower re-synchronised bit for bit), and armed injections of every
+//! detectable kind all detected and recovered while transactions keep committing.
+
+use lockstep::config::{Config, ResyncError, TxResult};
+use lockstep::coordinator::Coordinator;
+use lockstep::engine::Engine;
+use lockstep::follower::{FollowerCore, FollowerExit};
+use lockstep::inject::{FaultKind, InjectionOutcome, Prng};
+use lockstep::leader::LeaderCore;
+use lockstep::mailbox::Pair;
+use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
+use lockstep::policy::Health;
+use lockstep::replica::full_digest;
+use lockstep::role::{Clock, Idle, Role, WaitStrategy};
+use std::sync::Mutex;
+use std::time::Instant;
+
+struct Host(Instant);
+impl Clock for Host {
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+impl Idle for Host {
+    fn idle(&self) {
+        std::thread::yield_now();
+    }
+}
+
+fn cfg() -> Config {
+    Config {
+        deadline_cycles: 300_000_000, // 300 ms: generous on a loaded 2-core host
+        wait: WaitStrategy { spins: 2000 },
+        max_retries: 2,
+        scrub_interval: 1,
+        ..Config::default()
+    }
+}
+
+type Applied = Vec<Vec<Effect>>;
+
+fn golden(seed: u64, n: u64) -> (Applied, u32) {
+    let single = Config {
+        lockstep: false,
+        ..cfg()
+    };
+    let mut e = Engine::<Model>::new(single, ModelState::new(), ModelState::new()).unwrap();
+    let mut p = Prng::new(seed);
+    let mut applied = Applied::new();
+    for tx in 0..n {
+        let req = random_request(&mut p);
+        e.run_single(&req, &mut ModelEnv::new(seed, tx), &mut |x: &[Effect]| {
+            applied.push(x.to_vec())
+        });
+    }
+    (applied, full_digest(e.replica(Role::Leader)))
+}
+
+/// A follower core that restarts from the handed-over replica whenever the leader asks,
+/// as the bare-metal follower task does. Returns its last exit, final digest and resyncs.
+fn follower_loop(pair: &Pair, c: Config, template: &Mutex<Option<ModelState>>) -> (u32, u32) {
+    let h = Host(Instant::now());
+    let mut f = FollowerCore::<Model>::new(pair, c, ModelState::new(), 0);
+    let mut resyncs = 0;
+    loop {
+        match f.follower_serve(&h, &h) {
+            FollowerExit::Resync(after) => {
+                let copy = template.lock().unwrap().take().expect("handed over");
+                f = FollowerCore::new(pair, c, copy, after);
+                resyncs += 1;
+                pair.ack_resync(after, full_digest(f.replica()));
+            }
+            FollowerExit::Shutdown => return (full_digest(f.replica()), resyncs),
+            FollowerExit::Escalated(s) => panic!("escalated: {s:?}"),
+        }
+    }
+}
+
+#[test]
+fn off_and_on_at_transaction_boundaries_resynchronise_the_follower() {
+    let n = 150;
+    let (want, digest) = golden(21, n);
+    for coord in [false, true] {
+        let pair = Pair::new(1024);
+        let c = cfg();
+        let template = Mutex::new(None);
+        std::thread::scope(|s| {
+            let f = s.spawn(|| follower_loop(&pair, c, &template));
+            let k = coord.then(|| {
+                s.spawn(|| {
+                    let h = Host(Instant::now());
+                    Coordinator::new(&pair, c.max_retries, c.deadline_cycles, c.wait)
+                        .coordinator_serve(&h, &h)
+                })
+            });
+            let h = Host(Instant::now());
+            let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), !coord);
+            let mut p = Prng::new(21);
+            let mut got = Applied::new();
+            for tx in 0..n {
+                match tx {
+                    40 | 100 => {
+                        l.switch_off();
+                        assert_eq!(l.health(), Health::Off);
+                    }
+                    70 | 120 => {
+                        let d = l
+                            .switch_on(&h, &h, &mut |r: &ModelState| {
+                                *template.lock().unwrap() = Some(r.clone())
+                            })
+                            .expect("resync");
+                        assert_eq!(d, full_digest(l.replica()));
+                        assert_eq!(l.health(), Health::Protected);
+                        // Already on: nothing to do.
+                        assert!(l.switch_on(&h, &h, &mut |_: &ModelState| panic!()).is_ok());
+                    }
+                    _ => {}
+                }
+                let req = random_request(&mut p);
+                let out = l.leader_run(
+                    &req,
+                    &mut ModelEnv::new(21, tx),
+                    &h,
+                    &h,
+                    &mut |x: &[Effect]| got.push(x.to_vec()),
+                );
+                assert!(matches!(
+                    out.result,
+                    TxResult::Committed | TxResult::Failed(_)
+                ));
+            }
+            pair.shut_down();
+            let (fd, resyncs) = f.join().unwrap();
+            if let Some(k) = k {
+                k.join().unwrap();
+            }
+            assert_eq!(got, want, "on/off changes nothing a guest sees");
+            assert_eq!(full_digest(l.replica()), digest);
+            assert_eq!(fd, digest, "follower replica bit-identical at the end");
+            assert_eq!(resyncs, 2);
+            let st = l.stats();
+            assert_eq!(st.resyncs, 2);
+            assert_eq!(st.single, 50, "30 + 20 transactions ran once");
+        });
+    }
+}
+
+#[test]
+fn switching_on_without_a_follower_fails_cleanly() {
+    let pair = Pair::new(64);
+    let c = Config {
+        deadline_cycles: 2_000_000, // 2 ms
+        ..cfg()
+    };
+    let h = Host(Instant::now());
+    let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), true);
+    l.switch_off();
+    let mut handed = false;
+    let r = l.switch_on(&h, &h, &mut |_: &ModelState| handed = true);
+    assert_eq!(r, Err(ResyncError::NoFollower));
+    assert!(handed);
+    assert_eq!(l.health(), Health::Off);
+    assert_eq!(pair.resync_request(), None, "the request was withdrawn");
+}
+
+#[test]
+fn every_detectable_injection_is_detected_and_recovered() {
+    // `effects`: leader flips before or after its digest (the late ones are caught by the
+    // pre-apply check), follower flips always before; `digest` and `hang` always change
+    // what the coordinator sees.
+    for (kind, count) in [
+        (FaultKind::Effects, 100),
+        (FaultKind::Digest, 40),
+        (FaultKind::Hang, 6),
+    ] {
+        let n = u64::from(count) + 30;
+        let (want, digest) = golden(31, n);
+        let pair = Pair::new(1024);
+        let c = Config {
+            deadline_cycles: 50_000_000,
+            ..cfg()
+        };
+        let template = Mutex::new(None);
+        std::thread::scope(|s| {
+            let f = s.spawn(|| follower_loop(&pair, c, &template));
+            let h = Host(Instant::now());
+            let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), true);
+            l.injector().arm(kind, count);
+            let mut p = Prng::new(31);
+            let mut got = Applied::new();
+            for tx in 0..n {
+                let req = random_request(&mut p);
+                l.leader_run(
+                    &req,
+                    &mut ModelEnv::new(31, tx),
+                    &h,
+                    &h,
+                    &mut |x: &[Effect]| got.push(x.to_vec()),
+                );
+            }
+            pair.shut_down();
+            let (fd, _) = f.join().unwrap();
+            let st = l.stats();
+            assert_eq!(got, want, "{kind}");
+            assert_eq!(fd, digest);
+            assert_eq!(l.injector().remaining(), 0, "{kind}: all consumed");
+            let recovered = st.injected(kind, InjectionOutcome::DetectedRecovered);
+            let all: u64 = st.injections[kind.index()].iter().sum();
+            assert_eq!(all, u64::from(count), "{kind}: {st}");
+            assert_eq!(recovered, u64::from(count), "{kind}: {st}");
+            assert!(st.detected >= u64::from(count), "{kind}: {st}");
+            assert!(st.recovered >= u64::from(count), "{kind}: {st}");
+            assert_eq!(
+                st.recovery.count, st.recovered,
+                "{kind}: every recovery timed"
+            );
+        });
+    }
+}

@@ -1,0 +1,253 @@
+//! DualVisor's lockstep control sysctl sub-op (`XEN_SYSCTL_DUALVISOR_LOCKSTEP`, "DVLS",
+//! outside Xen's numbering; see `dom0_interface::lockstep_ctl`): status, on, off and
+//! inject KIND COUNT, for a privileged caller.
+//!
+//! Lockstep's own numbers are not replica state: the engine's statistics, the pair's health
+//! and the CPU roles live outside both replicas and change with every transaction. The
+//! status is therefore *input*: the handler asks for it word by word through
+//! [`value_kind::lockstep_status`] (the leader answers from its engine and records the
+//! words, the follower replays them), so both executions copy the same bytes to the
+//! caller. `on`, `off` and `inject` change the engine, which must not happen inside a
+//! transaction: they are [`Effect::Lockstep`]s, applied by the embedder after commit, i.e.
+//! at a transaction boundary.
+//!
+//! `hypercall::sysctl` (Xen's `do_sysctl` checks) routes the sub-op to [`lockstep_op`].
+
+use crate::effect::Effect;
+use crate::hv::{value_kind, Ctx, HvResult, HvState};
+use dom0_interface::errno::XenErrno;
+use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::lockstep_ctl::{
+    LockstepRequest, LockstepStatus, XenSysctlLockstep, LOCKSTEP_CMD_INJECT, LOCKSTEP_CMD_OFF,
+    LOCKSTEP_CMD_ON,
+};
+use dom0_interface::sysctl::XenSysctl;
+
+/// Words of a [`LockstepStatus`] (its size is a multiple of 8).
+pub const STATUS_WORDS: usize = core::mem::size_of::<LockstepStatus>() / 8;
+const _: () = assert!(core::mem::size_of::<LockstepStatus>().is_multiple_of(8));
+
+/// An engine control action, applied after commit (`cmd` is `LOCKSTEP_CMD_ON`, `_OFF` or
+/// `_INJECT`; `kind` and `count` are the validated injection, zero otherwise).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockstepOp {
+    /// `LOCKSTEP_CMD_ON`, `LOCKSTEP_CMD_OFF` or `LOCKSTEP_CMD_INJECT`.
+    pub cmd: u32,
+    /// Inject: a `LockstepKind` number.
+    pub kind: u32,
+    /// Inject: how many transactions get one fault each.
+    pub count: u32,
+}
+lockstep::impl_value!(LockstepOp { cmd, kind, count });
+
+/// The lockstep sub-op of a decoded, version-checked `xen_sysctl` at guest address `addr`
+/// (the caller is privileged). Status copies the status to the caller's buffer and writes
+/// the bytes written back into the request (`status_size`), as Xen copies a sysctl back.
+pub fn lockstep_op(
+    _state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    mut op: XenSysctl,
+    addr: u64,
+) -> HvResult {
+    let mut req: XenSysctlLockstep = op.payload().map_err(|_| XenErrno::EINVAL)?;
+    match LockstepRequest::decode(&req)? {
+        LockstepRequest::Status { buffer, .. } => {
+            let mut bytes = alloc::vec::Vec::with_capacity(STATUS_WORDS * 8);
+            for i in 0..STATUS_WORDS {
+                let w = ctx.value(value_kind::lockstep_status(i as u32))?;
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+            ctx.copy_to_guest(buffer, &bytes)?;
+            req.status_size = bytes.len() as u32;
+            op.set_payload(&req).map_err(|_| XenErrno::EINVAL)?;
+            ctx.copy_to_guest(addr, &op.to_vec())?;
+            Ok(0)
+        }
+        LockstepRequest::On => control(ctx, LOCKSTEP_CMD_ON, 0, 0),
+        LockstepRequest::Off => control(ctx, LOCKSTEP_CMD_OFF, 0, 0),
+        LockstepRequest::Inject { kind, count } => {
+            control(ctx, LOCKSTEP_CMD_INJECT, kind as u32, count)
+        }
+    }
+}
+
+fn control(ctx: &mut Ctx<'_, '_, '_>, cmd: u32, kind: u32, count: u32) -> HvResult {
+    ctx.emit(Effect::Lockstep(LockstepOp { cmd, kind, count }));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypercall::testing::Harness;
+    use dom0_interface::lockstep_ctl::XEN_SYSCTL_DUALVISOR_LOCKSTEP;
+    use dom0_interface::lockstep_ctl::{LockstepKind, LOCKSTEP_CTL_VERSION};
+    use dom0_interface::xen::HYPERVISOR_SYSCTL;
+
+    const OP: u64 = 0x10_0000;
+    const BUF: u64 = 0x20_0000;
+
+    fn call(h: &mut Harness, req: &XenSysctlLockstep) -> crate::hypercall::testing::Outcome {
+        let mut s = XenSysctl::new(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
+        s.set_payload(req).unwrap();
+        h.mem.map(OP, &s.to_vec());
+        h.hypercall(u64::from(HYPERVISOR_SYSCTL), [OP, 0, 0, 0, 0])
+    }
+
+    fn controls(o: &crate::hypercall::testing::Outcome) -> alloc::vec::Vec<LockstepOp> {
+        o.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Lockstep(op) => Some(*op),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn status_values(h: &mut Harness, st: &LockstepStatus) {
+        let b = st.to_vec();
+        for i in 0..STATUS_WORDS {
+            let w = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+            h.mem
+                .values
+                .entry(value_kind::lockstep_status(i as u32))
+                .or_default()
+                .push_back(w);
+        }
+    }
+
+    #[test]
+    fn status_copies_the_engine_numbers_and_reports_the_size() {
+        let mut h = Harness::dom0();
+        let mut st = LockstepStatus {
+            version: LOCKSTEP_CTL_VERSION,
+            enabled: 1,
+            nr_cpus: 3,
+            transactions: 1234,
+            commits: 1200,
+            detected: 100,
+            recovered: 100,
+            recovery_latency_ns_total: 9_999,
+            replica_bytes: 1 << 20,
+            ..LockstepStatus::default()
+        };
+        st.kinds[LockstepKind::Effects.index()].injected = 100;
+        st.kinds[LockstepKind::Effects.index()].recovered = 100;
+        st.roles[..3].copy_from_slice(&[1, 2, 4]);
+        status_values(&mut h, &st);
+        h.mem.map(BUF, &[0xAA; 480]);
+        let req = LockstepRequest::Status {
+            buffer: BUF,
+            size: 480,
+        }
+        .encode();
+        let o = call(&mut h, &req);
+        assert_eq!(o.ret, 0);
+        assert!(controls(&o).is_empty(), "status changes nothing");
+        let mut got = [0u8; 472];
+        for (i, b) in got.iter_mut().enumerate() {
+            *b = h.mem.bytes[&(BUF + i as u64)];
+        }
+        assert_eq!(LockstepStatus::read_from(&got), Ok(st));
+        assert_eq!(h.mem.bytes[&(BUF + 472)], 0xAA, "nothing past the status");
+        // The request was copied back with the bytes written.
+        let mut back = [0u8; XenSysctl::SIZE];
+        for (i, b) in back.iter_mut().enumerate() {
+            *b = h.mem.bytes[&(OP + i as u64)];
+        }
+        let back: XenSysctlLockstep = XenSysctl::read_from(&back).unwrap().payload().unwrap();
+        assert_eq!(back.status_size, 472);
+    }
+
+    #[test]
+    fn on_off_inject_are_effects_applied_after_commit() {
+        let mut h = Harness::dom0();
+        let cases = [
+            (LockstepRequest::On, LOCKSTEP_CMD_ON, 0, 0),
+            (LockstepRequest::Off, LOCKSTEP_CMD_OFF, 0, 0),
+            (
+                LockstepRequest::Inject {
+                    kind: LockstepKind::Effects,
+                    count: 100,
+                },
+                LOCKSTEP_CMD_INJECT,
+                3,
+                100,
+            ),
+        ];
+        for (req, cmd, kind, count) in cases {
+            let o = call(&mut h, &req.encode());
+            assert_eq!(o.ret, 0, "{req:?}");
+            assert_eq!(controls(&o), [LockstepOp { cmd, kind, count }]);
+        }
+    }
+
+    #[test]
+    fn bad_requests_get_xen_errnos_and_change_nothing() {
+        let mut h = Harness::dom0();
+        let inject = LockstepRequest::Inject {
+            kind: LockstepKind::Hang,
+            count: 1,
+        }
+        .encode();
+        let small = LockstepRequest::Status {
+            buffer: BUF,
+            size: 471,
+        }
+        .encode();
+        let cases = [
+            (XenSysctlLockstep { kind: 7, ..inject }, XenErrno::EINVAL),
+            (XenSysctlLockstep { count: 0, ..inject }, XenErrno::EINVAL),
+            (XenSysctlLockstep { pad: 9, ..inject }, XenErrno::EINVAL),
+            (XenSysctlLockstep { cmd: 99, ..inject }, XenErrno::ENOSYS),
+            (
+                XenSysctlLockstep {
+                    version: 0,
+                    ..inject
+                },
+                XenErrno::EACCES,
+            ),
+            (small, XenErrno::ENOBUFS),
+            // An unmapped status buffer.
+            (
+                LockstepRequest::Status {
+                    buffer: 0xdead_0000,
+                    size: 472,
+                }
+                .encode(),
+                XenErrno::EFAULT,
+            ),
+        ];
+        for (req, err) in cases {
+            let o = call(&mut h, &req);
+            assert_eq!(o.ret, err.as_neg(), "{req:?}");
+            assert!(controls(&o).is_empty(), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn container_errors_and_other_commands() {
+        let mut h = Harness::dom0();
+        // Unmapped container.
+        let o = h.hypercall(u64::from(HYPERVISOR_SYSCTL), [0xbad_0000, 0, 0, 0, 0]);
+        assert_eq!(o.ret, XenErrno::EFAULT.as_neg());
+        // Wrong interface version.
+        let mut s = XenSysctl::new(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
+        s.interface_version = 0x14;
+        h.mem.map(OP, &s.to_vec());
+        let o = h.hypercall(u64::from(HYPERVISOR_SYSCTL), [OP, 0, 0, 0, 0]);
+        assert_eq!(o.ret, XenErrno::EACCES.as_neg());
+        // A command no one handles.
+        h.mem.map(OP, &XenSysctl::new(0x7777).to_vec());
+        let o = h.hypercall(u64::from(HYPERVISOR_SYSCTL), [OP, 0, 0, 0, 0]);
+        assert_eq!(o.ret, XenErrno::ENOSYS.as_neg());
+    }
+
+    #[test]
+    fn unprivileged_callers_get_eperm() {
+        let mut h = Harness::domu(3);
+        let o = call(&mut h, &LockstepRequest::Off.encode());
+        assert_eq!(o.ret, XenErrno::EPERM.as_neg());
+        assert!(controls(&o).is_empty());
+    }
+}
