@@ -78,6 +78,7 @@ fn parse_boot_info(handoff: BootHandoff) -> BootInfo {
 fn discover_cpus(info: &BootInfo) -> Vec<u32> {
     match arch::physmem::acpi_platform(info.rsdp.as_ref()) {
         Ok(platform) => {
+            arch::ioapic::record_com1(&platform);
             let ids: Vec<u32> = platform
                 .cpus
                 .iter()

@@ -89,6 +89,11 @@ pub fn write_raw(bytes: &[u8]) {
     crate::cpu::without_interrupts(|| COM1.lock().write_bytes(bytes));
 }
 
+/// Lets COM1 interrupt when input arrives (the I/O APIC route is set separately).
+pub fn enable_rx_interrupt() {
+    crate::cpu::without_interrupts(|| COM1.lock().enable_rx_interrupt());
+}
+
 /// Reads one byte of console input, if any.
 pub fn try_read() -> Option<u8> {
     crate::cpu::without_interrupts(|| COM1.lock().try_read_byte())

@@ -18,6 +18,7 @@ pub mod guest;
 pub mod guestmem;
 pub mod heap;
 pub mod idt;
+pub mod ioapic;
 pub mod lapic;
 pub mod layout;
 pub mod memory;

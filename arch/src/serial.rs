@@ -37,7 +37,8 @@ impl Uart {
         Uart { base }
     }
 
-    /// Programs line settings and enables the FIFO; interrupts stay off (polled output).
+    /// Programs line settings and enables the FIFO; interrupts stay off (polled output)
+    /// until [`Uart::enable_rx_interrupt`].
     pub fn init(&self, cfg: UartConfig) {
         let b = self.base;
         outb(b + 1, 0x00); // no interrupts
@@ -64,6 +65,15 @@ impl Uart {
         outb(b + 3, data | stop | parity); // DLAB off
         outb(b + 2, 0xC7); // FIFO on, cleared, 14-byte threshold
         outb(b + 4, 0x03); // DTR + RTS
+    }
+
+    /// Raises the UART's interrupt when a byte is received (IER bit 0; OUT2 gates the
+    /// interrupt line on PC UARTs), with the receive FIFO's trigger at one byte.
+    pub fn enable_rx_interrupt(&self) {
+        let b = self.base;
+        outb(b + 2, 0x07); // FIFO on, cleared, 1-byte trigger
+        outb(b + 4, 0x0B); // DTR + RTS + OUT2
+        outb(b + 1, 0x01); // received data available
     }
 
     /// Writes one byte, waiting for the transmitter (bounded: a dead UART never hangs us).

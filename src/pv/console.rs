@@ -1,5 +1,6 @@
-//! The serial console's input side on the lockstep leader: polls COM1 on every timer tick
-//! (100 Hz, also while the leader idles in `hlt`), switches input between dom0 and the debug
+//! The serial console's input side on the lockstep leader: reads COM1 on its receive
+//! interrupt (routed to the leader through the I/O APIC) and on every timer tick (100 Hz,
+//! also while the leader idles in `hlt`: the fallback if an interrupt is missed), switches input between dom0 and the debug
 //! keys on CTRL-a x3, runs debug keys against the leader's replica, and queues dom0's bytes
 //! in the serial input ring, then runs the transaction that raises VIRQ_CONSOLE.
 
@@ -20,6 +21,20 @@ static SWITCH: Mutex<InputSwitch> = Mutex::new(InputSwitch::new());
 /// Prints where serial input goes, as Xen's `console_endboot` does before dom0 starts.
 pub fn announce() {
     xprintln!("{}", xen_core::serial_switch::TO_DOM0);
+}
+
+/// Routes COM1's receive interrupt to leader CPU `leader` (whose exit path polls the UART
+/// on any interrupt); without an I/O APIC route the 100 Hz tick still polls.
+pub fn route_input(leader: usize) {
+    let apic =
+        arch::percpu::get(leader).map(|c| c.apic_id.load(core::sync::atomic::Ordering::Relaxed));
+    let routed = apic.is_some_and(|id| arch::ioapic::route_com1(CONSOLE_RX_VECTOR as u8, id));
+    if routed {
+        arch::console::enable_rx_interrupt();
+        xprintln!("console: COM1 input interrupts (IRQ 4) go to CPU{}", leader);
+    } else {
+        xprintln!("console: no I/O APIC route for COM1; input is polled at the 100 Hz tick");
+    }
 }
 
 /// Takes waiting serial input on leader CPU `cpu`. Debug keys print at once; if bytes went

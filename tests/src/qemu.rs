@@ -50,14 +50,9 @@ pub enum Serial {
     Stdio,
     /// An interactive console driven by a script; the runner turns it into [`Serial::Socket`].
     Script(crate::script::Script),
-    /// A Unix socket QEMU listens on (and waits for before starting the machine), with
-    /// everything the port sends also written to `log`.
-    Socket {
-        /// The socket path.
-        socket: PathBuf,
-        /// The log file.
-        log: PathBuf,
-    },
+    /// A Unix socket QEMU listens on (and waits for before starting the machine); the
+    /// client (the runner) logs what the port sends.
+    Socket(PathBuf),
 }
 
 /// An error building a QEMU command line.
@@ -164,12 +159,9 @@ impl QemuCommand {
     }
 
     /// Puts the serial port on Unix socket `socket` (QEMU the server, waiting for the
-    /// client), logging its output to `log`.
-    pub fn serial_socket(mut self, socket: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Self {
-        self.serial = Serial::Socket {
-            socket: socket.into(),
-            log: log.into(),
-        };
+    /// client).
+    pub fn serial_socket(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.serial = Serial::Socket(socket.into());
         self
     }
 
@@ -220,12 +212,11 @@ impl QemuCommand {
                 push(&format!("file:{}", utf8(p)?));
             }
             Serial::Script(_) => return Err(CommandError::UnresolvedScript),
-            Serial::Socket { socket, log } => {
+            Serial::Socket(socket) => {
                 push("-chardev");
                 push(&format!(
-                    "socket,id=ser0,path={},server=on,wait=on,logfile={}",
-                    utf8(socket)?.replace(',', ",,"),
-                    utf8(log)?.replace(',', ",,")
+                    "socket,id=ser0,path={},server=on,wait=on",
+                    utf8(socket)?.replace(',', ",,")
                 ));
                 push("-serial");
                 push("chardev:ser0");
@@ -383,14 +374,11 @@ mod tests {
     }
 
     #[test]
-    fn socket_serial_logs_and_waits_for_the_client() {
-        let cmd = QemuCommand::kernel("k.elf", "", vec![]).serial_socket("/t/s.sock", "/t/a.log");
+    fn socket_serial_waits_for_the_client() {
+        let cmd = QemuCommand::kernel("k.elf", "", vec![]).serial_socket("/t/s.sock");
         let a = cmd.args().expect("args");
         let i = pos(&a, "-chardev");
-        assert_eq!(
-            a[i + 1],
-            "socket,id=ser0,path=/t/s.sock,server=on,wait=on,logfile=/t/a.log"
-        );
+        assert_eq!(a[i + 1], "socket,id=ser0,path=/t/s.sock,server=on,wait=on");
         assert_eq!(a[pos(&a, "-serial") + 1], "chardev:ser0");
         let scripted = cmd.interactive(crate::script::Script::new().send("x"));
         assert_eq!(scripted.args(), Err(CommandError::UnresolvedScript));

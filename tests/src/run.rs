@@ -86,15 +86,17 @@ fn read_new(file: &mut File, log: &mut Vec<u8>) -> std::io::Result<usize> {
 struct Console {
     script: Script,
     socket: PathBuf,
+    log: PathBuf,
     stream: Option<UnixStream>,
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 /// How long QEMU gets to create its serial socket.
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 
 impl Console {
-    /// Connects to QEMU's socket (QEMU starts the machine once connected) and drains what
-    /// it sends in a thread (the log file gets a copy through QEMU's `logfile=`).
+    /// Connects to QEMU's socket (QEMU starts the machine once connected) and copies what
+    /// it sends to the serial log in a thread (the monitor reads the log as for a file port).
     fn connect(&mut self, child: &mut Child) -> Result<(), String> {
         let start = Instant::now();
         let stream = loop {
@@ -114,12 +116,27 @@ impl Console {
         let mut reader = stream
             .try_clone()
             .map_err(|e| format!("cannot clone the serial socket: {e}"))?;
-        thread::spawn(move || {
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
+        self.reader = Some(thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
-        });
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || log.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }));
         self.stream = Some(stream);
         Ok(())
+    }
+
+    /// Waits until everything QEMU sent is in the log (call once QEMU has exited).
+    fn finish_reading(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 
     /// Feeds new output to the script and types what it asks for.
@@ -170,11 +187,13 @@ pub fn run(qemu: &QemuCommand, exp: &Expectation, log_path: &Path, cwd: &Path) -
                 std::env::temp_dir().join(format!("qemu-tests-{}-{name}.sock", std::process::id()));
             let _ = fs::remove_file(&sock);
             (
-                qemu.clone().serial_socket(&sock, log_path),
+                qemu.clone().serial_socket(&sock),
                 Some(Console {
                     script: sc.clone(),
                     socket: sock,
+                    log: log_path.to_path_buf(),
                     stream: None,
+                    reader: None,
                 }),
             )
         }
@@ -248,6 +267,9 @@ pub fn run(qemu: &QemuCommand, exp: &Expectation, log_path: &Path, cwd: &Path) -
             match running.child.try_wait() {
                 Ok(Some(status)) => {
                     exit = Some(QemuExit::from_status(status));
+                    if let Some(c) = script.as_mut() {
+                        c.finish_reading();
+                    }
                     // QEMU has exited: everything it wrote is in the file now.
                     if let Err(e) = read_new(&mut log_file, &mut log) {
                         break Verdict::Fail(format!("cannot read {}: {e}", log_path.display()));

@@ -298,6 +298,69 @@ mod tests {
         );
     }
 
+    struct Cycles(core::cell::Cell<u64>);
+    impl lockstep::role::Clock for Cycles {
+        fn now(&self) -> u64 {
+            self.0.set(self.0.get() + 1);
+            self.0.get()
+        }
+    }
+
+    /// Leader and follower run CONSOLEIO_read over the same recorded input: they agree, the
+    /// transaction commits once, and both replicas end identical.
+    #[test]
+    fn a_read_commits_under_lockstep_with_identical_replicas() {
+        use crate::hypercall::testing::FakeMem;
+        use lockstep::role::Role;
+        let mut st = HvState::new();
+        let mut j = lockstep::Journal::new();
+        j.begin(1);
+        crate::hv::create_domain(&mut st, &mut j, 0, true, 1, 1024).expect("dom0");
+        lockstep::replica::forget(&mut st);
+        let mut engine =
+            lockstep::Engine::<crate::hv::Xen>::new(lockstep::Config::default(), st.clone(), st)
+                .expect("engine");
+        let mut mem = FakeMem::default();
+        let mut ring = [0u8; SERIAL_RX_SIZE as usize];
+        ring[10..14].copy_from_slice(b"ls\r\n");
+        queue_ring(
+            &mut mem,
+            value_kind::RX_STATE,
+            value_kind::RX_WORD_BASE,
+            &ring,
+            10,
+            14,
+        );
+        mem.map(0x5000, &[0u8; 32]);
+        let regs = crate::request::GuestRegs {
+            rax: u64::from(dom0_interface::xen::HYPERVISOR_CONSOLE_IO),
+            rdi: 1,
+            rsi: 32,
+            rdx: 0x5000,
+            ..Default::default()
+        };
+        let req = crate::request::Request::hypercall(0, 0, regs).to_words();
+        let mut committed: Vec<Effect> = Vec::new();
+        let out = engine.run_local(
+            &req,
+            &mut mem,
+            &Cycles(core::cell::Cell::new(0)),
+            &mut |e: &[Effect]| committed.extend_from_slice(e),
+        );
+        assert_eq!(out.result, lockstep::TxResult::Committed);
+        assert_eq!(out.attempts, 1);
+        assert!(committed.contains(&Effect::WriteGuest {
+            addr: 0x5000,
+            data: b"ls\r\n".to_vec()
+        }));
+        assert!(committed.contains(&Effect::Console(ConsoleEffect::RxConsumed { cons: 14 })));
+        assert!(committed.contains(&Effect::Return(4)));
+        assert_eq!(
+            lockstep::replica::full_digest(engine.replica(Role::Leader)),
+            lockstep::replica::full_digest(engine.replica(Role::Follower))
+        );
+    }
+
     #[test]
     fn every_effect_bit_flip_is_detected() {
         for e in [

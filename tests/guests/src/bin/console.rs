@@ -95,6 +95,7 @@ struct RingScan {
     lines: u32,
     prefixed: u32,
     serial_to_dom0: bool,
+    dom0_layout: bool,
     our_output: bool,
     line: [u8; 160],
     len: usize,
@@ -106,6 +107,7 @@ impl RingScan {
             lines: 0,
             prefixed: 0,
             serial_to_dom0: false,
+            dom0_layout: false,
             our_output: false,
             line: [0; 160],
             len: 0,
@@ -125,6 +127,7 @@ impl RingScan {
             self.lines += 1;
             self.prefixed += u32::from(line.starts_with("(XEN) "));
             self.serial_to_dom0 |= line == TO_DOM0;
+            self.dom0_layout |= line == "(XEN) VIRTUAL MEMORY ARRANGEMENT:";
             self.our_output |= line.contains("console: DualVisor PV test guest");
             self.len = 0;
         }
@@ -196,6 +199,10 @@ fn console_ring() {
     check(
         "every line of the console ring but the first has the (XEN) prefix",
         scan.prefixed + 1 >= scan.lines,
+    );
+    check(
+        "the console ring holds the dom0 build line 'VIRTUAL MEMORY ARRANGEMENT:'",
+        scan.dom0_layout,
     );
     check(
         "the console ring says serial input goes to DOM0",
