@@ -539,7 +539,11 @@ mod tests {
         assert_eq!(s.post(4, Decision::Commit), Decision::Retry);
         assert_eq!(s.read(4), Some(Decision::Retry));
         assert_eq!(s.post(5, Decision::Commit), Decision::Commit);
-        assert_eq!(s.post(4, Decision::Commit), Decision::Retry, "late for an old round");
+        assert_eq!(
+            s.post(4, Decision::Commit),
+            Decision::Retry,
+            "late for an old round"
+        );
     }
 
     #[test]

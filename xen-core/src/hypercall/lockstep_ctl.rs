@@ -27,7 +27,7 @@ use dom0_interface::sysctl::XenSysctl;
 
 /// Words of a [`LockstepStatus`] (its size is a multiple of 8).
 pub const STATUS_WORDS: usize = core::mem::size_of::<LockstepStatus>() / 8;
-const _: () = assert!(core::mem::size_of::<LockstepStatus>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<LockstepStatus>().is_multiple_of(8));
 
 /// An engine control action, applied after commit (`cmd` is `LOCKSTEP_CMD_ON`, `_OFF` or
 /// `_INJECT`; `kind` and `count` are the validated injection, zero otherwise).
