@@ -14,16 +14,19 @@ ISO      := $(BUILD)/dualvisor.iso
 ISO_ROOT := $(BUILD)/iso-root
 
 # `make run` knobs: CPU count, kernel command line and boot modules. RUN_MODULES is QEMU's
-# -initrd syntax, "file args,file args"; by default the dom0 kernel when one has been built.
+# -initrd syntax, "file args,file args".
 SMP         ?= 4
 RUN_APPEND  ?= console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot
-RUN_MODULES ?= $(wildcard $(BUILD)/dom0.elf)
+# The default is dom0 (built by `make dom0`) and its initrd (built by `make initrd`).
+DOM0        := $(BUILD)/dom0.elf
+INITRD      := $(BUILD)/dom0-initrd.cpio
+RUN_MODULES ?= $(DOM0),$(INITRD)
 
 # Host tools the QEMU targets need: command -> Debian package.
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean
+.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean initrd dom0
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -52,9 +55,15 @@ iso: deps image
 	grub-mkrescue -o $(ISO) $(ISO_ROOT) 2>$(BUILD)/grub-mkrescue.log || { cat $(BUILD)/grub-mkrescue.log >&2; exit 1; }
 	@echo "iso: $(ISO)"
 
-## run: boot the image under QEMU, serial console on stdio (works with pipes; stop with ^C).
-## Only the serial output goes to stdout; make's own messages go to stderr.
-run: deps image
+## dom0: the dom0 kernel (tools/dom0, a PV kernel with the shell and xl), build/dom0.elf
+dom0:
+	@$(CARGO) build --release -p dom0
+	@mkdir -p $(BUILD)
+	@cp $(TARGET)/dom0 $(DOM0) && echo "dom0: $(DOM0)" >&2
+
+## run: boot the image with dom0 and its initrd under QEMU, serial console on stdio (works with
+## pipes; stop with ^C). Only the serial output goes to stdout; make's messages go to stderr.
+run: deps image dom0 initrd
 	@echo "run: $(QEMU) -smp $(SMP) -kernel $(IMAGE) -append \"$(RUN_APPEND)\"$(if $(strip $(RUN_MODULES)), -initrd \"$(RUN_MODULES)\")" >&2
 	@exec $(QEMU) -machine q35 -cpu EPYC,-monitor,-smap -smp $(SMP) -m 1024 -nic none \
 		-display none -monitor none -serial stdio \
@@ -89,6 +98,13 @@ guests:
 	@if [ -x scripts/build-guests.sh ]; then scripts/build-guests.sh; \
 	elif [ -f scripts/build-guests.sh ]; then bash scripts/build-guests.sh; \
 	else echo "guests: scripts/build-guests.sh not present yet, no test guests"; fi
+
+## initrd: dom0's initrd, a cpio "newc" archive of tools/initrd-root/ plus the guest kernels
+## xl starts from it (boot/demo.elf, boot/hello.elf), build/dom0-initrd.cpio
+initrd: guests
+	@$(CARGO) build --release -p mkinitrd
+	$(TARGET)/mkinitrd $(INITRD) tools/initrd-root \
+		boot/demo.elf=$(BUILD)/guests/demo.elf boot/hello.elf=$(BUILD)/guests/hello.elf
 
 ## xen: real Xen 4.17 for the differential oracle, build/xen/xen.elf
 xen:

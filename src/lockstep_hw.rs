@@ -141,10 +141,7 @@ fn follower_task() -> ! {
     // Cloned on this CPU, so the follower's replica lives in the follower's arena (the
     // template, in the boot arena, is freed).
     let template = TEMPLATE.lock().take();
-    let replica = match &template {
-        Some(t) => t.clone(),
-        None => HvState::default(),
-    };
+    let replica = template.clone().unwrap_or_default();
     drop(template);
     let mut core: FollowerCore<'static, Xen> = FollowerCore::new(pair, *cfg, replica, 0);
     let exit = loop {

@@ -1,5 +1,6 @@
 //! The hypervisor console: COM1 output behind one lock, and the `log` backend that prefixes
-//! every line with `(XEN) ` as Xen does, so existing log tooling reads it.
+//! every line with `(XEN) ` as Xen does, so existing log tooling reads it. Every line also
+//! goes to the console ring (`crate::conring`) that `xl dmesg` reads.
 
 use crate::serial::{Uart, UartConfig};
 use core::fmt::{self, Write};
@@ -21,12 +22,15 @@ struct LineWriter<'a> {
 
 impl Write for LineWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let panicking = PANICKING.load(Ordering::Relaxed);
         for &b in s.as_bytes() {
             if self.at_line_start {
                 self.uart.write_bytes(b"(XEN) ");
+                crate::conring::record(b"(XEN) ", panicking);
                 self.at_line_start = false;
             }
             self.uart.write_bytes(&[b]);
+            crate::conring::record(&[b], panicking);
             if b == b'\n' {
                 self.at_line_start = true;
             }
@@ -65,6 +69,7 @@ pub fn print_lines(args: fmt::Arguments) {
         let _ = w.write_fmt(args);
         if !w.at_line_start {
             uart.write_bytes(b"\n");
+            crate::conring::record(b"\n", PANICKING.load(Ordering::Relaxed));
         }
     });
 }

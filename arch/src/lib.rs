@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod boot;
+pub mod conring;
 pub mod console;
 pub mod cpu;
 pub mod entry;

@@ -9,6 +9,7 @@ use arch::guest::FxArea;
 use arch::trap::TrapFrame;
 use arch::xprintln;
 use dom0_interface::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+use xen_core::console::ConsoleEffect;
 use xen_core::effect::{DomId, Effect, MmEffect};
 use xen_core::evtchn::deliver;
 use xen_core::evtchn::EvtchnEffect;
@@ -102,9 +103,23 @@ pub(crate) fn apply_all(
                 "{}",
                 core::str::from_utf8(line).unwrap_or("<log line not UTF-8>")
             ),
+            Effect::Console(c) => match c {
+                ConsoleEffect::RxConsumed { cons } => {
+                    arch::conring::SERIAL_RX.lock().advance_to(*cons)
+                }
+                ConsoleEffect::ConringClear { c } => arch::conring::CONRING.lock().advance_to(*c),
+            },
             Effect::Yield | Effect::Block => {}
             Effect::DomainShutdown { dom, reason } => after.shutdown = Some((*dom, *reason)),
             Effect::DomainCrash { dom } => after.crashed = Some(*dom),
+            Effect::DomainDestroyed { dom } => {
+                rt.vcpus.retain(|k, _| k.0 != *dom);
+                for slot in rt.running.iter_mut() {
+                    if slot.is_some_and(|k| k.0 == *dom) {
+                        *slot = None;
+                    }
+                }
+            }
             Effect::Sched(s) => apply_sched(rt, s),
             Effect::Evtchn(ev) => apply_evtchn(rt, ev),
             Effect::Mm(m) => apply_mm(m, after),

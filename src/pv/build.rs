@@ -235,6 +235,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
     );
     let mut after = super::After::default();
     super::apply::apply_all(&mut rt, &boot, 0, None, &first, &mut after);
+    super::console::announce();
     arch::guest::set_exit_hook(super::guest_exit);
     *RUNTIME.lock() = Some(rt);
     if leader == arch::percpu::cpu_index() {

@@ -83,6 +83,18 @@ impl Env for PvEnv {
                 let (_, _, c, d) = arch::cpu::cpuid(self.cpuid.0, self.cpuid.1);
                 u64::from(c) | (u64::from(d) << 32)
             }
+            value_kind::HOST_FREE_PAGES => arch::memory::current_stats().free_frames,
+            value_kind::HOST_TOTAL_PAGES => arch::memory::current_stats().total_frames,
+            value_kind::HOST_CPU_KHZ => arch::lapic::tsc_khz(),
+            value_kind::HOST_NR_CPUS => arch::percpu::nr_online() as u64,
+            value_kind::HOST_PADDR_BITS => {
+                let (max_ext, _, _, _) = arch::cpu::cpuid(0x8000_0000, 0);
+                if max_ext >= 0x8000_0008 {
+                    u64::from(arch::cpu::cpuid(0x8000_0008, 0).0 & 0xff)
+                } else {
+                    36
+                }
+            }
             k if k & 0xFF00_0000 == value_kind::LOCKSTEP_STATUS_BASE => self
                 .lockstep_status
                 .as_ref()
@@ -95,6 +107,14 @@ impl Env for PvEnv {
                     2 => u64::from(arch::cpu::inw(port)),
                     _ => u64::from(arch::cpu::inl(port)),
                 }
+            }
+            xen_core::console::value_kind::RX_STATE => arch::conring::SERIAL_RX.lock().state(),
+            xen_core::console::value_kind::CONRING_STATE => arch::conring::CONRING.lock().state(),
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::RX_WORD_BASE => {
+                arch::conring::SERIAL_RX.lock().word(k & 0x00FF_FFFF)
+            }
+            k if k & 0xFF00_0000 == xen_core::console::value_kind::CONRING_WORD_BASE => {
+                arch::conring::CONRING.lock().word(k & 0x00FF_FFFF)
             }
             _ => 0,
         }

@@ -4,6 +4,7 @@
 
 mod apply;
 mod build;
+mod console;
 mod env;
 mod shared;
 
@@ -221,12 +222,21 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         .get(&key)
         .is_none_or(|v| v.kernel_mode);
     let regs = regs_of(frame);
+    let mut after = After::default();
     let req = match exit {
-        GuestExit::Syscall if kernel_mode => Request::hypercall(dom, vcpu, regs),
-        GuestExit::Syscall => Request::exit(ExitKind::UserSyscall, dom, vcpu, regs, 0, 0, 0),
+        GuestExit::Syscall if kernel_mode => Some(Request::hypercall(dom, vcpu, regs)),
+        GuestExit::Syscall => Some(Request::exit(
+            ExitKind::UserSyscall,
+            dom,
+            vcpu,
+            regs,
+            0,
+            0,
+            0,
+        )),
         GuestExit::Exception(v) => {
             let cr2 = if v == 14 { arch::cpu::read_cr2() } else { 0 };
-            Request::exit(
+            Some(Request::exit(
                 ExitKind::Exception,
                 dom,
                 vcpu,
@@ -234,18 +244,25 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 u64::from(v),
                 frame.error_code,
                 cr2,
-            )
+            ))
         }
         GuestExit::Interrupt(v) => {
+            let rx = console::poll(rt, cpu);
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
-            if !due {
+            if !due && rx.is_none() {
                 return;
             }
-            Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0)
+            if let Some(a) = rx {
+                after.merge(a);
+            }
+            due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    let cr3 = rt.kernel_cr3(key);
-    let mut after = transact(rt, &req, cr3, Some((frame, fx)));
+    if let Some(req) = req {
+        let cr3 = rt.kernel_cr3(key);
+        let more = transact(rt, &req, cr3, Some((frame, fx)));
+        after.merge(more);
+    }
     // Before resuming a vCPU with an event pending and unmasked, deliver it (the upcall is
     // an interrupt transaction that bounces into the guest's event callback).
     for _ in 0..4 {
@@ -299,6 +316,16 @@ fn leader_idle() -> ! {
         let Some(rt) = guard.as_mut() else {
             continue;
         };
+        if let Some(after) = console::poll(rt, cpu) {
+            let noreboot = rt.noreboot;
+            let woken = rt.running[cpu].is_some();
+            drop(guard);
+            apply::finish(after, noreboot);
+            if woken {
+                enter_current()
+            }
+            continue;
+        }
         if rt.running[cpu].is_none() {
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
             if !due {

@@ -1,11 +1,11 @@
-//! Links the test guest binaries as freestanding Xen PV kernels with `link.ld`.
+//! Links the test guest binaries as freestanding Xen PV kernels with guest-rt's `link.ld`.
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rerun-if-changed=link.ld");
+    println!("cargo:rerun-if-changed=../../tools/guest-rt/link.ld");
     println!("cargo:rerun-if-changed=build.rs");
     for arg in [
-        &format!("-T{dir}/link.ld"),
+        &format!("-T{dir}/../../tools/guest-rt/link.ld"),
         "-nostartfiles",
         "-nostdlib",
         "-static",

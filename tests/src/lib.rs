@@ -4,6 +4,8 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod console_scenarios;
+pub mod dom0;
 pub mod execute;
 pub mod exit;
 pub mod monitor;
@@ -14,5 +16,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod script;
 pub mod selftests;
 pub mod watch;

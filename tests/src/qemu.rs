@@ -48,6 +48,16 @@ pub enum Serial {
     File(PathBuf),
     /// `-serial stdio`.
     Stdio,
+    /// An interactive console driven by a script; the runner turns it into [`Serial::Socket`].
+    Script(crate::script::Script),
+    /// A Unix socket QEMU listens on (and waits for before starting the machine), with
+    /// everything the port sends also written to `log`.
+    Socket {
+        /// The socket path.
+        socket: PathBuf,
+        /// The log file.
+        log: PathBuf,
+    },
 }
 
 /// An error building a QEMU command line.
@@ -57,6 +67,8 @@ pub enum CommandError {
     NonUtf8Path(PathBuf),
     /// `-smp 0` or `-m 0`.
     ZeroResource(&'static str),
+    /// A scripted serial port has no command line of its own (the runner gives it a socket).
+    UnresolvedScript,
 }
 
 impl fmt::Display for CommandError {
@@ -64,6 +76,7 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::NonUtf8Path(p) => write!(f, "path is not UTF-8: {}", p.display()),
             CommandError::ZeroResource(what) => write!(f, "{what} must be at least 1"),
+            CommandError::UnresolvedScript => write!(f, "the serial script has no socket yet"),
         }
     }
 }
@@ -144,6 +157,22 @@ impl QemuCommand {
         self
     }
 
+    /// Drives the serial port interactively with `script` (the serial log is still written).
+    pub fn interactive(mut self, script: crate::script::Script) -> Self {
+        self.serial = Serial::Script(script);
+        self
+    }
+
+    /// Puts the serial port on Unix socket `socket` (QEMU the server, waiting for the
+    /// client), logging its output to `log`.
+    pub fn serial_socket(mut self, socket: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Self {
+        self.serial = Serial::Socket {
+            socket: socket.into(),
+            log: log.into(),
+        };
+        self
+    }
+
     /// The arguments after the binary name.
     pub fn args(&self) -> Result<Vec<String>, CommandError> {
         if self.smp == 0 {
@@ -181,10 +210,26 @@ impl QemuCommand {
         if self.no_reboot {
             push("-no-reboot");
         }
-        push("-serial");
         match &self.serial {
-            Serial::Stdio => push("stdio"),
-            Serial::File(p) => push(&format!("file:{}", utf8(p)?)),
+            Serial::Stdio => {
+                push("-serial");
+                push("stdio");
+            }
+            Serial::File(p) => {
+                push("-serial");
+                push(&format!("file:{}", utf8(p)?));
+            }
+            Serial::Script(_) => return Err(CommandError::UnresolvedScript),
+            Serial::Socket { socket, log } => {
+                push("-chardev");
+                push(&format!(
+                    "socket,id=ser0,path={},server=on,wait=on,logfile={}",
+                    utf8(socket)?.replace(',', ",,"),
+                    utf8(log)?.replace(',', ",,")
+                ));
+                push("-serial");
+                push("chardev:ser0");
+            }
         }
         match &self.boot {
             Boot::Kernel {
@@ -335,6 +380,20 @@ mod tests {
         let bad = PathBuf::from(OsStr::from_bytes(b"/t/\xff.elf"));
         let err = QemuCommand::kernel(bad, "", vec![]).args().unwrap_err();
         assert!(matches!(err, CommandError::NonUtf8Path(_)));
+    }
+
+    #[test]
+    fn socket_serial_logs_and_waits_for_the_client() {
+        let cmd = QemuCommand::kernel("k.elf", "", vec![]).serial_socket("/t/s.sock", "/t/a.log");
+        let a = cmd.args().expect("args");
+        let i = pos(&a, "-chardev");
+        assert_eq!(
+            a[i + 1],
+            "socket,id=ser0,path=/t/s.sock,server=on,wait=on,logfile=/t/a.log"
+        );
+        assert_eq!(a[pos(&a, "-serial") + 1], "chardev:ser0");
+        let scripted = cmd.interactive(crate::script::Script::new().send("x"));
+        assert_eq!(scripted.args(), Err(CommandError::UnresolvedScript));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! stops it by PID when the [`Monitor`] decides.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::exit::QemuExit;
 use crate::monitor::{Expectation, Monitor, Step, Verdict};
-use crate::qemu::QemuCommand;
+use crate::qemu::{QemuCommand, Serial};
+use crate::script::{Script, ScriptAction};
 
 /// How often the log file and the process are polled.
 const POLL: Duration = Duration::from_millis(50);
@@ -80,6 +82,65 @@ fn read_new(file: &mut File, log: &mut Vec<u8>) -> std::io::Result<usize> {
     Ok(log.len() - before)
 }
 
+/// The runner's end of a scripted serial port.
+struct Console {
+    script: Script,
+    socket: PathBuf,
+    stream: Option<UnixStream>,
+}
+
+/// How long QEMU gets to create its serial socket.
+const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+
+impl Console {
+    /// Connects to QEMU's socket (QEMU starts the machine once connected) and drains what
+    /// it sends in a thread (the log file gets a copy through QEMU's `logfile=`).
+    fn connect(&mut self, child: &mut Child) -> Result<(), String> {
+        let start = Instant::now();
+        let stream = loop {
+            match UnixStream::connect(&self.socket) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if start.elapsed() > CONNECT_LIMIT || !matches!(child.try_wait(), Ok(None)) {
+                        return Err(format!(
+                            "cannot connect to the serial socket {}: {e}",
+                            self.socket.display()
+                        ));
+                    }
+                    thread::sleep(POLL);
+                }
+            }
+        };
+        let mut reader = stream
+            .try_clone()
+            .map_err(|e| format!("cannot clone the serial socket: {e}"))?;
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Feeds new output to the script and types what it asks for.
+    fn drive(&mut self, fresh: &[u8], now: Duration) -> Result<(), String> {
+        self.script.feed(fresh);
+        loop {
+            match self.script.poll(now) {
+                ScriptAction::Send(bytes) => {
+                    let Some(s) = self.stream.as_mut() else {
+                        return Err("the serial socket is not connected".into());
+                    };
+                    s.write_all(&bytes)
+                        .map_err(|e| format!("cannot write to the serial socket: {e}"))?;
+                }
+                ScriptAction::Wait | ScriptAction::Done => return Ok(()),
+                ScriptAction::Failed(reason) => return Err(reason),
+            }
+        }
+    }
+}
+
 /// The file next to the serial log that receives QEMU's own output.
 pub fn qemu_output_path(log_path: &Path) -> PathBuf {
     log_path.with_extension("qemu.txt")
@@ -99,7 +160,26 @@ fn fail(command: String, reason: String) -> RunOutcome {
 /// Runs `qemu` with its serial port written to `log_path`, in working directory `cwd`,
 /// until `exp` passes, fails or times out. QEMU is always stopped before this returns.
 pub fn run(qemu: &QemuCommand, exp: &Expectation, log_path: &Path, cwd: &Path) -> RunOutcome {
-    let qemu = qemu.clone().serial_file(log_path);
+    let (qemu, mut script) = match &qemu.serial {
+        Serial::Script(sc) => {
+            let name = log_path.file_stem().map_or_else(
+                || "serial".to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            let sock =
+                std::env::temp_dir().join(format!("qemu-tests-{}-{name}.sock", std::process::id()));
+            let _ = fs::remove_file(&sock);
+            (
+                qemu.clone().serial_socket(&sock, log_path),
+                Some(Console {
+                    script: sc.clone(),
+                    socket: sock,
+                    stream: None,
+                }),
+            )
+        }
+        _ => (qemu.clone().serial_file(log_path), None),
+    };
     let command = qemu.shell_line().unwrap_or_else(|e| format!("<{e}>"));
     let args = match qemu.args() {
         Ok(a) => a,
@@ -149,6 +229,13 @@ pub fn run(qemu: &QemuCommand, exp: &Expectation, log_path: &Path, cwd: &Path) -
         }
     };
 
+    if let Some(c) = script.as_mut() {
+        if let Err(e) = c.connect(&mut running.child) {
+            drop(running);
+            return fail(command, e);
+        }
+    }
+
     let mut monitor = Monitor::new(exp);
     let mut log = Vec::new();
     let mut exit = None;
@@ -171,11 +258,25 @@ pub fn run(qemu: &QemuCommand, exp: &Expectation, log_path: &Path, cwd: &Path) -
             }
         }
         monitor.feed(&log[fresh..]);
-        match monitor.step(start.elapsed(), exit) {
-            Step::Continue => thread::sleep(POLL),
-            Step::Stop(v) => break v,
+        if let Some(c) = script.as_mut() {
+            if let Err(reason) = c.drive(&log[fresh..], start.elapsed()) {
+                break Verdict::Fail(reason);
+            }
+        }
+        let pending = script.as_ref().and_then(|c| c.script.pending());
+        match (monitor.step(start.elapsed(), exit), pending) {
+            (Step::Continue, _) => thread::sleep(POLL),
+            // Every marker is there, but the administrator has not finished typing.
+            (Step::Stop(Verdict::Pass), Some(_)) if exit.is_none() => thread::sleep(POLL),
+            (Step::Stop(Verdict::Pass), Some(step)) => {
+                break Verdict::Fail(format!("QEMU ended before {step}"))
+            }
+            (Step::Stop(v), _) => break v,
         }
     };
+    if let Some(c) = script.as_ref() {
+        let _ = fs::remove_file(&c.socket);
+    }
     running.stop();
     drop(running);
     let _ = read_new(&mut log_file, &mut log);

@@ -38,6 +38,11 @@ pub struct Domain {
     pub shutdown_code: Option<u32>,
     /// VMASST_* bits enabled.
     pub vm_assist: u64,
+    /// Toolstack pauses outstanding (`controller_pause_count`): 1 after createdomain, until
+    /// the toolstack's first unpause; `flags.paused` mirrors `> 0`.
+    pub pause_count: u32,
+    /// The toolstack's UUID (`xen_domain_handle_t`).
+    pub handle: [u8; 16],
 }
 impl_value!(Domain {
     id,
@@ -47,7 +52,9 @@ impl_value!(Domain {
     max_pages,
     shutdown,
     shutdown_code,
-    vm_assist
+    vm_assist,
+    pause_count,
+    handle
 });
 
 /// Key of a vCPU: (domain, vCPU id).

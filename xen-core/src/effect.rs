@@ -65,9 +65,16 @@ pub enum Effect {
     },
     /// A memory-management effect (TLB flush, CR3 load, frame contents, frame ownership).
     Mm(MmEffect),
+    /// Domain `dom` was destroyed (XEN_DOMCTL_destroydomain): the runtime drops its vCPUs.
+    DomainDestroyed {
+        /// The domain.
+        dom: DomId,
+    },
     /// A PV CPU-state effect (guest mode, vcpu_info mask/CR2, segment bases, FPU, debug
     /// registers, port output, GDT).
     Pv(crate::pv::effect::PvEffect),
+    /// A console-ring index moved (serial input consumed, console ring cleared).
+    Console(crate::console::ConsoleEffect),
     /// Control the lockstep engine (on, off, arm injections): applied after commit, so at a
     /// transaction boundary (DualVisor's lockstep sysctl).
     Lockstep(crate::hypercall::lockstep_ctl::LockstepOp),
@@ -241,6 +248,8 @@ impl Effect {
             Effect::WriteMachine { .. } => 11,
             Effect::Mm(_) => 40,
             Effect::Pv(_) => 25,
+            Effect::DomainDestroyed { .. } => 12,
+            Effect::Console(_) => 26,
             Effect::Lockstep(_) => 50,
         }
     }
@@ -268,6 +277,7 @@ impl Value for Effect {
             Effect::Continue(args) => args.digest(h),
             Effect::SetRegs(r) => r.digest(h),
             Effect::DomainCrash { dom } => dom.digest(h),
+            Effect::DomainDestroyed { dom } => dom.digest(h),
             Effect::Evtchn(e) => e.digest(h),
             Effect::Sched(s) => s.digest(h),
             Effect::WriteMachine { maddr, value } => {
@@ -276,6 +286,7 @@ impl Value for Effect {
             }
             Effect::Mm(m) => m.digest(h),
             Effect::Pv(p) => p.digest(h),
+            Effect::Console(c) => c.digest(h),
             Effect::Lockstep(op) => op.digest(h),
         }
     }
@@ -291,11 +302,13 @@ impl Value for Effect {
             Effect::Continue(args) => args.bit_len(),
             Effect::SetRegs(r) => r.bit_len(),
             Effect::DomainCrash { dom } => dom.bit_len(),
+            Effect::DomainDestroyed { dom } => dom.bit_len(),
             Effect::Evtchn(e) => e.bit_len(),
             Effect::Sched(s) => s.bit_len(),
             Effect::WriteMachine { maddr, value } => maddr.bit_len() + value.bit_len(),
             Effect::Mm(m) => m.bit_len(),
             Effect::Pv(p) => p.bit_len(),
+            Effect::Console(c) => c.bit_len(),
             Effect::Lockstep(op) => op.bit_len(),
         }
     }
@@ -319,11 +332,13 @@ impl Value for Effect {
             Effect::Continue(args) => args.flip_bit(bit),
             Effect::SetRegs(r) => r.flip_bit(bit),
             Effect::DomainCrash { dom } => dom.flip_bit(bit),
+            Effect::DomainDestroyed { dom } => dom.flip_bit(bit),
             Effect::Evtchn(e) => e.flip_bit(bit),
             Effect::Sched(s) => s.flip_bit(bit),
             Effect::WriteMachine { maddr, value } => pair(maddr, value, bit),
             Effect::Mm(m) => m.flip_bit(bit),
             Effect::Pv(p) => p.flip_bit(bit),
+            Effect::Console(c) => c.flip_bit(bit),
             Effect::Lockstep(op) => op.flip_bit(bit),
         }
     }

@@ -19,6 +19,7 @@ mod tag {
     pub const VCPUS: u32 = 2;
     pub const WARNED: u32 = 3;
     pub const CONFIG: u32 = 4;
+    pub const DOMID_ROVER: u32 = 5;
     pub const EVTCHNS: u32 = 10;
     pub const EVTCHN_TABLES: u32 = 11;
     pub const VIRQS: u32 = 12;
@@ -92,6 +93,8 @@ pub struct HvState {
     pub trap_tables: JMap<(DomId, u32, u8), crate::pv::TrapEntry>,
     /// vCPUs running a multicall (Xen's `_MCSF_in_multicall`); set only inside a transaction.
     pub in_multicall: JMap<VcpuKey, bool>,
+    /// The last domain id createdomain handed out (Xen's `rover`).
+    pub domid_rover: JCell<DomId>,
 }
 impl_replica_state!(HvState {
     domains,
@@ -114,7 +117,8 @@ impl_replica_state!(HvState {
     mm_config,
     pv_vcpus,
     trap_tables,
-    in_multicall
+    in_multicall,
+    domid_rover
 });
 
 impl Default for HvState {
@@ -148,6 +152,7 @@ impl HvState {
             pv_vcpus: JMap::new(tag::PV_VCPUS),
             trap_tables: JMap::new(tag::TRAP_TABLES),
             in_multicall: JMap::new(tag::IN_MULTICALL),
+            domid_rover: JCell::new(tag::DOMID_ROVER, 0),
         }
     }
 }
@@ -221,6 +226,16 @@ pub mod value_kind {
     pub const HOST_CPUID_AB: u32 = 21;
     /// As [`HOST_CPUID_AB`]: ECX in bits 0-31, EDX in bits 32-63.
     pub const HOST_CPUID_CD: u32 = 22;
+    /// Free machine pages in the host allocator now (sysctl physinfo `free_pages`).
+    pub const HOST_FREE_PAGES: u32 = 60;
+    /// RAM pages of the host (physinfo `total_pages`).
+    pub const HOST_TOTAL_PAGES: u32 = 61;
+    /// The CPU frequency in kHz (physinfo `cpu_khz`).
+    pub const HOST_CPU_KHZ: u32 = 62;
+    /// CPUs brought up (physinfo `nr_cpus`).
+    pub const HOST_NR_CPUS: u32 = 63;
+    /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
+    pub const HOST_PADDR_BITS: u32 = 64;
     /// Base of the lockstep-status kinds: see [`lockstep_status`].
     pub const LOCKSTEP_STATUS_BASE: u32 = 0x0200_0000;
     /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
@@ -344,6 +359,13 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
+            // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
+            return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
         if req.kind == ExitKind::Interrupt {
             crate::sched::interrupt(state, &mut ctx).map_err(|e| match e {
                 HvError::Abort(a) => a,

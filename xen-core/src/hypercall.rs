@@ -2,6 +2,7 @@
 //! and the dispatcher generated from it.
 
 mod console;
+pub mod domctl;
 mod evtchn;
 pub mod lockstep_ctl;
 pub mod memory;
@@ -9,7 +10,9 @@ pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod readconsole;
 mod sched;
+pub mod sysctl;
 mod timer;
 pub mod traps;
 mod vcpu;
@@ -45,12 +48,6 @@ const PV: Callers = Callers {
     pv: true,
     hvm: false,
     privileged_only: false,
-};
-
-const PRIV: Callers = Callers {
-    pv: true,
-    hvm: true,
-    privileged_only: true,
 };
 
 /// One row of the table.
@@ -213,18 +210,22 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         callers: PV,
     },
     HypercallDesc {
+        nr: x::HYPERVISOR_SYSCTL,
+        name: "sysctl",
+        handler: sysctl::sysctl,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_DOMCTL,
+        name: "domctl",
+        handler: domctl::domctl,
+        callers: PV,
+    },
+    HypercallDesc {
         nr: x::HYPERVISOR_VCPU_OP,
         name: "vcpu_op",
         handler: vcpu::vcpu_op,
         callers: ALL,
-    },
-    // Routes only DualVisor's lockstep sub-op so far (the general sysctl dispatcher
-    // replaces this handler and calls `lockstep_ctl::lockstep_op` for that command).
-    HypercallDesc {
-        nr: x::HYPERVISOR_SYSCTL,
-        name: "sysctl",
-        handler: lockstep_ctl::sysctl,
-        callers: PRIV,
     },
 ];
 

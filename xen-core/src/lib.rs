@@ -9,6 +9,8 @@ extern crate alloc;
 
 pub mod builder;
 pub mod cmdline;
+pub mod console;
+pub mod debugkeys;
 pub mod domain;
 pub mod effect;
 pub mod elf;
@@ -20,6 +22,7 @@ pub mod pv;
 pub mod pv_layout;
 pub mod request;
 pub mod sched;
+pub mod serial_switch;
 pub mod time;
 pub mod traps;
 pub mod xen_notes;

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench_stats;
+pub mod demo_args;
 
 /// Whether the space-separated `list` (e.g. the XENVER_capabilities string) contains `token`.
 pub fn has_token(list: &str, token: &str) -> bool {

@@ -24,6 +24,11 @@ pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> !
             start_info_va, e
         )),
     };
+    crate::start_info::record_boot(&si);
+    if !si.is_initdomain() {
+        // A domU's console is its ring (as Linux's hvc_xen); dom0 keeps console_io.
+        crate::ring_console::attach(&si);
+    }
     if let Err(e) = traps::install() {
         test::error(format_args!("set_trap_table failed: {}", e));
     }

@@ -94,11 +94,14 @@ impl<F: FnMut(&[u8]), const N: usize> Drop for ChunkWriter<F, N> {
     }
 }
 
-/// Formats `args` onto the Xen console in chunks of up to 256 bytes (used by `print!`).
+/// Formats `args` onto the console in chunks of up to 256 bytes (used by `print!`): the
+/// console ring once attached (a domU, see [`crate::ring_console`]), else `console_io`.
 pub fn print_fmt(args: fmt::Arguments<'_>) {
     let mut w = ChunkWriter::<_, 256>::new(|chunk: &[u8]| {
-        // Console output is best effort: there is nowhere else to report a failure.
-        let _ = write(chunk);
+        if !crate::ring_console::write(chunk) {
+            // Console output is best effort: there is nowhere else to report a failure.
+            let _ = write(chunk);
+        }
     });
     let _ = fmt::Write::write_fmt(&mut w, args);
 }

@@ -9,25 +9,34 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod block_heap;
 pub mod boot;
 pub mod console;
+pub mod control;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
+pub mod foreign;
+pub mod heap;
 pub mod hypercall;
 pub mod lockstep_ctl;
 pub mod mm;
+pub mod module;
 pub mod multicall;
 pub mod panic;
 pub mod pvcpu;
 pub mod pvmm;
+pub mod readconsole;
+pub mod ring_console;
 pub mod sched;
 pub mod shared_info;
 pub mod smp;
 pub mod start_info;
 pub mod test;
+pub mod toolstack;
 pub mod traps;
 pub mod vcpu;
 pub mod version;
+pub mod xenctl;
 
 pub use errno::{Errno, XenResult};

@@ -215,7 +215,12 @@ impl SharedInfo {
             let tsc = crate::cpu::rdtsc();
             let again = self.vcpu_time(vcpu)?;
             if again.version == t.version {
-                let delta = tsc.saturating_sub(t.tsc_timestamp);
+                // Modular, as pvclock: with an emulated TSC (Xen's vtsc for domUs) the stamp
+                // may be "negative"; a reading just before the stamp counts as no time.
+                let delta = match tsc.wrapping_sub(t.tsc_timestamp) {
+                    d if (d as i64) < 0 => 0,
+                    d => d,
+                };
                 return Some(t.system_time.wrapping_add(tsc_delta_to_ns(
                     delta,
                     t.tsc_to_system_mul,

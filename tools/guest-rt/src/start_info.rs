@@ -53,6 +53,64 @@ pub struct StartInfo {
 }
 const _: () = assert!(core::mem::size_of::<StartInfo>() == 1168);
 
+/// The start_info copy [`crate::boot::start`] records before `main` runs.
+struct BootCopy {
+    si: core::cell::UnsafeCell<core::mem::MaybeUninit<StartInfo>>,
+    state: core::sync::atomic::AtomicU8,
+}
+
+// SAFETY: the copy is written once (state 0 -> 1 -> 2, by the one caller that won the
+// compare-exchange) and only read after state 2 is observed with Acquire ordering.
+unsafe impl Sync for BootCopy {}
+
+static BOOT_COPY: BootCopy = BootCopy {
+    si: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+    state: core::sync::atomic::AtomicU8::new(0),
+};
+
+/// Records the boot start_info (first call wins; later calls are ignored).
+pub(crate) fn record_boot(si: &StartInfo) {
+    use core::sync::atomic::Ordering;
+    if BOOT_COPY
+        .state
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        // SAFETY: the compare-exchange above made this the only writer, and no reader looks
+        // at the cell before state 2 is published below.
+        unsafe { (*BOOT_COPY.si.get()).write(*si) };
+        BOOT_COPY.state.store(2, Ordering::Release);
+    }
+}
+
+/// The start_info this guest booted with, once `entry!`'s start code has recorded it.
+pub fn boot() -> Option<&'static StartInfo> {
+    if BOOT_COPY.state.load(core::sync::atomic::Ordering::Acquire) != 2 {
+        return None;
+    }
+    // SAFETY: state 2 means the copy was fully written and is never written again.
+    Some(unsafe { (*BOOT_COPY.si.get()).assume_init_ref() })
+}
+
+/// The first boot module (dom0's initrd) as mapped at `mod_start`, if the boot start_info
+/// names one that is mapped (no `SIF_MOD_START_PFN`) below the bootstrap page tables.
+pub fn boot_module() -> Option<&'static [u8]> {
+    let si = boot()?;
+    if si.mod_start == 0 || si.mod_len == 0 || si.flags & SIF_MOD_START_PFN != 0 {
+        return None;
+    }
+    let end = si.mod_start.checked_add(si.mod_len)?;
+    // The start-of-day layout places a mapped module after the kernel and before the p2m
+    // list and the page tables.
+    if end > si.pt_base || usize::try_from(si.mod_len).is_err() {
+        return None;
+    }
+    // SAFETY: Xen maps the module read-write at `mod_start..mod_start + mod_len` in the
+    // bootstrap region for the whole run (checked to lie below the page tables); nothing of
+    // this image lives there, and the slice is only read.
+    Some(unsafe { core::slice::from_raw_parts(si.mod_start as *const u8, si.mod_len as usize) })
+}
+
 /// Why a start_info was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartInfoError {

@@ -11,9 +11,7 @@
 //! transaction: they are [`Effect::Lockstep`]s, applied by the embedder after commit, i.e.
 //! at a transaction boundary.
 //!
-//! Until the general sysctl dispatcher lands, [`sysctl`] is the table's `sysctl` row: it
-//! reads and checks the `xen_sysctl` container as Xen's `do_sysctl` does and routes the
-//! lockstep sub-op to [`lockstep_op`]; every other command is an unknown sub-op (-ENOSYS).
+//! `hypercall::sysctl` (Xen's `do_sysctl` checks) routes the sub-op to [`lockstep_op`].
 
 use crate::effect::Effect;
 use crate::hv::{value_kind, Ctx, HvResult, HvState};
@@ -21,7 +19,7 @@ use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::lockstep_ctl::{
     LockstepRequest, LockstepStatus, XenSysctlLockstep, LOCKSTEP_CMD_INJECT, LOCKSTEP_CMD_OFF,
-    LOCKSTEP_CMD_ON, XEN_SYSCTL_DUALVISOR_LOCKSTEP,
+    LOCKSTEP_CMD_ON,
 };
 use dom0_interface::sysctl::XenSysctl;
 
@@ -41,23 +39,6 @@ pub struct LockstepOp {
     pub count: u32,
 }
 lockstep::impl_value!(LockstepOp { cmd, kind, count });
-
-/// `HYPERVISOR_sysctl(u_sysctl)` for the commands this module knows: copy-in (-EFAULT),
-/// interface version (-EACCES), then the lockstep sub-op; anything else -ENOSYS, logged once.
-/// The table marks the row privileged-only, so an unprivileged caller got -EPERM already.
-pub fn sysctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
-    let addr = ctx.req.args[0];
-    let mut raw = [0u8; XenSysctl::SIZE];
-    ctx.copy_from_guest(addr, &mut raw)?;
-    let op = XenSysctl::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
-    if !op.version_matches() {
-        return Err(XenErrno::EACCES.into());
-    }
-    if op.cmd == XEN_SYSCTL_DUALVISOR_LOCKSTEP {
-        return lockstep_op(state, ctx, op, addr);
-    }
-    crate::hypercall::unknown_subop(state, ctx, "sysctl", u64::from(op.cmd))
-}
 
 /// The lockstep sub-op of a decoded, version-checked `xen_sysctl` at guest address `addr`
 /// (the caller is privileged). Status copies the status to the caller's buffer and writes
@@ -99,8 +80,8 @@ fn control(ctx: &mut Ctx<'_, '_, '_>, cmd: u32, kind: u32, count: u32) -> HvResu
 mod tests {
     use super::*;
     use crate::hypercall::testing::Harness;
+    use dom0_interface::lockstep_ctl::XEN_SYSCTL_DUALVISOR_LOCKSTEP;
     use dom0_interface::lockstep_ctl::{LockstepKind, LOCKSTEP_CTL_VERSION};
-    use dom0_interface::sysctl::XEN_SYSCTL_PHYSINFO;
     use dom0_interface::xen::HYPERVISOR_SYSCTL;
 
     const OP: u64 = 0x10_0000;
@@ -256,8 +237,8 @@ mod tests {
         h.mem.map(OP, &s.to_vec());
         let o = h.hypercall(u64::from(HYPERVISOR_SYSCTL), [OP, 0, 0, 0, 0]);
         assert_eq!(o.ret, XenErrno::EACCES.as_neg());
-        // A command this module does not handle.
-        h.mem.map(OP, &XenSysctl::new(XEN_SYSCTL_PHYSINFO).to_vec());
+        // A command no one handles.
+        h.mem.map(OP, &XenSysctl::new(0x7777).to_vec());
         let o = h.hypercall(u64::from(HYPERVISOR_SYSCTL), [OP, 0, 0, 0, 0]);
         assert_eq!(o.ret, XenErrno::ENOSYS.as_neg());
     }

@@ -219,6 +219,20 @@ fn initialise(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, arg:
     if sched::vcpu_sched(state, key).initialised {
         return Err(XenErrno::EEXIST.into());
     }
+    apply_context(state, ctx, key, &c)
+}
+
+/// `arch_set_info_guest` for a 64-bit PV vCPU `key` (VCPUOP_initialise, and
+/// XEN_DOMCTL_setvcpucontext from the toolstack): checks `c`, validates and references its
+/// page-table roots as `key.0`'s, loads the callbacks and stacks, sets the registers and
+/// brings the vCPU online if `VGCF_online`.
+pub(crate) fn apply_context(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    key: VcpuKey,
+    c: &VcpuGuestContext,
+) -> HvResult {
+    let c = *c;
     check_context(&c)?;
     // The page-table bases are validated and referenced as Xen's arch_set_info_guest does
     // (an L4 of this domain, typed and counted), not just copied.
