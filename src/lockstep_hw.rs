@@ -85,8 +85,17 @@ pub fn cpu_of(role: Role) -> Option<usize> {
     }
 }
 
+/// The shortest transaction deadline on this hardware, in ms of TSC time. A deadline
+/// catches a hung or dead core; it must not fire because a healthy core was slow. Under
+/// QEMU TCG on a shared, loaded host a vCPU thread can be descheduled for tens of ms (at a
+/// load average of 10 on two host cores, 20 ms deadlines fired on healthy cores often enough
+/// to escalate pairs), so the floor is generous; on dedicated hardware it could be µs.
+const DEADLINE_FLOOR_MS: u64 = 250;
+
 /// Decides the roles for the online CPUs and prints them; call once, on the boot CPU.
-pub fn setup(ncpus: usize, cfg: Config) -> &'static Topology {
+pub fn setup(ncpus: usize, mut cfg: Config) -> &'static Topology {
+    let floor = arch::lapic::tsc_khz().saturating_mul(DEADLINE_FLOOR_MS);
+    cfg.deadline_cycles = cfg.deadline_cycles.max(floor);
     let topo = TOPOLOGY.call_once(|| Topology::assign(ncpus, cfg.lockstep));
     CONFIG.call_once(|| cfg);
     NCPUS.store(ncpus, Ordering::Relaxed);

@@ -30,6 +30,9 @@ pub struct Config {
     /// With a separate coordinator core, the leader gives up waiting for a decision after
     /// this many deadlines and coordinates itself.
     pub coordinator_grace: u32,
+    /// Deadlines the leader waits, before its first round, for a follower that has not
+    /// started yet (it is still building its replica copy); afterwards one deadline.
+    pub follower_start_grace: u32,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             scrub_on_retry: true,
             scrub_interval: 0,
             coordinator_grace: 3,
+            follower_start_grace: 100,
         }
     }
 }

@@ -194,13 +194,23 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
 
     /// Waits (at most one deadline) until the follower has finished the previous round, so
     /// its post-commit or pre-retry scrub does not eat into the next round's deadline. A
-    /// follower that does not get there is left to the coordinator's deadline.
+    /// follower that does not get there is left to the coordinator's deadline. A follower
+    /// that has not started yet is still copying its replica (the first transactions at
+    /// boot): it gets `Config::follower_start_grace` deadlines, instead of timing out the
+    /// first rounds and being escalated for its start-up.
     fn await_follower(&self, clock: &dyn Clock, idle: &dyn Idle) {
         let (pair, prev) = (self.pair, self.round);
         if pair.follower_done(prev) {
             return;
         }
-        let deadline = clock.now().saturating_add(self.cfg.deadline_cycles);
+        let budget = if pair.follower_started() {
+            self.cfg.deadline_cycles
+        } else {
+            self.cfg
+                .deadline_cycles
+                .saturating_mul(u64::from(self.cfg.follower_start_grace.max(1)))
+        };
+        let deadline = clock.now().saturating_add(budget);
         let _ = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
             pair.follower_done(prev).then_some(())
         });

@@ -363,16 +363,22 @@ impl Pair {
     }
 
     /// The follower has finished `round` (its decision applied, any scrub done) and waits
-    /// for the next one.
+    /// for the next one. A follower that starts after round `r` marks `r`.
     pub fn mark_follower_done(&self, round: u64) {
-        self.follower_done.store(round, Release);
+        self.follower_done.store(round.saturating_add(1), Release);
     }
 
     /// Whether the follower has finished `round` (or a later one). The leader waits for this
     /// before opening the next round, so a follower's scrub after a commit or a retry is not
     /// counted against the next round's deadline (which then measures execution only).
     pub fn follower_done(&self, round: u64) -> bool {
-        self.follower_done.load(Acquire) >= round
+        self.follower_done.load(Acquire) > round
+    }
+
+    /// Whether a follower has started serving this pair at all (it builds its replica first,
+    /// which can take much longer than one transaction's deadline).
+    pub fn follower_started(&self) -> bool {
+        self.follower_done.load(Acquire) != 0
     }
 
     /// Runtime `lockstep on`: the leader asks the follower to drop its (stale) replica and
@@ -403,7 +409,7 @@ impl Pair {
         let tag = after_round.wrapping_add(1);
         let _ = self.resync.compare_exchange(tag, 0, AcqRel, Relaxed);
         self.resync_digest.store(digest, Relaxed);
-        self.follower_done.store(after_round, Release);
+        self.mark_follower_done(after_round);
         self.resync_ack.store(tag, Release);
     }
 

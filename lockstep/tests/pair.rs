@@ -34,6 +34,8 @@ fn cfg() -> Config {
         // Each core corrects single-bit upsets in its own replica after every commit, so a
         // latent flip cannot pile up with the next injection into an uncorrectable one.
         scrub_interval: 1,
+        // Several tests run without a follower on purpose: don't wait for one to start.
+        follower_start_grace: 1,
         ..Config::default()
     }
 }

@@ -160,6 +160,15 @@ fn inject_while_running(kind: LockstepKind, n: u32) {
         st1.detected - st0.detected,
         st1.recovered - st0.recovered
     ));
+    let (dn, dt) = (
+        st1.recovered - st0.recovered,
+        st1.recovery_latency_ns_total - st0.recovery_latency_ns_total,
+    );
+    if let Some(mean) = dt.checked_div(dn) {
+        info(format_args!(
+            "{name}: {dn} recoveries, mean recovery latency {mean} ns"
+        ));
+    }
     check_eq(&alloc_name(name, "all injected"), injected, u64::from(n));
     check(
         &alloc_name(name, "guest results intact throughout"),
