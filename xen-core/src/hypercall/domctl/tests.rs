@@ -696,3 +696,40 @@ fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
     assert!(h.h.state.frames.iter().all(|(_, p)| p.owner != d));
     assert_eq!(h.free.len(), 0x100);
 }
+
+#[test]
+fn a_domu_crash_marks_it_crashed_raises_virq_dom_exc_and_spares_dom0() {
+    use crate::request::{ExitKind, GuestRegs, Request};
+    use dom0_interface::event_channel::EVTCHNOP_BIND_VIRQ;
+    use dom0_interface::sched::SHUTDOWN_CRASH;
+    let mut h = Host::new();
+    let (_, out) = evtchn_op(&mut h, EVTCHNOP_BIND_VIRQ, &[3, 0, 0]);
+    let port = out[2];
+    let d = h.create();
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    // A divide error with no trap table: Xen's create_bounce_frame crashes the domain.
+    let regs = GuestRegs {
+        rip: 0x40_0000,
+        cs: 0xe033,
+        ss: 0xe02b,
+        rsp: 0x40_2000,
+        ..GuestRegs::default()
+    };
+    let r =
+        h.h.run(Request::exit(ExitKind::Exception, d, 0, regs, 0, 0, 0));
+    assert!(r.effects.contains(&Effect::DomainCrash { dom: d }));
+    assert!(!r.effects.iter().any(|e| matches!(
+        e,
+        Effect::DomainCrash { dom: 0 } | Effect::DomainShutdown { dom: 0, .. }
+    )));
+    assert!(r.effects.iter().any(|e| matches!(
+        e,
+        Effect::Evtchn(crate::evtchn::EvtchnEffect::Set { dom: 0, port: p, .. }) if *p == port
+    )));
+    let i = h.info(d).unwrap();
+    assert_eq!(i.flags & XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWN);
+    assert_eq!(i.shutdown_code(), SHUTDOWN_CRASH);
+    assert_eq!(h.info(0).unwrap().flags & XEN_DOMINF_SHUTDOWN, 0);
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert_eq!(h.free.len(), 0x100);
+}
