@@ -32,10 +32,11 @@ pub mod value_kind {
     /// Console ring indices: `conringc` in bits 0-31, `conringp` in bits 32-63.
     pub const CONRING_STATE: u32 = 0x51;
     /// Base of the serial input ring's words: `RX_WORD_BASE + i` is bytes `8i..8i+8` of the
-    /// ring (little endian).
-    pub const RX_WORD_BASE: u32 = 0x0200_0000;
+    /// ring (little endian). Its top byte is its own among all value kinds (checked by a
+    /// test against `crate::hv::value_kind`).
+    pub const RX_WORD_BASE: u32 = 0x0400_0000;
     /// Base of the console ring's words, as [`RX_WORD_BASE`].
-    pub const CONRING_WORD_BASE: u32 = 0x0300_0000;
+    pub const CONRING_WORD_BASE: u32 = 0x0500_0000;
 }
 
 /// A committed change of the hardware-side console rings.
@@ -247,6 +248,45 @@ pub(crate) fn queue_ring(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The console's value kinds must not collide with any other: the word bases own their
+    /// top byte (the leader's environment dispatches on it), the indices are small kinds of
+    /// their own.
+    #[test]
+    fn value_kinds_are_disjoint_from_every_other_kind() {
+        use crate::hv::value_kind as hv;
+        let bases = [hv::PORT_IN_BASE, hv::LOCKSTEP_STATUS_BASE];
+        for mine in [value_kind::RX_WORD_BASE, value_kind::CONRING_WORD_BASE] {
+            assert_eq!(mine & 0x00FF_FFFF, 0);
+            for other in bases {
+                assert_ne!(
+                    mine & 0xFF00_0000,
+                    other & 0xFF00_0000,
+                    "{mine:#x} vs {other:#x}"
+                );
+            }
+        }
+        assert_ne!(value_kind::RX_WORD_BASE, value_kind::CONRING_WORD_BASE);
+        let small = [
+            hv::PROBE_WRITE,
+            hv::SYSTEM_TIME,
+            hv::TSC,
+            hv::UPCALL_STATE,
+            hv::HOST_CPUID_AB,
+            hv::HOST_CPUID_CD,
+            hv::HOST_FREE_PAGES,
+            hv::HOST_TOTAL_PAGES,
+            hv::HOST_CPU_KHZ,
+            hv::HOST_NR_CPUS,
+            hv::HOST_PADDR_BITS,
+        ];
+        for mine in [value_kind::RX_STATE, value_kind::CONRING_STATE] {
+            assert!(!small.contains(&mine), "{mine:#x}");
+            // ALLOC_FRAME + order (0..19) is a range.
+            assert!(!(hv::ALLOC_FRAME..hv::ALLOC_FRAME + 19).contains(&mine));
+            assert_eq!(mine & 0xFF00_0000, 0);
+        }
+    }
 
     #[test]
     fn cleared_start_keeps_at_most_one_ring() {
