@@ -249,45 +249,6 @@ pub(crate) fn queue_ring(
 mod tests {
     use super::*;
 
-    /// The console's value kinds must not collide with any other: the word bases own their
-    /// top byte (the leader's environment dispatches on it), the indices are small kinds of
-    /// their own.
-    #[test]
-    fn value_kinds_are_disjoint_from_every_other_kind() {
-        use crate::hv::value_kind as hv;
-        let bases = [hv::PORT_IN_BASE, hv::LOCKSTEP_STATUS_BASE];
-        for mine in [value_kind::RX_WORD_BASE, value_kind::CONRING_WORD_BASE] {
-            assert_eq!(mine & 0x00FF_FFFF, 0);
-            for other in bases {
-                assert_ne!(
-                    mine & 0xFF00_0000,
-                    other & 0xFF00_0000,
-                    "{mine:#x} vs {other:#x}"
-                );
-            }
-        }
-        assert_ne!(value_kind::RX_WORD_BASE, value_kind::CONRING_WORD_BASE);
-        let small = [
-            hv::PROBE_WRITE,
-            hv::SYSTEM_TIME,
-            hv::TSC,
-            hv::UPCALL_STATE,
-            hv::HOST_CPUID_AB,
-            hv::HOST_CPUID_CD,
-            hv::HOST_FREE_PAGES,
-            hv::HOST_TOTAL_PAGES,
-            hv::HOST_CPU_KHZ,
-            hv::HOST_NR_CPUS,
-            hv::HOST_PADDR_BITS,
-        ];
-        for mine in [value_kind::RX_STATE, value_kind::CONRING_STATE] {
-            assert!(!small.contains(&mine), "{mine:#x}");
-            // ALLOC_FRAME + order (0..19) is a range.
-            assert!(!(hv::ALLOC_FRAME..hv::ALLOC_FRAME + 19).contains(&mine));
-            assert_eq!(mine & 0xFF00_0000, 0);
-        }
-    }
-
     #[test]
     fn cleared_start_keeps_at_most_one_ring() {
         assert_eq!(cleared_start(10, 20), 10);

@@ -254,7 +254,7 @@ pub mod value_kind {
     /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
     pub const HOST_PADDR_BITS: u32 = 64;
     /// Base of the lockstep-status kinds: see [`lockstep_status`].
-    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0400_0000;
+    pub const LOCKSTEP_STATUS_BASE: u32 = 0x0600_0000;
     /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
     /// engine reports it now (statistics live outside the replicas: they are input).
     pub const fn lockstep_status(i: u32) -> u32 {
@@ -476,7 +476,8 @@ mod value_kind_tests {
         alloc::vec![
             one("PROBE_WRITE", v::PROBE_WRITE),
             one("SYSTEM_TIME", v::SYSTEM_TIME),
-            one("ALLOC_FRAME", v::ALLOC_FRAME),
+            // ALLOC_FRAME + order (0..20) is a range.
+            ("ALLOC_FRAME", v::ALLOC_FRAME, v::ALLOC_FRAME + 20),
             one("TSC", v::TSC),
             one("UPCALL_STATE", v::UPCALL_STATE),
             one("HOST_CPUID_AB", v::HOST_CPUID_AB),
