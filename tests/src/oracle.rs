@@ -18,6 +18,10 @@ pub const XEN_CMDLINE: &str =
 pub const DUALVISOR_GUEST_CMDLINE: &str = XEN_CMDLINE;
 /// Time limit of a real-Xen oracle run.
 const XEN_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time limit of a DualVisor guest run: a hang detector, not a speed check (`make bench` is).
+/// Every transaction hands off between the leader's, follower's and coordinator's QEMU vCPU
+/// threads; on a two-core host running two QEMUs each handoff waits for the host scheduler.
+const DUALVISOR_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Boot modules after the kernel that a test guest needs (dom0's initrd): `domu` builds the
 /// `demo` guest as a domU from it.
@@ -123,7 +127,7 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
             end: End::KillWhenSeen {
                 linger: Duration::ZERO,
             },
-            timeout: XEN_TIMEOUT,
+            timeout: DUALVISOR_TIMEOUT,
         },
         needs: [(p.image.clone(), "make image")]
             .into_iter()
