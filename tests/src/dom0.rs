@@ -9,6 +9,7 @@ use std::time::Duration;
 use tools::cpio::{write_newc, S_IFDIR, S_IFREG};
 
 use crate::catalogue::crash_markers;
+use crate::console_scenarios::SWITCH;
 use crate::monitor::{End, Expectation};
 use crate::oracle::XEN_CMDLINE;
 use crate::pattern::Pattern;
@@ -310,6 +311,24 @@ pub fn lifecycle_session(dualvisor: bool) -> Script {
                     ))),
                 ],
             ),
+            // The hypervisor's own view (debug key `l`): detections split into mismatches,
+            // deadline misses and rejected effects, for the log.
+            (
+                SWITCH.to_vec(),
+                vec![Says::Line(Pattern::contains("*** Serial input to Xen"))],
+            ),
+            (
+                b"l".to_vec(),
+                vec![
+                    Says::Line(Pattern::contains("'l' pressed -> dumping lockstep state")),
+                    Says::Line(Pattern::contains("stats: detected ")),
+                ],
+            ),
+            (
+                SWITCH.to_vec(),
+                vec![Says::Line(Pattern::contains("*** Serial input to DOM0"))],
+            ),
+            (typed(""), vec![]),
             (
                 typed("xl list"),
                 vec![
@@ -333,8 +352,9 @@ pub fn lifecycle_session(dualvisor: bool) -> Script {
         .wait_for(Pattern::contains("dom0: shell ready"))
         .wait_for(Pattern::contains(PROMPT));
     for (keys, says) in steps {
-        // Attached to a console there is no prompt until Ctrl-] (0x1d).
-        let attaches = keys.starts_with(b"xl console");
+        // Attached to a console there is no prompt until Ctrl-] (0x1d); nor while input
+        // goes to the hypervisor's debug keys.
+        let attaches = keys.starts_with(b"xl console") || keys == SWITCH || keys == b"l";
         // Building or tearing down domains under lockstep on a loaded host takes a while.
         let slow = keys.starts_with(b"xl create") || keys.starts_with(b"xl shutdown");
         sc = sc.send(keys);
