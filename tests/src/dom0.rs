@@ -9,6 +9,7 @@ use std::time::Duration;
 use tools::cpio::{write_newc, S_IFDIR, S_IFREG};
 
 use crate::catalogue::crash_markers;
+use crate::console_scenarios::SWITCH;
 use crate::monitor::{End, Expectation};
 use crate::oracle::XEN_CMDLINE;
 use crate::pattern::Pattern;
@@ -162,93 +163,223 @@ fn scenario(p: &Paths, name: &str, qemu_kernel: &Path, smp: u32, script: Script)
     }
 }
 
+/// A row of `xl lockstep status`'s injection table: kind, injected, masked, recovered,
+/// escalated, silent, crashed (the layout of `tools::format::lockstep_status`).
+fn injection_row(kind: &str, n: [u64; 6]) -> String {
+    let [a, b, c, d, e, f] = n;
+    format!("{kind:<14} {a:>9} {b:>9} {c:>9} {d:>9} {e:>9} {f:>9}")
+}
+
+/// What a step of the life cycle must print: a line, or a value to remember or to see again.
+#[derive(Debug, Clone)]
+enum Says {
+    /// A line matching this.
+    Line(Pattern),
+    /// A line starting with this prefix; its rest is kept under the name.
+    Capture(&'static str, &'static str),
+    /// A line that is the prefix followed by exactly the value kept under the name.
+    Same(&'static str, &'static str),
+}
+
+/// `xl info`'s free memory line (MiB), the prefix a value is captured after.
+const FREE_MEMORY: &str = "free_memory            : ";
+
+/// Typed `xl info` and its free memory remembered as `name`.
+fn free_memory_is(name: &'static str) -> (Vec<u8>, Vec<Says>) {
+    (typed("xl info"), vec![Says::Capture(name, FREE_MEMORY)])
+}
+
+/// Typed `xl info` and its free memory required equal to what was remembered as `name`.
+fn free_memory_again(name: &'static str) -> (Vec<u8>, Vec<Says>) {
+    (typed("xl info"), vec![Says::Same(name, FREE_MEMORY)])
+}
+
 /// The domain life cycle an administrator drives with xl, on the real initrd (`make initrd`:
 /// `/etc/xen/demo1.cfg` builds the demo guest, which prints a line a second): create, list,
 /// console (live output, Ctrl-] back to the prompt), pause/unpause in the State column,
-/// destroy, a config whose memory is more than is free leaving no domain behind, and four
-/// domUs at once shut down together with `xl shutdown -a -w`.
-pub fn lifecycle_session() -> Script {
-    let steps: Vec<(Vec<u8>, Vec<Pattern>)> = vec![
+/// destroy with `xl info`'s free memory back to its value before the create, a config whose
+/// memory is more than is free leaving no domain behind, and four domUs at once shut down
+/// together with `xl shutdown -a -w`, after which free memory is back again.
+///
+/// `dualvisor`: the run is on DualVisor, which returns every page of a destroyed domain, so
+/// free memory is compared with its value before the very first create, and with the four
+/// demo domains running `xl lockstep inject effects 100` must be detected and recovered 100
+/// times with the domains still running. Xen 4.17 keeps a page of the first domU it builds
+/// (seen by h1 and h6), so there free memory is compared after the second cycle only (the
+/// value after the first destroy against the value after the four domUs are gone), and the
+/// lockstep verbs are refused (`dom0-shell-xen` checks that).
+pub fn lifecycle_session(dualvisor: bool) -> Script {
+    let gone = |name: &str| {
+        Says::Line(Pattern::line(format!(
+            "Can't get domid of domain name '{name}', maybe this domain does not exist."
+        )))
+    };
+    let mut steps: Vec<(Vec<u8>, Vec<Says>)> = vec![
+        free_memory_is("before-create"),
         (
             typed("xl create /etc/xen/demo1.cfg"),
-            vec![Pattern::line("Parsing config from /etc/xen/demo1.cfg")],
+            vec![Says::Line(Pattern::line(
+                "Parsing config from /etc/xen/demo1.cfg",
+            ))],
         ),
         (
             typed("xl list"),
-            vec![Pattern::contains_all(["demo1 ", "    1    32     1     "])],
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    1    32     1     ",
+            ]))],
         ),
         (
             typed("xl console demo1"),
-            vec![Pattern::contains_all(["demo: domain 1 line ", " time "])],
+            vec![Says::Line(Pattern::contains_all([
+                "demo: domain 1 line ",
+                " time ",
+            ]))],
         ),
         (b"\x1d".to_vec(), vec![]),
         (typed("xl pause demo1"), vec![]),
         (
             typed("xl list demo1"),
-            vec![Pattern::contains_all(["demo1 ", "p---"])],
+            vec![Says::Line(Pattern::contains_all(["demo1 ", "p---"]))],
         ),
         (typed("xl unpause demo1"), vec![]),
         (typed("xl destroy demo1"), vec![]),
-        (
-            typed("xl domid demo1"),
-            vec![Pattern::line(
-                "Can't get domid of domain name 'demo1', maybe this domain does not exist.",
-            )],
-        ),
+        (typed("xl domid demo1"), vec![gone("demo1")]),
+    ];
+    if dualvisor {
+        steps.push(free_memory_again("before-create"));
+    }
+    steps.extend([
+        free_memory_is("after-first-domu"),
         (
             typed("xl create /etc/xen/demo2.cfg 'memory=100000'"),
-            vec![Pattern::contains(
+            vec![Says::Line(Pattern::contains(
                 "/etc/xen/demo2.cfg: memory = 100000 MiB is more than the ",
-            )],
+            ))],
         ),
-        (
-            typed("xl domid demo2"),
-            vec![Pattern::line(
-                "Can't get domid of domain name 'demo2', maybe this domain does not exist.",
-            )],
-        ),
+        (typed("xl domid demo2"), vec![gone("demo2")]),
         // Four domUs at once, then all shut down (on_poweroff = "destroy") and waited for.
         (typed("xl create /etc/xen/demo1.cfg"), vec![]),
-        (typed("xl create /etc/xen/demo2.cfg"), vec![]),
+        // demo2 powers off after 20 lines (count=20); here it must outlive the steps below.
+        (
+            typed("xl create /etc/xen/demo2.cfg 'extra=\"count=0\"'"),
+            vec![],
+        ),
         (typed("xl create /etc/xen/demo1.cfg 'name=\"d3\"'"), vec![]),
         (typed("xl create /etc/xen/demo1.cfg 'name=\"d4\"'"), vec![]),
         (
             typed("xl list"),
             vec![
-                Pattern::starts_with("demo2 "),
-                Pattern::starts_with("d3 "),
-                Pattern::starts_with("d4 "),
+                Says::Line(Pattern::starts_with("demo2 ")),
+                Says::Line(Pattern::starts_with("d3 ")),
+                Says::Line(Pattern::starts_with("d4 ")),
             ],
         ),
+    ]);
+    if dualvisor {
+        steps.extend([
+            (
+                typed("xl lockstep inject effects 100"),
+                vec![Says::Line(Pattern::line(
+                    "lockstep: injecting 100 effects faults",
+                ))],
+            ),
+            // The domains keep running (and making hypercalls) while we watch one.
+            (
+                typed("xl console d4"),
+                vec![
+                    Says::Line(Pattern::contains("demo: domain ")),
+                    Says::Line(Pattern::contains("demo: domain ")),
+                ],
+            ),
+            (b"\x1d".to_vec(), vec![]),
+            (
+                typed("xl list"),
+                vec![Says::Line(Pattern::starts_with("d4 "))],
+            ),
+            (
+                typed("xl lockstep status"),
+                // Every injected fault detected and recovered, none escalated. The totals
+                // above the table also count deadline misses of healthy cores on a loaded
+                // host (the follower's QEMU thread descheduled for more than the 250 ms
+                // deadline), so the per-kind row is what must read exactly 100.
+                vec![
+                    Says::Line(Pattern::line("escalated              : 0")),
+                    Says::Line(Pattern::line(injection_row(
+                        "effects",
+                        [100, 0, 100, 0, 0, 0],
+                    ))),
+                ],
+            ),
+            // The hypervisor's own view (debug key `l`): detections split into mismatches,
+            // deadline misses and rejected effects, for the log.
+            (
+                SWITCH.to_vec(),
+                vec![Says::Line(Pattern::contains("*** Serial input to Xen"))],
+            ),
+            (
+                b"l".to_vec(),
+                vec![
+                    Says::Line(Pattern::contains("'l' pressed -> dumping lockstep state")),
+                    Says::Line(Pattern::contains("stats: detected ")),
+                ],
+            ),
+            (
+                SWITCH.to_vec(),
+                vec![Says::Line(Pattern::contains("*** Serial input to DOM0"))],
+            ),
+            (typed(""), vec![]),
+            (
+                typed("xl list"),
+                vec![
+                    Says::Line(Pattern::starts_with("demo1 ")),
+                    Says::Line(Pattern::starts_with("demo2 ")),
+                    Says::Line(Pattern::starts_with("d3 ")),
+                    Says::Line(Pattern::starts_with("d4 ")),
+                ],
+            ),
+        ]);
+    }
+    steps.extend([
         (
             typed("xl shutdown -a -w"),
-            vec![Pattern::line("Waiting for 4 domains")],
+            vec![Says::Line(Pattern::line("Waiting for 4 domains"))],
         ),
-        (
-            typed("xl domid d4"),
-            vec![Pattern::line(
-                "Can't get domid of domain name 'd4', maybe this domain does not exist.",
-            )],
-        ),
-    ];
+        (typed("xl domid d4"), vec![gone("d4")]),
+        free_memory_again("after-first-domu"),
+    ]);
     let mut sc = Script::new()
         .wait_for(Pattern::contains("dom0: shell ready"))
         .wait_for(Pattern::contains(PROMPT));
     for (keys, says) in steps {
-        // Attached to a console there is no prompt until Ctrl-] (0x1d).
-        let attaches = keys.starts_with(b"xl console");
+        // Attached to a console there is no prompt until Ctrl-] (0x1d); nor while input
+        // goes to the hypervisor's debug keys.
+        let attaches = keys.starts_with(b"xl console") || keys == SWITCH || keys == b"l";
+        // Building or tearing down domains under lockstep on a loaded host takes a while.
+        let slow = keys.starts_with(b"xl create") || keys.starts_with(b"xl shutdown");
         sc = sc.send(keys);
         for p in says {
-            sc = sc.wait_for(p);
+            sc = match p {
+                Says::Line(p) => sc.wait_for(p),
+                Says::Capture(name, prefix) => sc.capture(name, prefix),
+                Says::Same(name, prefix) => sc.wait_for_captured(name, prefix),
+            };
         }
         if !attaches {
-            sc = sc.wait_for(Pattern::contains(PROMPT));
+            sc = if slow {
+                sc.wait_for_within(Pattern::contains(PROMPT), SLOW_STEP)
+            } else {
+                sc.wait_for(Pattern::contains(PROMPT))
+            };
         }
     }
     sc
 }
 
-fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32) -> Scenario {
+/// How long `xl create` and `xl shutdown -w` may take to return to the prompt.
+const SLOW_STEP: Duration = Duration::from_secs(180);
+
+fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32, dualvisor: bool) -> Scenario {
     let dom0 = dom0_path(p);
     let initrd = p.root.join("build").join("dom0-initrd.cpio");
     let mods = vec![Module::new(&dom0, ""), Module::new(&initrd, "")];
@@ -263,7 +394,7 @@ fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32) -> Scenario {
         name: name.into(),
         qemu: QemuCommand::kernel(kernel, cmdline(), mods)
             .smp(smp)
-            .interactive(lifecycle_session()),
+            .interactive(lifecycle_session(dualvisor)),
         expect: Expectation {
             expect: vec![Pattern::contains("dom0: initrd: ")],
             fail,
@@ -271,7 +402,7 @@ fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32) -> Scenario {
             end: End::KillWhenSeen {
                 linger: Duration::ZERO,
             },
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(if dualvisor { 900 } else { 300 }),
         },
         needs: vec![(dom0, "make dom0"), (initrd, "make initrd")],
         inputs: vec![],
@@ -286,7 +417,7 @@ pub fn dom0_xl_xen(p: &Paths) -> Planned {
             reason: format!("{} missing (make xen)", p.show(&p.xen)),
         };
     }
-    let mut s = lifecycle(p, "dom0-xl-xen", &p.xen, 2);
+    let mut s = lifecycle(p, "dom0-xl-xen", &p.xen, 2, false);
     s.needs.push((p.xen.clone(), "make xen"));
     Planned::Run(Box::new(s))
 }
@@ -301,7 +432,7 @@ pub fn dom0_xl(p: &Paths) -> Planned {
             reason: format!("xl create uses the domu guest's builder: {why}"),
         };
     }
-    let mut s = lifecycle(p, "dom0-xl", &p.image, 3);
+    let mut s = lifecycle(p, "dom0-xl", &p.image, 3, true);
     s.needs.push((p.image.clone(), "make image"));
     Planned::Run(Box::new(s))
 }
@@ -349,18 +480,86 @@ mod tests {
     #[test]
     fn the_lifecycle_session_detaches_before_the_next_prompt() {
         use crate::script::ScriptStep;
-        let sc = lifecycle_session();
-        let steps = sc.steps();
-        let console = steps
-            .iter()
-            .position(|s| matches!(s, ScriptStep::Send(b) if b.starts_with(b"xl console")))
-            .unwrap();
-        assert!(matches!(&steps[console + 1], ScriptStep::WaitFor { .. }));
-        assert_eq!(steps[console + 2], ScriptStep::Send(b"\x1d".to_vec()));
-        assert!(matches!(
-            &steps[console + 3],
-            ScriptStep::WaitFor { pattern, .. } if pattern.matches(PROMPT)
-        ));
+        for dualvisor in [false, true] {
+            let sc = lifecycle_session(dualvisor);
+            let steps = sc.steps();
+            let consoles: Vec<usize> = steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, ScriptStep::Send(b) if b.starts_with(b"xl console")))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(consoles.len(), if dualvisor { 2 } else { 1 });
+            for console in consoles {
+                let detach = steps[console..]
+                    .iter()
+                    .position(|s| matches!(s, ScriptStep::Send(_)) && *s != steps[console])
+                    .unwrap()
+                    + console;
+                assert!(steps[console + 1..detach]
+                    .iter()
+                    .all(|s| matches!(s, ScriptStep::WaitFor { .. })));
+                assert!(
+                    detach > console + 1,
+                    "a console shows output before detaching"
+                );
+                assert_eq!(steps[detach], ScriptStep::Send(b"\x1d".to_vec()));
+                assert!(matches!(
+                    &steps[detach + 1],
+                    ScriptStep::WaitFor { pattern, .. } if pattern.matches(PROMPT)
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn the_injection_row_is_the_one_xl_prints() {
+        use dom0_interface::lockstep_ctl::{LockstepKind, LockstepStatus};
+        let mut st = LockstepStatus::default();
+        let k = &mut st.kinds[LockstepKind::Effects.index()];
+        k.injected = 100;
+        k.recovered = 100;
+        let text = tools::format::lockstep_status(&st);
+        let row = injection_row("effects", [100, 0, 100, 0, 0, 0]);
+        assert!(text.lines().any(|l| l == row), "{row:?} not in\n{text}");
+        assert!(!text
+            .lines()
+            .any(|l| l == injection_row("effects", [100, 0, 99, 1, 0, 0])));
+    }
+
+    #[test]
+    fn free_memory_is_compared_with_a_value_captured_earlier() {
+        use crate::script::ScriptStep;
+        let names = |dualvisor| -> Vec<(bool, String)> {
+            lifecycle_session(dualvisor)
+                .steps()
+                .iter()
+                .filter_map(|s| match s {
+                    ScriptStep::Capture { name, .. } => Some((true, name.clone())),
+                    ScriptStep::WaitForCaptured { name, .. } => Some((false, name.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let c = |n: &str| (true, n.to_string());
+        let w = |n: &str| (false, n.to_string());
+        assert_eq!(
+            names(true),
+            [
+                c("before-create"),
+                w("before-create"),
+                c("after-first-domu"),
+                w("after-first-domu")
+            ]
+        );
+        assert_eq!(
+            names(false),
+            [
+                c("before-create"),
+                c("after-first-domu"),
+                w("after-first-domu")
+            ]
+        );
     }
 
     #[test]

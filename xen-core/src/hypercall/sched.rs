@@ -30,6 +30,7 @@ pub fn sched_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             Ok(0)
         }
         SCHEDOP_POLL => crate::evtchn::poll::sched_poll(state, ctx, arg),
+        SCHEDOP_REMOTE_SHUTDOWN => remote_shutdown(state, ctx, arg),
         SCHEDOP_SHUTDOWN_CODE => {
             let reason = read_reason(ctx, arg)?;
             let dom = ctx.dom();
@@ -49,6 +50,26 @@ fn read_reason(ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> Result<u32, crate::hv::Hv
     ctx.copy_from_guest(arg, &mut b)
         .map_err(|_| crate::hv::HvError::Errno(XenErrno::EFAULT))?;
     Ok(u32::from_le_bytes(b) & 0xff)
+}
+
+/// SCHEDOP_remote_shutdown: `sched_remote_shutdown { domid_t domain_id; unsigned int
+/// reason; }` (8 bytes, reason at offset 4). As Xen 4.17's `do_sched_op`: -EFAULT for a bad
+/// pointer, -ESRCH for no such domain, -EPERM unless the caller is privileged (XSM_DM_PRIV
+/// with no device-model domains), then `domain_shutdown(d, (u8)reason)` on the target.
+fn remote_shutdown(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut b = [0u8; 8];
+    ctx.copy_from_guest(arg, &mut b)
+        .map_err(|_| crate::hv::HvError::Errno(XenErrno::EFAULT))?;
+    let target = u16::from_le_bytes([b[0], b[1]]);
+    let reason = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) & 0xff;
+    if state.domains.get(&target).is_none() {
+        return Err(crate::hv::HvError::Errno(XenErrno::ESRCH));
+    }
+    if !super::is_privileged(state, ctx.dom()) {
+        return Err(crate::hv::HvError::Errno(XenErrno::EPERM));
+    }
+    shutdown_domain_of(state, ctx, target, reason)?;
+    Ok(0)
 }
 
 /// SCHEDOP_block: enables event delivery (clears the vCPU's `evtchn_upcall_mask`) and blocks
@@ -87,6 +108,16 @@ pub(super) fn shutdown_domain(
     reason: u32,
 ) -> Result<(), crate::hv::HvError> {
     let dom = ctx.dom();
+    shutdown_domain_of(state, ctx, dom, reason)
+}
+
+/// Marks domain `dom` shut down with `reason` (a recorded shutdown code wins, as in Xen).
+fn shutdown_domain_of(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    dom: crate::effect::DomId,
+    reason: u32,
+) -> Result<(), crate::hv::HvError> {
     let j = ctx.journal();
     let final_reason = state
         .domains
@@ -141,6 +172,64 @@ mod tests {
             h.state.domains.get(&2).and_then(|d| d.shutdown),
             Some(SHUTDOWN_CRASH)
         );
+    }
+
+    fn with_domu(id: crate::effect::DomId, mut h: Harness) -> Harness {
+        let mut j = lockstep::Journal::new();
+        j.begin(1);
+        crate::hv::create_domain(&mut h.state, &mut j, id, false, 1, 1024).expect("domU");
+        lockstep::replica::forget(&mut h.state);
+        h
+    }
+
+    fn remote(dom: u16, reason: u32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..2].copy_from_slice(&dom.to_le_bytes());
+        b[4..].copy_from_slice(&reason.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn dom0_shuts_a_domu_down_remotely() {
+        let mut h = with_domu(3, Harness::dom0());
+        h.mem.map(0x100, &remote(3, 0x100 | SHUTDOWN_REBOOT));
+        let r = h.hypercall(
+            u64::from(NR),
+            [u64::from(SCHEDOP_REMOTE_SHUTDOWN), 0x100, 0, 0, 0],
+        );
+        assert_eq!(r.ret, 0);
+        // The reason is truncated to 8 bits as Xen's `domain_shutdown(d, (u8)reason)`.
+        assert!(r.effects.contains(&Effect::DomainShutdown {
+            dom: 3,
+            reason: SHUTDOWN_REBOOT
+        }));
+        assert_eq!(
+            h.state.domains.get(&3).and_then(|d| d.shutdown),
+            Some(SHUTDOWN_REBOOT)
+        );
+        assert_eq!(h.state.domains.get(&0).and_then(|d| d.shutdown), None);
+    }
+
+    #[test]
+    fn remote_shutdown_errors_are_xens() {
+        let mut h = with_domu(3, Harness::dom0());
+        h.mem.map(0x100, &remote(9, SHUTDOWN_POWEROFF));
+        let op = [u64::from(SCHEDOP_REMOTE_SHUTDOWN), 0x100, 0, 0, 0];
+        assert_eq!(h.hypercall(u64::from(NR), op).ret, -3, "ESRCH");
+        let bad = [u64::from(SCHEDOP_REMOTE_SHUTDOWN), 0x9000, 0, 0, 0];
+        assert_eq!(h.hypercall(u64::from(NR), bad).ret, -14, "EFAULT");
+        // An unprivileged domain may not shut down another, nor itself this way.
+        let mut h = with_domu(4, Harness::domu(3));
+        for target in [4u16, 3] {
+            h.mem.map(0x100, &remote(target, SHUTDOWN_POWEROFF));
+            let r = h.hypercall(u64::from(NR), op);
+            assert_eq!(r.ret, -1, "EPERM");
+            assert!(!r
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::DomainShutdown { .. })));
+        }
+        assert!(h.state.domains.iter().all(|(_, d)| d.shutdown.is_none()));
     }
 
     #[test]
