@@ -18,7 +18,6 @@ pub mod errno;
 pub mod evtchn;
 pub mod foreign;
 pub mod gnttab;
-pub mod heap;
 pub mod hypercall;
 pub mod lockstep_ctl;
 pub mod mm;
