@@ -12,7 +12,6 @@ extern crate std;
 pub mod block_heap;
 pub mod boot;
 pub mod console;
-pub mod control;
 pub mod cpu;
 pub mod errno;
 pub mod evtchn;
