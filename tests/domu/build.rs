@@ -1,20 +1,7 @@
-//! Links the domu test guest as freestanding Xen PV kernels with guest-rt's `link.ld`.
+//! Links the domu test guest as a freestanding Xen PV kernel with guest-rt's `link.ld`.
+
+include!("../../tools/guest-rt/pv_kernel_link.rs");
 
 fn main() {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rerun-if-changed=../../tools/guest-rt/link.ld");
-    println!("cargo:rerun-if-changed=build.rs");
-    for arg in [
-        &format!("-T{dir}/../../tools/guest-rt/link.ld"),
-        "-nostartfiles",
-        "-nostdlib",
-        "-static",
-        "-no-pie",
-        "-Wl,--build-id=none",
-        "-Wl,-z,max-page-size=4096",
-        "-Wl,-z,norelro",
-        "-Wl,--no-dynamic-linker",
-    ] {
-        println!("cargo:rustc-link-arg-bins={arg}");
-    }
+    link_as_pv_kernel("../../tools/guest-rt");
 }

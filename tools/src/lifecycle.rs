@@ -3,18 +3,11 @@
 
 use crate::xlcfg::{DomainConfig, ShutdownAction};
 
-/// `SHUTDOWN_poweroff`.
-pub const SHUTDOWN_POWEROFF: u32 = 0;
-/// `SHUTDOWN_reboot`.
-pub const SHUTDOWN_REBOOT: u32 = 1;
-/// `SHUTDOWN_suspend`.
-pub const SHUTDOWN_SUSPEND: u32 = 2;
-/// `SHUTDOWN_crash`.
-pub const SHUTDOWN_CRASH: u32 = 3;
-/// `SHUTDOWN_watchdog`.
-pub const SHUTDOWN_WATCHDOG: u32 = 4;
-/// `SHUTDOWN_soft_reset`.
-pub const SHUTDOWN_SOFT_RESET: u32 = 5;
+/// The `SHUTDOWN_*` reasons, as dom0-interface mirrors them from Xen's sched.h.
+pub use dom0_interface::sched::{
+    SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_SUSPEND,
+    SHUTDOWN_WATCHDOG,
+};
 
 /// The toolstack's reaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,16 +47,11 @@ pub fn reaction(cfg: &DomainConfig, reason: u32) -> Reaction {
     }
 }
 
-/// The word xl prints for a shutdown reason.
+/// The word xl prints for a shutdown reason ("unknown" for one Xen does not define).
 pub const fn reason_name(reason: u32) -> &'static str {
-    match reason {
-        SHUTDOWN_POWEROFF => "poweroff",
-        SHUTDOWN_REBOOT => "reboot",
-        SHUTDOWN_SUSPEND => "suspend",
-        SHUTDOWN_CRASH => "crash",
-        SHUTDOWN_WATCHDOG => "watchdog",
-        SHUTDOWN_SOFT_RESET => "soft_reset",
-        _ => "unknown",
+    match dom0_interface::sched::shutdown_reason_name(reason) {
+        Some(name) => name,
+        None => "unknown",
     }
 }
 

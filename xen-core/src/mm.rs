@@ -202,6 +202,25 @@ pub struct PageInfo {
     /// The M2P entry: the pfn this frame backs, or [`INVALID_M2P`].
     pub m2p: u64,
 }
+impl PageInfo {
+    /// A freshly allocated hypervisor page shared with `owner` (shared_info, grant-table
+    /// frames): one allocation reference, writable with one type reference, validated,
+    /// `special`, no M2P entry.
+    pub fn shared_with(owner: DomId) -> Self {
+        PageInfo {
+            owner,
+            count: 1,
+            allocated: true,
+            ty: PageType::Writable,
+            type_count: 1,
+            validated: true,
+            special: true,
+            m2p: INVALID_M2P,
+            ..PageInfo::default()
+        }
+    }
+}
+
 lockstep::impl_value!(PageInfo {
     owner,
     count,

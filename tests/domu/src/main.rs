@@ -29,7 +29,10 @@ use xenguest::{
 };
 
 guest_rt::entry!(main);
-guest_rt::heap!(16 << 20);
+
+/// The domain builder's heap.
+#[global_allocator]
+static HEAP: guest_rt::block_heap::BlockHeap<{ 16 << 20 }> = guest_rt::block_heap::BlockHeap::new();
 
 /// Lines the demo prints before powering off.
 const LINES: u64 = 3;

@@ -8,7 +8,7 @@ use dom0_interface::domctl::{
 };
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::sysctl::XenSysctlPhysinfo;
-use guest_rt::control::{self, GETDOMAININFO_SIZE, PHYSINFO_SIZE};
+use guest_rt::toolstack::{self, GETDOMAININFO_SIZE, PHYSINFO_SIZE};
 use guest_rt::version::{self, c_str};
 use guest_rt::xenctl::{self, CtlBuf, DOMCTL_U};
 use guest_rt::Errno;
@@ -24,7 +24,7 @@ const _: () = assert!(PHYSINFO_SIZE == core::mem::size_of::<XenSysctlPhysinfo>()
 /// Up to `n` domains from `first`.
 fn info_batch(first: u16, n: usize) -> Result<Vec<XenDomctlGetdomaininfo>, Errno> {
     let mut buf = alloc::vec![0u8; n * GETDOMAININFO_SIZE];
-    let got = control::getdomaininfolist(first, &mut buf)?;
+    let got = toolstack::getdomaininfolist(first, &mut buf)?;
     Ok(buf
         .chunks(GETDOMAININFO_SIZE)
         .take(got)
@@ -57,7 +57,7 @@ pub fn domain(domid: u16) -> Result<Option<XenDomctlGetdomaininfo>, Errno> {
 
 /// `XEN_SYSCTL_physinfo`.
 pub fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
-    let raw = control::physinfo()?;
+    let raw = toolstack::physinfo()?;
     XenSysctlPhysinfo::read_from(&raw).map_err(|_| Errno::EINVAL)
 }
 
@@ -123,7 +123,7 @@ pub fn host_info() -> Result<HostInfo, Errno> {
         minor: u32::from(minor),
         extra: text::<{ version::EXTRAVERSION_LEN }>(version::XENVER_EXTRAVERSION),
         capabilities: text::<{ version::CAPABILITIES_LEN }>(version::XENVER_CAPABILITIES),
-        scheduler: control::sched_id().map_or_else(|_| String::new(), scheduler_name),
+        scheduler: toolstack::sched_id().map_or_else(|_| String::new(), scheduler_name),
         pagesize: version::scalar(version::XENVER_PAGESIZE).map_or(4096, |p| p as u32),
         virt_start: version::platform_virt_start().unwrap_or(0),
         changeset: text::<{ version::CHANGESET_LEN }>(version::XENVER_CHANGESET),

@@ -13,7 +13,7 @@ use dom0_interface::domctl::{
 };
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::lockstep_ctl::LockstepStatus;
-use guest_rt::{control, sched, Errno};
+use guest_rt::{sched, toolstack, Errno};
 use tools::cmd::{self, Command, DomainRef, LockstepCmd, Target};
 use tools::console_log::OutputLog;
 use tools::format::{self, DomainInfo, UptimeEntry};
@@ -528,7 +528,7 @@ fn dmesg(clear: bool) {
     let mut index = 0u32;
     let mut incremental = false;
     loop {
-        match control::readconsole(&mut buf, clear, incremental, index) {
+        match toolstack::readconsole(&mut buf, clear, incremental, index) {
             Ok((0, _)) => break,
             Ok((n, next)) => {
                 all.extend_from_slice(&buf[..n]);
@@ -553,7 +553,7 @@ fn dmesg(clear: bool) {
 fn lockstep(l: LockstepCmd) {
     let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
     let op = l.request(0, 0).encode();
-    match control::lockstep(op.cmd, op.kind, op.count, &mut raw) {
+    match toolstack::lockstep(op.cmd, op.kind, op.count, &mut raw) {
         Ok(_) => match l {
             LockstepCmd::Status => match LockstepStatus::read_from(&raw) {
                 Ok(status) => out::text(&format::lockstep_status(&status)),

@@ -1,4 +1,4 @@
-//! A general-purpose heap for long-running guest kernels that use `alloc` (the dom0 kernel):
+//! A general-purpose heap for guest kernels that use `alloc` (the dom0 kernel, the domU builder):
 //! a fixed arena in the image's `.bss`, handed out in 128-byte blocks tracked by a bitmap
 //! ([`BlockMap`], portable and host-tested), behind a spin lock; any block can be freed in any
 //! order. The binary declares it:

@@ -1,48 +1,40 @@
-//! The hypercalls a toolstack in dom0 makes on other domains (libxc's job): `domctl` and
-//! `sysctl` (`public/domctl.h`, `public/sysctl.h`), memory reservations and page-table pins
-//! on behalf of a domain being built, and `XEN_DOMCTL_setvcpucontext`.
+//! The typed hypercalls a toolstack in dom0 makes (libxc's job), over [`crate::xenctl`]'s raw
+//! `xen_domctl`/`xen_sysctl` buffers: the sysctls xl asks (physinfo, sched_id,
+//! getdomaininfolist, readconsole, DualVisor's lockstep control), and what a domain builder
+//! does to another domain (reservations, page-table pins, `XEN_DOMCTL_setvcpucontext`).
 //!
-//! The argument structures are passed as raw, 8-byte aligned bytes ([`CtlBuf`]): callers
-//! encode them with dom0-interface's mirrors (this crate stays free of `alloc`, so guests
-//! without a heap link). Commands whose payload holds a guest handle get a wrapper of their
-//! own that supplies the buffer; [`domctl`] and [`sysctl`] accept only commands without one.
+//! Operations whose arguments carry guest handles take Rust buffers, so Xen only writes memory
+//! the caller handed over for that purpose; [`domctl_no_handles`] and [`sysctl_no_handles`]
+//! pass on only commands without one. Results are returned as raw little-endian structure
+//! bytes; callers decode them with `dom0-interface` (this crate stays free of `alloc`, so
+//! guests without a heap link).
 
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, DOMCTL, MEMORY_OP, SYSCTL};
 use crate::mm::{MmuextOp, XENMEM_DECREASE_RESERVATION, XENMEM_POPULATE_PHYSMAP};
+use crate::xenctl::{self, CtlBuf, SYSCTL_U};
 
 /// Bytes of a 64-bit `vcpu_guest_context`.
 pub const VCPU_GUEST_CONTEXT_SIZE: usize = 5168;
-/// Bytes of `struct xen_domctl`.
-pub const DOMCTL_SIZE: usize = 144;
-/// Bytes of `struct xen_sysctl`.
-pub const SYSCTL_SIZE: usize = 136;
-/// Bytes of `struct xen_domctl_getdomaininfo`.
-pub const DOMAININFO_SIZE: usize = 112;
-/// `XEN_DOMCTL_INTERFACE_VERSION` (= `XEN_SYSCTL_INTERFACE_VERSION`) of Xen 4.17.
-pub const INTERFACE_VERSION: u32 = 0x15;
 /// `XEN_DOMCTL_setvcpucontext`.
 pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+/// `XEN_SYSCTL_readconsole`.
+pub const XEN_SYSCTL_READCONSOLE: u32 = 1;
+/// `XEN_SYSCTL_physinfo`.
+pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+/// `XEN_SYSCTL_sched_id`.
+pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
 /// `XEN_SYSCTL_getdomaininfolist`.
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
-
-/// A hypercall argument structure as bytes, 8-byte aligned like the C structures.
-#[repr(C, align(8))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtlBuf<const N: usize>(pub [u8; N]);
-
-impl<const N: usize> CtlBuf<N> {
-    /// All zero.
-    pub const fn zeroed() -> Self {
-        CtlBuf([0; N])
-    }
-    fn cmd(&self) -> u32 {
-        u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
-    }
-    fn put(&mut self, off: usize, bytes: &[u8]) {
-        self.0[off..off + bytes.len()].copy_from_slice(bytes);
-    }
-}
+/// Size of `struct xen_domctl_getdomaininfo` in Xen 4.17 (x86-64).
+pub const GETDOMAININFO_SIZE: usize = 112;
+/// Size of `struct xen_sysctl_physinfo` in Xen 4.17 (x86-64).
+pub const PHYSINFO_SIZE: usize = 112;
+/// DualVisor's lockstep sysctl (`dom0-interface/src/lockstep_ctl.rs`).
+pub const XEN_SYSCTL_DUALVISOR_LOCKSTEP: u32 = 0x4456_4C53;
+/// Its layout version.
+pub const LOCKSTEP_CTL_VERSION: u32 = 1;
+/// Its `status` sub-command (the only one with a guest handle).
+pub const LOCKSTEP_CMD_STATUS: u32 = 0;
 
 /// Whether domctl `cmd`'s payload carries no guest handle (so Xen touches only the
 /// `xen_domctl` itself): createdomain 1, destroy 2, pause 3, unpause 4, getdomaininfo 5,
@@ -58,102 +50,119 @@ pub const fn sysctl_without_handles(cmd: u32) -> bool {
 }
 
 /// `HYPERVISOR_domctl` for a command without guest handles (else `-EINVAL` without a
-/// call); Xen updates `d` in place (e.g. createdomain's new domain id, getdomaininfo).
-pub fn domctl(d: &mut CtlBuf<DOMCTL_SIZE>) -> XenResult {
-    if !domctl_without_handles(d.cmd()) {
+/// call); Xen updates `op` in place (e.g. createdomain's new domain id, getdomaininfo).
+pub fn domctl_no_handles(op: &mut CtlBuf) -> XenResult {
+    if !domctl_without_handles(op.u32(0)) {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: the command's payload holds no pointer, so Xen reads and writes only `*d`.
-    unsafe { hypercall::call(DOMCTL, [d.0.as_mut_ptr() as u64, 0, 0, 0, 0]) }
+    xenctl::domctl(op)
 }
 
-/// `HYPERVISOR_sysctl` for a command without guest handles (else `-EINVAL`).
-pub fn sysctl(s: &mut CtlBuf<SYSCTL_SIZE>) -> XenResult {
-    if !sysctl_without_handles(s.cmd()) {
+/// `HYPERVISOR_sysctl` for a command without guest handles (else `-EINVAL` without a call).
+pub fn sysctl_no_handles(op: &mut CtlBuf) -> XenResult {
+    if !sysctl_without_handles(op.u32(0)) {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: as for `domctl`: Xen reads and writes only `*s`.
-    unsafe { hypercall::call(SYSCTL, [s.0.as_mut_ptr() as u64, 0, 0, 0, 0]) }
+    xenctl::sysctl(op)
 }
 
-/// `XEN_SYSCTL_getdomaininfolist` from domain `first`: fills `out` with
-/// `xen_domctl_getdomaininfo` entries, returns the count.
-pub fn getdomaininfolist(first: u16, out: &mut [CtlBuf<DOMAININFO_SIZE>]) -> Result<usize, Errno> {
-    let mut s = CtlBuf::<SYSCTL_SIZE>::zeroed();
-    s.put(0, &XEN_SYSCTL_GETDOMAININFOLIST.to_le_bytes());
-    s.put(4, &INTERFACE_VERSION.to_le_bytes());
-    // struct xen_sysctl_getdomaininfolist at 8: first_domain u16, max_domains u32 @4,
-    // buffer handle @8, num_domains u32 @16.
-    s.put(8, &first.to_le_bytes());
-    let max = u32::try_from(out.len()).map_err(|_| Errno::EINVAL)?;
-    s.put(12, &max.to_le_bytes());
-    s.put(16, &(out.as_mut_ptr() as u64).to_le_bytes());
-    // SAFETY: Xen reads `s` and writes at most `max_domains` 112-byte entries into `out`, an
-    // exclusive slice of that many 112-byte buffers (112 is a multiple of the 8-byte
-    // alignment, so the entries are contiguous).
-    unsafe { hypercall::call(SYSCTL, [s.0.as_mut_ptr() as u64, 0, 0, 0, 0])? };
-    let n = u32::from_le_bytes([s.0[24], s.0[25], s.0[26], s.0[27]]);
-    Ok((n as usize).min(out.len()))
+/// `XEN_SYSCTL_physinfo`: the `xen_sysctl_physinfo` bytes.
+pub fn physinfo() -> Result<[u8; PHYSINFO_SIZE], Errno> {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_PHYSINFO);
+    xenctl::sysctl(&mut op)?;
+    Ok(op.bytes::<PHYSINFO_SIZE>(SYSCTL_U))
+}
+
+/// `XEN_SYSCTL_sched_id`: the scheduler's `XEN_SCHEDULER_*` number.
+pub fn sched_id() -> Result<u32, Errno> {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_SCHED_ID);
+    xenctl::sysctl(&mut op)?;
+    Ok(op.u32(SYSCTL_U))
+}
+
+/// `XEN_SYSCTL_getdomaininfolist` from domain `first` into `out`, an array of
+/// `xen_domctl_getdomaininfo` ([`GETDOMAININFO_SIZE`] bytes each; a partial entry at the end
+/// is not used). Returns the entries written.
+pub fn getdomaininfolist(first: u16, out: &mut [u8]) -> Result<usize, Errno> {
+    let max = out.len() / GETDOMAININFO_SIZE;
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_GETDOMAININFOLIST);
+    op.set_u16(SYSCTL_U, first);
+    op.set_u32(SYSCTL_U + 4, u32::try_from(max).unwrap_or(u32::MAX));
+    op.set_u64(SYSCTL_U + 8, out.as_mut_ptr() as u64);
+    // Xen writes at most `max` entries of GETDOMAININFO_SIZE bytes to the buffer named above.
+    xenctl::sysctl(&mut op)?;
+    Ok((op.u32(SYSCTL_U + 16) as usize).min(max))
+}
+
+/// `XEN_SYSCTL_readconsole` into `buf`: `clear` empties the ring afterwards, `incremental`
+/// starts at `index`. Returns (bytes written, the new index).
+pub fn readconsole(
+    buf: &mut [u8],
+    clear: bool,
+    incremental: bool,
+    index: u32,
+) -> Result<(usize, u32), Errno> {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_READCONSOLE);
+    op.set_bytes(SYSCTL_U, &[u8::from(clear), u8::from(incremental)]);
+    op.set_u32(SYSCTL_U + 4, index);
+    op.set_u64(SYSCTL_U + 8, buf.as_mut_ptr() as u64);
+    op.set_u32(SYSCTL_U + 16, u32::try_from(buf.len()).unwrap_or(u32::MAX));
+    xenctl::sysctl(&mut op)?;
+    Ok((
+        (op.u32(SYSCTL_U + 16) as usize).min(buf.len()),
+        op.u32(SYSCTL_U + 4),
+    ))
+}
+
+/// DualVisor's lockstep sysctl: sub-command `cmd` with `kind` and `count`; `status` receives
+/// the status structure for [`LOCKSTEP_CMD_STATUS`] (its length is passed as the buffer size,
+/// which the hypervisor never exceeds) and is not named otherwise.
+pub fn lockstep(cmd: u32, kind: u32, count: u32, status: &mut [u8]) -> XenResult {
+    let mut op = CtlBuf::sysctl(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
+    op.set_u32(SYSCTL_U, LOCKSTEP_CTL_VERSION);
+    op.set_u32(SYSCTL_U + 4, cmd);
+    op.set_u32(SYSCTL_U + 8, kind);
+    op.set_u32(SYSCTL_U + 12, count);
+    if cmd == LOCKSTEP_CMD_STATUS {
+        op.set_u64(SYSCTL_U + 16, status.as_mut_ptr() as u64);
+        op.set_u32(
+            SYSCTL_U + 24,
+            u32::try_from(status.len()).unwrap_or(u32::MAX),
+        );
+    }
+    xenctl::sysctl(&mut op)
 }
 
 /// `XEN_DOMCTL_setvcpucontext` of `vcpu` in `domid` from a 64-bit `vcpu_guest_context`.
 pub fn setvcpucontext(domid: u16, vcpu: u32, ctx: &[u8; VCPU_GUEST_CONTEXT_SIZE]) -> XenResult {
-    let mut d = CtlBuf::<DOMCTL_SIZE>::zeroed();
-    d.put(0, &XEN_DOMCTL_SETVCPUCONTEXT.to_le_bytes());
-    d.put(4, &INTERFACE_VERSION.to_le_bytes());
-    d.put(8, &domid.to_le_bytes());
+    let mut op = CtlBuf::domctl(XEN_DOMCTL_SETVCPUCONTEXT, domid);
     // struct xen_domctl_vcpucontext at 16: vcpu u32, ctxt handle @8.
-    d.put(16, &vcpu.to_le_bytes());
-    d.put(24, &(ctx.as_ptr() as u64).to_le_bytes());
-    // SAFETY: Xen reads `d` and the 5168-byte context `ctx` points to; the context
-    // configures another domain's vCPU, which cannot affect this one.
-    unsafe { hypercall::call(DOMCTL, [d.0.as_mut_ptr() as u64, 0, 0, 0, 0]) }
-}
-
-/// `struct xen_memory_reservation`.
-#[repr(C)]
-struct Reservation {
-    extent_start: u64,
-    nr_extents: u64,
-    extent_order: u32,
-    mem_flags: u32,
-    domid: u16,
-}
-
-fn reservation_for(cmd: u64, domid: u16, extents: &mut [u64]) -> XenResult {
-    let r = Reservation {
-        extent_start: extents.as_mut_ptr() as u64,
-        nr_extents: extents.len() as u64,
-        extent_order: 0,
-        mem_flags: 0,
-        domid,
-    };
-    // SAFETY: Xen reads `r` and reads/writes `extents` (an exclusive slice of that many
-    // entries). The frames belong to `domid`, not to this domain, so no mapping of ours
-    // changes.
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &r as *const Reservation as u64, 0, 0, 0]) }
+    op.set_u32(xenctl::DOMCTL_U, vcpu);
+    op.set_u64(xenctl::DOMCTL_U + 8, ctx.as_ptr() as u64);
+    // Xen reads the 5168-byte context `ctx` points to; it configures another domain's vCPU,
+    // which cannot affect this one.
+    xenctl::domctl(&mut op)
 }
 
 /// `XENMEM_populate_physmap` of 4 KiB pages for another domain: `extents` holds the pfns
 /// in and (a PV domain) the machine frames out; returns how many were populated.
 pub fn populate_physmap(domid: u16, extents: &mut [u64]) -> XenResult {
-    if domid == crate::mm::DOMID_SELF {
-        return Err(Errno::EINVAL);
-    }
-    reservation_for(XENMEM_POPULATE_PHYSMAP, domid, extents)
+    xenctl::foreign_reservation(XENMEM_POPULATE_PHYSMAP, domid, extents, 0)
 }
 
 /// `XENMEM_decrease_reservation` of another domain's frames (a PV domain names them by
 /// machine frame); returns how many were released.
 pub fn decrease_reservation(domid: u16, frames: &[u64]) -> XenResult {
-    if domid == crate::mm::DOMID_SELF {
-        return Err(Errno::EINVAL);
-    }
     let mut v = [0u64; 64];
     let mut done = 0i64;
     for chunk in frames.chunks(v.len()) {
         v[..chunk.len()].copy_from_slice(chunk);
-        let n = reservation_for(XENMEM_DECREASE_RESERVATION, domid, &mut v[..chunk.len()])?;
+        let n = xenctl::foreign_reservation(
+            XENMEM_DECREASE_RESERVATION,
+            domid,
+            &mut v[..chunk.len()],
+            0,
+        )?;
         done += n;
         if (n as usize) < chunk.len() {
             break;
@@ -187,16 +196,28 @@ mod tests {
     #[test]
     fn sizes_and_numbers_match_dom0_interface() {
         use core::mem::size_of;
-        assert_eq!(size_of::<dc::XenDomctl>(), DOMCTL_SIZE);
-        assert_eq!(size_of::<sc::XenSysctl>(), SYSCTL_SIZE);
-        assert_eq!(size_of::<dc::XenDomctlGetdomaininfo>(), DOMAININFO_SIZE);
-        assert_eq!(dc::XEN_DOMCTL_INTERFACE_VERSION, INTERFACE_VERSION);
-        assert_eq!(sc::XEN_SYSCTL_INTERFACE_VERSION, INTERFACE_VERSION);
+        assert!(size_of::<dc::XenDomctl>() <= size_of::<CtlBuf>());
+        assert!(size_of::<sc::XenSysctl>() <= size_of::<CtlBuf>());
+        assert_eq!(size_of::<dc::XenDomctlGetdomaininfo>(), GETDOMAININFO_SIZE);
+        assert_eq!(size_of::<sc::XenSysctlPhysinfo>(), PHYSINFO_SIZE);
+        assert_eq!(
+            size_of::<dom0_interface::arch_x86::VcpuGuestContext>(),
+            VCPU_GUEST_CONTEXT_SIZE
+        );
+        assert_eq!(sc::XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_PHYSINFO);
+        assert_eq!(sc::XEN_SYSCTL_SCHED_ID, XEN_SYSCTL_SCHED_ID);
+        assert_eq!(sc::XEN_SYSCTL_READCONSOLE, XEN_SYSCTL_READCONSOLE);
         assert_eq!(dc::XEN_DOMCTL_SETVCPUCONTEXT, XEN_DOMCTL_SETVCPUCONTEXT);
         assert_eq!(
             sc::XEN_SYSCTL_GETDOMAININFOLIST,
             XEN_SYSCTL_GETDOMAININFOLIST
         );
+        assert_eq!(
+            dom0_interface::lockstep_ctl::XEN_SYSCTL_DUALVISOR_LOCKSTEP,
+            XEN_SYSCTL_DUALVISOR_LOCKSTEP
+        );
+        assert_eq!(dc::XEN_DOMCTL_INTERFACE_VERSION, xenctl::INTERFACE_VERSION);
+        assert_eq!(sc::XEN_SYSCTL_INTERFACE_VERSION, xenctl::INTERFACE_VERSION);
         for cmd in [
             dc::XEN_DOMCTL_CREATEDOMAIN,
             dc::XEN_DOMCTL_DESTROYDOMAIN,
@@ -214,15 +235,13 @@ mod tests {
 
     #[test]
     fn handle_commands_are_refused_without_a_call() {
-        let mut d = CtlBuf::<DOMCTL_SIZE>::zeroed();
-        d.put(0, &dc::XEN_DOMCTL_SETVCPUCONTEXT.to_le_bytes());
-        assert_eq!(domctl(&mut d), Err(Errno::EINVAL));
-        let mut s = CtlBuf::<SYSCTL_SIZE>::zeroed();
-        s.put(0, &sc::XEN_SYSCTL_READCONSOLE.to_le_bytes());
-        assert_eq!(sysctl(&mut s), Err(Errno::EINVAL));
+        let mut d = CtlBuf::domctl(dc::XEN_DOMCTL_SETVCPUCONTEXT, 1);
+        assert_eq!(domctl_no_handles(&mut d), Err(Errno::EINVAL));
+        let mut s = CtlBuf::sysctl(sc::XEN_SYSCTL_READCONSOLE);
+        assert_eq!(sysctl_no_handles(&mut s), Err(Errno::EINVAL));
         // Allowed commands reach the (absent on the host) hypervisor.
-        d.put(0, &dc::XEN_DOMCTL_GETDOMAININFO.to_le_bytes());
-        assert_eq!(domctl(&mut d), Err(Errno::ENOSYS));
+        let mut d = CtlBuf::domctl(dc::XEN_DOMCTL_GETDOMAININFO, 1);
+        assert_eq!(domctl_no_handles(&mut d), Err(Errno::ENOSYS));
         assert_eq!(pin_for(1, 5, 0), Err(Errno::EINVAL));
         assert_eq!(populate_physmap(0x7FF0, &mut [0]), Err(Errno::EINVAL));
     }

@@ -8,9 +8,8 @@ use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::sysctl::{XenSysctl, XenSysctlPhysinfo, XEN_SYSCTL_PHYSINFO};
 use dom0_interface::xen::DomId;
 use guest_rt::foreign::Mapping;
-use guest_rt::toolstack::{
-    self, CtlBuf, DOMAININFO_SIZE, DOMCTL_SIZE, SYSCTL_SIZE, VCPU_GUEST_CONTEXT_SIZE,
-};
+use guest_rt::toolstack::{self, GETDOMAININFO_SIZE, VCPU_GUEST_CONTEXT_SIZE};
+use guest_rt::xenctl::CtlBuf;
 use guest_rt::Errno;
 
 use crate::build::{create_with, BuildError, BuildRequest, Built, Xc};
@@ -47,18 +46,18 @@ pub struct Live;
 
 impl Xc for Live {
     fn physinfo(&mut self) -> Result<XenSysctlPhysinfo, i32> {
-        let mut b = CtlBuf::<SYSCTL_SIZE>::zeroed();
+        let mut b = CtlBuf([0; 144]);
         XenSysctl::new(XEN_SYSCTL_PHYSINFO)
             .write_to(&mut b.0)
             .map_err(|_| -22)?;
-        toolstack::sysctl(&mut b).map_err(errno)?;
+        toolstack::sysctl_no_handles(&mut b).map_err(errno)?;
         let s = XenSysctl::read_from(&b.0).map_err(|_| -22)?;
         s.payload().map_err(|_| -22)
     }
     fn domctl(&mut self, d: &mut XenDomctl) -> Result<(), i32> {
-        let mut b = CtlBuf::<DOMCTL_SIZE>::zeroed();
+        let mut b = CtlBuf([0; 144]);
         d.write_to(&mut b.0).map_err(|_| -22)?;
-        toolstack::domctl(&mut b).map_err(errno)?;
+        toolstack::domctl_no_handles(&mut b).map_err(errno)?;
         *d = XenDomctl::read_from(&b.0).map_err(|_| -22)?;
         Ok(())
     }
@@ -118,11 +117,11 @@ pub fn destroy_domain(domid: u16) -> Result<(), i32> {
 
 /// The domains from id `first` on (at most `max`), as `XEN_SYSCTL_getdomaininfolist`.
 pub fn domain_list(first: u16, max: usize) -> Result<alloc::vec::Vec<XenDomctlGetdomaininfo>, i32> {
-    let mut bufs = alloc::vec![CtlBuf::<DOMAININFO_SIZE>::zeroed(); max];
-    let n = toolstack::getdomaininfolist(first, &mut bufs).map_err(errno)?;
-    bufs[..n]
-        .iter()
-        .map(|b| XenDomctlGetdomaininfo::read_from(&b.0).map_err(|_| -22))
+    let mut buf = alloc::vec![0u8; max * GETDOMAININFO_SIZE];
+    let n = toolstack::getdomaininfolist(first, &mut buf).map_err(errno)?;
+    buf.chunks(GETDOMAININFO_SIZE)
+        .take(n)
+        .map(|b| XenDomctlGetdomaininfo::read_from(b).map_err(|_| -22))
         .collect()
 }
 

@@ -6,7 +6,7 @@ use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{value_kind, HvError, HvResult, HvState};
 use crate::hypercall::mmu::xsm_target;
 use crate::mm::env::{CtxEnv, MmEnv};
-use crate::mm::{PageInfo, PageType, INVALID_M2P, NO_FRAME};
+use crate::mm::{PageInfo, NO_FRAME};
 use alloc::vec::Vec;
 use dom0_interface::errno::XenErrno;
 use dom0_interface::grant_table as gt;
@@ -30,21 +30,8 @@ fn alloc_frames(env: &mut CtxEnv<'_, '_, '_, '_>, n: usize) -> Result<Option<Vec
 /// Registers freshly allocated frames as `dom`'s shared hypervisor pages.
 fn share_frames(st: &mut HvState, env: &mut CtxEnv<'_, '_, '_, '_>, dom: DomId, mfns: &[u64]) {
     for &m in mfns {
-        st.frames.insert(
-            env.journal(),
-            m,
-            PageInfo {
-                owner: dom,
-                count: 1,
-                allocated: true,
-                ty: PageType::Writable,
-                type_count: 1,
-                validated: true,
-                special: true,
-                m2p: INVALID_M2P,
-                ..PageInfo::default()
-            },
-        );
+        st.frames
+            .insert(env.journal(), m, PageInfo::shared_with(dom));
     }
     if !mfns.is_empty() {
         env.emit(Effect::Mm(MmEffect::FramesAllocated {

@@ -2,7 +2,7 @@
 //! bootstrap page tables and shared_info page with the reference counts Xen's dom0 builder
 //! leaves, and the destroy path that gives every frame back.
 
-use super::{PageInfo, PageType, INVALID_M2P};
+use super::{PageInfo, PageType};
 use crate::effect::DomId;
 use crate::hv::HvState;
 use crate::pv_layout::{PageTablePlan, PtLevel, PTE_RW};
@@ -164,21 +164,8 @@ pub fn register_pv_domain(
     for (pfn, &mfn) in m.p2m.iter().enumerate() {
         st.p2m.insert(j, (m.dom, pfn as u64), mfn);
     }
-    st.frames.insert(
-        j,
-        m.shared_info_mfn,
-        PageInfo {
-            owner: m.dom,
-            count: 1,
-            allocated: true,
-            ty: PageType::Writable,
-            type_count: 1,
-            validated: true,
-            special: true,
-            m2p: INVALID_M2P,
-            ..PageInfo::default()
-        },
-    );
+    st.frames
+        .insert(j, m.shared_info_mfn, PageInfo::shared_with(m.dom));
     let n = m.p2m.len() as u64;
     let max = m.max_pages;
     st.domains.update(j, &m.dom, |d| {

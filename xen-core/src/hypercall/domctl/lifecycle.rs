@@ -7,7 +7,7 @@ use super::Done;
 use crate::domain::{Domain, Vcpu, VcpuKey};
 use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{value_kind, Ctx, HvError, HvState};
-use crate::mm::{PageInfo, PageType, INVALID_M2P, NO_FRAME};
+use crate::mm::{PageInfo, NO_FRAME};
 use alloc::vec;
 use alloc::vec::Vec;
 use dom0_interface::domctl::*;
@@ -113,21 +113,7 @@ pub(super) fn createdomain(
             ..Domain::default()
         },
     );
-    state.frames.insert(
-        j,
-        shinfo,
-        PageInfo {
-            owner: d,
-            count: 1,
-            allocated: true,
-            ty: PageType::Writable,
-            type_count: 1,
-            validated: true,
-            special: true,
-            m2p: INVALID_M2P,
-            ..PageInfo::default()
-        },
-    );
+    state.frames.insert(j, shinfo, PageInfo::shared_with(d));
     state.mm_domains.insert(
         j,
         d,
