@@ -234,10 +234,9 @@ pub const WINDOWS: u64 = 16;
 
 /// Calls `grant_table_op(cmd, ops, ops.len())` on an array of `#[repr(C)]` structures.
 fn op_slice<T>(cmd: u32, ops: &mut [T]) -> XenResult {
-    // SAFETY: `ops` is a live, writable array of the guest; the structures it holds name no
-    // guest memory except what the callers in this module checked (frame lists in other live
-    // buffers, windows' addresses), so Xen's writes stay inside buffers we own and mappings we
-    // track.
+    // SAFETY: `ops` is a live, writable array; its structures name only guest memory the
+    // callers in this module checked (frame lists in live buffers, window addresses), so the
+    // hypervisor's writes stay inside buffers we own and mappings we track.
     unsafe {
         hypercall::call(
             GRANT_TABLE_OP,
