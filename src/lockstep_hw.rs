@@ -41,7 +41,7 @@ impl Idle for HwIdle {
         // IST or SYSCALL stack with interrupts off: enabling them there would let a nested
         // interrupt reuse the stack. It keeps polling; cores in their own loops halt.
         if arch::cpu::interrupts_enabled() {
-            arch::cpu::enable_and_halt();
+            arch::smp::halt_until_kicked();
         } else {
             core::hint::spin_loop();
         }

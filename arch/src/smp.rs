@@ -6,7 +6,7 @@ use crate::gdt::IST_STACK_SIZE;
 use crate::layout::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
 use alloc::alloc::{alloc_zeroed, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Bytes of each AP's main stack.
 pub const AP_STACK_SIZE: usize = 64 * 1024;
@@ -165,6 +165,9 @@ pub fn take_assignment() -> Option<Task> {
 
 /// Wakes CPU `index` from `hlt` (a no-op interrupt).
 pub fn kick(index: usize) {
+    if let Some(flag) = KICKED.get(index) {
+        flag.store(true, Ordering::Release);
+    }
     if let Some(pc) = percpu::get(index) {
         if index != percpu::cpu_index() && pc.online.load(Ordering::Acquire) {
             crate::lapic::send_ipi(
@@ -173,6 +176,28 @@ pub fn kick(index: usize) {
             );
         }
     }
+}
+
+/// Per CPU: a [`kick`] arrived since the CPU last looked ([`halt_until_kicked`]).
+static KICKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Halts this CPU until an interrupt, unless it was kicked since it last looked: the waiter
+/// checks its condition, then calls this. A kick that lands between that check and the `hlt`
+/// is not lost (it would otherwise be handled with interrupts on and the `hlt` would wait
+/// for the next timer tick — 10 ms, measured as a 500x slower lockstep round trip): a kick
+/// before the `cli` leaves the flag set, one after it stays pending until `sti`, whose
+/// one-instruction shadow lets the `hlt` see it. Returns with interrupts enabled.
+pub fn halt_until_kicked() {
+    let me = percpu::cpu_index();
+    crate::cpu::disable_interrupts();
+    if KICKED
+        .get(me)
+        .is_some_and(|f| f.swap(false, Ordering::AcqRel))
+    {
+        crate::cpu::enable_interrupts();
+        return;
+    }
+    crate::cpu::enable_and_halt();
 }
 
 /// Abandons the current stack (a trap frame, say) and runs `f` on the top of this CPU's own
