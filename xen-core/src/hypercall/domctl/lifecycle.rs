@@ -181,18 +181,23 @@ pub(super) fn pause(
         x.flags.paused = true;
     });
     // Take its vCPUs off their CPUs: the scheduler skips a paused domain.
-    let keys: Vec<VcpuKey> = state
-        .vcpus
-        .iter()
-        .filter(|(k, v)| k.0 == d && v.online)
-        .map(|(k, _)| *k)
-        .collect();
+    let keys = online_vcpus(state, d);
     crate::sched::with_sched(state, ctx, |s| {
         for k in keys {
             crate::sched::pause_off(s, k);
         }
     })?;
     Done::ok()
+}
+
+/// The online vCPUs of domain `d` (what pause takes off and the last unpause wakes).
+fn online_vcpus(state: &HvState, d: DomId) -> Vec<VcpuKey> {
+    state
+        .vcpus
+        .iter()
+        .filter(|(k, v)| k.0 == d && v.online)
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 /// `domain_unpause_by_systemcontroller`: -EINVAL if not paused by the toolstack; the last
@@ -214,12 +219,7 @@ pub(super) fn unpause(
         })
         .unwrap_or(0);
     if left == 0 {
-        let keys: Vec<VcpuKey> = state
-            .vcpus
-            .iter()
-            .filter(|(k, v)| k.0 == d && v.online)
-            .map(|(k, _)| *k)
-            .collect();
+        let keys = online_vcpus(state, d);
         crate::sched::with_sched(state, ctx, |s| {
             for k in keys {
                 crate::sched::wake(s, k);
