@@ -212,6 +212,9 @@ pub fn start(handoff: BootHandoff) -> ! {
         // before the next round: every 16 transactions, dualvisor-evtchn2 (4000 event-channel
         // allocations) ran past 180 s under TCG; every 1024, it takes 31 s (same host load).
         scrub_interval: if lockstep_selftest { 1 } else { 1024 },
+        wait: lockstep::role::WaitStrategy {
+            spins: opts.lockstep_spin,
+        },
         ..Default::default()
     };
     crate::lockstep_hw::setup(n, cfg);

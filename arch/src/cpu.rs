@@ -140,6 +140,15 @@ pub fn enable_and_halt() {
     unsafe { asm!("sti", "hlt", options(nomem, nostack)) }
 }
 
+/// With interrupts off: enables them, halts until the next one, and disables them again
+/// once it has been handled (a wait inside a handler that must not be interrupted elsewhere).
+pub fn halt_with_interrupts_window() {
+    // SAFETY: `sti; hlt; cli` only waits for an interrupt and lets exactly that window take
+    // it; handlers are installed before any CPU enables interrupts, and they run on IST
+    // stacks (the caller is not on the interrupt stack: `gdt::on_irq_stack`).
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+}
+
 /// Disables interrupts on this CPU.
 pub fn disable_interrupts() {
     // SAFETY: clearing IF has no memory effects.

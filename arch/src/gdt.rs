@@ -56,6 +56,20 @@ pub struct Tss {
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
 static GDT_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static IRQ_STACK_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Whether the running code is on this CPU's interrupt stack (IST slot [`IST_IRQ`]): an
+/// interrupt taken now would reload that stack's top and overwrite the running frames, so
+/// code there must keep interrupts off. Everything else (the main stack, the SYSCALL stack,
+/// the exception stack) may take an interrupt, which runs on the interrupt stack.
+pub fn on_irq_stack() -> bool {
+    let probe = 0u8;
+    let sp = core::ptr::addr_of!(probe) as u64;
+    let top = IRQ_STACK_TOP
+        .get(crate::percpu::cpu_index())
+        .map_or(0, |t| t.load(Ordering::Relaxed));
+    top != 0 && sp < top && sp >= top - IST_STACK_SIZE as u64
+}
 
 /// Linear address of CPU `index`'s GDT (0 before `load`).
 pub fn gdt_base(index: usize) -> u64 {
@@ -107,6 +121,7 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
         unsafe { gdt.add(usize::from(sel >> 3)).write(desc) };
     }
     GDT_BASE[index].store(gdt as u64, Ordering::Relaxed);
+    IRQ_STACK_TOP[index].store(ist_tops[usize::from(IST_IRQ) - 1], Ordering::Relaxed);
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,

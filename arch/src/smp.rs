@@ -163,11 +163,33 @@ pub fn take_assignment() -> Option<Task> {
     Some(unsafe { core::mem::transmute::<usize, Task>(t) })
 }
 
-/// Wakes CPU `index` from `hlt` (a no-op interrupt).
+/// Interrupts CPU `index` (a no-op interrupt): wakes it from any `hlt`, and makes a CPU
+/// running a guest enter the hypervisor. Also records the kick for [`halt_until_kicked`].
 pub fn kick(index: usize) {
     if let Some(flag) = KICKED.get(index) {
-        flag.store(true, Ordering::Release);
+        flag.store(true, Ordering::SeqCst);
     }
+    send_wake(index);
+}
+
+/// Wakes CPU `index` if it waits in [`halt_until_kicked`]: the kick is recorded, and the IPI
+/// is sent only if that CPU is halting (or about to). Under QEMU TCG an IPI costs the
+/// sender an emulated LAPIC write and the receiver an interrupt and an EOI, all under
+/// QEMU's global lock; a CPU that is busy or still spinning on its condition needs none.
+pub fn wake_waiter(index: usize) {
+    let (Some(flag), Some(sleeping)) = (KICKED.get(index), SLEEPING.get(index)) else {
+        return;
+    };
+    flag.store(true, Ordering::SeqCst);
+    // Pairs with the fence in `halt_until_kicked` (Dekker): either the waiter sees `KICKED`
+    // and does not halt, or this sees `SLEEPING` and sends the IPI.
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if sleeping.load(Ordering::SeqCst) {
+        send_wake(index);
+    }
+}
+
+fn send_wake(index: usize) {
     if let Some(pc) = percpu::get(index) {
         if index != percpu::cpu_index() && pc.online.load(Ordering::Acquire) {
             crate::lapic::send_ipi(
@@ -181,6 +203,9 @@ pub fn kick(index: usize) {
 /// Per CPU: a [`kick`] arrived since the CPU last looked ([`halt_until_kicked`]).
 static KICKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
+/// Per CPU: inside [`halt_until_kicked`], between announcing the halt and waking.
+static SLEEPING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
 /// Halts this CPU until an interrupt, unless it was kicked since it last looked: the waiter
 /// checks its condition, then calls this. A kick that lands between that check and the `hlt`
 /// is not lost (it would otherwise be handled with interrupts on and the `hlt` would wait
@@ -188,16 +213,41 @@ static KICKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 /// before the `cli` leaves the flag set, one after it stays pending until `sti`, whose
 /// one-instruction shadow lets the `hlt` see it. Returns with interrupts enabled.
 pub fn halt_until_kicked() {
-    let me = percpu::cpu_index();
-    crate::cpu::disable_interrupts();
-    if KICKED
-        .get(me)
-        .is_some_and(|f| f.swap(false, Ordering::AcqRel))
-    {
-        crate::cpu::enable_interrupts();
-        return;
+    halt_unless_kicked(false);
+}
+
+/// As [`halt_until_kicked`], for a waiter inside a handler that runs with interrupts off
+/// (the lockstep leader in a guest exit): interrupts are enabled only for the `hlt` and are
+/// off again on return. Returns `false` without waiting when this CPU is on its interrupt
+/// stack (an interrupt would overwrite the waiter's frames): the caller keeps polling.
+pub fn halt_in_handler_until_kicked() -> bool {
+    if crate::gdt::on_irq_stack() {
+        return false;
     }
-    crate::cpu::enable_and_halt();
+    halt_unless_kicked(true);
+    true
+}
+
+fn halt_unless_kicked(in_handler: bool) {
+    let me = percpu::cpu_index();
+    let (Some(kicked), Some(sleeping)) = (KICKED.get(me), SLEEPING.get(me)) else {
+        return;
+    };
+    crate::cpu::disable_interrupts();
+    sleeping.store(true, Ordering::SeqCst);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if !kicked.swap(false, Ordering::SeqCst) {
+        if in_handler {
+            crate::cpu::halt_with_interrupts_window();
+        } else {
+            crate::cpu::enable_and_halt();
+        }
+    }
+    sleeping.store(false, Ordering::SeqCst);
+    kicked.store(false, Ordering::SeqCst);
+    if !in_handler {
+        crate::cpu::enable_interrupts();
+    }
 }
 
 /// Abandons the current stack (a trap frame, say) and runs `f` on the top of this CPU's own

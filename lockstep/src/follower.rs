@@ -123,6 +123,8 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             };
             let exit = self.serve_round(round, clock, idle);
             self.pair.mark_follower_done(round);
+            // The leader may be waiting for this before it opens the next round.
+            idle.kick(Role::Leader);
             if let Some(exit) = exit {
                 return exit;
             }

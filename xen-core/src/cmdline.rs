@@ -143,6 +143,9 @@ pub struct BootOptions {
     pub lockstep: bool,
     /// `lockstep_retries=K`: re-executions before escalating (0–100, default 3).
     pub lockstep_retries: u8,
+    /// `lockstep_spin=N`: polls a waiting lockstep core makes before it halts until kicked
+    /// (0–1000000; default [`LOCKSTEP_SPIN_DEFAULT`]).
+    pub lockstep_spin: u32,
     /// `selftest=NAME`: run a built-in self test.
     pub selftest: Option<heapless::String<SELFTEST_NAME_MAX>>,
     /// Names from [`IGNORED_OPTIONS`] that appeared (first [`IGNORED_KEEP`]).
@@ -176,11 +179,17 @@ impl Default for BootOptions {
             maxcpus: None,
             lockstep: true,
             lockstep_retries: 3,
+            lockstep_spin: LOCKSTEP_SPIN_DEFAULT,
             selftest: None,
             ignored: heapless::Vec::new(),
         }
     }
 }
+
+/// Default of `lockstep_spin=`: see DESIGN.md ("waiting strategy") for the measurements.
+pub const LOCKSTEP_SPIN_DEFAULT: u32 = 10;
+/// Largest accepted `lockstep_spin=`.
+pub const LOCKSTEP_SPIN_MAX: u32 = 1_000_000;
 
 /// How an option takes its value.
 enum Kind {
@@ -206,6 +215,7 @@ const OPTIONS: &[(&str, Kind)] = &[
     ("maxcpus", Kind::Value),
     ("lockstep", Kind::Bool),
     ("lockstep_retries", Kind::Value),
+    ("lockstep_spin", Kind::Value),
     ("selftest", Kind::Value),
 ];
 
@@ -322,6 +332,11 @@ impl BootOptions {
             "lockstep_retries" => {
                 self.lockstep_retries = u8::try_from(parse_uint(v)?).ok().filter(|k| *k <= 100)?
             }
+            "lockstep_spin" => {
+                self.lockstep_spin = u32::try_from(parse_uint(v)?)
+                    .ok()
+                    .filter(|n| *n <= LOCKSTEP_SPIN_MAX)?
+            }
             "selftest" => {
                 let ok = !v.is_empty()
                     && v.bytes()
@@ -354,6 +369,7 @@ impl BootOptions {
             "maxcpus" => self.maxcpus = d.maxcpus,
             "lockstep" => self.lockstep = d.lockstep,
             "lockstep_retries" => self.lockstep_retries = d.lockstep_retries,
+            "lockstep_spin" => self.lockstep_spin = d.lockstep_spin,
             "selftest" => self.selftest = d.selftest,
             _ => {}
         }

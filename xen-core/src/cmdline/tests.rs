@@ -103,7 +103,15 @@ fn numeric_options() {
     assert_eq!(parse_quiet("maxcpus=0x10").maxcpus, Some(16));
     assert_eq!(parse_quiet("lockstep_retries=0").lockstep_retries, 0);
     assert_eq!(parse_quiet("lockstep_retries=100").lockstep_retries, 100);
+    assert_eq!(parse_quiet("").lockstep_spin, super::LOCKSTEP_SPIN_DEFAULT);
+    assert_eq!(parse_quiet("lockstep_spin=0").lockstep_spin, 0);
+    assert_eq!(
+        parse_quiet("lockstep_spin=1000000").lockstep_spin,
+        1_000_000
+    );
     for (s, name, value) in [
+        ("lockstep_spin=1000001", "lockstep_spin", "1000001"),
+        ("lockstep_spin=x", "lockstep_spin", "x"),
         ("lockstep_retries=101", "lockstep_retries", "101"),
         ("lockstep_retries=-1", "lockstep_retries", "-1"),
         ("lockstep_retries=", "lockstep_retries", ""),
