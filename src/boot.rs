@@ -22,14 +22,20 @@ fn wake(_v: u8, _f: &mut arch::trap::TrapFrame) {
     arch::lapic::eoi();
 }
 
+/// CPUs that reported their timer (once per boot, also when a CPU idles again after serving
+/// a lockstep role).
+static TICK_REPORTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The idle loop of every CPU: report the timer once, run an assigned task (a lockstep
 /// role), else halt until the next interrupt.
 pub fn idle(index: usize) -> ! {
-    let mut reported = false;
+    let bit = 1u64 << (index % 64);
     loop {
-        if !reported && arch::percpu::this().timer_ticks.load(Ordering::Relaxed) >= 3 {
+        if TICK_REPORTED.load(Ordering::Relaxed) & bit == 0
+            && arch::percpu::this().timer_ticks.load(Ordering::Relaxed) >= 3
+        {
             xprintln!("CPU{}: timer ticking", index);
-            reported = true;
+            TICK_REPORTED.fetch_or(bit, Ordering::Relaxed);
         }
         if let Some(task) = arch::smp::take_assignment() {
             task();

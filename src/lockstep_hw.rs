@@ -63,9 +63,9 @@ impl Idle for HwIdle {
 }
 
 static TOPOLOGY: Once<Topology> = Once::new();
-static PAIR: Once<Pair> = Once::new();
-static CONFIG: Once<Config> = Once::new();
-static TEMPLATE: Mutex<Option<HvState>> = Mutex::new(None);
+pub(crate) static PAIR: Once<Pair> = Once::new();
+pub(crate) static CONFIG: Once<Config> = Once::new();
+pub(crate) static TEMPLATE: Mutex<Option<HvState>> = Mutex::new(None);
 static FOLLOWER_ARENA: AtomicUsize = AtomicUsize::new(0);
 static NCPUS: AtomicUsize = AtomicUsize::new(0);
 static LEADER_ARENA: AtomicUsize = AtomicUsize::new(0);
@@ -88,7 +88,7 @@ pub fn cpu_of(role: Role) -> Option<usize> {
             ..
         } => match role {
             Role::Leader => Some(*leader),
-            Role::Follower => Some(*follower),
+            Role::Follower => Some(crate::lockstep_spare::follower_cpu().unwrap_or(*follower)),
             Role::Coordinator => Some(coordinator.unwrap_or(*leader)),
         },
     }
@@ -127,6 +127,7 @@ pub fn setup(ncpus: usize, mut cfg: Config) -> &'static Topology {
                 "lockstep: WARNING: no memory for separate replica arenas; replicas share the heap"
             ),
         }
+        crate::lockstep_spare::setup(topo, ARENA_BYTES);
     }
     topo
 }
@@ -152,7 +153,17 @@ fn follower_task() -> ! {
     let template = TEMPLATE.lock().take();
     let replica = template.clone().unwrap_or_default();
     drop(template);
-    let mut core: FollowerCore<'static, Xen> = FollowerCore::new(pair, *cfg, replica, 0);
+    serve_as_follower(pair, cfg, FollowerCore::new(pair, *cfg, replica, 0))
+}
+
+/// The follower loop of whichever CPU serves the pair as follower (the boot follower, or a
+/// spare that replaced it): serves rounds, restarts from the leader's replica on a runtime
+/// `lockstep on`, and leaves service when escalated as the suspect or retired.
+pub(crate) fn serve_as_follower(
+    pair: &'static Pair,
+    cfg: &Config,
+    mut core: FollowerCore<'static, Xen>,
+) -> ! {
     let exit = loop {
         match core.follower_serve(&Tsc, &HwIdle) {
             FollowerExit::Resync(after) => {
@@ -194,6 +205,10 @@ fn follower_task() -> ! {
                 s
             )
         }
+        FollowerExit::Retired => xprintln!(
+            "lockstep: CPU{} retired: another CPU serves as follower",
+            arch::percpu::cpu_index()
+        ),
     }
     arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
     crate::boot::idle(arch::percpu::cpu_index())
@@ -328,7 +343,33 @@ impl Backend {
                     kind
                 );
             }
+            ctl::LOCKSTEP_CMD_FAIL => {
+                let cpu = cpu_of(Role::Follower).unwrap_or(0);
+                match self {
+                    Backend::Leader(l) => l.fail_core(Role::Follower),
+                    Backend::Local(e) => {
+                        let core = e.cores()[1];
+                        e.injector().arm_persistent(FaultKind::Hang, core)
+                    }
+                }
+                xprintln!(
+                    "lockstep: fault injection: follower CPU{} fails for good from the next transaction",
+                    cpu
+                );
+            }
             _ => {}
+        }
+    }
+
+    /// After a transaction escalated with `suspect`: a follower taken out of service is
+    /// replaced by a spare CPU if one is left (see `lockstep_spare`), else the pair stays
+    /// unprotected; either way the outcome is printed.
+    pub fn after_escalation(&mut self, suspect: Option<Role>) {
+        match (self, suspect) {
+            (Backend::Leader(l), Some(Role::Follower)) => {
+                crate::lockstep_spare::replace_follower(l)
+            }
+            (b, _) => xprintln!("lockstep: {}", b.health()),
         }
     }
 
@@ -428,18 +469,27 @@ impl Backend {
                 coordinator,
                 spares,
             }) => {
+                // The follower now serving (a spare, once one replaced the boot follower).
+                let current = cpu_of(Role::Follower).unwrap_or(*follower);
                 role(*leader, ctl::LOCKSTEP_ROLE_LEADER);
-                role(*follower, ctl::LOCKSTEP_ROLE_FOLLOWER);
+                role(current, ctl::LOCKSTEP_ROLE_FOLLOWER);
                 role(
                     coordinator.unwrap_or(*leader),
                     ctl::LOCKSTEP_ROLE_COORDINATOR,
                 );
                 for c in spares {
-                    role(*c, ctl::LOCKSTEP_ROLE_SPARE);
+                    if *c != current && !crate::lockstep_spare::is_retired(*c) {
+                        role(*c, ctl::LOCKSTEP_ROLE_SPARE);
+                    }
+                }
+                for c in 0..ctl::LOCKSTEP_MAX_CPUS {
+                    if crate::lockstep_spare::is_retired(c) {
+                        role(c, ctl::LOCKSTEP_ROLE_RETIRED);
+                    }
                 }
                 if let Health::Unprotected { suspect: Some(r) } = health {
                     let cpu = if r == Role::Follower {
-                        *follower
+                        current
                     } else {
                         *leader
                     };

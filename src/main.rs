@@ -8,6 +8,7 @@ extern crate alloc;
 mod boot;
 mod lockstep_hw;
 mod lockstep_selftest;
+mod lockstep_spare;
 mod pv;
 
 use arch::entry::BootHandoff;

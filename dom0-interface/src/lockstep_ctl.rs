@@ -28,6 +28,15 @@ pub const LOCKSTEP_CMD_ON: u32 = 1;
 pub const LOCKSTEP_CMD_OFF: u32 = 2;
 /// Sub-command: inject `count` faults of `kind`.
 pub const LOCKSTEP_CMD_INJECT: u32 = 3;
+/// Sub-command, fault injection of a permanent hardware fault: the core serving role `kind`
+/// ([`LOCKSTEP_CORE_LEADER`] or [`LOCKSTEP_CORE_FOLLOWER`]) stops responding for good, from
+/// the next transaction on; `count` must be 0. The pair escalates with that core as the
+/// suspect and takes it out of service; a spare CPU replaces a follower.
+pub const LOCKSTEP_CMD_FAIL: u32 = 4;
+/// [`LOCKSTEP_CMD_FAIL`]: the leader core.
+pub const LOCKSTEP_CORE_LEADER: u32 = 0;
+/// [`LOCKSTEP_CMD_FAIL`]: the follower core.
+pub const LOCKSTEP_CORE_FOLLOWER: u32 = 1;
 
 /// [`LockstepStatus::enabled`]: lockstep off (every transaction runs once, by choice).
 pub const LOCKSTEP_MODE_OFF: u32 = 0;
@@ -175,11 +184,17 @@ pub enum LockstepRequest {
         /// Number of faults.
         count: u32,
     },
+    /// Make the core serving `core` (`LOCKSTEP_CORE_*`) fail for good.
+    Fail {
+        /// [`LOCKSTEP_CORE_LEADER`] or [`LOCKSTEP_CORE_FOLLOWER`].
+        core: u32,
+    },
 }
 
 impl LockstepRequest {
     /// Validates a request: -EACCES for another layout version, -ENOSYS for an unknown
-    /// sub-command, -EINVAL for a bad kind, a zero count or non-zero padding, -ENOBUFS for
+    /// sub-command, -EINVAL for a bad kind, a zero count (inject), a bad core or a non-zero
+    /// count (fail) or non-zero padding, -ENOBUFS for
     /// a status buffer smaller than [`LockstepStatus`].
     pub fn decode(op: &XenSysctlLockstep) -> Result<LockstepRequest, XenErrno> {
         if op.version != LOCKSTEP_CTL_VERSION {
@@ -210,6 +225,14 @@ impl LockstepRequest {
                     count: op.count,
                 })
             }
+            LOCKSTEP_CMD_FAIL => {
+                if op.count != 0
+                    || !matches!(op.kind, LOCKSTEP_CORE_LEADER | LOCKSTEP_CORE_FOLLOWER)
+                {
+                    return Err(XenErrno::EINVAL);
+                }
+                Ok(LockstepRequest::Fail { core: op.kind })
+            }
             _ => Err(XenErrno::ENOSYS),
         }
     }
@@ -237,6 +260,10 @@ impl LockstepRequest {
                 op.cmd = LOCKSTEP_CMD_INJECT;
                 op.kind = kind as u32;
                 op.count = count;
+            }
+            LockstepRequest::Fail { core } => {
+                op.cmd = LOCKSTEP_CMD_FAIL;
+                op.kind = core;
             }
         }
         op
@@ -421,6 +448,12 @@ mod tests {
                 buffer: 0x1000,
                 size: 472,
             },
+            LockstepRequest::Fail {
+                core: LOCKSTEP_CORE_LEADER,
+            },
+            LockstepRequest::Fail {
+                core: LOCKSTEP_CORE_FOLLOWER,
+            },
         ] {
             assert_eq!(LockstepRequest::decode(&req.encode()), Ok(req));
         }
@@ -435,7 +468,25 @@ mod tests {
         .encode();
         let cases = [
             (XenSysctlLockstep { version: 2, ..good }, XenErrno::EACCES),
-            (XenSysctlLockstep { cmd: 4, ..good }, XenErrno::ENOSYS),
+            (XenSysctlLockstep { cmd: 5, ..good }, XenErrno::ENOSYS),
+            (
+                XenSysctlLockstep {
+                    cmd: LOCKSTEP_CMD_FAIL,
+                    kind: 2,
+                    count: 0,
+                    ..good
+                },
+                XenErrno::EINVAL,
+            ),
+            (
+                XenSysctlLockstep {
+                    cmd: LOCKSTEP_CMD_FAIL,
+                    kind: LOCKSTEP_CORE_FOLLOWER,
+                    count: 1,
+                    ..good
+                },
+                XenErrno::EINVAL,
+            ),
             (XenSysctlLockstep { kind: 7, ..good }, XenErrno::EINVAL),
             (XenSysctlLockstep { count: 0, ..good }, XenErrno::EINVAL),
             (XenSysctlLockstep { pad: 1, ..good }, XenErrno::EINVAL),

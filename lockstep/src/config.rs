@@ -88,6 +88,8 @@ pub enum ResyncError {
     /// No follower acknowledged the re-synchronisation request in time (none running, or
     /// taken out of service).
     NoFollower,
+    /// A spare may replace only a follower taken out of service.
+    NotReplaceable,
     /// The follower's copy does not digest like the leader's replica.
     Differ {
         /// The leader's full replica digest.
@@ -101,6 +103,9 @@ impl core::fmt::Display for ResyncError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ResyncError::NoFollower => f.write_str("no follower answered the re-synchronisation"),
+            ResyncError::NotReplaceable => {
+                f.write_str("only a follower taken out of service can be replaced")
+            }
             ResyncError::Differ { leader, follower } => write!(
                 f,
                 "replicas differ after re-synchronisation (leader {leader:#010x}, follower {follower:#010x})"

@@ -24,6 +24,9 @@ pub enum FollowerExit {
     /// Runtime `lockstep on`: the leader asked this follower to restart from a copy of its
     /// replica, serving the rounds after the given one (see `Pair::request_resync`).
     Resync(u64),
+    /// This follower was taken out of service ([`Pair::retire_follower`]); another core
+    /// serves the pair now.
+    Retired,
 }
 
 /// Counters of a follower core.
@@ -51,6 +54,7 @@ pub struct FollowerCore<'p, M: Machine> {
     req: Vec<u64>,
     last_round: u64,
     retries_in_row: u32,
+    generation: u64,
     stats: FollowerStats,
 }
 
@@ -70,6 +74,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             req: Vec::new(),
             last_round,
             retries_in_row: 0,
+            generation: pair.follower_generation(),
             stats: FollowerStats::default(),
         }
     }
@@ -106,9 +111,13 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
         loop {
             let pair = self.pair;
             let last = self.last_round;
+            let generation = self.generation;
             let next = wait_until(self.cfg.wait, clock, idle, None, || {
                 if pair.is_shut_down() {
                     return Some(Err(FollowerExit::Shutdown));
+                }
+                if pair.follower_generation() != generation {
+                    return Some(Err(FollowerExit::Retired));
                 }
                 if let Some(after) = pair.resync_request() {
                     return Some(Err(FollowerExit::Resync(after)));
@@ -122,6 +131,9 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 None => return FollowerExit::Shutdown,
             };
             let exit = self.serve_round(round, clock, idle);
+            if exit == Some(FollowerExit::Retired) {
+                return FollowerExit::Retired;
+            }
             self.pair.mark_follower_done(round);
             // The leader may be waiting for this before it opens the next round.
             idle.kick(Role::Leader);
@@ -181,6 +193,10 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 rep.digest = TxDigest::unpack(rep.digest.pack() ^ (1 << (f.bit % 64)));
             }
             self.stats.rounds += 1;
+            let retired = self.pair.follower_generation() != self.generation;
+            if retired {
+                return Some(FollowerExit::Retired);
+            }
             if self.pair.input.is_current(round) {
                 self.pair.follower.post(
                     round,

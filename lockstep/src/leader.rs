@@ -61,6 +61,10 @@ pub struct LeaderCore<'p, M: Machine> {
     health: Health,
     stats: Stats,
     injector: Injector,
+    /// Fault-injection identities of the cores serving as leader and follower (a persistent
+    /// fault is bound to a core: a spare that replaces it gets a fresh identity).
+    cores: [u32; 2],
+    next_core: u32,
 }
 
 impl<'p, M: Machine> LeaderCore<'p, M> {
@@ -85,8 +89,20 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             policy: RetryPolicy::new(cfg.max_retries),
             stats: Stats::default(),
             injector: Injector::new(0x1EAD),
+            cores: [0, 1],
+            next_core: 2,
             cfg,
         }
+    }
+
+    /// Fault injection of a permanent hardware fault: from now on the core serving `role`
+    /// hangs in every transaction (it stops responding), until it is taken out of service.
+    pub fn fail_core(&mut self, role: Role) {
+        let core = match role {
+            Role::Follower => self.cores[1],
+            _ => self.cores[0],
+        };
+        self.injector.arm_persistent(FaultKind::Hang, core);
     }
 
     /// Protection state.
@@ -160,10 +176,48 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         idle: &dyn Idle,
         hand_over: &mut dyn FnMut(&M::State),
     ) -> Result<u32, ResyncError> {
-        let mine = replica::full_digest(&self.replica);
         if self.health.is_protected() {
-            return Ok(mine);
+            return Ok(replica::full_digest(&self.replica));
         }
+        let d = self.resync(clock, idle, hand_over)?;
+        self.health = Health::Protected;
+        Ok(d)
+    }
+
+    /// After an escalation that took the follower out of service: the embedder has started
+    /// a new follower on a spare core (serving `Role::Follower` from now on), which is brought
+    /// in as runtime `lockstep on` does — a bit-identical copy of this replica, digests
+    /// compared — and protection resumes ([`Health::SpareInUse`]). Any other health:
+    /// [`ResyncError::NotReplaceable`], nothing done.
+    pub fn replace_follower(
+        &mut self,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+        hand_over: &mut dyn FnMut(&M::State),
+    ) -> Result<u32, ResyncError> {
+        if self.health
+            != (Health::Unprotected {
+                suspect: Some(Role::Follower),
+            })
+        {
+            return Err(ResyncError::NotReplaceable);
+        }
+        let d = self.resync(clock, idle, hand_over)?;
+        self.cores[1] = self.next_core;
+        self.next_core += 1;
+        self.health = Health::SpareInUse {
+            retired: Role::Follower,
+        };
+        Ok(d)
+    }
+
+    fn resync(
+        &mut self,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+        hand_over: &mut dyn FnMut(&M::State),
+    ) -> Result<u32, ResyncError> {
+        let mine = replica::full_digest(&self.replica);
         hand_over(&self.replica);
         let after = self.round;
         let pair = self.pair;
@@ -186,7 +240,6 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 follower: theirs,
             });
         }
-        self.health = Health::Protected;
         self.policy.reset();
         self.stats.resyncs += 1;
         Ok(mine)
@@ -244,7 +297,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         out.injected = oneshot.map(|f| f.kind);
         if !self.health.is_protected() {
             self.stats.single += 1;
-            let fault = oneshot.or_else(|| self.injector.persistent_for(0, u32::MAX));
+            let fault = oneshot.or_else(|| self.injector.persistent_for(self.cores[0], u32::MAX));
             out.result = self.single(request, env, sink, fault.as_ref(), None);
             return self.classify(out);
         }
@@ -258,7 +311,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             self.round += 1;
             let round = self.round;
             let fault = if attempt == 1 { oneshot } else { None }
-                .or_else(|| self.injector.persistent_for(0, 1));
+                .or_else(|| self.injector.persistent_for(self.cores[0], self.cores[1]));
             let theirs =
                 fault.filter(|f| f.target == Role::Follower && f.kind != FaultKind::Mailbox);
             if let Some(f) = theirs {

@@ -341,6 +341,7 @@ pub struct Pair {
     resync_ack: AtomicU64,
     resync_digest: AtomicU32,
     follower_done: AtomicU64,
+    follower_gen: AtomicU64,
 }
 
 impl Pair {
@@ -359,6 +360,7 @@ impl Pair {
             resync_ack: AtomicU64::new(0),
             resync_digest: AtomicU32::new(0),
             follower_done: AtomicU64::new(0),
+            follower_gen: AtomicU64::new(0),
         }
     }
 
@@ -417,6 +419,18 @@ impl Pair {
     pub fn resync_acked(&self, after_round: u64) -> Option<u32> {
         (self.resync_ack.load(Acquire) == after_round.wrapping_add(1))
             .then(|| self.resync_digest.load(Relaxed))
+    }
+
+    /// Takes the follower serving now out of service: a follower core created before this
+    /// call returns [`crate::follower::FollowerExit::Retired`] at its next look at the pair
+    /// and posts nothing more (a hung core that comes back cannot disturb its successor).
+    pub fn retire_follower(&self) {
+        self.follower_gen.fetch_add(1, AcqRel);
+    }
+
+    /// The follower generation ([`Pair::retire_follower`] calls so far).
+    pub fn follower_generation(&self) -> u64 {
+        self.follower_gen.load(Acquire)
     }
 
     /// Asks every core serving this pair to return.

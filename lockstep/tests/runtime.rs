@@ -73,6 +73,7 @@ fn follower_loop(pair: &Pair, c: Config, template: &Mutex<Option<ModelState>>) -
             }
             FollowerExit::Shutdown => return (full_digest(f.replica()), resyncs),
             FollowerExit::Escalated(s) => panic!("escalated: {s:?}"),
+            FollowerExit::Retired => panic!("retired"),
         }
     }
 }
@@ -217,4 +218,122 @@ fn every_detectable_injection_is_detected_and_recovered() {
             );
         });
     }
+}
+
+#[test]
+fn a_spare_replaces_a_follower_that_fails_for_good() {
+    // The follower core hangs in every transaction from tx 20 on: the coordinator's deadline
+    // catches it each time, the retries run out, the pair escalates with the follower as the
+    // suspect, and a spare core (here a thread started then) takes over with a bit-identical
+    // copy of the leader's replica: protected again, nothing a guest sees changes.
+    let n = 60;
+    let (want, digest) = golden(41, n);
+    let pair = Pair::new(1024);
+    let c = Config {
+        deadline_cycles: 20_000_000, // 20 ms
+        ..cfg()
+    };
+    let template = Mutex::new(None::<ModelState>);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            let h = Host(Instant::now());
+            let mut f = FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0);
+            f.follower_serve(&h, &h)
+        });
+        let h = Host(Instant::now());
+        let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), true);
+        let mut p = Prng::new(41);
+        let mut got = Applied::new();
+        let mut spare = None;
+        for tx in 0..n {
+            if tx == 20 {
+                l.fail_core(Role::Follower);
+            }
+            let req = random_request(&mut p);
+            let out = l.leader_run(
+                &req,
+                &mut ModelEnv::new(41, tx),
+                &h,
+                &h,
+                &mut |x: &[Effect]| got.push(x.to_vec()),
+            );
+            if out.escalation == Some(Some(Role::Follower)) {
+                assert_eq!(tx, 20, "escalated on the first failing transaction");
+                assert_eq!(
+                    l.health(),
+                    Health::Unprotected {
+                        suspect: Some(Role::Follower)
+                    }
+                );
+                pair.retire_follower();
+                let t = &template;
+                let pr = &pair;
+                spare = Some(s.spawn(move || {
+                    let h = Host(Instant::now());
+                    let after = loop {
+                        if let Some(a) = pr.resync_request() {
+                            break a;
+                        }
+                        std::thread::yield_now();
+                    };
+                    let copy = t.lock().unwrap().take().expect("handed over");
+                    let mut f = FollowerCore::<Model>::new(pr, c, copy, after);
+                    pr.ack_resync(after, full_digest(f.replica()));
+                    let exit = f.follower_serve(&h, &h);
+                    (exit, full_digest(f.replica()))
+                }));
+                let d = l
+                    .replace_follower(&h, &h, &mut |r: &ModelState| {
+                        *template.lock().unwrap() = Some(r.clone())
+                    })
+                    .expect("spare in service");
+                assert_eq!(d, full_digest(l.replica()));
+                assert_eq!(
+                    l.health(),
+                    Health::SpareInUse {
+                        retired: Role::Follower
+                    }
+                );
+                // Only once.
+                assert_eq!(
+                    l.replace_follower(&h, &h, &mut |_: &ModelState| panic!()),
+                    Err(ResyncError::NotReplaceable)
+                );
+            }
+        }
+        pair.shut_down();
+        assert_eq!(
+            first.join().unwrap(),
+            FollowerExit::Escalated(Some(Role::Follower))
+        );
+        let (exit, fd) = spare.expect("a spare was started").join().unwrap();
+        assert_eq!(exit, FollowerExit::Shutdown);
+        assert_eq!(got, want, "nothing a guest sees changes");
+        assert_eq!(full_digest(l.replica()), digest);
+        assert_eq!(
+            fd, digest,
+            "the spare's replica is bit-identical at the end"
+        );
+        let st = l.stats();
+        assert_eq!(st.escalated, 1, "{st}");
+        assert_eq!(
+            st.single, 1,
+            "only the escalated transaction ran once: {st}"
+        );
+        assert_eq!(st.resyncs, 1, "{st}");
+    });
+}
+
+#[test]
+fn a_retired_follower_stops_serving() {
+    let pair = Pair::new(64);
+    let c = cfg();
+    let h = Host(Instant::now());
+    let mut f = FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0);
+    pair.retire_follower();
+    assert_eq!(f.follower_serve(&h, &h), FollowerExit::Retired);
+    // A follower created afterwards serves this generation.
+    let mut g = FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0);
+    pair.shut_down();
+    assert_eq!(g.follower_serve(&h, &h), FollowerExit::Shutdown);
 }

@@ -192,11 +192,8 @@ fn transact(
         }
     }
     if let Some(s) = out.escalation {
-        xprintln!(
-            "lockstep: pair escalated (suspect {:?}): {}",
-            s,
-            rt.backend.health()
-        );
+        xprintln!("lockstep: pair escalated (suspect {:?})", s);
+        rt.backend.after_escalation(s);
     }
     let mut after = After::default();
     apply::apply_all(rt, req, cr3, live, &committed, &mut after);

@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod console_scenarios;
 pub mod dom0;
+pub mod dom0_spare;
 pub mod execute;
 pub mod exit;
 pub mod monitor;

@@ -9,7 +9,9 @@ pub mod table;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use dom0_interface::lockstep_ctl::{LockstepKind, LockstepRequest};
+use dom0_interface::lockstep_ctl::{
+    LockstepKind, LockstepRequest, LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_CORE_LEADER,
+};
 
 pub use table::{help, lookup, CmdSpec, CMD_TABLE};
 
@@ -68,12 +70,19 @@ pub enum LockstepCmd {
     On,
     /// `off`.
     Off,
-    /// `inject KIND COUNT`.
+    /// `inject [-w] KIND COUNT`.
     Inject {
         /// Fault kind.
         kind: LockstepKind,
         /// Number of faults (at least 1).
         count: u32,
+        /// `-w`: wait until every fault is injected and print their outcomes.
+        wait: bool,
+    },
+    /// `fail leader|follower`: a permanent fault of that core (`LOCKSTEP_CORE_*`).
+    Fail {
+        /// `LOCKSTEP_CORE_LEADER` or `LOCKSTEP_CORE_FOLLOWER`.
+        core: u32,
     },
 }
 
@@ -87,7 +96,8 @@ impl LockstepCmd {
             },
             LockstepCmd::On => LockstepRequest::On,
             LockstepCmd::Off => LockstepRequest::Off,
-            LockstepCmd::Inject { kind, count } => LockstepRequest::Inject { kind, count },
+            LockstepCmd::Inject { kind, count, .. } => LockstepRequest::Inject { kind, count },
+            LockstepCmd::Fail { core } => LockstepRequest::Fail { core },
         }
     }
 }
@@ -336,7 +346,7 @@ fn shutdown_like(verb: &str, words: &[&str]) -> Result<Command, UsageError> {
 const KIND_LIST: &str = "leader-reg, follower-reg, replica-state, effects, digest, mailbox, hang";
 
 fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
-    let split = match getopt("lockstep", words, &[])? {
+    let split = match getopt("lockstep", words, &[('w', "wait")])? {
         Ok(s) => s,
         Err(help) => return Ok(help),
     };
@@ -344,6 +354,10 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
     let a = &split.args;
     let bad = |msg: String| Err(UsageError::with_help(msg, "lockstep", 2));
     let extra = |n: usize| a.len() > n;
+    let wait = split.opts.contains(&'w');
+    if wait && a[0] != "inject" {
+        return bad("-w applies to 'xl lockstep inject' only.\n\n".to_string());
+    }
     let cmd = match a[0].as_str() {
         "status" | "on" | "off" if extra(1) => {
             return bad(format!("'xl lockstep {}' takes no arguments.\n\n", a[0]));
@@ -353,7 +367,7 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
         "off" => LockstepCmd::Off,
         "inject" => {
             if a.len() != 3 {
-                return bad("'xl lockstep inject' requires <Kind> <Count>.\n\n".to_string());
+                return bad("'xl lockstep inject' requires [-w] <Kind> <Count>.\n\n".to_string());
             }
             let Some(kind) = LockstepKind::from_name(&a[1]) else {
                 return bad(format!(
@@ -371,11 +385,23 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
                     ))
                 }
             };
-            LockstepCmd::Inject { kind, count }
+            LockstepCmd::Inject { kind, count, wait }
+        }
+        "fail" => {
+            let core = match a.get(1).map(String::as_str) {
+                Some("leader") if a.len() == 2 => LOCKSTEP_CORE_LEADER,
+                Some("follower") if a.len() == 2 => LOCKSTEP_CORE_FOLLOWER,
+                _ => {
+                    return bad(
+                        "'xl lockstep fail' requires one core: leader or follower.\n\n".to_string(),
+                    )
+                }
+            };
+            LockstepCmd::Fail { core }
         }
         other => {
             return bad(format!(
-                "unknown lockstep command '{other}' (status, on, off, inject).\n\n"
+                "unknown lockstep command '{other}' (status, on, off, inject, fail).\n\n"
             ))
         }
     };

@@ -550,9 +550,58 @@ fn dmesg(clear: bool) {
     out::text(&format::dmesg(&all));
 }
 
+/// The lockstep status, if the hypervisor gives one.
+fn lockstep_status() -> Option<LockstepStatus> {
+    let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
+    let op = LockstepCmd::Status.request(0, 0).encode();
+    toolstack::lockstep(op.cmd, op.kind, op.count, &mut raw).ok()?;
+    LockstepStatus::read_from(&raw).ok()
+}
+
+/// Polls of the status `xl lockstep inject -w` makes before giving up. Each poll is itself a
+/// hypercall, i.e. a transaction that can carry one of the armed faults, so the wait ends
+/// even on an idle machine.
+const INJECT_WAIT_POLLS: u32 = 100_000;
+
+/// `inject -w`: waits until `count` more faults of `kind` were injected than `before`, then
+/// prints their outcomes.
+fn wait_injected(kind: dom0_interface::lockstep_ctl::LockstepKind, count: u32, before: u64) {
+    let goal = before.saturating_add(u64::from(count));
+    for _ in 0..INJECT_WAIT_POLLS {
+        let Some(st) = lockstep_status() else {
+            break;
+        };
+        let k = st.kind(kind);
+        if k.injected >= goal {
+            out::say(format_args!(
+                "lockstep: {} {} faults injected so far: {} masked, {} recovered, {} escalated, {} silent, {} crashed\n",
+                k.injected,
+                kind.name(),
+                k.masked,
+                k.recovered,
+                k.escalated,
+                k.silent,
+                k.crashed
+            ));
+            return;
+        }
+        let _ = sched::yield_now();
+    }
+    out::say(format_args!(
+        "xl: lockstep: gave up waiting for the {count} {} faults to be injected\n",
+        kind.name()
+    ));
+}
+
 fn lockstep(l: LockstepCmd) {
     let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
     let op = l.request(0, 0).encode();
+    let before = match l {
+        LockstepCmd::Inject {
+            kind, wait: true, ..
+        } => lockstep_status().map(|st| st.kind(kind).injected),
+        _ => None,
+    };
     match toolstack::lockstep(op.cmd, op.kind, op.count, &mut raw) {
         Ok(_) => match l {
             LockstepCmd::Status => match LockstepStatus::read_from(&raw) {
@@ -561,12 +610,26 @@ fn lockstep(l: LockstepCmd) {
             },
             LockstepCmd::On => out::text("lockstep: on\n"),
             LockstepCmd::Off => out::text("lockstep: off (unprotected)\n"),
-            LockstepCmd::Inject { kind, count } => out::say(format_args!(
-                "lockstep: injecting {count} {} fault{}\n",
-                kind.name(),
-                if count == 1 { "" } else { "s" }
-            )),
+            LockstepCmd::Inject { kind, count, wait } => {
+                out::say(format_args!(
+                    "lockstep: injecting {count} {} fault{}\n",
+                    kind.name(),
+                    if count == 1 { "" } else { "s" }
+                ));
+                if let (true, Some(before)) = (wait, before) {
+                    wait_injected(kind, count, before);
+                }
+            }
+            LockstepCmd::Fail { .. } => {
+                out::text("lockstep: the follower core now fails for good (fault injection)\n")
+            }
         },
+        Err(Errno::EOPNOTSUPP) if matches!(l, LockstepCmd::Fail { .. }) => out::text(
+            "xl: lockstep: refused: the leader runs the guests' vCPUs and cannot be taken out of service\n",
+        ),
+        Err(Errno::ENODEV) if matches!(l, LockstepCmd::Fail { .. }) => out::text(
+            "xl: lockstep: refused: no follower in service (lockstep is off or unprotected)\n",
+        ),
         Err(e) => {
             out::say(format_args!(
                 "xl: lockstep: the hypervisor refused the request: {}{}\n",

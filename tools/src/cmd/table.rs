@@ -170,14 +170,18 @@ pub const CMD_TABLE: [CmdSpec; 15] = [
         false,
         false,
         "Show or control DualVisor's dual-core lockstep",
-        "<status|on|off|inject <Kind> <Count>>",
+        "<status|on|off|inject [-w] <Kind> <Count>|fail <leader|follower>>",
         Some(
             "status                  Roles, counters and injection outcomes.\n\
              on                      Run every hypercall and VM exit on two cores.\n\
              off                     Run them once, unprotected.\n\
              inject <Kind> <Count>   Inject <Count> faults of <Kind>: leader-reg,\n\
              \x20                       follower-reg, replica-state, effects, digest,\n\
-             \x20                       mailbox or hang.",
+             \x20                       mailbox or hang. -w: wait until all are\n\
+             \x20                       injected, then print their outcomes.\n\
+             fail <leader|follower>  Make that core fail for good (a permanent fault):\n\
+             \x20                       the pair takes it out of service; a spare CPU\n\
+             \x20                       replaces a follower.",
         ),
     ),
 ];

@@ -144,13 +144,23 @@ fn lockstep_verbs() {
             p(&format!("lockstep inject {} 100", k.name())),
             Ok(Command::Lockstep(LockstepCmd::Inject {
                 kind: k,
-                count: 100
+                count: 100,
+                wait: false,
             }))
         );
     }
+    assert_eq!(
+        p("lockstep inject -w effects 100"),
+        Ok(Command::Lockstep(LockstepCmd::Inject {
+            kind: LockstepKind::Effects,
+            count: 100,
+            wait: true,
+        }))
+    );
     let req = LockstepCmd::Inject {
         kind: LockstepKind::Effects,
         count: 100,
+        wait: true,
     }
     .request(0, 0);
     assert_eq!(
@@ -167,7 +177,36 @@ fn lockstep_verbs() {
             size: 464
         }
     );
+    use dom0_interface::lockstep_ctl::{LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_CORE_LEADER};
+    for (w, core) in [
+        ("leader", LOCKSTEP_CORE_LEADER),
+        ("follower", LOCKSTEP_CORE_FOLLOWER),
+    ] {
+        assert_eq!(
+            p(&format!("lockstep fail {w}")),
+            Ok(Command::Lockstep(LockstepCmd::Fail { core }))
+        );
+        assert_eq!(
+            LockstepCmd::Fail { core }.request(0, 0),
+            LockstepRequest::Fail { core }
+        );
+    }
     let err = |line: &str| p(line).unwrap_err();
+    for bad in [
+        "lockstep fail",
+        "lockstep fail coordinator",
+        "lockstep fail follower now",
+    ] {
+        assert_eq!(
+            err(bad).stderr,
+            "'xl lockstep fail' requires one core: leader or follower.\n\n",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        err("lockstep -w status").stderr,
+        "-w applies to 'xl lockstep inject' only.\n\n"
+    );
     let e = err("lockstep inject cosmic-ray 1");
     assert_eq!(
         e.stderr,
@@ -189,7 +228,7 @@ fn lockstep_verbs() {
     );
     assert_eq!(
         err("lockstep inject effects").stderr,
-        "'xl lockstep inject' requires <Kind> <Count>.\n\n"
+        "'xl lockstep inject' requires [-w] <Kind> <Count>.\n\n"
     );
     assert_eq!(
         err("lockstep status now").stderr,
@@ -197,7 +236,7 @@ fn lockstep_verbs() {
     );
     assert_eq!(
         err("lockstep sideways").stderr,
-        "unknown lockstep command 'sideways' (status, on, off, inject).\n\n"
+        "unknown lockstep command 'sideways' (status, on, off, inject, fail).\n\n"
     );
     assert_eq!(
         err("lockstep").stderr,

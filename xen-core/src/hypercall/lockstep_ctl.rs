@@ -1,6 +1,6 @@
 //! DualVisor's lockstep control sysctl sub-op (`XEN_SYSCTL_DUALVISOR_LOCKSTEP`, "DVLS",
 //! outside Xen's numbering; see `dom0_interface::lockstep_ctl`): status, on, off and
-//! inject KIND COUNT, for a privileged caller.
+//! inject KIND COUNT and fail CORE, for a privileged caller.
 //!
 //! Lockstep's own numbers are not replica state: the engine's statistics, the pair's health
 //! and the CPU roles live outside both replicas and change with every transaction. The
@@ -18,8 +18,8 @@ use crate::hv::{value_kind, Ctx, HvResult, HvState};
 use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::lockstep_ctl::{
-    LockstepRequest, LockstepStatus, XenSysctlLockstep, LOCKSTEP_CMD_INJECT, LOCKSTEP_CMD_OFF,
-    LOCKSTEP_CMD_ON,
+    LockstepRequest, LockstepStatus, XenSysctlLockstep, LOCKSTEP_CMD_FAIL, LOCKSTEP_CMD_INJECT,
+    LOCKSTEP_CMD_OFF, LOCKSTEP_CMD_ON, LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_MODE_ON,
 };
 use dom0_interface::sysctl::XenSysctl;
 
@@ -27,13 +27,14 @@ use dom0_interface::sysctl::XenSysctl;
 pub const STATUS_WORDS: usize = core::mem::size_of::<LockstepStatus>() / 8;
 const _: () = assert!(core::mem::size_of::<LockstepStatus>().is_multiple_of(8));
 
-/// An engine control action, applied after commit (`cmd` is `LOCKSTEP_CMD_ON`, `_OFF` or
-/// `_INJECT`; `kind` and `count` are the validated injection, zero otherwise).
+/// An engine control action, applied after commit (`cmd` is `LOCKSTEP_CMD_ON`, `_OFF`,
+/// `_INJECT` or `_FAIL`; `kind` and `count` are the validated injection — for `_FAIL`,
+/// `kind` is the core — zero otherwise).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockstepOp {
-    /// `LOCKSTEP_CMD_ON`, `LOCKSTEP_CMD_OFF` or `LOCKSTEP_CMD_INJECT`.
+    /// `LOCKSTEP_CMD_ON`, `LOCKSTEP_CMD_OFF`, `LOCKSTEP_CMD_INJECT` or `LOCKSTEP_CMD_FAIL`.
     pub cmd: u32,
-    /// Inject: a `LockstepKind` number.
+    /// Inject: a `LockstepKind` number; fail: `LOCKSTEP_CORE_FOLLOWER`.
     pub kind: u32,
     /// Inject: how many transactions get one fault each.
     pub count: u32,
@@ -67,6 +68,21 @@ pub fn lockstep_op(
         LockstepRequest::Off => control(ctx, LOCKSTEP_CMD_OFF, 0, 0),
         LockstepRequest::Inject { kind, count } => {
             control(ctx, LOCKSTEP_CMD_INJECT, kind as u32, count)
+        }
+        // The leader runs the guests' vCPUs: taking it out of service needs them moved to
+        // another core, which DualVisor does not do, so a failing leader would leave the
+        // machine without a core it can trust. Refused rather than faked.
+        LockstepRequest::Fail { core } if core != LOCKSTEP_CORE_FOLLOWER => {
+            Err(XenErrno::EOPNOTSUPP.into())
+        }
+        LockstepRequest::Fail { core } => {
+            // Only a protected pair has a follower to lose (the mode is the status's second
+            // word-half, an input like the rest of the status).
+            let mode = ctx.value(value_kind::lockstep_status(0))? >> 32;
+            if mode != u64::from(LOCKSTEP_MODE_ON) {
+                return Err(XenErrno::ENODEV.into());
+            }
+            control(ctx, LOCKSTEP_CMD_FAIL, core, 0)
         }
     }
 }
@@ -179,6 +195,48 @@ mod tests {
             let o = call(&mut h, &req.encode());
             assert_eq!(o.ret, 0, "{req:?}");
             assert_eq!(controls(&o), [LockstepOp { cmd, kind, count }]);
+        }
+    }
+
+    #[test]
+    fn fail_follower_needs_a_protected_pair_and_a_leader_is_refused() {
+        use dom0_interface::lockstep_ctl::{LOCKSTEP_CORE_LEADER, LOCKSTEP_MODE_UNPROTECTED};
+        let follower = LockstepRequest::Fail {
+            core: LOCKSTEP_CORE_FOLLOWER,
+        };
+        let mut h = Harness::dom0();
+        let on = LockstepStatus {
+            version: LOCKSTEP_CTL_VERSION,
+            enabled: LOCKSTEP_MODE_ON,
+            ..LockstepStatus::default()
+        };
+        status_values(&mut h, &on);
+        let o = call(&mut h, &follower.encode());
+        assert_eq!(o.ret, 0);
+        assert_eq!(
+            controls(&o),
+            [LockstepOp {
+                cmd: LOCKSTEP_CMD_FAIL,
+                kind: LOCKSTEP_CORE_FOLLOWER,
+                count: 0
+            }]
+        );
+        let o = call(
+            &mut h,
+            &LockstepRequest::Fail {
+                core: LOCKSTEP_CORE_LEADER,
+            }
+            .encode(),
+        );
+        assert_eq!(o.ret, XenErrno::EOPNOTSUPP.as_neg());
+        assert!(controls(&o).is_empty());
+        // Each call above consumed exactly the status word it asked for.
+        h.mem.values.clear();
+        for enabled in [LOCKSTEP_MODE_UNPROTECTED, 0] {
+            status_values(&mut h, &LockstepStatus { enabled, ..on });
+            let o = call(&mut h, &follower.encode());
+            assert_eq!(o.ret, XenErrno::ENODEV.as_neg(), "mode {enabled}");
+            assert!(controls(&o).is_empty());
         }
     }
 

@@ -1,0 +1,140 @@
+//! Spare CPUs: when a transaction escalates with the follower as the suspect, the follower
+//! core is retired and the first spare CPU (`Topology::Pair::spares`) becomes the follower,
+//! starting from a bit-identical copy of the leader's replica in its own heap arena, as a
+//! runtime `lockstep on` re-synchronises a follower. With no spare left the pair runs
+//! unprotected and says so.
+
+use crate::lockstep_hw::{cpu_of, serve_as_follower, HwIdle, Tsc, CONFIG, PAIR, TEMPLATE};
+use arch::xprintln;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use lockstep::follower::FollowerCore;
+use lockstep::leader::LeaderCore;
+use lockstep::role::{wait_until, Role};
+use lockstep::topology::Topology;
+use xen_core::hv::{HvState, Xen};
+
+const NONE: usize = usize::MAX;
+
+/// The CPU serving as follower once a spare replaced the boot follower.
+static FOLLOWER_CPU: AtomicUsize = AtomicUsize::new(NONE);
+/// Heap arena reserved at boot for a spare follower's replica.
+static SPARE_ARENA: AtomicUsize = AtomicUsize::new(NONE);
+/// CPUs taken out of service (bit per CPU).
+static RETIRED: AtomicU64 = AtomicU64::new(0);
+/// The spare CPUs, in order (bit per CPU); a used spare is cleared.
+static SPARES: AtomicU64 = AtomicU64::new(0);
+
+/// Reserves an arena for one spare follower if the topology has spares; call at boot.
+pub fn setup(topo: &Topology, arena_bytes: usize) {
+    let Topology::Pair { spares, .. } = topo else {
+        return;
+    };
+    let mask = spares
+        .iter()
+        .filter(|&&c| c < 64)
+        .fold(0u64, |m, &c| m | 1 << c);
+    if mask == 0 {
+        return;
+    }
+    match arch::heap::add_arena(arena_bytes) {
+        Some(a) => {
+            SPARE_ARENA.store(a, Ordering::Relaxed);
+            SPARES.store(mask, Ordering::Release);
+        }
+        None => {
+            xprintln!("lockstep: WARNING: no memory for a spare follower's arena; spares unused")
+        }
+    }
+}
+
+/// The follower CPU if a spare took over, else `None` (the topology's follower serves).
+pub fn follower_cpu() -> Option<usize> {
+    let c = FOLLOWER_CPU.load(Ordering::Acquire);
+    (c != NONE).then_some(c)
+}
+
+/// Whether `cpu` was taken out of service.
+pub fn is_retired(cpu: usize) -> bool {
+    cpu < 64 && RETIRED.load(Ordering::Acquire) & (1 << cpu) != 0
+}
+
+/// After an escalation with the follower as the suspect (on the leader, between two
+/// transactions): retires the follower and brings the next spare in; without one, leaves
+/// the pair unprotected.
+pub fn replace_follower(l: &mut LeaderCore<'static, Xen>) {
+    let (Some(pair), Some(old)) = (PAIR.get(), cpu_of(Role::Follower)) else {
+        return;
+    };
+    // The suspect stops serving for good, even if it comes back.
+    pair.retire_follower();
+    if old < 64 {
+        RETIRED.fetch_or(1 << old, Ordering::AcqRel);
+    }
+    let spares = SPARES.load(Ordering::Acquire);
+    let arena = SPARE_ARENA.load(Ordering::Relaxed);
+    if spares == 0 || arena == NONE {
+        xprintln!("lockstep: {}", l.health());
+        return;
+    }
+    let spare = spares.trailing_zeros() as usize;
+    // One arena is reserved: the first replacement uses every spare's share.
+    SPARES.store(0, Ordering::Release);
+    FOLLOWER_CPU.store(spare, Ordering::Release);
+    if !arch::smp::assign(spare, spare_follower_task) {
+        xprintln!(
+            "lockstep: spare CPU{} is not online: running WITHOUT redundancy",
+            spare
+        );
+        return;
+    }
+    let mut hand_over = |r: &HvState| {
+        let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());
+        *TEMPLATE.lock() = Some(copy);
+    };
+    match l.replace_follower(&Tsc, &HwIdle, &mut hand_over) {
+        Ok(d) => xprintln!(
+            "lockstep: spare CPU{} replaced follower CPU{} (out of service); replicas bit-identical (digest {:#010x}); {}",
+            spare,
+            old,
+            d,
+            l.health()
+        ),
+        Err(e) => {
+            TEMPLATE.lock().take();
+            xprintln!(
+                "lockstep: spare CPU{} could not take over: {}; {}",
+                spare,
+                e,
+                l.health()
+            )
+        }
+    }
+}
+
+/// A spare CPU's task once it replaces the follower: waits for the leader's hand-over,
+/// copies the replica into the spare's own arena, acknowledges with its digest and serves.
+fn spare_follower_task() -> ! {
+    let cpu = arch::percpu::cpu_index();
+    arch::heap::set_current_arena(SPARE_ARENA.load(Ordering::Relaxed));
+    let (Some(pair), Some(cfg)) = (PAIR.get(), CONFIG.get()) else {
+        crate::boot::idle(cpu)
+    };
+    let Some(after) = wait_until(cfg.wait, &Tsc, &HwIdle, None, || {
+        pair.resync_request()
+            .map(Some)
+            .or_else(|| pair.is_shut_down().then_some(None))
+    })
+    .flatten() else {
+        crate::boot::idle(cpu)
+    };
+    let Some(template) = TEMPLATE.lock().take() else {
+        xprintln!("lockstep: spare CPU{}: no replica was handed over", cpu);
+        crate::boot::idle(cpu)
+    };
+    let fresh = template.clone();
+    drop(template);
+    let core = FollowerCore::new(pair, *cfg, fresh, after);
+    pair.ack_resync(after, lockstep::replica::full_digest(core.replica()));
+    arch::smp::kick(cpu_of(Role::Leader).unwrap_or(0));
+    serve_as_follower(pair, cfg, core)
+}

@@ -1,0 +1,126 @@
+//! `dom0-lockstep-spare`: DualVisor on four CPUs (coordinator, leader, follower, spare). The
+//! administrator makes the follower core fail for good (`xl lockstep fail follower`, fault
+//! injection of a permanent fault): the pair escalates with the follower as the suspect,
+//! retires it, and the spare CPU takes over from a bit-identical copy of the leader's
+//! replica. Protection is back: a demo domU is built and runs, 20 injected effects faults
+//! are all detected and recovered by the new pair, the status shows CPU2 retired and CPU3
+//! following, and a failing leader (which cannot be taken out of service: it runs the
+//! vCPUs) is refused. DualVisor only: Xen 4.17 has no lockstep (`dom0-shell-xen` checks
+//! that its answer is -ENOSYS).
+
+use std::time::Duration;
+
+use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
+use crate::pattern::Pattern;
+use crate::scenario::{Paths, Planned};
+
+fn line(s: &str) -> Says {
+    Says::Line(Pattern::line(s))
+}
+
+fn role(cpu: u32, what: &str) -> Says {
+    line(&format!("cpu{cpu:<20}: {what}"))
+}
+
+/// The session: status before, the failure and the take-over, a domU, injections, status.
+pub(crate) fn spare_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
+    vec![
+        (
+            typed("xl lockstep status"),
+            vec![role(2, "follower"), role(3, "spare")],
+        ),
+        (
+            typed("xl lockstep fail follower"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains_all([
+                    "(XEN) lockstep: spare CPU3 replaced follower CPU2 (out of service); replicas bit-identical",
+                    "protected (spare core replaced the follower)",
+                ])),
+            ],
+        ),
+        (
+            typed("xl create /etc/xen/demo1.cfg"),
+            vec![line("Parsing config from /etc/xen/demo1.cfg")],
+        ),
+        (
+            typed("xl lockstep inject -w effects 20"),
+            vec![
+                line("lockstep: injecting 20 effects faults"),
+                line("lockstep: 20 effects faults injected so far: 0 masked, 20 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl list"),
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    1    32     1     ",
+            ]))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(2, "retired"),
+                role(3, "follower"),
+                line("escalated              : 1"),
+                line(&injection_row("effects", [20, 0, 20, 0, 0, 0])),
+            ],
+        ),
+        (
+            typed("xl lockstep fail leader"),
+            vec![line(
+                "xl: lockstep: refused: the leader runs the guests' vCPUs and cannot be taken out of service",
+            )],
+        ),
+        (typed("xl destroy demo1"), vec![]),
+        (
+            typed("xl list"),
+            vec![Says::Line(Pattern::starts_with(
+                "Domain-0                                     0 ",
+            ))],
+        ),
+    ]
+}
+
+/// `dom0-lockstep-spare` (DualVisor, `-smp 4`).
+pub fn dom0_lockstep_spare(p: &Paths) -> Planned {
+    let mut s = real_initrd(
+        p,
+        "dom0-lockstep-spare",
+        &p.image,
+        4,
+        steps_script(spare_steps()),
+        Duration::from_secs(600),
+    );
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_lines_are_the_ones_xl_prints() {
+        let st = dom0_interface::lockstep_ctl::LockstepStatus {
+            nr_cpus: 4,
+            roles: {
+                let mut r = [0; 32];
+                r[2] = dom0_interface::lockstep_ctl::LOCKSTEP_ROLE_RETIRED;
+                r[3] = dom0_interface::lockstep_ctl::LOCKSTEP_ROLE_FOLLOWER;
+                r
+            },
+            ..Default::default()
+        };
+        let out = tools::format::lockstep_status(&st);
+        for (cpu, what) in [(2, "retired"), (3, "follower")] {
+            let Says::Line(p) = role(cpu, what) else {
+                unreachable!()
+            };
+            assert!(out.lines().any(|l| p.matches(l)), "{cpu} {what}:\n{out}");
+        }
+    }
+}
