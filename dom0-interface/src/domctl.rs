@@ -334,6 +334,17 @@ pub struct XenDomctlMaxMem {
 }
 guest_abi!(XenDomctlMaxMem { max_memkb });
 
+/// `XEN_SCHEDULER_credit` (`domctl.h`: the scheduler ids `sched_id` and `scheduler_op` use).
+pub const XEN_SCHEDULER_CREDIT: u32 = 5;
+/// `XEN_SCHEDULER_credit2` (Xen 4.17's default scheduler).
+pub const XEN_SCHEDULER_CREDIT2: u32 = 6;
+/// `XEN_SCHEDULER_ARINC653`.
+pub const XEN_SCHEDULER_ARINC653: u32 = 7;
+/// `XEN_SCHEDULER_RTDS`.
+pub const XEN_SCHEDULER_RTDS: u32 = 8;
+/// `XEN_SCHEDULER_NULL`.
+pub const XEN_SCHEDULER_NULL: u32 = 9;
+
 /// `struct xen_domctl_vcpucontext` (set/getvcpucontext).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! System control, mirroring `xen/include/public/sysctl.h` of Xen 4.17
 //! (`XEN_SYSCTL_INTERFACE_VERSION` 0x15): the `xen_sysctl` container, the op numbers, and
-//! the payloads of readconsole, physinfo and getdomaininfolist.
+//! the payloads of readconsole, physinfo, sched_id and getdomaininfolist.
 
 use crate::domctl::{payload_of, set_payload_of, XEN_DOMCTL_PAYLOAD_SIZE};
 use crate::guest_abi;
@@ -173,6 +173,15 @@ guest_abi!(XenSysctlPhysinfo {
     hw_cap
 });
 
+/// `struct xen_sysctl_sched_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenSysctlSchedId {
+    /// OUT: the `XEN_SCHEDULER_*` id of the scheduler (of cpupool 0).
+    pub sched_id: u32,
+}
+guest_abi!(XenSysctlSchedId { sched_id });
+
 /// `struct xen_sysctl_getdomaininfolist`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -257,6 +266,7 @@ const _: () = assert!(offset_of!(XenSysctlPhysinfo, total_pages) == 40);
 const _: () = assert!(offset_of!(XenSysctlPhysinfo, free_pages) == 48);
 const _: () = assert!(offset_of!(XenSysctlPhysinfo, max_mfn) == 72);
 const _: () = assert!(offset_of!(XenSysctlPhysinfo, hw_cap) == 80);
+const _: () = assert!(size_of::<XenSysctlSchedId>() == 4);
 const _: () = assert!(size_of::<XenSysctlGetdomaininfolist>() == 24);
 const _: () = assert!(offset_of!(XenSysctlGetdomaininfolist, max_domains) == 4);
 const _: () = assert!(offset_of!(XenSysctlGetdomaininfolist, buffer) == 8);

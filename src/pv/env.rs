@@ -108,6 +108,11 @@ impl Env for PvEnv {
                     _ => u64::from(arch::cpu::inl(port)),
                 }
             }
+            k if k & 0xFF00_0000 == value_kind::HOST_CPUID_RAW_BASE => {
+                let (leaf, sub, reg) = value_kind::host_cpuid_raw_decode(k);
+                let (a, b, c, d) = arch::cpu::cpuid(leaf, sub);
+                u64::from([a, b, c, d][reg as usize])
+            }
             xen_core::console::value_kind::RX_STATE => arch::conring::SERIAL_RX.lock().state(),
             xen_core::console::value_kind::CONRING_STATE => arch::conring::CONRING.lock().state(),
             k if k & 0xFF00_0000 == xen_core::console::value_kind::RX_WORD_BASE => {

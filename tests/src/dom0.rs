@@ -49,6 +49,11 @@ pub fn test_initrd() -> Vec<u8> {
     ])
 }
 
+/// `xl info`'s hw_caps line as Xen 4.17 prints it on QEMU 7.2's `-cpu EPYC,-monitor,-smap`
+/// (TCG): its featureset words 1d, 1c, e1d, e1c, Da1, 7b0, 7c0, e7d.
+pub const HW_CAPS: &str =
+    "hw_caps                : 178bf3fd:f6d83203:2c500800:00000077:00000005:008801a9:00000000:00000000";
+
 /// Typed text: the line and Enter (CR, as a terminal sends it).
 pub(crate) fn typed(line: &str) -> Vec<u8> {
     let mut v = line.as_bytes().to_vec();
@@ -69,9 +74,13 @@ pub fn session(extra: &[(&str, Pattern)]) -> Script {
         ),
         (
             typed("xl info"),
+            // In xl's order. Xen 4.17's physinfo and sched_id under the runner's
+            // `-cpu EPYC,-monitor,-smap`: DualVisor must print the same.
             vec![
+                Pattern::line(HW_CAPS),
                 Pattern::line("xen_major              : 4"),
                 Pattern::line("xen_minor              : 17"),
+                Pattern::line("xen_scheduler          : credit2"),
             ],
         ),
         (typed("help"), vec![Pattern::contains("  xl SUBCOMMAND")]),

@@ -260,6 +260,27 @@ pub mod value_kind {
     pub const fn lockstep_status(i: u32) -> u32 {
         LOCKSTEP_STATUS_BASE | (i & 0xFFFF)
     }
+    /// Base of the raw host CPUID kinds: see [`host_cpuid_raw`].
+    pub const HOST_CPUID_RAW_BASE: u32 = 0x0C00_0000;
+    /// Register `reg` (0 EAX, 1 EBX, 2 ECX, 3 EDX) of the host's raw CPUID `leaf`/`subleaf`
+    /// (not levelled for guests; physinfo `hw_cap`). Encodes the leaf's low byte in bits
+    /// 0-7, bit 31 of the leaf in bit 8, the subleaf's low byte in bits 9-16 and the
+    /// register in bits 17-18: every leaf physinfo reads fits.
+    pub const fn host_cpuid_raw(leaf: u32, subleaf: u32, reg: u32) -> u32 {
+        HOST_CPUID_RAW_BASE
+            | (leaf & 0xFF)
+            | ((leaf >> 31) << 8)
+            | ((subleaf & 0xFF) << 9)
+            | ((reg & 3) << 17)
+    }
+    /// Decodes a [`host_cpuid_raw`] kind: (leaf, subleaf, register).
+    pub const fn host_cpuid_raw_decode(kind: u32) -> (u32, u32, u32) {
+        (
+            (kind & 0xFF) | (((kind >> 8) & 1) << 31),
+            (kind >> 9) & 0xFF,
+            (kind >> 17) & 3,
+        )
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -491,9 +512,19 @@ mod value_kind_tests {
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
+            base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),
             base("CONRING_WORD_BASE", c::CONRING_WORD_BASE),
         ]
+    }
+
+    #[test]
+    fn host_cpuid_raw_round_trips() {
+        for (leaf, sub, reg) in [(0, 0, 0), (0xd, 1, 0), (0x8000_0001, 0, 3), (7, 0, 2)] {
+            let k = v::host_cpuid_raw(leaf, sub, reg);
+            assert_eq!(k & 0xFF00_0000, v::HOST_CPUID_RAW_BASE);
+            assert_eq!(v::host_cpuid_raw_decode(k), (leaf, sub, reg));
+        }
     }
 
     #[test]

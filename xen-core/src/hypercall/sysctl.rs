@@ -1,8 +1,12 @@
 //! `HYPERVISOR_sysctl` (Xen 4.17 `do_sysctl`): copy in the `xen_sysctl` (-EFAULT), the
 //! interface version (-EACCES), the dummy XSM policy (privileged caller, else -EPERM), the
-//! sub-op, and the copyback as an effect. Sub-ops here: physinfo, getdomaininfolist, readconsole and DualVisor's lockstep
-//! control;
+//! sub-op, and the copyback as an effect. Sub-ops here: physinfo, sched_id,
+//! getdomaininfolist, readconsole and DualVisor's lockstep control;
 //! anything else is -ENOSYS, as Xen's `arch_do_sysctl` answers.
+
+mod hw_cap;
+#[cfg(test)]
+mod tests;
 
 use crate::hv::{value_kind, Ctx, HvError, HvResult, HvState};
 use dom0_interface::domctl::XenDomctlGetdomaininfo;
@@ -33,6 +37,12 @@ pub fn sysctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             let p = physinfo(state, ctx)?;
             op.set_payload(&p).map_err(|_| XenErrno::EINVAL)?;
         }
+        XEN_SYSCTL_SCHED_ID => {
+            let id = XenSysctlSchedId {
+                sched_id: crate::sched::XEN_SCHED_ID,
+            };
+            op.set_payload(&id).map_err(|_| XenErrno::EINVAL)?;
+        }
         XEN_SYSCTL_GETDOMAININFOLIST => getdomaininfolist(state, ctx, &mut op)?,
         dom0_interface::lockstep_ctl::XEN_SYSCTL_DUALVISOR_LOCKSTEP => {
             return super::lockstep_ctl::lockstep_op(state, ctx, op, arg);
@@ -58,7 +68,8 @@ pub fn sysctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
 
 /// `XEN_SYSCTL_physinfo`: one node, one thread per core, every CPU a core of one socket; the
 /// CPU count, frequency and page counts from the input (the host allocator's free pages at
-/// this moment); `max_mfn` the last RAM frame.
+/// this moment); `max_mfn` the last RAM frame; `hw_cap` the featureset words from the host's
+/// CPUID (input).
 pub fn physinfo(state: &HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<XenSysctlPhysinfo, HvError> {
     let nr_cpus = u32::try_from(ctx.value(value_kind::HOST_NR_CPUS)?)
         .unwrap_or(1)
@@ -66,6 +77,7 @@ pub fn physinfo(state: &HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<XenSysctlP
     let cpu_khz = u32::try_from(ctx.value(value_kind::HOST_CPU_KHZ)?).unwrap_or(u32::MAX);
     let total_pages = ctx.value(value_kind::HOST_TOTAL_PAGES)?;
     let free_pages = ctx.value(value_kind::HOST_FREE_PAGES)?;
+    let hw_cap = hw_cap::hw_cap(ctx)?;
     Ok(XenSysctlPhysinfo {
         threads_per_core: 1,
         cores_per_socket: nr_cpus,
@@ -78,6 +90,7 @@ pub fn physinfo(state: &HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<XenSysctlP
         total_pages,
         free_pages,
         max_mfn: state.mm_config.get().max_page.saturating_sub(1),
+        hw_cap,
         ..XenSysctlPhysinfo::default()
     })
 }

@@ -30,6 +30,14 @@ use alloc::vec::Vec;
 use dom0_interface::xen::DOMID_IDLE;
 use lockstep::Journal;
 
+/// The `XEN_SCHEDULER_*` id DualVisor reports (`XEN_SYSCTL_sched_id`, so `xl info` names a
+/// scheduler): credit2, Xen 4.17's default. No Xen scheduler is this round robin, and
+/// credit2 is the closest: with every domain at its default weight and no cap, which is
+/// all DualVisor offers (`XEN_DOMCTL_scheduler_op` answers -ENOSYS), credit2 too gives each
+/// runnable vCPU an equal share, and toolstacks written for a default Xen 4.17 host see the
+/// scheduler they expect.
+pub const XEN_SCHED_ID: u32 = dom0_interface::domctl::XEN_SCHEDULER_CREDIT2;
+
 /// The round-robin time slice (ns).
 pub const SLICE_NS: u64 = 10_000_000;
 

@@ -2,7 +2,11 @@
 //! createdomain, max_vcpus, max_mem, populate_physmap, page tables and code written through
 //! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
 //! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
-//! pending), keeps running, and destroys them.
+//! pending), keeps running, and destroys them. A third domU (not privileged) then issues
+//! domctls and sysctls itself and records what each returned in its own memory, which dom0
+//! reads after it powers off: every one is -EPERM, except where Xen checks something before
+//! its XSM policy (interface version -EACCES, a missing target domain -ESRCH, getdomaininfo
+//! finding no domain at or above the id -ESRCH).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -74,8 +78,11 @@ fn main(si: &StartInfo) {
     check("bind VIRQ_DOM_EXC", exc.is_ok());
     let mut doms = [0u16; 2];
     for (i, reason) in [SHUTDOWN_REBOOT, SHUTDOWN_SUSPEND].into_iter().enumerate() {
-        match build(&mut scratch, reason) {
-            Ok(d) => doms[i] = d,
+        let mut code = [0u8; 72];
+        code[..CODE.len()].copy_from_slice(&CODE);
+        code[REASON_AT..REASON_AT + 4].copy_from_slice(&reason.to_le_bytes());
+        match build(&mut scratch, &code, &[]) {
+            Ok((d, _)) => doms[i] = d,
             Err(e) => {
                 check_eq("build a domU", Err(e), Ok(0u16));
                 guest_rt::test::finish();
@@ -113,7 +120,231 @@ fn main(si: &StartInfo) {
         check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
         check_eq("it is gone", flags(d).map(|_| ()), Err(Errno::ESRCH));
     }
+    unprivileged_calls(&shared, &mut scratch);
     guest_rt::test::finish();
+}
+
+/// A domctl or sysctl the unprivileged domU makes, and what Xen 4.17 answers it.
+struct Probe {
+    what: &'static str,
+    hypercall: u32,
+    cmd: u32,
+    version: u32,
+    domain: u16,
+    want: i64,
+}
+
+const HYPERVISOR_SYSCTL: u32 = 35;
+const HYPERVISOR_DOMCTL: u32 = 36;
+const SYSCTL_READCONSOLE: u32 = 1;
+const SYSCTL_PHYSINFO: u32 = 3;
+const SYSCTL_SCHED_ID: u32 = 4;
+const SYSCTL_GETDOMAININFOLIST: u32 = 6;
+const DOMCTL_PAUSEDOMAIN: u32 = 3;
+const EPERM: i64 = -1;
+const ESRCH: i64 = -3;
+const EACCES: i64 = -13;
+
+const PROBES: [Probe; 11] = [
+    Probe {
+        what: "domctl getdomaininfo of dom0",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_GETDOMAININFO,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        // Xen searches onwards before asking XSM: nothing found is -ESRCH for anyone...
+        what: "domctl getdomaininfo with no domain at or above the id",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_GETDOMAININFO,
+        version: 0x15,
+        domain: 0x7000,
+        want: ESRCH,
+    },
+    Probe {
+        // ...a domain found above a missing id is refused.
+        what: "domctl getdomaininfo from a missing id below a domain",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_GETDOMAININFO,
+        version: 0x15,
+        domain: 1,
+        want: EPERM,
+    },
+    Probe {
+        what: "domctl pausedomain of dom0",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_PAUSEDOMAIN,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        what: "domctl createdomain",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_CREATEDOMAIN,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        what: "domctl pausedomain of a missing domain",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_PAUSEDOMAIN,
+        version: 0x15,
+        domain: 0x7000,
+        want: ESRCH,
+    },
+    Probe {
+        what: "domctl at another interface version",
+        hypercall: HYPERVISOR_DOMCTL,
+        cmd: DOMCTL_GETDOMAININFO,
+        version: 0x14,
+        domain: 0,
+        want: EACCES,
+    },
+    Probe {
+        what: "sysctl physinfo",
+        hypercall: HYPERVISOR_SYSCTL,
+        cmd: SYSCTL_PHYSINFO,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        what: "sysctl sched_id",
+        hypercall: HYPERVISOR_SYSCTL,
+        cmd: SYSCTL_SCHED_ID,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        what: "sysctl getdomaininfolist",
+        hypercall: HYPERVISOR_SYSCTL,
+        cmd: SYSCTL_GETDOMAININFOLIST,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+    Probe {
+        what: "sysctl readconsole",
+        hypercall: HYPERVISOR_SYSCTL,
+        cmd: SYSCTL_READCONSOLE,
+        version: 0x15,
+        domain: 0,
+        want: EPERM,
+    },
+];
+
+/// Probe `i`'s `xen_domctl`/`xen_sysctl` sits at `i * PROBE_STRIDE` in the domU's data page
+/// (zero but for cmd, interface_version and domain); its result at `RESULTS_AT + 8 * i`.
+const PROBE_STRIDE: u64 = 0x100;
+const RESULTS_AT: u64 = 0xC00;
+/// A zero word of the data page: the poweroff reason.
+const ZERO_AT: u64 = 0xFF8;
+
+/// Bytes of [`probe_code`]: 20 a probe, 19 for the shutdown.
+const PROBE_CODE_LEN: usize = 20 * PROBES.len() + 19;
+
+/// The domU's code: each probe `mov $struct, %edi; mov $nr, %eax; syscall; mov %rax, result`,
+/// then `sched_op(SCHEDOP_shutdown, &poweroff)` and spin.
+fn probe_code() -> [u8; PROBE_CODE_LEN] {
+    let mut c = [0u8; PROBE_CODE_LEN];
+    let mut at = 0;
+    let mut put = |b: &[u8], at: &mut usize| {
+        c[*at..*at + b.len()].copy_from_slice(b);
+        *at += b.len();
+    };
+    let data = STACK_TOP as u32 - 0x1000;
+    for (i, p) in PROBES.iter().enumerate() {
+        put(&[0xbf], &mut at);
+        put(
+            &(data + (i as u32) * PROBE_STRIDE as u32).to_le_bytes(),
+            &mut at,
+        );
+        put(&[0xb8], &mut at);
+        put(&p.hypercall.to_le_bytes(), &mut at);
+        put(&[0x0f, 0x05], &mut at);
+        put(&[0x48, 0x89, 0x04, 0x25], &mut at); // mov %rax, disp32
+        put(
+            &(data + RESULTS_AT as u32 + 8 * i as u32).to_le_bytes(),
+            &mut at,
+        );
+    }
+    put(&[0xbf, 0x02, 0x00, 0x00, 0x00], &mut at); // mov $SCHEDOP_shutdown, %edi
+    put(&[0xbe], &mut at);
+    put(&(data + ZERO_AT as u32).to_le_bytes(), &mut at); // mov $&poweroff, %esi
+    put(&[0xb8, 0x1d, 0x00, 0x00, 0x00], &mut at); // mov $__HYPERVISOR_sched_op, %eax
+    put(&[0x0f, 0x05, 0xeb, 0xfe], &mut at); // syscall; jmp .
+    c
+}
+
+/// Builds and runs the probing domU; checks what each of its calls returned, and that dom0
+/// still manages domains afterwards.
+fn unprivileged_calls(shared: &SharedInfo, s: &mut Scratch) {
+    // Word 0 of each struct: cmd and interface_version; word 1: the domain id.
+    let mut words = [(0usize, 0u64); 2 * PROBES.len()];
+    for (i, p) in PROBES.iter().enumerate() {
+        let at = (i as u64 * PROBE_STRIDE / 8) as usize;
+        words[2 * i] = (at, u64::from(p.cmd) | (u64::from(p.version) << 32));
+        words[2 * i + 1] = (at + 1, u64::from(p.domain));
+    }
+    let (d, data_mfn) = match build(s, &probe_code(), &words) {
+        Ok(d) => d,
+        Err(e) => {
+            check_eq("build the probing domU", Err(e), Ok(0u16));
+            return;
+        }
+    };
+    check_eq(
+        "unpause the probing domU",
+        simple(DOMCTL_UNPAUSEDOMAIN, d),
+        Ok(0),
+    );
+    let code = wait_shutdown(shared, &[d, d], 60_000)[0];
+    check_eq("the probing domU ran and powered off", code, Some(0));
+    match results(s, d, data_mfn) {
+        Ok(r) => {
+            for (p, got) in PROBES.iter().zip(r) {
+                check_eq(p.what, got, p.want);
+            }
+        }
+        Err(e) => {
+            check_eq("read the domU's results", Err(e), Ok(()));
+        }
+    }
+    check_eq(
+        "dom0 still gets domain info",
+        flags(0).map(|f| f & DOMINF_SHUTDOWN),
+        Ok(0),
+    );
+    check_eq(
+        "dom0 destroys the domU",
+        simple(DOMCTL_DESTROYDOMAIN, d),
+        Ok(0),
+    );
+    check_eq("it is gone", flags(d).map(|_| ()), Err(Errno::ESRCH));
+}
+
+/// The results domU `d` wrote to its data page (machine frame `mfn`).
+fn results(s: &mut Scratch, d: u16, mfn: u64) -> Result<[i64; PROBES.len()], Errno> {
+    s.map_foreign(d, mfn, pte::PRESENT | pte::ACCESSED)?;
+    let mut out = [0i64; PROBES.len()];
+    let mut ok = true;
+    for (i, o) in out.iter_mut().enumerate() {
+        match s.read(RESULTS_AT as usize / 8 + i) {
+            Some(v) => *o = v as i64,
+            None => ok = false,
+        }
+    }
+    s.restore()?;
+    if ok {
+        Ok(out)
+    } else {
+        Err(Errno::EFAULT)
+    }
 }
 
 fn simple(cmd: u32, dom: u16) -> XenResult {
@@ -175,8 +406,9 @@ fn write_frame(s: &mut Scratch, dom: u16, mfn: u64, words: &[(usize, u64)]) -> X
     }
 }
 
-/// Builds a paused domU running [`CODE`] that shuts down with `reason`.
-fn build(s: &mut Scratch, reason: u32) -> Result<u16, Errno> {
+/// Builds a paused domU running `code` (at most 32 words), its stack page holding `data`
+/// (word index, value) and zeros elsewhere: its id and the stack page's machine frame.
+fn build(s: &mut Scratch, code: &[u8], data: &[(usize, u64)]) -> Result<(u16, u64), Errno> {
     let mut op = CtlBuf::domctl(DOMCTL_CREATEDOMAIN, 0);
     op.set_bytes(DOMCTL_U + 4, b"dualvisor-domrun");
     op.set_u32(DOMCTL_U + 28, 1);
@@ -223,16 +455,16 @@ fn build(s: &mut Scratch, reason: u32) -> Result<u16, Errno> {
             ),
         ],
     )?;
-    let mut code = [0u8; 72];
-    code[..CODE.len()].copy_from_slice(&CODE);
-    code[REASON_AT..REASON_AT + 4].copy_from_slice(&reason.to_le_bytes());
-    let words: [(usize, u64); 9] = core::array::from_fn(|i| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&code[i * 8..i * 8 + 8]);
-        (i, u64::from_le_bytes(w))
-    });
-    write_frame(s, d, m[PFN_CODE], &words)?;
-    write_frame(s, d, m[PFN_STACK], &[])?;
+    let mut words = [(0usize, 0u64); 32];
+    let n = code.len().div_ceil(8).min(words.len());
+    for (i, w) in words.iter_mut().enumerate().take(n) {
+        let mut b = [0u8; 8];
+        let end = (i * 8 + 8).min(code.len());
+        b[..end - i * 8].copy_from_slice(&code[i * 8..end]);
+        *w = (i, u64::from_le_bytes(b));
+    }
+    write_frame(s, d, m[PFN_CODE], &words[..n])?;
+    write_frame(s, d, m[PFN_STACK], data)?;
     // struct vcpu_guest_context (x86-64): flags @512, user_regs @520 (rip +128, cs +136,
     // rflags +144, rsp +152, ss +160), kernel_ss @4968, kernel_sp @4976, ctrlreg[3] @5008.
     let mut ctx = [0u8; 5168];
@@ -250,5 +482,5 @@ fn build(s: &mut Scratch, reason: u32) -> Result<u16, Errno> {
     op.set_u32(DOMCTL_U, 0);
     op.set_u64(DOMCTL_U + 8, ctx.as_ptr() as u64);
     domctl(&mut op)?;
-    Ok(d)
+    Ok((d, m[PFN_STACK]))
 }

@@ -733,3 +733,12 @@ fn a_domu_crash_marks_it_crashed_raises_virq_dom_exc_and_spares_dom0() {
     assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
     assert_eq!(h.free.len(), 0x100);
 }
+
+#[test]
+fn getdomaininfo_searches_before_xsm() {
+    let mut h = Host::with(Harness::domu(3));
+    // Nothing at or above the id: -ESRCH, as for dom0; a domain above it: -EPERM.
+    assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 0x7000), ESRCH);
+    assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 1), EPERM);
+    assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 3), EPERM);
+}
