@@ -239,7 +239,7 @@ cell() {
     if [[ -n "$v" ]]; then echo "$v"; elif [[ -n "${WHY[$1:$2]:-}" ]]; then echo "unavail."; else echo "-"; fi
 }
 
-section "results: cycles per call (median of 12 batches x 256 calls; TSC cycles, TCG)"
+section "results: cycles per call (median of 32 batches x 256 calls; TSC cycles, TCG)"
 for run in "${RUNS[@]}"; do
     printf '  %-24s %s%s\n' "${LABEL[$run]}:" "${RESULT[$run]}" "${KHZ[$run]:+, TSC ${KHZ[$run]} kHz}"
     # DualVisor states its lockstep roles at boot: show them, so the on/off runs prove it.

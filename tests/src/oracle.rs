@@ -22,10 +22,6 @@ const XEN_TIMEOUT: Duration = Duration::from_secs(180);
 /// Every transaction hands off between the leader's, follower's and coordinator's QEMU vCPU
 /// threads; on a two-core host running two QEMUs each handoff waits for the host scheduler.
 const DUALVISOR_TIMEOUT: Duration = Duration::from_secs(300);
-/// The `bench` guest makes ~13,000 timed hypercalls; since the pair changes of this session a
-/// lockstep round trip under TCG costs milliseconds (a regression under investigation, see
-/// the issue notes), so its run gets longer.
-const DUALVISOR_BENCH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Boot modules after the kernel that a test guest needs (dom0's initrd): `domu` builds the
 /// `demo` guest as a domU from it.
@@ -131,11 +127,7 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
             end: End::KillWhenSeen {
                 linger: Duration::ZERO,
             },
-            timeout: if stem == "bench" {
-                DUALVISOR_BENCH_TIMEOUT
-            } else {
-                DUALVISOR_TIMEOUT
-            },
+            timeout: DUALVISOR_TIMEOUT,
         },
         needs: [(p.image.clone(), "make image")]
             .into_iter()

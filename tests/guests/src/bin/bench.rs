@@ -19,7 +19,7 @@ use test_guests::bench_stats::{per_call, summarize, tsc_khz, BenchLine};
 guest_rt::entry!(main);
 
 /// Timed batches per hypercall (one more, untimed, warms up first).
-const BATCHES: usize = 12;
+const BATCHES: usize = 32;
 /// Calls per batch.
 const CALLS: u32 = 256;
 
