@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 # The binaries are the [[bin]] entries of tests/guests/Cargo.toml.
 names=$(sed -n '/^\[\[bin\]\]/,/^path/ s/^name *= *"\(.*\)"/\1/p' tests/guests/Cargo.toml)
 [[ -n "$names" ]] || { echo "build-guests: no [[bin]] in tests/guests/Cargo.toml" >&2; exit 1; }
-for name in $names domu gnttab2; do
+for name in $names domu gnttab2 ptwrdomu; do
     src="$BIN_DIR/$name"
     [[ -f "$src" ]] || { echo "build-guests: missing $src" >&2; exit 1; }
     cp -f "$src" "$OUT/$name.elf"

@@ -28,11 +28,13 @@ const DUALVISOR_TIMEOUT: Duration = Duration::from_secs(300);
 const DUALVISOR_BENCH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Boot modules after the kernel that a test guest needs (dom0's initrd): `domu` builds the
-/// `demo` guest as a domU from it, `gnttab2` the domU-only `gntpeer` kernel.
+/// `demo` guest as a domU from it, `gnttab2` the domU-only `gntpeer` kernel, `ptwrdomu` the
+/// `ptwr` guest.
 pub fn extra_modules(p: &Paths, guest: &Path) -> Vec<PathBuf> {
     match guest.file_stem().and_then(|s| s.to_str()) {
         Some("domu") => vec![p.guests.join("demo.elf")],
         Some("gnttab2") => vec![p.guests.join("domus").join("gntpeer.elf")],
+        Some("ptwrdomu") => vec![p.guests.join("ptwr.elf")],
         _ => vec![],
     }
 }

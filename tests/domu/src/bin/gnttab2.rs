@@ -18,29 +18,24 @@
 extern crate alloc;
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use dom0_interface::domctl::{
     XenDomctlGetdomaininfo, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_RUNNING,
-    XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNSHIFT,
+    XEN_DOMINF_SHUTDOWNSHIFT,
 };
-use domu_guest::console::{drain, take_lines, type_in};
 use domu_guest::grant_peer::{
     a_after_copy, a_after_map, pattern, Command, Offer, HALF, SEED_A, SEED_B, SEED_COPIED,
     SEED_MAPPED,
 };
+use domu_guest::peer::{destroy_and_wait, gone, Peer, ESRCH, SETTLE_NS};
 use guest_rt::evtchn::{self, VIRQ_DOM_EXC};
 use guest_rt::gnttab::{self as g, CopySide, Window, GNTMAP_READONLY};
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::{boot_module, StartInfo};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, sched};
-use tools::xlcfg::DomainConfig;
-use xenguest::{
-    create_pv, destroy_domain, domain_info, domain_list, map_foreign, physinfo, BuildRequest,
-    Built, ForeignPage,
-};
+use xenguest::{destroy_domain, domain_info, domain_list, physinfo};
 
 guest_rt::entry!(main);
 
@@ -56,12 +51,6 @@ const BAD_GNTREF: i16 = -3;
 const BAD_HANDLE: i16 = -4;
 /// A grant reference beyond the domU's one grant-table frame (512 entries).
 const BEYOND_TABLE: u32 = 5000;
-/// How long (system time) the domU may take for each step and to power off.
-const STEP_LIMIT_NS: u64 = 120_000_000_000;
-/// How long destroyed domains may take to disappear and give their memory back.
-const SETTLE_NS: u64 = 10_000_000_000;
-/// `-ESRCH`.
-const ESRCH: i32 = -3;
 /// getdomaininfo's shutdown-code bits of a domain that never shut down (Xen's
 /// `SHUTDOWN_CODE_INVALID`, ~0, shifted).
 const ZOMBIE_SHUTDOWN_CODE: u32 = 0xffff << XEN_DOMINF_SHUTDOWNSHIFT;
@@ -152,37 +141,23 @@ fn main(si: &StartInfo) {
     );
 }
 
-/// Builds the domU (not started through `run_peer`'s exchange) and returns it with its
-/// console, once it offered its grants.
+/// Builds the gntpeer domU `round` and attaches to it, once it offered its grants.
 fn start_peer<'a>(
     shared: &'a SharedInfo,
     now: &'a dyn Fn() -> u64,
     kernel: &[u8],
     round: u32,
 ) -> Option<(Peer<'a>, Offer)> {
-    let built = build(kernel, round)?;
-    let con = evtchn::bind_interdomain(built.domid, built.console_port);
-    let ring = map_foreign(built.domid, built.console_mfn);
-    check(
-        "bind the console port and map the ring",
-        con.is_ok() && ring.is_ok(),
-    );
-    let (Ok(con), Ok(ring)) = (con, ring) else {
-        let _ = destroy_domain(built.domid);
-        return None;
-    };
-    let mut peer = Peer {
-        shared,
-        now,
-        domid: built.domid,
-        con,
-        ring,
-        pending: Vec::new(),
-        transcript: String::new(),
-    };
+    let mut peer = Peer::start(shared, now, "gnttab2", kernel, &format!("gntpeer{round}"))?;
     let offer = peer.wait_for(Offer::parse);
     check("the domU offered its grants", offer.is_some());
-    Some((peer, offer?))
+    match offer {
+        Some(o) => Some((peer, o)),
+        None => {
+            destroy_and_wait(now, peer.detach());
+            None
+        }
+    }
 }
 
 /// Destroys the domU while dom0 still maps its page A: the domain stays as Xen keeps it
@@ -200,8 +175,7 @@ fn destroy_while_mapped(
     let domid = peer.domid;
     let (r, op) = w.rw.map_grant(domid, offer.rw, 0);
     check_eq("map A writable", (r, op.status), (Ok(0), OKAY));
-    let _ = evtchn::close(peer.con);
-    drop(peer);
+    peer.detach();
     check_eq(
         "destroy the domU while A is mapped",
         destroy_domain(domid),
@@ -246,103 +220,6 @@ fn destroy_while_mapped(
     );
 }
 
-/// The domU as dom0 sees it: its console ring and the lines read from it.
-struct Peer<'a> {
-    shared: &'a SharedInfo,
-    now: &'a dyn Fn() -> u64,
-    domid: u16,
-    /// dom0's end of the console event channel.
-    con: u32,
-    ring: ForeignPage,
-    pending: Vec<u8>,
-    /// Everything the domU printed.
-    transcript: String,
-}
-
-impl Peer<'_> {
-    /// Reads the ring, echoes complete lines and returns them.
-    fn pump(&mut self) -> Vec<String> {
-        drain(self.ring.as_mut_slice(), &mut self.pending);
-        let lines = take_lines(&mut self.pending);
-        for line in &lines {
-            // Echo without the domU's own verdict wording (this test prints its own).
-            println!(
-                "gnttab2: [dom{}] {}",
-                self.domid,
-                line.replace("Test result:", "verdict:")
-            );
-            self.transcript.push_str(line);
-            self.transcript.push('\n');
-        }
-        lines
-    }
-
-    /// Whether the domU has shut down.
-    fn shut_down(&self) -> Option<u32> {
-        let i = domain_info(self.domid).ok()?;
-        (i.flags & XEN_DOMINF_SHUTDOWN != 0).then(|| i.shutdown_code())
-    }
-
-    /// Reads lines until `f` accepts one, the domU shuts down or the step's time is up.
-    fn wait_for<T>(&mut self, f: impl Fn(&str) -> Option<T>) -> Option<T> {
-        let t0 = (self.now)();
-        loop {
-            for line in self.pump() {
-                if let Some(v) = f(&line) {
-                    return Some(v);
-                }
-            }
-            if (self.now)() > t0 + STEP_LIMIT_NS || self.shut_down().is_some() {
-                // One last look at what it wrote before it went.
-                return self.pump().iter().find_map(|l| f(l));
-            }
-            let _ = sched::poll(&[self.con], (self.now)() + 50_000_000);
-            self.shared.clear_evtchn_pending(self.con);
-        }
-    }
-
-    /// Types `cmd` into the domU's console and waits for its acknowledgement.
-    fn command(&mut self, cmd: Command) -> bool {
-        let line = format!("{}\n", cmd.word());
-        let typed = type_in(self.ring.as_mut_slice(), line.as_bytes());
-        let _ = evtchn::send(self.con);
-        let ack = cmd.ack();
-        let acked =
-            typed == line.len() && self.wait_for(|l| l.contains(&ack).then_some(())).is_some();
-        check(&format!("the domU handled '{}'", cmd.word()), acked);
-        acked
-    }
-}
-
-/// Builds and starts the gntpeer domU `round`.
-fn build(kernel: &[u8], round: u32) -> Option<Built> {
-    let text = format!(
-        "name = \"gntpeer{round}\"\ntype = \"pv\"\nkernel = \"/boot/gntpeer.elf\"\n\
-         memory = 8\nvcpus = 1\non_poweroff = \"destroy\"\n"
-    );
-    let cfg = match DomainConfig::parse("gntpeer.cfg", &text) {
-        Ok(p) => p.config,
-        Err(e) => guest_rt::test::error(format_args!("config: {e:?}")),
-    };
-    match create_pv(&BuildRequest {
-        config: &cfg,
-        kernel,
-        ramdisk: None,
-        paused: false,
-    }) {
-        Ok(b) => {
-            info(format_args!("round {round}: built domain {}", b.domid));
-            check("gntpeer domU built", b.domid != 0);
-            Some(b)
-        }
-        Err(e) => {
-            info(format_args!("build: {e}"));
-            check("gntpeer domU built", false);
-            None
-        }
-    }
-}
-
 fn run_peer(
     shared: &SharedInfo,
     now: &dyn Fn() -> u64,
@@ -359,32 +236,21 @@ fn run_peer(
         let _ = evtchn::close(exc);
         return;
     };
-    let domid = peer.domid;
     exchange(&mut peer, &offer, w);
-    // Reads its last lines until it shuts down.
-    let _ = peer.wait_for(|_| None::<()>);
-    check_eq("the domU powered off", peer.shut_down(), Some(0));
-    check(
-        "the domU's own checks passed",
-        peer.transcript.contains("Test result: SUCCESS"),
-    );
-    let _ = evtchn::close(peer.con);
-    drop(peer);
+    peer.expect_success();
+    let domid = peer.detach();
     check("VIRQ_DOM_EXC fired", shared.clear_evtchn_pending(exc));
     let _ = evtchn::close(exc);
-    check_eq("destroydomain", destroy_domain(domid), Ok(()));
-    check_eq("destroyed domain is gone", gone(now, domid), Some(ESRCH));
+    destroy_and_wait(now, domid);
 }
 
-/// Waits until `domid` no longer exists: its last domctl error.
-fn gone(now: &dyn Fn() -> u64, domid: u16) -> Option<i32> {
-    let t1 = now();
-    let mut gone = domain_info(domid).err();
-    while gone != Some(ESRCH) && now() < t1 + SETTLE_NS {
-        let _ = sched::yield_now();
-        gone = domain_info(domid).err();
-    }
-    gone
+/// Types `cmd` into the domU's console and waits for its acknowledgement.
+fn command(peer: &mut Peer<'_>, cmd: Command) -> bool {
+    let ack = cmd.ack();
+    let acked =
+        peer.type_line(cmd.word()) && peer.wait_for(|l| l.contains(&ack).then_some(())).is_some();
+    check(&format!("the domU handled '{}'", cmd.word()), acked);
+    acked
 }
 
 /// The whole exchange with the domU; stops at the first step it does not acknowledge.
@@ -393,7 +259,7 @@ fn exchange(peer: &mut Peer<'_>, offer: &Offer, w: &mut Windows) {
     let Some((rw_handle, ro_handle)) = map_step(dom, offer, w) else {
         return;
     };
-    if !peer.command(Command::Mapped) {
+    if !command(peer, Command::Mapped) {
         return;
     }
     check_eq(
@@ -412,11 +278,11 @@ fn exchange(peer: &mut Peer<'_>, offer: &Offer, w: &mut Windows) {
         (Ok(0), BAD_HANDLE),
     );
     copy_step(dom, offer, w);
-    if !peer.command(Command::Copied) || !peer.command(Command::Revoke) {
+    if !command(peer, Command::Copied) || !command(peer, Command::Revoke) {
         return;
     }
     revoked_step(dom, offer, w);
-    peer.command(Command::Done);
+    command(peer, Command::Done);
 }
 
 /// Maps A writable (checks its bytes, writes its first half) and B read-only, with the
