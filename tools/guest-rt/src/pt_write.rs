@@ -102,6 +102,14 @@ pub enum Store {
     },
     /// `mov %rax, 4(%rdi)`: 8 bytes across this entry and the next (48 89 47 04).
     Misaligned64,
+    /// `lock andb $0xfd, (%rdi)`: clears RW as Linux's `clear_bit` does (f0 80 27 fd).
+    AndByteClearRw,
+    /// `lock orb $2, (%rdi)`: sets RW as Linux's `set_bit` does (f0 80 0f 02).
+    OrByteSetRw,
+    /// `lock btrq $1, (%rdi)`: clears RW, CF the old bit (f0 48 0f ba 37 01).
+    BtrRw,
+    /// `lock btsq %rcx, (%rdi)` with %rcx = 1: sets RW, CF the old bit (f0 48 0f ab 0f).
+    BtsRw,
 }
 
 impl Store {
@@ -110,17 +118,26 @@ impl Store {
         match self {
             Store::Mov32Low => 2,
             Store::Mov64 | Store::Mov32High | Store::Xchg64 => 3,
-            Store::Mov64Disp8 | Store::Mov64Indexed | Store::Misaligned64 => 4,
-            Store::Cmpxchg64 { .. } => 5,
+            Store::Mov64Disp8
+            | Store::Mov64Indexed
+            | Store::Misaligned64
+            | Store::AndByteClearRw
+            | Store::OrByteSetRw => 4,
+            Store::Cmpxchg64 { .. } | Store::BtsRw => 5,
+            Store::BtrRw => 6,
             Store::MovZero => 7,
         }
     }
 
-    /// Whether `val` can be written this way (`MovZero` writes 0 only, the 32-bit ones a
-    /// 32-bit value).
+    /// Whether `val` can be written this way (`MovZero` and the bit operations take 0, the
+    /// 32-bit ones a 32-bit value).
     pub fn fits(self, val: u64) -> bool {
         match self {
-            Store::MovZero => val == 0,
+            Store::MovZero
+            | Store::AndByteClearRw
+            | Store::OrByteSetRw
+            | Store::BtrRw
+            | Store::BtsRw => val == 0,
             Store::Mov32Low | Store::Mov32High => val <= u64::from(u32::MAX),
             _ => true,
         }
@@ -136,6 +153,8 @@ pub struct Outcome {
     pub rax: u64,
     /// ZF afterwards (`Cmpxchg64`: the exchange happened).
     pub zf: bool,
+    /// CF afterwards (`BtrRw`, `BtsRw`: the bit's old value).
+    pub cf: bool,
 }
 
 /// A page-table entry of this guest, with its address in the read-only bootstrap mapping.
@@ -225,16 +244,17 @@ impl Entry {
         }
         let before = traps::taken(PF);
         traps::expect(PF, how.length());
-        let (rax, zf) = self.store(how, val);
+        let (rax, zf, cf) = self.store(how, val);
         traps::unexpect(PF);
         Some(Outcome {
             faulted: traps::taken(PF) != before,
             rax,
             zf,
+            cf,
         })
     }
 
-    fn store(&self, how: Store, val: u64) -> (u64, bool) {
+    fn store(&self, how: Store, val: u64) -> (u64, bool, bool) {
         // Every block below is one store to this guest's own page-table entry at `p` (or the
         // 8 bytes at `p + 4`) through a read-only mapping: Xen either emulates it after
         // validating the new entry, or the CPU faults and the #PF handler resumes after the
@@ -245,6 +265,7 @@ impl Entry {
         let p = self.va;
         let mut rax = val;
         let mut zf: u8 = 0;
+        let mut cf: u8 = 0;
         match how {
             Store::Mov64 => {
                 // SAFETY: as described above.
@@ -311,7 +332,35 @@ impl Entry {
                         options(nostack));
                 }
             }
+            Store::AndByteClearRw => {
+                // SAFETY: as described above.
+                unsafe {
+                    core::arch::asm!(".byte 0xf0, 0x80, 0x27, 0xfd", in("rdi") p,
+                        options(nostack));
+                }
+            }
+            Store::OrByteSetRw => {
+                // SAFETY: as described above.
+                unsafe {
+                    core::arch::asm!(".byte 0xf0, 0x80, 0x0f, 0x02", in("rdi") p,
+                        options(nostack));
+                }
+            }
+            Store::BtrRw => {
+                // SAFETY: as described above.
+                unsafe {
+                    core::arch::asm!(".byte 0xf0, 0x48, 0x0f, 0xba, 0x37, 0x01", "setc {cf}",
+                        in("rdi") p, cf = out(reg_byte) cf, options(nostack));
+                }
+            }
+            Store::BtsRw => {
+                // SAFETY: as described above.
+                unsafe {
+                    core::arch::asm!(".byte 0xf0, 0x48, 0x0f, 0xab, 0x0f", "setc {cf}",
+                        in("rdi") p, in("rcx") 1u64, cf = out(reg_byte) cf, options(nostack));
+                }
+            }
         }
-        (rax, zf != 0)
+        (rax, zf != 0, cf != 0)
     }
 }

@@ -3,8 +3,9 @@
 //! read-only mapping of one of the domain's own L1 tables is emulated when the domain enabled
 //! `VMASST_TYPE_writable_pagetables`, or is the hardware domain (Xen takes that path for it
 //! through its read-only-MMIO check whatever the assist says). The instruction is decoded
-//! (the memory-writing forms a PV kernel uses for its entries: `mov` from a register or an
-//! immediate, `xchg`, `cmpxchg`, of 2, 4 or 8 bytes), the new entry is validated and written
+//! (the memory-writing forms a PV kernel uses on its entries: `mov`, `xchg`, `cmpxchg`, and
+//! `and`, `or`, `bts`, `btr`, with which Linux clears and sets PTE bits; 1 to 8 bytes), the
+//! new entry is validated and written
 //! as `mod_l1_entry` does ([`crate::mm::pt::emulate_l1_write`]), and the guest continues
 //! after the instruction. Anything else — another page type, a write outside the faulting
 //! page or not naturally aligned, an entry that fails validation, an instruction not
@@ -35,17 +36,23 @@ const ARITH_FLAGS: u64 = 0x8d5;
 /// Longest instruction.
 const MAX_LEN: usize = 15;
 
-/// What the instruction does with its memory operand.
+/// What the instruction does with its memory operand (register sources already read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `mov` of a register (88/89 /r).
-    MovReg(u8),
-    /// `mov` of an immediate, already sign-extended to the operand size (C7 /0).
-    MovImm(u64),
-    /// `xchg` with a register (87 /r).
+    /// `mov` of a register or an immediate (88/89 /r, C6/C7 /0): the value stored.
+    Mov(u64),
+    /// `xchg` with register n (87 /r).
     Xchg(u8),
-    /// `cmpxchg` with a register, the accumulator compared (0F B1 /r).
+    /// `cmpxchg` with register n, the accumulator compared (0F B1 /r).
     Cmpxchg(u8),
+    /// `and` with this value (20/21 /r, 80/81/83 /4).
+    And(u64),
+    /// `or` with this value (08/09 /r, 80/81/83 /1).
+    Or(u64),
+    /// `bts` of this bit of the operand (0F AB /r, 0F BA /5 ib).
+    Bts(u8),
+    /// `btr` of this bit of the operand (0F B3 /r, 0F BA /6 ib).
+    Btr(u8),
 }
 
 /// A decoded memory write.
@@ -53,7 +60,7 @@ pub enum Op {
 pub struct Write {
     /// The operation.
     pub op: Op,
-    /// Operand size in bytes: 2, 4 or 8.
+    /// Operand size in bytes: 1 (mov, and, or), 2, 4 or 8.
     pub size: u8,
     /// The linear address written.
     pub ea: u64,
@@ -61,9 +68,71 @@ pub struct Write {
     pub len: u8,
 }
 
+/// How the operand after the ModRM byte is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Imm {
+    /// None (the register of ModRM.reg is the source).
+    None,
+    /// One byte, sign-extended.
+    Byte,
+    /// Two bytes with a 16-bit operand, four (sign-extended) otherwise.
+    Full,
+}
+
+/// What an opcode is: (operation class, byte operand, immediate). ModRM.reg selects the
+/// operation for the immediate groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Mov,
+    Xchg,
+    Cmpxchg,
+    And,
+    Or,
+    /// 80/81/83: ModRM.reg 1 is `or`, 4 `and`.
+    Group1,
+    Bts,
+    Btr,
+    /// 0F BA: ModRM.reg 5 is `bts`, 6 `btr`.
+    Group8,
+    /// C6/C7: ModRM.reg 0 is `mov`.
+    Group11,
+}
+
+fn classify(two_byte: bool, b: u8) -> Option<(Class, bool, Imm)> {
+    Some(match (two_byte, b) {
+        (false, 0x88) => (Class::Mov, true, Imm::None),
+        (false, 0x89) => (Class::Mov, false, Imm::None),
+        (false, 0x87) => (Class::Xchg, false, Imm::None),
+        (false, 0x08) => (Class::Or, true, Imm::None),
+        (false, 0x09) => (Class::Or, false, Imm::None),
+        (false, 0x20) => (Class::And, true, Imm::None),
+        (false, 0x21) => (Class::And, false, Imm::None),
+        (false, 0x80) => (Class::Group1, true, Imm::Byte),
+        (false, 0x81) => (Class::Group1, false, Imm::Full),
+        (false, 0x83) => (Class::Group1, false, Imm::Byte),
+        (false, 0xc6) => (Class::Group11, true, Imm::Byte),
+        (false, 0xc7) => (Class::Group11, false, Imm::Full),
+        (true, 0xb1) => (Class::Cmpxchg, false, Imm::None),
+        (true, 0xab) => (Class::Bts, false, Imm::None),
+        (true, 0xb3) => (Class::Btr, false, Imm::None),
+        (true, 0xba) => (Class::Group8, false, Imm::Byte),
+        _ => return None,
+    })
+}
+
+/// Register `n` as a byte operand: with a REX prefix or below 4 its low byte, otherwise
+/// AH/CH/DH/BH.
+fn byte_reg(regs: &GuestRegs, n: u8, rex: bool) -> u64 {
+    if rex || n < 4 {
+        gpr(regs, n) & 0xff
+    } else {
+        (gpr(regs, n - 4) >> 8) & 0xff
+    }
+}
+
 /// Decodes the instruction at `regs.rip` whose bytes `fetch(i)` returns, if it is one of
-/// the memory writes emulated here (FS/GS overrides, 32-bit addressing, REP prefixes and
-/// byte operands are not).
+/// the memory writes emulated here (FS/GS overrides, 32-bit addressing and REP prefixes are
+/// not).
 pub fn decode_write(mut fetch: impl FnMut(usize) -> Option<u8>, regs: &GuestRegs) -> Option<Write> {
     let mut i = 0usize;
     let mut next = |i: &mut usize| -> Option<u8> {
@@ -90,26 +159,25 @@ pub fn decode_write(mut fetch: impl FnMut(usize) -> Option<u8>, regs: &GuestRegs
         rex = b;
         b = next(&mut i)?;
     }
-    let size: u8 = if rex & 8 != 0 {
+    let (class, byte, imm_kind) = if b == 0x0f {
+        classify(true, next(&mut i)?)?
+    } else {
+        classify(false, b)?
+    };
+    let size: u8 = if byte {
+        1
+    } else if rex & 8 != 0 {
         8
     } else if opsize16 {
         2
     } else {
         4
     };
-    let opcode = match b {
-        0x0f => match next(&mut i)? {
-            0xb1 => 0x0fb1u16,
-            _ => return None,
-        },
-        0x89 | 0x87 | 0xc7 => u16::from(b),
-        _ => return None,
-    };
     let modrm = next(&mut i)?;
     let md = modrm >> 6;
     let reg = ((rex & 4) << 1) | ((modrm >> 3) & 7);
     let rm = modrm & 7;
-    if md == 3 || (opcode == 0xc7 && reg & 7 != 0) {
+    if md == 3 {
         return None;
     }
     let mut base = 0u64;
@@ -142,25 +210,53 @@ pub fn decode_write(mut fetch: impl FnMut(usize) -> Option<u8>, regs: &GuestRegs
         ])),
         _ => 0,
     };
-    let op = match opcode {
-        0x89 => Op::MovReg(reg),
-        0x87 => Op::Xchg(reg),
-        0x0fb1 => Op::Cmpxchg(reg),
-        _ => {
-            let imm = if size == 2 {
-                i64::from(i16::from_le_bytes([next(&mut i)?, next(&mut i)?]))
-            } else {
-                i64::from(i32::from_le_bytes([
-                    next(&mut i)?,
-                    next(&mut i)?,
-                    next(&mut i)?,
-                    next(&mut i)?,
-                ]))
-            };
-            Op::MovImm(imm as u64 & mask(size))
+    let imm: u64 = match imm_kind {
+        Imm::None => 0,
+        Imm::Byte => i64::from(next(&mut i)? as i8) as u64,
+        Imm::Full if size == 2 => {
+            i64::from(i16::from_le_bytes([next(&mut i)?, next(&mut i)?])) as u64
         }
+        Imm::Full => i64::from(i32::from_le_bytes([
+            next(&mut i)?,
+            next(&mut i)?,
+            next(&mut i)?,
+            next(&mut i)?,
+        ])) as u64,
     };
+    let m = mask(size);
+    let src = if byte {
+        byte_reg(regs, reg, rex != 0)
+    } else {
+        gpr(regs, reg) & m
+    };
+    let bits = u64::from(size) * 8;
     let mut ea = base.wrapping_add(disp as u64);
+    let op = match (class, reg & 7) {
+        (Class::Mov, _) => Op::Mov(src),
+        (Class::Xchg, _) => Op::Xchg(reg),
+        (Class::Cmpxchg, _) => Op::Cmpxchg(reg),
+        (Class::And, _) => Op::And(src),
+        (Class::Or, _) => Op::Or(src),
+        (Class::Group1, 1) => Op::Or(imm & m),
+        (Class::Group1, 4) => Op::And(imm & m),
+        (Class::Group11, 0) => Op::Mov(imm & m),
+        (Class::Bts | Class::Btr, _) => {
+            // A register bit offset is signed and may address other operands.
+            let shift = 64 - bits as u32;
+            let off = ((gpr(regs, reg) << shift) as i64) >> shift;
+            ea = ea
+                .wrapping_add((off >> bits.trailing_zeros()).wrapping_mul(i64::from(size)) as u64);
+            let bit = (off as u64 & (bits - 1)) as u8;
+            if class == Class::Bts {
+                Op::Bts(bit)
+            } else {
+                Op::Btr(bit)
+            }
+        }
+        (Class::Group8, 5) => Op::Bts((imm & (bits - 1)) as u8),
+        (Class::Group8, 6) => Op::Btr((imm & (bits - 1)) as u8),
+        _ => return None,
+    };
     if rip_relative {
         ea = ea.wrapping_add(regs.rip).wrapping_add(i as u64);
     }
@@ -313,20 +409,43 @@ pub fn page_fault(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<bool
     let mut env = CtxEnv::new(ctx);
     let cur = env.read_word(word)?;
     let old = (cur & m) >> shift;
+    let sized = mask(w.size);
+    let logic_flags = |out: &mut GuestRegs, r: u64| {
+        out.rflags = (out.rflags & !ARITH_FLAGS) | (cmp_flags(r, 0, w.size) & !1);
+    };
     let (new, write) = match w.op {
-        Op::MovReg(r) => (gpr(&regs, r) & mask(w.size), true),
-        Op::MovImm(v) => (v, true),
+        Op::Mov(v) => (v & sized, true),
         Op::Xchg(r) => {
             set_sized(&mut out, r, w.size, old);
-            (gpr(&regs, r) & mask(w.size), true)
+            (gpr(&regs, r) & sized, true)
         }
         Op::Cmpxchg(r) => {
-            let expect = regs.rax & mask(w.size);
+            let expect = regs.rax & sized;
             out.rflags = (out.rflags & !ARITH_FLAGS) | cmp_flags(expect, old, w.size);
             if expect != old {
                 set_sized(&mut out, 0, w.size, old);
             }
-            (gpr(&regs, r) & mask(w.size), expect == old)
+            (gpr(&regs, r) & sized, expect == old)
+        }
+        Op::And(v) => {
+            logic_flags(&mut out, old & v);
+            (old & v, true)
+        }
+        Op::Or(v) => {
+            logic_flags(&mut out, old | v);
+            (old | v, true)
+        }
+        Op::Bts(b) | Op::Btr(b) => {
+            out.rflags = (out.rflags & !1) | ((old >> b) & 1);
+            let bit = 1u64 << b;
+            (
+                if matches!(w.op, Op::Bts(_)) {
+                    old | bit
+                } else {
+                    old & !bit
+                },
+                true,
+            )
         }
     };
     let full = (cur & !m) | (new << shift);

@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use dom0_interface::xen::{HYPERVISOR_VM_ASSIST, VMASST_TYPE_WRITABLE_PAGETABLES};
 
 const CODE: u64 = 0xffff_ffff_8000_5000;
+const RAX: u64 = 0x0102_0304_0506_0788;
 
 fn regs() -> GuestRegs {
     GuestRegs {
@@ -21,7 +22,9 @@ fn regs() -> GuestRegs {
         rsp: 0xffff_ffff_8002_0000,
         ss: 0xe02b,
         rdi: 0x1000,
+        rax: RAX,
         rcx: 2,
+        r8: 0x8888,
         rbx: 0xffff_0000_0000_0000,
         r13: 0x2000,
         ..Default::default()
@@ -38,56 +41,68 @@ fn w(op: Op, size: u8, ea: u64, len: u8) -> Option<Write> {
 
 #[test]
 fn decodes_the_writes_a_pv_kernel_makes_to_its_entries() {
-    assert_eq!(dec(&[0x48, 0x89, 0x07]), w(Op::MovReg(0), 8, 0x1000, 3));
-    assert_eq!(dec(&[0x89, 0x07]), w(Op::MovReg(0), 4, 0x1000, 2));
-    assert_eq!(dec(&[0x66, 0x89, 0x07]), w(Op::MovReg(0), 2, 0x1000, 3));
+    assert_eq!(dec(&[0x48, 0x89, 0x07]), w(Op::Mov(RAX), 8, 0x1000, 3));
+    assert_eq!(dec(&[0x89, 0x07]), w(Op::Mov(0x0506_0788), 4, 0x1000, 2));
+    assert_eq!(dec(&[0x66, 0x89, 0x07]), w(Op::Mov(0x0788), 2, 0x1000, 3));
+    assert_eq!(dec(&[0x88, 0x07]), w(Op::Mov(0x88), 1, 0x1000, 2));
+    assert_eq!(dec(&[0x88, 0x27]), w(Op::Mov(0x07), 1, 0x1000, 2), "%ah");
+    assert_eq!(
+        dec(&[0x40, 0x88, 0x27]),
+        w(Op::Mov(0), 1, 0x1000, 3),
+        "%spl"
+    );
     assert_eq!(
         dec(&[0x48, 0x89, 0x47, 0x08]),
-        w(Op::MovReg(0), 8, 0x1008, 4)
+        w(Op::Mov(RAX), 8, 0x1008, 4)
     );
     assert_eq!(
         dec(&[0x48, 0x89, 0x47, 0xf8]),
-        w(Op::MovReg(0), 8, 0x0ff8, 4)
+        w(Op::Mov(RAX), 8, 0x0ff8, 4)
     );
     assert_eq!(
         dec(&[0x48, 0x89, 0x87, 0x00, 0x01, 0x00, 0x00]),
-        w(Op::MovReg(0), 8, 0x1100, 7)
+        w(Op::Mov(RAX), 8, 0x1100, 7)
     );
     // SIB: rdi + rcx*8; rsp as base; no base with an index-less SIB.
     assert_eq!(
         dec(&[0x48, 0x89, 0x04, 0xcf]),
-        w(Op::MovReg(0), 8, 0x1010, 4)
+        w(Op::Mov(RAX), 8, 0x1010, 4)
     );
     assert_eq!(
         dec(&[0x4c, 0x89, 0x04, 0x24]),
-        w(Op::MovReg(8), 8, 0xffff_ffff_8002_0000, 4)
+        w(Op::Mov(0x8888), 8, 0xffff_ffff_8002_0000, 4)
     );
     assert_eq!(
         dec(&[0x48, 0x89, 0x04, 0x25, 0x00, 0x30, 0x00, 0x00]),
-        w(Op::MovReg(0), 8, 0x3000, 8)
+        w(Op::Mov(RAX), 8, 0x3000, 8)
     );
     // REX.B with rm 5 and a displacement is r13, not RIP-relative.
     assert_eq!(
         dec(&[0x41, 0x89, 0x45, 0x10]),
-        w(Op::MovReg(0), 4, 0x2010, 4)
+        w(Op::Mov(0x0506_0788), 4, 0x2010, 4)
     );
-    // RIP-relative: from the end of the instruction.
+    // RIP-relative: from the end of the instruction (immediate included).
     assert_eq!(
         dec(&[0x48, 0x89, 0x05, 0x10, 0x00, 0x00, 0x00]),
-        w(Op::MovReg(0), 8, CODE + 7 + 0x10, 7)
+        w(Op::Mov(RAX), 8, CODE + 7 + 0x10, 7)
+    );
+    assert_eq!(
+        dec(&[0x80, 0x25, 0x10, 0x00, 0x00, 0x00, 0xfd]),
+        w(Op::And(0xfd), 1, CODE + 7 + 0x10, 7)
     );
     assert_eq!(
         dec(&[0x48, 0xc7, 0x07, 0xff, 0xff, 0xff, 0xff]),
-        w(Op::MovImm(u64::MAX), 8, 0x1000, 7)
+        w(Op::Mov(u64::MAX), 8, 0x1000, 7)
     );
     assert_eq!(
         dec(&[0xc7, 0x07, 0x00, 0x00, 0x00, 0x80]),
-        w(Op::MovImm(0x8000_0000), 4, 0x1000, 6)
+        w(Op::Mov(0x8000_0000), 4, 0x1000, 6)
     );
     assert_eq!(
         dec(&[0x66, 0xc7, 0x07, 0x34, 0x12]),
-        w(Op::MovImm(0x1234), 2, 0x1000, 5)
+        w(Op::Mov(0x1234), 2, 0x1000, 5)
     );
+    assert_eq!(dec(&[0xc6, 0x07, 0x63]), w(Op::Mov(0x63), 1, 0x1000, 3));
     assert_eq!(dec(&[0x48, 0x87, 0x07]), w(Op::Xchg(0), 8, 0x1000, 3));
     assert_eq!(
         dec(&[0xf0, 0x48, 0x0f, 0xb1, 0x37]),
@@ -100,15 +115,67 @@ fn decodes_the_writes_a_pv_kernel_makes_to_its_entries() {
 }
 
 #[test]
+fn decodes_the_bit_operations_linux_uses_on_entries() {
+    // clear_bit/set_bit with a constant: lock andb/orb $imm8 on the byte holding the bit.
+    assert_eq!(
+        dec(&[0xf0, 0x80, 0x27, 0xfd]),
+        w(Op::And(0xfd), 1, 0x1000, 4)
+    );
+    assert_eq!(
+        dec(&[0xf0, 0x80, 0x0f, 0x02]),
+        w(Op::Or(0x02), 1, 0x1000, 4)
+    );
+    assert_eq!(
+        dec(&[0x48, 0x83, 0x27, 0xfd]),
+        w(Op::And(0xffff_ffff_ffff_fffd), 8, 0x1000, 4)
+    );
+    assert_eq!(
+        dec(&[0x48, 0x81, 0x0f, 0x00, 0x00, 0x00, 0x80]),
+        w(Op::Or(0xffff_ffff_8000_0000), 8, 0x1000, 7)
+    );
+    assert_eq!(dec(&[0x48, 0x21, 0x07]), w(Op::And(RAX), 8, 0x1000, 3));
+    assert_eq!(dec(&[0x09, 0x07]), w(Op::Or(0x0506_0788), 4, 0x1000, 2));
+    assert_eq!(dec(&[0x08, 0x07]), w(Op::Or(0x88), 1, 0x1000, 2));
+    // test_and_clear_bit: lock btr %reg, mem; the offset may reach other words.
+    assert_eq!(
+        dec(&[0xf0, 0x48, 0x0f, 0xb3, 0x0f]),
+        w(Op::Btr(2), 8, 0x1000, 5)
+    );
+    let far = GuestRegs {
+        rcx: 64 * 3 + 5,
+        ..regs()
+    };
+    assert_eq!(
+        decode_write(|i| [0x48, 0x0f, 0xab, 0x0f].get(i).copied(), &far),
+        w(Op::Bts(5), 8, 0x1018, 4)
+    );
+    let back = GuestRegs {
+        rcx: (-1i64) as u64,
+        ..regs()
+    };
+    assert_eq!(
+        decode_write(|i| [0x48, 0x0f, 0xb3, 0x0f].get(i).copied(), &back),
+        w(Op::Btr(63), 8, 0x0ff8, 4)
+    );
+    assert_eq!(
+        dec(&[0xf0, 0x48, 0x0f, 0xba, 0x37, 0x41]),
+        w(Op::Btr(1), 8, 0x1000, 6)
+    );
+    assert_eq!(dec(&[0x0f, 0xba, 0x2f, 0x3f]), w(Op::Bts(31), 4, 0x1000, 4));
+}
+
+#[test]
 fn refuses_what_it_does_not_emulate() {
     for bytes in [
         &[0x64, 0x48, 0x89, 0x07][..],   // FS override
         &[0x67, 0x48, 0x89, 0x07],       // 32-bit addressing
         &[0xf3, 0x48, 0x89, 0x07],       // REP
         &[0x48, 0x89, 0xc7],             // register destination
-        &[0x88, 0x07],                   // byte store
+        &[0x86, 0x07],                   // byte xchg
         &[0x48, 0xc7, 0x0f, 0, 0, 0, 0], // C7 /1
         &[0x48, 0x01, 0x07],             // add
+        &[0x80, 0x07, 0x01],             // add $1 (80 /0)
+        &[0x0f, 0xba, 0x27, 0x01],       // bt (0F BA /4): no write
         &[0x0f, 0xb0, 0x07],             // byte cmpxchg
         &[0x48, 0x89],                   // truncated
         &[0x48, 0x89, 0x47],             // truncated displacement
@@ -298,5 +365,72 @@ fn xchg_cmpxchg_and_half_entries() {
     };
     assert!(emulated(&fault(&mut h, &[0x89, 0x07], r, slot_va(20), 3)).is_some());
     assert_eq!(h.mem.word(l1_slot(20)), (own | NX) & !RW);
+    audit(&h).unwrap();
+}
+
+#[test]
+fn bit_operations_on_an_entry() {
+    let mut h = harness(false);
+    assist(&mut h, true);
+    let own = h.mem.word(l1_slot(20));
+    let at = |rcx: u64| GuestRegs {
+        rdi: slot_va(20),
+        rcx,
+        ..regs()
+    };
+    let cf = |r: &GuestRegs| r.rflags & 1;
+    // lock andb $~RW: read-only; ZF clear (the byte is not 0), CF cleared.
+    let r = emulated(&fault(
+        &mut h,
+        &[0xf0, 0x80, 0x27, 0xfd],
+        at(0),
+        slot_va(20),
+        3,
+    ))
+    .expect("andb");
+    assert_eq!((r.rip, r.rflags & 0x41), (CODE + 4, 0));
+    assert_eq!(h.mem.word(l1_slot(20)), own & !RW);
+    // lock orb $RW: writable again.
+    assert!(emulated(&fault(
+        &mut h,
+        &[0xf0, 0x80, 0x0f, 0x02],
+        at(0),
+        slot_va(20),
+        3
+    ))
+    .is_some());
+    assert_eq!(h.mem.word(l1_slot(20)), own);
+    // lock btrq $1: CF is the old bit.
+    let btr = [0xf0, 0x48, 0x0f, 0xba, 0x37, 0x01];
+    let r = emulated(&fault(&mut h, &btr, at(0), slot_va(20), 3)).expect("btr");
+    assert_eq!((cf(&r), h.mem.word(l1_slot(20))), (1, own & !RW));
+    let r = emulated(&fault(&mut h, &btr, at(0), slot_va(20), 3)).expect("btr");
+    assert_eq!((cf(&r), h.mem.word(l1_slot(20))), (0, own & !RW));
+    // lock btsq %rcx with rcx = 1: set again.
+    let bts = [0xf0, 0x48, 0x0f, 0xab, 0x0f];
+    let r = emulated(&fault(&mut h, &bts, at(1), slot_va(20), 3)).expect("bts");
+    assert_eq!((cf(&r), h.mem.word(l1_slot(20))), (0, own));
+    // A bit offset reaching the next entry writes that one (cr2 names it).
+    let r = emulated(&fault(&mut h, &bts, at(64 + 11), slot_va(21), 3)).expect("bts next");
+    assert_eq!(cf(&r), 0);
+    assert_eq!(h.mem.word(l1_slot(21)) & (1 << 11), 1 << 11);
+    // orb making a table entry writable is validated like any write: mapping the L1 table.
+    let to_l1 = GuestRegs {
+        rdi: slot_va(22),
+        rax: (mfn(L1_PFN) << 12) | P,
+        ..regs()
+    };
+    assert!(emulated(&fault(&mut h, &MOV, to_l1, slot_va(22), 3)).is_some());
+    let before = h.mem.word(l1_slot(22));
+    let r = GuestRegs {
+        rdi: slot_va(22),
+        ..regs()
+    };
+    assert_eq!(
+        emulated(&fault(&mut h, &[0xf0, 0x80, 0x0f, 0x02], r, slot_va(22), 3)),
+        None,
+        "a page table mapped writable"
+    );
+    assert_eq!(h.mem.word(l1_slot(22)), before);
     audit(&h).unwrap();
 }

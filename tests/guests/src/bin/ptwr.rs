@@ -1,7 +1,8 @@
 //! `ptwr`: writable page-table emulation (`VMASST_TYPE_writable_pagetables`). The guest
 //! writes its own L1 entries directly through the read-only mapping of its page tables, with
 //! the instructions a PV kernel uses (`mov` of 8 and 4 bytes with several addressing forms,
-//! `movq $0`, `xchg`, `lock cmpxchg`); the hypervisor validates and performs each write as
+//! `movq $0`, `xchg`, `lock cmpxchg`, and Linux's bit operations `lock andb/orb`, `lock
+//! btr/bts`); the hypervisor validates and performs each write as
 //! `mmu_update` would, or the guest takes the #PF (error code: present, write) and nothing
 //! changes: a page table mapped writable, a write to an L2 entry, a misaligned write. The
 //! new mappings are checked through the pages they map. With the assist off a domU's write
@@ -178,6 +179,45 @@ fn emulated(si: &StartInfo, e0: &Entry, h1: u64, home0: u64, shows: &dyn Fn(u64)
         ok(e0.write(Store::Mov32High, (home0 >> 32) | (1 << 31))),
     );
     check_eq("  entry: no-execute set", e0.read() & pte::NX, pte::NX);
+    // The bit operations Linux uses on entries (set_bit/clear_bit with a constant bit,
+    // test_and_clear_bit), from the read-only entry above.
+    let rw_of = |e: &Entry| e.read() & pte::RW;
+    check("lock orb: RW set", ok(e0.write(Store::OrByteSetRw, 0)));
+    check_eq("  entry writable", rw_of(e0), pte::RW);
+    let o = e0.write(Store::BtrRw, 0);
+    check_eq(
+        "lock btr: RW cleared, CF the old bit (1)",
+        o.map(|o| (o.faulted, o.cf)),
+        Some((false, true)),
+    );
+    check_eq("  entry not writable", rw_of(e0), 0);
+    let o = e0.write(Store::BtrRw, 0);
+    check_eq(
+        "lock btr again: CF 0",
+        o.map(|o| (o.faulted, o.cf)),
+        Some((false, false)),
+    );
+    let o = e0.write(Store::BtsRw, 0);
+    check_eq(
+        "lock bts: RW set, CF 0",
+        o.map(|o| (o.faulted, o.cf)),
+        Some((false, false)),
+    );
+    check_eq("  entry writable", rw_of(e0), pte::RW);
+    check(
+        "lock andb: RW cleared",
+        ok(e0.write(Store::AndByteClearRw, 0)),
+    );
+    check_eq(
+        "  entry: own frame, not writable",
+        (frame_of(e0.read()), rw_of(e0)),
+        (frame_of(home0), 0),
+    );
+    check(
+        "lock orb: RW set again",
+        ok(e0.write(Store::OrByteSetRw, 0)),
+    );
+    check("  target 0 shows its own bytes", shows(0));
     check("movq $0: entry cleared", ok(e0.write(Store::MovZero, 0)));
     check_eq("  entry is 0", e0.read(), 0);
     check_eq("  target 0 reads nothing", pw::target_read(si, 0, 0), None);
