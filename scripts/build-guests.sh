@@ -19,9 +19,18 @@ mkdir -p "$OUT"
 # The binaries are the [[bin]] entries of tests/guests/Cargo.toml.
 names=$(sed -n '/^\[\[bin\]\]/,/^path/ s/^name *= *"\(.*\)"/\1/p' tests/guests/Cargo.toml)
 [[ -n "$names" ]] || { echo "build-guests: no [[bin]] in tests/guests/Cargo.toml" >&2; exit 1; }
-for name in $names domu; do
+for name in $names domu gnttab2 ptwrdomu; do
     src="$BIN_DIR/$name"
     [[ -f "$src" ]] || { echo "build-guests: missing $src" >&2; exit 1; }
     cp -f "$src" "$OUT/$name.elf"
     echo "build-guests: $OUT/$name.elf"
+done
+# Kernels that only run as domUs of a test guest (given to it as its boot module), not as
+# test guests of their own: a subdirectory, which the runner does not boot as dom0.
+mkdir -p "$OUT/domus"
+for name in gntpeer; do
+    src="$BIN_DIR/$name"
+    [[ -f "$src" ]] || { echo "build-guests: missing $src" >&2; exit 1; }
+    cp -f "$src" "$OUT/domus/$name.elf"
+    echo "build-guests: $OUT/domus/$name.elf"
 done

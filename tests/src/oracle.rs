@@ -24,10 +24,13 @@ const XEN_TIMEOUT: Duration = Duration::from_secs(180);
 const DUALVISOR_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Boot modules after the kernel that a test guest needs (dom0's initrd): `domu` builds the
-/// `demo` guest as a domU from it.
+/// `demo` guest as a domU from it, `gnttab2` the domU-only `gntpeer` kernel, `ptwrdomu` the
+/// `ptwr` guest.
 pub fn extra_modules(p: &Paths, guest: &Path) -> Vec<PathBuf> {
     match guest.file_stem().and_then(|s| s.to_str()) {
         Some("domu") => vec![p.guests.join("demo.elf")],
+        Some("gnttab2") => vec![p.guests.join("domus").join("gntpeer.elf")],
+        Some("ptwrdomu") => vec![p.guests.join("ptwr.elf")],
         _ => vec![],
     }
 }
@@ -308,6 +311,24 @@ mod tests {
             &dualvisor_guests(&p, &guests)[..],
             [Planned::Run(s)] if s.name == "dualvisor-domu"
         ));
+    }
+
+    #[test]
+    fn gnttab2_gets_the_domu_only_peer_which_is_no_guest_of_its_own() {
+        let p = paths();
+        assert_eq!(
+            extra_modules(&p, Path::new("/repo/build/guests/gnttab2.elf")),
+            vec![PathBuf::from("/repo/build/guests/domus/gntpeer.elf")]
+        );
+        let dir = std::env::temp_dir().join(format!("qemu-tests-domus-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let p = Paths::new(&dir);
+        fs::create_dir_all(p.guests.join("domus")).expect("mkdir");
+        fs::write(p.guests.join("gnttab2.elf"), b"x").expect("write");
+        fs::write(p.guests.join("domus").join("gntpeer.elf"), b"x").expect("write");
+        let found = find_guests(&p);
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(found, vec![p.guests.join("gnttab2.elf")]);
     }
 
     #[test]

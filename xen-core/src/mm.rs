@@ -59,6 +59,8 @@ pub(crate) mod testenv;
 #[cfg(test)]
 mod tests;
 pub mod vcpu_base;
+#[cfg(test)]
+mod zombie_tests;
 
 use crate::effect::DomId;
 use alloc::vec::Vec;

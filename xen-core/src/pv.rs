@@ -1,6 +1,7 @@
 //! The 64-bit PV vCPU's CPU-level virtualisation: the virtual IDT and callbacks, the bounce
 //! frame Xen builds on the guest kernel stack, `iret`, and the privileged instructions Xen
-//! emulates for a ring-3 guest kernel.
+//! emulates for a ring-3 guest kernel, and its writes to its own page tables
+//! ([`ptwr`]).
 
 pub mod bounce;
 pub mod cpuid;
@@ -8,9 +9,12 @@ pub mod decode;
 pub mod effect;
 pub mod emulate;
 pub mod iret;
+pub mod ptwr;
 pub mod state;
 
 pub use state::{PvVcpu, TrapEntry};
 
+#[cfg(test)]
+mod ptwr_tests;
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,7 @@ pub fn exception(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), H
             emulate::finish(state, ctx, o, (6, 0))
         }
         7 => device_not_available(state, ctx),
+        14 if crate::pv::ptwr::page_fault(state, ctx)? => Ok(()),
         0..=31 => inject_hw(state, ctx, &regs, vector, ec).map(|_| ()),
         INT80_VECTOR => int80(state, ctx, regs),
         _ => {

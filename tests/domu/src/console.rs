@@ -1,10 +1,12 @@
-//! dom0's side of a domU console ring in the `domu` test guest: drains `out` from the
-//! mapped page bytes into a line buffer (the ring logic is guest-rt's
-//! [`guest_rt::ring_console`], here over a plain byte page).
+//! dom0's side of a domU console ring in the `domu` and `gnttab2` test guests: drains `out`
+//! from the mapped page bytes into a line buffer and types into `in` (the ring layout is
+//! guest-rt's [`guest_rt::ring_console`], here over a plain byte page).
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use guest_rt::ring_console::{OUT_CONS, OUT_OFFSET, OUT_PROD, OUT_SIZE};
+use guest_rt::ring_console::{
+    IN_CONS, IN_OFFSET, IN_PROD, IN_SIZE, OUT_CONS, OUT_OFFSET, OUT_PROD, OUT_SIZE,
+};
 
 fn u32_at(page: &[u8], off: usize) -> u32 {
     let mut b = [0u8; 4];
@@ -30,6 +32,27 @@ pub fn drain(page: &mut [u8], sink: &mut Vec<u8>) -> usize {
     }
     page[OUT_CONS..OUT_CONS + 4].copy_from_slice(&cons.to_le_bytes());
     n as usize
+}
+
+/// Types as much of `bytes` into the ring's `in` side as fits (the data, then `in_prod`, as
+/// a console backend must); returns the byte count (0 for a corrupt ring).
+pub fn type_in(page: &mut [u8], bytes: &[u8]) -> usize {
+    if page.len() < 4096 {
+        return 0;
+    }
+    let cons = u32_at(page, IN_CONS);
+    let mut prod = u32_at(page, IN_PROD);
+    let used = prod.wrapping_sub(cons);
+    if used > IN_SIZE {
+        return 0;
+    }
+    let n = bytes.len().min((IN_SIZE - used) as usize);
+    for &b in &bytes[..n] {
+        page[IN_OFFSET + (prod & (IN_SIZE - 1)) as usize] = b;
+        prod = prod.wrapping_add(1);
+    }
+    page[IN_PROD..IN_PROD + 4].copy_from_slice(&prod.to_le_bytes());
+    n
 }
 
 /// Removes and returns the complete lines (without `\n`) at the front of `buf`.
@@ -64,5 +87,24 @@ mod tests {
         assert_eq!(drain(&mut page, &mut buf), 0);
         page[OUT_PROD..OUT_PROD + 4].copy_from_slice(&(start + 9000).to_le_bytes());
         assert_eq!(drain(&mut page, &mut buf), 0, "corrupt ring");
+    }
+
+    #[test]
+    fn types_across_the_wrap_up_to_a_full_ring() {
+        let mut page = vec![0u8; 4096];
+        let start = u32::MAX - 1;
+        page[IN_CONS..IN_CONS + 4].copy_from_slice(&start.to_le_bytes());
+        page[IN_PROD..IN_PROD + 4].copy_from_slice(&start.to_le_bytes());
+        assert_eq!(type_in(&mut page, b"done\n"), 5);
+        assert_eq!(u32_at(&page, IN_PROD), start.wrapping_add(5));
+        assert_eq!(page[IN_OFFSET + 1022], b'd');
+        assert_eq!(page[IN_OFFSET + 1023], b'o');
+        assert_eq!(page[IN_OFFSET], b'n');
+        assert_eq!(page[IN_OFFSET + 2], b'\n');
+        let big = vec![b'x'; 2000];
+        assert_eq!(type_in(&mut page, &big), 1019, "only the free room");
+        assert_eq!(type_in(&mut page, b"y"), 0, "full");
+        page[IN_PROD..IN_PROD + 4].copy_from_slice(&start.wrapping_add(5000).to_le_bytes());
+        assert_eq!(type_in(&mut page, b"y"), 0, "corrupt ring");
     }
 }

@@ -23,6 +23,7 @@ pub mod mm;
 pub mod module;
 pub mod multicall;
 pub mod panic;
+pub mod pt_write;
 pub mod pvcpu;
 pub mod pvmm;
 pub mod readconsole;

@@ -182,7 +182,9 @@ pub fn register_pv_domain(
 /// Destroys `dom`'s memory: drops every reference its page tables, CR3s and pins hold,
 /// releases its allocation, and returns the frames that are now free (all of its frames,
 /// except those still mapped by another domain's page tables: they follow, through
-/// `Effect::FreeFrames`, when the last such mapping goes).
+/// `Effect::FreeFrames`, when the last such mapping goes). `dom`'s `tot_pages` is left at
+/// the number of its non-special frames still mapped that way (Xen's count for a dying
+/// domain that cannot go yet).
 pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> Vec<u64> {
     let mut freed = Vec::new();
     // References dom's tables hold on other domains' frames.
@@ -201,7 +203,9 @@ pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> V
             p.count
         });
         if left == Some(0) {
-            st.frames.remove(j, &mfn);
+            if let Some(p) = st.frames.remove(j, &mfn) {
+                crate::mm::frame::frame_gone(st, j, &p);
+            }
             freed.push(mfn);
         }
     }
@@ -218,10 +222,11 @@ pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> V
         .filter(|(_, p)| p.owner == dom)
         .map(|(m, _)| *m)
         .collect();
+    let mut held = 0;
     for mfn in owned {
         match from_others.get(&mfn) {
             Some(&(r, w)) if r > 0 => {
-                st.frames.update(j, &mfn, |p| {
+                let special = st.frames.update(j, &mfn, |p| {
                     p.count = r;
                     p.allocated = false;
                     p.pinned = false;
@@ -233,7 +238,9 @@ pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> V
                         PageType::None
                     };
                     p.validated = w > 0;
+                    p.special
                 });
+                held += u64::from(special == Some(false));
             }
             _ => {
                 st.frames.remove(j, &mfn);
@@ -251,7 +258,7 @@ pub fn destroy_domain_memory(st: &mut HvState, j: &mut Journal, dom: DomId) -> V
         st.p2m.remove(j, &k);
     }
     st.mm_domains.remove(j, &dom);
-    st.domains.update(j, &dom, |d| d.tot_pages = 0);
+    st.domains.update(j, &dom, |d| d.tot_pages = held);
     let vcpus: Vec<_> = st
         .vcpus
         .iter()

@@ -52,13 +52,26 @@ pub fn put_page(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) {
     };
     if left == 0 {
         if let Some(p) = st.frames.remove(env.journal(), &mfn) {
-            if !p.special {
-                st.domains.update(env.journal(), &p.owner, |d| {
-                    d.tot_pages = d.tot_pages.saturating_sub(1)
-                });
-            }
+            frame_gone(st, env.journal(), &p);
         }
         env.freed(mfn);
+    }
+}
+
+/// Frame `p` (already out of the frame table) is gone for good: a non-special one leaves its
+/// owner's `tot_pages`, and a destroyed domain kept alive only by frames other domains still
+/// map (a "zombie": dying, as Xen keeps a domain until its `tot_pages` reach 0) goes with its
+/// last one.
+pub(crate) fn frame_gone(st: &mut HvState, j: &mut lockstep::Journal, p: &PageInfo) {
+    if p.special {
+        return;
+    }
+    let left = st.domains.update(j, &p.owner, |d| {
+        d.tot_pages = d.tot_pages.saturating_sub(1);
+        (d.flags.dying, d.tot_pages)
+    });
+    if left == Some((true, 0)) {
+        st.domains.remove(j, &p.owner);
     }
 }
 

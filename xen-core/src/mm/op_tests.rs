@@ -349,13 +349,16 @@ fn foreign_mappings_and_destroy() {
         0
     );
     audit(&h).unwrap();
-    // The domU is destroyed: everything comes back except the frame dom0 still maps.
+    // The domU is destroyed: everything comes back except the frame dom0 still maps, and
+    // the dying domain stays (Xen's zombie) with that one page.
     let mut j = Journal::new();
     j.begin(2);
+    h.state.domains.update(&mut j, &5, |d| d.flags.dying = true);
     let freed = destroy_domain_memory(&mut h.state, &mut j, 5);
     lockstep::replica::forget(&mut h.state);
     assert_eq!(freed.len() as u64, PAGES); // PAGES + shared_info - the mapped one
     assert!(!freed.contains(&theirs));
+    assert_eq!(h.state.domains.get(&5).map(|d| d.tot_pages), Some(1));
     audit(&h).unwrap();
     let r1 = call(
         &mut h,
@@ -366,6 +369,11 @@ fn foreign_mappings_and_destroy() {
         .effects
         .iter()
         .all(|e| !matches!(e, Effect::Mm(MmEffect::FreeFrames(_)))));
+    assert_eq!(
+        h.state.domains.get(&5).map(|d| d.tot_pages),
+        Some(1),
+        "still mapped once"
+    );
     let r2 = call(
         &mut h,
         HYPERVISOR_UPDATE_VA_MAPPING,
@@ -375,6 +383,10 @@ fn foreign_mappings_and_destroy() {
         .effects
         .contains(&Effect::Mm(MmEffect::FreeFrames(alloc::vec![theirs]))));
     assert!(h.state.mm_foreign.is_empty());
+    assert!(
+        !h.state.domains.contains_key(&5),
+        "the zombie goes with its last page"
+    );
     audit(&h).unwrap();
     // dom0 itself: every frame back.
     let mut j = Journal::new();

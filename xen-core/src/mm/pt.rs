@@ -538,6 +538,38 @@ pub fn walk_to_l1e(env: &mut dyn MmEnv, cr3: u64, va: u64) -> Result<Option<(u64
     Ok(Some((l1, (l1 << 12) + idx(12))))
 }
 
+/// Whether `dom` may write `val` to its L1 entry at `maddr` with [`emulate_l1_write`],
+/// checked without writing (Xen's ptwr validates a `cmpxchg`'s new entry before comparing):
+/// the same refusals, and no reference left behind.
+pub fn check_l1_write(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    dom: DomId,
+    maddr: u64,
+    val: u64,
+) -> Result<(), HvError> {
+    if !own_l1_slot(st, dom, maddr) {
+        return Err(XenErrno::EINVAL.into());
+    }
+    if val & P == 0 {
+        return Ok(());
+    }
+    if val & l1_disallow(st, dom) != 0 {
+        return Err(XenErrno::EINVAL.into());
+    }
+    let v = adjust_l1(val);
+    let flip = get_page_from_l1e(st, env, v, dom, dom)?;
+    put_page_from_l1e(st, env, v ^ flip, dom)
+}
+
+/// Whether `maddr` is an aligned entry of an L1 table of `dom`'s, validated and in use.
+fn own_l1_slot(st: &HvState, dom: DomId, maddr: u64) -> bool {
+    st.frames
+        .get(&(maddr >> 12))
+        .is_some_and(|p| p.owner == dom && p.ty == PageType::L1 && p.validated && p.type_count > 0)
+        && maddr & 7 == 0
+}
+
 /// Writable page-table emulation (Xen's `ptwr_emulated_update`, VMASST_TYPE_writable_pagetables):
 /// the guest kernel of `dom` wrote `val` to the L1 entry at machine address `maddr`, a frame of
 /// its own validated as an L1 table, and the write faulted because page tables are mapped
@@ -551,11 +583,7 @@ pub fn emulate_l1_write(
     val: u64,
 ) -> Result<(), HvError> {
     let l1 = maddr >> 12;
-    let is_l1 = st
-        .frames
-        .get(&l1)
-        .is_some_and(|p| p.owner == dom && p.ty == PageType::L1 && p.validated && p.type_count > 0);
-    if !is_l1 || maddr & 7 != 0 {
+    if !own_l1_slot(st, dom, maddr) {
         return Err(XenErrno::EINVAL.into());
     }
     get_page(st, env, l1, dom)?;

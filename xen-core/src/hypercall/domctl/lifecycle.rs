@@ -278,7 +278,10 @@ pub(super) fn reset_vcpu(
 /// (peers see them unbound/closed as in Xen), takes its vCPUs off the CPUs, releases every
 /// frame it owns (page tables, shared_info and all) back to the allocator after commit, and
 /// removes the domain and its per-vCPU state; the runtime drops its vCPUs
-/// ([`Effect::DomainDestroyed`]).
+/// ([`Effect::DomainDestroyed`]). While other domains still map some of its frames (grant
+/// or foreign mappings) the domain stays as Xen keeps it: dying, `tot_pages` the frames
+/// held, its id not reusable; it goes with the last of them ([`crate::mm::frame`]).
+/// Destroying it again then succeeds and changes nothing (Xen's `DOMDYING_dead`).
 pub(super) fn destroydomain(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -336,7 +339,9 @@ pub fn destroy(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId) -> Resu
         state.virqs.remove(j, &k);
     }
     state.dom_time.remove(j, &d);
-    state.domains.remove(j, &d);
+    if state.domains.get(&d).is_some_and(|x| x.tot_pages == 0) {
+        state.domains.remove(j, &d);
+    }
     if !freed.is_empty() {
         ctx.emit(Effect::Mm(MmEffect::FreeFrames(freed)));
     }
