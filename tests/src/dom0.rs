@@ -206,7 +206,7 @@ fn free_memory_again(name: &'static str) -> (Vec<u8>, Vec<Says>) {
 /// The domain life cycle an administrator drives with xl, on the real initrd (`make initrd`:
 /// `/etc/xen/demo1.cfg` builds the demo guest, which prints a line a second): create, list,
 /// console (live output, Ctrl-] back to the prompt), pause/unpause in the State column,
-/// destroy with `xl info`'s free memory back to its value before the create, a config whose
+/// `xl reboot` restarting it under a new id (`on_reboot = "restart"`), destroy with `xl info`'s free memory back to its value before the create, a config whose
 /// memory is more than is free leaving no domain behind, and four domUs at once shut down
 /// together with `xl shutdown -a -w`, after which free memory is back again.
 ///
@@ -252,8 +252,44 @@ pub fn lifecycle_session(dualvisor: bool) -> Script {
             vec![Says::Line(Pattern::contains_all(["demo1 ", "p---"]))],
         ),
         (typed("xl unpause demo1"), vec![]),
+        // on_reboot = "restart": dom0 sees the shutdown (VIRQ_DOM_EXC), destroys the domain
+        // and builds it again from its config, under a new id.
+        (
+            typed("xl reboot demo1"),
+            vec![
+                Says::Line(Pattern::line("Rebooting domain 1")),
+                Says::Line(Pattern::line(
+                    "dom0: domain 1 (demo1) shut down (reboot): restarting it",
+                )),
+                Says::Line(Pattern::line("dom0: demo1 restarted as domain 2")),
+            ],
+        ),
+        (
+            typed("xl list demo1"),
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    2    32     1     ",
+            ]))],
+        ),
         (typed("xl destroy demo1"), vec![]),
         (typed("xl domid demo1"), vec![gone("demo1")]),
+        // on_crash = "preserve": the demo crashes after two lines and stays, shut down with
+        // reason crash, until destroyed.
+        (
+            typed("xl create /etc/xen/crashdemo.cfg"),
+            vec![
+                Says::Line(Pattern::line("Parsing config from /etc/xen/crashdemo.cfg")),
+                Says::Line(Pattern::line(
+                    "dom0: domain 3 (crashdemo) shut down (crash): preserving it",
+                )),
+            ],
+        ),
+        (
+            typed("xl list crashdemo"),
+            vec![Says::Line(Pattern::contains_all(["crashdemo ", "sc-"]))],
+        ),
+        (typed("xl destroy crashdemo"), vec![]),
+        (typed("xl domid crashdemo"), vec![gone("crashdemo")]),
     ];
     if dualvisor {
         steps.push(free_memory_again("before-create"));

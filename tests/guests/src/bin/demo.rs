@@ -3,7 +3,8 @@
 //! hypervisor busy: xen_version, an event sent to itself (an IPI port), sched_op yield, and
 //! set_timer_op for the next line (waited for with sched_op poll). `count=N` on its command
 //! line powers it off after N lines with the usual `Test result:` line (each of those
-//! hypercalls is checked); `count=0` runs until the domain is destroyed.
+//! hypercalls is checked); `count=0` runs until the domain is destroyed; `crash=1` ends the
+//! counted run with `SHUTDOWN_crash` instead (for xl.cfg's `on_crash`).
 //!
 //! As a domU its console is the ring from start_info (guest-rt); booted as dom0 it runs 3
 //! lines 100 ms apart as a self-test, so the oracle checks it on Xen 4.17 as well.
@@ -89,4 +90,8 @@ fn main(si: &StartInfo) {
         }
     }
     println!("demo: domain {} done after {} lines", domid, n);
+    if args.crash {
+        println!("demo: domain {} crashing on purpose (crash=1)", domid);
+        guest_rt::sched::stop(guest_rt::sched::SHUTDOWN_CRASH);
+    }
 }
