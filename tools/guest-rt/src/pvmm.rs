@@ -171,6 +171,40 @@ impl Scratch {
         (r, done)
     }
 
+    /// One `mmu_update` of `N` `MMU_NORMAL_PT_UPDATE` requests that all write the scratch
+    /// page's L1 entry (at `maddr`, from [`l1e_maddr`]) with the mapping it has now (its own
+    /// frame, writable): a batch that changes nothing, for timing the validation path.
+    /// Returns the result and the done count.
+    pub fn rewrite_batch<const N: usize>(&mut self, maddr: u64) -> (XenResult, u32) {
+        let val = (self.home << 12) | pte::PRESENT | pte::RW;
+        let mut reqs = [[0u64; 2]; N];
+        for r in reqs.iter_mut() {
+            *r = [maddr | MMU_NORMAL_PT_UPDATE, val];
+        }
+        let mut done = 0u32;
+        // SAFETY: every request rewrites the scratch page's own L1 entry with the mapping it
+        // already holds (the home frame, writable: `Scratch::new`'s state, which this call
+        // requires — see `mapped`), so no mapping the program relies on changes.
+        let r = unsafe {
+            hypercall::call(
+                MMU_UPDATE,
+                [
+                    reqs.as_ptr() as u64,
+                    N as u64,
+                    &mut done as *mut u32 as u64,
+                    u64::from(DOMID_SELF),
+                    0,
+                ],
+            )
+        };
+        (r, done)
+    }
+
+    /// Whether the scratch page maps its home frame writable (as at start of day).
+    pub fn maps_home(&self) -> bool {
+        self.mapped == Some((self.home, true))
+    }
+
     /// `update_va_mapping(va, pte, uvmf)` with caller-chosen flush flags (`UVMF_*`, possibly
     /// OR-ing in a vCPU bitmap pointer): Xen changes the entry before it reads the bitmap.
     pub fn map_flush(&mut self, mfn: u64, flags: u64, uvmf: u64) -> XenResult {

@@ -1,6 +1,7 @@
 //! `bench`: the hypercall benchmark guest. Times xen_version(XENVER_version), EVTCHNOP_send to
-//! an unbound port, sched_op(SCHEDOP_yield) and GNTTABOP_copy of a whole page (a grant to
-//! itself into one of its frames) in batches with `rdtsc` around each batch, and
+//! an unbound port, sched_op(SCHEDOP_yield), GNTTABOP_copy of a whole page (a grant to
+//! itself into one of its frames) and mmu_update with a batch of 64 validated L1 entry
+//! updates (`mmu_update64`) in batches with `rdtsc` around each batch, and
 //! prints one machine-parseable line per hypercall (`BENCH <name> cycles_per_call=<median> ...`,
 //! see `test_guests::bench_stats::BenchLine`) for `scripts/bench.sh`. Every call's result is
 //! checked, so the run ends `Test result: SUCCESS` only if all of them answered as Xen does.
@@ -88,6 +89,8 @@ fn main(si: &StartInfo) {
 
     grant_copy(si);
 
+    mmu_update_batch(si);
+
     report_tsc(si);
 }
 
@@ -157,6 +160,48 @@ fn grant_copy(si: &StartInfo) {
         unavailable("gnttab_copy", format_args!("copy failed"));
     }
     check("revoke the grant", gt.revoke(20).is_ok());
+}
+
+/// Updates per timed `mmu_update` call.
+const MMU_BATCH: usize = 64;
+
+/// Times `mmu_update` calls of [`MMU_BATCH`] `MMU_NORMAL_PT_UPDATE`s of one L1 entry, each
+/// validated in full, that leave the mapping as it was (`scripts/bench.sh` turns the cycles
+/// into updates per second).
+fn mmu_update_batch(si: &StartInfo) {
+    use guest_rt::pvmm::{self, Scratch};
+    let (Some(mut s), Some(maddr)) = (
+        Scratch::new(si),
+        Scratch::new(si).and_then(|s| pvmm::l1e_maddr(si, s.va())),
+    ) else {
+        unavailable("mmu_update64", format_args!("no scratch page L1 entry"));
+        return;
+    };
+    if !check("the scratch page maps its own frame", s.maps_home()) {
+        unavailable("mmu_update64", format_args!("scratch page not at home"));
+        return;
+    }
+    let first = s.rewrite_batch::<MMU_BATCH>(maddr);
+    if !check_eq(
+        "mmu_update of 64 L1 entry updates",
+        first,
+        (Ok(0), MMU_BATCH as u32),
+    ) {
+        unavailable("mmu_update64", format_args!("answered {:?}", first));
+        return;
+    }
+    let cell = core::cell::RefCell::new(s);
+    bench(
+        "mmu_update64",
+        "mmu_update64: every timed batch did all 64 updates",
+        || match cell.borrow_mut().rewrite_batch::<MMU_BATCH>(maddr) {
+            (Ok(0), n) if n == MMU_BATCH as u32 => Ok(0),
+            (Ok(_), _) => Err(guest_rt::Errno::EINVAL),
+            (Err(e), _) => Err(e),
+        },
+        Ok(0),
+    );
+    check("the scratch page still works", cell.borrow().write(0, 7));
 }
 
 /// Times `CALLS` calls of `call` per batch, `BATCHES` times after one warm-up batch; checks
