@@ -9,6 +9,8 @@
 //! against it by the `domctl` test guest).
 
 mod context;
+#[cfg(test)]
+mod context_tests;
 mod info;
 mod lifecycle;
 #[cfg(test)]
