@@ -158,6 +158,7 @@ const VM_ASSIST: usize = 5136;
 const FS_BASE: usize = 5144;
 const GS_BASE_KERNEL: usize = 5152;
 const GS_BASE_USER: usize = 5160;
+const VGCF_I387_VALID: u64 = 1 << 0;
 const VGCF_IN_KERNEL: u64 = 1 << 2;
 const VGCF_ONLINE: u64 = 1 << 5;
 /// Where the domU's code issues its shutdown (the `lea` of the reason precedes it) and
@@ -165,9 +166,13 @@ const VGCF_ONLINE: u64 = 1 << 5;
 const SHUTDOWN_RET: u64 = CODE_VA + 42;
 
 /// What the context-checking domU starts with beyond every domU's context: registers its
-/// code leaves alone, the callbacks, segment bases and a page-fault handler whose code
-/// selector has RPL 0 (Xen raises it to 3).
-const CTX_EXTRA: [(usize, u64); 11] = [
+/// code leaves alone, the callbacks, segment bases, a page-fault handler whose code
+/// selector has RPL 0 (Xen raises it to 3) and a valid FPU image (FCW 0x27f, MXCSR rounding
+/// toward zero).
+const CTX_EXTRA: [(usize, u64); 14] = [
+    (CTX_FLAGS, VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID),
+    (0, 0x027f),
+    (24, 0x7f80),
     (R_R12, 0x1212_1212_1212_1212),
     (R_R13, 0x1313_1313_1313_1313),
     (R_RBP, 0xb0b0_b0b0),
@@ -286,15 +291,20 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
             CODE_VA + 0x400,
         ),
         ("trap 13 unset", TRAP_CTXT + 13 * 16 + 8, 8, 0),
-        ("fpu FCW", 0, 2, 0x37f),
-        ("fpu MXCSR", 24, 4, 0x1f80),
+        ("fpu FCW as given", 0, 2, 0x27f),
+        ("fpu MXCSR as given", 24, 4, 0x7f80),
     ];
     let cr3 = field(&buf, CTRLREG + 24, 8);
     check_fields(&buf, &kept);
     check_fields(
         &buf,
         &[
-            ("flags", CTX_FLAGS, 8, VGCF_IN_KERNEL | VGCF_ONLINE),
+            (
+                "flags (FPU state valid)",
+                CTX_FLAGS,
+                8,
+                VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
+            ),
             ("rip", R_RIP, 8, CODE_VA),
             ("rsp", R_RSP, 8, STACK_TOP),
             ("rdx", R_RDX, 8, 0xd0d0_d0d0),
@@ -325,7 +335,12 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
     check_fields(
         &buf,
         &[
-            ("flags", CTX_FLAGS, 8, VGCF_IN_KERNEL | VGCF_ONLINE),
+            (
+                "flags (FPU state valid)",
+                CTX_FLAGS,
+                8,
+                VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
+            ),
             ("rip (after the shutdown call)", R_RIP, 8, SHUTDOWN_RET),
             ("rsp", R_RSP, 8, STACK_TOP),
             ("rax (shutdown returned 0)", R_RAX, 8, 0),

@@ -103,6 +103,10 @@ fn context(l4: u64) -> VcpuGuestContext {
     c.user_regs.r12 = 0x1212;
     c.ctrlreg[0] = 1 << 3;
     c.ctrlreg[3] = l4 << 12;
+    // An FPU image with a non-default FCW and reserved MXCSR bits set.
+    c.fpu_ctxt[..2].copy_from_slice(&0x027fu16.to_le_bytes());
+    c.fpu_ctxt[24..28].copy_from_slice(&0xdead_1f80u32.to_le_bytes());
+    c.fpu_ctxt[160] = 0x5a;
     c.trap_ctxt[14] = TrapInfo {
         vector: 14,
         flags: 0,
@@ -121,6 +125,17 @@ fn offer_saved(h: &mut Host, dom: u16, vcpu: u32, base: u64) {
             [base + u64::from(i)].into_iter().collect(),
         );
     }
+}
+
+/// The FPU image setvcpucontext's effects load.
+fn fpu_loaded(effects: &[Effect]) -> Vec<u8> {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Sched(SchedEffect::SetVcpuFpu { fx, .. }) => Some(fx.clone()),
+            _ => None,
+        })
+        .expect("SetVcpuFpu")
 }
 
 #[test]
@@ -153,6 +168,11 @@ fn getvcpucontext_returns_what_setvcpucontext_gave_with_the_saved_registers() {
     });
     let regs = regs.expect("SetVcpuRegs");
     assert_eq!((regs.cs, regs.ss, regs.rflags), (0xe033, 0xe02b, 0x200));
+    // VGCF_i387_valid: the context's FPU image, MXCSR's reserved bits cleared.
+    let fx = fpu_loaded(&effects);
+    assert_eq!(&fx[..2], &0x027fu16.to_le_bytes());
+    assert_eq!(&fx[24..28], &0x1f80u32.to_le_bytes());
+    assert_eq!(fx[160], 0x5a);
     // The runtime saved those registers; the words it answers are its own.
     offer_saved(&mut h, d, 0, 0x100);
     let (r, c) = get(&mut h, d, 0, OUT);
@@ -210,7 +230,13 @@ fn getvcpucontext_reports_mode_and_online_from_the_vcpu_now() {
     let (d, m) = domu(&mut h);
     let mut c = context(m[0]);
     c.flags = VGCF_ONLINE;
-    assert_eq!(set(&mut h, d, Some(&c)).0, 0);
+    let (r, effects) = set(&mut h, d, Some(&c));
+    assert_eq!(r, 0);
+    // No VGCF_i387_valid: the FPU starts from its reset state, whatever the image said.
+    let mut reset = [0u8; 512];
+    reset[..2].copy_from_slice(&0x037fu16.to_le_bytes());
+    reset[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+    assert_eq!(fpu_loaded(&effects), reset.to_vec());
     let (r, got) = get(&mut h, d, 0, OUT);
     assert_eq!(r, 0);
     // Not in kernel mode, no FPU state given, nothing masks events.
