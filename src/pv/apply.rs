@@ -173,6 +173,15 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
             });
             set_regs(&mut v.frame, regs);
         }
+        SchedEffect::SetVcpuFpu { dom, vcpu, fx } => {
+            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(|| VcpuRt {
+                frame: TrapFrame::ZERO,
+                fx: FxArea::default(),
+            });
+            if fx.len() == v.fx.0.len() {
+                v.fx.0.copy_from_slice(fx);
+            }
+        }
         SchedEffect::WriteMachineByte { maddr, value } => {
             arch::guestmem::write_machine_u8(*maddr, *value);
         }

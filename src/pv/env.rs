@@ -2,8 +2,11 @@
 //! tables, machine memory, time, and fresh frames for memory_op (freed again unless the
 //! committed effects keep them).
 
+use super::VcpuRt;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use lockstep::input::Env;
+use xen_core::domain::VcpuKey;
 use xen_core::hv::value_kind;
 
 /// Nanoseconds since boot, from the TSC.
@@ -13,7 +16,7 @@ pub fn system_time_ns() -> u64 {
 }
 
 /// One transaction's environment.
-pub struct PvEnv {
+pub struct PvEnv<'a> {
     /// Page-table base of the calling vCPU (0: none, e.g. an idle CPU).
     pub cr3: u64,
     /// Machine address of the calling vCPU's vcpu_info (0: none).
@@ -24,31 +27,59 @@ pub struct PvEnv {
     pub allocated: Vec<u64>,
     /// The lockstep engine's status as words (taken before a sysctl, which may read it).
     pub lockstep_status: Option<Vec<u64>>,
+    /// The registers and FPU state the runtime saved for each vCPU not on a CPU (read by
+    /// getvcpucontext through `value_kind::vcpu_saved`).
+    saved: &'a BTreeMap<VcpuKey, VcpuRt>,
 }
 
-impl PvEnv {
+impl<'a> PvEnv<'a> {
     /// An environment translating guest addresses through `cr3`.
-    pub fn new(cr3: u64, vcpu_info: u64, cpuid: (u32, u32)) -> Self {
+    pub fn new(
+        cr3: u64,
+        vcpu_info: u64,
+        cpuid: (u32, u32),
+        saved: &'a BTreeMap<VcpuKey, VcpuRt>,
+    ) -> Self {
         PvEnv {
             cr3,
             vcpu_info,
             cpuid,
             allocated: Vec::new(),
             lockstep_status: None,
+            saved,
         }
     }
 
-    /// Frees every frame this transaction allocated that the committed effects did not keep.
-    pub fn release_unkept(&mut self, kept: &[u64]) {
-        for m in self.allocated.drain(..) {
-            if !kept.contains(&m) {
-                let _ = arch::memory::free_frame(m << 12);
-            }
+    /// Word `word` of the saved state of `key` (see `value_kind::VCPU_SAVED_WORDS`).
+    fn saved_word(&self, key: VcpuKey, word: u32) -> u64 {
+        let Some(v) = self.saved.get(&key) else {
+            return 0;
+        };
+        let r = super::regs_of(&v.frame);
+        let regs = [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12,
+            r.r13, r.r14, r.r15, r.rip, r.cs, r.rflags, r.rsp, r.ss,
+        ];
+        match word.checked_sub(value_kind::VCPU_SAVED_FX) {
+            None => regs.get(word as usize).copied().unwrap_or(0),
+            Some(i) => v.fx.0.chunks_exact(8).nth(i as usize).map_or(0, |c| {
+                u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+            }),
         }
     }
 }
 
-impl Env for PvEnv {
+/// Frees every frame a transaction allocated (`allocated`) that the committed effects did
+/// not keep.
+pub fn release_unkept(allocated: Vec<u64>, kept: &[u64]) {
+    for m in allocated {
+        if !kept.contains(&m) {
+            let _ = arch::memory::free_frame(m << 12);
+        }
+    }
+}
+
+impl Env for PvEnv<'_> {
     fn value(&mut self, kind: u32) -> u64 {
         match kind {
             value_kind::SYSTEM_TIME => system_time_ns(),
@@ -100,6 +131,10 @@ impl Env for PvEnv {
                 .as_ref()
                 .and_then(|w| w.get((k & 0xFFFF) as usize).copied())
                 .unwrap_or(0),
+            k if (value_kind::VCPU_SAVED_BASE..value_kind::VCPU_SAVED_END).contains(&k) => {
+                let (dom, vcpu, word) = value_kind::vcpu_saved_decode(k);
+                self.saved_word((dom, vcpu), word)
+            }
             k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
                 let port = k as u16;
                 match (k >> 16) & 0xFF {

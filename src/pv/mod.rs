@@ -166,7 +166,12 @@ fn transact(
     let words = req.to_words();
     let vi =
         xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (req.dom, req.vcpu)).unwrap_or(0);
-    let mut env = PvEnv::new(cr3, vi, (req.regs.rax as u32, req.regs.rcx as u32));
+    let mut env = PvEnv::new(
+        cr3,
+        vi,
+        (req.regs.rax as u32, req.regs.rcx as u32),
+        &rt.vcpus,
+    );
     if req.kind == ExitKind::Hypercall
         && req.nr == u64::from(dom0_interface::xen::HYPERVISOR_SYSCTL)
     {
@@ -195,9 +200,11 @@ fn transact(
         xprintln!("lockstep: pair escalated (suspect {:?})", s);
         rt.backend.after_escalation(s);
     }
+    let allocated = core::mem::take(&mut env.allocated);
+    drop(env);
     let mut after = After::default();
     apply::apply_all(rt, req, cr3, live, &committed, &mut after);
-    env.release_unkept(&after.kept_frames);
+    env::release_unkept(allocated, &after.kept_frames);
     after
 }
 

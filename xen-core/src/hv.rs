@@ -281,6 +281,34 @@ pub mod value_kind {
             (kind >> 17) & 3,
         )
     }
+    /// First kind of the saved-vCPU-state range: see [`vcpu_saved`].
+    pub const VCPU_SAVED_BASE: u32 = 0x4000_0000;
+    /// End (exclusive) of the saved-vCPU-state range.
+    pub const VCPU_SAVED_END: u32 = 0x8000_0000;
+    /// Words of one vCPU's saved state: its registers in [`crate::request::GuestRegs`] field
+    /// order (rax ... ss, 20 words), then its 512-byte FXSAVE image (64 little-endian words).
+    pub const VCPU_SAVED_WORDS: u32 = 84;
+    // Every word index fits the encoding's 7 bits.
+    const _: () = assert!(VCPU_SAVED_WORDS <= 0x80);
+    /// Word index of the FXSAVE image's first word.
+    pub const VCPU_SAVED_FX: u32 = 20;
+    /// vCPU ids the encoding holds (PV domUs have at most 32, dom0 one per CPU).
+    pub const VCPU_SAVED_MAX_VCPUS: u32 = 256;
+    /// Word `word` of the state the runtime saved for vCPU (`dom`, `vcpu`) when it last left
+    /// its CPU (or was given by setvcpucontext): another vCPU's registers live outside the
+    /// replicas, so they are input (XEN_DOMCTL_getvcpucontext). Word in bits 0-6, vCPU in
+    /// bits 7-14, domain in bits 15-29; 0 for a vCPU the runtime has no state for.
+    pub const fn vcpu_saved(dom: u16, vcpu: u32, word: u32) -> u32 {
+        VCPU_SAVED_BASE | ((dom as u32 & 0x7FFF) << 15) | ((vcpu & 0xFF) << 7) | (word & 0x7F)
+    }
+    /// Decodes a [`vcpu_saved`] kind: (domain, vCPU, word).
+    pub const fn vcpu_saved_decode(kind: u32) -> (u16, u32, u32) {
+        (
+            ((kind >> 15) & 0x7FFF) as u16,
+            (kind >> 7) & 0xFF,
+            kind & 0x7F,
+        )
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -515,7 +543,17 @@ mod value_kind_tests {
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),
             base("CONRING_WORD_BASE", c::CONRING_WORD_BASE),
+            ("VCPU_SAVED", v::VCPU_SAVED_BASE, v::VCPU_SAVED_END),
         ]
+    }
+
+    #[test]
+    fn vcpu_saved_round_trips_and_stays_in_its_range() {
+        for (d, vc, w) in [(0, 0, 0), (0x7FEF, 255, 83), (1, 31, 20), (0x1234, 7, 5)] {
+            let k = v::vcpu_saved(d, vc, w);
+            assert!((v::VCPU_SAVED_BASE..v::VCPU_SAVED_END).contains(&k));
+            assert_eq!(v::vcpu_saved_decode(k), (d, vc, w));
+        }
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! Sub-ops: createdomain (Xen's domid rover, the domain paused once, vCPUs created later by
 //! max_vcpus), destroydomain, pause/unpausedomain (the controller pause count),
 //! getdomaininfo (first domain at or above the id, as 4.17), max_mem, max_vcpus,
-//! setvcpucontext and getvcpuinfo. Anything else answers -ENOSYS, as Xen 4.17 does (checked
+//! setvcpucontext, getvcpucontext ([`context`]) and getvcpuinfo. Anything else answers -ENOSYS, as Xen 4.17 does (checked
 //! against it by the `domctl` test guest).
 
+mod context;
+#[cfg(test)]
+mod context_tests;
 mod info;
 mod lifecycle;
 #[cfg(test)]
@@ -88,6 +91,7 @@ pub fn domctl(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         XEN_DOMCTL_MAX_MEM => max_mem(state, ctx, &op)?,
         XEN_DOMCTL_MAX_VCPUS => lifecycle::max_vcpus(state, ctx, &op)?,
         XEN_DOMCTL_SETVCPUCONTEXT => setvcpucontext(state, ctx, &op)?,
+        XEN_DOMCTL_GETVCPUCONTEXT => context::getvcpucontext(state, ctx, &op)?,
         XEN_DOMCTL_GETVCPUINFO => getvcpuinfo(state, ctx, &mut op)?,
         cmd => {
             super::warn_once(

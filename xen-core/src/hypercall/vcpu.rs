@@ -12,7 +12,8 @@ use crate::sched::{self, with_sched, SchedEffect};
 use alloc::vec::Vec;
 use dom0_interface::arch_x86::{
     VcpuGuestContext, FIRST_RESERVED_GDT_ENTRY, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START,
-    VGCF_IN_KERNEL, VGCF_ONLINE, XEN_LEGACY_MAX_VCPUS,
+    VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_I387_VALID, VGCF_IN_KERNEL, VGCF_ONLINE,
+    VGCF_SYSCALL_DISABLES_EVENTS, XEN_LEGACY_MAX_VCPUS,
 };
 use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
@@ -181,7 +182,41 @@ pub fn check_context(c: &VcpuGuestContext) -> Result<(), XenErrno> {
     Ok(())
 }
 
-/// The registers a context starts with.
+/// `FCW_DEFAULT`: the x87 control word after FNINIT.
+const FCW_DEFAULT: u16 = 0x037f;
+/// `MXCSR_DEFAULT`: all SSE exceptions masked.
+const MXCSR_DEFAULT: u32 = 0x1f80;
+/// MXCSR bits every x86-64 CPU accepts (DAZ included); a guest's image is masked with it
+/// so that restoring it can never fault in the hypervisor (Xen recovers from that fault
+/// with an exception fixup, which DualVisor's restore path does not have).
+const MXCSR_VALID: u32 = 0xffff;
+/// Offset of MXCSR in an FXSAVE image.
+const MXCSR_AT: usize = 24;
+
+/// The FPU image a context starts the vCPU with (`vcpu_setup_fpu`): its own with
+/// `VGCF_i387_valid` (MXCSR masked), else the reset state (FCW and MXCSR defaults).
+fn fpu_image(c: &VcpuGuestContext) -> Vec<u8> {
+    let mut fx = alloc::vec![0u8; c.fpu_ctxt.len()];
+    if c.flags & VGCF_I387_VALID != 0 {
+        fx.copy_from_slice(&c.fpu_ctxt);
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&fx[MXCSR_AT..MXCSR_AT + 4]);
+        let mxcsr = u32::from_le_bytes(m) & MXCSR_VALID;
+        fx[MXCSR_AT..MXCSR_AT + 4].copy_from_slice(&mxcsr.to_le_bytes());
+    } else {
+        fx[..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
+        fx[MXCSR_AT..MXCSR_AT + 4].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+    }
+    fx
+}
+
+/// Xen's `fixup_guest_{code,stack}_selector` for a 64-bit PV guest, whose kernel runs in
+/// ring 3: a selector with RPL below 3 gets RPL 3.
+fn guest_selector(sel: u16) -> u16 {
+    sel | 3
+}
+
+/// The registers a context starts with (code and stack selectors fixed up).
 fn regs_of(c: &VcpuGuestContext) -> GuestRegs {
     let u = &c.user_regs;
     GuestRegs {
@@ -201,10 +236,10 @@ fn regs_of(c: &VcpuGuestContext) -> GuestRegs {
         r14: u.r14,
         r15: u.r15,
         rip: u.rip,
-        cs: u64::from(u.cs),
+        cs: u64::from(guest_selector(u.cs)),
         rflags: u.rflags,
         rsp: u.rsp,
-        ss: u64::from(u.ss),
+        ss: u64::from(guest_selector(u.ss)),
     }
 }
 
@@ -224,8 +259,9 @@ fn initialise(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, arg:
 
 /// `arch_set_info_guest` for a 64-bit PV vCPU `key` (VCPUOP_initialise, and
 /// XEN_DOMCTL_setvcpucontext from the toolstack): checks `c`, validates and references its
-/// page-table roots as `key.0`'s, loads the callbacks and stacks, sets the registers and
-/// brings the vCPU online if `VGCF_online`.
+/// page-table roots as `key.0`'s, loads the callbacks, stacks, virtual IDT, flags, virtual
+/// CR0.TS and CR2, sets the registers (selectors' RPL raised to 3, IOPL virtualised) and the
+/// FPU state, and brings the vCPU online if `VGCF_online`.
 pub(crate) fn apply_context(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -242,7 +278,8 @@ pub(crate) fn apply_context(
     let j = ctx.journal();
     state.vcpus.update(j, &key, |v| {
         v.kernel_mode = c.flags & VGCF_IN_KERNEL != 0;
-        v.kernel_ss = c.kernel_ss;
+        // fixup_guest_stack_selector on the whole word.
+        v.kernel_ss = c.kernel_ss | 3;
         v.kernel_sp = c.kernel_sp;
         v.event_callback = c.event_callback_eip;
         v.failsafe_callback = c.failsafe_callback_eip;
@@ -251,10 +288,40 @@ pub(crate) fn apply_context(
         v.gs_base_kernel = c.gs_base_kernel;
         v.gs_base_user = c.gs_base_user;
     });
+    for (vector, t) in c.trap_ctxt.iter().enumerate() {
+        let e = crate::pv::TrapEntry {
+            flags: t.flags,
+            cs: guest_selector(t.cs),
+            address: t.address,
+        };
+        // Xen copies the whole table; an entry with nothing in it stays absent here.
+        let e = if t.address == 0 && t.flags == 0 && t.cs == 0 {
+            crate::pv::TrapEntry::default()
+        } else {
+            e
+        };
+        crate::pv::state::set_trap(state, j, key, vector as u8, e);
+    }
+    let mut regs = regs_of(c);
+    let iopl = regs.rflags & crate::pv::state::EFLAGS_IOPL;
+    regs.rflags &= !crate::pv::state::EFLAGS_IOPL;
+    crate::pv::state::update(state, j, key, |p| {
+        p.vgc_flags = c.flags & !(VGCF_FAILSAFE_DISABLES_EVENTS | VGCF_SYSCALL_DISABLES_EVENTS);
+        p.failsafe_disables_events = c.flags & VGCF_FAILSAFE_DISABLES_EVENTS != 0;
+        p.syscall_disables_events = c.flags & VGCF_SYSCALL_DISABLES_EVENTS != 0;
+        p.iopl = iopl;
+        p.cr0_ts = c.ctrlreg[0] & crate::pv::state::CR0_TS != 0;
+        p.cr2 = c.ctrlreg[2];
+    });
     ctx.emit(Effect::Sched(SchedEffect::SetVcpuRegs {
         dom: key.0,
         vcpu: key.1,
-        regs: regs_of(c),
+        regs,
+    }));
+    ctx.emit(Effect::Sched(SchedEffect::SetVcpuFpu {
+        dom: key.0,
+        vcpu: key.1,
+        fx: fpu_image(c),
     }));
     with_sched(state, ctx, |s| {
         let mut v = s.vcpu(key);

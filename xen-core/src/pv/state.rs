@@ -79,6 +79,11 @@ pub struct PvVcpu {
     pub dr7_emul: u64,
     /// Virtual IOPL, in EFLAGS position (bits 12-13).
     pub iopl: u64,
+    /// `VGCF_*` flags of the context the vCPU was last given (Xen's `vgc_flags`), without
+    /// the two `*_disables_events` bits, which the fields above hold (callback_op changes
+    /// them). `VGCF_i387_valid` in it stands for Xen's `fpu_initialised`: DualVisor switches
+    /// the FPU eagerly and never learns of a guest's first FPU use.
+    pub vgc_flags: u64,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -95,6 +100,7 @@ impl_value!(PvVcpu {
     dr7,
     dr7_emul,
     iopl,
+    vgc_flags,
 });
 
 impl Default for PvVcpu {
@@ -114,6 +120,7 @@ impl Default for PvVcpu {
             dr7: DR7_DEFAULT,
             dr7_emul: 0,
             iopl: 0,
+            vgc_flags: 0,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the scheduler, the timers and the time code ask the bare-metal side to do after commit:
 //! switch vCPUs on a leader CPU, arm its hardware timer, raise VIRQ_TIMER, write per-vCPU
-//! guest memory, load a new vCPU's registers, and update guest bytes of hypervisor-managed
+//! guest memory, load a new vCPU's registers and FPU state, and update guest bytes of hypervisor-managed
 //! pages.
 
 use crate::effect::DomId;
@@ -59,6 +59,16 @@ pub enum SchedEffect {
         /// Its registers.
         regs: GuestRegs,
     },
+    /// Load the 512-byte FXSAVE image `fx` into `dom`'s `vcpu` before it first runs
+    /// (arch_set_info_guest's `vcpu_setup_fpu`: the context's image, or the reset state).
+    SetVcpuFpu {
+        /// The domain.
+        dom: DomId,
+        /// The vCPU.
+        vcpu: u32,
+        /// The FXSAVE image (512 bytes).
+        fx: Vec<u8>,
+    },
     /// Write one byte at machine address `maddr` (a flag in a vcpu_info, written alone so that
     /// the neighbouring bytes others update concurrently are not clobbered).
     WriteMachineByte {
@@ -78,6 +88,7 @@ impl SchedEffect {
             SchedEffect::WriteVcpuGuest { .. } => 4,
             SchedEffect::SetVcpuRegs { .. } => 5,
             SchedEffect::WriteMachineByte { .. } => 6,
+            SchedEffect::SetVcpuFpu { .. } => 7,
         }
     }
 
@@ -100,6 +111,9 @@ impl SchedEffect {
             }
             SchedEffect::WriteMachineByte { maddr, value } => {
                 alloc::vec![maddr as &mut dyn FieldValue, value]
+            }
+            SchedEffect::SetVcpuFpu { dom, vcpu, fx } => {
+                alloc::vec![dom as &mut dyn FieldValue, vcpu, fx]
             }
         }
     }
@@ -197,6 +211,11 @@ mod tests {
             SchedEffect::WriteMachineByte {
                 maddr: 0x1000,
                 value: 7,
+            },
+            SchedEffect::SetVcpuFpu {
+                dom: 1,
+                vcpu: 0,
+                fx: alloc::vec![0x7f, 0x03, 0, 0],
             },
         ]
     }

@@ -2,7 +2,9 @@
 //! createdomain, max_vcpus, max_mem, populate_physmap, page tables and code written through
 //! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
 //! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
-//! pending), keeps running, and destroys them. A third domU (not privileged) then issues
+//! pending), keeps running, and destroys them. Another domU's vCPU context is read back with
+//! getvcpucontext before and after it runs (and the call's errors: a vCPU not created,
+//! beyond max_vcpus, the caller's own, never initialised or reset, a bad buffer). A third domU (not privileged) then issues
 //! domctls and sysctls itself and records what each returned in its own memory, which dom0
 //! reads after it powers off: every one is -EPERM, except where Xen checks something before
 //! its XSM policy (interface version -EACCES, a missing target domain -ESRCH, getdomaininfo
@@ -27,6 +29,7 @@ const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 const DOMCTL_GETDOMAININFO: u32 = 5;
 const DOMCTL_MAX_MEM: u32 = 11;
 const DOMCTL_SETVCPUCONTEXT: u32 = 12;
+const DOMCTL_GETVCPUCONTEXT: u32 = 13;
 const DOMCTL_GETVCPUINFO: u32 = 14;
 const DOMCTL_MAX_VCPUS: u32 = 15;
 const DOMINF_SHUTDOWN: u32 = 1 << 2;
@@ -120,8 +123,259 @@ fn main(si: &StartInfo) {
         check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
         check_eq("it is gone", flags(d).map(|_| ()), Err(Errno::ESRCH));
     }
+    context_calls(&shared, &mut scratch);
     unprivileged_calls(&shared, &mut scratch);
     guest_rt::test::finish();
+}
+
+/// Size of `struct vcpu_guest_context` (x86-64).
+const CTX_SIZE: usize = 5168;
+/// Offsets in it: flags, user_regs (and its fields), trap_ctxt, kernel_ss/sp, ctrlreg,
+/// the callbacks, vm_assist and the segment bases.
+const CTX_FLAGS: usize = 512;
+const UREGS: usize = 520;
+const R_R13: usize = UREGS + 16;
+const R_R12: usize = UREGS + 24;
+const R_RBP: usize = UREGS + 32;
+const R_RBX: usize = UREGS + 40;
+const R_RAX: usize = UREGS + 80;
+const R_RDX: usize = UREGS + 96;
+const R_RSI: usize = UREGS + 104;
+const R_RDI: usize = UREGS + 112;
+const R_RIP: usize = UREGS + 128;
+const R_CS: usize = UREGS + 136;
+const R_RFLAGS: usize = UREGS + 144;
+const R_RSP: usize = UREGS + 152;
+const R_SS: usize = UREGS + 160;
+const TRAP_CTXT: usize = 720;
+const KERNEL_SS: usize = 4968;
+const KERNEL_SP: usize = 4976;
+const CTRLREG: usize = 4984;
+const EVENT_CB: usize = 5112;
+const FAILSAFE_CB: usize = 5120;
+const SYSCALL_CB: usize = 5128;
+const VM_ASSIST: usize = 5136;
+const FS_BASE: usize = 5144;
+const GS_BASE_KERNEL: usize = 5152;
+const GS_BASE_USER: usize = 5160;
+const VGCF_I387_VALID: u64 = 1 << 0;
+const VGCF_IN_KERNEL: u64 = 1 << 2;
+const VGCF_ONLINE: u64 = 1 << 5;
+/// Where the domU's code issues its shutdown (the `lea` of the reason precedes it) and
+/// the `jmp .` after it.
+const SHUTDOWN_RET: u64 = CODE_VA + 42;
+
+/// What the context-checking domU starts with beyond every domU's context: registers its
+/// code leaves alone, the callbacks, segment bases, a page-fault handler whose code
+/// selector has RPL 0 (Xen raises it to 3) and a valid FPU image (FCW 0x27f, MXCSR rounding
+/// toward zero).
+const CTX_EXTRA: [(usize, u64); 14] = [
+    (CTX_FLAGS, VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID),
+    (0, 0x027f),
+    (24, 0x7f80),
+    (R_R12, 0x1212_1212_1212_1212),
+    (R_R13, 0x1313_1313_1313_1313),
+    (R_RBP, 0xb0b0_b0b0),
+    (R_RDX, 0xd0d0_d0d0),
+    (EVENT_CB, CODE_VA + 0x100),
+    (FAILSAFE_CB, CODE_VA + 0x200),
+    (SYSCALL_CB, CODE_VA + 0x300),
+    (FS_BASE, 0x7000_0000),
+    (GS_BASE_KERNEL, 0x7100_0000),
+    (TRAP_CTXT + 14 * 16, 14 | (0xe030 << 16)),
+    (TRAP_CTXT + 14 * 16 + 8, CODE_VA + 0x400),
+];
+
+/// `XEN_DOMCTL_getvcpucontext(dom, vcpu)` into `buf` (`to` overrides the buffer address).
+fn get_context(dom: u16, vcpu: u32, buf: &mut [u8; CTX_SIZE], to: Option<u64>) -> XenResult {
+    let mut op = CtlBuf::domctl(DOMCTL_GETVCPUCONTEXT, dom);
+    op.set_u32(DOMCTL_U, vcpu);
+    op.set_u64(DOMCTL_U + 8, to.unwrap_or(buf.as_mut_ptr() as u64));
+    domctl(&mut op)
+}
+
+/// The little-endian word of `size` bytes at `at` in `buf`.
+fn field(buf: &[u8; CTX_SIZE], at: usize, size: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..size].copy_from_slice(&buf[at..at + size]);
+    u64::from_le_bytes(b)
+}
+
+/// Checks each (name, offset, size, value) of a context read back.
+fn check_fields(buf: &[u8; CTX_SIZE], want: &[(&str, usize, usize, u64)]) {
+    for &(name, at, size, v) in want {
+        check_eq(name, field(buf, at, size), v);
+    }
+}
+
+/// XEN_DOMCTL_getvcpucontext: -EINVAL for a vCPU not created, beyond max_vcpus or the
+/// caller's own; -ENODATA before setvcpucontext and after a reset; -EFAULT for a bad buffer;
+/// otherwise the context setvcpucontext gave (selectors' RPL raised to 3), and after the
+/// domU has run and shut down its registers as it left them.
+fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
+    let mut buf = [0u8; CTX_SIZE];
+    check_eq(
+        "getvcpucontext of the caller's own vCPU",
+        get_context(0, 0, &mut buf, None),
+        Err(Errno::EINVAL),
+    );
+    match create() {
+        Ok(d) => {
+            check_eq(
+                "getvcpucontext of a vCPU not created yet",
+                get_context(d, 0, &mut buf, None),
+                Err(Errno::EINVAL),
+            );
+            check_eq("create its vCPU", max_vcpus(d), Ok(0));
+            check_eq(
+                "getvcpucontext of a vCPU never initialised",
+                get_context(d, 0, &mut buf, None),
+                Err(Errno::ENODATA),
+            );
+            check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
+        }
+        Err(e) => {
+            check_eq("create a domain", Err(e), Ok(0u16));
+        }
+    }
+    let mut code = [0u8; 72];
+    code[..CODE.len()].copy_from_slice(&CODE);
+    let (d, _) = match build_with(s, &code, &[], &CTX_EXTRA) {
+        Ok(d) => d,
+        Err(e) => {
+            check_eq("build the context domU", Err(e), Ok(0u16));
+            return;
+        }
+    };
+    check_eq(
+        "getvcpucontext beyond max_vcpus",
+        get_context(d, 1, &mut buf, None),
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "getvcpucontext into a null buffer",
+        get_context(d, 0, &mut buf, Some(0)),
+        Err(Errno::EFAULT),
+    );
+    check_eq(
+        "getvcpucontext before it runs",
+        get_context(d, 0, &mut buf, None),
+        Ok(0),
+    );
+    let kept = [
+        ("r12", R_R12, 8, 0x1212_1212_1212_1212),
+        ("r13", R_R13, 8, 0x1313_1313_1313_1313),
+        ("rbp", R_RBP, 8, 0xb0b0_b0b0),
+        ("cs", R_CS, 2, 0xe033),
+        ("ss", R_SS, 2, 0xe02b),
+        ("kernel_ss", KERNEL_SS, 8, 0xe02b),
+        ("kernel_sp", KERNEL_SP, 8, STACK_TOP),
+        ("event_callback_eip", EVENT_CB, 8, CODE_VA + 0x100),
+        ("failsafe_callback_eip", FAILSAFE_CB, 8, CODE_VA + 0x200),
+        ("syscall_callback_eip", SYSCALL_CB, 8, CODE_VA + 0x300),
+        ("fs_base", FS_BASE, 8, 0x7000_0000),
+        ("gs_base_kernel", GS_BASE_KERNEL, 8, 0x7100_0000),
+        ("gs_base_user", GS_BASE_USER, 8, 0),
+        ("vm_assist", VM_ASSIST, 8, 0),
+        ("ctrlreg[1] (no user page table)", CTRLREG + 8, 8, 0),
+        (
+            "trap 14 vector, flags, cs (RPL 3)",
+            TRAP_CTXT + 14 * 16,
+            4,
+            14 | (0xe033 << 16),
+        ),
+        (
+            "trap 14 address",
+            TRAP_CTXT + 14 * 16 + 8,
+            8,
+            CODE_VA + 0x400,
+        ),
+        ("trap 13 unset", TRAP_CTXT + 13 * 16 + 8, 8, 0),
+        ("fpu FCW as given", 0, 2, 0x27f),
+        ("fpu MXCSR as given", 24, 4, 0x7f80),
+    ];
+    let cr3 = field(&buf, CTRLREG + 24, 8);
+    check_fields(&buf, &kept);
+    check_fields(
+        &buf,
+        &[
+            (
+                "flags (FPU state valid)",
+                CTX_FLAGS,
+                8,
+                VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
+            ),
+            ("rip", R_RIP, 8, CODE_VA),
+            ("rsp", R_RSP, 8, STACK_TOP),
+            ("rdx", R_RDX, 8, 0xd0d0_d0d0),
+            ("rax", R_RAX, 8, 0),
+            ("rflags as given", R_RFLAGS, 8, 0x200),
+            ("ctrlreg[0] (Xen's CR0, TS clear)", CTRLREG, 8, 0x8005_0033),
+            (
+                "ctrlreg[4] (PAE MCE OSFXSR OSXMMEXCPT)",
+                CTRLREG + 32,
+                8,
+                0x660,
+            ),
+        ],
+    );
+    check_eq(
+        "unpause the context domU",
+        simple(DOMCTL_UNPAUSEDOMAIN, d),
+        Ok(0),
+    );
+    let code = wait_shutdown(shared, &[d, d], 60_000)[0];
+    check_eq("the context domU ran and powered off", code, Some(0));
+    check_eq(
+        "getvcpucontext after it ran",
+        get_context(d, 0, &mut buf, None),
+        Ok(0),
+    );
+    check_fields(&buf, &kept);
+    check_fields(
+        &buf,
+        &[
+            (
+                "flags (FPU state valid)",
+                CTX_FLAGS,
+                8,
+                VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
+            ),
+            ("rip (after the shutdown call)", R_RIP, 8, SHUTDOWN_RET),
+            ("rsp", R_RSP, 8, STACK_TOP),
+            ("rax (shutdown returned 0)", R_RAX, 8, 0),
+            ("rbx (the loop ran out)", R_RBX, 8, 0),
+            ("rdi (SCHEDOP_shutdown)", R_RDI, 8, 2),
+            (
+                "rsi (the reason's address)",
+                R_RSI,
+                8,
+                CODE_VA + REASON_AT as u64,
+            ),
+            ("ctrlreg[3] unchanged", CTRLREG + 24, 8, cr3),
+            ("rflags (IF, and ZF PF from the loop)", R_RFLAGS, 8, 0x246),
+            (
+                "rcx (SYSCALL's return address)",
+                UREGS + 88,
+                8,
+                SHUTDOWN_RET,
+            ),
+            ("r11 (SYSCALL's saved flags)", UREGS + 48, 8, 0x246),
+        ],
+    );
+    let mut op = CtlBuf::domctl(DOMCTL_SETVCPUCONTEXT, d);
+    op.set_u32(DOMCTL_U, 0);
+    check_eq("reset its vCPU (null context)", domctl(&mut op), Ok(0));
+    check_eq(
+        "getvcpucontext after the reset",
+        get_context(d, 0, &mut buf, None),
+        Err(Errno::ENODATA),
+    );
+    check_eq(
+        "destroy the context domU",
+        simple(DOMCTL_DESTROYDOMAIN, d),
+        Ok(0),
+    );
 }
 
 /// A domctl or sysctl the unprivileged domU makes, and what Xen 4.17 answers it.
@@ -409,6 +663,11 @@ fn write_frame(s: &mut Scratch, dom: u16, mfn: u64, words: &[(usize, u64)]) -> X
 /// Builds a paused domU running `code` (at most 32 words), its stack page holding `data`
 /// (word index, value) and zeros elsewhere: its id and the stack page's machine frame.
 fn build(s: &mut Scratch, code: &[u8], data: &[(usize, u64)]) -> Result<(u16, u64), Errno> {
+    build_with(s, code, data, &[])
+}
+
+/// A new paused domain with one vCPU allowed and none created yet: its id.
+fn create() -> Result<u16, Errno> {
     let mut op = CtlBuf::domctl(DOMCTL_CREATEDOMAIN, 0);
     op.set_bytes(DOMCTL_U + 4, b"dualvisor-domrun");
     op.set_u32(DOMCTL_U + 28, 1);
@@ -417,10 +676,26 @@ fn build(s: &mut Scratch, code: &[u8], data: &[(usize, u64)]) -> Result<(u16, u6
     op.set_u32(DOMCTL_U + 40, 1024);
     op.set_u32(DOMCTL_U + 44, 1);
     domctl(&mut op)?;
-    let d = op.u16(8);
+    Ok(op.u16(8))
+}
+
+/// XEN_DOMCTL_max_vcpus(1): creates `d`'s vCPU 0.
+fn max_vcpus(d: u16) -> XenResult {
     let mut op = CtlBuf::domctl(DOMCTL_MAX_VCPUS, d);
     op.set_u32(DOMCTL_U, 1);
-    domctl(&mut op)?;
+    domctl(&mut op)
+}
+
+/// As [`build`], the vCPU context also holding `extra` (byte offset, value) on top of what
+/// every domU starts with.
+fn build_with(
+    s: &mut Scratch,
+    code: &[u8],
+    data: &[(usize, u64)],
+    extra: &[(usize, u64)],
+) -> Result<(u16, u64), Errno> {
+    let d = create()?;
+    max_vcpus(d)?;
     let mut op = CtlBuf::domctl(DOMCTL_MAX_MEM, d);
     op.set_u64(DOMCTL_U, (PAGES as u64) * 4);
     domctl(&mut op)?;
@@ -478,6 +753,9 @@ fn build(s: &mut Scratch, code: &[u8], data: &[(usize, u64)]) -> Result<(u16, u6
     put(4968, 0xe02b);
     put(4976, STACK_TOP);
     put(4984 + 3 * 8, m[PFN_L4] << 12);
+    for &(at, v) in extra {
+        put(at, v);
+    }
     let mut op = CtlBuf::domctl(DOMCTL_SETVCPUCONTEXT, d);
     op.set_u32(DOMCTL_U, 0);
     op.set_u64(DOMCTL_U + 8, ctx.as_ptr() as u64);

@@ -11,19 +11,19 @@ use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::sysctl::*;
 use dom0_interface::xen::{HYPERVISOR_DOMCTL, HYPERVISOR_MEMORY_OP, HYPERVISOR_SYSCTL};
 
-const OP: u64 = 0x1000;
-const BUF: u64 = 0x4000;
+pub(super) const OP: u64 = 0x1000;
+pub(super) const BUF: u64 = 0x4000;
 const EXT: u64 = 0x8000;
 const RES: u64 = 0x9000;
 
 /// The harness plus a model of the host allocator.
-struct Host {
-    h: Harness,
-    free: BTreeSet<u64>,
+pub(super) struct Host {
+    pub(super) h: Harness,
+    pub(super) free: BTreeSet<u64>,
 }
 
 impl Host {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with(Harness::dom0())
     }
 
@@ -36,7 +36,7 @@ impl Host {
 
     /// Runs a hypercall with the allocator's frames offered through ALLOC_FRAME, then applies
     /// FramesAllocated / FreeFrames / unkept frames to the model.
-    fn call(&mut self, nr: u32, args: [u64; 5]) -> Outcome {
+    pub(super) fn call(&mut self, nr: u32, args: [u64; 5]) -> Outcome {
         let mut offered: Vec<u64> = self.free.iter().copied().take(32).collect();
         offered.push(crate::mm::NO_FRAME);
         self.h
@@ -96,7 +96,7 @@ impl Host {
         r
     }
 
-    fn domctl(&mut self, op: &XenDomctl) -> (i64, XenDomctl) {
+    pub(super) fn domctl(&mut self, op: &XenDomctl) -> (i64, XenDomctl) {
         self.h.mem.map(OP, &op.to_vec());
         let r = self.call(HYPERVISOR_DOMCTL, [OP, 0, 0, 0, 0]);
         let mut b = [0u8; XenDomctl::SIZE];
@@ -116,11 +116,11 @@ impl Host {
         (r.ret, XenSysctl::read_from(&b).unwrap())
     }
 
-    fn simple(&mut self, cmd: u32, dom: u16) -> i64 {
+    pub(super) fn simple(&mut self, cmd: u32, dom: u16) -> i64 {
         self.domctl(&XenDomctl::new(cmd, dom)).0
     }
 
-    fn create_with(&mut self, dom: u16, c: XenDomctlCreatedomain) -> Result<u16, i64> {
+    pub(super) fn create_with(&mut self, dom: u16, c: XenDomctlCreatedomain) -> Result<u16, i64> {
         let mut op = XenDomctl::new(XEN_DOMCTL_CREATEDOMAIN, dom);
         op.set_payload(&c).unwrap();
         match self.domctl(&op) {
@@ -140,20 +140,20 @@ impl Host {
         }
     }
 
-    fn max_mem(&mut self, dom: u16, kb: u64) -> i64 {
+    pub(super) fn max_mem(&mut self, dom: u16, kb: u64) -> i64 {
         let mut op = XenDomctl::new(XEN_DOMCTL_MAX_MEM, dom);
         op.set_payload(&XenDomctlMaxMem { max_memkb: kb }).unwrap();
         self.domctl(&op).0
     }
 
-    fn max_vcpus(&mut self, dom: u16, max: u32) -> i64 {
+    pub(super) fn max_vcpus(&mut self, dom: u16, max: u32) -> i64 {
         let mut op = XenDomctl::new(XEN_DOMCTL_MAX_VCPUS, dom);
         op.set_payload(&XenDomctlMaxVcpus { max }).unwrap();
         self.domctl(&op).0
     }
 
     /// populate_physmap (cmd 6) or decrease_reservation (cmd 1) of `ext` on `dom`.
-    fn reservation(&mut self, cmd: u64, dom: u16, ext: &[u64]) -> (i64, Vec<u64>) {
+    pub(super) fn reservation(&mut self, cmd: u64, dom: u16, ext: &[u64]) -> (i64, Vec<u64>) {
         let mut r = [0u8; 40];
         r[..8].copy_from_slice(&EXT.to_le_bytes());
         r[8..16].copy_from_slice(&(ext.len() as u64).to_le_bytes());
@@ -181,7 +181,7 @@ impl Host {
     }
 }
 
-fn cfg(max_vcpus: u32) -> XenDomctlCreatedomain {
+pub(super) fn cfg(max_vcpus: u32) -> XenDomctlCreatedomain {
     XenDomctlCreatedomain {
         handle: [7; 16],
         max_vcpus,
@@ -545,7 +545,7 @@ fn random_create_populate_destroy_sequences_return_every_frame() {
 }
 
 /// Runs `f` with the harness's caller switched to domain `d` (vCPU 0).
-fn as_dom<R>(h: &mut Host, d: u16, f: impl FnOnce(&mut Host) -> R) -> R {
+pub(super) fn as_dom<R>(h: &mut Host, d: u16, f: impl FnOnce(&mut Host) -> R) -> R {
     let me = h.h.dom;
     h.h.dom = d;
     let r = f(h);
