@@ -6,7 +6,7 @@
 use crate::percpu::MAX_CPUS;
 use alloc::alloc::{alloc_zeroed, Layout};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Hypervisor 64-bit code selector (`__HYPERVISOR_CS`).
 pub const HYPERVISOR_CS: u16 = 0xe008;
@@ -22,6 +22,8 @@ pub const RING3_CS64: u16 = 0xe033;
 pub const TSS_SEL: u16 = 0xe040;
 /// First GDT entry the hypervisor reserves (the guest owns entries below it).
 pub const FIRST_RESERVED_ENTRY: usize = 14 * 512;
+/// GDT pages that belong to the guest (`FIRST_RESERVED_GDT_PAGE`).
+pub const GUEST_PAGES: usize = 14;
 /// GDT size in bytes: 14 guest pages and one hypervisor page.
 pub const GDT_BYTES: usize = 15 * 4096;
 
@@ -56,6 +58,11 @@ pub struct Tss {
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
 static GDT_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether CPU i runs on its GDT window (see [`load_guest_gdt`]).
+static ON_WINDOW: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The guest frames CPU i's window maps now (0: the zero page).
+static WINDOW_FRAMES: [[AtomicU64; GUEST_PAGES]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; GUEST_PAGES] }; MAX_CPUS];
 static IRQ_STACK_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Whether the running code is on this CPU's interrupt stack (IST slot [`IST_IRQ`]): an
@@ -74,6 +81,60 @@ pub fn on_irq_stack() -> bool {
 /// Linear address of CPU `index`'s GDT (0 before `load`).
 pub fn gdt_base(index: usize) -> u64 {
     GDT_BASE.get(index).map_or(0, |g| g.load(Ordering::Relaxed))
+}
+
+#[repr(C, packed)]
+struct Pointer {
+    limit: u16,
+    base: u64,
+}
+
+/// Maps the running CPU's GDT pages 0..14 to `frames` (machine frame numbers of the guest
+/// GDT set with `set_gdt`, already validated and typed by the caller; pages past the list
+/// show a read-only zero page), as Xen maps a vCPU's GDT frames. On first use the CPU moves
+/// from its heap GDT to its window in the hypervisor's shared slots: the same descriptors,
+/// with page 14 mapping the hypervisor's page of the heap GDT.
+pub fn load_guest_gdt(frames: &[u64]) {
+    let cpu = crate::percpu::cpu_index();
+    let heap = gdt_base(cpu);
+    let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
+    if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+        let Some(hv_page) = crate::layout::virt_to_phys(heap + (GUEST_PAGES as u64) * 4096) else {
+            return;
+        };
+        for page in 0..GUEST_PAGES {
+            if !crate::paging::set_gdt_window_page(cpu, page, None) {
+                return;
+            }
+        }
+        crate::paging::set_gdt_window_page(cpu, GUEST_PAGES, Some(hv_page));
+        for page in 0..=GUEST_PAGES {
+            crate::cpu::invlpg(window + page as u64 * 4096);
+        }
+        let ptr = Pointer {
+            limit: (GDT_BYTES - 1) as u16,
+            base: window,
+        };
+        // SAFETY: the window maps the same hypervisor page (selectors 0xe000 and up, the
+        // TSS) at the same offset; the guest pages hold no descriptor the hypervisor uses.
+        // Loaded segment registers and TR keep their cached descriptors.
+        unsafe { asm!("lgdt [{}]", in(reg) &ptr, options(nostack, preserves_flags)) };
+        for f in WINDOW_FRAMES[cpu].iter() {
+            f.store(0, Ordering::Relaxed);
+        }
+        ON_WINDOW[cpu].store(true, Ordering::Relaxed);
+    }
+    for (page, slot) in WINDOW_FRAMES[cpu].iter().enumerate() {
+        let want = frames.get(page).copied().unwrap_or(0);
+        if slot.load(Ordering::Relaxed) == want {
+            continue;
+        }
+        let paddr = (want != 0).then_some(want << 12);
+        if crate::paging::set_gdt_window_page(cpu, page, paddr) {
+            crate::cpu::invlpg(window + page as u64 * 4096);
+            slot.store(want, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Builds and loads CPU `index`'s GDT and TSS; `ist_tops[i]` is the top of IST slot i+1.
@@ -122,11 +183,6 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
     }
     GDT_BASE[index].store(gdt as u64, Ordering::Relaxed);
     IRQ_STACK_TOP[index].store(ist_tops[usize::from(IST_IRQ) - 1], Ordering::Relaxed);
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
     let ptr = Pointer {
         limit: (GDT_BYTES - 1) as u16,
         base: gdt as u64,

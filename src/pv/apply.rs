@@ -294,14 +294,7 @@ fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
                 }
             }
         }
-        PvEffect::SetGdt { frames, .. } => {
-            if !frames.is_empty() {
-                xprintln!(
-                    "set_gdt of {} frames: not loaded (guest GDT frames are not mapped yet)",
-                    frames.len()
-                );
-            }
-        }
+        PvEffect::SetGdt { frames, .. } => arch::gdt::load_guest_gdt(frames),
     }
 }
 

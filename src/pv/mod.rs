@@ -110,13 +110,15 @@ impl Runtime {
     /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS.
     fn load(&self, key: VcpuKey) {
         arch::guest::load_bases(self.bases(key));
-        let ts = self
-            .backend
-            .replica()
-            .pv_vcpus
-            .get(&key)
-            .is_some_and(|p| p.cr0_ts);
-        arch::guest::set_guest_ts(ts);
+        self.load_cpu_state(key);
+    }
+
+    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS and its GDT frames.
+    fn load_cpu_state(&self, key: VcpuKey) {
+        let pv = self.backend.replica().pv_vcpus.get(&key);
+        arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
+        let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
+        arch::gdt::load_guest_gdt(&frames);
     }
 
     /// The bases (CR3, FS, GS) vCPU `key` runs with now, from the leader's replica.
@@ -367,13 +369,7 @@ fn enter_current() -> ! {
     };
     if let Some(rt) = RUNTIME.lock().as_ref() {
         if let Some(k) = rt.running[cpu] {
-            let ts = rt
-                .backend
-                .replica()
-                .pv_vcpus
-                .get(&k)
-                .is_some_and(|p| p.cr0_ts);
-            arch::guest::set_guest_ts(ts);
+            rt.load_cpu_state(k);
         }
     }
     match arch::guest::enter_guest(&f, &fx, bases) {

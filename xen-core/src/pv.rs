@@ -5,6 +5,7 @@
 pub mod bounce;
 pub mod cpuid;
 pub mod decode;
+pub mod desc;
 pub mod effect;
 pub mod emulate;
 pub mod iret;

@@ -65,7 +65,7 @@ pub fn put_page(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) {
 /// `get_page_type`: takes a type reference of type `ty` on `mfn` (the caller holds a general
 /// reference). A type change needs a zero type count and validates page tables; a different
 /// type in use is -EINVAL; a validation failure returns its errno and leaves the type unset.
-/// Segment-descriptor pages are checked by their user (set_gdt) before it takes the type.
+/// A page becoming a segment-descriptor page has its descriptors checked (and fixed up) first.
 pub fn get_page_type(
     st: &mut HvState,
     env: &mut dyn MmEnv,
@@ -96,6 +96,18 @@ pub fn get_page_type(
                 va: None,
             },
         ));
+    }
+    if needs_validation && ty == PageType::SegDesc {
+        // `validate_segdesc_page`: every descriptor checked, Xen's fix-ups written back.
+        let descs = env.read_table(mfn)?;
+        let Some(fixed) = crate::pv::desc::check_page(&descs) else {
+            return Err(XenErrno::EINVAL.into());
+        };
+        for (i, (&old, &new)) in descs.iter().zip(fixed.iter()).enumerate() {
+            if old != new {
+                env.write_word((mfn << 12) + i as u64 * 8, new);
+            }
+        }
     }
     with_frame(st, env, mfn, |q| {
         if q.ty != ty {

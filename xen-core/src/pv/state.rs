@@ -22,6 +22,8 @@ pub const CR0_TS: u64 = 1 << 3;
 pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
 /// `X86_DR7_DEFAULT`.
 pub const DR7_DEFAULT: u64 = 0x400;
+/// GDT pages a guest owns (`FIRST_RESERVED_GDT_PAGE`).
+pub const GDT_GUEST_PAGES: usize = 14;
 /// `X86_EFLAGS_IOPL`.
 pub const EFLAGS_IOPL: u64 = 3 << 12;
 
@@ -79,6 +81,11 @@ pub struct PvVcpu {
     pub dr7_emul: u64,
     /// Virtual IOPL, in EFLAGS position (bits 12-13).
     pub iopl: u64,
+    /// GDT frames set with `set_gdt` (each holds a general and a segment-descriptor type
+    /// reference); 0 past `gdt_ents`.
+    pub gdt_frames: [u64; GDT_GUEST_PAGES],
+    /// GDT entries (0: no guest GDT).
+    pub gdt_ents: u32,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -95,6 +102,8 @@ impl_value!(PvVcpu {
     dr7,
     dr7_emul,
     iopl,
+    gdt_frames,
+    gdt_ents,
 });
 
 impl Default for PvVcpu {
@@ -114,6 +123,8 @@ impl Default for PvVcpu {
             dr7: DR7_DEFAULT,
             dr7_emul: 0,
             iopl: 0,
+            gdt_frames: [0; GDT_GUEST_PAGES],
+            gdt_ents: 0,
         }
     }
 }
