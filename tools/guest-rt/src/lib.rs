@@ -13,6 +13,7 @@ pub mod block_heap;
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod desc;
 pub mod errno;
 pub mod evtchn;
 pub mod foreign;

@@ -101,6 +101,11 @@ impl Scratch {
         self.va
     }
 
+    /// The frame mapped there now, if any.
+    pub fn mapped_mfn(&self) -> Option<u64> {
+        self.mapped.map(|(m, _)| m)
+    }
+
     /// The frame it maps at start of day.
     pub fn home(&self) -> u64 {
         self.home
