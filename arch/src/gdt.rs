@@ -24,6 +24,10 @@ pub const TSS_SEL: u16 = 0xe040;
 pub const FIRST_RESERVED_ENTRY: usize = 14 * 512;
 /// GDT pages that belong to the guest (`FIRST_RESERVED_GDT_PAGE`).
 pub const GUEST_PAGES: usize = 14;
+/// Pages of the largest LDT (8192 entries).
+pub const LDT_PAGES: usize = 16;
+/// The LDT's system descriptor in the hypervisor's GDT page (Xen's `LDT_SELECTOR`).
+pub const LDT_SEL: u16 = 0xe050;
 /// GDT size in bytes: 14 guest pages and one hypervisor page.
 pub const GDT_BYTES: usize = 15 * 4096;
 
@@ -60,9 +64,12 @@ const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 static GDT_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Whether CPU i runs on its GDT window (see [`load_guest_gdt`]).
 static ON_WINDOW: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// The guest frames CPU i's window maps now (0: the zero page).
-static WINDOW_FRAMES: [[AtomicU64; GUEST_PAGES]; MAX_CPUS] =
-    [const { [const { AtomicU64::new(0) }; GUEST_PAGES] }; MAX_CPUS];
+/// The guest frames CPU i's window maps now (0: none), GDT pages then LDT pages.
+static WINDOW_FRAMES: [[AtomicU64; WINDOW_SLOTS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; WINDOW_SLOTS] }; MAX_CPUS];
+/// The LDT entries CPU i has loaded (0: none).
+static LDT_ENTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+const WINDOW_SLOTS: usize = GUEST_PAGES + LDT_PAGES;
 static IRQ_STACK_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Whether the running code is on this CPU's interrupt stack (IST slot [`IST_IRQ`]): an
@@ -124,16 +131,91 @@ pub fn load_guest_gdt(frames: &[u64]) {
         }
         ON_WINDOW[cpu].store(true, Ordering::Relaxed);
     }
-    for (page, slot) in WINDOW_FRAMES[cpu].iter().enumerate() {
-        let want = frames.get(page).copied().unwrap_or(0);
+    map_window(cpu, window, 0, frames, GUEST_PAGES);
+}
+
+/// Maps `count` pages of this CPU's window from `first` (window page `first`, slot
+/// `first` of [`WINDOW_FRAMES`] for the GDT, `GUEST_PAGES..` for the LDT) to `frames`.
+fn map_window(cpu: usize, window: u64, first: usize, frames: &[u64], count: usize) {
+    let slot_base = if first == 0 { 0 } else { GUEST_PAGES };
+    for i in 0..count {
+        let slot = &WINDOW_FRAMES[cpu][slot_base + i];
+        let want = frames.get(i).copied().unwrap_or(0);
         if slot.load(Ordering::Relaxed) == want {
             continue;
         }
         let paddr = (want != 0).then_some(want << 12);
+        let page = first + i;
         if crate::paging::set_gdt_window_page(cpu, page, paddr) {
             crate::cpu::invlpg(window + page as u64 * 4096);
             slot.store(want, Ordering::Relaxed);
         }
+    }
+}
+
+/// If `va` lies in the running CPU's LDT window, its offset there.
+pub fn ldt_window_offset(va: u64) -> Option<u64> {
+    let cpu = crate::percpu::cpu_index();
+    let ldt = crate::paging::GDT_WINDOW_BASE
+        + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE
+        + crate::paging::LDT_WINDOW_PAGE as u64 * 4096;
+    let off = va.wrapping_sub(ldt);
+    (off < (LDT_PAGES as u64) * 4096).then_some(off)
+}
+
+/// Loads the running CPU's LDT: `frames` (machine frames of the guest's LDT pages, already
+/// validated and typed; 0 for a page left unmapped) mapped into its window, and an LDT
+/// descriptor for `ents` entries ([`LDT_SEL`]); no LDT when `ents` is 0, as Xen's
+/// `load_LDT`.
+pub fn load_guest_ldt(frames: &[u64], ents: u32) {
+    let cpu = crate::percpu::cpu_index();
+    let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
+    if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+        load_guest_gdt(&[]);
+        if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+            return;
+        }
+    }
+    let pages = (ents as usize * 8).div_ceil(4096).min(LDT_PAGES);
+    let wanted: [u64; LDT_PAGES] = core::array::from_fn(|i| {
+        if i < pages {
+            frames.get(i).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    });
+    map_window(
+        cpu,
+        window,
+        crate::paging::LDT_WINDOW_PAGE,
+        &wanted,
+        LDT_PAGES,
+    );
+    let ents = u64::from(ents.min(8192));
+    if LDT_ENTS[cpu].swap(ents, Ordering::Relaxed) == ents {
+        // The descriptor (this CPU's window, `ents` entries) is loaded already.
+        return;
+    }
+    if ents == 0 {
+        // SAFETY: a null selector disables the LDT; nothing of the hypervisor uses one.
+        unsafe { asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+        return;
+    }
+    let base = window + (crate::paging::LDT_WINDOW_PAGE as u64) * 4096;
+    let limit = ents * 8 - 1;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x82 << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    let gdt = gdt_base(cpu) as *mut u64;
+    // SAFETY: `gdt` is this CPU's heap GDT (15 pages, never freed); the LDT slot lies in its
+    // hypervisor page, which only this CPU uses, and is loaded right after.
+    unsafe {
+        gdt.add(usize::from(LDT_SEL >> 3)).write_volatile(low);
+        gdt.add(usize::from(LDT_SEL >> 3) + 1)
+            .write_volatile(base >> 32);
+        asm!("lldt {0:x}", in(reg) LDT_SEL, options(nostack, preserves_flags));
     }
 }
 

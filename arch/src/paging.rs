@@ -37,12 +37,17 @@ extern "C" {
     static __image_end: u8;
 }
 
-/// Start of the per-CPU GDT windows (in the image's L4 slot, 1 GiB below the image): CPU i's
-/// GDT is seen at `GDT_WINDOW_BASE + i * GDT_WINDOW_STRIDE`, 16 pages, as Xen's per-vCPU GDT
-/// mapping: the guest's 14 frames (or a read-only zero page) then the hypervisor's page.
+/// Start of the per-CPU GDT/LDT windows (in the image's L4 slot, 1 GiB below the image): CPU
+/// i's window is at `GDT_WINDOW_BASE + i * GDT_WINDOW_STRIDE`, as Xen's per-vCPU mapping:
+/// pages 0-13 the guest's GDT frames (or a read-only zero page), 14 the hypervisor's GDT
+/// page, 15 a hole, 16-31 the guest's LDT frames (not present where none is mapped).
 pub const GDT_WINDOW_BASE: u64 = IMAGE_VBASE - 0x4000_0000;
-/// Bytes between two CPUs' GDT windows.
-pub const GDT_WINDOW_STRIDE: u64 = 16 * 4096;
+/// Pages in each CPU's window.
+pub const GDT_WINDOW_PAGES: usize = 32;
+/// First page of the LDT in each window.
+pub const LDT_WINDOW_PAGE: usize = 16;
+/// Bytes between two CPUs' windows.
+pub const GDT_WINDOW_STRIDE: u64 = GDT_WINDOW_PAGES as u64 * 4096;
 const GDT_WINDOW_L1S: usize =
     (crate::percpu::MAX_CPUS * GDT_WINDOW_STRIDE as usize).div_ceil(2 << 20);
 
@@ -50,20 +55,22 @@ const GDT_WINDOW_L1S: usize =
 static GDT_WINDOW: spin::Mutex<(u64, [u64; GDT_WINDOW_L1S])> =
     spin::Mutex::new((0, [0; GDT_WINDOW_L1S]));
 
-/// Maps page `page` (0..16) of CPU `cpu`'s GDT window to `paddr` (writable: the CPU sets
-/// descriptors' accessed bits), or to the read-only zero page for None. The caller flushes
-/// the TLB entry of the page. False before the hypervisor tables exist.
+/// Maps page `page` of CPU `cpu`'s window to `paddr` (writable: the CPU sets descriptors'
+/// accessed bits); None shows the read-only zero page in the GDT part and nothing (not
+/// present) in the LDT part. The caller flushes the TLB entry of the page. False before the
+/// hypervisor tables exist.
 pub fn set_gdt_window_page(cpu: usize, page: usize, paddr: Option<u64>) -> bool {
     let (zero, l1s) = *GDT_WINDOW.lock();
-    if zero == 0 || page >= 16 || cpu >= crate::percpu::MAX_CPUS {
+    if zero == 0 || page >= GDT_WINDOW_PAGES || cpu >= crate::percpu::MAX_CPUS {
         return false;
     }
-    let n = cpu * 16 + page;
+    let n = cpu * GDT_WINDOW_PAGES + page;
     let Some(&l1) = l1s.get(n / 512) else {
         return false;
     };
     let entry = match paddr {
         Some(p) => (p & PTE_ADDR) | PTE_P | PTE_W | PTE_NX,
+        None if page >= LDT_WINDOW_PAGE => 0,
         None => zero | PTE_P | PTE_NX,
     };
     table(l1)[n % 512] = entry;

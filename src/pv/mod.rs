@@ -119,6 +119,29 @@ impl Runtime {
         arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
         let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
         arch::gdt::load_guest_gdt(&frames);
+        let ldt = pv.map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
+        let ents = self
+            .backend
+            .replica()
+            .vcpus
+            .get(&key)
+            .map_or(0, |v| v.ldt_ents);
+        arch::gdt::load_guest_ldt(&ldt, ents);
+    }
+
+    /// The address a guest #PF at `cr2` is reported at: a fault on an LDT page that is not
+    /// mapped (in this CPU's window) shows the guest's own LDT address, as Xen's
+    /// `handle_ldt_mapping_fault` reports it.
+    fn guest_cr2(&self, key: VcpuKey, cr2: u64) -> u64 {
+        match arch::gdt::ldt_window_offset(cr2) {
+            Some(off) => self
+                .backend
+                .replica()
+                .vcpus
+                .get(&key)
+                .map_or(cr2, |v| v.ldt_base.wrapping_add(off)),
+            None => cr2,
+        }
     }
 
     /// The bases (CR3, FS, GS) vCPU `key` runs with now, from the leader's replica.
@@ -237,7 +260,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             0,
         )),
         GuestExit::Exception(v) => {
-            let cr2 = if v == 14 { arch::cpu::read_cr2() } else { 0 };
+            let cr2 = if v == 14 {
+                rt.guest_cr2(key, arch::cpu::read_cr2())
+            } else {
+                0
+            };
             Some(Request::exit(
                 ExitKind::Exception,
                 dom,

@@ -305,6 +305,12 @@ pub fn new_user_baseptr(mfn: u64) -> (XenResult, u32) {
     mmuext1(crate::mm::MMUEXT_NEW_USER_BASEPTR, mfn, 0, DOMID_SELF)
 }
 
+/// MMUEXT_SET_LDT: the calling vCPU's LDT at linear address `va` with `ents` entries (0:
+/// none). Only selectors with the table-indicator bit reach it.
+pub fn set_ldt(va: u64, ents: u64) -> (XenResult, u32) {
+    mmuext1(crate::mm::MMUEXT_SET_LDT, va, ents, DOMID_SELF)
+}
+
 /// A flush-type operation (`MMUEXT_TLB_FLUSH_*`, `MMUEXT_INVLPG_*`, cache flushes,
 /// MARK_SUPER, unknown commands) with `arg1`/`arg2`, on behalf of `domid`.
 pub fn flush_op(cmd: u32, arg1: u64, arg2: u64, domid: u16) -> (XenResult, u32) {

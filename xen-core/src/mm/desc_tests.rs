@@ -107,3 +107,38 @@ fn update_descriptor_checks_and_writes() {
     assert_eq!(ty(&h, g), (PageType::SegDesc, 1));
     audit(&h).unwrap();
 }
+
+#[test]
+fn set_ldt_holds_the_pages_it_can_map() {
+    use super::fixture::VA_BASE;
+    use super::tests::mmuext;
+    let mut h = harness(false);
+    let va = |p: u64| VA_BASE + p * 4096;
+    // pfn 40 read-only at its slot, with a DPL 0 data descriptor (fixed up on typing).
+    h.mem.add_frame(mfn(40));
+    h.mem.machine.insert(mfn(40) << 12, 0x00cf_9300_0000_ffff);
+    let ro = (mfn(40) << 12) | 0x21;
+    let r = call(&mut h, HYPERVISOR_UPDATE_VA_MAPPING, [va(40), ro, 0, 0, 0]);
+    assert_eq!(r.ret, 0);
+    // Two pages: the first maps, the second (pfn 41, not mapped) does not.
+    assert_eq!(
+        mmuext(&mut h, &[(MMUEXT_SET_LDT, va(40), 1024)], 0x7ff0),
+        (0, 1)
+    );
+    let pv = crate::pv::state::get(&h.state, (1, 0));
+    assert_eq!(&pv.ldt_frames[..3], &[mfn(40), 0, 0]);
+    assert_eq!(ty(&h, mfn(40)), (PageType::SegDesc, 1));
+    assert_eq!(h.mem.word(mfn(40) << 12), 0x00cf_f300_0000_ffff);
+    audit(&h).unwrap();
+    // A writable-mapped page cannot be an LDT page: the call succeeds, the page stays unmapped.
+    assert_eq!(
+        mmuext(&mut h, &[(MMUEXT_SET_LDT, va(20), 16)], 0x7ff0),
+        (0, 1)
+    );
+    let pv = crate::pv::state::get(&h.state, (1, 0));
+    assert_eq!(pv.ldt_frames[0], 0);
+    assert_eq!(ty(&h, mfn(40)).1, 0, "the old LDT page was released");
+    assert_eq!(ty(&h, mfn(20)), (PageType::Writable, 1));
+    assert_eq!(mmuext(&mut h, &[(MMUEXT_SET_LDT, 0, 0)], 0x7ff0), (0, 1));
+    audit(&h).unwrap();
+}

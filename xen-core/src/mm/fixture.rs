@@ -152,7 +152,7 @@ pub fn call(h: &mut Harness, nr: u32, args: [u64; 5]) -> Outcome {
 }
 
 /// Recomputes every frame's general and type counts from the page tables in machine memory,
-/// the vCPUs' base pointers and GDT frames, pins and foreign records, and checks them against the state,
+/// the vCPUs' base pointers and GDT/LDT frames, pins and foreign records, and checks them against the state,
 /// together with the PV invariant (no page table writably mapped).
 pub fn audit(h: &Harness) -> Result<(), String> {
     let st = &h.state;
@@ -175,7 +175,12 @@ pub fn audit(h: &Harness) -> Result<(), String> {
         }
     }
     for (_, pv) in st.pv_vcpus.iter() {
-        for &f in pv.gdt_frames.iter().filter(|&&f| f != 0) {
+        for &f in pv
+            .gdt_frames
+            .iter()
+            .chain(&pv.ldt_frames)
+            .filter(|&&f| f != 0)
+        {
             *count.entry(f).or_default() += 1;
             *tcount.entry(f).or_default() += 1;
         }

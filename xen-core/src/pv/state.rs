@@ -24,6 +24,8 @@ pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
 pub const DR7_DEFAULT: u64 = 0x400;
 /// GDT pages a guest owns (`FIRST_RESERVED_GDT_PAGE`).
 pub const GDT_GUEST_PAGES: usize = 14;
+/// Pages of the largest LDT (8192 entries).
+pub const LDT_PAGES: usize = 16;
 /// `X86_EFLAGS_IOPL`.
 pub const EFLAGS_IOPL: u64 = 3 << 12;
 
@@ -86,6 +88,9 @@ pub struct PvVcpu {
     pub gdt_frames: [u64; GDT_GUEST_PAGES],
     /// GDT entries (0: no guest GDT).
     pub gdt_ents: u32,
+    /// Frames of the LDT pages (MMUEXT_SET_LDT), each holding a general and a
+    /// segment-descriptor type reference; 0 for a page not mapped.
+    pub ldt_frames: [u64; LDT_PAGES],
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -104,6 +109,7 @@ impl_value!(PvVcpu {
     iopl,
     gdt_frames,
     gdt_ents,
+    ldt_frames,
 });
 
 impl Default for PvVcpu {
@@ -125,6 +131,7 @@ impl Default for PvVcpu {
             iopl: 0,
             gdt_frames: [0; GDT_GUEST_PAGES],
             gdt_ents: 0,
+            ldt_frames: [0; LDT_PAGES],
         }
     }
 }

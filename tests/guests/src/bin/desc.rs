@@ -2,7 +2,8 @@
 //! is mapped writable, and a GDT frame may not be mapped writable), Xen's descriptor checks
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
-//! plain frame, and the refusals with Xen's errnos.
+//! plain frame, and the refusals with Xen's errnos; an LDT (MMUEXT_SET_LDT) whose selectors
+//! work, with its descriptors checked as the GDT's.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -197,6 +198,8 @@ fn main(si: &StartInfo) {
         Err(Errno::EFAULT),
     );
 
+    ldt_checks(si, &mut s);
+
     // Drop the GDT: the frame may become writable again.
     check_eq("set_gdt with no entries", desc::set_gdt(&[], 0), Ok(0));
     check_eq("our selectors are gone", desc::lar(0x0b), None);
@@ -206,4 +209,66 @@ fn main(si: &StartInfo) {
         Ok(0),
     );
     check_eq("restore the scratch page", s.restore(), Ok(0));
+}
+
+fn ldt_checks(si: &StartInfo, s: &mut Scratch) {
+    let Some(ldt_pfn) = pvmm::spare_pfn(si, 2) else {
+        guest_rt::test::error(format_args!("no spare pfn for the LDT"));
+    };
+    let ldt = pvmm::pfn_to_mfn(si, ldt_pfn).unwrap_or(0);
+    check_eq("map the LDT frame writable", s.map(ldt, RW), Ok(0));
+    check(
+        "write the LDT descriptors",
+        s.fill(0) && s.write(0, DATA_DPL3) && s.write(1, DATA_DPL0) && s.write(2, CODE64_DPL0),
+    );
+    check_eq("map it read-only", s.map(ldt, RO), Ok(0));
+    check_eq(
+        "SET_LDT of a misaligned base -> -EINVAL",
+        pvmm::set_ldt(s.va() + 8, 3).0,
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "SET_LDT of too many entries -> -EINVAL",
+        pvmm::set_ldt(s.va(), 8193).0,
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "SET_LDT in the hypervisor's range -> -EINVAL",
+        pvmm::set_ldt(0xffff_8000_0000_0000, 3).0,
+        Err(Errno::EINVAL),
+    );
+    check_eq("SET_LDT, 3 entries", pvmm::set_ldt(s.va(), 3), (Ok(0), 1));
+    check_eq(
+        "lar of LDT entry 0",
+        desc::lar(0x07).map(|r| r & 0x00f0_fe00),
+        Some(rights(DATA_DPL3)),
+    );
+    check_eq(
+        "LDT entry 1: DPL 0 data became DPL 3",
+        desc::lar(0x0f).map(|r| r & 0x00f0_fe00),
+        Some(rights(DATA_DPL3)),
+    );
+    check_eq("load %ds from the LDT", desc::load_ds(0x0f), Some(0x0f));
+    check_eq(
+        "LDT entry 2: code at DPL 3",
+        desc::lar(0x17).map(|r| r & 0x00f0_fe00),
+        Some(rights(CODE64_DPL3)),
+    );
+    check_eq("past the LDT's 3 entries: nothing", desc::lar(0x1f), None);
+    check_eq("the fix-up is in the frame", s.read(1), Some(DATA_DPL3));
+    check_eq(
+        "an LDT page in use may not be mapped writable -> -EBUSY",
+        s.map(ldt, RW),
+        Err(Errno::EBUSY),
+    );
+    check_eq(
+        "update_descriptor into the LDT",
+        desc::update_descriptor(s, 3, 0, DATA_DPL0),
+        Ok(0),
+    );
+    check_eq("SET_LDT, 4 entries", pvmm::set_ldt(s.va(), 4), (Ok(0), 1));
+    check_eq("the new entry is usable", desc::load_ds(0x1f), Some(0x1f));
+    check_eq("SET_LDT with no entries", pvmm::set_ldt(0, 0), (Ok(0), 1));
+    check_eq("LDT selectors are gone", desc::lar(0x07), None);
+    check_eq("the LDT frame maps writable again", s.map(ldt, RW), Ok(0));
 }
