@@ -100,6 +100,9 @@ impl Env for PvEnv {
                 .as_ref()
                 .and_then(|w| w.get((k & 0xFFFF) as usize).copied())
                 .unwrap_or(0),
+            k if k & 0xFF00_0000 == value_kind::HOST_RDMSR_BASE => {
+                arch::cpu::rdmsr_safe(value_kind::host_rdmsr_msr(k)).unwrap_or(u64::MAX)
+            }
             k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
                 let port = k as u16;
                 match (k >> 16) & 0xFF {

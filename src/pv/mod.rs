@@ -113,7 +113,8 @@ impl Runtime {
         self.load_cpu_state(key);
     }
 
-    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS and its GDT frames.
+    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its GDT and LDT frames
+    /// and its breakpoints.
     fn load_cpu_state(&self, key: VcpuKey) {
         let pv = self.backend.replica().pv_vcpus.get(&key);
         arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
@@ -127,6 +128,8 @@ impl Runtime {
             .get(&key)
             .map_or(0, |v| v.ldt_ents);
         arch::gdt::load_guest_ldt(&ldt, ents);
+        let (dr, dr7) = pv.map_or(([0; 4], arch::cpu::DR7_DEFAULT), |p| (p.dr, p.dr7));
+        arch::guest::load_debug_registers(dr, dr7);
     }
 
     /// The address a guest #PF at `cr2` is reported at: a fault on an LDT page that is not
@@ -260,10 +263,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             0,
         )),
         GuestExit::Exception(v) => {
-            let cr2 = if v == 14 {
-                rt.guest_cr2(key, arch::cpu::read_cr2())
-            } else {
-                0
+            let cr2 = match v {
+                14 => rt.guest_cr2(key, arch::cpu::read_cr2()),
+                1 => arch::cpu::take_dr6(),
+                _ => 0,
             };
             Some(Request::exit(
                 ExitKind::Exception,

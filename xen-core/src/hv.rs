@@ -260,6 +260,29 @@ pub mod value_kind {
     pub const fn lockstep_status(i: u32) -> u32 {
         LOCKSTEP_STATUS_BASE | (i & 0xFFFF)
     }
+    /// Base of the host-MSR kinds: see [`host_rdmsr`].
+    pub const HOST_RDMSR_BASE: u32 = 0x0700_0000;
+    /// What the leader's CPU reads from `msr` (`rdmsr_safe`; `u64::MAX` if the read faults),
+    /// for the MSRs in the architectural (0..0xffff), `0xc000_xxxx` and `0xc001_xxxx` ranges;
+    /// None for others (treated as not readable).
+    pub const fn host_rdmsr(msr: u32) -> Option<u32> {
+        let range = match msr >> 16 {
+            0 => 0,
+            0xc000 => 1,
+            0xc001 => 2,
+            _ => return None,
+        };
+        Some(HOST_RDMSR_BASE | (range << 16) | (msr & 0xffff))
+    }
+    /// The MSR a [`host_rdmsr`] kind names.
+    pub const fn host_rdmsr_msr(kind: u32) -> u32 {
+        let low = kind & 0xffff;
+        match (kind >> 16) & 0xff {
+            1 => 0xc000_0000 | low,
+            2 => 0xc001_0000 | low,
+            _ => low,
+        }
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -491,6 +514,7 @@ mod value_kind_tests {
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
+            base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),
             base("CONRING_WORD_BASE", c::CONRING_WORD_BASE),
         ]

@@ -9,6 +9,7 @@ pub mod desc;
 pub mod effect;
 pub mod emulate;
 pub mod iret;
+pub mod msr;
 pub mod state;
 
 pub use state::{PvVcpu, TrapEntry};

@@ -22,6 +22,7 @@ pub mod hypercall;
 pub mod lockstep_ctl;
 pub mod mm;
 pub mod module;
+pub mod msr;
 pub mod multicall;
 pub mod panic;
 pub mod pvcpu;

@@ -151,6 +151,12 @@ pub fn expect(vector: u8, skip: u8) -> bool {
     true
 }
 
+/// Withdraws an expectation set with [`expect`] that did not trap (a later trap on `vector`
+/// is unexpected again).
+pub fn unexpect(vector: u8) {
+    EXPECTED[vector as usize].store(0, Ordering::SeqCst);
+}
+
 /// How many expected traps on `vector` have been taken.
 pub fn taken(vector: u8) -> u32 {
     TAKEN

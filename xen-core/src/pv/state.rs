@@ -91,6 +91,8 @@ pub struct PvVcpu {
     /// Frames of the LDT pages (MMUEXT_SET_LDT), each holding a general and a
     /// segment-descriptor type reference; 0 for a page not mapped.
     pub ldt_frames: [u64; LDT_PAGES],
+    /// `MSR_TSC_AUX` as the guest wrote it.
+    pub tsc_aux: u64,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -110,6 +112,7 @@ impl_value!(PvVcpu {
     gdt_frames,
     gdt_ents,
     ldt_frames,
+    tsc_aux,
 });
 
 impl Default for PvVcpu {
@@ -132,6 +135,7 @@ impl Default for PvVcpu {
             gdt_frames: [0; GDT_GUEST_PAGES],
             gdt_ents: 0,
             ldt_frames: [0; LDT_PAGES],
+            tsc_aux: 0,
         }
     }
 }
