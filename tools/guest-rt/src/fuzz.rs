@@ -57,29 +57,18 @@ pub fn sanitize(nr: u32, mut args: [u64; 5], scratch: u64) -> Option<[u64; 5]> {
     }
     match nr {
         // Only yield and unknown commands: no shutdown, block, poll or watchdog.
-        hypercall::SCHED_OP | hypercall::SCHED_OP_COMPAT => {
-            if args[0] != 0 && args[0] < 16 {
-                args[0] = 0;
-            }
+        // (The command is an `int`: only its low 32 bits count.)
+        hypercall::SCHED_OP | hypercall::SCHED_OP_COMPAT if !matches!(args[0] as u32, 0 | 16..) => {
+            args[0] = 0;
         }
         // Never take a vCPU down or up, or (re)initialise or NMI one.
-        hypercall::VCPU_OP => {
-            if VCPU_OPS_EXCLUDED.contains(&(args[0] & 0xffff_ffff)) {
-                args[0] = 3; // VCPUOP_is_up
-            }
+        hypercall::VCPU_OP if VCPU_OPS_EXCLUDED.contains(&(args[0] & 0xffff_ffff)) => {
+            args[0] = 3; // VCPUOP_is_up
         }
         // DR7 (and DR5, its alias) would arm breakpoints.
-        hypercall::SET_DEBUGREG => {
-            if matches!(args[0] as i32, 5 | 7) {
-                args[0] = 6;
-            }
-        }
+        hypercall::SET_DEBUGREG if matches!(args[0] as i32, 5 | 7) => args[0] = 6,
         // No console output (it could forge the result line).
-        hypercall::CONSOLE_IO => {
-            if args[0] & 0xffff_ffff == 0 {
-                args[0] = 1;
-            }
-        }
+        hypercall::CONSOLE_IO if args[0] & 0xffff_ffff == 0 => args[0] = 1,
         // A machine address beyond any RAM (the frame can be nobody's).
         hypercall::UPDATE_DESCRIPTOR => args[0] |= 1 << 52,
         // Virtual addresses in the hypervisor's range only.
