@@ -98,16 +98,7 @@ pub fn get_page_type(
         ));
     }
     if needs_validation && ty == PageType::SegDesc {
-        // `validate_segdesc_page`: every descriptor checked, Xen's fix-ups written back.
-        let descs = env.read_table(mfn)?;
-        let Some(fixed) = crate::pv::desc::check_page(&descs) else {
-            return Err(XenErrno::EINVAL.into());
-        };
-        for (i, (&old, &new)) in descs.iter().zip(fixed.iter()).enumerate() {
-            if old != new {
-                env.write_word((mfn << 12) + i as u64 * 8, new);
-            }
-        }
+        validate_segdesc_page(env, mfn)?;
     }
     with_frame(st, env, mfn, |q| {
         if q.ty != ty {
@@ -134,6 +125,26 @@ pub fn get_page_type(
                 return Err(e);
             }
         }
+    }
+    Ok(())
+}
+
+/// `validate_segdesc_page`: every descriptor of `mfn` checked, Xen's fix-ups written back;
+/// -EINVAL (nothing written) if one is refused. Kept out of line: [`get_page_type`] recurses
+/// through page-table validation, so its own frame must stay small (a table copy in it
+/// overflowed a CPU stack during page-table promotion).
+#[inline(never)]
+fn validate_segdesc_page(env: &mut dyn MmEnv, mfn: u64) -> Result<(), HvError> {
+    let mut fixups = alloc::vec::Vec::new();
+    for (i, &old) in env.read_table(mfn)?.iter().enumerate() {
+        match crate::pv::desc::check_descriptor(old) {
+            None => return Err(XenErrno::EINVAL.into()),
+            Some(new) if new != old => fixups.push(((mfn << 12) + i as u64 * 8, new)),
+            Some(_) => {}
+        }
+    }
+    for (maddr, new) in fixups {
+        env.write_word(maddr, new);
     }
     Ok(())
 }

@@ -61,15 +61,6 @@ pub fn check_descriptor(raw: u64) -> Option<u64> {
     Some(u64::from(a) | (u64::from(b) << 32))
 }
 
-/// `validate_segdesc_page`: every descriptor of a page checked; the fixed-up page, or None.
-pub fn check_page(descs: &[u64; 512]) -> Option<[u64; 512]> {
-    let mut out = [0u64; 512];
-    for (o, &d) in out.iter_mut().zip(descs.iter()) {
-        *o = check_descriptor(d)?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,15 +128,5 @@ mod tests {
             check_descriptor((0xecu64 << 40) | (1 << 32) | (0x10 << 16)),
             None
         );
-    }
-
-    #[test]
-    fn a_page_fails_on_any_bad_descriptor() {
-        let mut page = [0u64; 512];
-        page[1] = 0x00af_9a00_0000_ffff;
-        let ok = check_page(&page).expect("good page");
-        assert_eq!(ok[1], FLAT_CODE64_DPL3);
-        page[511] = 0x89u64 << 40;
-        assert_eq!(check_page(&page), None);
     }
 }
