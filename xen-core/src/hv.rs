@@ -521,6 +521,17 @@ mod value_kind_tests {
     }
 
     #[test]
+    fn host_rdmsr_kinds_name_their_msr() {
+        for msr in [0x10u32, 0x1a0, 0x8b, 0xc000_0080, 0xc000_0103, 0xc001_1029] {
+            let k = v::host_rdmsr(msr).expect("in a covered range");
+            assert_eq!(k & 0xff00_0000, v::HOST_RDMSR_BASE);
+            assert_eq!(v::host_rdmsr_msr(k), msr);
+        }
+        assert_eq!(v::host_rdmsr(0x4000_0000), None);
+        assert_eq!(v::host_rdmsr(0x1234_5678), None);
+    }
+
+    #[test]
     fn value_kinds_never_overlap() {
         let r = ranges();
         for (i, a) in r.iter().enumerate() {
