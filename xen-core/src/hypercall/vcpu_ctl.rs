@@ -177,6 +177,36 @@ pub fn install_gdt(
     Ok(0)
 }
 
+/// `pv_destroy_gdt` and `pv_destroy_ldt` of vCPU `key` (vcpu_reset): drops the references
+/// its GDT and LDT frames hold and forgets both tables.
+pub fn release_descriptor_tables(
+    state: &mut HvState,
+    env: &mut CtxEnv<'_, '_, '_, '_>,
+    key: crate::domain::VcpuKey,
+) -> Result<(), HvError> {
+    let pv = state::get(state, key);
+    for &mfn in pv
+        .gdt_frames
+        .iter()
+        .chain(&pv.ldt_frames)
+        .filter(|&&f| f != 0)
+    {
+        put_page_and_type(state, env, mfn)?;
+    }
+    let j = env.journal();
+    state::update(state, j, key, |p| {
+        p.gdt_frames = [0; state::GDT_GUEST_PAGES];
+        p.gdt_ents = 0;
+        p.ldt_frames = [0; state::LDT_PAGES];
+    });
+    let j = env.journal();
+    state.vcpus.update(j, &key, |v| {
+        v.ldt_base = 0;
+        v.ldt_ents = 0;
+    });
+    Ok(())
+}
+
 /// `set_gdt(frame_list, entries)`: -EINVAL for too many entries or a frame the guest does not
 /// own, that is writably mapped or a page table, or that holds a descriptor Xen refuses.
 pub fn set_gdt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
