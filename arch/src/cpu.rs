@@ -57,6 +57,79 @@ pub fn outl(port: u16, value: u32) {
     }
 }
 
+/// `X86_DR6_DEFAULT`: DR6 with no status bit set.
+pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+/// `X86_DR7_DEFAULT`: DR7 with every breakpoint disabled.
+pub const DR7_DEFAULT: u64 = 0x400;
+
+/// Reads DR6 and resets it to [`DR6_DEFAULT`] (the CPU never clears its status bits).
+pub fn take_dr6() -> u64 {
+    let v: u64;
+    // SAFETY: reading and resetting DR6 only affects the debug status the caller consumes.
+    unsafe {
+        asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags));
+        asm!("mov dr6, {}", in(reg) DR6_DEFAULT, options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+/// Loads guest breakpoints: DR0-DR3 then DR7 (`dr7` validated by the hypervisor: no general
+/// detect, no I/O breakpoints, addresses below the hypervisor's range).
+pub fn load_debug_registers(dr: [u64; 4], dr7: u64) {
+    // SAFETY: the values were validated by xen-core's set_debugreg (guest addresses only); a
+    // breakpoint that fires in hypervisor code is ignored by the #DB handler, as Xen does.
+    unsafe {
+        asm!("mov dr0, {}", in(reg) dr[0], options(nomem, nostack, preserves_flags));
+        asm!("mov dr1, {}", in(reg) dr[1], options(nomem, nostack, preserves_flags));
+        asm!("mov dr2, {}", in(reg) dr[2], options(nomem, nostack, preserves_flags));
+        asm!("mov dr3, {}", in(reg) dr[3], options(nomem, nostack, preserves_flags));
+        asm!("mov dr7, {}", in(reg) dr7, options(nomem, nostack, preserves_flags));
+    }
+}
+
+core::arch::global_asm!(
+    ".pushsection .text.dv_rdmsr_safe,\"ax\",@progbits",
+    ".globl dv_rdmsr_safe",
+    "dv_rdmsr_safe:",
+    "mov ecx, edi",
+    ".globl dv_rdmsr_safe_insn",
+    "dv_rdmsr_safe_insn:",
+    "rdmsr",
+    "shl rdx, 32",
+    "mov eax, eax",
+    "or rax, rdx",
+    "mov [rsi], rax",
+    "xor eax, eax",
+    "ret",
+    ".globl dv_rdmsr_safe_fixup",
+    "dv_rdmsr_safe_fixup:",
+    "mov eax, 1",
+    "ret",
+    ".popsection",
+);
+
+extern "C" {
+    /// `rdmsr` of MSR `msr` into `*out`: 0, or 1 if it raised #GP (see [`rdmsr_fixup`]).
+    fn dv_rdmsr_safe(msr: u32, out: *mut u64) -> u32;
+    fn dv_rdmsr_safe_insn();
+    fn dv_rdmsr_safe_fixup();
+}
+
+/// Reads MSR `msr` if the CPU has it (Xen's `rdmsr_safe`): None if the read raised #GP.
+pub fn rdmsr_safe(msr: u32) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: `dv_rdmsr_safe` only reads the MSR into `v`; a #GP at its `rdmsr` resumes at
+    // its fixup (trap.rs), which returns 1 without touching `v`.
+    let r = unsafe { dv_rdmsr_safe(msr, &mut v) };
+    (r == 0).then_some(v)
+}
+
+/// The exception fixup for [`rdmsr_safe`]: where a #GP at `rip` in hypervisor code resumes.
+pub fn rdmsr_fixup(rip: u64) -> Option<u64> {
+    (rip == dv_rdmsr_safe_insn as *const () as u64)
+        .then_some(dv_rdmsr_safe_fixup as *const () as u64)
+}
+
 /// Reads a model-specific register.
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);

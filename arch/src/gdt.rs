@@ -6,7 +6,7 @@
 use crate::percpu::MAX_CPUS;
 use alloc::alloc::{alloc_zeroed, Layout};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Hypervisor 64-bit code selector (`__HYPERVISOR_CS`).
 pub const HYPERVISOR_CS: u16 = 0xe008;
@@ -22,6 +22,12 @@ pub const RING3_CS64: u16 = 0xe033;
 pub const TSS_SEL: u16 = 0xe040;
 /// First GDT entry the hypervisor reserves (the guest owns entries below it).
 pub const FIRST_RESERVED_ENTRY: usize = 14 * 512;
+/// GDT pages that belong to the guest (`FIRST_RESERVED_GDT_PAGE`).
+pub const GUEST_PAGES: usize = 14;
+/// Pages of the largest LDT (8192 entries).
+pub const LDT_PAGES: usize = 16;
+/// The LDT's system descriptor in the hypervisor's GDT page (Xen's `LDT_SELECTOR`).
+pub const LDT_SEL: u16 = 0xe050;
 /// GDT size in bytes: 14 guest pages and one hypervisor page.
 pub const GDT_BYTES: usize = 15 * 4096;
 
@@ -56,6 +62,14 @@ pub struct Tss {
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
 static GDT_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether CPU i runs on its GDT window (see [`load_guest_gdt`]).
+static ON_WINDOW: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The guest frames CPU i's window maps now (0: none), GDT pages then LDT pages.
+static WINDOW_FRAMES: [[AtomicU64; WINDOW_SLOTS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; WINDOW_SLOTS] }; MAX_CPUS];
+/// The LDT entries CPU i has loaded (0: none).
+static LDT_ENTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+const WINDOW_SLOTS: usize = GUEST_PAGES + LDT_PAGES;
 static IRQ_STACK_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Whether the running code is on this CPU's interrupt stack (IST slot [`IST_IRQ`]): an
@@ -74,6 +88,135 @@ pub fn on_irq_stack() -> bool {
 /// Linear address of CPU `index`'s GDT (0 before `load`).
 pub fn gdt_base(index: usize) -> u64 {
     GDT_BASE.get(index).map_or(0, |g| g.load(Ordering::Relaxed))
+}
+
+#[repr(C, packed)]
+struct Pointer {
+    limit: u16,
+    base: u64,
+}
+
+/// Maps the running CPU's GDT pages 0..14 to `frames` (machine frame numbers of the guest
+/// GDT set with `set_gdt`, already validated and typed by the caller; pages past the list
+/// show a read-only zero page), as Xen maps a vCPU's GDT frames. On first use the CPU moves
+/// from its heap GDT to its window in the hypervisor's shared slots: the same descriptors,
+/// with page 14 mapping the hypervisor's page of the heap GDT.
+pub fn load_guest_gdt(frames: &[u64]) {
+    let cpu = crate::percpu::cpu_index();
+    let heap = gdt_base(cpu);
+    let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
+    if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+        let Some(hv_page) = crate::layout::virt_to_phys(heap + (GUEST_PAGES as u64) * 4096) else {
+            return;
+        };
+        for page in 0..GUEST_PAGES {
+            if !crate::paging::set_gdt_window_page(cpu, page, None) {
+                return;
+            }
+        }
+        crate::paging::set_gdt_window_page(cpu, GUEST_PAGES, Some(hv_page));
+        for page in 0..=GUEST_PAGES {
+            crate::cpu::invlpg(window + page as u64 * 4096);
+        }
+        let ptr = Pointer {
+            limit: (GDT_BYTES - 1) as u16,
+            base: window,
+        };
+        // SAFETY: the window maps the same hypervisor page (selectors 0xe000 and up, the
+        // TSS) at the same offset; the guest pages hold no descriptor the hypervisor uses.
+        // Loaded segment registers and TR keep their cached descriptors.
+        unsafe { asm!("lgdt [{}]", in(reg) &ptr, options(nostack, preserves_flags)) };
+        for f in WINDOW_FRAMES[cpu].iter() {
+            f.store(0, Ordering::Relaxed);
+        }
+        ON_WINDOW[cpu].store(true, Ordering::Relaxed);
+    }
+    map_window(cpu, window, 0, frames, GUEST_PAGES);
+}
+
+/// Maps `count` pages of this CPU's window from `first` (window page `first`, slot
+/// `first` of [`WINDOW_FRAMES`] for the GDT, `GUEST_PAGES..` for the LDT) to `frames`.
+fn map_window(cpu: usize, window: u64, first: usize, frames: &[u64], count: usize) {
+    let slot_base = if first == 0 { 0 } else { GUEST_PAGES };
+    for i in 0..count {
+        let slot = &WINDOW_FRAMES[cpu][slot_base + i];
+        let want = frames.get(i).copied().unwrap_or(0);
+        if slot.load(Ordering::Relaxed) == want {
+            continue;
+        }
+        let paddr = (want != 0).then_some(want << 12);
+        let page = first + i;
+        if crate::paging::set_gdt_window_page(cpu, page, paddr) {
+            crate::cpu::invlpg(window + page as u64 * 4096);
+            slot.store(want, Ordering::Relaxed);
+        }
+    }
+}
+
+/// If `va` lies in the running CPU's LDT window, its offset there.
+pub fn ldt_window_offset(va: u64) -> Option<u64> {
+    let cpu = crate::percpu::cpu_index();
+    let ldt = crate::paging::GDT_WINDOW_BASE
+        + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE
+        + crate::paging::LDT_WINDOW_PAGE as u64 * 4096;
+    let off = va.wrapping_sub(ldt);
+    (off < (LDT_PAGES as u64) * 4096).then_some(off)
+}
+
+/// Loads the running CPU's LDT: `frames` (machine frames of the guest's LDT pages, already
+/// validated and typed; 0 for a page left unmapped) mapped into its window, and an LDT
+/// descriptor for `ents` entries ([`LDT_SEL`]); no LDT when `ents` is 0, as Xen's
+/// `load_LDT`.
+pub fn load_guest_ldt(frames: &[u64], ents: u32) {
+    let cpu = crate::percpu::cpu_index();
+    let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
+    if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+        load_guest_gdt(&[]);
+        if !ON_WINDOW[cpu].load(Ordering::Relaxed) {
+            return;
+        }
+    }
+    let pages = (ents as usize * 8).div_ceil(4096).min(LDT_PAGES);
+    let wanted: [u64; LDT_PAGES] = core::array::from_fn(|i| {
+        if i < pages {
+            frames.get(i).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    });
+    map_window(
+        cpu,
+        window,
+        crate::paging::LDT_WINDOW_PAGE,
+        &wanted,
+        LDT_PAGES,
+    );
+    let ents = u64::from(ents.min(8192));
+    if LDT_ENTS[cpu].swap(ents, Ordering::Relaxed) == ents {
+        // The descriptor (this CPU's window, `ents` entries) is loaded already.
+        return;
+    }
+    if ents == 0 {
+        // SAFETY: a null selector disables the LDT; nothing of the hypervisor uses one.
+        unsafe { asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+        return;
+    }
+    let base = window + (crate::paging::LDT_WINDOW_PAGE as u64) * 4096;
+    let limit = ents * 8 - 1;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x82 << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    let gdt = gdt_base(cpu) as *mut u64;
+    // SAFETY: `gdt` is this CPU's heap GDT (15 pages, never freed); the LDT slot lies in its
+    // hypervisor page, which only this CPU uses, and is loaded right after.
+    unsafe {
+        gdt.add(usize::from(LDT_SEL >> 3)).write_volatile(low);
+        gdt.add(usize::from(LDT_SEL >> 3) + 1)
+            .write_volatile(base >> 32);
+        asm!("lldt {0:x}", in(reg) LDT_SEL, options(nostack, preserves_flags));
+    }
 }
 
 /// Builds and loads CPU `index`'s GDT and TSS; `ist_tops[i]` is the top of IST slot i+1.
@@ -122,11 +265,6 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
     }
     GDT_BASE[index].store(gdt as u64, Ordering::Relaxed);
     IRQ_STACK_TOP[index].store(ist_tops[usize::from(IST_IRQ) - 1], Ordering::Relaxed);
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
     let ptr = Pointer {
         limit: (GDT_BYTES - 1) as u16,
         base: gdt as u64,

@@ -7,7 +7,7 @@
 
 use crate::gdt::{HYPERVISOR_CS, RING3_CS32};
 use crate::trap::TrapFrame;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Pseudo-vector of a SYSCALL from ring 3.
 pub const SYSCALL_VECTOR: u64 = 0x100;
@@ -202,6 +202,28 @@ pub fn load_bases(bases: GuestBases) {
         }
         crate::cpu::wrmsr(IA32_FS_BASE, bases.fs_base);
         crate::cpu::wrmsr(IA32_KERNEL_GS_BASE, bases.gs_base);
+    }
+}
+
+/// DR0-DR3 and DR7 each CPU last loaded (DR7 = 0: not loaded since boot).
+static DEBUG_REGS: [[AtomicU64; 5]; crate::percpu::MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; 5] }; crate::percpu::MAX_CPUS];
+
+/// Loads the breakpoints of the guest context this CPU resumes: DR0-DR3 and DR7 as the
+/// hypervisor validated them (Xen's `activate_debugregs`); written only when they change.
+pub fn load_debug_registers(dr: [u64; 4], dr7: u64) {
+    let cache = &DEBUG_REGS[crate::percpu::cpu_index()];
+    let want = [dr[0], dr[1], dr[2], dr[3], dr7];
+    if cache
+        .iter()
+        .zip(want)
+        .all(|(c, w)| c.load(Ordering::Relaxed) == w)
+    {
+        return;
+    }
+    crate::cpu::load_debug_registers(dr, dr7);
+    for (c, w) in cache.iter().zip(want) {
+        c.store(w, Ordering::Relaxed);
     }
 }
 

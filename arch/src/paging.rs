@@ -37,6 +37,46 @@ extern "C" {
     static __image_end: u8;
 }
 
+/// Start of the per-CPU GDT/LDT windows (in the image's L4 slot, 1 GiB below the image): CPU
+/// i's window is at `GDT_WINDOW_BASE + i * GDT_WINDOW_STRIDE`, as Xen's per-vCPU mapping:
+/// pages 0-13 the guest's GDT frames (or a read-only zero page), 14 the hypervisor's GDT
+/// page, 15 a hole, 16-31 the guest's LDT frames (not present where none is mapped).
+pub const GDT_WINDOW_BASE: u64 = IMAGE_VBASE - 0x4000_0000;
+/// Pages in each CPU's window.
+pub const GDT_WINDOW_PAGES: usize = 32;
+/// First page of the LDT in each window.
+pub const LDT_WINDOW_PAGE: usize = 16;
+/// Bytes between two CPUs' windows.
+pub const GDT_WINDOW_STRIDE: u64 = GDT_WINDOW_PAGES as u64 * 4096;
+const GDT_WINDOW_L1S: usize =
+    (crate::percpu::MAX_CPUS * GDT_WINDOW_STRIDE as usize).div_ceil(2 << 20);
+
+/// The zero frame unused guest GDT pages show, and the L1 tables of the GDT windows.
+static GDT_WINDOW: spin::Mutex<(u64, [u64; GDT_WINDOW_L1S])> =
+    spin::Mutex::new((0, [0; GDT_WINDOW_L1S]));
+
+/// Maps page `page` of CPU `cpu`'s window to `paddr` (writable: the CPU sets descriptors'
+/// accessed bits); None shows the read-only zero page in the GDT part and nothing (not
+/// present) in the LDT part. The caller flushes the TLB entry of the page. False before the
+/// hypervisor tables exist.
+pub fn set_gdt_window_page(cpu: usize, page: usize, paddr: Option<u64>) -> bool {
+    let (zero, l1s) = *GDT_WINDOW.lock();
+    if zero == 0 || page >= GDT_WINDOW_PAGES || cpu >= crate::percpu::MAX_CPUS {
+        return false;
+    }
+    let n = cpu * GDT_WINDOW_PAGES + page;
+    let Some(&l1) = l1s.get(n / 512) else {
+        return false;
+    };
+    let entry = match paddr {
+        Some(p) => (p & PTE_ADDR) | PTE_P | PTE_W | PTE_NX,
+        None if page >= LDT_WINDOW_PAGE => 0,
+        None => zero | PTE_P | PTE_NX,
+    };
+    table(l1)[n % 512] = entry;
+    true
+}
+
 static HV_CR3: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Physical address of the boot PML4 (the CR3 APs start with).
@@ -120,6 +160,17 @@ pub fn build_hypervisor_tables(
         table(l1)[idx(v, 0)] = (v - IMAGE_VBASE) | PTE_P | PTE_G | rights;
         v += 4096;
     }
+    // The per-CPU GDT windows: L1 tables under the image's L4 slot (which every guest L4
+    // shares), all pages not present until a CPU maps its GDT there.
+    let zero = new_table(alloc)?;
+    let mut l1s = [0u64; GDT_WINDOW_L1S];
+    for (i, l1) in l1s.iter_mut().enumerate() {
+        let v = GDT_WINDOW_BASE + (i as u64) * (2 << 20);
+        let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
+        let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
+        *l1 = next(&mut table(l2)[idx(v, 1)], alloc)?;
+    }
+    *GDT_WINDOW.lock() = (zero, l1s);
     // SAFETY: the new tables map the image (code, stacks in BSS, statics) and the direct map
     // exactly as the boot tables did, so everything in use stays mapped.
     unsafe { crate::cpu::write_cr3(pml4) };

@@ -178,6 +178,19 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea
         }
         return;
     }
+    if vector == 13 {
+        if let Some(fixup) = crate::cpu::rdmsr_fixup(frame.rip) {
+            frame.rip = fixup;
+            return;
+        }
+    }
+    if vector == 1 {
+        // A guest's data breakpoint on a buffer the hypervisor accessed for it (Xen's
+        // `do_debug` ignores watchpoints that trigger within Xen): a trap, RIP is already
+        // past the access; DR6 is reset for the guest's next one.
+        crate::cpu::take_dr6();
+        return;
+    }
     if vector < 32 {
         let h = EXCEPTION_HOOK.load(Ordering::Acquire);
         if h != NO_HANDLER {

@@ -232,15 +232,8 @@ fn apply_mm(m: &MmEffect, after: &mut After) {
         MmEffect::SetM2p { mfn, pfn } => {
             arch::paging::set_m2p(*mfn, *pfn);
         }
-        MmEffect::LoadLdt { base, ents } => {
-            if *ents != 0 {
-                xprintln!(
-                    "LDT of {} entries at {:#x}: not loaded (DualVisor has no guest LDTs yet)",
-                    ents,
-                    base
-                );
-            }
-        }
+        // The exit path loads the vCPU's LDT (and GDT) from the replica before resuming it.
+        MmEffect::LoadLdt { .. } => {}
         MmEffect::ClearPage { mfn } => {
             arch::guestmem::zero_frame(*mfn);
         }
@@ -303,14 +296,7 @@ fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
                 }
             }
         }
-        PvEffect::SetGdt { frames, .. } => {
-            if !frames.is_empty() {
-                xprintln!(
-                    "set_gdt of {} frames: not loaded (guest GDT frames are not mapped yet)",
-                    frames.len()
-                );
-            }
-        }
+        PvEffect::SetGdt { frames, .. } => arch::gdt::load_guest_gdt(frames),
     }
 }
 

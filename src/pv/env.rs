@@ -135,6 +135,9 @@ impl Env for PvEnv<'_> {
                 let (dom, vcpu, word) = value_kind::vcpu_saved_decode(k);
                 self.saved_word((dom, vcpu), word)
             }
+            k if k & 0xFF00_0000 == value_kind::HOST_RDMSR_BASE => {
+                arch::cpu::rdmsr_safe(value_kind::host_rdmsr_msr(k)).unwrap_or(u64::MAX)
+            }
             k if k & 0xFF00_0000 == value_kind::PORT_IN_BASE => {
                 let port = k as u16;
                 match (k >> 16) & 0xFF {

@@ -110,13 +110,41 @@ impl Runtime {
     /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS.
     fn load(&self, key: VcpuKey) {
         arch::guest::load_bases(self.bases(key));
-        let ts = self
+        self.load_cpu_state(key);
+    }
+
+    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its GDT and LDT frames
+    /// and its breakpoints.
+    fn load_cpu_state(&self, key: VcpuKey) {
+        let pv = self.backend.replica().pv_vcpus.get(&key);
+        arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
+        let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
+        arch::gdt::load_guest_gdt(&frames);
+        let ldt = pv.map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
+        let ents = self
             .backend
             .replica()
-            .pv_vcpus
+            .vcpus
             .get(&key)
-            .is_some_and(|p| p.cr0_ts);
-        arch::guest::set_guest_ts(ts);
+            .map_or(0, |v| v.ldt_ents);
+        arch::gdt::load_guest_ldt(&ldt, ents);
+        let (dr, dr7) = pv.map_or(([0; 4], arch::cpu::DR7_DEFAULT), |p| (p.dr, p.dr7));
+        arch::guest::load_debug_registers(dr, dr7);
+    }
+
+    /// The address a guest #PF at `cr2` is reported at: a fault on an LDT page that is not
+    /// mapped (in this CPU's window) shows the guest's own LDT address, as Xen's
+    /// `handle_ldt_mapping_fault` reports it.
+    fn guest_cr2(&self, key: VcpuKey, cr2: u64) -> u64 {
+        match arch::gdt::ldt_window_offset(cr2) {
+            Some(off) => self
+                .backend
+                .replica()
+                .vcpus
+                .get(&key)
+                .map_or(cr2, |v| v.ldt_base.wrapping_add(off)),
+            None => cr2,
+        }
     }
 
     /// The bases (CR3, FS, GS) vCPU `key` runs with now, from the leader's replica.
@@ -239,7 +267,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             0,
         )),
         GuestExit::Exception(v) => {
-            let cr2 = if v == 14 { arch::cpu::read_cr2() } else { 0 };
+            let cr2 = match v {
+                14 => rt.guest_cr2(key, arch::cpu::read_cr2()),
+                1 => arch::cpu::take_dr6(),
+                _ => 0,
+            };
             Some(Request::exit(
                 ExitKind::Exception,
                 dom,
@@ -371,13 +403,7 @@ fn enter_current() -> ! {
     };
     if let Some(rt) = RUNTIME.lock().as_ref() {
         if let Some(k) = rt.running[cpu] {
-            let ts = rt
-                .backend
-                .replica()
-                .pv_vcpus
-                .get(&k)
-                .is_some_and(|p| p.cr0_ts);
-            arch::guest::set_guest_ts(ts);
+            rt.load_cpu_state(k);
         }
     }
     match arch::guest::enter_guest(&f, &fx, bases) {

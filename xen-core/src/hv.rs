@@ -309,6 +309,29 @@ pub mod value_kind {
             kind & 0x7F,
         )
     }
+    /// Base of the host-MSR kinds: see [`host_rdmsr`].
+    pub const HOST_RDMSR_BASE: u32 = 0x0700_0000;
+    /// What the leader's CPU reads from `msr` (`rdmsr_safe`; `u64::MAX` if the read faults),
+    /// for the MSRs in the architectural (0..0xffff), `0xc000_xxxx` and `0xc001_xxxx` ranges;
+    /// None for others (treated as not readable).
+    pub const fn host_rdmsr(msr: u32) -> Option<u32> {
+        let range = match msr >> 16 {
+            0 => 0,
+            0xc000 => 1,
+            0xc001 => 2,
+            _ => return None,
+        };
+        Some(HOST_RDMSR_BASE | (range << 16) | (msr & 0xffff))
+    }
+    /// The MSR a [`host_rdmsr`] kind names.
+    pub const fn host_rdmsr_msr(kind: u32) -> u32 {
+        let low = kind & 0xffff;
+        match (kind >> 16) & 0xff {
+            1 => 0xc000_0000 | low,
+            2 => 0xc001_0000 | low,
+            _ => low,
+        }
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -541,6 +564,7 @@ mod value_kind_tests {
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
+            base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),
             base("CONRING_WORD_BASE", c::CONRING_WORD_BASE),
             ("VCPU_SAVED", v::VCPU_SAVED_BASE, v::VCPU_SAVED_END),
@@ -563,6 +587,17 @@ mod value_kind_tests {
             assert_eq!(k & 0xFF00_0000, v::HOST_CPUID_RAW_BASE);
             assert_eq!(v::host_cpuid_raw_decode(k), (leaf, sub, reg));
         }
+    }
+
+    #[test]
+    fn host_rdmsr_kinds_name_their_msr() {
+        for msr in [0x10u32, 0x1a0, 0x8b, 0xc000_0080, 0xc000_0103, 0xc001_1029] {
+            let k = v::host_rdmsr(msr).expect("in a covered range");
+            assert_eq!(k & 0xff00_0000, v::HOST_RDMSR_BASE);
+            assert_eq!(v::host_rdmsr_msr(k), msr);
+        }
+        assert_eq!(v::host_rdmsr(0x4000_0000), None);
+        assert_eq!(v::host_rdmsr(0x1234_5678), None);
     }
 
     #[test]

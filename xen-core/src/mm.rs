@@ -36,13 +36,14 @@
 //!
 //! Deliberate simplifications against Xen: validation is never preempted (a whole table is
 //! validated inside one transaction; long batches continue after [`OPS_PER_CALL`] operations);
-//! iomem rights are "privileged domain, minus `io_deny`"; segment-descriptor pages are typed
-//! but their contents are checked by their user (set_gdt); builder-made superpage and p2m
+//! iomem rights are "privileged domain, minus `io_deny`"; builder-made superpage and p2m
 //! mappings hold one reference per page, so tearing them down balances.
 
 pub mod build;
 #[cfg(test)]
 mod builder_tests;
+#[cfg(test)]
+mod desc_tests;
 pub mod env;
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -6,9 +6,11 @@
 pub mod bounce;
 pub mod cpuid;
 pub mod decode;
+pub mod desc;
 pub mod effect;
 pub mod emulate;
 pub mod iret;
+pub mod msr;
 pub mod ptwr;
 pub mod state;
 

@@ -165,7 +165,7 @@ pub struct Request {
     pub vector: u64,
     /// Exception error code.
     pub error_code: u64,
-    /// CR2 at a page fault.
+    /// CR2 at a page fault; DR6 at a debug exception.
     pub cr2: u64,
     /// The guest's registers at the exit.
     pub regs: GuestRegs,

@@ -10,7 +10,7 @@
 //! vector n and RIP after the instruction. An `Interrupt` exit delivers a pending event upcall;
 //! the bare-metal side issues one whenever it finds `evtchn_upcall_pending` set and the mask
 //! clear before resuming a vCPU. Guest-virtual reads and probes of a transaction resolve
-//! through the vCPU's kernel page tables.
+//! through the vCPU's kernel page tables. A #DB exit carries the hardware DR6 in place of CR2.
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvError, HvState};
@@ -119,6 +119,7 @@ pub fn exception(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), H
         }
         7 => device_not_available(state, ctx),
         14 if crate::pv::ptwr::page_fault(state, ctx)? => Ok(()),
+        1 => debug(state, ctx),
         0..=31 => inject_hw(state, ctx, &regs, vector, ec).map(|_| ()),
         INT80_VECTOR => int80(state, ctx, regs),
         _ => {
@@ -182,6 +183,21 @@ fn general_protection(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<
         return emulate::finish(state, ctx, o, (13, 0));
     }
     inject_hw(state, ctx, &regs, 13, ec).map(|_| ())
+}
+
+/// #DB in guest context (`do_debug`): the hardware DR6 (carried in the exit's `cr2` word)
+/// is merged into the vCPU's virtual DR6, where `get_debugreg(6)` shows it, and #DB is
+/// bounced to the guest.
+fn debug(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), HvError> {
+    let k = state::key(ctx);
+    let regs = ctx.req.regs;
+    let hw = ctx.req.cr2 & 0xffff_ffff;
+    let j = ctx.journal();
+    state::update(state, j, k, |p| {
+        p.dr6 |= hw & !state::DR6_DEFAULT;
+        p.dr6 &= hw | !state::DR6_DEFAULT;
+    });
+    inject_hw(state, ctx, &regs, 1, 0).map(|_| ())
 }
 
 /// #NM: with the virtual CR0.TS set, bounce #NM to the guest and clear it; otherwise the

@@ -273,8 +273,8 @@ pub fn hlt() {
 
 /// `set_debugreg(reg, value)`.
 pub fn set_debugreg(reg: u64, value: u64) -> XenResult {
-    // SAFETY: scalars; the debug registers only affect this vCPU's debug exceptions, none of
-    // which this runtime arms (DR7 stays disabled).
+    // SAFETY: scalars; the debug registers only raise #DB in this vCPU, which the trap table
+    // handles (an unexpected one ends the program with an error line).
     unsafe { hypercall::call(SET_DEBUGREG, [reg, value, 0, 0, 0]) }
 }
 

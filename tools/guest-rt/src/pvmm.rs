@@ -101,6 +101,11 @@ impl Scratch {
         self.va
     }
 
+    /// The frame mapped there now, if any.
+    pub fn mapped_mfn(&self) -> Option<u64> {
+        self.mapped.map(|(m, _)| m)
+    }
+
     /// The frame it maps at start of day.
     pub fn home(&self) -> u64 {
         self.home
@@ -332,6 +337,12 @@ pub fn unpin(mfn: u64) -> (XenResult, u32) {
 /// MMUEXT_NEW_USER_BASEPTR (`mfn` 0: none): the root guest user mode runs on.
 pub fn new_user_baseptr(mfn: u64) -> (XenResult, u32) {
     mmuext1(crate::mm::MMUEXT_NEW_USER_BASEPTR, mfn, 0, DOMID_SELF)
+}
+
+/// MMUEXT_SET_LDT: the calling vCPU's LDT at linear address `va` with `ents` entries (0:
+/// none). Only selectors with the table-indicator bit reach it.
+pub fn set_ldt(va: u64, ents: u64) -> (XenResult, u32) {
+    mmuext1(crate::mm::MMUEXT_SET_LDT, va, ents, DOMID_SELF)
 }
 
 /// A flush-type operation (`MMUEXT_TLB_FLUSH_*`, `MMUEXT_INVLPG_*`, cache flushes,

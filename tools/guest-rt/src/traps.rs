@@ -151,7 +151,8 @@ pub fn expect(vector: u8, skip: u8) -> bool {
     true
 }
 
-/// Withdraws an expectation on `vector` that no trap consumed.
+/// Withdraws an expectation set with [`expect`] that did not trap (a later trap on `vector`
+/// is unexpected again).
 pub fn unexpect(vector: u8) {
     EXPECTED[vector as usize].store(0, Ordering::SeqCst);
 }

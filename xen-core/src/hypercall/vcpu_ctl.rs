@@ -4,9 +4,14 @@
 //! update_descriptor (10) and iret (23).
 
 use crate::effect::Effect;
+use crate::hv::HvError;
 use crate::hv::{Ctx, HvResult, HvState};
+use crate::mm::{
+    frame, get_page, get_page_and_type, get_page_type, put_page, put_page_and_type, put_page_type,
+    CtxEnv, MmEnv, PageType,
+};
 use crate::pv::effect::PvEffect;
-use crate::pv::{emulate, state};
+use crate::pv::{desc, emulate, state};
 use dom0_interface::arch_x86::{
     FIRST_RESERVED_GDT_ENTRY, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
 };
@@ -128,15 +133,82 @@ pub fn vm_assist(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     }
 }
 
-/// Whether `gfn` is a frame of the caller that may become a descriptor page. The replica's
-/// frame table (issue 5) is not wired into this check yet, so no frame qualifies: Xen's
-/// answer for frames a guest does not own.
-fn descriptor_frame_ok(_state: &HvState, _dom: crate::effect::DomId, _gfn: u64) -> bool {
-    false
+/// `pv_set_gdt`: takes a segment-descriptor reference on each of the new frames (their
+/// descriptors checked as Xen's `check_descriptor`), drops those of the old GDT and has the
+/// embedder map the new frames into the GDT the vCPU runs with ([`PvEffect::SetGdt`]).
+pub fn install_gdt(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    frames: &[u64],
+    entries: u32,
+) -> HvResult {
+    if entries > FIRST_RESERVED_GDT_ENTRY || frames.len() > state::GDT_GUEST_PAGES {
+        return Err(XenErrno::EINVAL.into());
+    }
+    let k = state::key(ctx);
+    let dom = ctx.dom();
+    let mut env = CtxEnv::new(ctx);
+    for (i, &mfn) in frames.iter().enumerate() {
+        if let Err(e) = get_page_and_type(state, &mut env, mfn, dom, PageType::SegDesc) {
+            for &held in frames[..i].iter().rev() {
+                put_page_and_type(state, &mut env, held)?;
+            }
+            return match e {
+                HvError::Abort(a) => Err(HvError::Abort(a)),
+                _ => Err(XenErrno::EINVAL.into()),
+            };
+        }
+    }
+    let old = state::get(state, k);
+    for &mfn in old.gdt_frames.iter().filter(|&&f| f != 0) {
+        put_page_and_type(state, &mut env, mfn)?;
+    }
+    let mut table = [0u64; state::GDT_GUEST_PAGES];
+    table[..frames.len()].copy_from_slice(frames);
+    let j = env.journal();
+    state::update(state, j, k, |p| {
+        p.gdt_frames = table;
+        p.gdt_ents = entries;
+    });
+    env.emit(Effect::Pv(PvEffect::SetGdt {
+        frames: frames.to_vec(),
+        entries,
+    }));
+    Ok(0)
 }
 
-/// `set_gdt(frame_list, entries)`: validates as Xen; with no frames (entries 0) the GDT is
-/// dropped ([`Effect::SetGdt`]); frames the guest does not own are refused with -EINVAL.
+/// `pv_destroy_gdt` and `pv_destroy_ldt` of vCPU `key` (vcpu_reset): drops the references
+/// its GDT and LDT frames hold and forgets both tables.
+pub fn release_descriptor_tables(
+    state: &mut HvState,
+    env: &mut CtxEnv<'_, '_, '_, '_>,
+    key: crate::domain::VcpuKey,
+) -> Result<(), HvError> {
+    let pv = state::get(state, key);
+    for &mfn in pv
+        .gdt_frames
+        .iter()
+        .chain(&pv.ldt_frames)
+        .filter(|&&f| f != 0)
+    {
+        put_page_and_type(state, env, mfn)?;
+    }
+    let j = env.journal();
+    state::update(state, j, key, |p| {
+        p.gdt_frames = [0; state::GDT_GUEST_PAGES];
+        p.gdt_ents = 0;
+        p.ldt_frames = [0; state::LDT_PAGES];
+    });
+    let j = env.journal();
+    state.vcpus.update(j, &key, |v| {
+        v.ldt_base = 0;
+        v.ldt_ents = 0;
+    });
+    Ok(())
+}
+
+/// `set_gdt(frame_list, entries)`: -EINVAL for too many entries or a frame the guest does not
+/// own, that is writably mapped or a page table, or that holds a descriptor Xen refuses.
 pub fn set_gdt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [list, entries, ..] = ctx.req.args;
     let entries = entries as u32;
@@ -148,21 +220,36 @@ pub fn set_gdt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     for i in 0..nr_pages {
         frames.push(ctx.read_u64(list.wrapping_add(8 * i as u64))?);
     }
-    let dom = ctx.dom();
-    if frames.iter().any(|&f| !descriptor_frame_ok(state, dom, f)) {
-        return Err(XenErrno::EINVAL.into());
-    }
-    ctx.emit(Effect::Pv(PvEffect::SetGdt { frames, entries }));
-    Ok(0)
+    install_gdt(state, ctx, &frames, entries)
 }
 
-/// `update_descriptor(maddr, desc)`: refused (-EINVAL) for misaligned addresses and for
-/// frames the guest does not own.
+/// `update_descriptor(maddr, desc)`: writes one checked descriptor into a frame of the
+/// caller that is a GDT/LDT page or may be writable; -EINVAL otherwise (misaligned address,
+/// a descriptor Xen refuses, a frame not owned, a page table).
 pub fn update_descriptor(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
-    let [gaddr, _desc, ..] = ctx.req.args;
-    if gaddr % 8 != 0 || !descriptor_frame_ok(state, ctx.dom(), gaddr >> 12) {
+    let [maddr, desc, ..] = ctx.req.args;
+    let Some(desc) = desc::check_descriptor(desc).filter(|_| maddr % 8 == 0) else {
         return Err(XenErrno::EINVAL.into());
+    };
+    let mfn = maddr >> 12;
+    let dom = ctx.dom();
+    let mut env = CtxEnv::new(ctx);
+    let einval = |e: HvError| match e {
+        HvError::Abort(a) => HvError::Abort(a),
+        _ => XenErrno::EINVAL.into(),
+    };
+    get_page(state, &mut env, mfn, dom).map_err(einval)?;
+    let ty = match frame::frame(state, mfn).map(|p| p.ty) {
+        Some(PageType::SegDesc) => PageType::SegDesc,
+        _ => PageType::Writable,
+    };
+    if let Err(e) = get_page_type(state, &mut env, mfn, ty) {
+        put_page(state, &mut env, mfn);
+        return Err(einval(e));
     }
+    env.write_word(maddr, desc);
+    put_page_type(state, &mut env, mfn)?;
+    put_page(state, &mut env, mfn);
     Ok(0)
 }
 

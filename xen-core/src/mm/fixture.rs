@@ -152,7 +152,7 @@ pub fn call(h: &mut Harness, nr: u32, args: [u64; 5]) -> Outcome {
 }
 
 /// Recomputes every frame's general and type counts from the page tables in machine memory,
-/// the vCPUs' base pointers, pins and foreign records, and checks them against the state,
+/// the vCPUs' base pointers and GDT/LDT frames, pins and foreign records, and checks them against the state,
 /// together with the PV invariant (no page table writably mapped).
 pub fn audit(h: &Harness) -> Result<(), String> {
     let st = &h.state;
@@ -172,6 +172,17 @@ pub fn audit(h: &Harness) -> Result<(), String> {
                 *count.entry(cr3 >> 12).or_default() += 1;
                 *tcount.entry(cr3 >> 12).or_default() += 1;
             }
+        }
+    }
+    for (_, pv) in st.pv_vcpus.iter() {
+        for &f in pv
+            .gdt_frames
+            .iter()
+            .chain(&pv.ldt_frames)
+            .filter(|&&f| f != 0)
+        {
+            *count.entry(f).or_default() += 1;
+            *tcount.entry(f).or_default() += 1;
         }
     }
     for (m, p) in st.frames.iter() {

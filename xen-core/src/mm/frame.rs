@@ -78,7 +78,7 @@ pub(crate) fn frame_gone(st: &mut HvState, j: &mut lockstep::Journal, p: &PageIn
 /// `get_page_type`: takes a type reference of type `ty` on `mfn` (the caller holds a general
 /// reference). A type change needs a zero type count and validates page tables; a different
 /// type in use is -EINVAL; a validation failure returns its errno and leaves the type unset.
-/// Segment-descriptor pages are checked by their user (set_gdt) before it takes the type.
+/// A page becoming a segment-descriptor page has its descriptors checked (and fixed up) first.
 pub fn get_page_type(
     st: &mut HvState,
     env: &mut dyn MmEnv,
@@ -110,6 +110,9 @@ pub fn get_page_type(
             },
         ));
     }
+    if needs_validation && ty == PageType::SegDesc {
+        validate_segdesc_page(env, mfn)?;
+    }
     with_frame(st, env, mfn, |q| {
         if q.ty != ty {
             q.ty = ty;
@@ -135,6 +138,26 @@ pub fn get_page_type(
                 return Err(e);
             }
         }
+    }
+    Ok(())
+}
+
+/// `validate_segdesc_page`: every descriptor of `mfn` checked, Xen's fix-ups written back;
+/// -EINVAL (nothing written) if one is refused. Kept out of line: [`get_page_type`] recurses
+/// through page-table validation, so its own frame must stay small (a table copy in it
+/// overflowed a CPU stack during page-table promotion).
+#[inline(never)]
+fn validate_segdesc_page(env: &mut dyn MmEnv, mfn: u64) -> Result<(), HvError> {
+    let mut fixups = alloc::vec::Vec::new();
+    for (i, &old) in env.read_table(mfn)?.iter().enumerate() {
+        match crate::pv::desc::check_descriptor(old) {
+            None => return Err(XenErrno::EINVAL.into()),
+            Some(new) if new != old => fixups.push(((mfn << 12) + i as u64 * 8, new)),
+            Some(_) => {}
+        }
+    }
+    for (maddr, new) in fixups {
+        env.write_word(maddr, new);
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ fn uvm(h: &mut crate::hypercall::testing::Harness, va: u64, val: u64, flags: u64
 }
 
 /// Writes `ops` (mmuext_op structs) at guest address 0x9000 and runs them.
-fn mmuext(
+pub(super) fn mmuext(
     h: &mut crate::hypercall::testing::Harness,
     ops: &[(u32, u64, u64)],
     dom: u64,

@@ -1,5 +1,5 @@
 //! Decoding the few instructions Xen emulates for a PV guest (`mov` to/from CR/DR, `clts`,
-//! `wbinvd`, `rdtsc`, `cpuid`, `cli`/`sti`, `hlt`, `in`/`out`) from bytes fetched at the
+//! `wbinvd`, `rdtsc`, `rdmsr`, `wrmsr`, `cpuid`, `cli`/`sti`, `hlt`, `in`/`out`) from bytes fetched at the
 //! faulting RIP. Anything else decodes to [`Insn::Other`].
 
 /// One decoded instruction.
@@ -21,6 +21,10 @@ pub enum Insn {
     Rdtsc,
     /// `cpuid`.
     Cpuid,
+    /// `rdmsr`.
+    Rdmsr,
+    /// `wrmsr`.
+    Wrmsr,
     /// `cli`.
     Cli,
     /// `sti`.
@@ -162,6 +166,8 @@ pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
         0x06 => done(Insn::Clts, i + 2),
         0x09 => done(Insn::Wbinvd, i + 2),
         0x31 => done(Insn::Rdtsc, i + 2),
+        0x30 => done(Insn::Wrmsr, i + 2),
+        0x32 => done(Insn::Rdmsr, i + 2),
         0xa2 => done(Insn::Cpuid, i + 2),
         0x20..=0x23 => {
             // The mod field is ignored: these always name registers.
@@ -186,6 +192,18 @@ mod tests {
 
     fn dec(bytes: &[u8]) -> Option<Decoded> {
         decode(|i| bytes.get(i).copied())
+    }
+
+    #[test]
+    fn msr_accesses() {
+        assert_eq!(
+            dec(&[0x0f, 0x32]).map(|d| (d.insn, d.len)),
+            Some((Insn::Rdmsr, 2))
+        );
+        assert_eq!(
+            dec(&[0x0f, 0x30]).map(|d| (d.insn, d.len)),
+            Some((Insn::Wrmsr, 2))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::hv::{value_kind, Ctx, HvError, HvState};
 use crate::pv::bounce::inject_hw;
 use crate::pv::decode::{decode, Insn};
 use crate::pv::effect::PvEffect;
-use crate::pv::{cpuid, state};
+use crate::pv::{cpuid, msr, state};
 use crate::request::GuestRegs;
 use dom0_interface::arch_x86::XEN_EMULATE_PREFIX;
 use dom0_interface::xen::VMASST_TYPE_ARCHITECTURAL_IOPL;
@@ -128,6 +128,10 @@ pub fn read_cr(state: &HvState, ctx: &Ctx<'_, '_, '_>, cr: u8) -> Option<u64> {
     }
 }
 
+fn kernel_mode(state: &HvState, k: crate::domain::VcpuKey) -> bool {
+    state.vcpus.get(&k).is_some_and(|v| v.kernel_mode)
+}
+
 /// Emulates the instruction at the faulting RIP after a #GP(0) from the guest.
 pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<Outcome, HvError> {
     let regs = ctx.req.regs;
@@ -226,6 +230,20 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             out.rbx = u64::from(r[1]);
             out.rcx = u64::from(r[2]);
             out.rdx = u64::from(r[3]);
+        }
+        Insn::Rdmsr | Insn::Wrmsr if !kernel_mode(state, k) => return Ok(Outcome::Fault),
+        Insn::Rdmsr => match msr::read(state, ctx, regs.rcx as u32)? {
+            Some(v) => {
+                out.rax = v & 0xffff_ffff;
+                out.rdx = v >> 32;
+            }
+            None => return Ok(Outcome::Fault),
+        },
+        Insn::Wrmsr => {
+            let value = (regs.rax & 0xffff_ffff) | (regs.rdx << 32);
+            if !msr::write(state, ctx, regs.rcx as u32, value)? {
+                return Ok(Outcome::Fault);
+            }
         }
         Insn::Cli | Insn::Sti => {
             if !iopl_ok(state, ctx) {

@@ -22,6 +22,10 @@ pub const CR0_TS: u64 = 1 << 3;
 pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
 /// `X86_DR7_DEFAULT`.
 pub const DR7_DEFAULT: u64 = 0x400;
+/// GDT pages a guest owns (`FIRST_RESERVED_GDT_PAGE`).
+pub const GDT_GUEST_PAGES: usize = 14;
+/// Pages of the largest LDT (8192 entries).
+pub const LDT_PAGES: usize = 16;
 /// `X86_EFLAGS_IOPL`.
 pub const EFLAGS_IOPL: u64 = 3 << 12;
 
@@ -84,6 +88,16 @@ pub struct PvVcpu {
     /// them). `VGCF_i387_valid` in it stands for Xen's `fpu_initialised`: DualVisor switches
     /// the FPU eagerly and never learns of a guest's first FPU use.
     pub vgc_flags: u64,
+    /// GDT frames set with `set_gdt` (each holds a general and a segment-descriptor type
+    /// reference); 0 past `gdt_ents`.
+    pub gdt_frames: [u64; GDT_GUEST_PAGES],
+    /// GDT entries (0: no guest GDT).
+    pub gdt_ents: u32,
+    /// Frames of the LDT pages (MMUEXT_SET_LDT), each holding a general and a
+    /// segment-descriptor type reference; 0 for a page not mapped.
+    pub ldt_frames: [u64; LDT_PAGES],
+    /// `MSR_TSC_AUX` as the guest wrote it.
+    pub tsc_aux: u64,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -101,6 +115,10 @@ impl_value!(PvVcpu {
     dr7_emul,
     iopl,
     vgc_flags,
+    gdt_frames,
+    gdt_ents,
+    ldt_frames,
+    tsc_aux,
 });
 
 impl Default for PvVcpu {
@@ -121,6 +139,10 @@ impl Default for PvVcpu {
             dr7_emul: 0,
             iopl: 0,
             vgc_flags: 0,
+            gdt_frames: [0; GDT_GUEST_PAGES],
+            gdt_ents: 0,
+            ldt_frames: [0; LDT_PAGES],
+            tsc_aux: 0,
         }
     }
 }

@@ -455,6 +455,18 @@ fn debug_registers_as_xen() {
     assert_eq!((set(&mut h, 8, 0), get(&mut h, 8)), (-19, -19));
     // An I/O breakpoint needs CR4.DE.
     assert_eq!(set(&mut h, 7, 0x2_0001), -1);
+    // A data breakpoint that fired: the hardware DR6 (B0) reaches the virtual DR6 and #DB is
+    // bounced to the guest's handler.
+    assert_eq!(trap_table(&mut h, 0x1000, &[(1, 0, HANDLER)]), 0);
+    map_stack(&mut h, STACK & !0xf);
+    h.mem
+        .values
+        .entry(value_kind::UPCALL_STATE)
+        .or_default()
+        .push_back(0x100);
+    let e = exit(&mut h, ExitKind::Exception, kregs(), 1, 0, 0xffff_4ff1);
+    assert_eq!(set_regs(&e).map(|r| r.rip), Some(HANDLER));
+    assert_eq!(get(&mut h, 6), 0xffff_4ff1);
 }
 
 #[test]
@@ -587,4 +599,58 @@ fn event_upcall_delivery() {
         1 << 9,
         "IF from the clear mask"
     );
+}
+
+#[test]
+fn msr_reads_and_writes_as_xen() {
+    let mut h = Harness::dom0();
+    let rip = 0xffff_ffff_8000_5000;
+    let rdmsr = |h: &mut Harness, msr: u64| {
+        h.mem.map(rip, &[0x0f, 0x32]);
+        let regs = GuestRegs {
+            rcx: msr,
+            ..kregs()
+        };
+        set_regs(&exit(h, ExitKind::Exception, regs, 13, 0, 0))
+            .filter(|r| r.rip == rip + 2)
+            .map(|r| (r.rdx << 32) | r.rax)
+    };
+    let wrmsr = |h: &mut Harness, msr: u64, v: u64| {
+        h.mem.map(rip, &[0x0f, 0x30]);
+        let regs = GuestRegs {
+            rcx: msr,
+            rax: v & 0xffff_ffff,
+            rdx: v >> 32,
+            ..kregs()
+        };
+        set_regs(&exit(h, ExitKind::Exception, regs, 13, 0, 0)).is_some_and(|r| r.rip == rip + 2)
+    };
+    assert_eq!(rdmsr(&mut h, 0x1b), Some(0xfee0_0900));
+    assert_eq!(rdmsr(&mut h, 0x277), Some(0x0000_0501_0007_0406));
+    assert_eq!(rdmsr(&mut h, 0xc000_0080), Some(0xd01));
+    h.mem
+        .values
+        .entry(value_kind::host_rdmsr(0x1a0).unwrap())
+        .or_default()
+        .push_back(0x81);
+    assert_eq!(rdmsr(&mut h, 0x1a0), Some(0x80_1801));
+    // Unknown MSRs: #GP to the guest's handler (no handler and a host MSR: read as 0).
+    h.mem
+        .values
+        .entry(value_kind::host_rdmsr(0x174).unwrap())
+        .or_default()
+        .push_back(0);
+    assert_eq!(rdmsr(&mut h, 0x174), Some(0), "faked without a #GP handler");
+    assert_eq!(trap_table(&mut h, 0x1000, &[(13, 0, HANDLER)]), 0);
+    map_stack(&mut h, STACK & !0xf);
+    assert_eq!(rdmsr(&mut h, 0x174), None);
+    assert!(wrmsr(&mut h, 0xc000_0100, 0x1000));
+    assert_eq!(rdmsr(&mut h, 0xc000_0100), Some(0x1000));
+    assert!(!wrmsr(&mut h, 0xc000_0100, 0x8000_0000_0000_0000));
+    assert!(wrmsr(&mut h, 0xc000_0080, 0xd01));
+    assert!(!wrmsr(&mut h, 0xc000_0080, 0x501));
+    assert!(wrmsr(&mut h, 0xc000_0103, 5));
+    assert_eq!(rdmsr(&mut h, 0xc000_0103), Some(5));
+    assert!(!wrmsr(&mut h, 0xc000_0103, 1 << 32));
+    assert!(!wrmsr(&mut h, 0x277, 0));
 }

@@ -255,7 +255,8 @@ pub fn domain_shut_down(
     Ok(())
 }
 
-/// `vcpu_reset`: drops the vCPU's page-table roots and takes it offline, uninitialised.
+/// `vcpu_reset`: drops the vCPU's page-table roots and descriptor tables and takes it
+/// offline, uninitialised.
 pub(super) fn reset_vcpu(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -264,6 +265,7 @@ pub(super) fn reset_vcpu(
     {
         let mut env = crate::mm::CtxEnv::new(ctx);
         crate::mm::vcpu_base::release(state, &mut env, key)?;
+        crate::hypercall::vcpu_ctl::release_descriptor_tables(state, &mut env, key)?;
     }
     crate::sched::with_sched(state, ctx, |s| {
         crate::sched::offline(s, key);

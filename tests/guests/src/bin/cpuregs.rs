@@ -1,0 +1,233 @@
+//! `cpuregs`: a PV kernel's debug registers and MSRs. Breakpoints set with set_debugreg fire
+//! (#DB bounced with DR6 readable through get_debugreg), a watchpoint on a buffer the
+//! hypervisor writes for a hypercall is ignored, DR7/DR0-3 validation; rdmsr/wrmsr from the
+//! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use guest_rt::msr;
+use guest_rt::pvcpu;
+use guest_rt::start_info::StartInfo;
+use guest_rt::test::{check, check_eq, info};
+use guest_rt::traps;
+use guest_rt::{println, Errno};
+
+guest_rt::entry!(main);
+
+static WATCHED: AtomicU64 = AtomicU64::new(0);
+
+fn main(_si: &StartInfo) {
+    println!("cpuregs: debug registers and MSRs test guest");
+    breakpoints();
+    msrs();
+}
+
+/// DR7: L0, write-only, 8 bytes.
+const DR7_L0_W8: u64 = 1 | (1 << 16) | (3 << 18);
+
+fn breakpoints() {
+    let addr = WATCHED.as_ptr() as u64;
+    check_eq(
+        "set_debugreg(0, &WATCHED)",
+        pvcpu::set_debugreg(0, addr),
+        Ok(0),
+    );
+    check_eq(
+        "set_debugreg(7, L0 write 8 bytes)",
+        pvcpu::set_debugreg(7, DR7_L0_W8),
+        Ok(0),
+    );
+    check_eq(
+        "get_debugreg(7) with the fixed bit 10",
+        pvcpu::get_debugreg(7),
+        Ok((DR7_L0_W8 | 0x400) as i64),
+    );
+    let before = traps::taken(1);
+    traps::expect(1, 0);
+    WATCHED.store(7, Ordering::SeqCst);
+    check_eq(
+        "a write to the watched word raises #DB",
+        traps::taken(1),
+        before + 1,
+    );
+    check_eq("#DB vector", traps::last_trap().vector, 1);
+    check_eq(
+        "get_debugreg(6) shows B0",
+        pvcpu::get_debugreg(6).map(|v| v & 0xf),
+        Ok(1),
+    );
+    check_eq(
+        "reading it does not trap",
+        WATCHED.load(Ordering::SeqCst),
+        7,
+    );
+    check_eq("no further #DB", traps::taken(1), before + 1);
+    traps::unexpect(1);
+    check_eq("clear DR6", pvcpu::set_debugreg(6, 0), Ok(0));
+    let mut buf = [0u8; 16];
+    check_eq(
+        "watch a buffer the hypervisor fills",
+        pvcpu::set_debugreg(0, buf.as_ptr() as u64),
+        Ok(0),
+    );
+    let r = guest_rt::version::into_buffer(guest_rt::version::XENVER_EXTRAVERSION, &mut buf);
+    check("xen_version(extraversion) into it", r.is_ok());
+    check_eq(
+        "the hypervisor's write raised no #DB",
+        traps::taken(1),
+        before + 1,
+    );
+    check_eq(
+        "... and left DR6 clear",
+        pvcpu::get_debugreg(6).map(|v| v & 0xf),
+        Ok(0),
+    );
+    check_eq(
+        "set_debugreg(1, non-canonical) -> -EPERM",
+        pvcpu::set_debugreg(1, 0x8000_0000_0000_0000),
+        Err(Errno::EPERM),
+    );
+    check_eq(
+        "DR7 I/O breakpoint without CR4.DE -> -EPERM",
+        pvcpu::set_debugreg(7, 1 | (2 << 16)),
+        Err(Errno::EPERM),
+    );
+    check_eq(
+        "DR7 reserved bits 11/12/14/15 are dropped",
+        pvcpu::set_debugreg(7, DR7_L0_W8 | (1 << 11) | (1 << 12) | (1 << 14) | (1 << 15))
+            .and_then(|_| pvcpu::get_debugreg(7)),
+        Ok((DR7_L0_W8 | 0x400) as i64),
+    );
+    check_eq("disable the breakpoint", pvcpu::set_debugreg(7, 0), Ok(0));
+    check_eq(
+        "DR7 reads back its default",
+        pvcpu::get_debugreg(7),
+        Ok(0x400),
+    );
+    WATCHED.store(8, Ordering::SeqCst);
+    check_eq("no #DB once disabled", traps::taken(1), before + 1);
+    check_eq("set_debugreg(0, 0)", pvcpu::set_debugreg(0, 0), Ok(0));
+}
+
+/// #GP with error code 0, as `msr::rdmsr`/`wrmsr` report it.
+const GP0: u64 = 0;
+
+fn msrs() {
+    let tsc = msr::rdmsr(0x10);
+    check("rdmsr TSC", tsc.is_ok_and(|t| t != 0));
+    check_eq(
+        "rdmsr APIC_BASE (enabled, BSP on vCPU 0)",
+        msr::rdmsr(0x1b),
+        Ok(0xfee0_0900),
+    );
+    check_eq(
+        "rdmsr PAT: Xen's",
+        msr::rdmsr(0x277),
+        Ok(0x0000_0501_0007_0406),
+    );
+    check_eq(
+        "rdmsr EFER: SCE LME LMA NXE",
+        msr::rdmsr(0xc000_0080),
+        Ok(0xd01),
+    );
+    let misc = msr::rdmsr(0x1a0);
+    info(format_args!(
+        "MISC_ENABLE {:x?}, ucode {:x?}",
+        misc,
+        msr::rdmsr(0x8b)
+    ));
+    check(
+        "rdmsr MISC_ENABLE: BTS/PEBS/xTPR off, no perfmon or MONITOR",
+        misc.is_ok_and(|m| m & 0x80_1800 == 0x80_1800 && m & 0x4_0080 == 0),
+    );
+    check("rdmsr UCODE_REV (the host's)", msr::rdmsr(0x8b).is_ok());
+    check_eq("rdmsr TSC_AUX", msr::rdmsr(0xc000_0103), Ok(0));
+    check_eq(
+        "rdmsr AMD64_DE_CFG (LFENCE serialising)",
+        msr::rdmsr(0xc001_1029),
+        Ok(2),
+    );
+    for (m, name) in [
+        (0x17u32, "rdmsr PLATFORM_ID (Intel's) -> #GP"),
+        (0x48, "rdmsr SPEC_CTRL (no IBRS on this CPU) -> #GP"),
+        (0xfe, "rdmsr MTRRcap -> #GP"),
+        (0x174, "rdmsr SYSENTER_CS -> #GP"),
+        (0xc000_0081, "rdmsr STAR -> #GP"),
+        (0xc000_0082, "rdmsr LSTAR -> #GP"),
+        (0x1234_5678, "rdmsr of an MSR that does not exist -> #GP"),
+    ] {
+        check_eq(name, msr::rdmsr(m), Err(GP0));
+    }
+    check_eq("wrmsr FS_BASE", msr::wrmsr(0xc000_0100, 0x1000), Ok(()));
+    check_eq("rdmsr FS_BASE", msr::rdmsr(0xc000_0100), Ok(0x1000));
+    check_eq(
+        "wrmsr FS_BASE non-canonical -> #GP",
+        msr::wrmsr(0xc000_0100, 0x8000_0000_0000_0000),
+        Err(GP0),
+    );
+    check_eq("FS_BASE kept", msr::rdmsr(0xc000_0100), Ok(0x1000));
+    check_eq(
+        "wrmsr GS_BASE (the kernel's)",
+        msr::wrmsr(0xc000_0101, 0x3000),
+        Ok(()),
+    );
+    check_eq("rdmsr GS_BASE", msr::rdmsr(0xc000_0101), Ok(0x3000));
+    check_eq(
+        "wrmsr SHADOW_GS_BASE",
+        msr::wrmsr(0xc000_0102, 0x2000),
+        Ok(()),
+    );
+    check_eq("rdmsr SHADOW_GS_BASE", msr::rdmsr(0xc000_0102), Ok(0x2000));
+    check_eq(
+        "GS_BASE unchanged by it",
+        msr::rdmsr(0xc000_0101),
+        Ok(0x3000),
+    );
+    check_eq(
+        "wrmsr EFER with its value",
+        msr::wrmsr(0xc000_0080, 0xd01),
+        Ok(()),
+    );
+    check_eq(
+        "wrmsr EFER without NXE -> #GP",
+        msr::wrmsr(0xc000_0080, 0x501),
+        Err(GP0),
+    );
+    check_eq("wrmsr TSC_AUX", msr::wrmsr(0xc000_0103, 5), Ok(()));
+    check_eq("rdmsr TSC_AUX", msr::rdmsr(0xc000_0103), Ok(5));
+    check_eq(
+        "wrmsr TSC_AUX above 32 bits -> #GP",
+        msr::wrmsr(0xc000_0103, 1 << 32),
+        Err(GP0),
+    );
+    if let Ok(m) = misc {
+        check_eq(
+            "wrmsr MISC_ENABLE, same value",
+            msr::wrmsr(0x1a0, m),
+            Ok(()),
+        );
+        check_eq(
+            "wrmsr MISC_ENABLE, another value: ignored",
+            msr::wrmsr(0x1a0, m ^ 1),
+            Ok(()),
+        );
+        check_eq("MISC_ENABLE unchanged", msr::rdmsr(0x1a0), Ok(m));
+    }
+    check_eq("wrmsr STAR -> #GP", msr::wrmsr(0xc000_0081, 0), Err(GP0));
+    check_eq(
+        "wrmsr PAT -> #GP",
+        msr::wrmsr(0x277, 0x0007_0406_0007_0406),
+        Err(GP0),
+    );
+    check_eq(
+        "wrmsr of an MSR that does not exist -> #GP",
+        msr::wrmsr(0x1234_5678, 0),
+        Err(GP0),
+    );
+    check_eq("restore TSC_AUX", msr::wrmsr(0xc000_0103, 0), Ok(()));
+    check_eq("restore FS_BASE", msr::wrmsr(0xc000_0100, 0), Ok(()));
+    check_eq("restore GS_BASE", msr::wrmsr(0xc000_0101, 0), Ok(()));
+    check_eq("restore SHADOW_GS_BASE", msr::wrmsr(0xc000_0102, 0), Ok(()));
+}

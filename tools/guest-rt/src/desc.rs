@@ -1,0 +1,99 @@
+//! Descriptor tables of a 64-bit PV guest: `set_gdt`, `update_descriptor`
+//! (`pv/descriptor-tables.c`) and the instructions that use or inspect a selector of the
+//! guest's own GDT (`mov %ds`, `lar`).
+
+use crate::errno::{Errno, XenResult};
+use crate::hypercall::{self, BadPtr, SET_GDT, UPDATE_DESCRIPTOR};
+use crate::pvmm::Scratch;
+
+/// `FIRST_RESERVED_GDT_ENTRY`: entries a guest GDT may have.
+pub const FIRST_RESERVED_GDT_ENTRY: u64 = 14 * 512;
+
+/// `set_gdt(frames, entries)`. The guest's code and stack selectors are Xen's (above the
+/// guest entries), so replacing the GDT never pulls a segment from under the running code.
+pub fn set_gdt(frames: &[u64], entries: u64) -> XenResult {
+    if entries <= FIRST_RESERVED_GDT_ENTRY && (frames.len() as u64) < entries.div_ceil(512) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: Xen reads `entries.div_ceil(512)` words of the list (all inside `frames`, or
+    // none when it refuses `entries` first) and changes only the descriptor table.
+    unsafe { hypercall::call(SET_GDT, [frames.as_ptr() as u64, entries, 0, 0, 0]) }
+}
+
+/// `set_gdt` with a frame list Xen cannot read (-EFAULT).
+pub fn set_gdt_bad_list(list: BadPtr, entries: u64) -> XenResult {
+    // SAFETY: the list is a `BadPtr`, which Xen never reads successfully.
+    unsafe { hypercall::call(SET_GDT, [list.addr(), entries, 0, 0, 0]) }
+}
+
+/// `update_descriptor` of entry `index` of the frame the scratch page maps (a frame only
+/// reached through it), at byte offset `index * 8 + misalign`.
+pub fn update_descriptor(s: &Scratch, index: u64, misalign: u64, desc: u64) -> XenResult {
+    let Some(mfn) = s.mapped_mfn() else {
+        return Err(Errno::EINVAL);
+    };
+    if index >= 512 || misalign >= 8 {
+        return Err(Errno::EINVAL);
+    }
+    let maddr = (mfn << 12) + index * 8 + misalign;
+    // SAFETY: Xen writes at most 8 bytes inside that frame, which holds no Rust object (it is
+    // only reached through the scratch page).
+    unsafe { hypercall::call(UPDATE_DESCRIPTOR, [maddr, desc, 0, 0, 0]) }
+}
+
+/// `update_descriptor` at machine address `maddr` of a frame beyond the machine's RAM (or
+/// otherwise not the caller's): Xen must refuse it (-EINVAL) without writing.
+pub fn update_descriptor_not_ours(maddr: u64, desc: u64, max_ram_page: u64) -> XenResult {
+    if maddr >> 12 < max_ram_page {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: no frame of this guest lies at `maddr` (beyond the RAM Xen reports).
+    unsafe { hypercall::call(UPDATE_DESCRIPTOR, [maddr, desc, 0, 0, 0]) }
+}
+
+/// `lar sel`: the access rights (bits 8..23 of the descriptor's high word) if the selector
+/// is valid and visible at CPL 3, `None` otherwise.
+pub fn lar(sel: u16) -> Option<u32> {
+    let rights: u32;
+    let ok: u8;
+    // SAFETY: `lar` only reads the descriptor table; a bad selector clears ZF, never faults.
+    unsafe {
+        core::arch::asm!(
+            "xor {r:e}, {r:e}",
+            "lar {r:e}, {s:e}",
+            "setz {ok}",
+            r = out(reg) rights,
+            s = in(reg) u32::from(sel),
+            ok = out(reg_byte) ok,
+            options(nomem, nostack)
+        );
+    }
+    (ok != 0).then_some(rights)
+}
+
+/// Loads `sel` into `%ds` (a data selector of the guest's GDT, checked with `lar` first to be
+/// a present, readable data segment at DPL 3 so the load cannot fault), reads `%ds` back and
+/// restores the previous `%ds`. In 64-bit mode `%ds` takes no part in addressing.
+pub fn load_ds(sel: u16) -> Option<u16> {
+    let rights = lar(sel)?;
+    // Present, DPL 3, code/data, data (type bit 3 clear).
+    if rights & 0xf800 != 0xf000 {
+        return None;
+    }
+    let got: u32;
+    // SAFETY: the descriptor is a present DPL-3 data segment (checked above), so the load
+    // cannot fault; the old %ds is restored; 64-bit addressing ignores %ds.
+    unsafe {
+        core::arch::asm!(
+            "mov {old:e}, ds",
+            "mov ds, {s:e}",
+            "mov {got:e}, ds",
+            "mov ds, {old:e}",
+            old = out(reg) _,
+            s = in(reg) u32::from(sel),
+            got = out(reg) got,
+            options(nostack, preserves_flags)
+        );
+    }
+    Some(got as u16)
+}
