@@ -132,6 +132,24 @@ fn kernel_mode(state: &HvState, k: crate::domain::VcpuKey) -> bool {
     state.vcpus.get(&k).is_some_and(|v| v.kernel_mode)
 }
 
+/// Whether `insn` needs CPL 0: Xen's emulator fakes DPL 0 for the guest kernel only
+/// (`read_segment` in emul-priv-op.c), so x86_emulate's `mode_ring0()` check injects #GP(0)
+/// for these in guest user mode before any register is touched. `cli`/`sti`/`in`/`out`
+/// depend on the virtual IOPL instead ([`iopl_ok`]), `rdtsc`/`cpuid` on nothing.
+fn needs_ring0(insn: Insn) -> bool {
+    matches!(
+        insn,
+        Insn::ReadCr { .. }
+            | Insn::WriteCr { .. }
+            | Insn::ReadDr { .. }
+            | Insn::WriteDr { .. }
+            | Insn::Clts
+            | Insn::Wbinvd
+            | Insn::Rdmsr
+            | Insn::Wrmsr
+    )
+}
+
 /// Emulates the instruction at the faulting RIP after a #GP(0) from the guest.
 pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<Outcome, HvError> {
     let regs = ctx.req.regs;
@@ -166,6 +184,9 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
         return Ok(Outcome::Fault);
     };
     let k = state::key(ctx);
+    if needs_ring0(d.insn) && !kernel_mode(state, k) {
+        return Ok(Outcome::Fault);
+    }
     let mut out = GuestRegs {
         rip: regs.rip.wrapping_add(u64::from(d.len)),
         rflags: regs.rflags & !EFLAGS_RF,
@@ -231,7 +252,6 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             out.rcx = u64::from(r[2]);
             out.rdx = u64::from(r[3]);
         }
-        Insn::Rdmsr | Insn::Wrmsr if !kernel_mode(state, k) => return Ok(Outcome::Fault),
         Insn::Rdmsr => match msr::read(state, ctx, regs.rcx as u32)? {
             Some(v) => {
                 out.rax = v & 0xffff_ffff;

@@ -654,3 +654,80 @@ fn msr_reads_and_writes_as_xen() {
     assert!(!wrmsr(&mut h, 0xc000_0103, 1 << 32));
     assert!(!wrmsr(&mut h, 0x277, 0));
 }
+
+#[test]
+fn privileged_instructions_from_guest_user_mode_raise_gp() {
+    let mut h = Harness::dom0();
+    let rip = 0xffff_ffff_8000_5000;
+    assert_eq!(trap_table(&mut h, 0x1000, &[(13, 0, HANDLER)]), 0);
+    map_stack(&mut h, STACK & !0xf);
+    map_stack(&mut h, KSTACK);
+    // Each instruction Xen emulates for the guest kernel only (x86_emulate's mode_ring0()).
+    let ring0: [&[u8]; 10] = [
+        &[0x0f, 0x20, 0xc0], // mov %cr0, %rax
+        &[0x0f, 0x20, 0xd8], // mov %cr3, %rax
+        &[0x0f, 0x20, 0xe0], // mov %cr4, %rax
+        &[0x0f, 0x22, 0xd0], // mov %rax, %cr2
+        &[0x0f, 0x21, 0xf8], // mov %dr7, %rax
+        &[0x0f, 0x23, 0xc0], // mov %rax, %dr0
+        &[0x0f, 0x06],       // clts
+        &[0x0f, 0x09],       // wbinvd
+        &[0x0f, 0x32],       // rdmsr
+        &[0x0f, 0x30],       // wrmsr
+    ];
+    let regs = GuestRegs {
+        rax: 0x1000,
+        rcx: 0xc000_0100,
+        ..kregs()
+    };
+    for insn in ring0 {
+        h.mem.map(rip, insn);
+        let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0));
+        assert_eq!(
+            r.map(|r| r.rip),
+            Some(rip + insn.len() as u64),
+            "{insn:x?} emulated in guest kernel mode"
+        );
+        let before = crate::pv::state::get(&h.state, (0, 0));
+        to_user(&mut h);
+        let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0));
+        assert_eq!(r.map(|r| r.rip), Some(HANDLER), "{insn:x?} from user mode");
+        let w = stack_words(&h, KSTACK - 64, 8);
+        assert_eq!(
+            (w[2], w[3], w[4]),
+            (0, rip, 0xe033),
+            "{insn:x?}: #GP(0) frame"
+        );
+        assert_eq!(
+            crate::pv::state::get(&h.state, (0, 0)),
+            before,
+            "{insn:x?} changed nothing"
+        );
+    }
+    // With the virtual IOPL at 1, cli and in are the kernel's but not the user's; at 3 both.
+    h.mem.map(0x300, &1u32.to_le_bytes());
+    assert_eq!(h.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0);
+    for insn in [&[0xfa][..], &[0xe4, 0x80]] {
+        h.mem.map(rip, insn);
+        h.mem
+            .values
+            .entry(value_kind::port_in(0x80, 1))
+            .or_default()
+            .push_back(0);
+        let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0));
+        assert_eq!(r.map(|r| r.rip), Some(rip + insn.len() as u64));
+        to_user(&mut h);
+        let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0));
+        assert_eq!(
+            r.map(|r| r.rip),
+            Some(HANDLER),
+            "{insn:x?} from user, IOPL 1"
+        );
+    }
+    h.mem.map(0x300, &3u32.to_le_bytes());
+    assert_eq!(h.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0);
+    h.mem.map(rip, &[0xfa]);
+    to_user(&mut h);
+    let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0));
+    assert_eq!(r.map(|r| r.rip), Some(rip + 1), "cli from user, IOPL 3");
+}
