@@ -2,7 +2,7 @@
 //! `HYPERVISOR_iret` and left through the SYSCALL callback, forced-emulation CPUID, privileged
 //! register reads Xen emulates, segment-base reads, and single instructions that trap.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::errno::XenResult;
 use crate::hypercall::{self, GET_DEBUGREG, IRET, PHYSDEV_OP, SET_CALLBACKS, SET_DEBUGREG};
@@ -13,6 +13,9 @@ static SAVED_RSP: AtomicU64 = AtomicU64::new(0);
 static SYSCALL_FRAME: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 /// RSP at entry to the SYSCALL callback (the address of the bounced frame).
 static SYSCALL_RSP: AtomicU64 = AtomicU64::new(0);
+/// Set once [`user_roundtrip`] has entered user mode and come back (everything
+/// [`user_instruction`] needs is in place).
+static USER_READY: AtomicBool = AtomicBool::new(false);
 
 /// `PHYSDEVOP_set_iopl`.
 pub const PHYSDEVOP_SET_IOPL: u64 = 6;
@@ -68,6 +71,97 @@ extern "C" {
     fn guest_rt_enter_user(rip: u64, rsp: u64, rflags: u64, iret_stub: u64) -> u64;
     fn guest_rt_syscall_callback();
     fn guest_rt_user_code();
+    fn guest_rt_user_insns();
+}
+
+/// The privileged instructions [`user_instruction`] runs in guest user mode, in slot order,
+/// with their lengths in bytes.
+pub const USER_INSNS: [(&str, u8); 11] = [
+    ("mov %cr0, %rax", 3),
+    ("mov %cr3, %rax", 3),
+    ("mov %cr4, %rax", 3),
+    ("mov %rax, %cr2", 3),
+    ("mov %dr7, %rax", 3),
+    ("clts", 2),
+    ("wbinvd", 2),
+    ("rdmsr", 2),
+    ("hlt", 1),
+    ("cli", 1),
+    ("in $0x80, %al", 2),
+];
+
+// One 16-byte slot per entry of `USER_INSNS`: the instruction, then SYSCALL back to the
+// kernel (`ud2` if SYSCALL ever returned); the SYSCALL reports whatever RAX then holds.
+core::arch::global_asm!(
+    ".pushsection .text.guest_rt_pvcpu_insns,\"ax\",@progbits",
+    ".balign 16",
+    ".globl guest_rt_user_insns",
+    "guest_rt_user_insns:",
+    "mov %cr0, %rax",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "mov %cr3, %rax",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "mov %cr4, %rax",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "mov %rax, %cr2",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "mov %dr7, %rax",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "clts",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "wbinvd",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "rdmsr",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "hlt",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "cli",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "in $0x80, %al",
+    "syscall",
+    "ud2",
+    ".popsection",
+    options(att_syntax)
+);
+
+/// Address of [`USER_INSNS`] entry `i` (its instruction's first byte).
+pub fn user_instruction_address(i: usize) -> u64 {
+    guest_rt_user_insns as *const () as u64 + 16 * i as u64
+}
+
+/// Runs [`USER_INSNS`] entry `i` in guest user mode (RFLAGS 0x2) and returns the RAX its SYSCALL brought back, or `None` if `i` is out of range or
+/// [`user_roundtrip`] has not succeeded yet (it sets up the user page tables, kernel stack
+/// and SYSCALL callback this relies on). A fault the instruction raises goes to the trap
+/// table: arm [`crate::traps::expect`] with the instruction's length to resume after it.
+pub fn user_instruction(i: usize) -> Option<u64> {
+    if i >= USER_INSNS.len() || !USER_READY.load(Ordering::SeqCst) {
+        return None;
+    }
+    let iret = hypercall::stub_address(IRET)?;
+    // SAFETY: `user_roundtrip` succeeded, so the user page tables, the stack_switch kernel
+    // stack and the SYSCALL callback (which restores the registers and stack saved by
+    // `guest_rt_enter_user` and returns here) are in place; the slot ends in SYSCALL.
+    Some(unsafe { guest_rt_enter_user(user_instruction_address(i), user_stack_top(), 0x2, iret) })
 }
 
 core::arch::global_asm!(
@@ -469,6 +563,7 @@ pub fn user_roundtrip() -> UserReport {
     // SAFETY: every precondition of `enter_user` was established above; RFLAGS 0x2 keeps
     // events masked in user mode.
     r.user_rax = unsafe { enter_user(user_stack_top(), 0x2) };
+    USER_READY.store(r.user_rax.is_some(), Ordering::SeqCst);
     r
 }
 

@@ -1,6 +1,7 @@
 //! `traps`: the PV trap and CPU-state ABI as Xen 4.17 answers it — exception bounces (int3,
 //! ud2, #PF with CR2, #NM after fpu_taskswitch), `int $0x80` through DPL-3 and DPL-0 gates,
 //! guest user mode entered with iret and left with SYSCALL (stack_switch, user GS base),
+//! privileged instructions from guest user mode (#GP(0) even where the kernel's are emulated),
 //! callbacks, forced-emulation CPUID, emulated CR reads, cli/hlt with and without IOPL,
 //! debug registers, vm_assist, physdev probes, set_trap_table and multicall errors.
 #![no_std]
@@ -38,6 +39,7 @@ fn main(si: &StartInfo) {
     trap_table_errors();
     multicall();
     user_mode();
+    user_privileged();
 }
 
 fn exceptions(shared: &SharedInfo) {
@@ -479,4 +481,42 @@ fn user_mode() {
         "syscall frame RSP on the user stack",
         f.rsp == pvcpu::user_stack_top(),
     );
+}
+
+/// The privileged instructions Xen emulates for the guest kernel (CR/DR moves, clts, wbinvd,
+/// rdmsr) raise #GP(0) in guest user mode, as do hlt and, with the virtual IOPL below 3,
+/// cli and in; with IOPL 3 user cli is emulated.
+fn user_privileged() {
+    check_eq("physdev set_iopl(1)", pvcpu::set_iopl(1), Ok(0));
+    for (i, &(name, len)) in pvcpu::USER_INSNS.iter().enumerate() {
+        let before = traps::taken(13);
+        traps::expect(13, len);
+        let r = pvcpu::user_instruction(i);
+        traps::unexpect(13);
+        check(name, r.is_some());
+        let t = traps::last_trap();
+        check_eq(
+            "  from guest user mode (IOPL 1): #GP",
+            traps::taken(13),
+            before + 1,
+        );
+        check_eq(
+            "  #GP error code, RIP, CS (RPL 3)",
+            (t.error_code, t.rip, t.cs & 0xffff),
+            (0, pvcpu::user_instruction_address(i), 0xe033),
+        );
+    }
+    check_eq("physdev set_iopl(3)", pvcpu::set_iopl(3), Ok(0));
+    let cli = pvcpu::USER_INSNS
+        .iter()
+        .position(|&(n, _)| n == "cli")
+        .unwrap_or(0);
+    let before = traps::taken(13);
+    let r = pvcpu::user_instruction(cli);
+    check_eq(
+        "cli from guest user mode with IOPL 3 is emulated (no #GP)",
+        (r.is_some(), traps::taken(13)),
+        (true, before),
+    );
+    check_eq("physdev set_iopl(0)", pvcpu::set_iopl(0), Ok(0));
 }
