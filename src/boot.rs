@@ -148,7 +148,7 @@ pub fn start(handoff: BootHandoff) -> ! {
     arch::console::init(uart_config(&opts));
     arch::console::init_logger(opts.log_level_filter());
     arch::trap::set_fatal_action(match (&opts.selftest, opts.noreboot) {
-        (Some(t), _) if t.as_str() != "fault" => {
+        (Some(t), _) if !arch::selftest::FATAL_TESTS.contains(&t.as_str()) => {
             FatalAction::DebugExit(arch::platform::DEBUG_EXIT_FAIL)
         }
         (_, true) => FatalAction::Halt,
@@ -173,12 +173,15 @@ pub fn start(handoff: BootHandoff) -> ! {
         xprintln!(" {:016x} - {:016x} ({:?})", r.base, r.end(), r.kind);
     }
     match arch::memory::init(&info) {
-        Ok(m) => xprintln!(
-            "Memory: {} MiB managed, {} MiB free, hypervisor page tables at {:#x}",
-            m.total_frames * 4 / 1024,
-            m.free_frames * 4 / 1024,
-            arch::paging::hypervisor_cr3()
-        ),
+        Ok(m) => {
+            arch::smp::guard_boot_cpu_stacks();
+            xprintln!(
+                "Memory: {} MiB managed, {} MiB free, hypervisor page tables at {:#x}",
+                m.total_frames * 4 / 1024,
+                m.free_frames * 4 / 1024,
+                arch::paging::hypervisor_cr3()
+            )
+        }
         Err(e) => die(format_args!("Memory set-up failed: {e}")),
     }
     for (i, m) in info.modules.iter().enumerate() {
@@ -228,6 +231,11 @@ pub fn start(handoff: BootHandoff) -> ! {
     if let Some(name) = &opts.selftest {
         if name.as_str() == "fault" {
             arch::selftest::deliberate_fault();
+        }
+        if let Some(which) = name.strip_prefix("stack-overflow-") {
+            if arch::selftest::FATAL_TESTS.contains(&name.as_str()) {
+                arch::selftest::deliberate_stack_overflow(which == "syscall");
+            }
         }
         if name.as_str() == "lockstep" {
             crate::lockstep_selftest::start();

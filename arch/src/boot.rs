@@ -210,6 +210,10 @@ boot_pd:
 
     .section .bss.boot_stack, "aw", @nobits
     .align 4096
+    /* Unmapped in the hypervisor page tables: an overflow of the boot stack faults. */
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
 boot_stack:
     .skip 65536
     .global boot_stack_top

@@ -70,6 +70,8 @@ static WINDOW_FRAMES: [[AtomicU64; WINDOW_SLOTS]; MAX_CPUS] =
 /// The LDT entries CPU i has loaded (0: none).
 static LDT_ENTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 const WINDOW_SLOTS: usize = GUEST_PAGES + LDT_PAGES;
+/// Address of CPU i's TSS (0 before [`load`]).
+static TSS_ADDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static IRQ_STACK_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Whether the running code is on this CPU's interrupt stack (IST slot [`IST_IRQ`]): an
@@ -219,6 +221,42 @@ pub fn load_guest_ldt(frames: &[u64], ents: u32) {
     }
 }
 
+/// The top of IST slot `slot` (1-based) of CPU `index`'s TSS (0 before [`load`]).
+pub fn ist_top(index: usize, slot: u8) -> u64 {
+    let tss = TSS_ADDR.get(index).map_or(0, |t| t.load(Ordering::Relaxed));
+    if tss == 0 || !(1..=7).contains(&slot) {
+        return 0;
+    }
+    // SAFETY: `tss` is CPU `index`'s TSS, allocated by `load` and never freed; the read is
+    // unaligned-safe (the struct is packed).
+    unsafe {
+        core::ptr::read_unaligned(core::ptr::addr_of!(
+            (*(tss as *const Tss)).ist[usize::from(slot) - 1]
+        ))
+    }
+}
+
+/// Moves IST slot `slot` of CPU `index` to a new top (the same stack's guarded alias, say).
+/// Takes effect at the next exception or interrupt using the slot, so the caller must not be
+/// running on that slot's stack.
+pub fn set_ist_top(index: usize, slot: u8, top: u64) {
+    let tss = TSS_ADDR.get(index).map_or(0, |t| t.load(Ordering::Relaxed));
+    if tss == 0 || !(1..=7).contains(&slot) {
+        return;
+    }
+    // SAFETY: as in `ist_top`; the CPU reads IST entries only when delivering an event
+    // through the slot, which the caller guarantees is not in progress.
+    unsafe {
+        core::ptr::write_unaligned(
+            core::ptr::addr_of_mut!((*(tss as *mut Tss)).ist[usize::from(slot) - 1]),
+            top,
+        )
+    };
+    if slot == IST_IRQ {
+        IRQ_STACK_TOP[index].store(top, Ordering::Relaxed);
+    }
+}
+
 /// Builds and loads CPU `index`'s GDT and TSS; `ist_tops[i]` is the top of IST slot i+1.
 pub fn load(index: usize, ist_tops: [u64; 7]) {
     assert!(index < MAX_CPUS);
@@ -264,6 +302,7 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
         unsafe { gdt.add(usize::from(sel >> 3)).write(desc) };
     }
     GDT_BASE[index].store(gdt as u64, Ordering::Relaxed);
+    TSS_ADDR[index].store(tss as u64, Ordering::Relaxed);
     IRQ_STACK_TOP[index].store(ist_tops[usize::from(IST_IRQ) - 1], Ordering::Relaxed);
     let ptr = Pointer {
         limit: (GDT_BYTES - 1) as u16,

@@ -155,13 +155,12 @@ pub const SYSCALL_STACK_SIZE: usize = 64 * 1024;
 
 /// Enables SYSCALL on the running CPU with its own entry stack.
 pub fn init_cpu() {
-    let layout = alloc::alloc::Layout::from_size_align(SYSCALL_STACK_SIZE, 4096).expect("layout");
-    // SAFETY: non-zero size.
-    let stack = unsafe { alloc::alloc::alloc_zeroed(layout) };
-    assert!(!stack.is_null(), "out of memory for the SYSCALL stack");
+    let cpu = crate::percpu::cpu_index();
+    let (_, top) =
+        crate::smp::alloc_stack(cpu, crate::stacks::StackKind::Syscall, SYSCALL_STACK_SIZE);
     crate::percpu::this()
         .syscall_stack_top
-        .store(stack as u64 + SYSCALL_STACK_SIZE as u64, Ordering::Relaxed);
+        .store(top, Ordering::Relaxed);
     // TF, IF, DF, IOPL, NT, AC cleared on entry (as Xen's).
     let fmask = (1 << 8) | (1 << 9) | (1 << 10) | (3 << 12) | (1 << 14) | (1 << 18);
     // SAFETY: these MSRs configure SYSCALL to enter at the stubs above on the hypervisor's

@@ -31,4 +31,5 @@ pub mod rt;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
+pub mod stacks;
 pub mod trap;

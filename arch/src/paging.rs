@@ -5,7 +5,8 @@
 //! hypervisor's own tables from allocator frames: the direct map over all RAM (2 MiB pages,
 //! no-execute, the MMIO hole below 4 GiB uncached) and the image with per-section rights
 //! (text read-only+executable, rodata read-only, data and BSS no-execute). They hold nothing
-//! in the low half, which belongs to PV guests. APs still start on the boot tables (the
+//! in the low half, which belongs to PV guests. The page under the boot stack stays unmapped,
+//! and the other per-CPU stacks live in a guarded stack area (`stacks.rs`). APs still start on the boot tables (the
 //! trampoline needs the identity map) and switch at once.
 
 use crate::layout::{phys_to_virt, DIRECTMAP_BASE, IMAGE_VBASE};
@@ -35,6 +36,7 @@ extern "C" {
     static __text_end: u8;
     static __rodata_end: u8;
     static __image_end: u8;
+    static boot_stack_guard: u8;
 }
 
 /// Start of the per-CPU GDT/LDT windows (in the image's L4 slot, 1 GiB below the image): CPU
@@ -75,6 +77,38 @@ pub fn set_gdt_window_page(cpu: usize, page: usize, paddr: Option<u64>) -> bool 
     };
     table(l1)[n % 512] = entry;
     true
+}
+
+/// Start of the guarded stack area (in the image's L4 slot, 2 GiB below the image): the
+/// per-CPU stacks are mapped there page by page with an unmapped guard page below each (see
+/// `stacks.rs`), so an overflow faults instead of running into the neighbouring memory.
+pub const STACK_AREA_BASE: u64 = IMAGE_VBASE - 0x8000_0000;
+/// Pages of the stack area reserved for each CPU.
+pub const STACK_AREA_CPU_PAGES: usize = 64;
+const STACK_AREA_L1S: usize = (crate::percpu::MAX_CPUS * STACK_AREA_CPU_PAGES).div_ceil(512);
+
+/// The L1 tables of the stack area (all zero before the hypervisor tables exist).
+static STACK_AREA: spin::Mutex<[u64; STACK_AREA_L1S]> = spin::Mutex::new([0; STACK_AREA_L1S]);
+
+/// Maps page `page` of the stack area (counted from [`STACK_AREA_BASE`]) to `paddr`,
+/// writable and no-execute; None unmaps it (the caller flushes the TLB entry of a page that
+/// was present). False before the hypervisor tables exist or beyond the area.
+pub fn set_stack_area_page(page: usize, paddr: Option<u64>) -> bool {
+    let l1s = *STACK_AREA.lock();
+    let Some(&l1) = l1s.get(page / 512) else {
+        return false;
+    };
+    if l1 == 0 {
+        return false;
+    }
+    table(l1)[page % 512] = paddr.map_or(0, |p| (p & PTE_ADDR) | PTE_P | PTE_W | PTE_G | PTE_NX);
+    true
+}
+
+/// The page of the image left unmapped under the boot CPU's main stack (`boot_stack_guard`
+/// in boot.rs).
+pub fn boot_stack_guard_page() -> u64 {
+    core::ptr::addr_of!(boot_stack_guard) as u64
 }
 
 static HV_CR3: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -145,8 +179,13 @@ pub fn build_hypervisor_tables(
     let text_end = core::ptr::addr_of!(__text_end) as u64;
     let rodata_end = core::ptr::addr_of!(__rodata_end) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
+    let guard = boot_stack_guard_page();
     let mut v = start & !0xFFF;
     while v < end {
+        if v == guard {
+            v += 4096;
+            continue;
+        }
         let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
         let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
         let l1 = next(&mut table(l2)[idx(v, 1)], alloc)?;
@@ -171,6 +210,15 @@ pub fn build_hypervisor_tables(
         *l1 = next(&mut table(l2)[idx(v, 1)], alloc)?;
     }
     *GDT_WINDOW.lock() = (zero, l1s);
+    // The guarded stack area: L1 tables under the same L4 slot, empty until stacks are mapped.
+    let mut stack_l1s = [0u64; STACK_AREA_L1S];
+    for (i, l1) in stack_l1s.iter_mut().enumerate() {
+        let v = STACK_AREA_BASE + (i as u64) * (2 << 20);
+        let l3 = next(&mut table(pml4)[idx(v, 3)], alloc)?;
+        let l2 = next(&mut table(l3)[idx(v, 2)], alloc)?;
+        *l1 = next(&mut table(l2)[idx(v, 1)], alloc)?;
+    }
+    *STACK_AREA.lock() = stack_l1s;
     // SAFETY: the new tables map the image (code, stacks in BSS, statics) and the direct map
     // exactly as the boot tables did, so everything in use stays mapped.
     unsafe { crate::cpu::write_cr3(pml4) };

@@ -214,6 +214,37 @@ fn ipi() -> Result<(), String> {
     Ok(())
 }
 
+/// The self-tests that end in the fatal-trap path on purpose (never PASS, not in the list):
+/// [`deliberate_fault`] and [`deliberate_stack_overflow`]'s two.
+pub const FATAL_TESTS: [&str; 3] = ["fault", "stack-overflow-main", "stack-overflow-syscall"];
+
+/// `selftest=stack-overflow-main` / `stack-overflow-syscall`: pushes onto this CPU's main
+/// stack (or, with `syscall`, from the top of its SYSCALL stack) until the unmapped guard
+/// page below it faults; the fatal-trap path must report `stack overflow on CPUn (...)`.
+pub fn deliberate_stack_overflow(syscall: bool) -> ! {
+    let cpu = percpu::cpu_index();
+    let top = percpu::this().syscall_stack_top.load(Ordering::Relaxed);
+    if syscall {
+        xprintln!("selftest stack-overflow: filling the SYSCALL stack of CPU{cpu} from {top:#x}");
+        // SAFETY: the SYSCALL stack is not in use outside a guest exit (this is boot, no guest
+        // runs); the pushes run into its guard page and the #PF (on an IST stack) is fatal.
+        unsafe {
+            core::arch::asm!(
+                "mov rsp, {top}",
+                "2:",
+                "push rax",
+                "jmp 2b",
+                top = in(reg) top,
+                options(noreturn)
+            )
+        }
+    }
+    xprintln!("selftest stack-overflow: filling the main stack of CPU{cpu}");
+    // SAFETY: the pushes only overwrite the unused part of this CPU's main stack below RSP
+    // and then fault on its guard page; the #PF (on an IST stack) is fatal, nothing returns.
+    unsafe { core::arch::asm!("2:", "push rax", "jmp 2b", options(noreturn)) }
+}
+
 /// `selftest=fault`: executes `ud2` to exercise the fatal-trap path (register dump, call
 /// trace, stop every CPU, then reset or halt as configured). Not in the list: it never passes.
 pub fn deliberate_fault() -> ! {

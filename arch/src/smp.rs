@@ -5,6 +5,7 @@ use crate::boot::AP_TRAMPOLINE_PADDR;
 use crate::gdt::IST_STACK_SIZE;
 use crate::layout::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
+use crate::stacks::{self, StackKind};
 use alloc::alloc::{alloc_zeroed, Layout};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -22,22 +23,26 @@ extern "C" {
     static boot_efer: u32;
 }
 
-fn alloc_stack(size: usize) -> u64 {
+/// Allocates a `size`-byte stack for CPU `cpu`'s `kind` stack and returns its top as
+/// allocated and its top in the guarded stack area (the same as allocated before the
+/// hypervisor page tables exist; [`guard_boot_cpu_stacks`] moves the boot CPU's later).
+pub fn alloc_stack(cpu: usize, kind: StackKind, size: usize) -> (u64, u64) {
     let layout = Layout::from_size_align(size, 4096).expect("stack layout");
     // SAFETY: the layout has a non-zero size.
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
         panic!("out of memory allocating a {size}-byte CPU stack");
     }
-    p as u64 + size as u64
+    let top = p as u64 + size as u64;
+    (top, stacks::guard(cpu, kind, p as u64, size).unwrap_or(top))
 }
 
 /// Loads this CPU's GDT/TSS (with fresh IST stacks), the IDT and its per-CPU slot.
 pub fn setup_cpu(index: usize, apic_id: u32) {
     percpu::install(index, apic_id);
     let mut ist = [0u64; 7];
-    for slot in ist.iter_mut().take(5) {
-        *slot = alloc_stack(IST_STACK_SIZE);
+    for (i, slot) in ist.iter_mut().take(5).enumerate() {
+        *slot = alloc_stack(index, StackKind::Ist(i as u8 + 1), IST_STACK_SIZE).1;
     }
     crate::gdt::load(index, ist);
     crate::idt::load();
@@ -49,11 +54,36 @@ pub type ApMain = fn(usize) -> !;
 
 static AP_MAIN: AtomicUsize = AtomicUsize::new(0);
 
-/// Entry of an AP from the trampoline (64-bit, boot page tables, SSE on, own stack).
+/// Entry of an AP from the trampoline (64-bit, boot page tables, SSE on, own stack): switches
+/// to the hypervisor tables and moves to the guarded alias of its stack, which the boot
+/// tables do not map.
 #[no_mangle]
 extern "C" fn ap_entry(index: u64) -> ! {
-    let index = index as usize;
     crate::paging::switch_to_hypervisor_tables();
+    let top = percpu::get(index as usize).map_or(0, |pc| pc.stack_hi.load(Ordering::Relaxed));
+    if top == 0 {
+        ap_main_entry(index)
+    }
+    // SAFETY: `top` is the top of the guarded alias of the stack we run on (set by
+    // `boot_aps`, mapped in the tables just loaded); nothing on the current stack is used
+    // again, and a zero return address ends call traces.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "push 0",
+            "jmp {f}",
+            top = in(reg) top,
+            f = sym ap_main_entry,
+            in("rdi") index,
+            options(noreturn)
+        )
+    }
+}
+
+/// The rest of an AP's start on its guarded main stack.
+extern "C" fn ap_main_entry(index: u64) -> ! {
+    let index = index as usize;
     setup_cpu(index, crate::lapic::id());
     crate::lapic::init_cpu();
     percpu::mark_online();
@@ -105,11 +135,11 @@ pub fn boot_aps(apic_ids: &[u32], ap_main: ApMain) -> usize {
             log::warn!("Warning: more than {MAX_CPUS} CPUs; the rest stay offline");
             break;
         }
-        let stack_top = alloc_stack(AP_STACK_SIZE);
+        let (stack_top, guarded_top) = alloc_stack(next_index, StackKind::Main, AP_STACK_SIZE);
         if let Some(pc) = percpu::get(next_index) {
             pc.stack_lo
-                .store(stack_top - AP_STACK_SIZE as u64, Ordering::Relaxed);
-            pc.stack_hi.store(stack_top, Ordering::Relaxed);
+                .store(guarded_top - AP_STACK_SIZE as u64, Ordering::Relaxed);
+            pc.stack_hi.store(guarded_top, Ordering::Relaxed);
         }
         put(core::ptr::addr_of!(ap_tramp_stack), stack_top);
         put(core::ptr::addr_of!(ap_tramp_arg), next_index as u64);
@@ -281,4 +311,23 @@ pub fn record_boot_stack() {
     let pc = percpu::this();
     pc.stack_hi.store(top, Ordering::Relaxed);
     pc.stack_lo.store(top - 65536, Ordering::Relaxed);
+}
+
+/// Moves the boot CPU's IST and SYSCALL stacks, allocated before the hypervisor page tables
+/// existed, to their guarded aliases (its main stack, the boot stack, has its guard page in
+/// the image). Runs once, on the boot CPU, after the tables are built and outside any trap.
+pub fn guard_boot_cpu_stacks() {
+    for slot in 1..=5u8 {
+        let top = crate::gdt::ist_top(0, slot);
+        let lo = top - IST_STACK_SIZE as u64;
+        if let Some(g) = stacks::guard(0, StackKind::Ist(slot), lo, IST_STACK_SIZE) {
+            crate::gdt::set_ist_top(0, slot, g);
+        }
+    }
+    let pc = percpu::this();
+    let top = pc.syscall_stack_top.load(Ordering::Relaxed);
+    let size = crate::guest::SYSCALL_STACK_SIZE;
+    if let Some(g) = stacks::guard(0, StackKind::Syscall, top - size as u64, size) {
+        pc.syscall_stack_top.store(g, Ordering::Relaxed);
+    }
 }

@@ -222,10 +222,24 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea
     }
 }
 
+/// The stack whose guard page a hypervisor #PF (not present, at CR2) or #DF (the
+/// interrupted RSP just below a stack) hit: an overflow.
+fn stack_overflow(frame: &TrapFrame) -> Option<(usize, crate::stacks::StackKind)> {
+    match frame.vector {
+        14 if frame.error_code & 1 == 0 => crate::stacks::overflow_at(crate::cpu::read_cr2()),
+        8 => crate::stacks::overflow_at(frame.rsp.wrapping_sub(8)),
+        _ => None,
+    }
+}
+
 fn fatal_trap(frame: &TrapFrame) -> ! {
     begin_fatal();
     let cpu = percpu::cpu_index();
     let name = exception_name(frame.vector);
+    let overflow = stack_overflow(frame);
+    if let Some((owner, kind)) = overflow {
+        xprintln!("stack overflow on CPU{} ({})", owner, kind.name());
+    }
     xprintln!(
         "----[ DualVisor-{}  x86_64  debug=n ]----",
         env!("CARGO_PKG_VERSION")
@@ -242,6 +256,9 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
     xprintln!("****************************************");
     xprintln!("Panic on CPU {}:", cpu);
     xprintln!("FATAL TRAP: vector = {} ({})", frame.vector, name);
+    if let Some((owner, kind)) = overflow {
+        xprintln!("stack overflow on CPU{} ({})", owner, kind.name());
+    }
     if frame.vector == 14 {
         xprintln!(
             "[error_code={:04x}] faulting linear address: {:016x}",

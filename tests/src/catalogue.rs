@@ -9,7 +9,7 @@ use crate::oracle::{dualvisor_guests, find_guests, xen_oracles};
 use crate::pattern::Pattern;
 use crate::qemu::{Module, QemuCommand};
 use crate::scenario::{Paths, Planned, Scenario};
-use crate::selftests::{selftest_list, selftest_unknown};
+use crate::selftests::{selftest_list, selftest_unknown, stack_overflow};
 
 /// Console options every DualVisor scenario passes.
 pub const CONSOLE: &str = "console=com1 com1=115200,8n1 loglvl=all";
@@ -299,6 +299,8 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
         selftest_unknown(p),
         fault(p, true),
         fault(p, false),
+        stack_overflow(p, "main", "main stack"),
+        stack_overflow(p, "syscall", "SYSCALL stack"),
         dom0_bad_kernel(p, "not-elf", module_bytes(0x42, 5000), "not an ELF image"),
         dom0_bad_kernel(p, "elf32", elf32_header(), "32-bit ELF image"),
     ]

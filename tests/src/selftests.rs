@@ -40,6 +40,30 @@ fn pass_exit() -> End {
     End::Exit(debug_exit_status(DEBUG_EXIT_PASS))
 }
 
+/// `selftest=stack-overflow-<which>`: the boot CPU pushes onto its `<which>` stack (main or
+/// syscall) until the guard page below it faults; the fatal-trap report must name that stack
+/// (`stack` is how it does) and the machine halt (`noreboot`), not run on corrupted memory.
+pub(crate) fn stack_overflow(p: &Paths, which: &str, stack: &str) -> Scenario {
+    selftest_run(
+        p,
+        &format!("stack-overflow-{which}"),
+        &format!("stack-overflow-{which}"),
+        2,
+        End::KillWhenSeen {
+            linger: std::time::Duration::from_secs(2),
+        },
+        vec![
+            Pattern::contains(format!("(XEN) stack overflow on CPU0 ({stack})")),
+            Pattern::contains("(XEN) FATAL TRAP: vector 14 (page fault)"),
+            Pattern::contains("(XEN) Manual reset required ('noreboot' specified)"),
+        ],
+        vec![
+            Pattern::contains("panicked at"),
+            Pattern::contains("(XEN) Resetting"),
+        ],
+    )
+}
+
 /// `selftest=list`: prints the names and exits with the PASS status.
 pub(crate) fn selftest_list(p: &Paths) -> Scenario {
     selftest_run(
@@ -177,6 +201,18 @@ mod tests {
 
     fn paths() -> Paths {
         Paths::new("/repo")
+    }
+
+    #[test]
+    fn stack_overflow_scenarios_want_the_named_stack() {
+        let s = stack_overflow(&paths(), "syscall", "SYSCALL stack");
+        assert!(matches!(s.expect.end, End::KillWhenSeen { .. }));
+        let report = "(XEN) stack overflow on CPU0 (SYSCALL stack)\n\
+                      (XEN) FATAL TRAP: vector 14 (page fault), error code 0x0002, on CPU0\n\
+                      (XEN) Manual reset required ('noreboot' specified)\n";
+        assert_eq!(watch(&s, report), WatchState::AllSeen);
+        let other = report.replace("SYSCALL stack", "main stack");
+        assert_ne!(watch(&s, &other), WatchState::AllSeen);
     }
 
     #[test]
