@@ -256,7 +256,7 @@ fn run_demo(shared: &SharedInfo, now: &dyn Fn() -> u64, kernel: &[u8], round: u3
             }
         }
     }
-    exc_seen |= shared.clear_evtchn_pending(exc);
+    exc_seen = exc_seen || domu_guest::peer::event_arrives(shared, now, exc);
     drop(ring);
     let want = format!("demo: domain {} line {LINES} time ", built.domid);
     check(

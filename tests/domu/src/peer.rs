@@ -161,6 +161,22 @@ impl<'a> Peer<'a> {
     }
 }
 
+/// Whether event `port` is (or within [`SETTLE_NS`] becomes) pending; clears it. A domain's
+/// shutdown flag can be seen before its VIRQ_DOM_EXC is raised: Xen 4.17 sets
+/// `is_shut_down` and then sends the VIRQ, and dom0 on another CPU may look in between.
+pub fn event_arrives(shared: &SharedInfo, now: &dyn Fn() -> u64, port: u32) -> bool {
+    let t0 = now();
+    loop {
+        if shared.clear_evtchn_pending(port) {
+            return true;
+        }
+        if now() > t0 + SETTLE_NS {
+            return false;
+        }
+        let _ = sched::poll(&[port], now() + 50_000_000);
+    }
+}
+
 /// Destroys `domid` and checks that it goes (within [`SETTLE_NS`]).
 pub fn destroy_and_wait(now: &dyn Fn() -> u64, domid: u16) {
     check_eq("destroydomain", destroy_domain(domid), Ok(()));

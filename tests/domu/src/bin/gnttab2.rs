@@ -28,7 +28,7 @@ use domu_guest::grant_peer::{
     a_after_copy, a_after_map, pattern, Command, Offer, HALF, SEED_A, SEED_B, SEED_COPIED,
     SEED_MAPPED,
 };
-use domu_guest::peer::{destroy_and_wait, gone, Peer, ESRCH, SETTLE_NS};
+use domu_guest::peer::{destroy_and_wait, event_arrives, gone, Peer, ESRCH, SETTLE_NS};
 use guest_rt::evtchn::{self, VIRQ_DOM_EXC};
 use guest_rt::gnttab::{self as g, CopySide, Window, GNTMAP_READONLY};
 use guest_rt::shared_info::SharedInfo;
@@ -239,7 +239,7 @@ fn run_peer(
     exchange(&mut peer, &offer, w);
     peer.expect_success();
     let domid = peer.detach();
-    check("VIRQ_DOM_EXC fired", shared.clear_evtchn_pending(exc));
+    check("VIRQ_DOM_EXC fired", event_arrives(shared, now, exc));
     let _ = evtchn::close(exc);
     destroy_and_wait(now, domid);
 }
