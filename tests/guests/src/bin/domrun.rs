@@ -109,6 +109,13 @@ fn main(si: &StartInfo) {
         [Some(SHUTDOWN_REBOOT), Some(SHUTDOWN_SUSPEND)],
     );
     if let Ok(port) = exc {
+        // Xen sets a domain's shutdown flag and then raises VIRQ_DOM_EXC: seen from this CPU
+        // the flag can come first, so the event gets a moment to arrive.
+        let now = || shared.system_time_now(0).unwrap_or(0);
+        let t0 = now();
+        while !shared.evtchn_pending(port) && now() < t0 + 10_000_000_000 {
+            let _ = guest_rt::sched::poll(&[port], now() + 50_000_000);
+        }
         check(
             "VIRQ_DOM_EXC is pending for dom0",
             shared.evtchn_pending(port),
