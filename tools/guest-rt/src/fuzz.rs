@@ -95,11 +95,12 @@ pub fn sanitize(nr: u32, mut args: [u64; 5], scratch: u64) -> Option<[u64; 5]> {
 /// `scratch` must be memory no Rust object lives in (see [`crate::pvmm::Scratch`]).
 pub fn call(nr: u32, args: [u64; 5], scratch: &crate::pvmm::Scratch) -> Option<i64> {
     let args = sanitize(nr, args, scratch.va())?;
+    // (See the module documentation.)
     // SAFETY: `sanitize` keeps every address the hypervisor may write for this call in the
-    // scratch window (a page no Rust object lives in), the unmapped lower half, the
-    // hypervisor's range or non-canonical space, and leaves out the calls that change how
-    // this vCPU runs (see the module documentation).
-    Some(unsafe { hypercall::raw5(nr, args[0], args[1], args[2], args[3], args[4]) })
+    // scratch window (no Rust object lives there), the unmapped lower half, the hypervisor's
+    // range or non-canonical space, and leaves out calls that change how this vCPU runs.
+    let r = unsafe { hypercall::raw5(nr, args[0], args[1], args[2], args[3], args[4]) };
+    Some(r)
 }
 
 #[cfg(not(test))]
