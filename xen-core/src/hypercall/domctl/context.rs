@@ -6,8 +6,7 @@
 //! copy out the same bytes.
 //!
 //! Not modelled (reported as 0): `error_code`, `entry_vector`, `saved_upcall_mask` and the
-//! data selectors of `user_regs` (DualVisor keeps none of them per vCPU), the GDT frames
-//! (set_gdt accepts no frames yet). A vCPU running on another leader CPU is not paused as
+//! data selectors of `user_regs` (DualVisor keeps none of them per vCPU). A vCPU running on another leader CPU is not paused as
 //! Xen's `vcpu_pause` does: its registers are those saved when it last left a CPU.
 
 use super::Done;
@@ -101,6 +100,9 @@ pub(crate) fn context_of(
             };
         }
     }
+    // Xen copies its `gdt_frames` (FIRST_RESERVED_GDT_PAGE of them; the rest stay 0).
+    c.gdt_frames[..pv.gdt_frames.len()].copy_from_slice(&pv.gdt_frames);
+    c.gdt_ents = u64::from(pv.gdt_ents);
     c.ldt_base = v.ldt_base;
     c.ldt_ents = u64::from(v.ldt_ents);
     c.kernel_ss = v.kernel_ss;

@@ -271,3 +271,25 @@ fn getvcpucontext_faults_on_a_bad_buffer_and_after_a_reset_has_no_data() {
     assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
     assert_eq!(h.free.len(), 0x100);
 }
+
+#[test]
+fn getvcpucontext_reports_the_gdt_frames_set_gdt_gave() {
+    let mut h = Host::new();
+    let (d, m) = domu(&mut h);
+    assert_eq!(set(&mut h, d, Some(&context(m[0]))).0, 0);
+    // As set_gdt leaves them: two frames, 1024 entries.
+    let mut j = lockstep::Journal::new();
+    j.begin(1);
+    crate::pv::state::update(&mut h.h.state, &mut j, (d, 0), |p| {
+        p.gdt_frames[0] = m[4];
+        p.gdt_frames[1] = m[5];
+        p.gdt_ents = 1024;
+    });
+    offer_saved(&mut h, d, 0, 0x100);
+    let (r, c) = get(&mut h, d, 0, OUT);
+    assert_eq!(r, 0);
+    let c = c.unwrap();
+    assert_eq!(&c.gdt_frames[..3], &[m[4], m[5], 0]);
+    assert_eq!(c.gdt_frames[15], 0);
+    assert_eq!(c.gdt_ents, 1024);
+}
