@@ -18,10 +18,10 @@ pub enum StackKind {
     Ist(u8),
 }
 
-/// Stack pages each kind may have (main and SYSCALL 64 KiB, IST 16 KiB).
+/// Stack pages each kind may have (64 KiB each).
 const MAIN_PAGES: usize = 16;
 const SYSCALL_PAGES: usize = 16;
-const IST_PAGES: usize = 4;
+const IST_PAGES: usize = 16;
 const IST_SLOTS: usize = 5;
 
 const _: () =
