@@ -60,6 +60,18 @@ pub fn harness(privileged: bool) -> Harness {
     h
 }
 
+/// The fixture's domain (privileged or not) beside domain 5, created and laid out as the
+/// fixture with pfn p at mfn `0x400 + p` and shared_info at 0x90.
+pub fn with_domu5(privileged: bool) -> Harness {
+    let mut h = harness(privileged);
+    let mut j = Journal::new();
+    j.begin(1);
+    crate::hv::create_domain(&mut h.state, &mut j, 5, false, 1, 64).expect("domain 5");
+    add_domain(&mut h, &mut j, 5, 0x400, 0x90);
+    lockstep::replica::forget(&mut h.state);
+    h
+}
+
 /// Registers the fixture's memory layout for `dom` (already created) with pfn p at mfn
 /// `base + p` and its tables in machine memory.
 pub fn add_domain(h: &mut Harness, j: &mut Journal, dom: DomId, base: u64, shared_info: u64) {

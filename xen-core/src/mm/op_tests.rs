@@ -1,7 +1,7 @@
 //! memory_op, foreign mappings by a privileged domain, and the destroy path.
 
 use super::build::destroy_domain_memory;
-use super::fixture::{add_domain, audit, call, harness, l1_slot, mfn, MAX_PAGE, PAGES, VA_BASE};
+use super::fixture::{audit, call, harness, l1_slot, mfn, with_domu5, MAX_PAGE, PAGES, VA_BASE};
 use super::pt::{P, RW};
 use super::{DomMm, MmConfig, MACH2PHYS_NR_ENTRIES, NO_FRAME};
 use crate::effect::{Effect, MmEffect};
@@ -307,12 +307,7 @@ fn populate_and_decrease_reservation() {
 
 #[test]
 fn foreign_mappings_and_destroy() {
-    let mut h = harness(true);
-    let mut j = Journal::new();
-    j.begin(1);
-    create_domain(&mut h.state, &mut j, 5, false, 1, 64).unwrap();
-    add_domain(&mut h, &mut j, 5, 0x400, 0x90);
-    lockstep::replica::forget(&mut h.state);
+    let mut h = with_domu5(true);
     audit(&h).unwrap();
     let theirs = 0x400 + 20;
     // dom0 maps a domU frame into its own table: foreigndom names the page owner.
@@ -399,12 +394,7 @@ fn foreign_mappings_and_destroy() {
 
 #[test]
 fn unprivileged_foreign_requests_are_refused() {
-    let mut h = harness(false);
-    let mut j = Journal::new();
-    j.begin(1);
-    create_domain(&mut h.state, &mut j, 5, false, 1, 64).unwrap();
-    add_domain(&mut h, &mut j, 5, 0x400, 0x90);
-    lockstep::replica::forget(&mut h.state);
+    let mut h = with_domu5(false);
     h.mem.map(
         0xa000,
         &MmuUpdate {

@@ -1,15 +1,13 @@
 //! Host tests of a destroyed domain whose frames another domain still maps: it stays, dying,
 //! as Xen keeps it (`tot_pages` the frames held, its id taken) until the last mapping goes.
 
-use super::fixture::{add_domain, audit, call, harness, l1_slot, VA_BASE};
+use super::fixture::{audit, call, l1_slot, with_domu5, VA_BASE};
 use super::pt::{P, RW};
 use crate::effect::{Effect, MmEffect};
-use crate::hv::create_domain;
 use crate::hypercall::testing::Harness;
 use dom0_interface::domctl::*;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::xen::*;
-use lockstep::Journal;
 
 const OP: u64 = 0x1000;
 const ESRCH: i64 = -3;
@@ -48,12 +46,7 @@ fn freed(effects: &[Effect]) -> alloc::vec::Vec<u64> {
 
 #[test]
 fn a_destroyed_domain_stays_dying_while_dom0_maps_its_frame() {
-    let mut h = harness(true);
-    let mut j = Journal::new();
-    j.begin(1);
-    create_domain(&mut h.state, &mut j, 5, false, 1, 64).unwrap();
-    add_domain(&mut h, &mut j, 5, 0x400, 0x90);
-    lockstep::replica::forget(&mut h.state);
+    let mut h = with_domu5(true);
     let theirs = 0x400 + 20;
     h.mem.map(
         0xa000,
@@ -112,12 +105,7 @@ fn a_destroyed_domain_stays_dying_while_dom0_maps_its_frame() {
 
 #[test]
 fn a_destroyed_domain_nobody_maps_goes_at_once() {
-    let mut h = harness(true);
-    let mut j = Journal::new();
-    j.begin(1);
-    create_domain(&mut h.state, &mut j, 5, false, 1, 64).unwrap();
-    add_domain(&mut h, &mut j, 5, 0x400, 0x90);
-    lockstep::replica::forget(&mut h.state);
+    let mut h = with_domu5(true);
     let (r, _, _) = domctl(&mut h, &XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, 5));
     assert_eq!(r, 0);
     assert_eq!(info(&mut h, 5), Err(ESRCH));
