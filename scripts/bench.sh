@@ -256,29 +256,24 @@ for n in "${NAMES[@]}"; do
     printf '  %-12s %10s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")"
 done
 
+# rate_row LABEL NAME FORMAT FACTOR: FACTOR * TSC kHz / cycles per call of NAME, per run.
+rate_row() {
+    printf '  %-12s' "$1"
+    for run in xen off on; do
+        c="${CYC[$run:$2]:-}" k="${KHZ[$run]:-}"
+        if [[ -n "$c" && -n "$k" && "$c" != 0 ]]; then
+            printf ' %14s' "$(awk -v c="$c" -v k="$k" -v f="$4" -v fmt="$3" 'BEGIN { printf fmt, f * k / c }')"
+        else
+            printf ' %14s' "n/a"
+        fi
+    done
+    echo
+}
+echo
 # gnttab_copy copies 4096 bytes per call: MB/s = 4096 bytes * TSC kHz * 1000 / cycles / 1e6.
-echo
-printf '  %-12s' "gnttab_copy MB/s"
-for run in xen off on; do
-    c="${CYC[$run:gnttab_copy]:-}" k="${KHZ[$run]:-}"
-    if [[ -n "$c" && -n "$k" && "$c" != 0 ]]; then
-        printf ' %14s' "$(awk -v c="$c" -v k="$k" 'BEGIN { printf "%.1f", 4.096 * k / c }')"
-    else
-        printf ' %14s' "n/a"
-    fi
-done
-echo
+rate_row "gnttab_copy MB/s" gnttab_copy "%.1f" 4.096
 # mmu_update64 does 64 validated L1 updates per call: updates/s = 64 * TSC kHz * 1000 / cycles.
-printf '  %-12s' "mmu_update/s"
-for run in xen off on; do
-    c="${CYC[$run:mmu_update64]:-}" k="${KHZ[$run]:-}"
-    if [[ -n "$c" && -n "$k" && "$c" != 0 ]]; then
-        printf ' %14s' "$(awk -v c="$c" -v k="$k" 'BEGIN { printf "%.0f", 64000 * k / c }')"
-    else
-        printf ' %14s' "n/a"
-    fi
-done
-echo
+rate_row "mmu_update/s" mmu_update64 "%.0f" 64000
 
 section "RATIOS (printed, not judged)"
 printf '  %-12s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on/off"

@@ -11,6 +11,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use dom0_interface::guest_abi::GuestAbi;
 use lockstep::Journal;
 
 /// mfn of pfn `p` in the fixture.
@@ -70,6 +71,25 @@ pub fn with_domu5(privileged: bool) -> Harness {
     add_domain(&mut h, &mut j, 5, 0x400, 0x90);
     lockstep::replica::forget(&mut h.state);
     h
+}
+
+/// `mmu_update` (foreigndom 5) of the caller's L1 slot `slot` to map `mfn` with `flags`:
+/// the return value.
+pub fn map_domu5_frame(h: &mut Harness, slot: u64, mfn: u64, flags: u64) -> i64 {
+    h.mem.map(
+        0xa000,
+        &dom0_interface::xen::MmuUpdate {
+            ptr: l1_slot(slot),
+            val: (mfn << 12) | flags,
+        }
+        .to_vec(),
+    );
+    call(
+        h,
+        dom0_interface::xen::HYPERVISOR_MMU_UPDATE,
+        [0xa000, 1, 0, 5, 0],
+    )
+    .ret
 }
 
 /// Registers the fixture's memory layout for `dom` (already created) with pfn p at mfn

@@ -1,7 +1,9 @@
 //! memory_op, foreign mappings by a privileged domain, and the destroy path.
 
 use super::build::destroy_domain_memory;
-use super::fixture::{audit, call, harness, l1_slot, mfn, with_domu5, MAX_PAGE, PAGES, VA_BASE};
+use super::fixture::{
+    audit, call, harness, l1_slot, map_domu5_frame, mfn, with_domu5, MAX_PAGE, PAGES, VA_BASE,
+};
 use super::pt::{P, RW};
 use super::{DomMm, MmConfig, MACH2PHYS_NR_ENTRIES, NO_FRAME};
 use crate::effect::{Effect, MmEffect};
@@ -311,18 +313,7 @@ fn foreign_mappings_and_destroy() {
     audit(&h).unwrap();
     let theirs = 0x400 + 20;
     // dom0 maps a domU frame into its own table: foreigndom names the page owner.
-    h.mem.map(
-        0xa000,
-        &MmuUpdate {
-            ptr: l1_slot(40),
-            val: (theirs << 12) | P | RW,
-        }
-        .to_vec(),
-    );
-    assert_eq!(
-        call(&mut h, HYPERVISOR_MMU_UPDATE, [0xa000, 1, 0, 5, 0]).ret,
-        0
-    );
+    assert_eq!(map_domu5_frame(&mut h, 40, theirs, P | RW), 0);
     assert_eq!(h.state.mm_foreign.get(&(0, theirs)), Some(&(1, 1)));
     // Without foreigndom it is not ours: -EBUSY.
     assert_eq!(
@@ -395,18 +386,7 @@ fn foreign_mappings_and_destroy() {
 #[test]
 fn unprivileged_foreign_requests_are_refused() {
     let mut h = with_domu5(false);
-    h.mem.map(
-        0xa000,
-        &MmuUpdate {
-            ptr: l1_slot(40),
-            val: (0x414 << 12) | P,
-        }
-        .to_vec(),
-    );
-    assert_eq!(
-        call(&mut h, HYPERVISOR_MMU_UPDATE, [0xa000, 1, 0, 5, 0]).ret,
-        -1
-    );
+    assert_eq!(map_domu5_frame(&mut h, 40, 0x414, P), -1);
     assert_eq!(
         call(
             &mut h,

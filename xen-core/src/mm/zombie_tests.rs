@@ -1,7 +1,7 @@
 //! Host tests of a destroyed domain whose frames another domain still maps: it stays, dying,
 //! as Xen keeps it (`tot_pages` the frames held, its id taken) until the last mapping goes.
 
-use super::fixture::{audit, call, l1_slot, with_domu5, VA_BASE};
+use super::fixture::{audit, call, map_domu5_frame, with_domu5, VA_BASE};
 use super::pt::{P, RW};
 use crate::effect::{Effect, MmEffect};
 use crate::hypercall::testing::Harness;
@@ -48,18 +48,7 @@ fn freed(effects: &[Effect]) -> alloc::vec::Vec<u64> {
 fn a_destroyed_domain_stays_dying_while_dom0_maps_its_frame() {
     let mut h = with_domu5(true);
     let theirs = 0x400 + 20;
-    h.mem.map(
-        0xa000,
-        &MmuUpdate {
-            ptr: l1_slot(40),
-            val: (theirs << 12) | P | RW,
-        }
-        .to_vec(),
-    );
-    assert_eq!(
-        call(&mut h, HYPERVISOR_MMU_UPDATE, [0xa000, 1, 0, 5, 0]).ret,
-        0
-    );
+    assert_eq!(map_domu5_frame(&mut h, 40, theirs, P | RW), 0);
     let (r, _, effects) = domctl(&mut h, &XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, 5));
     assert_eq!(r, 0);
     let gone = freed(&effects);

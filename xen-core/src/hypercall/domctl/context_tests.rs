@@ -2,7 +2,7 @@
 //! refusals, and a context set with setvcpucontext read back with the runtime's saved
 //! registers and FPU image taken as input.
 
-use super::tests::{as_dom, cfg, Host, BUF, OP};
+use super::tests::{as_dom, cfg, paged_domu, Host, BUF, OP};
 use crate::effect::Effect;
 use crate::hv::value_kind;
 use crate::sched::SchedEffect;
@@ -60,25 +60,7 @@ fn set(h: &mut Host, dom: u16, c: Option<&VcpuGuestContext>) -> (i64, Vec<Effect
 /// and a stack page; [`OUT`] mapped in the caller. Returns its id and the page frames.
 fn domu(h: &mut Host) -> (u16, Vec<u64>) {
     h.h.mem.map(OUT, &[0xAA; VcpuGuestContext::SIZE]);
-    let d = h.create_with(0, cfg(1)).unwrap();
-    assert_eq!(h.max_vcpus(d, 1), 0);
-    assert_eq!(h.max_mem(d, 64), 0);
-    let (n, m) = h.reservation(6, d, &[0, 1, 2, 3, 4, 5]);
-    assert_eq!(n, 6);
-    for f in &m {
-        h.h.mem.add_frame(*f);
-    }
-    let table = 0x27; // P | RW | US | A
-    h.h.mem.machine.insert(m[0] << 12, (m[1] << 12) | table);
-    h.h.mem.machine.insert(m[1] << 12, (m[2] << 12) | table);
-    h.h.mem
-        .machine
-        .insert((m[2] << 12) + 16, (m[3] << 12) | table);
-    h.h.mem.machine.insert(m[3] << 12, (m[4] << 12) | 0x25);
-    h.h.mem
-        .machine
-        .insert((m[3] << 12) + 8, (m[5] << 12) | 0x67);
-    (d, m)
+    paged_domu(h)
 }
 
 /// The context the tests give: kernel mode, online, failsafe masks events, FPU state valid,

@@ -634,10 +634,9 @@ fn destroy_closes_the_dead_domains_channels_and_the_peer_sees_it_unbound() {
     ));
 }
 
-#[test]
-fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
-    use dom0_interface::arch_x86::VcpuGuestContext;
-    let mut h = Host::new();
+/// A paused domU with one vCPU and six pages: the L4 -> L3 -> L2 -> L1 chain mapping a code
+/// and a stack page. Returns its id and the page frames.
+pub(super) fn paged_domu(h: &mut Host) -> (u16, Vec<u64>) {
     let d = h.create_with(0, cfg(1)).unwrap();
     assert_eq!(h.max_vcpus(d, 1), 0);
     assert_eq!(h.max_mem(d, 64), 0);
@@ -656,6 +655,14 @@ fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
     h.h.mem
         .machine
         .insert((m[3] << 12) + 8, (m[5] << 12) | 0x67);
+    (d, m)
+}
+
+#[test]
+fn setvcpucontext_validates_the_roots_and_brings_the_vcpu_online() {
+    use dom0_interface::arch_x86::VcpuGuestContext;
+    let mut h = Host::new();
+    let (d, m) = paged_domu(&mut h);
     let mut c = VcpuGuestContext {
         flags: (1 << 2) | (1 << 5),
         kernel_ss: 0xe02b,
