@@ -158,8 +158,8 @@ fn max_mem(
 
 /// `XEN_DOMCTL_setvcpucontext`: not on the caller's own domain, a created vCPU below
 /// `max_vcpus` (-EINVAL); a null context resets the vCPU (drops its page-table roots and
-/// takes it offline); otherwise the 64-bit PV context is copied in (-EFAULT) and applied as
-/// `arch_set_info_guest` (checked, roots validated and referenced, online if `VGCF_online`).
+/// descriptor tables and takes it offline); otherwise the 64-bit PV context is copied in
+/// (-EFAULT) and applied as `arch_set_info_guest` ([`super::vcpu::apply_context`]).
 fn setvcpucontext(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -180,10 +180,8 @@ fn setvcpucontext(
     ctx.copy_from_guest(c.ctxt, &mut b)?;
     // Boxed: the context is 5 KiB and the hypercall stack also holds the page-table walk.
     let vc = alloc::boxed::Box::new(VcpuGuestContext::read_from(&b).map_err(|_| XenErrno::EFAULT)?);
-    if crate::sched::vcpu_sched(state, key).initialised {
-        // Xen re-loads an initialised vCPU only after a reset.
-        lifecycle::reset_vcpu(state, ctx, key)?;
-    }
+    // An initialised vCPU is not reset: Xen loads its registers and the like only if the
+    // context keeps its page tables, GDT and LDT (-EOPNOTSUPP otherwise).
     super::vcpu::apply_context(state, ctx, key, &vc)?;
     Done::ok()
 }

@@ -149,8 +149,10 @@ fn canonical(a: u64) -> bool {
     !(0x0000_8000_0000_0000..0xffff_8000_0000_0000).contains(&a)
 }
 
-/// The checks Xen's `arch_set_info_guest` makes of a 64-bit PV context that need no page
-/// ownership information: canonical addresses, LDT placement and size, GDT size, a CR3.
+/// The checks Xen's `arch_set_info_guest` makes of a 64-bit PV context before it loads
+/// anything: canonical addresses (registers, stacks, segment bases, callbacks, the virtual
+/// IDT, an LDT base with entries), an LDT base outside the hypervisor's range (`__addr_ok`,
+/// whatever `ldt_ents`), page-aligned and at most 8192 entries. All -EINVAL.
 pub fn check_context(c: &VcpuGuestContext) -> Result<(), XenErrno> {
     let addrs = [
         c.user_regs.rip,
@@ -166,22 +168,17 @@ pub fn check_context(c: &VcpuGuestContext) -> Result<(), XenErrno> {
     if addrs.iter().any(|a| !canonical(*a))
         || (c.ldt_ents != 0 && !canonical(c.ldt_base))
         || c.trap_ctxt.iter().any(|t| !canonical(t.address))
-    {
-        return Err(XenErrno::EINVAL);
-    }
-    if (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&c.ldt_base)
+        || !crate::mm::pt::addr_ok(c.ldt_base)
         || c.ldt_base & 0xfff != 0
         || c.ldt_ents > 8192
-        || c.gdt_ents > u64::from(FIRST_RESERVED_GDT_ENTRY)
     {
-        return Err(XenErrno::EINVAL);
-    }
-    if c.ctrlreg[3] >> 12 == 0 {
         return Err(XenErrno::EINVAL);
     }
     Ok(())
 }
 
+/// `X86_EFLAGS_IF`.
+const EFLAGS_IF: u64 = 1 << 9;
 /// `FCW_DEFAULT`: the x87 control word after FNINIT.
 const FCW_DEFAULT: u16 = 0x037f;
 /// `MXCSR_DEFAULT`: all SSE exceptions masked.
@@ -237,7 +234,8 @@ fn regs_of(c: &VcpuGuestContext) -> GuestRegs {
         r15: u.r15,
         rip: u.rip,
         cs: u64::from(guest_selector(u.cs)),
-        rflags: u.rflags,
+        // Xen: "Ensure real hardware interrupts are enabled."
+        rflags: u.rflags | EFLAGS_IF,
         rsp: u.rsp,
         ss: u64::from(guest_selector(u.ss)),
     }
@@ -258,10 +256,24 @@ fn initialise(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, arg:
 }
 
 /// `arch_set_info_guest` for a 64-bit PV vCPU `key` (VCPUOP_initialise, and
-/// XEN_DOMCTL_setvcpucontext from the toolstack): checks `c`, validates and references its
-/// page-table roots as `key.0`'s, loads the callbacks, stacks, virtual IDT, flags, virtual
-/// CR0.TS and CR2, sets the registers (selectors' RPL raised to 3, IOPL virtualised) and the
-/// FPU state, and brings the vCPU online if `VGCF_online`.
+/// XEN_DOMCTL_setvcpucontext from the toolstack), field by field as Xen 4.17:
+///
+/// - [`check_context`] first (-EINVAL, nothing changed);
+/// - the flags, FPU image, registers (selectors' RPL raised to 3, IOPL virtualised, IF set)
+///   and virtual IDT are loaded;
+/// - a vCPU not initialised yet needs a user page table unless it starts in kernel mode
+///   (-EINVAL); an initialised one (setvcpucontext only) must be given the page-table
+///   roots, GDT and LDT it has (-EOPNOTSUPP: Xen has loaded the above by then, and so
+///   does DualVisor);
+/// - kernel stack, callbacks, segment bases, virtual CR0.TS, CR2 and CR4 (`pv_fixup_guest_cr4`),
+///   the unused `ctrlreg[5..8]`, and the debug registers from their reset values through
+///   `set_debugreg` one by one, each value it refuses silently left at reset;
+/// - for a vCPU not initialised yet: vCPU 0 sets the domain's VM assists, the LDT base and
+///   size are recorded (its pages are mapped on first use), the GDT is installed as
+///   `set_gdt` (-EINVAL for a frame refused) and then the page-table roots are validated
+///   and referenced as the domain's (their errno); either failure leaves the tables as they
+///   were and the vCPU not initialised;
+/// - the vCPU comes online with `VGCF_online`, and goes down without it.
 pub(crate) fn apply_context(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -269,15 +281,17 @@ pub(crate) fn apply_context(
     c: &VcpuGuestContext,
 ) -> HvResult {
     check_context(c)?;
-    // The page-table bases are validated and referenced as Xen's arch_set_info_guest does
-    // (an L4 of this domain, typed and counted), not just copied.
-    {
-        let mut env = crate::mm::CtxEnv::new(ctx);
-        crate::mm::vcpu_base::install(state, &mut env, key, c.ctrlreg[3], c.ctrlreg[1])?;
+    let initialised = sched::vcpu_sched(state, key).initialised;
+    load_regs(state, ctx, key, c);
+    if !initialised {
+        if c.flags & VGCF_IN_KERNEL == 0 && c.ctrlreg[1] == 0 {
+            return Err(XenErrno::EINVAL.into());
+        }
+    } else if !same_tables(state, key, c) {
+        return Err(XenErrno::EOPNOTSUPP.into());
     }
     let j = ctx.journal();
     state.vcpus.update(j, &key, |v| {
-        v.kernel_mode = c.flags & VGCF_IN_KERNEL != 0;
         // fixup_guest_stack_selector on the whole word.
         v.kernel_ss = c.kernel_ss | 3;
         v.kernel_sp = c.kernel_sp;
@@ -288,6 +302,31 @@ pub(crate) fn apply_context(
         v.gs_base_kernel = c.gs_base_kernel;
         v.gs_base_user = c.gs_base_user;
     });
+    let pv = loaded_cpu_state(&crate::pv::state::get(state, key), c);
+    crate::pv::state::update(state, j, key, |p| *p = pv);
+    if !initialised {
+        load_tables(state, ctx, key, c)?;
+    }
+    with_sched(state, ctx, |s| {
+        let mut v = s.vcpu(key);
+        v.initialised = true;
+        s.put(key, v);
+        if c.flags & VGCF_ONLINE != 0 {
+            sched::online_and_wake(s, key);
+        } else if s.state.vcpus.get(&key).is_some_and(|v| v.online) {
+            sched::offline(s, key);
+        }
+    })?;
+    Ok(0)
+}
+
+/// What `arch_set_info_guest` loads before it looks at the tables: the flags, the FPU image,
+/// the registers and the virtual IDT.
+fn load_regs(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, c: &VcpuGuestContext) {
+    let j = ctx.journal();
+    state
+        .vcpus
+        .update(j, &key, |v| v.kernel_mode = c.flags & VGCF_IN_KERNEL != 0);
     for (vector, t) in c.trap_ctxt.iter().enumerate() {
         let e = crate::pv::TrapEntry {
             flags: t.flags,
@@ -310,8 +349,6 @@ pub(crate) fn apply_context(
         p.failsafe_disables_events = c.flags & VGCF_FAILSAFE_DISABLES_EVENTS != 0;
         p.syscall_disables_events = c.flags & VGCF_SYSCALL_DISABLES_EVENTS != 0;
         p.iopl = iopl;
-        p.cr0_ts = c.ctrlreg[0] & crate::pv::state::CR0_TS != 0;
-        p.cr2 = c.ctrlreg[2];
     });
     ctx.emit(Effect::Sched(SchedEffect::SetVcpuRegs {
         dom: key.0,
@@ -323,15 +360,83 @@ pub(crate) fn apply_context(
         vcpu: key.1,
         fx: fpu_image(c),
     }));
-    with_sched(state, ctx, |s| {
-        let mut v = s.vcpu(key);
-        v.initialised = true;
-        s.put(key, v);
-        if c.flags & VGCF_ONLINE != 0 {
-            sched::online_and_wake(s, key);
+}
+
+/// Whether `c` names the page-table roots, GDT and LDT initialised vCPU `key` has (what Xen
+/// requires of a context for a vCPU it does not reset).
+fn same_tables(state: &HvState, key: VcpuKey, c: &VcpuGuestContext) -> bool {
+    let Some(v) = state.vcpus.get(&key) else {
+        return false;
+    };
+    let pv = crate::pv::state::get(state, key);
+    let user_ok = if v.user_cr3 == 0 {
+        c.ctrlreg[1] == 0 && c.flags & VGCF_IN_KERNEL != 0
+    } else {
+        v.user_cr3 == c.ctrlreg[1]
+    };
+    v.cr3 == c.ctrlreg[3]
+        && user_ok
+        && c.gdt_frames[..pv.gdt_frames.len()] == pv.gdt_frames
+        && c.gdt_ents == u64::from(pv.gdt_ents)
+        && c.ldt_base == v.ldt_base
+        && c.ldt_ents == u64::from(v.ldt_ents)
+}
+
+/// The PV CPU state `c` gives a vCPU whose state is `pv`: virtual CR0.TS, CR2, CR4 as
+/// `pv_fixup_guest_cr4` makes it, `ctrlreg[5..8]`, and the debug registers reset and then
+/// set one by one through `set_debugreg` (DR0-3, DR6, DR7; a value it refuses leaves the
+/// register at its reset value, as Xen ignores the error).
+fn loaded_cpu_state(pv: &crate::pv::PvVcpu, c: &VcpuGuestContext) -> crate::pv::PvVcpu {
+    let mut p = pv.clone();
+    p.cr0_ts = c.ctrlreg[0] & crate::pv::state::CR0_TS != 0;
+    p.cr2 = c.ctrlreg[2];
+    p.cr4 = crate::pv::state::fixup_guest_cr4(c.ctrlreg[4]);
+    p.ctrlreg_high.copy_from_slice(&c.ctrlreg[5..8]);
+    p.dr = [0; 4];
+    p.dr6 = crate::pv::state::DR6_DEFAULT;
+    p.dr7 = crate::pv::state::DR7_DEFAULT;
+    p.dr7_emul = 0;
+    for reg in [0u32, 1, 2, 3, 6, 7] {
+        if let Ok((next, _, _)) =
+            crate::pv::emulate::debugreg_update(&p, reg, c.debugreg[reg as usize])
+        {
+            p = next;
         }
-    })?;
-    Ok(0)
+    }
+    p
+}
+
+/// The tables a vCPU gets when it is first initialised: vCPU 0 sets the domain's VM assists
+/// (Xen does so before anything below can fail), the LDT is recorded, then the GDT and the
+/// page-table roots are installed; a failure of either leaves no GDT and no roots behind.
+fn load_tables(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    key: VcpuKey,
+    c: &VcpuGuestContext,
+) -> Result<(), HvError> {
+    let j = ctx.journal();
+    if key.1 == 0 {
+        state
+            .domains
+            .update(j, &key.0, |d| d.vm_assist = c.vm_assist);
+    }
+    state.vcpus.update(j, &key, |v| {
+        v.ldt_base = c.ldt_base;
+        v.ldt_ents = c.ldt_ents as u32;
+    });
+    let entries = u32::try_from(c.gdt_ents).unwrap_or(u32::MAX);
+    let pages = (c.gdt_ents.min(u64::from(FIRST_RESERVED_GDT_ENTRY)) as usize).div_ceil(512);
+    super::vcpu_ctl::install_gdt(state, ctx, key, &c.gdt_frames[..pages], entries)?;
+    // The page-table bases are validated and referenced as Xen's arch_set_info_guest does
+    // (an L4 of this domain, typed and counted), not just copied.
+    let mut env = crate::mm::CtxEnv::new(ctx);
+    if let Err(e) = crate::mm::vcpu_base::install(state, &mut env, key, c.ctrlreg[3], c.ctrlreg[1])
+    {
+        super::vcpu_ctl::destroy_gdt(state, &mut env, key)?;
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn register_vcpu_info(

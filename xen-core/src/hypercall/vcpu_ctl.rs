@@ -133,23 +133,25 @@ pub fn vm_assist(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     }
 }
 
-/// `pv_set_gdt`: takes a segment-descriptor reference on each of the new frames (their
-/// descriptors checked as Xen's `check_descriptor`), drops those of the old GDT and has the
-/// embedder map the new frames into the GDT the vCPU runs with ([`PvEffect::SetGdt`]).
+/// `pv_set_gdt` for vCPU `key`: takes a segment-descriptor reference on each of the new
+/// frames (frames of `key`'s domain, their descriptors checked as Xen's `check_descriptor`),
+/// drops those of the old GDT and, for the calling vCPU, has the embedder map the new frames
+/// into the GDT it runs with ([`PvEffect::SetGdt`]; another vCPU's GDT is loaded from the
+/// replica when it next runs). -EINVAL (too many entries, a frame refused) changes nothing.
 pub fn install_gdt(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
+    key: crate::domain::VcpuKey,
     frames: &[u64],
     entries: u32,
 ) -> HvResult {
     if entries > FIRST_RESERVED_GDT_ENTRY || frames.len() > state::GDT_GUEST_PAGES {
         return Err(XenErrno::EINVAL.into());
     }
-    let k = state::key(ctx);
-    let dom = ctx.dom();
+    let caller = key == state::key(ctx);
     let mut env = CtxEnv::new(ctx);
     for (i, &mfn) in frames.iter().enumerate() {
-        if let Err(e) = get_page_and_type(state, &mut env, mfn, dom, PageType::SegDesc) {
+        if let Err(e) = get_page_and_type(state, &mut env, mfn, key.0, PageType::SegDesc) {
             for &held in frames[..i].iter().rev() {
                 put_page_and_type(state, &mut env, held)?;
             }
@@ -159,22 +161,39 @@ pub fn install_gdt(
             };
         }
     }
-    let old = state::get(state, k);
-    for &mfn in old.gdt_frames.iter().filter(|&&f| f != 0) {
-        put_page_and_type(state, &mut env, mfn)?;
-    }
+    destroy_gdt(state, &mut env, key)?;
     let mut table = [0u64; state::GDT_GUEST_PAGES];
     table[..frames.len()].copy_from_slice(frames);
     let j = env.journal();
-    state::update(state, j, k, |p| {
+    state::update(state, j, key, |p| {
         p.gdt_frames = table;
         p.gdt_ents = entries;
     });
-    env.emit(Effect::Pv(PvEffect::SetGdt {
-        frames: frames.to_vec(),
-        entries,
-    }));
+    if caller {
+        env.emit(Effect::Pv(PvEffect::SetGdt {
+            frames: frames.to_vec(),
+            entries,
+        }));
+    }
     Ok(0)
+}
+
+/// `pv_destroy_gdt` of vCPU `key`: drops the references its GDT frames hold and forgets them.
+pub fn destroy_gdt(
+    state: &mut HvState,
+    env: &mut CtxEnv<'_, '_, '_, '_>,
+    key: crate::domain::VcpuKey,
+) -> Result<(), HvError> {
+    let pv = state::get(state, key);
+    for &mfn in pv.gdt_frames.iter().filter(|&&f| f != 0) {
+        put_page_and_type(state, env, mfn)?;
+    }
+    let j = env.journal();
+    state::update(state, j, key, |p| {
+        p.gdt_frames = [0; state::GDT_GUEST_PAGES];
+        p.gdt_ents = 0;
+    });
+    Ok(())
 }
 
 /// `pv_destroy_gdt` and `pv_destroy_ldt` of vCPU `key` (vcpu_reset): drops the references
@@ -184,21 +203,13 @@ pub fn release_descriptor_tables(
     env: &mut CtxEnv<'_, '_, '_, '_>,
     key: crate::domain::VcpuKey,
 ) -> Result<(), HvError> {
+    destroy_gdt(state, env, key)?;
     let pv = state::get(state, key);
-    for &mfn in pv
-        .gdt_frames
-        .iter()
-        .chain(&pv.ldt_frames)
-        .filter(|&&f| f != 0)
-    {
+    for &mfn in pv.ldt_frames.iter().filter(|&&f| f != 0) {
         put_page_and_type(state, env, mfn)?;
     }
     let j = env.journal();
-    state::update(state, j, key, |p| {
-        p.gdt_frames = [0; state::GDT_GUEST_PAGES];
-        p.gdt_ents = 0;
-        p.ldt_frames = [0; state::LDT_PAGES];
-    });
+    state::update(state, j, key, |p| p.ldt_frames = [0; state::LDT_PAGES]);
     let j = env.journal();
     state.vcpus.update(j, &key, |v| {
         v.ldt_base = 0;
@@ -220,7 +231,8 @@ pub fn set_gdt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     for i in 0..nr_pages {
         frames.push(ctx.read_u64(list.wrapping_add(8 * i as u64))?);
     }
-    install_gdt(state, ctx, &frames, entries)
+    let key = state::key(ctx);
+    install_gdt(state, ctx, key, &frames, entries)
 }
 
 /// `update_descriptor(maddr, desc)`: writes one checked descriptor into a frame of the

@@ -217,7 +217,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                     }));
                 }
                 4 => {
-                    let v = state::GUEST_CR4 | (val & state::GUEST_CR4_WRITABLE);
+                    let v = state::fixup_guest_cr4(val);
                     let j = ctx.journal();
                     state::update(state, j, k, |p| p.cr4 = v);
                 }
@@ -391,16 +391,17 @@ const DR7_ACTIVE_MASK: u64 = 0xff;
 /// DR6 bits forced to 0: 12.
 const DR6_RESERVED_ZERO: u64 = 1 << 12;
 
-/// Xen's `set_debugreg` for the calling vCPU (also used by `mov %reg, %drN`).
-pub fn set_debugreg(
-    state: &mut HvState,
-    ctx: &mut Ctx<'_, '_, '_>,
+/// Xen's `set_debugreg` as a step over one vCPU's PV state: the state with debug register
+/// `reg` set to `value` (validated as Xen does: -EPERM for a DR0-3 address the guest may not
+/// use or DR7.GD or an I/O breakpoint without CR4.DE, -EINVAL for high bits in DR6/DR7,
+/// -ENODEV for DR4/5 with CR4.DE and registers past 7), and the hardware register and value
+/// to load if the vCPU runs.
+pub fn debugreg_update(
+    pv: &state::PvVcpu,
     reg: u32,
     value: u64,
-) -> Result<(), dom0_interface::errno::XenErrno> {
+) -> Result<(state::PvVcpu, u8, u64), dom0_interface::errno::XenErrno> {
     use dom0_interface::errno::XenErrno;
-    let k = state::key(ctx);
-    let pv = state::get(state, k);
     let de = pv.cr4 & state::CR4_DE != 0;
     let mut new = pv.clone();
     let hw_value;
@@ -457,13 +458,25 @@ pub fn set_debugreg(
         }
         _ => return Err(XenErrno::ENODEV),
     }
-    let j = ctx.journal();
-    state::update(state, j, k, |p| *p = new);
     let hw_reg = match reg {
         4 => 6,
         5 => 7,
         r => r as u8,
     };
+    Ok((new, hw_reg, hw_value))
+}
+
+/// Xen's `set_debugreg` for the calling vCPU (also used by `mov %reg, %drN`).
+pub fn set_debugreg(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    reg: u32,
+    value: u64,
+) -> Result<(), dom0_interface::errno::XenErrno> {
+    let k = state::key(ctx);
+    let (new, hw_reg, hw_value) = debugreg_update(&state::get(state, k), reg, value)?;
+    let j = ctx.journal();
+    state::update(state, j, k, |p| *p = new);
     ctx.emit(Effect::Pv(PvEffect::DebugReg {
         reg: hw_reg,
         value: hw_value,

@@ -12,6 +12,11 @@ use lockstep::impl_value;
 pub const GUEST_CR4: u64 = 0x660;
 /// CR4 bits a PV guest may change (TSD, DE, OSXSAVE); the others are Xen's.
 pub const GUEST_CR4_WRITABLE: u64 = (1 << 2) | (1 << 3) | (1 << 18);
+/// `pv_fixup_guest_cr4`: the CR4 a 64-bit PV guest sees after asking for `cr4` (the bits it
+/// may change as asked, the others Xen's).
+pub fn fixup_guest_cr4(cr4: u64) -> u64 {
+    GUEST_CR4 | (cr4 & GUEST_CR4_WRITABLE)
+}
 /// `X86_CR4_DE`.
 pub const CR4_DE: u64 = 1 << 3;
 /// The CR0 Xen runs with (PE MP ET NE WP AM PG); the guest reads it with its virtual TS.
@@ -88,6 +93,9 @@ pub struct PvVcpu {
     /// them). `VGCF_i387_valid` in it stands for Xen's `fpu_initialised`: DualVisor switches
     /// the FPU eagerly and never learns of a guest's first FPU use.
     pub vgc_flags: u64,
+    /// `ctrlreg[5..8]` of the context the vCPU was last given: Xen keeps all eight control
+    /// register slots of a context and reports them back, these three unused.
+    pub ctrlreg_high: [u64; 3],
     /// GDT frames set with `set_gdt` (each holds a general and a segment-descriptor type
     /// reference); 0 past `gdt_ents`.
     pub gdt_frames: [u64; GDT_GUEST_PAGES],
@@ -115,6 +123,7 @@ impl_value!(PvVcpu {
     dr7_emul,
     iopl,
     vgc_flags,
+    ctrlreg_high,
     gdt_frames,
     gdt_ents,
     ldt_frames,
@@ -139,6 +148,7 @@ impl Default for PvVcpu {
             dr7_emul: 0,
             iopl: 0,
             vgc_flags: 0,
+            ctrlreg_high: [0; 3],
             gdt_frames: [0; GDT_GUEST_PAGES],
             gdt_ents: 0,
             ldt_frames: [0; LDT_PAGES],

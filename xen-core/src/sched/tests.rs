@@ -342,6 +342,7 @@ fn fairness_two_vcpus_on_one_cpu_alternate_by_slice() {
     let mut r = Rig::new(2, 1);
     let mut ctx = [0u8; 5168];
     ctx[4984 + 24..4984 + 32].copy_from_slice(&(0x1234u64 << 12).to_le_bytes());
+    ctx[512] = 1 << 2; // VGCF_in_kernel
     r.map(0x8000, &ctx);
     assert_eq!(r.vcpu_op(0, VCPUOP_INITIALISE, 1, 0x8000), 0);
     assert_eq!(r.vcpu_op(0, VCPUOP_UP, 1, 0), 0);
@@ -415,6 +416,7 @@ fn random_sequences_keep_the_run_queues_consistent() {
         r.map(0x8000, &{
             let mut c = [0u8; 5168];
             c[4984 + 24..4984 + 32].copy_from_slice(&(0x99u64 << 12).to_le_bytes());
+            c[512] = 1 << 2; // VGCF_in_kernel
             c
         });
         for v in 1..4 {

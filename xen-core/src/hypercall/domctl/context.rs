@@ -112,6 +112,7 @@ pub(crate) fn context_of(
     c.ctrlreg[2] = pv.cr2;
     c.ctrlreg[3] = v.cr3;
     c.ctrlreg[4] = pv.cr4;
+    c.ctrlreg[5..8].copy_from_slice(&pv.ctrlreg_high);
     c.debugreg[..4].copy_from_slice(&pv.dr);
     c.debugreg[6] = pv.dr6;
     c.debugreg[7] = pv.dr7 | pv.dr7_emul;

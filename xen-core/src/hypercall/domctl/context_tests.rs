@@ -212,6 +212,8 @@ fn getvcpucontext_reports_mode_and_online_from_the_vcpu_now() {
     let (d, m) = domu(&mut h);
     let mut c = context(m[0]);
     c.flags = VGCF_ONLINE;
+    // Starting in user mode takes a user page table (the same L4 will do).
+    c.ctrlreg[1] = m[0] << 12;
     let (r, effects) = set(&mut h, d, Some(&c));
     assert_eq!(r, 0);
     // No VGCF_i387_valid: the FPU starts from its reset state, whatever the image said.
@@ -274,4 +276,137 @@ fn getvcpucontext_reports_the_gdt_frames_set_gdt_gave() {
     assert_eq!(&c.gdt_frames[..3], &[m[4], m[5], 0]);
     assert_eq!(c.gdt_frames[15], 0);
     assert_eq!(c.gdt_ents, 1024);
+}
+
+/// Type references held on frame `mfn`.
+fn type_count(h: &Host, mfn: u64) -> u32 {
+    h.h.state.frames.get(&mfn).map_or(0, |p| p.type_count)
+}
+
+#[test]
+fn setvcpucontext_loads_every_field_and_getvcpucontext_gives_them_back() {
+    let mut h = Host::new();
+    let (d, m) = domu(&mut h);
+    let mut c = context(m[0]);
+    // The code page (mapped read-only, no descriptors in it) as the GDT's only frame.
+    c.gdt_frames[0] = m[4];
+    c.gdt_ents = 512;
+    c.ldt_base = 0x50_0000;
+    c.ldt_ents = 16;
+    c.vm_assist = 1 << 2;
+    // Only TSD, DE and OSXSAVE are the guest's; Xen's bits whatever was asked.
+    c.ctrlreg[4] = u64::MAX;
+    c.ctrlreg[5] = 5;
+    c.ctrlreg[7] = 7;
+    c.debugreg[0] = 0x1000;
+    // Refused by set_debugreg (Xen's range): stays 0.
+    c.debugreg[1] = 0xffff_8000_0000_0000;
+    c.debugreg[6] = 0x1;
+    // L0 and an I/O breakpoint on DR1 (allowed: CR4.DE is set first).
+    c.debugreg[7] = 0x1 | (2 << 20);
+    let (r, _) = set(&mut h, d, Some(&c));
+    assert_eq!(r, 0);
+    assert_eq!(type_count(&h, m[4]), 1, "the GDT frame holds its type");
+    offer_saved(&mut h, d, 0, 0);
+    let got = get(&mut h, d, 0, OUT).1.unwrap();
+    assert_eq!(got.gdt_frames[0], m[4]);
+    assert_eq!(got.gdt_frames[1..], [0; 15]);
+    assert_eq!(got.gdt_ents, 512);
+    assert_eq!((got.ldt_base, got.ldt_ents), (0x50_0000, 16));
+    assert_eq!(got.vm_assist, 1 << 2);
+    assert_eq!(got.ctrlreg[4], 0x660 | (1 << 2) | (1 << 3) | (1 << 18));
+    assert_eq!(got.ctrlreg[5..], [5, 0, 7]);
+    assert_eq!(got.debugreg[..4], [0x1000, 0, 0, 0]);
+    assert_eq!(got.debugreg[6], 0xffff_0ff1);
+    assert_eq!(got.debugreg[7], 0x401 | (2 << 20));
+    // Set again, unchanged tables: loads, and the GDT keeps its one reference.
+    let (r, _) = set(&mut h, d, Some(&c));
+    assert_eq!(r, 0);
+    assert_eq!(type_count(&h, m[4]), 1);
+    // A reset drops the GDT.
+    assert_eq!(set(&mut h, d, None).0, 0);
+    assert_eq!(type_count(&h, m[4]), 0);
+}
+
+#[test]
+fn a_refused_gdt_or_root_leaves_no_reference_and_the_vcpu_uninitialised() {
+    let mut h = Host::new();
+    let (d, m) = domu(&mut h);
+    let mut c = context(m[0]);
+    // A frame the domU does not own: no GDT frame.
+    c.gdt_frames[0] = 0xf_0000;
+    c.gdt_ents = 1;
+    assert_eq!(set(&mut h, d, Some(&c)).0, EINVAL);
+    assert_eq!(get(&mut h, d, 0, OUT).0, ENODATA);
+    assert_eq!(type_count(&h, m[0]), 0, "no root referenced");
+    // Too many entries.
+    c.gdt_frames[0] = m[4];
+    c.gdt_ents = 14 * 512 + 1;
+    assert_eq!(set(&mut h, d, Some(&c)).0, EINVAL);
+    // A good GDT, a root that is not an L4: the GDT is dropped again.
+    c.gdt_ents = 512;
+    c.ctrlreg[3] = m[4] << 12;
+    assert_eq!(set(&mut h, d, Some(&c)).0, EINVAL);
+    assert_eq!(type_count(&h, m[4]), 0);
+    assert_eq!(get(&mut h, d, 0, OUT).0, ENODATA);
+    // User mode with no user page table.
+    let mut c = context(m[0]);
+    c.flags &= !VGCF_IN_KERNEL;
+    assert_eq!(set(&mut h, d, Some(&c)).0, EINVAL);
+    assert_eq!(get(&mut h, d, 0, OUT).0, ENODATA);
+}
+
+#[test]
+fn ldt_base_is_checked_as_xen_does_whatever_the_entries() {
+    let mut h = Host::new();
+    let (d, m) = domu(&mut h);
+    for (base, ents) in [
+        (0x0000_8000_0000_0000, 0),
+        (0xffff_8000_0000_0000, 0),
+        (0x0000_8000_0000_0000, 1),
+        (0x50_0008, 1),
+        (0x50_0000, 8193),
+    ] {
+        let mut c = context(m[0]);
+        c.ldt_base = base;
+        c.ldt_ents = ents;
+        assert_eq!(set(&mut h, d, Some(&c)).0, EINVAL, "{base:#x} {ents}");
+    }
+    let mut c = context(m[0]);
+    c.ldt_base = 0xffff_8800_0000_0000;
+    assert_eq!(
+        set(&mut h, d, Some(&c)).0,
+        0,
+        "above the hypervisor's range"
+    );
+}
+
+#[test]
+fn an_initialised_vcpu_keeps_its_tables_or_the_context_is_refused() {
+    const EOPNOTSUPP: i64 = -95;
+    let mut h = Host::new();
+    let (d, m) = domu(&mut h);
+    let c = context(m[0]);
+    assert_eq!(set(&mut h, d, Some(&c)).0, 0);
+    let mut other = c;
+    other.ctrlreg[3] = m[4] << 12;
+    assert_eq!(set(&mut h, d, Some(&other)).0, EOPNOTSUPP);
+    let mut other = c;
+    other.ldt_ents = 1;
+    assert_eq!(set(&mut h, d, Some(&other)).0, EOPNOTSUPP);
+    let mut other = c;
+    other.gdt_ents = 1;
+    assert_eq!(set(&mut h, d, Some(&other)).0, EOPNOTSUPP);
+    // The same tables: the stack and callbacks are loaded, the roots keep one reference.
+    let mut again = c;
+    again.kernel_sp = 0x40_1000;
+    again.event_callback_eip = 0x40_0180;
+    assert_eq!(set(&mut h, d, Some(&again)).0, 0);
+    assert_eq!(type_count(&h, m[0]), 1);
+    offer_saved(&mut h, d, 0, 0);
+    let got = get(&mut h, d, 0, OUT).1.unwrap();
+    assert_eq!(
+        (got.kernel_sp, got.event_callback_eip),
+        (0x40_1000, 0x40_0180)
+    );
 }

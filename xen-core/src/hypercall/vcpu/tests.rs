@@ -5,6 +5,8 @@ use crate::sched::tests::{virqs, Rig, SHARED_INFO};
 
 fn context(cr3_pfn: u64) -> [u8; 5168] {
     let mut c = [0u8; 5168];
+    // VGCF_in_kernel: a context starting in user mode needs a user page table.
+    c[512] = 1 << 2;
     c[4984 + 24..4984 + 32].copy_from_slice(&(cr3_pfn << 12).to_le_bytes());
     c
 }
