@@ -158,6 +158,8 @@ const TRAP_CTXT: usize = 720;
 const KERNEL_SS: usize = 4968;
 const KERNEL_SP: usize = 4976;
 const CTRLREG: usize = 4984;
+const DEBUGREG: usize = 5048;
+const LDT_BASE: usize = 4816;
 const EVENT_CB: usize = 5112;
 const FAILSAFE_CB: usize = 5120;
 const SYSCALL_CB: usize = 5128;
@@ -175,8 +177,9 @@ const SHUTDOWN_RET: u64 = CODE_VA + 42;
 /// What the context-checking domU starts with beyond every domU's context: registers its
 /// code leaves alone, the callbacks, segment bases, a page-fault handler whose code
 /// selector has RPL 0 (Xen raises it to 3) and a valid FPU image (FCW 0x27f, MXCSR rounding
-/// toward zero).
-const CTX_EXTRA: [(usize, u64); 14] = [
+/// toward zero), an LDT (mapped by nothing: Xen maps its pages on use), VM assists, CR4 and
+/// CR5 as asked, and breakpoints (DR1's value is one Xen refuses and leaves at 0).
+const CTX_EXTRA: [(usize, u64); 23] = [
     (CTX_FLAGS, VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID),
     (0, 0x027f),
     (24, 0x7f80),
@@ -191,6 +194,17 @@ const CTX_EXTRA: [(usize, u64); 14] = [
     (GS_BASE_KERNEL, 0x7100_0000),
     (TRAP_CTXT + 14 * 16, 14 | (0xe030 << 16)),
     (TRAP_CTXT + 14 * 16 + 8, CODE_VA + 0x400),
+    (LDT_BASE, CODE_VA + 0x10_0000),
+    (LDT_BASE + 8, 16),
+    (VM_ASSIST, 1 << 2),
+    // TSD DE OSXSAVE and PGE (Xen's to decide). Not FSGSBASE: Xen 4.17 lets a PV guest set
+    // it (real CR4 follows), DualVisor does not yet.
+    (CTRLREG + 32, (1 << 2) | (1 << 3) | (1 << 7) | (1 << 18)),
+    (CTRLREG + 40, 0x55),
+    (DEBUGREG, CODE_VA + 0x800),
+    (DEBUGREG + 8, 0xffff_8000_0000_0000),
+    (DEBUGREG + 48, 1),
+    (DEBUGREG + 56, 1),
 ];
 
 /// `XEN_DOMCTL_getvcpucontext(dom, vcpu)` into `buf` (`to` overrides the buffer address).
@@ -283,7 +297,20 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
         ("fs_base", FS_BASE, 8, 0x7000_0000),
         ("gs_base_kernel", GS_BASE_KERNEL, 8, 0x7100_0000),
         ("gs_base_user", GS_BASE_USER, 8, 0),
-        ("vm_assist", VM_ASSIST, 8, 0),
+        ("vm_assist as given", VM_ASSIST, 8, 1 << 2),
+        ("ldt_base, ldt_ents", LDT_BASE, 8, CODE_VA + 0x10_0000),
+        ("ldt_ents", LDT_BASE + 8, 8, 16),
+        (
+            "ctrlreg[4]: PAE MCE OSFXSR OSXMMEXCPT + TSD DE OSXSAVE",
+            CTRLREG + 32,
+            8,
+            0x4066c,
+        ),
+        ("ctrlreg[5] kept", CTRLREG + 40, 8, 0x55),
+        ("DR0", DEBUGREG, 8, CODE_VA + 0x800),
+        ("DR1 refused by set_debugreg", DEBUGREG + 8, 8, 0),
+        ("DR6 (reserved bits set)", DEBUGREG + 48, 8, 0xffff_0ff1),
+        ("DR7 (L0, bit 10)", DEBUGREG + 56, 8, 0x401),
         ("ctrlreg[1] (no user page table)", CTRLREG + 8, 8, 0),
         (
             "trap 14 vector, flags, cs (RPL 3)",
@@ -318,12 +345,6 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
             ("rax", R_RAX, 8, 0),
             ("rflags as given", R_RFLAGS, 8, 0x200),
             ("ctrlreg[0] (Xen's CR0, TS clear)", CTRLREG, 8, 0x8005_0033),
-            (
-                "ctrlreg[4] (PAE MCE OSFXSR OSXMMEXCPT)",
-                CTRLREG + 32,
-                8,
-                0x660,
-            ),
         ],
     );
     check_eq(
@@ -370,8 +391,23 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
             ("r11 (SYSCALL's saved flags)", UREGS + 48, 8, 0x246),
         ],
     );
+    // An initialised vCPU is not reset: other page tables -EOPNOTSUPP, the same load.
+    buf[CTX_FLAGS] &= !(VGCF_ONLINE as u8);
+    buf[KERNEL_SP..KERNEL_SP + 8].copy_from_slice(&(STACK_TOP - 8).to_le_bytes());
+    let mut other = buf;
+    other[CTRLREG + 24..CTRLREG + 32].fill(0);
     let mut op = CtlBuf::domctl(DOMCTL_SETVCPUCONTEXT, d);
-    op.set_u32(DOMCTL_U, 0);
+    op.set_u64(DOMCTL_U + 8, other.as_ptr() as u64);
+    check_eq(
+        "setvcpucontext, other cr3",
+        domctl(&mut op),
+        Err(Errno::EOPNOTSUPP),
+    );
+    op.set_u64(DOMCTL_U + 8, buf.as_ptr() as u64);
+    check_eq("setvcpucontext, same tables", domctl(&mut op), Ok(0));
+    check_eq("read it back", get_context(d, 0, &mut buf, None), Ok(0));
+    check_eq("kernel_sp loaded", field(&buf, KERNEL_SP, 8), STACK_TOP - 8);
+    op.set_u64(DOMCTL_U + 8, 0);
     check_eq("reset its vCPU (null context)", domctl(&mut op), Ok(0));
     check_eq(
         "getvcpucontext after the reset",

@@ -294,7 +294,8 @@ fn setvcpucontext_loads_every_field_and_getvcpucontext_gives_them_back() {
     c.ldt_base = 0x50_0000;
     c.ldt_ents = 16;
     c.vm_assist = 1 << 2;
-    // Only TSD, DE and OSXSAVE are the guest's; Xen's bits whatever was asked.
+    // TSD, DE and OSXSAVE are the guest's; Xen's bits whatever was asked. (Xen 4.17 also
+    // lets it set FSGSBASE, which DualVisor does not load into CR4.)
     c.ctrlreg[4] = u64::MAX;
     c.ctrlreg[5] = 5;
     c.ctrlreg[7] = 7;
