@@ -23,6 +23,7 @@ use lockstep::config::TxResult;
 use spin::Mutex;
 use xen_core::domain::VcpuKey;
 use xen_core::effect::{DomId, Effect};
+use xen_core::pv::ldt;
 use xen_core::request::{ExitKind, GuestRegs, Request};
 
 /// What the hardware side keeps per vCPU (outside the replica): its saved registers.
@@ -132,19 +133,28 @@ impl Runtime {
         arch::guest::load_debug_registers(dr, dr7);
     }
 
-    /// The address a guest #PF at `cr2` is reported at: a fault on an LDT page that is not
-    /// mapped (in this CPU's window) shows the guest's own LDT address, as Xen's
-    /// `handle_ldt_mapping_fault` reports it.
-    fn guest_cr2(&self, key: VcpuKey, cr2: u64) -> u64 {
-        match arch::gdt::ldt_window_offset(cr2) {
-            Some(off) => self
-                .backend
-                .replica()
-                .vcpus
-                .get(&key)
-                .map_or(cr2, |v| v.ldt_base.wrapping_add(off)),
-            None => cr2,
+    /// The LDT offsets of `frame`'s code and stack selectors that lie in a page of `key`'s
+    /// LDT not mapped yet (resuming would fault on the `iretq`, inside the hypervisor).
+    fn unmapped_ldt_selectors(&self, key: VcpuKey, frame: &TrapFrame) -> Vec<u64> {
+        let replica = self.backend.replica();
+        let ents = replica.vcpus.get(&key).map_or(0, |v| u64::from(v.ldt_ents));
+        let frames = replica
+            .pv_vcpus
+            .get(&key)
+            .map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
+        let mut out = Vec::new();
+        for sel in [frame.cs, frame.ss] {
+            let off = sel & 0xfff8;
+            let page = (off >> 12) as usize;
+            if sel & 4 != 0
+                && off >> 3 < ents
+                && frames.get(page) == Some(&0)
+                && !out.contains(&off)
+            {
+                out.push(off);
+            }
         }
+        out
     }
 
     /// The bases (CR3, FS, GS) vCPU `key` runs with now, from the leader's replica.
@@ -267,8 +277,20 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             0,
         )),
         GuestExit::Exception(v) => {
+            let mut error_code = frame.error_code;
             let cr2 = match v {
-                14 => rt.guest_cr2(key, arch::cpu::read_cr2()),
+                // A fault on this CPU's LDT window: the page is not mapped for this vCPU
+                // yet; xen-core gets the offset into the LDT.
+                14 => {
+                    let cr2 = arch::cpu::read_cr2();
+                    match arch::gdt::ldt_window_offset(cr2) {
+                        Some(off) => {
+                            error_code |= ldt::PF_LDT_WINDOW;
+                            off
+                        }
+                        None => cr2,
+                    }
+                }
                 1 => arch::cpu::take_dr6(),
                 _ => 0,
             };
@@ -278,7 +300,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 vcpu,
                 regs,
                 u64::from(v),
-                frame.error_code,
+                error_code,
                 cr2,
             ))
         }
@@ -314,7 +336,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     let noreboot = rt.noreboot;
     // Who runs here next.
     match rt.running[cpu] {
-        Some(next) if next == key => rt.load(key),
+        Some(next) if next == key => {
+            after.merge(map_ldt_selectors(rt, key, Some((frame, fx))));
+            rt.load(key)
+        }
         Some(next) => {
             if let Some(v) = rt.vcpus.get_mut(&key) {
                 v.frame = *frame;
@@ -324,6 +349,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 *frame = v.frame;
                 *fx = v.fx;
             }
+            after.merge(map_ldt_selectors(rt, next, Some((frame, fx))));
             rt.load(next);
         }
         None => {
@@ -387,17 +413,57 @@ fn leader_idle() -> ! {
     }
 }
 
+/// Before `key` resumes (from `live`, or its saved frame): maps the pages of its LDT that
+/// its code and stack selectors lie in, if not mapped yet, as Xen's #PF handler does when
+/// the `iret` to the guest faults on them ([`ldt::PF_LDT_RESUME`]). A page that cannot be
+/// mapped stays unmapped.
+fn map_ldt_selectors(
+    rt: &mut Runtime,
+    key: VcpuKey,
+    mut live: Option<(&mut TrapFrame, &mut FxArea)>,
+) -> After {
+    let mut after = After::default();
+    let frame = match &live {
+        Some((f, _)) => **f,
+        None => match rt.vcpus.get(&key) {
+            Some(v) => v.frame,
+            None => return after,
+        },
+    };
+    for off in rt.unmapped_ldt_selectors(key, &frame) {
+        let req = Request::exit(
+            ExitKind::Exception,
+            key.0,
+            key.1,
+            regs_of(&frame),
+            14,
+            ldt::PF_LDT_WINDOW | ldt::PF_LDT_RESUME,
+            off,
+        );
+        let cr3 = rt.kernel_cr3(key);
+        let l = live.as_mut().map(|(f, x)| (&mut **f, &mut **x));
+        after.merge(transact(rt, &req, cr3, l));
+    }
+    after
+}
+
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
     let cpu = arch::percpu::cpu_index();
+    let mut after = After::default();
     let entry = {
-        let g = RUNTIME.lock();
-        g.as_ref().and_then(|rt| {
+        let mut g = RUNTIME.lock();
+        g.as_mut().and_then(|rt| {
             let key = rt.running[cpu]?;
+            after = map_ldt_selectors(rt, key, None);
             let v = rt.vcpus.get(&key)?;
-            Some((v.frame, v.fx, rt.bases(key)))
+            Some((v.frame, v.fx, rt.bases(key), rt.noreboot))
         })
     };
+    let entry = entry.map(|(f, fx, bases, noreboot)| {
+        apply::finish(after, noreboot);
+        (f, fx, bases)
+    });
     let Some((f, fx, bases)) = entry else {
         leader_idle()
     };

@@ -1,7 +1,7 @@
 //! The 64-bit PV vCPU's CPU-level virtualisation: the virtual IDT and callbacks, the bounce
 //! frame Xen builds on the guest kernel stack, `iret`, and the privileged instructions Xen
-//! emulates for a ring-3 guest kernel, and its writes to its own page tables
-//! ([`ptwr`]).
+//! emulates for a ring-3 guest kernel, its LDT paged in on use ([`ldt`]), and its writes to
+//! its own page tables ([`ptwr`]).
 
 pub mod bounce;
 pub mod cpuid;
@@ -10,6 +10,7 @@ pub mod desc;
 pub mod effect;
 pub mod emulate;
 pub mod iret;
+pub mod ldt;
 pub mod msr;
 pub mod ptwr;
 pub mod state;

@@ -11,6 +11,7 @@
 //! the bare-metal side issues one whenever it finds `evtchn_upcall_pending` set and the mask
 //! clear before resuming a vCPU. Guest-virtual reads and probes of a transaction resolve
 //! through the vCPU's kernel page tables. A #DB exit carries the hardware DR6 in place of CR2.
+//! A #PF on the vCPU's LDT window is flagged as [`crate::pv::ldt`] describes.
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvError, HvState};
@@ -118,6 +119,7 @@ pub fn exception(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), H
             emulate::finish(state, ctx, o, (6, 0))
         }
         7 => device_not_available(state, ctx),
+        14 if ec & crate::pv::ldt::PF_LDT_WINDOW != 0 => crate::pv::ldt::fault(state, ctx),
         14 if crate::pv::ptwr::page_fault(state, ctx)? => Ok(()),
         1 => debug(state, ctx),
         0..=31 => inject_hw(state, ctx, &regs, vector, ec).map(|_| ()),

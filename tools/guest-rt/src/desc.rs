@@ -71,6 +71,32 @@ pub fn lar(sel: u16) -> Option<u32> {
     (ok != 0).then_some(rights)
 }
 
+/// `lar sel` for a selector whose descriptor read may fault (a page of the LDT Xen cannot
+/// map gives #PF): the 3-byte `lar %ecx, %eax`, so an expected #PF
+/// (`traps::expect(14, 3)`) resumes after it. The access rights as [`lar`] reports them;
+/// `None` for an invalid selector or when the read faulted.
+pub fn lar_may_fault(sel: u16) -> Option<u32> {
+    let rights: u32;
+    let ok: u8;
+    // SAFETY: `lar` only reads the descriptor table; an invalid selector clears ZF, a fault
+    // on the table's page is handled by the trap table (the caller expects it) and resumes
+    // after the instruction with ZF clear (`cmp` below leaves it so), C ABI clobbers for the
+    // handler.
+    unsafe {
+        core::arch::asm!(
+            "xor eax, eax",
+            "cmp eax, 1",
+            ".byte 0x0f, 0x02, 0xc1",
+            "setz dl",
+            in("ecx") u32::from(sel),
+            out("eax") rights,
+            out("dl") ok,
+            clobber_abi("C"),
+        );
+    }
+    (ok != 0).then_some(rights)
+}
+
 /// Loads `sel` into `%ds` (a data selector of the guest's GDT, checked with `lar` first to be
 /// a present, readable data segment at DPL 3 so the load cannot fault), reads `%ds` back and
 /// restores the previous `%ds`. In 64-bit mode `%ds` takes no part in addressing.

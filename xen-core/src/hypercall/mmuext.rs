@@ -10,7 +10,7 @@ use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{Ctx, HvError, HvResult, HvState};
 use crate::mm::env::{CtxEnv, MmEnv};
 use crate::mm::frame::{get_page, get_page_and_type, get_page_type, put_page, put_page_and_type};
-use crate::mm::pt::{addr_ok, entry_mfn, walk_to_l1e, P};
+use crate::mm::pt::addr_ok;
 use crate::mm::PageType;
 use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
@@ -35,12 +35,10 @@ fn emit_cr3(st: &HvState, env: &mut CtxEnv<'_, '_, '_, '_>) {
     }
 }
 
-/// `MMUEXT_SET_LDT` for the calling vCPU: records base and size and maps the LDT's pages
-/// at once (Xen maps each on its first use, `pv_map_ldt_shadow_page`): each page the guest
-/// kernel's tables map to a frame of its own that can take the segment-descriptor type
-/// (descriptors checked as for a GDT) is held until the LDT changes; a page that cannot
-/// stays unmapped, so using a selector in it faults. The embedder loads the LDT
-/// ([`MmEffect::LoadLdt`]) from the vCPU's [`crate::pv::PvVcpu::ldt_frames`].
+/// `MMUEXT_SET_LDT` for the calling vCPU: a new base or size drops the LDT pages mapped so
+/// far and records the new ones; nothing is mapped until the guest uses a selector in a page
+/// ([`crate::pv::ldt`]). The embedder loads the LDT ([`MmEffect::LoadLdt`]) from the vCPU's
+/// [`crate::pv::PvVcpu::ldt_frames`].
 fn set_ldt(
     st: &mut HvState,
     env: &mut CtxEnv<'_, '_, '_, '_>,
@@ -55,35 +53,12 @@ fn set_ldt(
     if same {
         return Ok(());
     }
-    let old = crate::pv::state::get(st, key).ldt_frames;
-    for &mfn in old.iter().filter(|&&f| f != 0) {
-        put_page_and_type(st, env, mfn)?;
-    }
-    let mut frames = [0u64; crate::pv::state::LDT_PAGES];
-    let cr3 = st.vcpus.get(&key).map_or(0, |v| v.cr3);
-    let pages = (u64::from(ents) * 8).div_ceil(4096) as usize;
-    for (i, slot) in frames.iter_mut().enumerate().take(pages) {
-        let va = base + i as u64 * 4096;
-        let Some((_, l1e)) = walk_to_l1e(env, cr3, va)? else {
-            continue;
-        };
-        let e = env.read_word(l1e)?;
-        if e & P == 0 {
-            continue;
-        }
-        let mfn = entry_mfn(e);
-        match get_page_and_type(st, env, mfn, key.0, PageType::SegDesc) {
-            Ok(()) => *slot = mfn,
-            Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
-            Err(_) => {}
-        }
-    }
+    crate::pv::ldt::destroy(st, env, key)?;
     let j = env.journal();
     st.vcpus.update(j, &key, |v| {
         v.ldt_base = base;
         v.ldt_ents = ents;
     });
-    crate::pv::state::update(st, env.journal(), key, |p| p.ldt_frames = frames);
     env.emit(Effect::Mm(MmEffect::LoadLdt { base, ents }));
     Ok(())
 }

@@ -204,12 +204,7 @@ pub fn release_descriptor_tables(
     key: crate::domain::VcpuKey,
 ) -> Result<(), HvError> {
     destroy_gdt(state, env, key)?;
-    let pv = state::get(state, key);
-    for &mfn in pv.ldt_frames.iter().filter(|&&f| f != 0) {
-        put_page_and_type(state, env, mfn)?;
-    }
-    let j = env.journal();
-    state::update(state, j, key, |p| p.ldt_frames = [0; state::LDT_PAGES]);
+    crate::pv::ldt::destroy(state, env, key)?;
     let j = env.journal();
     state.vcpus.update(j, &key, |v| {
         v.ldt_base = 0;

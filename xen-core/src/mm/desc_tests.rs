@@ -108,37 +108,111 @@ fn update_descriptor_checks_and_writes() {
     audit(&h).unwrap();
 }
 
+/// A #PF exit of the fixture domain's vCPU 0 on its LDT window at `offset`: its effects.
+fn ldt_fault(h: &mut crate::hypercall::testing::Harness, offset: u64, flags: u64) -> Vec<Effect> {
+    use crate::pv::ldt::PF_LDT_WINDOW;
+    use crate::request::{ExitKind, GuestRegs};
+    let regs = GuestRegs {
+        rip: 0x40_0000,
+        cs: 0xe033,
+        ss: 0xe02b,
+        rsp: 0x40_2000,
+        ..GuestRegs::default()
+    };
+    let req = crate::request::Request::exit(
+        ExitKind::Exception,
+        h.dom,
+        0,
+        regs,
+        14,
+        PF_LDT_WINDOW | flags,
+        offset,
+    );
+    h.run(req).effects
+}
+
+/// The CR2 a bounced #PF reported, if any.
+fn cr2_reported(e: &[Effect]) -> Option<u64> {
+    e.iter().find_map(|e| match e {
+        Effect::Pv(PvEffect::GuestCr2 { cr2, .. }) => Some(*cr2),
+        _ => None,
+    })
+}
+
 #[test]
-fn set_ldt_holds_the_pages_it_can_map() {
+fn set_ldt_maps_nothing_until_a_page_is_used() {
     use super::fixture::VA_BASE;
     use super::tests::mmuext;
+    use crate::pv::ldt::PF_LDT_RESUME;
     let mut h = harness(false);
     let va = |p: u64| VA_BASE + p * 4096;
     // pfn 40 read-only at its slot, with a DPL 0 data descriptor (fixed up on typing).
     h.mem.add_frame(mfn(40));
     h.mem.machine.insert(mfn(40) << 12, 0x00cf_9300_0000_ffff);
     let ro = (mfn(40) << 12) | 0x21;
-    let r = call(&mut h, HYPERVISOR_UPDATE_VA_MAPPING, [va(40), ro, 0, 0, 0]);
-    assert_eq!(r.ret, 0);
-    // Two pages: the first maps, the second (pfn 41, not mapped) does not.
+    // Two pages at pfn 40's address, recorded before the page is even mapped.
     assert_eq!(
         mmuext(&mut h, &[(MMUEXT_SET_LDT, va(40), 1024)], 0x7ff0),
         (0, 1)
     );
+    let r = call(&mut h, HYPERVISOR_UPDATE_VA_MAPPING, [va(40), ro, 0, 0, 0]);
+    assert_eq!(r.ret, 0);
     let pv = crate::pv::state::get(&h.state, (1, 0));
-    assert_eq!(&pv.ldt_frames[..3], &[mfn(40), 0, 0]);
+    assert_eq!(pv.ldt_frames, [0; 16], "nothing mapped by SET_LDT");
+    assert_eq!(ty(&h, mfn(40)).1, 0);
+    // First use of page 0: mapped, typed (the descriptor fixed up), nothing bounced.
+    let e = ldt_fault(&mut h, 8, 4);
+    assert_eq!(cr2_reported(&e), None);
+    let pv = crate::pv::state::get(&h.state, (1, 0));
+    assert_eq!(&pv.ldt_frames[..2], &[mfn(40), 0]);
     assert_eq!(ty(&h, mfn(40)), (PageType::SegDesc, 1));
     assert_eq!(h.mem.word(mfn(40) << 12), 0x00cf_f300_0000_ffff);
     audit(&h).unwrap();
-    // A writable-mapped page cannot be an LDT page: the call succeeds, the page stays unmapped.
+    // Page 1 (pfn 41's address, not mapped): the guest gets #PF at its LDT address.
+    let e = ldt_fault(&mut h, 4096 + 16, 4);
+    assert_eq!(cr2_reported(&e), Some(va(41) + 16));
+    // A resume-time check of the same page maps nothing and injects nothing.
+    let e = ldt_fault(&mut h, 4096 + 16, PF_LDT_RESUME);
+    assert_eq!(cr2_reported(&e), None);
+    assert_eq!(crate::pv::state::get(&h.state, (1, 0)).ldt_frames[1], 0);
+    // A writable-mapped page cannot be an LDT page: SET_LDT succeeds, its use faults.
     assert_eq!(
         mmuext(&mut h, &[(MMUEXT_SET_LDT, va(20), 16)], 0x7ff0),
         (0, 1)
     );
-    let pv = crate::pv::state::get(&h.state, (1, 0));
-    assert_eq!(pv.ldt_frames[0], 0);
     assert_eq!(ty(&h, mfn(40)).1, 0, "the old LDT page was released");
+    let e = ldt_fault(&mut h, 0, 4);
+    assert_eq!(cr2_reported(&e), Some(va(20)));
+    assert_eq!(crate::pv::state::get(&h.state, (1, 0)).ldt_frames[0], 0);
     assert_eq!(ty(&h, mfn(20)), (PageType::Writable, 1));
+    // Past the LDT's entries: not mapped either.
+    assert_eq!(
+        mmuext(&mut h, &[(MMUEXT_SET_LDT, va(40), 1)], 0x7ff0),
+        (0, 1)
+    );
+    let e = ldt_fault(&mut h, 8, 4);
+    assert_eq!(cr2_reported(&e), Some(va(40) + 8));
     assert_eq!(mmuext(&mut h, &[(MMUEXT_SET_LDT, 0, 0)], 0x7ff0), (0, 1));
     audit(&h).unwrap();
+}
+
+#[test]
+fn an_ldt_address_that_would_not_be_canonical_is_a_gp() {
+    use super::tests::mmuext;
+    let mut h = harness(false);
+    let base = 0x0000_7fff_ffff_f000;
+    assert_eq!(
+        mmuext(&mut h, &[(MMUEXT_SET_LDT, base, 8192)], 0x7ff0),
+        (0, 1)
+    );
+    let e = ldt_fault(&mut h, 0x1008, 4);
+    assert_eq!(cr2_reported(&e), None, "#GP, not #PF");
+    // No handler registered: the bounce says which trap and error code it delivered.
+    let gp = e.iter().any(|e| match e {
+        Effect::Log(b) => {
+            core::str::from_utf8(b).is_ok_and(|s| s.contains("trap 13 (error 0x100c)"))
+        }
+        _ => false,
+    });
+    assert!(gp, "#GP(offset | TI): {e:?}");
 }

@@ -3,7 +3,10 @@
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
 //! plain frame, and the refusals with Xen's errnos; an LDT (MMUEXT_SET_LDT) whose selectors
-//! work, with its descriptors checked as the GDT's.
+//! work, with its descriptors checked as the GDT's, and whose pages Xen maps only when a
+//! selector is used: SET_LDT accepts a base not mapped yet or mapping a writable page, the
+//! use of a selector then maps the page or bounces #PF at the LDT address, and succeeds once
+//! the page is mapped right.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -12,8 +15,10 @@ use guest_rt::desc::{self, FIRST_RESERVED_GDT_ENTRY};
 use guest_rt::hypercall::BadPtr;
 use guest_rt::mm::{self as xmm, pte};
 use guest_rt::pvmm::{self, Scratch};
+use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
+use guest_rt::traps;
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
@@ -199,6 +204,7 @@ fn main(si: &StartInfo) {
     );
 
     ldt_checks(si, &mut s);
+    lazy_ldt_checks(si, &mut s);
 
     // Drop the GDT: the frame may become writable again.
     check_eq("set_gdt with no entries", desc::set_gdt(&[], 0), Ok(0));
@@ -271,4 +277,58 @@ fn ldt_checks(si: &StartInfo, s: &mut Scratch) {
     check_eq("SET_LDT with no entries", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("LDT selectors are gone", desc::lar(0x07), None);
     check_eq("the LDT frame maps writable again", s.map(ldt, RW), Ok(0));
+}
+
+/// SET_LDT only records the LDT (Xen 4.17 maps each page on first use): a base that maps
+/// nothing yet, or a writable page, is accepted; a selector used while its page cannot be
+/// mapped bounces #PF (kernel read, not present) at the guest's LDT address, and the same
+/// selector works once the page is mapped read-only.
+fn lazy_ldt_checks(si: &StartInfo, s: &mut Scratch) {
+    let Ok(shared) = SharedInfo::map(si) else {
+        guest_rt::test::error(format_args!("cannot map shared_info"));
+    };
+    let Some(ldt) = pvmm::spare_pfn(si, 2).and_then(|p| pvmm::pfn_to_mfn(si, p)) else {
+        guest_rt::test::error(format_args!("no spare pfn for the LDT"));
+    };
+    check_eq("nothing at the scratch address", s.map(ldt, 0), Ok(0));
+    check_eq(
+        "SET_LDT at an address mapping nothing",
+        pvmm::set_ldt(s.va(), 2),
+        (Ok(0), 1),
+    );
+    check_eq("then map the LDT frame read-only", s.map(ldt, RO), Ok(0));
+    check_eq(
+        "its first selector works: the page is mapped on use",
+        desc::lar_may_fault(0x07).map(|r| r & 0x00f0_fe00),
+        Some(rights(DATA_DPL3)),
+    );
+    check_eq("SET_LDT with no entries", pvmm::set_ldt(0, 0), (Ok(0), 1));
+    check_eq("the frame maps writable", s.map(ldt, RW), Ok(0));
+    check_eq(
+        "SET_LDT on a writable page",
+        pvmm::set_ldt(s.va(), 2),
+        (Ok(0), 1),
+    );
+    traps::expect(14, 3);
+    check_eq("its selector faults", desc::lar_may_fault(0x0f), None);
+    check_eq("#PF bounced", traps::taken(14), 1);
+    check_eq(
+        "#PF error code: kernel read, not present",
+        traps::last_trap().error_code,
+        0,
+    );
+    check_eq(
+        "CR2: the guest's LDT address of the descriptor",
+        shared.cr2(0),
+        Some(s.va() + 8),
+    );
+    check_eq("map the frame read-only", s.map(ldt, RO), Ok(0));
+    check_eq(
+        "the selector works now",
+        desc::lar_may_fault(0x0f).map(|r| r & 0x00f0_fe00),
+        Some(rights(DATA_DPL3)),
+    );
+    check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
+    check_eq("the frame maps writable again", s.map(ldt, RW), Ok(0));
+    check_eq("restore the scratch page", s.restore(), Ok(0));
 }
