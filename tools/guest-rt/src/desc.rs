@@ -123,3 +123,54 @@ pub fn load_ds(sel: u16) -> Option<u16> {
     }
     Some(got as u16)
 }
+
+extern "C" {
+    fn guest_rt_on_code_selector(cs: u64, iret_stub: u64) -> u64;
+}
+
+core::arch::global_asm!(
+    ".pushsection .text.guest_rt_desc,\"ax\",@progbits",
+    // on_code_selector(cs, iret_stub): HYPERVISOR_iret to the next instruction with CS `cs`
+    // (guest kernel mode: RPL 0 in the frame, Xen makes it 3; same stack and flags), read
+    // %cs there, HYPERVISOR_iret back to FLAT_RING3_CS64 and return what was read.
+    ".globl guest_rt_on_code_selector",
+    "guest_rt_on_code_selector:",
+    "mov %rsp, %rax",
+    "push $0xe02b",
+    "push %rax",
+    "pushfq",
+    "push %rdi",
+    "lea 1f(%rip), %rax",
+    "push %rax",
+    "push $0",
+    "jmp *%rsi",
+    "1:",
+    "xor %eax, %eax",
+    "mov %cs, %eax",
+    "mov %rsp, %rdx",
+    "push $0xe02b",
+    "push %rdx",
+    "pushfq",
+    "push $0xe030",
+    "lea 2f(%rip), %rdx",
+    "push %rdx",
+    "push $0",
+    "jmp *%rsi",
+    "2:",
+    "ret",
+    ".popsection",
+    options(att_syntax)
+);
+
+/// Runs a few instructions of guest kernel code with code selector `cs` (a 64-bit code
+/// segment at DPL 3, of the GDT or LDT), entered and left through `HYPERVISOR_iret`: the
+/// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to goes
+/// to the guest's failsafe callback (with none registered Xen crashes the domain), never
+/// back here.
+pub fn on_code_selector(cs: u16) -> Option<u16> {
+    let iret = hypercall::stub_address(hypercall::IRET)?;
+    // SAFETY: the code touches no memory but its own stack, returns on it with
+    // FLAT_RING3_CS64 back, and follows the C ABI (RAX, RDX and the hypercall's RCX/R11 are
+    // caller-saved); a failed iret ends in the failsafe callback, never back here.
+    Some(unsafe { guest_rt_on_code_selector(u64::from(cs & !3), iret) } as u16)
+}

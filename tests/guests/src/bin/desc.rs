@@ -328,6 +328,13 @@ fn lazy_ldt_checks(si: &StartInfo, s: &mut Scratch) {
         desc::lar_may_fault(0x0f).map(|r| r & 0x00f0_fe00),
         Some(rights(DATA_DPL3)),
     );
+    // A code selector of the LDT given to iret before its page was used: the page is
+    // mapped when the return to the guest needs it.
+    check_eq("SET_LDT again", pvmm::set_ldt(0, 0), (Ok(0), 1));
+    check_eq("with 3 entries", pvmm::set_ldt(s.va(), 3), (Ok(0), 1));
+    // LDT entry 2 is a 64-bit code segment, DPL 3 since Xen's fix-up.
+    let cs = desc::on_code_selector(0x17);
+    check_eq("iret to an LDT code selector: runs on it", cs, Some(0x17));
     check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("the frame maps writable again", s.map(ldt, RW), Ok(0));
     check_eq("restore the scratch page", s.restore(), Ok(0));
