@@ -451,6 +451,7 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
             return;
         }
     };
+    initialise_refusals(si, &ctx);
     check_eq("VCPUOP_initialise(1)", smp::initialise(1, &ctx), Ok(0));
     check_eq(
         "  ... a second VCPUOP_initialise(1) -> -EEXIST",
@@ -520,4 +521,37 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
         "  ... and goes down again",
         wait_for(|| vcpu::is_up(1) == Ok(0)),
     );
+}
+
+/// VCPUOP_initialise(1) with `ctx` changed as each case says is refused with -EINVAL and
+/// leaves vCPU 1 uninitialised: a GDT frame that is mapped writable (the context's own
+/// stack page), too many GDT entries, an LDT base in the non-canonical hole (even with no
+/// entries), user mode without a user page table.
+fn initialise_refusals(si: &StartInfo, ctx: &[u8; smp::VCPU_GUEST_CONTEXT_SIZE]) {
+    const FLAGS: usize = 512;
+    const LDT_BASE: usize = 4816;
+    const GDT_FRAMES: usize = 4832;
+    const GDT_ENTS: usize = 4960;
+    let stack_frame = smp::virt_to_mfn(si, ctx.as_ptr() as u64).unwrap_or(0);
+    let cases: [(&str, &[(usize, u64)]); 4] = [
+        (
+            "a writable GDT frame",
+            &[(GDT_FRAMES, stack_frame), (GDT_ENTS, 16)],
+        ),
+        ("too many GDT entries", &[(GDT_ENTS, 14 * 512 + 1)]),
+        ("LDT base in the hole", &[(LDT_BASE, 0x0000_8000_0000_0000)]),
+        ("user mode, no user page table", &[(FLAGS, 0)]),
+    ];
+    for (what, changes) in cases {
+        let mut bad = *ctx;
+        for &(at, v) in changes {
+            bad[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        check_eq(what, smp::initialise(1, &bad), Err(Errno::EINVAL));
+        check_eq(
+            "  ... vCPU 1 still not initialised (up -> -EINVAL)",
+            vcpu::up(1),
+            Err(Errno::EINVAL),
+        );
+    }
 }
