@@ -25,10 +25,21 @@ pub const MAX_SECONDARY: u32 = 3;
 /// Stack size of each secondary vCPU.
 pub const SECONDARY_STACK_SIZE: usize = 16 * 1024;
 
-/// Offsets inside `struct vcpu_guest_context` (x86-64, `public/arch-x86/xen.h`).
-mod ctx_off {
+/// Byte offsets inside `struct vcpu_guest_context` (x86-64, `public/arch-x86/xen.h`): the
+/// FPU image at 0, flags, `user_regs` and its fields, the virtual IDT, LDT and GDT, kernel
+/// stack, control and debug registers, callbacks, VM assists and segment bases.
+pub mod ctx_off {
     pub const FLAGS: usize = 512;
     pub const USER_REGS: usize = 520;
+    pub const R13: usize = USER_REGS + 16;
+    pub const R12: usize = USER_REGS + 24;
+    pub const RBP: usize = USER_REGS + 32;
+    pub const RBX: usize = USER_REGS + 40;
+    pub const R11: usize = USER_REGS + 48;
+    pub const RAX: usize = USER_REGS + 80;
+    pub const RCX: usize = USER_REGS + 88;
+    pub const RDX: usize = USER_REGS + 96;
+    pub const RSI: usize = USER_REGS + 104;
     pub const RDI: usize = USER_REGS + 112;
     pub const RIP: usize = USER_REGS + 128;
     pub const CS: usize = USER_REGS + 136;
@@ -36,9 +47,21 @@ mod ctx_off {
     pub const RSP: usize = USER_REGS + 152;
     pub const SS: usize = USER_REGS + 160;
     pub const TRAP_CTXT: usize = 720;
+    pub const LDT_BASE: usize = 4816;
+    pub const LDT_ENTS: usize = 4824;
+    pub const GDT_FRAMES: usize = 4832;
+    pub const GDT_ENTS: usize = 4960;
     pub const KERNEL_SS: usize = 4968;
     pub const KERNEL_SP: usize = 4976;
     pub const CTRLREG: usize = 4984;
+    pub const DEBUGREG: usize = 5048;
+    pub const EVENT_CB: usize = 5112;
+    pub const FAILSAFE_CB: usize = 5120;
+    pub const SYSCALL_CB: usize = 5128;
+    pub const VM_ASSIST: usize = 5136;
+    pub const FS_BASE: usize = 5144;
+    pub const GS_BASE_KERNEL: usize = 5152;
+    pub const GS_BASE_USER: usize = 5160;
 }
 
 extern "C" {
@@ -351,6 +374,11 @@ mod tests {
     #[test]
     fn context_offsets_match_the_abi() {
         assert_eq!(ctx_off::SS + 40, ctx_off::TRAP_CTXT);
+        assert_eq!(ctx_off::TRAP_CTXT + 256 * 16, ctx_off::LDT_BASE);
+        assert_eq!(ctx_off::GDT_FRAMES + 16 * 8, ctx_off::GDT_ENTS);
+        assert_eq!(ctx_off::CTRLREG + 8 * 8, ctx_off::DEBUGREG);
+        assert_eq!(ctx_off::DEBUGREG + 8 * 8, ctx_off::EVENT_CB);
+        assert_eq!(ctx_off::GS_BASE_USER + 8, VCPU_GUEST_CONTEXT_SIZE);
         assert_eq!(
             ctx_off::TRAP_CTXT + 256 * 16 + 8 + 8 + 16 * 8 + 8,
             ctx_off::KERNEL_SS

@@ -16,6 +16,7 @@
 use guest_rt::mm::pte;
 use guest_rt::pvmm::Scratch;
 use guest_rt::shared_info::SharedInfo;
+use guest_rt::smp::{self, ctx_off::*};
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
@@ -136,37 +137,8 @@ fn main(si: &StartInfo) {
 }
 
 /// Size of `struct vcpu_guest_context` (x86-64).
-const CTX_SIZE: usize = 5168;
-/// Offsets in it: flags, user_regs (and its fields), trap_ctxt, kernel_ss/sp, ctrlreg,
-/// the callbacks, vm_assist and the segment bases.
-const CTX_FLAGS: usize = 512;
-const UREGS: usize = 520;
-const R_R13: usize = UREGS + 16;
-const R_R12: usize = UREGS + 24;
-const R_RBP: usize = UREGS + 32;
-const R_RBX: usize = UREGS + 40;
-const R_RAX: usize = UREGS + 80;
-const R_RDX: usize = UREGS + 96;
-const R_RSI: usize = UREGS + 104;
-const R_RDI: usize = UREGS + 112;
-const R_RIP: usize = UREGS + 128;
-const R_CS: usize = UREGS + 136;
-const R_RFLAGS: usize = UREGS + 144;
-const R_RSP: usize = UREGS + 152;
-const R_SS: usize = UREGS + 160;
-const TRAP_CTXT: usize = 720;
-const KERNEL_SS: usize = 4968;
-const KERNEL_SP: usize = 4976;
-const CTRLREG: usize = 4984;
-const DEBUGREG: usize = 5048;
-const LDT_BASE: usize = 4816;
-const EVENT_CB: usize = 5112;
-const FAILSAFE_CB: usize = 5120;
-const SYSCALL_CB: usize = 5128;
-const VM_ASSIST: usize = 5136;
-const FS_BASE: usize = 5144;
-const GS_BASE_KERNEL: usize = 5152;
-const GS_BASE_USER: usize = 5160;
+const CTX_SIZE: usize = smp::VCPU_GUEST_CONTEXT_SIZE;
+const CTX_FLAGS: usize = FLAGS;
 const VGCF_I387_VALID: u64 = 1 << 0;
 const VGCF_IN_KERNEL: u64 = 1 << 2;
 const VGCF_ONLINE: u64 = 1 << 5;
@@ -183,10 +155,10 @@ const CTX_EXTRA: [(usize, u64); 23] = [
     (CTX_FLAGS, VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID),
     (0, 0x027f),
     (24, 0x7f80),
-    (R_R12, 0x1212_1212_1212_1212),
-    (R_R13, 0x1313_1313_1313_1313),
-    (R_RBP, 0xb0b0_b0b0),
-    (R_RDX, 0xd0d0_d0d0),
+    (R12, 0x1212_1212_1212_1212),
+    (R13, 0x1313_1313_1313_1313),
+    (RBP, 0xb0b0_b0b0),
+    (RDX, 0xd0d0_d0d0),
     (EVENT_CB, CODE_VA + 0x100),
     (FAILSAFE_CB, CODE_VA + 0x200),
     (SYSCALL_CB, CODE_VA + 0x300),
@@ -284,11 +256,11 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
         Ok(0),
     );
     let kept = [
-        ("r12", R_R12, 8, 0x1212_1212_1212_1212),
-        ("r13", R_R13, 8, 0x1313_1313_1313_1313),
-        ("rbp", R_RBP, 8, 0xb0b0_b0b0),
-        ("cs", R_CS, 2, 0xe033),
-        ("ss", R_SS, 2, 0xe02b),
+        ("r12", R12, 8, 0x1212_1212_1212_1212),
+        ("r13", R13, 8, 0x1313_1313_1313_1313),
+        ("rbp", RBP, 8, 0xb0b0_b0b0),
+        ("cs", CS, 2, 0xe033),
+        ("ss", SS, 2, 0xe02b),
         ("kernel_ss", KERNEL_SS, 8, 0xe02b),
         ("kernel_sp", KERNEL_SP, 8, STACK_TOP),
         ("event_callback_eip", EVENT_CB, 8, CODE_VA + 0x100),
@@ -339,11 +311,11 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
                 8,
                 VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
             ),
-            ("rip", R_RIP, 8, CODE_VA),
-            ("rsp", R_RSP, 8, STACK_TOP),
-            ("rdx", R_RDX, 8, 0xd0d0_d0d0),
-            ("rax", R_RAX, 8, 0),
-            ("rflags as given", R_RFLAGS, 8, 0x200),
+            ("rip", RIP, 8, CODE_VA),
+            ("rsp", RSP, 8, STACK_TOP),
+            ("rdx", RDX, 8, 0xd0d0_d0d0),
+            ("rax", RAX, 8, 0),
+            ("rflags as given", RFLAGS, 8, 0x200),
             ("ctrlreg[0] (Xen's CR0, TS clear)", CTRLREG, 8, 0x8005_0033),
         ],
     );
@@ -369,26 +341,21 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
                 8,
                 VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_I387_VALID,
             ),
-            ("rip (after the shutdown call)", R_RIP, 8, SHUTDOWN_RET),
-            ("rsp", R_RSP, 8, STACK_TOP),
-            ("rax (shutdown returned 0)", R_RAX, 8, 0),
-            ("rbx (the loop ran out)", R_RBX, 8, 0),
-            ("rdi (SCHEDOP_shutdown)", R_RDI, 8, 2),
+            ("rip (after the shutdown call)", RIP, 8, SHUTDOWN_RET),
+            ("rsp", RSP, 8, STACK_TOP),
+            ("rax (shutdown returned 0)", RAX, 8, 0),
+            ("rbx (the loop ran out)", RBX, 8, 0),
+            ("rdi (SCHEDOP_shutdown)", RDI, 8, 2),
             (
                 "rsi (the reason's address)",
-                R_RSI,
+                RSI,
                 8,
                 CODE_VA + REASON_AT as u64,
             ),
             ("ctrlreg[3] unchanged", CTRLREG + 24, 8, cr3),
-            ("rflags (IF, and ZF PF from the loop)", R_RFLAGS, 8, 0x246),
-            (
-                "rcx (SYSCALL's return address)",
-                UREGS + 88,
-                8,
-                SHUTDOWN_RET,
-            ),
-            ("r11 (SYSCALL's saved flags)", UREGS + 48, 8, 0x246),
+            ("rflags (IF, and ZF PF from the loop)", RFLAGS, 8, 0x246),
+            ("rcx (SYSCALL's return address)", RCX, 8, SHUTDOWN_RET),
+            ("r11 (SYSCALL's saved flags)", R11, 8, 0x246),
         ],
     );
     // An initialised vCPU is not reset: other page tables -EOPNOTSUPP, the same load.

@@ -528,10 +528,7 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
 /// stack page), too many GDT entries, an LDT base in the non-canonical hole (even with no
 /// entries), user mode without a user page table.
 fn initialise_refusals(si: &StartInfo, ctx: &[u8; smp::VCPU_GUEST_CONTEXT_SIZE]) {
-    const FLAGS: usize = 512;
-    const LDT_BASE: usize = 4816;
-    const GDT_FRAMES: usize = 4832;
-    const GDT_ENTS: usize = 4960;
+    use smp::ctx_off::{FLAGS, GDT_ENTS, GDT_FRAMES, LDT_BASE};
     let stack_frame = smp::virt_to_mfn(si, ctx.as_ptr() as u64).unwrap_or(0);
     let cases: [(&str, &[(usize, u64)]); 4] = [
         (
