@@ -363,6 +363,7 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
     buf[KERNEL_SP..KERNEL_SP + 8].copy_from_slice(&(STACK_TOP - 8).to_le_bytes());
     let mut other = buf;
     other[CTRLREG + 24..CTRLREG + 32].fill(0);
+    other[R12..R12 + 8].fill(0x77);
     let mut op = CtlBuf::domctl(DOMCTL_SETVCPUCONTEXT, d);
     op.set_u64(DOMCTL_U + 8, other.as_ptr() as u64);
     check_eq(
@@ -370,6 +371,15 @@ fn context_calls(shared: &SharedInfo, s: &mut Scratch) {
         domctl(&mut op),
         Err(Errno::EOPNOTSUPP),
     );
+    // Xen loads the registers before it compares the tables, the kernel stack after.
+    let mut seen = [0u8; CTX_SIZE];
+    check_eq("read it", get_context(d, 0, &mut seen, None), Ok(0));
+    check_eq(
+        "  ... r12 loaded",
+        field(&seen, R12, 8),
+        0x7777_7777_7777_7777,
+    );
+    check_eq("  ... kernel_sp not", field(&seen, KERNEL_SP, 8), STACK_TOP);
     op.set_u64(DOMCTL_U + 8, buf.as_ptr() as u64);
     check_eq("setvcpucontext, same tables", domctl(&mut op), Ok(0));
     check_eq("read it back", get_context(d, 0, &mut buf, None), Ok(0));
