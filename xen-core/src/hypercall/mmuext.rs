@@ -63,7 +63,8 @@ fn set_ldt(
     Ok(())
 }
 
-/// `new_guest_cr3`: makes `mfn` the caller's kernel root (an L4 it owns), dropping the old.
+/// `new_guest_cr3`: makes `mfn` the caller's kernel root (an L4 it owns), dropping the old
+/// root and the LDT pages mapped so far.
 fn new_baseptr(
     st: &mut HvState,
     env: &mut CtxEnv<'_, '_, '_, '_>,
@@ -82,6 +83,9 @@ fn new_baseptr(
         if old != 0 {
             put_page_and_type(st, env, old)?;
         }
+        // The LDT pages were mapped from the old tables: they are paged in again from the
+        // new ones on use (Xen's `pv_destroy_ldt` in `new_guest_cr3`).
+        crate::pv::ldt::destroy(st, env, key)?;
     }
     emit_cr3(st, env);
     Ok(())

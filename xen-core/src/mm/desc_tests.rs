@@ -168,6 +168,28 @@ fn set_ldt_maps_nothing_until_a_page_is_used() {
     assert_eq!(ty(&h, mfn(40)), (PageType::SegDesc, 1));
     assert_eq!(h.mem.word(mfn(40) << 12), 0x00cf_f300_0000_ffff);
     audit(&h).unwrap();
+    // The same kernel base again keeps it; another one drops it (paged in again on use).
+    let cr3 = h.state.vcpus.get(&(1, 0)).unwrap().cr3 >> 12;
+    assert_eq!(
+        mmuext(&mut h, &[(MMUEXT_NEW_BASEPTR, cr3, 0)], 0x7ff0),
+        (0, 1)
+    );
+    assert_eq!(ty(&h, mfn(40)).1, 1);
+    h.mem.add_frame(mfn(41));
+    assert_eq!(
+        mmuext(
+            &mut h,
+            &[
+                (MMUEXT_NEW_BASEPTR, mfn(41), 0),
+                (MMUEXT_NEW_BASEPTR, cr3, 0)
+            ],
+            0x7ff0
+        ),
+        (0, 2)
+    );
+    assert_eq!(crate::pv::state::get(&h.state, (1, 0)).ldt_frames[0], 0);
+    assert_eq!(ty(&h, mfn(40)).1, 0);
+    assert_eq!(cr2_reported(&ldt_fault(&mut h, 8, 4)), None, "mapped again");
     // Page 1 (pfn 41's address, not mapped): the guest gets #PF at its LDT address.
     let e = ldt_fault(&mut h, 4096 + 16, 4);
     assert_eq!(cr2_reported(&e), Some(va(41) + 16));
