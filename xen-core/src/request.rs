@@ -163,9 +163,11 @@ pub struct Request {
     pub args: [u64; 5],
     /// Exception vector (exceptions) or interrupt vector.
     pub vector: u64,
-    /// Exception error code.
+    /// Exception error code (for a #PF on the vCPU's LDT window with
+    /// [`crate::pv::ldt::PF_LDT_WINDOW`] above the hardware's 32 bits).
     pub error_code: u64,
-    /// CR2 at a page fault; DR6 at a debug exception.
+    /// CR2 at a page fault (the offset into the LDT with `PF_LDT_WINDOW`); DR6 at a debug
+    /// exception.
     pub cr2: u64,
     /// The guest's registers at the exit.
     pub regs: GuestRegs,
