@@ -29,6 +29,20 @@ use xen_core::request::{ExitKind, GuestRegs, Request};
 struct VcpuRt {
     frame: TrapFrame,
     fx: FxArea,
+    /// Data selectors DS, ES, FS, GS (Xen's `user_regs.ds` ...): saved when the vCPU leaves
+    /// its CPU, loaded when it is resumed on a CPU whose registers hold another vCPU's.
+    segs: [u16; 4],
+}
+
+impl VcpuRt {
+    /// A vCPU that has not run yet: zero registers, reset FPU state, null selectors.
+    fn new() -> Self {
+        VcpuRt {
+            frame: TrapFrame::ZERO,
+            fx: FxArea::default(),
+            segs: [0; 4],
+        }
+    }
 }
 
 /// The runtime state shared by the leader's exit paths.
@@ -37,6 +51,9 @@ pub(crate) struct Runtime {
     vcpus: BTreeMap<VcpuKey, VcpuRt>,
     /// The vCPU each physical CPU runs (None: idle).
     running: [Option<VcpuKey>; MAX_CPUS],
+    /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
+    /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
+    selectors_of: [Option<VcpuKey>; MAX_CPUS],
     /// Each CPU's timer deadline (system time, ns).
     deadline: [Option<u64>; MAX_CPUS],
     noreboot: bool,
@@ -130,6 +147,36 @@ impl Runtime {
         arch::gdt::load_guest_ldt(&ldt, ents);
         let (dr, dr7) = pv.map_or(([0; 4], arch::cpu::DR7_DEFAULT), |p| (p.dr, p.dr7));
         arch::guest::load_debug_registers(dr, dr7);
+    }
+
+    /// Saves the data selectors of `key`, which leaves this CPU (Xen's `save_segments`).
+    fn save_selectors(&mut self, key: VcpuKey) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.segs = arch::segments::read_data_selectors();
+        }
+    }
+
+    /// Loads the data selectors of `key`, resumed on `cpu` after its GDT and LDT were loaded,
+    /// unless the CPU holds them already; before its segment bases are written. Returns the
+    /// saved selectors if one of them failed to load (the failsafe callback is due).
+    fn load_selectors(&mut self, cpu: usize, key: VcpuKey) -> Option<[u16; 4]> {
+        if self.selectors_of[cpu] == Some(key) {
+            return None;
+        }
+        self.selectors_of[cpu] = Some(key);
+        let segs = self.vcpus.get(&key)?.segs;
+        let failed = arch::segments::load_data_selectors(segs);
+        failed.contains(&true).then_some(segs)
+    }
+
+    /// Forgets that a CPU holds the selectors of the vCPUs `which` selects (they were given
+    /// new ones, or their domain is gone).
+    fn drop_loaded_selectors(&mut self, which: impl Fn(VcpuKey) -> bool) {
+        for s in self.selectors_of.iter_mut() {
+            if s.is_some_and(&which) {
+                *s = None;
+            }
+        }
     }
 
     /// The address a guest #PF at `cr2` is reported at: a fault on an LDT page that is not
@@ -313,23 +360,40 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let noreboot = rt.noreboot;
     // Who runs here next.
-    match rt.running[cpu] {
-        Some(next) if next == key => rt.load(key),
-        Some(next) => {
-            if let Some(v) = rt.vcpus.get_mut(&key) {
-                v.frame = *frame;
-                v.fx = *fx;
+    let mut cur = key;
+    loop {
+        match rt.running[cpu] {
+            Some(next) if next == cur => {
+                rt.load(cur);
+                break;
             }
-            if let Some(v) = rt.vcpus.get(&next) {
-                *frame = v.frame;
-                *fx = v.fx;
+            Some(next) => {
+                if let Some(v) = rt.vcpus.get_mut(&cur) {
+                    v.frame = *frame;
+                    v.fx = *fx;
+                }
+                rt.save_selectors(cur);
+                if let Some(v) = rt.vcpus.get(&next) {
+                    *frame = v.frame;
+                    *fx = v.fx;
+                }
+                cur = next;
+                rt.load_cpu_state(next);
+                if let Some(segs) = rt.load_selectors(cpu, next) {
+                    // The failsafe callback may crash the domain: decide again.
+                    after.merge(failsafe(rt, next, segs, frame, fx));
+                    continue;
+                }
+                rt.load(next);
+                break;
             }
-            rt.load(next);
-        }
-        None => {
-            if let Some(v) = rt.vcpus.get_mut(&key) {
-                v.frame = *frame;
-                v.fx = *fx;
+            None => {
+                if let Some(v) = rt.vcpus.get_mut(&cur) {
+                    v.frame = *frame;
+                    v.fx = *fx;
+                }
+                rt.save_selectors(cur);
+                break;
             }
         }
     }
@@ -387,25 +451,77 @@ fn leader_idle() -> ! {
     }
 }
 
+/// Runs the failsafe transaction of `key`, resumed on this CPU with the live registers
+/// `frame` and `fx`, whose saved data selectors `segs` did not all load.
+fn failsafe(
+    rt: &mut Runtime,
+    key: VcpuKey,
+    segs: [u16; 4],
+    frame: &mut TrapFrame,
+    fx: &mut FxArea,
+) -> After {
+    let packed = xen_core::pv::segments::pack(segs);
+    let req = Request::exit(
+        ExitKind::Failsafe,
+        key.0,
+        key.1,
+        regs_of(frame),
+        0,
+        packed,
+        0,
+    );
+    let cr3 = rt.kernel_cr3(key);
+    transact(rt, &req, cr3, Some((frame, fx)))
+}
+
+/// The registers, FPU state and bases to enter the vCPU `cpu` runs with, after loading its
+/// CPU state and data selectors (and entering its failsafe callback if a selector failed to
+/// load); None if `cpu` has nothing to run now.
+fn resume_entry(
+    rt: &mut Runtime,
+    cpu: usize,
+    after: &mut After,
+) -> Option<(TrapFrame, FxArea, GuestBases)> {
+    let key = rt.running[cpu]?;
+    let v = rt.vcpus.get(&key)?;
+    let (mut f, mut fx) = (v.frame, v.fx);
+    rt.load_cpu_state(key);
+    if let Some(segs) = rt.load_selectors(cpu, key) {
+        after.merge(failsafe(rt, key, segs, &mut f, &mut fx));
+        if rt.running[cpu] != Some(key) {
+            // The failsafe callback crashed the domain: the scheduler decided again.
+            if let Some(v) = rt.vcpus.get_mut(&key) {
+                v.frame = f;
+                v.fx = fx;
+            }
+            rt.save_selectors(key);
+            return None;
+        }
+        rt.load_cpu_state(key);
+    }
+    Some((f, fx, rt.bases(key)))
+}
+
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
     let cpu = arch::percpu::cpu_index();
-    let entry = {
-        let g = RUNTIME.lock();
-        g.as_ref().and_then(|rt| {
-            let key = rt.running[cpu]?;
-            let v = rt.vcpus.get(&key)?;
-            Some((v.frame, v.fx, rt.bases(key)))
-        })
-    };
-    let Some((f, fx, bases)) = entry else {
+    let mut guard = RUNTIME.lock();
+    let Some(rt) = guard.as_mut() else {
+        drop(guard);
         leader_idle()
     };
-    if let Some(rt) = RUNTIME.lock().as_ref() {
-        if let Some(k) = rt.running[cpu] {
-            rt.load_cpu_state(k);
+    let noreboot = rt.noreboot;
+    let mut after = After::default();
+    let entry = resume_entry(rt, cpu, &mut after);
+    let runnable = rt.running[cpu].is_some();
+    drop(guard);
+    apply::finish(after, noreboot);
+    let Some((f, fx, bases)) = entry else {
+        if runnable {
+            enter_current()
         }
-    }
+        leader_idle()
+    };
     match arch::guest::enter_guest(&f, &fx, bases) {
         Ok(never) => match never {},
         Err(e) => {

@@ -12,10 +12,13 @@ pub mod emulate;
 pub mod iret;
 pub mod msr;
 pub mod ptwr;
+pub mod segments;
 pub mod state;
 
 pub use state::{PvVcpu, TrapEntry};
 
+#[cfg(test)]
+mod failsafe_tests;
 #[cfg(test)]
 mod ptwr_tests;
 #[cfg(test)]

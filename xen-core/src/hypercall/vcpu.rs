@@ -323,6 +323,12 @@ pub(crate) fn apply_context(
         vcpu: key.1,
         fx: fpu_image(c),
     }));
+    let u = &c.user_regs;
+    ctx.emit(Effect::Sched(SchedEffect::SetVcpuSelectors {
+        dom: key.0,
+        vcpu: key.1,
+        segs: [u.ds, u.es, u.fs, u.gs],
+    }));
     with_sched(state, ctx, |s| {
         let mut v = s.vcpu(key);
         v.initialised = true;
