@@ -221,6 +221,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         vcpus,
         running: [None; MAX_CPUS],
         selectors_of: [None; MAX_CPUS],
+        svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
         noreboot: p.noreboot,
     };

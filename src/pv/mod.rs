@@ -54,6 +54,8 @@ pub(crate) struct Runtime {
     /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
     /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
     selectors_of: [Option<VcpuKey>; MAX_CPUS],
+    /// The CPUs have AMD SVM: null FS and GS load as 0, as Xen's `svm_load_segs` loads them.
+    svm: bool,
     /// Each CPU's timer deadline (system time, ns).
     deadline: [Option<u64>; MAX_CPUS],
     noreboot: bool,
@@ -165,7 +167,8 @@ impl Runtime {
         }
         self.selectors_of[cpu] = Some(key);
         let segs = self.vcpus.get(&key)?.segs;
-        let failed = arch::segments::load_data_selectors(segs);
+        let load = xen_core::pv::segments::to_load(segs, self.svm);
+        let failed = arch::segments::load_data_selectors(load);
         failed.contains(&true).then_some(segs)
     }
 
