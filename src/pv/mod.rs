@@ -165,6 +165,8 @@ impl Runtime {
         if self.selectors_of[cpu] == Some(key) {
             return None;
         }
+        // Another CPU that still holds them holds stale ones once `key` runs here.
+        self.drop_loaded_selectors(|k| k == key);
         self.selectors_of[cpu] = Some(key);
         let segs = self.vcpus.get(&key)?.segs;
         let load = xen_core::pv::segments::to_load(segs, self.svm);
