@@ -518,7 +518,8 @@ fn enter_current() -> ! {
     let noreboot = rt.noreboot;
     let mut after = After::default();
     let entry = resume_entry(rt, cpu, &mut after);
-    let runnable = rt.running[cpu].is_some();
+    // Nothing entered but another vCPU to run: the failsafe callback crashed the domain.
+    let runnable = rt.running[cpu].is_some_and(|k| rt.vcpus.contains_key(&k));
     drop(guard);
     apply::finish(after, noreboot);
     let Some((f, fx, bases)) = entry else {
