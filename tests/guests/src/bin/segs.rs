@@ -29,8 +29,9 @@ guest_rt::entry!(main);
 const FLAT: u16 = FLAT_RING3_SS64;
 /// vCPU 0's DS, ES, FS, GS while the vCPUs take turns.
 const SEGS0: DataSelectors = [FLAT, 0, 0, 0];
-/// vCPU 1's.
-const SEGS1: DataSelectors = [0, FLAT, 0, FLAT];
+/// vCPU 1's: a non-null FS, whose load replaces the FS base with the descriptor's, so its
+/// FS base survives a switch only if it is written after the selector is loaded.
+const SEGS1: DataSelectors = [0, FLAT, FLAT, FLAT];
 /// An LDT selector (index 1, RPL 3): with no LDT it cannot be loaded.
 const BAD_DS: u16 = 0x000f;
 /// vCPU 1's selectors in its initial context: DS cannot load; FS and GS are null selectors
