@@ -160,6 +160,11 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Whether the CPU has AMD SVM (CPUID 0x8000_0001 ECX bit 2).
+pub fn has_svm() -> bool {
+    cpuid(0x8000_0000, 0).0 >= 0x8000_0001 && cpuid(0x8000_0001, 0).2 & (1 << 2) != 0
+}
+
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; CR4.TSD is clear in the hypervisor.

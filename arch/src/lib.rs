@@ -28,6 +28,7 @@ pub mod percpu;
 pub mod physmem;
 pub mod platform;
 pub mod rt;
+pub mod segments;
 pub mod selftest;
 pub mod serial;
 pub mod smp;

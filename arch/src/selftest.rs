@@ -44,6 +44,10 @@ pub const ARCH_TESTS: &[SelfTest] = &[
         name: "ring3",
         run: ring3,
     },
+    SelfTest {
+        name: "segments",
+        run: segments,
+    },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
@@ -416,4 +420,33 @@ fn ring3() -> Result<(), String> {
         Ok(never) => match never {},
         Err(e) => Err(format!("enter_guest refused: {e:?}")),
     }
+}
+
+/// Guest data selector loads (`segments::load_data_selectors`): one that faults (#GP: an LDT
+/// selector with no LDT, an empty GDT slot) is left null and reported, the others load, and
+/// the per-CPU GS base survives the GS load.
+fn segments() -> Result<(), String> {
+    use crate::segments::{load_data_selectors, read_data_selectors};
+    let ds = crate::gdt::RING3_DS;
+    let cpu = percpu::cpu_index();
+    let (failed, now, cpu_after) = crate::cpu::without_interrupts(|| {
+        let before = read_data_selectors();
+        let failed = load_data_selectors([0x000f, ds, 0x0013, ds]);
+        let now = read_data_selectors();
+        let cpu_after = percpu::cpu_index();
+        load_data_selectors(before);
+        (failed, now, cpu_after)
+    });
+    if failed != [true, false, true, false] {
+        return Err(format!("failed loads {failed:?}, want DS and FS"));
+    }
+    if now != [0, ds, 0, ds] {
+        return Err(format!("selectors after the loads {now:x?}"));
+    }
+    if cpu_after != cpu {
+        return Err(format!(
+            "per-CPU data lost with GS: CPU{cpu} reads as CPU{cpu_after}"
+        ));
+    }
+    Ok(())
 }

@@ -178,6 +178,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea
         }
         return;
     }
+    if matches!(vector, 11..=14) {
+        // A guest data selector that no longer loads (`segments::load_data_selectors`).
+        if let Some(fixup) = crate::segments::load_fixup(frame.rip) {
+            frame.rip = fixup;
+            return;
+        }
+    }
     if vector == 13 {
         if let Some(fixup) = crate::cpu::rdmsr_fixup(frame.rip) {
             frame.rip = fixup;

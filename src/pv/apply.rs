@@ -114,6 +114,7 @@ pub(crate) fn apply_all(
             Effect::DomainCrash { dom } => after.crashed = Some(*dom),
             Effect::DomainDestroyed { dom } => {
                 rt.vcpus.retain(|k, _| k.0 != *dom);
+                rt.drop_loaded_selectors(|k| k.0 == *dom);
                 for slot in rt.running.iter_mut() {
                     if slot.is_some_and(|k| k.0 == *dom) {
                         *slot = None;
@@ -136,10 +137,7 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
                 *slot = *vcpu;
             }
             if let Some(k) = vcpu {
-                rt.vcpus.entry(*k).or_insert_with(|| VcpuRt {
-                    frame: TrapFrame::ZERO,
-                    fx: FxArea::default(),
-                });
+                rt.vcpus.entry(*k).or_insert_with(VcpuRt::new);
             }
         }
         SchedEffect::ArmTimer { pcpu, deadline } => {
@@ -167,20 +165,21 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
             }
         }
         SchedEffect::SetVcpuRegs { dom, vcpu, regs } => {
-            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(|| VcpuRt {
-                frame: TrapFrame::ZERO,
-                fx: FxArea::default(),
-            });
+            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(VcpuRt::new);
             set_regs(&mut v.frame, regs);
         }
         SchedEffect::SetVcpuFpu { dom, vcpu, fx } => {
-            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(|| VcpuRt {
-                frame: TrapFrame::ZERO,
-                fx: FxArea::default(),
-            });
+            let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(VcpuRt::new);
             if fx.len() == v.fx.0.len() {
                 v.fx.0.copy_from_slice(fx);
             }
+        }
+        SchedEffect::SetVcpuSelectors { dom, vcpu, segs } => {
+            rt.vcpus
+                .entry((*dom, *vcpu))
+                .or_insert_with(VcpuRt::new)
+                .segs = *segs;
+            rt.drop_loaded_selectors(|k| k == (*dom, *vcpu));
         }
         SchedEffect::WriteMachineByte { maddr, value } => {
             arch::guestmem::write_machine_u8(*maddr, *value);

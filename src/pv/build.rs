@@ -5,7 +5,6 @@ use super::{Runtime, VcpuRt, RUNTIME};
 use crate::lockstep_hw::Backend;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use arch::guest::FxArea;
 use arch::percpu::MAX_CPUS;
 use arch::trap::TrapFrame;
 use arch::xprintln;
@@ -214,13 +213,15 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         (0, 0),
         VcpuRt {
             frame,
-            fx: FxArea::default(),
+            ..VcpuRt::new()
         },
     );
     let mut rt = Runtime {
         backend: Backend::new(state),
         vcpus,
         running: [None; MAX_CPUS],
+        selectors_of: [None; MAX_CPUS],
+        svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
         noreboot: p.noreboot,
     };

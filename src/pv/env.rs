@@ -60,6 +60,9 @@ impl<'a> PvEnv<'a> {
             r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12,
             r.r13, r.r14, r.r15, r.rip, r.cs, r.rflags, r.rsp, r.ss,
         ];
+        if word == value_kind::VCPU_SAVED_SEGS {
+            return xen_core::pv::segments::pack(v.segs);
+        }
         match word.checked_sub(value_kind::VCPU_SAVED_FX) {
             None => regs.get(word as usize).copied().unwrap_or(0),
             Some(i) => v.fx.0.chunks_exact(8).nth(i as usize).map_or(0, |c| {

@@ -30,6 +30,20 @@ use xen_core::request::{ExitKind, GuestRegs, Request};
 struct VcpuRt {
     frame: TrapFrame,
     fx: FxArea,
+    /// Data selectors DS, ES, FS, GS (Xen's `user_regs.ds` ...): saved when the vCPU leaves
+    /// its CPU, loaded when it is resumed on a CPU whose registers hold another vCPU's.
+    segs: [u16; 4],
+}
+
+impl VcpuRt {
+    /// A vCPU that has not run yet: zero registers, reset FPU state, null selectors.
+    fn new() -> Self {
+        VcpuRt {
+            frame: TrapFrame::ZERO,
+            fx: FxArea::default(),
+            segs: [0; 4],
+        }
+    }
 }
 
 /// The runtime state shared by the leader's exit paths.
@@ -38,6 +52,11 @@ pub(crate) struct Runtime {
     vcpus: BTreeMap<VcpuKey, VcpuRt>,
     /// The vCPU each physical CPU runs (None: idle).
     running: [Option<VcpuKey>; MAX_CPUS],
+    /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
+    /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
+    selectors_of: [Option<VcpuKey>; MAX_CPUS],
+    /// The CPUs have AMD SVM: null FS and GS load as 0, as Xen's `svm_load_segs` loads them.
+    svm: bool,
     /// Each CPU's timer deadline (system time, ns).
     deadline: [Option<u64>; MAX_CPUS],
     noreboot: bool,
@@ -133,17 +152,56 @@ impl Runtime {
         arch::guest::load_debug_registers(dr, dr7);
     }
 
-    /// The LDT offsets of `frame`'s code and stack selectors that lie in a page of `key`'s
-    /// LDT not mapped yet (resuming would fault on the `iretq`, inside the hypervisor).
-    fn unmapped_ldt_selectors(&self, key: VcpuKey, frame: &TrapFrame) -> Vec<u64> {
+    /// Saves the data selectors of `key`, which leaves this CPU (Xen's `save_segments`).
+    fn save_selectors(&mut self, key: VcpuKey) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.segs = arch::segments::read_data_selectors();
+        }
+    }
+
+    /// Loads the data selectors of `key`, resumed on `cpu` after its GDT and LDT were loaded,
+    /// unless the CPU holds them already; before its segment bases are written. Returns the
+    /// saved selectors if one of them failed to load (the failsafe callback is due).
+    fn load_selectors(&mut self, cpu: usize, key: VcpuKey) -> Option<[u16; 4]> {
+        if self.selectors_of[cpu] == Some(key) {
+            return None;
+        }
+        // Another CPU that still holds them holds stale ones once `key` runs here.
+        self.drop_loaded_selectors(|k| k == key);
+        self.selectors_of[cpu] = Some(key);
+        let segs = self.vcpus.get(&key)?.segs;
+        let load = xen_core::pv::segments::to_load(segs, self.svm);
+        let failed = arch::segments::load_data_selectors(load);
+        failed.contains(&true).then_some(segs)
+    }
+
+    /// Forgets that a CPU holds the selectors of the vCPUs `which` selects (they were given
+    /// new ones, or their domain is gone).
+    fn drop_loaded_selectors(&mut self, which: impl Fn(VcpuKey) -> bool) {
+        for s in self.selectors_of.iter_mut() {
+            if s.is_some_and(&which) {
+                *s = None;
+            }
+        }
+    }
+
+    /// The LDT offsets of the selectors `key` resumes with that lie in a page of its LDT
+    /// not mapped yet: `frame`'s code and stack selectors (resuming would fault on the
+    /// `iretq`, inside the hypervisor) and, when its data selectors are about to be loaded
+    /// (`with_data`), those too (Xen maps the page when `load_segments` faults on it).
+    fn unmapped_ldt_selectors(&self, key: VcpuKey, frame: &TrapFrame, with_data: bool) -> Vec<u64> {
         let replica = self.backend.replica();
         let ents = replica.vcpus.get(&key).map_or(0, |v| u64::from(v.ldt_ents));
         let frames = replica
             .pv_vcpus
             .get(&key)
             .map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
+        let data = match self.vcpus.get(&key) {
+            Some(v) if with_data => v.segs,
+            _ => [0; 4],
+        };
         let mut out = Vec::new();
-        for sel in [frame.cs, frame.ss] {
+        for sel in [frame.cs, frame.ss].into_iter().chain(data.map(u64::from)) {
             let off = sel & 0xfff8;
             let page = (off >> 12) as usize;
             if sel & 4 != 0
@@ -335,27 +393,42 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let noreboot = rt.noreboot;
     // Who runs here next.
-    match rt.running[cpu] {
-        Some(next) if next == key => {
-            after.merge(map_ldt_selectors(rt, key, Some((frame, fx))));
-            rt.load(key)
-        }
-        Some(next) => {
-            if let Some(v) = rt.vcpus.get_mut(&key) {
-                v.frame = *frame;
-                v.fx = *fx;
+    let mut cur = key;
+    loop {
+        match rt.running[cpu] {
+            Some(next) if next == cur => {
+                after.merge(map_ldt_selectors(rt, cur, Some((frame, fx)), false));
+                rt.load(cur);
+                break;
             }
-            if let Some(v) = rt.vcpus.get(&next) {
-                *frame = v.frame;
-                *fx = v.fx;
+            Some(next) => {
+                if let Some(v) = rt.vcpus.get_mut(&cur) {
+                    v.frame = *frame;
+                    v.fx = *fx;
+                }
+                rt.save_selectors(cur);
+                if let Some(v) = rt.vcpus.get(&next) {
+                    *frame = v.frame;
+                    *fx = v.fx;
+                }
+                cur = next;
+                after.merge(map_ldt_selectors(rt, next, Some((frame, fx)), true));
+                rt.load_cpu_state(next);
+                if let Some(segs) = rt.load_selectors(cpu, next) {
+                    // The failsafe callback may crash the domain: decide again.
+                    after.merge(failsafe(rt, next, segs, frame, fx));
+                    continue;
+                }
+                rt.load(next);
+                break;
             }
-            after.merge(map_ldt_selectors(rt, next, Some((frame, fx))));
-            rt.load(next);
-        }
-        None => {
-            if let Some(v) = rt.vcpus.get_mut(&key) {
-                v.frame = *frame;
-                v.fx = *fx;
+            None => {
+                if let Some(v) = rt.vcpus.get_mut(&cur) {
+                    v.frame = *frame;
+                    v.fx = *fx;
+                }
+                rt.save_selectors(cur);
+                break;
             }
         }
     }
@@ -414,13 +487,15 @@ fn leader_idle() -> ! {
 }
 
 /// Before `key` resumes (from `live`, or its saved frame): maps the pages of its LDT that
-/// its code and stack selectors lie in, if not mapped yet, as Xen's #PF handler does when
-/// the `iret` to the guest faults on them ([`ldt::PF_LDT_RESUME`]). A page that cannot be
+/// the selectors it resumes with lie in, if not mapped yet (see
+/// `Runtime::unmapped_ldt_selectors`), as Xen's #PF handler does when the `iret` to the
+/// guest or `load_segments` faults on them ([`ldt::PF_LDT_RESUME`]). A page that cannot be
 /// mapped stays unmapped.
 fn map_ldt_selectors(
     rt: &mut Runtime,
     key: VcpuKey,
     mut live: Option<(&mut TrapFrame, &mut FxArea)>,
+    with_data: bool,
 ) -> After {
     let mut after = After::default();
     let frame = match &live {
@@ -430,7 +505,7 @@ fn map_ldt_selectors(
             None => return after,
         },
     };
-    for off in rt.unmapped_ldt_selectors(key, &frame) {
+    for off in rt.unmapped_ldt_selectors(key, &frame, with_data) {
         let req = Request::exit(
             ExitKind::Exception,
             key.0,
@@ -447,31 +522,80 @@ fn map_ldt_selectors(
     after
 }
 
+/// Runs the failsafe transaction of `key`, resumed on this CPU with the live registers
+/// `frame` and `fx`, whose saved data selectors `segs` did not all load.
+fn failsafe(
+    rt: &mut Runtime,
+    key: VcpuKey,
+    segs: [u16; 4],
+    frame: &mut TrapFrame,
+    fx: &mut FxArea,
+) -> After {
+    let packed = xen_core::pv::segments::pack(segs);
+    let req = Request::exit(
+        ExitKind::Failsafe,
+        key.0,
+        key.1,
+        regs_of(frame),
+        0,
+        packed,
+        0,
+    );
+    let cr3 = rt.kernel_cr3(key);
+    transact(rt, &req, cr3, Some((frame, fx)))
+}
+
+/// The registers, FPU state and bases to enter the vCPU `cpu` runs with, after loading its
+/// CPU state and data selectors (and entering its failsafe callback if a selector failed to
+/// load); None if `cpu` has nothing to run now.
+fn resume_entry(
+    rt: &mut Runtime,
+    cpu: usize,
+    after: &mut After,
+) -> Option<(TrapFrame, FxArea, GuestBases)> {
+    let key = rt.running[cpu]?;
+    let with_data = rt.selectors_of[cpu] != Some(key);
+    after.merge(map_ldt_selectors(rt, key, None, with_data));
+    let v = rt.vcpus.get(&key)?;
+    let (mut f, mut fx) = (v.frame, v.fx);
+    rt.load_cpu_state(key);
+    if let Some(segs) = rt.load_selectors(cpu, key) {
+        after.merge(failsafe(rt, key, segs, &mut f, &mut fx));
+        if rt.running[cpu] != Some(key) {
+            // The failsafe callback crashed the domain: the scheduler decided again.
+            if let Some(v) = rt.vcpus.get_mut(&key) {
+                v.frame = f;
+                v.fx = fx;
+            }
+            rt.save_selectors(key);
+            return None;
+        }
+        rt.load_cpu_state(key);
+    }
+    Some((f, fx, rt.bases(key)))
+}
+
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
     let cpu = arch::percpu::cpu_index();
-    let mut after = After::default();
-    let entry = {
-        let mut g = RUNTIME.lock();
-        g.as_mut().and_then(|rt| {
-            let key = rt.running[cpu]?;
-            after = map_ldt_selectors(rt, key, None);
-            let v = rt.vcpus.get(&key)?;
-            Some((v.frame, v.fx, rt.bases(key), rt.noreboot))
-        })
-    };
-    let entry = entry.map(|(f, fx, bases, noreboot)| {
-        apply::finish(after, noreboot);
-        (f, fx, bases)
-    });
-    let Some((f, fx, bases)) = entry else {
+    let mut guard = RUNTIME.lock();
+    let Some(rt) = guard.as_mut() else {
+        drop(guard);
         leader_idle()
     };
-    if let Some(rt) = RUNTIME.lock().as_ref() {
-        if let Some(k) = rt.running[cpu] {
-            rt.load_cpu_state(k);
+    let noreboot = rt.noreboot;
+    let mut after = After::default();
+    let entry = resume_entry(rt, cpu, &mut after);
+    // Nothing entered but another vCPU to run: the failsafe callback crashed the domain.
+    let runnable = rt.running[cpu].is_some_and(|k| rt.vcpus.contains_key(&k));
+    drop(guard);
+    apply::finish(after, noreboot);
+    let Some((f, fx, bases)) = entry else {
+        if runnable {
+            enter_current()
         }
-    }
+        leader_idle()
+    };
     match arch::guest::enter_guest(&f, &fx, bases) {
         Ok(never) => match never {},
         Err(e) => {

@@ -286,12 +286,15 @@ pub mod value_kind {
     /// End (exclusive) of the saved-vCPU-state range.
     pub const VCPU_SAVED_END: u32 = 0x8000_0000;
     /// Words of one vCPU's saved state: its registers in [`crate::request::GuestRegs`] field
-    /// order (rax ... ss, 20 words), then its 512-byte FXSAVE image (64 little-endian words).
-    pub const VCPU_SAVED_WORDS: u32 = 84;
+    /// order (rax ... ss, 20 words), then its 512-byte FXSAVE image (64 little-endian words),
+    /// then its data selectors ([`VCPU_SAVED_SEGS`]).
+    pub const VCPU_SAVED_WORDS: u32 = 85;
     // Every word index fits the encoding's 7 bits.
     const _: () = assert!(VCPU_SAVED_WORDS <= 0x80);
     /// Word index of the FXSAVE image's first word.
     pub const VCPU_SAVED_FX: u32 = 20;
+    /// Word index of the saved data selectors DS, ES, FS, GS ([`crate::pv::segments::pack`]).
+    pub const VCPU_SAVED_SEGS: u32 = 84;
     /// vCPU ids the encoding holds (PV domUs have at most 32, dom0 one per CPU).
     pub const VCPU_SAVED_MAX_VCPUS: u32 = 256;
     /// Word `word` of the state the runtime saved for vCPU (`dom`, `vcpu`) when it last left
@@ -465,7 +468,10 @@ impl Machine for Xen {
             }
         }
         match req.kind {
-            ExitKind::Exception | ExitKind::UserSyscall | ExitKind::Interrupt => {
+            ExitKind::Exception
+            | ExitKind::UserSyscall
+            | ExitKind::Interrupt
+            | ExitKind::Failsafe => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
                     HvError::Abort(a) => a,
                     HvError::Errno(_) => Abort::BadRequest,

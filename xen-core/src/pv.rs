@@ -13,10 +13,13 @@ pub mod iret;
 pub mod ldt;
 pub mod msr;
 pub mod ptwr;
+pub mod segments;
 pub mod state;
 
 pub use state::{PvVcpu, TrapEntry};
 
+#[cfg(test)]
+mod failsafe_tests;
 #[cfg(test)]
 mod ptwr_tests;
 #[cfg(test)]

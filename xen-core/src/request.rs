@@ -15,6 +15,10 @@ pub enum ExitKind {
     UserSyscall,
     /// A timer or other hypervisor event while the guest ran (deliver pending work).
     Interrupt,
+    /// Resuming the vCPU on its CPU, a saved data selector failed to load: enter the failsafe
+    /// callback (the request's `error_code` holds the saved selectors,
+    /// [`crate::pv::segments::pack`]).
+    Failsafe,
 }
 
 impl ExitKind {
@@ -24,6 +28,7 @@ impl ExitKind {
             ExitKind::Exception => 2,
             ExitKind::UserSyscall => 3,
             ExitKind::Interrupt => 4,
+            ExitKind::Failsafe => 5,
         }
     }
 
@@ -33,6 +38,7 @@ impl ExitKind {
             2 => Some(ExitKind::Exception),
             3 => Some(ExitKind::UserSyscall),
             4 => Some(ExitKind::Interrupt),
+            5 => Some(ExitKind::Failsafe),
             _ => None,
         }
     }

@@ -33,6 +33,10 @@ pub fn guest_exit(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), 
         ExitKind::Interrupt => deliver_events(state, ctx),
         ExitKind::UserSyscall => user_syscall(state, ctx),
         ExitKind::Exception => exception(state, ctx),
+        ExitKind::Failsafe => {
+            let segs = crate::pv::segments::unpack(ctx.req.error_code);
+            failsafe(state, ctx, segs)
+        }
     }
 }
 
@@ -219,7 +223,12 @@ fn device_not_available(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Resul
 }
 
 /// Enters the failsafe callback after the bare-metal side failed to load the guest's data
-/// selectors `segs` (DS, ES, FS, GS) on the way back to the guest.
+/// selectors on the way back to the guest (Xen 4.17's `load_segments`): the frame holds RCX,
+/// R11, the selectors `segs` (DS, ES, FS, GS) as they were saved, not as loaded, then the
+/// usual RIP, CS, RFLAGS, RSP, SS; it goes on the kernel stack (switching to kernel mode
+/// first); events are masked only with `VGCF_failsafe_disables_events` (or a failsafe
+/// callback registered with `CALLBACKF_mask_events`). A failsafe address of 0 is entered as
+/// is, as Xen does; a frame that cannot be written crashes the domain.
 pub fn failsafe(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -229,7 +238,7 @@ pub fn failsafe(
     let regs = ctx.req.regs;
     let eip = state.vcpus.get(&k).map_or(0, |v| v.failsafe_callback);
     let mask = state::get(state, k).failsafe_disables_events;
-    create_bounce_frame(
+    crate::pv::bounce::create_failsafe_frame(
         state,
         ctx,
         &regs,

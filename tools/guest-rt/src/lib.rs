@@ -32,6 +32,7 @@ pub mod pvmm;
 pub mod readconsole;
 pub mod ring_console;
 pub mod sched;
+pub mod segs;
 pub mod shared_info;
 pub mod smp;
 pub mod start_info;

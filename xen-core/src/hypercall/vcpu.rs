@@ -360,6 +360,12 @@ fn load_regs(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: VcpuKey, c: &V
         vcpu: key.1,
         fx: fpu_image(c),
     }));
+    let u = &c.user_regs;
+    ctx.emit(Effect::Sched(SchedEffect::SetVcpuSelectors {
+        dom: key.0,
+        vcpu: key.1,
+        segs: [u.ds, u.es, u.fs, u.gs],
+    }));
 }
 
 /// Whether `c` names the page-table roots, GDT and LDT initialised vCPU `key` has (what Xen

@@ -115,6 +115,29 @@ pub fn create_bounce_frame(
     regs: &GuestRegs,
     tb: TrapBounce,
 ) -> Result<GuestRegs, HvError> {
+    bounce(state, ctx, regs, tb, true)
+}
+
+/// The failsafe callback's frame (`load_segments` after a selector failed to load): as
+/// [`create_bounce_frame`], except that Xen 4.17 enters `tb.eip` even when it is 0 (no
+/// failsafe callback registered: the guest kernel then runs at address 0).
+pub fn create_failsafe_frame(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    regs: &GuestRegs,
+    tb: TrapBounce,
+) -> Result<GuestRegs, HvError> {
+    bounce(state, ctx, regs, tb, false)
+}
+
+/// [`create_bounce_frame`]; `need_handler`: crash the domain if `tb.eip` is 0.
+fn bounce(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    regs: &GuestRegs,
+    tb: TrapBounce,
+    need_handler: bool,
+) -> Result<GuestRegs, HvError> {
     let k = state::key(ctx);
     let vcpu = state.vcpus.get(&k).cloned().unwrap_or_default();
     let mut cs = regs.cs & 0xffff;
@@ -161,7 +184,7 @@ pub fn create_bounce_frame(
         )?;
         return Ok(*regs);
     }
-    if tb.eip == 0 {
+    if tb.eip == 0 && need_handler {
         crash(state, ctx, "create_bounce_frame: no handler registered")?;
         return Ok(*regs);
     }

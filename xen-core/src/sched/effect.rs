@@ -69,6 +69,16 @@ pub enum SchedEffect {
         /// The FXSAVE image (512 bytes).
         fx: Vec<u8>,
     },
+    /// Load the data selectors `segs` (DS, ES, FS, GS) into `dom`'s `vcpu` before it next
+    /// runs (arch_set_info_guest copies them from the context unchecked).
+    SetVcpuSelectors {
+        /// The domain.
+        dom: DomId,
+        /// The vCPU.
+        vcpu: u32,
+        /// DS, ES, FS, GS.
+        segs: [u16; 4],
+    },
     /// Write one byte at machine address `maddr` (a flag in a vcpu_info, written alone so that
     /// the neighbouring bytes others update concurrently are not clobbered).
     WriteMachineByte {
@@ -89,6 +99,7 @@ impl SchedEffect {
             SchedEffect::SetVcpuRegs { .. } => 5,
             SchedEffect::WriteMachineByte { .. } => 6,
             SchedEffect::SetVcpuFpu { .. } => 7,
+            SchedEffect::SetVcpuSelectors { .. } => 8,
         }
     }
 
@@ -114,6 +125,9 @@ impl SchedEffect {
             }
             SchedEffect::SetVcpuFpu { dom, vcpu, fx } => {
                 alloc::vec![dom as &mut dyn FieldValue, vcpu, fx]
+            }
+            SchedEffect::SetVcpuSelectors { dom, vcpu, segs } => {
+                alloc::vec![dom as &mut dyn FieldValue, vcpu, segs]
             }
         }
     }
@@ -216,6 +230,11 @@ mod tests {
                 dom: 1,
                 vcpu: 0,
                 fx: alloc::vec![0x7f, 0x03, 0, 0],
+            },
+            SchedEffect::SetVcpuSelectors {
+                dom: 2,
+                vcpu: 1,
+                segs: [0xe02b, 0, 0x000f, 0x0013],
             },
         ]
     }

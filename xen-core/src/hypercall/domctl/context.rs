@@ -5,9 +5,10 @@
 //! last left its CPU come in as input ([`value_kind::vcpu_saved`]), so leader and follower
 //! copy out the same bytes.
 //!
-//! Not modelled (reported as 0): `error_code`, `entry_vector`, `saved_upcall_mask` and the
-//! data selectors of `user_regs` (DualVisor keeps none of them per vCPU). A vCPU running on another leader CPU is not paused as
-//! Xen's `vcpu_pause` does: its registers are those saved when it last left a CPU.
+//! The data selectors DS, ES, FS, GS are those the runtime saved with the registers.
+//! Not modelled (reported as 0): `error_code`, `entry_vector` and `saved_upcall_mask`
+//! (DualVisor keeps none of them per vCPU). A vCPU running on another leader CPU is not
+//! paused as Xen's `vcpu_pause` does: its registers are those saved when it last left a CPU.
 
 use super::Done;
 use crate::domain::VcpuKey;
@@ -64,7 +65,7 @@ pub(crate) fn context_of(
     let v = state.vcpus.get(&key).cloned().unwrap_or_default();
     let pv = crate::pv::state::get(state, key);
     let mut c = VcpuGuestContext::default();
-    let fx = &w[value_kind::VCPU_SAVED_FX as usize..];
+    let fx = &w[value_kind::VCPU_SAVED_FX as usize..value_kind::VCPU_SAVED_SEGS as usize];
     for (dst, word) in c.fpu_ctxt.chunks_exact_mut(8).zip(fx) {
         dst.copy_from_slice(&word.to_le_bytes());
     }
@@ -89,6 +90,7 @@ pub(crate) fn context_of(
     u.rflags = w[17] | pv.iopl;
     u.rsp = w[18];
     u.ss = w[19] as u16;
+    [u.ds, u.es, u.fs, u.gs] = crate::pv::segments::unpack(w[value_kind::VCPU_SAVED_SEGS as usize]);
     for (vector, t) in c.trap_ctxt.iter_mut().enumerate() {
         let e = crate::pv::state::trap(state, key, vector as u8);
         if e != crate::pv::TrapEntry::default() {

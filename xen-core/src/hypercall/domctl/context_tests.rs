@@ -83,6 +83,9 @@ fn context(l4: u64) -> VcpuGuestContext {
     c.user_regs.rsp = 0x40_2000;
     c.user_regs.rflags = 0x1200;
     c.user_regs.r12 = 0x1212;
+    c.user_regs.ds = 0x000f;
+    c.user_regs.es = 0xe02b;
+    c.user_regs.gs = 0x0013;
     c.ctrlreg[0] = 1 << 3;
     c.ctrlreg[3] = l4 << 12;
     // An FPU image with a non-default FCW and reserved MXCSR bits set.
@@ -143,6 +146,15 @@ fn getvcpucontext_returns_what_setvcpucontext_gave_with_the_saved_registers() {
     let (d, m) = domu(&mut h);
     let (r, effects) = set(&mut h, d, Some(&context(m[0])));
     assert_eq!(r, 0, "{effects:?}");
+    // The data selectors as given (Xen does not check them: a bad one fails to load when the
+    // vCPU is next resumed, into its failsafe callback).
+    assert!(
+        effects.contains(&Effect::Sched(SchedEffect::SetVcpuSelectors {
+            dom: d,
+            vcpu: 0,
+            segs: [0x000f, 0xe02b, 0, 0x0013],
+        }))
+    );
     // The registers loaded have RPL 3 selectors and no IOPL (it is virtualised).
     let regs = effects.iter().find_map(|e| match e {
         Effect::Sched(SchedEffect::SetVcpuRegs { regs, .. }) => Some(*regs),
@@ -168,6 +180,8 @@ fn getvcpucontext_returns_what_setvcpucontext_gave_with_the_saved_registers() {
     assert_eq!(u.error_code, 0);
     assert_eq!(&c.fpu_ctxt[..8], &0x114u64.to_le_bytes());
     assert_eq!(&c.fpu_ctxt[504..], &(0x114u64 + 63).to_le_bytes());
+    // The data selectors saved with them, packed DS, ES, FS, GS in one word.
+    assert_eq!((u.ds, u.es, u.fs, u.gs), (0x100 + 84, 0, 0, 0));
     assert_eq!(
         c.flags,
         VGCF_IN_KERNEL | VGCF_ONLINE | VGCF_FAILSAFE_DISABLES_EVENTS | VGCF_I387_VALID
