@@ -13,6 +13,7 @@ pub mod iret;
 pub mod msr;
 pub mod ptwr;
 pub mod state;
+pub mod string_io;
 
 pub use state::{PvVcpu, TrapEntry};
 

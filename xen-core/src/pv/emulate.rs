@@ -4,9 +4,10 @@
 
 use crate::effect::Effect;
 use crate::hv::{value_kind, Ctx, HvError, HvState};
-use crate::pv::bounce::inject_hw;
+use crate::pv::bounce::{inject_at, inject_hw};
 use crate::pv::decode::{decode, Insn};
 use crate::pv::effect::PvEffect;
+use crate::pv::string_io::{self, Dir};
 use crate::pv::{cpuid, msr, state};
 use crate::request::GuestRegs;
 use dom0_interface::arch_x86::XEN_EMULATE_PREFIX;
@@ -24,6 +25,18 @@ pub enum Outcome {
     Fault,
     /// Emulation raises this exception instead (vector, error code).
     Raise(u8, u64),
+    /// Emulation got part way and raised an exception: it is bounced with these registers
+    /// (and, for #PF, this CR2).
+    Exception {
+        /// The registers the exception is delivered with.
+        regs: GuestRegs,
+        /// Vector.
+        vector: u8,
+        /// Error code (used where the vector has one).
+        error_code: u64,
+        /// Faulting address (#PF only).
+        cr2: u64,
+    },
 }
 
 /// Reads one instruction byte at `rip + i` (None if unreadable or an input abort).
@@ -305,7 +318,9 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                 }));
             }
         }
-        Insn::Hlt | Insn::Other => return Ok(Outcome::Fault),
+        Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
+        Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),
+        Insn::Rdtscp | Insn::Hlt | Insn::Other => return Ok(Outcome::Fault),
     }
     Ok(Outcome::Done(out))
 }
@@ -357,6 +372,14 @@ pub fn finish(
         }
         Outcome::Raise(v, e) => {
             inject_hw(state, ctx, &regs, v, e)?;
+        }
+        Outcome::Exception {
+            regs,
+            vector,
+            error_code,
+            cr2,
+        } => {
+            inject_at(state, ctx, &regs, vector, error_code, cr2)?;
         }
     }
     Ok(())
