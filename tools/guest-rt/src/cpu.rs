@@ -158,6 +158,18 @@ pub fn read_cr4() -> u64 {
     v
 }
 
+/// `rdtscp`: the time-stamp counter and the vCPU's TSC_AUX (ECX). Like `rdtsc`, it runs
+/// natively in ring 3 while `CR4.TSD` is clear; the caller checks CPUID for RDTSCP first.
+pub fn rdtscp() -> (u64, u32) {
+    let (lo, hi, aux): (u32, u32, u32);
+    // SAFETY: `rdtscp` only reads the TSC into EDX:EAX and TSC_AUX into ECX.
+    unsafe {
+        core::arch::asm!("rdtscp", out("eax") lo, out("edx") hi, out("ecx") aux,
+            options(nomem, nostack));
+    }
+    ((u64::from(hi) << 32) | u64::from(lo), aux)
+}
+
 /// Reads the time-stamp counter (`rdtsc`, allowed in ring 3 while `CR4.TSD` is clear, as Xen
 /// leaves it for PV guests).
 pub fn rdtsc() -> u64 {

@@ -1,14 +1,17 @@
 //! `cpuregs`: a PV kernel's debug registers and MSRs. Breakpoints set with set_debugreg fire
 //! (#DB bounced with DR6 readable through get_debugreg), a watchpoint on a buffer the
 //! hypervisor writes for a hypercall is ignored, DR7/DR0-3 validation; rdmsr/wrmsr from the
-//! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others.
+//! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others; `rdtscp` reports
+//! the TSC_AUX the kernel wrote.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use guest_rt::cpu;
 use guest_rt::msr;
 use guest_rt::pvcpu;
+use guest_rt::sched;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::traps;
@@ -195,8 +198,19 @@ fn msrs() {
         msr::wrmsr(0xc000_0080, 0x501),
         Err(GP0),
     );
+    let rdtscp = pvcpu::xen_cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0;
+    if rdtscp {
+        check_eq("rdtscp: TSC_AUX 0 at start", cpu::rdtscp().1, 0);
+    }
     check_eq("wrmsr TSC_AUX", msr::wrmsr(0xc000_0103, 5), Ok(()));
     check_eq("rdmsr TSC_AUX", msr::rdmsr(0xc000_0103), Ok(5));
+    if rdtscp {
+        check_eq("rdtscp reports the written TSC_AUX", cpu::rdtscp().1, 5);
+        check_eq("sched_op yield", sched::yield_now(), Ok(0));
+        check_eq("  and still does after it", cpu::rdtscp().1, 5);
+    } else {
+        info(format_args!("no RDTSCP in CPUID: rdtscp not checked"));
+    }
     check_eq(
         "wrmsr TSC_AUX above 32 bits -> #GP",
         msr::wrmsr(0xc000_0103, 1 << 32),
@@ -227,6 +241,9 @@ fn msrs() {
         Err(GP0),
     );
     check_eq("restore TSC_AUX", msr::wrmsr(0xc000_0103, 0), Ok(()));
+    if rdtscp {
+        check_eq("rdtscp: TSC_AUX 0 again", cpu::rdtscp().1, 0);
+    }
     check_eq("restore FS_BASE", msr::wrmsr(0xc000_0100, 0), Ok(()));
     check_eq("restore GS_BASE", msr::wrmsr(0xc000_0101, 0), Ok(()));
     check_eq("restore SHADOW_GS_BASE", msr::wrmsr(0xc000_0102, 0), Ok(()));
