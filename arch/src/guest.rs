@@ -254,6 +254,22 @@ pub fn load_tsc_aux(value: u32) {
     cache.store(want, Ordering::Relaxed);
 }
 
+/// `X86_CR4_TSD`.
+const CR4_TSD: u64 = 1 << 2;
+
+/// Sets or clears CR4.TSD for the guest context this CPU resumes (Xen's `pv_make_cr4` for a
+/// PV kernel that set TSD in its virtual CR4): with it, `rdtsc`/`rdtscp` in ring 3 raise #GP,
+/// which the hypervisor emulates for the guest kernel and bounces for guest user mode. Ring 0
+/// is unaffected. Written only when it changes.
+pub fn set_guest_tsd(on: bool) {
+    let cr4 = crate::cpu::read_cr4();
+    let want = if on { cr4 | CR4_TSD } else { cr4 & !CR4_TSD };
+    if want != cr4 {
+        // SAFETY: only TSD changes, which affects nothing but ring-3 time-stamp reads.
+        unsafe { crate::cpu::write_cr4(want) };
+    }
+}
+
 /// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only
 /// while it runs).
 pub fn set_guest_ts(on: bool) {

@@ -21,3 +21,5 @@ pub use state::{PvVcpu, TrapEntry};
 mod ptwr_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tsd_tests;

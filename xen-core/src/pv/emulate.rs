@@ -148,7 +148,8 @@ fn kernel_mode(state: &HvState, k: crate::domain::VcpuKey) -> bool {
 /// Whether `insn` needs CPL 0: Xen's emulator fakes DPL 0 for the guest kernel only
 /// (`read_segment` in emul-priv-op.c), so x86_emulate's `mode_ring0()` check injects #GP(0)
 /// for these in guest user mode before any register is touched. `cli`/`sti`/`in`/`out`
-/// depend on the virtual IOPL instead ([`iopl_ok`]), `rdtsc`/`cpuid` on nothing.
+/// depend on the virtual IOPL instead ([`iopl_ok`]), `rdtsc`/`rdtscp` on the virtual
+/// CR4.TSD, `cpuid` on nothing.
 fn needs_ring0(insn: Insn) -> bool {
     matches!(
         insn,
@@ -250,7 +251,15 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
         }
         Insn::Clts => fpu_taskswitch(state, ctx, false),
         Insn::Wbinvd => {}
-        Insn::Rdtsc => {
+        Insn::Rdtsc | Insn::Rdtscp => {
+            // x86_emulate: outside ring 0 (guest user mode) CR4.TSD makes it #GP(0).
+            let pv = state::get(state, k);
+            if !kernel_mode(state, k) && pv.cr4 & state::CR4_TSD != 0 {
+                return Ok(Outcome::Fault);
+            }
+            if d.insn == Insn::Rdtscp {
+                out.rcx = pv.tsc_aux & 0xffff_ffff;
+            }
             let tsc = ctx.value(value_kind::TSC)?;
             out.rax = tsc & 0xffff_ffff;
             out.rdx = tsc >> 32;
@@ -320,7 +329,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
         }
         Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
         Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),
-        Insn::Rdtscp | Insn::Hlt | Insn::Other => return Ok(Outcome::Fault),
+        Insn::Hlt | Insn::Other => return Ok(Outcome::Fault),
     }
     Ok(Outcome::Done(out))
 }

@@ -8,11 +8,11 @@ use crate::pv::effect::PvEffect;
 use crate::request::{ExitKind, GuestRegs, Request};
 use dom0_interface::xen as x;
 
-const HANDLER: u64 = 0xffff_ffff_8000_1000;
-const STACK: u64 = 0xffff_ffff_8002_0008;
-const KSTACK: u64 = 0xffff_ffff_8003_0000;
+pub(super) const HANDLER: u64 = 0xffff_ffff_8000_1000;
+pub(super) const STACK: u64 = 0xffff_ffff_8002_0008;
+pub(super) const KSTACK: u64 = 0xffff_ffff_8003_0000;
 
-fn trap_table(h: &mut Harness, at: u64, entries: &[(u8, u8, u64)]) -> i64 {
+pub(super) fn trap_table(h: &mut Harness, at: u64, entries: &[(u8, u8, u64)]) -> i64 {
     let mut bytes = alloc::vec::Vec::new();
     for &(v, flags, addr) in entries.iter().chain([(0u8, 0u8, 0u64)].iter()) {
         bytes.push(v);
@@ -26,7 +26,7 @@ fn trap_table(h: &mut Harness, at: u64, entries: &[(u8, u8, u64)]) -> i64 {
         .ret
 }
 
-fn kregs() -> GuestRegs {
+pub(super) fn kregs() -> GuestRegs {
     GuestRegs {
         rip: 0xffff_ffff_8000_5000,
         cs: 0xe033,
@@ -39,7 +39,7 @@ fn kregs() -> GuestRegs {
     }
 }
 
-fn exit(
+pub(super) fn exit(
     h: &mut Harness,
     kind: ExitKind,
     regs: GuestRegs,
@@ -51,7 +51,7 @@ fn exit(
         .effects
 }
 
-fn set_regs(e: &[Effect]) -> Option<GuestRegs> {
+pub(super) fn set_regs(e: &[Effect]) -> Option<GuestRegs> {
     e.iter().rev().find_map(|e| {
         if let Effect::SetRegs(r) = e {
             Some(*r)
@@ -61,7 +61,7 @@ fn set_regs(e: &[Effect]) -> Option<GuestRegs> {
     })
 }
 
-fn stack_words(h: &Harness, at: u64, n: usize) -> alloc::vec::Vec<u64> {
+pub(super) fn stack_words(h: &Harness, at: u64, n: usize) -> alloc::vec::Vec<u64> {
     (0..n)
         .map(|i| {
             let mut w = [0u8; 8];
@@ -78,7 +78,7 @@ fn stack_words(h: &Harness, at: u64, n: usize) -> alloc::vec::Vec<u64> {
         .collect()
 }
 
-fn map_stack(h: &mut Harness, top: u64) {
+pub(super) fn map_stack(h: &mut Harness, top: u64) {
     h.mem.map(top - 0x200, &[0u8; 0x200]);
 }
 
@@ -231,7 +231,7 @@ fn unhandled_exception_crashes_the_domain() {
     assert_eq!(h.state.domains.get(&3).and_then(|d| d.shutdown), Some(3));
 }
 
-fn to_user(h: &mut Harness) {
+pub(super) fn to_user(h: &mut Harness) {
     let j = &mut lockstep::Journal::new();
     j.begin(99);
     h.state.vcpus.update(j, &(h.dom, 0), |v| {
