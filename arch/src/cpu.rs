@@ -203,6 +203,16 @@ pub fn read_cr4() -> u64 {
     v
 }
 
+/// Loads CR4.
+///
+/// # Safety
+/// `value` must keep every feature the running code relies on (PAE, SSE enables, ...); only
+/// bits that change guest-visible behaviour (such as TSD) may differ from the current value.
+pub unsafe fn write_cr4(value: u64) {
+    // SAFETY: the caller keeps the features in use (function contract).
+    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) }
+}
+
 /// Loads CR3, switching address space.
 ///
 /// # Safety

@@ -226,6 +226,50 @@ pub fn load_debug_registers(dr: [u64; 4], dr7: u64) {
     }
 }
 
+/// `MSR_TSC_AUX`: what `rdtscp` returns in ECX.
+const IA32_TSC_AUX: u32 = 0xC000_0103;
+
+/// TSC_AUX each CPU last loaded, plus one (0: not loaded since boot).
+static TSC_AUX: [AtomicU64; crate::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::percpu::MAX_CPUS];
+
+/// Whether the CPU has RDTSCP (CPUID 0x8000_0001 EDX bit 27), and so the TSC_AUX MSR.
+fn has_rdtscp() -> bool {
+    let (max, _, _, _) = crate::cpu::cpuid(0x8000_0000, 0);
+    max >= 0x8000_0001 && crate::cpu::cpuid(0x8000_0001, 0).3 & (1 << 27) != 0
+}
+
+/// Loads the TSC_AUX of the guest context this CPU resumes, so that its `rdtscp` (which
+/// does not trap) reports it, as Xen's context switch does (`wrmsr_tsc_aux`). Written only
+/// when it changes; nothing on a CPU without RDTSCP.
+pub fn load_tsc_aux(value: u32) {
+    let cache = &TSC_AUX[crate::percpu::cpu_index()];
+    let want = u64::from(value) + 1;
+    if cache.load(Ordering::Relaxed) == want || !has_rdtscp() {
+        return;
+    }
+    // SAFETY: TSC_AUX exists (RDTSCP is present) and the hypervisor does not use it: it only
+    // changes what the guest's `rdtscp` reports.
+    unsafe { crate::cpu::wrmsr(IA32_TSC_AUX, u64::from(value)) };
+    cache.store(want, Ordering::Relaxed);
+}
+
+/// `X86_CR4_TSD`.
+const CR4_TSD: u64 = 1 << 2;
+
+/// Sets or clears CR4.TSD for the guest context this CPU resumes (Xen's `pv_make_cr4` for a
+/// PV kernel that set TSD in its virtual CR4): with it, `rdtsc`/`rdtscp` in ring 3 raise #GP,
+/// which the hypervisor emulates for the guest kernel and bounces for guest user mode. Ring 0
+/// is unaffected. Written only when it changes.
+pub fn set_guest_tsd(on: bool) {
+    let cr4 = crate::cpu::read_cr4();
+    let want = if on { cr4 | CR4_TSD } else { cr4 & !CR4_TSD };
+    if want != cr4 {
+        // SAFETY: only TSD changes, which affects nothing but ring-3 time-stamp reads.
+        unsafe { crate::cpu::write_cr4(want) };
+    }
+}
+
 /// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only
 /// while it runs).
 pub fn set_guest_ts(on: bool) {

@@ -15,6 +15,7 @@ pub mod msr;
 pub mod ptwr;
 pub mod segments;
 pub mod state;
+pub mod string_io;
 
 pub use state::{PvVcpu, TrapEntry};
 
@@ -24,3 +25,5 @@ mod failsafe_tests;
 mod ptwr_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tsd_tests;

@@ -158,6 +158,32 @@ pub fn read_cr4() -> u64 {
     v
 }
 
+/// `X86_CR4_TSD`.
+pub const CR4_TSD: u64 = 1 << 2;
+
+/// Sets or clears CR4.TSD with `mov %rax, %cr4` (emulated: the hypervisor keeps the bits a
+/// PV kernel may change and ignores the rest). With it set, `rdtsc`/`rdtscp` trap: emulated
+/// for the kernel, #GP in guest user mode.
+pub fn set_cr4_tsd(on: bool) {
+    let cr4 = read_cr4();
+    let v = if on { cr4 | CR4_TSD } else { cr4 & !CR4_TSD };
+    // SAFETY: in ring 3 the write always traps; the hypervisor changes only the guest's own
+    // virtual CR4 bits (TSD here), which affect nothing but ring-3 time-stamp reads.
+    unsafe { core::arch::asm!("mov {}, %cr4", in(reg) v, options(att_syntax, nomem, nostack)) };
+}
+
+/// `rdtscp`: the time-stamp counter and the vCPU's TSC_AUX (ECX). Like `rdtsc`, it runs
+/// natively in ring 3 while `CR4.TSD` is clear; the caller checks CPUID for RDTSCP first.
+pub fn rdtscp() -> (u64, u32) {
+    let (lo, hi, aux): (u32, u32, u32);
+    // SAFETY: `rdtscp` only reads the TSC into EDX:EAX and TSC_AUX into ECX.
+    unsafe {
+        core::arch::asm!("rdtscp", out("eax") lo, out("edx") hi, out("ecx") aux,
+            options(nomem, nostack));
+    }
+    ((u64::from(hi) << 32) | u64::from(lo), aux)
+}
+
 /// Reads the time-stamp counter (`rdtsc`, allowed in ring 3 while `CR4.TSD` is clear, as Xen
 /// leaves it for PV guests).
 pub fn rdtsc() -> u64 {

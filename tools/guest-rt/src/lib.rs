@@ -26,6 +26,7 @@ pub mod module;
 pub mod msr;
 pub mod multicall;
 pub mod panic;
+pub mod portio;
 pub mod pt_write;
 pub mod pvcpu;
 pub mod pvmm;

@@ -140,9 +140,21 @@ core::arch::global_asm!(
     "in $0x80, %al",
     "syscall",
     "ud2",
+    ".balign 16",
+    "rdtsc",
+    "syscall",
+    "ud2",
+    ".balign 16",
+    "rdtscp",
+    "syscall",
+    "ud2",
     ".popsection",
     options(att_syntax)
 );
+
+/// The time-stamp reads [`user_time_instruction`] runs in guest user mode (slots after
+/// [`USER_INSNS`]'s), with their lengths: native in ring 3 unless the kernel set CR4.TSD.
+pub const USER_TIME_INSNS: [(&str, u8); 2] = [("rdtsc", 2), ("rdtscp", 3)];
 
 /// Address of [`USER_INSNS`] entry `i` (its instruction's first byte).
 pub fn user_instruction_address(i: usize) -> u64 {
@@ -154,7 +166,28 @@ pub fn user_instruction_address(i: usize) -> u64 {
 /// and SYSCALL callback this relies on). A fault the instruction raises goes to the trap
 /// table: arm [`crate::traps::expect`] with the instruction's length to resume after it.
 pub fn user_instruction(i: usize) -> Option<u64> {
-    if i >= USER_INSNS.len() || !USER_READY.load(Ordering::SeqCst) {
+    if i >= USER_INSNS.len() {
+        return None;
+    }
+    run_user_slot(i)
+}
+
+/// Runs [`USER_TIME_INSNS`] entry `i` in guest user mode, as [`user_instruction`] does: the
+/// RAX it brought back (the TSC's low half), `None` if out of range or not set up.
+pub fn user_time_instruction(i: usize) -> Option<u64> {
+    if i >= USER_TIME_INSNS.len() {
+        return None;
+    }
+    run_user_slot(USER_INSNS.len() + i)
+}
+
+/// Address of [`USER_TIME_INSNS`] entry `i`.
+pub fn user_time_instruction_address(i: usize) -> u64 {
+    user_instruction_address(USER_INSNS.len() + i)
+}
+
+fn run_user_slot(i: usize) -> Option<u64> {
+    if !USER_READY.load(Ordering::SeqCst) {
         return None;
     }
     let iret = hypercall::stub_address(IRET)?;

@@ -217,6 +217,33 @@ pub fn inject(
     vector: u8,
     error_code: Option<u32>,
 ) -> Result<GuestRegs, HvError> {
+    let cr2 = ctx.req.cr2;
+    inject_with_cr2(state, ctx, regs, vector, error_code, cr2)
+}
+
+/// As [`inject_hw`], for a fault the hypervisor raised itself while emulating: a #PF reports
+/// `cr2` (not the exit's).
+pub fn inject_at(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    regs: &GuestRegs,
+    vector: u8,
+    error_code: u64,
+    cr2: u64,
+) -> Result<GuestRegs, HvError> {
+    let ec =
+        (vector < 32 && VECTORS_WITH_ERROR_CODE & (1 << vector) != 0).then_some(error_code as u32);
+    inject_with_cr2(state, ctx, regs, vector, ec, cr2)
+}
+
+fn inject_with_cr2(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    regs: &GuestRegs,
+    vector: u8,
+    error_code: Option<u32>,
+    cr2: u64,
+) -> Result<GuestRegs, HvError> {
     let k = state::key(ctx);
     let ti = state::trap(state, k, vector);
     let mut extra = match error_code {
@@ -225,7 +252,6 @@ pub fn inject(
     };
     if vector == 14 {
         let user = !state.vcpus.get(&k).is_some_and(|v| v.kernel_mode);
-        let cr2 = ctx.req.cr2;
         let j = ctx.journal();
         state::update(state, j, k, |p| p.cr2 = cr2);
         ctx.emit(Effect::Pv(PvEffect::GuestCr2 {

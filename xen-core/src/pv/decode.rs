@@ -1,6 +1,32 @@
 //! Decoding the few instructions Xen emulates for a PV guest (`mov` to/from CR/DR, `clts`,
-//! `wbinvd`, `rdtsc`, `rdmsr`, `wrmsr`, `cpuid`, `cli`/`sti`, `hlt`, `in`/`out`) from bytes fetched at the
-//! faulting RIP. Anything else decodes to [`Insn::Other`].
+//! `wbinvd`, `rdtsc`, `rdtscp`, `rdmsr`, `wrmsr`, `cpuid`, `cli`/`sti`, `hlt`, `in`/`out`,
+//! `ins`/`outs`) from bytes fetched at the faulting RIP. Anything else decodes to
+//! [`Insn::Other`].
+
+/// The data segment of an `outs` (a segment override; `ins` always writes through ES). In
+/// 64-bit mode ES, CS, SS and DS are flat; FS and GS add their bases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataSeg {
+    /// ES/CS/SS/DS (or no override): base 0.
+    Flat,
+    /// FS: the vCPU's FS base.
+    Fs,
+    /// GS: the GS base in effect (kernel or user).
+    Gs,
+}
+
+/// The operands of `ins`/`outs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringIo {
+    /// Bytes per element: 1, 2 (0x66) or 4.
+    pub size: u8,
+    /// A REP prefix (F3 or F2, both repeat string I/O): RCX counts the elements.
+    pub rep: bool,
+    /// An address-size prefix (0x67): RSI/RDI/RCX are used and updated as 32-bit registers.
+    pub addr32: bool,
+    /// The memory operand's segment (always [`DataSeg::Flat`] for `ins`).
+    pub seg: DataSeg,
+}
 
 /// One decoded instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +45,8 @@ pub enum Insn {
     Wbinvd,
     /// `rdtsc`.
     Rdtsc,
+    /// `rdtscp`.
+    Rdtscp,
     /// `cpuid`.
     Cpuid,
     /// `rdmsr`.
@@ -35,6 +63,10 @@ pub enum Insn {
     In { port: Option<u8>, size: u8 },
     /// `out` of `size` bytes from %al/%ax/%eax to `port` (None: %dx).
     Out { port: Option<u8>, size: u8 },
+    /// `ins`: from port %dx to memory at ES:RDI.
+    Ins(StringIo),
+    /// `outs`: from memory at seg:RSI to port %dx.
+    Outs(StringIo),
     /// Not emulated.
     Other,
 }
@@ -55,13 +87,21 @@ pub const MAX_LEN: usize = 15;
 pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
     let mut i = 0usize;
     let mut opsize16 = false;
+    let mut rep = false;
+    let mut addr32 = false;
+    let mut seg = DataSeg::Flat;
     let mut rex = 0u8;
     let mut b = fetch(i)?;
-    // Legacy prefixes, then REX (must come last).
+    // Legacy prefixes, then REX (must come last). The last segment override wins.
     loop {
         match b {
             0x66 => opsize16 = true,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67 | 0xf0 | 0xf2 | 0xf3 => {}
+            0x67 => addr32 = true,
+            0xf2 | 0xf3 => rep = true,
+            0x26 | 0x2e | 0x36 | 0x3e => seg = DataSeg::Flat,
+            0x64 => seg = DataSeg::Fs,
+            0x65 => seg = DataSeg::Gs,
+            0xf0 => {}
             _ => break,
         }
         i += 1;
@@ -75,7 +115,14 @@ pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
         i += 1;
         b = fetch(i)?;
     }
-    let wide = if opsize16 { 2 } else { 4 };
+    // REX.W makes the operand 8 bytes, which port I/O clips to 4; 0x66 alone makes it 2.
+    let wide = if opsize16 && rex & 8 == 0 { 2 } else { 4 };
+    let string = |size: u8, seg: DataSeg| StringIo {
+        size,
+        rep,
+        addr32,
+        seg,
+    };
     let done = |insn: Insn, len: usize| {
         Some(Decoded {
             insn,
@@ -158,6 +205,10 @@ pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
                 i + 1,
             )
         }
+        0x6c => return done(Insn::Ins(string(1, DataSeg::Flat)), i + 1),
+        0x6d => return done(Insn::Ins(string(wide, DataSeg::Flat)), i + 1),
+        0x6e => return done(Insn::Outs(string(1, seg)), i + 1),
+        0x6f => return done(Insn::Outs(string(wide, seg)), i + 1),
         0x0f => {}
         _ => return done(Insn::Other, i + 1),
     }
@@ -169,6 +220,7 @@ pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
         0x30 => done(Insn::Wrmsr, i + 2),
         0x32 => done(Insn::Rdmsr, i + 2),
         0xa2 => done(Insn::Cpuid, i + 2),
+        0x01 if fetch(i + 2)? == 0xf9 => done(Insn::Rdtscp, i + 3),
         0x20..=0x23 => {
             // The mod field is ignored: these always name registers.
             let modrm = fetch(i + 2)?;
@@ -275,6 +327,75 @@ mod tests {
             })
         );
         assert_eq!(dec(&[0x90]).map(|d| d.insn), Some(Insn::Other));
+    }
+
+    #[test]
+    fn string_port_instructions() {
+        let plain = StringIo {
+            size: 1,
+            rep: false,
+            addr32: false,
+            seg: DataSeg::Flat,
+        };
+        assert_eq!(
+            dec(&[0x6c]),
+            Some(Decoded {
+                insn: Insn::Ins(plain),
+                len: 1
+            })
+        );
+        // rep insl
+        assert_eq!(
+            dec(&[0xf3, 0x6d]).map(|d| (d.insn, d.len)),
+            Some((
+                Insn::Ins(StringIo {
+                    size: 4,
+                    rep: true,
+                    ..plain
+                }),
+                2
+            ))
+        );
+        // rep outsw with a 32-bit address and a GS override
+        assert_eq!(
+            dec(&[0x66, 0x67, 0x65, 0xf3, 0x6f]).map(|d| (d.insn, d.len)),
+            Some((
+                Insn::Outs(StringIo {
+                    size: 2,
+                    rep: true,
+                    addr32: true,
+                    seg: DataSeg::Gs,
+                }),
+                5
+            ))
+        );
+        // The last override wins; REX.W clips to 4 bytes even with 0x66.
+        assert_eq!(
+            dec(&[0x64, 0x3e, 0x66, 0x48, 0x6f]).map(|d| d.insn),
+            Some(Insn::Outs(StringIo { size: 4, ..plain }))
+        );
+        assert_eq!(
+            dec(&[0xf2, 0x6e]).map(|d| d.insn),
+            Some(Insn::Outs(StringIo { rep: true, ..plain }))
+        );
+        assert_eq!(
+            dec(&[0x66, 0x48, 0xed]).map(|d| d.insn),
+            Some(Insn::In {
+                port: None,
+                size: 4
+            })
+        );
+    }
+
+    #[test]
+    fn rdtscp_and_other_0f01_forms() {
+        assert_eq!(
+            dec(&[0x0f, 0x01, 0xf9]).map(|d| (d.insn, d.len)),
+            Some((Insn::Rdtscp, 3))
+        );
+        // 0f 01 d0 is xgetbv: not emulated.
+        assert_eq!(dec(&[0x0f, 0x01, 0xd0]).map(|d| d.insn), Some(Insn::Other));
+        assert_eq!(dec(&[0x0f, 0x01]), None);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use crate::effect::Effect;
 use crate::hv::{value_kind, Ctx, HvError, HvState};
-use crate::pv::bounce::inject_hw;
+use crate::pv::bounce::{inject_at, inject_hw};
 use crate::pv::decode::{decode, Insn};
 use crate::pv::effect::PvEffect;
+use crate::pv::string_io::{self, Dir};
 use crate::pv::{cpuid, msr, state};
 use crate::request::GuestRegs;
 use dom0_interface::arch_x86::XEN_EMULATE_PREFIX;
@@ -24,6 +25,18 @@ pub enum Outcome {
     Fault,
     /// Emulation raises this exception instead (vector, error code).
     Raise(u8, u64),
+    /// Emulation got part way and raised an exception: it is bounced with these registers
+    /// (and, for #PF, this CR2).
+    Exception {
+        /// The registers the exception is delivered with.
+        regs: GuestRegs,
+        /// Vector.
+        vector: u8,
+        /// Error code (used where the vector has one).
+        error_code: u64,
+        /// Faulting address (#PF only).
+        cr2: u64,
+    },
 }
 
 /// Reads one instruction byte at `rip + i` (None if unreadable or an input abort).
@@ -135,7 +148,8 @@ fn kernel_mode(state: &HvState, k: crate::domain::VcpuKey) -> bool {
 /// Whether `insn` needs CPL 0: Xen's emulator fakes DPL 0 for the guest kernel only
 /// (`read_segment` in emul-priv-op.c), so x86_emulate's `mode_ring0()` check injects #GP(0)
 /// for these in guest user mode before any register is touched. `cli`/`sti`/`in`/`out`
-/// depend on the virtual IOPL instead ([`iopl_ok`]), `rdtsc`/`cpuid` on nothing.
+/// depend on the virtual IOPL instead ([`iopl_ok`]), `rdtsc`/`rdtscp` on the virtual
+/// CR4.TSD, `cpuid` on nothing.
 fn needs_ring0(insn: Insn) -> bool {
     matches!(
         insn,
@@ -237,7 +251,15 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
         }
         Insn::Clts => fpu_taskswitch(state, ctx, false),
         Insn::Wbinvd => {}
-        Insn::Rdtsc => {
+        Insn::Rdtsc | Insn::Rdtscp => {
+            // x86_emulate: outside ring 0 (guest user mode) CR4.TSD makes it #GP(0).
+            let pv = state::get(state, k);
+            if !kernel_mode(state, k) && pv.cr4 & state::CR4_TSD != 0 {
+                return Ok(Outcome::Fault);
+            }
+            if d.insn == Insn::Rdtscp {
+                out.rcx = pv.tsc_aux & 0xffff_ffff;
+            }
             let tsc = ctx.value(value_kind::TSC)?;
             out.rax = tsc & 0xffff_ffff;
             out.rdx = tsc >> 32;
@@ -305,6 +327,8 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                 }));
             }
         }
+        Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
+        Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),
         Insn::Hlt | Insn::Other => return Ok(Outcome::Fault),
     }
     Ok(Outcome::Done(out))
@@ -357,6 +381,14 @@ pub fn finish(
         }
         Outcome::Raise(v, e) => {
             inject_hw(state, ctx, &regs, v, e)?;
+        }
+        Outcome::Exception {
+            regs,
+            vector,
+            error_code,
+            cr2,
+        } => {
+            inject_at(state, ctx, &regs, vector, error_code, cr2)?;
         }
     }
     Ok(())

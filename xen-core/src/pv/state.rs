@@ -19,6 +19,10 @@ pub fn fixup_guest_cr4(cr4: u64) -> u64 {
 }
 /// `X86_CR4_DE`.
 pub const CR4_DE: u64 = 1 << 3;
+/// `X86_CR4_TSD`: a PV kernel that sets it in its virtual CR4 gets it in the real CR4 while
+/// it runs (`pv_make_cr4`), so `rdtsc`/`rdtscp` trap; the emulator serves the kernel and
+/// raises #GP(0) for guest user mode.
+pub const CR4_TSD: u64 = 1 << 2;
 /// The CR0 Xen runs with (PE MP ET NE WP AM PG); the guest reads it with its virtual TS.
 pub const HOST_CR0: u64 = 0x8005_0033;
 /// `X86_CR0_TS`.

@@ -12,7 +12,7 @@ pub(super) const HANDLER: u64 = 0xffff_ffff_8000_1000;
 pub(super) const STACK: u64 = 0xffff_ffff_8002_0008;
 pub(super) const KSTACK: u64 = 0xffff_ffff_8003_0000;
 
-fn trap_table(h: &mut Harness, at: u64, entries: &[(u8, u8, u64)]) -> i64 {
+pub(super) fn trap_table(h: &mut Harness, at: u64, entries: &[(u8, u8, u64)]) -> i64 {
     let mut bytes = alloc::vec::Vec::new();
     for &(v, flags, addr) in entries.iter().chain([(0u8, 0u8, 0u64)].iter()) {
         bytes.push(v);

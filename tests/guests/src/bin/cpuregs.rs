@@ -1,14 +1,19 @@
 //! `cpuregs`: a PV kernel's debug registers and MSRs. Breakpoints set with set_debugreg fire
 //! (#DB bounced with DR6 readable through get_debugreg), a watchpoint on a buffer the
 //! hypervisor writes for a hypercall is ignored, DR7/DR0-3 validation; rdmsr/wrmsr from the
-//! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others.
+//! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others; `rdtscp` reports
+//! the TSC_AUX the kernel wrote; with CR4.TSD the kernel's time-stamp reads are emulated and
+//! guest user mode's raise #GP.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use guest_rt::cpu;
 use guest_rt::msr;
 use guest_rt::pvcpu;
+use guest_rt::pvcpu::{user_time_instruction, user_time_instruction_address, USER_TIME_INSNS};
+use guest_rt::sched;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::traps;
@@ -22,6 +27,7 @@ fn main(_si: &StartInfo) {
     println!("cpuregs: debug registers and MSRs test guest");
     breakpoints();
     msrs();
+    time_stamp_disable();
 }
 
 /// DR7: L0, write-only, 8 bytes.
@@ -195,8 +201,19 @@ fn msrs() {
         msr::wrmsr(0xc000_0080, 0x501),
         Err(GP0),
     );
+    let rdtscp = pvcpu::xen_cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0;
+    if rdtscp {
+        check_eq("rdtscp: TSC_AUX 0 at start", cpu::rdtscp().1, 0);
+    }
     check_eq("wrmsr TSC_AUX", msr::wrmsr(0xc000_0103, 5), Ok(()));
     check_eq("rdmsr TSC_AUX", msr::rdmsr(0xc000_0103), Ok(5));
+    if rdtscp {
+        check_eq("rdtscp reports the written TSC_AUX", cpu::rdtscp().1, 5);
+        check_eq("sched_op yield", sched::yield_now(), Ok(0));
+        check_eq("  and still does after it", cpu::rdtscp().1, 5);
+    } else {
+        info(format_args!("no RDTSCP in CPUID: rdtscp not checked"));
+    }
     check_eq(
         "wrmsr TSC_AUX above 32 bits -> #GP",
         msr::wrmsr(0xc000_0103, 1 << 32),
@@ -227,7 +244,59 @@ fn msrs() {
         Err(GP0),
     );
     check_eq("restore TSC_AUX", msr::wrmsr(0xc000_0103, 0), Ok(()));
+    if rdtscp {
+        check_eq("rdtscp: TSC_AUX 0 again", cpu::rdtscp().1, 0);
+    }
     check_eq("restore FS_BASE", msr::wrmsr(0xc000_0100, 0), Ok(()));
     check_eq("restore GS_BASE", msr::wrmsr(0xc000_0101, 0), Ok(()));
     check_eq("restore SHADOW_GS_BASE", msr::wrmsr(0xc000_0102, 0), Ok(()));
+}
+
+/// CR4.TSD set by the kernel in its virtual CR4: the kernel's own `rdtsc`/`rdtscp` keep
+/// working (emulated), guest user mode's raise #GP(0); cleared, user mode reads the TSC again.
+fn time_stamp_disable() {
+    let u = pvcpu::user_roundtrip();
+    if !check("guest user mode set up", u.user_rax.is_some()) {
+        return;
+    }
+    let rdtscp = pvcpu::xen_cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0;
+    let slots = if rdtscp { 2 } else { 1 };
+    let before = traps::taken(13);
+    check_eq(
+        "user rdtsc without CR4.TSD: no #GP",
+        (user_time_instruction(0).is_some(), traps::taken(13)),
+        (true, before),
+    );
+    cpu::set_cr4_tsd(true);
+    check_eq("mov to %cr4 sets TSD: 0x664", cpu::read_cr4(), 0x664);
+    let (t0, t1) = (cpu::rdtsc(), cpu::rdtsc());
+    check("kernel rdtsc with TSD is emulated", t1 > t0 && t0 != 0);
+    if rdtscp {
+        check_eq("wrmsr TSC_AUX 9", msr::wrmsr(0xc000_0103, 9), Ok(()));
+        check_eq("kernel rdtscp with TSD: TSC_AUX in ECX", cpu::rdtscp().1, 9);
+    }
+    for (i, &(name, len)) in USER_TIME_INSNS.iter().enumerate().take(slots) {
+        let before = traps::taken(13);
+        traps::expect(13, len);
+        let r = user_time_instruction(i);
+        traps::unexpect(13);
+        let t = traps::last_trap();
+        check_eq(name, r.is_some(), true);
+        check_eq(
+            "  from guest user mode with TSD: #GP(0) at it (CS RPL 3)",
+            (traps::taken(13), t.error_code, t.rip, t.cs & 0xffff),
+            (before + 1, 0, user_time_instruction_address(i), 0xe033),
+        );
+    }
+    cpu::set_cr4_tsd(false);
+    check_eq("mov to %cr4 clears TSD: 0x660", cpu::read_cr4(), 0x660);
+    let before = traps::taken(13);
+    check_eq(
+        "user rdtsc after: no #GP",
+        (user_time_instruction(0).is_some(), traps::taken(13)),
+        (true, before),
+    );
+    if rdtscp {
+        check_eq("restore TSC_AUX", msr::wrmsr(0xc000_0103, 0), Ok(()));
+    }
 }
