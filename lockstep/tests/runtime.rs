@@ -302,9 +302,19 @@ fn a_spare_replaces_a_follower_that_fails_for_good() {
             }
         }
         pair.shut_down();
-        assert_eq!(
-            first.join().unwrap(),
-            FollowerExit::Escalated(Some(Role::Follower))
+        // The failed core leaves on whatever it sees first: the escalation (if it looks
+        // before later rounds' decisions replace it), its retirement, or the shutdown (seen
+        // once in `make test` on a loaded host). It never serves again: the spare's replica
+        // and everything the guest saw are checked below.
+        let old = first.join().unwrap();
+        assert!(
+            matches!(
+                old,
+                FollowerExit::Escalated(Some(Role::Follower))
+                    | FollowerExit::Retired
+                    | FollowerExit::Shutdown
+            ),
+            "{old:?}"
         );
         let (exit, fd) = spare.expect("a spare was started").join().unwrap();
         assert_eq!(exit, FollowerExit::Shutdown);
