@@ -25,8 +25,12 @@ pub struct Config {
     /// concurrently on two cores, eat into the next round's deadline. A fault that survives
     /// that re-execution (a flipped replica object) is scrubbed before the next one.
     pub scrub_on_retry: bool,
-    /// Scrub both replicas every N transactions (0: never).
+    /// Scrub both replicas whole every N transactions (0: never).
     pub scrub_interval: u64,
+    /// Incremental scrubbing: after every protected transaction each core checks (and
+    /// corrects) this many more objects of its replica, sweeping it over and over
+    /// (`replica::scrub_step`; 0: never).
+    pub scrub_step: usize,
     /// With a separate coordinator core, the leader gives up waiting for a decision after
     /// this many deadlines and coordinates itself.
     pub coordinator_grace: u32,
@@ -46,6 +50,7 @@ impl Default for Config {
             spares: 0,
             scrub_on_retry: true,
             scrub_interval: 0,
+            scrub_step: 0,
             coordinator_grace: 3,
             follower_start_grace: 100,
         }

@@ -4,7 +4,7 @@
 //! Reads are plain borrows; there is no `&mut` access that bypasses the journal.
 
 use crate::digest::Hasher;
-use crate::journal::{op, Journal, Journaled};
+use crate::journal::{op, Journal, Journaled, ScrubStep};
 use crate::value::{checksum, checksum_kv, correct_single_bit, Value};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -26,12 +26,15 @@ pub struct JVec<T: Value> {
     checks: Vec<u32>,
     log: Vec<VecUndo<T>>,
     log_epoch: u64,
+    /// Index of the next object an incremental scrub checks.
+    scrub_at: usize,
 }
 
 impl<T: Value + 'static> JVec<T> {
     /// An empty vector with tag `tag`.
     pub fn new(tag: u32) -> Self {
         Self {
+            scrub_at: 0,
             tag,
             items: Vec::new(),
             checks: Vec::new(),
@@ -194,6 +197,26 @@ impl<T: Value + 'static> Journaled for JVec<T> {
         }
         n
     }
+    fn self_repair_step(&mut self, budget: usize) -> ScrubStep {
+        let start = self.scrub_at.min(self.items.len());
+        let end = start.saturating_add(budget).min(self.items.len());
+        let mut repaired = 0;
+        for (v, c) in self.items[start..end]
+            .iter_mut()
+            .zip(&self.checks[start..end])
+        {
+            if checksum(v) != *c && correct_single_bit(v, *c, checksum) {
+                repaired += 1;
+            }
+        }
+        let wrapped = end == self.items.len();
+        self.scrub_at = if wrapped { 0 } else { end };
+        ScrubStep {
+            checked: end - start,
+            repaired,
+            wrapped,
+        }
+    }
     fn bit_len(&self) -> u64 {
         self.items.iter().map(Value::bit_len).sum()
     }
@@ -232,12 +255,15 @@ pub struct JMap<K: Value + Ord, V: Value> {
     map: BTreeMap<K, (V, u32)>,
     log: Vec<MapUndo<K, V>>,
     log_epoch: u64,
+    /// The last key an incremental scrub checked (`None`: start at the first).
+    scrub_after: Option<K>,
 }
 
 impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
     /// An empty map with tag `tag`.
     pub fn new(tag: u32) -> Self {
         Self {
+            scrub_after: None,
             tag,
             map: BTreeMap::new(),
             log: Vec::new(),
@@ -395,6 +421,32 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
             }
         }
         n
+    }
+    fn self_repair_step(&mut self, budget: usize) -> ScrubStep {
+        use core::ops::Bound::{Excluded, Unbounded};
+        let mut step = ScrubStep::default();
+        let mut last = None;
+        let range = match self.scrub_after.take() {
+            Some(k) => self.map.range_mut((Excluded(k), Unbounded)),
+            None => self.map.range_mut(..),
+        };
+        for (k, (v, c)) in range.take(budget) {
+            if checksum_kv(k, v) != *c && correct_single_bit(v, *c, |x| checksum_kv(k, x)) {
+                step.repaired += 1;
+            }
+            step.checked += 1;
+            last = Some(k.clone());
+        }
+        step.wrapped = match &last {
+            Some(k) if step.checked == budget => {
+                self.map.range((Excluded(k), Unbounded)).next().is_none()
+            }
+            _ => true,
+        };
+        if !step.wrapped {
+            self.scrub_after = last;
+        }
+        step
     }
     fn bit_len(&self) -> u64 {
         self.map.values().map(|(v, _)| v.bit_len()).sum()

@@ -59,6 +59,8 @@ pub struct Engine<M: Machine> {
     spares_left: u32,
     stats: Stats,
     injector: Injector,
+    /// Where each replica's incremental scrub stands.
+    scrub_at: [replica::ScrubCursor; 2],
 }
 
 pub(crate) fn idx(r: Role) -> usize {
@@ -131,6 +133,7 @@ impl<M: Machine> Engine<M> {
             spares_left: cfg.spares,
             stats: Stats::default(),
             injector: Injector::new(0x5EED),
+            scrub_at: Default::default(),
             cfg,
         })
     }
@@ -353,6 +356,13 @@ impl<M: Machine> Engine<M> {
                 .is_multiple_of(self.cfg.scrub_interval)
         {
             out.repaired += self.scrub().repaired;
+        }
+        if self.cfg.scrub_step > 0 {
+            let [a, b] = &mut self.replicas;
+            let n = replica::scrub_step(a, &mut self.scrub_at[0], self.cfg.scrub_step)
+                + replica::scrub_step(b, &mut self.scrub_at[1], self.cfg.scrub_step);
+            self.stats.repaired_objects += n as u64;
+            out.repaired += n;
         }
         if let Some(kind) = out.injected {
             let crashed = matches!(out.result, TxResult::Aborted(_));

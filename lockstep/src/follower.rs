@@ -56,6 +56,8 @@ pub struct FollowerCore<'p, M: Machine> {
     retries_in_row: u32,
     generation: u64,
     stats: FollowerStats,
+    /// Where the incremental scrub of this replica stands.
+    scrub_at: replica::ScrubCursor,
 }
 
 impl<'p, M: Machine> FollowerCore<'p, M> {
@@ -76,6 +78,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             retries_in_row: 0,
             generation: pair.follower_generation(),
             stats: FollowerStats::default(),
+            scrub_at: replica::ScrubCursor::default(),
         }
     }
 
@@ -99,6 +102,20 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 .fetch_add(n as u64, core::sync::atomic::Ordering::Release);
         }
         n
+    }
+
+    /// One step of the incremental scrub (`Config::scrub_step` objects), after a commit.
+    fn scrub_step(&mut self) {
+        if self.cfg.scrub_step == 0 {
+            return;
+        }
+        let n = replica::scrub_step(&mut self.replica, &mut self.scrub_at, self.cfg.scrub_step);
+        self.stats.repaired += n as u64;
+        if n > 0 {
+            self.pair
+                .follower_repairs
+                .fetch_add(n as u64, core::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Gives the replica back (e.g. to promote this core to leader).
@@ -235,6 +252,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 {
                     self.scrub();
                 }
+                self.scrub_step();
                 None
             }
             Some(Decision::Escalate(s)) => {

@@ -122,6 +122,12 @@ pub trait Journaled: Any {
     /// Corrects single-bit errors in objects that fail verification, from their stored
     /// checksums alone (no other replica needed). Returns how many were corrected.
     fn self_repair(&mut self) -> usize;
+    /// One step of an incremental [`self_repair`](Journaled::self_repair): checks (and
+    /// corrects like it) up to `budget` objects, continuing after the last object the
+    /// previous step checked (the container keeps that cursor; it is not replica data and
+    /// is not digested). `wrapped` reports that the step reached the last object, so the
+    /// next step starts over at the first.
+    fn self_repair_step(&mut self, budget: usize) -> ScrubStep;
     /// Number of injectable bits (data of all objects).
     fn bit_len(&self) -> u64;
     /// Flips one bit of one object's data without touching its stored checksum.
@@ -130,6 +136,17 @@ pub trait Journaled: Any {
     fn memory_bytes(&self) -> usize;
     /// For `repair_from`: downcasting support.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// What one [`Journaled::self_repair_step`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScrubStep {
+    /// Objects checked.
+    pub checked: usize,
+    /// Objects found corrupted and corrected.
+    pub repaired: usize,
+    /// The step reached the container's last object (the next starts at the first).
+    pub wrapped: bool,
 }
 
 /// A single journaled value (e.g. a global counter or a configuration record).
@@ -228,6 +245,16 @@ impl<T: crate::Value + 'static> Journaled for JCell<T> {
         }
         crate::value::correct_single_bit(&mut self.value, self.check, crate::value::checksum)
             as usize
+    }
+    fn self_repair_step(&mut self, budget: usize) -> ScrubStep {
+        if budget == 0 {
+            return ScrubStep::default();
+        }
+        ScrubStep {
+            checked: 1,
+            repaired: self.self_repair(),
+            wrapped: true,
+        }
     }
     fn bit_len(&self) -> u64 {
         self.value.bit_len()
