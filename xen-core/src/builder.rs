@@ -156,6 +156,18 @@ impl Writer<'_> {
             done += n;
         }
     }
+
+    /// Zeroes `len` bytes starting at pseudo-physical byte address `paddr`.
+    fn zero_phys(&mut self, paddr: u64, len: u64) {
+        const ZEROS: [u8; PAGE as usize] = [0; PAGE as usize];
+        let mut done = 0u64;
+        while done < len {
+            let at = paddr + done;
+            let n = (PAGE - at % PAGE).min(len - done);
+            self.write_phys(at, &ZEROS[..n as usize]);
+            done += n;
+        }
+    }
 }
 
 /// Builds a PV domain in freshly allocated frames. On error every frame is given back.
@@ -199,17 +211,17 @@ pub fn build_pv(
     }
     w.mem.zero(shared_info_mfn);
 
-    // Kernel: ELF physical addresses are offsets from VIRT_BASE.
-    let (pstart, pend) = elf.paddr_range();
-    let mut image = alloc::vec![0u8; (pend - pstart) as usize];
-    if let Err(e) = elf.load_into(&mut image) {
-        let mut frames = core::mem::take(&mut w.p2m);
-        frames.push(shared_info_mfn);
-        w.mem.free_frames(&frames);
-        return Err(BuildError::Elf(e));
+    // Kernel: ELF physical addresses are offsets from VIRT_BASE. Each segment goes straight
+    // into the domain's frames (a kernel image of tens of MiB, Linux's ~58 MiB, would not
+    // fit in the hypervisor heap as one buffer); the part past p_filesz is zeroed.
+    let (pstart, _) = elf.paddr_range();
+    let kbase = info.virt_kstart - layout.v_start;
+    for seg in elf.load_segments() {
+        let at = kbase + (seg.header.p_paddr - pstart);
+        let file = seg.data.len().min(seg.header.p_memsz as usize);
+        w.write_phys(at, &seg.data[..file]);
+        w.zero_phys(at + file as u64, seg.header.p_memsz - file as u64);
     }
-    w.write_phys(info.virt_kstart - layout.v_start, &image);
-    drop(image);
 
     // Initrd.
     match (layout.initrd, req.initrd) {

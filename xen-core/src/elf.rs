@@ -34,8 +34,6 @@ pub struct ElfFile<'a> {
     header: FileHeader,
     pstart: u64,
     pend: u64,
-    vstart: u64,
-    vend: u64,
 }
 
 /// A loadable segment and its bytes in the file.
@@ -107,7 +105,8 @@ fn find_overlap(mut ranges: Vec<(u64, u64, usize)>) -> Option<(usize, usize)> {
 
 impl<'a> ElfFile<'a> {
     /// Validates `bytes` as an ELF64 little-endian x86-64 executable whose loaded image
-    /// spans at most `max_image_span` bytes (in both physical and virtual address space).
+    /// spans at most `max_image_span` bytes of physical address space (`p_paddr`, where
+    /// Xen's libelf places segments).
     pub fn parse(bytes: &'a [u8], max_image_span: u64) -> Result<Self, ElfError> {
         let header = check_ident(bytes)?;
         let len = bytes.len();
@@ -140,10 +139,7 @@ impl<'a> ElfFile<'a> {
             header,
             pstart: u64::MAX,
             pend: 0,
-            vstart: u64::MAX,
-            vend: 0,
         };
-        let mut vranges = Vec::new();
         let mut pranges = Vec::new();
         for (index, ph) in file.program_headers().enumerate() {
             let in_file = ph.p_offset.checked_add(ph.p_filesz);
@@ -165,38 +161,29 @@ impl<'a> ElfFile<'a> {
                     memsz: ph.p_memsz,
                 });
             }
-            let (Some(vend), Some(pend)) = (
-                ph.p_vaddr.checked_add(ph.p_memsz),
-                ph.p_paddr.checked_add(ph.p_memsz),
-            ) else {
+            // Segments are placed by `p_paddr` (plus the notes' virt_offset), as Xen's
+            // libelf does; `p_vaddr` plays no part (Linux's .data..percpu has p_vaddr 0).
+            let Some(pend) = ph.p_paddr.checked_add(ph.p_memsz) else {
                 return Err(ElfError::AddressOverflow { index });
             };
             // libelf's pstart/pend include every loadable segment, empty ones too.
             file.pstart = file.pstart.min(ph.p_paddr);
             file.pend = file.pend.max(pend);
-            file.vstart = file.vstart.min(ph.p_vaddr);
-            file.vend = file.vend.max(vend);
             if ph.p_memsz > 0 {
-                vranges.push((ph.p_vaddr, vend, index));
                 pranges.push((ph.p_paddr, pend, index));
             }
         }
         if file.pstart > file.pend {
             return Err(ElfError::NoLoadableSegments);
         }
-        for (ranges, space) in [
-            (vranges, AddressSpace::Virtual),
-            (pranges, AddressSpace::Physical),
-        ] {
-            if let Some((first, second)) = find_overlap(ranges) {
-                return Err(ElfError::OverlappingSegments {
-                    first,
-                    second,
-                    space,
-                });
-            }
+        if let Some((first, second)) = find_overlap(pranges) {
+            return Err(ElfError::OverlappingSegments {
+                first,
+                second,
+                space: AddressSpace::Physical,
+            });
         }
-        let span = (file.pend - file.pstart).max(file.vend - file.vstart);
+        let span = file.pend - file.pstart;
         if span > max_image_span {
             return Err(ElfError::ImageTooLarge {
                 span,
@@ -225,11 +212,6 @@ impl<'a> ElfFile<'a> {
     /// loadable segments. This is what gets loaded and what Xen's layout starts from.
     pub fn paddr_range(&self) -> (u64, u64) {
         (self.pstart, self.pend)
-    }
-
-    /// Lowest `p_vaddr` to highest `p_vaddr + p_memsz` of the loadable segments.
-    pub fn vaddr_range(&self) -> (u64, u64) {
-        (self.vstart, self.vend)
     }
 
     /// All program headers, in table order.

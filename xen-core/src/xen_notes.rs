@@ -140,15 +140,17 @@ fn note_string(desc: &[u8]) -> String {
     String::from_utf8_lossy(s).into_owned()
 }
 
-/// A note's numeric value: 1, 2, 4 or 8 little-endian bytes.
-fn note_number(n_type: u32, desc: &[u8]) -> Result<u64, XenNotesError> {
+/// A note's numeric value: 1, 2, 4 or 8 little-endian bytes; any other size reads as 0,
+/// as libelf's `elf_note_numeric` reads it (Linux's 16-byte L1_MFN_VALID note, a mask and
+/// a value, is such a note: Xen 4.17 boots the kernel and ignores it).
+fn note_number(desc: &[u8]) -> u64 {
     match desc.len() {
         1 | 2 | 4 | 8 => {
             let mut a = [0u8; 8];
             a[..desc.len()].copy_from_slice(desc);
-            Ok(u64::from_le_bytes(a))
+            u64::from_le_bytes(a)
         }
-        size => Err(XenNotesError::BadNumericNote { n_type, size }),
+        _ => 0,
     }
 }
 
@@ -175,29 +177,29 @@ impl Raw {
             }
             n::XEN_ELFNOTE_SUPPORTED_FEATURES => {
                 // An array of u32 submaps; XENFEAT_NR_SUBMAPS is 1, so only the first counts.
+                // libelf's elf_note_numeric_array reads a size that is not a multiple of 4
+                // as 0.
                 if desc.len() < 4 || !desc.len().is_multiple_of(4) {
-                    return Err(XenNotesError::BadNumericNote {
-                        n_type,
-                        size: desc.len(),
-                    });
+                    self.supported_features_note = Some(self.supported_features_note.unwrap_or(0));
+                    return Ok(());
                 }
                 let map = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
                 self.features.supported |= map;
                 self.supported_features_note =
                     Some(self.supported_features_note.unwrap_or(0) | map);
             }
-            n::XEN_ELFNOTE_ENTRY => self.entry = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_HYPERCALL_PAGE => self.hypercall_page = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_VIRT_BASE => self.virt_base = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_PADDR_OFFSET => self.paddr_offset = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_INIT_P2M => self.init_p2m = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_MOD_START_PFN => self.mod_start_pfn = note_number(n_type, desc)? != 0,
-            n::XEN_ELFNOTE_HV_START_LOW => self.hv_start_low = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_L1_MFN_VALID => self.l1_mfn_valid = Some(note_number(n_type, desc)?),
-            n::XEN_ELFNOTE_SUSPEND_CANCEL => self.suspend_cancel = Some(note_number(n_type, desc)?),
+            n::XEN_ELFNOTE_ENTRY => self.entry = Some(note_number(desc)),
+            n::XEN_ELFNOTE_HYPERCALL_PAGE => self.hypercall_page = Some(note_number(desc)),
+            n::XEN_ELFNOTE_VIRT_BASE => self.virt_base = Some(note_number(desc)),
+            n::XEN_ELFNOTE_PADDR_OFFSET => self.paddr_offset = Some(note_number(desc)),
+            n::XEN_ELFNOTE_INIT_P2M => self.init_p2m = Some(note_number(desc)),
+            n::XEN_ELFNOTE_MOD_START_PFN => self.mod_start_pfn = note_number(desc) != 0,
+            n::XEN_ELFNOTE_HV_START_LOW => self.hv_start_low = Some(note_number(desc)),
+            n::XEN_ELFNOTE_L1_MFN_VALID => self.l1_mfn_valid = Some(note_number(desc)),
+            n::XEN_ELFNOTE_SUSPEND_CANCEL => self.suspend_cancel = Some(note_number(desc)),
             n::XEN_ELFNOTE_PHYS32_ENTRY => {
                 // libelf keeps phys_entry in a uint32_t.
-                self.phys32_entry = Some(note_number(n_type, desc)? as u32)
+                self.phys32_entry = Some(note_number(desc) as u32)
             }
             // INFO, PHYS32_RELOC and unknown types are counted but ignored, as in libelf.
             _ => {}

@@ -5,8 +5,6 @@ use core::fmt;
 /// Which address space two segments collide in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddressSpace {
-    /// `p_vaddr` ranges.
-    Virtual,
     /// `p_paddr` ranges (the addresses Xen loads segments at).
     Physical,
 }
@@ -14,7 +12,6 @@ pub enum AddressSpace {
 impl fmt::Display for AddressSpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AddressSpace::Virtual => "virtual",
             AddressSpace::Physical => "physical",
         })
     }

@@ -16,13 +16,6 @@ pub enum XenNotesError {
     PvhOnly,
     /// More notes than libelf accepts in total.
     TooManyNotes,
-    /// A numeric note whose descriptor is not 1, 2, 4 or 8 bytes long.
-    BadNumericNote {
-        /// The note type.
-        n_type: u32,
-        /// Its descriptor size.
-        size: usize,
-    },
     /// FEATURES requires a feature libelf does not know.
     UnknownRequiredFeature(String),
     /// Neither LOADER "generic" nor GUEST_OS "linux".
@@ -70,10 +63,6 @@ impl fmt::Display for XenNotesError {
                 "PVH-only kernel (PHYS32_ENTRY note but no PV entry point): boot it with dom0=pvh",
             ),
             XenNotesError::TooManyNotes => f.write_str("too many ELF notes"),
-            XenNotesError::BadNumericNote { n_type, size } => write!(
-                f,
-                "Xen ELF note {n_type} has a {size}-byte value (expected 1, 2, 4 or 8 bytes)"
-            ),
             XenNotesError::UnknownRequiredFeature(name) => {
                 write!(f, "kernel requires unknown Xen feature '{name}'")
             }

@@ -279,15 +279,15 @@ fn address_checks() {
 
 #[test]
 fn bad_note_values() {
-    let mut notes = xen(n::XEN_ELFNOTE_LOADER, b"generic\0");
+    let mut notes = linux_notes();
     notes.extend(xen(n::XEN_ELFNOTE_ENTRY, &[1, 2, 3]));
     let mut b = kernel(notes);
-    assert_eq!(
-        parse(&b.build(), BootMode::Pv).unwrap_err(),
-        XenNotesError::BadNumericNote {
-            n_type: n::XEN_ELFNOTE_ENTRY,
-            size: 3
-        }
+    // A numeric note of 3 bytes reads as 0 (libelf's elf_note_numeric): entry 0 lies outside
+    // the kernel.
+    let err = parse(&b.build(), BootMode::Pv).unwrap_err();
+    assert!(
+        matches!(err, XenNotesError::AddressesOutOfBounds { .. }),
+        "{err:?}"
     );
     b.note_segment = Some(xen(n::XEN_ELFNOTE_FEATURES, b"dom0|!teleport\0"));
     let err = parse(&b.build(), BootMode::Pv).unwrap_err();
@@ -428,4 +428,22 @@ fn fuzz_mutated_kernels_never_panic() {
         }
     }
     assert!(ok > 1000, "only {ok} mutants parsed");
+}
+
+/// Linux's L1_MFN_VALID note holds two quads (mask and value): Xen 4.17 boots the kernel
+/// (the value reads as 0 and is not used), and so must DualVisor; a SUPPORTED_FEATURES note
+/// whose size is not a multiple of 4 contributes nothing.
+#[test]
+fn odd_sized_numeric_notes_read_as_zero() {
+    let plain = parse(&kernel(linux_notes()).build(), BootMode::Pv).unwrap();
+    let mut notes = linux_notes();
+    notes.extend(xen(
+        n::XEN_ELFNOTE_L1_MFN_VALID,
+        &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+    ));
+    notes.extend(xen(n::XEN_ELFNOTE_SUPPORTED_FEATURES, &[1, 2, 3]));
+    let info = parse(&kernel(notes).build(), BootMode::Pv).expect("boots as on Xen");
+    assert_eq!(info.l1_mfn_valid, Some(0));
+    assert_eq!(info.supported_features_note, plain.supported_features_note);
+    assert_eq!(info.entry, plain.entry);
 }
