@@ -200,7 +200,7 @@ pub(crate) fn serve_as_follower(
     );
     FOLLOWER_DONE.store(true, Ordering::SeqCst);
     match exit {
-        FollowerExit::Shutdown | FollowerExit::Resync(_) => {}
+        FollowerExit::Shutdown | FollowerExit::Resync(_) | FollowerExit::Promote(_) => {}
         FollowerExit::Escalated(s) => {
             xprintln!(
                 "lockstep: follower CPU{} out of service (suspect {:?})",
