@@ -117,6 +117,12 @@ pub(crate) fn promote_steps(spare: bool) -> Vec<(Vec<u8>, Vec<Says>)> {
         status.push(role(3, "follower"));
     }
     status.push(line("escalated              : 1"));
+    if !spare {
+        status.insert(
+            0,
+            line("lockstep               : on, UNPROTECTED (no spare: running without redundancy)"),
+        );
+    }
     let mut steps = vec![
         (
             typed("xl lockstep status"),
