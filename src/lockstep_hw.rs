@@ -397,10 +397,16 @@ impl Backend {
 
     /// The promoted follower's side of a leader promotion, on its CPU with the runtime
     /// locked and the old leader parked: leads from `core`'s replica after round `after`
-    /// (the counters continue), in that replica's arena; the old leader's engine is leaked
-    /// with its arena (its replica is suspect: not even walked to be freed). A spare, if
-    /// any, then follows. Returns the new leader's replica digest.
-    pub fn promote(&mut self, core: FollowerCore<'static, Xen>, after: u64) -> Option<u32> {
+    /// (the counters continue), in that replica's heap arena `arena`; the old leader's
+    /// engine is leaked with its arena (its replica is suspect: not even walked to be
+    /// freed). The new leader may itself step down later, if a spare follows it. Returns
+    /// the new leader's replica digest.
+    pub fn promote(
+        &mut self,
+        core: FollowerCore<'static, Xen>,
+        after: u64,
+        arena: usize,
+    ) -> Option<u32> {
         let (Some(pair), Some(cfg), Some(Topology::Pair { coordinator, .. })) =
             (PAIR.get(), CONFIG.get(), TOPOLOGY.get())
         else {
@@ -408,11 +414,12 @@ impl Backend {
         };
         let stats = self.stats();
         let replica = core.into_replica();
-        let l = LeaderCore::promoted(pair, *cfg, replica, after, coordinator.is_none(), stats);
+        let mut l = LeaderCore::promoted(pair, *cfg, replica, after, coordinator.is_none(), stats);
+        l.set_promotable(true);
         let digest = lockstep::replica::full_digest(l.replica());
         let old = core::mem::replace(self, Backend::Leader(alloc::boxed::Box::new(l)));
         core::mem::forget(old);
-        LEADER_ARENA.store(FOLLOWER_ARENA.load(Ordering::Relaxed), Ordering::Relaxed);
+        LEADER_ARENA.store(arena, Ordering::Relaxed);
         crate::lockstep_spare::become_leader();
         Some(digest)
     }
@@ -532,7 +539,7 @@ impl Backend {
                     ctl::LOCKSTEP_ROLE_COORDINATOR,
                 );
                 for c in spares {
-                    if *c != current && !crate::lockstep_spare::is_retired(*c) {
+                    if *c != current && c != leader && !crate::lockstep_spare::is_retired(*c) {
                         role(*c, ctl::LOCKSTEP_ROLE_SPARE);
                     }
                 }

@@ -13,7 +13,7 @@
 
 use crate::lockstep_hw::{cpu_of, serve_as_follower, HwIdle, Tsc, CONFIG, PAIR, TEMPLATE};
 use arch::xprintln;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use lockstep::follower::FollowerCore;
 use lockstep::leader::LeaderCore;
 use lockstep::role::{wait_until, Role};
@@ -34,9 +34,11 @@ static RETIRED: AtomicU64 = AtomicU64::new(0);
 static SPARES: AtomicU64 = AtomicU64::new(0);
 /// The CPU serving as leader once a follower was promoted (NONE: the boot leader).
 static LEADER_CPU: AtomicUsize = AtomicUsize::new(NONE);
-/// Set by a leader that stepped down, once it touches nothing shared any more (the last
-/// step of the hand-over; the promoted CPU waits for it).
-static OLD_LEADER_PARKED: AtomicBool = AtomicBool::new(false);
+/// Leaders that stepped down and parked: each adds one once it touches nothing shared any
+/// more (the last step of the hand-over; the promoted CPU waits for it).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Followers promoted to leader so far.
+static PROMOTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// The leader CPU if a follower was promoted, else `None` (the topology's leader leads).
 pub fn leader_cpu() -> Option<usize> {
@@ -74,13 +76,14 @@ pub fn park_old_leader() -> ! {
         me
     );
     arch::cpu::disable_interrupts();
-    OLD_LEADER_PARKED.store(true, Ordering::Release);
+    PARKED.fetch_add(1, Ordering::AcqRel);
     arch::cpu::halt_forever()
 }
 
-/// Whether the stepped-down leader has parked.
+/// Whether the leader stepping down now has parked (one more parked leader than
+/// promotions so far).
 pub fn old_leader_parked() -> bool {
-    OLD_LEADER_PARKED.load(Ordering::Acquire)
+    PARKED.load(Ordering::Acquire) > PROMOTIONS.load(Ordering::Acquire)
 }
 
 /// The running CPU, the follower until now, leads from now on; the follower slot is empty
@@ -89,6 +92,7 @@ pub fn become_leader() {
     let me = arch::percpu::cpu_index();
     LEADER_CPU.store(me, Ordering::Release);
     FOLLOWER_CPU.store(VACANT, Ordering::Release);
+    PROMOTIONS.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Reserves an arena for one spare follower if the topology has spares; call at boot.

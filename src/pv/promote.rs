@@ -9,15 +9,18 @@
 //!    is kept in `Runtime::handover`. The rest of the exit path runs no transaction.
 //! 2. Old leader, end of its exit path ([`step_down`]): the data selectors this CPU holds
 //!    are saved, the aftermath is kept, the engine steps down (`Pair::step_down_leader`), the
-//!    lock is released and the CPU parks for good with interrupts off, setting
-//!    `OLD_LEADER_PARKED` as its last write.
-//! 3. Follower CPU ([`take_over`]): sees `FollowerExit::Promote`, waits for the parked flag,
-//!    locks RUNTIME, becomes the leader over its own replica (the counters continue), maps
+//!    lock is released and the CPU parks for good with interrupts off, counting itself
+//!    parked as its last write (`lockstep_spare::park_old_leader`).
+//! 3. Follower CPU ([`take_over`]): sees `FollowerExit::Promote`, waits until the old
+//!    leader counted itself parked, locks RUNTIME, becomes the leader over its own replica (the counters continue), maps
 //!    the logical leader CPU to itself (run queues, timer deadline and `running` stay keyed
 //!    by the boot leader's number), routes the console interrupt to itself, brings a spare
 //!    in (or says loudly that it runs unprotected), runs the kept request once with the
 //!    inputs captured now (the suspect's captured inputs are not trusted), delivers pending
 //!    events and enters the guest.
+//!
+//! A spare that follows the promoted leader can be promoted in turn (the leader's CPU,
+//! its arena and the parked count all move on); with no spare left it runs unprotected.
 //!
 //! A leader that dies outright (no step-down) cannot be replaced this way: its exit path
 //! holds the vCPU's registers and the runtime lock; that is outside this fault model.
@@ -95,14 +98,14 @@ pub(crate) fn take_over(core: FollowerCore<'static, Xen>, after: u64) -> ! {
     }
     // Allocations outside the replica (runtime maps, frames) come from the boot arena, as on
     // the boot leader; the replica's own arena is selected around each transaction.
-    arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
+    let replica_arena = arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
     let mut guard = RUNTIME.lock();
     let Some(rt) = guard.as_mut() else {
         drop(guard);
         crate::boot::idle(me)
     };
     let old = crate::lockstep_hw::cpu_of(lockstep::role::Role::Leader).unwrap_or(0);
-    let Some(digest) = rt.backend.promote(core, after) else {
+    let Some(digest) = rt.backend.promote(core, after, replica_arena) else {
         drop(guard);
         crate::boot::idle(me)
     };

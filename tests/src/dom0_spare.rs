@@ -145,6 +145,39 @@ pub(crate) fn promote_steps(spare: bool) -> Vec<(Vec<u8>, Vec<Says>)> {
                 line("lockstep: 5 effects faults injected so far: 0 masked, 5 recovered, 0 escalated, 0 silent, 0 crashed"),
             ],
         ));
+        // The promoted leader fails too: the spare that follows it is promoted in turn,
+        // and with no spare left it runs unprotected.
+        steps.push((
+            typed("xl lockstep fail leader"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: leader CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: follower CPU3 promoted to leader from its own replica",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: UNPROTECTED: lockstep escalated, leader core taken out of service, no spare",
+                )),
+                line("lockstep: the leader core now fails for good (fault injection)"),
+            ],
+        ));
+        steps.push((
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on, UNPROTECTED (no spare: running without redundancy)"),
+                role(1, "retired"),
+                role(2, "retired"),
+                role(3, "leader"),
+                line("escalated              : 2"),
+            ],
+        ));
+        steps.push((
+            typed("xl list"),
+            vec![Says::Line(Pattern::starts_with(
+                "Domain-0                                     0 ",
+            ))],
+        ));
     }
     steps
 }
