@@ -11,8 +11,9 @@
 //! administrator makes the LEADER fail for good (`xl lockstep fail leader`): the pair
 //! escalates with the leader as the suspect, the leader steps down and parks, the follower
 //! CPU2 is promoted to leader from its own replica and dom0 keeps running its commands on it;
-//! with a spare, CPU3 follows it (protected again: injected faults are recovered), without
-//! one the promoted CPU runs unprotected and says so.
+//! with a spare, CPU3 follows it (protected again: injected faults are recovered) and, when
+//! the promoted leader fails as well, CPU3 is promoted in turn and runs unprotected; without
+//! a spare the promoted CPU runs unprotected and says so.
 
 use std::time::Duration;
 
