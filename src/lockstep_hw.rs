@@ -90,7 +90,8 @@ pub fn cpu_of(role: Role) -> Option<usize> {
             coordinator,
             ..
         } => match role {
-            Role::Leader => Some(*leader),
+            Role::Leader => Some(crate::lockstep_spare::leader_cpu().unwrap_or(*leader)),
+            Role::Follower if crate::lockstep_spare::follower_vacant() => None,
             Role::Follower => Some(crate::lockstep_spare::follower_cpu().unwrap_or(*follower)),
             Role::Coordinator => Some(coordinator.unwrap_or(*leader)),
         },
@@ -183,13 +184,17 @@ pub(crate) fn serve_as_follower(
                 arch::smp::kick(cpu_of(Role::Leader).unwrap_or(0));
             }
             FollowerExit::Escalated(s) if s != Some(Role::Follower) => {
-                // The leader is the suspect (or none was identified): this core stays
-                // available for a runtime `lockstep on`.
+                // The leader is the suspect (or none was identified): this core is promoted
+                // if the leader steps down, else stays available for a runtime `lockstep on`.
                 xprintln!(
-                    "lockstep: follower CPU{} idle after escalation (suspect {:?})",
+                    "lockstep: follower CPU{} waits after escalation (suspect {:?})",
                     arch::percpu::cpu_index(),
                     s
                 );
+            }
+            FollowerExit::Promote(after) => {
+                // The leader stepped down as the suspect: this core leads from its replica.
+                crate::pv::take_over(core, after)
             }
             exit => break exit,
         }
@@ -200,7 +205,7 @@ pub(crate) fn serve_as_follower(
     );
     FOLLOWER_DONE.store(true, Ordering::SeqCst);
     match exit {
-        FollowerExit::Shutdown | FollowerExit::Resync(_) => {}
+        FollowerExit::Shutdown | FollowerExit::Resync(_) | FollowerExit::Promote(_) => {}
         FollowerExit::Escalated(s) => {
             xprintln!(
                 "lockstep: follower CPU{} out of service (suspect {:?})",
@@ -347,16 +352,22 @@ impl Backend {
                 );
             }
             ctl::LOCKSTEP_CMD_FAIL => {
-                let cpu = cpu_of(Role::Follower).unwrap_or(0);
+                let role = if op.kind == ctl::LOCKSTEP_CORE_LEADER {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                };
+                let cpu = cpu_of(role).unwrap_or(0);
                 match self {
-                    Backend::Leader(l) => l.fail_core(Role::Follower),
+                    Backend::Leader(l) => l.fail_core(role),
                     Backend::Local(e) => {
-                        let core = e.cores()[1];
+                        let core = e.cores()[role.code() as usize & 1];
                         e.injector().arm_persistent(FaultKind::Hang, core)
                     }
                 }
                 xprintln!(
-                    "lockstep: fault injection: follower CPU{} fails for good from the next transaction",
+                    "lockstep: fault injection: {} CPU{} fails for good from the next transaction",
+                    role,
                     cpu
                 );
             }
@@ -373,6 +384,50 @@ impl Backend {
                 crate::lockstep_spare::replace_follower(l)
             }
             (b, _) => xprintln!("lockstep: {}", b.health()),
+        }
+    }
+
+    /// Lets the leader step down when escalated as the suspect, its follower CPU taking over
+    /// (`pv::promote`); only the PV runtime, which can move the guests, turns it on.
+    pub fn enable_promotion(&mut self) {
+        if let Backend::Leader(l) = self {
+            l.set_promotable(true);
+        }
+    }
+
+    /// The promoted follower's side of a leader promotion, on its CPU with the runtime
+    /// locked and the old leader parked: leads from `core`'s replica after round `after`
+    /// (the counters continue), in that replica's heap arena `arena`; the old leader's
+    /// engine is leaked with its arena (its replica is suspect: not even walked to be
+    /// freed). The new leader may itself step down later, if a spare follows it. Returns
+    /// the new leader's replica digest.
+    pub fn promote(
+        &mut self,
+        core: FollowerCore<'static, Xen>,
+        after: u64,
+        arena: usize,
+    ) -> Option<u32> {
+        let (Some(pair), Some(cfg), Some(Topology::Pair { coordinator, .. })) =
+            (PAIR.get(), CONFIG.get(), TOPOLOGY.get())
+        else {
+            return None;
+        };
+        let stats = self.stats();
+        let replica = core.into_replica();
+        let mut l = LeaderCore::promoted(pair, *cfg, replica, after, coordinator.is_none(), stats);
+        l.set_promotable(true);
+        let digest = lockstep::replica::full_digest(l.replica());
+        let old = core::mem::replace(self, Backend::Leader(alloc::boxed::Box::new(l)));
+        core::mem::forget(old);
+        LEADER_ARENA.store(arena, Ordering::Relaxed);
+        crate::lockstep_spare::become_leader();
+        Some(digest)
+    }
+
+    /// After a promotion: a spare follows the new leader, else it runs unprotected, loudly.
+    pub fn follow_promoted(&mut self, promoted: usize) {
+        if let Backend::Leader(l) = self {
+            crate::lockstep_spare::follow_promoted_leader(l, promoted);
         }
     }
 
@@ -472,16 +527,19 @@ impl Backend {
                 coordinator,
                 spares,
             }) => {
-                // The follower now serving (a spare, once one replaced the boot follower).
+                // The leader and follower now serving (a promoted follower, a spare).
+                let leader = &cpu_of(Role::Leader).unwrap_or(*leader);
                 let current = cpu_of(Role::Follower).unwrap_or(*follower);
                 role(*leader, ctl::LOCKSTEP_ROLE_LEADER);
-                role(current, ctl::LOCKSTEP_ROLE_FOLLOWER);
+                if !crate::lockstep_spare::follower_vacant() {
+                    role(current, ctl::LOCKSTEP_ROLE_FOLLOWER);
+                }
                 role(
                     coordinator.unwrap_or(*leader),
                     ctl::LOCKSTEP_ROLE_COORDINATOR,
                 );
                 for c in spares {
-                    if *c != current && !crate::lockstep_spare::is_retired(*c) {
+                    if *c != current && c != leader && !crate::lockstep_spare::is_retired(*c) {
                         role(*c, ctl::LOCKSTEP_ROLE_SPARE);
                     }
                 }
@@ -490,7 +548,8 @@ impl Backend {
                         role(c, ctl::LOCKSTEP_ROLE_RETIRED);
                     }
                 }
-                if let Health::Unprotected { suspect: Some(r) } = health {
+                let promoted = crate::lockstep_spare::leader_cpu().is_some();
+                if let (Health::Unprotected { suspect: Some(r) }, false) = (health, promoted) {
                     let cpu = if r == Role::Follower {
                         current
                     } else {

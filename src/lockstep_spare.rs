@@ -3,6 +3,13 @@
 //! starting from a bit-identical copy of the leader's replica in its own heap arena, as a
 //! runtime `lockstep on` re-synchronises a follower. With no spare left the pair runs
 //! unprotected and says so.
+//!
+//! Leader promotion: when the leader is escalated as the suspect, it steps down (see
+//! `pv::promote`), the follower CPU becomes the leader and the spare, if any, follows it.
+//! Identity: the replica's scheduler keys run queues and timers by the boot leader's CPU
+//! number, the *logical* leader CPU; it never changes. The runtime's per-CPU slots are
+//! indexed by the logical CPU ([`logical_cpu`]), which maps to whichever physical CPU leads
+//! now ([`physical_cpu`]): no transaction has to rewrite the replica when the leader moves.
 
 use crate::lockstep_hw::{cpu_of, serve_as_follower, HwIdle, Tsc, CONFIG, PAIR, TEMPLATE};
 use arch::xprintln;
@@ -14,6 +21,8 @@ use lockstep::topology::Topology;
 use xen_core::hv::{HvState, Xen};
 
 const NONE: usize = usize::MAX;
+/// `FOLLOWER_CPU` when no CPU follows (the follower was promoted, no spare came in).
+const VACANT: usize = usize::MAX - 1;
 
 /// The CPU serving as follower once a spare replaced the boot follower.
 static FOLLOWER_CPU: AtomicUsize = AtomicUsize::new(NONE);
@@ -23,6 +32,68 @@ static SPARE_ARENA: AtomicUsize = AtomicUsize::new(NONE);
 static RETIRED: AtomicU64 = AtomicU64::new(0);
 /// The spare CPUs, in order (bit per CPU); a used spare is cleared.
 static SPARES: AtomicU64 = AtomicU64::new(0);
+/// The CPU serving as leader once a follower was promoted (NONE: the boot leader).
+static LEADER_CPU: AtomicUsize = AtomicUsize::new(NONE);
+/// Leaders that stepped down and parked: each adds one once it touches nothing shared any
+/// more (the last step of the hand-over; the promoted CPU waits for it).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Followers promoted to leader so far.
+static PROMOTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The leader CPU if a follower was promoted, else `None` (the topology's leader leads).
+pub fn leader_cpu() -> Option<usize> {
+    let c = LEADER_CPU.load(Ordering::Acquire);
+    (c != NONE).then_some(c)
+}
+
+/// The logical CPU the running CPU serves as: the boot leader's number on the promoted
+/// leader, its own number anywhere else.
+pub fn logical_cpu() -> usize {
+    let me = arch::percpu::cpu_index();
+    match (leader_cpu(), crate::lockstep_hw::topology()) {
+        (Some(l), Some(t)) if l == me => t.guest_cpu(),
+        _ => me,
+    }
+}
+
+/// The physical CPU serving logical CPU `cpu` (see [`logical_cpu`]).
+pub fn physical_cpu(cpu: usize) -> usize {
+    match (leader_cpu(), crate::lockstep_hw::topology()) {
+        (Some(l), Some(t)) if t.guest_cpu() == cpu => l,
+        _ => cpu,
+    }
+}
+
+/// The stepped-down leader's last act: it is retired, says so, tells the promoted CPU it
+/// touches nothing shared any more, and halts for good with interrupts off.
+pub fn park_old_leader() -> ! {
+    let me = arch::percpu::cpu_index();
+    if me < 64 {
+        RETIRED.fetch_or(1 << me, Ordering::AcqRel);
+    }
+    xprintln!(
+        "lockstep: leader CPU{} out of service (suspect): parked for good; the follower takes over",
+        me
+    );
+    arch::cpu::disable_interrupts();
+    PARKED.fetch_add(1, Ordering::AcqRel);
+    arch::cpu::halt_forever()
+}
+
+/// Whether the leader stepping down now has parked (one more parked leader than
+/// promotions so far).
+pub fn old_leader_parked() -> bool {
+    PARKED.load(Ordering::Acquire) > PROMOTIONS.load(Ordering::Acquire)
+}
+
+/// The running CPU, the follower until now, leads from now on; the follower slot is empty
+/// until a spare fills it.
+pub fn become_leader() {
+    let me = arch::percpu::cpu_index();
+    LEADER_CPU.store(me, Ordering::Release);
+    FOLLOWER_CPU.store(VACANT, Ordering::Release);
+    PROMOTIONS.fetch_add(1, Ordering::AcqRel);
+}
 
 /// Reserves an arena for one spare follower if the topology has spares; call at boot.
 pub fn setup(topo: &Topology, arena_bytes: usize) {
@@ -50,7 +121,12 @@ pub fn setup(topo: &Topology, arena_bytes: usize) {
 /// The follower CPU if a spare took over, else `None` (the topology's follower serves).
 pub fn follower_cpu() -> Option<usize> {
     let c = FOLLOWER_CPU.load(Ordering::Acquire);
-    (c != NONE).then_some(c)
+    (c != NONE && c != VACANT).then_some(c)
+}
+
+/// True when no CPU follows the leader (its follower was promoted and no spare replaced it).
+pub fn follower_vacant() -> bool {
+    FOLLOWER_CPU.load(Ordering::Acquire) == VACANT
 }
 
 /// Whether `cpu` was taken out of service.
@@ -70,6 +146,19 @@ pub fn replace_follower(l: &mut LeaderCore<'static, Xen>) {
     if old < 64 {
         RETIRED.fetch_or(1 << old, Ordering::AcqRel);
     }
+    bring_in_spare(l, &alloc::format!("follower CPU{old} (out of service)"));
+}
+
+/// After a promotion (on the new leader, before it runs anything): the next spare follows
+/// it from a copy of its replica; without one it runs unprotected and says so.
+pub fn follow_promoted_leader(l: &mut LeaderCore<'static, Xen>, promoted: usize) {
+    bring_in_spare(
+        l,
+        &alloc::format!("follower CPU{promoted} (promoted to leader)"),
+    );
+}
+
+fn bring_in_spare(l: &mut LeaderCore<'static, Xen>, replaced: &str) {
     let spares = SPARES.load(Ordering::Acquire);
     let arena = SPARE_ARENA.load(Ordering::Relaxed);
     if spares == 0 || arena == NONE {
@@ -93,9 +182,9 @@ pub fn replace_follower(l: &mut LeaderCore<'static, Xen>) {
     };
     match l.replace_follower(&Tsc, &HwIdle, &mut hand_over) {
         Ok(d) => xprintln!(
-            "lockstep: spare CPU{} replaced follower CPU{} (out of service); replicas bit-identical (digest {:#010x}); {}",
+            "lockstep: spare CPU{} replaced {}; replicas bit-identical (digest {:#010x}); {}",
             spare,
-            old,
+            replaced,
             d,
             l.health()
         ),

@@ -31,7 +31,8 @@ pub const LOCKSTEP_CMD_INJECT: u32 = 3;
 /// Sub-command, fault injection of a permanent hardware fault: the core serving role `kind`
 /// ([`LOCKSTEP_CORE_LEADER`] or [`LOCKSTEP_CORE_FOLLOWER`]) stops responding for good, from
 /// the next transaction on; `count` must be 0. The pair escalates with that core as the
-/// suspect and takes it out of service; a spare CPU replaces a follower.
+/// suspect and takes it out of service: a spare CPU replaces a follower; a failed leader
+/// steps down, its follower is promoted to leader and a spare, if any, follows it.
 pub const LOCKSTEP_CMD_FAIL: u32 = 4;
 /// [`LOCKSTEP_CMD_FAIL`]: the leader core.
 pub const LOCKSTEP_CORE_LEADER: u32 = 0;

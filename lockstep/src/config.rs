@@ -72,6 +72,9 @@ pub enum EngineError {
     Escalated,
     /// A mailbox protocol rule was broken (e.g. a commit without this core's post).
     Protocol,
+    /// This leader core was escalated as the suspect and stepped down: the promoted follower
+    /// runs the transaction (nothing of it was committed here).
+    LeaderRetired,
 }
 
 impl core::fmt::Display for EngineError {
@@ -83,6 +86,9 @@ impl core::fmt::Display for EngineError {
             EngineError::BadConfig => "bad lockstep configuration",
             EngineError::Escalated => "pair escalated, transaction not committed",
             EngineError::Protocol => "lockstep mailbox protocol violation",
+            EngineError::LeaderRetired => {
+                "leader taken out of service, transaction handed to the promoted follower"
+            }
         })
     }
 }

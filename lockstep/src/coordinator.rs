@@ -88,7 +88,13 @@ pub fn decide_round<C: Clock + ?Sized, I: Idle + ?Sized>(
         Some((a, b)) => (Some(a), Some(b)),
         None => (pair.leader.read(round), pair.follower.read(round)),
     };
-    let verdict = judge(l, f);
+    let mut verdict = judge(l, f);
+    if verdict == Verdict::Timeout(None) && pair.input.published() == (round, 0) {
+        // Neither posted, and the leader opened the round but streamed no input word (every
+        // execution records its request first): the follower was starved waiting for the
+        // input; the leader is the core that did not respond.
+        verdict = Verdict::Timeout(Some(Role::Leader));
+    }
     let decision = policy.on_verdict(&verdict, clock.now());
     let decision = pair.decision.post(round, decision);
     idle.kick(Role::Leader);

@@ -27,6 +27,10 @@ pub enum FollowerExit {
     /// This follower was taken out of service ([`Pair::retire_follower`]); another core
     /// serves the pair now.
     Retired,
+    /// The leader, escalated as the suspect, stepped down after the given round
+    /// ([`Pair::step_down_leader`]): this core becomes the leader from its own replica
+    /// (`FollowerCore::into_replica`, `LeaderCore::promoted`).
+    Promote(u64),
 }
 
 /// Counters of a follower core.
@@ -118,6 +122,11 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
         }
     }
 
+    /// The last round this follower served (a promoted leader continues after it).
+    pub fn last_round(&self) -> u64 {
+        self.last_round
+    }
+
     /// Gives the replica back (e.g. to promote this core to leader).
     pub fn into_replica(self) -> M::State {
         self.replica
@@ -138,6 +147,9 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 }
                 if let Some(after) = pair.resync_request() {
                     return Some(Err(FollowerExit::Resync(after)));
+                }
+                if let Some(after) = pair.promotion_request() {
+                    return Some(Err(FollowerExit::Promote(after)));
                 }
                 let (r, _) = pair.input.published();
                 (r > last).then_some(Ok(r))

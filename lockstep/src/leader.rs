@@ -67,6 +67,14 @@ pub struct LeaderCore<'p, M: Machine> {
     next_core: u32,
     /// Where the incremental scrub of this replica stands.
     scrub_at: replica::ScrubCursor,
+    /// A follower core can take over as leader (the embedder moves the guests to it): an
+    /// escalation with this core as the suspect makes it step down instead of finishing the
+    /// transaction unprotected.
+    promotable: bool,
+    /// This core was escalated as the suspect while promotable: it runs nothing more.
+    stepped_down: bool,
+    /// This core was promoted from follower (a spare may then replace the follower it was).
+    promoted: bool,
 }
 
 impl<'p, M: Machine> LeaderCore<'p, M> {
@@ -94,8 +102,67 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             cores: [0, 1],
             next_core: 2,
             scrub_at: replica::ScrubCursor::default(),
+            promotable: false,
+            stepped_down: false,
+            promoted: false,
             cfg,
         }
+    }
+
+    /// Leader promotion: the follower core of `pair`, which left `FollowerCore::follower_serve`
+    /// with `FollowerExit::Promote(after_round)`, becomes the leader over its own `replica`
+    /// (`FollowerCore::into_replica`: the replica whose execution the escalation did not
+    /// suspect, rolled back to the state after `after_round`, as the old leader's was).
+    /// The counters continue from the old leader's `stats`; the round numbers continue after
+    /// `after_round`. It runs unprotected ([`Health::Unprotected`], the leader retired) until a
+    /// spare is brought in with [`LeaderCore::replace_follower`]. The escalated transaction,
+    /// which nothing committed, is the embedder's to run again on this core, once.
+    pub fn promoted(
+        pair: &'p Pair,
+        cfg: Config,
+        replica: M::State,
+        after_round: u64,
+        coordinate: bool,
+        stats: Stats,
+    ) -> Self {
+        pair.ack_promotion(after_round);
+        let mut l = Self::new(pair, cfg, replica, coordinate);
+        l.round = after_round;
+        l.stats = stats;
+        l.stats.promotions += 1;
+        // Fresh fault-injection identities: a persistent fault stays with the retired core.
+        l.cores = [2, 3];
+        l.next_core = 4;
+        l.promoted = true;
+        l.health = if cfg.lockstep {
+            Health::Unprotected {
+                suspect: Some(Role::Leader),
+            }
+        } else {
+            Health::Off
+        };
+        l
+    }
+
+    /// Lets this leader step down when escalated as the suspect (a follower core can take
+    /// over: see [`LeaderCore::step_down`]); off by default, when an escalated leader finishes
+    /// the transaction itself and continues unprotected.
+    pub fn set_promotable(&mut self, on: bool) {
+        self.promotable = on;
+    }
+
+    /// True once an escalation with this core as the suspect made it stop running
+    /// transactions (the embedder hands the guests over, then calls [`LeaderCore::step_down`]).
+    pub fn is_stepping_down(&self) -> bool {
+        self.stepped_down
+    }
+
+    /// The old leader's last step: after the embedder moved everything the guests need out
+    /// of this core's hands, tells the follower to take over after the escalated round. This
+    /// core must not touch the pair afterwards (every later `leader_run` is refused).
+    pub fn step_down(&mut self) {
+        self.stepped_down = true;
+        self.pair.step_down_leader(self.round);
     }
 
     /// Fault injection of a permanent hardware fault: from now on the core serving `role`
@@ -198,19 +265,20 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         idle: &dyn Idle,
         hand_over: &mut dyn FnMut(&M::State),
     ) -> Result<u32, ResyncError> {
-        if self.health
-            != (Health::Unprotected {
+        let retired = match self.health {
+            Health::Unprotected {
                 suspect: Some(Role::Follower),
-            })
-        {
-            return Err(ResyncError::NotReplaceable);
-        }
+            } => Role::Follower,
+            // A promoted leader: the follower it was is the leader now.
+            Health::Unprotected {
+                suspect: Some(Role::Leader),
+            } if self.promoted => Role::Leader,
+            _ => return Err(ResyncError::NotReplaceable),
+        };
         let d = self.resync(clock, idle, hand_over)?;
         self.cores[1] = self.next_core;
         self.next_core += 1;
-        self.health = Health::SpareInUse {
-            retired: Role::Follower,
-        };
+        self.health = Health::SpareInUse { retired };
         Ok(d)
     }
 
@@ -300,6 +368,10 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         idle: &dyn Idle,
         sink: &mut dyn EffectSink<M::Effect>,
     ) -> Outcome<M::Error> {
+        if self.stepped_down {
+            // Out of service: touches neither the pair nor the replica.
+            return Outcome::new(TxResult::Aborted(EngineError::LeaderRetired));
+        }
         self.stats.transactions += 1;
         let oneshot = self.injector.take_oneshot();
         let mut out = Outcome::new(TxResult::Committed);
@@ -419,6 +491,13 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     });
                     out.escalation = Some(suspect);
                     self.health = Health::Unprotected { suspect };
+                    if suspect == Some(Role::Leader) && self.promotable {
+                        // This core is out of service: the follower, promoted, runs the
+                        // transaction (nothing of it was committed or applied) once.
+                        self.stepped_down = true;
+                        out.result = TxResult::Aborted(EngineError::LeaderRetired);
+                        break;
+                    }
                     self.stats.single += 1;
                     // Finish the transaction once, with the inputs as first captured.
                     if attempt == 1 {

@@ -342,6 +342,7 @@ pub struct Pair {
     resync_digest: AtomicU32,
     follower_done: AtomicU64,
     follower_gen: AtomicU64,
+    promote: AtomicU64,
 }
 
 impl Pair {
@@ -361,6 +362,7 @@ impl Pair {
             resync_digest: AtomicU32::new(0),
             follower_done: AtomicU64::new(0),
             follower_gen: AtomicU64::new(0),
+            promote: AtomicU64::new(0),
         }
     }
 
@@ -431,6 +433,31 @@ impl Pair {
     /// The follower generation ([`Pair::retire_follower`] calls so far).
     pub fn follower_generation(&self) -> u64 {
         self.follower_gen.load(Acquire)
+    }
+
+    /// Leader promotion, the handshake's last step on the old leader: it has stopped touching
+    /// the pair (and everything it shares with its successor) after `round`, the escalated
+    /// transaction that nothing committed. The follower serving now returns
+    /// [`crate::follower::FollowerExit::Promote`] at its next look at the pair and becomes
+    /// the leader (see `LeaderCore::promoted`).
+    pub fn step_down_leader(&self, round: u64) {
+        self.promote.store(round.wrapping_add(1), Release);
+    }
+
+    /// The round after which the leader stepped down, if it did.
+    pub fn promotion_request(&self) -> Option<u64> {
+        match self.promote.load(Acquire) {
+            0 => None,
+            r => Some(r.wrapping_sub(1)),
+        }
+    }
+
+    /// The promoted core took over as leader: the request is consumed (a spare that later
+    /// follows it does not see it).
+    pub fn ack_promotion(&self, round: u64) {
+        let _ = self
+            .promote
+            .compare_exchange(round.wrapping_add(1), 0, AcqRel, Relaxed);
     }
 
     /// Asks every core serving this pair to return.

@@ -76,6 +76,8 @@ pub struct Stats {
     pub replica_bytes: u64,
     /// Runtime `lockstep on` switches that re-synchronised the follower's replica.
     pub resyncs: u64,
+    /// Followers promoted to leader after the leader was escalated as the suspect.
+    pub promotions: u64,
 }
 
 impl Stats {
@@ -99,7 +101,7 @@ impl core::fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "detected {} (mismatch {} timeout {} broken {} effects {}) rollbacks {} retries {} recovered {} escalated {} repaired-objects {}",
+            "detected {} (mismatch {} timeout {} broken {} effects {}) rollbacks {} retries {} recovered {} escalated {} promotions {} repaired-objects {}",
             self.detected,
             self.mismatches,
             self.timeouts,
@@ -109,6 +111,7 @@ impl core::fmt::Display for Stats {
             self.retries,
             self.recovered,
             self.escalated,
+            self.promotions,
             self.repaired_objects
         )?;
         writeln!(

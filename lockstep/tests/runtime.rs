@@ -74,6 +74,7 @@ fn follower_loop(pair: &Pair, c: Config, template: &Mutex<Option<ModelState>>) -
             FollowerExit::Shutdown => return (full_digest(f.replica()), resyncs),
             FollowerExit::Escalated(s) => panic!("escalated: {s:?}"),
             FollowerExit::Retired => panic!("retired"),
+            FollowerExit::Promote(r) => panic!("promoted after round {r}"),
         }
     }
 }
@@ -346,4 +347,184 @@ fn a_retired_follower_stops_serving() {
     let mut g = FollowerCore::<Model>::new(&pair, c, ModelState::new(), 0);
     pair.shut_down();
     assert_eq!(g.follower_serve(&h, &h), FollowerExit::Shutdown);
+}
+
+/// The follower core of `a_suspect_leader_steps_down_and_the_follower_takes_over`: serves
+/// until the old leader steps down, then leads from its own replica — the escalated
+/// transaction `from` again, then the rest — with a spare brought in from a copy of its
+/// replica if `spare` (a thread started then), else unprotected. Returns the effects it
+/// applied, its leader core and the spare's exit and final digest.
+fn promoted_follower<'p>(
+    s: &'p std::thread::Scope<'p, '_>,
+    pair: &'p Pair,
+    c: Config,
+    (seed, from, n): (u64, u64, u64),
+    spare: bool,
+) -> (Applied, LeaderCore<'p, Model>, Option<(FollowerExit, u32)>) {
+    let h = Host(Instant::now());
+    let mut f = FollowerCore::<Model>::new(pair, c, ModelState::new(), 0);
+    let after = loop {
+        match f.follower_serve(&h, &h) {
+            FollowerExit::Promote(after) => break after,
+            // The leader was the suspect: stay, it steps down next.
+            FollowerExit::Escalated(Some(Role::Leader)) => continue,
+            other => panic!("follower left with {other:?}"),
+        }
+    };
+    assert_eq!(after, f.last_round(), "promoted after the escalated round");
+    let stats = lockstep::stats::Stats {
+        transactions: 1,
+        ..Default::default()
+    };
+    let mut l = LeaderCore::<Model>::promoted(pair, c, f.into_replica(), after, true, stats);
+    assert_eq!(
+        l.health(),
+        Health::Unprotected {
+            suspect: Some(Role::Leader)
+        }
+    );
+    assert_eq!(pair.promotion_request(), None, "the request is consumed");
+    let mut spare_thread = None;
+    if spare {
+        let template = std::sync::Arc::new(Mutex::new(None::<ModelState>));
+        let t = template.clone();
+        spare_thread = Some(s.spawn(move || {
+            let h = Host(Instant::now());
+            let after = loop {
+                if let Some(a) = pair.resync_request() {
+                    break a;
+                }
+                std::thread::yield_now();
+            };
+            let copy = t.lock().unwrap().take().expect("handed over");
+            let mut g = FollowerCore::<Model>::new(pair, c, copy, after);
+            pair.ack_resync(after, full_digest(g.replica()));
+            let exit = g.follower_serve(&h, &h);
+            (exit, full_digest(g.replica()))
+        }));
+        let d = l
+            .replace_follower(&h, &h, &mut |r: &ModelState| {
+                *template.lock().unwrap() = Some(r.clone())
+            })
+            .expect("spare in service");
+        assert_eq!(d, full_digest(l.replica()));
+        assert_eq!(
+            l.health(),
+            Health::SpareInUse {
+                retired: Role::Leader
+            }
+        );
+    }
+    let mut p = Prng::new(seed);
+    let mut got = Applied::new();
+    for tx in 0..n {
+        let req = random_request(&mut p);
+        if tx < from {
+            continue;
+        }
+        let out = l.leader_run(
+            &req,
+            &mut ModelEnv::new(seed, tx),
+            &h,
+            &h,
+            &mut |x: &[Effect]| got.push(x.to_vec()),
+        );
+        assert!(!matches!(out.result, TxResult::Aborted(_)), "tx {tx}");
+        assert_eq!(out.escalation, None, "tx {tx}");
+    }
+    pair.shut_down();
+    let spare = spare_thread.map(|t| t.join().unwrap());
+    (got, l, spare)
+}
+
+/// Leader promotion with and without a spare: the leader core hangs in every transaction
+/// from tx 20 on, the deadline catches it, the pair escalates with the leader as the
+/// suspect; the leader steps down without finishing the transaction, the follower becomes
+/// the leader from its own replica and runs it once, then the rest. The guest-visible
+/// effects equal a fault-free run: nothing lost, nothing duplicated.
+fn leader_promotion(spare: bool) {
+    let (seed, n, fail_at) = (43, 50, 20);
+    let (want, digest) = golden(seed, n);
+    let pair = Pair::new(1024);
+    let c = Config {
+        deadline_cycles: 20_000_000, // 20 ms
+        ..cfg()
+    };
+    std::thread::scope(|s| {
+        let pr = &pair;
+        let new_leader = s.spawn(move || promoted_follower(s, pr, c, (seed, fail_at, n), spare));
+        let h = Host(Instant::now());
+        let mut l = LeaderCore::<Model>::new(&pair, c, ModelState::new(), true);
+        l.set_promotable(true);
+        let mut p = Prng::new(seed);
+        let mut got = Applied::new();
+        let mut before = 0;
+        for tx in 0..=fail_at {
+            if tx == fail_at {
+                l.fail_core(Role::Leader);
+                before = got.len();
+            }
+            let req = random_request(&mut p);
+            let out = l.leader_run(
+                &req,
+                &mut ModelEnv::new(seed, tx),
+                &h,
+                &h,
+                &mut |x: &[Effect]| got.push(x.to_vec()),
+            );
+            if tx < fail_at {
+                assert!(!matches!(out.result, TxResult::Aborted(_)), "tx {tx}");
+                continue;
+            }
+            assert_eq!(out.escalation, Some(Some(Role::Leader)));
+            assert_eq!(
+                out.result,
+                TxResult::Aborted(lockstep::config::EngineError::LeaderRetired)
+            );
+            assert!(l.is_stepping_down());
+        }
+        assert_eq!(got.len(), before, "the escalated tx applied nothing");
+        l.step_down();
+        // Out of service for good: nothing runs on the old leader any more.
+        let req = random_request(&mut Prng::new(1));
+        let again = l.leader_run(
+            &req,
+            &mut ModelEnv::new(1, 0),
+            &h,
+            &h,
+            &mut |_: &[Effect]| panic!("a retired leader applied effects"),
+        );
+        assert_eq!(
+            again.result,
+            TxResult::Aborted(lockstep::config::EngineError::LeaderRetired)
+        );
+        let (rest, nl, spare_end) = new_leader.join().unwrap();
+        got.extend(rest);
+        assert_eq!(got, want, "nothing a guest sees is lost or duplicated");
+        assert_eq!(full_digest(nl.replica()), digest);
+        let st = nl.stats();
+        assert_eq!(st.promotions, 1, "{st}");
+        match spare_end {
+            Some((exit, fd)) => {
+                assert_eq!(exit, FollowerExit::Shutdown);
+                assert_eq!(fd, digest, "the spare's replica is bit-identical");
+                assert_eq!(st.single, 0, "protected again: {st}");
+                assert_eq!(st.resyncs, 1, "{st}");
+            }
+            None => {
+                assert_eq!(st.single, n - fail_at, "unprotected: {st}");
+                assert!(nl.health().to_string().contains("UNPROTECTED"));
+            }
+        }
+    });
+}
+
+#[test]
+fn a_suspect_leader_steps_down_and_the_follower_takes_over_with_a_spare() {
+    leader_promotion(true);
+}
+
+#[test]
+fn a_suspect_leader_steps_down_and_the_follower_takes_over_unprotected() {
+    leader_promotion(false);
 }

@@ -34,10 +34,10 @@ pub(crate) fn shared_page(rt: &Runtime, dom: DomId) -> Option<SharedPage> {
 }
 
 fn kick(rt: &Runtime, dom: DomId, vcpu: u32) {
-    let me = arch::percpu::cpu_index();
+    let me = crate::lockstep_spare::logical_cpu();
     for (cpu, r) in rt.running.iter().enumerate() {
         if *r == Some((dom, vcpu)) && cpu != me {
-            arch::smp::kick(cpu);
+            arch::smp::kick(crate::lockstep_spare::physical_cpu(cpu));
         }
     }
 }

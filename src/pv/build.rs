@@ -224,7 +224,9 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
         noreboot: p.noreboot,
+        handover: None,
     };
+    rt.backend.enable_promotion();
     let boot = xen_core::request::Request::exit(
         xen_core::request::ExitKind::Interrupt,
         dom0_interface::xen::DOMID_IDLE,

@@ -6,9 +6,11 @@ mod apply;
 mod build;
 mod console;
 mod env;
+mod promote;
 mod shared;
 
 pub use build::{start_dom0, Dom0Params};
+pub(crate) use promote::take_over;
 
 use crate::lockstep_hw::Backend;
 use alloc::collections::BTreeMap;
@@ -60,6 +62,10 @@ pub(crate) struct Runtime {
     /// Each CPU's timer deadline (system time, ns).
     deadline: [Option<u64>; MAX_CPUS],
     noreboot: bool,
+    /// Set on a leader that was escalated as the suspect and steps down: the transaction
+    /// the promoted follower must run (nothing of it was committed) and the aftermath of the
+    /// exit path so far. No transaction runs on this CPU any more.
+    handover: Option<promote::Handover>,
 }
 
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
@@ -261,6 +267,10 @@ fn transact(
     cr3: u64,
     live: Option<(&mut TrapFrame, &mut FxArea)>,
 ) -> After {
+    if rt.handover.is_some() {
+        // This leader stepped down: the rest of its exit path runs no transaction.
+        return After::default();
+    }
     let words = req.to_words();
     let vi =
         xen_core::sched::vcpu_info_maddr(rt.backend.replica(), (req.dom, req.vcpu)).unwrap_or(0);
@@ -287,6 +297,10 @@ fn transact(
     let out = rt.backend.run(&words, &mut env, &mut |e: &[Effect]| {
         committed.extend_from_slice(e)
     });
+    if out.result == TxResult::Aborted(lockstep::config::EngineError::LeaderRetired) {
+        promote::begin_handover(rt, req, cr3, live);
+        return After::default();
+    }
     match out.result {
         TxResult::Committed => {}
         TxResult::Failed(e) => xprintln!("d{}v{}: transaction failed: {:?}", req.dom, req.vcpu, e),
@@ -308,7 +322,7 @@ fn transact(
 
 /// The exit hook: every guest exit on a leader CPU.
 fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
-    let cpu = arch::percpu::cpu_index();
+    let cpu = crate::lockstep_spare::logical_cpu();
     let mut guard = RUNTIME.lock();
     let Some(rt) = guard.as_mut() else {
         return;
@@ -434,6 +448,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             }
         }
     }
+    if rt.handover.is_some() {
+        promote::step_down(guard, after)
+    }
     let idle = rt.running[cpu].is_none();
     drop(guard);
     apply::finish(after, noreboot);
@@ -445,7 +462,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
 /// A leader CPU with nothing to run: halt until its timer is due, then let the scheduler
 /// decide (an interrupt transaction from the idle CPU).
 fn leader_idle() -> ! {
-    let cpu = arch::percpu::cpu_index();
+    let cpu = crate::lockstep_spare::logical_cpu();
     loop {
         arch::cpu::enable_and_halt();
         arch::cpu::disable_interrupts();
@@ -454,6 +471,9 @@ fn leader_idle() -> ! {
             continue;
         };
         if let Some(after) = console::poll(rt, cpu) {
+            if rt.handover.is_some() {
+                promote::step_down(guard, after)
+            }
             let noreboot = rt.noreboot;
             let woken = rt.running[cpu].is_some();
             drop(guard);
@@ -478,6 +498,9 @@ fn leader_idle() -> ! {
                 0,
             );
             let after = transact(rt, &req, 0, None);
+            if rt.handover.is_some() {
+                promote::step_down(guard, after)
+            }
             let noreboot = rt.noreboot;
             drop(guard);
             apply::finish(after, noreboot);
@@ -579,7 +602,7 @@ fn resume_entry(
 
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
-    let cpu = arch::percpu::cpu_index();
+    let cpu = crate::lockstep_spare::logical_cpu();
     let mut guard = RUNTIME.lock();
     let Some(rt) = guard.as_mut() else {
         drop(guard);
@@ -588,6 +611,9 @@ fn enter_current() -> ! {
     let noreboot = rt.noreboot;
     let mut after = After::default();
     let entry = resume_entry(rt, cpu, &mut after);
+    if rt.handover.is_some() {
+        promote::step_down(guard, after)
+    }
     // Nothing entered but another vCPU to run: the failsafe callback crashed the domain.
     let runnable = rt.running[cpu].is_some_and(|k| rt.vcpus.contains_key(&k));
     drop(guard);

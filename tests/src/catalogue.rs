@@ -315,6 +315,8 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.push(crate::dom0::dom0_xl_xen(p));
     v.push(crate::dom0::dom0_xl(p));
     v.push(crate::dom0_spare::dom0_lockstep_spare(p));
+    v.push(crate::dom0_spare::dom0_lockstep_promote(p, true));
+    v.push(crate::dom0_spare::dom0_lockstep_promote(p, false));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v
 }

@@ -4,9 +4,16 @@
 //! retires it, and the spare CPU takes over from a bit-identical copy of the leader's
 //! replica. Protection is back: a demo domU is built and runs, 20 injected effects faults
 //! are all detected and recovered by the new pair, the status shows CPU2 retired and CPU3
-//! following, and a failing leader (which cannot be taken out of service: it runs the
-//! vCPUs) is refused. DualVisor only: Xen 4.17 has no lockstep (`dom0-shell-xen` checks
-//! that its answer is -ENOSYS).
+//! following. DualVisor only: Xen 4.17 has no lockstep (`dom0-shell-xen` checks that its
+//! answer is -ENOSYS).
+//!
+//! `dom0-lockstep-promote` (`-smp 4`) and `dom0-lockstep-promote-nospare` (`-smp 3`): the
+//! administrator makes the LEADER fail for good (`xl lockstep fail leader`): the pair
+//! escalates with the leader as the suspect, the leader steps down and parks, the follower
+//! CPU2 is promoted to leader from its own replica and dom0 keeps running its commands on it;
+//! with a spare, CPU3 follows it (protected again: injected faults are recovered) and, when
+//! the promoted leader fails as well, CPU3 is promoted in turn and runs unprotected; without
+//! a spare the promoted CPU runs unprotected and says so.
 
 use std::time::Duration;
 
@@ -69,12 +76,6 @@ pub(crate) fn spare_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
                 line(&injection_row("effects", [20, 0, 20, 0, 0, 0])),
             ],
         ),
-        (
-            typed("xl lockstep fail leader"),
-            vec![line(
-                "xl: lockstep: refused: the leader runs the guests' vCPUs and cannot be taken out of service",
-            )],
-        ),
         (typed("xl destroy demo1"), vec![]),
         (
             typed("xl list"),
@@ -83,6 +84,123 @@ pub(crate) fn spare_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             ))],
         ),
     ]
+}
+
+/// The session of a leader promotion, with or without a spare CPU to follow the new leader.
+pub(crate) fn promote_steps(spare: bool) -> Vec<(Vec<u8>, Vec<Says>)> {
+    let mut after_fail = vec![
+        Says::Line(Pattern::contains(
+            "(XEN) lockstep: fault injection: leader CPU1 fails for good",
+        )),
+        Says::Line(Pattern::contains(
+            "(XEN) lockstep: leader CPU1 escalated as the suspect: stepping down",
+        )),
+        Says::Line(Pattern::contains(
+            "(XEN) lockstep: follower CPU2 promoted to leader from its own replica",
+        )),
+    ];
+    after_fail.push(Says::Line(if spare {
+        Pattern::contains_all([
+            "(XEN) lockstep: spare CPU3 replaced follower CPU2 (promoted to leader); replicas bit-identical",
+            "protected (spare core replaced the leader)",
+        ])
+    } else {
+        Pattern::contains(
+            "(XEN) lockstep: UNPROTECTED: lockstep escalated, leader core taken out of service, no spare; running WITHOUT redundancy",
+        )
+    }));
+    // dom0's own answer, printed by the promoted leader's exit path.
+    after_fail.push(line(
+        "lockstep: the leader core now fails for good (fault injection)",
+    ));
+    let mut status = vec![role(1, "retired"), role(2, "leader")];
+    if spare {
+        status.push(role(3, "follower"));
+    }
+    status.push(line("escalated              : 1"));
+    if !spare {
+        status.insert(
+            0,
+            line("lockstep               : on, UNPROTECTED (no spare: running without redundancy)"),
+        );
+    }
+    let mut steps = vec![
+        (
+            typed("xl lockstep status"),
+            vec![role(1, "leader"), role(2, "follower")],
+        ),
+        (typed("xl lockstep fail leader"), after_fail),
+        (
+            typed("xl list"),
+            vec![Says::Line(Pattern::starts_with(
+                "Domain-0                                     0 ",
+            ))],
+        ),
+        (typed("xl lockstep status"), status),
+    ];
+    if spare {
+        steps.push((
+            typed("xl lockstep inject -w effects 5"),
+            vec![
+                line("lockstep: injecting 5 effects faults"),
+                line("lockstep: 5 effects faults injected so far: 0 masked, 5 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ));
+        // The promoted leader fails too: the spare that follows it is promoted in turn,
+        // and with no spare left it runs unprotected.
+        steps.push((
+            typed("xl lockstep fail leader"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: leader CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: follower CPU3 promoted to leader from its own replica",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: UNPROTECTED: lockstep escalated, leader core taken out of service, no spare",
+                )),
+                line("lockstep: the leader core now fails for good (fault injection)"),
+            ],
+        ));
+        steps.push((
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on, UNPROTECTED (no spare: running without redundancy)"),
+                role(1, "retired"),
+                role(2, "retired"),
+                role(3, "leader"),
+                line("escalated              : 2"),
+            ],
+        ));
+        steps.push((
+            typed("xl list"),
+            vec![Says::Line(Pattern::starts_with(
+                "Domain-0                                     0 ",
+            ))],
+        ));
+    }
+    steps
+}
+
+/// `dom0-lockstep-promote` (`-smp 4`, a spare follows the promoted leader) and
+/// `dom0-lockstep-promote-nospare` (`-smp 3`, unprotected afterwards).
+pub fn dom0_lockstep_promote(p: &Paths, spare: bool) -> Planned {
+    let (name, smp) = if spare {
+        ("dom0-lockstep-promote", 4)
+    } else {
+        ("dom0-lockstep-promote-nospare", 3)
+    };
+    let mut s = real_initrd(
+        p,
+        name,
+        &p.image,
+        smp,
+        steps_script(promote_steps(spare)),
+        Duration::from_secs(600),
+    );
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
 }
 
 /// `dom0-lockstep-spare` (DualVisor, `-smp 4`).

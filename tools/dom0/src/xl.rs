@@ -620,13 +620,15 @@ fn lockstep(l: LockstepCmd) {
                     wait_injected(kind, count, before);
                 }
             }
-            LockstepCmd::Fail { .. } => {
-                out::text("lockstep: the follower core now fails for good (fault injection)\n")
-            }
+            LockstepCmd::Fail { core } => out::say(format_args!(
+                "lockstep: the {} core now fails for good (fault injection)\n",
+                if core == dom0_interface::lockstep_ctl::LOCKSTEP_CORE_LEADER {
+                    "leader"
+                } else {
+                    "follower"
+                }
+            )),
         },
-        Err(Errno::EOPNOTSUPP) if matches!(l, LockstepCmd::Fail { .. }) => out::text(
-            "xl: lockstep: refused: the leader runs the guests' vCPUs and cannot be taken out of service\n",
-        ),
         Err(Errno::ENODEV) if matches!(l, LockstepCmd::Fail { .. }) => out::text(
             "xl: lockstep: refused: no follower in service (lockstep is off or unprotected)\n",
         ),

@@ -21,11 +21,15 @@
 //! ...
 //! ```
 //! Roles of a CPU with several role bits are joined with `+` (`leader+coordinator`); a CPU
-//! with none is `idle`. Lockstep off reads `off (unprotected)`.
+//! with none is `idle`. Lockstep off reads `off (unprotected)`; on but escalated without a
+//! spare (a core taken out of service) reads `on, UNPROTECTED (no spare: running without
+//! redundancy)`.
 
 use alloc::string::String;
 use core::fmt::Write;
-use dom0_interface::lockstep_ctl::{LockstepKind, LockstepStatus, LOCKSTEP_ROLE_NAMES};
+use dom0_interface::lockstep_ctl::{
+    LockstepKind, LockstepStatus, LOCKSTEP_MODE_OFF, LOCKSTEP_MODE_UNPROTECTED, LOCKSTEP_ROLE_NAMES,
+};
 
 /// The role bits of a CPU as words, e.g. `leader+coordinator`; `idle` when none.
 pub fn role_names(bits: u8) -> String {
@@ -58,10 +62,10 @@ pub fn lockstep_status(s: &LockstepStatus) -> String {
     let mut line = |k: &str, v: core::fmt::Arguments<'_>| {
         let _ = writeln!(out, "{k:<23}: {v}");
     };
-    let state = if s.enabled != 0 {
-        "on"
-    } else {
-        "off (unprotected)"
+    let state = match s.enabled {
+        LOCKSTEP_MODE_OFF => "off (unprotected)",
+        LOCKSTEP_MODE_UNPROTECTED => "on, UNPROTECTED (no spare: running without redundancy)",
+        _ => "on",
     };
     line("lockstep", format_args!("{state}"));
     line("nr_cpus", format_args!("{}", s.nr_cpus));
@@ -200,6 +204,13 @@ hang                   0         0         0         0         0         0
         let out = lockstep_status(&st);
         assert!(out.starts_with(
             "lockstep               : off (unprotected)\nnr_cpus                : 200\ncpu0 "
+        ));
+        let escalated = LockstepStatus {
+            enabled: LOCKSTEP_MODE_UNPROTECTED,
+            ..st
+        };
+        assert!(lockstep_status(&escalated).starts_with(
+            "lockstep               : on, UNPROTECTED (no spare: running without redundancy)\n"
         ));
         // Only the 32 reported CPUs are listed.
         assert!(out.contains("\ncpu31                  : idle\n"));

@@ -19,7 +19,7 @@ use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::lockstep_ctl::{
     LockstepRequest, LockstepStatus, XenSysctlLockstep, LOCKSTEP_CMD_FAIL, LOCKSTEP_CMD_INJECT,
-    LOCKSTEP_CMD_OFF, LOCKSTEP_CMD_ON, LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_MODE_ON,
+    LOCKSTEP_CMD_OFF, LOCKSTEP_CMD_ON, LOCKSTEP_MODE_ON,
 };
 use dom0_interface::sysctl::XenSysctl;
 
@@ -34,7 +34,7 @@ const _: () = assert!(core::mem::size_of::<LockstepStatus>().is_multiple_of(8));
 pub struct LockstepOp {
     /// `LOCKSTEP_CMD_ON`, `LOCKSTEP_CMD_OFF`, `LOCKSTEP_CMD_INJECT` or `LOCKSTEP_CMD_FAIL`.
     pub cmd: u32,
-    /// Inject: a `LockstepKind` number; fail: `LOCKSTEP_CORE_FOLLOWER`.
+    /// Inject: a `LockstepKind` number; fail: `LOCKSTEP_CORE_LEADER` or `LOCKSTEP_CORE_FOLLOWER`.
     pub kind: u32,
     /// Inject: how many transactions get one fault each.
     pub count: u32,
@@ -69,14 +69,10 @@ pub fn lockstep_op(
         LockstepRequest::Inject { kind, count } => {
             control(ctx, LOCKSTEP_CMD_INJECT, kind as u32, count)
         }
-        // The leader runs the guests' vCPUs: taking it out of service needs them moved to
-        // another core, which DualVisor does not do, so a failing leader would leave the
-        // machine without a core it can trust. Refused rather than faked.
-        LockstepRequest::Fail { core } if core != LOCKSTEP_CORE_FOLLOWER => {
-            Err(XenErrno::EOPNOTSUPP.into())
-        }
         LockstepRequest::Fail { core } => {
-            // Only a protected pair has a follower to lose (the mode is the status's second
+            // Either core of a protected pair may fail: a failed follower is replaced by a
+            // spare, a failed leader steps down and its follower is promoted. Only a
+            // protected pair has a second core to turn to (the mode is the status's second
             // word-half, an input like the rest of the status).
             let mode = ctx.value(value_kind::lockstep_status(0))? >> 32;
             if mode != u64::from(LOCKSTEP_MODE_ON) {
@@ -199,8 +195,10 @@ mod tests {
     }
 
     #[test]
-    fn fail_follower_needs_a_protected_pair_and_a_leader_is_refused() {
-        use dom0_interface::lockstep_ctl::{LOCKSTEP_CORE_LEADER, LOCKSTEP_MODE_UNPROTECTED};
+    fn failing_a_core_needs_a_protected_pair() {
+        use dom0_interface::lockstep_ctl::{
+            LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_CORE_LEADER, LOCKSTEP_MODE_UNPROTECTED,
+        };
         let follower = LockstepRequest::Fail {
             core: LOCKSTEP_CORE_FOLLOWER,
         };
@@ -221,6 +219,7 @@ mod tests {
                 count: 0
             }]
         );
+        status_values(&mut h, &on);
         let o = call(
             &mut h,
             &LockstepRequest::Fail {
@@ -228,8 +227,15 @@ mod tests {
             }
             .encode(),
         );
-        assert_eq!(o.ret, XenErrno::EOPNOTSUPP.as_neg());
-        assert!(controls(&o).is_empty());
+        assert_eq!(o.ret, 0);
+        assert_eq!(
+            controls(&o),
+            [LockstepOp {
+                cmd: LOCKSTEP_CMD_FAIL,
+                kind: LOCKSTEP_CORE_LEADER,
+                count: 0
+            }]
+        );
         // Each call above consumed exactly the status word it asked for.
         h.mem.values.clear();
         for enabled in [LOCKSTEP_MODE_UNPROTECTED, 0] {
