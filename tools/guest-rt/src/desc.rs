@@ -126,6 +126,8 @@ pub fn load_ds(sel: u16) -> Option<u16> {
 
 extern "C" {
     fn guest_rt_on_code_selector(cs: u64, iret_stub: u64) -> u64;
+    fn guest_rt_iret_to(cs: u64, ss: u64, iret_stub: u64) -> u64;
+    fn guest_rt_iret_to_recovered();
 }
 
 core::arch::global_asm!(
@@ -158,19 +160,72 @@ core::arch::global_asm!(
     "jmp *%rsi",
     "2:",
     "ret",
+    // iret_to(cs, ss, iret_stub): HYPERVISOR_iret to the next instruction with CS `cs` and
+    // SS `ss` (same stack and flags); there, read %cs and HYPERVISOR_iret back to
+    // FLAT_RING3_CS64 / FLAT_RING3_SS64 and return it. If the return faults, the trap handler
+    // resumes at `guest_rt_iret_to_recovered` on the flat selectors (see `traps::recover_at`)
+    // with the stack as it was: return 0.
+    ".globl guest_rt_iret_to",
+    "guest_rt_iret_to:",
+    "mov %rsp, %rax",
+    "push %rsi",
+    "push %rax",
+    "pushfq",
+    "push %rdi",
+    "lea 1f(%rip), %rax",
+    "push %rax",
+    "push $0",
+    "jmp *%rdx",
+    "1:",
+    "xor %eax, %eax",
+    "mov %cs, %eax",
+    "mov %rsp, %rcx",
+    "push $0xe02b",
+    "push %rcx",
+    "pushfq",
+    "push $0xe030",
+    "lea 2f(%rip), %rcx",
+    "push %rcx",
+    "push $0",
+    "jmp *%rdx",
+    "2:",
+    "ret",
+    ".globl guest_rt_iret_to_recovered",
+    "guest_rt_iret_to_recovered:",
+    "xor %eax, %eax",
+    "ret",
     ".popsection",
     options(att_syntax)
 );
 
+/// `HYPERVISOR_iret` to the next instruction with code selector `cs` and stack selector `ss`
+/// (RPL 0 in the frame, Xen makes it 3) on the current stack: `Some(cs read there)` if the
+/// guest ran on them (it comes back on Xen's flat selectors), `None` if returning to them
+/// faulted or there is no hypercall page. Arm [`crate::traps::expect`] for the vectors the
+/// return may raise first: the trap handler counts the fault and resumes here on the flat
+/// selectors.
+pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
+    let iret = hypercall::stub_address(hypercall::IRET)?;
+    crate::traps::recover_at(guest_rt_iret_to_recovered as *const () as u64);
+    // SAFETY: the code touches no memory but its own stack and follows the C ABI (RAX, RCX,
+    // RDX and the hypercall's RCX/R11 are caller-saved). It comes back either through the
+    // second iret (on Xen's flat selectors) or, when the first return faults, through the
+    // trap handler, which resumes at `guest_rt_iret_to_recovered` with the flat selectors,
+    // the same stack pointer and the registers the iret left (only caller-saved ones differ).
+    let got = unsafe { guest_rt_iret_to(u64::from(cs & !3), u64::from(ss & !3), iret) };
+    crate::traps::recover_at(0);
+    (got != 0).then_some(got as u16)
+}
+
 /// Runs a few instructions of guest kernel code with code selector `cs` (a 64-bit code
 /// segment at DPL 3, of the GDT or LDT), entered and left through `HYPERVISOR_iret`: the
-/// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to goes
-/// to the guest's failsafe callback (with none registered Xen crashes the domain), never
-/// back here.
+/// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to makes
+/// the return fault, and the fault (#GP, #NP, #SS) is bounced to the guest's trap table as
+/// its own, never back here: use [`iret_to`] for such selectors.
 pub fn on_code_selector(cs: u16) -> Option<u16> {
     let iret = hypercall::stub_address(hypercall::IRET)?;
     // SAFETY: the code touches no memory but its own stack, returns on it with
     // FLAT_RING3_CS64 back, and follows the C ABI (RAX, RDX and the hypercall's RCX/R11 are
-    // caller-saved); a failed iret ends in the failsafe callback, never back here.
+    // caller-saved); a failed iret ends in the guest's trap handler, never back here.
     Some(unsafe { guest_rt_on_code_selector(u64::from(cs & !3), iret) } as u16)
 }

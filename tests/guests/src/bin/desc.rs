@@ -2,7 +2,9 @@
 //! is mapped writable, and a GDT frame may not be mapped writable), Xen's descriptor checks
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
-//! plain frame, and the refusals with Xen's errnos; an LDT (MMUEXT_SET_LDT) whose selectors
+//! plain frame, and the refusals with Xen's errnos; `HYPERVISOR_iret` to a frame whose CS or
+//! SS cannot be loaded (empty, not present, null): the return faults and the fault is the
+//! guest's, bounced with the selector as error code; an LDT (MMUEXT_SET_LDT) whose selectors
 //! work, with its descriptors checked as the GDT's, and whose pages Xen maps only when a
 //! selector is used: SET_LDT accepts a base not mapped yet or mapping a writable page, the
 //! use of a selector then maps the page or bounces #PF at the LDT address, and succeeds once
@@ -151,6 +153,7 @@ fn main(si: &StartInfo) {
     check_eq("nothing written by the refusals", s.read(7), Some(0));
     check_eq("clear entry 5 (not present)", ud(&s, 5, 0, 0), Ok(0));
     check_eq("the cleared selector is gone", desc::lar(0x2b), None);
+    unreturnable_frames(&s);
     match xmm::maximum_ram_page() {
         Ok(max) => check_eq(
             "update_descriptor beyond RAM -> -EINVAL",
@@ -215,6 +218,72 @@ fn main(si: &StartInfo) {
         Ok(0),
     );
     check_eq("restore the scratch page", s.restore(), Ok(0));
+}
+
+/// 64-bit code at DPL 3, not present.
+const CODE64_NOT_PRESENT: u64 = CODE64_DPL3 & !(1 << 47);
+
+/// Which of #NP, #SS, #GP returning to `cs`:`ss` with `HYPERVISOR_iret` raised, and its
+/// error code; `None` if none did (the guest ran there, or the test could not run).
+fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
+    for v in [11, 12, 13] {
+        traps::expect(v, 0);
+    }
+    let before = [11, 12, 13].map(traps::taken);
+    let ran = desc::iret_to(cs, ss);
+    for v in [11, 12, 13] {
+        traps::unexpect(v);
+    }
+    let fault = [11u8, 12, 13]
+        .into_iter()
+        .zip(before)
+        .find(|&(v, n)| traps::taken(v) != n);
+    match (ran, fault) {
+        (None, Some((v, _))) => Some((v, traps::last_trap().error_code)),
+        _ => None,
+    }
+}
+
+/// A frame `HYPERVISOR_iret` is given whose code or stack selector cannot be loaded: the
+/// return to the guest faults, and the fault is the guest's, bounced through its trap table
+/// with the selector as error code (Xen's `iret_exit_to_guest` fixup). GDT entry 5 is empty.
+fn unreturnable_frames(s: &Scratch) {
+    check_eq(
+        "iret to an empty GDT entry as CS: #GP(selector)",
+        iret_fault(0x2b, 0xe02b),
+        Some((13, 0x28)),
+    );
+    check_eq(
+        "iret to an empty GDT entry as SS: #GP(selector)",
+        iret_fault(0xe033, 0x2b),
+        Some((13, 0x28)),
+    );
+    check_eq(
+        "update_descriptor: code, not present",
+        desc::update_descriptor(s, 5, 0, CODE64_NOT_PRESENT),
+        Ok(0),
+    );
+    check_eq("stored as given", s.read(5), Some(CODE64_NOT_PRESENT));
+    check_eq(
+        "iret to a not-present code selector: #NP(selector)",
+        iret_fault(0x2b, 0xe02b),
+        Some((11, 0x28)),
+    );
+    check_eq(
+        "iret to a null code selector: #GP(0)",
+        iret_fault(0, 0xe02b),
+        Some((13, 0)),
+    );
+    check_eq(
+        "the guest still returns to a good selector",
+        desc::iret_to(0x33, 0xe02b),
+        Some(0x33),
+    );
+    check_eq(
+        "clear entry 5 again",
+        desc::update_descriptor(s, 5, 0, 0),
+        Ok(0),
+    );
 }
 
 fn ldt_checks(si: &StartInfo, s: &mut Scratch) {
