@@ -217,6 +217,30 @@ pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
     (got != 0).then_some(got as u16)
 }
 
+/// Which of #NP, #SS, #GP returning to `cs`:`ss` with [`iret_to`] raised, and its error code
+/// (as the guest's trap handler received them); `None` if none did (the guest ran there, or
+/// there is no hypercall page).
+pub fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
+    use crate::traps;
+    const VECTORS: [u8; 3] = [11, 12, 13];
+    for v in VECTORS {
+        traps::expect(v, 0);
+    }
+    let before = VECTORS.map(traps::taken);
+    let ran = iret_to(cs, ss);
+    for v in VECTORS {
+        traps::unexpect(v);
+    }
+    let fault = VECTORS
+        .into_iter()
+        .zip(before)
+        .find(|&(v, n)| traps::taken(v) != n);
+    match (ran, fault) {
+        (None, Some((v, _))) => Some((v, traps::last_trap().error_code)),
+        _ => None,
+    }
+}
+
 /// Runs a few instructions of guest kernel code with code selector `cs` (a 64-bit code
 /// segment at DPL 3, of the GDT or LDT), entered and left through `HYPERVISOR_iret`: the
 /// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to makes

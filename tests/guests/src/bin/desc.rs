@@ -1,4 +1,5 @@
-//! `desc`: the guest's own descriptor tables. set_gdt on a frame of ours (refused while it
+//! `desc`: the guest's own descriptor tables. No LDT selector works before an LDT is set;
+//! set_gdt on a frame of ours (refused while it
 //! is mapped writable, and a GDT frame may not be mapped writable), Xen's descriptor checks
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
@@ -63,6 +64,21 @@ fn main(si: &StartInfo) {
         "GDT frame {:#x}, plain frame {:#x}",
         gdt, plain
     ));
+
+    // No LDT yet: an LDT selector names nothing (the CPU reads no descriptor for it).
+    traps::expect(14, 3);
+    let faults = traps::taken(14);
+    check_eq(
+        "no LDT: lar of an LDT selector fails",
+        desc::lar_may_fault(0x07),
+        None,
+    );
+    check_eq(
+        "... without reading any memory (no #PF)",
+        traps::taken(14) - faults,
+        0,
+    );
+    traps::unexpect(14);
 
     // Build the GDT contents through a writable mapping.
     check_eq("map the GDT frame writable", s.map(gdt, RW), Ok(0));
@@ -223,39 +239,18 @@ fn main(si: &StartInfo) {
 /// 64-bit code at DPL 3, not present.
 const CODE64_NOT_PRESENT: u64 = CODE64_DPL3 & !(1 << 47);
 
-/// Which of #NP, #SS, #GP returning to `cs`:`ss` with `HYPERVISOR_iret` raised, and its
-/// error code; `None` if none did (the guest ran there, or the test could not run).
-fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
-    for v in [11, 12, 13] {
-        traps::expect(v, 0);
-    }
-    let before = [11, 12, 13].map(traps::taken);
-    let ran = desc::iret_to(cs, ss);
-    for v in [11, 12, 13] {
-        traps::unexpect(v);
-    }
-    let fault = [11u8, 12, 13]
-        .into_iter()
-        .zip(before)
-        .find(|&(v, n)| traps::taken(v) != n);
-    match (ran, fault) {
-        (None, Some((v, _))) => Some((v, traps::last_trap().error_code)),
-        _ => None,
-    }
-}
-
 /// A frame `HYPERVISOR_iret` is given whose code or stack selector cannot be loaded: the
 /// return to the guest faults, and the fault is the guest's, bounced through its trap table
 /// with the selector as error code (Xen's `iret_exit_to_guest` fixup). GDT entry 5 is empty.
 fn unreturnable_frames(s: &Scratch) {
     check_eq(
         "iret to an empty GDT entry as CS: #GP(selector)",
-        iret_fault(0x2b, 0xe02b),
+        desc::iret_fault(0x2b, 0xe02b),
         Some((13, 0x28)),
     );
     check_eq(
         "iret to an empty GDT entry as SS: #GP(selector)",
-        iret_fault(0xe033, 0x2b),
+        desc::iret_fault(0xe033, 0x2b),
         Some((13, 0x28)),
     );
     check_eq(
@@ -266,12 +261,12 @@ fn unreturnable_frames(s: &Scratch) {
     check_eq("stored as given", s.read(5), Some(CODE64_NOT_PRESENT));
     check_eq(
         "iret to a not-present code selector: #NP(selector)",
-        iret_fault(0x2b, 0xe02b),
+        desc::iret_fault(0x2b, 0xe02b),
         Some((11, 0x28)),
     );
     check_eq(
         "iret to a null code selector: #GP(0)",
-        iret_fault(0, 0xe02b),
+        desc::iret_fault(0, 0xe02b),
         Some((13, 0)),
     );
     check_eq(
