@@ -3,8 +3,8 @@
 //! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
 //! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
 //! pending), keeps running, and destroys them. A domU started with a code selector it cannot
-//! run on is crashed by the fault of its first return, and dom0 goes on. Another domU's vCPU context is read back with
-//! getvcpucontext before and after it runs (and the call's errors: a vCPU not created,
+//! run on is crashed by the fault of its first return, and dom0 goes on. Another domU's vCPU
+//! context is read back with getvcpucontext before and after it runs (and the call's errors: a vCPU not created,
 //! beyond max_vcpus, the caller's own, never initialised or reset, a bad buffer). A third domU (not privileged) then issues
 //! domctls and sysctls itself and records what each returned in its own memory, which dom0
 //! reads after it powers off: every one is -EPERM, except where Xen checks something before
