@@ -217,12 +217,13 @@ pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
     (got != 0).then_some(got as u16)
 }
 
-/// Which of #NP, #SS, #GP returning to `cs`:`ss` with [`iret_to`] raised, and its error code
-/// (as the guest's trap handler received them); `None` if none did (the guest ran there, or
-/// there is no hypercall page).
+/// Which of #NP, #SS, #GP, #PF (a descriptor in an LDT page that cannot be mapped)
+/// returning to `cs`:`ss` with [`iret_to`] raised, and its error code (as the guest's trap
+/// handler received them); `None` if none did (the guest ran there, or there is no
+/// hypercall page).
 pub fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
     use crate::traps;
-    const VECTORS: [u8; 3] = [11, 12, 13];
+    const VECTORS: [u8; 4] = [11, 12, 13, 14];
     for v in VECTORS {
         traps::expect(v, 0);
     }

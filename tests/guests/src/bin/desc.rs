@@ -401,5 +401,23 @@ fn lazy_ldt_checks(si: &StartInfo, s: &mut Scratch) {
     check_eq("iret to an LDT code selector: runs on it", cs, Some(0x17));
     check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("the frame maps writable again", s.map(ldt, RW), Ok(0));
+    // The same selector given to iret while its page cannot be mapped: the return faults
+    // on the LDT page, and the guest gets the #PF at its LDT address.
+    check_eq(
+        "SET_LDT on the writable page, 3 entries",
+        pvmm::set_ldt(s.va(), 3),
+        (Ok(0), 1),
+    );
+    check_eq(
+        "iret to its code selector: #PF, kernel read, not present",
+        desc::iret_fault(0x17, 0xe02b),
+        Some((14, 0)),
+    );
+    check_eq(
+        "CR2: the guest's LDT address of the descriptor",
+        shared.cr2(0),
+        Some(s.va() + 0x10),
+    );
+    check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("restore the scratch page", s.restore(), Ok(0));
 }
