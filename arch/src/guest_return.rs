@@ -30,6 +30,11 @@ pub fn is_return_fault(vector: u64) -> bool {
     matches!(vector, 11..=14)
 }
 
+/// Address of `trap_common`'s guest `iretq` (for the self-test of this path).
+pub(crate) fn trap_iret_address() -> u64 {
+    dv_guest_iret_trap as *const () as u64
+}
+
 /// Whether `rip` is one of the `iretq`s that return to a guest (where GS holds the guest's
 /// base).
 pub fn is_guest_iret(rip: u64) -> bool {

@@ -48,6 +48,10 @@ pub const ARCH_TESTS: &[SelfTest] = &[
         name: "segments",
         run: segments,
     },
+    SelfTest {
+        name: "guest-return",
+        run: guest_return,
+    },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
@@ -470,6 +474,83 @@ fn segments() -> Result<(), String> {
         return Err(format!(
             "per-CPU data lost with GS: CPU{cpu} reads as CPU{cpu_after}"
         ));
+    }
+    Ok(())
+}
+
+/// What [`guest_return_hook`] saw: the exit and the frame's RIP, CS, RSP, error code.
+static RETURN_SEEN: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+fn guest_return_hook(
+    exit: crate::guest::GuestExit,
+    frame: &mut crate::trap::TrapFrame,
+    _fx: &mut crate::guest::FxArea,
+) {
+    let kind = match exit {
+        crate::guest::GuestExit::ReturnFault(v) => 0x100 | u64::from(v),
+        _ => 1,
+    };
+    let seen = [kind, frame.rip, frame.cs, frame.rsp, frame.error_code];
+    for (slot, v) in RETURN_SEEN.iter().zip(seen) {
+        slot.store(v, Ordering::SeqCst);
+    }
+}
+
+/// Traps at the return to a guest (`guest_return`), handed to `trap_dispatch` as
+/// `trap_common` would: an NMI taken at the guest `iretq` resumes the guest frame being
+/// returned to (RPL 3 forced), without an exit; a #GP there is the exit `ReturnFault(13)`
+/// over that guest frame, with the guest's registers and the error code.
+fn guest_return() -> Result<(), String> {
+    use crate::trap::{trap_dispatch, TrapFrame};
+    let guest = TrapFrame {
+        rip: 0x40_1234,
+        cs: 0xe030,
+        rflags: 0x202,
+        rsp: 0x60_0ff0,
+        ss: 0xe028,
+        ..TrapFrame::ZERO
+    };
+    let at_iret = |vector: u64, error_code: u64| TrapFrame {
+        rbx: 0xb0b,
+        vector,
+        error_code,
+        rip: crate::guest_return::trap_iret_address(),
+        cs: u64::from(crate::gdt::HYPERVISOR_CS),
+        rflags: 0x46,
+        rsp: 0xdead_0000,
+        ss: 0,
+        ..TrapFrame::ZERO
+    };
+    let mut fx = alloc::boxed::Box::new(crate::guest::FxArea::default());
+    crate::guest::set_exit_hook(guest_return_hook);
+    crate::cpu::disable_interrupts();
+    crate::guest_return::record(&guest);
+    let mut nmi = at_iret(2, 0);
+    trap_dispatch(&mut nmi, &mut fx);
+    let want = (0x40_1234, 0xe033, 0x202, 0x60_0ff0, 0xe02b, 0xb0b);
+    let got = (nmi.rip, nmi.cs, nmi.rflags, nmi.rsp, nmi.ss, nmi.rbx);
+    if got != want {
+        return Err(format!(
+            "NMI at the guest iretq: frame {got:x?}, want {want:x?}"
+        ));
+    }
+    if RETURN_SEEN[0].load(Ordering::SeqCst) != 0 {
+        return Err("NMI at the guest iretq: an exit was made".into());
+    }
+    let mut gp = at_iret(13, 0x28);
+    trap_dispatch(&mut gp, &mut fx);
+    let seen: Vec<u64> = RETURN_SEEN
+        .iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .collect();
+    let want = [0x10d, 0x40_1234, 0xe033, 0x60_0ff0, 0x28];
+    if seen != want {
+        return Err(format!(
+            "#GP at the guest iretq: exit {seen:x?}, want {want:x?}"
+        ));
+    }
+    if gp.rbx != 0xb0b {
+        return Err("#GP at the guest iretq: guest registers lost".into());
     }
     Ok(())
 }

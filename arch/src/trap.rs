@@ -157,7 +157,7 @@ pub fn exception_name(vector: u64) -> &'static str {
 /// return to a guest is the guest's ([`crate::guest_return`]); whatever frame is returned to
 /// in ring 3 afterwards is recorded for the next one.
 #[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
+pub(crate) extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
     use crate::guest::{call_exit_hook, GuestExit};
     use crate::guest_return as ret;
     let at_guest_iret = !frame.from_guest() && ret::is_guest_iret(frame.rip);
