@@ -126,7 +126,7 @@ pub fn load_ds(sel: u16) -> Option<u16> {
 
 extern "C" {
     fn guest_rt_on_code_selector(cs: u64, iret_stub: u64) -> u64;
-    fn guest_rt_iret_to(cs: u64, ss: u64, iret_stub: u64) -> u64;
+    fn guest_rt_iret_to(cs: u64, ss: u64, iret_stub: u64, rip: u64) -> u64;
     fn guest_rt_iret_to_recovered();
 }
 
@@ -160,11 +160,11 @@ core::arch::global_asm!(
     "jmp *%rsi",
     "2:",
     "ret",
-    // iret_to(cs, ss, iret_stub): HYPERVISOR_iret to the next instruction with CS `cs` and
-    // SS `ss` (same stack and flags); there, read %cs and HYPERVISOR_iret back to
-    // FLAT_RING3_CS64 / FLAT_RING3_SS64 and return it. If the return faults, the trap handler
-    // resumes at `guest_rt_iret_to_recovered` on the flat selectors (see `traps::recover_at`)
-    // with the stack as it was: return 0.
+    // iret_to(cs, ss, iret_stub, rip): HYPERVISOR_iret to `rip` (0: the next instruction)
+    // with CS `cs` and SS `ss` (same stack and flags); at the next instruction, read %cs and
+    // HYPERVISOR_iret back to FLAT_RING3_CS64 / FLAT_RING3_SS64 and return it. If the return
+    // faults, the trap handler resumes at `guest_rt_iret_to_recovered` on the flat selectors
+    // (see `traps::recover_at`) with the stack as it was: return 0.
     ".globl guest_rt_iret_to",
     "guest_rt_iret_to:",
     "mov %rsp, %rax",
@@ -173,6 +173,8 @@ core::arch::global_asm!(
     "pushfq",
     "push %rdi",
     "lea 1f(%rip), %rax",
+    "test %rcx, %rcx",
+    "cmovnz %rcx, %rax",
     "push %rax",
     "push $0",
     "jmp *%rdx",
@@ -205,6 +207,12 @@ core::arch::global_asm!(
 /// return may raise first: the trap handler counts the fault and resumes here on the flat
 /// selectors.
 pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
+    iret_to_at(0, cs, ss)
+}
+
+/// [`iret_to`] with RIP `rip` in the frame instead of the next instruction (0: that one):
+/// for a RIP the guest cannot run at, which must fault.
+pub fn iret_to_at(rip: u64, cs: u16, ss: u16) -> Option<u16> {
     let iret = hypercall::stub_address(hypercall::IRET)?;
     crate::traps::recover_at(guest_rt_iret_to_recovered as *const () as u64);
     // SAFETY: the code touches no memory but its own stack and follows the C ABI (RAX, RCX,
@@ -212,7 +220,7 @@ pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
     // second iret (on Xen's flat selectors) or, when the first return faults, through the
     // trap handler, which resumes at `guest_rt_iret_to_recovered` with the flat selectors,
     // the same stack pointer and the registers the iret left (only caller-saved ones differ).
-    let got = unsafe { guest_rt_iret_to(u64::from(cs & !3), u64::from(ss & !3), iret) };
+    let got = unsafe { guest_rt_iret_to(u64::from(cs & !3), u64::from(ss & !3), iret, rip) };
     crate::traps::recover_at(0);
     (got != 0).then_some(got as u16)
 }
@@ -222,13 +230,18 @@ pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
 /// handler received them); `None` if none did (the guest ran there, or there is no
 /// hypercall page).
 pub fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
+    iret_fault_at(0, cs, ss)
+}
+
+/// [`iret_fault`] for a frame with RIP `rip` ([`iret_to_at`]).
+pub fn iret_fault_at(rip: u64, cs: u16, ss: u16) -> Option<(u8, u64)> {
     use crate::traps;
     const VECTORS: [u8; 4] = [11, 12, 13, 14];
     for v in VECTORS {
         traps::expect(v, 0);
     }
     let before = VECTORS.map(traps::taken);
-    let ran = iret_to(cs, ss);
+    let ran = iret_to_at(rip, cs, ss);
     for v in VECTORS {
         traps::unexpect(v);
     }

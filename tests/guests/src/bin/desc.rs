@@ -4,8 +4,9 @@
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
 //! plain frame, and the refusals with Xen's errnos; `HYPERVISOR_iret` to a frame whose CS or
-//! SS cannot be loaded (empty, not present, null): the return faults and the fault is the
-//! guest's, bounced with the selector as error code; an LDT (MMUEXT_SET_LDT) whose selectors
+//! SS cannot be loaded (empty, not present, null, an LDT page that cannot be mapped) or whose
+//! RIP is not canonical: the return faults and the fault is the guest's, bounced with the
+//! selector as error code (#PF at the LDT address); an LDT (MMUEXT_SET_LDT) whose selectors
 //! work, with its descriptors checked as the GDT's, and whose pages Xen maps only when a
 //! selector is used: SET_LDT accepts a base not mapped yet or mapping a writable page, the
 //! use of a selector then maps the page or bounces #PF at the LDT address, and succeeds once
@@ -268,6 +269,16 @@ fn unreturnable_frames(s: &Scratch) {
         "iret to a null code selector: #GP(0)",
         desc::iret_fault(0, 0xe02b),
         Some((13, 0)),
+    );
+    check_eq(
+        "iret to a non-canonical RIP",
+        desc::iret_fault_at(0x8000_0000_0000_0000, 0xe033, 0xe02b),
+        Some((13, 0)),
+    );
+    check_eq(
+        "... the #GP's frame holds that RIP",
+        traps::last_trap().rip,
+        0x8000_0000_0000_0000,
     );
     check_eq(
         "the guest still returns to a good selector",
