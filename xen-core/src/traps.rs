@@ -11,7 +11,9 @@
 //! the bare-metal side issues one whenever it finds `evtchn_upcall_pending` set and the mask
 //! clear before resuming a vCPU. Guest-virtual reads and probes of a transaction resolve
 //! through the vCPU's kernel page tables. A #DB exit carries the hardware DR6 in place of CR2.
-//! A #PF on the vCPU's LDT window is flagged as [`crate::pv::ldt`] describes.
+//! A #PF on the vCPU's LDT window is flagged as [`crate::pv::ldt`] describes. A
+//! `ReturnFault` exit is an exception the return to the guest raised (the frame it was being
+//! returned to in `regs`), handled as the guest's own ([`return_fault`]).
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvError, HvState};
