@@ -310,7 +310,9 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
     };
     // SAFETY: the GDT above is valid and never freed; reloading CS/SS/DS with its selectors
     // keeps the flat 64-bit model; the TSS descriptor is fresh (not busy) and points at this
-    // CPU's TSS.
+    // CPU's TSS. The null LDT is what `load_guest_ldt` takes as loaded (`LDT_ENTS` 0): the
+    // LDTR keeps its reset value (base 0, limit 0xffff) otherwise, and a guest's LDT
+    // selectors would read descriptors from its own memory at linear address 0.
     unsafe {
         asm!(
             "lgdt [{ptr}]",
@@ -323,10 +325,12 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
             "mov es, {ds:e}",
             "mov ss, {ds:e}",
             "ltr {tss:x}",
+            "lldt {nul:x}",
             ptr = in(reg) &ptr,
             cs = in(reg) u64::from(HYPERVISOR_CS),
             ds = in(reg) u32::from(HYPERVISOR_DS),
             tss = in(reg) TSS_SEL,
+            nul = in(reg) 0u16,
             tmp = out(reg) _,
         );
     }

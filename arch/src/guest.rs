@@ -38,6 +38,11 @@ pub enum GuestExit {
     Exception(u8),
     /// An interrupt was handled while the guest ran; the guest is about to be resumed.
     Interrupt(u8),
+    /// The `iretq` returning to the guest raised this exception (#GP, #NP, #SS, #PF): the
+    /// frame holds the guest's registers and the frame it was being returned to, the error
+    /// code the CPU pushed, as if the guest had raised it there (Xen's `iret_exit_to_guest`
+    /// fixup).
+    ReturnFault(u8),
 }
 
 /// The hypervisor core's handler of guest exits: it may change the frame (registers, RIP),
@@ -125,6 +130,9 @@ enter_guest_asm:
     popq %r15
     addq $16, %rsp
     swapgs
+    /* A fault here is the guest's (`guest_return`); `trap_common` swaps GS back. */
+    .global dv_guest_iret_enter
+dv_guest_iret_enter:
     iretq
     .text
 "#,
@@ -278,31 +286,14 @@ pub fn set_guest_ts(on: bool) {
         .store(u64::from(on), Ordering::Relaxed);
 }
 
-/// Reasons [`enter_guest`] refuses a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnterError {
-    /// CS or SS is not a ring-3 selector.
-    BadSelector,
-    /// RIP or RSP is not canonical, or RIP lies in the hypervisor's range.
-    BadAddress,
-}
-
-fn canonical(v: u64) -> bool {
-    let top = v >> 47;
-    top == 0 || top == 0x1_FFFF
-}
-
-/// Sanitises `frame` for ring 3: RPL 3 selectors, IF set, IOPL 0, no NT/RF/VM.
-pub fn sanitize_frame(frame: &mut TrapFrame) -> Result<(), EnterError> {
-    if frame.cs & 3 != 3 || frame.ss & 3 != 3 || frame.cs < 0x10 {
-        return Err(EnterError::BadSelector);
-    }
-    if !canonical(frame.rip) || !canonical(frame.rsp) {
-        return Err(EnterError::BadAddress);
-    }
+/// Sanitises `frame` for ring 3: RPL 3 selectors (so the `iretq` can only reach ring 3), IF
+/// set, IOPL 0, no NT/RF/VM. Selectors or addresses the CPU refuses make the `iretq` fault,
+/// which is the guest's fault ([`crate::guest_return`]).
+pub fn sanitize_frame(frame: &mut TrapFrame) {
+    frame.cs |= 3;
+    frame.ss |= 3;
     const KEEP: u64 = 0x0000_0000_0024_0CD5; // CF PF AF ZF SF TF DF OF AC ID
     frame.rflags = (frame.rflags & KEEP) | (1 << 9) | (1 << 1);
-    Ok(())
 }
 
 /// Leaves the hypervisor and runs guest code from `frame` with FPU state `fx`.
@@ -310,14 +301,15 @@ pub fn sanitize_frame(frame: &mut TrapFrame) -> Result<(), EnterError> {
 /// The frame and FPU image must live in memory that stays mapped in the guest's tables (the
 /// heap or image: both sit in the hypervisor slots every guest L4 carries). Never returns: the
 /// next guest exit enters through `trap_common` on a fresh stack.
-pub fn enter_guest(
-    frame: &TrapFrame,
-    fx: &FxArea,
-    bases: GuestBases,
-) -> Result<core::convert::Infallible, EnterError> {
+///
+/// A frame the CPU refuses to return to (a selector not present or not usable, a
+/// non-canonical RIP) faults on the `iretq`: that fault reaches the exit hook as
+/// [`GuestExit::ReturnFault`], as if the guest had raised it.
+pub fn enter_guest(frame: &TrapFrame, fx: &FxArea, bases: GuestBases) -> ! {
     let mut f = *frame;
-    sanitize_frame(&mut f)?;
+    sanitize_frame(&mut f);
     crate::cpu::disable_interrupts();
+    crate::guest_return::record(&f);
     // The frame must outlive this function: copy it to this CPU's entry slot.
     let slot = crate::percpu::this().guest_entry_frame();
     // SAFETY: `slot` is this CPU's private, static, properly aligned frame buffer; interrupts

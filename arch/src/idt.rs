@@ -1,5 +1,6 @@
 //! The IDT and the 256 entry stubs. Every vector enters `trap_common`, which saves the
 //! general registers and the FPU/SSE state, calls [`crate::trap::trap_dispatch`], and returns.
+//! Its return to ring 3 is one of the guest `iretq`s of [`crate::guest_return`].
 
 use crate::gdt::{HYPERVISOR_CS, IST_DOUBLE_FAULT, IST_EXCEPTION, IST_IRQ, IST_MCE, IST_NMI};
 use core::arch::asm;
@@ -10,9 +11,19 @@ core::arch::global_asm!(
     .section .text.trap_common, "ax"
     .global trap_common
 trap_common:
+    /* GS holds the guest's base when the CPU was in ring 3, or at one of the iretqs that
+       return to a guest (after their swapgs): swap in the hypervisor's. */
     testb $3, 24(%rsp)
-    jz 1f
-    swapgs
+    jnz 0f
+    pushq %rax
+    leaq dv_guest_iret_trap(%rip), %rax
+    cmpq %rax, 24(%rsp)
+    je 5f
+    leaq dv_guest_iret_enter(%rip), %rax
+    cmpq %rax, 24(%rsp)
+5:  popq %rax
+    jne 1f
+0:  swapgs
 1:  clts
     pushq %r15
     pushq %r14
@@ -65,6 +76,10 @@ trap_common:
     testb $3, 8(%rsp)
     jz 2f
     swapgs
+    /* A fault here is the guest's (`guest_return`); the entry above swaps GS back. */
+    .global dv_guest_iret_trap
+dv_guest_iret_trap:
+    iretq
 2:  iretq
 
     .section .text.trap_stubs, "ax"

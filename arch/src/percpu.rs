@@ -33,6 +33,9 @@ pub struct PerCpu {
     pub arena: core::sync::atomic::AtomicUsize,
     /// The frame `guest::enter_guest` returns to a guest from.
     entry_frame: core::cell::UnsafeCell<crate::trap::TrapFrame>,
+    /// RIP, CS, RFLAGS, RSP, SS of the guest frame this CPU last started to return to (see
+    /// `guest_return`): what a fault on that return reports as the guest's.
+    pub(crate) guest_return: [AtomicU64; 5],
     /// Lowest and highest address of this CPU's main stack (for stack traces).
     pub stack_lo: AtomicU64,
     /// See `stack_lo`.
@@ -54,6 +57,7 @@ impl PerCpu {
             ipis: AtomicU64::new(0),
             arena: core::sync::atomic::AtomicUsize::new(0),
             entry_frame: core::cell::UnsafeCell::new(crate::trap::TrapFrame::ZERO),
+            guest_return: [const { AtomicU64::new(0) }; 5],
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
         }

@@ -48,6 +48,10 @@ pub const ARCH_TESTS: &[SelfTest] = &[
         name: "segments",
         run: segments,
     },
+    SelfTest {
+        name: "guest-return",
+        run: guest_return,
+    },
 ];
 
 /// Runs the named test from `tests` (or lists them for `list`), reports, and exits QEMU.
@@ -316,7 +320,9 @@ fn frames() -> Result<(), String> {
     Ok(())
 }
 
-/// Phases of the `ring3` self-test, advanced by its exit hook.
+/// Phases of the `ring3` self-test, advanced by its exit hook: 0, entered with a null SS (the
+/// return faults); 1, the SYSCALL; 2, the `cli` (#GP), returned past with a null CS (the
+/// return faults); 3, that fault; 4, the `ud2` (#UD).
 static RING3_PHASE: AtomicU64 = AtomicU64::new(0);
 static RING3_SYSCALL_RIP: AtomicU64 = AtomicU64::new(0);
 
@@ -336,7 +342,16 @@ fn ring3_exit_hook(
         debug_exit(DEBUG_EXIT_FAIL)
     };
     match (RING3_PHASE.load(Ordering::SeqCst), exit) {
-        (0, GuestExit::Syscall) => {
+        (0, GuestExit::ReturnFault(13)) => {
+            // Entered with a null SS: the `iretq` of `enter_guest` faults (#GP(0)), and the
+            // fault is the guest's, at its first instruction.
+            if frame.rip != 0x40_0000 || frame.ss != 3 || frame.error_code != 0 {
+                fail("return fault of enter_guest: wrong frame");
+            }
+            frame.ss = u64::from(crate::gdt::RING3_DS);
+            RING3_PHASE.store(1, Ordering::SeqCst);
+        }
+        (1, GuestExit::Syscall) => {
             if frame.rax != 0x1234 || frame.rdi != 0x5678 {
                 fail("SYSCALL arguments not seen by the hypervisor");
             }
@@ -352,17 +367,31 @@ fn ring3_exit_hook(
             }
             RING3_SYSCALL_RIP.store(frame.rcx, Ordering::SeqCst);
             frame.rax = 0xABCD;
-            RING3_PHASE.store(1, Ordering::SeqCst);
+            RING3_PHASE.store(2, Ordering::SeqCst);
         }
-        (1, GuestExit::Exception(13)) => {
-            // The guest echoed rax (0xABCD) into rbx, then tried a privileged `cli`.
+        (2, GuestExit::Exception(13)) => {
+            // The guest echoed rax (0xABCD) into rbx, then tried a privileged `cli`. Return
+            // past it with a null CS: the exit path's `iretq` faults.
             if frame.rbx != 0xABCD {
                 fail("SYSCALL result not returned to ring 3");
             }
             frame.rip += 1; // skip the one-byte `cli`
-            RING3_PHASE.store(2, Ordering::SeqCst);
+            frame.cs = 0;
+            RING3_PHASE.store(3, Ordering::SeqCst);
         }
-        (2, GuestExit::Exception(6)) => {
+        (3, GuestExit::ReturnFault(13)) => {
+            // The guest's registers and the frame it was being returned to (RPL 3 forced).
+            if frame.cs != 3 || frame.rbx != 0xABCD || frame.error_code != 0 {
+                fail("return fault of the exit path: wrong frame");
+            }
+            let xmm1 = u64::from_le_bytes(fx.0[176..184].try_into().unwrap_or([0; 8]));
+            if xmm1 != 0x0123_4567_89AB_CDEF {
+                fail("guest SSE state lost on the return fault");
+            }
+            frame.cs = u64::from(crate::gdt::RING3_CS64);
+            RING3_PHASE.store(4, Ordering::SeqCst);
+        }
+        (4, GuestExit::Exception(6)) => {
             xprintln!("selftest ring3: PASS");
             debug_exit(DEBUG_EXIT_PASS)
         }
@@ -409,17 +438,15 @@ fn ring3() -> Result<(), String> {
     frame.rip = 0x40_0000;
     frame.cs = u64::from(crate::gdt::RING3_CS64);
     frame.rsp = 0x60_1000;
-    frame.ss = u64::from(crate::gdt::RING3_DS);
+    // A null SS: the first return faults (see `ring3_exit_hook`).
+    frame.ss = 0;
     let fx = alloc::boxed::Box::new(crate::guest::FxArea::default());
     let bases = crate::guest::GuestBases {
         cr3: l4,
         fs_base: 0,
         gs_base: 0,
     };
-    match crate::guest::enter_guest(&frame, &fx, bases) {
-        Ok(never) => match never {},
-        Err(e) => Err(format!("enter_guest refused: {e:?}")),
-    }
+    crate::guest::enter_guest(&frame, &fx, bases)
 }
 
 /// Guest data selector loads (`segments::load_data_selectors`): one that faults (#GP: an LDT
@@ -447,6 +474,83 @@ fn segments() -> Result<(), String> {
         return Err(format!(
             "per-CPU data lost with GS: CPU{cpu} reads as CPU{cpu_after}"
         ));
+    }
+    Ok(())
+}
+
+/// What [`guest_return_hook`] saw: the exit and the frame's RIP, CS, RSP, error code.
+static RETURN_SEEN: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+fn guest_return_hook(
+    exit: crate::guest::GuestExit,
+    frame: &mut crate::trap::TrapFrame,
+    _fx: &mut crate::guest::FxArea,
+) {
+    let kind = match exit {
+        crate::guest::GuestExit::ReturnFault(v) => 0x100 | u64::from(v),
+        _ => 1,
+    };
+    let seen = [kind, frame.rip, frame.cs, frame.rsp, frame.error_code];
+    for (slot, v) in RETURN_SEEN.iter().zip(seen) {
+        slot.store(v, Ordering::SeqCst);
+    }
+}
+
+/// Traps at the return to a guest (`guest_return`), handed to `trap_dispatch` as
+/// `trap_common` would: an NMI taken at the guest `iretq` resumes the guest frame being
+/// returned to (RPL 3 forced), without an exit; a #GP there is the exit `ReturnFault(13)`
+/// over that guest frame, with the guest's registers and the error code.
+fn guest_return() -> Result<(), String> {
+    use crate::trap::{trap_dispatch, TrapFrame};
+    let guest = TrapFrame {
+        rip: 0x40_1234,
+        cs: 0xe030,
+        rflags: 0x202,
+        rsp: 0x60_0ff0,
+        ss: 0xe028,
+        ..TrapFrame::ZERO
+    };
+    let at_iret = |vector: u64, error_code: u64| TrapFrame {
+        rbx: 0xb0b,
+        vector,
+        error_code,
+        rip: crate::guest_return::trap_iret_address(),
+        cs: u64::from(crate::gdt::HYPERVISOR_CS),
+        rflags: 0x46,
+        rsp: 0xdead_0000,
+        ss: 0,
+        ..TrapFrame::ZERO
+    };
+    let mut fx = alloc::boxed::Box::new(crate::guest::FxArea::default());
+    crate::guest::set_exit_hook(guest_return_hook);
+    crate::cpu::disable_interrupts();
+    crate::guest_return::record(&guest);
+    let mut nmi = at_iret(2, 0);
+    trap_dispatch(&mut nmi, &mut fx);
+    let want = (0x40_1234, 0xe033, 0x202, 0x60_0ff0, 0xe02b, 0xb0b);
+    let got = (nmi.rip, nmi.cs, nmi.rflags, nmi.rsp, nmi.ss, nmi.rbx);
+    if got != want {
+        return Err(format!(
+            "NMI at the guest iretq: frame {got:x?}, want {want:x?}"
+        ));
+    }
+    if RETURN_SEEN[0].load(Ordering::SeqCst) != 0 {
+        return Err("NMI at the guest iretq: an exit was made".into());
+    }
+    let mut gp = at_iret(13, 0x28);
+    trap_dispatch(&mut gp, &mut fx);
+    let seen: Vec<u64> = RETURN_SEEN
+        .iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .collect();
+    let want = [0x10d, 0x40_1234, 0xe033, 0x60_0ff0, 0x28];
+    if seen != want {
+        return Err(format!(
+            "#GP at the guest iretq: exit {seen:x?}, want {want:x?}"
+        ));
+    }
+    if gp.rbx != 0xb0b {
+        return Err("#GP at the guest iretq: guest registers lost".into());
     }
     Ok(())
 }

@@ -153,9 +153,41 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
-/// Entry from `trap_common` (idt.rs) for every vector.
+/// Entry from `trap_common` (idt.rs) for every vector. A trap at one of the `iretq`s that
+/// return to a guest is the guest's ([`crate::guest_return`]); whatever frame is returned to
+/// in ring 3 afterwards is recorded for the next one.
 #[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
+pub(crate) extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
+    use crate::guest::{call_exit_hook, GuestExit};
+    use crate::guest_return as ret;
+    let at_guest_iret = !frame.from_guest() && ret::is_guest_iret(frame.rip);
+    let to_guest = frame.from_guest() || at_guest_iret;
+    if at_guest_iret {
+        let at_iret = *frame;
+        ret::take_guest_frame(frame);
+        if ret::is_return_fault(frame.vector) {
+            if !call_exit_hook(GuestExit::ReturnFault(frame.vector as u8), frame, fx) {
+                fatal_trap(&at_iret);
+            }
+        } else {
+            // An NMI or machine check just before the guest resumed: handled as interrupting
+            // the guest, which is then returned to from here.
+            dispatch(frame, fx);
+        }
+    } else {
+        dispatch(frame, fx);
+    }
+    if to_guest {
+        // Back to a guest, through the exit path's guest `iretq`: RPL 3 selectors, so that
+        // whatever the exit hook left in the frame it can only be ring 3.
+        frame.cs |= 3;
+        frame.ss |= 3;
+        ret::record(frame);
+    }
+}
+
+/// Handles one trap or interrupt (see [`trap_dispatch`]).
+fn dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
     use crate::guest::{call_exit_hook, GuestExit, SYSCALL_VECTOR};
     let vector = frame.vector;
     if vector >= SYSCALL_VECTOR {

@@ -223,6 +223,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         selectors_of: [None; MAX_CPUS],
         svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
+        return_faults: [(None, 0); MAX_CPUS],
         noreboot: p.noreboot,
         handover: None,
     };

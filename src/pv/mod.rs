@@ -61,6 +61,10 @@ pub(crate) struct Runtime {
     svm: bool,
     /// Each CPU's timer deadline (system time, ns).
     deadline: [Option<u64>; MAX_CPUS],
+    /// Per CPU, the vCPU whose return to its guest last faulted there and how many faults
+    /// came right before that one (reset by any other exit): xen-core crashes a domain whose
+    /// returns keep faulting (`xen_core::traps::RETURN_FAULT_LIMIT`).
+    return_faults: [(Option<VcpuKey>, u64); MAX_CPUS],
     noreboot: bool,
     /// Set on a leader that was escalated as the suspect and steps down: the transaction
     /// the promoted follower must run (nothing of it was committed) and the aftermath of the
@@ -339,6 +343,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         .is_none_or(|v| v.kernel_mode);
     let regs = regs_of(frame);
     let mut after = After::default();
+    if !matches!(exit, GuestExit::ReturnFault(_)) {
+        // The guest ran: a return fault from now on is a first one.
+        rt.return_faults[cpu].0 = None;
+    }
     let req = match exit {
         GuestExit::Syscall if kernel_mode => Some(Request::hypercall(dom, vcpu, regs)),
         GuestExit::Syscall => Some(Request::exit(
@@ -351,29 +359,35 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             0,
         )),
         GuestExit::Exception(v) => {
-            let mut error_code = frame.error_code;
-            let cr2 = match v {
-                // A fault on this CPU's LDT window: the page is not mapped for this vCPU
-                // yet; xen-core gets the offset into the LDT.
-                14 => {
-                    let cr2 = arch::cpu::read_cr2();
-                    match arch::gdt::ldt_window_offset(cr2) {
-                        Some(off) => {
-                            error_code |= ldt::PF_LDT_WINDOW;
-                            off
-                        }
-                        None => cr2,
-                    }
-                }
-                1 => arch::cpu::take_dr6(),
-                _ => 0,
-            };
+            let (error_code, cr2) = exception_details(v, frame.error_code);
             Some(Request::exit(
                 ExitKind::Exception,
                 dom,
                 vcpu,
                 regs,
                 u64::from(v),
+                error_code,
+                cr2,
+            ))
+        }
+        GuestExit::ReturnFault(v) => {
+            let (error_code, cr2) = exception_details(v, frame.error_code);
+            let repeats = match &mut rt.return_faults[cpu] {
+                (Some(k), n) if *k == key => {
+                    *n += 1;
+                    *n
+                }
+                slot => {
+                    *slot = (Some(key), 0);
+                    0
+                }
+            };
+            Some(Request::exit(
+                ExitKind::ReturnFault,
+                dom,
+                vcpu,
+                regs,
+                xen_core::traps::return_fault_word(v, repeats),
                 error_code,
                 cr2,
             ))
@@ -456,6 +470,23 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     apply::finish(after, noreboot);
     if idle {
         arch::smp::reset_stack_and_jump(leader_idle)
+    }
+}
+
+/// The error code and CR2 word of an exception exit on `vector`: a fault on this CPU's LDT
+/// window (the page is not mapped for this vCPU yet) carries [`ldt::PF_LDT_WINDOW`] and the
+/// offset into the LDT; a #DB carries DR6.
+fn exception_details(vector: u8, error_code: u64) -> (u64, u64) {
+    match vector {
+        14 => {
+            let cr2 = arch::cpu::read_cr2();
+            match arch::gdt::ldt_window_offset(cr2) {
+                Some(off) => (error_code | ldt::PF_LDT_WINDOW, off),
+                None => (error_code, cr2),
+            }
+        }
+        1 => (error_code, arch::cpu::take_dr6()),
+        _ => (error_code, 0),
     }
 }
 
@@ -624,11 +655,5 @@ fn enter_current() -> ! {
         }
         leader_idle()
     };
-    match arch::guest::enter_guest(&f, &fx, bases) {
-        Ok(never) => match never {},
-        Err(e) => {
-            xprintln!("cannot enter the guest: {:?}", e);
-            arch::cpu::halt_forever()
-        }
-    }
+    arch::guest::enter_guest(&f, &fx, bases)
 }

@@ -471,7 +471,8 @@ impl Machine for Xen {
             ExitKind::Exception
             | ExitKind::UserSyscall
             | ExitKind::Interrupt
-            | ExitKind::Failsafe => {
+            | ExitKind::Failsafe
+            | ExitKind::ReturnFault => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
                     HvError::Abort(a) => a,
                     HvError::Errno(_) => Abort::BadRequest,

@@ -24,6 +24,8 @@ mod failsafe_tests;
 #[cfg(test)]
 mod ptwr_tests;
 #[cfg(test)]
+mod return_fault_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tsd_tests;

@@ -19,6 +19,10 @@ pub enum ExitKind {
     /// callback (the request's `error_code` holds the saved selectors,
     /// [`crate::pv::segments::pack`]).
     Failsafe,
+    /// Returning to the guest faulted (the `iretq` refused the frame): the exception is the
+    /// guest's, at the frame being returned to (`regs`), as Xen's `iret_exit_to_guest` fixup
+    /// makes it. The `vector` word is [`crate::traps::return_fault_word`]`(vector, repeats)`.
+    ReturnFault,
 }
 
 impl ExitKind {
@@ -29,6 +33,7 @@ impl ExitKind {
             ExitKind::UserSyscall => 3,
             ExitKind::Interrupt => 4,
             ExitKind::Failsafe => 5,
+            ExitKind::ReturnFault => 6,
         }
     }
 
@@ -39,6 +44,7 @@ impl ExitKind {
             3 => Some(ExitKind::UserSyscall),
             4 => Some(ExitKind::Interrupt),
             5 => Some(ExitKind::Failsafe),
+            6 => Some(ExitKind::ReturnFault),
             _ => None,
         }
     }

@@ -11,7 +11,9 @@
 //! the bare-metal side issues one whenever it finds `evtchn_upcall_pending` set and the mask
 //! clear before resuming a vCPU. Guest-virtual reads and probes of a transaction resolve
 //! through the vCPU's kernel page tables. A #DB exit carries the hardware DR6 in place of CR2.
-//! A #PF on the vCPU's LDT window is flagged as [`crate::pv::ldt`] describes.
+//! A #PF on the vCPU's LDT window is flagged as [`crate::pv::ldt`] describes. A
+//! `ReturnFault` exit is an exception the return to the guest raised (the frame it was being
+//! returned to in `regs`), handled as the guest's own ([`return_fault`]).
 
 use crate::effect::Effect;
 use crate::hv::{Ctx, HvError, HvState};
@@ -37,7 +39,36 @@ pub fn guest_exit(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), 
             let segs = crate::pv::segments::unpack(ctx.req.error_code);
             failsafe(state, ctx, segs)
         }
+        ExitKind::ReturnFault => return_fault(state, ctx),
     }
+}
+
+/// Consecutive faults returning one vCPU to its guest, without the guest running in
+/// between, after which its domain is crashed rather than the return tried again. The
+/// frames the hypervisor builds (bounce frames on Xen's flat selectors) always return, so a
+/// guest needs at most two (an LDT page mapped on the fault, then a selector refused).
+pub const RETURN_FAULT_LIMIT: u64 = 4;
+
+/// The `vector` word of an [`ExitKind::ReturnFault`] request: the exception in the low byte,
+/// above it how many faults returning this vCPU came right before this one (the bare-metal
+/// side counts them; any other exit of the vCPU resets the count).
+pub fn return_fault_word(vector: u8, repeats: u64) -> u64 {
+    u64::from(vector) | (repeats.min(u64::MAX >> 8) << 8)
+}
+
+/// The return to the guest faulted: Xen's `iret_exit_to_guest` fixup re-enters
+/// `handle_exception` with the guest frame, so the exception is handled exactly as one the
+/// guest raised at the frame it was being returned to (#GP/#NP/#SS with the selector as error
+/// code bounced through its trap table, an LDT page mapped, #GP(0) emulated or bounced). A
+/// vCPU whose returns keep faulting ([`RETURN_FAULT_LIMIT`]) gets its domain crashed.
+pub fn return_fault(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), HvError> {
+    let repeats = ctx.req.vector >> 8;
+    if repeats >= RETURN_FAULT_LIMIT {
+        return bounce::crash(state, ctx, "cannot return to the guest (repeated faults)");
+    }
+    ctx.req.vector &= 0xff;
+    ctx.req.kind = ExitKind::Exception;
+    exception(state, ctx)
 }
 
 /// `permit_softint`: a guest kernel may `int` into gates of DPL >= 1, user space only DPL 3.

@@ -126,6 +126,8 @@ pub fn load_ds(sel: u16) -> Option<u16> {
 
 extern "C" {
     fn guest_rt_on_code_selector(cs: u64, iret_stub: u64) -> u64;
+    fn guest_rt_iret_to(cs: u64, ss: u64, iret_stub: u64, rip: u64) -> u64;
+    fn guest_rt_iret_to_recovered();
 }
 
 core::arch::global_asm!(
@@ -158,19 +160,110 @@ core::arch::global_asm!(
     "jmp *%rsi",
     "2:",
     "ret",
+    // iret_to(cs, ss, iret_stub, rip): HYPERVISOR_iret to `rip` (0: the next instruction)
+    // with CS `cs` and SS `ss` (same stack and flags); at the next instruction, read %cs and
+    // HYPERVISOR_iret back to FLAT_RING3_CS64 / FLAT_RING3_SS64 and return it. If the return
+    // faults, the trap handler resumes at `guest_rt_iret_to_recovered` on the flat selectors
+    // (see `traps::recover_at`) with the stack as it was: return 0.
+    ".globl guest_rt_iret_to",
+    "guest_rt_iret_to:",
+    "mov %rsp, %rax",
+    "push %rsi",
+    "push %rax",
+    "pushfq",
+    "push %rdi",
+    "lea 1f(%rip), %rax",
+    "test %rcx, %rcx",
+    "cmovnz %rcx, %rax",
+    "push %rax",
+    "push $0",
+    "jmp *%rdx",
+    "1:",
+    "xor %eax, %eax",
+    "mov %cs, %eax",
+    "mov %rsp, %rcx",
+    "push $0xe02b",
+    "push %rcx",
+    "pushfq",
+    "push $0xe030",
+    "lea 2f(%rip), %rcx",
+    "push %rcx",
+    "push $0",
+    "jmp *%rdx",
+    "2:",
+    "ret",
+    ".globl guest_rt_iret_to_recovered",
+    "guest_rt_iret_to_recovered:",
+    "xor %eax, %eax",
+    "ret",
     ".popsection",
     options(att_syntax)
 );
 
+/// `HYPERVISOR_iret` to the next instruction with code selector `cs` and stack selector `ss`
+/// (RPL 0 in the frame, Xen makes it 3) on the current stack: `Some(cs read there)` if the
+/// guest ran on them (it comes back on Xen's flat selectors), `None` if returning to them
+/// faulted or there is no hypercall page. Arm [`crate::traps::expect`] for the vectors the
+/// return may raise first: the trap handler counts the fault and resumes here on the flat
+/// selectors.
+pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
+    iret_to_at(0, cs, ss)
+}
+
+/// [`iret_to`] with RIP `rip` in the frame instead of the next instruction (0: that one):
+/// for a RIP the guest cannot run at, which must fault.
+pub fn iret_to_at(rip: u64, cs: u16, ss: u16) -> Option<u16> {
+    let iret = hypercall::stub_address(hypercall::IRET)?;
+    crate::traps::recover_at(guest_rt_iret_to_recovered as *const () as u64);
+    // SAFETY: the code touches no memory but its own stack and follows the C ABI (RAX, RCX,
+    // RDX and the hypercall's RCX/R11 are caller-saved). It comes back either through the
+    // second iret (on Xen's flat selectors) or, when the first return faults, through the
+    // trap handler, which resumes at `guest_rt_iret_to_recovered` with the flat selectors,
+    // the same stack pointer and the registers the iret left (only caller-saved ones differ).
+    let got = unsafe { guest_rt_iret_to(u64::from(cs & !3), u64::from(ss & !3), iret, rip) };
+    crate::traps::recover_at(0);
+    (got != 0).then_some(got as u16)
+}
+
+/// Which of #NP, #SS, #GP, #PF (a descriptor in an LDT page that cannot be mapped)
+/// returning to `cs`:`ss` with [`iret_to`] raised, and its error code (as the guest's trap
+/// handler received them); `None` if none did (the guest ran there, or there is no
+/// hypercall page).
+pub fn iret_fault(cs: u16, ss: u16) -> Option<(u8, u64)> {
+    iret_fault_at(0, cs, ss)
+}
+
+/// [`iret_fault`] for a frame with RIP `rip` ([`iret_to_at`]).
+pub fn iret_fault_at(rip: u64, cs: u16, ss: u16) -> Option<(u8, u64)> {
+    use crate::traps;
+    const VECTORS: [u8; 4] = [11, 12, 13, 14];
+    for v in VECTORS {
+        traps::expect(v, 0);
+    }
+    let before = VECTORS.map(traps::taken);
+    let ran = iret_to_at(rip, cs, ss);
+    for v in VECTORS {
+        traps::unexpect(v);
+    }
+    let fault = VECTORS
+        .into_iter()
+        .zip(before)
+        .find(|&(v, n)| traps::taken(v) != n);
+    match (ran, fault) {
+        (None, Some((v, _))) => Some((v, traps::last_trap().error_code)),
+        _ => None,
+    }
+}
+
 /// Runs a few instructions of guest kernel code with code selector `cs` (a 64-bit code
 /// segment at DPL 3, of the GDT or LDT), entered and left through `HYPERVISOR_iret`: the
-/// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to goes
-/// to the guest's failsafe callback (with none registered Xen crashes the domain), never
-/// back here.
+/// `%cs` read there. `None` without a hypercall page. A selector Xen cannot return to makes
+/// the return fault, and the fault (#GP, #NP, #SS) is bounced to the guest's trap table as
+/// its own, never back here: use [`iret_to`] for such selectors.
 pub fn on_code_selector(cs: u16) -> Option<u16> {
     let iret = hypercall::stub_address(hypercall::IRET)?;
     // SAFETY: the code touches no memory but its own stack, returns on it with
     // FLAT_RING3_CS64 back, and follows the C ABI (RAX, RDX and the hypercall's RCX/R11 are
-    // caller-saved); a failed iret ends in the failsafe callback, never back here.
+    // caller-saved); a failed iret ends in the guest's trap handler, never back here.
     Some(unsafe { guest_rt_on_code_selector(u64::from(cs & !3), iret) } as u16)
 }

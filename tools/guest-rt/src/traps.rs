@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::cpu::FLAT_RING3_CS64;
+use crate::cpu::{FLAT_RING3_CS64, FLAT_RING3_SS64};
 use crate::errno::XenResult;
 use crate::hypercall::{self, IRET, SET_TRAP_TABLE};
 
@@ -136,6 +136,17 @@ pub fn last_trap() -> LastTrap {
         frame: l(7),
     }
 }
+/// Where the next expected trap resumes instead of `skip` bytes on (0: nowhere set); see
+/// [`recover_at`].
+static RECOVER_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the next expected trap resume at `rip` on Xen's flat kernel code and stack selectors
+/// (keeping the interrupted RSP and registers), whatever selectors it interrupted: for a
+/// frame the guest cannot return to. 0 withdraws it.
+pub fn recover_at(rip: u64) {
+    RECOVER_AT.store(rip, Ordering::SeqCst);
+}
+
 /// Address of the hypercall page's iret stub, read by the entry path.
 static IRET_STUB: AtomicU64 = AtomicU64::new(0);
 
@@ -227,7 +238,15 @@ extern "C" fn handle(frame: &mut TrapFrame) {
         for (slot, w) in LAST.iter().zip(words) {
             slot.store(w, Ordering::SeqCst);
         }
-        frame.rip = frame.rip.wrapping_add(u64::from(skip));
+        match RECOVER_AT.swap(0, Ordering::SeqCst) {
+            0 => frame.rip = frame.rip.wrapping_add(u64::from(skip)),
+            rip => {
+                frame.rip = rip;
+                // RPL 0: guest kernel mode (Xen makes it 3); RPL 3 would mean user mode.
+                frame.cs = u64::from(FLAT_RING3_CS64 & !3);
+                frame.ss = u64::from(FLAT_RING3_SS64);
+            }
+        }
         return;
     }
     crate::test::error(format_args!(

@@ -1,8 +1,12 @@
-//! `desc`: the guest's own descriptor tables. set_gdt on a frame of ours (refused while it
+//! `desc`: the guest's own descriptor tables. No LDT selector works before an LDT is set;
+//! set_gdt on a frame of ours (refused while it
 //! is mapped writable, and a GDT frame may not be mapped writable), Xen's descriptor checks
 //! and fix-ups (DPL 0 code and data raised to DPL 3, system descriptors refused), selectors
 //! of the new GDT usable (`lar`, `mov %ds`), update_descriptor into the live GDT and into a
-//! plain frame, and the refusals with Xen's errnos; an LDT (MMUEXT_SET_LDT) whose selectors
+//! plain frame, and the refusals with Xen's errnos; `HYPERVISOR_iret` to a frame whose CS or
+//! SS cannot be loaded (empty, not present, null, an LDT page that cannot be mapped) or whose
+//! RIP is not canonical: the return faults and the fault is the guest's, bounced with the
+//! selector as error code (#PF at the LDT address); an LDT (MMUEXT_SET_LDT) whose selectors
 //! work, with its descriptors checked as the GDT's, and whose pages Xen maps only when a
 //! selector is used: SET_LDT accepts a base not mapped yet or mapping a writable page, the
 //! use of a selector then maps the page or bounces #PF at the LDT address, and succeeds once
@@ -61,6 +65,21 @@ fn main(si: &StartInfo) {
         "GDT frame {:#x}, plain frame {:#x}",
         gdt, plain
     ));
+
+    // No LDT yet: an LDT selector names nothing (the CPU reads no descriptor for it).
+    traps::expect(14, 3);
+    let faults = traps::taken(14);
+    check_eq(
+        "no LDT: lar of an LDT selector fails",
+        desc::lar_may_fault(0x07),
+        None,
+    );
+    check_eq(
+        "... without reading any memory (no #PF)",
+        traps::taken(14) - faults,
+        0,
+    );
+    traps::unexpect(14);
 
     // Build the GDT contents through a writable mapping.
     check_eq("map the GDT frame writable", s.map(gdt, RW), Ok(0));
@@ -151,6 +170,7 @@ fn main(si: &StartInfo) {
     check_eq("nothing written by the refusals", s.read(7), Some(0));
     check_eq("clear entry 5 (not present)", ud(&s, 5, 0, 0), Ok(0));
     check_eq("the cleared selector is gone", desc::lar(0x2b), None);
+    unreturnable_frames(&s);
     match xmm::maximum_ram_page() {
         Ok(max) => check_eq(
             "update_descriptor beyond RAM -> -EINVAL",
@@ -215,6 +235,61 @@ fn main(si: &StartInfo) {
         Ok(0),
     );
     check_eq("restore the scratch page", s.restore(), Ok(0));
+}
+
+/// 64-bit code at DPL 3, not present.
+const CODE64_NOT_PRESENT: u64 = CODE64_DPL3 & !(1 << 47);
+
+/// A frame `HYPERVISOR_iret` is given whose code or stack selector cannot be loaded: the
+/// return to the guest faults, and the fault is the guest's, bounced through its trap table
+/// with the selector as error code (Xen's `iret_exit_to_guest` fixup). GDT entry 5 is empty.
+fn unreturnable_frames(s: &Scratch) {
+    check_eq(
+        "iret to an empty GDT entry as CS: #GP(selector)",
+        desc::iret_fault(0x2b, 0xe02b),
+        Some((13, 0x28)),
+    );
+    check_eq(
+        "iret to an empty GDT entry as SS: #GP(selector)",
+        desc::iret_fault(0xe033, 0x2b),
+        Some((13, 0x28)),
+    );
+    check_eq(
+        "update_descriptor: code, not present",
+        desc::update_descriptor(s, 5, 0, CODE64_NOT_PRESENT),
+        Ok(0),
+    );
+    check_eq("stored as given", s.read(5), Some(CODE64_NOT_PRESENT));
+    check_eq(
+        "iret to a not-present code selector: #NP(selector)",
+        desc::iret_fault(0x2b, 0xe02b),
+        Some((11, 0x28)),
+    );
+    check_eq(
+        "iret to a null code selector: #GP(0)",
+        desc::iret_fault(0, 0xe02b),
+        Some((13, 0)),
+    );
+    check_eq(
+        "iret to a non-canonical RIP",
+        desc::iret_fault_at(0x8000_0000_0000_0000, 0xe033, 0xe02b),
+        Some((13, 0)),
+    );
+    check_eq(
+        "... the #GP's frame holds that RIP",
+        traps::last_trap().rip,
+        0x8000_0000_0000_0000,
+    );
+    check_eq(
+        "the guest still returns to a good selector",
+        desc::iret_to(0x33, 0xe02b),
+        Some(0x33),
+    );
+    check_eq(
+        "clear entry 5 again",
+        desc::update_descriptor(s, 5, 0, 0),
+        Ok(0),
+    );
 }
 
 fn ldt_checks(si: &StartInfo, s: &mut Scratch) {
@@ -337,5 +412,23 @@ fn lazy_ldt_checks(si: &StartInfo, s: &mut Scratch) {
     check_eq("iret to an LDT code selector: runs on it", cs, Some(0x17));
     check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("the frame maps writable again", s.map(ldt, RW), Ok(0));
+    // The same selector given to iret while its page cannot be mapped: the return faults
+    // on the LDT page, and the guest gets the #PF at its LDT address.
+    check_eq(
+        "SET_LDT on the writable page, 3 entries",
+        pvmm::set_ldt(s.va(), 3),
+        (Ok(0), 1),
+    );
+    check_eq(
+        "iret to its code selector: #PF, kernel read, not present",
+        desc::iret_fault(0x17, 0xe02b),
+        Some((14, 0)),
+    );
+    check_eq(
+        "CR2: the guest's LDT address of the descriptor",
+        shared.cr2(0),
+        Some(s.va() + 0x10),
+    );
+    check_eq("drop the LDT", pvmm::set_ldt(0, 0), (Ok(0), 1));
     check_eq("restore the scratch page", s.restore(), Ok(0));
 }

@@ -2,8 +2,9 @@
 //! createdomain, max_vcpus, max_mem, populate_physmap, page tables and code written through
 //! foreign mappings, setvcpucontext, unpause. Each domU yields 20 times and shuts
 //! down with its own reason; dom0 sees both shut down (with their codes, VIRQ_DOM_EXC
-//! pending), keeps running, and destroys them. Another domU's vCPU context is read back with
-//! getvcpucontext before and after it runs (and the call's errors: a vCPU not created,
+//! pending), keeps running, and destroys them. A domU started with a code selector it cannot
+//! run on is crashed by the fault of its first return, and dom0 goes on. Another domU's vCPU
+//! context is read back with getvcpucontext before and after it runs (and the call's errors: a vCPU not created,
 //! beyond max_vcpus, the caller's own, never initialised or reset, a bad buffer). A third domU (not privileged) then issues
 //! domctls and sysctls itself and records what each returned in its own memory, which dom0
 //! reads after it powers off: every one is -EPERM, except where Xen checks something before
@@ -131,9 +132,43 @@ fn main(si: &StartInfo) {
         check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
         check_eq("it is gone", flags(d).map(|_| ()), Err(Errno::ESRCH));
     }
+    unreturnable_domu(&shared, &mut scratch);
     context_calls(&shared, &mut scratch);
     unprivileged_calls(&shared, &mut scratch);
     guest_rt::test::finish();
+}
+
+const SHUTDOWN_CRASH: u32 = 3;
+
+/// A domU whose context has a code selector it cannot run on (an empty entry of its GDT)
+/// and no trap table: its first return to the guest faults (#GP), a fault of its own with no
+/// handler, so its domain is crashed; dom0 and the hypervisor go on.
+fn unreturnable_domu(shared: &SharedInfo, s: &mut Scratch) {
+    let mut code = [0u8; 72];
+    code[..CODE.len()].copy_from_slice(&CODE);
+    let d = match build_with(s, &code, &[], &[(520 + 136, 0x2b)]) {
+        Ok((d, _)) => d,
+        Err(e) => {
+            check_eq("build a domU with CS 0x2b", Err(e), Ok(0u16));
+            return;
+        }
+    };
+    check_eq(
+        "unpause the domU with CS 0x2b",
+        simple(DOMCTL_UNPAUSEDOMAIN, d),
+        Ok(0),
+    );
+    check_eq(
+        "returning to it faults with no handler: crashed",
+        wait_shutdown(shared, &[d, d], 60_000)[0],
+        Some(SHUTDOWN_CRASH),
+    );
+    check_eq(
+        "dom0 is not shut down",
+        flags(0).map(|f| f & DOMINF_SHUTDOWN),
+        Ok(0),
+    );
+    check_eq("destroy it", simple(DOMCTL_DESTROYDOMAIN, d), Ok(0));
 }
 
 /// Size of `struct vcpu_guest_context` (x86-64).

@@ -170,4 +170,43 @@ fn main(si: &StartInfo) {
         s.mapped_mfn(),
         Some(s.home()),
     );
+    unreturnable_frames(&mut rng);
+}
+
+/// Frames the guest cannot be returned to, given to `HYPERVISOR_iret`: random code and stack
+/// selectors below Xen's reserved GDT entries (this guest has no GDT or LDT of its own, so
+/// every one is empty, null or past the table), or a good code selector with such a stack
+/// selector. Each return faults with #GP, the code selector's checked first, and the fault
+/// comes back to the guest as its own.
+fn unreturnable_frames(rng: &mut Rng) {
+    const FRAMES: u32 = 200;
+    let mut wrong = 0;
+    for i in 0..FRAMES {
+        let r = rng.next();
+        let bad = |x: u64| (x % 0xe000) as u16;
+        let (cs, ss) = match i % 4 {
+            0 => (guest_rt::cpu::FLAT_RING3_CS64, bad(r >> 16)),
+            1 => (bad(r), guest_rt::cpu::FLAT_RING3_SS64),
+            _ => (bad(r), bad(r >> 16)),
+        };
+        let culprit = if cs == guest_rt::cpu::FLAT_RING3_CS64 {
+            ss
+        } else {
+            cs
+        };
+        let want = Some((13, u64::from(culprit & 0xfffc)));
+        let got = guest_rt::desc::iret_fault(cs, ss);
+        if got != want {
+            wrong += 1;
+            info(format_args!(
+                "iret to {:#x}:{:#x}: {:?}, expected {:?}",
+                cs, ss, got, want
+            ));
+        }
+    }
+    check_eq(
+        "returns to unusable selectors fault as the guest's #GP(selector)",
+        wrong,
+        0,
+    );
 }
