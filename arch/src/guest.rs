@@ -204,6 +204,19 @@ pub fn load_bases(bases: GuestBases) {
     }
 }
 
+/// The segment bases the guest that just left ring 3 on this CPU left in the hardware: its FS
+/// base and (swapped out of GS by the entry's `swapgs`) its GS base, which it may have changed
+/// without an exit (a selector load into FS/GS, `wrfsbase`/`wrgsbase`). Call on the exit path
+/// before anything loads other bases.
+pub fn live_bases() -> (u64, u64) {
+    // The hypervisor does not use FS, and its own GS base is in GS_BASE while it runs, so
+    // KERNEL_GS_BASE holds the guest's.
+    (
+        crate::cpu::rdmsr(IA32_FS_BASE),
+        crate::cpu::rdmsr(IA32_KERNEL_GS_BASE),
+    )
+}
+
 /// DR0-DR3 and DR7 each CPU last loaded (DR7 = 0: not loaded since boot).
 static DEBUG_REGS: [[AtomicU64; 5]; crate::percpu::MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; 5] }; crate::percpu::MAX_CPUS];

@@ -451,6 +451,12 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if let (false, Some(live)) = (idle, req.live) {
+            crate::pv::segments::record_live_bases(state, ctx.journal(), (req.dom, req.vcpu), live);
+        }
+        if req.kind == ExitKind::SwitchOut {
+            return Ok(());
+        }
         if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
             // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
             return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
@@ -471,7 +477,8 @@ impl Machine for Xen {
             ExitKind::Exception
             | ExitKind::UserSyscall
             | ExitKind::Interrupt
-            | ExitKind::Failsafe => {
+            | ExitKind::Failsafe
+            | ExitKind::SwitchOut => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
                     HvError::Abort(a) => a,
                     HvError::Errno(_) => Abort::BadRequest,
