@@ -283,6 +283,28 @@ pub fn set_guest_tsd(on: bool) {
     }
 }
 
+/// `X86_CR4_FSGSBASE`.
+const CR4_FSGSBASE: u64 = 1 << 16;
+
+/// Sets or clears CR4.FSGSBASE for the guest context this CPU resumes (Xen's `pv_make_cr4`: a
+/// 64-bit PV kernel that set it in its virtual CR4 runs with it, so its `rd/wr{fs,gs}base`
+/// work in ring 3; otherwise they raise #UD). The hypervisor's own code uses neither the
+/// instructions nor the guest's bases (its entries `swapgs` to its per-CPU GS base, and the
+/// guest cannot `swapgs` in ring 3). Written only when it changes; never set on a CPU
+/// without FSGSBASE (CPUID 7.EBX bit 0).
+pub fn set_guest_fsgsbase(on: bool) {
+    let cr4 = crate::cpu::read_cr4();
+    if (cr4 & CR4_FSGSBASE != 0) == on {
+        return;
+    }
+    if on && (crate::cpu::cpuid(0, 0).0 < 7 || crate::cpu::cpuid(7, 0).1 & 1 == 0) {
+        return;
+    }
+    // SAFETY: only FSGSBASE changes (the CPU has it), which affects nothing but whether the
+    // base instructions may run.
+    unsafe { crate::cpu::write_cr4(cr4 ^ CR4_FSGSBASE) };
+}
+
 /// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only
 /// while it runs).
 pub fn set_guest_ts(on: bool) {

@@ -133,13 +133,17 @@ impl Runtime {
         self.load_cpu_state(key);
     }
 
-    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX and CR4.TSD,
+    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
+    /// CR4.FSGSBASE,
     /// its GDT and LDT frames and its breakpoints.
     fn load_cpu_state(&self, key: VcpuKey) {
         let pv = self.backend.replica().pv_vcpus.get(&key);
         arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
         arch::guest::load_tsc_aux(pv.map_or(0, |p| p.tsc_aux as u32));
         arch::guest::set_guest_tsd(pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_TSD != 0));
+        arch::guest::set_guest_fsgsbase(
+            pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_FSGSBASE != 0),
+        );
         let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
         arch::gdt::load_guest_gdt(&frames);
         let ldt = pv.map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);

@@ -231,7 +231,8 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                     }));
                 }
                 4 => {
-                    let v = state::fixup_guest_cr4(val);
+                    let fsgsbase = val & state::CR4_FSGSBASE != 0 && cpuid::has_fsgsbase(ctx)?;
+                    let v = state::fixup_guest_cr4(val, fsgsbase);
                     let j = ctx.journal();
                     state::update(state, j, k, |p| p.cr4 = v);
                 }
