@@ -22,6 +22,8 @@ pub use state::{PvVcpu, TrapEntry};
 #[cfg(test)]
 mod failsafe_tests;
 #[cfg(test)]
+mod iobmp_tests;
+#[cfg(test)]
 mod live_bases_tests;
 #[cfg(test)]
 mod ptwr_tests;

@@ -122,6 +122,11 @@ pub struct PvVcpu {
     pub ldt_frames: [u64; LDT_PAGES],
     /// `MSR_TSC_AUX` as the guest wrote it.
     pub tsc_aux: u64,
+    /// I/O permission bitmap registered with PHYSDEVOP_set_iobitmap (a guest-virtual
+    /// address, read through the kernel's tables at each port access; Xen's `iobmp`).
+    pub iobmp: u64,
+    /// Ports the bitmap covers (`iobmp_limit`; 0: none).
+    pub iobmp_limit: u32,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -144,6 +149,8 @@ impl_value!(PvVcpu {
     gdt_ents,
     ldt_frames,
     tsc_aux,
+    iobmp,
+    iobmp_limit,
 });
 
 impl Default for PvVcpu {
@@ -169,6 +176,8 @@ impl Default for PvVcpu {
             gdt_ents: 0,
             ldt_frames: [0; LDT_PAGES],
             tsc_aux: 0,
+            iobmp: 0,
+            iobmp_limit: 0,
         }
     }
 }

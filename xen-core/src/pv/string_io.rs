@@ -18,7 +18,7 @@ use crate::effect::Effect;
 use crate::hv::{value_kind, Ctx, HvError, HvState};
 use crate::pv::decode::{DataSeg, StringIo};
 use crate::pv::effect::PvEffect;
-use crate::pv::emulate::{iopl_ok, Outcome};
+use crate::pv::emulate::{io_okay, Outcome};
 use crate::pv::state;
 use crate::request::GuestRegs;
 
@@ -181,10 +181,10 @@ pub fn emulate(
     dir: Dir,
     op: StringIo,
 ) -> Result<Outcome, HvError> {
-    if !iopl_ok(state, ctx) {
+    let port = regs.rdx as u16;
+    if !io_okay(state, ctx, port, op.size)? {
         return Ok(Outcome::Fault);
     }
-    let port = regs.rdx as u16;
     let mask: u64 = if op.addr32 { 0xffff_ffff } else { u64::MAX };
     let mut out = GuestRegs {
         rflags: regs.rflags & !(1 << 16),
