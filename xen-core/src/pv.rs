@@ -9,6 +9,7 @@ pub mod decode;
 pub mod desc;
 pub mod effect;
 pub mod emulate;
+pub mod ioports;
 pub mod iret;
 pub mod ldt;
 pub mod msr;

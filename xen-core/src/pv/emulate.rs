@@ -8,7 +8,7 @@ use crate::pv::bounce::{inject_at, inject_hw};
 use crate::pv::decode::{decode, Insn};
 use crate::pv::effect::PvEffect;
 use crate::pv::string_io::{self, Dir};
-use crate::pv::{cpuid, msr, state};
+use crate::pv::{cpuid, ioports, msr, state};
 use crate::request::GuestRegs;
 use dom0_interface::arch_x86::XEN_EMULATE_PREFIX;
 use dom0_interface::xen::VMASST_TYPE_ARCHITECTURAL_IOPL;
@@ -330,8 +330,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            let privileged = crate::hypercall::is_privileged(state, k.0);
-            let v = if privileged {
+            let v = if ioports::admin_io_okay(state, k.0, port, size) {
                 ctx.value(value_kind::port_in(port, size))?
             } else {
                 u64::MAX
@@ -347,7 +346,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            if crate::hypercall::is_privileged(state, k.0) {
+            if ioports::admin_io_okay(state, k.0, port, size) {
                 let mask = match size {
                     1 => 0xff,
                     2 => 0xffff,

@@ -1,6 +1,7 @@
 //! Host tests of PHYSDEVOP_set_iobitmap and `guest_io_okay`: without IOPL, a port access is
 //! allowed by the registered I/O bitmap (a clear bit per port, read from guest memory at the
-//! access; unreadable bytes count as all ones) within its `nr_ports`, as Xen 4.17 checks it.
+//! access; unreadable bytes count as all ones) within its `nr_ports`, as Xen 4.17 checks it;
+//! and the ports dom0 may not use ([`crate::pv::ioports`]) read all ones, writes dropped.
 
 use crate::effect::Effect;
 use crate::hv::value_kind;
@@ -144,4 +145,21 @@ fn string_io_honours_the_bitmap() {
         .run(Request::exit(ExitKind::Exception, 0, 0, regs, 13, 0, 0))
         .effects;
     assert_eq!(set_regs(&e).map(|r| r.rip), Some(HANDLER));
+}
+
+#[test]
+fn ports_dom0_is_denied_read_ones_and_drop_writes() {
+    let mut h = setup();
+    h.mem.map(0x300, &1u32.to_le_bytes());
+    assert_eq!(h.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0, "set_iopl(1)");
+    // No port input is queued: a denied port is never read.
+    let (r, _) = run(&mut h, &[0xec], 0x3fd, 0x1234).expect("emulated");
+    assert_eq!(r.rax, 0x12ff, "COM1's LSR reads all ones");
+    let (r, _) = run(&mut h, &[0x66, 0xed], 0x3f7, 0).expect("emulated");
+    assert_eq!(r.rax, 0xffff, "a word touching COM1 too");
+    let (_, wrote) = run(&mut h, &[0xee], 0x21, 0xff).expect("emulated");
+    assert!(!wrote, "the PIC's mask is not written");
+    queue_in(&mut h, 0x92, 1, 2);
+    let (r, _) = run(&mut h, &[0xec], 0x92, 0).expect("emulated");
+    assert_eq!(r.rax, 2, "other ports reach the hardware");
 }

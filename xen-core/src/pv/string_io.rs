@@ -102,10 +102,10 @@ fn ins_one(
     ctx: &mut Ctx<'_, '_, '_>,
     port: u16,
     size: u8,
-    privileged: bool,
+    permitted: bool,
     addr: u64,
 ) -> Result<Option<Stop>, HvError> {
-    let v = if privileged {
+    let v = if permitted {
         ctx.value(value_kind::port_in(port, size))?
     } else {
         u64::MAX
@@ -139,7 +139,7 @@ fn outs_one(
     ctx: &mut Ctx<'_, '_, '_>,
     port: u16,
     size: u8,
-    privileged: bool,
+    permitted: bool,
     addr: u64,
 ) -> Result<Option<Stop>, HvError> {
     if !state::addr_ok(addr) || !state::is_canonical(addr) {
@@ -161,7 +161,7 @@ fn outs_one(
         }
         Err(e) => return Err(e),
     }
-    if privileged {
+    if permitted {
         ctx.emit(Effect::Pv(PvEffect::PortOut {
             port,
             size,
@@ -207,14 +207,14 @@ pub fn emulate(
     let to_wrap = (if down { off } else { mask - off } / size).saturating_add(1);
     let goal = wanted.min(to_wrap).min(MAX_REPS);
     let base = seg_base(state, ctx, op.seg);
-    let privileged = crate::hypercall::is_privileged(state, ctx.dom());
+    let permitted = crate::pv::ioports::admin_io_okay(state, ctx.dom(), port, op.size);
     let mut done = 0u64;
     let mut stop = None;
     while done < goal {
         let addr = base.wrapping_add(off);
         let r = match dir {
-            Dir::In => ins_one(ctx, port, op.size, privileged, addr)?,
-            Dir::Out => outs_one(ctx, port, op.size, privileged, addr)?,
+            Dir::In => ins_one(ctx, port, op.size, permitted, addr)?,
+            Dir::Out => outs_one(ctx, port, op.size, permitted, addr)?,
         };
         if r.is_some() {
             stop = r;

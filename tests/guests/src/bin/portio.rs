@@ -39,8 +39,42 @@ fn main(si: &StartInfo) {
     pci_config();
     counts_and_directions();
     faults(si, &shared);
+    denied_ports();
     check_eq("physdev set_iopl(0)", pvcpu::set_iopl(0), Ok(0));
     io_bitmap();
+}
+
+/// Ports the hypervisor drives itself are denied to dom0 as on Xen 4.17: reads give all ones
+/// (COM1's line status would read 0x60, and reading its data port would steal console input),
+/// writes are dropped; the other ports reach the hardware (0x92: A20 on).
+fn denied_ports() {
+    for (port, name) in [
+        (0x3f8u16, "COM1 data"),
+        (0x3fb, "COM1 LCR"),
+        (0x3fd, "COM1 LSR"),
+        (0x21, "PIC master mask"),
+        (0xa1, "PIC slave mask"),
+        (0x40, "PIT channel 0"),
+    ] {
+        check_eq(name, portio::port_in(1, port), Some(0xff));
+    }
+    check_eq(
+        "inw across 0x3f7/0x3f8: all ones",
+        portio::port_in(2, 0x3f7),
+        Some(0xffff),
+    );
+    let mut b = [0u8; 3];
+    let _ = portio::ins(Op::Insb, true, false, 0x3fd, &mut b, 0, 3);
+    check_eq("rep insb x3 from COM1's LSR", b, [0xff; 3]);
+    check(
+        "outb to COM1's IER (dropped)",
+        portio::port_out(1, 0x3f9, 0x0f),
+    );
+    check_eq(
+        "port 0x92 reaches the hardware",
+        portio::port_in(1, 0x92),
+        Some(2),
+    );
 }
 
 /// The kernel's I/O bitmap: one bit per port, clear to allow.
