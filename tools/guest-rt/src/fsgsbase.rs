@@ -27,6 +27,16 @@ pub fn set_cr4_fsgsbase(on: bool) -> u64 {
     read_cr4()
 }
 
+/// Writes `v` to CR4 with `mov %rax, %cr4` (emulated: the hypervisor keeps the bits a PV
+/// kernel may change — TSD, DE, FSGSBASE, OSXSAVE as its CPUID allows — and ignores the
+/// rest). Returns the CR4 read back.
+pub fn write_cr4(v: u64) -> u64 {
+    // SAFETY: in ring 3 the write always traps; the hypervisor changes only the guest's own
+    // virtual CR4 bits, which the caller restores.
+    unsafe { core::arch::asm!("mov {}, %cr4", in(reg) v, options(att_syntax, nomem, nostack)) };
+    read_cr4()
+}
+
 /// Whether the guest's CPUID (leaf 7 EBX bit 0) has FSGSBASE.
 pub fn supported() -> bool {
     crate::pvcpu::xen_cpuid(0, 0)[0] >= 7 && crate::pvcpu::xen_cpuid(7, 0)[1] & 1 != 0

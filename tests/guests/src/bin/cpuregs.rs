@@ -63,6 +63,13 @@ fn fsgsbase() {
         );
         return;
     }
+    let before = guest_rt::cpu::read_cr4();
+    check_eq(
+        "CR4 asked for every bit: Xen's 0x5066c",
+        fsgs::write_cr4(u64::from(u32::MAX)),
+        0x5066c,
+    );
+    check_eq("CR4 restored", fsgs::write_cr4(before), before);
     let cr4 = fsgs::set_cr4_fsgsbase(true);
     check_eq("CR4.FSGSBASE kept", cr4 & CR4_FSGSBASE, CR4_FSGSBASE);
     check("wrfsbase 0x7f00_1000", fsgs::wrfsbase(0x7f00_1000));
