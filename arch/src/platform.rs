@@ -1,4 +1,4 @@
-//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC.
+//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC, the CMOS/RTC.
 
 use crate::cpu::{inb, outb, outl};
 
@@ -44,9 +44,28 @@ pub fn mask_legacy_pic() {
     outb(0xA1, 0xFF);
 }
 
+/// Serialises every index-then-data access to the CMOS/RTC (the boot's wall-clock read and
+/// dom0's emulated accesses on any leader CPU).
+static CMOS_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
 fn cmos(reg: u8) -> u8 {
-    outb(0x70, reg);
+    cmos_read(reg)
+}
+
+/// Reads CMOS/RTC register `index` (its NMI-disable bit cleared), selecting it at 0x70 and
+/// reading 0x71 under the CMOS lock (Xen's `rtc_guest_read`).
+pub fn cmos_read(index: u8) -> u8 {
+    let _g = CMOS_LOCK.lock();
+    outb(0x70, index & 0x7f);
     inb(0x71)
+}
+
+/// Writes `value` to CMOS/RTC register `index` (its NMI-disable bit cleared) under the CMOS
+/// lock (Xen's `rtc_guest_write`).
+pub fn cmos_write(index: u8, value: u8) {
+    let _g = CMOS_LOCK.lock();
+    outb(0x70, index & 0x7f);
+    outb(0x71, value);
 }
 
 /// Wall-clock time from the CMOS RTC, in seconds since 1970-01-01 UTC (the RTC is assumed to

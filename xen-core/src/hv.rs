@@ -335,6 +335,13 @@ pub mod value_kind {
             _ => low,
         }
     }
+    /// Base of the CMOS-read kinds: see [`cmos_read`].
+    pub const CMOS_READ_BASE: u32 = 0x0D00_0000;
+    /// CMOS/RTC register `index` (0-0x7f) as the leader reads it now (port 0x70 then 0x71,
+    /// under the lock of the hypervisor's own CMOS reads), for dom0's emulated `in` from 0x71.
+    pub const fn cmos_read(index: u8) -> u32 {
+        CMOS_READ_BASE | (index & 0x7f) as u32
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -576,6 +583,7 @@ mod value_kind_tests {
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
+            base("CMOS_READ_BASE", v::CMOS_READ_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),

@@ -330,11 +330,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            let v = if ioports::admin_io_okay(state, k.0, port, size) {
-                ctx.value(value_kind::port_in(port, size))?
-            } else {
-                u64::MAX
-            };
+            let v = u64::from(ioports::guest_io_read(state, ctx, port, size)?);
             out.rax = match size {
                 1 => (regs.rax & !0xff) | (v & 0xff),
                 2 => (regs.rax & !0xffff) | (v & 0xffff),
@@ -346,18 +342,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            if ioports::admin_io_okay(state, k.0, port, size) {
-                let mask = match size {
-                    1 => 0xff,
-                    2 => 0xffff,
-                    _ => 0xffff_ffff,
-                };
-                ctx.emit(Effect::Pv(PvEffect::PortOut {
-                    port,
-                    size,
-                    value: (regs.rax & mask) as u32,
-                }));
-            }
+            ioports::guest_io_write(state, ctx, port, size, regs.rax as u32);
         }
         Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
         Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),

@@ -1,7 +1,8 @@
 //! Host tests of PHYSDEVOP_set_iobitmap and `guest_io_okay`: without IOPL, a port access is
 //! allowed by the registered I/O bitmap (a clear bit per port, read from guest memory at the
 //! access; unreadable bytes count as all ones) within its `nr_ports`, as Xen 4.17 checks it;
-//! and the ports dom0 may not use ([`crate::pv::ioports`]) read all ones, writes dropped.
+//! the ports dom0 may not use ([`crate::pv::ioports`]) read all ones, writes dropped; the RTC
+//! index is latched per domain and 0x71 reaches the register it selects (dom0 only).
 
 use crate::effect::Effect;
 use crate::hv::value_kind;
@@ -9,6 +10,7 @@ use crate::hypercall::testing::Harness;
 use crate::pv::effect::PvEffect;
 use crate::pv::tests::{kregs, map_stack, set_regs, trap_table, HANDLER, STACK};
 use crate::request::{ExitKind, GuestRegs, Request};
+use alloc::vec::Vec;
 
 const RIP: u64 = 0xffff_ffff_8000_5000;
 const BITMAP: u64 = 0x40_0000;
@@ -162,4 +164,57 @@ fn ports_dom0_is_denied_read_ones_and_drop_writes() {
     queue_in(&mut h, 0x92, 1, 2);
     let (r, _) = run(&mut h, &[0xec], 0x92, 0).expect("emulated");
     assert_eq!(r.rax, 2, "other ports reach the hardware");
+}
+
+/// The CMOS effects `e` asks for: (index, value) of each CmosWrite.
+fn cmos_writes(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Vec<(u8, u8)> {
+    h.mem.map(RIP, code);
+    let regs = GuestRegs {
+        rip: RIP,
+        rdx: u64::from(port),
+        rax,
+        ..kregs()
+    };
+    h.run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
+        .effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Pv(PvEffect::CmosWrite { index, value }) => Some((*index, *value)),
+            Effect::Pv(PvEffect::PortOut { .. }) => panic!("the RTC is never reached directly"),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_rtc_index_is_latched_and_0x71_reaches_the_register_it_selects() {
+    let mut h = setup();
+    h.mem.map(0x300, &1u32.to_le_bytes());
+    assert_eq!(h.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0, "set_iopl(1)");
+    assert!(cmos_writes(&mut h, &[0xee], 0x70, 0x8a).is_empty());
+    let (r, _) = run(&mut h, &[0xec], 0x70, 0).expect("emulated");
+    assert_eq!(r.rax, 0x8a, "the index reads back as written");
+    h.mem
+        .values
+        .entry(value_kind::cmos_read(0x0a))
+        .or_default()
+        .extend([0x26, 0x26]);
+    let (r, _) = run(&mut h, &[0xec], 0x71, 0).expect("emulated");
+    assert_eq!(r.rax, 0x26, "register 0x0a (NMI bit cleared)");
+    let (r, _) = run(&mut h, &[0x66, 0xed], 0x70, 0).expect("emulated");
+    assert_eq!(r.rax, 0x268a, "a word: index, then data");
+    assert_eq!(
+        cmos_writes(&mut h, &[0xee], 0x71, 0x55),
+        alloc::vec![(0x0a, 0x55)]
+    );
+    // A domain other than the hardware domain latches its index but reaches no register.
+    let mut u = Harness::domu(1);
+    assert_eq!(trap_table(&mut u, 0x1000, &[(13, 0, HANDLER)]), 0);
+    map_stack(&mut u, STACK & !0xf);
+    u.mem.map(0x300, &1u32.to_le_bytes());
+    assert_eq!(u.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0);
+    assert!(cmos_writes(&mut u, &[0xee], 0x70, 0x0b).is_empty());
+    assert!(cmos_writes(&mut u, &[0xee], 0x71, 0x55).is_empty());
+    let (r, _) = run(&mut u, &[0x66, 0xed], 0x70, 0).expect("emulated");
+    assert_eq!(r.rax, 0xff0b);
 }

@@ -40,6 +40,7 @@ fn main(si: &StartInfo) {
     counts_and_directions();
     faults(si, &shared);
     denied_ports();
+    rtc();
     check_eq("physdev set_iopl(0)", pvcpu::set_iopl(0), Ok(0));
     io_bitmap();
 }
@@ -75,6 +76,38 @@ fn denied_ports() {
         portio::port_in(1, 0x92),
         Some(2),
     );
+}
+
+/// The RTC as Xen 4.17 lets dom0 use it (`rtc_guest_read`/`rtc_guest_write`): the index
+/// written to 0x70 reads back as written (NMI bit included), 0x71 reaches the register it
+/// selects (status A: 32.768 kHz base, 1024 Hz rate; a CMOS RAM byte written and restored).
+fn rtc() {
+    check("outb 0x8a to 0x70", portio::port_out(1, 0x70, 0x8a));
+    check_eq(
+        "inb from 0x70: the index",
+        portio::port_in(1, 0x70),
+        Some(0x8a),
+    );
+    check_eq(
+        "inb from 0x71: status A",
+        portio::port_in(1, 0x71).map(|v| v & 0x7f),
+        Some(0x26),
+    );
+    check_eq(
+        "inw from 0x70: index and status A",
+        portio::port_in(2, 0x70).map(|v| v & 0x7fff),
+        Some(0x268a),
+    );
+    check(
+        "outb 0x4e to 0x70 (CMOS RAM)",
+        portio::port_out(1, 0x70, 0x4e),
+    );
+    let old = portio::port_in(1, 0x71);
+    check("outb 0x5a to 0x71", portio::port_out(1, 0x71, 0x5a));
+    check_eq("  reads back", portio::port_in(1, 0x71), Some(0x5a));
+    if let Some(v) = old {
+        check("  restored", portio::port_out(1, 0x71, v));
+    }
 }
 
 /// The kernel's I/O bitmap: one bit per port, clear to allow.
