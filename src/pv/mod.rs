@@ -134,8 +134,7 @@ impl Runtime {
     }
 
     /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
-    /// CR4.FSGSBASE,
-    /// its GDT and LDT frames and its breakpoints.
+    /// CR4.FSGSBASE, its GDT and LDT frames and its breakpoints.
     fn load_cpu_state(&self, key: VcpuKey) {
         let pv = self.backend.replica().pv_vcpus.get(&key);
         arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
