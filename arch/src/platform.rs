@@ -1,4 +1,5 @@
-//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC, the CMOS/RTC.
+//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC, the CMOS/RTC,
+//! the ACPI PM timer's port.
 
 use crate::cpu::{inb, outb, outl};
 
@@ -42,6 +43,22 @@ pub fn reset() -> ! {
 pub fn mask_legacy_pic() {
     outb(0x21, 0xFF);
     outb(0xA1, 0xFF);
+}
+
+/// The ACPI PM timer's I/O port plus one (0: none), from the FADT.
+static PM_TIMER_PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Records the ACPI PM timer's I/O port the firmware tables name (Xen uses that timer and
+/// denies dom0 its ports; dom0 gets the same answer here).
+pub fn record_pm_timer(port: Option<u16>) {
+    let v = port.map_or(0, |p| u32::from(p) + 1);
+    PM_TIMER_PORT.store(v, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The ACPI PM timer's I/O port, if the firmware named one.
+pub fn pm_timer_port() -> Option<u16> {
+    let v = PM_TIMER_PORT.load(core::sync::atomic::Ordering::Relaxed);
+    (v != 0).then(|| (v - 1) as u16)
 }
 
 /// Serialises every index-then-data access to the CMOS/RTC (the boot's wall-clock read and

@@ -47,8 +47,13 @@ mod tag {
 pub struct HvConfig {
     /// The hypervisor's boot command line (XENVER_commandline).
     pub cmdline: Vec<u8>,
+    /// The ACPI PM timer's I/O port (4 ports from it), denied to dom0 as Xen denies it.
+    pub pm_timer_port: Option<u16>,
 }
-lockstep::impl_value!(HvConfig { cmdline });
+lockstep::impl_value!(HvConfig {
+    cmdline,
+    pm_timer_port
+});
 
 /// The hypervisor state one replica holds.
 #[derive(Clone)]

@@ -26,7 +26,8 @@ fn is_cmos_port(port: u16, size: u8) -> bool {
 
 /// Port ranges (inclusive) the hardware domain may not use, as Xen 4.17 denies them
 /// (`dom0_setup_permissions`; `ns16550_endboot` for the console UART): the master and slave
-/// PIC, PIT channels 0-1, and COM1 (0x3f8, the console DualVisor drives). Xen denies PIT
+/// PIC, PIT channels 0-1, and COM1 (0x3f8, the console DualVisor drives); and the ACPI PM
+/// timer's four ports ([`crate::hv::HvConfig::pm_timer_port`]). Xen denies PIT
 /// channel 2 / the speaker gate (0x42, 0x43, 0x61) and PCI configuration data (0xcfc-0xcff)
 /// as well but emulates them for the hardware domain; here they reach the hardware.
 pub const DOM0_DENIED_PORTS: [(u16, u16); 4] =
@@ -40,8 +41,14 @@ pub fn admin_io_okay(state: &HvState, dom: DomId, port: u16, size: u8) -> bool {
     }
     let first = u32::from(port);
     let last = first + u32::from(size.max(1)) - 1;
+    let pm_timer = state
+        .config
+        .get()
+        .pm_timer_port
+        .map(|p| (p, p.saturating_add(3)));
     !DOM0_DENIED_PORTS
         .iter()
+        .chain(pm_timer.iter())
         .any(|&(s, e)| first <= u32::from(e) && last >= u32::from(s))
 }
 
@@ -151,5 +158,21 @@ mod tests {
         }
         let u = Harness::domu(1);
         assert!(!admin_io_okay(&u.state, 1, 0x80, 1));
+    }
+
+    #[test]
+    fn the_pm_timer_is_denied_when_the_firmware_names_it() {
+        let mut h = Harness::dom0();
+        assert!(admin_io_okay(&h.state, 0, 0x608, 4));
+        let mut j = lockstep::Journal::new();
+        j.begin(9);
+        h.state
+            .config
+            .update(&mut j, |c| c.pm_timer_port = Some(0x608));
+        for (port, size) in [(0x608, 4), (0x60b, 1), (0x606, 4)] {
+            assert!(!admin_io_okay(&h.state, 0, port, size), "{port:#x}/{size}");
+        }
+        assert!(admin_io_okay(&h.state, 0, 0x604, 4));
+        assert!(admin_io_okay(&h.state, 0, 0x60c, 1));
     }
 }

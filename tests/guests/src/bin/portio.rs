@@ -47,7 +47,8 @@ fn main(si: &StartInfo) {
 
 /// Ports the hypervisor drives itself are denied to dom0 as on Xen 4.17: reads give all ones
 /// (COM1's line status would read 0x60, and reading its data port would steal console input),
-/// writes are dropped; the other ports reach the hardware (0x92: A20 on).
+/// writes are dropped; so is the ACPI PM timer Xen uses; the other ports reach the hardware
+/// (0x92: A20 on).
 fn denied_ports() {
     for (port, name) in [
         (0x3f8u16, "COM1 data"),
@@ -59,6 +60,11 @@ fn denied_ports() {
     ] {
         check_eq(name, portio::port_in(1, port), Some(0xff));
     }
+    check_eq(
+        "inl from the ACPI PM timer (q35: 0x608): all ones",
+        portio::port_in(4, 0x608),
+        Some(u32::MAX),
+    );
     check_eq(
         "inw across 0x3f7/0x3f8: all ones",
         portio::port_in(2, 0x3f7),
