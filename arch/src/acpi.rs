@@ -144,6 +144,8 @@ pub struct Platform {
     pub lapic_nmis: heapless::Vec<LapicNmi, MAX_LAPIC_NMIS>,
     /// Entries that did not fit in the vectors above.
     pub dropped: u32,
+    /// The ACPI PM timer's I/O port (from the FADT), if the firmware has one.
+    pub pm_timer_port: Option<u16>,
 }
 
 impl Platform {
@@ -368,6 +370,10 @@ pub fn discover(
         overrides: heapless::Vec::new(),
         lapic_nmis: heapless::Vec::new(),
         dropped: 0,
+        pm_timer_port: validate::find_sdt(handler, root, xsdt, b"FACP").and_then(|f| {
+            let len = validate::check_sdt(handler, f, b"FACP").ok()?;
+            validate::fadt_pm_timer(handler, f, len)
+        }),
     };
     // `check_madt_entries` made sure the entries tile the table and each is long enough.
     for entry in madt.entries() {

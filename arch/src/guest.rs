@@ -212,6 +212,19 @@ pub fn load_bases(bases: GuestBases) {
     }
 }
 
+/// The segment bases the guest that just left ring 3 on this CPU left in the hardware: its FS
+/// base and (swapped out of GS by the entry's `swapgs`) its GS base, which it may have changed
+/// without an exit (a selector load into FS/GS, `wrfsbase`/`wrgsbase`). Call on the exit path
+/// before anything loads other bases.
+pub fn live_bases() -> (u64, u64) {
+    // The hypervisor does not use FS, and its own GS base is in GS_BASE while it runs, so
+    // KERNEL_GS_BASE holds the guest's.
+    (
+        crate::cpu::rdmsr(IA32_FS_BASE),
+        crate::cpu::rdmsr(IA32_KERNEL_GS_BASE),
+    )
+}
+
 /// DR0-DR3 and DR7 each CPU last loaded (DR7 = 0: not loaded since boot).
 static DEBUG_REGS: [[AtomicU64; 5]; crate::percpu::MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; 5] }; crate::percpu::MAX_CPUS];
@@ -276,6 +289,28 @@ pub fn set_guest_tsd(on: bool) {
         // SAFETY: only TSD changes, which affects nothing but ring-3 time-stamp reads.
         unsafe { crate::cpu::write_cr4(want) };
     }
+}
+
+/// `X86_CR4_FSGSBASE`.
+const CR4_FSGSBASE: u64 = 1 << 16;
+
+/// Sets or clears CR4.FSGSBASE for the guest context this CPU resumes (Xen's `pv_make_cr4`: a
+/// 64-bit PV kernel that set it in its virtual CR4 runs with it, so its `rd/wr{fs,gs}base`
+/// work in ring 3; otherwise they raise #UD). The hypervisor's own code uses neither the
+/// instructions nor the guest's bases (its entries `swapgs` to its per-CPU GS base, and the
+/// guest cannot `swapgs` in ring 3). Written only when it changes; never set on a CPU
+/// without FSGSBASE (CPUID 7.EBX bit 0).
+pub fn set_guest_fsgsbase(on: bool) {
+    let cr4 = crate::cpu::read_cr4();
+    if (cr4 & CR4_FSGSBASE != 0) == on {
+        return;
+    }
+    if on && (crate::cpu::cpuid(0, 0).0 < 7 || crate::cpu::cpuid(7, 0).1 & 1 == 0) {
+        return;
+    }
+    // SAFETY: only FSGSBASE changes (the CPU has it), which affects nothing but whether the
+    // base instructions may run.
+    unsafe { crate::cpu::write_cr4(cr4 ^ CR4_FSGSBASE) };
 }
 
 /// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only

@@ -103,6 +103,7 @@ mod tests {
             overrides: heapless::Vec::new(),
             lapic_nmis: heapless::Vec::new(),
             dropped: 0,
+            pm_timer_port: None,
         };
         p.ioapics
             .push(IoApic {

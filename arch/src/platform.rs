@@ -1,4 +1,5 @@
-//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC.
+//! Machine-level controls: reset, the isa-debug-exit test device, the legacy PIC, the CMOS/RTC,
+//! the ACPI PM timer's port.
 
 use crate::cpu::{inb, outb, outl};
 
@@ -44,9 +45,44 @@ pub fn mask_legacy_pic() {
     outb(0xA1, 0xFF);
 }
 
+/// The ACPI PM timer's I/O port plus one (0: none), from the FADT.
+static PM_TIMER_PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Records the ACPI PM timer's I/O port the firmware tables name (Xen uses that timer and
+/// denies dom0 its ports; dom0 gets the same answer here).
+pub fn record_pm_timer(port: Option<u16>) {
+    let v = port.map_or(0, |p| u32::from(p) + 1);
+    PM_TIMER_PORT.store(v, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The ACPI PM timer's I/O port, if the firmware named one.
+pub fn pm_timer_port() -> Option<u16> {
+    let v = PM_TIMER_PORT.load(core::sync::atomic::Ordering::Relaxed);
+    (v != 0).then(|| (v - 1) as u16)
+}
+
+/// Serialises every index-then-data access to the CMOS/RTC (the boot's wall-clock read and
+/// dom0's emulated accesses on any leader CPU).
+static CMOS_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
 fn cmos(reg: u8) -> u8 {
-    outb(0x70, reg);
+    cmos_read(reg)
+}
+
+/// Reads CMOS/RTC register `index` (its NMI-disable bit cleared), selecting it at 0x70 and
+/// reading 0x71 under the CMOS lock (Xen's `rtc_guest_read`).
+pub fn cmos_read(index: u8) -> u8 {
+    let _g = CMOS_LOCK.lock();
+    outb(0x70, index & 0x7f);
     inb(0x71)
+}
+
+/// Writes `value` to CMOS/RTC register `index` (its NMI-disable bit cleared) under the CMOS
+/// lock (Xen's `rtc_guest_write`).
+pub fn cmos_write(index: u8, value: u8) {
+    let _g = CMOS_LOCK.lock();
+    outb(0x70, index & 0x7f);
+    outb(0x71, value);
 }
 
 /// Wall-clock time from the CMOS RTC, in seconds since 1970-01-01 UTC (the RTC is assumed to

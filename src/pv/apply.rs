@@ -296,6 +296,7 @@ fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
             }
         }
         PvEffect::SetGdt { frames, .. } => arch::gdt::load_guest_gdt(frames),
+        PvEffect::CmosWrite { index, value } => arch::platform::cmos_write(*index, *value),
     }
 }
 

@@ -133,6 +133,7 @@ fn initial_state(
         &mut j,
         HvConfig {
             cmdline: p.hv_cmdline.as_bytes().to_vec(),
+            pm_timer_port: arch::platform::pm_timer_port(),
         },
     );
     xen_core::mm::set_host_memory(&mut state, &mut j, host.clone());

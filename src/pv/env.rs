@@ -149,6 +149,9 @@ impl Env for PvEnv<'_> {
                     _ => u64::from(arch::cpu::inl(port)),
                 }
             }
+            k if k & 0xFF00_0000 == value_kind::CMOS_READ_BASE => {
+                u64::from(arch::platform::cmos_read(k as u8))
+            }
             k if k & 0xFF00_0000 == value_kind::HOST_CPUID_RAW_BASE => {
                 let (leaf, sub, reg) = value_kind::host_cpuid_raw_decode(k);
                 let (a, b, c, d) = arch::cpu::cpuid(leaf, sub);

@@ -26,7 +26,7 @@ use spin::Mutex;
 use xen_core::domain::VcpuKey;
 use xen_core::effect::{DomId, Effect};
 use xen_core::pv::ldt;
-use xen_core::request::{ExitKind, GuestRegs, Request};
+use xen_core::request::{ExitKind, GuestRegs, LiveBases, Request};
 
 /// What the hardware side keeps per vCPU (outside the replica): its saved registers.
 struct VcpuRt {
@@ -143,13 +143,16 @@ impl Runtime {
         self.load_cpu_state(key);
     }
 
-    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX and CR4.TSD,
-    /// its GDT and LDT frames and its breakpoints.
+    /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
+    /// CR4.FSGSBASE, its GDT and LDT frames and its breakpoints.
     fn load_cpu_state(&self, key: VcpuKey) {
         let pv = self.backend.replica().pv_vcpus.get(&key);
         arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
         arch::guest::load_tsc_aux(pv.map_or(0, |p| p.tsc_aux as u32));
         arch::guest::set_guest_tsd(pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_TSD != 0));
+        arch::guest::set_guest_fsgsbase(
+            pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_FSGSBASE != 0),
+        );
         let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
         arch::gdt::load_guest_gdt(&frames);
         let ldt = pv.map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
@@ -342,6 +345,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         .get(&key)
         .is_none_or(|v| v.kernel_mode);
     let regs = regs_of(frame);
+    // The segment bases the guest left in the hardware (it changes them without an exit): the
+    // first transaction of this exit for it records them in the replica, which from then on
+    // holds them for the rest of the exit and the resume (Xen reads the live registers).
+    let (fs_base, gs_base) = arch::guest::live_bases();
+    let mut live = Some(LiveBases { fs_base, gs_base });
     let mut after = After::default();
     if !matches!(exit, GuestExit::ReturnFault(_)) {
         // The guest ran: a return fault from now on is a first one.
@@ -405,6 +413,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         }
     };
     if let Some(req) = req {
+        let req = req.with_live(live.take());
         let cr3 = rt.kernel_cr3(key);
         let more = transact(rt, &req, cr3, Some((frame, fx)));
         after.merge(more);
@@ -416,7 +425,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         if k != key || !rt.event_pending(k) {
             break;
         }
-        let req = Request::exit(ExitKind::Interrupt, k.0, k.1, regs_of(frame), 0, 0, 0);
+        let req = Request::exit(ExitKind::Interrupt, k.0, k.1, regs_of(frame), 0, 0, 0)
+            .with_live(live.take());
         let cr3 = rt.kernel_cr3(k);
         let more = transact(rt, &req, cr3, Some((frame, fx)));
         after.merge(more);
@@ -428,10 +438,18 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         match rt.running[cpu] {
             Some(next) if next == cur => {
                 after.merge(map_ldt_selectors(rt, cur, Some((frame, fx)), false));
-                rt.load(cur);
+                if cur == key && live.is_some() {
+                    // No transaction changed this vCPU: the hardware holds its bases still.
+                    rt.load_cpu_state(cur);
+                } else {
+                    rt.load(cur);
+                }
                 break;
             }
             Some(next) => {
+                if cur == key {
+                    after.merge(switch_out(rt, key, frame, live.take()));
+                }
                 if let Some(v) = rt.vcpus.get_mut(&cur) {
                     v.frame = *frame;
                     v.fx = *fx;
@@ -453,6 +471,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 break;
             }
             None => {
+                if cur == key {
+                    after.merge(switch_out(rt, key, frame, live.take()));
+                }
                 if let Some(v) = rt.vcpus.get_mut(&cur) {
                     v.frame = *frame;
                     v.fx = *fx;
@@ -576,6 +597,19 @@ fn map_ldt_selectors(
         after.merge(transact(rt, &req, cr3, l));
     }
     after
+}
+
+/// `key` leaves this CPU: if no transaction of this exit recorded the segment bases it left
+/// in the hardware (`live` is still there), records them now (Xen's `save_segments`), before
+/// another vCPU's bases replace them.
+fn switch_out(rt: &mut Runtime, key: VcpuKey, frame: &TrapFrame, live: Option<LiveBases>) -> After {
+    if live.is_none() {
+        return After::default();
+    }
+    let req =
+        Request::exit(ExitKind::SwitchOut, key.0, key.1, regs_of(frame), 0, 0, 0).with_live(live);
+    let cr3 = rt.kernel_cr3(key);
+    transact(rt, &req, cr3, None)
 }
 
 /// Runs the failsafe transaction of `key`, resumed on this CPU with the live registers

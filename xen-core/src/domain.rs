@@ -43,6 +43,9 @@ pub struct Domain {
     pub pause_count: u32,
     /// The toolstack's UUID (`xen_domain_handle_t`).
     pub handle: [u8; 16],
+    /// The CMOS/RTC register index the domain last wrote to port 0x70 (Xen's `cmos_idx`):
+    /// it reads back from 0x70, and selects the register 0x71 reaches.
+    pub cmos_idx: u8,
 }
 impl_value!(Domain {
     id,
@@ -54,7 +57,8 @@ impl_value!(Domain {
     shutdown_code,
     vm_assist,
     pause_count,
-    handle
+    handle,
+    cmos_idx
 });
 
 /// Key of a vCPU: (domain, vCPU id).

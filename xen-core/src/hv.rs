@@ -47,8 +47,13 @@ mod tag {
 pub struct HvConfig {
     /// The hypervisor's boot command line (XENVER_commandline).
     pub cmdline: Vec<u8>,
+    /// The ACPI PM timer's I/O port (4 ports from it), denied to dom0 as Xen denies it.
+    pub pm_timer_port: Option<u16>,
 }
-lockstep::impl_value!(HvConfig { cmdline });
+lockstep::impl_value!(HvConfig {
+    cmdline,
+    pm_timer_port
+});
 
 /// The hypervisor state one replica holds.
 #[derive(Clone)]
@@ -335,6 +340,13 @@ pub mod value_kind {
             _ => low,
         }
     }
+    /// Base of the CMOS-read kinds: see [`cmos_read`].
+    pub const CMOS_READ_BASE: u32 = 0x0D00_0000;
+    /// CMOS/RTC register `index` (0-0x7f) as the leader reads it now (port 0x70 then 0x71,
+    /// under the lock of the hypervisor's own CMOS reads), for dom0's emulated `in` from 0x71.
+    pub const fn cmos_read(index: u8) -> u32 {
+        CMOS_READ_BASE | (index & 0x7f) as u32
+    }
     /// Base of the port-input kinds: see [`port_in`].
     pub const PORT_IN_BASE: u32 = 0x0100_0000;
     /// The value read from I/O `port` with an access of `size` bytes (1, 2 or 4), performed by
@@ -451,6 +463,12 @@ impl Machine for Xen {
             return Err(Abort::NoSuchVcpu);
         }
         let mut ctx = Ctx::new(input, tx, req);
+        if let (false, Some(live)) = (idle, req.live) {
+            crate::pv::segments::record_live_bases(state, ctx.journal(), (req.dom, req.vcpu), live);
+        }
+        if req.kind == ExitKind::SwitchOut {
+            return Ok(());
+        }
         if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
             // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
             return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
@@ -472,7 +490,8 @@ impl Machine for Xen {
             | ExitKind::UserSyscall
             | ExitKind::Interrupt
             | ExitKind::Failsafe
-            | ExitKind::ReturnFault => {
+            | ExitKind::ReturnFault
+            | ExitKind::SwitchOut => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
                     HvError::Abort(a) => a,
                     HvError::Errno(_) => Abort::BadRequest,
@@ -570,6 +589,7 @@ mod value_kind_tests {
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
+            base("CMOS_READ_BASE", v::CMOS_READ_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),

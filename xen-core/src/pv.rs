@@ -9,6 +9,7 @@ pub mod decode;
 pub mod desc;
 pub mod effect;
 pub mod emulate;
+pub mod ioports;
 pub mod iret;
 pub mod ldt;
 pub mod msr;
@@ -21,6 +22,10 @@ pub use state::{PvVcpu, TrapEntry};
 
 #[cfg(test)]
 mod failsafe_tests;
+#[cfg(test)]
+mod iobmp_tests;
+#[cfg(test)]
+mod live_bases_tests;
 #[cfg(test)]
 mod ptwr_tests;
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub enum ExitKind {
     /// guest's, at the frame being returned to (`regs`), as Xen's `iret_exit_to_guest` fixup
     /// makes it. The `vector` word is [`crate::traps::return_fault_word`]`(vector, repeats)`.
     ReturnFault,
+    /// The vCPU leaves its CPU after an exit in which no other transaction recorded the
+    /// segment bases it left in the hardware: only [`Request::live`] is recorded (Xen's
+    /// `save_segments`).
+    SwitchOut,
 }
 
 impl ExitKind {
@@ -34,6 +38,7 @@ impl ExitKind {
             ExitKind::Interrupt => 4,
             ExitKind::Failsafe => 5,
             ExitKind::ReturnFault => 6,
+            ExitKind::SwitchOut => 7,
         }
     }
 
@@ -45,6 +50,7 @@ impl ExitKind {
             4 => Some(ExitKind::Interrupt),
             5 => Some(ExitKind::Failsafe),
             6 => Some(ExitKind::ReturnFault),
+            7 => Some(ExitKind::SwitchOut),
             _ => None,
         }
     }
@@ -160,6 +166,17 @@ impl GuestRegs {
     }
 }
 
+/// The segment bases the hardware held for the calling vCPU when it left ring 3: the guest
+/// changes them without an exit (loading a selector into FS or GS, `wrfsbase`/`wrgsbase` with
+/// CR4.FSGSBASE), so they are input to the transaction, like the registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveBases {
+    /// FS base.
+    pub fs_base: u64,
+    /// The GS base in effect (the kernel one in guest kernel mode, else the user one).
+    pub gs_base: u64,
+}
+
 /// A transaction's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -183,10 +200,14 @@ pub struct Request {
     pub cr2: u64,
     /// The guest's registers at the exit.
     pub regs: GuestRegs,
+    /// The segment bases the hardware held at the exit, when the request carries them (the
+    /// first transaction of an exit does; the replica then holds them, and is what later
+    /// transactions of the exit and the resume path see).
+    pub live: Option<LiveBases>,
 }
 
-/// Number of request words.
-pub const REQUEST_WORDS: usize = 6 + GuestRegs::WORDS;
+/// Number of request words: 6, the registers, then the live bases (a flag word, FS, GS).
+pub const REQUEST_WORDS: usize = 6 + GuestRegs::WORDS + 3;
 
 impl Request {
     /// A hypercall request from the registers at the SYSCALL.
@@ -201,6 +222,7 @@ impl Request {
             error_code: 0,
             cr2: 0,
             regs,
+            live: None,
         }
     }
 
@@ -224,7 +246,14 @@ impl Request {
             error_code,
             cr2,
             regs,
+            live: None,
         }
+    }
+
+    /// This request carrying the segment bases the hardware holds for the caller.
+    pub fn with_live(mut self, live: Option<LiveBases>) -> Self {
+        self.live = live;
+        self
     }
 
     /// The request as log words.
@@ -236,7 +265,13 @@ impl Request {
         w[3] = self.vector;
         w[4] = self.error_code;
         w[5] = self.cr2;
-        w[6..].copy_from_slice(&self.regs.to_words());
+        let r = 6 + GuestRegs::WORDS;
+        w[6..r].copy_from_slice(&self.regs.to_words());
+        if let Some(b) = self.live {
+            w[r] = 1;
+            w[r + 1] = b.fs_base;
+            w[r + 2] = b.gs_base;
+        }
         w
     }
 
@@ -245,17 +280,29 @@ impl Request {
         if w.len() != REQUEST_WORDS {
             return None;
         }
-        let regs_words: &[u64; GuestRegs::WORDS] = w[6..].try_into().ok()?;
+        let r = 6 + GuestRegs::WORDS;
+        let regs_words: &[u64; GuestRegs::WORDS] = w[6..r].try_into().ok()?;
         let regs = GuestRegs::from_words(regs_words);
-        Some(Request::exit(
-            ExitKind::from_code(w[0])?,
-            DomId::try_from(w[1]).ok()?,
-            u32::try_from(w[2]).ok()?,
-            regs,
-            w[3],
-            w[4],
-            w[5],
-        ))
+        let live = match w[r] {
+            0 => None,
+            1 => Some(LiveBases {
+                fs_base: w[r + 1],
+                gs_base: w[r + 2],
+            }),
+            _ => return None,
+        };
+        Some(
+            Request::exit(
+                ExitKind::from_code(w[0])?,
+                DomId::try_from(w[1]).ok()?,
+                u32::try_from(w[2]).ok()?,
+                regs,
+                w[3],
+                w[4],
+                w[5],
+            )
+            .with_live(live),
+        )
     }
 }
 
@@ -285,6 +332,13 @@ mod tests {
         assert_eq!(Request::from_words(&r.to_words()), Some(r));
         let e = Request::exit(ExitKind::Exception, 1, 0, regs(), 14, 2, 0xdead_b000);
         assert_eq!(Request::from_words(&e.to_words()), Some(e));
+        let l = e.with_live(Some(LiveBases {
+            fs_base: 0x7fff_1234_5000,
+            gs_base: 0xffff_8880_0000_0000,
+        }));
+        assert_eq!(Request::from_words(&l.to_words()), Some(l));
+        let s = Request::exit(ExitKind::SwitchOut, 0, 1, regs(), 0, 0, 0).with_live(l.live);
+        assert_eq!(Request::from_words(&s.to_words()), Some(s));
     }
 
     #[test]
@@ -295,6 +349,9 @@ mod tests {
         assert!(Request::from_words(&w).is_none());
         w[0] = 1;
         w[1] = 1 << 20;
+        assert!(Request::from_words(&w).is_none());
+        w[1] = 0;
+        w[6 + GuestRegs::WORDS] = 2;
         assert!(Request::from_words(&w).is_none());
     }
 }

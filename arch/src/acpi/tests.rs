@@ -476,3 +476,35 @@ fn root_table_problems() {
     f.put(XSDT_AT, &sdt(b"XSDT", &x));
     check_standard(&f.discover(None).unwrap());
 }
+
+#[test]
+fn the_fadt_names_the_pm_timer() {
+    let mut f = Fake::standard();
+    assert_eq!(f.discover(None).unwrap().pm_timer_port, None);
+    // Revision 1: PM_TMR_BLK.
+    let mut body = vec![0u8; 80];
+    body[76 - 36..80 - 36].copy_from_slice(&0x608u32.to_le_bytes());
+    f.put(FACP_AT, &sdt(b"FACP", &body));
+    assert_eq!(f.discover(None).unwrap().pm_timer_port, Some(0x608));
+    // Revision 3 with X_PM_TMR_BLK in system I/O space: it wins.
+    let mut body = vec![0u8; 244 - 36];
+    body[76 - 36..80 - 36].copy_from_slice(&0x608u32.to_le_bytes());
+    body[208 - 36] = 1;
+    body[212 - 36..220 - 36].copy_from_slice(&0xb008u64.to_le_bytes());
+    let mut t = sdt(b"FACP", &body);
+    t[8] = 3;
+    checksum_fix(&mut t, 9);
+    f.put(FACP_AT, &t);
+    assert_eq!(f.discover(None).unwrap().pm_timer_port, Some(0xb008));
+    // The X block in memory space: PM_TMR_BLK.
+    t[208] = 0;
+    checksum_fix(&mut t, 9);
+    f.put(FACP_AT, &t);
+    assert_eq!(f.discover(None).unwrap().pm_timer_port, Some(0x608));
+    // A FADT with a bad checksum names nothing (the MADT still counts).
+    t[100] ^= 1;
+    f.put(FACP_AT, &t);
+    let p = f.discover(None).unwrap();
+    assert_eq!(p.pm_timer_port, None);
+    check_standard(&p);
+}

@@ -232,6 +232,50 @@ pub(super) fn check_root<M: PhysMem + ?Sized>(
     }
 }
 
+/// The first table the (already checked) root table lists with signature `sig` whose header,
+/// length and checksum are sound; None if there is none.
+pub(super) fn find_sdt<M: PhysMem + ?Sized>(
+    mem: &M,
+    root: u64,
+    xsdt: bool,
+    sig: &[u8; 4],
+) -> Option<u64> {
+    let mut h = [0u8; SDT_HEADER_LEN];
+    if !mem.read(root, &mut h) {
+        return None;
+    }
+    let entry = if xsdt { 8 } else { 4 };
+    let body = (le32(&h, 4) as usize).checked_sub(SDT_HEADER_LEN)?;
+    (0..body / entry).find_map(|i| {
+        let mut p = [0u8; 8];
+        let at = root + (SDT_HEADER_LEN + i * entry) as u64;
+        if !mem.read(at, &mut p[..entry]) {
+            return None;
+        }
+        let table = u64::from_le_bytes(p);
+        check_sdt(mem, table, sig).ok().map(|_| table)
+    })
+}
+
+/// The ACPI PM timer's I/O port from the FADT at `fadt` (`len` bytes) as Xen's
+/// `acpi_parse_fadt` takes it: X_PM_TMR_BLK when the FADT is revision 3 or later and it lies
+/// in system I/O space, else PM_TMR_BLK; None if neither names a port.
+pub(super) fn fadt_pm_timer<M: PhysMem + ?Sized>(mem: &M, fadt: u64, len: u32) -> Option<u16> {
+    let mut t = [0u8; 220];
+    let n = (len as usize).min(t.len());
+    if n < 80 || !mem.read(fadt, &mut t[..n]) {
+        return None;
+    }
+    let mut port = 0u64;
+    if t[8] >= 3 && n >= 220 && t[208] == 1 {
+        port = u64::from_le_bytes(t[212..220].try_into().ok()?);
+    }
+    if port == 0 {
+        port = u64::from(le32(&t, 76));
+    }
+    u16::try_from(port).ok().filter(|&p| p != 0)
+}
+
 /// Smallest entry length the `acpi` crate's struct for MADT entry type `ty` needs.
 fn min_entry_len(ty: u8) -> usize {
     use ::acpi::madt::*;

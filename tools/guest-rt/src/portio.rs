@@ -1,7 +1,8 @@
 //! String port I/O (`ins`/`outs`, with or without REP, either direction) from the ring-3 PV
 //! kernel: each traps with #GP and the hypervisor emulates it or bounces the #GP (no virtual
 //! IOPL), or raises #PF/#GP for a bad memory operand; arm [`crate::traps::expect`] with the
-//! instruction's length ([`Op::len`]) where a fault is expected.
+//! instruction's length ([`Op::len`]) where a fault is expected. Single `in`/`out`
+//! ([`port_in`], [`port_out`]) catch their #GP themselves.
 
 /// One string I/O instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,4 +247,76 @@ pub fn across_unmapped_scratch(
             },
         )
     })
+}
+
+/// Runs `f`, a port instruction of `len` bytes that may raise #GP (bounced and skipped);
+/// false if it did.
+fn catching_gp(len: u8, f: impl FnOnce()) -> bool {
+    let before = crate::traps::taken(13);
+    crate::traps::expect(13, len);
+    f();
+    if crate::traps::taken(13) != before {
+        return false;
+    }
+    crate::traps::unexpect(13);
+    true
+}
+
+/// `in` of `size` bytes (1, 2 or 4) from `port` (in DX): the value (zero-extended), or None
+/// if the access raised #GP (not allowed by IOPL or the I/O bitmap).
+pub fn port_in(size: u8, port: u16) -> Option<u32> {
+    let mut v: u32 = 0;
+    let ok = match size {
+        // In ring 3 `in` traps to the hypervisor, which emulates it (into AL/AX/EAX) or
+        // bounces #GP, caught and skipped; the handler runs Rust code (C ABI clobbers).
+        1 => catching_gp(1, || {
+            // SAFETY: a trapping `in`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("in al, dx", in("dx") port, inout("eax") v, clobber_abi("C"))
+            }
+        }),
+        2 => catching_gp(2, || {
+            // SAFETY: a trapping `in`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("in ax, dx", in("dx") port, inout("eax") v, clobber_abi("C"))
+            }
+        }),
+        _ => catching_gp(1, || {
+            // SAFETY: a trapping `in`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("in eax, dx", in("dx") port, inout("eax") v, clobber_abi("C"))
+            }
+        }),
+    };
+    let mask = match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => u32::MAX,
+    };
+    ok.then_some(v & mask)
+}
+
+/// `out` of `size` bytes (1, 2 or 4) of `value` to `port` (in DX); false if it raised #GP.
+pub fn port_out(size: u8, port: u16, value: u32) -> bool {
+    match size {
+        // As `port_in`; the caller chooses a port whose write is harmless.
+        1 => catching_gp(1, || {
+            // SAFETY: a trapping `out`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("out dx, al", in("dx") port, in("eax") value, clobber_abi("C"))
+            }
+        }),
+        2 => catching_gp(2, || {
+            // SAFETY: a trapping `out`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("out dx, ax", in("dx") port, in("eax") value, clobber_abi("C"))
+            }
+        }),
+        _ => catching_gp(1, || {
+            // SAFETY: a trapping `out`, emulated or #GP-caught (above).
+            unsafe {
+                core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, clobber_abi("C"))
+            }
+        }),
+    }
 }

@@ -19,6 +19,8 @@ static USER_READY: AtomicBool = AtomicBool::new(false);
 
 /// `PHYSDEVOP_set_iopl`.
 pub const PHYSDEVOP_SET_IOPL: u64 = 6;
+/// `PHYSDEVOP_set_iobitmap`.
+pub const PHYSDEVOP_SET_IOBITMAP: u64 = 7;
 /// `PHYSDEVOP_irq_status_query`.
 pub const PHYSDEVOP_IRQ_STATUS_QUERY: u64 = 5;
 
@@ -429,6 +431,21 @@ pub fn set_iopl(iopl: u32) -> XenResult {
         hypercall::call(
             PHYSDEV_OP,
             [PHYSDEVOP_SET_IOPL, &arg as *const u32 as u64, 0, 0, 0],
+        )
+    }
+}
+
+/// `physdev_op(PHYSDEVOP_set_iobitmap, {bitmap, nr_ports})`: without IOPL, a port access is
+/// allowed if its bits in the bitmap at `bitmap` (read at each access) are clear and it lies
+/// below `nr_ports`.
+pub fn set_iobitmap(bitmap: u64, nr_ports: u32) -> XenResult {
+    let arg: [u64; 2] = [bitmap, u64::from(nr_ports)];
+    // SAFETY: Xen reads the 16-byte `struct physdev_set_iobitmap`; the bitmap is only read by
+    // the hypervisor when it emulates a port access.
+    unsafe {
+        hypercall::call(
+            PHYSDEV_OP,
+            [PHYSDEVOP_SET_IOBITMAP, arg.as_ptr() as u64, 0, 0, 0],
         )
     }
 }

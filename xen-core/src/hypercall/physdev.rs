@@ -1,11 +1,14 @@
 //! `physdev_op` (33): what a PV kernel without passed-through devices uses — set_iopl,
-//! irq_status_query, eoi — answered as Xen 4.17 answers it.
+//! set_iobitmap, irq_status_query, eoi — answered as Xen 4.17 answers it.
 
 use crate::hv::{Ctx, HvResult, HvState};
 use crate::pv::state;
 use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::physdev::*;
+
+/// `IOBMP_BYTES`: a full I/O bitmap (65536 ports).
+pub const IOBMP_BYTES: u64 = 8192;
 
 /// PIRQs of dom0 (`d0 has maximum 232 PIRQs` on the oracle: q35, 2 CPUs).
 pub const DOM0_NR_PIRQS: u32 = 232;
@@ -35,6 +38,24 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             let k = state::key(ctx);
             let j = ctx.journal();
             state::update(state, j, k, |p| p.iopl = u64::from(s.iopl) << 12);
+            Ok(0)
+        }
+        PHYSDEVOP_SET_IOBITMAP => {
+            let mut raw = [0u8; PhysdevSetIobitmap::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let s = PhysdevSetIobitmap::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            // guest_handle_okay(bitmap, IOBMP_BYTES): `__addr_ok` of the start (below 2^47 or
+            // above the hypervisor's range); the bitmap itself is read at each access.
+            let handle_ok = state::addr_ok(s.bitmap) && state::is_canonical(s.bitmap);
+            if !handle_ok || s.nr_ports > 65536 {
+                return Err(XenErrno::EINVAL.into());
+            }
+            let k = state::key(ctx);
+            let j = ctx.journal();
+            state::update(state, j, k, |p| {
+                p.iobmp = s.bitmap;
+                p.iobmp_limit = s.nr_ports;
+            });
             Ok(0)
         }
         PHYSDEVOP_IRQ_STATUS_QUERY => {

@@ -302,8 +302,10 @@ pub(crate) fn apply_context(
         v.gs_base_kernel = c.gs_base_kernel;
         v.gs_base_user = c.gs_base_user;
     });
-    let pv = loaded_cpu_state(&crate::pv::state::get(state, key), c);
-    crate::pv::state::update(state, j, key, |p| *p = pv);
+    let fsgsbase =
+        c.ctrlreg[4] & crate::pv::state::CR4_FSGSBASE != 0 && crate::pv::cpuid::has_fsgsbase(ctx)?;
+    let pv = loaded_cpu_state(&crate::pv::state::get(state, key), c, fsgsbase);
+    crate::pv::state::update(state, ctx.journal(), key, |p| *p = pv);
     if !initialised {
         load_tables(state, ctx, key, c)?;
     }
@@ -389,14 +391,18 @@ fn same_tables(state: &HvState, key: VcpuKey, c: &VcpuGuestContext) -> bool {
 }
 
 /// The PV CPU state `c` gives a vCPU whose state is `pv`: virtual CR0.TS, CR2, CR4 as
-/// `pv_fixup_guest_cr4` makes it, `ctrlreg[5..8]`, and the debug registers reset and then
+/// `pv_fixup_guest_cr4` makes it (`fsgsbase`: the guest's CPUID has FSGSBASE), `ctrlreg[5..8]`, and the debug registers reset and then
 /// set one by one through `set_debugreg` (DR0-3, DR6, DR7; a value it refuses leaves the
 /// register at its reset value, as Xen ignores the error).
-fn loaded_cpu_state(pv: &crate::pv::PvVcpu, c: &VcpuGuestContext) -> crate::pv::PvVcpu {
+fn loaded_cpu_state(
+    pv: &crate::pv::PvVcpu,
+    c: &VcpuGuestContext,
+    fsgsbase: bool,
+) -> crate::pv::PvVcpu {
     let mut p = pv.clone();
     p.cr0_ts = c.ctrlreg[0] & crate::pv::state::CR0_TS != 0;
     p.cr2 = c.ctrlreg[2];
-    p.cr4 = crate::pv::state::fixup_guest_cr4(c.ctrlreg[4]);
+    p.cr4 = crate::pv::state::fixup_guest_cr4(c.ctrlreg[4], fsgsbase);
     p.ctrlreg_high.copy_from_slice(&c.ctrlreg[5..8]);
     p.dr = [0; 4];
     p.dr6 = crate::pv::state::DR6_DEFAULT;

@@ -67,6 +67,16 @@ pub fn pv_cpuid(
     Ok(r)
 }
 
+/// Whether the guest's CPUID has FSGSBASE (leaf 7 EBX bit 0, passed through from the host as
+/// Xen's policy does for every guest type): what lets a 64-bit PV kernel set CR4.FSGSBASE.
+pub fn has_fsgsbase(ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
+    let max = ctx.value(value_kind::host_cpuid_raw(0, 0, 0))?;
+    if max < 7 {
+        return Ok(false);
+    }
+    Ok(ctx.value(value_kind::host_cpuid_raw(7, 0, 1))? & 1 != 0)
+}
+
 /// The host CPUID values for the leaf in the request's EAX/ECX, from the input log.
 pub fn host_values(ctx: &mut Ctx<'_, '_, '_>) -> Result<[u32; 4], HvError> {
     let ab = ctx.value(value_kind::HOST_CPUID_AB)?;

@@ -63,6 +63,14 @@ pub enum PvEffect {
         /// Value (low `size` bytes).
         value: u32,
     },
+    /// Write `value` to CMOS/RTC register `index` (0-0x7f): port 0x70 then 0x71, under the
+    /// lock the hypervisor's own CMOS reads take (Xen's `rtc_guest_write`).
+    CmosWrite {
+        /// Register (bit 7, NMI disable, clear).
+        index: u8,
+        /// Value.
+        value: u8,
+    },
     /// Load the calling vCPU's GDT from these (validated) frames with `entries` entries.
     SetGdt {
         /// Machine frames.
@@ -83,6 +91,7 @@ impl PvEffect {
             PvEffect::DebugReg { .. } => 6,
             PvEffect::PortOut { .. } => 7,
             PvEffect::SetGdt { .. } => 8,
+            PvEffect::CmosWrite { .. } => 9,
         }
     }
 
@@ -120,6 +129,10 @@ impl PvEffect {
             PvEffect::SetGdt { frames, entries } => {
                 f(frames);
                 f(entries);
+            }
+            PvEffect::CmosWrite { index, value } => {
+                f(index);
+                f(value);
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::pv::bounce::{inject_at, inject_hw};
 use crate::pv::decode::{decode, Insn};
 use crate::pv::effect::PvEffect;
 use crate::pv::string_io::{self, Dir};
-use crate::pv::{cpuid, msr, state};
+use crate::pv::{cpuid, ioports, msr, state};
 use crate::request::GuestRegs;
 use dom0_interface::arch_x86::XEN_EMULATE_PREFIX;
 use dom0_interface::xen::VMASST_TYPE_ARCHITECTURAL_IOPL;
@@ -127,6 +127,38 @@ pub fn iopl_ok(state: &HvState, ctx: &Ctx<'_, '_, '_>) -> bool {
     (cpl << 12) <= state::get(state, k).iopl
 }
 
+/// `guest_io_okay`: an access of `size` bytes at `port` is allowed by the virtual IOPL or,
+/// failing that, by the I/O bitmap the vCPU registered (PHYSDEVOP_set_iobitmap), read from
+/// guest memory now through the kernel's tables (as Xen switches to them from user mode);
+/// a byte that cannot be read counts as all ones (no access).
+pub fn io_okay(
+    state: &HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    port: u16,
+    size: u8,
+) -> Result<bool, HvError> {
+    if iopl_ok(state, ctx) {
+        return Ok(true);
+    }
+    let pv = state::get(state, state::key(ctx));
+    if u32::from(port) + u32::from(size) > pv.iobmp_limit {
+        return Ok(false);
+    }
+    let at = pv.iobmp.wrapping_add(u64::from(port >> 3));
+    let mut mask = [0xffu8; 2];
+    for (i, b) in mask.iter_mut().enumerate() {
+        let mut one = [0u8; 1];
+        match ctx.copy_from_guest(at.wrapping_add(i as u64), &mut one) {
+            Ok(()) => *b = one[0],
+            Err(HvError::Errno(_)) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let bits = u16::from_le_bytes(mask);
+    let want = ((1u16 << size) - 1) << (port & 7);
+    Ok(bits & want == 0)
+}
+
 /// The guest-visible value of control register `cr`, or None for registers that #GP.
 pub fn read_cr(state: &HvState, ctx: &Ctx<'_, '_, '_>, cr: u8) -> Option<u64> {
     let k = state::key(ctx);
@@ -231,7 +263,8 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                     }));
                 }
                 4 => {
-                    let v = state::fixup_guest_cr4(val);
+                    let fsgsbase = val & state::CR4_FSGSBASE != 0 && cpuid::has_fsgsbase(ctx)?;
+                    let v = state::fixup_guest_cr4(val, fsgsbase);
                     let j = ctx.journal();
                     state::update(state, j, k, |p| p.cr4 = v);
                 }
@@ -293,16 +326,11 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             }
         }
         Insn::In { port, size } => {
-            if !iopl_ok(state, ctx) {
+            let port = port.map_or(regs.rdx as u16, u16::from);
+            if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            let port = port.map_or(regs.rdx as u16, u16::from);
-            let privileged = crate::hypercall::is_privileged(state, k.0);
-            let v = if privileged {
-                ctx.value(value_kind::port_in(port, size))?
-            } else {
-                u64::MAX
-            };
+            let v = u64::from(ioports::guest_io_read(state, ctx, port, size)?);
             out.rax = match size {
                 1 => (regs.rax & !0xff) | (v & 0xff),
                 2 => (regs.rax & !0xffff) | (v & 0xffff),
@@ -310,22 +338,11 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             };
         }
         Insn::Out { port, size } => {
-            if !iopl_ok(state, ctx) {
+            let port = port.map_or(regs.rdx as u16, u16::from);
+            if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            let port = port.map_or(regs.rdx as u16, u16::from);
-            if crate::hypercall::is_privileged(state, k.0) {
-                let mask = match size {
-                    1 => 0xff,
-                    2 => 0xffff,
-                    _ => 0xffff_ffff,
-                };
-                ctx.emit(Effect::Pv(PvEffect::PortOut {
-                    port,
-                    size,
-                    value: (regs.rax & mask) as u32,
-                }));
-            }
+            ioports::guest_io_write(state, ctx, port, size, regs.rax as u32);
         }
         Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
         Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),

@@ -8,8 +8,42 @@
 //! 4.17 loads FS and GS through `svm_load_segs` (VMLOAD) whenever both are null selectors
 //! (0-3), and that leaves them 0, whatever RPL they had.
 //!
+//! The bases the guest changes without an exit travel in the request
+//! ([`record_live_bases`]).
+//!
 //! In a request or an input word the four selectors travel packed, DS in bits 0-15, ES in
 //! 16-31, FS in 32-47, GS in 48-63 ([`pack`]).
+
+/// Records the segment bases vCPU `key` left in the hardware (a request's
+/// [`crate::request::LiveBases`]) in its replica state: the FS base, and the GS base of the
+/// mode it runs in (the other one can only change through the hypervisor). Xen keeps what the
+/// hardware holds in the same way (`save_segments`, and `rdmsr` of the bases reads them live).
+pub fn record_live_bases(
+    state: &mut crate::hv::HvState,
+    j: &mut lockstep::Journal,
+    key: crate::domain::VcpuKey,
+    live: crate::request::LiveBases,
+) {
+    let Some(v) = state.vcpus.get(&key) else {
+        return;
+    };
+    let gs = if v.kernel_mode {
+        v.gs_base_kernel
+    } else {
+        v.gs_base_user
+    };
+    if v.fs_base == live.fs_base && gs == live.gs_base {
+        return;
+    }
+    state.vcpus.update(j, &key, |v| {
+        v.fs_base = live.fs_base;
+        if v.kernel_mode {
+            v.gs_base_kernel = live.gs_base;
+        } else {
+            v.gs_base_user = live.gs_base;
+        }
+    });
+}
 
 /// DS, ES, FS, GS, in that order (the order of the failsafe frame).
 pub type DataSelectors = [u16; 4];

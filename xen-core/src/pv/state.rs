@@ -10,12 +10,24 @@ use lockstep::impl_value;
 /// The CR4 value Xen 4.17 shows a 64-bit PV guest (PAE | MCE | OSFXSR | OSXMMEXCPT), measured
 /// on the oracle.
 pub const GUEST_CR4: u64 = 0x660;
-/// CR4 bits a PV guest may change (TSD, DE, OSXSAVE); the others are Xen's.
-pub const GUEST_CR4_WRITABLE: u64 = (1 << 2) | (1 << 3) | (1 << 18);
+/// CR4 bits a PV guest may change (TSD, DE, FSGSBASE, OSXSAVE: `PV_CR4_GUEST_MASK`); the
+/// others are Xen's.
+pub const GUEST_CR4_WRITABLE: u64 = (1 << 2) | (1 << 3) | CR4_FSGSBASE | (1 << 18);
+/// `X86_CR4_FSGSBASE`: a 64-bit PV kernel whose CPUID policy has FSGSBASE may set it in its
+/// virtual CR4, and then runs with it in the real CR4 (`pv_make_cr4`): `rd/wr{fs,gs}base`
+/// work in ring 3; without it they raise #UD.
+pub const CR4_FSGSBASE: u64 = 1 << 16;
 /// `pv_fixup_guest_cr4`: the CR4 a 64-bit PV guest sees after asking for `cr4` (the bits it
-/// may change as asked, the others Xen's).
-pub fn fixup_guest_cr4(cr4: u64) -> u64 {
-    GUEST_CR4 | (cr4 & GUEST_CR4_WRITABLE)
+/// may change as asked, the others Xen's). `fsgsbase`: the guest's CPUID has FSGSBASE
+/// (leaf 7 EBX bit 0); without it the bit is discarded. Xen 4.17 under this QEMU answered a
+/// request for every bit with 0x5066c.
+pub fn fixup_guest_cr4(cr4: u64, fsgsbase: bool) -> u64 {
+    let allowed = if fsgsbase {
+        GUEST_CR4_WRITABLE
+    } else {
+        GUEST_CR4_WRITABLE & !CR4_FSGSBASE
+    };
+    GUEST_CR4 | (cr4 & allowed)
 }
 /// `X86_CR4_DE`.
 pub const CR4_DE: u64 = 1 << 3;
@@ -110,6 +122,11 @@ pub struct PvVcpu {
     pub ldt_frames: [u64; LDT_PAGES],
     /// `MSR_TSC_AUX` as the guest wrote it.
     pub tsc_aux: u64,
+    /// I/O permission bitmap registered with PHYSDEVOP_set_iobitmap (a guest-virtual
+    /// address, read through the kernel's tables at each port access; Xen's `iobmp`).
+    pub iobmp: u64,
+    /// Ports the bitmap covers (`iobmp_limit`; 0: none).
+    pub iobmp_limit: u32,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -132,6 +149,8 @@ impl_value!(PvVcpu {
     gdt_ents,
     ldt_frames,
     tsc_aux,
+    iobmp,
+    iobmp_limit,
 });
 
 impl Default for PvVcpu {
@@ -157,6 +176,8 @@ impl Default for PvVcpu {
             gdt_ents: 0,
             ldt_frames: [0; LDT_PAGES],
             tsc_aux: 0,
+            iobmp: 0,
+            iobmp_limit: 0,
         }
     }
 }

@@ -15,10 +15,10 @@
 //!   the instruction); without REP the registers are left as they were.
 
 use crate::effect::Effect;
-use crate::hv::{value_kind, Ctx, HvError, HvState};
+use crate::hv::{Ctx, HvError, HvState};
 use crate::pv::decode::{DataSeg, StringIo};
-use crate::pv::effect::PvEffect;
-use crate::pv::emulate::{iopl_ok, Outcome};
+use crate::pv::emulate::{io_okay, Outcome};
+use crate::pv::ioports;
 use crate::pv::state;
 use crate::request::GuestRegs;
 
@@ -99,21 +99,17 @@ fn first_bad(
 
 /// One element of `ins`: reads the port, stores to `addr`.
 fn ins_one(
+    state: &HvState,
     ctx: &mut Ctx<'_, '_, '_>,
     port: u16,
     size: u8,
-    privileged: bool,
     addr: u64,
 ) -> Result<Option<Stop>, HvError> {
-    let v = if privileged {
-        ctx.value(value_kind::port_in(port, size))?
-    } else {
-        u64::MAX
-    };
+    let v = ioports::guest_io_read(state, ctx, port, size)?;
     if !state::addr_ok(addr) || !state::is_canonical(addr) {
         return Ok(Some(Stop::Gp));
     }
-    let bytes = (v as u32).to_le_bytes();
+    let bytes = v.to_le_bytes();
     let data = &bytes[..usize::from(size)];
     if ctx.probe_write(addr, data.len())? {
         ctx.emit(Effect::WriteGuest {
@@ -136,10 +132,10 @@ fn ins_one(
 
 /// One element of `outs`: loads from `addr`, writes the port.
 fn outs_one(
+    state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
     port: u16,
     size: u8,
-    privileged: bool,
     addr: u64,
 ) -> Result<Option<Stop>, HvError> {
     if !state::addr_ok(addr) || !state::is_canonical(addr) {
@@ -161,30 +157,24 @@ fn outs_one(
         }
         Err(e) => return Err(e),
     }
-    if privileged {
-        ctx.emit(Effect::Pv(PvEffect::PortOut {
-            port,
-            size,
-            value: u32::from_le_bytes(b),
-        }));
-    }
+    ioports::guest_io_write(state, ctx, port, size, u32::from_le_bytes(b));
     Ok(None)
 }
 
 /// Emulates `ins` (`dir` In) or `outs` (`dir` Out) with operands `op`. `regs` are the
 /// registers at the fault; `next_rip` is the RIP after the instruction.
 pub fn emulate(
-    state: &HvState,
+    state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
     regs: &GuestRegs,
     next_rip: u64,
     dir: Dir,
     op: StringIo,
 ) -> Result<Outcome, HvError> {
-    if !iopl_ok(state, ctx) {
+    let port = regs.rdx as u16;
+    if !io_okay(state, ctx, port, op.size)? {
         return Ok(Outcome::Fault);
     }
-    let port = regs.rdx as u16;
     let mask: u64 = if op.addr32 { 0xffff_ffff } else { u64::MAX };
     let mut out = GuestRegs {
         rflags: regs.rflags & !(1 << 16),
@@ -207,14 +197,13 @@ pub fn emulate(
     let to_wrap = (if down { off } else { mask - off } / size).saturating_add(1);
     let goal = wanted.min(to_wrap).min(MAX_REPS);
     let base = seg_base(state, ctx, op.seg);
-    let privileged = crate::hypercall::is_privileged(state, ctx.dom());
     let mut done = 0u64;
     let mut stop = None;
     while done < goal {
         let addr = base.wrapping_add(off);
         let r = match dir {
-            Dir::In => ins_one(ctx, port, op.size, privileged, addr)?,
-            Dir::Out => outs_one(ctx, port, op.size, privileged, addr)?,
+            Dir::In => ins_one(state, ctx, port, op.size, addr)?,
+            Dir::Out => outs_one(state, ctx, port, op.size, addr)?,
         };
         if r.is_some() {
             stop = r;

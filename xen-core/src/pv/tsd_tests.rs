@@ -1,6 +1,6 @@
 //! Host tests of CR4.TSD for a PV guest: with TSD in its virtual CR4 the kernel's
 //! `rdtsc`/`rdtscp` (which then trap) are emulated and guest user mode's raise #GP(0), as
-//! x86_emulate does for Xen 4.17.
+//! x86_emulate does for Xen 4.17; CR4.FSGSBASE kept only when the CPUID policy has FSGSBASE.
 
 use crate::hv::value_kind;
 use crate::hypercall::testing::Harness;
@@ -63,4 +63,35 @@ fn cr4_tsd_emulates_the_kernels_rdtsc_and_refuses_the_users() {
     to_user(&mut h);
     let r = run(&mut h, &[0x0f, 0x01, 0xf9], kregs());
     assert_eq!((r.rcx, r.rip), (7, rip + 3));
+}
+
+/// `mov %rax, %cr4` with every bit, then `mov %cr4, %rbx`: what the kernel reads back, with
+/// the host's CPUID leaf 7 EBX `leaf7_ebx` (max basic leaf 0xd).
+fn cr4_after_asking_for_everything(leaf7_ebx: u64) -> u64 {
+    let mut h = Harness::dom0();
+    let rip = 0xffff_ffff_8000_5000;
+    for (kind, v) in [
+        (value_kind::host_cpuid_raw(0, 0, 0), 0xd),
+        (value_kind::host_cpuid_raw(7, 0, 1), leaf7_ebx),
+    ] {
+        h.mem.values.entry(kind).or_default().push_back(v);
+    }
+    h.mem.map(rip, &[0x0f, 0x22, 0xe0]);
+    let regs = GuestRegs {
+        rax: 0xffff_ffff,
+        ..kregs()
+    };
+    let r = set_regs(&exit(&mut h, ExitKind::Exception, regs, 13, 0, 0)).expect("emulated");
+    assert_eq!(r.rip, rip + 3);
+    h.mem.map(rip, &[0x0f, 0x20, 0xe3]);
+    set_regs(&exit(&mut h, ExitKind::Exception, kregs(), 13, 0, 0))
+        .expect("emulated")
+        .rbx
+}
+
+#[test]
+fn cr4_fsgsbase_follows_the_cpuid_policy() {
+    // Xen 4.17 under QEMU's EPYC model (FSGSBASE in leaf 7) answered 0x5066c.
+    assert_eq!(cr4_after_asking_for_everything(0x219c_91a9), 0x5066c);
+    assert_eq!(cr4_after_asking_for_everything(0x219c_91a8), 0x4066c);
 }

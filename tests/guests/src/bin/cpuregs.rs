@@ -3,7 +3,9 @@
 //! hypervisor writes for a hypercall is ignored, DR7/DR0-3 validation; rdmsr/wrmsr from the
 //! ring-3 kernel emulated for the MSRs Xen emulates and #GP for the others; `rdtscp` reports
 //! the TSC_AUX the kernel wrote; with CR4.TSD the kernel's time-stamp reads are emulated and
-//! guest user mode's raise #GP.
+//! guest user mode's raise #GP. Segment bases the kernel changes without a hypercall (loading
+//! a selector into FS or GS, `wrfsbase`/`wrgsbase` with CR4.FSGSBASE) are what `rdmsr` reports
+//! after later exits.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -14,9 +16,11 @@ use guest_rt::msr;
 use guest_rt::pvcpu;
 use guest_rt::pvcpu::{user_time_instruction, user_time_instruction_address, USER_TIME_INSNS};
 use guest_rt::sched;
+use guest_rt::segs;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::traps;
+use guest_rt::version;
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
@@ -27,7 +31,116 @@ fn main(_si: &StartInfo) {
     println!("cpuregs: debug registers and MSRs test guest");
     breakpoints();
     msrs();
+    live_bases();
+    fsgsbase();
     time_stamp_disable();
+}
+
+/// CR4.FSGSBASE: kept in the virtual CR4 when the CPUID has FSGSBASE (Xen 4.17 here reads
+/// back 0x5066c when asked for every bit); with it the kernel's `wr{fs,gs}base` run natively
+/// and the bases they set are what `rdmsr` reports and what survives exits; without it the
+/// instructions raise #UD.
+fn fsgsbase() {
+    use guest_rt::fsgsbase::{self as fsgs, CR4_FSGSBASE};
+    check_eq(
+        "rdfsbase without CR4.FSGSBASE -> #UD",
+        fsgs::rdfsbase(),
+        None,
+    );
+    check_eq(
+        "wrgsbase without CR4.FSGSBASE -> #UD",
+        fsgs::wrgsbase(0x5000),
+        false,
+    );
+    if !fsgs::supported() {
+        info(format_args!(
+            "no FSGSBASE in CPUID: the instructions not checked"
+        ));
+        check_eq(
+            "CR4.FSGSBASE refused",
+            fsgs::set_cr4_fsgsbase(true) & CR4_FSGSBASE,
+            0,
+        );
+        return;
+    }
+    let before = guest_rt::cpu::read_cr4();
+    check_eq(
+        "CR4 asked for every bit: Xen's 0x5066c",
+        fsgs::write_cr4(u64::from(u32::MAX)),
+        0x5066c,
+    );
+    check_eq("CR4 restored", fsgs::write_cr4(before), before);
+    let cr4 = fsgs::set_cr4_fsgsbase(true);
+    check_eq("CR4.FSGSBASE kept", cr4 & CR4_FSGSBASE, CR4_FSGSBASE);
+    check("wrfsbase 0x7f00_1000", fsgs::wrfsbase(0x7f00_1000));
+    check("wrgsbase 0x7f00_3000", fsgs::wrgsbase(0x7f00_3000));
+    check_eq("rdfsbase", fsgs::rdfsbase(), Some(0x7f00_1000));
+    check_eq("rdmsr FS_BASE", msr::rdmsr(0xc000_0100), Ok(0x7f00_1000));
+    check_eq("rdmsr GS_BASE", msr::rdmsr(0xc000_0101), Ok(0x7f00_3000));
+    check_eq("sched_op yield", sched::yield_now(), Ok(0));
+    check_eq("rdfsbase after it", fsgs::rdfsbase(), Some(0x7f00_1000));
+    check_eq("rdgsbase after it", fsgs::rdgsbase(), Some(0x7f00_3000));
+    check_eq(
+        "set_segment_base(FS) 0x2000",
+        cpu::set_segment_base(cpu::SEGBASE_FS, 0x2000),
+        Ok(0),
+    );
+    check_eq("rdfsbase sees it", fsgs::rdfsbase(), Some(0x2000));
+    check("wrfsbase 0", fsgs::wrfsbase(0));
+    check("wrgsbase 0", fsgs::wrgsbase(0));
+    let cr4 = fsgs::set_cr4_fsgsbase(false);
+    check_eq("CR4.FSGSBASE cleared", cr4 & CR4_FSGSBASE, 0);
+    check_eq("rdfsbase -> #UD again", fsgs::rdfsbase(), None);
+}
+
+/// The bases a selector load into FS/GS gives the hardware (the flat selector's base, 0) are
+/// the vCPU's from then on: exits (a hypercall, the `rdmsr` itself) do not bring back the bases
+/// set earlier with set_segment_base, as Xen keeps what the hardware holds.
+fn live_bases() {
+    let saved = segs::read_selectors();
+    check_eq(
+        "set_segment_base(FS) 0x1000",
+        cpu::set_segment_base(cpu::SEGBASE_FS, 0x1000),
+        Ok(0),
+    );
+    check_eq(
+        "set_segment_base(GS_KERNEL) 0x3000",
+        cpu::set_segment_base(cpu::SEGBASE_GS_KERNEL, 0x3000),
+        Ok(0),
+    );
+    check_eq("rdmsr FS_BASE: 0x1000", msr::rdmsr(0xc000_0100), Ok(0x1000));
+    let [ds, es, _, _] = saved;
+    check(
+        "load the flat data selector into FS and GS",
+        segs::load_selectors([ds, es, cpu::FLAT_RING3_SS64, cpu::FLAT_RING3_SS64]).is_some(),
+    );
+    check("xen_version after it", version::version().is_ok());
+    check_eq(
+        "rdmsr FS_BASE: the selector's base",
+        msr::rdmsr(0xc000_0100),
+        Ok(0),
+    );
+    check_eq(
+        "rdmsr GS_BASE: the selector's base",
+        msr::rdmsr(0xc000_0101),
+        Ok(0),
+    );
+    check_eq("sched_op yield", sched::yield_now(), Ok(0));
+    check_eq("FS_BASE still 0 after it", msr::rdmsr(0xc000_0100), Ok(0));
+    check(
+        "restore the selectors",
+        segs::load_selectors(saved).is_some(),
+    );
+    check_eq(
+        "restore FS_BASE",
+        cpu::set_segment_base(cpu::SEGBASE_FS, 0),
+        Ok(0),
+    );
+    check_eq(
+        "restore GS_BASE",
+        cpu::set_segment_base(cpu::SEGBASE_GS_KERNEL, 0),
+        Ok(0),
+    );
 }
 
 /// DR7: L0, write-only, 8 bytes.

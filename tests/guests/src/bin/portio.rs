@@ -1,11 +1,13 @@
 //! `portio`: string port I/O (`ins`/`outs`) from the ring-3 PV kernel, emulated by the
 //! hypervisor when the virtual IOPL allows it: PCI configuration space through 0xcf8/0xcfc
 //! (the host bridge's IDs, the same on Xen and DualVisor), REP counts, both directions, long
-//! counts, and the faults of bad memory operands with REP progress kept.
+//! counts, and the faults of bad memory operands with REP progress kept. Without IOPL, the
+//! I/O bitmap registered with PHYSDEVOP_set_iobitmap decides (`in`/`out` and `ins`).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{AtomicU8, Ordering};
 use guest_rt::hypercall::BadPtr;
 use guest_rt::portio::{self, Op, Regs};
 use guest_rt::pvcpu;
@@ -13,7 +15,7 @@ use guest_rt::pvmm::Scratch;
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
-use guest_rt::{println, traps};
+use guest_rt::{println, traps, Errno};
 
 guest_rt::entry!(main);
 
@@ -37,7 +39,188 @@ fn main(si: &StartInfo) {
     pci_config();
     counts_and_directions();
     faults(si, &shared);
+    denied_ports();
+    rtc();
     check_eq("physdev set_iopl(0)", pvcpu::set_iopl(0), Ok(0));
+    io_bitmap();
+}
+
+/// Ports the hypervisor drives itself are denied to dom0 as on Xen 4.17: reads give all ones
+/// (COM1's line status would read 0x60, and reading its data port would steal console input),
+/// writes are dropped; so is the ACPI PM timer Xen uses; the other ports reach the hardware
+/// (0x92: A20 on).
+fn denied_ports() {
+    for (port, name) in [
+        (0x3f8u16, "COM1 data"),
+        (0x3fb, "COM1 LCR"),
+        (0x3fd, "COM1 LSR"),
+        (0x21, "PIC master mask"),
+        (0xa1, "PIC slave mask"),
+        (0x40, "PIT channel 0"),
+    ] {
+        check_eq(name, portio::port_in(1, port), Some(0xff));
+    }
+    check_eq(
+        "inl from the ACPI PM timer (q35: 0x608): all ones",
+        portio::port_in(4, 0x608),
+        Some(u32::MAX),
+    );
+    check_eq(
+        "inw across 0x3f7/0x3f8: all ones",
+        portio::port_in(2, 0x3f7),
+        Some(0xffff),
+    );
+    let mut b = [0u8; 3];
+    let _ = portio::ins(Op::Insb, true, false, 0x3fd, &mut b, 0, 3);
+    check_eq("rep insb x3 from COM1's LSR", b, [0xff; 3]);
+    check(
+        "outb to COM1's IER (dropped)",
+        portio::port_out(1, 0x3f9, 0x0f),
+    );
+    check_eq(
+        "port 0x92 reaches the hardware",
+        portio::port_in(1, 0x92),
+        Some(2),
+    );
+}
+
+/// The RTC as Xen 4.17 lets dom0 use it (`rtc_guest_read`/`rtc_guest_write`): the index
+/// written to 0x70 reads back as written (NMI bit included), 0x71 reaches the register it
+/// selects (status A: 32.768 kHz base, 1024 Hz rate; a CMOS RAM byte written and restored).
+fn rtc() {
+    check("outb 0x8a to 0x70", portio::port_out(1, 0x70, 0x8a));
+    check_eq(
+        "inb from 0x70: the index",
+        portio::port_in(1, 0x70),
+        Some(0x8a),
+    );
+    check_eq(
+        "inb from 0x71: status A",
+        portio::port_in(1, 0x71).map(|v| v & 0x7f),
+        Some(0x26),
+    );
+    check_eq(
+        "inw from 0x70: index and status A",
+        portio::port_in(2, 0x70).map(|v| v & 0x7fff),
+        Some(0x268a),
+    );
+    check(
+        "outb 0x4e to 0x70 (CMOS RAM)",
+        portio::port_out(1, 0x70, 0x4e),
+    );
+    let old = portio::port_in(1, 0x71);
+    check("outb 0x5a to 0x71", portio::port_out(1, 0x71, 0x5a));
+    check_eq("  reads back", portio::port_in(1, 0x71), Some(0x5a));
+    if let Some(v) = old {
+        check("  restored", portio::port_out(1, 0x71, v));
+    }
+}
+
+/// The kernel's I/O bitmap: one bit per port, clear to allow.
+static BITMAP: [AtomicU8; 8192] = [const { AtomicU8::new(0xff) }; 8192];
+
+/// Allows (clear) or denies (set) `port` in [`BITMAP`].
+fn allow(port: u16, on: bool) {
+    let byte = &BITMAP[usize::from(port >> 3)];
+    let bit = 1u8 << (port & 7);
+    if on {
+        byte.fetch_and(!bit, Ordering::SeqCst);
+    } else {
+        byte.fetch_or(bit, Ordering::SeqCst);
+    }
+}
+
+/// PHYSDEVOP_set_iobitmap without IOPL: the ports whose bits are clear (below `nr_ports`) are
+/// emulated, the others raise #GP; the bitmap is read at each access; bad bitmap addresses
+/// and sizes are refused, an unmapped bitmap denies everything.
+fn io_bitmap() {
+    let bm = BITMAP.as_ptr() as u64;
+    check_eq(
+        "set_iobitmap nr_ports 65537 -> -EINVAL",
+        pvcpu::set_iobitmap(bm, 65537),
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "set_iobitmap in the hypervisor's range -> -EINVAL",
+        pvcpu::set_iobitmap(0xffff_8000_0000_0000, 16),
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "set_iobitmap at a non-canonical address -> -EINVAL",
+        pvcpu::set_iobitmap(0x0000_8000_0000_0000, 16),
+        Err(Errno::EINVAL),
+    );
+    check_eq(
+        "in 0xcfc without a bitmap -> #GP",
+        portio::port_in(4, CFC),
+        None,
+    );
+    for p in CF8..CF8 + 8 {
+        allow(p, true);
+    }
+    check_eq("set_iobitmap", pvcpu::set_iobitmap(bm, 0x1000), Ok(0));
+    check("outl to 0xcf8 allowed", portio::port_out(4, CF8, BDF0_ID));
+    let id = portio::port_in(4, CFC);
+    check_eq(
+        "inl from 0xcfc allowed: Intel's vendor id",
+        id.map(|v| v & 0xffff),
+        Some(0x8086),
+    );
+    check_eq(
+        "inb from 0x80 (bit set) -> #GP",
+        portio::port_in(1, POST),
+        None,
+    );
+    check(
+        "outb to 0x80 (bit set) -> #GP",
+        !portio::port_out(1, POST, 0),
+    );
+    let mut b = [0u8; 4];
+    let r = portio::ins(Op::Insl, false, false, CFC, &mut b, 0, 0);
+    check_eq(
+        "insl from 0xcfc allowed too",
+        r.map(|_| u32::from_le_bytes(b)),
+        id,
+    );
+    allow(CFC, false);
+    check_eq(
+        "bit of 0xcfc set again: #GP at once",
+        portio::port_in(1, CFC),
+        None,
+    );
+    check_eq(
+        "  inw from 0xcfb (and 0xcfc) -> #GP",
+        portio::port_in(2, CFC - 1),
+        None,
+    );
+    check(
+        "  inb from 0xcfd still allowed",
+        portio::port_in(1, CFC + 1).is_some(),
+    );
+    allow(CFC, true);
+    check_eq(
+        "set_iobitmap nr_ports 0xcfd",
+        pvcpu::set_iobitmap(bm, 0xcfd),
+        Ok(0),
+    );
+    check(
+        "inb from 0xcfc: below nr_ports",
+        portio::port_in(1, CFC).is_some(),
+    );
+    check_eq(
+        "inw from 0xcfc: past nr_ports -> #GP",
+        portio::port_in(2, CFC),
+        None,
+    );
+    check_eq("set_iobitmap nr_ports 0", pvcpu::set_iobitmap(bm, 0), Ok(0));
+    check_eq("inb from 0xcfc -> #GP", portio::port_in(1, CFC), None);
+    check_eq(
+        "set_iobitmap at an unmapped address",
+        pvcpu::set_iobitmap(0x7fff_0000_0000, 0x1000),
+        Ok(0),
+    );
+    check_eq("  inb from 0xcfc -> #GP", portio::port_in(1, CFC), None);
+    check_eq("set_iobitmap none", pvcpu::set_iobitmap(0, 0), Ok(0));
 }
 
 /// Writes CONFIG_ADDRESS with one `outsl`.
