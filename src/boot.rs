@@ -26,6 +26,10 @@ fn wake(_v: u8, _f: &mut arch::trap::TrapFrame) {
 /// lockstep configuration in `start`).
 const SCRUB_STEP: usize = 8;
 
+/// Most words of input (guest registers, values, guest and machine memory read) one
+/// transaction may consume: 2 MiB, 512 page-table pages.
+const INPUT_WORDS: usize = 1 << 18;
+
 /// CPUs that reported their timer (once per boot, also when a CPU idles again after serving
 /// a lockstep role).
 static TICK_REPORTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -230,12 +234,25 @@ pub fn start(handoff: BootHandoff) -> ! {
         // average ~18k (the sweep's first containers hold the largest objects).
         scrub_interval: u64::from(lockstep_selftest),
         scrub_step: if lockstep_selftest { 0 } else { SCRUB_STEP },
+        // Words of guest input one transaction may consume: pinning a real kernel's
+        // page-table hierarchy reads every table page of it (512 words each). Linux's first
+        // MMUEXT_PIN_L4_TABLE overflowed 4096 words (and the domain was halted).
+        input_capacity: INPUT_WORDS,
         wait: lockstep::role::WaitStrategy {
             spins: opts.lockstep_spin,
         },
         ..Default::default()
     };
-    crate::lockstep_hw::setup(n, cfg);
+    // The replicas' arenas are sized for dom0 as it could be now; it is sized for what is
+    // left after them, never more.
+    let dom0_most = dom0_bytes(&opts, arch::memory::current_stats().free_frames * 4096) / 4096;
+    if crate::lockstep_hw::setup(n, cfg, dom0_most).is_none() {
+        die(format_args!(
+            "Not enough memory for the hypervisor's state of a dom0 of {} MiB ({} MiB per replica): lower dom0_mem",
+            dom0_most >> 8,
+            crate::lockstep_hw::replica_arena_bytes(dom0_most) >> 20
+        ))
+    }
 
     if let Some(name) = &opts.selftest {
         if name.as_str() == "fault" {

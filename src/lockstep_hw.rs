@@ -77,8 +77,32 @@ pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
 /// The follower's final replica digest (valid once `FOLLOWER_DONE`).
 pub static FOLLOWER_DIGEST: AtomicU32 = AtomicU32::new(0);
 
-/// Bytes of each replica arena.
-const ARENA_BYTES: usize = 64 << 20;
+/// Smallest replica arena.
+const ARENA_MIN_BYTES: usize = 64 << 20;
+
+/// Replica bytes per page of dom0 (its frame-table and p2m entries with their checksums and
+/// map nodes, plus the domain's share of everything else), with a margin: a 256 MiB dom0
+/// (65536 pages) built in the 32 MiB boot arena fit, a 512 MiB one did not.
+const REPLICA_BYTES_PER_PAGE: usize = 320;
+
+/// Bytes of each replica arena for a dom0 of `dom0_pages`: room for the replica and, while
+/// it is handed to the follower at boot, one copy of it, plus room to grow (domUs).
+pub fn replica_arena_bytes(dom0_pages: u64) -> usize {
+    let per = usize::try_from(dom0_pages)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(REPLICA_BYTES_PER_PAGE);
+    per.saturating_mul(2)
+        .saturating_add(32 << 20)
+        .max(ARENA_MIN_BYTES)
+        .next_multiple_of(1 << 20)
+}
+
+/// The arena dom0's initial replica is built in: the leader's (or, with one CPU, the one
+/// both replicas share), so the biggest object of the boot never goes through the boot
+/// arena.
+pub fn build_arena() -> usize {
+    LEADER_ARENA.load(Ordering::Relaxed)
+}
 
 /// The CPU serving `role`, if any.
 pub fn cpu_of(role: Role) -> Option<usize> {
@@ -105,8 +129,11 @@ pub fn cpu_of(role: Role) -> Option<usize> {
 /// to escalate pairs), so the floor is generous; on dedicated hardware it could be µs.
 const DEADLINE_FLOOR_MS: u64 = 250;
 
-/// Decides the roles for the online CPUs and prints them; call once, on the boot CPU.
-pub fn setup(ncpus: usize, mut cfg: Config) -> &'static Topology {
+/// Decides the roles for the online CPUs and prints them, and carves the replicas' heap
+/// arenas, sized for a dom0 of at most `dom0_pages`; call once, on the boot CPU. `None` if
+/// there is not enough memory for them (the caller stops with a clear message).
+pub fn setup(ncpus: usize, mut cfg: Config, dom0_pages: u64) -> Option<&'static Topology> {
+    let arena_bytes = replica_arena_bytes(dom0_pages);
     let floor = arch::lapic::tsc_khz().saturating_mul(DEADLINE_FLOOR_MS);
     cfg.deadline_cycles = cfg.deadline_cycles.max(floor);
     let topo = TOPOLOGY.call_once(|| Topology::assign(ncpus, cfg.lockstep));
@@ -115,25 +142,22 @@ pub fn setup(ncpus: usize, mut cfg: Config) -> &'static Topology {
     xprintln!("lockstep: {}", topo);
     if let Topology::Pair { .. } = topo {
         PAIR.call_once(|| Pair::new(cfg.input_capacity));
-        match (
-            arch::heap::add_arena(ARENA_BYTES),
-            arch::heap::add_arena(ARENA_BYTES),
-        ) {
-            (Some(l), Some(f)) => {
-                LEADER_ARENA.store(l, Ordering::Relaxed);
-                FOLLOWER_ARENA.store(f, Ordering::Relaxed);
-                xprintln!(
-                    "lockstep: replicas in separate heap arenas of {} MiB each",
-                    ARENA_BYTES >> 20
-                );
-            }
-            _ => xprintln!(
-                "lockstep: WARNING: no memory for separate replica arenas; replicas share the heap"
-            ),
-        }
-        crate::lockstep_spare::setup(topo, ARENA_BYTES);
+        let (l, f) = (
+            arch::heap::add_arena(arena_bytes)?,
+            arch::heap::add_arena(arena_bytes)?,
+        );
+        LEADER_ARENA.store(l, Ordering::Relaxed);
+        FOLLOWER_ARENA.store(f, Ordering::Relaxed);
+        xprintln!(
+            "lockstep: replicas in separate heap arenas of {} MiB each",
+            arena_bytes >> 20
+        );
+        crate::lockstep_spare::setup(topo, arena_bytes);
+    } else {
+        // One CPU (or lockstep off): both replicas in one arena of their own.
+        LEADER_ARENA.store(arch::heap::add_arena(arena_bytes)?, Ordering::Relaxed);
     }
-    topo
+    Some(topo)
 }
 
 /// Objects the follower has corrected in its replica by scrubbing (0 without a pair).
@@ -253,18 +277,18 @@ impl Backend {
                 }),
                 Some(pair),
             ) => {
-                *TEMPLATE.lock() = Some(state.clone());
+                // `state` was built in the leader's arena (`build_arena`); the follower's copy
+                // passes through it too until the follower has cloned it into its own.
+                let template = arch::heap::with_arena(build_arena(), || state.clone());
+                *TEMPLATE.lock() = Some(template);
                 arch::smp::assign(*follower, follower_task);
                 if let Some(c) = coordinator {
                     arch::smp::assign(*c, coordinator_task);
                 }
-                let leader_state =
-                    arch::heap::with_arena(LEADER_ARENA.load(Ordering::Relaxed), || state.clone());
-                drop(state);
                 Backend::Leader(alloc::boxed::Box::new(LeaderCore::new(
                     pair,
                     cfg,
-                    leader_state,
+                    state,
                     coordinator.is_none(),
                 )))
             }
@@ -273,7 +297,8 @@ impl Backend {
                     lockstep: false,
                     ..cfg
                 };
-                match Engine::new(single, state.clone(), state) {
+                let copy = arch::heap::with_arena(build_arena(), || state.clone());
+                match Engine::new(single, copy, state) {
                     Ok(e) => Backend::Local(alloc::boxed::Box::new(e)),
                     Err(e) => {
                         xprintln!("lockstep: cannot start the engine: {:?}", e);

@@ -200,7 +200,11 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         // The hypervisor's own devices: no guest maps the local APIC or the IO-APIC pages.
         io_deny: alloc::vec![(0xFEC00, 0xFEC00), (0xFEE00, 0xFEE00)],
     };
-    let (state, first) = initial_state(p, &built, leader as u32, &host);
+    // Built where the leader's replica lives (not in the small boot arena: dom0's frame
+    // table and p2m take ~200 bytes per page).
+    let (state, first) = arch::heap::with_arena(crate::lockstep_hw::build_arena(), || {
+        initial_state(p, &built, leader as u32, &host)
+    });
 
     let mut frame = TrapFrame::ZERO;
     frame.rip = built.entry;

@@ -312,7 +312,19 @@ fn transact(
         TxResult::Committed => {}
         TxResult::Failed(e) => xprintln!("d{}v{}: transaction failed: {:?}", req.dom, req.vcpu, e),
         TxResult::Aborted(e) => {
-            xprintln!("d{}v{}: transaction aborted: {:?}", req.dom, req.vcpu, e)
+            xprintln!(
+                "d{}v{}: transaction aborted: {:?} ({:?} {} at {:#x})",
+                req.dom,
+                req.vcpu,
+                e,
+                req.kind,
+                if req.kind == ExitKind::Hypercall {
+                    req.nr
+                } else {
+                    req.vector
+                },
+                req.regs.rip
+            )
         }
     }
     if let Some(s) = out.escalation {

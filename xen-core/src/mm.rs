@@ -320,6 +320,24 @@ impl MmConfig {
         self.max_page == 0 || mfn < self.max_page
     }
 
+    /// Whether `mfn`, below `max_page`, is I/O memory rather than RAM: the first MiB (Xen:
+    /// "historically marked as I/O"; the hypervisor's frame pool never uses it) and what the
+    /// machine's memory map does not call RAM (holes, reserved and ACPI memory). Xen's
+    /// `arch_init_memory` gives such frames to `dom_io`, so a domain with I/O rights maps
+    /// them as I/O memory (Linux dom0 reads the BIOS's DMI tables at 0xf0000 this way and
+    /// maps the first MiB 1:1). A frame any usable range touches is RAM; with no memory map
+    /// nothing is.
+    pub fn is_io_hole(&self, mfn: u64) -> bool {
+        let (start, end) = (mfn << 12, (mfn << 12).saturating_add(4096));
+        !self.machine_e820.is_empty()
+            && (mfn < 0x100
+                || !self.machine_e820.iter().any(|e| {
+                    e.r#type == dom0_interface::memory::E820_RAM
+                        && e.addr < end
+                        && e.addr.saturating_add(e.size) > start
+                }))
+    }
+
     /// Whether I/O frame `mfn` is reserved to the hypervisor.
     pub fn io_denied(&self, mfn: u64) -> bool {
         self.io_deny.iter().any(|&(s, e)| (s..=e).contains(&mfn))

@@ -192,6 +192,12 @@ fn memory_maps_and_the_m2p_location() {
     };
     assert_eq!(uvm(&mut h, 40, 0xfee00), -1);
     assert_eq!(uvm(&mut h, 40, 0xfec00), 0);
+    // Below max_page, the first MiB and frames the memory map does not call RAM (the BIOS
+    // area) are I/O memory for dom0, as Xen gives them to dom_io; unowned RAM above 1 MiB
+    // stays refused.
+    assert_eq!(uvm(&mut h, 41, 0xf5), 0);
+    assert_eq!(uvm(&mut h, 42, 0x50), 0);
+    assert_eq!(uvm(&mut h, 43, MAX_PAGE - 1), -16);
     h.mem.map(
         0x7000,
         &XenMemoryMap {

@@ -162,7 +162,7 @@ pub fn get_page_from_l1e(
     let mfn = entry_mfn(e);
     let real = st.frames.get(&mfn).map(|p| (p.owner, p.special));
     let Some((real_owner, special)) = real else {
-        if is_ram(st, mfn) {
+        if is_ram(st, mfn) && !st.mm_config.get().is_io_hole(mfn) {
             // RAM nobody owns (free, or the hypervisor's): could_not_pin.
             return Err(XenErrno::EBUSY.into());
         }
