@@ -308,11 +308,11 @@ pub fn load(index: usize, ist_tops: [u64; 7]) {
         limit: (GDT_BYTES - 1) as u16,
         base: gdt as u64,
     };
+    // The null LDT is what `load_guest_ldt` takes as loaded (`LDT_ENTS` 0): the LDTR keeps
+    // its reset value (base 0, limit 0xffff) otherwise, and a guest's LDT selectors would
+    // read descriptors from its own memory at linear address 0.
     // SAFETY: the GDT above is valid and never freed; reloading CS/SS/DS with its selectors
-    // keeps the flat 64-bit model; the TSS descriptor is fresh (not busy) and points at this
-    // CPU's TSS. The null LDT is what `load_guest_ldt` takes as loaded (`LDT_ENTS` 0): the
-    // LDTR keeps its reset value (base 0, limit 0xffff) otherwise, and a guest's LDT
-    // selectors would read descriptors from its own memory at linear address 0.
+    // keeps the flat 64-bit model; the TSS descriptor is fresh (not busy), this CPU's TSS.
     unsafe {
         asm!(
             "lgdt [{ptr}]",

@@ -118,12 +118,11 @@ const IA32_GS_BASE: u32 = 0xC000_0101;
 pub fn load_data_selectors(segs: DataSelectors) -> [bool; 4] {
     let [ds, es, fs, gs] = segs;
     let percpu = crate::percpu::this() as *const crate::percpu::PerCpu as u64;
-    // SAFETY: the stubs only load one segment register each; a fault at the load resumes at
-    // the stub's fixup (trap.rs), which loads the null selector. The hypervisor does not use
-    // DS, ES or FS in long mode. Loading GS replaces the active GS base, which holds this
-    // CPU's per-CPU pointer: it is written back right after (with interrupts off; a fault at
-    // the load itself happens before GS changes, so the trap path still finds its per-CPU
-    // data).
+    // Loading GS replaces the active GS base, which holds this CPU's per-CPU pointer: it is
+    // written back right after, with interrupts off; a fault at the load itself happens
+    // before GS changes, so the trap path still finds its per-CPU data.
+    // SAFETY: each stub loads one segment register; a fault resumes at its fixup (trap.rs),
+    // which loads the null selector; the hypervisor uses no DS/ES/FS in long mode.
     unsafe {
         let f = dv_load_fs(fs) != 0;
         let g = dv_load_gs(gs) != 0;

@@ -78,10 +78,10 @@ pub fn lar(sel: u16) -> Option<u32> {
 pub fn lar_may_fault(sel: u16) -> Option<u32> {
     let rights: u32;
     let ok: u8;
-    // SAFETY: `lar` only reads the descriptor table; an invalid selector clears ZF, a fault
-    // on the table's page is handled by the trap table (the caller expects it) and resumes
-    // after the instruction with ZF clear (`cmp` below leaves it so), C ABI clobbers for the
-    // handler.
+    // A fault on the table's page is handled by the trap table (the caller expects it) and
+    // resumes after the instruction with ZF clear (`cmp` below leaves it so).
+    // SAFETY: `lar` only reads the descriptor table (an invalid selector clears ZF); the
+    // asm declares the C ABI clobbers the fault handler may leave.
     unsafe {
         core::arch::asm!(
             "xor eax, eax",
@@ -215,11 +215,11 @@ pub fn iret_to(cs: u16, ss: u16) -> Option<u16> {
 pub fn iret_to_at(rip: u64, cs: u16, ss: u16) -> Option<u16> {
     let iret = hypercall::stub_address(hypercall::IRET)?;
     crate::traps::recover_at(guest_rt_iret_to_recovered as *const () as u64);
+    // It comes back either through the second iret (on Xen's flat selectors) or, when the
+    // first return faults, through the trap handler, which resumes at
+    // `guest_rt_iret_to_recovered` with the flat selectors and the same stack pointer.
     // SAFETY: the code touches no memory but its own stack and follows the C ABI (RAX, RCX,
-    // RDX and the hypercall's RCX/R11 are caller-saved). It comes back either through the
-    // second iret (on Xen's flat selectors) or, when the first return faults, through the
-    // trap handler, which resumes at `guest_rt_iret_to_recovered` with the flat selectors,
-    // the same stack pointer and the registers the iret left (only caller-saved ones differ).
+    // RDX and the hypercall's RCX/R11 are caller-saved; only caller-saved registers differ).
     let got = unsafe { guest_rt_iret_to(u64::from(cs & !3), u64::from(ss & !3), iret, rip) };
     crate::traps::recover_at(0);
     (got != 0).then_some(got as u16)
