@@ -79,6 +79,28 @@ fn follower_loop(pair: &Pair, c: Config, template: &Mutex<Option<ModelState>>) -
     }
 }
 
+/// A spare core's thread: waits for the leader's resync request, starts from the replica
+/// handed over in `template`, acknowledges with its digest and serves until it leaves;
+/// returns how it left and its replica's final digest.
+fn serve_as_spare(
+    pair: &Pair,
+    c: Config,
+    template: &Mutex<Option<ModelState>>,
+) -> (FollowerExit, u32) {
+    let h = Host(Instant::now());
+    let after = loop {
+        if let Some(a) = pair.resync_request() {
+            break a;
+        }
+        std::thread::yield_now();
+    };
+    let copy = template.lock().unwrap().take().expect("handed over");
+    let mut f = FollowerCore::<Model>::new(pair, c, copy, after);
+    pair.ack_resync(after, full_digest(f.replica()));
+    let exit = f.follower_serve(&h, &h);
+    (exit, full_digest(f.replica()))
+}
+
 #[test]
 fn off_and_on_at_transaction_boundaries_resynchronise_the_follower() {
     let n = 150;
@@ -269,20 +291,7 @@ fn a_spare_replaces_a_follower_that_fails_for_good() {
                 pair.retire_follower();
                 let t = &template;
                 let pr = &pair;
-                spare = Some(s.spawn(move || {
-                    let h = Host(Instant::now());
-                    let after = loop {
-                        if let Some(a) = pr.resync_request() {
-                            break a;
-                        }
-                        std::thread::yield_now();
-                    };
-                    let copy = t.lock().unwrap().take().expect("handed over");
-                    let mut f = FollowerCore::<Model>::new(pr, c, copy, after);
-                    pr.ack_resync(after, full_digest(f.replica()));
-                    let exit = f.follower_serve(&h, &h);
-                    (exit, full_digest(f.replica()))
-                }));
+                spare = Some(s.spawn(move || serve_as_spare(pr, c, t)));
                 let d = l
                     .replace_follower(&h, &h, &mut |r: &ModelState| {
                         *template.lock().unwrap() = Some(r.clone())
@@ -388,20 +397,7 @@ fn promoted_follower<'p>(
     if spare {
         let template = std::sync::Arc::new(Mutex::new(None::<ModelState>));
         let t = template.clone();
-        spare_thread = Some(s.spawn(move || {
-            let h = Host(Instant::now());
-            let after = loop {
-                if let Some(a) = pair.resync_request() {
-                    break a;
-                }
-                std::thread::yield_now();
-            };
-            let copy = t.lock().unwrap().take().expect("handed over");
-            let mut g = FollowerCore::<Model>::new(pair, c, copy, after);
-            pair.ack_resync(after, full_digest(g.replica()));
-            let exit = g.follower_serve(&h, &h);
-            (exit, full_digest(g.replica()))
-        }));
+        spare_thread = Some(s.spawn(move || serve_as_spare(pair, c, &t)));
         let d = l
             .replace_follower(&h, &h, &mut |r: &ModelState| {
                 *template.lock().unwrap() = Some(r.clone())
