@@ -119,6 +119,22 @@ fn span(op: Op, rep: bool, down: bool, at: u64, count: u64) -> Option<(u64, u64)
     }
 }
 
+/// The address of element `start` of a buffer at `base`, `len` bytes long, if all `count`
+/// elements a string instruction moves from there (see [`span`]) lie in the buffer.
+fn start_in(
+    op: Op,
+    rep: bool,
+    down: bool,
+    base: u64,
+    len: usize,
+    start: usize,
+    count: u64,
+) -> Option<u64> {
+    let at = base + start as u64;
+    let (lo, hi) = span(op, rep, down, at, count)?;
+    (lo >= base && hi <= base + len as u64).then_some(at)
+}
+
 /// [`string_io`] on `buf`: the index starts at `buf[start]` and every element must stay in
 /// `buf` (else `None`). `ins` needs a mutable buffer: use [`ins`].
 pub fn outs(
@@ -133,12 +149,7 @@ pub fn outs(
     if op.is_in() {
         return None;
     }
-    let base = buf.as_ptr() as u64;
-    let at = base + start as u64;
-    let (lo, hi) = span(op, rep, down, at, count)?;
-    if lo < base || hi > base + buf.len() as u64 {
-        return None;
-    }
+    let at = start_in(op, rep, down, buf.as_ptr() as u64, buf.len(), start, count)?;
     // SAFETY: every element read lies in `buf`.
     Some(unsafe {
         string_io(
@@ -168,12 +179,15 @@ pub fn ins(
     if !op.is_in() {
         return None;
     }
-    let base = buf.as_mut_ptr() as u64;
-    let at = base + start as u64;
-    let (lo, hi) = span(op, rep, down, at, count)?;
-    if lo < base || hi > base + buf.len() as u64 {
-        return None;
-    }
+    let at = start_in(
+        op,
+        rep,
+        down,
+        buf.as_mut_ptr() as u64,
+        buf.len(),
+        start,
+        count,
+    )?;
     // SAFETY: every element written lies in `buf`, which is borrowed mutably.
     Some(unsafe {
         string_io(
