@@ -81,8 +81,11 @@ pub(crate) fn poll(rt: &mut Runtime, cpu: usize) -> Option<After> {
 
 fn debug_key(rt: &Runtime, key: u8) {
     let stats = rt.backend.stats();
+    let status = rt.backend.status();
+    let cpus = (status.nr_cpus as usize).min(status.roles.len());
     let view = LockstepView {
         topology: crate::lockstep_hw::topology(),
+        roles: &status.roles[..cpus],
         health: rt.backend.health(),
         stats: &stats,
     };

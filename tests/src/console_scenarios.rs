@@ -84,6 +84,9 @@ pub fn keys_script() -> Script {
         .send("l")
         .wait_for(Pattern::contains("'l' pressed -> dumping lockstep state"))
         .wait_for(Pattern::contains("leader CPU1 follower CPU2"))
+        .wait_for(Pattern::contains(
+            "(XEN) roles now: CPU0 coordinator, CPU1 leader, CPU2 follower",
+        ))
         .wait_for(Pattern::contains("(XEN) health: "))
         .wait_for(Pattern::contains("(XEN) stats: transactions "))
         .send(SWITCH)
@@ -172,7 +175,7 @@ mod tests {
             ),
             ("(XEN) 'r' pressed -> dumping run queues\r\n(XEN) CPU[01] current=d0v0, runq: 0\r\n", b"l"),
             (
-                "(XEN) 'l' pressed -> dumping lockstep state\r\n(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\r\n(XEN) health: protected\r\n(XEN) stats: transactions 9\r\n",
+                "(XEN) 'l' pressed -> dumping lockstep state\r\n(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0 (at boot)\r\n(XEN) roles now: CPU0 coordinator, CPU1 leader, CPU2 follower\r\n(XEN) health: protected\r\n(XEN) stats: transactions 9\r\n",
                 SWITCH,
             ),
             (&format!("{TO_DOM0}\r\n"), b"still typing after the keys\r"),

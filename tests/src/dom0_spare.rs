@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use crate::console_scenarios::SWITCH;
 use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
@@ -27,6 +28,30 @@ fn line(s: &str) -> Says {
 
 fn role(cpu: u32, what: &str) -> Says {
     line(&format!("cpu{cpu:<20}: {what}"))
+}
+
+/// The hypervisor's debug key `l` (console switched to Xen and back): the roles now, as the
+/// status shows them, next to those decided at boot.
+fn roles_key(now: &str) -> Vec<(Vec<u8>, Vec<Says>)> {
+    vec![
+        (
+            SWITCH.to_vec(),
+            vec![Says::Line(Pattern::contains("*** Serial input to Xen"))],
+        ),
+        (
+            b"l".to_vec(),
+            vec![
+                Says::Line(Pattern::contains("'l' pressed -> dumping lockstep state")),
+                Says::Line(Pattern::contains("(at boot)")),
+                Says::Line(Pattern::contains(format!("(XEN) roles now: {now}"))),
+            ],
+        ),
+        (
+            SWITCH.to_vec(),
+            vec![Says::Line(Pattern::contains("*** Serial input to DOM0"))],
+        ),
+        (typed(""), vec![]),
+    ]
 }
 
 /// The session: status before, the failure and the take-over, a domU, injections, status.
@@ -84,6 +109,11 @@ pub(crate) fn spare_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             ))],
         ),
     ]
+    .into_iter()
+    .chain(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 retired, CPU3 follower",
+    ))
+    .collect()
 }
 
 /// The session of a leader promotion, with or without a spare CPU to follow the new leader.
@@ -138,6 +168,11 @@ pub(crate) fn promote_steps(spare: bool) -> Vec<(Vec<u8>, Vec<Says>)> {
         ),
         (typed("xl lockstep status"), status),
     ];
+    steps.extend(roles_key(if spare {
+        "CPU0 coordinator, CPU1 retired, CPU2 leader, CPU3 follower"
+    } else {
+        "CPU0 coordinator, CPU1 retired, CPU2 leader"
+    }));
     if spare {
         steps.push((
             typed("xl lockstep inject -w effects 5"),

@@ -6,7 +6,9 @@
 use crate::hv::HvState;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
+use dom0_interface::lockstep_ctl::LOCKSTEP_ROLE_NAMES;
 use lockstep::policy::Health;
 use lockstep::stats::Stats;
 use lockstep::topology::Topology;
@@ -44,6 +46,9 @@ pub const KEYS: &[Key] = &[
 pub struct LockstepView<'a> {
     /// Roles decided at boot (None before lockstep is set up).
     pub topology: Option<&'a Topology>,
+    /// Each CPU's roles now (`LOCKSTEP_ROLE_*` bits, indexed by CPU, as `xl lockstep status`
+    /// reports them): a spare that replaced a follower, a promoted leader, retired cores.
+    pub roles: &'a [u8],
     /// Protection state now.
     pub health: Health,
     /// Counters.
@@ -165,15 +170,39 @@ pub fn lockstep_state(key: u8, ls: &LockstepView<'_>) -> String {
     let mut s = format!("'{}' pressed -> dumping lockstep state\n", printable(key));
     match ls.topology {
         Some(t) => {
-            let _ = writeln!(s, "lockstep: {t}");
+            let _ = writeln!(s, "lockstep: {t} (at boot)");
         }
         None => s.push_str("lockstep: not set up\n"),
+    }
+    let now: Vec<String> = ls
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|(_, bits)| **bits != 0)
+        .map(|(cpu, bits)| format!("CPU{cpu} {}", role_names(*bits)))
+        .collect();
+    if !now.is_empty() {
+        let _ = writeln!(s, "roles now: {}", now.join(", "));
     }
     let _ = writeln!(s, "health: {}", ls.health);
     for line in format!("{}", ls.stats).lines() {
         let _ = writeln!(s, "stats: {line}");
     }
     s
+}
+
+/// The names of the role bits set in `bits`, joined with `+` (unknown bits in hex).
+fn role_names(bits: u8) -> String {
+    let mut names: Vec<String> = LOCKSTEP_ROLE_NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| String::from(*n))
+        .collect();
+    let known = LOCKSTEP_ROLE_NAMES.iter().fold(0, |a, (b, _)| a | b);
+    if bits & !known != 0 {
+        names.push(format!("{:#x}", bits & !known));
+    }
+    names.join("+")
 }
 
 #[cfg(test)]
@@ -194,6 +223,7 @@ mod tests {
     fn view(stats: &Stats) -> LockstepView<'_> {
         LockstepView {
             topology: None,
+            roles: &[],
             health: Health::Protected,
             stats,
         }
@@ -262,13 +292,30 @@ mod tests {
             coordinator: Some(0),
             spares: alloc::vec![],
         };
+        use dom0_interface::lockstep_ctl::{
+            LOCKSTEP_ROLE_COORDINATOR as C, LOCKSTEP_ROLE_FOLLOWER as F, LOCKSTEP_ROLE_LEADER as L,
+            LOCKSTEP_ROLE_RETIRED as R,
+        };
+        // The follower CPU2 was retired and the spare CPU3 took its place.
+        let roles = [C, L, R, F, 0, 0x40];
         let v = LockstepView {
             topology: Some(&topo),
+            roles: &roles,
             health: Health::Protected,
             stats: &stats,
         };
         let out = run(b'l', &st, &v, 0).expect("l");
-        assert!(out.contains("lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\n"));
+        assert!(out
+            .contains("lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0 (at boot)\n"));
+        assert!(out.contains(
+            "roles now: CPU0 coordinator, CPU1 leader, CPU2 retired, CPU3 follower, CPU5 0x40\n"
+        ));
+        let both = LockstepView {
+            roles: &[C | L, F],
+            ..v
+        };
+        let out = run(b'l', &st, &both, 0).expect("l");
+        assert!(out.contains("roles now: CPU0 coordinator+leader, CPU1 follower\n"));
         assert!(out.contains(&format!("health: {}\n", Health::Protected)));
         assert!(out.contains("stats: transactions 42 commits 41"));
     }
