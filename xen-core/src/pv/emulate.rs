@@ -301,7 +301,10 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             let leaf = regs.rax as u32;
             let sub = regs.rcx as u32;
             let cr4 = state::get(state, k).cr4;
-            let r = cpuid::pv_cpuid(leaf, sub, k.1, cr4, &mut || cpuid::host_values(ctx))?;
+            let privileged = crate::hypercall::is_privileged(state, k.0);
+            let r = cpuid::pv_cpuid(leaf, sub, k.1, cr4, privileged, &mut |l, s| {
+                cpuid::host_values(ctx, l, s)
+            })?;
             out.rax = u64::from(r[0]);
             out.rbx = u64::from(r[1]);
             out.rcx = u64::from(r[2]);
@@ -369,9 +372,15 @@ pub fn invalid_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<Outc
     }
     let k = state::key(ctx);
     let cr4 = state::get(state, k).cr4;
-    let r = cpuid::pv_cpuid(regs.rax as u32, regs.rcx as u32, k.1, cr4, &mut || {
-        cpuid::host_values(ctx)
-    })?;
+    let privileged = crate::hypercall::is_privileged(state, k.0);
+    let r = cpuid::pv_cpuid(
+        regs.rax as u32,
+        regs.rcx as u32,
+        k.1,
+        cr4,
+        privileged,
+        &mut |l, s| cpuid::host_values(ctx, l, s),
+    )?;
     Ok(Outcome::Done(GuestRegs {
         rax: u64::from(r[0]),
         rbx: u64::from(r[1]),

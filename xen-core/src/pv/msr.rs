@@ -61,10 +61,8 @@ fn host(ctx: &mut Ctx<'_, '_, '_>, msr: u32) -> Result<Option<u64>, HvError> {
 }
 
 /// Whether the host CPU is AMD or Hygon (CPUID leaf 0 vendor).
-fn amd_like(state: &HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
-    let k = state::key(ctx);
-    let cr4 = state::get(state, k).cr4;
-    let r = cpuid::pv_cpuid(0, 0, k.1, cr4, &mut || cpuid::host_values(ctx))?;
+fn amd_like(ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
+    let r = cpuid::host_values(ctx, 0, 0)?;
     Ok(r[1] == 0x6874_7541 || r[1] == 0x6f67_7948)
 }
 
@@ -88,7 +86,7 @@ pub fn read(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, msr: u32) -> Result<Opti
         MSR_MISC_ENABLE => host(ctx, msr)?.map(guest_misc_enable),
         MSR_UCODE_REV => host(ctx, msr)?,
         MSR_TSC_AUX => Some(pv.tsc_aux),
-        MSR_AMD64_DE_CFG if amd_like(state, ctx)? => Some(DE_CFG_LFENCE_SERIALISE),
+        MSR_AMD64_DE_CFG if amd_like(ctx)? => Some(DE_CFG_LFENCE_SERIALISE),
         _ => None,
     };
     if value.is_some() {

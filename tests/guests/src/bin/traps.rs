@@ -129,6 +129,17 @@ fn emulation() {
     );
     let l1 = xen_cpuid(1, 0);
     check("cpuid 1 ecx: hypervisor bit", l1[2] & (1 << 31) != 0);
+    // Xen's PV policy: no superpages, no global pages (a PV page table may hold neither).
+    check_eq("cpuid 1 edx: no PSE, PGE, PSE36", l1[3] & 0x2_2008, 0);
+    let e1 = xen_cpuid(0x8000_0001, 0);
+    check_eq("cpuid 0x80000001 edx: no PAGE1GB", e1[3] & (1 << 26), 0);
+    check_eq("cpuid 6 (thermal/power) hidden", xen_cpuid(6, 0), [0; 4]);
+    let max_extd = xen_cpuid(0x8000_0000, 0)[0];
+    check_eq(
+        "cpuid past the last extended leaf: zeros",
+        xen_cpuid(max_extd.wrapping_add(1), 0),
+        [0; 4],
+    );
     let cr4 = cpu::read_cr4();
     check_eq("mov %cr4 emulated: 0x660", cr4, 0x660);
     let cr0 = pvcpu::read_cr0();
