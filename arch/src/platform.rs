@@ -77,6 +77,16 @@ pub fn cmos_read(index: u8) -> u8 {
     inb(0x71)
 }
 
+/// The keyboard shift flags in the BIOS data area (byte 0x417), what int 16h AH=02 returns
+/// (Xen reads them through the BIOS at boot for `XEN_FW_KBD_SHIFT_FLAGS`).
+pub fn bios_kbd_shift_flags() -> u8 {
+    let v = crate::layout::phys_to_virt(0x417) as *const u8;
+    // SAFETY: the direct map covers [0, 4 GiB) linearly in the boot and hypervisor page
+    // tables; the BIOS data area is firmware memory below 1 MiB the frame allocator never
+    // hands out; a byte read has no alignment requirement.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
 /// Writes `value` to CMOS/RTC register `index` (its NMI-disable bit cleared) under the CMOS
 /// lock (Xen's `rtc_guest_write`).
 pub fn cmos_write(index: u8, value: u8) {

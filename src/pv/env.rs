@@ -121,6 +121,7 @@ impl Env for PvEnv<'_> {
             value_kind::HOST_TOTAL_PAGES => arch::memory::current_stats().total_frames,
             value_kind::HOST_CPU_KHZ => arch::lapic::tsc_khz(),
             value_kind::HOST_NR_CPUS => arch::percpu::nr_online() as u64,
+            value_kind::BIOS_KBD_SHIFT_FLAGS => u64::from(arch::platform::bios_kbd_shift_flags()),
             value_kind::HOST_PADDR_BITS => {
                 let (max_ext, _, _, _) = arch::cpu::cpuid(0x8000_0000, 0);
                 if max_ext >= 0x8000_0008 {

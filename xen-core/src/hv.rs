@@ -258,6 +258,9 @@ pub mod value_kind {
     pub const HOST_NR_CPUS: u32 = 63;
     /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
     pub const HOST_PADDR_BITS: u32 = 64;
+    /// The BIOS keyboard shift flags (the BIOS data area's byte at 0x417, what int 16h AH=02
+    /// returns), for `XEN_FW_KBD_SHIFT_FLAGS`.
+    pub const BIOS_KBD_SHIFT_FLAGS: u32 = 65;
     /// Base of the lockstep-status kinds: see [`lockstep_status`].
     pub const LOCKSTEP_STATUS_BASE: u32 = 0x0600_0000;
     /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
@@ -585,6 +588,7 @@ mod value_kind_tests {
             one("HOST_CPU_KHZ", v::HOST_CPU_KHZ),
             one("HOST_NR_CPUS", v::HOST_NR_CPUS),
             one("HOST_PADDR_BITS", v::HOST_PADDR_BITS),
+            one("BIOS_KBD_SHIFT_FLAGS", v::BIOS_KBD_SHIFT_FLAGS),
             one("RX_STATE", c::RX_STATE),
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),

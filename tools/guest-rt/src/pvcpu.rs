@@ -470,6 +470,14 @@ pub fn physdev_raw(cmd: u64, arg: u64) -> XenResult {
     unsafe { hypercall::call(PHYSDEV_OP, [cmd, arg, 0, 0, 0]) }
 }
 
+/// `platform_op(op)` on a whole `struct xen_platform_op` (136 bytes) held by the caller;
+/// Xen writes its answer into the same buffer.
+pub fn platform_op(op: &mut [u8; 136]) -> XenResult {
+    // SAFETY: the argument is this 136-byte buffer, the size of `xen_platform_op`, which is
+    // all Xen reads or writes.
+    unsafe { hypercall::call(hypercall::PLATFORM_OP, [op.as_mut_ptr() as u64, 0, 0, 0, 0]) }
+}
+
 /// Address of a callback entry point that ends the test with an error if Xen ever enters it.
 pub fn unexpected_callback_address() -> u64 {
     guest_rt_unexpected_callback as *const () as u64

@@ -409,6 +409,77 @@ fn physdev() {
         pvcpu::physdev_raw(0, 0),
         Err(Errno::ENOSYS),
     );
+    platform();
+}
+
+/// `platform_op` as a dom0 kernel uses it at boot (firmware queries) and `xenpmu_op`.
+fn platform() {
+    let firmware_info = |ty: u32, index: u32| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&50u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..12].copy_from_slice(&ty.to_le_bytes());
+        op[12..16].copy_from_slice(&index.to_le_bytes());
+        op[16] = 0xee;
+        let r = pvcpu::platform_op(&mut op);
+        (r, op[16])
+    };
+    check_eq(
+        "platform_op firmware_info DISK_INFO 0 (no EDD) -> -ESRCH",
+        firmware_info(1, 0).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info DISK_MBR_SIGNATURE 0 -> -ESRCH",
+        firmware_info(2, 0).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info EFI_INFO (not booted by EFI) -> -ENOSYS",
+        firmware_info(4, 1).0,
+        Err(Errno::ENOSYS),
+    );
+    let (r, flags) = firmware_info(5, 0);
+    info(format_args!("kbd shift flags {:?} {:#x}", r, flags));
+    check_eq("platform_op firmware_info KBD_SHIFT_FLAGS", r, Ok(0));
+    check("  the flags byte is written", flags != 0xee);
+    check_eq(
+        "platform_op firmware_info KBD_SHIFT_FLAGS index 1 -> -ESRCH",
+        firmware_info(5, 1).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info type 99 -> -EINVAL",
+        firmware_info(99, 0).0,
+        Err(Errno::EINVAL),
+    );
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&50u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0000u32.to_le_bytes());
+    check_eq(
+        "platform_op with another interface version -> -EACCES",
+        pvcpu::platform_op(&mut op),
+        Err(Errno::EACCES),
+    );
+    op[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    check_eq(
+        "platform_op command 1000 -> -ENOSYS",
+        pvcpu::platform_op(&mut op),
+        Err(Errno::ENOSYS),
+    );
+    check_eq(
+        "platform_op with a NULL argument -> -EFAULT",
+        hypercall::call_with_bad_ptr(hypercall::PLATFORM_OP, 0, BadPtr::NULL),
+        Err(Errno::EFAULT),
+    );
+    for cmd in [0u64, 4, 5] {
+        check_eq(
+            "xenpmu_op (no vpmu=) -> -EOPNOTSUPP",
+            hypercall::call_with_bad_ptr(hypercall::XENPMU_OP, cmd, BadPtr::NULL),
+            Err(Errno::EOPNOTSUPP),
+        );
+    }
 }
 
 fn trap_table_errors() {

@@ -1,0 +1,141 @@
+//! `platform_op` (7) and `xenpmu_op` (40) as Xen 4.17 answers a PV dom0 on a machine booted
+//! without BIOS disk/EDID probing or EFI, with no vPMU (`vpmu=` not given): the firmware
+//! queries Linux makes at boot, and Xen's errnos for the rest.
+
+use crate::hv::{value_kind, Ctx, HvResult, HvState};
+use dom0_interface::errno::XenErrno;
+use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::platform::*;
+
+/// `platform_op(op)`: copies the whole `xen_platform_op` in (-EFAULT), checks the interface
+/// version (-EACCES) and only then the caller's privilege (-EPERM), as Xen's
+/// `do_platform_op` does.
+pub fn platform_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    let arg = ctx.req.args[0];
+    let mut op = [0u8; XEN_PLATFORM_OP_SIZE];
+    ctx.copy_from_guest(arg, &mut op)?;
+    let head =
+        XenPlatformOpHead::read_from(&op[..XEN_PLATFORM_OP_U]).map_err(|_| XenErrno::EFAULT)?;
+    if head.interface_version != XENPF_INTERFACE_VERSION {
+        return Err(XenErrno::EACCES.into());
+    }
+    if !super::is_privileged(state, ctx.dom()) {
+        return Err(XenErrno::EPERM.into());
+    }
+    let u = &op[XEN_PLATFORM_OP_U..];
+    match head.cmd {
+        XENPF_FIRMWARE_INFO => {
+            let fw = XenpfFirmwareInfoHead::read_from(&u[..8]).map_err(|_| XenErrno::EFAULT)?;
+            firmware_info(ctx, arg, fw)
+        }
+        cmd => super::unknown_subop(state, ctx, "platform_op", u64::from(cmd)),
+    }
+}
+
+/// `XENPF_firmware_info`. DualVisor probes no disks (EDD) or displays (EDID) through the
+/// BIOS and is not booted by EFI: Xen gives -ESRCH for an item it has not collected and
+/// -ENOSYS for EFI information when not booted by EFI (measured on Xen 4.17). The keyboard shift flags are the
+/// BIOS data area's byte at 0x417, which int 16h AH=02 returns.
+fn firmware_info(ctx: &mut Ctx<'_, '_, '_>, arg: u64, fw: XenpfFirmwareInfoHead) -> HvResult {
+    match fw.type_ {
+        XEN_FW_DISK_INFO | XEN_FW_DISK_MBR_SIGNATURE | XEN_FW_VBEDDC_INFO => {
+            Err(XenErrno::ESRCH.into())
+        }
+        XEN_FW_EFI_INFO => Err(XenErrno::ENOSYS.into()),
+        XEN_FW_KBD_SHIFT_FLAGS => {
+            if fw.index != 0 {
+                return Err(XenErrno::ESRCH.into());
+            }
+            let flags = ctx.value(value_kind::BIOS_KBD_SHIFT_FLAGS)? as u8;
+            ctx.copy_to_guest(arg + KBD_SHIFT_FLAGS_OFFSET as u64, &[flags])?;
+            Ok(0)
+        }
+        _ => Err(XenErrno::EINVAL.into()),
+    }
+}
+
+/// `xenpmu_op(op, arg)`: without `vpmu=` on the command line Xen 4.17 answers every sub-op
+/// -EOPNOTSUPP before looking at the argument (Linux then prints "VPMU disabled by
+/// hypervisor.").
+pub fn xenpmu_op(_state: &mut HvState, _ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
+    Err(XenErrno::EOPNOTSUPP.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Harness;
+    use super::*;
+
+    fn op(cmd: u32, version: u32, u: &[u8]) -> alloc::vec::Vec<u8> {
+        let mut b = alloc::vec![0u8; XEN_PLATFORM_OP_SIZE];
+        b[0..4].copy_from_slice(&cmd.to_le_bytes());
+        b[4..8].copy_from_slice(&version.to_le_bytes());
+        b[8..8 + u.len()].copy_from_slice(u);
+        b
+    }
+
+    fn fw(ty: u32, index: u32) -> alloc::vec::Vec<u8> {
+        let mut u = alloc::vec::Vec::new();
+        u.extend_from_slice(&ty.to_le_bytes());
+        u.extend_from_slice(&index.to_le_bytes());
+        op(XENPF_FIRMWARE_INFO, XENPF_INTERFACE_VERSION, &u)
+    }
+
+    const BUF: u64 = 0x5000;
+    const PLATFORM_OP: u64 = 7;
+
+    #[test]
+    fn firmware_info_as_xen_without_bios_probes_or_efi() {
+        let mut h = Harness::dom0();
+        for (ty, want) in [
+            (XEN_FW_DISK_INFO, -3),
+            (XEN_FW_DISK_MBR_SIGNATURE, -3),
+            (XEN_FW_VBEDDC_INFO, -3),
+            (XEN_FW_EFI_INFO, -38),
+            (99, -22),
+        ] {
+            h.mem.map(BUF, &fw(ty, 0));
+            assert_eq!(
+                h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret,
+                want,
+                "type {ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn keyboard_shift_flags_come_from_the_bios_data_area() {
+        let mut h = Harness::dom0();
+        h.mem
+            .values
+            .insert(value_kind::BIOS_KBD_SHIFT_FLAGS, [0x20].into());
+        h.mem.map(BUF, &fw(XEN_FW_KBD_SHIFT_FLAGS, 0));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        assert_eq!(h.mem.bytes[&(BUF + KBD_SHIFT_FLAGS_OFFSET as u64)], 0x20);
+        h.mem.map(BUF, &fw(XEN_FW_KBD_SHIFT_FLAGS, 1));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -3);
+    }
+
+    #[test]
+    fn version_then_privilege_then_command() {
+        let mut h = Harness::dom0();
+        h.mem.map(BUF, &op(XENPF_FIRMWARE_INFO, 0x0300_0000, &[]));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -13);
+        h.mem.map(BUF, &op(1000, XENPF_INTERFACE_VERSION, &[]));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -38);
+        assert_eq!(h.hypercall(PLATFORM_OP, [0x10, 0, 0, 0, 0]).ret, -14);
+        let mut u = Harness::domu(1);
+        u.mem.map(BUF, &fw(XEN_FW_DISK_INFO, 0));
+        assert_eq!(u.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -1);
+        u.mem.map(BUF, &op(XENPF_FIRMWARE_INFO, 1, &[]));
+        assert_eq!(u.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -13);
+    }
+
+    #[test]
+    fn xenpmu_op_is_not_supported() {
+        let mut h = Harness::dom0();
+        for sub in [XENPMU_MODE_GET, XENPMU_INIT, XENPMU_FINISH, 77] {
+            assert_eq!(h.hypercall(40, [u64::from(sub), 0, 0, 0, 0]).ret, -95);
+        }
+    }
+}
