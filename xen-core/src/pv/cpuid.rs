@@ -1,7 +1,7 @@
 //! The CPUID view Xen 4.17 gives a 64-bit PV guest: Xen's own leaves at 0x40000000 computed
 //! here, everything else from the host's values (a logged input) with Xen's PV adjustments.
 
-use crate::hv::{value_kind, Ctx, HvError};
+use crate::hv::{value_kind, Ctx, HvError, HvState};
 
 /// Xen version in leaf 0x40000001 (4.17, as `xen_version` reports).
 const XEN_MAJOR: u32 = 4;
@@ -88,6 +88,39 @@ const MAX_BASIC: u32 = 0xd;
 /// Highest extended leaf a guest sees (`0x80000000 + CPUID_GUEST_NR_EXTD - 1`).
 const MAX_EXTD: u32 = 0x8000_0021;
 
+/// Who asks, for [`pv_cpuid`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The calling vCPU's id.
+    pub vcpu_id: u32,
+    /// Its virtual CR4 (OSXSAVE).
+    pub guest_cr4: u64,
+    /// Whether its domain is dom0 (ITSC).
+    pub privileged: bool,
+    /// The host's `max_page` (one past the highest RAM frame).
+    pub max_page: u64,
+}
+
+impl Caller {
+    /// The vCPU of the request in `ctx`.
+    pub fn of(state: &HvState, ctx: &Ctx<'_, '_, '_>) -> Caller {
+        let k = crate::pv::state::key(ctx);
+        Caller {
+            vcpu_id: k.1,
+            guest_cr4: crate::pv::state::get(state, k).cr4,
+            privileged: crate::hypercall::is_privileged(state, k.0),
+            max_page: state.mm_config.get().max_page,
+        }
+    }
+}
+
+/// Leaf 0x40000005 EBX: the bits of the highest machine address (`get_upper_mfn_bound()`
+/// is `max_page - 1` on a host without hot-pluggable memory).
+fn machine_address_bits(max_page: u64) -> u32 {
+    let bound = max_page.saturating_sub(1);
+    (64 - bound.leading_zeros()) + 12
+}
+
 /// Whether leaf 0's vendor (EBX) is AMD or Hygon.
 fn amd_like_vendor(ebx: u32) -> bool {
     ebx == u32::from_le_bytes(*b"Auth") || ebx == u32::from_le_bytes(*b"Hygo")
@@ -96,18 +129,21 @@ fn amd_like_vendor(ebx: u32) -> bool {
 /// `guest_cpuid` for the calling PV vCPU: `leaf`/`subleaf` → [EAX, EBX, ECX, EDX]. `host`
 /// answers the host's raw CPUID for any leaf/subleaf; the result is Xen 4.17's PV policy
 /// over it (`recalculate_cpuid_policy`, `recalculate_misc`, the PV parts of `guest_cpuid`).
-/// `privileged`: the caller is dom0 (ITSC). OSXSAVE is shown only when the guest's own CR4
-/// has it: Xen leaks its CR4.OSXSAVE into a PV kernel's view, and Linux then turns on XSAVE
+/// OSXSAVE is shown only when the guest's own CR4 has it: Xen leaks its CR4.OSXSAVE into a PV kernel's view, and Linux then turns on XSAVE
 /// with XSETBV, which DualVisor does not emulate (Linux's `xen_check_xsave` falls back to
 /// FXSAVE when OSXSAVE is absent).
 pub fn pv_cpuid(
     leaf: u32,
     subleaf: u32,
-    vcpu_id: u32,
-    guest_cr4: u64,
-    privileged: bool,
+    caller: &Caller,
     host: &mut dyn FnMut(u32, u32) -> Result<[u32; 4], HvError>,
 ) -> Result<[u32; 4], HvError> {
+    let Caller {
+        vcpu_id,
+        guest_cr4,
+        privileged,
+        max_page,
+    } = *caller;
     if (XEN_BASE..XEN_BASE + 0x100).contains(&leaf) {
         let idx = leaf - XEN_BASE;
         let r = match idx {
@@ -119,8 +155,11 @@ pub fn pv_cpuid(
             ],
             1 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
             2 => [1, HYPERCALL_MSR, FEAT1_MMU_PT_UPDATE_PRESERVE_AD, 0],
-            // Time (3) and PV parameters (5) depend on the host: taken from it.
-            3 | 5 => host(leaf, subleaf)?,
+            // Time: depends on the host, taken from it.
+            3 => host(leaf, subleaf)?,
+            // PV parameters: EBX is the machine address width, `flsl(get_upper_mfn_bound())
+            // + PAGE_SHIFT` (Linux picks grant table v2 only above 44 bits).
+            5 if subleaf == 0 => [0, machine_address_bits(max_page), 0, 0],
             _ => [0; 4],
         };
         return Ok(r);
@@ -292,6 +331,38 @@ mod tests {
         (0x8000_001f, 0, [0; 4]),
     ];
 
+    /// dom0's vCPU 0 on a 2 GiB QEMU machine (RAM up to 0x7ffdf000).
+    const DOM0: Caller = Caller {
+        vcpu_id: 0,
+        guest_cr4: 0x660,
+        privileged: true,
+        max_page: 0x7ffdf,
+    };
+
+    #[test]
+    fn machine_address_width_as_xen_computes_it() {
+        let mut never = |_: u32, _: u32| -> Result<[u32; 4], HvError> { panic!("host asked") };
+        // 2 GiB: max_page 0x7ffdf, bound 0x7ffde: 19 bits of frame number, 31 of address.
+        assert_eq!(
+            pv_cpuid(0x4000_0005, 0, &DOM0, &mut never).unwrap(),
+            [0, 31, 0, 0]
+        );
+        let one_gib = Caller {
+            max_page: 0x3ffe0,
+            ..DOM0
+        };
+        assert_eq!(
+            pv_cpuid(0x4000_0005, 0, &one_gib, &mut never).unwrap()[1],
+            30
+        );
+        let big = Caller {
+            max_page: 1 << 33,
+            ..DOM0
+        };
+        assert_eq!(pv_cpuid(0x4000_0005, 0, &big, &mut never).unwrap()[1], 45);
+        assert_eq!(pv_cpuid(0x4000_0005, 1, &DOM0, &mut never).unwrap(), [0; 4]);
+    }
+
     fn epyc(leaf: u32, sub: u32) -> Result<[u32; 4], HvError> {
         Ok(EPYC
             .iter()
@@ -302,20 +373,17 @@ mod tests {
     #[test]
     fn xen_leaves_as_on_the_oracle() {
         let mut never = |_: u32, _: u32| -> Result<[u32; 4], HvError> { panic!("host asked") };
-        let l0 = pv_cpuid(0x4000_0000, 0, 0, 0x660, true, &mut never).unwrap();
+        let l0 = pv_cpuid(0x4000_0000, 0, &DOM0, &mut never).unwrap();
         assert_eq!(l0[0], 0x4000_0005);
         let sig: alloc::vec::Vec<u8> = l0[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
         assert_eq!(&sig, b"XenVMMXenVMM");
         assert_eq!(
-            pv_cpuid(0x4000_0001, 0, 0, 0x660, true, &mut never).unwrap()[0],
+            pv_cpuid(0x4000_0001, 0, &DOM0, &mut never).unwrap()[0],
             0x4_0011
         );
-        let l2 = pv_cpuid(0x4000_0002, 0, 0, 0x660, true, &mut never).unwrap();
+        let l2 = pv_cpuid(0x4000_0002, 0, &DOM0, &mut never).unwrap();
         assert_eq!((l2[0], l2[1]), (1, 0x4000_0000));
-        assert_eq!(
-            pv_cpuid(0x4000_0004, 0, 0, 0x660, true, &mut never).unwrap(),
-            [0; 4]
-        );
+        assert_eq!(pv_cpuid(0x4000_0004, 0, &DOM0, &mut never).unwrap(), [0; 4]);
     }
 
     #[test]
@@ -326,18 +394,18 @@ mod tests {
                 // Xen leaks its own CR4.OSXSAVE; DualVisor shows the guest's (here clear).
                 want[2] &= !ecx1::OSXSAVE;
             }
-            let got = pv_cpuid(leaf, sub, 0, 0x660, true, &mut epyc).unwrap();
+            let got = pv_cpuid(leaf, sub, &DOM0, &mut epyc).unwrap();
             assert_eq!(got, want, "leaf {leaf:#x}.{sub}");
         }
     }
 
     #[test]
     fn no_superpages_or_global_pages_for_pv() {
-        let l1 = pv_cpuid(1, 0, 0, 0x660, true, &mut epyc).unwrap();
+        let l1 = pv_cpuid(1, 0, &DOM0, &mut epyc).unwrap();
         for (bit, name) in [(3, "PSE"), (13, "PGE"), (17, "PSE36"), (11, "SEP")] {
             assert_eq!(l1[3] & (1 << bit), 0, "{name}");
         }
-        let e1 = pv_cpuid(0x8000_0001, 0, 0, 0x660, true, &mut epyc).unwrap();
+        let e1 = pv_cpuid(0x8000_0001, 0, &DOM0, &mut epyc).unwrap();
         assert_eq!(e1[3] & (1 << 26), 0, "PAGE1GB");
         assert_ne!(e1[3] & (1 << 11), 0, "SYSCALL stays");
     }
@@ -346,7 +414,7 @@ mod tests {
     fn leaves_past_the_maximum_are_zero() {
         for leaf in [0xe, 0x14, 0x2000_0000, 0x8000_0022, 0xc000_0000] {
             assert_eq!(
-                pv_cpuid(leaf, 0, 0, 0x660, true, &mut epyc).unwrap(),
+                pv_cpuid(leaf, 0, &DOM0, &mut epyc).unwrap(),
                 [0; 4],
                 "leaf {leaf:#x}"
             );
@@ -355,11 +423,20 @@ mod tests {
 
     #[test]
     fn leaf1_apic_id_and_osxsave() {
-        let r = pv_cpuid(1, 0, 3, 0x660, true, &mut epyc).unwrap();
+        let r = pv_cpuid(1, 0, &Caller { vcpu_id: 3, ..DOM0 }, &mut epyc).unwrap();
         assert!(r[2] & ecx1::HYPERVISOR != 0);
         assert_eq!(r[2] & ecx1::OSXSAVE, 0);
         assert_eq!(r[1] >> 24, 6);
-        let with_xsave = pv_cpuid(1, 0, 0, 0x660 | (1 << 18), true, &mut epyc).unwrap();
+        let with_xsave = pv_cpuid(
+            1,
+            0,
+            &Caller {
+                guest_cr4: 0x660 | (1 << 18),
+                ..DOM0
+            },
+            &mut epyc,
+        )
+        .unwrap();
         assert!(with_xsave[2] & ecx1::OSXSAVE != 0);
     }
 
@@ -373,11 +450,20 @@ mod tests {
             }
         };
         assert_eq!(
-            pv_cpuid(0x8000_0007, 0, 0, 0x660, true, &mut itsc).unwrap(),
+            pv_cpuid(0x8000_0007, 0, &DOM0, &mut itsc).unwrap(),
             [0, 0, 0, 0x100]
         );
         assert_eq!(
-            pv_cpuid(0x8000_0007, 0, 0, 0x660, false, &mut itsc).unwrap(),
+            pv_cpuid(
+                0x8000_0007,
+                0,
+                &Caller {
+                    privileged: false,
+                    ..DOM0
+                },
+                &mut itsc
+            )
+            .unwrap(),
             [0; 4]
         );
     }

@@ -129,6 +129,13 @@ fn emulation() {
     );
     let l1 = xen_cpuid(1, 0);
     check("cpuid 1 ecx: hypervisor bit", l1[2] & (1 << 31) != 0);
+    // Machine address width: the highest RAM frame's bits plus 12 (the runner's 1 GiB
+    // machine: 30), not the host's physical address width.
+    let width = xen_cpuid(0x4000_0005, 0)[1];
+    info(format_args!(
+        "cpuid 0x40000005 ebx (machine address bits) {width}"
+    ));
+    check_eq("cpuid 0x40000005 ebx: 1 GiB of RAM -> 30 bits", width, 30);
     // Xen's PV policy: no superpages, no global pages (a PV page table may hold neither).
     check_eq("cpuid 1 edx: no PSE, PGE, PSE36", l1[3] & 0x2_2008, 0);
     let e1 = xen_cpuid(0x8000_0001, 0);
