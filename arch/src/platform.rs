@@ -55,6 +55,31 @@ pub fn record_pm_timer(port: Option<u16>) {
     PM_TIMER_PORT.store(v, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// ACPI processor UIDs of the MADT's enabled processors, by local APIC id.
+static ACPI_IDS: spin::Mutex<heapless::Vec<(u32, u32), { crate::percpu::MAX_CPUS }>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Records the (local APIC id, ACPI processor UID) pairs of the MADT's processors.
+pub fn record_acpi_ids(cpus: impl IntoIterator<Item = (u32, u32)>) {
+    let mut ids = ACPI_IDS.lock();
+    ids.clear();
+    for c in cpus {
+        if ids.push(c).is_err() {
+            break;
+        }
+    }
+}
+
+/// The ACPI processor UID of the CPU with local APIC id `apic_id` (the APIC id itself when
+/// the MADT did not name it).
+pub fn acpi_id_of(apic_id: u32) -> u32 {
+    ACPI_IDS
+        .lock()
+        .iter()
+        .find(|c| c.0 == apic_id)
+        .map_or(apic_id, |c| c.1)
+}
+
 /// The ACPI PM timer's I/O port, if the firmware named one.
 pub fn pm_timer_port() -> Option<u16> {
     let v = PM_TIMER_PORT.load(core::sync::atomic::Ordering::Relaxed);

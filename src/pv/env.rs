@@ -150,6 +150,16 @@ impl Env for PvEnv<'_> {
                     _ => u64::from(arch::cpu::inl(port)),
                 }
             }
+            k if k & 0xFF00_0000 == value_kind::HOST_PCPU_BASE => {
+                match arch::percpu::get((k & 0xFFFF) as usize) {
+                    Some(pc) if pc.online.load(core::sync::atomic::Ordering::Acquire) => {
+                        let apic = pc.apic_id.load(core::sync::atomic::Ordering::Relaxed);
+                        let acpi = u64::from(arch::platform::acpi_id_of(apic) & 0x7FFF_FFFF);
+                        value_kind::HOST_PCPU_UP | (acpi << 32) | u64::from(apic)
+                    }
+                    _ => 0,
+                }
+            }
             k if k & 0xFF00_0000 == value_kind::CMOS_READ_BASE => {
                 u64::from(arch::platform::cmos_read(k as u8))
             }

@@ -343,6 +343,16 @@ pub mod value_kind {
             _ => low,
         }
     }
+    /// Base of the physical-CPU kinds: see [`host_pcpu`].
+    pub const HOST_PCPU_BASE: u32 = 0x0E00_0000;
+    /// Physical CPU `index` (the hypervisor's numbering, boot CPU 0) as the leader sees it
+    /// now: bit 63 set if the CPU is up (present), its ACPI processor UID in bits 32-62, its
+    /// local APIC id in bits 0-31; 0 if there is no such CPU.
+    pub const fn host_pcpu(index: u32) -> u32 {
+        HOST_PCPU_BASE | (index & 0xFFFF)
+    }
+    /// `host_pcpu`'s bit: the CPU is up.
+    pub const HOST_PCPU_UP: u64 = 1 << 63;
     /// Base of the CMOS-read kinds: see [`cmos_read`].
     pub const CMOS_READ_BASE: u32 = 0x0D00_0000;
     /// CMOS/RTC register `index` (0-0x7f) as the leader reads it now (port 0x70 then 0x71,
@@ -594,6 +604,7 @@ mod value_kind_tests {
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
             base("CMOS_READ_BASE", v::CMOS_READ_BASE),
+            base("HOST_PCPU_BASE", v::HOST_PCPU_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),

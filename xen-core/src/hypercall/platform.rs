@@ -28,6 +28,11 @@ pub fn platform_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             let fw = XenpfFirmwareInfoHead::read_from(&u[..8]).map_err(|_| XenErrno::EFAULT)?;
             firmware_info(ctx, arg, fw)
         }
+        XENPF_GET_CPUINFO => {
+            let info = XenpfPcpuinfo::read_from(&u[..XenpfPcpuinfo::SIZE])
+                .map_err(|_| XenErrno::EFAULT)?;
+            get_cpuinfo(ctx, arg, info)
+        }
         cmd => super::unknown_subop(state, ctx, "platform_op", u64::from(cmd)),
     }
 }
@@ -52,6 +57,37 @@ fn firmware_info(ctx: &mut Ctx<'_, '_, '_>, arg: u64, fw: XenpfFirmwareInfoHead)
         }
         _ => Err(XenErrno::EINVAL.into()),
     }
+}
+
+/// The highest CPU number DualVisor looks at (`NR_CPUS`-like bound of the physical CPUs).
+const MAX_PCPUS: u32 = 64;
+
+/// `XENPF_get_cpuinfo`: the physical CPU's APIC and ACPI ids and whether it is online, or
+/// `XEN_PCPU_FLAGS_INVALID` for a CPU that is not there; `max_present` always. The flags
+/// the caller passed in are kept (Xen ORs into them). Every CPU DualVisor knows is up.
+fn get_cpuinfo(ctx: &mut Ctx<'_, '_, '_>, arg: u64, mut info: XenpfPcpuinfo) -> HvResult {
+    let mut max_present = 0;
+    for i in 0..MAX_PCPUS {
+        if ctx.value(value_kind::host_pcpu(i))? & value_kind::HOST_PCPU_UP == 0 {
+            break;
+        }
+        max_present = i;
+    }
+    let cpu = if info.xen_cpuid < MAX_PCPUS {
+        ctx.value(value_kind::host_pcpu(info.xen_cpuid))?
+    } else {
+        0
+    };
+    if cpu & value_kind::HOST_PCPU_UP == 0 {
+        info.flags |= XEN_PCPU_FLAGS_INVALID;
+    } else {
+        info.apic_id = cpu as u32;
+        info.acpi_id = ((cpu >> 32) & 0x7FFF_FFFF) as u32;
+        info.flags |= XEN_PCPU_FLAGS_ONLINE;
+    }
+    info.max_present = max_present;
+    ctx.copy_to_guest(arg + XEN_PLATFORM_OP_U as u64, &info.to_vec())?;
+    Ok(0)
 }
 
 /// `xenpmu_op(op, arg)`: without `vpmu=` on the command line Xen 4.17 answers every sub-op
@@ -129,6 +165,54 @@ mod tests {
         assert_eq!(u.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -1);
         u.mem.map(BUF, &op(XENPF_FIRMWARE_INFO, 1, &[]));
         assert_eq!(u.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -13);
+    }
+
+    fn cpuinfo(cpu: u32) -> alloc::vec::Vec<u8> {
+        let mut u = alloc::vec::Vec::new();
+        u.extend_from_slice(&cpu.to_le_bytes());
+        op(XENPF_GET_CPUINFO, XENPF_INTERFACE_VERSION, &u)
+    }
+
+    fn read_info(h: &Harness) -> XenpfPcpuinfo {
+        let b: alloc::vec::Vec<u8> = (0..XenpfPcpuinfo::SIZE as u64)
+            .map(|i| h.mem.bytes[&(BUF + 8 + i)])
+            .collect();
+        XenpfPcpuinfo::read_from(&b).unwrap()
+    }
+
+    /// Three CPUs up (APIC ids 0, 1, 2; ACPI ids 0, 1, 2), as QEMU `-smp 3`.
+    fn three_cpus(h: &mut Harness) {
+        for i in 0..4u32 {
+            let v = if i < 3 {
+                value_kind::HOST_PCPU_UP | (u64::from(i) << 32) | u64::from(i)
+            } else {
+                0
+            };
+            // Read once for max_present and once more for the CPU asked about.
+            h.mem.values.insert(value_kind::host_pcpu(i), [v, v].into());
+        }
+    }
+
+    #[test]
+    fn get_cpuinfo_names_each_cpu_and_the_last_present() {
+        let mut h = Harness::dom0();
+        three_cpus(&mut h);
+        h.mem.map(BUF, &cpuinfo(1));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        let i = read_info(&h);
+        assert_eq!(
+            (i.xen_cpuid, i.max_present, i.flags, i.apic_id, i.acpi_id),
+            (1, 2, XEN_PCPU_FLAGS_ONLINE, 1, 1)
+        );
+        three_cpus(&mut h);
+        h.mem.map(BUF, &cpuinfo(3));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        let i = read_info(&h);
+        assert_eq!((i.max_present, i.flags), (2, XEN_PCPU_FLAGS_INVALID));
+        three_cpus(&mut h);
+        h.mem.map(BUF, &cpuinfo(u32::MAX));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        assert_eq!(read_info(&h).flags, XEN_PCPU_FLAGS_INVALID);
     }
 
     #[test]

@@ -460,6 +460,35 @@ fn platform() {
         firmware_info(99, 0).0,
         Err(Errno::EINVAL),
     );
+    let cpuinfo = |cpu: u32| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&55u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..12].copy_from_slice(&cpu.to_le_bytes());
+        let r = pvcpu::platform_op(&mut op);
+        let w = |i: usize| u32::from_le_bytes([op[i], op[i + 1], op[i + 2], op[i + 3]]);
+        // (result, max_present, flags, apic_id, acpi_id)
+        (r, w(12), w(16), w(20), w(24))
+    };
+    let boot = cpuinfo(0);
+    info(format_args!("get_cpuinfo(0) {:?}", boot));
+    check_eq(
+        "platform_op get_cpuinfo(0): online, APIC id 0, ACPI id 0",
+        (boot.0, boot.2, boot.3, boot.4),
+        (Ok(0), 1, 0, 0),
+    );
+    check("  max_present: at least 1 (2 CPUs or more)", boot.1 >= 1);
+    let past = cpuinfo(boot.1 + 1);
+    check_eq(
+        "platform_op get_cpuinfo(max_present + 1): invalid",
+        (past.0, past.1, past.2),
+        (Ok(0), boot.1, 2),
+    );
+    check_eq(
+        "platform_op get_cpuinfo(1): online",
+        (cpuinfo(1).0, cpuinfo(1).2),
+        (Ok(0), 1),
+    );
     let mut op = [0u8; 136];
     op[0..4].copy_from_slice(&50u32.to_le_bytes());
     op[4..8].copy_from_slice(&0x0300_0000u32.to_le_bytes());
