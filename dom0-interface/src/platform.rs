@@ -69,6 +69,45 @@ guest_abi!(XenPlatformOpHead {
 });
 const _: () = assert!(core::mem::size_of::<XenPlatformOpHead>() == XEN_PLATFORM_OP_U);
 
+/// `struct xenpf_settime32`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenpfSettime32 {
+    /// Wall-clock seconds at `system_time`.
+    pub secs: u32,
+    /// Nanoseconds.
+    pub nsecs: u32,
+    /// System time (ns since boot) the wall clock is given for.
+    pub system_time: u64,
+}
+guest_abi!(XenpfSettime32 {
+    secs,
+    nsecs,
+    system_time
+});
+const _: () = assert!(core::mem::size_of::<XenpfSettime32>() == 16);
+
+/// `struct xenpf_settime64`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenpfSettime64 {
+    /// Wall-clock seconds at `system_time`.
+    pub secs: u64,
+    /// Nanoseconds.
+    pub nsecs: u32,
+    /// Must be zero.
+    pub mbz: u32,
+    /// System time (ns since boot) the wall clock is given for.
+    pub system_time: u64,
+}
+guest_abi!(XenpfSettime64 {
+    secs,
+    nsecs,
+    mbz,
+    system_time
+});
+const _: () = assert!(core::mem::size_of::<XenpfSettime64>() == 24);
+
 /// The IN part of `struct xenpf_firmware_info` (its OUT union follows at offset 8).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

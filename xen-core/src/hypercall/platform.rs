@@ -3,6 +3,7 @@
 //! queries Linux makes at boot, and Xen's errnos for the rest.
 
 use crate::hv::{value_kind, Ctx, HvResult, HvState};
+use crate::time;
 use dom0_interface::errno::XenErrno;
 use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::platform::*;
@@ -27,6 +28,21 @@ pub fn platform_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         XENPF_FIRMWARE_INFO => {
             let fw = XenpfFirmwareInfoHead::read_from(&u[..8]).map_err(|_| XenErrno::EFAULT)?;
             firmware_info(ctx, arg, fw)
+        }
+        XENPF_SETTIME32 => {
+            let t = XenpfSettime32::read_from(&u[..XenpfSettime32::SIZE])
+                .map_err(|_| XenErrno::EFAULT)?;
+            do_settime(state, ctx, u64::from(t.secs), t.nsecs, t.system_time);
+            Ok(0)
+        }
+        XENPF_SETTIME64 => {
+            let t = XenpfSettime64::read_from(&u[..XenpfSettime64::SIZE])
+                .map_err(|_| XenErrno::EFAULT)?;
+            if t.mbz != 0 {
+                return Err(XenErrno::EINVAL.into());
+            }
+            do_settime(state, ctx, t.secs, t.nsecs, t.system_time);
+            Ok(0)
         }
         XENPF_GET_CPUINFO => {
             let info = XenpfPcpuinfo::read_from(&u[..XenpfPcpuinfo::SIZE])
@@ -56,6 +72,42 @@ fn firmware_info(ctx: &mut Ctx<'_, '_, '_>, arg: u64, fw: XenpfFirmwareInfoHead)
             Ok(0)
         }
         _ => Err(XenErrno::EINVAL.into()),
+    }
+}
+
+/// `do_settime`: the wall clock reads `secs.nsecs` at system time `system_time`, so at
+/// system time 0 it read their difference (Xen's unsigned arithmetic); every domain's
+/// shared_info gets the new wall clock under its seqlock.
+fn do_settime(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    secs: u64,
+    nsecs: u32,
+    system_time: u64,
+) {
+    let x = secs
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(u64::from(nsecs))
+        .wrapping_sub(system_time);
+    let (wc_sec, wc_nsec) = (x / 1_000_000_000, (x % 1_000_000_000) as u32);
+    let j = ctx.journal();
+    let mut base = *state.time.get();
+    base.wc_sec = wc_sec;
+    base.wc_nsec = wc_nsec;
+    state.time.set(j, base);
+    let doms: alloc::vec::Vec<_> = state
+        .dom_time
+        .iter()
+        .filter(|(_, t)| t.shared_info_maddr != 0)
+        .map(|(d, t)| (*d, *t))
+        .collect();
+    for (dom, mut t) in doms {
+        t.wc_version = t.wc_version.wrapping_add(2);
+        for e in time::wallclock_effects(t.shared_info_maddr, t.wc_version, wc_sec, wc_nsec) {
+            ctx.emit(e);
+        }
+        let j = ctx.journal();
+        state.dom_time.insert(j, dom, t);
     }
 }
 
@@ -213,6 +265,63 @@ mod tests {
         h.mem.map(BUF, &cpuinfo(u32::MAX));
         assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
         assert_eq!(read_info(&h).flags, XEN_PCPU_FLAGS_INVALID);
+    }
+
+    #[test]
+    fn settime_moves_every_domains_wall_clock() {
+        let mut h = Harness::dom0();
+        let mut u = alloc::vec::Vec::new();
+        u.extend_from_slice(&1_800_000_000u64.to_le_bytes()); // secs
+        u.extend_from_slice(&500u32.to_le_bytes()); // nsecs
+        u.extend_from_slice(&0u32.to_le_bytes()); // mbz
+        u.extend_from_slice(&2_000_000_000u64.to_le_bytes()); // system time: 2 s
+        h.mem
+            .map(BUF, &op(XENPF_SETTIME64, XENPF_INTERFACE_VERSION, &u));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        let base = *h.state.time.get();
+        assert_eq!((base.wc_sec, base.wc_nsec), (1_799_999_998, 500));
+        u[12] = 1;
+        h.mem
+            .map(BUF, &op(XENPF_SETTIME64, XENPF_INTERFACE_VERSION, &u));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, -22, "mbz");
+        let mut u32op = alloc::vec::Vec::new();
+        u32op.extend_from_slice(&100u32.to_le_bytes());
+        u32op.extend_from_slice(&7u32.to_le_bytes());
+        u32op.extend_from_slice(&1_000_000_000u64.to_le_bytes());
+        h.mem
+            .map(BUF, &op(XENPF_SETTIME32, XENPF_INTERFACE_VERSION, &u32op));
+        assert_eq!(h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]).ret, 0);
+        let base = *h.state.time.get();
+        assert_eq!((base.wc_sec, base.wc_nsec), (99, 7));
+    }
+
+    #[test]
+    fn settime_republishes_a_known_shared_info() {
+        let mut h = Harness::dom0();
+        let mut j = lockstep::Journal::new();
+        j.begin(1);
+        h.state.dom_time.insert(
+            &mut j,
+            0,
+            crate::sched::DomTime {
+                shared_info_maddr: 0x9000,
+                wc_version: 2,
+            },
+        );
+        let mut u = alloc::vec::Vec::new();
+        u.extend_from_slice(&10u32.to_le_bytes());
+        u.extend_from_slice(&0u32.to_le_bytes());
+        u.extend_from_slice(&0u64.to_le_bytes());
+        h.mem
+            .map(BUF, &op(XENPF_SETTIME32, XENPF_INTERFACE_VERSION, &u));
+        let out = h.hypercall(PLATFORM_OP, [BUF, 0, 0, 0, 0]);
+        assert_eq!(out.ret, 0);
+        assert_eq!(h.state.dom_time.get(&0).map(|t| t.wc_version), Some(4));
+        assert_eq!(
+            h.mem.word(0x9000 + time::SHARED_INFO_WC_OFFSET),
+            4 | (10 << 32),
+            "wc_version 4, wc_sec 10"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn main(si: &StartInfo) {
     debug_registers();
     vm_assist();
     physdev();
+    settime(&shared);
     trap_table_errors();
     multicall();
     user_mode();
@@ -417,6 +418,56 @@ fn physdev() {
         Err(Errno::ENOSYS),
     );
     platform();
+}
+
+/// `XENPF_settime64`/`settime32`: dom0 sets the wall clock; shared_info shows it (as of
+/// system time 0) under a new even `wc_version`.
+fn settime(shared: &SharedInfo) {
+    let settime64 = |secs: u64, mbz: u32, system_time: u64| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&62u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..16].copy_from_slice(&secs.to_le_bytes());
+        op[16..20].copy_from_slice(&250u32.to_le_bytes());
+        op[20..24].copy_from_slice(&mbz.to_le_bytes());
+        op[24..32].copy_from_slice(&system_time.to_le_bytes());
+        pvcpu::platform_op(&mut op)
+    };
+    let (v0, sec0, _) = shared.wallclock();
+    info(format_args!("wall clock before: version {v0} {sec0} s"));
+    check_eq(
+        "platform_op settime64 with mbz set -> -EINVAL",
+        settime64(1_900_000_000, 1, 0),
+        Err(Errno::EINVAL),
+    );
+    check_eq("  wall clock unchanged", shared.wallclock().1, sec0);
+    // 1.9e9 s at system time 3 s: 1.9e9 - 3 s at system time 0.
+    check_eq(
+        "platform_op settime64",
+        settime64(1_900_000_000, 0, 3_000_000_000),
+        Ok(0),
+    );
+    let (v1, sec1, nsec1) = shared.wallclock();
+    check_eq(
+        "  shared_info wall clock: the time at system time 0",
+        (sec1, nsec1),
+        (1_899_999_997, 250),
+    );
+    check("  wc_version moved on, even", v1 != v0 && v1 % 2 == 0);
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&17u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    op[8..12].copy_from_slice(&(sec0 as u32).to_le_bytes());
+    check_eq(
+        "platform_op settime32 (back)",
+        pvcpu::platform_op(&mut op),
+        Ok(0),
+    );
+    check_eq(
+        "  wall clock back",
+        shared.wallclock().1,
+        sec0 & 0xffff_ffff,
+    );
 }
 
 /// `platform_op` as a dom0 kernel uses it at boot (firmware queries) and `xenpmu_op`.
