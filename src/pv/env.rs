@@ -150,6 +150,14 @@ impl Env for PvEnv<'_> {
                     _ => u64::from(arch::cpu::inl(port)),
                 }
             }
+            k if k & 0xFF00_0000 == value_kind::IOAPIC_BASE => {
+                let index = ((k >> 8) & 0xFF) as usize;
+                if k & 0x1_0000 != 0 {
+                    arch::ioapic::ioapic_base((k & 0xFF) as usize).unwrap_or(0)
+                } else {
+                    arch::ioapic::read_register(index, k & 0xFF).map_or(u64::MAX, u64::from)
+                }
+            }
             k if k & 0xFF00_0000 == value_kind::HOST_PCPU_BASE => {
                 match arch::percpu::get((k & 0xFFFF) as usize) {
                     Some(pc) if pc.online.load(core::sync::atomic::Ordering::Acquire) => {

@@ -343,6 +343,17 @@ pub mod value_kind {
             _ => low,
         }
     }
+    /// Base of the I/O APIC kinds: see [`ioapic_base`] and [`ioapic_read`].
+    pub const IOAPIC_BASE: u32 = 0x0F00_0000;
+    /// The MMIO base of the host's `index`th I/O APIC (0: no such I/O APIC).
+    pub const fn ioapic_base(index: u32) -> u32 {
+        IOAPIC_BASE | 0x1_0000 | (index & 0xFF)
+    }
+    /// Register `reg` (its low byte, what IOREGSEL takes) of the `index`th I/O APIC as the
+    /// leader reads it now (u64::MAX: no such I/O APIC).
+    pub const fn ioapic_read(index: u32, reg: u32) -> u32 {
+        IOAPIC_BASE | ((index & 0xFF) << 8) | (reg & 0xFF)
+    }
     /// Base of the physical-CPU kinds: see [`host_pcpu`].
     pub const HOST_PCPU_BASE: u32 = 0x0E00_0000;
     /// Physical CPU `index` (the hypervisor's numbering, boot CPU 0) as the leader sees it
@@ -605,6 +616,7 @@ mod value_kind_tests {
             base("PORT_IN_BASE", v::PORT_IN_BASE),
             base("CMOS_READ_BASE", v::CMOS_READ_BASE),
             base("HOST_PCPU_BASE", v::HOST_PCPU_BASE),
+            base("IOAPIC_BASE", v::IOAPIC_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),

@@ -417,6 +417,18 @@ fn physdev() {
         pvcpu::physdev_raw(0, 0),
         Err(Errno::ENOSYS),
     );
+    let id = pvcpu::apic_read(0xfec0_0000, 0);
+    info(format_args!("apic_read(IOAPIC 0xfec00000, ID) = {:x?}", id));
+    check_eq(
+        "physdev apic_read(IOAPIC 0xfec00000, version): 24 pins, version 0x20",
+        pvcpu::apic_read(0xfec0_0000, 1),
+        Ok(0x0017_0020),
+    );
+    check_eq(
+        "physdev apic_read of a base no I/O APIC has -> -EINVAL",
+        pvcpu::apic_read(0xfec0_1000, 1),
+        Err(Errno::EINVAL),
+    );
     platform();
 }
 
