@@ -507,6 +507,11 @@ fn validation_checks(si: &StartInfo, s: &mut Scratch) {
     );
     check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
     check(
+        "prepare: an L2 with a GLOBAL entry (L1-only for PV)",
+        prepare(s, t2, &[]) && prepare(s, t1, &[(1, (t2 << 12) | RW | (1 << 8))]),
+    );
+    check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
+    check(
         "prepare: an L2 pointing at a writable page",
         prepare(s, t1, &[(1, (s.home() << 12) | RW)]),
     );
