@@ -26,7 +26,7 @@ RUN_MODULES ?= $(DOM0),$(INITRD)
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen bench clean initrd dom0
+.PHONY: deps image iso run test lint unit qemu-tests guests xen linux bench clean initrd dom0
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -84,7 +84,8 @@ unit:
 qemu-tests: deps
 	$(CARGO) run --release -p tests --bin qemu-tests -- $(if $(FILTER),--filter "$(FILTER)")
 
-## test: everything: lint, unit tests, image, ISO, test guests, dom0 + initrd, Xen oracle, QEMU scenarios
+## test: everything: lint, unit tests, image, ISO, test guests, dom0 + initrd, Xen oracle, Debian's
+## Linux, QEMU scenarios
 test: deps
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
@@ -92,6 +93,7 @@ test: deps
 	$(MAKE) --no-print-directory guests
 	$(MAKE) --no-print-directory dom0 initrd
 	$(MAKE) --no-print-directory xen
+	$(MAKE) --no-print-directory linux
 	$(MAKE) --no-print-directory qemu-tests
 
 ## guests: the test guest kernels, build/guests/*.elf
@@ -112,6 +114,11 @@ xen:
 	@if [ -x scripts/fetch-xen.sh ]; then scripts/fetch-xen.sh; \
 	elif [ -f scripts/fetch-xen.sh ]; then bash scripts/fetch-xen.sh; \
 	else echo "xen: scripts/fetch-xen.sh not present yet, oracle runs will be skipped"; fi
+
+## linux: Debian's Linux 6.1 kernel (linux-image-6.1.0-*-amd64) as an ELF for the linux-dom0
+## scenarios, build/linux/vmlinux
+linux:
+	@bash scripts/fetch-linux.sh
 
 ## bench: hypercall cost on Xen 4.17 vs DualVisor lockstep off/on, host lockstep costs and the
 ## self-test's recovery latency, measured in one run and printed as ratios (not part of `test`)

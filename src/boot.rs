@@ -93,7 +93,15 @@ fn discover_cpus(info: &BootInfo) -> Vec<u32> {
     match arch::physmem::acpi_platform(info.rsdp.as_ref()) {
         Ok(platform) => {
             arch::ioapic::record_com1(&platform);
+            arch::ioapic::record_ioapics(&platform);
             arch::platform::record_pm_timer(platform.pm_timer_port);
+            arch::platform::record_acpi_ids(
+                platform
+                    .cpus
+                    .iter()
+                    .filter(|c| c.enabled)
+                    .map(|c| (c.apic_id, c.acpi_id)),
+            );
             let ids: Vec<u32> = platform
                 .cpus
                 .iter()

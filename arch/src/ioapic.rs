@@ -55,6 +55,42 @@ pub fn redirection_entry(route: &IsaRoute, vector: u8, dest: u32) -> u64 {
     low | (u64::from(dest & 0xff) << 56)
 }
 
+/// MMIO bases of the machine's I/O APICs (MADT order), recorded at boot.
+static IOAPICS: Mutex<heapless::Vec<u64, { crate::acpi::MAX_IOAPICS }>> =
+    Mutex::new(heapless::Vec::new());
+/// Serialises every IOREGSEL-then-IOWIN access (Xen's `ioapic_lock`).
+static IOAPIC_LOCK: Mutex<()> = Mutex::new(());
+
+/// Records the MMIO bases of `platform`'s I/O APICs.
+pub fn record_ioapics(platform: &Platform) {
+    let mut v = IOAPICS.lock();
+    v.clear();
+    for a in platform.ioapics.iter() {
+        let _ = v.push(a.paddr);
+    }
+}
+
+/// The MMIO base of the `index`th I/O APIC, if there is one.
+pub fn ioapic_base(index: usize) -> Option<u64> {
+    IOAPICS.lock().get(index).copied()
+}
+
+/// Reads register `reg` (IOREGSEL takes its low byte) of the `index`th I/O APIC, for dom0's
+/// `PHYSDEVOP_apic_read` (Xen's `ioapic_guest_read`).
+pub fn read_register(index: usize, reg: u32) -> Option<u32> {
+    let base = ioapic_base(index)?;
+    let va = phys_to_virt(base);
+    let _g = IOAPIC_LOCK.lock();
+    // SAFETY: `base` is an I/O APIC's MMIO page from the MADT, inside the direct map (which
+    // covers the low 4 GiB); IOREGSEL (offset 0) selects a register, IOWIN (0x10) reads it,
+    // under the lock every other IOREGSEL user takes.
+    let v = unsafe {
+        core::ptr::write_volatile(va as *mut u32, reg & 0xff);
+        core::ptr::read_volatile((va + 0x10) as *const u32)
+    };
+    Some(v)
+}
+
 /// The serial port's route, recorded at boot from the MADT.
 static COM1_ROUTE: Mutex<Option<IsaRoute>> = Mutex::new(None);
 
@@ -81,6 +117,7 @@ pub fn route_com1(vector: u8, apic_id: u32) -> bool {
     let entry = redirection_entry(&route, vector, apic_id);
     let reg = 0x10 + 2 * route.pin;
     crate::cpu::without_interrupts(|| {
+        let _g = IOAPIC_LOCK.lock();
         // Masked while the halves change, then the low half unmasks it.
         write_reg(route.ioapic_paddr, reg, 1 << 16);
         write_reg(route.ioapic_paddr, reg + 1, (entry >> 32) as u32);

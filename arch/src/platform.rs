@@ -55,6 +55,31 @@ pub fn record_pm_timer(port: Option<u16>) {
     PM_TIMER_PORT.store(v, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// ACPI processor UIDs of the MADT's enabled processors, by local APIC id.
+static ACPI_IDS: spin::Mutex<heapless::Vec<(u32, u32), { crate::percpu::MAX_CPUS }>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Records the (local APIC id, ACPI processor UID) pairs of the MADT's processors.
+pub fn record_acpi_ids(cpus: impl IntoIterator<Item = (u32, u32)>) {
+    let mut ids = ACPI_IDS.lock();
+    ids.clear();
+    for c in cpus {
+        if ids.push(c).is_err() {
+            break;
+        }
+    }
+}
+
+/// The ACPI processor UID of the CPU with local APIC id `apic_id` (the APIC id itself when
+/// the MADT did not name it).
+pub fn acpi_id_of(apic_id: u32) -> u32 {
+    ACPI_IDS
+        .lock()
+        .iter()
+        .find(|c| c.0 == apic_id)
+        .map_or(apic_id, |c| c.1)
+}
+
 /// The ACPI PM timer's I/O port, if the firmware named one.
 pub fn pm_timer_port() -> Option<u16> {
     let v = PM_TIMER_PORT.load(core::sync::atomic::Ordering::Relaxed);
@@ -75,6 +100,16 @@ pub fn cmos_read(index: u8) -> u8 {
     let _g = CMOS_LOCK.lock();
     outb(0x70, index & 0x7f);
     inb(0x71)
+}
+
+/// The keyboard shift flags in the BIOS data area (byte 0x417), what int 16h AH=02 returns
+/// (Xen reads them through the BIOS at boot for `XEN_FW_KBD_SHIFT_FLAGS`).
+pub fn bios_kbd_shift_flags() -> u8 {
+    let v = crate::layout::phys_to_virt(0x417) as *const u8;
+    // SAFETY: the direct map covers [0, 4 GiB) linearly in the boot and hypervisor page
+    // tables; the BIOS data area is firmware memory below 1 MiB the frame allocator never
+    // hands out; a byte read has no alignment requirement.
+    unsafe { core::ptr::read_volatile(v) }
 }
 
 /// Writes `value` to CMOS/RTC register `index` (its NMI-disable bit cleared) under the CMOS

@@ -23,6 +23,7 @@ pub mod hvm;
 pub mod lockstep_ctl;
 pub mod memory;
 pub mod physdev;
+pub mod platform;
 pub mod sched;
 pub mod sysctl;
 pub mod vcpu;

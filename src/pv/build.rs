@@ -197,8 +197,9 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         max_page: p.max_page,
         machine_e820: p.e820.clone(),
         m2p_frames,
-        // The hypervisor's own devices: no guest maps the local APIC or the IO-APIC pages.
-        io_deny: alloc::vec![(0xFEC00, 0xFEC00), (0xFEE00, 0xFEE00)],
+        // The hypervisor's own devices: no guest maps the IO-APIC page, the local APIC or
+        // anything in the MSI address window (0xfee00000-0xfeefffff, denied as Xen does).
+        io_deny: alloc::vec![(0xFEC00, 0xFEC00), (0xFEE00, 0xFEEFF)],
     };
     // Built where the leader's replica lives (not in the small boot arena: dom0's frame
     // table and p2m take ~200 bytes per page).

@@ -121,6 +121,7 @@ impl Env for PvEnv<'_> {
             value_kind::HOST_TOTAL_PAGES => arch::memory::current_stats().total_frames,
             value_kind::HOST_CPU_KHZ => arch::lapic::tsc_khz(),
             value_kind::HOST_NR_CPUS => arch::percpu::nr_online() as u64,
+            value_kind::BIOS_KBD_SHIFT_FLAGS => u64::from(arch::platform::bios_kbd_shift_flags()),
             value_kind::HOST_PADDR_BITS => {
                 let (max_ext, _, _, _) = arch::cpu::cpuid(0x8000_0000, 0);
                 if max_ext >= 0x8000_0008 {
@@ -147,6 +148,24 @@ impl Env for PvEnv<'_> {
                     1 => u64::from(arch::cpu::inb(port)),
                     2 => u64::from(arch::cpu::inw(port)),
                     _ => u64::from(arch::cpu::inl(port)),
+                }
+            }
+            k if k & 0xFF00_0000 == value_kind::IOAPIC_BASE => {
+                let index = ((k >> 8) & 0xFF) as usize;
+                if k & 0x1_0000 != 0 {
+                    arch::ioapic::ioapic_base((k & 0xFF) as usize).unwrap_or(0)
+                } else {
+                    arch::ioapic::read_register(index, k & 0xFF).map_or(u64::MAX, u64::from)
+                }
+            }
+            k if k & 0xFF00_0000 == value_kind::HOST_PCPU_BASE => {
+                match arch::percpu::get((k & 0xFFFF) as usize) {
+                    Some(pc) if pc.online.load(core::sync::atomic::Ordering::Acquire) => {
+                        let apic = pc.apic_id.load(core::sync::atomic::Ordering::Relaxed);
+                        let acpi = u64::from(arch::platform::acpi_id_of(apic) & 0x7FFF_FFFF);
+                        value_kind::HOST_PCPU_UP | (acpi << 32) | u64::from(apic)
+                    }
+                    _ => 0,
                 }
             }
             k if k & 0xFF00_0000 == value_kind::CMOS_READ_BASE => {

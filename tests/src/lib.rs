@@ -9,6 +9,7 @@ pub mod dom0;
 pub mod dom0_spare;
 pub mod execute;
 pub mod exit;
+pub mod linux_dom0;
 pub mod monitor;
 pub mod oracle;
 pub mod pattern;

@@ -93,6 +93,9 @@ pub struct QemuCommand {
     pub accel: Option<String>,
     /// Whether a guest reset makes QEMU exit (status 0) instead of rebooting.
     pub no_reboot: bool,
+    /// The display adapter (`-vga`), QEMU's default (a standard VGA on the PCI bus) when
+    /// `None`.
+    pub vga: Option<String>,
     /// Serial port destination.
     pub serial: Serial,
     /// What to boot.
@@ -111,6 +114,7 @@ impl QemuCommand {
             cpu: "EPYC,-monitor,-smap".to_string(),
             accel: None,
             no_reboot: true,
+            vga: None,
             serial: Serial::Stdio,
             boot,
         }
@@ -198,6 +202,10 @@ impl QemuCommand {
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ] {
             push(fixed);
+        }
+        if let Some(vga) = &self.vga {
+            push("-vga");
+            push(vga);
         }
         if self.no_reboot {
             push("-no-reboot");

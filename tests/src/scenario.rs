@@ -57,6 +57,8 @@ pub struct Paths {
     pub xen: PathBuf,
     /// `build/guests/` (from `make guests`).
     pub guests: PathBuf,
+    /// `build/linux/vmlinux`, Debian's Linux 6.1 (from `make linux`).
+    pub linux: PathBuf,
     /// `build/test-logs/`.
     pub logs: PathBuf,
 }
@@ -71,6 +73,7 @@ impl Paths {
             iso: build.join("dualvisor.iso"),
             xen: build.join("xen").join("xen.elf"),
             guests: build.join("guests"),
+            linux: build.join("linux").join("vmlinux"),
             logs: build.join("test-logs"),
             root,
         }

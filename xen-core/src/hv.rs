@@ -258,6 +258,9 @@ pub mod value_kind {
     pub const HOST_NR_CPUS: u32 = 63;
     /// Physical address bits of the CPU (getdomaininfo `gpaddr_bits`).
     pub const HOST_PADDR_BITS: u32 = 64;
+    /// The BIOS keyboard shift flags (the BIOS data area's byte at 0x417, what int 16h AH=02
+    /// returns), for `XEN_FW_KBD_SHIFT_FLAGS`.
+    pub const BIOS_KBD_SHIFT_FLAGS: u32 = 65;
     /// Base of the lockstep-status kinds: see [`lockstep_status`].
     pub const LOCKSTEP_STATUS_BASE: u32 = 0x0600_0000;
     /// Word `i` (little-endian) of the lockstep engine's `LockstepStatus`, as the leader's
@@ -340,6 +343,27 @@ pub mod value_kind {
             _ => low,
         }
     }
+    /// Base of the I/O APIC kinds: see [`ioapic_base`] and [`ioapic_read`].
+    pub const IOAPIC_BASE: u32 = 0x0F00_0000;
+    /// The MMIO base of the host's `index`th I/O APIC (0: no such I/O APIC).
+    pub const fn ioapic_base(index: u32) -> u32 {
+        IOAPIC_BASE | 0x1_0000 | (index & 0xFF)
+    }
+    /// Register `reg` (its low byte, what IOREGSEL takes) of the `index`th I/O APIC as the
+    /// leader reads it now (u64::MAX: no such I/O APIC).
+    pub const fn ioapic_read(index: u32, reg: u32) -> u32 {
+        IOAPIC_BASE | ((index & 0xFF) << 8) | (reg & 0xFF)
+    }
+    /// Base of the physical-CPU kinds: see [`host_pcpu`].
+    pub const HOST_PCPU_BASE: u32 = 0x0E00_0000;
+    /// Physical CPU `index` (the hypervisor's numbering, boot CPU 0) as the leader sees it
+    /// now: bit 63 set if the CPU is up (present), its ACPI processor UID in bits 32-62, its
+    /// local APIC id in bits 0-31; 0 if there is no such CPU.
+    pub const fn host_pcpu(index: u32) -> u32 {
+        HOST_PCPU_BASE | (index & 0xFFFF)
+    }
+    /// `host_pcpu`'s bit: the CPU is up.
+    pub const HOST_PCPU_UP: u64 = 1 << 63;
     /// Base of the CMOS-read kinds: see [`cmos_read`].
     pub const CMOS_READ_BASE: u32 = 0x0D00_0000;
     /// CMOS/RTC register `index` (0-0x7f) as the leader reads it now (port 0x70 then 0x71,
@@ -585,11 +609,14 @@ mod value_kind_tests {
             one("HOST_CPU_KHZ", v::HOST_CPU_KHZ),
             one("HOST_NR_CPUS", v::HOST_NR_CPUS),
             one("HOST_PADDR_BITS", v::HOST_PADDR_BITS),
+            one("BIOS_KBD_SHIFT_FLAGS", v::BIOS_KBD_SHIFT_FLAGS),
             one("RX_STATE", c::RX_STATE),
             one("CONRING_STATE", c::CONRING_STATE),
             base("LOCKSTEP_STATUS_BASE", v::LOCKSTEP_STATUS_BASE),
             base("PORT_IN_BASE", v::PORT_IN_BASE),
             base("CMOS_READ_BASE", v::CMOS_READ_BASE),
+            base("HOST_PCPU_BASE", v::HOST_PCPU_BASE),
+            base("IOAPIC_BASE", v::IOAPIC_BASE),
             base("HOST_CPUID_RAW_BASE", v::HOST_CPUID_RAW_BASE),
             base("HOST_RDMSR_BASE", v::HOST_RDMSR_BASE),
             base("RX_WORD_BASE", c::RX_WORD_BASE),

@@ -11,6 +11,7 @@ pub mod mmu;
 pub mod mmuext;
 pub mod multicall;
 pub mod physdev;
+pub mod platform;
 pub mod readconsole;
 mod sched;
 pub mod sysctl;
@@ -149,6 +150,18 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         name: "physdev_op",
         handler: physdev::physdev_op,
         callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_PLATFORM_OP,
+        name: "platform_op",
+        handler: platform::platform_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        nr: x::HYPERVISOR_XENPMU_OP,
+        name: "xenpmu_op",
+        handler: platform::xenpmu_op,
+        callers: ALL,
     },
     HypercallDesc {
         nr: x::HYPERVISOR_XEN_VERSION,

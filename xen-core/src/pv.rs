@@ -17,6 +17,7 @@ pub mod ptwr;
 pub mod segments;
 pub mod state;
 pub mod string_io;
+pub mod vmce;
 
 pub use state::{PvVcpu, TrapEntry};
 

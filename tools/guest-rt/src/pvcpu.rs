@@ -470,6 +470,24 @@ pub fn physdev_raw(cmd: u64, arg: u64) -> XenResult {
     unsafe { hypercall::call(PHYSDEV_OP, [cmd, arg, 0, 0, 0]) }
 }
 
+/// `physdev_op(PHYSDEVOP_apic_read)`: register `reg` of the I/O APIC at `base`.
+pub fn apic_read(base: u64, reg: u32) -> Result<u32, crate::Errno> {
+    let mut a = [0u64; 2];
+    a[0] = base;
+    a[1] = u64::from(reg);
+    // SAFETY: the argument is this 16-byte `struct physdev_apic`, all Xen reads or writes.
+    unsafe { hypercall::call(PHYSDEV_OP, [8, a.as_mut_ptr() as u64, 0, 0, 0]) }?;
+    Ok((a[1] >> 32) as u32)
+}
+
+/// `platform_op(op)` on a whole `struct xen_platform_op` (136 bytes) held by the caller;
+/// Xen writes its answer into the same buffer.
+pub fn platform_op(op: &mut [u8; 136]) -> XenResult {
+    // SAFETY: the argument is this 136-byte buffer, the size of `xen_platform_op`, which is
+    // all Xen reads or writes.
+    unsafe { hypercall::call(hypercall::PLATFORM_OP, [op.as_mut_ptr() as u64, 0, 0, 0, 0]) }
+}
+
 /// Address of a callback entry point that ends the test with an error if Xen ever enters it.
 pub fn unexpected_callback_address() -> u64 {
     guest_rt_unexpected_callback as *const () as u64

@@ -24,6 +24,42 @@ pub fn nr_pirqs(state: &HvState, dom: crate::effect::DomId) -> u32 {
     }
 }
 
+/// The most I/O APICs DualVisor looks for.
+const MAX_IOAPICS: u32 = 8;
+
+/// `PHYSDEVOP_apic_read` (dom0): a register of the I/O APIC at `apic_physbase`, read from
+/// the hardware (`ioapic_guest_read`); -EINVAL for a base no I/O APIC has. As in Xen the
+/// struct is copied back whatever the outcome.
+fn apic_read(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut raw = [0u8; PhysdevApic::SIZE];
+    ctx.copy_from_guest(arg, &mut raw)?;
+    let mut a = PhysdevApic::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+    if !crate::hypercall::is_privileged(state, ctx.dom()) {
+        return Err(XenErrno::EPERM.into());
+    }
+    let mut index = None;
+    for i in 0..MAX_IOAPICS {
+        let base = ctx.value(crate::hv::value_kind::ioapic_base(i))?;
+        if base == 0 {
+            break;
+        }
+        if base == a.apic_physbase {
+            index = Some(i);
+            break;
+        }
+    }
+    let ret = match index {
+        Some(i) => {
+            let v = ctx.value(crate::hv::value_kind::ioapic_read(i, a.reg))?;
+            a.value = v as u32;
+            Ok(0)
+        }
+        None => Err(XenErrno::EINVAL.into()),
+    };
+    ctx.copy_to_guest(arg, &a.to_vec())?;
+    ret
+}
+
 /// `physdev_op(cmd, arg)`.
 pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [cmd, arg, ..] = ctx.req.args;
@@ -58,6 +94,7 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             });
             Ok(0)
         }
+        PHYSDEVOP_APIC_READ => apic_read(state, ctx, arg),
         PHYSDEVOP_IRQ_STATUS_QUERY => {
             let mut raw = [0u8; PhysdevIrqStatusQuery::SIZE];
             ctx.copy_from_guest(arg, &mut raw)?;
@@ -81,5 +118,61 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             Ok(0)
         }
         _ => super::unknown_subop(state, ctx, "physdev_op", cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Harness;
+    use super::*;
+    use crate::hv::value_kind;
+
+    const BUF: u64 = 0x5000;
+
+    fn apic(h: &mut Harness, base: u64, reg: u32) -> (i64, u32) {
+        let a = PhysdevApic {
+            apic_physbase: base,
+            reg,
+            value: 0xdead,
+        };
+        h.mem.map(BUF, &a.to_vec());
+        let ret = h
+            .hypercall(33, [u64::from(PHYSDEVOP_APIC_READ), BUF, 0, 0, 0])
+            .ret;
+        let b: alloc::vec::Vec<u8> = (0..PhysdevApic::SIZE as u64)
+            .map(|i| h.mem.bytes[&(BUF + i)])
+            .collect();
+        (ret, PhysdevApic::read_from(&b).unwrap().value)
+    }
+
+    /// One I/O APIC at 0xfec00000 whose version register reads as QEMU's (24 pins, 0x20).
+    fn one_ioapic(h: &mut Harness) {
+        h.mem
+            .values
+            .insert(value_kind::ioapic_base(0), [0xfec0_0000].into());
+        h.mem
+            .values
+            .insert(value_kind::ioapic_read(0, 1), [0x0017_0020].into());
+    }
+
+    #[test]
+    fn apic_read_reads_the_ioapic_at_that_base() {
+        let mut h = Harness::dom0();
+        one_ioapic(&mut h);
+        assert_eq!(apic(&mut h, 0xfec0_0000, 1), (0, 0x0017_0020));
+        one_ioapic(&mut h);
+        assert_eq!(
+            apic(&mut h, 0xfec0_1000, 1),
+            (-22, 0xdead),
+            "no I/O APIC there"
+        );
+        assert_eq!(
+            h.hypercall(33, [u64::from(PHYSDEVOP_APIC_READ), 0, 0, 0, 0])
+                .ret,
+            -14
+        );
+        let mut u = Harness::domu(1);
+        one_ioapic(&mut u);
+        assert_eq!(apic(&mut u, 0xfec0_0000, 1).0, -1);
     }
 }

@@ -489,6 +489,11 @@ fn validation_flows_answer_as_xen_did() {
     assert_eq!(pin(&mut h, 1, t1), (-16, 0));
     prepare(&mut h, t1, &[(1, pte(t2, P | (1 << 7)))]);
     assert_eq!(pin(&mut h, 2, t1), (-22, 0));
+    // GLOBAL is an L1-only bit for a PV guest (L2_DISALLOW_MASK has it): what Linux wrote
+    // into its direct map's L2s while the CPUID showed PGE.
+    prepare(&mut h, t2, &[]);
+    prepare(&mut h, t1, &[(1, pte(t2, P | RW | (1 << 8)))]);
+    assert_eq!(pin(&mut h, 2, t1), (-22, 0));
     prepare(&mut h, t1, &[(1, pte(mfn(10), P | RW))]);
     assert_eq!(pin(&mut h, 2, t1), (-22, 0));
     prepare(&mut h, t2, &[]);

@@ -300,8 +300,10 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
         Insn::Cpuid => {
             let leaf = regs.rax as u32;
             let sub = regs.rcx as u32;
-            let cr4 = state::get(state, k).cr4;
-            let r = cpuid::pv_cpuid(leaf, sub, k.1, cr4, &mut || cpuid::host_values(ctx))?;
+            let caller = cpuid::Caller::of(state, ctx);
+            let r = cpuid::pv_cpuid(leaf, sub, &caller, &mut |l, s| {
+                cpuid::host_values(ctx, l, s)
+            })?;
             out.rax = u64::from(r[0]);
             out.rbx = u64::from(r[1]);
             out.rcx = u64::from(r[2]);
@@ -367,10 +369,9 @@ pub fn invalid_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<Outc
     if op != [0x0f, 0xa2] {
         return Ok(Outcome::Fault);
     }
-    let k = state::key(ctx);
-    let cr4 = state::get(state, k).cr4;
-    let r = cpuid::pv_cpuid(regs.rax as u32, regs.rcx as u32, k.1, cr4, &mut || {
-        cpuid::host_values(ctx)
+    let caller = cpuid::Caller::of(state, ctx);
+    let r = cpuid::pv_cpuid(regs.rax as u32, regs.rcx as u32, &caller, &mut |l, s| {
+        cpuid::host_values(ctx, l, s)
     })?;
     Ok(Outcome::Done(GuestRegs {
         rax: u64::from(r[0]),

@@ -2,12 +2,13 @@
 //! (`pv/emul-priv-op.c`) and `guest_rdmsr`/`guest_wrmsr` (`msr.c`) answer them for the MSRs a
 //! PV kernel touches: its segment bases, EFER (read; writes of the same value), the APIC base
 //! Linux probes, Xen's PAT, the TSC, MISC_ENABLE (the host's, levelled), the microcode
-//! revision, TSC_AUX and AMD's DE_CFG. Everything else is #GP(0) — or reads as 0 for a
+//! revision, TSC_AUX, AMD's DE_CFG and the machine-check MSRs ([`vmce`]). Everything else is #GP(0) — or reads as 0 for a
 //! guest without a #GP handler, when the host has the MSR ("faking RDMSR").
 
 use crate::hv::{value_kind, Ctx, HvError, HvState};
 use crate::pv::cpuid;
 use crate::pv::state;
+use crate::pv::vmce;
 
 /// `MSR_IA32_TSC`.
 pub const MSR_TSC: u32 = 0x10;
@@ -61,10 +62,8 @@ fn host(ctx: &mut Ctx<'_, '_, '_>, msr: u32) -> Result<Option<u64>, HvError> {
 }
 
 /// Whether the host CPU is AMD or Hygon (CPUID leaf 0 vendor).
-fn amd_like(state: &HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
-    let k = state::key(ctx);
-    let cr4 = state::get(state, k).cr4;
-    let r = cpuid::pv_cpuid(0, 0, k.1, cr4, &mut || cpuid::host_values(ctx))?;
+fn amd_like(ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
+    let r = cpuid::host_values(ctx, 0, 0)?;
     Ok(r[1] == 0x6874_7541 || r[1] == 0x6f67_7948)
 }
 
@@ -88,7 +87,8 @@ pub fn read(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, msr: u32) -> Result<Opti
         MSR_MISC_ENABLE => host(ctx, msr)?.map(guest_misc_enable),
         MSR_UCODE_REV => host(ctx, msr)?,
         MSR_TSC_AUX => Some(pv.tsc_aux),
-        MSR_AMD64_DE_CFG if amd_like(state, ctx)? => Some(DE_CFG_LFENCE_SERIALISE),
+        MSR_AMD64_DE_CFG if amd_like(ctx)? => Some(DE_CFG_LFENCE_SERIALISE),
+        m if vmce::is_vmce_msr(m) => Some(vmce::read(m)),
         _ => None,
     };
     if value.is_some() {
@@ -134,6 +134,7 @@ pub fn write(
             state::update(state, j, k, |p| p.tsc_aux = value);
             Ok(true)
         }
+        m if vmce::is_vmce_msr(m) => Ok(vmce::write(m, value)),
         _ => Ok(false),
     }
 }

@@ -262,6 +262,18 @@ fn msrs() {
         misc.is_ok_and(|m| m & 0x80_1800 == 0x80_1800 && m & 0x4_0080 == 0),
     );
     check("rdmsr UCODE_REV (the host's)", msr::rdmsr(0x8b).is_ok());
+    // The virtual machine-check MSRs (Linux reads them at boot and panics on a #GP).
+    check_eq("rdmsr MCG_CAP: 2 banks", msr::rdmsr(0x179), Ok(2));
+    check_eq("rdmsr MCG_STATUS", msr::rdmsr(0x17a), Ok(0));
+    check_eq("rdmsr MCG_CTL (no MCG_CTL_P)", msr::rdmsr(0x17b), Ok(0));
+    check_eq("rdmsr MC0_CTL: all ones", msr::rdmsr(0x400), Ok(u64::MAX));
+    check_eq("rdmsr MC1_STATUS", msr::rdmsr(0x405), Ok(0));
+    check_eq("rdmsr MC2_CTL (past the banks)", msr::rdmsr(0x408), Ok(0));
+    check_eq("rdmsr MCG_EXT_CTL -> #GP", msr::rdmsr(0x4d0), Err(GP0));
+    check_eq("wrmsr MCG_STATUS 0", msr::wrmsr(0x17a, 0), Ok(()));
+    check_eq("wrmsr MC0_CTL (ignored)", msr::wrmsr(0x400, 0), Ok(()));
+    check_eq("  MC0_CTL still all ones", msr::rdmsr(0x400), Ok(u64::MAX));
+    check_eq("wrmsr MC0_STATUS 0", msr::wrmsr(0x401, 0), Ok(()));
     check_eq("rdmsr TSC_AUX", msr::rdmsr(0xc000_0103), Ok(0));
     check_eq(
         "rdmsr AMD64_DE_CFG (LFENCE serialising)",

@@ -133,6 +133,14 @@ fn reservation_checks(si: &StartInfo) {
         }
         let ram = map[..n].iter().filter(|e| e.kind == 1).count();
         check("machine_memory_map has RAM", ram >= 1);
+        // The local APIC's page and the whole MSI window are the hypervisor's (Xen denies
+        // dom0 0xfee00000-0xfeefffff): one reserved entry.
+        check(
+            "machine_memory_map: 0xfee00000-0xfef00000 reserved",
+            map[..n]
+                .iter()
+                .any(|e| (e.addr, e.size, e.kind) == (0xfee0_0000, 0x10_0000, 2)),
+        );
         check_eq(
             "machine_memory_map into exactly as many entries -> -EINVAL",
             xmm::memory_map(true, &mut map[..n]),
@@ -496,6 +504,11 @@ fn validation_checks(si: &StartInfo, s: &mut Scratch) {
     check(
         "prepare: an L2 with a superpage entry",
         prepare(s, t1, &[(1, (t2 << 12) | RO | (1 << 7))]),
+    );
+    check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
+    check(
+        "prepare: an L2 with a GLOBAL entry (L1-only for PV)",
+        prepare(s, t2, &[]) && prepare(s, t1, &[(1, (t2 << 12) | RW | (1 << 8))]),
     );
     check_eq("pin it -> -EINVAL", pvmm::pin(2, t1), einval);
     check(

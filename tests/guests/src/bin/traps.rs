@@ -36,6 +36,7 @@ fn main(si: &StartInfo) {
     debug_registers();
     vm_assist();
     physdev();
+    settime(&shared);
     trap_table_errors();
     multicall();
     user_mode();
@@ -129,6 +130,24 @@ fn emulation() {
     );
     let l1 = xen_cpuid(1, 0);
     check("cpuid 1 ecx: hypervisor bit", l1[2] & (1 << 31) != 0);
+    // Machine address width: the highest RAM frame's bits plus 12 (the runner's 1 GiB
+    // machine: 30), not the host's physical address width.
+    let width = xen_cpuid(0x4000_0005, 0)[1];
+    info(format_args!(
+        "cpuid 0x40000005 ebx (machine address bits) {width}"
+    ));
+    check_eq("cpuid 0x40000005 ebx: 1 GiB of RAM -> 30 bits", width, 30);
+    // Xen's PV policy: no superpages, no global pages (a PV page table may hold neither).
+    check_eq("cpuid 1 edx: no PSE, PGE, PSE36", l1[3] & 0x2_2008, 0);
+    let e1 = xen_cpuid(0x8000_0001, 0);
+    check_eq("cpuid 0x80000001 edx: no PAGE1GB", e1[3] & (1 << 26), 0);
+    check_eq("cpuid 6 (thermal/power) hidden", xen_cpuid(6, 0), [0; 4]);
+    let max_extd = xen_cpuid(0x8000_0000, 0)[0];
+    check_eq(
+        "cpuid past the last extended leaf: zeros",
+        xen_cpuid(max_extd.wrapping_add(1), 0),
+        [0; 4],
+    );
     let cr4 = cpu::read_cr4();
     check_eq("mov %cr4 emulated: 0x660", cr4, 0x660);
     let cr0 = pvcpu::read_cr0();
@@ -398,6 +417,168 @@ fn physdev() {
         pvcpu::physdev_raw(0, 0),
         Err(Errno::ENOSYS),
     );
+    let id = pvcpu::apic_read(0xfec0_0000, 0);
+    info(format_args!("apic_read(IOAPIC 0xfec00000, ID) = {:x?}", id));
+    check_eq(
+        "physdev apic_read(IOAPIC 0xfec00000, version): 24 pins, version 0x20",
+        pvcpu::apic_read(0xfec0_0000, 1),
+        Ok(0x0017_0020),
+    );
+    check_eq(
+        "physdev apic_read of a base no I/O APIC has -> -EINVAL",
+        pvcpu::apic_read(0xfec0_1000, 1),
+        Err(Errno::EINVAL),
+    );
+    platform();
+}
+
+/// `XENPF_settime64`/`settime32`: dom0 sets the wall clock; shared_info shows it (as of
+/// system time 0) under a new even `wc_version`.
+fn settime(shared: &SharedInfo) {
+    let settime64 = |secs: u64, mbz: u32, system_time: u64| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&62u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..16].copy_from_slice(&secs.to_le_bytes());
+        op[16..20].copy_from_slice(&250u32.to_le_bytes());
+        op[20..24].copy_from_slice(&mbz.to_le_bytes());
+        op[24..32].copy_from_slice(&system_time.to_le_bytes());
+        pvcpu::platform_op(&mut op)
+    };
+    let (v0, sec0, _) = shared.wallclock();
+    info(format_args!("wall clock before: version {v0} {sec0} s"));
+    check_eq(
+        "platform_op settime64 with mbz set -> -EINVAL",
+        settime64(1_900_000_000, 1, 0),
+        Err(Errno::EINVAL),
+    );
+    check_eq("  wall clock unchanged", shared.wallclock().1, sec0);
+    // 1.9e9 s at system time 3 s: 1.9e9 - 3 s at system time 0.
+    check_eq(
+        "platform_op settime64",
+        settime64(1_900_000_000, 0, 3_000_000_000),
+        Ok(0),
+    );
+    let (v1, sec1, nsec1) = shared.wallclock();
+    check_eq(
+        "  shared_info wall clock: the time at system time 0",
+        (sec1, nsec1),
+        (1_899_999_997, 250),
+    );
+    check("  wc_version moved on, even", v1 != v0 && v1 % 2 == 0);
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&17u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    op[8..12].copy_from_slice(&(sec0 as u32).to_le_bytes());
+    check_eq(
+        "platform_op settime32 (back)",
+        pvcpu::platform_op(&mut op),
+        Ok(0),
+    );
+    check_eq(
+        "  wall clock back",
+        shared.wallclock().1,
+        sec0 & 0xffff_ffff,
+    );
+}
+
+/// `platform_op` as a dom0 kernel uses it at boot (firmware queries) and `xenpmu_op`.
+fn platform() {
+    let firmware_info = |ty: u32, index: u32| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&50u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..12].copy_from_slice(&ty.to_le_bytes());
+        op[12..16].copy_from_slice(&index.to_le_bytes());
+        op[16] = 0xee;
+        let r = pvcpu::platform_op(&mut op);
+        (r, op[16])
+    };
+    check_eq(
+        "platform_op firmware_info DISK_INFO 0 (no EDD) -> -ESRCH",
+        firmware_info(1, 0).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info DISK_MBR_SIGNATURE 0 -> -ESRCH",
+        firmware_info(2, 0).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info EFI_INFO (not booted by EFI) -> -ENOSYS",
+        firmware_info(4, 1).0,
+        Err(Errno::ENOSYS),
+    );
+    let (r, flags) = firmware_info(5, 0);
+    info(format_args!("kbd shift flags {:?} {:#x}", r, flags));
+    check_eq("platform_op firmware_info KBD_SHIFT_FLAGS", r, Ok(0));
+    check("  the flags byte is written", flags != 0xee);
+    check_eq(
+        "platform_op firmware_info KBD_SHIFT_FLAGS index 1 -> -ESRCH",
+        firmware_info(5, 1).0,
+        Err(Errno::ESRCH),
+    );
+    check_eq(
+        "platform_op firmware_info type 99 -> -EINVAL",
+        firmware_info(99, 0).0,
+        Err(Errno::EINVAL),
+    );
+    let cpuinfo = |cpu: u32| {
+        let mut op = [0u8; 136];
+        op[0..4].copy_from_slice(&55u32.to_le_bytes());
+        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        op[8..12].copy_from_slice(&cpu.to_le_bytes());
+        let r = pvcpu::platform_op(&mut op);
+        let w = |i: usize| u32::from_le_bytes([op[i], op[i + 1], op[i + 2], op[i + 3]]);
+        // (result, max_present, flags, apic_id, acpi_id)
+        (r, w(12), w(16), w(20), w(24))
+    };
+    let boot = cpuinfo(0);
+    info(format_args!("get_cpuinfo(0) {:?}", boot));
+    check_eq(
+        "platform_op get_cpuinfo(0): online, APIC id 0, ACPI id 0",
+        (boot.0, boot.2, boot.3, boot.4),
+        (Ok(0), 1, 0, 0),
+    );
+    check("  max_present: at least 1 (2 CPUs or more)", boot.1 >= 1);
+    let past = cpuinfo(boot.1 + 1);
+    check_eq(
+        "platform_op get_cpuinfo(max_present + 1): invalid",
+        (past.0, past.1, past.2),
+        (Ok(0), boot.1, 2),
+    );
+    check_eq(
+        "platform_op get_cpuinfo(1): online",
+        (cpuinfo(1).0, cpuinfo(1).2),
+        (Ok(0), 1),
+    );
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&50u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0000u32.to_le_bytes());
+    check_eq(
+        "platform_op with another interface version -> -EACCES",
+        pvcpu::platform_op(&mut op),
+        Err(Errno::EACCES),
+    );
+    op[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    check_eq(
+        "platform_op command 1000 -> -ENOSYS",
+        pvcpu::platform_op(&mut op),
+        Err(Errno::ENOSYS),
+    );
+    check_eq(
+        "platform_op with a NULL argument -> -EFAULT",
+        hypercall::call_with_bad_ptr(hypercall::PLATFORM_OP, 0, BadPtr::NULL),
+        Err(Errno::EFAULT),
+    );
+    for cmd in [0u64, 4, 5] {
+        check_eq(
+            "xenpmu_op (no vpmu=) -> -EOPNOTSUPP",
+            hypercall::call_with_bad_ptr(hypercall::XENPMU_OP, cmd, BadPtr::NULL),
+            Err(Errno::EOPNOTSUPP),
+        );
+    }
 }
 
 fn trap_table_errors() {
