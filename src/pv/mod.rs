@@ -154,25 +154,20 @@ impl Runtime {
     /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
     /// CR4.FSGSBASE, its GDT and LDT frames and its breakpoints.
     fn load_cpu_state(&self, key: VcpuKey) {
-        let pv = self.backend.replica().pv_vcpus.get(&key);
-        arch::guest::set_guest_ts(pv.is_some_and(|p| p.cr0_ts));
-        arch::guest::load_tsc_aux(pv.map_or(0, |p| p.tsc_aux as u32));
-        arch::guest::set_guest_tsd(pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_TSD != 0));
-        arch::guest::set_guest_fsgsbase(
-            pv.is_some_and(|p| p.cr4 & xen_core::pv::state::CR4_FSGSBASE != 0),
-        );
-        let frames = pv.map_or([0; xen_core::pv::state::GDT_GUEST_PAGES], |p| p.gdt_frames);
-        arch::gdt::load_guest_gdt(&frames);
-        let ldt = pv.map_or([0; xen_core::pv::state::LDT_PAGES], |p| p.ldt_frames);
-        let ents = self
-            .backend
-            .replica()
-            .vcpus
-            .get(&key)
-            .map_or(0, |v| v.ldt_ents);
-        arch::gdt::load_guest_ldt(&ldt, ents);
-        let (dr, dr7) = pv.map_or(([0; 4], arch::cpu::DR7_DEFAULT), |p| (p.dr, p.dr7));
-        arch::guest::load_debug_registers(dr, dr7);
+        use xen_core::pv::state::{CR4_FSGSBASE, CR4_TSD, GDT_GUEST_PAGES, LDT_PAGES};
+        let replica = self.backend.replica();
+        let pv = replica.pv_vcpus.get(&key);
+        arch::guest_context::load(&arch::guest_context::GuestContext {
+            ts: pv.is_some_and(|p| p.cr0_ts),
+            tsc_aux: pv.map_or(0, |p| p.tsc_aux as u32),
+            tsd: pv.is_some_and(|p| p.cr4 & CR4_TSD != 0),
+            fsgsbase: pv.is_some_and(|p| p.cr4 & CR4_FSGSBASE != 0),
+            gdt_frames: pv.map_or([0; GDT_GUEST_PAGES], |p| p.gdt_frames),
+            ldt_frames: pv.map_or([0; LDT_PAGES], |p| p.ldt_frames),
+            ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
+            dr: pv.map_or([0; 4], |p| p.dr),
+            dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+        });
     }
 
     /// Saves the data selectors of `key`, which leaves this CPU (Xen's `save_segments`).
