@@ -204,12 +204,17 @@ impl Runtime {
     }
 
     /// The LDT offsets of the selectors `key` resumes with that lie in a page of its LDT
-    /// not mapped yet: `frame`'s code and stack selectors (resuming would fault on the
+    /// not mapped yet: its code and stack selectors `cs_ss` (resuming would fault on the
     /// `iretq`, inside the hypervisor) and, when its data selectors are about to be loaded
     /// (`with_data`), those too (Xen maps the page when `load_segments` faults on it).
-    fn unmapped_ldt_selectors(&self, key: VcpuKey, frame: &TrapFrame, with_data: bool) -> Vec<u64> {
+    /// Without an LDT (the common case) there is none, found with one lookup.
+    fn unmapped_ldt_selectors(&self, key: VcpuKey, cs_ss: [u64; 2], with_data: bool) -> Vec<u64> {
         let replica = self.backend.replica();
         let ents = replica.vcpus.get(&key).map_or(0, |v| u64::from(v.ldt_ents));
+        let mut out = Vec::new();
+        if ents == 0 {
+            return out;
+        }
         let frames = replica
             .pv_vcpus
             .get(&key)
@@ -218,8 +223,7 @@ impl Runtime {
             Some(v) if with_data => v.segs,
             _ => [0; 4],
         };
-        let mut out = Vec::new();
-        for sel in [frame.cs, frame.ss].into_iter().chain(data.map(u64::from)) {
+        for sel in cs_ss.into_iter().chain(data.map(u64::from)) {
             let off = sel & 0xfff8;
             let page = (off >> 12) as usize;
             if sel & 4 != 0
@@ -596,6 +600,17 @@ fn map_ldt_selectors(
     with_data: bool,
 ) -> After {
     let mut after = After::default();
+    let cs_ss = match &live {
+        Some((f, _)) => [f.cs, f.ss],
+        None => match rt.vcpus.get(&key) {
+            Some(v) => [v.frame.cs, v.frame.ss],
+            None => return after,
+        },
+    };
+    let offs = rt.unmapped_ldt_selectors(key, cs_ss, with_data);
+    if offs.is_empty() {
+        return after;
+    }
     let frame = match &live {
         Some((f, _)) => **f,
         None => match rt.vcpus.get(&key) {
@@ -603,7 +618,7 @@ fn map_ldt_selectors(
             None => return after,
         },
     };
-    for off in rt.unmapped_ldt_selectors(key, &frame, with_data) {
+    for off in offs {
         let req = Request::exit(
             ExitKind::Exception,
             key.0,
