@@ -45,6 +45,18 @@ impl Clock for Tsc {
 /// small-block free lists: single 14k, pair with 10 polls 0.25M; 50: 0.36M, 200: 0.73M.)
 /// Polling longer only between a rollback and the re-execution (2,000 polls, all three
 /// cores) made the mean recovery latency 1.5 ms instead of 0.11 ms: tried and dropped.
+///
+/// The exit path itself (issue 4; bench guest, min of 256-call batches, medians of three to
+/// five interleaved runs on a busy shared host; Xen 4.17 per the issue: 772 / 983 / 5689):
+/// lockstep off, xen_version / evtchn_send / sched_yield 14.5k / 18.1k / 15.9k cycles, then
+/// 12.0k / 15.3k / 13.1k with a `memcpy` that does not copy byte by byte (`arch::rt`),
+/// 11.3k / 14.6k / 12.2k without digests or an effects vector per single execution and with
+/// the PV CPU state loaded as one unit (`arch::guest_context`), 10.4k / 13.7k / 11.5k
+/// without LDT work for a vCPU without an LDT. Lockstep on went from ~350k to ~205k per
+/// call. Taking a single execution's effects instead of cloning them (a sink that swaps the
+/// engine's vector) measured 9.7k / 13.0k / 10.7k, but that build overflowed the follower's
+/// 64 KiB main stack in the `domrun` scenario, every time, though no follower code changed:
+/// the follower's path there must run close to the end of that stack.
 pub struct HwIdle;
 
 impl Idle for HwIdle {

@@ -104,6 +104,7 @@ struct Pointer {
 /// from its heap GDT to its window in the hypervisor's shared slots: the same descriptors,
 /// with page 14 mapping the hypervisor's page of the heap GDT.
 pub fn load_guest_gdt(frames: &[u64]) {
+    crate::guest_context::invalidate();
     let cpu = crate::percpu::cpu_index();
     let heap = gdt_base(cpu);
     let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
@@ -170,6 +171,7 @@ pub fn ldt_window_offset(va: u64) -> Option<u64> {
 /// descriptor for `ents` entries ([`LDT_SEL`]); no LDT when `ents` is 0, as Xen's
 /// `load_LDT`.
 pub fn load_guest_ldt(frames: &[u64], ents: u32) {
+    crate::guest_context::invalidate();
     let cpu = crate::percpu::cpu_index();
     let window = crate::paging::GDT_WINDOW_BASE + cpu as u64 * crate::paging::GDT_WINDOW_STRIDE;
     if !ON_WINDOW[cpu].load(Ordering::Relaxed) {

@@ -232,6 +232,7 @@ static DEBUG_REGS: [[AtomicU64; 5]; crate::percpu::MAX_CPUS] =
 /// Loads the breakpoints of the guest context this CPU resumes: DR0-DR3 and DR7 as the
 /// hypervisor validated them (Xen's `activate_debugregs`); written only when they change.
 pub fn load_debug_registers(dr: [u64; 4], dr7: u64) {
+    crate::guest_context::invalidate();
     let cache = &DEBUG_REGS[crate::percpu::cpu_index()];
     let want = [dr[0], dr[1], dr[2], dr[3], dr7];
     if cache
@@ -264,6 +265,7 @@ fn has_rdtscp() -> bool {
 /// does not trap) reports it, as Xen's context switch does (`wrmsr_tsc_aux`). Written only
 /// when it changes; nothing on a CPU without RDTSCP.
 pub fn load_tsc_aux(value: u32) {
+    crate::guest_context::invalidate();
     let cache = &TSC_AUX[crate::percpu::cpu_index()];
     let want = u64::from(value) + 1;
     if cache.load(Ordering::Relaxed) == want || !has_rdtscp() {
@@ -283,6 +285,7 @@ const CR4_TSD: u64 = 1 << 2;
 /// which the hypervisor emulates for the guest kernel and bounces for guest user mode. Ring 0
 /// is unaffected. Written only when it changes.
 pub fn set_guest_tsd(on: bool) {
+    crate::guest_context::invalidate();
     let cr4 = crate::cpu::read_cr4();
     let want = if on { cr4 | CR4_TSD } else { cr4 & !CR4_TSD };
     if want != cr4 {
@@ -301,6 +304,7 @@ const CR4_FSGSBASE: u64 = 1 << 16;
 /// guest cannot `swapgs` in ring 3). Written only when it changes; never set on a CPU
 /// without FSGSBASE (CPUID 7.EBX bit 0).
 pub fn set_guest_fsgsbase(on: bool) {
+    crate::guest_context::invalidate();
     let cr4 = crate::cpu::read_cr4();
     if (cr4 & CR4_FSGSBASE != 0) == on {
         return;
@@ -316,6 +320,7 @@ pub fn set_guest_fsgsbase(on: bool) {
 /// Sets the virtual CR0.TS of the vCPU this CPU resumes next (the hardware TS is set only
 /// while it runs).
 pub fn set_guest_ts(on: bool) {
+    crate::guest_context::invalidate();
     crate::percpu::this()
         .guest_ts
         .store(u64::from(on), Ordering::Relaxed);

@@ -15,6 +15,7 @@ pub mod entry;
 pub mod frame;
 pub mod gdt;
 pub mod guest;
+pub mod guest_context;
 pub mod guest_return;
 pub mod guestmem;
 pub mod heap;

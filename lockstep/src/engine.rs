@@ -18,7 +18,7 @@ use crate::input::{
     record_request, replay_request, Env, Input, InputLog, LogReader, MemoEnv, WordSource,
 };
 use crate::journal::Journal;
-use crate::machine::{execute, result_digest, ExecReport, ExecStatus, Machine};
+use crate::machine::{execute, execute_once, result_digest, ExecReport, ExecStatus, Machine};
 use crate::mailbox::{Decision, Post};
 use crate::policy::{Health, RetryPolicy};
 use crate::replica;
@@ -611,7 +611,7 @@ impl<M: Machine> Engine<M> {
         if let Some((i, b)) = later {
             input.inject_flip(i, b);
         }
-        let rep = execute::<M>(
+        let rep = execute_once::<M>(
             &mut self.replicas[0],
             &mut self.journals[0],
             epoch,

@@ -11,7 +11,7 @@ use crate::engine::{faulty_request, replay_exec};
 use crate::inject::{Fault, FaultKind, InjectionOutcome, Injector};
 use crate::input::{record_request, Env, Input, InputLog, MemoEnv, WordSink};
 use crate::journal::Journal;
-use crate::machine::{execute, result_digest, ExecReport, ExecStatus, Machine};
+use crate::machine::{execute, execute_once, result_digest, ExecReport, ExecStatus, Machine};
 use crate::mailbox::{ChannelWriter, Decision, Pair, Post};
 use crate::policy::{Health, RetryPolicy};
 use crate::replica;
@@ -774,7 +774,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         if let Some((i, b)) = later {
             input.inject_flip(i, b);
         }
-        let rep = execute::<M>(
+        let rep = execute_once::<M>(
             &mut self.replica,
             &mut self.journal,
             epoch,

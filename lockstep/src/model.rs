@@ -362,7 +362,7 @@ mod tests {
     use super::*;
     use crate::effects::Effects;
     use crate::journal::Journal;
-    use crate::machine::execute;
+    use crate::machine::{execute, execute_once};
     use crate::replica;
 
     #[test]
@@ -400,5 +400,46 @@ mod tests {
             assert_eq!(replica::full_digest(&a), replica::full_digest(&b));
         }
         assert!(!a.domains.is_empty());
+    }
+
+    /// A single execution (lockstep off) runs the same handler with the same state changes,
+    /// effects, status and error as a digested one; only the digests are left out.
+    #[test]
+    fn single_execution_matches_a_digested_one() {
+        let mut p = Prng::new(17);
+        let mut a = ModelState::new();
+        let mut b = ModelState::new();
+        let (mut ja, mut jb) = (Journal::new(), Journal::new());
+        let (mut ea, mut eb) = (Effects::new(), Effects::new());
+        for tx in 0..300u64 {
+            let req = random_request(&mut p);
+            let (mut e1, mut e2) = (ModelEnv::new(1, tx), ModelEnv::new(1, tx));
+            let ra = execute::<Model>(
+                &mut a,
+                &mut ja,
+                tx + 2,
+                &mut ea,
+                &mut Input::direct(&req, &mut e1),
+            );
+            let rb = execute_once::<Model>(
+                &mut b,
+                &mut jb,
+                tx + 2,
+                &mut eb,
+                &mut Input::direct(&req, &mut e2),
+            );
+            assert_eq!((ra.status, ra.error), (rb.status, rb.error), "tx {tx}");
+            assert_eq!(ea.as_slice(), eb.as_slice(), "tx {tx}");
+            assert_eq!(ja.write_count(), jb.write_count(), "tx {tx}");
+            if tx % 3 == 0 || ra.error.is_some() {
+                replica::rollback(&mut a, tx + 2);
+                replica::rollback(&mut b, tx + 2);
+            }
+            assert_eq!(
+                replica::full_digest(&a),
+                replica::full_digest(&b),
+                "tx {tx}"
+            );
+        }
     }
 }

@@ -232,6 +232,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         return_faults: [(None, 0); MAX_CPUS],
         noreboot: p.noreboot,
         handover: None,
+        committed: Vec::with_capacity(super::COMMITTED_CAPACITY),
     };
     rt.backend.enable_promotion();
     let boot = xen_core::request::Request::exit(

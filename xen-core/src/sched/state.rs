@@ -153,7 +153,9 @@ pub fn vcpu_sched(state: &HvState, key: VcpuKey) -> VcpuSched {
 /// Machine address of `key`'s vcpu_info: the registered one, else its slot in the domain's
 /// shared_info (vCPUs 0..32), else `None`.
 pub fn vcpu_info_maddr(state: &HvState, key: VcpuKey) -> Option<u64> {
-    if let Some(m) = vcpu_sched(state, key).vcpu_info_maddr {
+    // The stored state, borrowed (the initial one registers none): the exit path asks this
+    // twice per guest exit, and a clone of the whole `VcpuSched` cost ~250 TCG cycles each.
+    if let Some(m) = state.vsched.get(&key).and_then(|v| v.vcpu_info_maddr) {
         return Some(m);
     }
     let si = state.dom_time.get(&key.0)?.shared_info_maddr;
