@@ -42,7 +42,7 @@ pub const IST_MCE: u8 = 4;
 /// IST slot for external interrupts and IPIs.
 pub const IST_IRQ: u8 = 5;
 /// Bytes in each IST stack.
-pub const IST_STACK_SIZE: usize = 64 * 1024;
+pub const IST_STACK_SIZE: usize = 128 * 1024;
 
 /// The 64-bit TSS.
 #[repr(C, packed(4))]

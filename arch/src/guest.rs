@@ -159,7 +159,7 @@ const IA32_FS_BASE: u32 = 0xC000_0100;
 const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
 /// Bytes of each CPU's SYSCALL stack.
-pub const SYSCALL_STACK_SIZE: usize = 64 * 1024;
+pub const SYSCALL_STACK_SIZE: usize = 256 * 1024;
 
 /// Enables SYSCALL on the running CPU with its own entry stack.
 pub fn init_cpu() {

@@ -84,7 +84,7 @@ pub fn set_gdt_window_page(cpu: usize, page: usize, paddr: Option<u64>) -> bool 
 /// `stacks.rs`), so an overflow faults instead of running into the neighbouring memory.
 pub const STACK_AREA_BASE: u64 = IMAGE_VBASE - 0x8000_0000;
 /// Pages of the stack area reserved for each CPU.
-pub const STACK_AREA_CPU_PAGES: usize = 128;
+pub const STACK_AREA_CPU_PAGES: usize = 512;
 const STACK_AREA_L1S: usize = (crate::percpu::MAX_CPUS * STACK_AREA_CPU_PAGES).div_ceil(512);
 
 /// The L1 tables of the stack area (all zero before the hypervisor tables exist).

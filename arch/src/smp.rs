@@ -10,7 +10,7 @@ use alloc::alloc::{alloc_zeroed, Layout};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Bytes of each AP's main stack.
-pub const AP_STACK_SIZE: usize = 64 * 1024;
+pub const AP_STACK_SIZE: usize = 256 * 1024;
 
 extern "C" {
     static ap_trampoline_start: u8;

@@ -18,10 +18,12 @@ pub enum StackKind {
     Ist(u8),
 }
 
-/// Stack pages each kind may have (64 KiB each).
-const MAIN_PAGES: usize = 16;
-const SYSCALL_PAGES: usize = 16;
-const IST_PAGES: usize = 16;
+/// Stack pages each kind may have: 256 KiB for the main and SYSCALL stacks, 128 KiB for each
+/// IST stack (the sizes in use are `smp::AP_STACK_SIZE`, `guest::SYSCALL_STACK_SIZE` and
+/// `gdt::IST_STACK_SIZE`).
+const MAIN_PAGES: usize = 64;
+const SYSCALL_PAGES: usize = 64;
+const IST_PAGES: usize = 32;
 const IST_SLOTS: usize = 5;
 
 const _: () =
