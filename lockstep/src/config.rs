@@ -179,6 +179,14 @@ impl<Err> Outcome<Err> {
 pub trait EffectSink<E> {
     /// Applies the effects of one committed transaction, in order.
     fn apply(&mut self, effects: &[E]);
+
+    /// Applies the effects of one committed single execution (lockstep off, or an
+    /// unprotected pair), given in the engine's own buffer, which the next execution empties
+    /// anyway: a sink may take them (swap the vector with an empty one of its own) instead of
+    /// copying them. The default applies the slice.
+    fn apply_buffer(&mut self, effects: &mut alloc::vec::Vec<E>) {
+        self.apply(effects)
+    }
 }
 
 impl<E, F: FnMut(&[E])> EffectSink<E> for F {

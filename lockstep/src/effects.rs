@@ -35,6 +35,12 @@ impl<E: Value> Effects<E> {
         &self.items
     }
 
+    /// The buffer itself, for a sink that takes a committed execution's effects
+    /// ([`crate::EffectSink::apply_buffer`]).
+    pub fn buffer_mut(&mut self) -> &mut Vec<E> {
+        &mut self.items
+    }
+
     /// Number of effects.
     pub fn len(&self) -> usize {
         self.items.len()

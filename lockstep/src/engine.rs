@@ -629,7 +629,7 @@ impl<M: Machine> Engine<M> {
                 TxResult::Failed(e)
             }
             None => {
-                sink.apply(self.effects[0].as_slice());
+                sink.apply_buffer(self.effects[0].buffer_mut());
                 self.stats.commits += 1;
                 TxResult::Committed
             }

@@ -792,7 +792,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 TxResult::Failed(e)
             }
             None => {
-                sink.apply(self.effects.as_slice());
+                sink.apply_buffer(self.effects.buffer_mut());
                 self.stats.commits += 1;
                 TxResult::Committed
             }

@@ -320,3 +320,39 @@ fn bad_input_gets_errors_not_panics() {
     let [l, f] = e.full_digests();
     assert_eq!(l, f);
 }
+
+/// A sink that takes the engine's buffer of a single execution (swapping in its own).
+struct Taking(Vec<Effect>, Applied);
+
+impl lockstep::EffectSink<Effect> for Taking {
+    fn apply(&mut self, effects: &[Effect]) {
+        self.1.push(effects.to_vec());
+    }
+    fn apply_buffer(&mut self, effects: &mut Vec<Effect>) {
+        core::mem::swap(&mut self.0, effects);
+        self.1.push(core::mem::take(&mut self.0));
+    }
+}
+
+#[test]
+fn a_sink_that_takes_single_executions_effects_gets_the_same_ones() {
+    let mut p = Prng::new(23);
+    let (mut taken, mut copied) = (engine(false), engine(false));
+    let mut sink = Taking(Vec::with_capacity(8), Applied::new());
+    let mut want = Applied::new();
+    for tx in 0..300 {
+        let req = random_request(&mut p);
+        let clk = TickClock::new();
+        let a = taken
+            .run_local(&req, &mut ModelEnv::new(5, tx), &clk, &mut sink)
+            .result;
+        let b = run(&mut copied, 5, tx, &req, &mut want);
+        assert_eq!(a, b, "tx {tx}");
+        assert_eq!(sink.1, want, "tx {tx}");
+    }
+    assert!(want.iter().any(|e| !e.is_empty()));
+    assert_eq!(
+        full_digest(taken.replica(Role::Leader)),
+        full_digest(copied.replica(Role::Leader))
+    );
+}

@@ -273,6 +273,26 @@ impl After {
     }
 }
 
+/// Receives a transaction's committed effects into the runtime's (emptied) buffer: a single
+/// execution's are taken, swapping the engine's vector with the buffer, a compared one's are
+/// copied. Taking them instead of cloning each effect saved a lockstep-off `xen_version`
+/// ~500 of its ~10,500 TCG cycles.
+struct CommittedSink<'a>(&'a mut Vec<Effect>);
+
+impl lockstep::EffectSink<Effect> for CommittedSink<'_> {
+    fn apply(&mut self, effects: &[Effect]) {
+        self.0.extend_from_slice(effects);
+    }
+
+    fn apply_buffer(&mut self, effects: &mut Vec<Effect>) {
+        if self.0.is_empty() {
+            core::mem::swap(self.0, effects);
+        } else {
+            self.0.append(effects);
+        }
+    }
+}
+
 /// Runs one transaction for `req` on this CPU and applies its committed effects. `frame`
 /// and `fx` are the live state of the running vCPU (if any).
 fn transact(
@@ -311,9 +331,9 @@ fn transact(
     // transaction nested in those, if any, starts an empty one).
     let mut committed = core::mem::take(&mut rt.committed);
     committed.clear();
-    let out = rt.backend.run(&words, &mut env, &mut |e: &[Effect]| {
-        committed.extend_from_slice(e)
-    });
+    let out = rt
+        .backend
+        .run(&words, &mut env, &mut CommittedSink(&mut committed));
     if out.result == TxResult::Aborted(lockstep::config::EngineError::LeaderRetired) {
         rt.committed = committed;
         promote::begin_handover(rt, req, cr3, live);
