@@ -413,24 +413,9 @@ pub fn update_va_mapping_in_xen_range(offset: u64, val: u64) -> XenResult {
 /// # Safety
 /// Giving frames back (decrease_reservation) makes them inaccessible: the caller must not
 /// use any frame it names afterwards; populate_physmap must name pfns the caller manages.
-pub unsafe fn reservation(cmd: u64, extents: &mut [u64], order: u32) -> XenResult {
-    #[repr(C)]
-    struct Reservation {
-        extent_start: u64,
-        nr_extents: u64,
-        extent_order: u32,
-        mem_flags: u32,
-        domid: u16,
-    }
-    let r = Reservation {
-        extent_start: extents.as_mut_ptr() as u64,
-        nr_extents: extents.len() as u64,
-        extent_order: order,
-        mem_flags: 0,
-        domid: DOMID_SELF,
-    };
-    // SAFETY: Xen reads `r` and reads/writes `extents`; the caller vouches for the frames.
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &r as *const Reservation as u64, 0, 0, 0]) }
+pub unsafe fn reservation(cmd: u32, extents: &mut [u64], order: u32) -> XenResult {
+    // SAFETY: the caller vouches for the frames (of this domain).
+    unsafe { crate::mm::reservation_op(cmd, DOMID_SELF, extents, order) }
 }
 
 /// `XENMEM_machphys_mapping`: (v_start, v_end, max_mfn).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use guest_rt::hypercall::BadPtr;
+use guest_rt::mm::{XENMEM_DECREASE_RESERVATION, XENMEM_POPULATE_PHYSMAP};
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
@@ -39,10 +40,6 @@ const NO_SHUTDOWN_CODE: u32 = 0xffff_0000;
 /// `sizeof(struct xen_domctl_getdomaininfo)`.
 const INFO_SIZE: usize = 112;
 
-/// `XENMEM_populate_physmap`.
-const XENMEM_POPULATE_PHYSMAP: u64 = 6;
-/// `XENMEM_decrease_reservation`.
-const XENMEM_DECREASE_RESERVATION: u64 = 1;
 /// Pages populated into the new domain.
 const POPULATE: usize = 8;
 

@@ -14,7 +14,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use guest_rt::mm::pte;
+use guest_rt::mm::{pte, XENMEM_POPULATE_PHYSMAP};
 use guest_rt::pvmm::Scratch;
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::smp::{self, ctx_off::*};
@@ -36,7 +36,6 @@ const DOMCTL_GETVCPUINFO: u32 = 14;
 const DOMCTL_MAX_VCPUS: u32 = 15;
 const DOMINF_SHUTDOWN: u32 = 1 << 2;
 const VIRQ_DOM_EXC: u32 = 3;
-const XENMEM_POPULATE_PHYSMAP: u64 = 6;
 const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_SUSPEND: u32 = 2;
 

@@ -123,7 +123,7 @@ fn reservation_checks(si: &StartInfo) {
     info(format_args!("machine_memory_map {:?}", r));
     if let Ok(n) = r {
         for e in &map[..n] {
-            let (a, sz, k) = (e.addr, e.size, e.kind);
+            let (a, sz, k) = (e.addr, e.size, e.r#type);
             info(format_args!(
                 "  machine e820 {:#x}-{:#x} type {}",
                 a,
@@ -131,7 +131,7 @@ fn reservation_checks(si: &StartInfo) {
                 k
             ));
         }
-        let ram = map[..n].iter().filter(|e| e.kind == 1).count();
+        let ram = map[..n].iter().filter(|e| e.r#type == 1).count();
         check("machine_memory_map has RAM", ram >= 1);
         check_eq(
             "machine_memory_map into exactly as many entries -> -EINVAL",
