@@ -180,7 +180,7 @@ fn allocation() {
     );
     check_eq(
         "status of dom 0 by id",
-        evtchn::status_raw(DOM0, 3).map(|s| s.decode()),
+        evtchn::status_raw(DOM0, 3).map(|s| evtchn::Status::decode(&s)),
         Ok(Status::Unbound { dom: NO_DOM }),
     );
     for p in 1..=3 {

@@ -6,7 +6,7 @@
 
 use guest_rt::hypercall::{self, BadPtr};
 use guest_rt::multicall::{multicall_scalar, MulticallEntry};
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{console, cpu, evtchn, println, sched, traps, version, Errno};
 use test_guests::{feature_set, has_token, is_c_string};
