@@ -97,7 +97,7 @@ fn bad_argument_checks() {
         "XENVER_extraversion into NULL -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_EXTRAVERSION,
+            version::XENVER_EXTRAVERSION.into(),
             BadPtr::NULL,
         ),
         Err(Errno::EFAULT),
@@ -106,7 +106,7 @@ fn bad_argument_checks() {
         "XENVER_capabilities into Xen's range -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_CAPABILITIES,
+            version::XENVER_CAPABILITIES.into(),
             BadPtr::HYPERVISOR,
         ),
         Err(Errno::EFAULT),
@@ -115,7 +115,7 @@ fn bad_argument_checks() {
         "XENVER_get_features at a non-canonical address -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_GET_FEATURES,
+            version::XENVER_GET_FEATURES.into(),
             BadPtr::NON_CANONICAL,
         ),
         Err(Errno::EFAULT),
@@ -191,12 +191,12 @@ fn misc_checks() {
     let mut calls = [
         MulticallEntry::new(
             hypercall::XEN_VERSION,
-            [version::XENVER_VERSION, 0, 0, 0, 0, 0],
+            [version::XENVER_VERSION.into(), 0, 0, 0, 0, 0],
         ),
         MulticallEntry::new(hypercall::SCHED_OP, [0; 6]),
         MulticallEntry::new(
             hypercall::XEN_VERSION,
-            [version::XENVER_PAGESIZE, 0, 0, 0, 0, 0],
+            [version::XENVER_PAGESIZE.into(), 0, 0, 0, 0, 0],
         ),
     ];
     check_eq(
