@@ -2,7 +2,7 @@
 //! (`public/xen.h`).
 
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, MEMORY_OP, MMUEXT_OP, UPDATE_VA_MAPPING};
+use crate::hypercall::{self, MEMORY_OP, MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING};
 
 pub use dom0_interface::memory::{
     E820Entry, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
@@ -12,11 +12,12 @@ pub use dom0_interface::memory::{
 };
 use dom0_interface::memory::{XenMemoryMap, XenMemoryReservation};
 pub use dom0_interface::xen::{
-    MmuextOp, DOMID_SELF, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
+    MmuUpdate, MmuextOp, DOMID_SELF, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
     MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI, MMUEXT_NEW_BASEPTR,
     MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
     MMUEXT_PIN_L4_TABLE, MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, UVMF_ALL, UVMF_INVLPG, UVMF_NONE, UVMF_TLB_FLUSH,
+    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+    UVMF_ALL, UVMF_INVLPG, UVMF_NONE, UVMF_TLB_FLUSH,
 };
 
 /// Page-table entry bits.
@@ -123,6 +124,31 @@ pub fn memory_op_with_bad_ptr(cmd: u32, ptr: hypercall::BadPtr) -> XenResult {
 pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> XenResult {
     // SAFETY: scalars only; the caller vouches for the mapping change.
     unsafe { hypercall::call(UPDATE_VA_MAPPING, [va, pte, flags, 0, 0]) }
+}
+
+/// `mmu_update(reqs, count, &done, foreigndom)`: returns the result and the number of
+/// requests completed.
+///
+/// # Safety
+/// Each request may rewrite a page-table entry (or an M2P entry): the caller must make sure
+/// no live Rust reference depends on a mapping the requests change.
+pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: u16) -> (XenResult, u32) {
+    let mut done = 0u32;
+    // SAFETY: Xen reads `reqs.len()` requests from `reqs` and writes the completed count to
+    // `done`; the caller vouches for the requests themselves.
+    let r = unsafe {
+        hypercall::call(
+            MMU_UPDATE,
+            [
+                reqs.as_ptr() as u64,
+                reqs.len() as u64,
+                &mut done as *mut u32 as u64,
+                u64::from(foreigndom),
+                0,
+            ],
+        )
+    };
+    (r, done)
 }
 
 /// `mmuext_op(ops, count, &done, domid)`: returns the number of operations completed.
