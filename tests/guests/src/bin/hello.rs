@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use guest_rt::hypercall::{self, BadPtr};
-use guest_rt::multicall::{multicall_scalar, MulticallEntry};
+use guest_rt::multicall::{multicall_scalar, MulticallEntry, MulticallEntryExt};
 use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{console, cpu, evtchn, println, sched, traps, version, Errno};
