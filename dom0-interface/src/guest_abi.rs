@@ -6,8 +6,8 @@
 //! the encoding is by construction the C layout (x86-64, little-endian). Padding bytes are
 //! written as zero and ignored on read.
 
-#[cfg(any(feature = "alloc", test))]
-use alloc::{vec, vec::Vec};
+use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// Why an ABI buffer could not be decoded or encoded.
@@ -71,7 +71,6 @@ pub trait GuestAbi: Sized {
     fn write_to(&self, out: &mut [u8]) -> Result<(), AbiError>;
 
     /// Encodes the structure into a new vector of [`Self::SIZE`] bytes.
-    #[cfg(any(feature = "alloc", test))]
     fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0u8; Self::SIZE];
         // The buffer has exactly SIZE bytes, so encoding cannot fail.

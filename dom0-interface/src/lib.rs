@@ -7,7 +7,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-#[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 
 pub mod guest_abi;

@@ -20,6 +20,7 @@ use guest_rt::{println, sched, vcpu, version};
 use test_guests::demo_args::DemoArgs;
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// This domain's id: the remote end Xen records for an unbound port offered to DOMID_SELF.
 fn own_domid() -> Option<u16> {

@@ -15,6 +15,7 @@ use guest_rt::xenctl::{domctl, foreign_reservation, sysctl, CtlBuf, DOMCTL_U, SY
 use guest_rt::{println, Errno, XenResult};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 // Xen 4.17's numbers and offsets (public/domctl.h, public/sysctl.h), written out here so the
 // guest checks the hypervisor's mirrors independently.

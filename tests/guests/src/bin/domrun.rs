@@ -24,6 +24,7 @@ use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
 use guest_rt::{println, Errno, XenResult};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 const DOMCTL_CREATEDOMAIN: u32 = 1;
 const DOMCTL_DESTROYDOMAIN: u32 = 2;

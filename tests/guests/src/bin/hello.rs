@@ -12,6 +12,7 @@ use guest_rt::{console, cpu, evtchn, println, sched, traps, version, Errno};
 use test_guests::{feature_set, has_token, is_c_string};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 fn main(si: &StartInfo) {
     println!("hello: DualVisor PV test guest");

@@ -21,6 +21,7 @@ use guest_rt::test::{check, check_eq, info, skip};
 use guest_rt::{println, version, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 fn main(_si: &StartInfo) {
     println!("lockstep: DualVisor lockstep control test guest");

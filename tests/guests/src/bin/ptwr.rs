@@ -21,6 +21,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, traps};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// The frame bits of an entry.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;
