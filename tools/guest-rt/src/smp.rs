@@ -137,28 +137,11 @@ pub fn relocated_vcpu_time(offset: u32) -> Option<VcpuTime> {
     if o + 32 > 4096 || !o.is_multiple_of(8) {
         return None;
     }
-    for _ in 0..1_000_000 {
-        let v1 = page_u32(o).load(Ordering::SeqCst);
-        if v1 & 1 != 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let tsc_timestamp = page_u64(o + 8).load(Ordering::SeqCst);
-        let system_time = page_u64(o + 16).load(Ordering::SeqCst);
-        let mul = page_u32(o + 24).load(Ordering::SeqCst);
-        let shift_flags = page_u32(o + 28).load(Ordering::SeqCst);
-        if page_u32(o).load(Ordering::SeqCst) == v1 {
-            return Some(VcpuTime {
-                version: v1,
-                tsc_timestamp,
-                system_time,
-                tsc_to_system_mul: mul,
-                tsc_shift: (shift_flags & 0xff) as u8 as i8,
-                flags: ((shift_flags >> 8) & 0xff) as u8,
-            });
-        }
-    }
-    None
+    VcpuTime::read(
+        |off| page_u32(o + off).load(Ordering::SeqCst),
+        |off| page_u64(o + off).load(Ordering::SeqCst),
+        Some(1_000_000),
+    )
 }
 
 /// `evtchn_upcall_mask` of the relocated `vcpu_info` at `offset`.
