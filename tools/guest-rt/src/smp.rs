@@ -18,10 +18,8 @@ use crate::vcpu::{
 };
 use dom0_interface::vcpu::{VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo};
 
-/// `VGCF_in_kernel`: the context starts in guest kernel mode.
-pub const VGCF_IN_KERNEL: u64 = 1 << 2;
-/// Size of `struct vcpu_guest_context` (x86-64).
-pub const VCPU_GUEST_CONTEXT_SIZE: usize = 5168;
+pub use crate::toolstack::VCPU_GUEST_CONTEXT_SIZE;
+pub use dom0_interface::arch_x86::VGCF_IN_KERNEL;
 /// Highest vCPU id [`start_secondary`] has a stack for.
 pub const MAX_SECONDARY: u32 = 3;
 /// Stack size of each secondary vCPU.

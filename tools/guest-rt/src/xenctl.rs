@@ -3,16 +3,13 @@
 //! guest need not link `alloc`), and reservations (`XENMEM_populate_physmap`, ...) on another
 //! domain.
 
-use crate::hypercall;
+use crate::hypercall::{self, DOMCTL, SYSCTL};
 use crate::XenResult;
 use dom0_interface::xen::DOMID_SELF;
 
-/// `__HYPERVISOR_sysctl`.
-const SYSCTL: u32 = 35;
-/// `__HYPERVISOR_domctl`.
-const DOMCTL: u32 = 36;
 /// `XEN_DOMCTL_INTERFACE_VERSION` (and `XEN_SYSCTL_INTERFACE_VERSION`) of Xen 4.17.
-pub const INTERFACE_VERSION: u32 = 0x15;
+pub const INTERFACE_VERSION: u32 = dom0_interface::domctl::XEN_DOMCTL_INTERFACE_VERSION;
+const _: () = assert!(INTERFACE_VERSION == dom0_interface::sysctl::XEN_SYSCTL_INTERFACE_VERSION);
 /// Offset of the `u` union in `struct xen_domctl`.
 pub const DOMCTL_U: usize = 16;
 /// Offset of the `u` union in `struct xen_sysctl`.
