@@ -6,8 +6,8 @@
 //! Operations whose arguments carry guest handles take Rust buffers, so Xen only writes memory
 //! the caller handed over for that purpose; [`domctl_no_handles`] and [`sysctl_no_handles`]
 //! pass on only commands without one. Results are returned as raw little-endian structure
-//! bytes; callers decode them with `dom0-interface` (this crate stays free of `alloc`, so
-//! guests without a heap link).
+//! bytes; callers decode them with `dom0-interface`'s `GuestAbi` (nothing here allocates, so
+//! guests without a heap can use it).
 
 use crate::errno::{Errno, XenResult};
 use crate::mm::{MmuextOp, XENMEM_DECREASE_RESERVATION, XENMEM_POPULATE_PHYSMAP};

@@ -1,6 +1,6 @@
 //! The toolstack's hypercalls: `HYPERVISOR_domctl` and `HYPERVISOR_sysctl` on a raw
 //! `struct xen_domctl` / `struct xen_sysctl` buffer ([`CtlBuf`], fields by byte offset, so a
-//! guest need not link `alloc`), and reservations (`XENMEM_populate_physmap`, ...) on another
+//! guest needs no heap), and reservations (`XENMEM_populate_physmap`, ...) on another
 //! domain.
 
 use crate::hypercall::{self, DOMCTL, SYSCTL};
