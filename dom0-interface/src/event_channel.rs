@@ -36,6 +36,9 @@ pub const EVTCHNOP_INIT_CONTROL: u32 = 11;
 pub const EVTCHNOP_EXPAND_ARRAY: u32 = 12;
 /// `EVTCHNOP_set_priority` (FIFO ABI).
 pub const EVTCHNOP_SET_PRIORITY: u32 = 13;
+/// `EVTCHNOP_reset_cont`: Xen's own continuation of `EVTCHNOP_reset` (`#ifdef __XEN__`; a
+/// guest can still issue it).
+pub const EVTCHNOP_RESET_CONT: u32 = 14;
 
 /// `EVTCHNSTAT_closed`: not in use.
 pub const EVTCHNSTAT_CLOSED: u32 = 0;

@@ -84,7 +84,7 @@ pub fn vcpus(domid: u16, max_vcpu_id: u32, nr_cpus: u32) -> Vec<VcpuInfo> {
     out
 }
 
-fn text<const N: usize>(cmd: u64) -> String {
+fn text<const N: usize>(cmd: u32) -> String {
     let mut buf = [0u8; N];
     match version::into_buffer(cmd, &mut buf) {
         Ok(_) => c_str(&buf).unwrap_or("").to_string(),

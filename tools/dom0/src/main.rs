@@ -21,7 +21,7 @@ mod shell;
 mod xl;
 
 use guest_rt::block_heap::BlockHeap;
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 
 /// dom0's heap (kernels and configs are read in place from the initrd; this holds the rest).
 #[global_allocator]

@@ -184,6 +184,31 @@ unsafe impl<const SIZE: usize> GlobalAlloc for BlockHeap<SIZE> {
     }
 }
 
+/// The global allocator of a guest without a heap: every allocation fails (null, which
+/// `alloc` turns into a panic). The test guests never allocate, but they link the ABI crate
+/// (`dom0-interface`, whose `GuestAbi::to_vec` needs `alloc`), and a binary that links `alloc`
+/// must name a global allocator. Declared with [`crate::no_heap!`].
+pub struct NoHeap;
+
+// SAFETY: `alloc` returns null, GlobalAlloc's way of reporting failure, and never hands out
+// memory, so `dealloc` is never given a pointer of ours and has nothing to free.
+unsafe impl GlobalAlloc for NoHeap {
+    unsafe fn alloc(&self, _layout: Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+}
+
+/// Declares [`NoHeap`] as the binary's global allocator (for guests that do not allocate).
+#[macro_export]
+macro_rules! no_heap {
+    () => {
+        #[global_allocator]
+        static NO_HEAP: $crate::block_heap::NoHeap = $crate::block_heap::NoHeap;
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

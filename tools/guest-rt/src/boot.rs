@@ -5,7 +5,7 @@
 //! Those pieces live in a macro rather than in this crate so that host `cargo test` of any
 //! crate that depends on guest-rt never links a second `_start`, `memcpy` or panic handler.
 
-use crate::start_info::StartInfo;
+use crate::start_info::{StartInfo, StartInfoExt};
 use crate::{hypercall, test, traps};
 
 /// Size of the boot stack `entry!` reserves.
@@ -17,7 +17,7 @@ pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 pub fn start(start_info_va: u64, hypercall_page: u64, main: fn(&StartInfo)) -> ! {
     hypercall::set_page(hypercall_page);
     // SAFETY: `start_info_va` is the RSI value Xen passed at entry (see `entry!`'s `_start`).
-    let si = match unsafe { StartInfo::read_from(start_info_va) } {
+    let si = match unsafe { crate::start_info::read_at(start_info_va) } {
         Ok(si) => si,
         Err(e) => test::error(format_args!(
             "bad start_info at {:#x}: {:?}",

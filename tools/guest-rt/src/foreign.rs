@@ -10,8 +10,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, MMU_UPDATE};
-use crate::mm::{pte, DOMID_SELF};
+use crate::mm::{mmu_update, pte, MmuUpdate, DOMID_SELF};
 use crate::start_info::StartInfo;
 
 /// Pages in the window (mapped at once at most).
@@ -40,23 +39,11 @@ pub struct Mapping {
 /// Points the L1 entry at `l1e` to `mfn` of `owner` (flags `P|RW|A|D`, or 0 to clear).
 fn set_l1e(l1e: u64, mfn: u64, owner: u16, va: u64) -> XenResult {
     let val = (mfn << 12) | pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
-    let req = [l1e, val];
-    let mut done = 0u32;
+    let req = MmuUpdate { ptr: l1e, val };
     // SAFETY: `l1e` is the L1 entry of a window page (from `pvmm::l1e_maddr`), which holds no
     // Rust object; every access to the page goes through a `Mapping`, and the slot bitmap
     // gives each page to one `Mapping` at a time.
-    let r = unsafe {
-        hypercall::call(
-            MMU_UPDATE,
-            [
-                req.as_ptr() as u64,
-                1,
-                &mut done as *mut u32 as u64,
-                u64::from(owner),
-                0,
-            ],
-        )
-    };
+    let (r, _) = unsafe { mmu_update(&[req], owner) };
     let _ = crate::mm::invlpg_local(va);
     r
 }

@@ -5,90 +5,30 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::errno::{from_raw, Errno, XenResult};
 
-/// `__HYPERVISOR_set_trap_table`.
-pub const SET_TRAP_TABLE: u32 = 0;
-/// `__HYPERVISOR_mmu_update`.
-pub const MMU_UPDATE: u32 = 1;
-/// `__HYPERVISOR_set_gdt`.
-pub const SET_GDT: u32 = 2;
-/// `__HYPERVISOR_stack_switch`.
-pub const STACK_SWITCH: u32 = 3;
-/// `__HYPERVISOR_set_callbacks`.
-pub const SET_CALLBACKS: u32 = 4;
-/// `__HYPERVISOR_fpu_taskswitch`.
-pub const FPU_TASKSWITCH: u32 = 5;
-/// `__HYPERVISOR_sched_op_compat`.
-pub const SCHED_OP_COMPAT: u32 = 6;
-/// `__HYPERVISOR_platform_op`.
-pub const PLATFORM_OP: u32 = 7;
-/// `__HYPERVISOR_set_debugreg`.
-pub const SET_DEBUGREG: u32 = 8;
-/// `__HYPERVISOR_get_debugreg`.
-pub const GET_DEBUGREG: u32 = 9;
-/// `__HYPERVISOR_update_descriptor`.
-pub const UPDATE_DESCRIPTOR: u32 = 10;
-/// `__HYPERVISOR_memory_op`.
-pub const MEMORY_OP: u32 = 12;
-/// `__HYPERVISOR_multicall`.
-pub const MULTICALL: u32 = 13;
-/// `__HYPERVISOR_update_va_mapping`.
-pub const UPDATE_VA_MAPPING: u32 = 14;
-/// `__HYPERVISOR_set_timer_op`.
-pub const SET_TIMER_OP: u32 = 15;
-/// `__HYPERVISOR_event_channel_op_compat`.
-pub const EVENT_CHANNEL_OP_COMPAT: u32 = 16;
-/// `__HYPERVISOR_xen_version`.
-pub const XEN_VERSION: u32 = 17;
-/// `__HYPERVISOR_console_io`.
-pub const CONSOLE_IO: u32 = 18;
-/// `__HYPERVISOR_physdev_op_compat`.
-pub const PHYSDEV_OP_COMPAT: u32 = 19;
-/// `__HYPERVISOR_grant_table_op`.
-pub const GRANT_TABLE_OP: u32 = 20;
-/// `__HYPERVISOR_vm_assist`.
-pub const VM_ASSIST: u32 = 21;
-/// `__HYPERVISOR_update_va_mapping_otherdomain`.
-pub const UPDATE_VA_MAPPING_OTHERDOMAIN: u32 = 22;
-/// `__HYPERVISOR_iret`: not called but jumped to, with a special frame (see `traps`).
-pub const IRET: u32 = 23;
-/// `__HYPERVISOR_vcpu_op`.
-pub const VCPU_OP: u32 = 24;
-/// `__HYPERVISOR_set_segment_base`.
-pub const SET_SEGMENT_BASE: u32 = 25;
-/// `__HYPERVISOR_mmuext_op`.
-pub const MMUEXT_OP: u32 = 26;
-/// `__HYPERVISOR_xsm_op`.
-pub const XSM_OP: u32 = 27;
-/// `__HYPERVISOR_nmi_op`.
-pub const NMI_OP: u32 = 28;
-/// `__HYPERVISOR_sched_op`.
-pub const SCHED_OP: u32 = 29;
-/// `__HYPERVISOR_callback_op`.
-pub const CALLBACK_OP: u32 = 30;
-/// `__HYPERVISOR_xenoprof_op`.
-pub const XENOPROF_OP: u32 = 31;
-/// `__HYPERVISOR_event_channel_op`.
-pub const EVENT_CHANNEL_OP: u32 = 32;
-/// `__HYPERVISOR_physdev_op`.
-pub const PHYSDEV_OP: u32 = 33;
-/// `__HYPERVISOR_hvm_op`.
-pub const HVM_OP: u32 = 34;
-/// `__HYPERVISOR_sysctl`.
-pub const SYSCTL: u32 = 35;
-/// `__HYPERVISOR_domctl`.
-pub const DOMCTL: u32 = 36;
-/// `__HYPERVISOR_kexec_op`.
-pub const KEXEC_OP: u32 = 37;
-/// `__HYPERVISOR_tmem_op`.
-pub const TMEM_OP: u32 = 38;
-/// `__HYPERVISOR_argo_op`.
-pub const ARGO_OP: u32 = 39;
-/// `__HYPERVISOR_xenpmu_op`.
-pub const XENPMU_OP: u32 = 40;
-/// `__HYPERVISOR_dm_op`.
-pub const DM_OP: u32 = 41;
-/// `__HYPERVISOR_hypfs_op`.
-pub const HYPFS_OP: u32 = 42;
+pub use dom0_interface::xen::{
+    HYPERVISOR_ARGO_OP as ARGO_OP, HYPERVISOR_CALLBACK_OP as CALLBACK_OP,
+    HYPERVISOR_CONSOLE_IO as CONSOLE_IO, HYPERVISOR_DM_OP as DM_OP, HYPERVISOR_DOMCTL as DOMCTL,
+    HYPERVISOR_EVENT_CHANNEL_OP as EVENT_CHANNEL_OP,
+    HYPERVISOR_EVENT_CHANNEL_OP_COMPAT as EVENT_CHANNEL_OP_COMPAT,
+    HYPERVISOR_FPU_TASKSWITCH as FPU_TASKSWITCH, HYPERVISOR_GET_DEBUGREG as GET_DEBUGREG,
+    HYPERVISOR_GRANT_TABLE_OP as GRANT_TABLE_OP, HYPERVISOR_HVM_OP as HVM_OP,
+    HYPERVISOR_HYPFS_OP as HYPFS_OP, HYPERVISOR_IRET as IRET, HYPERVISOR_KEXEC_OP as KEXEC_OP,
+    HYPERVISOR_MEMORY_OP as MEMORY_OP, HYPERVISOR_MMUEXT_OP as MMUEXT_OP,
+    HYPERVISOR_MMU_UPDATE as MMU_UPDATE, HYPERVISOR_MULTICALL as MULTICALL,
+    HYPERVISOR_NMI_OP as NMI_OP, HYPERVISOR_PHYSDEV_OP as PHYSDEV_OP,
+    HYPERVISOR_PHYSDEV_OP_COMPAT as PHYSDEV_OP_COMPAT, HYPERVISOR_PLATFORM_OP as PLATFORM_OP,
+    HYPERVISOR_SCHED_OP as SCHED_OP, HYPERVISOR_SCHED_OP_COMPAT as SCHED_OP_COMPAT,
+    HYPERVISOR_SET_CALLBACKS as SET_CALLBACKS, HYPERVISOR_SET_DEBUGREG as SET_DEBUGREG,
+    HYPERVISOR_SET_GDT as SET_GDT, HYPERVISOR_SET_SEGMENT_BASE as SET_SEGMENT_BASE,
+    HYPERVISOR_SET_TIMER_OP as SET_TIMER_OP, HYPERVISOR_SET_TRAP_TABLE as SET_TRAP_TABLE,
+    HYPERVISOR_STACK_SWITCH as STACK_SWITCH, HYPERVISOR_SYSCTL as SYSCTL,
+    HYPERVISOR_TMEM_OP as TMEM_OP, HYPERVISOR_UPDATE_DESCRIPTOR as UPDATE_DESCRIPTOR,
+    HYPERVISOR_UPDATE_VA_MAPPING as UPDATE_VA_MAPPING,
+    HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN as UPDATE_VA_MAPPING_OTHERDOMAIN,
+    HYPERVISOR_VCPU_OP as VCPU_OP, HYPERVISOR_VM_ASSIST as VM_ASSIST,
+    HYPERVISOR_XENOPROF_OP as XENOPROF_OP, HYPERVISOR_XENPMU_OP as XENPMU_OP,
+    HYPERVISOR_XEN_VERSION as XEN_VERSION, HYPERVISOR_XSM_OP as XSM_OP,
+};
 
 /// Size of one stub in the hypercall page.
 pub const STUB_SIZE: u64 = 32;

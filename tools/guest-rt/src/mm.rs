@@ -2,70 +2,23 @@
 //! (`public/xen.h`).
 
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, MEMORY_OP, MMUEXT_OP, UPDATE_VA_MAPPING};
+use crate::hypercall::{self, MEMORY_OP, MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING};
 
-/// `XENMEM_increase_reservation`.
-pub const XENMEM_INCREASE_RESERVATION: u64 = 0;
-/// `XENMEM_decrease_reservation`.
-pub const XENMEM_DECREASE_RESERVATION: u64 = 1;
-/// `XENMEM_maximum_ram_page`.
-pub const XENMEM_MAXIMUM_RAM_PAGE: u64 = 2;
-/// `XENMEM_current_reservation`.
-pub const XENMEM_CURRENT_RESERVATION: u64 = 3;
-/// `XENMEM_maximum_reservation`.
-pub const XENMEM_MAXIMUM_RESERVATION: u64 = 4;
-/// `XENMEM_populate_physmap`.
-pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
-/// `XENMEM_memory_map`.
-pub const XENMEM_MEMORY_MAP: u64 = 9;
-/// `XENMEM_machine_memory_map`.
-pub const XENMEM_MACHINE_MEMORY_MAP: u64 = 10;
-/// `XENMEM_maximum_gpfn`.
-pub const XENMEM_MAXIMUM_GPFN: u64 = 14;
-
-/// `UVMF_NONE`: no flush.
-pub const UVMF_NONE: u64 = 0;
-/// `UVMF_TLB_FLUSH`: flush the whole TLB.
-pub const UVMF_TLB_FLUSH: u64 = 1;
-/// `UVMF_INVLPG`: flush the one page.
-pub const UVMF_INVLPG: u64 = 2;
-/// `UVMF_ALL`: flush on every vCPU (otherwise only the local one).
-pub const UVMF_ALL: u64 = 4;
-
-/// `MMUEXT_PIN_L1_TABLE`.
-pub const MMUEXT_PIN_L1_TABLE: u32 = 0;
-/// `MMUEXT_PIN_L2_TABLE`.
-pub const MMUEXT_PIN_L2_TABLE: u32 = 1;
-/// `MMUEXT_PIN_L3_TABLE`.
-pub const MMUEXT_PIN_L3_TABLE: u32 = 2;
-/// `MMUEXT_PIN_L4_TABLE`.
-pub const MMUEXT_PIN_L4_TABLE: u32 = 3;
-/// `MMUEXT_UNPIN_TABLE`.
-pub const MMUEXT_UNPIN_TABLE: u32 = 4;
-/// `MMUEXT_NEW_BASEPTR`.
-pub const MMUEXT_NEW_BASEPTR: u32 = 5;
-/// `MMUEXT_TLB_FLUSH_LOCAL`.
-pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
-/// `MMUEXT_INVLPG_LOCAL`.
-pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
-/// `MMUEXT_TLB_FLUSH_MULTI`.
-pub const MMUEXT_TLB_FLUSH_MULTI: u32 = 8;
-/// `MMUEXT_INVLPG_MULTI`.
-pub const MMUEXT_INVLPG_MULTI: u32 = 9;
-/// `MMUEXT_TLB_FLUSH_ALL`.
-pub const MMUEXT_TLB_FLUSH_ALL: u32 = 10;
-/// `MMUEXT_INVLPG_ALL`.
-pub const MMUEXT_INVLPG_ALL: u32 = 11;
-/// `MMUEXT_FLUSH_CACHE`.
-pub const MMUEXT_FLUSH_CACHE: u32 = 12;
-/// `MMUEXT_SET_LDT`.
-pub const MMUEXT_SET_LDT: u32 = 13;
-/// `MMUEXT_NEW_USER_BASEPTR`.
-pub const MMUEXT_NEW_USER_BASEPTR: u32 = 15;
-/// `MMUEXT_CLEAR_PAGE`.
-pub const MMUEXT_CLEAR_PAGE: u32 = 16;
-/// `MMUEXT_COPY_PAGE`.
-pub const MMUEXT_COPY_PAGE: u32 = 17;
+pub use dom0_interface::memory::{
+    E820Entry, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
+    XENMEM_INCREASE_RESERVATION, XENMEM_MACHINE_MEMORY_MAP, XENMEM_MAXIMUM_GPFN,
+    XENMEM_MAXIMUM_RAM_PAGE, XENMEM_MAXIMUM_RESERVATION, XENMEM_MEMORY_MAP,
+    XENMEM_POPULATE_PHYSMAP,
+};
+use dom0_interface::memory::{XenMemoryMap, XenMemoryReservation};
+pub use dom0_interface::xen::{
+    MmuUpdate, MmuextOp, DOMID_SELF, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
+    MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI, MMUEXT_NEW_BASEPTR,
+    MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
+    MMUEXT_PIN_L4_TABLE, MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+    UVMF_ALL, UVMF_INVLPG, UVMF_NONE, UVMF_TLB_FLUSH,
+};
 
 /// Page-table entry bits.
 pub mod pte {
@@ -83,61 +36,27 @@ pub mod pte {
     pub const NX: u64 = 1 << 63;
 }
 
-/// `DOMID_SELF`.
-pub const DOMID_SELF: u16 = 0x7FF0;
-
-/// `struct mmuext_op` (24 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MmuextOp {
-    /// `MMUEXT_*`.
-    pub cmd: u32,
-    /// `mfn` or `linear_addr`.
-    pub arg1: u64,
-    /// `nr_ents`, `vcpumask` or `src_mfn`.
-    pub arg2: u64,
-}
-const _: () = assert!(core::mem::size_of::<MmuextOp>() == 24);
-
 /// `memory_op(cmd, &domid)` for the sub-ops whose argument is a `domid_t`
 /// (`XENMEM_current_reservation`, `maximum_reservation`, `maximum_gpfn`).
-pub fn domid_query(cmd: u64, domid: u16) -> XenResult {
+pub fn domid_query(cmd: u32, domid: u16) -> XenResult {
     match cmd {
         XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION | XENMEM_MAXIMUM_GPFN => {}
         _ => return Err(Errno::EINVAL),
     }
     let d = domid;
     // SAFETY: for these sub-ops Xen only reads a `domid_t` from the argument.
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &d as *const u16 as u64, 0, 0, 0]) }
+    unsafe { hypercall::call(MEMORY_OP, [cmd.into(), &d as *const u16 as u64, 0, 0, 0]) }
 }
 
 /// `XENMEM_maximum_ram_page` (no argument).
 pub fn maximum_ram_page() -> XenResult {
-    hypercall::call_with_bad_ptr(MEMORY_OP, XENMEM_MAXIMUM_RAM_PAGE, hypercall::BadPtr::NULL)
+    memory_op_with_bad_ptr(XENMEM_MAXIMUM_RAM_PAGE, hypercall::BadPtr::NULL)
 }
-
-/// One `struct e820entry` as `XENMEM_memory_map` returns it (packed, 20 bytes).
-#[repr(C, packed)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct E820Entry {
-    /// Start address.
-    pub addr: u64,
-    /// Length in bytes.
-    pub size: u64,
-    /// E820 type (1 = RAM).
-    pub kind: u32,
-}
-const _: () = assert!(core::mem::size_of::<E820Entry>() == 20);
 
 /// `XENMEM_memory_map` (or `XENMEM_machine_memory_map` with `machine`): fills `map`, returns
 /// the number of entries written.
 pub fn memory_map(machine: bool, map: &mut [E820Entry]) -> Result<usize, Errno> {
-    #[repr(C)]
-    struct MemoryMap {
-        nr_entries: u32,
-        buffer: u64,
-    }
-    let mut arg = MemoryMap {
+    let mut arg = XenMemoryMap {
         nr_entries: u32::try_from(map.len()).map_err(|_| Errno::EINVAL)?,
         buffer: map.as_mut_ptr() as u64,
     };
@@ -148,13 +67,53 @@ pub fn memory_map(machine: bool, map: &mut [E820Entry]) -> Result<usize, Errno> 
     };
     // SAFETY: Xen reads `struct xen_memory_map`, writes at most `nr_entries` entries into
     // `map` (an exclusive slice of that many entries) and writes back `nr_entries`.
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &mut arg as *mut MemoryMap as u64, 0, 0, 0])? };
+    unsafe {
+        hypercall::call(
+            MEMORY_OP,
+            [cmd.into(), &mut arg as *mut XenMemoryMap as u64, 0, 0, 0],
+        )?
+    };
     Ok((arg.nr_entries as usize).min(map.len()))
 }
 
+/// `memory_op(cmd, &reservation)`: a `struct xen_memory_reservation` of `domid` over
+/// `extents` (extent bases in, frames out), no flags; returns the extents done.
+///
+/// # Safety
+/// Giving frames back makes them inaccessible and populating names pfns: the caller vouches
+/// for what the frames of `domid` are used for.
+pub(crate) unsafe fn reservation_op(
+    cmd: u32,
+    domid: u16,
+    extents: &mut [u64],
+    order: u32,
+) -> XenResult {
+    let r = XenMemoryReservation {
+        extent_start: extents.as_mut_ptr() as u64,
+        nr_extents: extents.len() as u64,
+        extent_order: order,
+        mem_flags: 0,
+        domid,
+    };
+    // SAFETY: Xen reads `r` and reads/writes `extents` (an exclusive slice of that many
+    // entries); the caller vouches for the frames.
+    unsafe {
+        hypercall::call(
+            MEMORY_OP,
+            [
+                cmd.into(),
+                &r as *const XenMemoryReservation as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// `memory_op(cmd, ptr)` with an unreachable pointer or an unknown command.
-pub fn memory_op_with_bad_ptr(cmd: u64, ptr: hypercall::BadPtr) -> XenResult {
-    hypercall::call_with_bad_ptr(MEMORY_OP, cmd, ptr)
+pub fn memory_op_with_bad_ptr(cmd: u32, ptr: hypercall::BadPtr) -> XenResult {
+    hypercall::call_with_bad_ptr(MEMORY_OP, cmd.into(), ptr)
 }
 
 /// `update_va_mapping(va, pte, flags)`: replaces the PTE that maps `va`.
@@ -165,6 +124,31 @@ pub fn memory_op_with_bad_ptr(cmd: u64, ptr: hypercall::BadPtr) -> XenResult {
 pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> XenResult {
     // SAFETY: scalars only; the caller vouches for the mapping change.
     unsafe { hypercall::call(UPDATE_VA_MAPPING, [va, pte, flags, 0, 0]) }
+}
+
+/// `mmu_update(reqs, count, &done, foreigndom)`: returns the result and the number of
+/// requests completed.
+///
+/// # Safety
+/// Each request may rewrite a page-table entry (or an M2P entry): the caller must make sure
+/// no live Rust reference depends on a mapping the requests change.
+pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: u16) -> (XenResult, u32) {
+    let mut done = 0u32;
+    // SAFETY: Xen reads `reqs.len()` requests from `reqs` and writes the completed count to
+    // `done`; the caller vouches for the requests themselves.
+    let r = unsafe {
+        hypercall::call(
+            MMU_UPDATE,
+            [
+                reqs.as_ptr() as u64,
+                reqs.len() as u64,
+                &mut done as *mut u32 as u64,
+                u64::from(foreigndom),
+                0,
+            ],
+        )
+    };
+    (r, done)
 }
 
 /// `mmuext_op(ops, count, &done, domid)`: returns the number of operations completed.

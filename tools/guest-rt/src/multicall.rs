@@ -3,22 +3,25 @@
 use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, MULTICALL, SCHED_OP, SET_TIMER_OP, XEN_VERSION};
 
-/// `struct multicall_entry` (64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MulticallEntry {
-    /// Hypercall number.
-    pub op: u64,
-    /// OUT: the hypercall's RAX.
-    pub result: u64,
-    /// Up to six arguments.
-    pub args: [u64; 6],
-}
-const _: () = assert!(core::mem::size_of::<MulticallEntry>() == 64);
+pub use dom0_interface::xen::MulticallEntry;
 
-impl MulticallEntry {
+/// What a guest does with a `multicall_entry` (`MulticallEntry` is `dom0_interface`'s).
+pub trait MulticallEntryExt: Sized {
     /// An entry for `op` with `args`.
-    pub fn new(op: u32, args: [u64; 6]) -> Self {
+    fn new(op: u32, args: [u64; 6]) -> Self;
+
+    /// The entry's result as a [`XenResult`].
+    fn outcome(&self) -> XenResult;
+
+    /// Whether the entry is one of the memory-neutral calls [`multicall_scalar`] accepts:
+    /// `xen_version(XENVER_version|XENVER_pagesize, NULL)`, `sched_op(SCHEDOP_yield, NULL)`,
+    /// `set_timer_op(t)`, or any hypercall number whose arguments are all zero except a
+    /// leading command word (null pointers).
+    fn is_scalar(&self) -> bool;
+}
+
+impl MulticallEntryExt for MulticallEntry {
+    fn new(op: u32, args: [u64; 6]) -> Self {
         MulticallEntry {
             op: u64::from(op),
             result: 0,
@@ -26,16 +29,11 @@ impl MulticallEntry {
         }
     }
 
-    /// The entry's result as a [`XenResult`].
-    pub fn outcome(&self) -> XenResult {
+    fn outcome(&self) -> XenResult {
         crate::errno::from_raw(self.result as i64)
     }
 
-    /// Whether the entry is one of the memory-neutral calls [`multicall_scalar`] accepts:
-    /// `xen_version(XENVER_version|XENVER_pagesize, NULL)`, `sched_op(SCHEDOP_yield, NULL)`,
-    /// `set_timer_op(t)`, or any hypercall number whose arguments are all zero except a
-    /// leading command word (null pointers).
-    pub fn is_scalar(&self) -> bool {
+    fn is_scalar(&self) -> bool {
         let rest_zero = self.args[1..].iter().all(|&a| a == 0);
         match u32::try_from(self.op) {
             Ok(XEN_VERSION) => rest_zero && matches!(self.args[0], 0 | 7),
@@ -62,7 +60,7 @@ pub unsafe fn multicall(entries: &mut [MulticallEntry]) -> XenResult {
     }
 }
 
-/// `multicall` restricted to entries for which [`MulticallEntry::is_scalar`] holds; otherwise
+/// `multicall` restricted to entries for which [`MulticallEntryExt::is_scalar`] holds; otherwise
 /// `Err(-EINVAL)` without calling Xen.
 pub fn multicall_scalar(entries: &mut [MulticallEntry]) -> XenResult {
     if !entries.iter().all(MulticallEntry::is_scalar) {

@@ -639,7 +639,7 @@ pub fn user_roundtrip() -> UserReport {
 /// `fpu_taskswitch(0)`, a nested `multicall(NULL, 0)`, unknown hypercall 99, and
 /// `vm_assist(VMASST_CMD_enable, 64)`. Returns the call's result and the entries.
 pub fn multicall_mixed() -> (XenResult, [crate::multicall::MulticallEntry; 5]) {
-    use crate::multicall::MulticallEntry;
+    use crate::multicall::{MulticallEntry, MulticallEntryExt};
     let mut e = [
         MulticallEntry::new(hypercall::XEN_VERSION, [0; 6]),
         MulticallEntry::new(hypercall::FPU_TASKSWITCH, [0; 6]),

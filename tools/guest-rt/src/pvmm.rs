@@ -7,7 +7,7 @@ use crate::errno::{Errno, XenResult};
 use crate::hypercall::{
     self, HYPERVISOR_VIRT_START, MEMORY_OP, MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING,
 };
-use crate::mm::{MmuextOp, DOMID_SELF, UVMF_INVLPG};
+use crate::mm::{mmu_update, MmuUpdate, MmuextOp, DOMID_SELF, UVMF_INVLPG};
 use crate::start_info::StartInfo;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,10 +16,16 @@ pub use crate::mm::pte;
 
 /// Virtual address of the read-only M2P table (`MACH2PHYS_VIRT_START`).
 pub const M2P_VIRT_START: u64 = HYPERVISOR_VIRT_START;
-/// `MMU_NORMAL_PT_UPDATE`.
-pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
-/// `MMU_MACHPHYS_UPDATE`.
-pub const MMU_MACHPHYS_UPDATE: u64 = 1;
+pub use crate::mm::{MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE};
+
+/// The page-table entry mapping `mfn` with `flags`, or 0 (not present) without `PRESENT`.
+fn entry(mfn: u64, flags: u64) -> u64 {
+    if flags & pte::PRESENT != 0 {
+        (mfn << 12) | flags
+    } else {
+        0
+    }
+}
 
 /// The frame backing pfn `pfn`, from the start-of-day p2m list.
 pub fn pfn_to_mfn(si: &StartInfo, pfn: u64) -> Option<u64> {
@@ -113,11 +119,7 @@ impl Scratch {
 
     /// `update_va_mapping(va, pte, UVMF_INVLPG)`: maps `mfn` with `flags` (0: unmaps).
     pub fn map(&mut self, mfn: u64, flags: u64) -> XenResult {
-        let val = if flags & pte::PRESENT != 0 {
-            (mfn << 12) | flags
-        } else {
-            0
-        };
+        let val = entry(mfn, flags);
         // SAFETY: the scratch page holds no Rust object; every access to it goes through this
         // type, which records what is mapped there.
         let r = unsafe { hypercall::call(UPDATE_VA_MAPPING, [self.va, val, UVMF_INVLPG, 0, 0]) };
@@ -148,32 +150,7 @@ impl Scratch {
     /// The same update through `mmu_update(MMU_NORMAL_PT_UPDATE)` on the L1 entry's machine
     /// address (`maddr`, from [`l1e_maddr`]); returns the result and the done count.
     pub fn map_via_mmu_update(&mut self, maddr: u64, mfn: u64, flags: u64) -> (XenResult, u32) {
-        let val = if flags & pte::PRESENT != 0 {
-            (mfn << 12) | flags
-        } else {
-            0
-        };
-        let req = [maddr | MMU_NORMAL_PT_UPDATE, val];
-        let mut done = 0u32;
-        // SAFETY: `maddr` is the scratch page's own L1 entry (the caller got it from
-        // `l1e_maddr(si, self.va())`); the request changes only what the scratch page maps.
-        let r = unsafe {
-            hypercall::call(
-                MMU_UPDATE,
-                [
-                    req.as_ptr() as u64,
-                    1,
-                    &mut done as *mut u32 as u64,
-                    u64::from(DOMID_SELF),
-                    0,
-                ],
-            )
-        };
-        if r.is_ok() {
-            self.invlpg();
-            self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
-        }
-        (r, done)
+        self.map_via_mmu_update_cmd(maddr, mfn, flags, MMU_NORMAL_PT_UPDATE)
     }
 
     /// One `mmu_update` of `N` `MMU_NORMAL_PT_UPDATE` requests that all write the scratch
@@ -182,27 +159,14 @@ impl Scratch {
     /// Returns the result and the done count.
     pub fn rewrite_batch<const N: usize>(&mut self, maddr: u64) -> (XenResult, u32) {
         let val = (self.home << 12) | pte::PRESENT | pte::RW;
-        let mut reqs = [[0u64; 2]; N];
-        for r in reqs.iter_mut() {
-            *r = [maddr | MMU_NORMAL_PT_UPDATE, val];
-        }
-        let mut done = 0u32;
+        let reqs = [MmuUpdate {
+            ptr: maddr | MMU_NORMAL_PT_UPDATE,
+            val,
+        }; N];
         // SAFETY: every request rewrites the scratch page's own L1 entry with the mapping it
         // already holds (the home frame, writable: `Scratch::new`'s state, which this call
         // requires — see `mapped`), so no mapping the program relies on changes.
-        let r = unsafe {
-            hypercall::call(
-                MMU_UPDATE,
-                [
-                    reqs.as_ptr() as u64,
-                    N as u64,
-                    &mut done as *mut u32 as u64,
-                    u64::from(DOMID_SELF),
-                    0,
-                ],
-            )
-        };
-        (r, done)
+        unsafe { mmu_update(&reqs, DOMID_SELF) }
     }
 
     /// Whether the scratch page maps its home frame writable (as at start of day).
@@ -213,11 +177,7 @@ impl Scratch {
     /// `update_va_mapping(va, pte, uvmf)` with caller-chosen flush flags (`UVMF_*`, possibly
     /// OR-ing in a vCPU bitmap pointer): Xen changes the entry before it reads the bitmap.
     pub fn map_flush(&mut self, mfn: u64, flags: u64, uvmf: u64) -> XenResult {
-        let val = if flags & pte::PRESENT != 0 {
-            (mfn << 12) | flags
-        } else {
-            0
-        };
+        let val = entry(mfn, flags);
         // SAFETY: as for `map`: only the scratch page's mapping changes.
         let r = unsafe { hypercall::call(UPDATE_VA_MAPPING, [self.va, val, uvmf, 0, 0]) };
         if r.is_ok() || r == Err(Errno::EFAULT) {
@@ -236,26 +196,14 @@ impl Scratch {
         flags: u64,
         cmd: u64,
     ) -> (XenResult, u32) {
-        let val = if flags & pte::PRESENT != 0 {
-            (mfn << 12) | flags
-        } else {
-            0
+        let val = entry(mfn, flags);
+        let req = MmuUpdate {
+            ptr: maddr | (cmd & 2),
+            val,
         };
-        let req = [maddr | (cmd & 2), val];
-        let mut done = 0u32;
-        // SAFETY: as for `map_via_mmu_update`.
-        let r = unsafe {
-            hypercall::call(
-                MMU_UPDATE,
-                [
-                    req.as_ptr() as u64,
-                    1,
-                    &mut done as *mut u32 as u64,
-                    u64::from(DOMID_SELF),
-                    0,
-                ],
-            )
-        };
+        // SAFETY: `maddr` is the scratch page's own L1 entry (the caller got it from
+        // `l1e_maddr(si, self.va())`); the request changes only what the scratch page maps.
+        let (r, done) = unsafe { mmu_update(&[req], DOMID_SELF) };
         if r.is_ok() {
             self.invlpg();
             self.mapped = (flags & pte::PRESENT != 0).then_some((mfn, flags & pte::RW != 0));
@@ -378,24 +326,9 @@ pub fn mmu_update_unknown(mfn: u64, cmd: u64) -> (XenResult, u32) {
 }
 
 fn mmu_update1(ptr: u64, val: u64) -> (XenResult, u32) {
-    let req = [ptr, val];
-    let mut done = 0u32;
     // SAFETY: the wrappers above only pass requests Xen refuses (hypervisor slots, unknown
-    // commands) or M2P updates, none of which changes a mapping; Xen reads `req`, writes
-    // `done`.
-    let r = unsafe {
-        hypercall::call(
-            MMU_UPDATE,
-            [
-                req.as_ptr() as u64,
-                1,
-                &mut done as *mut u32 as u64,
-                u64::from(DOMID_SELF),
-                0,
-            ],
-        )
-    };
-    (r, done)
+    // commands) or M2P updates, none of which changes a mapping.
+    unsafe { mmu_update(&[MmuUpdate { ptr, val }], DOMID_SELF) }
 }
 
 /// `update_va_mapping` of an address inside the hypervisor's range (always refused by Xen,
@@ -413,24 +346,9 @@ pub fn update_va_mapping_in_xen_range(offset: u64, val: u64) -> XenResult {
 /// # Safety
 /// Giving frames back (decrease_reservation) makes them inaccessible: the caller must not
 /// use any frame it names afterwards; populate_physmap must name pfns the caller manages.
-pub unsafe fn reservation(cmd: u64, extents: &mut [u64], order: u32) -> XenResult {
-    #[repr(C)]
-    struct Reservation {
-        extent_start: u64,
-        nr_extents: u64,
-        extent_order: u32,
-        mem_flags: u32,
-        domid: u16,
-    }
-    let r = Reservation {
-        extent_start: extents.as_mut_ptr() as u64,
-        nr_extents: extents.len() as u64,
-        extent_order: order,
-        mem_flags: 0,
-        domid: DOMID_SELF,
-    };
-    // SAFETY: Xen reads `r` and reads/writes `extents`; the caller vouches for the frames.
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &r as *const Reservation as u64, 0, 0, 0]) }
+pub unsafe fn reservation(cmd: u32, extents: &mut [u64], order: u32) -> XenResult {
+    // SAFETY: the caller vouches for the frames (of this domain).
+    unsafe { crate::mm::reservation_op(cmd, DOMID_SELF, extents, order) }
 }
 
 /// `XENMEM_machphys_mapping`: (v_start, v_end, max_mfn).

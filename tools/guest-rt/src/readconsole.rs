@@ -4,10 +4,7 @@
 use crate::errno::Errno;
 use crate::hypercall::{self, BadPtr, SYSCTL};
 
-/// `XEN_SYSCTL_readconsole`.
-pub const XEN_SYSCTL_READCONSOLE: u32 = 1;
-/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.17.
-pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+pub use dom0_interface::sysctl::{XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_READCONSOLE};
 
 /// `struct xen_sysctl` with the `readconsole` member of its union (padded to 128 bytes).
 #[repr(C)]

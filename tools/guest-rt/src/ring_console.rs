@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::start_info::StartInfo;
+use crate::start_info::{StartInfo, StartInfoExt};
 
 /// Offset of `in[1024]`.
 pub const IN_OFFSET: usize = 0;

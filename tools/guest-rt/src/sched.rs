@@ -3,55 +3,31 @@
 use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, SCHED_OP};
 
-/// `SCHEDOP_yield`.
-pub const SCHEDOP_YIELD: u64 = 0;
-/// `SCHEDOP_block`.
-pub const SCHEDOP_BLOCK: u64 = 1;
-/// `SCHEDOP_shutdown`: `struct sched_shutdown`.
-pub const SCHEDOP_SHUTDOWN: u64 = 2;
-/// `SCHEDOP_poll`: `struct sched_poll`.
-pub const SCHEDOP_POLL: u64 = 3;
-/// `SCHEDOP_remote_shutdown`: `struct sched_remote_shutdown`.
-pub const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
-/// `SCHEDOP_shutdown_code`: `struct sched_shutdown`.
-pub const SCHEDOP_SHUTDOWN_CODE: u64 = 5;
-/// `SCHEDOP_watchdog`.
-pub const SCHEDOP_WATCHDOG: u64 = 6;
+pub use dom0_interface::sched::{
+    SchedPoll, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_SHUTDOWN,
+    SCHEDOP_SHUTDOWN_CODE, SCHEDOP_WATCHDOG, SCHEDOP_YIELD, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
+    SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_SUSPEND, SHUTDOWN_WATCHDOG,
+};
+use dom0_interface::sched::{SchedRemoteShutdown, SchedShutdown};
 
-/// `SHUTDOWN_poweroff`.
-pub const SHUTDOWN_POWEROFF: u32 = 0;
-/// `SHUTDOWN_reboot`.
-pub const SHUTDOWN_REBOOT: u32 = 1;
-/// `SHUTDOWN_suspend`.
-pub const SHUTDOWN_SUSPEND: u32 = 2;
-/// `SHUTDOWN_crash`.
-pub const SHUTDOWN_CRASH: u32 = 3;
-/// `SHUTDOWN_watchdog`.
-pub const SHUTDOWN_WATCHDOG: u32 = 4;
-/// `SHUTDOWN_soft_reset`.
-pub const SHUTDOWN_SOFT_RESET: u32 = 5;
-
-/// `struct sched_poll`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SchedPoll {
-    /// Guest handle to an array of `evtchn_port_t`.
-    pub ports: u64,
-    /// Number of ports.
-    pub nr_ports: u32,
-    /// Absolute system-time timeout in ns (0: none).
-    pub timeout: u64,
+/// `sched_op(cmd, arg)` on the argument structure `T` of `cmd`.
+///
+/// # Safety
+/// `T` must be the structure `cmd` takes; any guest handle in it must be valid for what Xen
+/// reads or writes through it (or be a [`hypercall::BadPtr`]).
+unsafe fn op<T>(cmd: u32, arg: &T) -> XenResult {
+    // SAFETY: Xen reads `cmd`'s structure at `arg`; the caller vouches for its handles.
+    unsafe { hypercall::call(SCHED_OP, [cmd.into(), arg as *const T as u64, 0, 0, 0]) }
 }
-const _: () = assert!(core::mem::size_of::<SchedPoll>() == 24);
 
 /// `SCHEDOP_yield`.
 pub fn yield_now() -> XenResult {
-    hypercall::call_with_bad_ptr(SCHED_OP, SCHEDOP_YIELD, hypercall::BadPtr::NULL)
+    hypercall::call_with_bad_ptr(SCHED_OP, SCHEDOP_YIELD.into(), hypercall::BadPtr::NULL)
 }
 
 /// `SCHEDOP_block`: sleeps until an event is pending (clears the vCPU's upcall mask).
 pub fn block() -> XenResult {
-    hypercall::call_with_bad_ptr(SCHED_OP, SCHEDOP_BLOCK, hypercall::BadPtr::NULL)
+    hypercall::call_with_bad_ptr(SCHED_OP, SCHEDOP_BLOCK.into(), hypercall::BadPtr::NULL)
 }
 
 /// `SCHEDOP_poll` on `ports` with absolute `timeout` ns (0: wait for ever).
@@ -62,12 +38,7 @@ pub fn poll(ports: &[u32], timeout: u64) -> XenResult {
         timeout,
     };
     // SAFETY: Xen reads `struct sched_poll` at `&arg` and `nr_ports` ports from `ports`.
-    unsafe {
-        hypercall::call(
-            SCHED_OP,
-            [SCHEDOP_POLL, &arg as *const SchedPoll as u64, 0, 0, 0],
-        )
-    }
+    unsafe { op(SCHEDOP_POLL, &arg) }
 }
 
 /// `SCHEDOP_poll` whose port array is a [`hypercall::BadPtr`] (to provoke `-EFAULT`).
@@ -79,63 +50,30 @@ pub fn poll_bad_ports(nr_ports: u32, ports: hypercall::BadPtr, timeout: u64) -> 
     };
     // SAFETY: Xen reads `struct sched_poll` at `&arg`; the port array is a `BadPtr` that Xen
     // cannot access, so nothing else is read or written.
-    unsafe {
-        hypercall::call(
-            SCHED_OP,
-            [SCHEDOP_POLL, &arg as *const SchedPoll as u64, 0, 0, 0],
-        )
-    }
+    unsafe { op(SCHEDOP_POLL, &arg) }
 }
 
 /// `SCHEDOP_shutdown` with `reason`. Returns only if Xen refused or the reason does not stop
 /// the domain (e.g. a cancelled suspend).
 pub fn shutdown(reason: u32) -> XenResult {
-    let arg = reason;
-    // SAFETY: Xen reads the 4-byte `struct sched_shutdown` at `&arg`.
-    unsafe {
-        hypercall::call(
-            SCHED_OP,
-            [SCHEDOP_SHUTDOWN, &arg as *const u32 as u64, 0, 0, 0],
-        )
-    }
+    // SAFETY: `struct sched_shutdown` holds no handle.
+    unsafe { op(SCHEDOP_SHUTDOWN, &SchedShutdown { reason }) }
 }
 
 /// `SCHEDOP_shutdown_code`: records `reason` for a later shutdown without stopping.
 pub fn shutdown_code(reason: u32) -> XenResult {
-    let arg = reason;
-    // SAFETY: Xen reads the 4-byte `struct sched_shutdown` at `&arg`.
-    unsafe {
-        hypercall::call(
-            SCHED_OP,
-            [SCHEDOP_SHUTDOWN_CODE, &arg as *const u32 as u64, 0, 0, 0],
-        )
-    }
+    // SAFETY: `struct sched_shutdown` holds no handle.
+    unsafe { op(SCHEDOP_SHUTDOWN_CODE, &SchedShutdown { reason }) }
 }
 
 /// `SCHEDOP_remote_shutdown` of domain `domid` with `reason`.
 pub fn remote_shutdown(domid: u16, reason: u32) -> XenResult {
-    #[repr(C)]
-    struct Remote {
-        domain_id: u16,
-        reason: u32,
-    }
-    let arg = Remote {
+    let arg = SchedRemoteShutdown {
         domain_id: domid,
         reason,
     };
-    // SAFETY: Xen reads the 8-byte `struct sched_remote_shutdown` at `&arg`.
-    unsafe {
-        hypercall::call(
-            SCHED_OP,
-            [
-                SCHEDOP_REMOTE_SHUTDOWN,
-                &arg as *const Remote as u64,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
+    // SAFETY: `struct sched_remote_shutdown` holds no handle.
+    unsafe { op(SCHEDOP_REMOTE_SHUTDOWN, &arg) }
 }
 
 /// Powers the domain off; if Xen refuses, crashes it; if even that returns, spins yielding.

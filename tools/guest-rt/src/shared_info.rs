@@ -48,6 +48,46 @@ pub struct VcpuTime {
     pub flags: u8,
 }
 
+impl VcpuTime {
+    /// Reads a `vcpu_time_info` through `load32`/`load64` (byte offsets into the structure),
+    /// retrying while its version is odd (Xen is updating it) or changed during the read: at
+    /// most `tries` times (`None`: until a consistent snapshot comes).
+    pub(crate) fn read(
+        load32: impl Fn(usize) -> u32,
+        load64: impl Fn(usize) -> u64,
+        tries: Option<u32>,
+    ) -> Option<VcpuTime> {
+        let mut left = tries;
+        loop {
+            if let Some(n) = left.as_mut() {
+                if *n == 0 {
+                    return None;
+                }
+                *n -= 1;
+            }
+            let v1 = load32(0);
+            if v1 & 1 != 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let tsc_timestamp = load64(8);
+            let system_time = load64(16);
+            let mul = load32(24);
+            let shift_flags = load32(28);
+            if load32(0) == v1 {
+                return Some(VcpuTime {
+                    version: v1,
+                    tsc_timestamp,
+                    system_time,
+                    tsc_to_system_mul: mul,
+                    tsc_shift: (shift_flags & 0xff) as u8 as i8,
+                    flags: ((shift_flags >> 8) & 0xff) as u8,
+                });
+            }
+        }
+    }
+}
+
 /// A handle on the mapped shared_info page. Every access is atomic: Xen and other vCPUs write
 /// the page concurrently.
 #[derive(Clone, Copy, Debug)]
@@ -183,27 +223,11 @@ impl SharedInfo {
     /// A consistent snapshot of `vcpu_info[vcpu].time` (retries while Xen updates it).
     pub fn vcpu_time(&self, vcpu: u32) -> Option<VcpuTime> {
         let o = Self::vcpu_off(vcpu)? + 32;
-        loop {
-            let v1 = self.u32_at(o).load(Ordering::SeqCst);
-            if v1 & 1 != 0 {
-                core::hint::spin_loop();
-                continue;
-            }
-            let tsc_timestamp = self.u64_at(o + 8).load(Ordering::SeqCst);
-            let system_time = self.u64_at(o + 16).load(Ordering::SeqCst);
-            let mul = self.u32_at(o + 24).load(Ordering::SeqCst);
-            let shift_flags = self.u32_at(o + 28).load(Ordering::SeqCst);
-            if self.u32_at(o).load(Ordering::SeqCst) == v1 {
-                return Some(VcpuTime {
-                    version: v1,
-                    tsc_timestamp,
-                    system_time,
-                    tsc_to_system_mul: mul,
-                    tsc_shift: (shift_flags & 0xff) as u8 as i8,
-                    flags: ((shift_flags >> 8) & 0xff) as u8,
-                });
-            }
-        }
+        VcpuTime::read(
+            |off| self.u32_at(o + off).load(Ordering::SeqCst),
+            |off| self.u64_at(o + off).load(Ordering::SeqCst),
+            None,
+        )
     }
 
     /// Current system time in ns for `vcpu`: the `vcpu_time_info` snapshot extended by the TSC

@@ -8,18 +8,18 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::cpu::{FLAT_RING3_CS64, FLAT_RING3_SS64};
 use crate::errno::{Errno, XenResult};
-use crate::hypercall::{self, VCPU_OP};
+use crate::hypercall;
 use crate::shared_info::VcpuTime;
 use crate::start_info::StartInfo;
 use crate::traps;
-use crate::vcpu::{RunstateInfo, VCPUOP_INITIALISE, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA};
+use crate::vcpu::{
+    op_at, RunstateInfo, VCPUOP_INITIALISE, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+    VCPUOP_REGISTER_VCPU_INFO,
+};
+use dom0_interface::vcpu::{VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo};
 
-/// `VCPUOP_register_vcpu_info`.
-pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
-/// `VGCF_in_kernel`: the context starts in guest kernel mode.
-pub const VGCF_IN_KERNEL: u64 = 1 << 2;
-/// Size of `struct vcpu_guest_context` (x86-64).
-pub const VCPU_GUEST_CONTEXT_SIZE: usize = 5168;
+pub use crate::toolstack::VCPU_GUEST_CONTEXT_SIZE;
+pub use dom0_interface::arch_x86::VGCF_IN_KERNEL;
 /// Highest vCPU id [`start_secondary`] has a stack for.
 pub const MAX_SECONDARY: u32 = 3;
 /// Stack size of each secondary vCPU.
@@ -135,28 +135,11 @@ pub fn relocated_vcpu_time(offset: u32) -> Option<VcpuTime> {
     if o + 32 > 4096 || !o.is_multiple_of(8) {
         return None;
     }
-    for _ in 0..1_000_000 {
-        let v1 = page_u32(o).load(Ordering::SeqCst);
-        if v1 & 1 != 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let tsc_timestamp = page_u64(o + 8).load(Ordering::SeqCst);
-        let system_time = page_u64(o + 16).load(Ordering::SeqCst);
-        let mul = page_u32(o + 24).load(Ordering::SeqCst);
-        let shift_flags = page_u32(o + 28).load(Ordering::SeqCst);
-        if page_u32(o).load(Ordering::SeqCst) == v1 {
-            return Some(VcpuTime {
-                version: v1,
-                tsc_timestamp,
-                system_time,
-                tsc_to_system_mul: mul,
-                tsc_shift: (shift_flags & 0xff) as u8 as i8,
-                flags: ((shift_flags >> 8) & 0xff) as u8,
-            });
-        }
-    }
-    None
+    VcpuTime::read(
+        |off| page_u32(o + off).load(Ordering::SeqCst),
+        |off| page_u64(o + off).load(Ordering::SeqCst),
+        Some(1_000_000),
+    )
 }
 
 /// `evtchn_upcall_mask` of the relocated `vcpu_info` at `offset`.
@@ -178,13 +161,7 @@ pub fn relocated_pending_sel(offset: u32) -> Option<u64> {
 
 /// `VCPUOP_register_vcpu_info(vcpu, {mfn, offset})`.
 pub fn register_vcpu_info(vcpu: u32, mfn: u64, offset: u32) -> XenResult {
-    #[repr(C)]
-    struct Info {
-        mfn: u64,
-        offset: u32,
-        rsvd: u32,
-    }
-    let arg = Info {
+    let arg = VcpuRegisterVcpuInfo {
         mfn,
         offset,
         rsvd: 0,
@@ -193,15 +170,10 @@ pub fn register_vcpu_info(vcpu: u32, mfn: u64, offset: u32) -> XenResult {
     // frame `mfn` as the vCPU's vcpu_info; callers pass only frames of [`vcpu_info_page`], which
     // this runtime reserves for that purpose and accesses atomically, or frames Xen refuses.
     unsafe {
-        hypercall::call(
-            VCPU_OP,
-            [
-                VCPUOP_REGISTER_VCPU_INFO,
-                u64::from(vcpu),
-                &arg as *const Info as u64,
-                0,
-                0,
-            ],
+        op_at(
+            VCPUOP_REGISTER_VCPU_INFO,
+            vcpu,
+            &arg as *const VcpuRegisterVcpuInfo as u64,
         )
     }
 }
@@ -216,40 +188,33 @@ pub fn register_runstate_area(vcpu: u32) -> XenResult {
         .get(vcpu as usize)
         .ok_or(Errno::EINVAL)?
         .as_ptr() as u64;
-    let arg: u64 = area;
     // SAFETY: Xen reads the 8-byte `struct vcpu_register_runstate_memory_area` and from then on
     // writes a 48-byte `vcpu_runstate_info` at `area`, a static reserved for it and only read
     // with atomics here.
-    unsafe {
-        hypercall::call(
-            VCPU_OP,
-            [
-                VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
-                u64::from(vcpu),
-                &arg as *const u64 as u64,
-                0,
-                0,
-            ],
-        )
-    }
+    unsafe { runstate_area_op(vcpu, area) }
 }
 
 /// `VCPUOP_register_runstate_memory_area(vcpu, addr)` with an address Xen cannot write: it must
 /// refuse with `-EFAULT` (or accept and never write, as it may for addresses it cannot check).
 pub fn register_runstate_area_at(vcpu: u32, addr: hypercall::BadPtr) -> XenResult {
-    let arg: u64 = addr.addr();
     // SAFETY: Xen reads the 8-byte argument; the area address is a `BadPtr`, which Xen can never
     // write on our behalf.
+    unsafe { runstate_area_op(vcpu, addr.addr()) }
+}
+
+/// `VCPUOP_register_runstate_memory_area(vcpu, {addr})`.
+///
+/// # Safety
+/// Xen keeps writing a 48-byte `vcpu_runstate_info` at `addr` from then on: it must be memory
+/// reserved for that (or an address Xen cannot write).
+unsafe fn runstate_area_op(vcpu: u32, addr: u64) -> XenResult {
+    let arg = VcpuRegisterRunstateMemoryArea { addr };
+    // SAFETY: Xen reads the 8-byte argument; the caller vouches for `addr`.
     unsafe {
-        hypercall::call(
-            VCPU_OP,
-            [
-                VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
-                u64::from(vcpu),
-                &arg as *const u64 as u64,
-                0,
-                0,
-            ],
+        op_at(
+            VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+            vcpu,
+            &arg as *const VcpuRegisterRunstateMemoryArea as u64,
         )
     }
 }
@@ -353,18 +318,7 @@ pub fn build_context(
 pub fn initialise(vcpu: u32, ctx: &[u8; VCPU_GUEST_CONTEXT_SIZE]) -> XenResult {
     // SAFETY: Xen reads the 5168-byte context. A context from `build_context` starts `vcpu` on
     // a stack reserved for it, in code that only touches atomics and makes hypercalls.
-    unsafe {
-        hypercall::call(
-            VCPU_OP,
-            [
-                VCPUOP_INITIALISE,
-                u64::from(vcpu),
-                ctx.as_ptr() as u64,
-                0,
-                0,
-            ],
-        )
-    }
+    unsafe { op_at(VCPUOP_INITIALISE, vcpu, ctx.as_ptr() as u64) }
 }
 
 #[cfg(test)]

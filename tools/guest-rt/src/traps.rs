@@ -14,23 +14,7 @@ use crate::cpu::{FLAT_RING3_CS64, FLAT_RING3_SS64};
 use crate::errno::XenResult;
 use crate::hypercall::{self, IRET, SET_TRAP_TABLE};
 
-/// `struct trap_info` (16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TrapInfo {
-    /// Exception vector.
-    pub vector: u8,
-    /// Bits 0-1: the DPL a software `int` needs; bit 2: mask events on entry.
-    pub flags: u8,
-    /// Code selector.
-    pub cs: u16,
-    /// Handler address (0 ends the table).
-    pub address: u64,
-}
-const _: () = assert!(core::mem::size_of::<TrapInfo>() == 16);
-
-/// `TrapInfo::flags` bit: mask event delivery while the handler runs.
-pub const TI_MASK_EVENTS: u8 = 4;
+pub use dom0_interface::arch_x86::{TrapInfo, TI_IF as TI_MASK_EVENTS};
 
 /// Vectors for which the CPU pushes an error code.
 pub const ERROR_CODE_VECTORS: [u8; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];

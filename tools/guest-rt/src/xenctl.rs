@@ -1,19 +1,15 @@
 //! The toolstack's hypercalls: `HYPERVISOR_domctl` and `HYPERVISOR_sysctl` on a raw
 //! `struct xen_domctl` / `struct xen_sysctl` buffer ([`CtlBuf`], fields by byte offset, so a
-//! guest need not link `alloc`), and reservations (`XENMEM_populate_physmap`, ...) on another
+//! guest needs no heap), and reservations (`XENMEM_populate_physmap`, ...) on another
 //! domain.
 
-use crate::hypercall;
+use crate::hypercall::{self, DOMCTL, SYSCTL};
 use crate::XenResult;
+use dom0_interface::xen::DOMID_SELF;
 
-/// `__HYPERVISOR_sysctl`.
-const SYSCTL: u32 = 35;
-/// `__HYPERVISOR_domctl`.
-const DOMCTL: u32 = 36;
-/// `__HYPERVISOR_memory_op`.
-const MEMORY_OP: u32 = 12;
 /// `XEN_DOMCTL_INTERFACE_VERSION` (and `XEN_SYSCTL_INTERFACE_VERSION`) of Xen 4.17.
-pub const INTERFACE_VERSION: u32 = 0x15;
+pub const INTERFACE_VERSION: u32 = dom0_interface::domctl::XEN_DOMCTL_INTERFACE_VERSION;
+const _: () = assert!(INTERFACE_VERSION == dom0_interface::sysctl::XEN_SYSCTL_INTERFACE_VERSION);
 /// Offset of the `u` union in `struct xen_domctl`.
 pub const DOMCTL_U: usize = 16;
 /// Offset of the `u` union in `struct xen_sysctl`.
@@ -119,26 +115,11 @@ pub fn domctl_with_bad_ptr(ptr: hypercall::BadPtr) -> XenResult {
 /// Returns the extents done. The frames are `domid`'s, never mapped by the caller, so nothing
 /// of the caller's memory changes beyond `extents`. Naming the caller (DOMID_SELF or
 /// domain 0, the toolstack's own id) is refused here with -EINVAL: use `pvmm::reservation`.
-pub fn foreign_reservation(cmd: u64, domid: u16, extents: &mut [u64], order: u32) -> XenResult {
-    #[repr(C)]
-    struct Reservation {
-        extent_start: u64,
-        nr_extents: u64,
-        extent_order: u32,
-        mem_flags: u32,
-        domid: u16,
-    }
-    if domid == 0x7FF0 || domid == 0 {
+pub fn foreign_reservation(cmd: u32, domid: u16, extents: &mut [u64], order: u32) -> XenResult {
+    if domid == DOMID_SELF || domid == 0 {
         return Err(crate::Errno::EINVAL);
     }
-    let r = Reservation {
-        extent_start: extents.as_mut_ptr() as u64,
-        nr_extents: extents.len() as u64,
-        extent_order: order,
-        mem_flags: 0,
-        domid,
-    };
-    // SAFETY: Xen reads `r` and reads/writes `extents`; the frames it adds or removes are
-    // another domain's (see above).
-    unsafe { hypercall::call(MEMORY_OP, [cmd, &r as *const Reservation as u64, 0, 0, 0]) }
+    // SAFETY: the frames Xen adds or removes are another domain's (see above); `extents`
+    // is an exclusive slice.
+    unsafe { crate::mm::reservation_op(cmd, domid, extents, order) }
 }

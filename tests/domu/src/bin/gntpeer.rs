@@ -21,7 +21,7 @@ use guest_rt::gnttab::{
     self as g, GrantFrame, Window, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
 };
 use guest_rt::shared_info::SharedInfo;
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, ring_console, sched};
 

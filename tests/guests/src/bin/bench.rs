@@ -18,6 +18,7 @@ use guest_rt::{cpu, evtchn, println, sched, version, XenResult};
 use test_guests::bench_stats::{per_call, summarize, tsc_khz, BenchLine};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// Timed batches per hypercall (one more, untimed, warms up first).
 const BATCHES: usize = 32;

@@ -14,6 +14,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{console, evtchn, print, println, sched, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// `VIRQ_CONSOLE`: bytes received on the hypervisor's serial console.
 const VIRQ_CONSOLE: u32 = 2;

@@ -24,6 +24,7 @@ use guest_rt::version;
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 static WATCHED: AtomicU64 = AtomicU64::new(0);
 

@@ -14,12 +14,13 @@
 
 use guest_rt::evtchn::{self, Status, DOMID_SELF, VIRQ_TIMER};
 use guest_rt::shared_info::SharedInfo;
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::check;
 use guest_rt::{println, sched, vcpu, version};
 use test_guests::demo_args::DemoArgs;
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// This domain's id: the remote end Xen records for an unbound port offered to DOMID_SELF.
 fn own_domid() -> Option<u16> {

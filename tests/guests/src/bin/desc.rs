@@ -26,6 +26,7 @@ use guest_rt::traps;
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 const RW: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
 const RO: u64 = pte::PRESENT | pte::ACCESSED;

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use guest_rt::hypercall::BadPtr;
+use guest_rt::mm::{XENMEM_DECREASE_RESERVATION, XENMEM_POPULATE_PHYSMAP};
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
@@ -14,6 +15,7 @@ use guest_rt::xenctl::{domctl, foreign_reservation, sysctl, CtlBuf, DOMCTL_U, SY
 use guest_rt::{println, Errno, XenResult};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 // Xen 4.17's numbers and offsets (public/domctl.h, public/sysctl.h), written out here so the
 // guest checks the hypervisor's mirrors independently.
@@ -39,10 +41,6 @@ const NO_SHUTDOWN_CODE: u32 = 0xffff_0000;
 /// `sizeof(struct xen_domctl_getdomaininfo)`.
 const INFO_SIZE: usize = 112;
 
-/// `XENMEM_populate_physmap`.
-const XENMEM_POPULATE_PHYSMAP: u64 = 6;
-/// `XENMEM_decrease_reservation`.
-const XENMEM_DECREASE_RESERVATION: u64 = 1;
 /// Pages populated into the new domain.
 const POPULATE: usize = 8;
 

@@ -14,7 +14,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use guest_rt::mm::pte;
+use guest_rt::mm::{pte, XENMEM_POPULATE_PHYSMAP};
 use guest_rt::pvmm::Scratch;
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::smp::{self, ctx_off::*};
@@ -24,6 +24,7 @@ use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
 use guest_rt::{println, Errno, XenResult};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 const DOMCTL_CREATEDOMAIN: u32 = 1;
 const DOMCTL_DESTROYDOMAIN: u32 = 2;
@@ -36,7 +37,6 @@ const DOMCTL_GETVCPUINFO: u32 = 14;
 const DOMCTL_MAX_VCPUS: u32 = 15;
 const DOMINF_SHUTDOWN: u32 = 1 << 2;
 const VIRQ_DOM_EXC: u32 = 3;
-const XENMEM_POPULATE_PHYSMAP: u64 = 6;
 const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_SUSPEND: u32 = 2;
 

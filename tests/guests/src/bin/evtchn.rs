@@ -13,6 +13,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, sched, vcpu, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// Our domain id: the test runs as dom0.
 const DOM0: u16 = 0;

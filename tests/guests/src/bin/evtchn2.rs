@@ -15,6 +15,7 @@ use guest_rt::test::{check, check_eq, info, skip};
 use guest_rt::{println, sched, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// Our domain id: the test runs as dom0.
 const DOM0: u16 = 0;
@@ -180,7 +181,7 @@ fn allocation() {
     );
     check_eq(
         "status of dom 0 by id",
-        evtchn::status_raw(DOM0, 3).map(|s| s.decode()),
+        evtchn::status_raw(DOM0, 3).map(|s| evtchn::Status::decode(&s)),
         Ok(Status::Unbound { dom: NO_DOM }),
     );
     for p in 1..=3 {

@@ -20,6 +20,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 const DOMID_SELF: u16 = 0x7FF0;
 const ME: u16 = 0;

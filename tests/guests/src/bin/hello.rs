@@ -5,13 +5,14 @@
 #![forbid(unsafe_code)]
 
 use guest_rt::hypercall::{self, BadPtr};
-use guest_rt::multicall::{multicall_scalar, MulticallEntry};
-use guest_rt::start_info::StartInfo;
+use guest_rt::multicall::{multicall_scalar, MulticallEntry, MulticallEntryExt};
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{console, cpu, evtchn, println, sched, traps, version, Errno};
 use test_guests::{feature_set, has_token, is_c_string};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 fn main(si: &StartInfo) {
     println!("hello: DualVisor PV test guest");
@@ -97,7 +98,7 @@ fn bad_argument_checks() {
         "XENVER_extraversion into NULL -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_EXTRAVERSION,
+            version::XENVER_EXTRAVERSION.into(),
             BadPtr::NULL,
         ),
         Err(Errno::EFAULT),
@@ -106,7 +107,7 @@ fn bad_argument_checks() {
         "XENVER_capabilities into Xen's range -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_CAPABILITIES,
+            version::XENVER_CAPABILITIES.into(),
             BadPtr::HYPERVISOR,
         ),
         Err(Errno::EFAULT),
@@ -115,7 +116,7 @@ fn bad_argument_checks() {
         "XENVER_get_features at a non-canonical address -> -EFAULT",
         hypercall::call_with_bad_ptr(
             hypercall::XEN_VERSION,
-            version::XENVER_GET_FEATURES,
+            version::XENVER_GET_FEATURES.into(),
             BadPtr::NON_CANONICAL,
         ),
         Err(Errno::EFAULT),
@@ -191,12 +192,12 @@ fn misc_checks() {
     let mut calls = [
         MulticallEntry::new(
             hypercall::XEN_VERSION,
-            [version::XENVER_VERSION, 0, 0, 0, 0, 0],
+            [version::XENVER_VERSION.into(), 0, 0, 0, 0, 0],
         ),
         MulticallEntry::new(hypercall::SCHED_OP, [0; 6]),
         MulticallEntry::new(
             hypercall::XEN_VERSION,
-            [version::XENVER_PAGESIZE, 0, 0, 0, 0, 0],
+            [version::XENVER_PAGESIZE.into(), 0, 0, 0, 0, 0],
         ),
     ];
     check_eq(

@@ -16,6 +16,7 @@ use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// Calls made.
 const CALLS: u32 = 4000;

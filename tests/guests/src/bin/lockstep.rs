@@ -13,12 +13,15 @@
 #![forbid(unsafe_code)]
 
 use guest_rt::hypercall::BadPtr;
-use guest_rt::lockstep_ctl::{self as ls, LockstepKind, LockstepStatus, XenSysctlLockstep};
+use guest_rt::lockstep_ctl::{
+    self as ls, LockstepKind, LockstepRequest, LockstepStatus, XenSysctlLockstep,
+};
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info, skip};
 use guest_rt::{println, version, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 fn main(_si: &StartInfo) {
     println!("lockstep: DualVisor lockstep control test guest");
@@ -243,15 +246,17 @@ fn off_on_round_trip() {
 }
 
 fn error_checks() {
-    let inject = XenSysctlLockstep {
-        kind: LockstepKind::Effects as u32,
+    let inject = LockstepRequest::Inject {
+        kind: LockstepKind::Effects,
         count: 1,
-        ..XenSysctlLockstep::new(ls::LOCKSTEP_CMD_INJECT)
-    };
-    let status = |buffer: BadPtr, size: u32| XenSysctlLockstep {
-        status: buffer.addr(),
-        status_size: size,
-        ..XenSysctlLockstep::new(ls::LOCKSTEP_CMD_STATUS)
+    }
+    .encode();
+    let status = |buffer: BadPtr, size: u32| {
+        LockstepRequest::Status {
+            buffer: buffer.addr(),
+            size,
+        }
+        .encode()
     };
     let cases = [
         (

@@ -14,6 +14,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 const RW: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY;
 const RO: u64 = pte::PRESENT | pte::ACCESSED;
@@ -123,7 +124,7 @@ fn reservation_checks(si: &StartInfo) {
     info(format_args!("machine_memory_map {:?}", r));
     if let Ok(n) = r {
         for e in &map[..n] {
-            let (a, sz, k) = (e.addr, e.size, e.kind);
+            let (a, sz, k) = (e.addr, e.size, e.r#type);
             info(format_args!(
                 "  machine e820 {:#x}-{:#x} type {}",
                 a,
@@ -131,7 +132,7 @@ fn reservation_checks(si: &StartInfo) {
                 k
             ));
         }
-        let ram = map[..n].iter().filter(|e| e.kind == 1).count();
+        let ram = map[..n].iter().filter(|e| e.r#type == 1).count();
         check("machine_memory_map has RAM", ram >= 1);
         // The local APIC's page and the whole MSI window are the hypervisor's (Xen denies
         // dom0 0xfee00000-0xfeefffff): one reserved entry.

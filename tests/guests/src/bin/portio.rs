@@ -18,6 +18,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, traps, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// PCI configuration address and data ports.
 const CF8: u16 = 0xcf8;

@@ -16,11 +16,12 @@ use guest_rt::cpu::VMASST_TYPE_WRITABLE_PAGETABLES as WRITABLE_PAGETABLES;
 use guest_rt::cpu::{vm_assist, VMASST_CMD_DISABLE, VMASST_CMD_ENABLE};
 use guest_rt::mm::{invlpg_local, pte};
 use guest_rt::pt_write::{self as pw, Entry, Outcome, Store};
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, traps};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// The frame bits of an entry.
 const FRAME: u64 = 0x000f_ffff_ffff_f000;

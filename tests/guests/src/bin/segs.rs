@@ -24,6 +24,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::vcpu;
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// Xen's flat data selector (`FLAT_RING3_DS32`/`SS64`).
 const FLAT: u16 = FLAT_RING3_SS64;

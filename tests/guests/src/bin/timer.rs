@@ -19,6 +19,7 @@ use guest_rt::vcpu::{self, VCPU_SSHOTTMR_FUTURE};
 use guest_rt::{println, sched, smp, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// 1 ms in ns.
 const MS: u64 = 1_000_000;

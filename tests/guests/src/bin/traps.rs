@@ -17,6 +17,7 @@ use guest_rt::test::{check, check_eq, info};
 use guest_rt::{println, traps, Errno};
 
 guest_rt::entry!(main);
+guest_rt::no_heap!();
 
 /// An address no PV guest maps (below the kernel image, page 0x10).
 const UNMAPPED: u64 = 0x10_000;
