@@ -10,59 +10,6 @@ pub struct Errno(pub i64);
 /// negative errno.
 pub type XenResult = Result<i64, Errno>;
 
-/// Errno numbers and names, positive, from `public/errno.h` (x86 values).
-const NAMES: &[(i64, &str)] = &[
-    (1, "EPERM"),
-    (2, "ENOENT"),
-    (3, "ESRCH"),
-    (4, "EINTR"),
-    (5, "EIO"),
-    (6, "ENXIO"),
-    (7, "E2BIG"),
-    (8, "ENOEXEC"),
-    (9, "EBADF"),
-    (10, "ECHILD"),
-    (11, "EAGAIN"),
-    (12, "ENOMEM"),
-    (13, "EACCES"),
-    (14, "EFAULT"),
-    (16, "EBUSY"),
-    (17, "EEXIST"),
-    (18, "EXDEV"),
-    (19, "ENODEV"),
-    (20, "ENOTDIR"),
-    (21, "EISDIR"),
-    (22, "EINVAL"),
-    (23, "ENFILE"),
-    (24, "EMFILE"),
-    (28, "ENOSPC"),
-    (30, "EROFS"),
-    (31, "EMLINK"),
-    (33, "EDOM"),
-    (34, "ERANGE"),
-    (35, "EDEADLK"),
-    (36, "ENAMETOOLONG"),
-    (37, "ENOLCK"),
-    (38, "ENOSYS"),
-    (39, "ENOTEMPTY"),
-    (61, "ENODATA"),
-    (62, "ETIME"),
-    (74, "EBADMSG"),
-    (75, "EOVERFLOW"),
-    (84, "EILSEQ"),
-    (85, "ERESTART"),
-    (88, "ENOTSOCK"),
-    (90, "EMSGSIZE"),
-    (95, "EOPNOTSUPP"),
-    (98, "EADDRINUSE"),
-    (99, "EADDRNOTAVAIL"),
-    (105, "ENOBUFS"),
-    (106, "EISCONN"),
-    (107, "ENOTCONN"),
-    (110, "ETIMEDOUT"),
-    (111, "ECONNREFUSED"),
-];
-
 /// Largest errno value Xen uses; RAX values in `-MAX_ERRNO..=-1` are errors.
 pub const MAX_ERRNO: i64 = 4095;
 
@@ -116,8 +63,7 @@ impl Errno {
 
     /// The symbolic name (`"EFAULT"`), or `None` for a number Xen does not define.
     pub fn name(self) -> Option<&'static str> {
-        let positive = self.0.checked_neg()?;
-        NAMES.iter().find(|(n, _)| *n == positive).map(|(_, s)| *s)
+        dom0_interface::errno::XenErrno::from_neg(self.0).map(|e| e.name())
     }
 }
 
