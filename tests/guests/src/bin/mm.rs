@@ -140,7 +140,7 @@ fn reservation_checks(si: &StartInfo) {
             "machine_memory_map: 0xfee00000-0xfef00000 reserved",
             map[..n]
                 .iter()
-                .any(|e| (e.addr, e.size, e.kind) == (0xfee0_0000, 0x10_0000, 2)),
+                .any(|e| (e.addr, e.size, e.r#type) == (0xfee0_0000, 0x10_0000, 2)),
         );
         check_eq(
             "machine_memory_map into exactly as many entries -> -EINVAL",
