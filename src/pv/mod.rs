@@ -145,9 +145,10 @@ impl Runtime {
         arch::guestmem::read_machine(vi, &mut b) && b[0] != 0 && b[1] == 0
     }
 
-    /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS.
-    fn load(&self, key: VcpuKey) {
-        arch::guest::load_bases(self.bases(key));
+    /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS. `held`: the FS and
+    /// GS bases the registers hold, if known (see [`arch::guest::load_bases`]).
+    fn load(&self, key: VcpuKey, held: Option<(u64, u64)>) {
+        arch::guest::load_bases(self.bases(key), held);
         self.load_cpu_state(key);
     }
 
@@ -395,6 +396,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     // holds them for the rest of the exit and the resume (Xen reads the live registers).
     let (fs_base, gs_base) = arch::guest::live_bases();
     let mut live = Some(LiveBases { fs_base, gs_base });
+    // What the base registers hold until this exit switches vCPUs (which loads selectors and
+    // bases); no transaction or effect writes them.
+    let mut held = Some((fs_base, gs_base));
     let mut after = After::default();
     if !matches!(exit, GuestExit::ReturnFault(_)) {
         // The guest ran: a return fault from now on is a first one.
@@ -487,11 +491,12 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     // No transaction changed this vCPU: the hardware holds its bases still.
                     rt.load_cpu_state(cur);
                 } else {
-                    rt.load(cur);
+                    rt.load(cur, held);
                 }
                 break;
             }
             Some(next) => {
+                held = None;
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
@@ -512,7 +517,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     after.merge(failsafe(rt, next, segs, frame, fx));
                     continue;
                 }
-                rt.load(next);
+                rt.load(next, None);
                 break;
             }
             None => {
