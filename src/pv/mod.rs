@@ -154,20 +154,30 @@ impl Runtime {
 
     /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
     /// CR4.FSGSBASE, its GDT and LDT frames and its breakpoints.
+    ///
+    /// The state is read from two maps of the leader's replica only: named by the vCPU and
+    /// the maps' change stamps, it is neither built nor compared again while neither map
+    /// changed ([`arch::guest_context::load_from`]).
     fn load_cpu_state(&self, key: VcpuKey) {
         use xen_core::pv::state::{CR4_FSGSBASE, CR4_TSD, GDT_GUEST_PAGES, LDT_PAGES};
         let replica = self.backend.replica();
-        let pv = replica.pv_vcpus.get(&key);
-        arch::guest_context::load(&arch::guest_context::GuestContext {
-            ts: pv.is_some_and(|p| p.cr0_ts),
-            tsc_aux: pv.map_or(0, |p| p.tsc_aux as u32),
-            tsd: pv.is_some_and(|p| p.cr4 & CR4_TSD != 0),
-            fsgsbase: pv.is_some_and(|p| p.cr4 & CR4_FSGSBASE != 0),
-            gdt_frames: pv.map_or([0; GDT_GUEST_PAGES], |p| p.gdt_frames),
-            ldt_frames: pv.map_or([0; LDT_PAGES], |p| p.ldt_frames),
-            ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
-            dr: pv.map_or([0; 4], |p| p.dr),
-            dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+        let [pv_map, pv_changes] = replica.pv_vcpus.stamp().words();
+        let [v_map, v_changes] = replica.vcpus.stamp().words();
+        let who = (u64::from(key.0) << 32) | u64::from(key.1);
+        let source = [who, pv_map, pv_changes, v_map, v_changes];
+        arch::guest_context::load_from(source, || {
+            let pv = replica.pv_vcpus.get(&key);
+            arch::guest_context::GuestContext {
+                ts: pv.is_some_and(|p| p.cr0_ts),
+                tsc_aux: pv.map_or(0, |p| p.tsc_aux as u32),
+                tsd: pv.is_some_and(|p| p.cr4 & CR4_TSD != 0),
+                fsgsbase: pv.is_some_and(|p| p.cr4 & CR4_FSGSBASE != 0),
+                gdt_frames: pv.map_or([0; GDT_GUEST_PAGES], |p| p.gdt_frames),
+                ldt_frames: pv.map_or([0; LDT_PAGES], |p| p.ldt_frames),
+                ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
+                dr: pv.map_or([0; 4], |p| p.dr),
+                dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+            }
         });
     }
 
