@@ -57,6 +57,20 @@ impl Clock for Tsc {
 /// engine's vector) measured 9.7k / 13.0k / 10.7k, but that build overflowed the follower's
 /// 64 KiB main stack in the `domrun` scenario, every time, though no follower code changed:
 /// the follower's path there must run close to the end of that stack.
+///
+/// Round 2 (same bench, three interleaved runs each, rdtsc checkpoints on a scratch copy,
+/// means over 8,192 calls, ~170 cycles per checkpoint taken off): with 256 KiB stacks and
+/// the effects-taking sink, 9.4k / 12.6k / 10.6k. Not writing FS/GS bases the registers
+/// hold already: 9.4k / 12.5k / 10.3k. The PV CPU state neither built (~800 cycles) nor
+/// compared (~800) while the replica maps it is read from keep their change stamps
+/// (`JMap::stamp`, `arch::guest_context::load_from`): 8.2k / 11.6k / 9.4k. One lock of
+/// the frame allocator per guest-memory frame check instead of two: 8.1k / 10.7k / 9.3k.
+/// Lockstep on, four interleaved runs, medians: 259k / 284k / 306k before, 243k / 274k /
+/// 288k after (its noise is ±20%: no slowdown). Tried and dropped: the handler context
+/// borrowing the request instead of holding a copy (~380 cycles in the profile) measured
+/// 600-1,000 cycles slower per call; encoding and decoding the request field by field
+/// without intermediate copies measured no faster (8.3k / 11.2k / 9.3k against 8.6k / 11.7k
+/// / 9.6k).
 pub struct HwIdle;
 
 impl Idle for HwIdle {

@@ -22,7 +22,7 @@ fn canonical(v: u64) -> bool {
 /// data), i.e. is RAM that is neither free, reserved, the image nor firmware.
 pub fn frame_is_allocated(mfn: u64) -> bool {
     let paddr = mfn << 12;
-    crate::memory::is_allocatable(paddr) && !crate::memory::is_free(paddr)
+    crate::memory::is_allocated(paddr)
 }
 
 fn read_u64(maddr: u64) -> u64 {

@@ -10,6 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Clone, Debug)]
 enum VecUndo<T> {
@@ -249,10 +250,17 @@ enum MapUndo<K, V> {
 }
 
 /// A journaled ordered map (deterministic iteration order, so both replicas digest alike).
-#[derive(Clone, Debug)]
+///
+/// Each map carries a [`Stamp`] that changes with every change of its entries (see
+/// [`JMap::stamp`]); it is no part of the replica's state (digests, scrubbing and equality
+/// ignore it).
+#[derive(Debug)]
 pub struct JMap<K: Value + Ord, V: Value> {
     tag: u32,
-    map: BTreeMap<K, (V, u32)>,
+    /// The entries: read through `self.entries` directly, changed only through
+    /// [`JMap::map_mut`] (which renews the stamp).
+    entries: BTreeMap<K, (V, u32)>,
+    stamp: Stamp,
     log: Vec<MapUndo<K, V>>,
     log_epoch: u64,
     /// The last key an incremental scrub checked (`None`: start at the first).
@@ -265,7 +273,8 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
         Self {
             scrub_after: None,
             tag,
-            map: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            stamp: Stamp::fresh(),
             log: Vec::new(),
             log_epoch: 0,
         }
@@ -273,37 +282,51 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
     /// The value at `k`.
     pub fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k).map(|(v, _)| v)
+        self.entries.get(k).map(|(v, _)| v)
     }
 
     /// True if `k` is present.
     pub fn contains_key(&self, k: &K) -> bool {
-        self.map.contains_key(k)
+        self.entries.contains_key(k)
     }
 
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().map(|(k, (v, _))| (k, v))
+        self.entries.iter().map(|(k, (v, _))| (k, v))
     }
 
     /// The smallest key, if any.
     pub fn first_key(&self) -> Option<&K> {
-        self.map.keys().next()
+        self.entries.keys().next()
     }
 
     /// The largest key, if any.
     pub fn last_key(&self) -> Option<&K> {
-        self.map.keys().next_back()
+        self.entries.keys().next_back()
+    }
+
+    /// Which state the entries are in: equal stamps, read at two times, mean the entries did
+    /// not change in between (every change renews it: journaled writes, rollbacks, repairs,
+    /// injected bit flips), and no two maps (a clone neither) ever share one. Lets a caller
+    /// keep something it derived from the entries until they change.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// The entries, for a change: renews the stamp.
+    fn map_mut(&mut self) -> &mut BTreeMap<K, (V, u32)> {
+        self.stamp = self.stamp.renewed();
+        &mut self.entries
     }
 
     fn log(&mut self, j: &Journal) -> &mut Vec<MapUndo<K, V>> {
@@ -318,7 +341,7 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
     pub fn insert(&mut self, j: &mut Journal, k: K, v: V) -> Option<V> {
         let c = checksum_kv(&k, &v);
         j.record(self.tag, op::INSERT, checksum(&k) as u64, c);
-        match self.map.insert(k.clone(), (v, c)) {
+        match self.map_mut().insert(k.clone(), (v, c)) {
             Some((old, old_c)) => {
                 j.check_old(self.tag, checksum(&k) as u64, old_c, checksum_kv(&k, &old));
                 self.log(j).push(MapUndo::Replaced(k, old.clone(), old_c));
@@ -333,7 +356,7 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
 
     /// Removes `k`; returns its value.
     pub fn remove(&mut self, j: &mut Journal, k: &K) -> Option<V> {
-        let (v, c) = self.map.remove(k)?;
+        let (v, c) = self.map_mut().remove(k)?;
         j.check_old(self.tag, checksum(k) as u64, c, checksum_kv(k, &v));
         j.record(self.tag, op::REMOVE, checksum(k) as u64, c);
         self.log(j).push(MapUndo::Removed(k.clone(), v.clone(), c));
@@ -342,10 +365,10 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
 
     /// Mutates the value at `k` in place; `None` if absent.
     pub fn update<R>(&mut self, j: &mut Journal, k: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
-        let (old, old_c) = self.map.get(k)?.clone();
+        let (old, old_c) = self.entries.get(k)?.clone();
         j.check_old(self.tag, checksum(k) as u64, old_c, checksum_kv(k, &old));
         self.log(j).push(MapUndo::Replaced(k.clone(), old, old_c));
-        let slot = self.map.get_mut(k)?;
+        let slot = self.map_mut().get_mut(k)?;
         let r = f(&mut slot.0);
         slot.1 = checksum_kv(k, &slot.0);
         let c = slot.1;
@@ -365,10 +388,10 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         while let Some(u) = self.log.pop() {
             match u {
                 MapUndo::Inserted(k) => {
-                    self.map.remove(&k);
+                    self.map_mut().remove(&k);
                 }
                 MapUndo::Replaced(k, v, c) | MapUndo::Removed(k, v, c) => {
-                    self.map.insert(k, (v, c));
+                    self.map_mut().insert(k, (v, c));
                 }
             }
         }
@@ -377,17 +400,17 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         self.log.clear();
     }
     fn object_count(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
     fn digest_full(&self, h: &mut Hasher) {
         h.write_u32(self.tag);
-        h.write_u64(self.map.len() as u64);
-        for (k, (v, _)) in &self.map {
+        h.write_u64(self.entries.len() as u64);
+        for (k, (v, _)) in &self.entries {
             h.write_u32(checksum_kv(k, v));
         }
     }
     fn verify(&self) -> usize {
-        self.map
+        self.entries
             .iter()
             .filter(|(k, (v, c))| checksum_kv(*k, v) != *c)
             .count()
@@ -400,25 +423,33 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
             return 0;
         }
         let mut n = 0;
-        for (k, slot) in self.map.iter_mut() {
+        // Scrubbing reads every entry: the stamp is renewed only if one was repaired.
+        for (k, slot) in self.entries.iter_mut() {
             if checksum_kv(k, &slot.0) == slot.1 {
                 continue;
             }
-            if let Some(good) = o.map.get(k) {
+            if let Some(good) = o.entries.get(k) {
                 if checksum_kv(k, &good.0) == good.1 {
                     *slot = good.clone();
                     n += 1;
                 }
             }
         }
+        if n > 0 {
+            self.stamp = self.stamp.renewed();
+        }
         n
     }
     fn self_repair(&mut self) -> usize {
         let mut n = 0;
-        for (k, (v, c)) in self.map.iter_mut() {
+        // An entry that cannot be corrected is left as it was (`correct_single_bit`).
+        for (k, (v, c)) in self.entries.iter_mut() {
             if checksum_kv(k, v) != *c && correct_single_bit(v, *c, |x| checksum_kv(k, x)) {
                 n += 1;
             }
+        }
+        if n > 0 {
+            self.stamp = self.stamp.renewed();
         }
         n
     }
@@ -427,8 +458,8 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         let mut step = ScrubStep::default();
         let mut last = None;
         let range = match self.scrub_after.take() {
-            Some(k) => self.map.range_mut((Excluded(k), Unbounded)),
-            None => self.map.range_mut(..),
+            Some(k) => self.entries.range_mut((Excluded(k), Unbounded)),
+            None => self.entries.range_mut(..),
         };
         for (k, (v, c)) in range.take(budget) {
             if checksum_kv(k, v) != *c && correct_single_bit(v, *c, |x| checksum_kv(k, x)) {
@@ -437,10 +468,15 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
             step.checked += 1;
             last = Some(k.clone());
         }
+        if step.repaired > 0 {
+            self.stamp = self.stamp.renewed();
+        }
         step.wrapped = match &last {
-            Some(k) if step.checked == budget => {
-                self.map.range((Excluded(k), Unbounded)).next().is_none()
-            }
+            Some(k) if step.checked == budget => self
+                .entries
+                .range((Excluded(k), Unbounded))
+                .next()
+                .is_none(),
             _ => true,
         };
         if !step.wrapped {
@@ -449,10 +485,10 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         step
     }
     fn bit_len(&self) -> u64 {
-        self.map.values().map(|(v, _)| v.bit_len()).sum()
+        self.entries.values().map(|(v, _)| v.bit_len()).sum()
     }
     fn flip_bit(&mut self, mut bit: u64) {
-        for (v, _) in self.map.values_mut() {
+        for (v, _) in self.map_mut().values_mut() {
             let n = v.bit_len();
             if bit < n {
                 v.flip_bit(bit);
@@ -464,11 +500,58 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
     fn memory_bytes(&self) -> usize {
         // BTreeMap nodes hold up to 11 entries; count entries plus ~30% node overhead.
         size_of::<Self>()
-            + self.map.len() * (size_of::<K>() + size_of::<(V, u32)>()) * 13 / 10
+            + self.entries.len() * (size_of::<K>() + size_of::<(V, u32)>()) * 13 / 10
             + self.log.capacity() * size_of::<MapUndo<K, V>>()
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// The identity of a [`JMap`] instance and the count of changes of its entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    map: u64,
+    changes: u64,
+}
+
+/// Identities handed out to maps (created or cloned), on every core.
+static NEXT_MAP: AtomicU64 = AtomicU64::new(1);
+
+impl Stamp {
+    /// A stamp no other map has had.
+    fn fresh() -> Self {
+        Stamp {
+            map: NEXT_MAP.fetch_add(1, Ordering::Relaxed),
+            changes: 0,
+        }
+    }
+
+    /// The stamp as two words (map identity, changes), equal exactly when the stamps are.
+    pub fn words(self) -> [u64; 2] {
+        [self.map, self.changes]
+    }
+
+    /// The stamp after one more change.
+    fn renewed(self) -> Self {
+        Stamp {
+            map: self.map,
+            changes: self.changes.wrapping_add(1),
+        }
+    }
+}
+
+impl<K: Value + Ord, V: Value> Clone for JMap<K, V> {
+    /// A copy of the entries with a stamp of its own.
+    fn clone(&self) -> Self {
+        Self {
+            tag: self.tag,
+            entries: self.entries.clone(),
+            stamp: Stamp::fresh(),
+            log: self.log.clone(),
+            log_epoch: self.log_epoch,
+            scrub_after: self.scrub_after.clone(),
+        }
     }
 }
 
@@ -577,5 +660,57 @@ mod tests {
         assert_eq!(v.repair_from(&a), 0, "wrong type is refused");
         assert_eq!(v.repair_from(&w), 1);
         assert_eq!(v.get(0), Some(&1));
+    }
+
+    #[test]
+    fn map_stamp_changes_with_every_change_and_only_then() {
+        let mut j = Journal::new();
+        let mut m: JMap<u16, u64> = JMap::new(5);
+        let mut seen = alloc::vec![m.stamp()];
+        let mut changed = |m: &JMap<u16, u64>| {
+            assert!(!seen.contains(&m.stamp()), "a stamp seen before");
+            seen.push(m.stamp());
+        };
+        for i in 0..4 {
+            m.insert(&mut j, i, u64::from(i));
+            changed(&m);
+        }
+        // Reads and scrubs that find nothing to repair keep the stamp.
+        let s = m.stamp();
+        assert_eq!(m.get(&1), Some(&1));
+        assert_eq!(m.iter().count(), 4);
+        assert_eq!(m.verify(), 0);
+        assert_eq!(m.self_repair(), 0);
+        assert_eq!(m.self_repair_step(2).repaired, 0);
+        let good = m.clone();
+        assert_eq!(m.repair_from(&good), 0);
+        assert_eq!(m.stamp(), s);
+        // A clone has a stamp of its own (an equal one would vouch for another map's entries).
+        assert_ne!(good.stamp(), m.stamp());
+        assert_ne!(m.clone().stamp(), m.clone().stamp());
+        j.begin(3);
+        m.update(&mut j, &1, |v| *v = 10);
+        changed(&m);
+        m.remove(&mut j, &2);
+        changed(&m);
+        m.rollback(3);
+        changed(&m);
+        assert_eq!(m.get(&1), Some(&1));
+        m.flip_bit(3);
+        changed(&m);
+        assert_eq!(m.self_repair(), 1);
+        changed(&m);
+        m.flip_bit(70);
+        changed(&m);
+        assert_eq!(m.repair_from(&good), 1);
+        changed(&m);
+        m.flip_bit(5);
+        changed(&m);
+        // The incremental scrub goes on after the last key it checked: two rounds of it
+        // reach every entry.
+        let repaired: usize = (0..2).map(|_| m.self_repair_step(4).repaired).sum();
+        assert_eq!(repaired, 1);
+        changed(&m);
+        assert_eq!(full(&m), full(&good));
     }
 }

@@ -91,7 +91,7 @@ pub mod topology;
 pub mod value;
 
 pub use config::{Config, EffectSink, EngineError, Outcome, TxResult};
-pub use containers::{JMap, JVec};
+pub use containers::{JMap, JVec, Stamp};
 pub use digest::{Hasher, TxDigest};
 pub use engine::Engine;
 pub use journal::{JCell, Journal, Journaled};

@@ -145,28 +145,39 @@ impl Runtime {
         arch::guestmem::read_machine(vi, &mut b) && b[0] != 0 && b[1] == 0
     }
 
-    /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS.
-    fn load(&self, key: VcpuKey) {
-        arch::guest::load_bases(self.bases(key));
+    /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS. `held`: the FS and
+    /// GS bases the registers hold, if known (see [`arch::guest::load_bases`]).
+    fn load(&self, key: VcpuKey, held: Option<(u64, u64)>) {
+        arch::guest::load_bases(self.bases(key), held);
         self.load_cpu_state(key);
     }
 
     /// This CPU's share of `key`'s PV CPU state: its virtual CR0.TS, its TSC_AUX, CR4.TSD and
     /// CR4.FSGSBASE, its GDT and LDT frames and its breakpoints.
+    ///
+    /// The state is read from two maps of the leader's replica only: named by the vCPU and
+    /// the maps' change stamps, it is neither built nor compared again while neither map
+    /// changed ([`arch::guest_context::load_from`]).
     fn load_cpu_state(&self, key: VcpuKey) {
         use xen_core::pv::state::{CR4_FSGSBASE, CR4_TSD, GDT_GUEST_PAGES, LDT_PAGES};
         let replica = self.backend.replica();
-        let pv = replica.pv_vcpus.get(&key);
-        arch::guest_context::load(&arch::guest_context::GuestContext {
-            ts: pv.is_some_and(|p| p.cr0_ts),
-            tsc_aux: pv.map_or(0, |p| p.tsc_aux as u32),
-            tsd: pv.is_some_and(|p| p.cr4 & CR4_TSD != 0),
-            fsgsbase: pv.is_some_and(|p| p.cr4 & CR4_FSGSBASE != 0),
-            gdt_frames: pv.map_or([0; GDT_GUEST_PAGES], |p| p.gdt_frames),
-            ldt_frames: pv.map_or([0; LDT_PAGES], |p| p.ldt_frames),
-            ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
-            dr: pv.map_or([0; 4], |p| p.dr),
-            dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+        let [pv_map, pv_changes] = replica.pv_vcpus.stamp().words();
+        let [v_map, v_changes] = replica.vcpus.stamp().words();
+        let who = (u64::from(key.0) << 32) | u64::from(key.1);
+        let source = [who, pv_map, pv_changes, v_map, v_changes];
+        arch::guest_context::load_from(source, || {
+            let pv = replica.pv_vcpus.get(&key);
+            arch::guest_context::GuestContext {
+                ts: pv.is_some_and(|p| p.cr0_ts),
+                tsc_aux: pv.map_or(0, |p| p.tsc_aux as u32),
+                tsd: pv.is_some_and(|p| p.cr4 & CR4_TSD != 0),
+                fsgsbase: pv.is_some_and(|p| p.cr4 & CR4_FSGSBASE != 0),
+                gdt_frames: pv.map_or([0; GDT_GUEST_PAGES], |p| p.gdt_frames),
+                ldt_frames: pv.map_or([0; LDT_PAGES], |p| p.ldt_frames),
+                ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
+                dr: pv.map_or([0; 4], |p| p.dr),
+                dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+            }
         });
     }
 
@@ -395,6 +406,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     // holds them for the rest of the exit and the resume (Xen reads the live registers).
     let (fs_base, gs_base) = arch::guest::live_bases();
     let mut live = Some(LiveBases { fs_base, gs_base });
+    // What the base registers hold until this exit switches vCPUs (which loads selectors and
+    // bases); no transaction or effect writes them.
+    let mut held = Some((fs_base, gs_base));
     let mut after = After::default();
     if !matches!(exit, GuestExit::ReturnFault(_)) {
         // The guest ran: a return fault from now on is a first one.
@@ -487,11 +501,12 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     // No transaction changed this vCPU: the hardware holds its bases still.
                     rt.load_cpu_state(cur);
                 } else {
-                    rt.load(cur);
+                    rt.load(cur, held);
                 }
                 break;
             }
             Some(next) => {
+                held = None;
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
@@ -512,7 +527,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     after.merge(failsafe(rt, next, segs, frame, fx));
                     continue;
                 }
-                rt.load(next);
+                rt.load(next, None);
                 break;
             }
             None => {

@@ -342,6 +342,28 @@ mod tests {
     }
 
     #[test]
+    fn words_keep_their_layout_for_every_register() {
+        let w: [u64; GuestRegs::WORDS] = core::array::from_fn(|i| 0x100 + i as u64);
+        let regs = GuestRegs::from_words(&w);
+        let live = LiveBases {
+            fs_base: 0xf5,
+            gs_base: 0x65,
+        };
+        let r = Request::exit(ExitKind::ReturnFault, 3, 2, regs, 13, 0x18, 0x9000)
+            .with_live(Some(live));
+        let words = r.to_words();
+        assert_eq!(words[..6], [r.kind.code(), 3, 2, 13, 0x18, 0x9000]);
+        assert_eq!(words[6..6 + GuestRegs::WORDS], regs.to_words());
+        assert_eq!(words[6 + GuestRegs::WORDS..], [1, 0xf5, 0x65]);
+        let back = Request::from_words(&words).expect("well-formed");
+        assert_eq!(back, r);
+        assert_eq!(back.nr, 0x100);
+        assert_eq!(back.args, regs.hypercall_args());
+        let none = Request::hypercall(1, 0, regs).to_words();
+        assert_eq!(none[6 + GuestRegs::WORDS..], [0, 0, 0]);
+    }
+
+    #[test]
     fn malformed_words_are_refused() {
         let mut w = Request::hypercall(0, 0, regs()).to_words();
         assert!(Request::from_words(&w[..9]).is_none());
