@@ -109,6 +109,30 @@ pub fn this() -> &'static PerCpu {
     PERCPU.get(i as usize).unwrap_or(&PERCPU[0])
 }
 
+/// Makes the GS base point at this CPU's slot again if it does not (found by the local APIC
+/// id, which needs no per-CPU data): the first thing a crash report does, so that a fault
+/// taken while the GS base held something else (a guest's) is reported instead of faulting
+/// again on every per-CPU access. Returns whether it had to repair it.
+pub fn repair_gs_base() -> bool {
+    let held = crate::cpu::rdmsr(IA32_GS_BASE);
+    if PERCPU
+        .iter()
+        .any(|pc| pc.self_ptr.load(Ordering::Relaxed) == held && held != 0)
+    {
+        return false;
+    }
+    let id = crate::lapic::id();
+    let Some(pc) = PERCPU.iter().find(|pc| {
+        pc.self_ptr.load(Ordering::Relaxed) != 0 && pc.apic_id.load(Ordering::Relaxed) == id
+    }) else {
+        return false;
+    };
+    // SAFETY: the GS base is reserved for the per-CPU pointer, and `pc` is the slot `install`
+    // set up for the CPU with this local APIC id.
+    unsafe { crate::cpu::wrmsr(IA32_GS_BASE, pc as *const PerCpu as u64) };
+    true
+}
+
 /// The running CPU's logical index.
 pub fn cpu_index() -> usize {
     this().index.load(Ordering::Relaxed) as usize

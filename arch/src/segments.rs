@@ -114,21 +114,28 @@ const IA32_GS_BASE: u32 = 0xC000_0101;
 
 /// Loads `segs` into DS, ES, FS, GS (FS and GS first, as Xen) with the guest's GDT and LDT
 /// already in place; returns which of them failed to load (and now hold the null selector).
-/// Interrupts must be off. The FS base and the inactive GS base are left to the caller.
+/// The FS base and the inactive GS base are left to the caller.
 pub fn load_data_selectors(segs: DataSelectors) -> [bool; 4] {
     let [ds, es, fs, gs] = segs;
     let percpu = crate::percpu::this() as *const crate::percpu::PerCpu as u64;
-    // Loading GS replaces the active GS base, which holds this CPU's per-CPU pointer: it is
-    // written back right after, with interrupts off; a fault at the load itself happens
-    // before GS changes, so the trap path still finds its per-CPU data.
-    // SAFETY: each stub loads one segment register; a fault resumes at its fixup (trap.rs),
-    // which loads the null selector; the hypervisor uses no DS/ES/FS in long mode.
-    unsafe {
-        let f = dv_load_fs(fs) != 0;
-        let g = dv_load_gs(gs) != 0;
-        crate::cpu::wrmsr(IA32_GS_BASE, percpu);
-        let d = dv_load_ds(ds) != 0;
-        let e = dv_load_es(es) != 0;
-        [d, e, f, g]
-    }
+    // Loading GS replaces the active GS base, which holds this CPU's per-CPU pointer, until
+    // it is written back: an interrupt in between would run its handler without per-CPU
+    // data (every access faults, and so does the fatal path: the CPU looped in traps and the
+    // machine hung at dom0's first entry, ~1 boot in 150, when that entry ran from the idle
+    // loop with interrupts on). So interrupts are off for the whole sequence, whatever the
+    // caller's state. A fault at the load itself happens before GS changes, so the trap path
+    // still finds its per-CPU data.
+    crate::cpu::without_interrupts(|| {
+        // SAFETY: each stub loads one segment register; a fault resumes at its fixup
+        // (trap.rs), which loads the null selector; the hypervisor uses no DS/ES/FS in long
+        // mode, and its GS base is restored before interrupts are enabled again.
+        unsafe {
+            let f = dv_load_fs(fs) != 0;
+            let g = dv_load_gs(gs) != 0;
+            crate::cpu::wrmsr(IA32_GS_BASE, percpu);
+            let d = dv_load_ds(ds) != 0;
+            let e = dv_load_es(es) != 0;
+            [d, e, f, g]
+        }
+    })
 }

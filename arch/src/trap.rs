@@ -272,8 +272,15 @@ fn stack_overflow(frame: &TrapFrame) -> Option<(usize, crate::stacks::StackKind)
 }
 
 fn fatal_trap(frame: &TrapFrame) -> ! {
+    let repaired = percpu::repair_gs_base();
     begin_fatal();
     let cpu = percpu::cpu_index();
+    if repaired {
+        xprintln!(
+            "CPU{}: the GS base did not point at this CPU's per-CPU data when it trapped",
+            cpu
+        );
+    }
     let name = exception_name(frame.vector);
     let overflow = stack_overflow(frame);
     if let Some((owner, kind)) = overflow {

@@ -738,6 +738,10 @@ fn resume_entry(
 
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
+    // Reached from the idle loop too, with interrupts on: the resume path (the RUNTIME lock,
+    // transactions, loading the vCPU's selectors and bases) runs with them off, as every
+    // other way into the guest does.
+    arch::cpu::disable_interrupts();
     let cpu = crate::lockstep_spare::logical_cpu();
     let mut guard = RUNTIME.lock();
     let Some(rt) = guard.as_mut() else {
