@@ -53,6 +53,7 @@ pub fn setup_cpu(index: usize, apic_id: u32) {
     crate::gdt::load(index, ist);
     crate::idt::load();
     crate::guest::init_cpu();
+    crate::xstate::init_cpu();
 }
 
 /// The function each AP runs once it is set up (its logical index as argument).

@@ -227,6 +227,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         vcpus,
         running: [None; MAX_CPUS],
         selectors_of: [None; MAX_CPUS],
+        xstate_dirty: [false; MAX_CPUS],
         svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
         return_faults: [(None, 0); MAX_CPUS],

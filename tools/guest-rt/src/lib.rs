@@ -44,5 +44,6 @@ pub mod traps;
 pub mod vcpu;
 pub mod version;
 pub mod xenctl;
+pub mod xsave;
 
 pub use errno::{Errno, XenResult};
