@@ -35,13 +35,18 @@ fn read_u64(maddr: u64) -> u64 {
 /// the machine address and whether the mapping is writable. `None` if not mapped, not
 /// canonical, in the hypervisor's range, or if a table frame is not allocated RAM.
 pub fn translate(cr3: u64, va: u64) -> Option<(u64, bool)> {
+    crate::memory::with_allocated(|allocated| translate_in(allocated, cr3, va))
+}
+
+/// [`translate`] with `allocated` telling whether a physical address's frame is allocated.
+fn translate_in(allocated: &dyn Fn(u64) -> bool, cr3: u64, va: u64) -> Option<(u64, bool)> {
     if !canonical(va) || (HV_START..HV_END).contains(&va) {
         return None;
     }
     let mut table = cr3 & ADDR;
     let mut writable = true;
     for level in (0..4u32).rev() {
-        if !frame_is_allocated(table >> 12) {
+        if !allocated(table) {
             return None;
         }
         let idx = (va >> (12 + 9 * level)) & 511;
@@ -60,7 +65,11 @@ pub fn translate(cr3: u64, va: u64) -> Option<(u64, bool)> {
     None
 }
 
+/// Calls `f(maddr, offset, len)` for each page-sized piece of the guest range `va..va+len`
+/// in order, translated through `cr3`; false (stopping there) at the first piece that is not
+/// mapped (writable, if `write`) onto an allocated frame.
 fn for_each_page(
+    allocated: &dyn Fn(u64) -> bool,
     cr3: u64,
     va: u64,
     len: usize,
@@ -71,10 +80,8 @@ fn for_each_page(
     while done < len {
         let at = va.wrapping_add(done as u64);
         let n = (4096 - (at & 0xFFF) as usize).min(len - done);
-        match translate(cr3, at) {
-            Some((maddr, w)) if (!write || w) && frame_is_allocated(maddr >> 12) => {
-                f(maddr, done, n)
-            }
+        match translate_in(allocated, cr3, at) {
+            Some((maddr, w)) if (!write || w) && allocated(maddr) => f(maddr, done, n),
             _ => return false,
         }
         done += n;
@@ -82,15 +89,49 @@ fn for_each_page(
     true
 }
 
+/// Pieces of a guest range one walk remembers for the copy that follows it (a range of up to
+/// this many pages is translated once; a longer one again while it is copied).
+const REMEMBERED: usize = 4;
+
+/// Checks the whole guest range `va..va+len` (writable, if `write`), then calls
+/// `copy(maddr, offset, len)` for each of its pieces: nothing is copied unless all of it is
+/// mapped. One acquisition of the allocator's lock for all of it.
+fn checked_copy(
+    cr3: u64,
+    va: u64,
+    len: usize,
+    write: bool,
+    mut copy: impl FnMut(u64, usize, usize),
+) -> bool {
+    crate::memory::with_allocated(|allocated| {
+        let mut pieces = [(0u64, 0usize, 0usize); REMEMBERED];
+        let mut count = 0usize;
+        let mapped = for_each_page(allocated, cr3, va, len, write, |maddr, off, n| {
+            if let Some(p) = pieces.get_mut(count) {
+                *p = (maddr, off, n);
+            }
+            count += 1;
+        });
+        if !mapped {
+            return false;
+        }
+        if count > REMEMBERED {
+            return for_each_page(allocated, cr3, va, len, write, copy);
+        }
+        for &(maddr, off, n) in &pieces[..count] {
+            copy(maddr, off, n);
+        }
+        true
+    })
+}
+
 /// copy_from_guest: reads `buf.len()` bytes at guest `va` through `cr3`; false on a bad address.
 pub fn read(cr3: u64, va: u64, buf: &mut [u8]) -> bool {
     // First check the whole range, then copy: a fault leaves `buf` untouched.
-    if !for_each_page(cr3, va, buf.len(), false, |_, _, _| {}) {
-        return false;
-    }
-    for_each_page(cr3, va, buf.len(), false, |maddr, off, n| {
+    checked_copy(cr3, va, buf.len(), false, |maddr, off, n| {
         // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame (checked by
-        // `for_each_page`) mapped by the direct map; the bytes are copied out.
+        // `for_each_page` under the allocator's lock, still held) mapped by the direct map;
+        // the bytes are copied out.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 phys_to_virt(maddr) as *const u8,
@@ -103,18 +144,18 @@ pub fn read(cr3: u64, va: u64, buf: &mut [u8]) -> bool {
 
 /// Whether `len` bytes at guest `va` are mapped writable through `cr3`.
 pub fn probe_write(cr3: u64, va: u64, len: usize) -> bool {
-    for_each_page(cr3, va, len, true, |_, _, _| {})
+    crate::memory::with_allocated(|allocated| {
+        for_each_page(allocated, cr3, va, len, true, |_, _, _| {})
+    })
 }
 
 /// copy_to_guest: writes `data` at guest `va` through `cr3`; false (nothing written) on a
 /// bad or read-only address.
 pub fn write(cr3: u64, va: u64, data: &[u8]) -> bool {
-    if !probe_write(cr3, va, data.len()) {
-        return false;
-    }
-    for_each_page(cr3, va, data.len(), true, |maddr, off, n| {
+    checked_copy(cr3, va, data.len(), true, |maddr, off, n| {
         // SAFETY: `maddr..maddr+n` lies in one allocated RAM frame mapped writable by the
-        // guest's own tables (checked), reached through the direct map.
+        // guest's own tables (checked under the allocator's lock, still held), reached
+        // through the direct map.
         unsafe {
             core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(maddr) as *mut u8, n)
         }
@@ -126,22 +167,60 @@ pub fn read_machine(maddr: u64, buf: &mut [u8]) -> bool {
     let Some(end) = maddr.checked_add(buf.len() as u64) else {
         return false;
     };
-    let mut f = maddr >> 12;
-    while f << 12 < end {
-        if !frame_is_allocated(f) {
+    crate::memory::with_allocated(|allocated| {
+        let mut f = maddr >> 12;
+        while f << 12 < end {
+            if !allocated(f << 12) {
+                return false;
+            }
+            f += 1;
+        }
+        // SAFETY: every frame of the range is allocated RAM (checked under the allocator's
+        // lock, still held), mapped by the direct map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(maddr) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        true
+    })
+}
+
+/// Copies `len` bytes of machine memory from `src` to `dst` (the ranges may overlap): the
+/// source must lie in allocated frames and the destination inside one allocated frame, or
+/// nothing is copied (false). One pass, frame to frame (grant copies of whole pages).
+pub fn copy_machine(dst: u64, src: u64, len: usize) -> bool {
+    let Some(end) = src.checked_add(len as u64) else {
+        return false;
+    };
+    if (dst & 0xfff) as usize + len > 4096 {
+        return false;
+    }
+    crate::memory::with_allocated(|allocated| {
+        let mut f = src >> 12;
+        while f << 12 < end {
+            if !allocated(f << 12) {
+                return false;
+            }
+            f += 1;
+        }
+        if !allocated(dst) {
             return false;
         }
-        f += 1;
-    }
-    // SAFETY: every frame of the range is allocated RAM (checked), mapped by the direct map.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            phys_to_virt(maddr) as *const u8,
-            buf.as_mut_ptr(),
-            buf.len(),
-        )
-    };
-    true
+        // SAFETY: the source range lies in allocated RAM frames and the destination range
+        // inside one allocated RAM frame (checked under the allocator's lock, still held),
+        // both reached through the direct map; `copy` allows the ranges to overlap.
+        unsafe {
+            core::ptr::copy(
+                phys_to_virt(src) as *const u8,
+                phys_to_virt(dst) as *mut u8,
+                len,
+            )
+        };
+        true
+    })
 }
 
 /// Writes `data` into allocated frame `mfn` at `offset`; false (nothing written) if the frame

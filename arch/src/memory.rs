@@ -108,6 +108,17 @@ pub fn is_free(paddr: u64) -> bool {
     FRAMES.lock().as_ref().is_some_and(|f| f.is_free(paddr))
 }
 
+/// Runs `f` with a test of whether a physical address's frame is allocated now (as
+/// [`is_allocated`] answers), all under one acquisition of the allocator's lock: a
+/// guest-memory access checks every table of its walk and every frame it touches, and under
+/// QEMU TCG each acquisition costs ~100 cycles. `f` must not allocate or free frames (the
+/// lock is held).
+pub fn with_allocated<R>(f: impl FnOnce(&dyn Fn(u64) -> bool) -> R) -> R {
+    let g = FRAMES.lock();
+    let fa = g.as_ref();
+    f(&|paddr| fa.is_some_and(|a| a.is_usable(paddr) && !a.is_free(paddr)))
+}
+
 /// Whether `paddr`'s frame is allocated now: [`is_allocatable`] and not [`is_free`], under
 /// one acquisition of the allocator's lock (the exit path asks for every guest-memory access,
 /// and under QEMU TCG the second acquisition cost ~100 cycles).

@@ -242,6 +242,30 @@ impl<T: Value + 'static> Journaled for JVec<T> {
     }
 }
 
+/// A map key's bytes hashed once: its journal position ([`checksum`] of the key) and the
+/// checksums of the key with any value ([`checksum_kv`]) continue from the same state.
+struct KeySum(Hasher);
+
+impl KeySum {
+    fn of<K: Value>(k: &K) -> Self {
+        let mut h = Hasher::new();
+        k.digest(&mut h);
+        KeySum(h)
+    }
+
+    /// `checksum(k)`, as the journal's position of the entry.
+    fn position(&self) -> u64 {
+        u64::from(self.0.finish())
+    }
+
+    /// `checksum_kv(k, v)`.
+    fn with<V: Value>(&self, v: &V) -> u32 {
+        let mut h = self.0;
+        v.digest(&mut h);
+        h.finish()
+    }
+}
+
 #[derive(Clone, Debug)]
 enum MapUndo<K, V> {
     Inserted(K),
@@ -339,11 +363,12 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
 
     /// Inserts or replaces; returns the old value.
     pub fn insert(&mut self, j: &mut Journal, k: K, v: V) -> Option<V> {
-        let c = checksum_kv(&k, &v);
-        j.record(self.tag, op::INSERT, checksum(&k) as u64, c);
+        let key = KeySum::of(&k);
+        let c = key.with(&v);
+        j.record(self.tag, op::INSERT, key.position(), c);
         match self.map_mut().insert(k.clone(), (v, c)) {
             Some((old, old_c)) => {
-                j.check_old(self.tag, checksum(&k) as u64, old_c, checksum_kv(&k, &old));
+                j.check_old(self.tag, key.position(), old_c, key.with(&old));
                 self.log(j).push(MapUndo::Replaced(k, old.clone(), old_c));
                 Some(old)
             }
@@ -357,22 +382,46 @@ impl<K: Value + Ord + 'static, V: Value + 'static> JMap<K, V> {
     /// Removes `k`; returns its value.
     pub fn remove(&mut self, j: &mut Journal, k: &K) -> Option<V> {
         let (v, c) = self.map_mut().remove(k)?;
-        j.check_old(self.tag, checksum(k) as u64, c, checksum_kv(k, &v));
-        j.record(self.tag, op::REMOVE, checksum(k) as u64, c);
+        let key = KeySum::of(k);
+        j.check_old(self.tag, key.position(), c, key.with(&v));
+        j.record(self.tag, op::REMOVE, key.position(), c);
         self.log(j).push(MapUndo::Removed(k.clone(), v.clone(), c));
         Some(v)
     }
 
-    /// Mutates the value at `k` in place; `None` if absent.
+    /// Mutates the value at `k` in place; `None` if absent. One lookup of `k`, whose bytes
+    /// are hashed once for its position and both checksums (a frame-table update costs a
+    /// page-table update two of these).
     pub fn update<R>(&mut self, j: &mut Journal, k: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
-        let (old, old_c) = self.entries.get(k)?.clone();
-        j.check_old(self.tag, checksum(k) as u64, old_c, checksum_kv(k, &old));
-        self.log(j).push(MapUndo::Replaced(k.clone(), old, old_c));
-        let slot = self.map_mut().get_mut(k)?;
+        self.update_if(j, k, |_| true, f)
+    }
+
+    /// [`JMap::update`] of the value at `k` if `ok` accepts it as it is; `None`, with nothing
+    /// journaled, if `k` is absent or refused. A check and its change in one lookup (taking a
+    /// reference on a page frame checks its owner and count first).
+    pub fn update_if<R>(
+        &mut self,
+        j: &mut Journal,
+        k: &K,
+        ok: impl FnOnce(&V) -> bool,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        let slot = self.entries.get_mut(k)?;
+        if !ok(&slot.0) {
+            return None;
+        }
+        let key = KeySum::of(k);
+        j.check_old(self.tag, key.position(), slot.1, key.with(&slot.0));
+        if self.log_epoch != j.epoch() {
+            self.log.clear();
+            self.log_epoch = j.epoch();
+        }
+        self.log
+            .push(MapUndo::Replaced(k.clone(), slot.0.clone(), slot.1));
+        self.stamp = self.stamp.renewed();
         let r = f(&mut slot.0);
-        slot.1 = checksum_kv(k, &slot.0);
-        let c = slot.1;
-        j.record(self.tag, op::SET, checksum(k) as u64, c);
+        slot.1 = key.with(&slot.0);
+        j.record(self.tag, op::SET, key.position(), slot.1);
         Some(r)
     }
 }
@@ -624,6 +673,32 @@ mod tests {
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(4));
+    }
+
+    #[test]
+    fn update_if_changes_only_what_it_accepts() {
+        let run = |accept: bool| {
+            let mut j = Journal::new();
+            let mut m: JMap<u8, u64> = JMap::new(1);
+            m.insert(&mut j, 1, 5);
+            j.begin(3);
+            let (stamp, writes) = (m.stamp(), j.write_count());
+            let r = m.update_if(&mut j, &1, |v| accept && *v == 5, |v| *v += 1);
+            let changed = (m.stamp() != stamp, j.write_count() - writes);
+            (r, m.get(&1).copied(), changed, j.write_digest(), m)
+        };
+        let (r, v, changed, _, _) = run(false);
+        assert_eq!((r, v, changed), (None, Some(5), (false, 0)));
+        let (r, v, changed, digest, mut m) = run(true);
+        assert_eq!((r, v, changed), (Some(()), Some(6), (true, 1)));
+        let mut j = Journal::new();
+        let mut plain: JMap<u8, u64> = JMap::new(1);
+        plain.insert(&mut j, 1, 5);
+        j.begin(3);
+        plain.update(&mut j, &1, |v| *v += 1);
+        assert_eq!(digest, j.write_digest(), "journaled as update journals it");
+        m.rollback(3);
+        assert_eq!((m.get(&1).copied(), m.verify()), (Some(5), 0));
     }
 
     #[test]

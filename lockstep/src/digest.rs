@@ -55,6 +55,11 @@ const fn make_tables() -> [[u32; 256]; 8] {
 static TABLES: [[u32; 256]; 8] = make_tables();
 
 /// A running CRC-32C computation.
+///
+/// Integers are folded in straight from their value ([`Hasher::write_int`]: four or eight
+/// bytes at once by "slicing"), not stored to memory and read back byte by byte: a replica
+/// object's checksum is fed field by field, and a page-table update computes several (under
+/// QEMU TCG the byte-by-byte fold of a page frame's record cost ~600 cycles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hasher {
     state: u32,
@@ -64,6 +69,58 @@ impl Default for Hasher {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// An integer [`Hasher::write_int`] feeds: its bytes, zero-extended to 64 bits.
+pub trait Int: Copy {
+    /// Its size in bytes (1, 2, 4 or 8).
+    const BYTES: u32;
+    /// Its bits, zero-extended.
+    fn bits(self) -> u64;
+}
+
+macro_rules! int_bits {
+    ($($t:ty => $u:ty),*) => {$(
+        impl Int for $t {
+            const BYTES: u32 = core::mem::size_of::<$t>() as u32;
+            #[inline(always)]
+            fn bits(self) -> u64 {
+                u64::from(self as $u)
+            }
+        }
+    )*};
+}
+int_bits!(u8 => u8, u16 => u16, u32 => u32, u64 => u64, i8 => u8, i16 => u16, i32 => u32, i64 => u64);
+
+/// Folds eight bytes (little-endian in `word`) into `crc`.
+#[inline(always)]
+fn fold8(crc: u32, word: u64) -> u32 {
+    let lo = (word as u32) ^ crc;
+    let hi = (word >> 32) as u32;
+    TABLES[7][(lo & 0xff) as usize]
+        ^ TABLES[6][((lo >> 8) & 0xff) as usize]
+        ^ TABLES[5][((lo >> 16) & 0xff) as usize]
+        ^ TABLES[4][(lo >> 24) as usize]
+        ^ TABLES[3][(hi & 0xff) as usize]
+        ^ TABLES[2][((hi >> 8) & 0xff) as usize]
+        ^ TABLES[1][((hi >> 16) & 0xff) as usize]
+        ^ TABLES[0][(hi >> 24) as usize]
+}
+
+/// Folds four bytes (little-endian in `word`) into `crc`.
+#[inline(always)]
+fn fold4(crc: u32, word: u32) -> u32 {
+    let c = word ^ crc;
+    TABLES[3][(c & 0xff) as usize]
+        ^ TABLES[2][((c >> 8) & 0xff) as usize]
+        ^ TABLES[1][((c >> 16) & 0xff) as usize]
+        ^ TABLES[0][(c >> 24) as usize]
+}
+
+/// Folds one byte into `crc`.
+#[inline(always)]
+fn fold1(crc: u32, b: u8) -> u32 {
+    (crc >> 8) ^ TABLES[0][((crc ^ b as u32) & 0xff) as usize]
 }
 
 impl Hasher {
@@ -77,36 +134,46 @@ impl Hasher {
         let mut crc = self.state;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-            let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-            crc = TABLES[7][(lo & 0xff) as usize]
-                ^ TABLES[6][((lo >> 8) & 0xff) as usize]
-                ^ TABLES[5][((lo >> 16) & 0xff) as usize]
-                ^ TABLES[4][(lo >> 24) as usize]
-                ^ TABLES[3][(hi & 0xff) as usize]
-                ^ TABLES[2][((hi >> 8) & 0xff) as usize]
-                ^ TABLES[1][((hi >> 16) & 0xff) as usize]
-                ^ TABLES[0][(hi >> 24) as usize];
+            crc = fold8(
+                crc,
+                u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+            );
         }
         for &b in chunks.remainder() {
-            crc = (crc >> 8) ^ TABLES[0][((crc ^ b as u32) & 0xff) as usize];
+            crc = fold1(crc, b);
         }
         self.state = crc;
     }
 
+    /// Feeds an integer of up to 64 bits, little-endian: the same CRC as
+    /// `write(&v.to_le_bytes())`.
+    #[inline(always)]
+    pub fn write_int<T: Int>(&mut self, v: T) {
+        let b = v.bits();
+        self.state = match T::BYTES {
+            8 => fold8(self.state, b),
+            4 => fold4(self.state, b as u32),
+            2 => fold1(fold1(self.state, b as u8), (b >> 8) as u8),
+            _ => fold1(self.state, b as u8),
+        };
+    }
+
     /// Feeds one byte.
+    #[inline]
     pub fn write_u8(&mut self, v: u8) {
-        self.state = (self.state >> 8) ^ TABLES[0][((self.state ^ v as u32) & 0xff) as usize];
+        self.write_int(v);
     }
 
     /// Feeds a little-endian u32.
+    #[inline]
     pub fn write_u32(&mut self, v: u32) {
-        self.write(&v.to_le_bytes());
+        self.write_int(v);
     }
 
     /// Feeds a little-endian u64.
+    #[inline]
     pub fn write_u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
+        self.write_int(v);
     }
 
     /// The CRC of everything fed so far (the hasher can keep going).
@@ -182,6 +249,73 @@ mod tests {
 
     fn flip(m: &mut [u8], bit: usize) {
         m[bit / 8] ^= 1 << (bit % 8);
+    }
+
+    #[test]
+    fn pieces_of_any_size_give_the_bytewise_crc() {
+        // Feed a message in pieces of every mix of sizes (slices of 0..20 bytes, single
+        // bytes, u16s, u32s and u64s), checking the running CRC against the bitwise
+        // reference at every step.
+        let m = msg(600, 11);
+        for seed in 0..64u64 {
+            let mut h = Hasher::new();
+            let mut at = 0usize;
+            let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            while at < m.len() {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let left = m.len() - at;
+                match s % 5 {
+                    0 => {
+                        let n = ((s >> 8) % 20) as usize;
+                        let n = n.min(left);
+                        h.write(&m[at..at + n]);
+                        at += n;
+                    }
+                    1 => {
+                        h.write_u8(m[at]);
+                        at += 1;
+                    }
+                    2 if left >= 4 => {
+                        h.write_u32(u32::from_le_bytes(m[at..at + 4].try_into().unwrap()));
+                        at += 4;
+                    }
+                    3 if left >= 8 => {
+                        h.write_u64(u64::from_le_bytes(m[at..at + 8].try_into().unwrap()));
+                        at += 8;
+                    }
+                    4 if left >= 2 => {
+                        h.write_int(u16::from_le_bytes(m[at..at + 2].try_into().unwrap()));
+                        at += 2;
+                    }
+                    _ => continue,
+                }
+                assert_eq!(h.finish(), bitwise(&m[..at]), "seed {seed} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn integers_digest_as_their_little_endian_bytes() {
+        fn same<T: Int>(v: T, bytes: &[u8]) {
+            let (mut a, mut b) = (Hasher::new(), Hasher::new());
+            a.write(&[7, 1, 2]);
+            b.write(&[7, 1, 2]);
+            a.write_int(v);
+            b.write(bytes);
+            assert_eq!(a.finish(), b.finish(), "{bytes:?}");
+        }
+        for v in [0i64, 1, -1, -5, i64::MIN, i64::MAX, 0x0123_4567_89ab_cdef] {
+            same(v as i8, &(v as i8).to_le_bytes());
+            same(v as u8, &(v as u8).to_le_bytes());
+            same(v as i16, &(v as i16).to_le_bytes());
+            same(v as u16, &(v as u16).to_le_bytes());
+            same(v as i32, &(v as i32).to_le_bytes());
+            same(v as u32, &(v as u32).to_le_bytes());
+            same(v, &v.to_le_bytes());
+            same(v as u64, &(v as u64).to_le_bytes());
+        }
     }
 
     #[test]

@@ -22,6 +22,26 @@ pub trait Value: Clone {
 macro_rules! int_value {
     ($($t:ty),*) => {$(
         impl Value for $t {
+            #[inline]
+            fn digest(&self, h: &mut Hasher) {
+                h.write_int(*self);
+            }
+            fn bit_len(&self) -> u64 {
+                <$t>::BITS as u64
+            }
+            fn flip_bit(&mut self, bit: u64) {
+                if bit < <$t>::BITS as u64 {
+                    *self ^= (1 as $t) << bit;
+                }
+            }
+        }
+    )*};
+}
+int_value!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+macro_rules! wide_int_value {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
             fn digest(&self, h: &mut Hasher) {
                 h.write(&self.to_le_bytes());
             }
@@ -36,7 +56,7 @@ macro_rules! int_value {
         }
     )*};
 }
-int_value!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
+wide_int_value!(u128, i128);
 
 impl Value for usize {
     fn digest(&self, h: &mut Hasher) {
@@ -53,6 +73,7 @@ impl Value for usize {
 }
 
 impl Value for bool {
+    #[inline]
     fn digest(&self, h: &mut Hasher) {
         h.write_u8(*self as u8);
     }

@@ -259,10 +259,7 @@ fn apply_mm(m: &MmEffect, after: &mut After) {
             }
         }
         MmEffect::CopyBytes { dst, src, len } => {
-            let mut buf = alloc::vec![0u8; usize::from(*len)];
-            if arch::guestmem::read_machine(*src, &mut buf) {
-                arch::guestmem::write_frame(*dst >> 12, (*dst & 0xfff) as usize, &buf);
-            }
+            arch::guestmem::copy_machine(*dst, *src, usize::from(*len));
         }
     }
 }

@@ -38,6 +38,29 @@
 //! validated inside one transaction; long batches continue after [`OPS_PER_CALL`] operations);
 //! iomem rights are "privileged domain, minus `io_deny`"; builder-made superpage and p2m
 //! mappings hold one reference per page, so tearing them down balances.
+//!
+//! # Cost of a page-table update (issue 4, measurement log)
+//!
+//! The bench guest's `mmu_update64` (one `mmu_update` of 64 `MMU_NORMAL_PT_UPDATE`s of one
+//! L1 entry; Xen 4.17 ~47k TCG cycles a call, ~730 an update) cost ~534k lockstep off, ~8,300
+//! an update. rdtsc checkpoints on a scratch copy (never committed; ~200 cycles each taken
+//! off) found, per update: ~2,100 reading the 16-byte request (two walks of the guest's
+//! tables, each frame check a lock of the frame allocator), ~3,900 in each of `get_page` and
+//! `put_page` (the frame's record checksummed byte by byte, ~600 a checksum, four an update;
+//! the key hashed four times; three frame-table lookups), ~560 looking the frame up again.
+//! After: integers folded into CRC-32C straight from their value (`lockstep::Hasher::
+//! write_int`), one lookup and one key hash per journaled map update (`JMap::update_if`,
+//! [`frame::get_page_info`]), requests read a page's worth at a time, one walk under one lock
+//! per guest copy (`arch::guestmem`). Profile after, per update: two frame-table updates
+//! ~1,200 each (of which checksums ~300 each, lookup ~220, undo record ~200, journal record
+//! ~190), the entry read and write ~500, the request ~300, the committed write ~160. Bench,
+//! busy shared host (load 6-10), medians of 4 interleaved runs, lockstep off: mmu_update64
+//! ~1.0M/~560k (load-dependent) -> ~310k/~225k, gnttab_copy ~30k -> ~21k (its 4 KiB copy one
+//! frame-to-frame move, no grant-table clone); lockstep on: mmu_update64 ~1.7-3.0M -> ~1.0-2.0M.
+//! Left: the per-object checksums and the frame table's `BTreeMap` lookups are most of what
+//! remains; a dense frame table would remove the lookups. Tried and dropped: a journal that
+//! does not hash its writes in a single execution (whose write digest nobody reads) measured
+//! 213-219k against 220-224k, within the noise, for a change to the engine's journal.
 
 pub mod build;
 #[cfg(test)]

@@ -39,12 +39,10 @@ fn claim(
 ) -> Result<Result<Buf, Gntst>, HvError> {
     let buf = if is_gref {
         let gref = ptr.gref();
-        let nr = st
-            .gnttab
-            .get(&d)
-            .cloned()
-            .unwrap_or_else(super::GrantTable::new)
-            .nr_entries();
+        let nr = st.gnttab.get(&d).map_or_else(
+            || super::GrantTable::new().nr_entries(),
+            super::GrantTable::nr_entries,
+        );
         if gref >= nr {
             return Ok(Err(gt::GNTST_BAD_GNTREF));
         }

@@ -5,7 +5,7 @@
 use crate::effect::{DomId, Effect, MmEffect};
 use crate::hv::{Ctx, HvError, HvResult, HvState};
 use crate::mm::env::{CtxEnv, MmEnv};
-use crate::mm::frame::{get_page, get_page_type, put_page, put_page_type, set_m2p};
+use crate::mm::frame::{get_page, get_page_info, get_page_type, put_page, put_page_type, set_m2p};
 use crate::mm::pt::{self, addr_ok, Update};
 use crate::mm::PageType;
 use alloc::vec::Vec;
@@ -187,6 +187,65 @@ pub fn resume_done(ctx: &mut Ctx<'_, '_, '_>, pdone: u64) -> Result<u64, HvError
     }
 }
 
+/// The requests of one `mmu_update` call as it reads them: a page's worth at a time (up to
+/// the end of the page holding the next request, and no further than the call will go), where
+/// Xen copies each request on its own. Each guest-memory read walks the guest's page tables
+/// (and, with lockstep on, is logged with a header), so one read serves many requests. A read
+/// of several that fails falls back to reading the one request alone, so a request that
+/// cannot be read fails with its own error, after the ones before it ran.
+struct Requests {
+    /// The guest array.
+    base: u64,
+    /// Requests before this index are not read.
+    limit: u64,
+    /// Index of the first request in `buf`.
+    first: u64,
+    /// Requests read ahead, 16 bytes each.
+    buf: Vec<u8>,
+}
+
+/// Bytes of one `struct mmu_update`.
+const REQ_BYTES: u64 = 16;
+
+impl Requests {
+    fn new(base: u64, limit: u64) -> Self {
+        Requests {
+            base,
+            limit,
+            first: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Request `i` (< the limit): its bytes, or the error reading them met.
+    fn get(&mut self, ctx: &mut Ctx<'_, '_, '_>, i: u64) -> Result<[u8; 16], HvError> {
+        let held = self.buf.len() as u64 / REQ_BYTES;
+        if !(self.first..self.first + held).contains(&i) {
+            self.buf.clear();
+            let at = self.base.wrapping_add(i * REQ_BYTES);
+            let to_page_end = (4096 - (at & 0xfff)) / REQ_BYTES;
+            let ahead = to_page_end.min(self.limit - i);
+            if ahead > 1 {
+                self.buf.resize((ahead * REQ_BYTES) as usize, 0);
+                match ctx.copy_from_guest(at, &mut self.buf) {
+                    Ok(()) => self.first = i,
+                    Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),
+                    Err(HvError::Errno(_)) => self.buf.clear(),
+                }
+            }
+            if self.buf.is_empty() {
+                let mut b = [0u8; 16];
+                ctx.copy_from_guest(at, &mut b)?;
+                return Ok(b);
+            }
+        }
+        let off = ((i - self.first) * REQ_BYTES) as usize;
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&self.buf[off..off + 16]);
+        Ok(b)
+    }
+}
+
 /// What one mmu_update request changed.
 #[derive(Default)]
 struct Flushes {
@@ -209,15 +268,14 @@ fn mmu_update_one(
             xsm_checks(st, d, Some(pt_owner), pg_owner)?;
             let ptr = req.ptr - cmd;
             let gmfn = ptr >> 12;
-            get_page(st, env, gmfn, pt_owner)?;
-            let info = st.frames.get(&gmfn).cloned();
+            let info = get_page_info(st, env, gmfn, pt_owner)?;
             let u = Update {
                 pt_dom: pt_owner,
                 pg_dom: pg_owner,
                 preserve_ad: cmd == MMU_PT_UPDATE_PRESERVE_AD,
             };
             let rc = match info {
-                Some(p) if p.validated && p.type_count > 0 => match p.ty {
+                p if p.validated && p.type_count > 0 => match p.ty {
                     PageType::L1 => pt::mod_l1_entry(st, env, ptr, req.val, u),
                     PageType::L2 | PageType::L3 | PageType::L4 if pg_owner != pt_owner => {
                         Err(errno(XenErrno::EINVAL))
@@ -319,20 +377,20 @@ pub fn mmu_update(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let mut preempted = false;
     {
         let mut env = CtxEnv::new(ctx);
+        let mut reqs = Requests::new(ureqs, count.min(OPS_PER_CALL));
         while i < count {
             if i >= OPS_PER_CALL {
                 preempted = true;
                 break;
             }
-            let mut b = [0u8; 16];
-            match env.ctx.copy_from_guest(ureqs.wrapping_add(i * 16), &mut b) {
-                Ok(()) => {}
+            let b = match reqs.get(env.ctx, i) {
+                Ok(b) => b,
                 Err(HvError::Errno(e)) => {
                     rc = Err(e);
                     break;
                 }
                 Err(a) => return Err(a),
-            }
+            };
             let req = MmuUpdate::read_from(&b).map_err(|_| errno(XenErrno::EFAULT))?;
             match mmu_update_one(st, &mut env, req, d, pt_owner, pg_owner, &mut fl) {
                 Ok(()) => i += 1,

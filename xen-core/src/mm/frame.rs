@@ -34,12 +34,28 @@ pub fn get_page(
     mfn: u64,
     dom: DomId,
 ) -> Result<(), HvError> {
-    match st.frames.get(&mfn) {
-        Some(p) if p.owner == dom && p.count > 0 && p.count < MAX_COUNT => {}
-        _ => return Err(XenErrno::EINVAL.into()),
-    }
-    with_frame(st, env, mfn, |p| p.count += 1);
-    Ok(())
+    get_page_info(st, env, mfn, dom).map(|_| ())
+}
+
+/// [`get_page`], answering the frame's record as the reference left it (one lookup of the
+/// frame table for the check, the change and the answer).
+pub fn get_page_info(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    dom: DomId,
+) -> Result<PageInfo, HvError> {
+    st.frames
+        .update_if(
+            env.journal(),
+            &mfn,
+            |p| p.owner == dom && p.count > 0 && p.count < MAX_COUNT,
+            |p| {
+                p.count += 1;
+                p.clone()
+            },
+        )
+        .ok_or(XenErrno::EINVAL.into())
 }
 
 /// `put_page`: drops a general reference; the last one frees the frame.

@@ -382,6 +382,67 @@ fn mmu_update_commands_and_done_count() {
 }
 
 #[test]
+fn a_request_that_cannot_be_read_fails_after_the_ones_before_it() {
+    // mmu_update reads its requests a page's worth at a time; when that read fails, each
+    // request is read on its own: the readable ones run, the first unreadable one is -EFAULT.
+    let mut h = harness(false);
+    let reqs = |v: u64| {
+        let mut bytes = alloc::vec::Vec::new();
+        for (ptr, val) in [
+            (l1_slot(40), pte(mfn(40), P | RW)),
+            ((mfn(42) << 12) + 16, v),
+        ] {
+            bytes.extend_from_slice(&MmuUpdate { ptr, val }.to_vec());
+        }
+        bytes
+    };
+    let done = |h: &crate::hypercall::testing::Harness| {
+        let d: alloc::vec::Vec<u8> = (0..4)
+            .map(|i| h.mem.bytes.get(&(0x8000 + i)).copied().unwrap_or(0))
+            .collect();
+        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    };
+    h.mem.map(0x8000, &[0xff; 4]);
+    // Four requests asked for, two readable, in the same page.
+    h.mem.map(0xa000, &reqs(0x77));
+    let r = call(
+        &mut h,
+        HYPERVISOR_MMU_UPDATE,
+        [0xa000, 4, 0x8000, 0x7ff0, 0],
+    );
+    assert_eq!((r.ret, done(&h)), (-14, 2));
+    assert_eq!(h.mem.word((mfn(42) << 12) + 16), 0x77);
+    // Three asked for, the two readable ones end a page, the third would be in the next.
+    h.mem.map(0xbfe0, &reqs(0x78));
+    let r = call(
+        &mut h,
+        HYPERVISOR_MMU_UPDATE,
+        [0xbfe0, 3, 0x8000, 0x7ff0, 0],
+    );
+    assert_eq!((r.ret, done(&h)), (-14, 2));
+    assert_eq!(h.mem.word((mfn(42) << 12) + 16), 0x78);
+    // A request straddling the page boundary, readable: all three run.
+    let mut three = reqs(0x79);
+    three.extend_from_slice(
+        &MmuUpdate {
+            ptr: (mfn(42) << 12) + 24,
+            val: 0x7a,
+        }
+        .to_vec(),
+    );
+    h.mem.map(0xcff8, &three);
+    let r = call(
+        &mut h,
+        HYPERVISOR_MMU_UPDATE,
+        [0xcff8, 3, 0x8000, 0x7ff0, 0],
+    );
+    assert_eq!((r.ret, done(&h)), (0, 3));
+    assert_eq!(h.mem.word((mfn(42) << 12) + 16), 0x79);
+    assert_eq!(h.mem.word((mfn(42) << 12) + 24), 0x7a);
+    audit(&h).unwrap();
+}
+
+#[test]
 fn long_batches_continue_themselves() {
     let mut h = harness(false);
     let reqs: alloc::vec::Vec<(u64, u64)> = (0..300)
