@@ -264,8 +264,10 @@ mod tests {
         let v = dualvisor_guests(&p, &guests);
         let s = find(&v, "dualvisor-hello");
         assert_eq!(s.qemu.smp, 3);
-        let ok = "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\nTest result: SUCCESS\n(XEN) Hardware Dom0 halted: halting machine\n";
+        let ok = "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\nTest result: SUCCESS\n(XEN) stack use (KiB): CPU0 main 49/256\n(XEN) stack use (KiB): CPU1 main 5/256\n(XEN) stack use (KiB): CPU2 main 66/256\n(XEN) Hardware Dom0 halted: halting machine\n";
         assert_eq!(watch(&s, ok), WatchState::AllSeen);
+        let full = "(XEN) Warning: stack nearly full: CPU0 main stack used 49864 of 65536 bytes\n";
+        assert!(matches!(watch(&s, full), WatchState::Failed { .. }));
         assert!(matches!(
             watch(&s, "Test result: SKIP\n"),
             WatchState::Failed { .. }
