@@ -577,6 +577,7 @@ impl Backend {
                 follower,
                 coordinator,
                 spares,
+                ..
             }) => {
                 // The leader and follower now serving (a promoted follower, a spare).
                 let leader = &cpu_of(Role::Leader).unwrap_or(*leader);

@@ -16,6 +16,7 @@ use crate::mailbox::{ChannelWriter, Decision, Pair, Post};
 use crate::policy::{Health, RetryPolicy};
 use crate::replica;
 use crate::role::{wait_until, Clock, Idle, Role};
+use crate::shared::Sequence;
 use crate::stats::Stats;
 use alloc::vec::Vec;
 
@@ -75,6 +76,12 @@ pub struct LeaderCore<'p, M: Machine> {
     stepped_down: bool,
     /// This core was promoted from follower (a spare may then replace the follower it was).
     promoted: bool,
+    /// Round numbers come from this sequence, shared by the leaders of every pair over one
+    /// replica (see [`crate::shared`]); `None`: this core numbers its rounds itself.
+    seq: Option<&'p Sequence>,
+    /// An escalation ends the transaction uncommitted ([`EngineError::Rerouted`]) instead of
+    /// finishing it once here: the embedder runs it again through another pair.
+    reroutable: bool,
 }
 
 impl<'p, M: Machine> LeaderCore<'p, M> {
@@ -105,8 +112,38 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             promotable: false,
             stepped_down: false,
             promoted: false,
+            seq: None,
+            reroutable: false,
             cfg,
         }
+    }
+
+    /// One of several pairs over one replica: rounds are numbered from `seq`, shared by
+    /// every pair's leader (unique epochs across the pairs, see [`crate::shared`]).
+    pub fn share_rounds(&mut self, seq: &'p Sequence) {
+        self.seq = Some(seq);
+    }
+
+    /// With several pairs: an escalation of this pair leaves the transaction uncommitted
+    /// (the replica rolled back, [`EngineError::Rerouted`], this core unprotected) for the
+    /// embedder to run again through another pair, instead of finishing it once here (a
+    /// single execution would leave the shared follower replica behind).
+    pub fn set_reroutable(&mut self, on: bool) {
+        self.reroutable = on;
+    }
+
+    /// Swaps this core's replica with `r` (between transactions): the leaders of several
+    /// pairs take turns with the one leader replica.
+    pub fn exchange_replica(&mut self, r: M::State) -> M::State {
+        core::mem::replace(&mut self.replica, r)
+    }
+
+    fn next_round(&mut self) -> u64 {
+        self.round = match self.seq {
+            Some(s) => s.next(),
+            None => self.round + 1,
+        };
+        self.round
     }
 
     /// Leader promotion: the follower core of `pair`, which left `FollowerCore::follower_serve`
@@ -389,8 +426,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             attempt += 1;
             out.attempts = attempt;
             self.await_follower(clock, idle);
-            self.round += 1;
-            let round = self.round;
+            let round = self.next_round();
             let fault = if attempt == 1 { oneshot } else { None }
                 .or_else(|| self.injector.persistent_for(self.cores[0], self.cores[1]));
             let theirs =
@@ -491,6 +527,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     });
                     out.escalation = Some(suspect);
                     self.health = Health::Unprotected { suspect };
+                    if self.reroutable {
+                        // Nothing of it was committed or applied: another pair runs it.
+                        out.result = TxResult::Aborted(EngineError::Rerouted);
+                        break;
+                    }
                     if suspect == Some(Role::Leader) && self.promotable {
                         // This core is out of service: the follower, promoted, runs the
                         // transaction (nothing of it was committed or applied) once.
@@ -761,10 +802,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         fault: Option<&Fault>,
         epoch: Option<u64>,
     ) -> TxResult<M::Error> {
-        let epoch = epoch.unwrap_or_else(|| {
-            self.round += 1;
-            self.round
-        });
+        let epoch = epoch.unwrap_or_else(|| self.next_round());
         let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
         if let Some(f) = hit(FaultKind::ReplicaState) {
             replica::flip_bit(&mut self.replica, f.bit);

@@ -86,6 +86,7 @@ pub mod model;
 pub mod policy;
 pub mod replica;
 pub mod role;
+pub mod shared;
 pub mod stats;
 pub mod topology;
 pub mod value;
