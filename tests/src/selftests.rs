@@ -284,11 +284,27 @@ mod tests {
                 "selftest-lockstep-smp3-tcg-single",
                 "selftest-lockstep-tcg-single",
                 "selftest-lockstep-smp2",
+                "selftest-lockstep-smp5",
             ]
         );
         let s = find(&v, "selftest-lockstep-smp3-tcg-single");
         assert_eq!(s.qemu.accel.as_deref(), Some("tcg,thread=single"));
         assert_eq!(s.qemu.smp, 3);
+        let s = find(&v, "selftest-lockstep-smp5");
+        assert_eq!(s.qemu.smp, 5);
+        assert_eq!(
+            watch(
+                &s,
+                "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0\n\
+                 (XEN) selftest lockstep: PASS\n"
+            ),
+            WatchState::AllSeen
+        );
+        assert_ne!(
+            watch(&s, "(XEN) selftest lockstep: PASS\n"),
+            WatchState::AllSeen,
+            "the two pairs must have been set up"
+        );
     }
 
     #[test]
