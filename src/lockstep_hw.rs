@@ -302,9 +302,7 @@ impl Backend {
     pub fn new(state: HvState) -> Backend {
         let cfg = CONFIG.get().copied().unwrap_or_default();
         if crate::lockstep_pairs::several() && PAIR.get().is_some() {
-            return Backend::Pairs(alloc::boxed::Box::new(crate::lockstep_pairs::Pairs::new(
-                state,
-            )));
+            return Backend::Pairs(crate::lockstep_pairs::Pairs::new(state));
         }
         match (TOPOLOGY.get(), PAIR.get()) {
             (

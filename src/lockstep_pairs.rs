@@ -195,13 +195,16 @@ fn coordinator_task() -> ! {
 /// pair's transactions go through (itself, or another one after it escalated).
 pub struct Pairs {
     replica: Option<HvState>,
-    cores: Vec<LeaderCore<'static, Xen>>,
+    cores: Vec<Box<LeaderCore<'static, Xen>>>,
     route: Vec<usize>,
 }
 
 impl Pairs {
-    /// The leader cores over `state`; starts every follower and the coordinator.
-    pub fn new(state: HvState) -> Pairs {
+    /// The leader cores over `state`; starts every follower and the coordinator. Not
+    /// inlined, and each core boxed as it is made: this runs on the boot CPU's stack, deep
+    /// in the boot (64 KiB, and `boot::start`, `start_dom0` and `Backend::new` take ~50).
+    #[inline(never)]
+    pub fn new(state: HvState) -> Box<Pairs> {
         let cfg = CONFIG.get().copied().unwrap_or_default();
         let template = arch::heap::with_arena(crate::lockstep_hw::build_arena(), || state.clone());
         *TEMPLATE.lock() = Some(template);
@@ -212,20 +215,18 @@ impl Pairs {
         if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
             arch::smp::assign(c, coordinator_task);
         }
-        let cores = (0..pairs.len())
-            .filter_map(pair)
-            .map(|p| {
-                let mut l = LeaderCore::new(p, cfg, HvState::default(), false);
-                l.share_rounds(&SEQ);
-                l.set_reroutable(true);
-                l
-            })
-            .collect::<Vec<_>>();
-        Pairs {
+        let mut cores = Vec::with_capacity(pairs.len());
+        for p in (0..pairs.len()).filter_map(pair) {
+            let mut l = Box::new(LeaderCore::new(p, cfg, HvState::default(), false));
+            l.share_rounds(&SEQ);
+            l.set_reroutable(true);
+            cores.push(l);
+        }
+        Box::new(Pairs {
             replica: Some(state),
             route: (0..cores.len()).collect(),
             cores,
-        }
+        })
     }
 
     /// Runs one transaction of the leader CPU calling (pair 0's for any other CPU).

@@ -1,0 +1,87 @@
+//! Two lockstep pairs (`-smp 5`: coordinator CPU0, pair 0 CPU1/CPU2, pair 1 CPU3/CPU4) under
+//! a test guest with two dom0 vCPUs: vCPU0 runs on pair 0's leader, vCPU1 on pair 1's, and
+//! the guest's events, timers and `VCPUOP_up` cross between the two leader CPUs. The guest
+//! must pass exactly as on Xen 4.17 (its oracle run is `xen-oracle-<guest>`).
+
+use std::path::{Path, PathBuf};
+
+use crate::oracle::dualvisor_guest;
+use crate::pattern::Pattern;
+use crate::scenario::{Paths, Planned};
+
+/// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
+/// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
+/// binds and sends events to vCPU 1 without starting it.
+pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[("timer", true), ("segs", true), ("evtchn2", false)];
+
+/// The two-pair roles line.
+pub const TWO_PAIRS_LINE: &str =
+    "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0";
+
+/// `dualvisor-<guest>-smp5` for the [`TWO_PAIR_GUESTS`] among `guests`.
+pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    guests
+        .iter()
+        .filter_map(|g| {
+            let stem = stem(g)?;
+            let &(_, starts_vcpu1) = TWO_PAIR_GUESTS.iter().find(|(n, _)| *n == stem)?;
+            let mut s = dualvisor_guest(p, g);
+            s.name = format!("{}-smp5", s.name);
+            s.qemu = s.qemu.smp(5);
+            s.expect.expect = vec![
+                Pattern::contains(TWO_PAIRS_LINE),
+                Pattern::contains("(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)"),
+            ];
+            if starts_vcpu1 {
+                s.expect.expect.push(Pattern::contains(
+                    "(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1",
+                ));
+            }
+            s.expect
+                .expect
+                .push(Pattern::contains("Test result: SUCCESS"));
+            s.expect
+                .expect
+                .push(Pattern::contains("(XEN) Hardware Dom0 halted"));
+            Some(Planned::Run(Box::new(s)))
+        })
+        .collect()
+}
+
+fn stem(g: &Path) -> Option<&str> {
+    g.file_stem().and_then(|s| s.to_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::test_support::{find, watch};
+    use crate::watch::WatchState;
+
+    #[test]
+    fn timer_and_evtchn2_run_on_two_pairs() {
+        let p = Paths::new("/repo");
+        let guests: Vec<PathBuf> = ["hello", "timer", "evtchn2", "segs"]
+            .iter()
+            .map(|g| PathBuf::from(format!("/repo/build/guests/{g}.elf")))
+            .collect();
+        let v = two_pair_guests(&p, &guests);
+        assert_eq!(v.len(), 3);
+        let e = find(&v, "dualvisor-evtchn2-smp5");
+        assert_eq!(e.expect.expect.len(), 4, "evtchn2 does not start vCPU 1");
+        let s = find(&v, "dualvisor-timer-smp5");
+        assert_eq!(s.qemu.smp, 5);
+        let log = format!(
+            "{TWO_PAIRS_LINE}\n(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)\n\
+             (XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\nTest result: SUCCESS\n\
+             (XEN) Hardware Dom0 halted: halting machine\n"
+        );
+        assert_eq!(watch(&s, &log), WatchState::AllSeen);
+        let one_leader = log.replace("(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\n", "");
+        assert_ne!(
+            watch(&s, &one_leader),
+            WatchState::AllSeen,
+            "vCPU1 must have run on pair 1's leader"
+        );
+    }
+}
