@@ -195,13 +195,13 @@ fn coordinator_task() -> ! {
 /// pair's transactions go through (itself, or another one after it escalated).
 pub struct Pairs {
     replica: Option<HvState>,
-    cores: Vec<Box<LeaderCore<'static, Xen>>>,
+    cores: Vec<LeaderCore<'static, Xen>>,
     route: Vec<usize>,
 }
 
 impl Pairs {
     /// The leader cores over `state`; starts every follower and the coordinator. Not
-    /// inlined, and each core boxed as it is made: this runs on the boot CPU's stack, deep
+    /// inlined, and each core made in place in its vector: this runs on the boot CPU's stack, deep
     /// in the boot (64 KiB, and `boot::start`, `start_dom0` and `Backend::new` take ~50).
     #[inline(never)]
     pub fn new(state: HvState) -> Box<Pairs> {
@@ -217,10 +217,11 @@ impl Pairs {
         }
         let mut cores = Vec::with_capacity(pairs.len());
         for p in (0..pairs.len()).filter_map(pair) {
-            let mut l = Box::new(LeaderCore::new(p, cfg, HvState::default(), false));
-            l.share_rounds(&SEQ);
-            l.set_reroutable(true);
-            cores.push(l);
+            cores.push(LeaderCore::new(p, cfg, HvState::default(), false));
+            if let Some(l) = cores.last_mut() {
+                l.share_rounds(&SEQ);
+                l.set_reroutable(true);
+            }
         }
         Box::new(Pairs {
             replica: Some(state),
