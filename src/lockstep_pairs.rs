@@ -279,28 +279,32 @@ impl Pairs {
     /// Pair `k` escalated: its transactions (and those routed to it) go through the first
     /// pair still protected, or, with none left, run once on it, unprotected.
     fn reroute(&mut self, k: usize) {
-        let health = self.cores[k].health();
+        let suspect = match self.cores[k].health() {
+            Health::Unprotected { suspect: Some(r) } => r.name(),
+            _ => "not identified",
+        };
+        let follower = cpus().get(k).map_or(0, |p| p.1);
         match (0..self.cores.len()).find(|&j| self.cores[j].health().is_protected()) {
             Some(j) => {
                 for r in self.route.iter_mut().filter(|r| **r == k) {
                     *r = j;
                 }
-                let (l, f) = cpus().get(j).copied().unwrap_or_default();
+                let f = cpus().get(j).map_or(0, |p| p.1);
                 xprintln!(
-                    "lockstep: pair {} escalated ({}): its transactions run through pair {} from now on (leader execution here, follower CPU{}, leader CPU{} as before)",
+                    "lockstep: pair {} escalated (suspect {}): follower CPU{} out of service; its transactions run through pair {} from now on (follower CPU{}), still protected",
                     k,
-                    health,
+                    suspect,
+                    follower,
                     j,
-                    f,
-                    l
+                    f
                 );
             }
             None => {
                 self.cores[k].set_reroutable(false);
                 xprintln!(
-                    "lockstep: pair {} escalated ({}) and no pair is protected any more: transactions run once, UNPROTECTED",
+                    "lockstep: pair {} escalated (suspect {}) and no pair is protected any more: transactions run once, UNPROTECTED, without redundancy",
                     k,
-                    health
+                    suspect
                 );
             }
         }
@@ -336,9 +340,10 @@ impl Pairs {
             .unwrap_or(Health::Off)
     }
 
-    /// Pair 0's fault injector (`xl lockstep inject`, `selftest=lockstep`).
+    /// The fault injector of the pair pair 0's transactions go through (`xl lockstep
+    /// inject`).
     pub fn injector(&mut self) -> &mut Injector {
-        self.cores[0].injector()
+        self.injector_of(0)
     }
 
     /// The fault injector of the pair that pair `p`'s transactions go through.
@@ -347,9 +352,11 @@ impl Pairs {
         self.cores[k].injector()
     }
 
-    /// `xl lockstep fail`: pair 0's core serving `role` fails for good.
+    /// `xl lockstep fail`: the core serving `role` in the pair pair 0's transactions go
+    /// through fails for good.
     pub fn fail_core(&mut self, role: Role) {
-        self.cores[0].fail_core(role);
+        let k = self.route.first().copied().unwrap_or(0);
+        self.cores[k].fail_core(role);
     }
 
     /// Runtime `lockstep off` for every pair.

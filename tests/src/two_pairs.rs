@@ -4,7 +4,10 @@
 //! must pass exactly as on Xen 4.17 (its oracle run is `xen-oracle-<guest>`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
+use crate::dom0_spare::{line, role, roles_key};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
@@ -46,6 +49,102 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
             Some(Planned::Run(Box::new(s)))
         })
         .collect()
+}
+
+/// The dom0 session on two pairs: every pair in `xl lockstep status` and debug key `l`, a
+/// domU (placed on the least loaded leader), 100 injected effects faults all recovered;
+/// then pair 0's follower fails for good: pair 0 escalates and its transactions run through
+/// pair 1 from then on, still protected (20 more faults recovered).
+pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
+    let mut v = vec![
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(0, "coordinator"),
+                role(1, "leader"),
+                role(2, "follower"),
+                role(3, "leader"),
+                role(4, "follower"),
+            ],
+        ),
+        (
+            typed("xl create /etc/xen/demo1.cfg"),
+            vec![line("Parsing config from /etc/xen/demo1.cfg")],
+        ),
+        (
+            typed("xl lockstep inject -w effects 100"),
+            vec![
+                line("lockstep: injecting 100 effects faults"),
+                line("lockstep: 100 effects faults injected so far: 0 masked, 100 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("escalated              : 0"),
+                line(&injection_row("effects", [100, 0, 100, 0, 0, 0])),
+            ],
+        ),
+    ];
+    v.extend(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 follower, CPU3 leader, CPU4 follower",
+    ));
+    v.extend([
+        (
+            typed("xl lockstep fail follower"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: pair 0 escalated (suspect follower): follower CPU2 out of service; \
+                     its transactions run through pair 1 from now on (follower CPU4), still protected",
+                )),
+            ],
+        ),
+        (
+            typed("xl lockstep inject -w effects 20"),
+            vec![
+                line("lockstep: injecting 20 effects faults"),
+                // The counts are since boot: the 100 above and these 20.
+                line("lockstep: 120 effects faults injected so far: 0 masked, 120 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl list"),
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    1    32     1     ",
+            ]))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(2, "retired"),
+                role(3, "leader"),
+                role(4, "follower"),
+                line(&injection_row("effects", [120, 0, 120, 0, 0, 0])),
+            ],
+        ),
+        (typed("xl destroy demo1"), vec![]),
+    ]);
+    v
+}
+
+/// `dom0-lockstep-two-pairs`: [`two_pairs_steps`] on `-smp 5`.
+pub fn dom0_two_pairs(p: &Paths) -> Planned {
+    let mut s = real_initrd(
+        p,
+        "dom0-lockstep-two-pairs-smp5",
+        &p.image,
+        5,
+        steps_script(two_pairs_steps()),
+        Duration::from_secs(600),
+    );
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
 }
 
 fn stem(g: &Path) -> Option<&str> {
