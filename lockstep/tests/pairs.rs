@@ -4,7 +4,7 @@
 //! the same effects, in the same order, and the same final state as lockstep off. A fault
 //! injected in pair 1 is detected and recovered while pair 0 keeps committing.
 
-use lockstep::config::{Config, Outcome, TxResult};
+use lockstep::config::{Config, EngineError, Outcome, TxResult};
 use lockstep::coordinator::{coordinator_serve_all, Coordinator};
 use lockstep::engine::Engine;
 use lockstep::follower::{FollowerCore, FollowerExit};
@@ -39,6 +39,8 @@ fn cfg() -> Config {
         wait: WaitStrategy { spins: 200 },
         max_retries: 2,
         scrub_interval: 1,
+        // One test runs without pair 1's follower: don't wait long for it to start.
+        follower_start_grace: 1,
         ..Config::default()
     }
 }
@@ -52,10 +54,51 @@ struct Log {
     applied: Vec<Vec<Effect>>,
 }
 
-/// The state the leaders share under the one logical lock.
-struct LeaderSide {
+/// The state the leaders share under the one logical lock: the leader replica, one leader
+/// core per pair (its mailbox, rounds, policy and health) and the pair each pair's
+/// transactions go through (itself, or another after it escalated).
+struct LeaderSide<'p> {
     replica: Option<ModelState>,
+    cores: Vec<LeaderCore<'p, Model>>,
+    route: [usize; 2],
     log: Log,
+}
+
+impl LeaderSide<'_> {
+    /// Runs `req` for pair `i` through the pair it is routed to; an escalated pair hands its
+    /// transactions (the escalated one uncommitted) to the other pair while that one is
+    /// protected (as the hypervisor's `lockstep_pairs` does).
+    fn run(
+        &mut self,
+        i: usize,
+        req: &[u64],
+        env: &mut ModelEnv,
+        h: &Host,
+    ) -> (Outcome<ModelError>, Vec<Effect>) {
+        let mut applied = Vec::new();
+        let mut detections = 0;
+        loop {
+            let k = self.route[i];
+            let core = &mut self.cores[k];
+            let placeholder =
+                core.exchange_replica(self.replica.take().expect("the leader replica"));
+            let mut out = core.leader_run(req, env, h, h, &mut |x: &[Effect]| applied = x.to_vec());
+            self.replica = Some(core.exchange_replica(placeholder));
+            out.detections += detections;
+            if out.result != TxResult::Aborted(EngineError::Rerouted) {
+                return (out, applied);
+            }
+            detections = out.detections;
+            let other = 1 - k;
+            if self.cores[other].health().is_protected() {
+                for r in self.route.iter_mut().filter(|r| **r == k) {
+                    *r = other;
+                }
+            } else {
+                self.cores[k].set_reroutable(false);
+            }
+        }
+    }
 }
 
 struct Run {
@@ -69,29 +112,44 @@ struct Run {
 
 /// Runs `per_leader` transactions on each of two leader threads (seeded requests, random
 /// pauses between transactions, so the two leaders interleave differently every run, or
-/// strictly in turns if `alternate`); `prepare` may arm pair `i`'s injector.
+/// strictly in turns if `alternate`); `prepare` may arm pair `i`'s injector; pair `i`'s
+/// follower thread runs if `followers[i]`.
 fn run_two_pairs(
     seed: u64,
     per_leader: u64,
     alternate: bool,
-    prepare: impl Fn(usize, &mut LeaderCore<'_, Model>) + Sync,
+    followers: [bool; 2],
+    prepare: impl Fn(usize, &mut LeaderCore<'_, Model>),
 ) -> Run {
     let pairs = [Pair::new(1024), Pair::new(1024)];
     let seq = Sequence::new(0);
     let follower_slot = SharedReplica::new();
     follower_slot.put(ModelState::new());
+    let c = cfg();
+    let cores = (0..2)
+        .map(|i| {
+            let mut l = LeaderCore::<Model>::new(&pairs[i], c, ModelState::new(), false);
+            l.share_rounds(&seq);
+            l.set_reroutable(true);
+            prepare(i, &mut l);
+            l
+        })
+        .collect();
     let side = Mutex::new(LeaderSide {
         replica: Some(ModelState::new()),
+        cores,
+        route: [0, 1],
         log: Log::default(),
     });
-    let c = cfg();
     // Whose turn it is (`alternate`), and how many leaders are done.
     let turn = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let followers: Vec<_> = pairs
             .iter()
-            .map(|pair| {
+            .zip(followers)
+            .filter(|(_, up)| *up)
+            .map(|(pair, _)| {
                 let slot = &follower_slot;
                 s.spawn(move || {
                     let h = Host(Instant::now());
@@ -111,14 +169,10 @@ fn run_two_pairs(
         });
         let leaders: Vec<_> = (0..2)
             .map(|i| {
-                let (pair, seq, side, prepare) = (&pairs[i], &seq, &side, &prepare);
+                let side = &side;
                 let (turn, finished) = (&turn, &finished);
                 s.spawn(move || {
                     let h = Host(Instant::now());
-                    let mut l = LeaderCore::<Model>::new(pair, c, ModelState::new(), false);
-                    l.share_rounds(seq);
-                    l.set_reroutable(true);
-                    prepare(i, &mut l);
                     let mut p = Prng::new(seed ^ ((i as u64 + 1) * 0x9E37));
                     let mut pause = Prng::new(std::process::id() as u64 ^ i as u64 ^ seed);
                     for _ in 0..per_leader {
@@ -131,17 +185,7 @@ fn run_two_pairs(
                         }
                         let mut g = side.lock().unwrap();
                         let tx = g.log.order.len() as u64;
-                        let mine = g.replica.take().expect("the leader replica");
-                        let placeholder = l.exchange_replica(mine);
-                        let mut applied = Vec::new();
-                        let out: Outcome<ModelError> = l.leader_run(
-                            &req,
-                            &mut ModelEnv::new(seed, tx),
-                            &h,
-                            &h,
-                            &mut |x: &[Effect]| applied = x.to_vec(),
-                        );
-                        g.replica = Some(l.exchange_replica(placeholder));
+                        let (out, applied) = g.run(i, &req, &mut ModelEnv::new(seed, tx), &h);
                         assert!(
                             matches!(out.result, TxResult::Committed | TxResult::Failed(_)),
                             "pair {i}: {out:?}"
@@ -155,11 +199,12 @@ fn run_two_pairs(
                         }
                     }
                     finished.fetch_add(1, Ordering::AcqRel);
-                    (l.stats(), l.health())
                 })
             })
             .collect();
-        let done: Vec<_> = leaders.into_iter().map(|j| j.join().unwrap()).collect();
+        for j in leaders {
+            j.join().unwrap();
+        }
         for p in &pairs {
             p.shut_down();
         }
@@ -177,8 +222,8 @@ fn run_two_pairs(
             leader_digest,
             follower_digest,
             exits,
-            stats: done.iter().map(|d| d.0.clone()).collect(),
-            health: done.iter().map(|d| d.1).collect(),
+            stats: g.cores.iter().map(|c| c.stats()).collect(),
+            health: g.cores.iter().map(|c| c.health()).collect(),
         }
     })
 }
@@ -210,7 +255,7 @@ fn golden(seed: u64, order: &[([u64; 3], usize, u32)]) -> (Vec<Vec<Effect>>, u32
 #[test]
 fn two_pairs_over_one_state_agree_with_lockstep_off() {
     for seed in [21, 22, 23] {
-        let r = run_two_pairs(seed, 150, false, |_, _| {});
+        let r = run_two_pairs(seed, 150, false, [true, true], |_, _| {});
         assert_eq!(r.log.order.len(), 300);
         let (want, digest) = golden(seed, &r.log.order);
         assert_eq!(r.log.applied, want, "seed {seed}");
@@ -240,7 +285,7 @@ fn a_fault_in_pair_1_is_recovered_while_pair_0_keeps_committing() {
         FaultKind::Digest,
     ] {
         // In turns, so pair 0's transactions fall between pair 1's faulty ones.
-        let r = run_two_pairs(31, 120, true, |i, l| {
+        let r = run_two_pairs(31, 120, true, [true, true], |i, l| {
             if i == 1 {
                 l.injector().arm(kind, 40);
             }
@@ -270,4 +315,38 @@ fn a_fault_in_pair_1_is_recovered_while_pair_0_keeps_committing() {
             "{kind}: pair 0 ran {between} transactions meanwhile"
         );
     }
+}
+
+#[test]
+fn an_escalated_pair_runs_through_the_other_pair_still_protected() {
+    // Pair 1's follower never answers: its first transaction times out until the retries
+    // run out, the pair escalates with the follower as the suspect, and from then on pair
+    // 1's transactions (the escalated one first, uncommitted until then) go through pair 0,
+    // whose follower shadows them on the one follower replica.
+    let r = run_two_pairs(41, 40, false, [true, false], |_, _| {});
+    let (want, digest) = golden(41, &r.log.order);
+    assert_eq!(r.log.applied, want);
+    assert_eq!(r.leader_digest, digest);
+    assert_eq!(
+        r.follower_digest, digest,
+        "pair 0's follower ran every transaction"
+    );
+    assert_eq!(r.exits, [FollowerExit::Shutdown]);
+    assert_eq!(r.health[0], Health::Protected);
+    assert_eq!(
+        r.health[1],
+        Health::Unprotected {
+            suspect: Some(Role::Follower)
+        }
+    );
+    assert_eq!(r.stats[1].escalated, 1, "{}", r.stats[1]);
+    assert_eq!(
+        r.stats[1].single, 0,
+        "nothing ran unprotected: {}",
+        r.stats[1]
+    );
+    // Pair 1's core committed nothing (its first transaction escalated): pair 0's core ran
+    // all 80.
+    assert_eq!(r.stats[1].commits + r.stats[1].failed, 0, "{}", r.stats[1]);
+    assert_eq!(r.stats[0].commits + r.stats[0].failed, 80, "{}", r.stats[0]);
 }
