@@ -14,8 +14,16 @@ use crate::scenario::{Paths, Planned};
 
 /// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
 /// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
-/// binds and sends events to vCPU 1 without starting it.
-pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[("timer", true), ("segs", true), ("evtchn2", false)];
+/// binds and sends events to vCPU 1 without starting it; `lockstep` injects faults (every
+/// kind) and reads both pairs in the status; `domu` builds, runs and destroys a domU (on
+/// the boot leader). Every other test guest passed on `-smp 5` too when this was written.
+pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[
+    ("timer", true),
+    ("segs", true),
+    ("evtchn2", false),
+    ("lockstep", false),
+    ("domu", false),
+];
 
 /// The two-pair roles line.
 pub const TWO_PAIRS_LINE: &str =
