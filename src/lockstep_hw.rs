@@ -526,7 +526,13 @@ impl Backend {
         match self {
             Backend::Local(e) => e.set_lockstep(false),
             Backend::Leader(l) => l.switch_off(),
-            Backend::Pairs(p) => p.switch_off(),
+            Backend::Pairs(p) => {
+                p.switch_off();
+                xprintln!(
+                    "lockstep: off (runtime): transactions run once on every leader CPU, without redundancy"
+                );
+                return;
+            }
         }
         let cpu = cpu_of(Role::Leader).unwrap_or(0);
         xprintln!(

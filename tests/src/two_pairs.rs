@@ -60,7 +60,8 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
 }
 
 /// The dom0 session on two pairs: every pair in `xl lockstep status` and debug key `l`, a
-/// domU (placed on the least loaded leader), 100 injected effects faults all recovered;
+/// domU (on the boot leader), 100 injected effects faults all recovered, `xl lockstep off` and
+/// `on` (every follower re-synchronised);
 /// then pair 0's follower fails for good: pair 0 escalates and its transactions run through
 /// pair 1 from then on, still protected (20 more faults recovered).
 pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
@@ -99,6 +100,28 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
         "CPU0 coordinator, CPU1 leader, CPU2 follower, CPU3 leader, CPU4 follower",
     ));
     v.extend([
+        // Runtime off and on: every pair's follower restarts the follower replica from a
+        // copy of the leader replica, bit-identical.
+        (
+            typed("xl lockstep off"),
+            vec![Says::Line(Pattern::contains(
+                "(XEN) lockstep: off (runtime): transactions run once",
+            ))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![line("lockstep               : off (unprotected)")],
+        ),
+        (
+            typed("xl lockstep on"),
+            vec![Says::Line(Pattern::contains(
+                "(XEN) lockstep: on (runtime): every pair's follower re-synchronised from the leader's replica at a transaction boundary, replicas bit-identical",
+            ))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![line("lockstep               : on")],
+        ),
         (
             typed("xl lockstep fail follower"),
             vec![
