@@ -111,6 +111,29 @@ impl Idle for PairIdle {
     }
 }
 
+/// With several pairs: says once per leader CPU which vCPU it runs first (the boot log
+/// shows every leader ran guest vCPUs).
+pub fn announce_first_entry(cpu: usize, key: Option<xen_core::domain::VcpuKey>) {
+    static SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let (Some((dom, vcpu)), true) = (key, cpu < 64) else {
+        return;
+    };
+    if SEEN.fetch_or(1 << cpu, core::sync::atomic::Ordering::Relaxed) & (1 << cpu) != 0 {
+        return;
+    }
+    let pair = crate::lockstep_hw::topology().and_then(|t| t.pair_led_by(cpu));
+    match pair {
+        Some(p) => xprintln!(
+            "lockstep: CPU{} (leader of pair {}) enters d{}v{}",
+            cpu,
+            p,
+            dom,
+            vcpu
+        ),
+        None => xprintln!("lockstep: CPU{} enters d{}v{}", cpu, dom, vcpu),
+    }
+}
+
 /// The follower loop of every pair's follower CPU: pair 0's places the follower replica
 /// (cloned in the follower arena from the template), every one serves its mailbox on it.
 fn follower_task() -> ! {

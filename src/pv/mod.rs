@@ -748,29 +748,6 @@ fn resume_entry(
     Some((f, fx, rt.bases(key)))
 }
 
-/// With several pairs: says once per leader CPU which vCPU it runs first (the boot log
-/// shows every leader ran guest vCPUs).
-fn announce_first_entry(cpu: usize, key: Option<VcpuKey>) {
-    static SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-    let (Some((dom, vcpu)), true) = (key, cpu < 64) else {
-        return;
-    };
-    if SEEN.fetch_or(1 << cpu, core::sync::atomic::Ordering::Relaxed) & (1 << cpu) != 0 {
-        return;
-    }
-    let pair = crate::lockstep_hw::topology().and_then(|t| t.pair_led_by(cpu));
-    match pair {
-        Some(p) => xprintln!(
-            "lockstep: CPU{} (leader of pair {}) enters d{}v{}",
-            cpu,
-            p,
-            dom,
-            vcpu
-        ),
-        None => xprintln!("lockstep: CPU{} enters d{}v{}", cpu, dom, vcpu),
-    }
-}
-
 /// Enters the vCPU the scheduler gave this CPU (or idles).
 fn enter_current() -> ! {
     // Reached from the idle loop too, with interrupts on: the resume path (the RUNTIME lock,
@@ -794,7 +771,7 @@ fn enter_current() -> ! {
     if entry.is_some() {
         rt.on_cpu[cpu] = rt.running[cpu];
         if rt.cross_cpu {
-            announce_first_entry(cpu, rt.running[cpu]);
+            crate::lockstep_pairs::announce_first_entry(cpu, rt.running[cpu]);
         }
     }
     drop(guard);
