@@ -8,6 +8,12 @@
 /// Physical address the AP trampoline is copied to (real-mode segment 0x800).
 pub const AP_TRAMPOLINE_PADDR: u64 = 0x8000;
 
+/// Size of the boot CPU's main stack (in .bss, under `boot_stack_top`), as big as the other
+/// CPUs' main stacks (`smp::AP_STACK_SIZE`): the boot CPU builds dom0 on it and, as the
+/// coordinator or the only CPU, runs the hypervisor's idle and console paths. At 64 KiB its
+/// high-water mark in the `domrun` scenario was 49 KiB (`stacks::report`).
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
+
 #[cfg(not(test))]
 core::arch::global_asm!(
     r#"
@@ -215,7 +221,7 @@ boot_pd:
 boot_stack_guard:
     .skip 4096
 boot_stack:
-    .skip 65536
+    .skip {boot_stack_size}
     .global boot_stack_top
 boot_stack_top:
 
@@ -327,5 +333,6 @@ tramp_arg:
 ap_trampoline_end:
     .text
 "#,
+    boot_stack_size = const BOOT_STACK_SIZE,
     options(att_syntax)
 );

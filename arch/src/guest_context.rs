@@ -1,5 +1,5 @@
 //! A vCPU's PV CPU state as one unit (virtual CR0.TS, TSC_AUX, CR4.TSD and CR4.FSGSBASE, GDT
-//! and LDT frames, breakpoints), loaded with one call that does nothing when this CPU holds
+//! and LDT frames, breakpoints, XCR0), loaded with one call that does nothing when this CPU holds
 //! exactly that state already.
 //!
 //! Each part has its own setter (in `guest` and `gdt`), which writes the hardware only when
@@ -47,6 +47,8 @@ pub struct GuestContext {
     pub dr: [u64; 4],
     /// DR7.
     pub dr7: u64,
+    /// XCR0 (`xstate`).
+    pub xcr0: u64,
 }
 
 /// Words naming what a [`GuestContext`] is built from: two equal sources give equal
@@ -115,6 +117,7 @@ pub fn load(c: &GuestContext) {
     crate::gdt::load_guest_gdt(&c.gdt_frames);
     crate::gdt::load_guest_ldt(&c.ldt_frames, c.ldt_ents);
     crate::guest::load_debug_registers(c.dr, c.dr7);
+    crate::xstate::set_xcr0(c.xcr0);
     // The setters forgot the state: it is loaded now.
     slot.lock().ctx = Some(*c);
 }
@@ -151,6 +154,7 @@ mod tests {
             ldt_ents: 0,
             dr: [0; 4],
             dr7: 0x400,
+            xcr0: 3,
         }
     }
 

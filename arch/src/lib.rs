@@ -36,3 +36,4 @@ pub mod serial;
 pub mod smp;
 pub mod stacks;
 pub mod trap;
+pub mod xstate;

@@ -40,6 +40,8 @@ pub struct PerCpu {
     pub stack_lo: AtomicU64,
     /// See `stack_lo`.
     pub stack_hi: AtomicU64,
+    /// The XCR0 this CPU holds (see `xstate`; 0 before XSAVE is set up on it).
+    pub xcr0: AtomicU64,
 }
 
 impl PerCpu {
@@ -60,6 +62,7 @@ impl PerCpu {
             guest_return: [const { AtomicU64::new(0) }; 5],
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
+            xcr0: AtomicU64::new(0),
         }
     }
 }

@@ -34,7 +34,13 @@ pub fn alloc_stack(cpu: usize, kind: StackKind, size: usize) -> (u64, u64) {
         panic!("out of memory allocating a {size}-byte CPU stack");
     }
     let top = p as u64 + size as u64;
-    (top, stacks::guard(cpu, kind, p as u64, size).unwrap_or(top))
+    match stacks::guard(cpu, kind, p as u64, size) {
+        Some(guarded) => (top, guarded),
+        None => {
+            stacks::record(cpu, kind, p as u64, size);
+            (top, top)
+        }
+    }
 }
 
 /// Loads this CPU's GDT/TSS (with fresh IST stacks), the IDT and its per-CPU slot.
@@ -47,6 +53,7 @@ pub fn setup_cpu(index: usize, apic_id: u32) {
     crate::gdt::load(index, ist);
     crate::idt::load();
     crate::guest::init_cpu();
+    crate::xstate::init_cpu();
 }
 
 /// The function each AP runs once it is set up (its logical index as argument).
@@ -310,7 +317,9 @@ pub fn record_boot_stack() {
     let top = core::ptr::addr_of!(boot_stack_top) as u64;
     let pc = percpu::this();
     pc.stack_hi.store(top, Ordering::Relaxed);
-    pc.stack_lo.store(top - 65536, Ordering::Relaxed);
+    let size = crate::boot::BOOT_STACK_SIZE;
+    pc.stack_lo.store(top - size as u64, Ordering::Relaxed);
+    stacks::record(0, StackKind::Main, top - size as u64, size);
 }
 
 /// Moves the boot CPU's IST and SYSCALL stacks, allocated before the hypervisor page tables

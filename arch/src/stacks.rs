@@ -3,9 +3,16 @@
 //! page below each, and the boot CPU's main stack has the unmapped `boot_stack_guard` page
 //! under it. An overflow then takes a #PF (on an IST stack) that [`overflow_at`] names,
 //! instead of silently corrupting the neighbouring stack.
+//!
+//! Every stack starts zeroed (heap stacks are allocated zeroed, the boot stack is in .bss),
+//! so the lowest non-zero word tells how deep it has ever been used: [`high_water`], printed
+//! for every CPU when the hardware domain goes down ([`report`]), with a warning for a stack
+//! more than three quarters used.
 
 use crate::gdt::{IST_DOUBLE_FAULT, IST_EXCEPTION, IST_IRQ, IST_MCE, IST_NMI};
 use crate::paging::{set_stack_area_page, STACK_AREA_BASE, STACK_AREA_CPU_PAGES};
+use crate::percpu::MAX_CPUS;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Which of a CPU's stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +64,29 @@ impl StackKind {
         }
     }
 
+    /// Short name for the stack-use line.
+    fn short(self) -> &'static str {
+        match self {
+            StackKind::Main => "main",
+            StackKind::Syscall => "SYSCALL",
+            StackKind::Ist(IST_EXCEPTION) => "exception",
+            StackKind::Ist(IST_DOUBLE_FAULT) => "double-fault",
+            StackKind::Ist(IST_NMI) => "NMI",
+            StackKind::Ist(IST_MCE) => "MCE",
+            StackKind::Ist(IST_IRQ) => "IRQ",
+            StackKind::Ist(_) => "IST",
+        }
+    }
+
+    /// Index into a CPU's row of [`EXTENTS`].
+    fn index(self) -> usize {
+        match self {
+            StackKind::Main => 0,
+            StackKind::Syscall => 1,
+            StackKind::Ist(n) => 1 + usize::from(n).min(IST_SLOTS),
+        }
+    }
+
     fn all() -> [StackKind; 2 + IST_SLOTS] {
         [
             StackKind::Main,
@@ -67,6 +97,86 @@ impl StackKind {
             StackKind::Ist(4),
             StackKind::Ist(5),
         ]
+    }
+}
+
+/// Each CPU's stacks as last placed: lowest address (0: none recorded) and size in bytes,
+/// indexed by [`StackKind::index`].
+static EXTENTS: [[(AtomicU64, AtomicU64); 2 + IST_SLOTS]; MAX_CPUS] =
+    [const { [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 2 + IST_SLOTS] }; MAX_CPUS];
+
+/// Records that CPU `cpu`'s `kind` stack is the `bytes` of zeroed, mapped memory from `lo`
+/// (the address it is used at), for [`high_water`]. The memory must stay mapped for good.
+pub fn record(cpu: usize, kind: StackKind, lo: u64, bytes: usize) {
+    if let Some(row) = EXTENTS.get(cpu) {
+        let (l, n) = &row[kind.index()];
+        l.store(lo, Ordering::Relaxed);
+        n.store(bytes as u64, Ordering::Release);
+    }
+}
+
+/// Leading zero words of a stack read from its lowest address up: the part never used.
+fn untouched_words(words: impl Iterator<Item = u64>) -> usize {
+    words.take_while(|&w| w == 0).count()
+}
+
+/// How many bytes of CPU `cpu`'s `kind` stack have ever been used, and its size (None: no
+/// such stack recorded).
+pub fn high_water(cpu: usize, kind: StackKind) -> Option<(usize, usize)> {
+    let (l, n) = &EXTENTS.get(cpu)?[kind.index()];
+    let bytes = n.load(Ordering::Acquire) as usize;
+    let lo = l.load(Ordering::Relaxed);
+    if lo == 0 || bytes == 0 {
+        return None;
+    }
+    let words = (0..bytes / 8).map(|i| {
+        let p = (lo + 8 * i as u64) as *const u64;
+        // SAFETY: [lo, lo + bytes) was recorded as a stack that stays mapped for the
+        // hypervisor's lifetime; the read is volatile because the owning CPU may be writing
+        // its stack right now (a stale value only moves the mark by a word).
+        unsafe { core::ptr::read_volatile(p) }
+    });
+    Some((bytes - 8 * untouched_words(words), bytes))
+}
+
+/// Whether `used` of `size` bytes is over the warning line (three quarters).
+fn over_warning(used: usize, size: usize) -> bool {
+    used > size / 4 * 3
+}
+
+/// Prints every recorded stack's high-water mark, one line a CPU that has stacks
+/// (`stack use: CPU1 main 12/256 KiB, SYSCALL 40/256, ...`), and a warning line for each
+/// stack more than three quarters used.
+pub fn report() {
+    use core::fmt::Write;
+    for cpu in 0..MAX_CPUS {
+        let mut line = heapless::String::<256>::new();
+        let mut warn = None;
+        for kind in StackKind::all() {
+            let Some((used, size)) = high_water(cpu, kind) else {
+                continue;
+            };
+            let sep = if line.is_empty() { "" } else { "," };
+            let _ = write!(
+                line,
+                "{sep} {} {}/{}",
+                kind.short(),
+                used.div_ceil(1024),
+                size / 1024
+            );
+            if over_warning(used, size) {
+                warn = Some((kind, used, size));
+            }
+        }
+        if !line.is_empty() {
+            crate::xprintln!("stack use (KiB): CPU{cpu}{line}");
+        }
+        if let Some((kind, used, size)) = warn {
+            crate::xprintln!(
+                "Warning: stack nearly full: CPU{cpu} {} used {used} of {size} bytes",
+                kind.name()
+            );
+        }
     }
 }
 
@@ -100,6 +210,8 @@ pub fn guard(cpu: usize, kind: StackKind, lo: u64, bytes: usize) -> Option<u64> 
             return None;
         }
     }
+    let alias = STACK_AREA_BASE + (start * 4096) as u64;
+    record(cpu, kind, alias, bytes);
     Some(STACK_AREA_BASE + ((first + 1 + max) * 4096) as u64)
 }
 
@@ -142,5 +254,30 @@ mod tests {
         assert_eq!(StackKind::Ist(0).slot(), None);
         assert_eq!(StackKind::Ist(6).slot(), None);
         assert_eq!(StackKind::Ist(IST_IRQ).name(), "interrupt IST stack");
+    }
+
+    #[test]
+    fn every_kind_has_its_own_extent_slot() {
+        let mut seen = [false; 2 + IST_SLOTS];
+        for k in StackKind::all() {
+            assert!(!seen[k.index()], "{k:?} shares a slot");
+            seen[k.index()] = true;
+        }
+    }
+
+    #[test]
+    fn high_water_counts_from_the_lowest_written_word() {
+        // A stack grows down: the words at its low end stay zero until it gets that deep.
+        assert_eq!(untouched_words([0u64, 0, 0, 5, 0, 7].into_iter()), 3);
+        assert_eq!(untouched_words([1u64, 0].into_iter()), 0);
+        assert_eq!(untouched_words([0u64; 4].into_iter()), 4);
+        assert!(!over_warning(192 * 1024, 256 * 1024));
+        assert!(over_warning(192 * 1024 + 8, 256 * 1024));
+    }
+
+    #[test]
+    fn unrecorded_stacks_have_no_mark() {
+        assert_eq!(high_water(MAX_CPUS - 1, StackKind::Ist(IST_NMI)), None);
+        assert_eq!(high_water(MAX_CPUS, StackKind::Main), None);
     }
 }

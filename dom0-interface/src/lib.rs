@@ -29,6 +29,7 @@ pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;
+pub mod xen_mca;
 
 pub use errno::XenErrno;
 pub use guest_abi::{AbiError, GuestAbi};

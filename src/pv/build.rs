@@ -241,6 +241,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         on_cpu: [None; MAX_CPUS],
         cross_cpu: crate::lockstep_pairs::several(),
         selectors_of: [None; MAX_CPUS],
+        xstate_dirty: [false; MAX_CPUS],
         svm: arch::cpu::has_svm(),
         deadline: [None; MAX_CPUS],
         return_faults: [(None, 0); MAX_CPUS],

@@ -35,6 +35,9 @@ struct VcpuRt {
     /// Data selectors DS, ES, FS, GS (Xen's `user_regs.ds` ...): saved when the vCPU leaves
     /// its CPU, loaded when it is resumed on a CPU whose registers hold another vCPU's.
     segs: [u16; 4],
+    /// Its XSAVE-managed state beyond x87/SSE (AVX ...), once it enabled any with `xsetbv`:
+    /// saved when it leaves its CPU, loaded when it enters one (`arch::xstate`).
+    xstate: Option<alloc::boxed::Box<arch::xstate::XArea>>,
 }
 
 impl VcpuRt {
@@ -44,6 +47,7 @@ impl VcpuRt {
             frame: TrapFrame::ZERO,
             fx: FxArea::default(),
             segs: [0; 4],
+            xstate: None,
         }
     }
 }
@@ -65,6 +69,9 @@ pub(crate) struct Runtime {
     /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
     /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
     selectors_of: [Option<VcpuKey>; MAX_CPUS],
+    /// Per CPU, whether its extended (XSAVE) registers may hold a vCPU's values rather than
+    /// their initial state: a vCPU that never enabled them must not see another's.
+    xstate_dirty: [bool; MAX_CPUS],
     /// The CPUs have AMD SVM: null FS and GS load as 0, as Xen's `svm_load_segs` loads them.
     svm: bool,
     /// Each CPU's timer deadline (system time, ns).
@@ -185,8 +192,47 @@ impl Runtime {
                 ldt_ents: replica.vcpus.get(&key).map_or(0, |v| v.ldt_ents),
                 dr: pv.map_or([0; 4], |p| p.dr),
                 dr7: pv.map_or(arch::cpu::DR7_DEFAULT, |p| p.dr7),
+                xcr0: pv.map_or(arch::xstate::XCR0_FP_SSE, |p| p.xcr0),
             }
         });
+    }
+
+    /// Every XCR0 bit `key` ever enabled.
+    fn xcr0_accum(&self, key: VcpuKey) -> u64 {
+        self.backend
+            .replica()
+            .pv_vcpus
+            .get(&key)
+            .map_or(arch::xstate::XCR0_FP_SSE, |p| p.xcr0_accum)
+    }
+
+    /// Saves the extended state of `key`, which leaves this CPU, if it ever enabled any
+    /// (Xen's `vcpu_save_fpu` with XSAVE). The registers keep its values: the CPU is dirty.
+    fn save_xstate(&mut self, cpu: usize, key: VcpuKey) {
+        if !arch::xstate::extended(self.xcr0_accum(key)) {
+            return;
+        }
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            arch::xstate::save(v.xstate.get_or_insert_with(arch::xstate::XArea::new));
+            self.xstate_dirty[cpu] = true;
+        }
+    }
+
+    /// Loads the extended state of `key`, which enters this CPU after its CPU state (XCR0)
+    /// was loaded: its own if it ever enabled any, else the initial state if the registers
+    /// may hold another vCPU's.
+    fn load_xstate(&mut self, cpu: usize, key: VcpuKey) {
+        if arch::xstate::extended(self.xcr0_accum(key)) {
+            let v = self.vcpus.get_mut(&key);
+            match v.and_then(|v| v.xstate.as_deref()) {
+                Some(area) => arch::xstate::restore(area),
+                None => arch::xstate::restore_initial(),
+            }
+            self.xstate_dirty[cpu] = true;
+        } else if self.xstate_dirty[cpu] {
+            arch::xstate::restore_initial();
+            self.xstate_dirty[cpu] = false;
+        }
     }
 
     /// Saves the data selectors of `key`, which leaves this CPU (Xen's `save_segments`).
@@ -526,6 +572,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     v.fx = *fx;
                 }
                 rt.save_selectors(cur);
+                rt.save_xstate(cpu, cur);
                 if let Some(v) = rt.vcpus.get(&next) {
                     *frame = v.frame;
                     *fx = v.fx;
@@ -533,6 +580,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 cur = next;
                 after.merge(map_ldt_selectors(rt, next, Some((frame, fx)), true));
                 rt.load_cpu_state(next);
+                rt.load_xstate(cpu, next);
                 if let Some(segs) = rt.load_selectors(cpu, next) {
                     // The failsafe callback may crash the domain: decide again.
                     after.merge(failsafe(rt, next, segs, frame, fx));
@@ -550,6 +598,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     v.fx = *fx;
                 }
                 rt.save_selectors(cur);
+                rt.save_xstate(cpu, cur);
                 break;
             }
         }
@@ -732,6 +781,7 @@ fn resume_entry(
     let v = rt.vcpus.get(&key)?;
     let (mut f, mut fx) = (v.frame, v.fx);
     rt.load_cpu_state(key);
+    rt.load_xstate(cpu, key);
     if let Some(segs) = rt.load_selectors(cpu, key) {
         after.merge(failsafe(rt, key, segs, &mut f, &mut fx));
         if rt.running[cpu] != Some(key) {
@@ -741,6 +791,7 @@ fn resume_entry(
                 v.fx = fx;
             }
             rt.save_selectors(key);
+            rt.save_xstate(cpu, key);
             return None;
         }
         rt.load_cpu_state(key);

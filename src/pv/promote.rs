@@ -76,6 +76,11 @@ pub(super) fn step_down(mut guard: spin::MutexGuard<'static, Option<Runtime>>, a
         if let Some(k) = rt.selectors_of[cpu] {
             rt.save_selectors(k);
         }
+        if let Some(k) = rt.running[cpu] {
+            rt.save_xstate(cpu, k);
+        }
+        // The promoted CPU's extended registers are in their initial state.
+        rt.xstate_dirty[cpu] = false;
         // The promoted CPU's segment registers hold nobody's selectors yet.
         rt.selectors_of[cpu] = None;
         if let Some(h) = rt.handover.as_mut() {

@@ -111,6 +111,7 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
         Pattern::contains("(XEN) FATAL TRAP"),
         Pattern::contains("(XEN) Panic"),
         Pattern::contains("Hardware Dom0 crashed"),
+        Pattern::contains("(XEN) Warning: stack nearly full"),
     ];
     let (modules, guest_needs) = guest_modules(p, guest);
     Scenario {
@@ -123,6 +124,10 @@ pub fn dualvisor_guest(p: &Paths, guest: &Path) -> Scenario {
             expect: vec![
                 Pattern::contains("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"),
                 Pattern::contains("Test result: SUCCESS"),
+                // Every CPU's stack high-water marks, printed as dom0 goes down.
+                Pattern::contains("(XEN) stack use (KiB): CPU0 main"),
+                Pattern::contains("(XEN) stack use (KiB): CPU1 main"),
+                Pattern::contains("(XEN) stack use (KiB): CPU2 main"),
                 Pattern::contains("(XEN) Hardware Dom0 halted"),
             ],
             fail,

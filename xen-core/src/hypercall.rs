@@ -6,6 +6,7 @@ pub mod domctl;
 mod evtchn;
 pub mod gnttab;
 pub mod lockstep_ctl;
+pub mod mca;
 pub mod memory;
 pub mod mmu;
 pub mod mmuext;
@@ -155,6 +156,13 @@ pub const HYPERCALLS: &[HypercallDesc] = &[
         nr: x::HYPERVISOR_PLATFORM_OP,
         name: "platform_op",
         handler: platform::platform_op,
+        callers: PV,
+    },
+    HypercallDesc {
+        // `__HYPERVISOR_mca` (arch-x86/xen-mca.h) is xen.h's `arch_0`.
+        nr: x::HYPERVISOR_ARCH_0,
+        name: "arch_0",
+        handler: mca::mca,
         callers: PV,
     },
     HypercallDesc {

@@ -35,3 +35,5 @@ mod return_fault_tests;
 mod tests;
 #[cfg(test)]
 mod tsd_tests;
+#[cfg(test)]
+mod xsetbv_tests;

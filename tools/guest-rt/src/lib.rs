@@ -22,6 +22,7 @@ pub mod fuzz;
 pub mod gnttab;
 pub mod hypercall;
 pub mod lockstep_ctl;
+pub mod mca;
 pub mod mm;
 pub mod module;
 pub mod msr;
@@ -44,5 +45,6 @@ pub mod traps;
 pub mod vcpu;
 pub mod version;
 pub mod xenctl;
+pub mod xsave;
 
 pub use errno::{Errno, XenResult};

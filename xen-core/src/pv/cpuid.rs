@@ -20,6 +20,7 @@ pub const HYPERCALL_MSR: u32 = 0x4000_0000;
 
 /// CPUID.1:ECX bits.
 mod ecx1 {
+    pub const XSAVE: u32 = 1 << 26;
     pub const OSXSAVE: u32 = 1 << 27;
     pub const HYPERVISOR: u32 = 1 << 31;
 }
@@ -99,6 +100,9 @@ pub struct Caller {
     pub privileged: bool,
     /// The host's `max_page` (one past the highest RAM frame).
     pub max_page: u64,
+    /// Asked through the forced-emulation prefix (#UD) from guest kernel mode: the view in
+    /// which Xen shows its own CR4.OSXSAVE (see [`pv_cpuid`]).
+    pub enlightened_kernel: bool,
 }
 
 impl Caller {
@@ -110,6 +114,7 @@ impl Caller {
             guest_cr4: crate::pv::state::get(state, k).cr4,
             privileged: crate::hypercall::is_privileged(state, k.0),
             max_page: state.mm_config.get().max_page,
+            enlightened_kernel: false,
         }
     }
 }
@@ -129,9 +134,10 @@ fn amd_like_vendor(ebx: u32) -> bool {
 /// `guest_cpuid` for the calling PV vCPU: `leaf`/`subleaf` → [EAX, EBX, ECX, EDX]. `host`
 /// answers the host's raw CPUID for any leaf/subleaf; the result is Xen 4.17's PV policy
 /// over it (`recalculate_cpuid_policy`, `recalculate_misc`, the PV parts of `guest_cpuid`).
-/// OSXSAVE is shown only when the guest's own CR4 has it: Xen leaks its CR4.OSXSAVE into a PV kernel's view, and Linux then turns on XSAVE
-/// with XSETBV, which DualVisor does not emulate (Linux's `xen_check_xsave` falls back to
-/// FXSAVE when OSXSAVE is absent).
+/// OSXSAVE, as Xen 4.17's "non-architectural" PV rule: shown when the guest's own virtual CR4
+/// has it, and also in the enlightened view of the guest kernel when the policy has XSAVE
+/// and the host runs with CR4.OSXSAVE (a de-facto part of the PV ABI Linux relies on: it
+/// then sets CR4.OSXSAVE and XCR0 with `xsetbv`, emulated in `emulate`).
 pub fn pv_cpuid(
     leaf: u32,
     subleaf: u32,
@@ -143,6 +149,7 @@ pub fn pv_cpuid(
         guest_cr4,
         privileged,
         max_page,
+        enlightened_kernel,
     } = *caller;
     if (XEN_BASE..XEN_BASE + 0x100).contains(&leaf) {
         let idx = leaf - XEN_BASE;
@@ -189,8 +196,10 @@ pub fn pv_cpuid(
             r[0] &= 0x0fff_0fff;
             // Initial APIC id: Xen gives vCPU n the id 2n.
             r[1] = (r[1] & 0x00ff_ffff) | (vcpu_id.wrapping_mul(2) << 24);
+            let host_osxsave = r[2] & ecx1::OSXSAVE != 0;
             r[2] = (r[2] & pv_mask::L1_ECX & !ecx1::OSXSAVE) | ecx1::HYPERVISOR;
-            if guest_cr4 & (1 << 18) != 0 {
+            let leaked = enlightened_kernel && host_osxsave && r[2] & ecx1::XSAVE != 0;
+            if guest_cr4 & (1 << 18) != 0 || leaked {
                 r[2] |= ecx1::OSXSAVE;
             }
             r[3] = leaf1_edx(r[3]);
@@ -256,6 +265,43 @@ pub fn has_fsgsbase(ctx: &mut Ctx<'_, '_, '_>) -> Result<bool, HvError> {
         return Ok(false);
     }
     Ok(ctx.value(value_kind::host_cpuid_raw(7, 0, 1))? & 1 != 0)
+}
+
+/// XCR0 bits Xen manages (`XCNTXT_MASK`): x87, SSE, AVX, AVX-512 (opmask, ZMM, hi ZMM),
+/// MPX (BNDREGS, BNDCSR), PKRU, LWP.
+const XCNTXT_MASK: u64 = 0b10_1111_1111 | (1 << 62);
+
+/// Xen's `xfeature_mask`: the XCR0 bits the host supports and Xen manages (0 when the host
+/// runs without CR4.OSXSAVE: nothing may be enabled).
+pub fn xfeature_mask(ctx: &mut Ctx<'_, '_, '_>) -> Result<u64, HvError> {
+    if ctx.value(value_kind::host_cpuid_raw(1, 0, 2))? & u64::from(ecx1::OSXSAVE) == 0 {
+        return Ok(0);
+    }
+    let lo = ctx.value(value_kind::host_cpuid_raw(0xd, 0, 0))? & 0xffff_ffff;
+    let hi = ctx.value(value_kind::host_cpuid_raw(0xd, 0, 3))? & 0xffff_ffff;
+    Ok((hi << 32 | lo) & XCNTXT_MASK)
+}
+
+/// Xen's `valid_xcr0` plus its PV refusal of PKRU: whether a PV kernel may load `xcr0`
+/// into XCR0 on a host supporting `mask`.
+pub fn xcr0_allowed(xcr0: u64, mask: u64) -> bool {
+    const FP: u64 = 1;
+    const SSE: u64 = 2;
+    const YMM: u64 = 4;
+    const BNDREGS: u64 = 1 << 3;
+    const BNDCSR: u64 = 1 << 4;
+    const AVX512: u64 = 0b111 << 5;
+    const PKRU: u64 = 1 << 9;
+    if xcr0 & !mask != 0 || xcr0 & FP == 0 || xcr0 & PKRU != 0 {
+        return false;
+    }
+    if xcr0 & YMM != 0 && xcr0 & SSE == 0 {
+        return false;
+    }
+    if xcr0 & AVX512 != 0 && (xcr0 & YMM == 0 || xcr0 & AVX512 != AVX512) {
+        return false;
+    }
+    (xcr0 & BNDREGS == 0) == (xcr0 & BNDCSR == 0)
 }
 
 /// The host CPUID values for `leaf`/`subleaf`, from the input log: the leaf in the request's
@@ -337,6 +383,7 @@ mod tests {
         guest_cr4: 0x660,
         privileged: true,
         max_page: 0x7ffdf,
+        enlightened_kernel: false,
     };
 
     #[test]
@@ -389,13 +436,14 @@ mod tests {
     #[test]
     fn every_measured_leaf_as_xen_4_17_answers_it() {
         for &(leaf, sub, xen) in XEN_4_17 {
-            let mut want = xen;
-            if leaf == 1 {
-                // Xen leaks its own CR4.OSXSAVE; DualVisor shows the guest's (here clear).
-                want[2] &= !ecx1::OSXSAVE;
-            }
-            let got = pv_cpuid(leaf, sub, &DOM0, &mut epyc).unwrap();
-            assert_eq!(got, want, "leaf {leaf:#x}.{sub}");
+            // Measured through the forced-emulation prefix from the kernel: Xen's own
+            // CR4.OSXSAVE shows in leaf 1.
+            let kernel = Caller {
+                enlightened_kernel: true,
+                ..DOM0
+            };
+            let got = pv_cpuid(leaf, sub, &kernel, &mut epyc).unwrap();
+            assert_eq!(got, xen, "leaf {leaf:#x}.{sub}");
         }
     }
 
@@ -438,6 +486,60 @@ mod tests {
         )
         .unwrap();
         assert!(with_xsave[2] & ecx1::OSXSAVE != 0);
+    }
+
+    #[test]
+    fn osxsave_leaks_only_to_the_enlightened_kernel_of_an_osxsave_host() {
+        let kernel = Caller {
+            enlightened_kernel: true,
+            ..DOM0
+        };
+        let r = pv_cpuid(1, 0, &kernel, &mut epyc).unwrap();
+        assert_ne!(r[2] & ecx1::OSXSAVE, 0);
+        // A host without CR4.OSXSAVE has nothing to leak.
+        let mut no_os = |leaf: u32, sub: u32| {
+            let mut r = epyc(leaf, sub)?;
+            if leaf == 1 {
+                r[2] &= !ecx1::OSXSAVE;
+            }
+            Ok(r)
+        };
+        assert_eq!(
+            pv_cpuid(1, 0, &kernel, &mut no_os).unwrap()[2] & ecx1::OSXSAVE,
+            0
+        );
+        // Nor does a policy without XSAVE.
+        let mut no_xsave = |leaf: u32, sub: u32| {
+            let mut r = epyc(leaf, sub)?;
+            if leaf == 1 {
+                r[2] &= !ecx1::XSAVE;
+            }
+            Ok(r)
+        };
+        assert_eq!(
+            pv_cpuid(1, 0, &kernel, &mut no_xsave).unwrap()[2] & ecx1::OSXSAVE,
+            0
+        );
+    }
+
+    #[test]
+    fn xcr0_values_as_xen_4_17_takes_them() {
+        // Measured on the oracle (EPYC host mask 7), xsave guest: 3, 7 and 1 taken; the
+        // others #GP.
+        for ok in [3, 7, 1] {
+            assert!(xcr0_allowed(ok, 7), "{ok:#x}");
+        }
+        for bad in [2, 5, 0, 0x207, 0xe7, (1 << 63) | 7] {
+            assert!(!xcr0_allowed(bad, 7), "{bad:#x}");
+        }
+        // AVX-512's three bits only together and with AVX; MPX's two together.
+        let all = XCNTXT_MASK;
+        assert!(xcr0_allowed(0xe7, all));
+        assert!(!xcr0_allowed(0x67, all));
+        assert!(!xcr0_allowed(0xe3, all));
+        assert!(xcr0_allowed(0x1b, all));
+        assert!(!xcr0_allowed(0xb, all));
+        assert!(!xcr0_allowed(0x203, all));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum Insn {
     Rdtscp,
     /// `cpuid`.
     Cpuid,
+    /// `xsetbv` (0f 01 d1).
+    Xsetbv,
     /// `rdmsr`.
     Rdmsr,
     /// `wrmsr`.
@@ -221,6 +223,7 @@ pub fn decode(mut fetch: impl FnMut(usize) -> Option<u8>) -> Option<Decoded> {
         0x32 => done(Insn::Rdmsr, i + 2),
         0xa2 => done(Insn::Cpuid, i + 2),
         0x01 if fetch(i + 2)? == 0xf9 => done(Insn::Rdtscp, i + 3),
+        0x01 if fetch(i + 2)? == 0xd1 => done(Insn::Xsetbv, i + 3),
         0x20..=0x23 => {
             // The mod field is ignored: these always name registers.
             let modrm = fetch(i + 2)?;
@@ -393,7 +396,11 @@ mod tests {
             dec(&[0x0f, 0x01, 0xf9]).map(|d| (d.insn, d.len)),
             Some((Insn::Rdtscp, 3))
         );
-        // 0f 01 d0 is xgetbv: not emulated.
+        assert_eq!(
+            dec(&[0x0f, 0x01, 0xd1]).map(|d| (d.insn, d.len)),
+            Some((Insn::Xsetbv, 3))
+        );
+        // 0f 01 d0 is xgetbv, which runs natively (CR4.OSXSAVE): never emulated.
         assert_eq!(dec(&[0x0f, 0x01, 0xd0]).map(|d| d.insn), Some(Insn::Other));
         assert_eq!(dec(&[0x0f, 0x01]), None);
     }

@@ -282,6 +282,26 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
                 Err(_) => return Ok(Outcome::Raise(13, 0)),
             }
         }
+        Insn::Xsetbv => {
+            // x86_emulate: #UD without OSXSAVE in the (virtual) CR4, then #GP(0) outside
+            // ring 0; Xen's `handle_xsetbv` refuses (#GP(0)) any register but XCR0 and any
+            // value `valid_xcr0` or the host's mask rejects, and PKRU for PV.
+            if state::get(state, k).cr4 & state::CR4_OSXSAVE == 0 {
+                return Ok(Outcome::Raise(6, 0));
+            }
+            if !kernel_mode(state, k) {
+                return Ok(Outcome::Fault);
+            }
+            let value = (regs.rax & 0xffff_ffff) | (regs.rdx << 32);
+            if regs.rcx as u32 != 0 || !cpuid::xcr0_allowed(value, cpuid::xfeature_mask(ctx)?) {
+                return Ok(Outcome::Fault);
+            }
+            let j = ctx.journal();
+            state::update(state, j, k, |p| {
+                p.xcr0 = value;
+                p.xcr0_accum |= value;
+            });
+        }
         Insn::Clts => fpu_taskswitch(state, ctx, false),
         Insn::Wbinvd => {}
         Insn::Rdtsc | Insn::Rdtscp => {
@@ -369,7 +389,10 @@ pub fn invalid_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<Outc
     if op != [0x0f, 0xa2] {
         return Ok(Outcome::Fault);
     }
-    let caller = cpuid::Caller::of(state, ctx);
+    let caller = cpuid::Caller {
+        enlightened_kernel: kernel_mode(state, state::key(ctx)),
+        ..cpuid::Caller::of(state, ctx)
+    };
     let r = cpuid::pv_cpuid(regs.rax as u32, regs.rcx as u32, &caller, &mut |l, s| {
         cpuid::host_values(ctx, l, s)
     })?;

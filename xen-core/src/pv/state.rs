@@ -29,6 +29,10 @@ pub fn fixup_guest_cr4(cr4: u64, fsgsbase: bool) -> u64 {
     };
     GUEST_CR4 | (cr4 & allowed)
 }
+/// `X86_CR4_OSXSAVE`: with it in its virtual CR4 a PV kernel may `xsetbv`.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// `XSTATE_FP_SSE`: the XCR0 of a vCPU that never ran `xsetbv`.
+pub const XCR0_FP_SSE: u64 = 3;
 /// `X86_CR4_DE`.
 pub const CR4_DE: u64 = 1 << 3;
 /// `X86_CR4_TSD`: a PV kernel that sets it in its virtual CR4 gets it in the real CR4 while
@@ -127,6 +131,11 @@ pub struct PvVcpu {
     pub iobmp: u64,
     /// Ports the bitmap covers (`iobmp_limit`; 0: none).
     pub iobmp_limit: u32,
+    /// XCR0 the vCPU runs with (`arch.xcr0`; x87 | SSE until the kernel's `xsetbv`).
+    pub xcr0: u64,
+    /// Every XCR0 bit the vCPU ever enabled (`arch.xcr0_accum`): the extended state the
+    /// hypervisor must switch with it.
+    pub xcr0_accum: u64,
 }
 impl_value!(PvVcpu {
     failsafe_disables_events,
@@ -151,6 +160,8 @@ impl_value!(PvVcpu {
     tsc_aux,
     iobmp,
     iobmp_limit,
+    xcr0,
+    xcr0_accum,
 });
 
 impl Default for PvVcpu {
@@ -178,6 +189,8 @@ impl Default for PvVcpu {
             tsc_aux: 0,
             iobmp: 0,
             iobmp_limit: 0,
+            xcr0: XCR0_FP_SSE,
+            xcr0_accum: XCR0_FP_SSE,
         }
     }
 }
