@@ -264,7 +264,9 @@ mod tests {
         let v = dualvisor_guests(&p, &guests);
         let s = find(&v, "dualvisor-hello");
         assert_eq!(s.qemu.smp, 3);
-        let ok = "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\nTest result: SUCCESS\n(XEN) Hardware Dom0 halted: halting machine\n";
+        let ok = "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0\nTest result: SUCCESS\n\
+                  (XEN) stack use (KiB): CPU0 main 58/256\n(XEN) stack use (KiB): CPU1 main 17/256\n\
+                  (XEN) stack use (KiB): CPU2 main 31/256\n(XEN) Hardware Dom0 halted: halting machine\n";
         assert_eq!(watch(&s, ok), WatchState::AllSeen);
         assert!(matches!(
             watch(&s, "Test result: SKIP\n"),

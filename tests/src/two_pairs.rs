@@ -51,6 +51,12 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
             s.expect
                 .expect
                 .push(Pattern::contains("Test result: SUCCESS"));
+            // Every CPU's stack high-water marks, printed as dom0 goes down.
+            for cpu in 0..5 {
+                s.expect.expect.push(Pattern::contains(format!(
+                    "(XEN) stack use (KiB): CPU{cpu} main"
+                )));
+            }
             s.expect
                 .expect
                 .push(Pattern::contains("(XEN) Hardware Dom0 halted"));
@@ -198,13 +204,15 @@ mod tests {
         let v = two_pair_guests(&p, &guests);
         assert_eq!(v.len(), 3);
         let e = find(&v, "dualvisor-evtchn2-smp5");
-        assert_eq!(e.expect.expect.len(), 4, "evtchn2 does not start vCPU 1");
+        assert_eq!(e.expect.expect.len(), 9, "evtchn2 does not start vCPU 1");
         let s = find(&v, "dualvisor-timer-smp5");
         assert_eq!(s.qemu.smp, 5);
         let log = format!(
             "{TWO_PAIRS_LINE}\n(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)\n\
              (XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\nTest result: SUCCESS\n\
-             (XEN) Hardware Dom0 halted: halting machine\n"
+             (XEN) stack use (KiB): CPU0 main 58/256\n(XEN) stack use (KiB): CPU1 main 17/256\n\
+             (XEN) stack use (KiB): CPU2 main 31/256\n(XEN) stack use (KiB): CPU3 main 7/256\n\
+             (XEN) stack use (KiB): CPU4 main 9/256\n(XEN) Hardware Dom0 halted: halting machine\n"
         );
         assert_eq!(watch(&s, &log), WatchState::AllSeen);
         let one_leader = log.replace("(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\n", "");
