@@ -95,9 +95,9 @@ static TOPOLOGY: Once<Topology> = Once::new();
 pub(crate) static PAIR: Once<Pair> = Once::new();
 pub(crate) static CONFIG: Once<Config> = Once::new();
 pub(crate) static TEMPLATE: Mutex<Option<HvState>> = Mutex::new(None);
-static FOLLOWER_ARENA: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static FOLLOWER_ARENA: AtomicUsize = AtomicUsize::new(0);
 static NCPUS: AtomicUsize = AtomicUsize::new(0);
-static LEADER_ARENA: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static LEADER_ARENA: AtomicUsize = AtomicUsize::new(0);
 /// Set by the follower when it leaves its loop, with its replica's full digest.
 pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
 /// The follower's final replica digest (valid once `FOLLOWER_DONE`).
@@ -178,7 +178,11 @@ pub fn setup(ncpus: usize, mut cfg: Config, dom0_pages: u64) -> Option<&'static 
             "lockstep: replicas in separate heap arenas of {} MiB each",
             arena_bytes >> 20
         );
-        crate::lockstep_spare::setup(topo, arena_bytes);
+        if crate::lockstep_pairs::several() {
+            crate::lockstep_pairs::setup(cfg.input_capacity);
+        } else {
+            crate::lockstep_spare::setup(topo, arena_bytes);
+        }
     } else {
         // One CPU (or lockstep off): both replicas in one arena of their own.
         LEADER_ARENA.store(arch::heap::add_arena(arena_bytes)?, Ordering::Relaxed);
@@ -186,10 +190,11 @@ pub fn setup(ncpus: usize, mut cfg: Config, dom0_pages: u64) -> Option<&'static 
     Some(topo)
 }
 
-/// Objects the follower has corrected in its replica by scrubbing (0 without a pair).
+/// Objects the followers have corrected in their replica by scrubbing (0 without a pair).
 pub fn follower_repairs() -> u64 {
     PAIR.get()
         .map_or(0, |p| p.follower_repairs.load(Ordering::Acquire))
+        + crate::lockstep_pairs::more_follower_repairs()
 }
 
 /// The topology decided at boot.
@@ -287,6 +292,8 @@ pub enum Backend {
     Local(alloc::boxed::Box<Engine<Xen>>),
     /// The leader of a pair.
     Leader(alloc::boxed::Box<LeaderCore<'static, Xen>>),
+    /// The leaders of several pairs (`-smp 5` and up).
+    Pairs(crate::lockstep_pairs::Boxed),
 }
 
 impl Backend {
@@ -294,6 +301,9 @@ impl Backend {
     /// coordinator on their CPUs.
     pub fn new(state: HvState) -> Backend {
         let cfg = CONFIG.get().copied().unwrap_or_default();
+        if crate::lockstep_pairs::several() && PAIR.get().is_some() {
+            return Backend::Pairs(crate::lockstep_pairs::Pairs::new(state));
+        }
         match (TOPOLOGY.get(), PAIR.get()) {
             (
                 Some(Topology::Pair {
@@ -348,6 +358,22 @@ impl Backend {
                 let arena = LEADER_ARENA.load(Ordering::Relaxed);
                 arch::heap::with_arena(arena, || l.leader_run(request, env, &Tsc, &HwIdle, sink))
             }
+            Backend::Pairs(p) => p.run(request, env, sink),
+        }
+    }
+
+    /// Runs one transaction of pair `pair` from this CPU (the self-test drives every pair's
+    /// mailbox from one CPU); with one pair, as [`Backend::run`].
+    pub fn run_for_pair(
+        &mut self,
+        pair: usize,
+        request: &[u64],
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<Effect>,
+    ) -> Outcome<Abort> {
+        match self {
+            Backend::Pairs(p) => p.run_for_pair(pair, request, env, sink),
+            b => b.run(request, env, sink),
         }
     }
 
@@ -356,6 +382,7 @@ impl Backend {
         match self {
             Backend::Local(e) => e.replica(Role::Leader),
             Backend::Leader(l) => l.replica(),
+            Backend::Pairs(p) => p.replica(),
         }
     }
 
@@ -364,6 +391,7 @@ impl Backend {
         match self {
             Backend::Local(e) => e.stats(),
             Backend::Leader(l) => l.stats(),
+            Backend::Pairs(p) => p.stats(),
         }
     }
 
@@ -372,6 +400,7 @@ impl Backend {
         match self {
             Backend::Local(e) => e.health(),
             Backend::Leader(l) => l.health(),
+            Backend::Pairs(p) => p.health(),
         }
     }
 
@@ -380,6 +409,16 @@ impl Backend {
         match self {
             Backend::Local(e) => e.injector(),
             Backend::Leader(l) => l.injector(),
+            Backend::Pairs(p) => p.injector(),
+        }
+    }
+
+    /// The fault injector of the pair that pair `pair`'s transactions go through (with one
+    /// pair, [`Backend::injector`]).
+    pub fn injector_of(&mut self, pair: usize) -> &mut Injector {
+        match self {
+            Backend::Pairs(p) => p.injector_of(pair),
+            b => b.injector(),
         }
     }
 
@@ -411,6 +450,7 @@ impl Backend {
                 let cpu = cpu_of(role).unwrap_or(0);
                 match self {
                     Backend::Leader(l) => l.fail_core(role),
+                    Backend::Pairs(p) => p.fail_core(role),
                     Backend::Local(e) => {
                         let core = e.cores()[role.code() as usize & 1];
                         e.injector().arm_persistent(FaultKind::Hang, core)
@@ -486,6 +526,13 @@ impl Backend {
         match self {
             Backend::Local(e) => e.set_lockstep(false),
             Backend::Leader(l) => l.switch_off(),
+            Backend::Pairs(p) => {
+                p.switch_off();
+                xprintln!(
+                    "lockstep: off (runtime): transactions run once on every leader CPU, without redundancy"
+                );
+                return;
+            }
         }
         let cpu = cpu_of(Role::Leader).unwrap_or(0);
         xprintln!(
@@ -503,6 +550,13 @@ impl Backend {
                     cpu_of(Role::Leader).unwrap_or(0)
                 );
             }
+            Backend::Pairs(p) => match p.switch_on() {
+                Ok(d) => xprintln!(
+                    "lockstep: on (runtime): every pair's follower re-synchronised from the leader's replica at a transaction boundary, replicas bit-identical (digest {:#010x})",
+                    d
+                ),
+                Err(e) => xprintln!("lockstep: cannot turn on: {}; still {}", e, p.health()),
+            },
             Backend::Leader(l) if l.health().is_protected() => {
                 xprintln!("lockstep: already on ({})", l.health());
             }
@@ -570,6 +624,10 @@ impl Backend {
                 *r |= bit;
             }
         };
+        if let Backend::Pairs(p) = self {
+            p.mark_roles(&mut s.roles);
+            return s;
+        }
         match TOPOLOGY.get() {
             Some(Topology::Single { cpu, .. }) => role(*cpu, ctl::LOCKSTEP_ROLE_LEADER),
             Some(Topology::Pair {
@@ -577,6 +635,7 @@ impl Backend {
                 follower,
                 coordinator,
                 spares,
+                ..
             }) => {
                 // The leader and follower now serving (a promoted follower, a spare).
                 let leader = &cpu_of(Role::Leader).unwrap_or(*leader);
@@ -616,6 +675,10 @@ impl Backend {
 
     /// Stops the follower and coordinator (they report and idle).
     pub fn shut_down_pair(&self) {
+        if let Backend::Pairs(p) = self {
+            p.shut_down();
+            return;
+        }
         if let Some(p) = PAIR.get() {
             p.shut_down();
             for role in [Role::Follower, Role::Coordinator] {

@@ -121,12 +121,21 @@ fn leader_task() -> ! {
     arch::selftest::report("lockstep", run(&mut backend))
 }
 
+/// The pair transaction `i` runs through.
+fn pair_of(i: u64) -> usize {
+    let pairs = crate::lockstep_hw::topology().map_or(1, |t| t.pairs().len().max(1));
+    (i % pairs as u64) as usize
+}
+
+/// Runs transaction `i` (through pair `i % pairs` with several pairs, so every pair's
+/// mailbox, follower and the shared replicas take turns).
 fn collect(
     backend: &mut Backend,
+    i: u64,
     words: &[u64],
 ) -> (TxResult<xen_core::hv::Abort>, u32, Vec<Effect>) {
     let mut got = Vec::new();
-    let out = backend.run(words, &mut TestEnv, &mut |e: &[Effect]| {
+    let out = backend.run_for_pair(pair_of(i), words, &mut TestEnv, &mut |e: &[Effect]| {
         got.extend_from_slice(e)
     });
     (out.result, out.detections, got)
@@ -158,7 +167,7 @@ fn run(backend: &mut Backend) -> Result<(), String> {
     let mut i = 0u64;
     for _ in 0..24 {
         let want = expect(i);
-        let (r, _, got) = collect(backend, &request(i));
+        let (r, _, got) = collect(backend, i, &request(i));
         if r != TxResult::Committed || got != want {
             return Err(format!(
                 "fault-free transaction {i}: {r:?}, effects differ from the golden run"
@@ -173,8 +182,8 @@ fn run(backend: &mut Backend) -> Result<(), String> {
         let repairs_before = follower_repairs();
         for _ in 0..3 {
             let want = expect(i);
-            backend.injector().arm(kind, 1);
-            let (r, d, got) = collect(backend, &request(i));
+            backend.injector_of(pair_of(i)).arm(kind, 1);
+            let (r, d, got) = collect(backend, i, &request(i));
             i += 1;
             if r != TxResult::Committed {
                 return Err(format!(
@@ -227,7 +236,7 @@ fn run(backend: &mut Backend) -> Result<(), String> {
             "leader replica {leader:#x} differs from the golden replica {golden_digest:#x}"
         ));
     }
-    if let Backend::Leader(_) = backend {
+    if matches!(backend, Backend::Leader(_) | Backend::Pairs(_)) {
         backend.shut_down_pair();
         let t0 = arch::cpu::rdtsc();
         while !FOLLOWER_DONE.load(Ordering::SeqCst) {

@@ -7,6 +7,7 @@ extern crate alloc;
 
 mod boot;
 mod lockstep_hw;
+mod lockstep_pairs;
 mod lockstep_selftest;
 mod lockstep_spare;
 mod pv;

@@ -75,6 +75,9 @@ pub enum EngineError {
     /// This leader core was escalated as the suspect and stepped down: the promoted follower
     /// runs the transaction (nothing of it was committed here).
     LeaderRetired,
+    /// One of several pairs was escalated: the transaction (nothing of it committed) runs
+    /// again through another pair.
+    Rerouted,
 }
 
 impl core::fmt::Display for EngineError {
@@ -89,6 +92,7 @@ impl core::fmt::Display for EngineError {
             EngineError::LeaderRetired => {
                 "leader taken out of service, transaction handed to the promoted follower"
             }
+            EngineError::Rerouted => "pair escalated, transaction runs again through another pair",
         })
     }
 }

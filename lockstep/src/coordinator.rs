@@ -209,6 +209,38 @@ impl<'p> Coordinator<'p> {
     }
 }
 
+/// One coordinator core serving several pairs (one [`Coordinator`] each): decides every
+/// round any of them opens, until all are shut down. `idles[i]` wakes pair `i`'s cores (and
+/// `idles[0]` idles this one). With shared replicas ([`crate::shared`]) at most one pair has
+/// an open round at a time, so deciding one round at a time delays no other pair.
+pub fn coordinator_serve_all(
+    coords: &mut [Coordinator<'_>],
+    clock: &dyn Clock,
+    idles: &[&dyn Idle],
+) {
+    let (Some(&here), Some(wait)) = (idles.first(), coords.first().map(|c| c.wait)) else {
+        return;
+    };
+    loop {
+        let next = wait_until(wait, clock, here, None, || {
+            if coords.iter().all(|c| c.pair.is_shut_down()) {
+                return Some(None);
+            }
+            coords
+                .iter()
+                .position(|c| !c.pair.is_shut_down() && c.pair.input.published().0 > c.last_round)
+                .map(Some)
+        });
+        match next.flatten() {
+            Some(i) => {
+                let idle = idles.get(i).copied().unwrap_or(here);
+                let _ = coords[i].coordinator_poll(clock, idle);
+            }
+            None => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

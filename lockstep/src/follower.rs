@@ -11,6 +11,7 @@ use crate::machine::{result_digest, Machine};
 use crate::mailbox::{ChannelReader, Decision, Pair, Post};
 use crate::replica;
 use crate::role::{wait_until, Clock, Idle, Role};
+use crate::shared::SharedReplica;
 use alloc::vec::Vec;
 
 /// Why `follower_serve` returned.
@@ -62,9 +63,29 @@ pub struct FollowerCore<'p, M: Machine> {
     stats: FollowerStats,
     /// Where the incremental scrub of this replica stands.
     scrub_at: replica::ScrubCursor,
+    /// The follower replica shared with the other pairs' followers (`replica` holds it only
+    /// while this core serves a round; see [`crate::shared`]).
+    shared: Option<&'p SharedReplica<M::State>>,
 }
 
 impl<'p, M: Machine> FollowerCore<'p, M> {
+    /// The follower of `pair`, one of several pairs whose followers execute on the one
+    /// replica in `slot` (placed there by the embedder, equal to the leader replica after
+    /// round `after_round`): it holds the replica from the start of each round of its pair
+    /// until that round's decision is applied. `placeholder` (e.g. an empty state) stands
+    /// in for it between rounds.
+    pub fn shared(
+        pair: &'p Pair,
+        cfg: Config,
+        slot: &'p SharedReplica<M::State>,
+        placeholder: M::State,
+        after_round: u64,
+    ) -> Self {
+        let mut f = Self::new(pair, cfg, placeholder, after_round);
+        f.shared = Some(slot);
+        f
+    }
+
     /// The follower of `pair` over its own replica (equal to the leader's after round
     /// `after_round`): it serves the rounds after it. At boot `after_round` is 0; a spare
     /// that starts from a copy of the leader's replica passes the leader's last round.
@@ -83,6 +104,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             generation: pair.follower_generation(),
             stats: FollowerStats::default(),
             scrub_at: replica::ScrubCursor::default(),
+            shared: None,
         }
     }
 
@@ -173,6 +195,37 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
     }
 
     fn serve_round(
+        &mut self,
+        round: u64,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+    ) -> Option<FollowerExit> {
+        let Some(slot) = self.shared else {
+            return self.serve_round_on_own(round, clock, idle);
+        };
+        // The previous transaction's follower (of any pair) may still apply its decision:
+        // wait until it lets go of the shared replica.
+        let pair = self.pair;
+        let held = wait_until(self.cfg.wait, clock, idle, None, || {
+            if pair.is_shut_down() {
+                return Some(None);
+            }
+            slot.try_hold().map(Some)
+        })
+        .flatten();
+        let Some(mut guard) = held else {
+            return Some(FollowerExit::Shutdown);
+        };
+        let Some(shared) = guard.take() else {
+            return Some(FollowerExit::Shutdown);
+        };
+        let placeholder = core::mem::replace(&mut self.replica, shared);
+        let exit = self.serve_round_on_own(round, clock, idle);
+        *guard = Some(core::mem::replace(&mut self.replica, placeholder));
+        exit
+    }
+
+    fn serve_round_on_own(
         &mut self,
         round: u64,
         clock: &dyn Clock,

@@ -3,7 +3,7 @@
 //! dedicated [`Coordinator`](crate::coordinator::Coordinator) core or the leader coordinating
 //! inline. Cross-core traffic is the [`Pair`] mailbox only (atomics); each core owns its replica.
 
-use crate::config::{Config, EffectSink, EngineError, Outcome, ResyncError, TxResult};
+use crate::config::{Config, EffectSink, EngineError, Outcome, TxResult};
 use crate::coordinator::{decide_round, judge, Verdict};
 use crate::digest::TxDigest;
 use crate::effects::Effects;
@@ -16,8 +16,11 @@ use crate::mailbox::{ChannelWriter, Decision, Pair, Post};
 use crate::policy::{Health, RetryPolicy};
 use crate::replica;
 use crate::role::{wait_until, Clock, Idle, Role};
+use crate::shared::Sequence;
 use crate::stats::Stats;
 use alloc::vec::Vec;
+
+mod resync;
 
 /// How many transaction deadlines `LeaderCore::switch_on` waits for the follower's
 /// acknowledgement (it copies and digests a whole replica).
@@ -75,6 +78,12 @@ pub struct LeaderCore<'p, M: Machine> {
     stepped_down: bool,
     /// This core was promoted from follower (a spare may then replace the follower it was).
     promoted: bool,
+    /// Round numbers come from this sequence, shared by the leaders of every pair over one
+    /// replica (see [`crate::shared`]); `None`: this core numbers its rounds itself.
+    seq: Option<&'p Sequence>,
+    /// An escalation ends the transaction uncommitted ([`EngineError::Rerouted`]) instead of
+    /// finishing it once here: the embedder runs it again through another pair.
+    reroutable: bool,
 }
 
 impl<'p, M: Machine> LeaderCore<'p, M> {
@@ -105,8 +114,38 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             promotable: false,
             stepped_down: false,
             promoted: false,
+            seq: None,
+            reroutable: false,
             cfg,
         }
+    }
+
+    /// One of several pairs over one replica: rounds are numbered from `seq`, shared by
+    /// every pair's leader (unique epochs across the pairs, see [`crate::shared`]).
+    pub fn share_rounds(&mut self, seq: &'p Sequence) {
+        self.seq = Some(seq);
+    }
+
+    /// With several pairs: an escalation of this pair leaves the transaction uncommitted
+    /// (the replica rolled back, [`EngineError::Rerouted`], this core unprotected) for the
+    /// embedder to run again through another pair, instead of finishing it once here (a
+    /// single execution would leave the shared follower replica behind).
+    pub fn set_reroutable(&mut self, on: bool) {
+        self.reroutable = on;
+    }
+
+    /// Swaps this core's replica with `r` (between transactions): the leaders of several
+    /// pairs take turns with the one leader replica.
+    pub fn exchange_replica(&mut self, r: M::State) -> M::State {
+        core::mem::replace(&mut self.replica, r)
+    }
+
+    fn next_round(&mut self) -> u64 {
+        self.round = match self.seq {
+            Some(s) => s.next(),
+            None => self.round + 1,
+        };
+        self.round
     }
 
     /// Leader promotion: the follower core of `pair`, which left `FollowerCore::follower_serve`
@@ -232,90 +271,6 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         self.policy.reset();
     }
 
-    /// Runtime `lockstep on`, between two transactions: the follower's replica is stale after
-    /// single executions, so `hand_over` gets this core's replica to pass to the follower's
-    /// core (the embedder copies it into the follower's memory), the follower is asked to
-    /// restart from that copy after the current round, and its acknowledgement carries the
-    /// full digest of the replica it now holds. Protection resumes only if that digest equals
-    /// this replica's (bit-identical replicas); the digest is returned. Already protected:
-    /// nothing to do. No answer within [`RESYNC_DEADLINES`] deadlines: the request is withdrawn and the
-    /// health is left as it was.
-    pub fn switch_on(
-        &mut self,
-        clock: &dyn Clock,
-        idle: &dyn Idle,
-        hand_over: &mut dyn FnMut(&M::State),
-    ) -> Result<u32, ResyncError> {
-        if self.health.is_protected() {
-            return Ok(replica::full_digest(&self.replica));
-        }
-        let d = self.resync(clock, idle, hand_over)?;
-        self.health = Health::Protected;
-        Ok(d)
-    }
-
-    /// After an escalation that took the follower out of service: the embedder has started
-    /// a new follower on a spare core (serving `Role::Follower` from now on), which is brought
-    /// in as runtime `lockstep on` does — a bit-identical copy of this replica, digests
-    /// compared — and protection resumes ([`Health::SpareInUse`]). Any other health:
-    /// [`ResyncError::NotReplaceable`], nothing done.
-    pub fn replace_follower(
-        &mut self,
-        clock: &dyn Clock,
-        idle: &dyn Idle,
-        hand_over: &mut dyn FnMut(&M::State),
-    ) -> Result<u32, ResyncError> {
-        let retired = match self.health {
-            Health::Unprotected {
-                suspect: Some(Role::Follower),
-            } => Role::Follower,
-            // A promoted leader: the follower it was is the leader now.
-            Health::Unprotected {
-                suspect: Some(Role::Leader),
-            } if self.promoted => Role::Leader,
-            _ => return Err(ResyncError::NotReplaceable),
-        };
-        let d = self.resync(clock, idle, hand_over)?;
-        self.cores[1] = self.next_core;
-        self.next_core += 1;
-        self.health = Health::SpareInUse { retired };
-        Ok(d)
-    }
-
-    fn resync(
-        &mut self,
-        clock: &dyn Clock,
-        idle: &dyn Idle,
-        hand_over: &mut dyn FnMut(&M::State),
-    ) -> Result<u32, ResyncError> {
-        let mine = replica::full_digest(&self.replica);
-        hand_over(&self.replica);
-        let after = self.round;
-        let pair = self.pair;
-        pair.request_resync(after);
-        idle.kick(Role::Follower);
-        // The follower frees its stale replica, copies and digests the new one: whole-replica
-        // work, far longer than one transaction's deadline.
-        let deadline = clock
-            .now()
-            .saturating_add(self.cfg.deadline_cycles.saturating_mul(RESYNC_DEADLINES));
-        let Some(theirs) = wait_until(self.cfg.wait, clock, idle, Some(deadline), || {
-            pair.resync_acked(after)
-        }) else {
-            pair.cancel_resync(after);
-            return Err(ResyncError::NoFollower);
-        };
-        if theirs != mine {
-            return Err(ResyncError::Differ {
-                leader: mine,
-                follower: theirs,
-            });
-        }
-        self.policy.reset();
-        self.stats.resyncs += 1;
-        Ok(mine)
-    }
-
     /// Waits (at most one deadline) until the follower has finished the previous round, so
     /// its pre-retry scrub does not eat into the next round's deadline. A follower that does
     /// not get there is left to the coordinator's deadline. A follower that has not started
@@ -389,8 +344,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             attempt += 1;
             out.attempts = attempt;
             self.await_follower(clock, idle);
-            self.round += 1;
-            let round = self.round;
+            let round = self.next_round();
             let fault = if attempt == 1 { oneshot } else { None }
                 .or_else(|| self.injector.persistent_for(self.cores[0], self.cores[1]));
             let theirs =
@@ -491,6 +445,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                     });
                     out.escalation = Some(suspect);
                     self.health = Health::Unprotected { suspect };
+                    if self.reroutable {
+                        // Nothing of it was committed or applied: another pair runs it.
+                        out.result = TxResult::Aborted(EngineError::Rerouted);
+                        break;
+                    }
                     if suspect == Some(Role::Leader) && self.promotable {
                         // This core is out of service: the follower, promoted, runs the
                         // transaction (nothing of it was committed or applied) once.
@@ -761,10 +720,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         fault: Option<&Fault>,
         epoch: Option<u64>,
     ) -> TxResult<M::Error> {
-        let epoch = epoch.unwrap_or_else(|| {
-            self.round += 1;
-            self.round
-        });
+        let epoch = epoch.unwrap_or_else(|| self.next_round());
         let hit = |k: FaultKind| fault.filter(|f| f.kind == k);
         if let Some(f) = hit(FaultKind::ReplicaState) {
             replica::flip_bit(&mut self.replica, f.bit);

@@ -45,6 +45,14 @@
 //! cross-core object is built from `core::sync::atomic`; the embedder supplies the clock and
 //! the idle hook (`hlt`/IPI on bare metal) and builds each replica in its own memory.
 //!
+//! Several pairs ([`topology`]: `(n-1)/2` of them with `n` CPUs) run over one logical
+//! state ([`shared`]): their leaders take turns with one leader replica under the embedder's
+//! lock and number their rounds from one [`Sequence`](shared::Sequence), their followers
+//! take turns with one [`SharedReplica`](shared::SharedReplica) in the leaders' commit
+//! order, and one coordinator serves every mailbox
+//! ([`coordinator_serve_all`](coordinator::coordinator_serve_all)). An escalated pair's
+//! transactions go through another pair ([`LeaderCore::set_reroutable`](leader::LeaderCore::set_reroutable)).
+//!
 //! Fault injection ([`inject`], kinds `leader-reg follower-reg replica-state effects digest
 //! mailbox hang`), the campaign runner ([`campaign`]) and the statistics ([`stats`]) measure
 //! the protection; [`model`] is a small machine that the tests and the benchmark drive.
@@ -86,6 +94,7 @@ pub mod model;
 pub mod policy;
 pub mod replica;
 pub mod role;
+pub mod shared;
 pub mod stats;
 pub mod topology;
 pub mod value;

@@ -29,6 +29,21 @@ impl Latency {
         self.max = self.max.max(cycles);
     }
 
+    /// Merges another core's measurements into these.
+    pub fn merge(&mut self, o: &Latency) {
+        if o.count == 0 {
+            return;
+        }
+        self.min = if self.count == 0 {
+            o.min
+        } else {
+            self.min.min(o.min)
+        };
+        self.count += o.count;
+        self.total = self.total.saturating_add(o.total);
+        self.max = self.max.max(o.max);
+    }
+
     /// Mean latency (0 when none was measured).
     pub fn mean(&self) -> u64 {
         self.total.checked_div(self.count).unwrap_or(0)
@@ -81,6 +96,57 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another leader core's counters (several pairs: the system's totals). The
+    /// replica bytes are not added (the pairs share their replicas): the larger is kept.
+    pub fn add(&mut self, o: &Stats) {
+        let Stats {
+            transactions,
+            commits,
+            single,
+            failed,
+            aborted,
+            rollbacks,
+            retries,
+            detected,
+            recovered,
+            escalated,
+            mismatches,
+            timeouts,
+            broken,
+            effects_rejected,
+            repaired_objects,
+            injections,
+            recovery,
+            replica_bytes,
+            resyncs,
+            promotions,
+        } = o;
+        self.transactions += transactions;
+        self.commits += commits;
+        self.single += single;
+        self.failed += failed;
+        self.aborted += aborted;
+        self.rollbacks += rollbacks;
+        self.retries += retries;
+        self.detected += detected;
+        self.recovered += recovered;
+        self.escalated += escalated;
+        self.mismatches += mismatches;
+        self.timeouts += timeouts;
+        self.broken += broken;
+        self.effects_rejected += effects_rejected;
+        self.repaired_objects += repaired_objects;
+        for (mine, theirs) in self.injections.iter_mut().zip(injections) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+        self.recovery.merge(recovery);
+        self.replica_bytes = self.replica_bytes.max(*replica_bytes);
+        self.resyncs += resyncs;
+        self.promotions += promotions;
+    }
+
     /// Counts one classified injection.
     pub fn record_injection(&mut self, kind: FaultKind, outcome: InjectionOutcome) {
         self.injections[kind.index()][outcome.index()] += 1;
@@ -160,5 +226,38 @@ mod tests {
         assert!(text.contains("inject digest"));
         assert!(!text.contains("inject hang"));
         assert_eq!(Latency::default().mean(), 0);
+    }
+
+    #[test]
+    fn counters_of_two_cores_add_up() {
+        let mut a = Stats {
+            transactions: 3,
+            commits: 2,
+            replica_bytes: 100,
+            ..Stats::default()
+        };
+        a.recovery.record(50);
+        let mut b = Stats {
+            transactions: 4,
+            detected: 1,
+            replica_bytes: 120,
+            ..Stats::default()
+        };
+        b.recovery.record(10);
+        b.record_injection(FaultKind::Effects, InjectionOutcome::DetectedRecovered);
+        a.add(&b);
+        assert_eq!((a.transactions, a.commits, a.detected), (7, 2, 1));
+        assert_eq!(a.replica_bytes, 120, "shared replicas: not added");
+        assert_eq!(
+            (a.recovery.count, a.recovery.min, a.recovery.max),
+            (2, 10, 50)
+        );
+        assert_eq!(
+            a.injected(FaultKind::Effects, InjectionOutcome::DetectedRecovered),
+            1
+        );
+        let mut empty = Stats::default();
+        empty.add(&Stats::default());
+        assert_eq!(empty, Stats::default());
     }
 }

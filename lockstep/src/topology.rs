@@ -1,6 +1,6 @@
-//! CPU roles from the number of CPUs at boot: CPU0 coordinates, then a leader/follower pair,
-//! the rest spares. With two CPUs the leader coordinates itself; with one, or with lockstep
-//! off, every transaction runs once.
+//! CPU roles from the number of CPUs at boot: CPU0 coordinates, then leader/follower pairs
+//! (CPU1/CPU2, CPU3/CPU4, ...), the odd CPU left over a spare. With two CPUs the leader
+//! coordinates itself; with one, or with lockstep off, every transaction runs once.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -15,7 +15,7 @@ pub enum Topology {
         /// Why: "lockstep=off" or "one CPU".
         reason: &'static str,
     },
-    /// One lockstep pair.
+    /// One or more lockstep pairs (pair 0 here, the others in `more`).
     Pair {
         /// Runs guest vCPUs and the first execution.
         leader: usize,
@@ -25,6 +25,8 @@ pub enum Topology {
         coordinator: Option<usize>,
         /// CPUs held in reserve to replace a core taken out of service.
         spares: Vec<usize>,
+        /// Pairs 1, 2, ...: (leader, follower) each; empty with one pair.
+        more: Vec<(usize, usize)>,
     },
 }
 
@@ -47,13 +49,49 @@ impl Topology {
                 follower: 1,
                 coordinator: None,
                 spares: Vec::new(),
+                more: Vec::new(),
             },
-            n => Topology::Pair {
-                leader: 1,
-                follower: 2,
-                coordinator: Some(0),
-                spares: (3..n).collect(),
-            },
+            n => {
+                // CPU0 coordinates; (n - 1) / 2 pairs follow it, the odd CPU is a spare.
+                let pairs = (n - 1) / 2;
+                Topology::Pair {
+                    leader: 1,
+                    follower: 2,
+                    coordinator: Some(0),
+                    spares: (1 + 2 * pairs..n).collect(),
+                    more: (1..pairs).map(|i| (1 + 2 * i, 2 + 2 * i)).collect(),
+                }
+            }
+        }
+    }
+
+    /// Every pair as (leader, follower), pair 0 first (empty without lockstep).
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        match self {
+            Topology::Single { .. } => Vec::new(),
+            Topology::Pair {
+                leader,
+                follower,
+                more,
+                ..
+            } => core::iter::once((*leader, *follower))
+                .chain(more.iter().copied())
+                .collect(),
+        }
+    }
+
+    /// The pair whose leader is `cpu`, if any.
+    pub fn pair_led_by(&self, cpu: usize) -> Option<usize> {
+        self.pairs().iter().position(|&(l, _)| l == cpu)
+    }
+
+    /// The CPU that runs guest vCPU `vcpu`: the leader of pair `vcpu % pairs` (spread over
+    /// the leaders), or the single CPU.
+    pub fn guest_cpu_of(&self, vcpu: usize) -> usize {
+        let pairs = self.pairs();
+        match pairs.get(vcpu % pairs.len().max(1)) {
+            Some(&(l, _)) => l,
+            None => self.guest_cpu(),
         }
     }
 
@@ -80,8 +118,12 @@ impl fmt::Display for Topology {
                 follower,
                 coordinator,
                 spares,
+                more,
             } => {
                 write!(f, "pair 0 leader CPU{leader} follower CPU{follower}, ")?;
+                for (i, (l, fl)) in more.iter().enumerate() {
+                    write!(f, "pair {} leader CPU{l} follower CPU{fl}, ", i + 1)?;
+                }
                 match coordinator {
                     Some(c) => write!(f, "coordinator CPU{c}")?,
                     None => write!(f, "coordinator CPU{leader} (the leader)")?,
@@ -120,8 +162,67 @@ mod tests {
         );
         assert_eq!(Topology::assign(4, false).guest_cpu(), 0);
         assert_eq!(Topology::assign(3, true).guest_cpu(), 1);
-        assert!(
-            matches!(Topology::assign(8, true), Topology::Pair { ref spares, .. } if spares.len() == 5)
+        assert_eq!(
+            Topology::assign(5, true).to_string(),
+            "pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0"
         );
+        assert_eq!(
+            Topology::assign(6, true).to_string(),
+            "pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0, spare CPU5"
+        );
+        assert_eq!(
+            Topology::assign(8, true).to_string(),
+            "pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, \
+             pair 2 leader CPU5 follower CPU6, coordinator CPU0, spare CPU7"
+        );
+        assert_eq!(
+            Topology::assign(5, false).to_string(),
+            "off (lockstep=off): single execution on CPU0, no redundancy"
+        );
+    }
+
+    #[test]
+    fn pairs_and_guest_placement() {
+        for n in 0..=16 {
+            let t = Topology::assign(n, true);
+            let pairs = t.pairs();
+            let want = match n {
+                0 | 1 => 0,
+                2 => 1,
+                n => (n - 1) / 2,
+            };
+            assert_eq!(pairs.len(), want, "{n} CPUs");
+            // Every CPU has exactly one role.
+            let mut seen = alloc::vec![0u32; n.max(1)];
+            if let Topology::Pair {
+                coordinator,
+                spares,
+                ..
+            } = &t
+            {
+                for &(l, f) in &pairs {
+                    seen[l] += 1;
+                    seen[f] += 1;
+                }
+                if let Some(c) = coordinator {
+                    seen[*c] += 1;
+                }
+                for s in spares {
+                    seen[*s] += 1;
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{n} CPUs: {seen:?}");
+                assert_eq!(spares.len(), usize::from(n >= 3 && n % 2 == 0));
+            }
+        }
+        let t = Topology::assign(5, true);
+        assert_eq!(t.pairs(), alloc::vec![(1, 2), (3, 4)]);
+        assert_eq!(t.pair_led_by(3), Some(1));
+        assert_eq!(t.pair_led_by(4), None);
+        assert_eq!(
+            (0..4).map(|v| t.guest_cpu_of(v)).collect::<Vec<_>>(),
+            alloc::vec![1, 3, 1, 3]
+        );
+        assert_eq!(Topology::assign(4, true).guest_cpu_of(1), 1);
+        assert_eq!(Topology::assign(1, true).guest_cpu_of(3), 0);
     }
 }

@@ -136,6 +136,11 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
             if let Some(slot) = rt.running.get_mut(*pcpu as usize) {
                 *slot = *vcpu;
             }
+            if rt.cross_cpu && *pcpu as usize != crate::lockstep_spare::logical_cpu() {
+                // Another leader CPU: it picks its new vCPU up from its idle loop or its
+                // next exit.
+                arch::smp::kick(crate::lockstep_spare::physical_cpu(*pcpu as usize));
+            }
             if let Some(k) = vcpu {
                 rt.vcpus.entry(*k).or_insert_with(VcpuRt::new);
             }

@@ -159,6 +159,18 @@ fn initial_state(
         }
         let mut s = Sched::at_tsc(s.state, s.j, tsc);
         xen_core::sched::add_pcpu(&mut s, leader);
+        // Several lockstep pairs: every leader CPU has a run queue, and dom0's vCPU i is
+        // placed on the leader of pair i % pairs (before it is first woken).
+        if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.pairs().len() > 1) {
+            for (l, _) in t.pairs() {
+                xen_core::sched::add_pcpu(&mut s, l as u32);
+            }
+            for i in 0..p.nr_vcpus {
+                let mut v = s.vcpu((0, i));
+                v.pcpu = t.guest_cpu_of(i as usize) as u32;
+                s.put((0, i), v);
+            }
+        }
         xen_core::sched::set_shared_info(&mut s, 0, built.shared_info_mfn << 12);
         xen_core::sched::wake(&mut s, (0, 0));
         xen_core::sched::dispatch_idle(&mut s, leader);
@@ -226,6 +238,8 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         backend: Backend::new(state),
         vcpus,
         running: [None; MAX_CPUS],
+        on_cpu: [None; MAX_CPUS],
+        cross_cpu: crate::lockstep_pairs::several(),
         selectors_of: [None; MAX_CPUS],
         xstate_dirty: [false; MAX_CPUS],
         svm: arch::cpu::has_svm(),
@@ -251,6 +265,15 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
     super::console::route_input(leader);
     arch::guest::set_exit_hook(super::guest_exit);
     *RUNTIME.lock() = Some(rt);
+    if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.pairs().len() > 1) {
+        for (i, (l, _)) in t.pairs().into_iter().enumerate().skip(1) {
+            // Each further leader runs its own run queue (idle until a vCPU is placed there).
+            arch::smp::assign(l, super::enter_current);
+            for v in (0..p.nr_vcpus).filter(|&v| t.guest_cpu_of(v as usize) == l) {
+                xprintln!("dom0: vCPU{} runs on CPU{} (leader of pair {})", v, l, i);
+            }
+        }
+    }
     if leader == arch::percpu::cpu_index() {
         super::enter_current()
     }

@@ -58,6 +58,14 @@ pub(crate) struct Runtime {
     vcpus: BTreeMap<VcpuKey, VcpuRt>,
     /// The vCPU each physical CPU runs (None: idle).
     running: [Option<VcpuKey>; MAX_CPUS],
+    /// The vCPU whose registers each CPU holds live while it runs a guest: `running` as of
+    /// its last entry. With several leader CPUs a transaction on one may change what
+    /// another runs (`running`) while that one is in its guest; it is kicked, and its exit
+    /// path switches from this vCPU to the new one.
+    on_cpu: [Option<VcpuKey>; MAX_CPUS],
+    /// Several leader CPUs run guests (several lockstep pairs): an interrupt exit also
+    /// delivers a pending event and picks up a vCPU switch decided on another CPU.
+    cross_cpu: bool,
     /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
     /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
     selectors_of: [Option<VcpuKey>; MAX_CPUS],
@@ -436,7 +444,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     let Some(rt) = guard.as_mut() else {
         return;
     };
-    let Some(key) = rt.running[cpu] else {
+    let Some(key) = rt.on_cpu[cpu].or(rt.running[cpu]) else {
         return;
     };
     let (dom, vcpu) = key;
@@ -508,7 +516,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         GuestExit::Interrupt(v) => {
             let rx = console::poll(rt, cpu);
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
-            if !due && rx.is_none() {
+            // Kicked from another leader CPU: it woke an event for this vCPU, or decided
+            // that this CPU runs another vCPU (or none) now.
+            let remote = rt.cross_cpu && (rt.running[cpu] != Some(key) || rt.event_pending(key));
+            if !due && rx.is_none() && !remote {
                 return;
             }
             if let Some(a) = rx {
@@ -596,6 +607,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         promote::step_down(guard, after)
     }
     let idle = rt.running[cpu].is_none();
+    rt.on_cpu[cpu] = rt.running[cpu];
     drop(guard);
     apply::finish(after, noreboot);
     if idle {
@@ -807,6 +819,12 @@ fn enter_current() -> ! {
     }
     // Nothing entered but another vCPU to run: the failsafe callback crashed the domain.
     let runnable = rt.running[cpu].is_some_and(|k| rt.vcpus.contains_key(&k));
+    if entry.is_some() {
+        rt.on_cpu[cpu] = rt.running[cpu];
+        if rt.cross_cpu {
+            crate::lockstep_pairs::announce_first_entry(cpu, rt.running[cpu]);
+        }
+    }
     drop(guard);
     apply::finish(after, noreboot);
     let Some((f, fx, bases)) = entry else {

@@ -22,17 +22,17 @@ use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
 
-fn line(s: &str) -> Says {
+pub(crate) fn line(s: &str) -> Says {
     Says::Line(Pattern::line(s))
 }
 
-fn role(cpu: u32, what: &str) -> Says {
+pub(crate) fn role(cpu: u32, what: &str) -> Says {
     line(&format!("cpu{cpu:<20}: {what}"))
 }
 
 /// The hypervisor's debug key `l` (console switched to Xen and back): the roles now, as the
 /// status shows them, next to those decided at boot.
-fn roles_key(now: &str) -> Vec<(Vec<u8>, Vec<Says>)> {
+pub(crate) fn roles_key(now: &str) -> Vec<(Vec<u8>, Vec<Says>)> {
     vec![
         (
             SWITCH.to_vec(),

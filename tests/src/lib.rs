@@ -20,4 +20,5 @@ pub mod scenario;
 pub mod schedule;
 pub mod script;
 pub mod selftests;
+pub mod two_pairs;
 pub mod watch;

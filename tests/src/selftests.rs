@@ -103,7 +103,16 @@ const MULTI_CPU_SELFTEST: &str = "lockstep";
 pub fn selftest_smp(p: &Paths, test: &str, smp: u32, single_threaded: bool) -> Scenario {
     let mut fail = crash_markers();
     fail.push(Pattern::contains(format!("(XEN) selftest {test}: FAIL")));
-    let expect = vec![Pattern::contains(format!("(XEN) selftest {test}: PASS"))];
+    let mut expect = vec![Pattern::contains(format!("(XEN) selftest {test}: PASS"))];
+    if test == MULTI_CPU_SELFTEST && smp == 5 {
+        // Two pairs, their transactions in turns, over the shared replicas.
+        expect.insert(
+            0,
+            Pattern::contains(
+                "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0",
+            ),
+        );
+    }
     let size = if smp == 4 {
         String::new()
     } else {
@@ -179,9 +188,10 @@ pub fn selftests_from(p: &Paths, names: &[String]) -> Vec<Planned> {
         v.push(Planned::Run(Box::new(selftest(p, first, true))));
     }
     if runnable.iter().any(|n| n.as_str() == MULTI_CPU_SELFTEST) {
-        // Lockstep across real CPUs: a pair with a coordinator (3), with a spare (4), and
-        // the leader coordinating (2); MTTCG finds races, thread=single is reproducible.
-        for (smp, single) in [(3, false), (3, true), (4, true), (2, false)] {
+        // Lockstep across real CPUs: a pair with a coordinator (3), with a spare (4), the
+        // leader coordinating (2), and two pairs (5); MTTCG finds races, thread=single is
+        // reproducible.
+        for (smp, single) in [(3, false), (3, true), (4, true), (2, false), (5, false)] {
             v.push(Planned::Run(Box::new(selftest_smp(
                 p,
                 MULTI_CPU_SELFTEST,
@@ -274,11 +284,27 @@ mod tests {
                 "selftest-lockstep-smp3-tcg-single",
                 "selftest-lockstep-tcg-single",
                 "selftest-lockstep-smp2",
+                "selftest-lockstep-smp5",
             ]
         );
         let s = find(&v, "selftest-lockstep-smp3-tcg-single");
         assert_eq!(s.qemu.accel.as_deref(), Some("tcg,thread=single"));
         assert_eq!(s.qemu.smp, 3);
+        let s = find(&v, "selftest-lockstep-smp5");
+        assert_eq!(s.qemu.smp, 5);
+        assert_eq!(
+            watch(
+                &s,
+                "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0\n\
+                 (XEN) selftest lockstep: PASS\n"
+            ),
+            WatchState::AllSeen
+        );
+        assert_ne!(
+            watch(&s, "(XEN) selftest lockstep: PASS\n"),
+            WatchState::AllSeen,
+            "the two pairs must have been set up"
+        );
     }
 
     #[test]

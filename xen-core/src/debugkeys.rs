@@ -291,6 +291,7 @@ mod tests {
             follower: 2,
             coordinator: Some(0),
             spares: alloc::vec![],
+            more: alloc::vec![],
         };
         use dom0_interface::lockstep_ctl::{
             LOCKSTEP_ROLE_COORDINATOR as C, LOCKSTEP_ROLE_FOLLOWER as F, LOCKSTEP_ROLE_LEADER as L,

@@ -27,6 +27,20 @@ fn put_runq(s: &mut Sched<'_>, pcpu: u32, q: RunQueue) {
     }
 }
 
+/// Where a vCPU not placed yet goes: dom0's to the least loaded leader CPU (the embedder
+/// places them at boot, spread over the lockstep pairs' leaders), every other domain's to
+/// the lowest-numbered one, the boot leader. A domU's vCPUs stay together on one leader
+/// CPU: pausing or destroying a domain from a vCPU on one CPU then never has to take a vCPU
+/// off another CPU that runs it right now on the page tables being released (the
+/// hypervisor has no synchronous cross-CPU descheduling or TLB shootdown yet).
+fn placement(s: &Sched<'_>, key: VcpuKey) -> Option<u32> {
+    if key.0 == 0 {
+        least_loaded(s)
+    } else {
+        s.state.runqs.iter().map(|(id, _)| *id).min()
+    }
+}
+
 /// The least loaded leader CPU (running + queued), lowest id on ties.
 fn least_loaded(s: &Sched<'_>) -> Option<u32> {
     s.state
@@ -124,7 +138,7 @@ pub fn wake(s: &mut Sched<'_>, key: VcpuKey) {
         return;
     }
     if v.pcpu == UNPLACED || !s.state.runqs.contains_key(&v.pcpu) {
-        let Some(p) = least_loaded(s) else {
+        let Some(p) = placement(s, key) else {
             return;
         };
         v.pcpu = p;

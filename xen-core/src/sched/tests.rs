@@ -488,3 +488,31 @@ fn random_sequences_keep_the_run_queues_consistent() {
         );
     }
 }
+
+#[test]
+fn a_domus_vcpus_go_to_the_boot_leader_dom0s_to_the_least_loaded() {
+    let mut state = HvState::new();
+    let mut j = Journal::new();
+    j.begin(1);
+    create_domain(&mut state, &mut j, 0, true, 2, 1024).expect("dom0");
+    create_domain(&mut state, &mut j, 1, false, 2, 1024).expect("domU");
+    let mut s = Sched::at_tsc(&mut state, &mut j, 0);
+    configure_time(
+        &mut s,
+        TimeBase::new(HZ, 0, 1_700_000_000, 0).expect("base"),
+    );
+    for p in [3, 1] {
+        add_pcpu(&mut s, p);
+    }
+    wake(&mut s, (0, 0));
+    online_and_wake(&mut s, (0, 1));
+    assert_eq!(
+        (s.vcpu((0, 0)).pcpu, s.vcpu((0, 1)).pcpu),
+        (1, 3),
+        "dom0 spread"
+    );
+    for v in 0..2 {
+        online_and_wake(&mut s, (1, v));
+        assert_eq!(s.vcpu((1, v)).pcpu, 1, "domU vCPU {v} on the boot leader");
+    }
+}

@@ -1,0 +1,467 @@
+//! Several lockstep pairs (`-smp 5` and up): every pair's leader runs guest vCPUs and leads
+//! its transactions through its own mailbox; all leaders take turns with the one leader
+//! replica under the runtime lock (the one logical lock), all followers with the one follower
+//! replica ([`lockstep::shared`]), and rounds are numbered from one [`Sequence`]. The
+//! coordinator CPU serves every mailbox.
+//!
+//! Escalation with several pairs: the escalated pair's follower leaves service and the
+//! transaction, which committed nothing, runs again through another pair that is still
+//! protected (its follower shadows the escalated pair's leader from then on: nothing runs
+//! unprotected while one pair is left). With no protected pair left, transactions run once,
+//! UNPROTECTED, and the boot log says so. Spares and leader promotion are not used with
+//! several pairs (a spare CPU stays idle): a promoted follower would lead from the shared
+//! follower replica while the other pairs' followers still use it, which this does not make
+//! sound yet.
+
+use crate::lockstep_hw::{Tsc, CONFIG, FOLLOWER_ARENA, LEADER_ARENA, PAIR, TEMPLATE};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use arch::xprintln;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use dom0_interface::lockstep_ctl as ctl;
+use lockstep::config::{EffectSink, EngineError, Outcome, TxResult};
+use lockstep::coordinator::{coordinator_serve_all, Coordinator};
+use lockstep::follower::{FollowerCore, FollowerExit};
+use lockstep::inject::Injector;
+use lockstep::input::Env;
+use lockstep::leader::LeaderCore;
+use lockstep::mailbox::Pair;
+use lockstep::policy::Health;
+use lockstep::role::{Idle, Role};
+use lockstep::shared::{Sequence, SharedReplica};
+use lockstep::stats::Stats;
+use spin::Once;
+use xen_core::effect::Effect;
+use xen_core::hv::{Abort, HvState, Xen};
+
+/// The mailboxes of pairs 1, 2, ... (pair 0's is `lockstep_hw::PAIR`).
+static MORE_PAIRS: Once<Vec<Pair>> = Once::new();
+/// The round numbers of every pair.
+static SEQ: Sequence = Sequence::new(0);
+/// The follower replica every pair's follower executes on.
+static FOLLOWER_REPLICA: SharedReplica<HvState> = SharedReplica::new();
+/// The CPU running a transaction now (the leader a decision wakes).
+static TRANSACTING: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The pairs as (leader, follower) CPUs, pair 0 first.
+fn cpus() -> Vec<(usize, usize)> {
+    crate::lockstep_hw::topology().map_or_else(Vec::new, |t| t.pairs())
+}
+
+/// Whether the topology has more than one pair.
+pub fn several() -> bool {
+    cpus().len() > 1
+}
+
+/// Pair `i`'s mailbox.
+fn pair(i: usize) -> Option<&'static Pair> {
+    match i {
+        0 => PAIR.get(),
+        i => MORE_PAIRS.get()?.get(i - 1),
+    }
+}
+
+/// Objects the followers of pairs 1, 2, ... corrected in the follower replica by scrubbing.
+pub fn more_follower_repairs() -> u64 {
+    MORE_PAIRS.get().map_or(0, |v| {
+        v.iter()
+            .map(|p| p.follower_repairs.load(Ordering::Acquire))
+            .sum()
+    })
+}
+
+/// Creates the mailboxes of pairs 1, 2, ... (pair 0's is created by `lockstep_hw::setup`).
+pub fn setup(input_capacity: usize) {
+    let n = cpus().len();
+    MORE_PAIRS.call_once(|| (1..n).map(|_| Pair::new(input_capacity)).collect());
+    if let Some(lockstep::topology::Topology::Pair { spares, .. }) = crate::lockstep_hw::topology()
+    {
+        for s in spares {
+            xprintln!(
+                "lockstep: spare CPU{} stays idle: with {} pairs an escalated pair's transactions run through another pair",
+                s,
+                n
+            );
+        }
+    }
+}
+
+/// Waiting and waking for the cores of pair `i` (as `lockstep_hw::HwIdle` for one pair): the
+/// leader woken is the CPU running the transaction, which may lead through this pair's
+/// mailbox after its own pair escalated.
+pub struct PairIdle(pub usize);
+
+impl Idle for PairIdle {
+    fn idle(&self) {
+        crate::lockstep_hw::HwIdle.idle()
+    }
+    fn kick(&self, role: Role) {
+        let pairs = cpus();
+        let cpu = match role {
+            Role::Leader => match TRANSACTING.load(Ordering::Acquire) {
+                usize::MAX => pairs.get(self.0).map(|p| p.0),
+                c => Some(c),
+            },
+            Role::Follower => pairs.get(self.0).map(|p| p.1),
+            Role::Coordinator => crate::lockstep_hw::cpu_of(Role::Coordinator),
+        };
+        if let Some(c) = cpu {
+            arch::smp::wake_waiter(c);
+        }
+    }
+}
+
+/// With several pairs: says once per leader CPU which vCPU it runs first (the boot log
+/// shows every leader ran guest vCPUs).
+pub fn announce_first_entry(cpu: usize, key: Option<xen_core::domain::VcpuKey>) {
+    static SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let (Some((dom, vcpu)), true) = (key, cpu < 64) else {
+        return;
+    };
+    if SEEN.fetch_or(1 << cpu, core::sync::atomic::Ordering::Relaxed) & (1 << cpu) != 0 {
+        return;
+    }
+    let pair = crate::lockstep_hw::topology().and_then(|t| t.pair_led_by(cpu));
+    match pair {
+        Some(p) => xprintln!(
+            "lockstep: CPU{} (leader of pair {}) enters d{}v{}",
+            cpu,
+            p,
+            dom,
+            vcpu
+        ),
+        None => xprintln!("lockstep: CPU{} enters d{}v{}", cpu, dom, vcpu),
+    }
+}
+
+/// The follower loop of every pair's follower CPU: pair 0's places the follower replica
+/// (cloned in the follower arena from the template), every one serves its mailbox on it.
+fn follower_task() -> ! {
+    let me = arch::percpu::cpu_index();
+    arch::heap::set_current_arena(FOLLOWER_ARENA.load(Ordering::Relaxed));
+    let (Some(i), Some(cfg)) = (cpus().iter().position(|p| p.1 == me), CONFIG.get()) else {
+        crate::boot::idle(me)
+    };
+    let Some(pair) = pair(i) else {
+        crate::boot::idle(me)
+    };
+    if i == 0 {
+        let template = TEMPLATE.lock().take();
+        if let Some(t) = template.as_ref() {
+            FOLLOWER_REPLICA.put(t.clone());
+        }
+        drop(template);
+    }
+    let mut core =
+        FollowerCore::<Xen>::shared(pair, *cfg, &FOLLOWER_REPLICA, HvState::default(), 0);
+    let idle = PairIdle(i);
+    let exit = loop {
+        match core.follower_serve(&Tsc, &idle) {
+            FollowerExit::Resync(after) => {
+                // Runtime `lockstep on`: the follower replica restarts from the leader's.
+                let Some(template) = TEMPLATE.lock().take() else {
+                    continue;
+                };
+                let fresh = template.clone();
+                drop(template);
+                let digest = lockstep::replica::full_digest(&fresh);
+                FOLLOWER_REPLICA.put(fresh);
+                core =
+                    FollowerCore::shared(pair, *cfg, &FOLLOWER_REPLICA, HvState::default(), after);
+                pair.ack_resync(after, digest);
+                idle.kick(Role::Leader);
+            }
+            exit => break exit,
+        }
+    };
+    match exit {
+        FollowerExit::Escalated(s) => xprintln!(
+            "lockstep: pair {} follower CPU{} out of service (suspect {:?})",
+            i,
+            me,
+            s
+        ),
+        FollowerExit::Shutdown if i == 0 => {
+            // The other followers let go of the replica once they see the shutdown.
+            let digest = loop {
+                if let Some(d) = FOLLOWER_REPLICA.with(lockstep::replica::full_digest) {
+                    break d;
+                }
+                core::hint::spin_loop();
+            };
+            crate::lockstep_hw::FOLLOWER_DIGEST.store(digest, Ordering::SeqCst);
+            crate::lockstep_hw::FOLLOWER_DONE.store(true, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+    arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
+    crate::boot::idle(me)
+}
+
+/// The coordinator CPU: decides the rounds of every pair.
+fn coordinator_task() -> ! {
+    if let Some(cfg) = CONFIG.get() {
+        let n = cpus().len();
+        let mut coords: Vec<Coordinator<'static>> = (0..n)
+            .filter_map(pair)
+            .map(|p| Coordinator::new(p, cfg.max_retries, cfg.deadline_cycles, cfg.wait))
+            .collect();
+        let idles: Vec<PairIdle> = (0..n).map(PairIdle).collect();
+        let refs: Vec<&dyn Idle> = idles.iter().map(|i| i as &dyn Idle).collect();
+        coordinator_serve_all(&mut coords, &Tsc, &refs);
+    }
+    crate::boot::idle(arch::percpu::cpu_index())
+}
+
+/// The leader side of several pairs: one leader core per pair (its mailbox, rounds, retry
+/// policy and health), the one leader replica they take turns with, and the pair each
+/// pair's transactions go through (itself, or another one after it escalated).
+pub struct Pairs {
+    replica: Option<HvState>,
+    cores: Vec<LeaderCore<'static, Xen>>,
+    route: Vec<usize>,
+}
+
+impl Pairs {
+    /// The leader cores over `state`; starts every follower and the coordinator. Not
+    /// inlined, and each core made in place in its vector: this runs on the boot CPU's stack, deep
+    /// in the boot (64 KiB, and `boot::start`, `start_dom0` and `Backend::new` take ~50).
+    #[inline(never)]
+    pub fn new(state: HvState) -> Box<Pairs> {
+        let cfg = CONFIG.get().copied().unwrap_or_default();
+        let template = arch::heap::with_arena(crate::lockstep_hw::build_arena(), || state.clone());
+        *TEMPLATE.lock() = Some(template);
+        let pairs = cpus();
+        for &(_, f) in &pairs {
+            arch::smp::assign(f, follower_task);
+        }
+        if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
+            arch::smp::assign(c, coordinator_task);
+        }
+        let mut cores = Vec::with_capacity(pairs.len());
+        for p in (0..pairs.len()).filter_map(pair) {
+            cores.push(LeaderCore::new(p, cfg, HvState::default(), false));
+            if let Some(l) = cores.last_mut() {
+                l.share_rounds(&SEQ);
+                l.set_reroutable(true);
+            }
+        }
+        Box::new(Pairs {
+            replica: Some(state),
+            route: (0..cores.len()).collect(),
+            cores,
+        })
+    }
+
+    /// Runs one transaction of the leader CPU calling (pair 0's for any other CPU).
+    pub fn run(
+        &mut self,
+        request: &[u64],
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<Effect>,
+    ) -> Outcome<Abort> {
+        let cpu = arch::percpu::cpu_index();
+        let p = cpus().iter().position(|c| c.0 == cpu).unwrap_or(0);
+        self.run_for_pair(p, request, env, sink)
+    }
+
+    /// Runs one transaction of pair `p` on this CPU, through the pair it is routed to.
+    pub fn run_for_pair(
+        &mut self,
+        p: usize,
+        request: &[u64],
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<Effect>,
+    ) -> Outcome<Abort> {
+        let mut escalation = None;
+        let mut detections = 0;
+        loop {
+            let k = self.route.get(p).copied().unwrap_or(0);
+            let Some(replica) = self.replica.take() else {
+                return Outcome::new(TxResult::Aborted(EngineError::Protocol));
+            };
+            let core = &mut self.cores[k];
+            let placeholder = core.exchange_replica(replica);
+            TRANSACTING.store(arch::percpu::cpu_index(), Ordering::Release);
+            let arena = LEADER_ARENA.load(Ordering::Relaxed);
+            let mut out = arch::heap::with_arena(arena, || {
+                core.leader_run(request, env, &Tsc, &PairIdle(k), sink)
+            });
+            self.replica = Some(core.exchange_replica(placeholder));
+            out.detections += detections;
+            escalation = escalation.or(out.escalation);
+            if out.result != TxResult::Aborted(EngineError::Rerouted) {
+                out.escalation = escalation;
+                return out;
+            }
+            detections = out.detections;
+            self.reroute(k);
+        }
+    }
+
+    /// Pair `k` escalated: its transactions (and those routed to it) go through the first
+    /// pair still protected, or, with none left, run once on it, unprotected.
+    fn reroute(&mut self, k: usize) {
+        let suspect = match self.cores[k].health() {
+            Health::Unprotected { suspect: Some(r) } => r.name(),
+            _ => "not identified",
+        };
+        let follower = cpus().get(k).map_or(0, |p| p.1);
+        match (0..self.cores.len()).find(|&j| self.cores[j].health().is_protected()) {
+            Some(j) => {
+                for r in self.route.iter_mut().filter(|r| **r == k) {
+                    *r = j;
+                }
+                let f = cpus().get(j).map_or(0, |p| p.1);
+                xprintln!(
+                    "lockstep: pair {} escalated (suspect {}): follower CPU{} out of service; its transactions run through pair {} from now on (follower CPU{}), still protected",
+                    k,
+                    suspect,
+                    follower,
+                    j,
+                    f
+                );
+            }
+            None => {
+                self.cores[k].set_reroutable(false);
+                xprintln!(
+                    "lockstep: pair {} escalated (suspect {}) and no pair is protected any more: transactions run once, UNPROTECTED, without redundancy",
+                    k,
+                    suspect
+                );
+            }
+        }
+    }
+
+    /// The leader replica.
+    pub fn replica(&self) -> &HvState {
+        static EMPTY: Once<HvState> = Once::new();
+        self.replica
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.call_once(HvState::default))
+    }
+
+    /// Every pair's counters added up.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for c in &self.cores {
+            s.add(&c.stats());
+        }
+        if let Some(r) = &self.replica {
+            s.replica_bytes = lockstep::replica::memory_bytes(r) as u64;
+        }
+        s
+    }
+
+    /// Protected while any pair is (the others' transactions go through it).
+    pub fn health(&self) -> Health {
+        self.cores
+            .iter()
+            .map(|c| c.health())
+            .find(|h| h.is_protected())
+            .or_else(|| self.cores.first().map(|c| c.health()))
+            .unwrap_or(Health::Off)
+    }
+
+    /// The fault injector of the pair pair 0's transactions go through (`xl lockstep
+    /// inject`).
+    pub fn injector(&mut self) -> &mut Injector {
+        self.injector_of(0)
+    }
+
+    /// The fault injector of the pair that pair `p`'s transactions go through.
+    pub fn injector_of(&mut self, p: usize) -> &mut Injector {
+        let k = self.route.get(p).copied().unwrap_or(0);
+        self.cores[k].injector()
+    }
+
+    /// `xl lockstep fail`: the core serving `role` in the pair pair 0's transactions go
+    /// through fails for good.
+    pub fn fail_core(&mut self, role: Role) {
+        let k = self.route.first().copied().unwrap_or(0);
+        self.cores[k].fail_core(role);
+    }
+
+    /// Runtime `lockstep off` for every pair.
+    pub fn switch_off(&mut self) {
+        for c in &mut self.cores {
+            c.switch_off();
+        }
+    }
+
+    /// Runtime `lockstep on`: every pair's follower, in turn, restarts the follower replica
+    /// from a copy of the leader replica (the last copy stays). Returns the digest of the
+    /// replicas or the first error.
+    pub fn switch_on(&mut self) -> Result<u32, lockstep::config::ResyncError> {
+        let mut digest = 0;
+        for k in 0..self.cores.len() {
+            let Some(replica) = self.replica.take() else {
+                return Err(lockstep::config::ResyncError::NoFollower);
+            };
+            let core = &mut self.cores[k];
+            let placeholder = core.exchange_replica(replica);
+            let mut hand_over = |r: &HvState| {
+                let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());
+                *TEMPLATE.lock() = Some(copy);
+            };
+            TRANSACTING.store(arch::percpu::cpu_index(), Ordering::Release);
+            let r = core.switch_on(&Tsc, &PairIdle(k), &mut hand_over);
+            self.replica = Some(core.exchange_replica(placeholder));
+            match r {
+                Ok(d) => digest = d,
+                Err(e) => {
+                    TEMPLATE.lock().take();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Marks every pair's CPUs in `roles` (`xl lockstep status`): leaders, followers (a
+    /// follower of an escalated pair as retired).
+    pub fn mark_roles(&self, roles: &mut [u8]) {
+        for (i, (l, f)) in cpus().into_iter().enumerate() {
+            let out = self
+                .cores
+                .get(i)
+                .is_some_and(|c| matches!(c.health(), Health::Unprotected { .. }));
+            for (cpu, bit) in [
+                (l, ctl::LOCKSTEP_ROLE_LEADER),
+                (
+                    f,
+                    if out {
+                        ctl::LOCKSTEP_ROLE_RETIRED
+                    } else {
+                        ctl::LOCKSTEP_ROLE_FOLLOWER
+                    },
+                ),
+            ] {
+                if let Some(r) = roles.get_mut(cpu) {
+                    *r |= bit;
+                }
+            }
+        }
+        if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
+            if let Some(r) = roles.get_mut(c) {
+                *r |= ctl::LOCKSTEP_ROLE_COORDINATOR;
+            }
+        }
+    }
+
+    /// Stops every follower and the coordinator (they report and idle).
+    pub fn shut_down(&self) {
+        for (i, (_, f)) in cpus().into_iter().enumerate() {
+            if let Some(p) = pair(i) {
+                p.shut_down();
+            }
+            arch::smp::kick(f);
+        }
+        if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
+            arch::smp::kick(c);
+        }
+    }
+}
+
+/// Boxed, for `lockstep_hw::Backend`.
+pub type Boxed = Box<Pairs>;

@@ -1,0 +1,225 @@
+//! Two lockstep pairs (`-smp 5`: coordinator CPU0, pair 0 CPU1/CPU2, pair 1 CPU3/CPU4) under
+//! a test guest with two dom0 vCPUs: vCPU0 runs on pair 0's leader, vCPU1 on pair 1's, and
+//! the guest's events, timers and `VCPUOP_up` cross between the two leader CPUs. The guest
+//! must pass exactly as on Xen 4.17 (its oracle run is `xen-oracle-<guest>`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
+use crate::dom0_spare::{line, role, roles_key};
+use crate::oracle::dualvisor_guest;
+use crate::pattern::Pattern;
+use crate::scenario::{Paths, Planned};
+
+/// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
+/// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
+/// binds and sends events to vCPU 1 without starting it; `lockstep` injects faults (every
+/// kind) and reads both pairs in the status; `domu` builds, runs and destroys a domU (on
+/// the boot leader). Every other test guest passed on `-smp 5` too when this was written.
+pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[
+    ("timer", true),
+    ("segs", true),
+    ("evtchn2", false),
+    ("lockstep", false),
+    ("domu", false),
+];
+
+/// The two-pair roles line.
+pub const TWO_PAIRS_LINE: &str =
+    "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, pair 1 leader CPU3 follower CPU4, coordinator CPU0";
+
+/// `dualvisor-<guest>-smp5` for the [`TWO_PAIR_GUESTS`] among `guests`.
+pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    guests
+        .iter()
+        .filter_map(|g| {
+            let stem = stem(g)?;
+            let &(_, starts_vcpu1) = TWO_PAIR_GUESTS.iter().find(|(n, _)| *n == stem)?;
+            let mut s = dualvisor_guest(p, g);
+            s.name = format!("{}-smp5", s.name);
+            s.qemu = s.qemu.smp(5);
+            s.expect.expect = vec![
+                Pattern::contains(TWO_PAIRS_LINE),
+                Pattern::contains("(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)"),
+            ];
+            if starts_vcpu1 {
+                s.expect.expect.push(Pattern::contains(
+                    "(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1",
+                ));
+            }
+            s.expect
+                .expect
+                .push(Pattern::contains("Test result: SUCCESS"));
+            // Every CPU's stack high-water marks, printed as dom0 goes down.
+            for cpu in 0..5 {
+                s.expect.expect.push(Pattern::contains(format!(
+                    "(XEN) stack use (KiB): CPU{cpu} main"
+                )));
+            }
+            s.expect
+                .expect
+                .push(Pattern::contains("(XEN) Hardware Dom0 halted"));
+            Some(Planned::Run(Box::new(s)))
+        })
+        .collect()
+}
+
+/// The dom0 session on two pairs: every pair in `xl lockstep status` and debug key `l`, a
+/// domU (on the boot leader), 100 injected effects faults all recovered, `xl lockstep off` and
+/// `on` (every follower re-synchronised);
+/// then pair 0's follower fails for good: pair 0 escalates and its transactions run through
+/// pair 1 from then on, still protected (20 more faults recovered).
+pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
+    let mut v = vec![
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(0, "coordinator"),
+                role(1, "leader"),
+                role(2, "follower"),
+                role(3, "leader"),
+                role(4, "follower"),
+            ],
+        ),
+        (
+            typed("xl create /etc/xen/demo1.cfg"),
+            vec![line("Parsing config from /etc/xen/demo1.cfg")],
+        ),
+        (
+            typed("xl lockstep inject -w effects 100"),
+            vec![
+                line("lockstep: injecting 100 effects faults"),
+                line("lockstep: 100 effects faults injected so far: 0 masked, 100 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("escalated              : 0"),
+                line(&injection_row("effects", [100, 0, 100, 0, 0, 0])),
+            ],
+        ),
+    ];
+    v.extend(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 follower, CPU3 leader, CPU4 follower",
+    ));
+    v.extend([
+        // Runtime off and on: every pair's follower restarts the follower replica from a
+        // copy of the leader replica, bit-identical.
+        (
+            typed("xl lockstep off"),
+            vec![Says::Line(Pattern::contains(
+                "(XEN) lockstep: off (runtime): transactions run once",
+            ))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![line("lockstep               : off (unprotected)")],
+        ),
+        (
+            typed("xl lockstep on"),
+            vec![Says::Line(Pattern::contains(
+                "(XEN) lockstep: on (runtime): every pair's follower re-synchronised from the leader's replica at a transaction boundary, replicas bit-identical",
+            ))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![line("lockstep               : on")],
+        ),
+        (
+            typed("xl lockstep fail follower"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: pair 0 escalated (suspect follower): follower CPU2 out of service; \
+                     its transactions run through pair 1 from now on (follower CPU4), still protected",
+                )),
+            ],
+        ),
+        (
+            typed("xl lockstep inject -w effects 20"),
+            vec![
+                line("lockstep: injecting 20 effects faults"),
+                // The counts are since boot: the 100 above and these 20.
+                line("lockstep: 120 effects faults injected so far: 0 masked, 120 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl list"),
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    1    32     1     ",
+            ]))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(2, "retired"),
+                role(3, "leader"),
+                role(4, "follower"),
+                line(&injection_row("effects", [120, 0, 120, 0, 0, 0])),
+            ],
+        ),
+        (typed("xl destroy demo1"), vec![]),
+    ]);
+    v
+}
+
+/// `dom0-lockstep-two-pairs`: [`two_pairs_steps`] on `-smp 5`.
+pub fn dom0_two_pairs(p: &Paths) -> Planned {
+    let mut s = real_initrd(
+        p,
+        "dom0-lockstep-two-pairs-smp5",
+        &p.image,
+        5,
+        steps_script(two_pairs_steps()),
+        Duration::from_secs(600),
+    );
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
+}
+
+fn stem(g: &Path) -> Option<&str> {
+    g.file_stem().and_then(|s| s.to_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::test_support::{find, watch};
+    use crate::watch::WatchState;
+
+    #[test]
+    fn timer_and_evtchn2_run_on_two_pairs() {
+        let p = Paths::new("/repo");
+        let guests: Vec<PathBuf> = ["hello", "timer", "evtchn2", "segs"]
+            .iter()
+            .map(|g| PathBuf::from(format!("/repo/build/guests/{g}.elf")))
+            .collect();
+        let v = two_pair_guests(&p, &guests);
+        assert_eq!(v.len(), 3);
+        let e = find(&v, "dualvisor-evtchn2-smp5");
+        assert_eq!(e.expect.expect.len(), 9, "evtchn2 does not start vCPU 1");
+        let s = find(&v, "dualvisor-timer-smp5");
+        assert_eq!(s.qemu.smp, 5);
+        let log = format!(
+            "{TWO_PAIRS_LINE}\n(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)\n\
+             (XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\nTest result: SUCCESS\n\
+             (XEN) stack use (KiB): CPU0 main 58/256\n(XEN) stack use (KiB): CPU1 main 17/256\n\
+             (XEN) stack use (KiB): CPU2 main 31/256\n(XEN) stack use (KiB): CPU3 main 7/256\n\
+             (XEN) stack use (KiB): CPU4 main 9/256\n(XEN) Hardware Dom0 halted: halting machine\n"
+        );
+        assert_eq!(watch(&s, &log), WatchState::AllSeen);
+        let one_leader = log.replace("(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1\n", "");
+        assert_ne!(
+            watch(&s, &one_leader),
+            WatchState::AllSeen,
+            "vCPU1 must have run on pair 1's leader"
+        );
+    }
+}
