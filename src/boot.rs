@@ -19,6 +19,8 @@ fn timer_tick(_v: u8, _f: &mut arch::trap::TrapFrame) {
 }
 
 fn wake(_v: u8, _f: &mut arch::trap::TrapFrame) {
+    // A TLB flush another leader CPU asked for (several lockstep pairs).
+    arch::tlb::service();
     arch::lapic::eoi();
 }
 

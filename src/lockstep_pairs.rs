@@ -48,6 +48,11 @@ fn cpus() -> Vec<(usize, usize)> {
     crate::lockstep_hw::topology().map_or_else(Vec::new, |t| t.pairs())
 }
 
+/// The leader CPUs of every pair (the CPUs that run guest vCPUs).
+pub fn leader_cpus() -> Vec<usize> {
+    cpus().into_iter().map(|(l, _)| l).collect()
+}
+
 /// Whether the topology has more than one pair.
 pub fn several() -> bool {
     cpus().len() > 1

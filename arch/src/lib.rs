@@ -35,5 +35,6 @@ pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod stacks;
+pub mod tlb;
 pub mod trap;
 pub mod xstate;

@@ -226,6 +226,11 @@ pub fn wake_waiter(index: usize) {
     }
 }
 
+/// Sends the wake IPI to CPU `index` whether it halts or not (see `tlb`).
+pub fn send_wake_ipi(index: usize) {
+    send_wake(index);
+}
+
 fn send_wake(index: usize) {
     if let Some(pc) = percpu::get(index) {
         if index != percpu::cpu_index() && pc.online.load(Ordering::Acquire) {

@@ -219,6 +219,10 @@ fn apply_evtchn(rt: &mut Runtime, ev: &EvtchnEffect) {
 }
 
 fn apply_mm(m: &MmEffect, after: &mut After) {
+    if matches!(m, MmEffect::FlushTlb { .. }) && crate::lockstep_pairs::several() {
+        // Other leader CPUs may run vCPUs of the same guest on the same page tables.
+        after.remote_flush = true;
+    }
     match m {
         MmEffect::FlushTlb { va: Some(va), .. } => arch::cpu::invlpg(*va),
         MmEffect::FlushTlb { va: None, .. } | MmEffect::SetCr3 { .. } => {
@@ -302,8 +306,23 @@ fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
     }
 }
 
-/// After the runtime lock is dropped: shutdown or crash of the hardware domain.
+/// How long a leader CPU waits for the others to do a TLB flush it asked for: 100 ms.
+const REMOTE_FLUSH_TIMEOUT_MS: u64 = 100;
+
+/// After the runtime lock is dropped: the other leader CPUs' TLB flush, shutdown or crash of
+/// the hardware domain.
 pub(crate) fn finish(after: After, noreboot: bool) {
+    if after.remote_flush {
+        let leaders = crate::lockstep_pairs::leader_cpus();
+        let timeout = arch::lapic::tsc_khz().saturating_mul(REMOTE_FLUSH_TIMEOUT_MS);
+        for cpu in arch::tlb::flush_others(&leaders, timeout) {
+            xprintln!(
+                "TLB flush: CPU{} did not answer within {} ms",
+                cpu,
+                REMOTE_FLUSH_TIMEOUT_MS
+            );
+        }
+    }
     if let Some(d) = after.crashed {
         xprintln!("Domain {} crashed", d);
         if d == 0 {

@@ -329,12 +329,16 @@ pub(crate) struct After {
     shutdown: Option<(DomId, u32)>,
     crashed: Option<DomId>,
     kept_frames: Vec<u64>,
+    /// A committed TLB flush the other leader CPUs must do too (several pairs), once the
+    /// runtime lock is released.
+    remote_flush: bool,
 }
 
 impl After {
     fn merge(&mut self, o: After) {
         self.shutdown = self.shutdown.or(o.shutdown);
         self.crashed = self.crashed.or(o.crashed);
+        self.remote_flush |= o.remote_flush;
     }
 }
 
