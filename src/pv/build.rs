@@ -136,6 +136,7 @@ fn initial_state(
             pm_timer_port: arch::platform::pm_timer_port(),
         },
     );
+    state.pirq_config.set(&mut j, super::irq::pirq_config());
     xen_core::mm::set_host_memory(&mut state, &mut j, host.clone());
     let mem = xen_core::mm::DomainMemory {
         dom: 0,
@@ -247,6 +248,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
     let mut after = super::After::default();
     super::apply::apply_all(&mut rt, &boot, 0, None, &first, &mut after);
     super::console::announce();
+    super::irq::register_handlers();
     super::console::route_input(leader);
     arch::guest::set_exit_hook(super::guest_exit);
     *RUNTIME.lock() = Some(rt);

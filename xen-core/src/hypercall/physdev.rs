@@ -1,5 +1,7 @@
-//! `physdev_op` (33): what a PV kernel without passed-through devices uses — set_iopl,
-//! set_iobitmap, irq_status_query, eoi — answered as Xen 4.17 answers it.
+//! `physdev_op` (33) as Xen 4.17 answers it: set_iopl, set_iobitmap, apic_read, and the
+//! physical IRQs of dom0 — map/unmap a GSI to a PIRQ, setup_gsi, irq_status_query, eoi and
+//! the PIRQ EOI bitmap ([`crate::pirq`]). MSI mappings answer -ENODEV: no PCI device is
+//! registered with the hypervisor.
 
 use crate::hv::{Ctx, HvResult, HvState};
 use crate::pv::state;
@@ -60,6 +62,26 @@ fn apic_read(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
     ret
 }
 
+/// `PHYSDEVOP_map_pirq`: as in Xen the struct is copied back whatever the outcome, with
+/// the PIRQ on success.
+fn map_pirq(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut raw = [0u8; PhysdevMapPirq::SIZE];
+    ctx.copy_from_guest(arg, &mut raw)?;
+    let mut m = PhysdevMapPirq::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+    let ret = match m.r#type {
+        MAP_PIRQ_TYPE_GSI => {
+            crate::pirq::ops::map_gsi(state, ctx, m.domid, m.index, m.pirq).map(|p| m.pirq = p)
+        }
+        MAP_PIRQ_TYPE_MSI | MAP_PIRQ_TYPE_MSI_SEG | MAP_PIRQ_TYPE_MULTI_MSI => {
+            crate::pirq::ops::check_target(state, ctx.dom(), m.domid).and(Err(XenErrno::ENODEV))
+        }
+        _ => crate::pirq::ops::check_target(state, ctx.dom(), m.domid).and(Err(XenErrno::EINVAL)),
+    };
+    ctx.copy_to_guest(arg, &m.to_vec())?;
+    ret?;
+    Ok(0)
+}
+
 /// `physdev_op(cmd, arg)`.
 pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [cmd, arg, ..] = ctx.req.args;
@@ -102,8 +124,11 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             if q.irq >= nr_pirqs(state, ctx.dom()) {
                 return Err(XenErrno::EINVAL.into());
             }
-            // No PIRQ is shared; every one needs an EOI (no EOI map registered).
+            // Xen asks every PV domain to EOI (edge and MSI sources may need masking too).
             q.flags = XENIRQSTAT_NEEDS_EOI;
+            if crate::pirq::is_shared(state, ctx.dom(), q.irq) {
+                q.flags |= XENIRQSTAT_SHARED;
+            }
             ctx.copy_to_guest(arg, &q.to_vec())?;
             Ok(0)
         }
@@ -111,10 +136,42 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             let mut raw = [0u8; PhysdevEoi::SIZE];
             ctx.copy_from_guest(arg, &mut raw)?;
             let e = PhysdevEoi::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
-            if e.irq >= nr_pirqs(state, ctx.dom()) {
-                return Err(XenErrno::EINVAL.into());
+            crate::pirq::ops::eoi(state, ctx, e.irq)?;
+            Ok(0)
+        }
+        PHYSDEVOP_MAP_PIRQ => map_pirq(state, ctx, arg),
+        PHYSDEVOP_UNMAP_PIRQ => {
+            let mut raw = [0u8; PhysdevUnmapPirq::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let u = PhysdevUnmapPirq::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            crate::pirq::ops::unmap(state, ctx, u.domid, u.pirq)?;
+            Ok(0)
+        }
+        PHYSDEVOP_SETUP_GSI => {
+            if !crate::hypercall::is_privileged(state, ctx.dom()) {
+                return Err(XenErrno::EPERM.into());
             }
-            // No PIRQ is bound to a device: nothing to acknowledge.
+            let mut raw = [0u8; PhysdevSetupGsi::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let g = PhysdevSetupGsi::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            Ok(crate::pirq::ops::setup_gsi(
+                state,
+                ctx,
+                g.gsi,
+                g.triggering,
+                g.polarity,
+            )?)
+        }
+        c @ (PHYSDEVOP_PIRQ_EOI_GMFN_V1 | PHYSDEVOP_PIRQ_EOI_GMFN_V2) => {
+            let mut raw = [0u8; PhysdevPirqEoiGmfn::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let g = PhysdevPirqEoiGmfn::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            crate::pirq::ops::register_eoi_map(
+                state,
+                ctx,
+                g.gmfn,
+                c == PHYSDEVOP_PIRQ_EOI_GMFN_V1,
+            )?;
             Ok(0)
         }
         _ => super::unknown_subop(state, ctx, "physdev_op", cmd),
