@@ -5,7 +5,9 @@
 use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, EVENT_CHANNEL_OP, PHYSDEV_OP};
 use dom0_interface::event_channel::{EvtchnBindPirq, EVTCHNOP_BIND_PIRQ};
-use dom0_interface::physdev::{PhysdevEoi, PhysdevSetupGsi, PhysdevUnmapPirq};
+use dom0_interface::physdev::{
+    PhysdevEoi, PhysdevIrq, PhysdevSetupGsi, PhysdevUnmapPirq, PHYSDEVOP_ALLOC_IRQ_VECTOR,
+};
 pub use dom0_interface::physdev::{
     PhysdevMapPirq, MAP_PIRQ_TYPE_GSI, MAP_PIRQ_TYPE_MSI, PHYSDEVOP_EOI, PHYSDEVOP_MAP_PIRQ,
     PHYSDEVOP_PIRQ_EOI_GMFN_V1, PHYSDEVOP_PIRQ_EOI_GMFN_V2, PHYSDEVOP_SETUP_GSI,
@@ -54,6 +56,16 @@ pub fn setup_gsi(gsi: i32, triggering: u8, polarity: u8) -> XenResult {
             polarity,
         },
     )
+}
+
+/// `PHYSDEVOP_alloc_irq_vector` for `irq`: the vector Xen answers.
+pub fn alloc_irq_vector(irq: u32) -> Result<u32, Errno> {
+    let mut i = PhysdevIrq {
+        irq,
+        vector: 0xdead,
+    };
+    op(PHYSDEVOP_ALLOC_IRQ_VECTOR, &mut i)?;
+    Ok(i.vector)
 }
 
 /// `PHYSDEVOP_eoi` of `pirq`.

@@ -117,6 +117,19 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             Ok(0)
         }
         PHYSDEVOP_APIC_READ => apic_read(state, ctx, arg),
+        PHYSDEVOP_ALLOC_IRQ_VECTOR => {
+            // A dummy in Xen 4.17: the hypervisor owns the vectors, and answers the IRQ as
+            // the vector (dom0 only, XSM's apic check).
+            let mut raw = [0u8; PhysdevIrq::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let mut i = PhysdevIrq::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            if !crate::hypercall::is_privileged(state, ctx.dom()) {
+                return Err(XenErrno::EPERM.into());
+            }
+            i.vector = i.irq;
+            ctx.copy_to_guest(arg, &i.to_vec())?;
+            Ok(0)
+        }
         PHYSDEVOP_IRQ_STATUS_QUERY => {
             let mut raw = [0u8; PhysdevIrqStatusQuery::SIZE];
             ctx.copy_from_guest(arg, &mut raw)?;

@@ -301,8 +301,27 @@ fn errors_as_xen_answers_them() {
     assert_eq!(map(&mut h, DOMID_SELF, 4, -1), (0, 16));
     assert_eq!(bind(&mut h, 16).0, -16, "in use by the hypervisor");
 
+    let (r, _, v) = call(
+        &mut h,
+        PHYSDEV_OP,
+        PHYSDEVOP_ALLOC_IRQ_VECTOR,
+        &PhysdevIrq { irq: 9, vector: 0 },
+    );
+    assert_eq!(
+        (r, v.vector),
+        (0, 9),
+        "alloc_irq_vector: the IRQ as the vector"
+    );
+
     let mut u = Harness::domu(3);
     q35(&mut u);
+    let (r, _, _) = call(
+        &mut u,
+        PHYSDEV_OP,
+        PHYSDEVOP_ALLOC_IRQ_VECTOR,
+        &PhysdevIrq { irq: 9, vector: 0 },
+    );
+    assert_eq!(r, -1);
     assert_eq!(map(&mut u, DOMID_SELF, 8, -1).0, -1);
     assert_eq!(unmap(&mut u, 16), -1);
     assert_eq!(setup_gsi(&mut u, 8, 0, 0).0, -1);

@@ -187,6 +187,16 @@ fn bad_maps() {
         Err(Errno::ESRCH),
     );
     check_eq(
+        "alloc_irq_vector(8): the IRQ as the vector",
+        physdev::alloc_irq_vector(8),
+        Ok(8),
+    );
+    check_eq(
+        "alloc_irq_vector(300)",
+        physdev::alloc_irq_vector(300),
+        Ok(300),
+    );
+    check_eq(
         "irq_status_query(40): needs EOI",
         pvcpu::irq_status_query(40),
         Ok(1),
