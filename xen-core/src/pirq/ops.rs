@@ -396,3 +396,41 @@ pub fn interrupt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, gsi: u32) -> Re
     }
     Ok(())
 }
+
+/// A dying domain's PIRQs (`free_domain_pirqs`, `free_pirq_eoi_map`): after its ports are
+/// closed, every mapping goes (pins of GSIs it still had bound are masked if it was the last
+/// guest), its IRQ access with it, and the EOI bitmap frame's references are dropped.
+pub fn destroy_domain(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    d: DomId,
+) -> Result<(), HvError> {
+    let pirqs: alloc::vec::Vec<(u32, Pirq)> = state
+        .pirqs
+        .iter()
+        .filter(|((dom, _), _)| *dom == d)
+        .map(|((_, p), v)| (*p, *v))
+        .collect();
+    for (pirq, p) in pirqs {
+        if p.irq > 0 && gsi_entry(state, p.irq as u32).guests.contains(&d) {
+            guest_unbind(state, ctx, d, pirq, p.irq as u32);
+        }
+        state.pirqs.remove(ctx.journal(), &(d, pirq));
+    }
+    let access: alloc::vec::Vec<(DomId, u32)> = state
+        .irq_access
+        .iter()
+        .filter(|(k, _)| k.0 == d)
+        .map(|(k, _)| *k)
+        .collect();
+    for k in access {
+        state.irq_access.remove(ctx.journal(), &k);
+    }
+    if let Some(m) = state.eoi_maps.get(&d).copied() {
+        state.eoi_maps.remove(ctx.journal(), &d);
+        let mut env = crate::mm::env::CtxEnv::new(ctx);
+        crate::mm::frame::put_page_and_type(state, &mut env, m.mfn)?;
+        env.finish();
+    }
+    Ok(())
+}
