@@ -45,6 +45,7 @@ mod tag {
     pub const IRQ_ACCESS: u32 = 62;
     pub const EOI_MAPS: u32 = 63;
     pub const PIRQ_CONFIG: u32 = 64;
+    pub const PCI_DEVS: u32 = 65;
 }
 
 /// Host-wide configuration the handlers report (set at boot).
@@ -122,8 +123,11 @@ pub struct HvState {
     pub irq_access: JMap<(DomId, u32), bool>,
     /// PIRQ EOI bitmaps by domain.
     pub eoi_maps: JMap<DomId, crate::pirq::EoiMap>,
-    /// Host interrupt facts (GSIs, SCI, ISA signalling, the hypervisor's own GSIs).
+    /// Host interrupt facts (GSIs, ISA signalling, the hypervisor's own GSIs).
     pub pirq_config: JCell<crate::pirq::PirqConfig>,
+    /// PCI devices dom0 reported (`PHYSDEVOP_pci_device_add`) by (segment, bus, devfn): the
+    /// `XEN_PCI_DEV_*` flags it gave.
+    pub pci_devs: JMap<(u16, u8, u8), u32>,
 }
 impl_replica_state!(HvState {
     domains,
@@ -155,7 +159,8 @@ impl_replica_state!(HvState {
     gsis,
     irq_access,
     eoi_maps,
-    pirq_config
+    pirq_config,
+    pci_devs
 });
 
 impl Default for HvState {
@@ -198,6 +203,7 @@ impl HvState {
             irq_access: JMap::new(tag::IRQ_ACCESS),
             eoi_maps: JMap::new(tag::EOI_MAPS),
             pirq_config: JCell::new(tag::PIRQ_CONFIG, crate::pirq::PirqConfig::default()),
+            pci_devs: JMap::new(tag::PCI_DEVS),
         }
     }
 }

@@ -6,7 +6,9 @@ use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, EVENT_CHANNEL_OP, PHYSDEV_OP};
 use dom0_interface::event_channel::{EvtchnBindPirq, EVTCHNOP_BIND_PIRQ};
 use dom0_interface::physdev::{
-    PhysdevEoi, PhysdevIrq, PhysdevSetupGsi, PhysdevUnmapPirq, PHYSDEVOP_ALLOC_IRQ_VECTOR,
+    PhysdevEoi, PhysdevIrq, PhysdevPciDevice, PhysdevPciDeviceAdd, PhysdevSetupGsi,
+    PhysdevUnmapPirq, PHYSDEVOP_ALLOC_IRQ_VECTOR, PHYSDEVOP_PCI_DEVICE_ADD,
+    PHYSDEVOP_PCI_DEVICE_REMOVE,
 };
 pub use dom0_interface::physdev::{
     PhysdevMapPirq, MAP_PIRQ_TYPE_GSI, MAP_PIRQ_TYPE_MSI, PHYSDEVOP_EOI, PHYSDEVOP_MAP_PIRQ,
@@ -66,6 +68,27 @@ pub fn alloc_irq_vector(irq: u32) -> Result<u32, Errno> {
     };
     op(PHYSDEVOP_ALLOC_IRQ_VECTOR, &mut i)?;
     Ok(i.vector)
+}
+
+/// `PHYSDEVOP_pci_device_add` of device `seg:bus:devfn` with `flags` (`XEN_PCI_DEV_*`, no
+/// proximity domain).
+pub fn pci_device_add(seg: u16, bus: u8, devfn: u8, flags: u32) -> XenResult {
+    let mut a = PhysdevPciDeviceAdd {
+        seg,
+        bus,
+        devfn,
+        flags,
+        ..PhysdevPciDeviceAdd::default()
+    };
+    op(PHYSDEVOP_PCI_DEVICE_ADD, &mut a)
+}
+
+/// `PHYSDEVOP_pci_device_remove` of device `seg:bus:devfn`.
+pub fn pci_device_remove(seg: u16, bus: u8, devfn: u8) -> XenResult {
+    op(
+        PHYSDEVOP_PCI_DEVICE_REMOVE,
+        &mut PhysdevPciDevice { seg, bus, devfn },
+    )
 }
 
 /// `PHYSDEVOP_eoi` of `pirq`.

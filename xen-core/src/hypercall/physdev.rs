@@ -62,6 +62,45 @@ fn apic_read(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
     ret
 }
 
+/// Logs `what` and the device as Xen's `%pp` prints it (`0000:00:1f.2`).
+fn log_sbdf(ctx: &mut Ctx<'_, '_, '_>, what: &str, (seg, bus, devfn): (u16, u8, u8)) {
+    let line = alloc::format!(
+        "{} {:04x}:{:02x}:{:02x}.{}",
+        what,
+        seg,
+        bus,
+        devfn >> 3,
+        devfn & 7
+    );
+    ctx.emit(crate::effect::Effect::Log(line.into_bytes()));
+}
+
+/// `PHYSDEVOP_pci_device_add` (`pci_add_device`): dom0 reports a PCI device; Xen records it
+/// (no IOMMU here, nothing else to set up) and answers 0, for a device it knows already too.
+fn pci_device_add(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
+    let mut raw = [0u8; PhysdevPciDeviceAdd::SIZE];
+    ctx.copy_from_guest(arg, &mut raw)?;
+    let a = PhysdevPciDeviceAdd::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+    if a.flags & XEN_PCI_DEV_PXM != 0 {
+        let mut pxm = [0u8; 4];
+        ctx.copy_from_guest(arg.wrapping_add(PhysdevPciDeviceAdd::SIZE as u64), &mut pxm)?;
+    }
+    if !crate::hypercall::is_privileged(state, ctx.dom()) {
+        return Err(XenErrno::EPERM.into());
+    }
+    let key = (a.seg, a.bus, a.devfn);
+    state.pci_devs.insert(ctx.journal(), key, a.flags);
+    let kind = if a.flags & XEN_PCI_DEV_VIRTFN != 0 {
+        "virtual function"
+    } else if a.flags & XEN_PCI_DEV_EXTFN != 0 {
+        "extended function"
+    } else {
+        "device"
+    };
+    log_sbdf(ctx, &alloc::format!("PCI add {kind}"), key);
+    Ok(0)
+}
+
 /// `PHYSDEVOP_map_pirq`: as in Xen the struct is copied back whatever the outcome, with
 /// the PIRQ on success.
 fn map_pirq(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
@@ -153,6 +192,21 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             Ok(0)
         }
         PHYSDEVOP_MAP_PIRQ => map_pirq(state, ctx, arg),
+        PHYSDEVOP_PCI_DEVICE_ADD => pci_device_add(state, ctx, arg),
+        PHYSDEVOP_PCI_DEVICE_REMOVE => {
+            let mut raw = [0u8; PhysdevPciDevice::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let d = PhysdevPciDevice::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            if !crate::hypercall::is_privileged(state, ctx.dom()) {
+                return Err(XenErrno::EPERM.into());
+            }
+            let key = (d.seg, d.bus, d.devfn);
+            if state.pci_devs.remove(ctx.journal(), &key).is_none() {
+                return Err(XenErrno::ENODEV.into());
+            }
+            log_sbdf(ctx, "PCI remove device", key);
+            Ok(0)
+        }
         PHYSDEVOP_UNMAP_PIRQ => {
             let mut raw = [0u8; PhysdevUnmapPirq::SIZE];
             ctx.copy_from_guest(arg, &mut raw)?;
@@ -244,5 +298,47 @@ mod tests {
         let mut u = Harness::domu(1);
         one_ioapic(&mut u);
         assert_eq!(apic(&mut u, 0xfec0_0000, 1).0, -1);
+    }
+
+    fn pci(h: &mut Harness, cmd: u32, bytes: &[u8]) -> i64 {
+        h.mem.map(BUF, bytes);
+        h.hypercall(33, [u64::from(cmd), BUF, 0, 0, 0]).ret
+    }
+
+    #[test]
+    fn pci_devices_are_recorded_and_removed_once() {
+        let add = PhysdevPciDeviceAdd {
+            seg: 0,
+            bus: 0,
+            devfn: 0xfb,
+            ..PhysdevPciDeviceAdd::default()
+        }
+        .to_vec();
+        let dev = PhysdevPciDevice {
+            seg: 0,
+            bus: 0,
+            devfn: 0xfb,
+        }
+        .to_vec();
+        let mut h = Harness::dom0();
+        assert_eq!(pci(&mut h, PHYSDEVOP_PCI_DEVICE_ADD, &add), 0);
+        let o = h.hypercall(33, [u64::from(PHYSDEVOP_PCI_DEVICE_ADD), BUF, 0, 0, 0]);
+        assert_eq!(o.ret, 0, "again");
+        assert_eq!(o.logs, ["PCI add device 0000:00:1f.3"]);
+        assert_eq!(pci(&mut h, PHYSDEVOP_PCI_DEVICE_REMOVE, &dev), 0);
+        assert_eq!(pci(&mut h, PHYSDEVOP_PCI_DEVICE_REMOVE, &dev), -19);
+        let pxm = PhysdevPciDeviceAdd {
+            flags: XEN_PCI_DEV_PXM,
+            ..PhysdevPciDeviceAdd::read_from(&add).unwrap()
+        };
+        h.mem.bytes.clear();
+        assert_eq!(
+            pci(&mut h, PHYSDEVOP_PCI_DEVICE_ADD, &pxm.to_vec()),
+            -14,
+            "no optarr[0]"
+        );
+        let mut u = Harness::domu(2);
+        assert_eq!(pci(&mut u, PHYSDEVOP_PCI_DEVICE_ADD, &add), -1);
+        assert_eq!(pci(&mut u, PHYSDEVOP_PCI_DEVICE_REMOVE, &dev), -1);
     }
 }

@@ -2,7 +2,7 @@
 //! PHYSDEVOP_map_pirq, bound to an event channel with EVTCHNOP_bind_pirq, the RTC's periodic
 //! interrupt programmed through ports 0x70/0x71 and received as events (SCHEDOP_poll), each
 //! acknowledged with PHYSDEVOP_eoi and a read of CMOS register C; the PIRQ EOI bitmap, and
-//! the errors Xen 4.17 gives for bad GSIs, PIRQs and bindings.
+//! the errors Xen 4.17 gives for bad GSIs, PIRQs and bindings; PCI devices reported by dom0.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -69,6 +69,43 @@ fn main(si: &StartInfo) {
     interrupts(&shared, p, port);
     teardown(p, port);
     serial_gsi();
+    pci_devices();
+}
+
+/// dom0 reports PCI devices: 00:1f.3 (q35's SMBus controller) added, again, removed and
+/// added back; a device nobody added cannot be removed.
+fn pci_devices() {
+    let smbus = (0x1f << 3) | 3;
+    check_eq(
+        "pci_device_add(00:1f.3)",
+        physdev::pci_device_add(0, 0, smbus, 0),
+        Ok(0),
+    );
+    check_eq(
+        "pci_device_add(00:1f.3) again",
+        physdev::pci_device_add(0, 0, smbus, 0),
+        Ok(0),
+    );
+    check_eq(
+        "pci_device_remove(00:1f.3)",
+        physdev::pci_device_remove(0, 0, smbus),
+        Ok(0),
+    );
+    check_eq(
+        "pci_device_remove(00:1f.3) again",
+        physdev::pci_device_remove(0, 0, smbus),
+        Err(Errno::ENODEV),
+    );
+    check_eq(
+        "pci_device_remove(00:1c.7, no such device)",
+        physdev::pci_device_remove(0, 0, (0x1c << 3) | 7),
+        Err(Errno::ENODEV),
+    );
+    check_eq(
+        "pci_device_add(00:1f.3) back",
+        physdev::pci_device_add(0, 0, smbus, 0),
+        Ok(0),
+    );
 }
 
 /// Maps Xen refuses, and what it answers.
