@@ -142,6 +142,12 @@ pub fn legacy_signalling(platform: &Platform, gsi: u32) -> (bool, bool) {
 /// Programs GSI `gsi`'s pin: fixed `vector` to the GSI target CPU, with this signalling,
 /// masked or not. Does nothing for a GSI no I/O APIC has.
 pub fn program_gsi(gsi: u32, vector: u8, level: bool, active_low: bool, unmasked: bool) {
+    // Interrupts off throughout: the GSI interrupt handler ([`mask_gsi`]) takes the same
+    // locks.
+    crate::cpu::without_interrupts(|| program_gsi_locked(gsi, vector, level, active_low, unmasked));
+}
+
+fn program_gsi_locked(gsi: u32, vector: u8, level: bool, active_low: bool, unmasked: bool) {
     let Some(slot) = GSI_ENTRIES.get(gsi as usize) else {
         return;
     };
@@ -163,15 +169,14 @@ pub fn program_gsi(gsi: u32, vector: u8, level: bool, active_low: bool, unmasked
 }
 
 /// Writes redirection entry `pin` (destination `dest`): masked while the halves change.
+/// Called with interrupts off.
 fn write_entry(paddr: u64, pin: u32, entry: u64, dest: u32) {
     let entry = entry | (u64::from(dest & 0xff) << 56);
     let reg = 0x10 + 2 * pin;
-    crate::cpu::without_interrupts(|| {
-        let _g = IOAPIC_LOCK.lock();
-        write_reg(paddr, reg, 1 << 16);
-        write_reg(paddr, reg + 1, (entry >> 32) as u32);
-        write_reg(paddr, reg, entry as u32);
-    });
+    let _g = IOAPIC_LOCK.lock();
+    write_reg(paddr, reg, 1 << 16);
+    write_reg(paddr, reg + 1, (entry >> 32) as u32);
+    write_reg(paddr, reg, entry as u32);
 }
 
 /// Whether GSI `gsi` was last programmed level-triggered.
@@ -182,6 +187,8 @@ pub fn gsi_is_level(gsi: u32) -> bool {
 }
 
 /// Masks GSI `gsi`'s pin (a level interrupt taken, until the guests' EOI programs it again).
+/// Runs in the interrupt handler; every other holder of the locks it takes keeps interrupts
+/// off.
 pub fn mask_gsi(gsi: u32) {
     let Some(slot) = GSI_ENTRIES.get(gsi as usize) else {
         return;
@@ -201,15 +208,17 @@ pub fn mask_gsi(gsi: u32) {
 /// programmed (a new lockstep leader).
 pub fn set_gsi_target(apic_id: u32) {
     GSI_TARGET.store(apic_id, Ordering::Relaxed);
-    for (gsi, slot) in GSI_ENTRIES.iter().enumerate() {
-        let e = slot.load(Ordering::Relaxed);
-        if e & (1 << 63) == 0 {
-            continue;
+    crate::cpu::without_interrupts(|| {
+        for (gsi, slot) in GSI_ENTRIES.iter().enumerate() {
+            let e = slot.load(Ordering::Relaxed);
+            if e & (1 << 63) == 0 {
+                continue;
+            }
+            if let Some((paddr, pin)) = gsi_pin(gsi as u32) {
+                write_entry(paddr, pin, e & !(1 << 63), apic_id);
+            }
         }
-        if let Some((paddr, pin)) = gsi_pin(gsi as u32) {
-            write_entry(paddr, pin, e & !(1 << 63), apic_id);
-        }
-    }
+    });
 }
 
 /// The MMIO base of the `index`th I/O APIC, if there is one.
@@ -222,14 +231,17 @@ pub fn ioapic_base(index: usize) -> Option<u64> {
 pub fn read_register(index: usize, reg: u32) -> Option<u32> {
     let base = ioapic_base(index)?;
     let va = phys_to_virt(base);
-    let _g = IOAPIC_LOCK.lock();
-    // SAFETY: `base` is an I/O APIC's MMIO page from the MADT, inside the direct map (which
-    // covers the low 4 GiB); IOREGSEL (offset 0) selects a register, IOWIN (0x10) reads it,
-    // under the lock every other IOREGSEL user takes.
-    let v = unsafe {
-        core::ptr::write_volatile(va as *mut u32, reg & 0xff);
-        core::ptr::read_volatile((va + 0x10) as *const u32)
-    };
+    // Interrupts off while the lock is held: a GSI's interrupt handler takes it too.
+    let v = crate::cpu::without_interrupts(|| {
+        let _g = IOAPIC_LOCK.lock();
+        // SAFETY: `base` is an I/O APIC's MMIO page from the MADT, inside the direct map
+        // (which covers the low 4 GiB); IOREGSEL (offset 0) selects a register, IOWIN (0x10)
+        // reads it, under the lock every other IOREGSEL user takes.
+        unsafe {
+            core::ptr::write_volatile(va as *mut u32, reg & 0xff);
+            core::ptr::read_volatile((va + 0x10) as *const u32)
+        }
+    });
     Some(v)
 }
 
