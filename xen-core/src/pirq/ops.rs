@@ -37,7 +37,8 @@ fn put_gsi(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, gsi: u32, g: Gsi) {
     }
 }
 
-/// The EOI bitmap bit of `pirq` in `d`'s map (if registered), set or cleared after commit.
+/// The EOI bitmap bit of `pirq` in `d`'s map (if registered), set or cleared after commit
+/// (`set_pirq_eoi`, `clear_pirq_eoi`).
 fn eoi_bit(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId, pirq: u32, set: bool) {
     let Some(m) = state.eoi_maps.get(&d).copied() else {
         return;
@@ -249,6 +250,9 @@ pub fn bind(
         g.in_flight = 0;
     }
     g.guests.push(d);
+    // The EOI bitmap says which PIRQs need PHYSDEVOP_eoi: those of a level pin (Xen's
+    // ACKTYPE_EOI), set at bind and left so; an edge pin's are acknowledged early.
+    eoi_bit(state, ctx, d, pirq, g.level);
     put_gsi(state, ctx, irq, g);
     let p = Pirq {
         evtchn: port,
@@ -295,8 +299,7 @@ pub fn close_port(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId, pirq
 }
 
 /// `PHYSDEVOP_eoi` of the caller's `pirq`: ends its interrupt (a level pin unmasks when no
-/// guest has one in flight), clears its EOI bitmap bit, and with a v1 bitmap unmasks its
-/// event channel.
+/// guest has one in flight), and with a v1 bitmap unmasks its event channel.
 pub fn eoi(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, pirq: u32) -> Result<(), XenErrno> {
     let d = ctx.dom();
     if pirq >= nr_pirqs(state, d) {
@@ -311,7 +314,6 @@ pub fn eoi(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, pirq: u32) -> Result<
     if p.masked {
         p.masked = false;
         put_pirq(state, ctx, d, pirq, p);
-        eoi_bit(state, ctx, d, pirq, false);
         if p.irq > 0 {
             let mut g = gsi_entry(state, p.irq as u32);
             g.in_flight = g.in_flight.saturating_sub(1);
@@ -358,7 +360,7 @@ pub fn register_eoi_map(
 }
 
 /// GSI `gsi` interrupted (`__do_IRQ_guest`): each bound guest's PIRQ event is raised; a
-/// level-triggered pin stays masked until every guest EOI'd it (its EOI bitmap bit set).
+/// level-triggered pin stays masked until every guest EOI'd it.
 pub fn interrupt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, gsi: u32) -> Result<(), HvError> {
     let mut g = gsi_entry(state, gsi);
     if g.guests.is_empty() {
@@ -378,7 +380,6 @@ pub fn interrupt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, gsi: u32) -> Re
             p.masked = true;
             g.in_flight += 1;
             put_pirq(state, ctx, d, pirq, p);
-            eoi_bit(state, ctx, d, pirq, true);
         }
         if p.evtchn != 0 {
             let vcpu = state
