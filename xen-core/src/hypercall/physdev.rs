@@ -1,7 +1,7 @@
 //! `physdev_op` (33) as Xen 4.17 answers it: set_iopl, set_iobitmap, apic_read, and the
 //! physical IRQs of dom0 — map/unmap a GSI to a PIRQ, setup_gsi, irq_status_query, eoi and
-//! the PIRQ EOI bitmap ([`crate::pirq`]). MSI mappings answer -ENODEV: no PCI device is
-//! registered with the hypervisor.
+//! the PIRQ EOI bitmap ([`crate::pirq`]); PCI devices dom0 reports. MSI mappings answer
+//! -ENODEV, Xen 4.17's answer for a device it does not know: DualVisor maps no MSIs yet.
 
 use crate::hv::{Ctx, HvResult, HvState};
 use crate::pv::state;

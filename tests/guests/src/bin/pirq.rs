@@ -236,6 +236,24 @@ fn bad_maps() {
         check_eq(name, r, Err(want));
         check_eq("  the struct comes back unchanged", out.pirq, m.pirq);
     }
+    let msi = |r#type: i32| PhysdevMapPirq {
+        r#type,
+        index: -1,
+        bus: 0,
+        devfn: (0x1c << 3) | 7,
+        ..gsi(0, -1)
+    };
+    for (name, t) in [
+        (
+            "map_pirq(MSI of 00:1c.7, no such device)",
+            physdev::MAP_PIRQ_TYPE_MSI,
+        ),
+        ("map_pirq(MSI_SEG of 0000:00:1c.7)", 3),
+    ] {
+        let (r, out) = physdev::map_pirq_raw(msi(t));
+        check_eq(name, r, Err(Errno::ENODEV));
+        check_eq("  the struct comes back unchanged", out.pirq, -1);
+    }
     check_eq(
         "setup_gsi(-1)",
         physdev::setup_gsi(-1, 0, 0),
