@@ -301,6 +301,7 @@ mod tests {
             lapic_nmis: heapless::Vec::new(),
             dropped: 0,
             pm_timer_port: None,
+            mcfg: heapless::Vec::new(),
         };
         p.ioapics
             .push(IoApic {

@@ -134,6 +134,7 @@ fn initial_state(
         HvConfig {
             cmdline: p.hv_cmdline.as_bytes().to_vec(),
             pm_timer_port: arch::platform::pm_timer_port(),
+            mcfg: arch::platform::mcfg_areas(),
         },
     );
     state.pirq_config.set(&mut j, super::irq::pirq_config());

@@ -55,10 +55,13 @@ pub struct HvConfig {
     pub cmdline: Vec<u8>,
     /// The ACPI PM timer's I/O port (4 ports from it), denied to dom0 as Xen denies it.
     pub pm_timer_port: Option<u16>,
+    /// The MCFG's PCI ECAM areas: (base, segment, first bus, last bus).
+    pub mcfg: Vec<(u64, u16, u8, u8)>,
 }
 lockstep::impl_value!(HvConfig {
     cmdline,
-    pm_timer_port
+    pm_timer_port,
+    mcfg
 });
 
 /// The hypervisor state one replica holds.

@@ -6,9 +6,9 @@ use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, EVENT_CHANNEL_OP, PHYSDEV_OP};
 use dom0_interface::event_channel::{EvtchnBindPirq, EVTCHNOP_BIND_PIRQ};
 use dom0_interface::physdev::{
-    PhysdevEoi, PhysdevIrq, PhysdevPciDevice, PhysdevPciDeviceAdd, PhysdevSetupGsi,
-    PhysdevUnmapPirq, PHYSDEVOP_ALLOC_IRQ_VECTOR, PHYSDEVOP_PCI_DEVICE_ADD,
-    PHYSDEVOP_PCI_DEVICE_REMOVE,
+    PhysdevEoi, PhysdevIrq, PhysdevPciDevice, PhysdevPciDeviceAdd, PhysdevPciMmcfgReserved,
+    PhysdevSetupGsi, PhysdevUnmapPirq, PHYSDEVOP_ALLOC_IRQ_VECTOR, PHYSDEVOP_PCI_DEVICE_ADD,
+    PHYSDEVOP_PCI_DEVICE_REMOVE, PHYSDEVOP_PCI_MMCFG_RESERVED,
 };
 pub use dom0_interface::physdev::{
     PhysdevMapPirq, MAP_PIRQ_TYPE_GSI, MAP_PIRQ_TYPE_MSI, PHYSDEVOP_EOI, PHYSDEVOP_MAP_PIRQ,
@@ -81,6 +81,21 @@ pub fn pci_device_add(seg: u16, bus: u8, devfn: u8, flags: u32) -> XenResult {
         ..PhysdevPciDeviceAdd::default()
     };
     op(PHYSDEVOP_PCI_DEVICE_ADD, &mut a)
+}
+
+/// `PHYSDEVOP_pci_mmcfg_reserved` of the ECAM area at `address` for `segment`'s buses
+/// `start..=end` with `flags` (`XEN_PCI_MMCFG_RESERVED`).
+pub fn pci_mmcfg_reserved(address: u64, segment: u16, start: u8, end: u8, flags: u32) -> XenResult {
+    op(
+        PHYSDEVOP_PCI_MMCFG_RESERVED,
+        &mut PhysdevPciMmcfgReserved {
+            address,
+            segment,
+            start_bus: start,
+            end_bus: end,
+            flags,
+        },
+    )
 }
 
 /// `PHYSDEVOP_pci_device_remove` of device `seg:bus:devfn`.

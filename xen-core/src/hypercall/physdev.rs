@@ -75,6 +75,40 @@ fn log_sbdf(ctx: &mut Ctx<'_, '_, '_>, what: &str, (seg, bus, devfn): (u16, u8, 
     ctx.emit(crate::effect::Effect::Log(line.into_bytes()));
 }
 
+/// `pci_mmcfg_reserved`: dom0 confirms (or not) that an MCFG area is reserved. An area the
+/// MCFG has (same segment and buses) is accepted at the same address, -EIO at another; an
+/// unknown one is -ENODEV.
+fn mmcfg_reserved(
+    state: &HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    r: &PhysdevPciMmcfgReserved,
+) -> Result<(), XenErrno> {
+    if r.flags & !XEN_PCI_MMCFG_RESERVED != 0 {
+        return Err(XenErrno::EINVAL);
+    }
+    let area = state
+        .config
+        .get()
+        .mcfg
+        .iter()
+        .find(|(_, seg, start, end)| {
+            *seg == r.segment && *start == r.start_bus && *end == r.end_bus
+        })
+        .copied();
+    match area {
+        None => Err(XenErrno::ENODEV),
+        Some((base, ..)) if base != r.address => {
+            let line = alloc::format!(
+                "Base address presented for segment {:04x} bus {:02x}-{:02x} ({:08x}) does not match previously obtained one ({:08x})",
+                r.segment, r.start_bus, r.end_bus, r.address, base
+            );
+            ctx.emit(crate::effect::Effect::Log(line.into_bytes()));
+            Err(XenErrno::EIO)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// `PHYSDEVOP_pci_device_add` (`pci_add_device`): dom0 reports a PCI device; Xen records it
 /// (no IOMMU here, nothing else to set up) and answers 0, for a device it knows already too.
 fn pci_device_add(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult {
@@ -193,6 +227,17 @@ pub fn physdev_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         }
         PHYSDEVOP_MAP_PIRQ => map_pirq(state, ctx, arg),
         PHYSDEVOP_PCI_DEVICE_ADD => pci_device_add(state, ctx, arg),
+        PHYSDEVOP_PCI_MMCFG_RESERVED => {
+            // xsm_resource_setup_misc (privileged) comes before the copy.
+            if !crate::hypercall::is_privileged(state, ctx.dom()) {
+                return Err(XenErrno::EPERM.into());
+            }
+            let mut raw = [0u8; PhysdevPciMmcfgReserved::SIZE];
+            ctx.copy_from_guest(arg, &mut raw)?;
+            let r = PhysdevPciMmcfgReserved::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
+            mmcfg_reserved(state, ctx, &r)?;
+            Ok(0)
+        }
         PHYSDEVOP_PCI_DEVICE_REMOVE => {
             let mut raw = [0u8; PhysdevPciDevice::SIZE];
             ctx.copy_from_guest(arg, &mut raw)?;
@@ -340,5 +385,37 @@ mod tests {
         let mut u = Harness::domu(2);
         assert_eq!(pci(&mut u, PHYSDEVOP_PCI_DEVICE_ADD, &add), -1);
         assert_eq!(pci(&mut u, PHYSDEVOP_PCI_DEVICE_REMOVE, &dev), -1);
+    }
+
+    #[test]
+    fn mmcfg_areas_are_checked_against_the_mcfg() {
+        let mut h = Harness::dom0();
+        let mut j = lockstep::Journal::new();
+        j.begin(1_000_000);
+        let cfg = crate::hv::HvConfig {
+            mcfg: alloc::vec![(0xb000_0000, 0, 0, 0xff)],
+            ..Default::default()
+        };
+        h.state.config.set(&mut j, cfg);
+        lockstep::replica::forget(&mut h.state);
+        let r = |address, segment, end_bus, flags| {
+            PhysdevPciMmcfgReserved {
+                address,
+                segment,
+                start_bus: 0,
+                end_bus,
+                flags,
+            }
+            .to_vec()
+        };
+        let cmd = PHYSDEVOP_PCI_MMCFG_RESERVED;
+        assert_eq!(pci(&mut h, cmd, &r(0xb000_0000, 0, 0xff, 1)), 0);
+        assert_eq!(pci(&mut h, cmd, &r(0xb000_0000, 0, 0xff, 0)), 0);
+        assert_eq!(pci(&mut h, cmd, &r(0xc000_0000, 0, 0xff, 1)), -5);
+        assert_eq!(pci(&mut h, cmd, &r(0xb000_0000, 0, 0x7f, 1)), -19);
+        assert_eq!(pci(&mut h, cmd, &r(0xb000_0000, 1, 0xff, 1)), -19);
+        assert_eq!(pci(&mut h, cmd, &r(0xb000_0000, 0, 0xff, 2)), -22);
+        let mut u = Harness::domu(2);
+        assert_eq!(pci(&mut u, cmd, &[]), -1, "refused before the copy");
     }
 }

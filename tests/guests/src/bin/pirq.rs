@@ -155,6 +155,43 @@ fn sci(shared: &SharedInfo) {
 /// dom0 reports PCI devices: 00:1f.3 (q35's SMBus controller) added, again, removed and
 /// added back; a device nobody added cannot be removed.
 fn pci_devices() {
+    // q35's MCFG: segment 0, buses 0-0xff at 0xb0000000.
+    for (name, r) in [
+        (
+            "pci_mmcfg_reserved(q35's area)",
+            physdev::pci_mmcfg_reserved(0xb000_0000, 0, 0, 0xff, 1),
+        ),
+        (
+            "pci_mmcfg_reserved(q35's area, not reserved)",
+            physdev::pci_mmcfg_reserved(0xb000_0000, 0, 0, 0xff, 0),
+        ),
+        (
+            "pci_mmcfg_reserved(q35's area) back",
+            physdev::pci_mmcfg_reserved(0xb000_0000, 0, 0, 0xff, 1),
+        ),
+    ] {
+        check_eq(name, r, Ok(0));
+    }
+    check_eq(
+        "pci_mmcfg_reserved(another address)",
+        physdev::pci_mmcfg_reserved(0xc000_0000, 0, 0, 0xff, 1),
+        Err(Errno::EIO),
+    );
+    check_eq(
+        "pci_mmcfg_reserved(buses 0-0x7f)",
+        physdev::pci_mmcfg_reserved(0xb000_0000, 0, 0, 0x7f, 1),
+        Err(Errno::ENODEV),
+    );
+    check_eq(
+        "pci_mmcfg_reserved(segment 1)",
+        physdev::pci_mmcfg_reserved(0xb000_0000, 1, 0, 0xff, 1),
+        Err(Errno::ENODEV),
+    );
+    check_eq(
+        "pci_mmcfg_reserved(flags 2)",
+        physdev::pci_mmcfg_reserved(0xb000_0000, 0, 0, 0xff, 2),
+        Err(Errno::EINVAL),
+    );
     let smbus = (0x1f << 3) | 3;
     check_eq(
         "pci_device_add(00:1f.3)",
