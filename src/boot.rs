@@ -97,6 +97,7 @@ fn discover_cpus(info: &BootInfo) -> Vec<u32> {
             arch::ioapic::record_com1(&platform);
             arch::ioapic::record_ioapics(&platform);
             arch::platform::record_pm_timer(platform.pm_timer_port);
+            arch::platform::record_mcfg(&platform.mcfg);
             arch::platform::record_acpi_ids(
                 platform
                     .cpus

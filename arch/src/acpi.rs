@@ -24,6 +24,8 @@ pub const MAX_IOAPICS: usize = 16;
 pub const MAX_OVERRIDES: usize = 16;
 /// Most local APIC NMI entries recorded.
 pub const MAX_LAPIC_NMIS: usize = 16;
+/// Most MCFG (PCI ECAM) areas recorded.
+pub const MAX_MCFG_AREAS: usize = 8;
 
 /// A processor listed in the MADT (local APIC or local x2APIC entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,8 @@ pub struct Platform {
     pub dropped: u32,
     /// The ACPI PM timer's I/O port (from the FADT), if the firmware has one.
     pub pm_timer_port: Option<u16>,
+    /// The MCFG's PCI ECAM areas: (base, segment, first bus, last bus).
+    pub mcfg: heapless::Vec<(u64, u16, u8, u8), MAX_MCFG_AREAS>,
 }
 
 impl Platform {
@@ -374,6 +378,12 @@ pub fn discover(
             let len = validate::check_sdt(handler, f, b"FACP").ok()?;
             validate::fadt_pm_timer(handler, f, len)
         }),
+        mcfg: validate::find_sdt(handler, root, xsdt, b"MCFG")
+            .and_then(|m| {
+                let len = validate::check_sdt(handler, m, b"MCFG").ok()?;
+                Some(validate::mcfg_areas(handler, m, len))
+            })
+            .unwrap_or_default(),
     };
     // `check_madt_entries` made sure the entries tile the table and each is long enough.
     for entry in madt.entries() {

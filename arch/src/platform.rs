@@ -55,6 +55,24 @@ pub fn record_pm_timer(port: Option<u16>) {
     PM_TIMER_PORT.store(v, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// The MCFG's PCI ECAM areas, recorded at boot.
+static MCFG: spin::Mutex<heapless::Vec<(u64, u16, u8, u8), { crate::acpi::MAX_MCFG_AREAS }>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Records the MCFG's PCI ECAM areas: (base, segment, first bus, last bus).
+pub fn record_mcfg(areas: &[(u64, u16, u8, u8)]) {
+    let mut m = MCFG.lock();
+    m.clear();
+    for a in areas {
+        let _ = m.push(*a);
+    }
+}
+
+/// The MCFG's PCI ECAM areas recorded at boot.
+pub fn mcfg_areas() -> alloc::vec::Vec<(u64, u16, u8, u8)> {
+    MCFG.lock().iter().copied().collect()
+}
+
 /// ACPI processor UIDs of the MADT's enabled processors, by local APIC id.
 static ACPI_IDS: spin::Mutex<heapless::Vec<(u32, u32), { crate::percpu::MAX_CPUS }>> =
     spin::Mutex::new(heapless::Vec::new());

@@ -272,7 +272,44 @@ pub struct PhysdevPciDevice {
 }
 guest_abi!(PhysdevPciDevice { seg, bus, devfn });
 
+/// `XEN_PCI_DEV_EXTFN`.
+pub const XEN_PCI_DEV_EXTFN: u32 = 0x1;
+/// `XEN_PCI_DEV_VIRTFN`.
+pub const XEN_PCI_DEV_VIRTFN: u32 = 0x2;
+/// `XEN_PCI_DEV_PXM`: `optarr[0]` holds the device's proximity domain.
+pub const XEN_PCI_DEV_PXM: u32 = 0x4;
+
+/// `struct physdev_pci_device_add` without its flexible `optarr[]` (which follows at
+/// offset 12 when `XEN_PCI_DEV_PXM` is set).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysdevPciDeviceAdd {
+    /// IN: PCI segment.
+    pub seg: u16,
+    /// IN.
+    pub bus: u8,
+    /// IN.
+    pub devfn: u8,
+    /// IN: `XEN_PCI_DEV_*`.
+    pub flags: u32,
+    /// IN: the physical function's bus (virtual functions).
+    pub physfn_bus: u8,
+    /// IN: the physical function's devfn.
+    pub physfn_devfn: u8,
+}
+guest_abi!(PhysdevPciDeviceAdd {
+    seg,
+    bus,
+    devfn,
+    flags,
+    physfn_bus,
+    physfn_devfn
+});
+
 use core::mem::{offset_of, size_of};
+const _: () = assert!(size_of::<PhysdevPciDeviceAdd>() == 12);
+const _: () = assert!(offset_of!(PhysdevPciDeviceAdd, flags) == 4);
+const _: () = assert!(offset_of!(PhysdevPciDeviceAdd, physfn_devfn) == 9);
 const _: () = assert!(size_of::<PhysdevEoi>() == 4);
 const _: () = assert!(size_of::<PhysdevPirqEoiGmfn>() == 8);
 const _: () = assert!(size_of::<PhysdevIrqStatusQuery>() == 8);

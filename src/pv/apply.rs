@@ -126,6 +126,7 @@ pub(crate) fn apply_all(
             Effect::Mm(m) => apply_mm(m, after),
             Effect::Pv(p) => apply_pv(rt, p),
             Effect::Lockstep(op) => rt.backend.control(op),
+            Effect::Gsi(g) => super::irq::apply(g),
         }
     }
 }

@@ -134,8 +134,10 @@ fn initial_state(
         HvConfig {
             cmdline: p.hv_cmdline.as_bytes().to_vec(),
             pm_timer_port: arch::platform::pm_timer_port(),
+            mcfg: arch::platform::mcfg_areas(),
         },
     );
+    state.pirq_config.set(&mut j, super::irq::pirq_config());
     xen_core::mm::set_host_memory(&mut state, &mut j, host.clone());
     let mem = xen_core::mm::DomainMemory {
         dom: 0,
@@ -262,6 +264,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
     let mut after = super::After::default();
     super::apply::apply_all(&mut rt, &boot, 0, None, &first, &mut after);
     super::console::announce();
+    super::irq::register_handlers();
     super::console::route_input(leader);
     arch::guest::set_exit_hook(super::guest_exit);
     *RUNTIME.lock() = Some(rt);

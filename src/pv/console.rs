@@ -23,9 +23,11 @@ pub fn announce() {
     xprintln!("{}", xen_core::serial_switch::TO_DOM0);
 }
 
-/// Routes COM1's receive interrupt to leader CPU `leader` (whose exit path polls the UART
-/// on any interrupt); without an I/O APIC route the 100 Hz tick still polls.
+/// Routes COM1's receive interrupt, and the GSIs guests bind, to leader CPU `leader` (whose
+/// exit path polls the UART on any interrupt); without an I/O APIC route the 100 Hz tick
+/// still polls.
 pub fn route_input(leader: usize) {
+    super::irq::route_to(leader);
     let apic =
         arch::percpu::get(leader).map(|c| c.apic_id.load(core::sync::atomic::Ordering::Relaxed));
     let routed = apic.is_some_and(|id| arch::ioapic::route_com1(CONSOLE_RX_VECTOR as u8, id));

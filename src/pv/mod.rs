@@ -6,6 +6,7 @@ mod apply;
 mod build;
 mod console;
 mod env;
+mod irq;
 mod promote;
 mod shared;
 
@@ -519,14 +520,18 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         }
         GuestExit::Interrupt(v) => {
             let rx = console::poll(rt, cpu);
+            let gsis = irq::poll(rt, cpu);
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
             // Kicked from another leader CPU: it woke an event for this vCPU, or decided
             // that this CPU runs another vCPU (or none) now.
             let remote = rt.cross_cpu && (rt.running[cpu] != Some(key) || rt.event_pending(key));
-            if !due && rx.is_none() && !remote {
+            if !due && rx.is_none() && gsis.is_none() && !remote {
                 return;
             }
             if let Some(a) = rx {
+                after.merge(a);
+            }
+            if let Some(a) = gsis {
                 after.merge(a);
             }
             due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
@@ -647,7 +652,14 @@ fn leader_idle() -> ! {
         let Some(rt) = guard.as_mut() else {
             continue;
         };
-        if let Some(after) = console::poll(rt, cpu) {
+        let mut polled = console::poll(rt, cpu);
+        if let Some(a) = irq::poll(rt, cpu) {
+            match &mut polled {
+                Some(p) => p.merge(a),
+                None => polled = Some(a),
+            }
+        }
+        if let Some(after) = polled {
             if rt.handover.is_some() {
                 promote::step_down(guard, after)
             }

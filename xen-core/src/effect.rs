@@ -78,6 +78,8 @@ pub enum Effect {
     /// Control the lockstep engine (on, off, arm injections): applied after commit, so at a
     /// transaction boundary (DualVisor's lockstep sysctl).
     Lockstep(crate::hypercall::lockstep_ctl::LockstepOp),
+    /// Program a GSI's I/O APIC pin (signalling, mask) for the guests bound to it.
+    Gsi(crate::pirq::GsiEffect),
 }
 
 /// Memory-management effects (PV MMU: TLB, CR3, LDT, frame contents and frame ownership).
@@ -297,6 +299,7 @@ impl Effect {
             Effect::DomainDestroyed { .. } => 12,
             Effect::Console(_) => 26,
             Effect::Lockstep(_) => 50,
+            Effect::Gsi(_) => 60,
         }
     }
 }
@@ -334,6 +337,7 @@ impl Value for Effect {
             Effect::Pv(p) => p.digest(h),
             Effect::Console(c) => c.digest(h),
             Effect::Lockstep(op) => op.digest(h),
+            Effect::Gsi(g) => g.digest(h),
         }
     }
 
@@ -356,6 +360,7 @@ impl Value for Effect {
             Effect::Pv(p) => p.bit_len(),
             Effect::Console(c) => c.bit_len(),
             Effect::Lockstep(op) => op.bit_len(),
+            Effect::Gsi(g) => g.bit_len(),
         }
     }
 
@@ -386,6 +391,7 @@ impl Value for Effect {
             Effect::Pv(p) => p.flip_bit(bit),
             Effect::Console(c) => c.flip_bit(bit),
             Effect::Lockstep(op) => op.flip_bit(bit),
+            Effect::Gsi(g) => g.flip_bit(bit),
         }
     }
 }
@@ -466,6 +472,12 @@ mod tests {
                 rip: 1,
                 rsp: 2,
                 ..Default::default()
+            }),
+            Effect::Gsi(crate::pirq::GsiEffect {
+                gsi: 8,
+                level: true,
+                active_low: false,
+                unmasked: true,
             }),
         ];
         let evtchn = crate::evtchn::effect::tests::samples()

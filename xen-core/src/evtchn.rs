@@ -56,6 +56,8 @@ pub enum ChanState {
     Virq(u32),
     /// `ECS_IPI`: an inter-vCPU notification within the domain.
     Ipi,
+    /// `ECS_PIRQ`: bound to a physical IRQ of the domain.
+    Pirq(u32),
 }
 
 impl ChanState {
@@ -65,6 +67,7 @@ impl ChanState {
             ChanState::Interdomain { .. } => 2,
             ChanState::Virq(_) => 4,
             ChanState::Ipi => 5,
+            ChanState::Pirq(_) => 3,
         }
     }
 }
@@ -81,7 +84,7 @@ impl Value for ChanState {
                 remote_dom.digest(h);
                 remote_port.digest(h);
             }
-            ChanState::Virq(v) => v.digest(h),
+            ChanState::Virq(v) | ChanState::Pirq(v) => v.digest(h),
             ChanState::Ipi => {}
         }
     }
@@ -93,7 +96,7 @@ impl Value for ChanState {
                 remote_dom,
                 remote_port,
             } => remote_dom.bit_len() + remote_port.bit_len(),
-            ChanState::Virq(v) => v.bit_len(),
+            ChanState::Virq(v) | ChanState::Pirq(v) => v.bit_len(),
             ChanState::Ipi => 0,
         }
     }
@@ -112,7 +115,7 @@ impl Value for ChanState {
                     remote_port.flip_bit(bit - n);
                 }
             }
-            ChanState::Virq(v) => v.flip_bit(bit),
+            ChanState::Virq(v) | ChanState::Pirq(v) => v.flip_bit(bit),
             ChanState::Ipi => {}
         }
     }
@@ -229,6 +232,10 @@ mod tests {
             Channel {
                 state: ChanState::Ipi,
                 notify_vcpu: 5,
+            },
+            Channel {
+                state: ChanState::Pirq(16),
+                notify_vcpu: 1,
             },
         ];
         for c in chans {

@@ -40,6 +40,12 @@ mod tag {
     pub const GNTTAB: u32 = 50;
     pub const GNTTAB_ACTIVE: u32 = 51;
     pub const GNTTAB_MAPTRACK: u32 = 52;
+    pub const PIRQS: u32 = 60;
+    pub const GSIS: u32 = 61;
+    pub const IRQ_ACCESS: u32 = 62;
+    pub const EOI_MAPS: u32 = 63;
+    pub const PIRQ_CONFIG: u32 = 64;
+    pub const PCI_DEVS: u32 = 65;
 }
 
 /// Host-wide configuration the handlers report (set at boot).
@@ -49,10 +55,13 @@ pub struct HvConfig {
     pub cmdline: Vec<u8>,
     /// The ACPI PM timer's I/O port (4 ports from it), denied to dom0 as Xen denies it.
     pub pm_timer_port: Option<u16>,
+    /// The MCFG's PCI ECAM areas: (base, segment, first bus, last bus).
+    pub mcfg: Vec<(u64, u16, u8, u8)>,
 }
 lockstep::impl_value!(HvConfig {
     cmdline,
-    pm_timer_port
+    pm_timer_port,
+    mcfg
 });
 
 /// The hypervisor state one replica holds.
@@ -109,6 +118,19 @@ pub struct HvState {
     pub gnttab_maptrack: JMap<(DomId, u32), crate::gnttab::MapTrack>,
     /// The last domain id createdomain handed out (Xen's `rover`).
     pub domid_rover: JCell<DomId>,
+    /// PIRQs by (domain, pirq): the GSI each is mapped to and its event channel.
+    pub pirqs: JMap<(DomId, u32), crate::pirq::Pirq>,
+    /// GSIs whose pin differs from its boot state: signalling, bound guests, EOIs awaited.
+    pub gsis: JMap<u32, crate::pirq::Gsi>,
+    /// IRQ access a domain was granted (map) or lost (unmap); absent: dom0's boot access.
+    pub irq_access: JMap<(DomId, u32), bool>,
+    /// PIRQ EOI bitmaps by domain.
+    pub eoi_maps: JMap<DomId, crate::pirq::EoiMap>,
+    /// Host interrupt facts (GSIs, ISA signalling, the hypervisor's own GSIs).
+    pub pirq_config: JCell<crate::pirq::PirqConfig>,
+    /// PCI devices dom0 reported (`PHYSDEVOP_pci_device_add`) by (segment, bus, devfn): the
+    /// `XEN_PCI_DEV_*` flags it gave.
+    pub pci_devs: JMap<(u16, u8, u8), u32>,
 }
 impl_replica_state!(HvState {
     domains,
@@ -135,7 +157,13 @@ impl_replica_state!(HvState {
     gnttab,
     gnttab_active,
     gnttab_maptrack,
-    domid_rover
+    domid_rover,
+    pirqs,
+    gsis,
+    irq_access,
+    eoi_maps,
+    pirq_config,
+    pci_devs
 });
 
 impl Default for HvState {
@@ -173,6 +201,12 @@ impl HvState {
             gnttab_active: JMap::new(tag::GNTTAB_ACTIVE),
             gnttab_maptrack: JMap::new(tag::GNTTAB_MAPTRACK),
             domid_rover: JCell::new(tag::DOMID_ROVER, 0),
+            pirqs: JMap::new(tag::PIRQS),
+            gsis: JMap::new(tag::GSIS),
+            irq_access: JMap::new(tag::IRQ_ACCESS),
+            eoi_maps: JMap::new(tag::EOI_MAPS),
+            pirq_config: JCell::new(tag::PIRQ_CONFIG, crate::pirq::PirqConfig::default()),
+            pci_devs: JMap::new(tag::PCI_DEVS),
         }
     }
 }
@@ -496,6 +530,13 @@ impl Machine for Xen {
         if req.kind == ExitKind::Interrupt && req.vector == crate::console::CONSOLE_RX_VECTOR {
             // Serial input for dom0 arrived: only VIRQ_CONSOLE, no scheduler tick.
             return crate::console::input_arrived(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
+        if let (ExitKind::Interrupt, Some(gsi)) = (req.kind, crate::pirq::vector_gsi(req.vector)) {
+            // A GSI a guest may have bound: only its PIRQ events, no scheduler tick.
+            return crate::pirq::ops::interrupt(state, &mut ctx, gsi).map_err(|e| match e {
                 HvError::Abort(a) => a,
                 HvError::Errno(_) => Abort::BadRequest,
             });

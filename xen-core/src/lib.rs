@@ -19,6 +19,7 @@ pub mod gnttab;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;
+pub mod pirq;
 pub mod pv;
 pub mod pv_layout;
 pub mod request;

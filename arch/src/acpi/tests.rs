@@ -508,3 +508,32 @@ fn the_fadt_names_the_pm_timer() {
     assert_eq!(p.pm_timer_port, None);
     check_standard(&p);
 }
+
+#[test]
+fn the_mcfg_names_the_ecam_areas() {
+    let mut f = Fake::standard();
+    assert!(f.discover(None).unwrap().mcfg.is_empty(), "no MCFG");
+    // Reserved 8 bytes, then (base, segment, first bus, last bus, reserved) per area.
+    let mut body = vec![0u8; 8];
+    for (base, seg, start, end) in [
+        (0xb000_0000u64, 0u16, 0u8, 0xffu8),
+        (0xe000_0000, 1, 0, 0x3f),
+    ] {
+        body.extend_from_slice(&base.to_le_bytes());
+        body.extend_from_slice(&seg.to_le_bytes());
+        body.extend_from_slice(&[start, end, 0, 0, 0, 0]);
+    }
+    const MCFG_AT: u64 = 0x3000;
+    f.put(MCFG_AT, &sdt(b"MCFG", &body));
+    let mut x = Vec::new();
+    for t in [FACP_AT, MADT_AT, MCFG_AT] {
+        x.extend_from_slice(&t.to_le_bytes());
+    }
+    f.put(XSDT_AT, &sdt(b"XSDT", &x));
+    let p = f.discover(None).unwrap();
+    assert_eq!(
+        p.mcfg.as_slice(),
+        [(0xb000_0000, 0, 0, 0xff), (0xe000_0000, 1, 0, 0x3f)]
+    );
+    check_standard(&p);
+}

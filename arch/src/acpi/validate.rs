@@ -276,6 +276,29 @@ pub(super) fn fadt_pm_timer<M: PhysMem + ?Sized>(mem: &M, fadt: u64, len: u32) -
     u16::try_from(port).ok().filter(|&p| p != 0)
 }
 
+/// The MCFG's ECAM areas (`struct acpi_mcfg_allocation`, 16 bytes each from offset 44):
+/// (base address, PCI segment, first bus, last bus), at most `MAX_MCFG_AREAS`.
+pub(super) fn mcfg_areas<M: PhysMem + ?Sized>(
+    mem: &M,
+    mcfg: u64,
+    len: u32,
+) -> heapless::Vec<(u64, u16, u8, u8), { super::MAX_MCFG_AREAS }> {
+    let mut v = heapless::Vec::new();
+    let mut off = 44u64;
+    while off + 16 <= u64::from(len) {
+        let mut e = [0u8; 16];
+        if !mem.read(mcfg + off, &mut e) {
+            break;
+        }
+        let area = (le64(&e, 0), u16::from_le_bytes([e[8], e[9]]), e[10], e[11]);
+        if v.push(area).is_err() {
+            break;
+        }
+        off += 16;
+    }
+    v
+}
+
 /// Smallest entry length the `acpi` crate's struct for MADT entry type `ty` needs.
 fn min_entry_len(ty: u8) -> usize {
     use ::acpi::madt::*;

@@ -28,6 +28,7 @@ pub mod module;
 pub mod msr;
 pub mod multicall;
 pub mod panic;
+pub mod physdev;
 pub mod portio;
 pub mod pt_write;
 pub mod pvcpu;

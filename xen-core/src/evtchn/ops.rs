@@ -163,6 +163,7 @@ pub fn close(
     };
     match chan.state {
         ChanState::Unbound { .. } | ChanState::Ipi => {}
+        ChanState::Pirq(pirq) => crate::pirq::ops::close_port(state, ctx, dom, pirq),
         ChanState::Virq(virq) => {
             let vcpu = if virq_is_global(virq) {
                 0
@@ -212,7 +213,7 @@ pub fn send(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, port: u32) -> Result
         }
         ChanState::Ipi => notify(state, ctx, d, port, chan.notify_vcpu),
         ChanState::Unbound { .. } => Ok(()),
-        ChanState::Virq(_) => Err(XenErrno::EINVAL.into()),
+        ChanState::Virq(_) | ChanState::Pirq(_) => Err(XenErrno::EINVAL.into()),
     }
 }
 
@@ -266,7 +267,10 @@ pub fn bind_vcpu(
     };
     match chan.state {
         ChanState::Virq(virq) if !virq_is_global(virq) => Err(XenErrno::EINVAL),
-        ChanState::Virq(_) | ChanState::Unbound { .. } | ChanState::Interdomain { .. } => {
+        ChanState::Virq(_)
+        | ChanState::Unbound { .. }
+        | ChanState::Interdomain { .. }
+        | ChanState::Pirq(_) => {
             let moved = Channel {
                 notify_vcpu: vcpu,
                 ..chan

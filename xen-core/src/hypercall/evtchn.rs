@@ -90,8 +90,10 @@ pub fn event_channel_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvRes
             return_port(ctx, arg, &mut raw, offset_of!(EvtchnBindIpi, port), port)
         }
         EVTCHNOP_BIND_PIRQ => {
-            read_arg::<EvtchnBindPirq>(ctx, arg)?;
-            Err(XenErrno::EPERM.into())
+            let (mut raw, b) = read_arg::<EvtchnBindPirq>(ctx, arg)?;
+            let share = b.flags & BIND_PIRQ_WILL_SHARE != 0;
+            let port = crate::pirq::ops::bind(state, ctx, b.pirq, share)?;
+            return_port(ctx, arg, &mut raw, offset_of!(EvtchnBindPirq, port), port)
         }
         EVTCHNOP_CLOSE => {
             let (_, c) = read_arg::<EvtchnClose>(ctx, arg)?;
@@ -173,6 +175,10 @@ fn status(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> HvResult 
             EVTCHNSTAT_VIRQ
         }
         Some(ChanState::Ipi) => EVTCHNSTAT_IPI,
+        Some(ChanState::Pirq(pirq)) => {
+            put_u32(&mut raw, u, pirq);
+            EVTCHNSTAT_PIRQ
+        }
     };
     put_u32(&mut raw, offset_of!(EvtchnStatus, status), code);
     put_u32(&mut raw, offset_of!(EvtchnStatus, vcpu), st.vcpu);

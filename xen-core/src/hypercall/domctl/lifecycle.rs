@@ -302,6 +302,7 @@ pub fn destroy(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId) -> Resu
         .domains
         .update(ctx.journal(), &d, |x| x.flags.dying = true);
     crate::evtchn::ops::destroy_domain(state, ctx, d);
+    crate::pirq::ops::destroy_domain(state, ctx, d)?;
     let keys: Vec<VcpuKey> = state
         .vcpus
         .iter()

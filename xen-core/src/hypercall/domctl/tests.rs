@@ -8,6 +8,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use dom0_interface::domctl::*;
 use dom0_interface::guest_abi::GuestAbi;
+use dom0_interface::physdev::PHYSDEVOP_PIRQ_EOI_GMFN_V2;
 use dom0_interface::sysctl::*;
 use dom0_interface::xen::{HYPERVISOR_DOMCTL, HYPERVISOR_MEMORY_OP, HYPERVISOR_SYSCTL};
 
@@ -748,4 +749,30 @@ fn getdomaininfo_searches_before_xsm() {
     assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 0x7000), ESRCH);
     assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 1), EPERM);
     assert_eq!(h.simple(XEN_DOMCTL_GETDOMAININFO, 3), EPERM);
+}
+
+#[test]
+fn destroy_drops_the_pirq_eoi_bitmap_references() {
+    let mut h = Host::new();
+    let before = h.free.len();
+    let d = h.create();
+    assert_eq!(h.max_mem(d, 1024), 0);
+    assert_eq!(h.reservation(6, d, &[0]).0, 1);
+    assert_eq!(h.max_vcpus(d, 2), 0);
+    let mfn = *h.h.state.p2m.get(&(d, 0)).expect("pfn 0 populated");
+    h.h.dom = d;
+    h.h.mem.map(0x7000, &mfn.to_le_bytes());
+    let r = h.call(33, [u64::from(PHYSDEVOP_PIRQ_EOI_GMFN_V2), 0x7000, 0, 0, 0]);
+    assert_eq!(r.ret, 0, "a domU registers its own frame");
+    let r = h.call(33, [u64::from(PHYSDEVOP_PIRQ_EOI_GMFN_V2), 0x7000, 0, 0, 0]);
+    assert_eq!(r.ret, -16, "once");
+    assert_eq!(h.h.state.frames.get(&mfn).map(|p| p.type_count), Some(1));
+    h.h.dom = 0;
+    assert_eq!(h.simple(XEN_DOMCTL_DESTROYDOMAIN, d), 0);
+    assert!(h.h.state.eoi_maps.is_empty());
+    assert_eq!(
+        h.free.len(),
+        before,
+        "the bitmap frame is freed with the rest"
+    );
 }
