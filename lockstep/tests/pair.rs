@@ -1,6 +1,8 @@
 //! The engine on real threads as cores: leader + follower (leader coordinating), leader +
 //! follower + coordinator, injected faults, hung and dead cores.
 
+mod common;
+use common::Host;
 use lockstep::config::{Config, TxResult};
 use lockstep::coordinator::Coordinator;
 use lockstep::engine::Engine;
@@ -11,32 +13,14 @@ use lockstep::mailbox::Pair;
 use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
-use lockstep::role::{Clock, Idle, Role, WaitStrategy};
+use lockstep::role::Role;
 use std::time::Instant;
-
-struct Host(Instant);
-impl Clock for Host {
-    fn now(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-}
-impl Idle for Host {
-    fn idle(&self) {
-        std::thread::yield_now();
-    }
-}
 
 fn cfg() -> Config {
     Config {
-        deadline_cycles: 300_000_000, // 300 ms: generous on a loaded 2-core host
-        wait: WaitStrategy { spins: 2000 },
-        max_retries: 2,
-        // Each core corrects single-bit upsets in its own replica after every commit, so a
-        // latent flip cannot pile up with the next injection into an uncorrectable one.
-        scrub_interval: 1,
         // Several tests run without a follower on purpose: don't wait for one to start.
         follower_start_grace: 1,
-        ..Config::default()
+        ..common::cfg(2000)
     }
 }
 

@@ -4,6 +4,8 @@
 //! the same effects, in the same order, and the same final state as lockstep off. A fault
 //! injected in pair 1 is detected and recovered while pair 0 keeps committing.
 
+mod common;
+use common::Host;
 use lockstep::config::{Config, EngineError, Outcome, TxResult};
 use lockstep::coordinator::{coordinator_serve_all, Coordinator};
 use lockstep::engine::Engine;
@@ -14,34 +16,18 @@ use lockstep::mailbox::Pair;
 use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelError, ModelState};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
-use lockstep::role::{Clock, Idle, Role, WaitStrategy};
+use lockstep::role::Role;
 use lockstep::shared::{Sequence, SharedReplica};
 use lockstep::stats::Stats;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-struct Host(Instant);
-impl Clock for Host {
-    fn now(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-}
-impl Idle for Host {
-    fn idle(&self) {
-        std::thread::yield_now();
-    }
-}
-
 fn cfg() -> Config {
     Config {
-        deadline_cycles: 300_000_000, // 300 ms: generous on a loaded 2-core host
-        wait: WaitStrategy { spins: 200 },
-        max_retries: 2,
-        scrub_interval: 1,
         // One test runs without pair 1's follower: don't wait long for it to start.
         follower_start_grace: 1,
-        ..Config::default()
+        ..common::cfg(200)
     }
 }
 

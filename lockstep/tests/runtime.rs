@@ -2,6 +2,8 @@
 //! boundaries (the follower re-synchronised bit for bit), and armed injections of every
 //! detectable kind all detected and recovered while transactions keep committing.
 
+mod common;
+use common::Host;
 use lockstep::config::{Config, ResyncError, TxResult};
 use lockstep::coordinator::Coordinator;
 use lockstep::engine::Engine;
@@ -12,30 +14,12 @@ use lockstep::mailbox::Pair;
 use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
-use lockstep::role::{Clock, Idle, Role, WaitStrategy};
+use lockstep::role::Role;
 use std::sync::Mutex;
 use std::time::Instant;
 
-struct Host(Instant);
-impl Clock for Host {
-    fn now(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-}
-impl Idle for Host {
-    fn idle(&self) {
-        std::thread::yield_now();
-    }
-}
-
 fn cfg() -> Config {
-    Config {
-        deadline_cycles: 300_000_000, // 300 ms: generous on a loaded 2-core host
-        wait: WaitStrategy { spins: 2000 },
-        max_retries: 2,
-        scrub_interval: 1,
-        ..Config::default()
-    }
+    common::cfg(2000)
 }
 
 type Applied = Vec<Vec<Effect>>;
