@@ -186,7 +186,9 @@ fn every_detectable_injection_is_detected_and_recovered() {
         let (want, digest) = golden(31, n);
         let pair = Pair::new(1024);
         let c = Config {
-            deadline_cycles: 50_000_000,
+            // 300 ms: an injected hang costs one deadline, and a shorter one was missed by
+            // fault-free rounds when the test threads were preempted on a loaded host.
+            deadline_cycles: 300_000_000,
             ..cfg()
         };
         let template = Mutex::new(None);
@@ -237,7 +239,7 @@ fn a_spare_replaces_a_follower_that_fails_for_good() {
     let (want, digest) = golden(41, n);
     let pair = Pair::new(1024);
     let c = Config {
-        deadline_cycles: 20_000_000, // 20 ms
+        deadline_cycles: 200_000_000, // 200 ms: fault-free rounds must not miss it on a busy host
         ..cfg()
     };
     let template = Mutex::new(None::<ModelState>);
@@ -427,7 +429,7 @@ fn leader_promotion(spare: bool) {
     let (want, digest) = golden(seed, n);
     let pair = Pair::new(1024);
     let c = Config {
-        deadline_cycles: 20_000_000, // 20 ms
+        deadline_cycles: 200_000_000, // 200 ms: fault-free rounds must not miss it on a busy host
         ..cfg()
     };
     std::thread::scope(|s| {
