@@ -112,6 +112,24 @@ pub fn this() -> &'static PerCpu {
     PERCPU.get(i as usize).unwrap_or(&PERCPU[0])
 }
 
+/// The installed slot of the CPU with local APIC id `id`, found without the GS base.
+fn slot_of_apic(id: u32) -> Option<&'static PerCpu> {
+    PERCPU.iter().find(|pc| {
+        pc.self_ptr.load(Ordering::Relaxed) != 0 && pc.apic_id.load(Ordering::Relaxed) == id
+    })
+}
+
+/// The running CPU's logical index found by its local APIC id, not through the GS base: for
+/// paths that may run while GS holds a guest's base (an NMI between an exit's `swapgs` and
+/// its `iretq`). None before the CPU installed its slot.
+pub fn cpu_index_by_apic() -> Option<usize> {
+    index_of_apic(crate::lapic::id())
+}
+
+fn index_of_apic(id: u32) -> Option<usize> {
+    slot_of_apic(id).map(|pc| pc.index.load(Ordering::Relaxed) as usize)
+}
+
 /// Makes the GS base point at this CPU's slot again if it does not (found by the local APIC
 /// id, which needs no per-CPU data): the first thing a crash report does, so that a fault
 /// taken while the GS base held something else (a guest's) is reported instead of faulting
@@ -124,10 +142,7 @@ pub fn repair_gs_base() -> bool {
     {
         return false;
     }
-    let id = crate::lapic::id();
-    let Some(pc) = PERCPU.iter().find(|pc| {
-        pc.self_ptr.load(Ordering::Relaxed) != 0 && pc.apic_id.load(Ordering::Relaxed) == id
-    }) else {
+    let Some(pc) = slot_of_apic(crate::lapic::id()) else {
         return false;
     };
     // SAFETY: the GS base is reserved for the per-CPU pointer, and `pc` is the slot `install`
@@ -155,4 +170,21 @@ pub fn mark_online() {
 /// How many CPUs are online.
 pub fn nr_online() -> usize {
     NR_ONLINE.load(Ordering::Acquire) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_is_found_by_its_apic_id_among_installed_slots() {
+        let pc = &PERCPU[9];
+        pc.apic_id.store(77, Ordering::Relaxed);
+        pc.index.store(9, Ordering::Relaxed);
+        assert_eq!(index_of_apic(77), None, "not installed yet");
+        pc.self_ptr
+            .store(pc as *const PerCpu as u64, Ordering::Relaxed);
+        assert_eq!(index_of_apic(77), Some(9));
+        assert_eq!(index_of_apic(78), None);
+    }
 }

@@ -200,7 +200,12 @@ fn dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
         if STOPPING.load(Ordering::SeqCst) {
             crate::cpu::halt_forever();
         }
-        xprintln!("NMI received on CPU{} (ignored)", percpu::cpu_index());
+        // Not through the GS base: the NMI may have come between an exit's `swapgs` and
+        // its `iretq`, with the guest's base in GS.
+        match percpu::cpu_index_by_apic() {
+            Some(cpu) => xprintln!("NMI received on CPU{} (ignored)", cpu),
+            None => xprintln!("NMI received (ignored)"),
+        }
         return;
     }
     // `int $0x80` from a guest (a DPL-3 gate) is a software trap, not an interrupt.
