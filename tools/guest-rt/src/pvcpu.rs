@@ -488,6 +488,35 @@ pub fn platform_op(op: &mut [u8; 136]) -> XenResult {
     unsafe { hypercall::call(hypercall::PLATFORM_OP, [op.as_mut_ptr() as u64, 0, 0, 0, 0]) }
 }
 
+/// What `XENPF_get_cpuinfo` reports for one physical CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcpuInfo {
+    /// The highest CPU number present.
+    pub max_present: u32,
+    /// `XEN_PCPU_FLAGS_*` (1 online, 2 invalid).
+    pub flags: u32,
+    /// Its local APIC id.
+    pub apic_id: u32,
+    /// Its ACPI processor id.
+    pub acpi_id: u32,
+}
+
+/// `platform_op(XENPF_get_cpuinfo)` for physical CPU `cpu`.
+pub fn pcpu_info(cpu: u32) -> Result<PcpuInfo, crate::errno::Errno> {
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&55u32.to_le_bytes());
+    op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    op[8..12].copy_from_slice(&cpu.to_le_bytes());
+    platform_op(&mut op)?;
+    let w = |i: usize| u32::from_le_bytes([op[i], op[i + 1], op[i + 2], op[i + 3]]);
+    Ok(PcpuInfo {
+        max_present: w(12),
+        flags: w(16),
+        apic_id: w(20),
+        acpi_id: w(24),
+    })
+}
+
 /// Address of a callback entry point that ends the test with an error if Xen ever enters it.
 pub fn unexpected_callback_address() -> u64 {
     guest_rt_unexpected_callback as *const () as u64

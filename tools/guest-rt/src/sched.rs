@@ -20,6 +20,18 @@ unsafe fn op<T>(cmd: u32, arg: &T) -> XenResult {
     unsafe { hypercall::call(SCHED_OP, [cmd.into(), arg as *const T as u64, 0, 0, 0]) }
 }
 
+/// Waits, yielding, until `cond` holds; false after 200,000 yields without it (a vCPU that
+/// never comes round).
+pub fn wait_for(cond: impl Fn() -> bool) -> bool {
+    for _ in 0..200_000 {
+        if cond() {
+            return true;
+        }
+        let _ = yield_now();
+    }
+    cond()
+}
+
 /// `SCHEDOP_yield`.
 pub fn yield_now() -> XenResult {
     hypercall::call_with_bad_ptr(SCHED_OP, SCHEDOP_YIELD.into(), hypercall::BadPtr::NULL)

@@ -43,16 +43,10 @@ fn pcpus() -> ([u32; 8], u32) {
     let mut ids = [0u32; 8];
     let mut n = 0;
     for cpu in 0..8u32 {
-        let mut op = [0u8; 136];
-        op[0..4].copy_from_slice(&55u32.to_le_bytes());
-        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
-        op[8..12].copy_from_slice(&cpu.to_le_bytes());
-        let r = pvcpu::platform_op(&mut op);
-        let w = |i: usize| u32::from_le_bytes([op[i], op[i + 1], op[i + 2], op[i + 3]]);
-        if r.is_err() || w(16) & 1 == 0 {
-            break;
+        match pvcpu::pcpu_info(cpu) {
+            Ok(i) if i.flags & 1 != 0 => ids[cpu as usize] = i.apic_id,
+            _ => break,
         }
-        ids[cpu as usize] = w(20);
         n += 1;
     }
     (ids, n)

@@ -114,17 +114,6 @@ fn not_via_failsafe(_vcpu: u32) -> ! {
     sched::stop(sched::SHUTDOWN_CRASH)
 }
 
-/// Waits (yielding) until `cond` holds; false after a bounded number of tries.
-fn wait_for(cond: impl Fn() -> bool) -> bool {
-    for _ in 0..200_000 {
-        if cond() {
-            return true;
-        }
-        let _ = sched::yield_now();
-    }
-    cond()
-}
-
 fn u64_at(c: &[u8], off: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&c[off..off + 8]);
@@ -191,7 +180,7 @@ fn main(si: &StartInfo) {
     check_eq("VCPUOP_up(1)", vcpu::up(1), Ok(0));
     check(
         "vCPU 1 enters its failsafe callback",
-        wait_for(|| segs::failsafe_taken() >= 1),
+        sched::wait_for(|| segs::failsafe_taken() >= 1),
     );
     check_eq("  ... once", segs::failsafe_taken(), 1);
     let (f, at_entry, entry_rsp) = segs::last_failsafe();
@@ -238,7 +227,7 @@ fn main(si: &StartInfo) {
 
     check(
         "vCPU 1 takes on its selectors and FS base",
-        wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 1),
+        sched::wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 1),
     );
     for _ in 0..ROUNDS {
         if !turn(SEGS0, &MARK0).0 {
@@ -247,7 +236,7 @@ fn main(si: &StartInfo) {
     }
     check(
         "vCPU 1 finishes its turns",
-        wait_for(|| AP_STAGE.load(Ordering::SeqCst) == 2),
+        sched::wait_for(|| AP_STAGE.load(Ordering::SeqCst) == 2),
     );
     check_eq(
         "vCPU 0 kept its selectors and FS base every turn",

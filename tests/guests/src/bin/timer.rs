@@ -361,17 +361,6 @@ fn ap_main(vcpu: u32) -> ! {
     }
 }
 
-/// Waits (yielding) until `cond` holds; false after a bounded number of tries.
-fn wait_for(cond: impl Fn() -> bool) -> bool {
-    for _ in 0..200_000 {
-        if cond() {
-            return true;
-        }
-        let _ = sched::yield_now();
-    }
-    cond()
-}
-
 fn secondary(si: &StartInfo, shared: &SharedInfo) {
     match vcpu::runstate_info(1) {
         Ok(r) => check_eq("runstate(1).state before start: offline", r.state, OFFLINE),
@@ -463,11 +452,11 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
     check_eq("VCPUOP_up(1)", vcpu::up(1), Ok(0));
     check(
         "vCPU 1 runs its code",
-        wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 1),
+        sched::wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 1),
     );
     check(
         "vCPU 1 takes itself down (VCPUOP_down on itself)",
-        wait_for(|| vcpu::is_up(1) == Ok(0)),
+        sched::wait_for(|| vcpu::is_up(1) == Ok(0)),
     );
     let t = smp::relocated_vcpu_time(INFO_OFFSET).unwrap_or_default();
     check(
@@ -482,12 +471,12 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
     // descheduled, a moment later (on Xen as on DualVisor): wait for that, bounded.
     check(
         "vCPU 1 is descheduled after VCPUOP_down",
-        wait_for(|| vcpu::runstate_info(1).is_ok_and(|g| g.state == OFFLINE)),
+        sched::wait_for(|| vcpu::runstate_info(1).is_ok_and(|g| g.state == OFFLINE)),
     );
     // The registered area is written at the same deschedule; wait for it the same way.
     check(
         "vCPU 1's runstate area shows it offline",
-        wait_for(|| smp::runstate_area(1).is_some_and(|r| r.state == OFFLINE)),
+        sched::wait_for(|| smp::runstate_area(1).is_some_and(|r| r.state == OFFLINE)),
     );
     let r = smp::runstate_area(1).unwrap_or_default();
     info(format_args!(
@@ -516,11 +505,11 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
     check_eq("VCPUOP_up(1) again", vcpu::up(1), Ok(0));
     check(
         "vCPU 1 resumes after its VCPUOP_down and runs on",
-        wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 2),
+        sched::wait_for(|| AP_STAGE.load(Ordering::SeqCst) >= 2),
     );
     check(
         "  ... and goes down again",
-        wait_for(|| vcpu::is_up(1) == Ok(0)),
+        sched::wait_for(|| vcpu::is_up(1) == Ok(0)),
     );
 }
 

@@ -524,15 +524,10 @@ fn platform() {
         firmware_info(99, 0).0,
         Err(Errno::EINVAL),
     );
-    let cpuinfo = |cpu: u32| {
-        let mut op = [0u8; 136];
-        op[0..4].copy_from_slice(&55u32.to_le_bytes());
-        op[4..8].copy_from_slice(&0x0300_0001u32.to_le_bytes());
-        op[8..12].copy_from_slice(&cpu.to_le_bytes());
-        let r = pvcpu::platform_op(&mut op);
-        let w = |i: usize| u32::from_le_bytes([op[i], op[i + 1], op[i + 2], op[i + 3]]);
-        // (result, max_present, flags, apic_id, acpi_id)
-        (r, w(12), w(16), w(20), w(24))
+    // (result, max_present, flags, apic_id, acpi_id)
+    let cpuinfo = |cpu: u32| match pvcpu::pcpu_info(cpu) {
+        Ok(i) => (Ok(0), i.max_present, i.flags, i.apic_id, i.acpi_id),
+        Err(e) => (Err(e), 0, 0, 0, 0),
     };
     let boot = cpuinfo(0);
     info(format_args!("get_cpuinfo(0) {:?}", boot));

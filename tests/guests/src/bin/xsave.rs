@@ -131,7 +131,7 @@ fn second_vcpu(si: &StartInfo) {
     check_eq("VCPUOP_up(1)", vcpu::up(1), Ok(0));
     check(
         "vCPU 1 did its first checks",
-        wait_for(|| STAGE.load(Ordering::SeqCst) >= 1),
+        sched::wait_for(|| STAGE.load(Ordering::SeqCst) >= 1),
     );
     let seen = |i: usize| SEEN[i].load(Ordering::SeqCst);
     check_eq("vCPU 1 starts with its own XCR0: 3", seen(0), 3);
@@ -150,7 +150,7 @@ fn second_vcpu(si: &StartInfo) {
     GO.store(1, Ordering::SeqCst);
     check(
         "vCPU 1 did its last check",
-        wait_for(|| STAGE.load(Ordering::SeqCst) >= 2),
+        sched::wait_for(|| STAGE.load(Ordering::SeqCst) >= 2),
     );
     check_eq(
         "vCPU 1's YMM0 upper half kept while vCPU 0 ran",
@@ -183,15 +183,4 @@ fn ap_main(vcpu: u32) -> ! {
     loop {
         let _ = vcpu::down(vcpu);
     }
-}
-
-/// Waits (yielding) until `cond` holds; false after a bounded number of tries.
-fn wait_for(cond: impl Fn() -> bool) -> bool {
-    for _ in 0..200_000 {
-        if cond() {
-            return true;
-        }
-        let _ = sched::yield_now();
-    }
-    cond()
 }
