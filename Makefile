@@ -26,7 +26,7 @@ RUN_MODULES ?= $(DOM0),$(INITRD)
 DEP_CMDS := qemu-system-x86_64 grub-mkrescue xorriso mformat
 DEP_PKGS := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
 
-.PHONY: deps image iso run test lint unit qemu-tests guests xen linux bench clean initrd dom0
+.PHONY: deps image iso run test lint unit qemu-tests guests xen linux bench profile clean initrd dom0
 
 ## deps: install QEMU, GRUB (BIOS), xorriso and mtools if any is missing (quiet when all there)
 deps:
@@ -124,6 +124,11 @@ linux:
 ## self-test's recovery latency, measured in one run and printed as ratios (not part of `test`)
 bench: deps
 	@scripts/bench.sh
+
+## profile: sample where the CPUs spend a hypercall loop's time (hcloop guest, QEMU monitor),
+## hottest functions per CPU; PROFILE_CALL=version|send|yield, PROFILE_LOCKSTEP=off|on
+profile: deps
+	@scripts/profile.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -15,9 +15,22 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 pub const SYSCALL32_VECTOR: u64 = 0x101;
 
 /// FXSAVE image of the FPU/SSE state.
+///
+/// The area `trap_common` passes to the exit hook is *partial*: it holds MXCSR and XMM0-15
+/// (the state hypervisor code overwrites), while the x87 state stays in the hardware, which
+/// no hypervisor code touches; the marker [`FX_PARTIAL`] at [`FX_MARKER_AT`] (bytes FXSAVE
+/// and FXRSTOR leave alone) says so, and the exit restores just that part. [`FxArea::complete`]
+/// fills in the x87 part and drops the marker: call it before copying a live area anywhere.
+/// An area without the marker is restored whole with FXRSTOR.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 pub struct FxArea(pub [u8; 512]);
+
+/// Offset of the partial-image marker: the first of the FXSAVE image's bytes available to
+/// software (464..512).
+pub const FX_MARKER_AT: usize = 464;
+/// The marker of a partial image ("FXPARTL1").
+pub const FX_PARTIAL: u64 = u64::from_le_bytes(*b"FXPARTL1");
 
 impl Default for FxArea {
     fn default() -> Self {
@@ -26,6 +39,38 @@ impl Default for FxArea {
         a.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
         a.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
         a
+    }
+}
+
+impl FxArea {
+    /// Whether this is a partial image whose x87 part is still in the hardware.
+    pub fn is_partial(&self) -> bool {
+        self.0[FX_MARKER_AT..FX_MARKER_AT + 8] == FX_PARTIAL.to_le_bytes()
+    }
+
+    /// Makes a partial image whole: the x87 environment and registers from the hardware
+    /// (the vCPU's, as long as no other image has been loaded since the exit), MXCSR and the
+    /// XMM registers as saved. Does nothing to a whole image.
+    pub fn complete(&mut self) {
+        if !self.is_partial() {
+            return;
+        }
+        let mut hw = FxArea([0; 512]);
+        // SAFETY: FXSAVE writes the 512 bytes of `hw`, which is 64-byte aligned and ours;
+        // CR0.TS is clear in hypervisor code (`trap_common` cleared it), so it cannot fault.
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", in(reg) hw.0.as_mut_ptr(), options(nostack));
+        }
+        self.0[0..24].copy_from_slice(&hw.0[0..24]);
+        self.0[28..160].copy_from_slice(&hw.0[28..160]);
+        self.0[FX_MARKER_AT..FX_MARKER_AT + 8].fill(0);
+    }
+
+    /// A whole image from 512 bytes someone else provides (a toolstack's vCPU context): the
+    /// software bytes are cleared, so that it can never pass for a partial one.
+    pub fn set_image(&mut self, bytes: &[u8; 512]) {
+        self.0 = *bytes;
+        self.0[FX_MARKER_AT..].fill(0);
     }
 }
 

@@ -176,8 +176,8 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
         }
         SchedEffect::SetVcpuFpu { dom, vcpu, fx } => {
             let v = rt.vcpus.entry((*dom, *vcpu)).or_insert_with(VcpuRt::new);
-            if fx.len() == v.fx.0.len() {
-                v.fx.0.copy_from_slice(fx);
+            if let Ok(image) = <&[u8; 512]>::try_from(&fx[..]) {
+                v.fx.set_image(image);
             }
         }
         SchedEffect::SetVcpuSelectors { dom, vcpu, segs } => {

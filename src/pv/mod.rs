@@ -576,6 +576,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
+                fx.complete();
                 if let Some(v) = rt.vcpus.get_mut(&cur) {
                     v.frame = *frame;
                     v.fx = *fx;
@@ -602,6 +603,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
+                fx.complete();
                 if let Some(v) = rt.vcpus.get_mut(&cur) {
                     v.frame = *frame;
                     v.fx = *fx;

@@ -52,6 +52,7 @@ pub(super) fn begin_handover(
     live: Option<(&mut TrapFrame, &mut FxArea)>,
 ) {
     if let (Some((f, x)), Some(v)) = (live, rt.vcpus.get_mut(&(req.dom, req.vcpu))) {
+        x.complete();
         v.frame = *f;
         v.fx = *x;
     }

@@ -17,6 +17,7 @@ pub mod desc;
 pub mod errno;
 pub mod evtchn;
 pub mod foreign;
+pub mod fpu;
 pub mod fsgsbase;
 pub mod fuzz;
 pub mod gnttab;

@@ -5,6 +5,9 @@
 //! register it refuses); CPUID 0xd.0 EBX follows the vCPU's XCR0. The AVX state XCR0
 //! enables is each vCPU's own: it survives hypercalls and the other vCPU's use of AVX, and a
 //! vCPU that enables AVX starts from the initial (zero) state, never another vCPU's values.
+//! The same for the x87 control word and register stack, MXCSR and XMM registers: each
+//! vCPU's survive hypercalls and the other vCPU running, and vCPU 1 starts with FNINIT's
+//! x87 state and the default MXCSR.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -14,7 +17,7 @@ use guest_rt::pvcpu;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::xsave::{self as xs, CR4_OSXSAVE, GP, UD};
-use guest_rt::{cpu, fsgsbase, println, sched, smp, vcpu};
+use guest_rt::{cpu, fpu, fsgsbase, println, sched, smp, vcpu};
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
@@ -27,6 +30,14 @@ const AVX: u32 = 1 << 28;
 const MINE: [u64; 2] = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888];
 const THEIRS: [u64; 2] = [0x9999_aaaa_bbbb_cccc, 0xdddd_eeee_ffff_0123];
 
+/// vCPU 0's and vCPU 1's x87 control words, x87 top of stack and MXCSR (rounding down and
+/// up instead of to nearest).
+const MY_FPU: (u16, i64, u32) = (0x027F, 0x1234_5678_9abc_def0, 0x3F80);
+const THEIR_FPU: (u16, i64, u32) = (0x007F, -0x0fed_cba9_8765_4321, 0x5F80);
+/// vCPU 1's x87 control word, top of stack, MXCSR and XMM15 across a hypercall: at its start
+/// (FCW and MXCSR only) and at its last check.
+static SEEN_FPU: [AtomicU64; 6] = [const { AtomicU64::new(u64::MAX) }; 6];
+
 /// vCPU 1's progress: 1 after its first checks, 2 after its last.
 static STAGE: AtomicU64 = AtomicU64::new(0);
 /// Set by vCPU 0 when vCPU 1 may do its last check.
@@ -37,6 +48,21 @@ static SEEN: [AtomicU64; 6] = [const { AtomicU64::new(u64::MAX) }; 6];
 
 fn main(si: &StartInfo) {
     println!("xsave: XCR0 and AVX state test guest");
+    fpu::fninit();
+    fpu::set_fcw(MY_FPU.0);
+    fpu::x87_push(MY_FPU.1);
+    fpu::set_mxcsr(MY_FPU.2);
+    check_eq(
+        "XMM15 across a hypercall",
+        fpu::xmm15_across_hypercall(0x0bad_cafe_f00d_0001),
+        Some(0x0bad_cafe_f00d_0001),
+    );
+    check_eq("sched_op yield", sched::yield_now(), Ok(0));
+    check_eq(
+        "x87 control word, top of stack and MXCSR after hypercalls",
+        (fpu::fcw(), fpu::x87_top(), fpu::mxcsr()),
+        MY_FPU,
+    );
     let l1 = pvcpu::xen_cpuid(1, 0);
     if l1[2] & (1 << 26) == 0 {
         info(format_args!("no XSAVE in CPUID: nothing to check"));
@@ -119,6 +145,12 @@ fn main(si: &StartInfo) {
 
 /// vCPU 1 enables AVX for itself and uses it while vCPU 0 keeps its own value.
 fn second_vcpu(si: &StartInfo) {
+    // Set again after the last xsetbv: on Xen 4.17 the x87 registers do not survive a PV
+    // guest's xsetbv that enables AVX (ST0 reads 895 after it; the control word and MXCSR
+    // do), so each vCPU sets its x87 state after its xsetbv calls.
+    fpu::fninit();
+    fpu::set_fcw(MY_FPU.0);
+    fpu::x87_push(MY_FPU.1);
     check("YMM0's upper half set again", xs::set_ymm0_high(MINE));
     let ctx = match smp::build_context(si, 1, ap_main) {
         Ok(c) => c,
@@ -147,6 +179,17 @@ fn second_vcpu(si: &StartInfo) {
         Some(MINE),
     );
     check_eq("vCPU 0's XCR0 still 7", xs::xgetbv(0), Ok(7));
+    let seen_fpu = |i: usize| SEEN_FPU[i].load(Ordering::SeqCst);
+    check_eq(
+        "vCPU 1 starts with FNINIT's control word and the default MXCSR",
+        (seen_fpu(0), seen_fpu(1)),
+        (0x037F, 0x1F80),
+    );
+    check_eq(
+        "vCPU 0's x87 control word, top of stack and MXCSR after vCPU 1 set its own",
+        (fpu::fcw(), fpu::x87_top(), fpu::mxcsr()),
+        MY_FPU,
+    );
     GO.store(1, Ordering::SeqCst);
     check(
         "vCPU 1 did its last check",
@@ -162,9 +205,26 @@ fn second_vcpu(si: &StartInfo) {
         xs::ymm0_high(),
         Some(MINE),
     );
+    check_eq(
+        "vCPU 1's x87 control word, top of stack and MXCSR kept while vCPU 0 ran",
+        (seen_fpu(2) as u16, seen_fpu(3) as i64, seen_fpu(4) as u32),
+        THEIR_FPU,
+    );
+    check_eq(
+        "vCPU 1's XMM15 across a hypercall",
+        seen_fpu(5),
+        0x0bad_cafe_f00d_0002,
+    );
+    check_eq(
+        "vCPU 0's x87 control word, top of stack and MXCSR at the end",
+        (fpu::fcw(), fpu::x87_top(), fpu::mxcsr()),
+        MY_FPU,
+    );
 }
 
 fn ap_main(vcpu: u32) -> ! {
+    SEEN_FPU[0].store(u64::from(fpu::fcw()), Ordering::SeqCst);
+    SEEN_FPU[1].store(u64::from(fpu::mxcsr()), Ordering::SeqCst);
     SEEN[0].store(xs::xgetbv(0).map_or(u64::MAX - 1, |v| v), Ordering::SeqCst);
     fsgsbase::write_cr4(cpu::read_cr4() | CR4_OSXSAVE);
     SEEN[1].store(u64::from(xs::xsetbv(0, 7).is_err()), Ordering::SeqCst);
@@ -172,6 +232,10 @@ fn ap_main(vcpu: u32) -> ! {
     SEEN[2].store(first[0], Ordering::SeqCst);
     SEEN[3].store(first[1], Ordering::SeqCst);
     xs::set_ymm0_high(THEIRS);
+    fpu::fninit();
+    fpu::set_fcw(THEIR_FPU.0);
+    fpu::x87_push(THEIR_FPU.1);
+    fpu::set_mxcsr(THEIR_FPU.2);
     STAGE.store(1, Ordering::SeqCst);
     while GO.load(Ordering::SeqCst) == 0 {
         let _ = sched::yield_now();
@@ -179,6 +243,11 @@ fn ap_main(vcpu: u32) -> ! {
     let last = xs::ymm0_high().unwrap_or([u64::MAX - 1; 2]);
     SEEN[4].store(last[0], Ordering::SeqCst);
     SEEN[5].store(last[1], Ordering::SeqCst);
+    SEEN_FPU[2].store(u64::from(fpu::fcw()), Ordering::SeqCst);
+    SEEN_FPU[3].store(fpu::x87_top() as u64, Ordering::SeqCst);
+    SEEN_FPU[4].store(u64::from(fpu::mxcsr()), Ordering::SeqCst);
+    let xmm = fpu::xmm15_across_hypercall(0x0bad_cafe_f00d_0002);
+    SEEN_FPU[5].store(xmm.unwrap_or(u64::MAX), Ordering::SeqCst);
     STAGE.store(2, Ordering::SeqCst);
     loop {
         let _ = vcpu::down(vcpu);
