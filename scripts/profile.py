@@ -85,6 +85,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=300, help="seconds for the whole QEMU run")
     ap.add_argument("--top", type=int, default=25, help="functions shown per CPU")
     ap.add_argument("--log", default=None, help="serial log path (default: a temp file)")
+    ap.add_argument("--singlestep", action="store_true",
+                    help="one instruction per translation block (QEMU -singlestep): samples "
+                         "weigh instructions by count, exact to the instruction")
     ap.add_argument("--detail", action="append", default=[],
                     help="also show the sampled addresses inside functions whose name contains this")
     args = ap.parse_args()
@@ -99,7 +102,7 @@ def main():
             "-monitor", f"unix:{sock_path},server,nowait",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot",
             "-serial", f"file:{log}", "-kernel", args.kernel, "-append", args.append,
-            "-initrd", args.module]
+            "-initrd", args.module] + (["-singlestep"] if args.singlestep else [])
     proc = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -128,8 +131,13 @@ def main():
             taken += 1
             time.sleep(args.interval)
     finally:
-        proc.kill()
-        proc.wait()
+        # SIGTERM to `timeout`, which passes it on to QEMU (a SIGKILL would orphan QEMU).
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     print(f"profile: {taken} samples of {args.smp} CPUs, serial log {log}")
     for cpu in sorted(per_cpu):
         funcs = collections.Counter()

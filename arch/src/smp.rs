@@ -7,7 +7,7 @@ use crate::layout::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
 use crate::stacks::{self, StackKind};
 use alloc::alloc::{alloc_zeroed, Layout};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes of each AP's main stack.
 pub const AP_STACK_SIZE: usize = 256 * 1024;
@@ -217,7 +217,13 @@ pub fn wake_waiter(index: usize) {
     let (Some(flag), Some(sleeping)) = (KICKED.get(index), SLEEPING.get(index)) else {
         return;
     };
-    flag.store(true, Ordering::SeqCst);
+    if flag.swap(true, Ordering::SeqCst) {
+        // A kick is pending already: the waiter has not looked since, so it either sees the
+        // flag before it halts or is being woken by the IPI whoever set it sent. A second
+        // IPI would only make QEMU take its global lock again (the leader kicked each waiter
+        // twice per round, before either had woken).
+        return;
+    }
     // Pairs with the fence in `halt_until_kicked` (Dekker): either the waiter sees `KICKED`
     // and does not halt, or this sees `SLEEPING` and sends the IPI.
     core::sync::atomic::fence(Ordering::SeqCst);
@@ -233,13 +239,41 @@ pub fn send_wake_ipi(index: usize) {
 
 fn send_wake(index: usize) {
     if let Some(pc) = percpu::get(index) {
-        if index != percpu::cpu_index() && pc.online.load(Ordering::Acquire) {
+        let me = percpu::cpu_index();
+        if index != me && pc.online.load(Ordering::Acquire) {
+            WAKE_IPIS[me].fetch_add(1, Ordering::Relaxed);
             crate::lapic::send_ipi(
                 pc.apic_id.load(Ordering::Relaxed),
                 crate::lapic::WAKE_VECTOR,
             );
         }
     }
+}
+
+/// Per CPU: `hlt`s waiting for a kick ([`halt_until_kicked`]), for [`report_wakeups`].
+static HALTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: wake IPIs it sent ([`wake_waiter`], [`send_wake_ipi`]).
+static WAKE_IPIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Prints, per online CPU, how often it halted waiting for a kick and how many wake IPIs it
+/// sent: under TCG each wake of a halted CPU costs tens of microseconds, so these counts per
+/// lockstep transaction are what its round trip costs.
+pub fn report_wakeups() {
+    let mut line = alloc::string::String::from("wake-ups:");
+    for (i, (h, w)) in HALTS.iter().zip(WAKE_IPIS.iter()).enumerate() {
+        let online = percpu::get(i).is_some_and(|pc| pc.online.load(Ordering::Acquire));
+        if online {
+            use core::fmt::Write;
+            let _ = write!(
+                line,
+                " CPU{} halts {} IPIs sent {};",
+                i,
+                h.load(Ordering::Relaxed),
+                w.load(Ordering::Relaxed)
+            );
+        }
+    }
+    crate::xprintln!("{}", line.trim_end_matches(';'));
 }
 
 /// Per CPU: a [`kick`] arrived since the CPU last looked ([`halt_until_kicked`]).
@@ -279,6 +313,7 @@ fn halt_unless_kicked(in_handler: bool) {
     sleeping.store(true, Ordering::SeqCst);
     core::sync::atomic::fence(Ordering::SeqCst);
     if !kicked.swap(false, Ordering::SeqCst) {
+        HALTS[me].fetch_add(1, Ordering::Relaxed);
         if in_handler {
             crate::cpu::halt_with_interrupts_window();
         } else {
@@ -286,7 +321,10 @@ fn halt_unless_kicked(in_handler: bool) {
         }
     }
     sleeping.store(false, Ordering::SeqCst);
-    kicked.store(false, Ordering::SeqCst);
+    // A swap, not a store: it reads the last kicker's write, so whatever that kicker did
+    // before kicking (and a later kicker that found the flag set and sent nothing) is
+    // visible to the caller's next look at its condition.
+    kicked.swap(false, Ordering::SeqCst);
     if !in_handler {
         crate::cpu::enable_interrupts();
     }

@@ -287,8 +287,14 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                         status: rep.status,
                     },
                 );
-                idle.kick(Role::Leader);
-                idle.kick(Role::Coordinator);
+                // Only the second of the two posts wakes the coordinator; the leader waits
+                // for the decision, not for this post, unless it decides itself.
+                if self.pair.other_posted(Role::Follower, round) {
+                    idle.kick(Role::Coordinator);
+                }
+                if self.pair.leader_decides() {
+                    idle.kick(Role::Leader);
+                }
             } else {
                 self.stats.skipped += 1;
             }

@@ -90,6 +90,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
     /// The leader of `pair` over its replica; `coordinate` makes it decide rounds itself
     /// (two-CPU setups) instead of waiting for a coordinator core.
     pub fn new(pair: &'p Pair, cfg: Config, replica: M::State, coordinate: bool) -> Self {
+        if coordinate {
+            pair.set_leader_decides();
+        }
         Self {
             pair,
             health: if cfg.lockstep {
@@ -391,7 +394,12 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 }
             }
             idle.kick(Role::Follower);
-            idle.kick(Role::Coordinator);
+            // Only the second of the two posts wakes the coordinator (`Pair::other_posted`); a
+            // coordinator that no post wakes (a core hung) finds the open round at its next
+            // timer tick and enforces the deadline from there.
+            if rep.is_some() && self.pair.other_posted(Role::Leader, round) {
+                idle.kick(Role::Coordinator);
+            }
             let (verdict, decision) = self.await_decision(round, clock, idle);
             self.count(&verdict, &mut out);
             if verdict.is_detection() && detected_at.is_none() {
@@ -533,9 +541,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             replica::flip_bit(&mut self.replica, f.bit);
         }
         let writer = self.pair.input.begin(round);
-        // Wake the follower (and a coordinator core) now, so both executions overlap.
+        // Wake the follower now, so both executions overlap. The coordinator has nothing to
+        // do until both have posted: the second poster wakes it.
         idle.kick(Role::Follower);
-        idle.kick(Role::Coordinator);
         if hit(FaultKind::Hang).is_some() {
             return None;
         }
@@ -616,6 +624,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             None => {
                 // The coordinator core missed its deadline: coordinate from now on.
                 self.inline = true;
+                self.pair.set_leader_decides();
                 self.stats.timeouts += 1;
                 self.decide_inline(round, clock, idle)
             }

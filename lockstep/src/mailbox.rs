@@ -343,6 +343,7 @@ pub struct Pair {
     follower_done: AtomicU64,
     follower_gen: AtomicU64,
     promote: AtomicU64,
+    leader_decides: AtomicBool,
 }
 
 impl Pair {
@@ -363,6 +364,7 @@ impl Pair {
             follower_done: AtomicU64::new(0),
             follower_gen: AtomicU64::new(0),
             promote: AtomicU64::new(0),
+            leader_decides: AtomicBool::new(false),
         }
     }
 
@@ -463,6 +465,29 @@ impl Pair {
     /// Asks every core serving this pair to return.
     pub fn shut_down(&self) {
         self.shutdown.store(true, Release);
+    }
+
+    /// Whether the other core of the pair has posted for `round` already, seen after this
+    /// core's own post: of two cores that each post and then ask, at least one sees the
+    /// other's post (the fence orders each core's post before its look), so when the
+    /// second poster wakes the coordinator, it is woken once per round and finds both.
+    pub fn other_posted(&self, mine: Role, round: u64) -> bool {
+        fence(SeqCst);
+        match mine {
+            Role::Leader => self.follower.read(round).is_some(),
+            _ => self.leader.read(round).is_some(),
+        }
+    }
+
+    /// The leader decides rounds itself from now on (its coordinator core missed a
+    /// deadline): the follower's post must wake the leader then.
+    pub fn set_leader_decides(&self) {
+        self.leader_decides.store(true, Release);
+    }
+
+    /// Whether the leader decides rounds itself ([`Pair::set_leader_decides`]).
+    pub fn leader_decides(&self) -> bool {
+        self.leader_decides.load(Acquire)
     }
 
     /// True once [`Pair::shut_down`] was called.
