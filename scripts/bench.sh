@@ -8,6 +8,8 @@
 #   3. QEMU, all with the same flags: the bench guest (build/guests/bench.elf) as dom0 on
 #      Xen 4.17 (build/xen/xen.elf), on DualVisor with `lockstep=off`, on DualVisor with lockstep
 #      on, and DualVisor's `selftest=lockstep` (for the recovery statistics);
+#      and the bench guest again on Xen and on DualVisor lockstep=off under `-icount shift=0`,
+#      where the TSC counts guest instructions (a load-independent instructions-per-call table);
 #   4. parses the guest's `BENCH <name> cycles_per_call=<n>` lines (xen_version, evtchn_send,
 #      sched_yield, gnttab_copy — also as MB/s — and mmu_update64, a 64-update batch — also as
 #      updates per second) and prints a table and the
@@ -113,12 +115,12 @@ clean_log() {
 run_qemu() {
     local name="$1" kernel="$2" append="$3" module="$4" done_re="$5"
     local log="$LOG_DIR/$name.log"
-    local args=(-machine q35 -cpu EPYC,-monitor,-smap -smp "$SMP" -m 1024
+    local args=(-machine q35 -cpu EPYC,-monitor,-smap -smp "$SMP" -m 1024 "${QEMU_EXTRA[@]}"
         -nic none -display none -monitor none -serial stdio -no-reboot
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         -kernel "$kernel" -append "$append")
     [[ -n "$module" ]] && args+=(-initrd "$module")
-    echo "bench: $name: $QEMU -smp $SMP -kernel ${kernel#"$ROOT"/} -append \"$append\"${module:+ -initrd ${module#"$ROOT"/}}"
+    echo "bench: $name: $QEMU -smp $SMP ${QEMU_EXTRA[*]}${QEMU_EXTRA[*]:+ }-kernel ${kernel#"$ROOT"/} -append \"$append\"${module:+ -initrd ${module#"$ROOT"/}}"
     local start=$SECONDS
     : >"$log"
     timeout "$TIMEOUT" "$QEMU" "${args[@]}" </dev/null >"$log" 2>&1 &
@@ -155,13 +157,15 @@ run_qemu() {
 }
 
 GUEST_DONE='Hardware Dom0 (halted|crashed)|Panic on CPU|Reboot in five seconds'
+QEMU_EXTRA=()
 
 declare -A CYC=()   # CYC[run:name] = cycles per call
 declare -A WHY=()   # WHY[run:name] = why there is no number
 declare -A RESULT=() # RESULT[run] = what the run ended with
 declare -A KHZ=()   # KHZ[run] = TSC kHz the guest read from vcpu_time_info
 RUNS=(xen off on)
-declare -A LABEL=([xen]="Xen 4.17" [off]="DualVisor lockstep=off" [on]="DualVisor lockstep on")
+declare -A LABEL=([xen]="Xen 4.17" [off]="DualVisor lockstep=off" [on]="DualVisor lockstep on"
+    [xen-icount]="Xen 4.17 (-icount)" [off-icount]="DualVisor lockstep=off (-icount)")
 
 # parse_guest RUN: reads the BENCH lines of $LOG_DIR/RUN.log into CYC/WHY/KHZ and RESULT.
 parse_guest() {
@@ -206,6 +210,19 @@ else
     run_guest xen "$XEN" "$CONSOLE dom0_max_vcpus=1"
     run_guest off "$IMAGE" "$CONSOLE dom0_max_vcpus=1 lockstep=off"
     run_guest on "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+fi
+
+# The same guest under `-icount shift=0` (single-threaded TCG; the virtual clock, and with it
+# the TSC, advances one nanosecond per guest instruction, so the TSC reads 1 GHz and the
+# guest's "cycles per call" are instructions per call): a count that host load cannot move.
+# Lockstep on is not run this way: its cost is waiting for other vCPUs, which icount's
+# round-robin would not show.
+section "QEMU: bench guest under -icount shift=0 (instructions per call)"
+if [[ -s "$GUEST" ]]; then
+    QEMU_EXTRA=(-icount shift=0)
+    run_guest xen-icount "$XEN" "$CONSOLE dom0_max_vcpus=1"
+    run_guest off-icount "$IMAGE" "$CONSOLE dom0_max_vcpus=1 lockstep=off"
+    QEMU_EXTRA=()
 fi
 
 section "QEMU: DualVisor selftest=lockstep (-smp $SMP)"
@@ -274,6 +291,17 @@ echo
 rate_row "gnttab_copy MB/s" gnttab_copy "%.1f" 4.096
 # mmu_update64 does 64 validated L1 updates per call: updates/s = 64 * TSC kHz * 1000 / cycles.
 rate_row "mmu_update/s" mmu_update64 "%.0f" 64000
+
+echo
+echo "  instructions per call (-icount shift=0; the run's TSC is 1 GHz, one tick per instruction):"
+printf '  %-12s %10s %14s %10s\n' hypercall "Xen 4.17" "DV lockstep=off" "off/Xen"
+for n in "${NAMES[@]}"; do
+    printf '  %-12s %10s %14s %10s\n' "$n" "$(cell xen-icount "$n")" "$(cell off-icount "$n")" \
+        "$(ratio "${CYC[off-icount:$n]:-}" "${CYC[xen-icount:$n]:-}")"
+done
+for run in xen-icount off-icount; do
+    [[ -n "${KHZ[$run]:-}" ]] && printf '  %-36s %s\n' "${LABEL[$run]} TSC:" "${KHZ[$run]} kHz (1 GHz expected)"
+done
 
 section "RATIOS (printed, not judged)"
 printf '  %-12s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on/off"

@@ -154,16 +154,19 @@ def main():
         for want in args.detail:
             hits = [(rip, n) for rip, n in per_cpu[cpu].items()
                     if (i := bisect.bisect_right(addrs, rip) - 1) >= 0 and want in names[i]]
-            for rip, n in sorted(hits, key=lambda h: -h[1])[:args.top]:
-                i = bisect.bisect_right(addrs, rip) - 1
-                print(f"    {n:6d}  {names[i]}+{rip - addrs[i]:#x}  {where(args.kernel, rip)}")
+            by_line = collections.Counter()
+            for rip, n in hits:
+                by_line[where(args.kernel, rip).split(" < ")[-1]] += n
+            print(f"  {want}: by source line of the function itself")
+            for line, n in by_line.most_common(args.top):
+                print(f"    {n:6d}  {line}")
 
 
 def where(elf, rip):
     """The source lines of `rip` (innermost inlined frame first), from addr2line."""
     out = subprocess.run(["addr2line", "-i", "-e", elf, hex(rip)],
                          capture_output=True, text=True).stdout.split()
-    return " < ".join(os.path.basename(p) for p in out[:4])
+    return " < ".join(os.path.basename(p) for p in out)
 
 
 def read(path):
