@@ -319,6 +319,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.push(crate::dom0_spare::dom0_lockstep_promote(p, true));
     v.push(crate::dom0_spare::dom0_lockstep_promote(p, false));
     v.push(crate::two_pairs::dom0_two_pairs(p));
+    v.push(crate::two_pairs::dom0_spare_smp6(p));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v.extend(crate::linux_dom0::linux_dom0(p));
     v

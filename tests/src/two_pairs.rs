@@ -184,6 +184,79 @@ pub fn dom0_two_pairs(p: &Paths) -> Planned {
     Planned::Run(Box::new(s))
 }
 
+/// The dom0 session on two pairs and a spare (`-smp 6`: pairs CPU1/CPU2 and CPU3/CPU4,
+/// spare CPU5): pair 0's follower fails for good, the spare joins pair 0 from a
+/// bit-identical copy of the leader replica and pair 0 is protected again (10 injected
+/// faults recovered through it); the status and debug key `l` show the new roles.
+pub(crate) fn spare_smp6_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
+    let mut v = vec![
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(0, "coordinator"),
+                role(1, "leader"),
+                role(2, "follower"),
+                role(3, "leader"),
+                role(4, "follower"),
+                role(5, "spare"),
+            ],
+        ),
+        (
+            typed("xl lockstep fail follower"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains_all([
+                    "(XEN) lockstep: spare CPU5 replaced follower CPU2 (out of service) in pair 0; replicas bit-identical",
+                    "pair 0 protected (spare core replaced the follower)",
+                ])),
+            ],
+        ),
+        (
+            typed("xl lockstep inject -w effects 10"),
+            vec![
+                line("lockstep: injecting 10 effects faults"),
+                line("lockstep: 10 effects faults injected so far: 0 masked, 10 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(1, "leader"),
+                role(2, "retired"),
+                role(3, "leader"),
+                role(4, "follower"),
+                role(5, "follower"),
+                line("escalated              : 1"),
+            ],
+        ),
+    ];
+    v.extend(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 retired, CPU3 leader, CPU4 follower, CPU5 follower",
+    ));
+    v
+}
+
+/// `dom0-lockstep-spare-smp6`: [`spare_smp6_steps`] on `-smp 6`.
+pub fn dom0_spare_smp6(p: &Paths) -> Planned {
+    let mut s = real_initrd(
+        p,
+        "dom0-lockstep-spare-smp6",
+        &p.image,
+        6,
+        steps_script(spare_smp6_steps()),
+        Duration::from_secs(600),
+    );
+    s.expect.expect.push(Pattern::contains(
+        "(XEN) lockstep: spare CPU5 stands by to replace the follower of any of the 2 pairs",
+    ));
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
+}
+
 fn stem(g: &Path) -> Option<&str> {
     g.file_stem().and_then(|s| s.to_str())
 }
