@@ -496,23 +496,33 @@ impl Pairs {
             .unwrap_or(Health::Off)
     }
 
-    /// The fault injector of the pair pair 0's transactions go through (`xl lockstep
-    /// inject`).
+    /// The fault injector of the pair pair 0's transactions go through.
     pub fn injector(&mut self) -> &mut Injector {
         self.injector_of(0)
     }
 
-    /// The fault injector of the pair that pair `p`'s transactions go through.
+    /// The fault injector of the pair that pair `p`'s transactions go through (`xl lockstep
+    /// inject KIND COUNT pair=P`: the faults land in the transactions of pair `p`'s leader).
     pub fn injector_of(&mut self, p: usize) -> &mut Injector {
         let k = self.route.get(p).copied().unwrap_or(0);
         self.cores[k].injector()
     }
 
-    /// `xl lockstep fail`: the core serving `role` in the pair pair 0's transactions go
-    /// through fails for good.
-    pub fn fail_core(&mut self, role: Role) {
-        let k = self.route.first().copied().unwrap_or(0);
+    /// How many pairs there are.
+    pub fn nr_pairs(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// `xl lockstep fail leader|follower pair=P`: the core serving `role` for pair `p`'s
+    /// transactions (pair `p`'s own, or those of the pair they go through after `p`
+    /// escalated) fails for good. Returns that core's CPU.
+    pub fn fail_core(&mut self, p: usize, role: Role) -> Option<usize> {
+        let k = self.route.get(p).copied()?;
         self.cores[k].fail_core(role);
+        match role {
+            Role::Follower => follower_of(k),
+            _ => cpus().get(p).map(|c| c.0),
+        }
     }
 
     /// Runtime `lockstep off` for every pair.
