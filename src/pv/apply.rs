@@ -341,6 +341,7 @@ fn hardware_domain_down(dom: DomId, reason: u32, noreboot: bool) -> ! {
     // Xen's hwdom_shutdown/maybe_reboot wording, one line each.
     // How deep each CPU's stacks went in this run (the margin left), before the last line.
     arch::stacks::report();
+    super::irq::report();
     let reboot_suffix = if noreboot {
         "'noreboot' set - not rebooting."
     } else {
