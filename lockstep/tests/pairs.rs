@@ -58,12 +58,13 @@ struct LeaderSide<'p> {
 impl LeaderSide<'_> {
     /// Runs `req` for pair `i` through the pair it is routed to; an escalated pair hands its
     /// transactions (the escalated one uncommitted) to the other pair while that one is
-    /// protected (as the hypervisor's `lockstep_pairs` does).
+    /// protected (as the hypervisor's `lockstep_pairs` does). `env` makes the environment of
+    /// each attempt.
     fn run(
         &mut self,
         i: usize,
         req: &[u64],
-        env: &mut ModelEnv,
+        env: impl Fn() -> ModelEnv,
         h: &Host,
     ) -> (Outcome<ModelError>, Vec<Effect>) {
         let mut applied = Vec::new();
@@ -73,7 +74,12 @@ impl LeaderSide<'_> {
             let core = &mut self.cores[k];
             let placeholder =
                 core.exchange_replica(self.replica.take().expect("the leader replica"));
-            let mut out = core.leader_run(req, env, h, h, &mut |x: &[Effect]| applied = x.to_vec());
+            // Each attempt through a pair sees the environment afresh (as the hardware's
+            // values for a transaction that committed nothing), here the same values, so
+            // the committed result compares with lockstep off's.
+            let mut out = core.leader_run(req, &mut env(), h, h, &mut |x: &[Effect]| {
+                applied = x.to_vec()
+            });
             self.replica = Some(core.exchange_replica(placeholder));
             out.detections += detections;
             if out.result != TxResult::Aborted(EngineError::Rerouted) {
@@ -248,7 +254,7 @@ fn run_two_pairs(
                         }
                         let mut g = side.lock().unwrap();
                         let tx = g.log.order.len() as u64;
-                        let (out, applied) = g.run(i, &req, &mut ModelEnv::new(seed, tx), &h);
+                        let (out, applied) = g.run(i, &req, || ModelEnv::new(seed, tx), &h);
                         assert!(
                             matches!(out.result, TxResult::Committed | TxResult::Failed(_)),
                             "pair {i}: {out:?}"
@@ -475,4 +481,52 @@ fn a_spare_replaces_a_failed_follower_of_either_pair_which_is_protected_again() 
         let other = &r.stats[1 - failing];
         assert_eq!(other.commits + other.failed, 60, "{other}");
     }
+}
+
+#[test]
+fn with_the_spare_used_a_second_failed_follower_reroutes_through_the_spares_pair() {
+    // Both followers fail for good: the first pair to escalate gets the spare, the second
+    // finds none left and its transactions go through the first pair, protected by the
+    // spare. Nothing runs unprotected.
+    let r = run_two_pairs(61, 40, false, [true, true], true, |_, l| {
+        l.fail_core(Role::Follower);
+    });
+    let (want, digest) = golden(61, &r.log.order);
+    assert_eq!(r.log.applied, want);
+    assert_eq!(r.leader_digest, digest);
+    assert_eq!(
+        r.follower_digest, digest,
+        "the spare ran every transaction after"
+    );
+    let [first] = r.replaced[..] else {
+        panic!("one replacement: {:?}", r.replaced)
+    };
+    let second = 1 - first;
+    assert_eq!(r.spare, Some((first, FollowerExit::Shutdown)));
+    assert_eq!(
+        r.exits,
+        [FollowerExit::Escalated(Some(Role::Follower)); 2],
+        "both boot followers left service"
+    );
+    assert_eq!(
+        r.health[first],
+        Health::SpareInUse {
+            retired: Role::Follower
+        }
+    );
+    assert_eq!(
+        r.health[second],
+        Health::Unprotected {
+            suspect: Some(Role::Follower)
+        }
+    );
+    let (a, b) = (&r.stats[first], &r.stats[second]);
+    assert_eq!((a.escalated, b.escalated), (1, 1), "{a} / {b}");
+    assert_eq!(a.single + b.single, 0, "nothing ran unprotected: {a} / {b}");
+    assert_eq!(
+        a.commits + a.failed,
+        80,
+        "the spare's pair ran them all: {a}"
+    );
+    assert_eq!(b.commits + b.failed, 0, "{b}");
 }
