@@ -285,6 +285,18 @@ fn coordinator_task() -> ! {
     crate::boot::idle(arch::percpu::cpu_index())
 }
 
+/// ` of pair N` after a control message when there are several pairs (nothing otherwise).
+struct PairNote<'a>(&'a Backend, usize);
+
+impl core::fmt::Display for PairNote<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Backend::Pairs(_) => write!(f, " of pair {}", self.1),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// How the guest exit path runs transactions: one core with both replicas (or once), or the
 /// leader of a pair on separate CPUs.
 pub enum Backend {
@@ -434,11 +446,13 @@ impl Backend {
                 else {
                     return;
                 };
-                self.injector().arm(kind, op.count);
+                let pair = op.pair as usize;
+                self.injector_of(pair).arm(kind, op.count);
                 xprintln!(
-                    "lockstep: {} {} fault(s) armed for the next transactions",
+                    "lockstep: {} {} fault(s) armed for the next transactions{}",
                     op.count,
-                    kind
+                    kind,
+                    PairNote(self, pair)
                 );
             }
             ctl::LOCKSTEP_CMD_FAIL => {
@@ -447,19 +461,24 @@ impl Backend {
                 } else {
                     Role::Follower
                 };
-                let cpu = cpu_of(role).unwrap_or(0);
-                match self {
-                    Backend::Leader(l) => l.fail_core(role),
-                    Backend::Pairs(p) => p.fail_core(role),
+                let pair = op.pair as usize;
+                let cpu = match self {
+                    Backend::Pairs(p) => p.fail_core(pair, role),
+                    Backend::Leader(l) => {
+                        l.fail_core(role);
+                        cpu_of(role)
+                    }
                     Backend::Local(e) => {
                         let core = e.cores()[role.code() as usize & 1];
-                        e.injector().arm_persistent(FaultKind::Hang, core)
+                        e.injector().arm_persistent(FaultKind::Hang, core);
+                        cpu_of(role)
                     }
-                }
+                };
                 xprintln!(
-                    "lockstep: fault injection: {} CPU{} fails for good from the next transaction",
+                    "lockstep: fault injection: {} CPU{} fails for good from the next transaction{}",
                     role,
-                    cpu
+                    cpu.unwrap_or(0),
+                    PairNote(self, pair)
                 );
             }
             _ => {}
@@ -596,6 +615,10 @@ impl Backend {
                 _ => ctl::LOCKSTEP_MODE_ON,
             },
             nr_cpus: NCPUS.load(Ordering::Relaxed).min(ctl::LOCKSTEP_MAX_CPUS) as u32,
+            nr_pairs: match self {
+                Backend::Pairs(p) => p.nr_pairs() as u32,
+                _ => 1,
+            },
             transactions: st.transactions,
             commits: st.commits,
             rollbacks: st.rollbacks,

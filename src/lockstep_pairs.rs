@@ -4,20 +4,23 @@
 //! replica ([`lockstep::shared`]), and rounds are numbered from one [`Sequence`]. The
 //! coordinator CPU serves every mailbox.
 //!
-//! Escalation with several pairs: the escalated pair's follower leaves service and the
-//! transaction, which committed nothing, runs again through another pair that is still
-//! protected (its follower shadows the escalated pair's leader from then on: nothing runs
-//! unprotected while one pair is left). With no protected pair left, transactions run once,
-//! UNPROTECTED, and the boot log says so. Spares and leader promotion are not used with
-//! several pairs (a spare CPU stays idle): a promoted follower would lead from the shared
-//! follower replica while the other pairs' followers still use it, which this does not make
-//! sound yet.
+//! Escalation with several pairs: the escalated transaction committed nothing. If the
+//! follower is the suspect and a spare CPU is left (`-smp 6`: CPU5), the follower is retired
+//! and the spare joins that pair: it places a bit-identical copy of the leader replica as
+//! the follower replica (`FollowerCore::join_shared`, digests compared as the one-pair spare
+//! does), and the transaction runs again through the same pair, protected again. Otherwise
+//! the pair's follower leaves service and the transaction runs again through another pair
+//! that is still protected (its follower shadows the escalated pair's leader from then on:
+//! nothing runs unprotected while one pair is left). With no protected pair left,
+//! transactions run once, UNPROTECTED, and the log says so. Leader promotion is not used
+//! with several pairs: a promoted follower would lead from the shared follower replica while
+//! the other pairs' followers still use it, which this does not make sound yet.
 
 use crate::lockstep_hw::{Tsc, CONFIG, FOLLOWER_ARENA, LEADER_ARENA, PAIR, TEMPLATE};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use arch::xprintln;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dom0_interface::lockstep_ctl as ctl;
 use lockstep::config::{EffectSink, EngineError, Outcome, TxResult};
 use lockstep::coordinator::{coordinator_serve_all, Coordinator};
@@ -42,6 +45,23 @@ static SEQ: Sequence = Sequence::new(0);
 static FOLLOWER_REPLICA: SharedReplica<HvState> = SharedReplica::new();
 /// The CPU running a transaction now (the leader a decision wakes).
 static TRANSACTING: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Spare CPUs not used yet (bit per CPU).
+static SPARES: AtomicU64 = AtomicU64::new(0);
+/// The pair the spare CPU starting now joins.
+static SPARE_JOINS: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Most pairs (CPUs are numbered below 64).
+const MAX_PAIRS: usize = 32;
+/// Per pair, the CPU that replaced its boot follower (`usize::MAX`: the boot follower).
+static FOLLOWER_NOW: [AtomicUsize; MAX_PAIRS] = [const { AtomicUsize::new(usize::MAX) }; MAX_PAIRS];
+
+/// The CPU serving pair `i` as follower now: the boot follower, or the spare that replaced
+/// it.
+pub fn follower_of(i: usize) -> Option<usize> {
+    match FOLLOWER_NOW.get(i).map(|c| c.load(Ordering::Acquire)) {
+        Some(usize::MAX) | None => cpus().get(i).map(|p| p.1),
+        c => c,
+    }
+}
 
 /// The pairs as (leader, follower) CPUs, pair 0 first.
 fn cpus() -> Vec<(usize, usize)> {
@@ -81,9 +101,10 @@ pub fn setup(input_capacity: usize) {
     MORE_PAIRS.call_once(|| (1..n).map(|_| Pair::new(input_capacity)).collect());
     if let Some(lockstep::topology::Topology::Pair { spares, .. }) = crate::lockstep_hw::topology()
     {
-        for s in spares {
+        for &s in spares.iter().filter(|&&s| s < 64) {
+            SPARES.fetch_or(1 << s, Ordering::AcqRel);
             xprintln!(
-                "lockstep: spare CPU{} stays idle: with {} pairs an escalated pair's transactions run through another pair",
+                "lockstep: spare CPU{} stands by to replace the follower of any of the {} pairs that fails for good",
                 s,
                 n
             );
@@ -107,7 +128,7 @@ impl Idle for PairIdle {
                 usize::MAX => pairs.get(self.0).map(|p| p.0),
                 c => Some(c),
             },
-            Role::Follower => pairs.get(self.0).map(|p| p.1),
+            Role::Follower => follower_of(self.0),
             Role::Coordinator => crate::lockstep_hw::cpu_of(Role::Coordinator),
         };
         if let Some(c) = cpu {
@@ -157,8 +178,49 @@ fn follower_task() -> ! {
         }
         drop(template);
     }
-    let mut core =
-        FollowerCore::<Xen>::shared(pair, *cfg, &FOLLOWER_REPLICA, HvState::default(), 0);
+    let core = FollowerCore::<Xen>::shared(pair, *cfg, &FOLLOWER_REPLICA, HvState::default(), 0);
+    serve(i, pair, cfg, core)
+}
+
+/// A spare CPU joining the pair in `SPARE_JOINS` after its follower was retired: places a
+/// copy of the leader replica, handed over in `TEMPLATE`, as the follower replica (in the
+/// follower arena) and serves the pair.
+fn spare_task() -> ! {
+    let me = arch::percpu::cpu_index();
+    arch::heap::set_current_arena(FOLLOWER_ARENA.load(Ordering::Relaxed));
+    let i = SPARE_JOINS.load(Ordering::Acquire);
+    let (Some(pair), Some(cfg)) = (pair(i), CONFIG.get()) else {
+        crate::boot::idle(me)
+    };
+    let fresh = || {
+        let template = TEMPLATE.lock().take()?;
+        Some(template.clone())
+    };
+    let idle = PairIdle(i);
+    let Some(core) = FollowerCore::<Xen>::join_shared(
+        pair,
+        *cfg,
+        &FOLLOWER_REPLICA,
+        HvState::default(),
+        fresh,
+        &Tsc,
+        &idle,
+    ) else {
+        xprintln!("lockstep: spare CPU{}: no replica was handed over", me);
+        arch::heap::set_current_arena(arch::heap::BOOT_ARENA);
+        crate::boot::idle(me)
+    };
+    serve(i, pair, cfg, core)
+}
+
+/// Serves pair `i` as its follower with `core` until shutdown or escalation.
+fn serve(
+    i: usize,
+    pair: &'static Pair,
+    cfg: &lockstep::config::Config,
+    mut core: FollowerCore<'static, Xen>,
+) -> ! {
+    let me = arch::percpu::cpu_index();
     let idle = PairIdle(i);
     let exit = loop {
         match core.follower_serve(&Tsc, &idle) {
@@ -300,7 +362,73 @@ impl Pairs {
                 return out;
             }
             detections = out.detections;
-            self.reroute(k);
+            if !self.bring_in_spare(k) {
+                self.reroute(k);
+            }
+        }
+    }
+
+    /// Pair `k` escalated with its follower as the suspect: the follower is retired and the
+    /// first spare CPU left joins pair `k` from a bit-identical copy of the leader replica.
+    /// Whether pair `k` is protected again (its transactions keep going through it).
+    fn bring_in_spare(&mut self, k: usize) -> bool {
+        let follower_failed = self.cores[k].health()
+            == Health::Unprotected {
+                suspect: Some(Role::Follower),
+            };
+        let spares = SPARES.load(Ordering::Acquire);
+        let (true, Some(old), Some(mailbox)) =
+            (follower_failed && spares != 0, follower_of(k), pair(k))
+        else {
+            return false;
+        };
+        let spare = spares.trailing_zeros() as usize;
+        SPARES.fetch_and(!(1 << spare), Ordering::AcqRel);
+        // The suspect stops serving for good, even if it comes back.
+        mailbox.retire_follower();
+        crate::lockstep_spare::retire(old);
+        SPARE_JOINS.store(k, Ordering::Release);
+        if !arch::smp::assign(spare, spare_task) {
+            xprintln!("lockstep: spare CPU{} is not online", spare);
+            return false;
+        }
+        if let Some(slot) = FOLLOWER_NOW.get(k) {
+            slot.store(spare, Ordering::Release);
+        }
+        let Some(replica) = self.replica.take() else {
+            return false;
+        };
+        let core = &mut self.cores[k];
+        let placeholder = core.exchange_replica(replica);
+        let mut hand_over = |r: &HvState| {
+            let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());
+            *TEMPLATE.lock() = Some(copy);
+        };
+        let r = core.replace_follower(&Tsc, &PairIdle(k), &mut hand_over);
+        self.replica = Some(core.exchange_replica(placeholder));
+        match r {
+            Ok(d) => {
+                xprintln!(
+                    "lockstep: spare CPU{} replaced follower CPU{} (out of service) in pair {}; replicas bit-identical (digest {:#010x}); pair {} {}",
+                    spare,
+                    old,
+                    k,
+                    d,
+                    k,
+                    self.cores[k].health()
+                );
+                true
+            }
+            Err(e) => {
+                TEMPLATE.lock().take();
+                xprintln!(
+                    "lockstep: spare CPU{} could not join pair {}: {}",
+                    spare,
+                    k,
+                    e
+                );
+                false
+            }
         }
     }
 
@@ -368,23 +496,33 @@ impl Pairs {
             .unwrap_or(Health::Off)
     }
 
-    /// The fault injector of the pair pair 0's transactions go through (`xl lockstep
-    /// inject`).
+    /// The fault injector of the pair pair 0's transactions go through.
     pub fn injector(&mut self) -> &mut Injector {
         self.injector_of(0)
     }
 
-    /// The fault injector of the pair that pair `p`'s transactions go through.
+    /// The fault injector of the pair that pair `p`'s transactions go through (`xl lockstep
+    /// inject KIND COUNT pair=P`: the faults land in the transactions of pair `p`'s leader).
     pub fn injector_of(&mut self, p: usize) -> &mut Injector {
         let k = self.route.get(p).copied().unwrap_or(0);
         self.cores[k].injector()
     }
 
-    /// `xl lockstep fail`: the core serving `role` in the pair pair 0's transactions go
-    /// through fails for good.
-    pub fn fail_core(&mut self, role: Role) {
-        let k = self.route.first().copied().unwrap_or(0);
+    /// How many pairs there are.
+    pub fn nr_pairs(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// `xl lockstep fail leader|follower pair=P`: the core serving `role` for pair `p`'s
+    /// transactions (pair `p`'s own, or those of the pair they go through after `p`
+    /// escalated) fails for good. Returns that core's CPU.
+    pub fn fail_core(&mut self, p: usize, role: Role) -> Option<usize> {
+        let k = self.route.get(p).copied()?;
         self.cores[k].fail_core(role);
+        match role {
+            Role::Follower => follower_of(k),
+            _ => cpus().get(p).map(|c| c.0),
+        }
     }
 
     /// Runtime `lockstep off` for every pair.
@@ -423,34 +561,37 @@ impl Pairs {
         Ok(digest)
     }
 
-    /// Marks every pair's CPUs in `roles` (`xl lockstep status`): leaders, followers (a
-    /// follower of an escalated pair as retired).
+    /// Marks every pair's CPUs in `roles` (`xl lockstep status`): leaders, the followers
+    /// serving now (a spare that joined a pair among them), retired CPUs (a follower taken
+    /// out of service, or an escalated pair's), the coordinator and the spares left.
     pub fn mark_roles(&self, roles: &mut [u8]) {
-        for (i, (l, f)) in cpus().into_iter().enumerate() {
+        let mut mark = |cpu: usize, bit: u8| {
+            if let Some(r) = roles.get_mut(cpu) {
+                *r |= bit;
+            }
+        };
+        for (i, (l, boot_follower)) in cpus().into_iter().enumerate() {
+            mark(l, ctl::LOCKSTEP_ROLE_LEADER);
+            let f = follower_of(i).unwrap_or(boot_follower);
             let out = self
                 .cores
                 .get(i)
                 .is_some_and(|c| matches!(c.health(), Health::Unprotected { .. }));
-            for (cpu, bit) in [
-                (l, ctl::LOCKSTEP_ROLE_LEADER),
-                (
-                    f,
-                    if out {
-                        ctl::LOCKSTEP_ROLE_RETIRED
-                    } else {
-                        ctl::LOCKSTEP_ROLE_FOLLOWER
-                    },
-                ),
-            ] {
-                if let Some(r) = roles.get_mut(cpu) {
-                    *r |= bit;
-                }
+            if out || crate::lockstep_spare::is_retired(f) {
+                mark(f, ctl::LOCKSTEP_ROLE_RETIRED);
+            } else {
+                mark(f, ctl::LOCKSTEP_ROLE_FOLLOWER);
+            }
+            if f != boot_follower && crate::lockstep_spare::is_retired(boot_follower) {
+                mark(boot_follower, ctl::LOCKSTEP_ROLE_RETIRED);
             }
         }
         if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
-            if let Some(r) = roles.get_mut(c) {
-                *r |= ctl::LOCKSTEP_ROLE_COORDINATOR;
-            }
+            mark(c, ctl::LOCKSTEP_ROLE_COORDINATOR);
+        }
+        let spares = SPARES.load(Ordering::Acquire);
+        for c in (0..64).filter(|c| spares & (1 << c) != 0) {
+            mark(c, ctl::LOCKSTEP_ROLE_SPARE);
         }
     }
 

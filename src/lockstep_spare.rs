@@ -68,9 +68,7 @@ pub fn physical_cpu(cpu: usize) -> usize {
 /// touches nothing shared any more, and halts for good with interrupts off.
 pub fn park_old_leader() -> ! {
     let me = arch::percpu::cpu_index();
-    if me < 64 {
-        RETIRED.fetch_or(1 << me, Ordering::AcqRel);
-    }
+    retire(me);
     xprintln!(
         "lockstep: leader CPU{} out of service (suspect): parked for good; the follower takes over",
         me
@@ -129,6 +127,13 @@ pub fn follower_vacant() -> bool {
     FOLLOWER_CPU.load(Ordering::Acquire) == VACANT
 }
 
+/// Takes `cpu` out of service for good (it is shown retired).
+pub fn retire(cpu: usize) {
+    if cpu < 64 {
+        RETIRED.fetch_or(1 << cpu, Ordering::AcqRel);
+    }
+}
+
 /// Whether `cpu` was taken out of service.
 pub fn is_retired(cpu: usize) -> bool {
     cpu < 64 && RETIRED.load(Ordering::Acquire) & (1 << cpu) != 0
@@ -143,9 +148,7 @@ pub fn replace_follower(l: &mut LeaderCore<'static, Xen>) {
     };
     // The suspect stops serving for good, even if it comes back.
     pair.retire_follower();
-    if old < 64 {
-        RETIRED.fetch_or(1 << old, Ordering::AcqRel);
-    }
+    retire(old);
     bring_in_spare(l, &alloc::format!("follower CPU{old} (out of service)"));
 }
 

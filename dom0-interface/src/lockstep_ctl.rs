@@ -151,8 +151,16 @@ pub struct XenSysctlLockstep {
     pub status: u64,
     /// Status: IN buffer size in bytes; OUT bytes written.
     pub status_size: u32,
-    /// Must be zero.
-    pub pad: u32,
+    /// Inject and fail: the lockstep pair acted on, numbered as the boot log and
+    /// `xl lockstep status` number them (0 = CPU1/CPU2, 1 = CPU3/CPU4, ...; there are
+    /// [`LockstepStatus::nr_pairs`]): inject arms the faults in the transactions of that
+    /// pair's leader CPU, fail makes a core of the pair serving those transactions fail.
+    /// 0 (pair 0) is what a caller that predates several pairs sends (this was padding).
+    /// A pair the hypervisor does not have: -EINVAL (the hypervisor checks; [`decode`] can
+    /// not). The other sub-commands: must be zero (-EINVAL).
+    ///
+    /// [`decode`]: LockstepRequest::decode
+    pub pair: u32,
 }
 guest_abi!(XenSysctlLockstep {
     version,
@@ -161,7 +169,7 @@ guest_abi!(XenSysctlLockstep {
     count,
     status,
     status_size,
-    pad
+    pair
 });
 
 /// A validated lockstep request.
@@ -178,30 +186,35 @@ pub enum LockstepRequest {
     On,
     /// Turn lockstep off.
     Off,
-    /// Inject `count` faults of `kind`.
+    /// Inject `count` faults of `kind` in the transactions of pair `pair`.
     Inject {
         /// Fault kind.
         kind: LockstepKind,
         /// Number of faults.
         count: u32,
+        /// The pair ([`XenSysctlLockstep::pair`]).
+        pair: u32,
     },
-    /// Make the core serving `core` (`LOCKSTEP_CORE_*`) fail for good.
+    /// Make the core serving `core` (`LOCKSTEP_CORE_*`) of pair `pair` fail for good.
     Fail {
         /// [`LOCKSTEP_CORE_LEADER`] or [`LOCKSTEP_CORE_FOLLOWER`].
         core: u32,
+        /// The pair ([`XenSysctlLockstep::pair`]).
+        pair: u32,
     },
 }
 
 impl LockstepRequest {
     /// Validates a request: -EACCES for another layout version, -ENOSYS for an unknown
     /// sub-command, -EINVAL for a bad kind, a zero count (inject), a bad core or a non-zero
-    /// count (fail) or non-zero padding, -ENOBUFS for
-    /// a status buffer smaller than [`LockstepStatus`].
+    /// count (fail) or a non-zero pair (status, on, off), -ENOBUFS for a status buffer
+    /// smaller than [`LockstepStatus`]. Whether the pair exists is the hypervisor's check.
     pub fn decode(op: &XenSysctlLockstep) -> Result<LockstepRequest, XenErrno> {
         if op.version != LOCKSTEP_CTL_VERSION {
             return Err(XenErrno::EACCES);
         }
-        if op.pad != 0 {
+        let per_pair = matches!(op.cmd, LOCKSTEP_CMD_INJECT | LOCKSTEP_CMD_FAIL);
+        if op.pair != 0 && !per_pair && op.cmd <= LOCKSTEP_CMD_FAIL {
             return Err(XenErrno::EINVAL);
         }
         match op.cmd {
@@ -224,6 +237,7 @@ impl LockstepRequest {
                 Ok(LockstepRequest::Inject {
                     kind,
                     count: op.count,
+                    pair: op.pair,
                 })
             }
             LOCKSTEP_CMD_FAIL => {
@@ -232,7 +246,10 @@ impl LockstepRequest {
                 {
                     return Err(XenErrno::EINVAL);
                 }
-                Ok(LockstepRequest::Fail { core: op.kind })
+                Ok(LockstepRequest::Fail {
+                    core: op.kind,
+                    pair: op.pair,
+                })
             }
             _ => Err(XenErrno::ENOSYS),
         }
@@ -247,7 +264,7 @@ impl LockstepRequest {
             count: 0,
             status: 0,
             status_size: 0,
-            pad: 0,
+            pair: 0,
         };
         match *self {
             LockstepRequest::Status { buffer, size } => {
@@ -257,14 +274,16 @@ impl LockstepRequest {
             }
             LockstepRequest::On => op.cmd = LOCKSTEP_CMD_ON,
             LockstepRequest::Off => op.cmd = LOCKSTEP_CMD_OFF,
-            LockstepRequest::Inject { kind, count } => {
+            LockstepRequest::Inject { kind, count, pair } => {
                 op.cmd = LOCKSTEP_CMD_INJECT;
                 op.kind = kind as u32;
                 op.count = count;
+                op.pair = pair;
             }
-            LockstepRequest::Fail { core } => {
+            LockstepRequest::Fail { core, pair } => {
                 op.cmd = LOCKSTEP_CMD_FAIL;
                 op.kind = core;
+                op.pair = pair;
             }
         }
         op
@@ -307,8 +326,10 @@ pub struct LockstepStatus {
     pub enabled: u32,
     /// Entries of `roles` in use (physical CPUs).
     pub nr_cpus: u32,
-    /// Must be zero.
-    pub pad: u32,
+    /// Lockstep pairs ([`XenSysctlLockstep::pair`] names one of `0..nr_pairs`): `(n-1)/2`
+    /// with `n` >= 5 CPUs, else 1 (one pair, or the one engine of a CPU without partner).
+    /// Was padding (0) before several pairs.
+    pub nr_pairs: u32,
     /// `LOCKSTEP_ROLE_*` bits per physical CPU.
     pub roles: [u8; LOCKSTEP_MAX_CPUS],
     /// Transactions run (hypercalls and VM exits).
@@ -340,7 +361,7 @@ guest_abi!(LockstepStatus {
     version,
     enabled,
     nr_cpus,
-    pad,
+    nr_pairs,
     roles,
     transactions,
     commits,
@@ -385,6 +406,8 @@ const _: () = assert!(offset_of!(XenSysctlLockstep, status_size) == 24);
 const _: () = assert!(size_of::<XenSysctlLockstep>() <= crate::sysctl::XEN_SYSCTL_PAYLOAD_SIZE);
 const _: () = assert!(size_of::<LockstepKindCounts>() == 48);
 const _: () = assert!(size_of::<LockstepStatus>() == 472);
+const _: () = assert!(offset_of!(XenSysctlLockstep, pair) == 28);
+const _: () = assert!(offset_of!(LockstepStatus, nr_pairs) == 12);
 const _: () = assert!(offset_of!(LockstepStatus, roles) == 16);
 const _: () = assert!(offset_of!(LockstepStatus, transactions) == 48);
 const _: () = assert!(offset_of!(LockstepStatus, escalated) == 96);
@@ -426,6 +449,7 @@ mod tests {
         let req = LockstepRequest::Inject {
             kind: LockstepKind::Digest,
             count: 100,
+            pair: 1,
         };
         let mut s = XenSysctl::new(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
         s.set_payload(&req.encode()).unwrap();
@@ -435,6 +459,8 @@ mod tests {
             &b[8..24],
             &[1, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 100, 0, 0, 0]
         );
+        // The pair is the request's last word (union offset 28).
+        assert_eq!(&b[8 + 28..8 + 32], &[1, 0, 0, 0]);
         let back = XenSysctl::read_from(&b).unwrap();
         let op: XenSysctlLockstep = back.payload().unwrap();
         assert_eq!(LockstepRequest::decode(&op), Ok(req));
@@ -451,9 +477,11 @@ mod tests {
             },
             LockstepRequest::Fail {
                 core: LOCKSTEP_CORE_LEADER,
+                pair: 0,
             },
             LockstepRequest::Fail {
                 core: LOCKSTEP_CORE_FOLLOWER,
+                pair: 3,
             },
         ] {
             assert_eq!(LockstepRequest::decode(&req.encode()), Ok(req));
@@ -465,8 +493,10 @@ mod tests {
         let good = LockstepRequest::Inject {
             kind: LockstepKind::Hang,
             count: 1,
+            pair: 0,
         }
         .encode();
+        let on = LockstepRequest::On.encode();
         let cases = [
             (XenSysctlLockstep { version: 2, ..good }, XenErrno::EACCES),
             (XenSysctlLockstep { cmd: 5, ..good }, XenErrno::ENOSYS),
@@ -490,7 +520,15 @@ mod tests {
             ),
             (XenSysctlLockstep { kind: 7, ..good }, XenErrno::EINVAL),
             (XenSysctlLockstep { count: 0, ..good }, XenErrno::EINVAL),
-            (XenSysctlLockstep { pad: 1, ..good }, XenErrno::EINVAL),
+            (XenSysctlLockstep { pair: 1, ..on }, XenErrno::EINVAL),
+            (
+                XenSysctlLockstep {
+                    cmd: LOCKSTEP_CMD_OFF,
+                    pair: 2,
+                    ..on
+                },
+                XenErrno::EINVAL,
+            ),
             (
                 LockstepRequest::Status {
                     buffer: 0x1000,

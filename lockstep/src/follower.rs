@@ -86,6 +86,42 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
         f
     }
 
+    /// A spare core joining `pair`, one of several pairs whose followers execute on the
+    /// replica in `slot`, after the pair's follower was retired ([`Pair::retire_follower`]):
+    /// waits until the leader asks for a re-synchronisation (`LeaderCore::replace_follower`),
+    /// places `fresh()` — the embedder's copy, in this core's memory, of the leader replica
+    /// handed over — in `slot` instead of the follower replica the retired core served on,
+    /// acknowledges with its full digest (the leader resumes protection only if it equals
+    /// the leader replica's) and returns the follower core serving the rounds after the
+    /// leader's. The other pairs' followers hold the slot only while they serve a round, and
+    /// the leaders wait for the replacement, so none sees it change under it. `None`: the
+    /// pair was shut down first, or `fresh` found nothing handed over.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join_shared(
+        pair: &'p Pair,
+        cfg: Config,
+        slot: &'p SharedReplica<M::State>,
+        placeholder: M::State,
+        fresh: impl FnOnce() -> Option<M::State>,
+        clock: &dyn Clock,
+        idle: &dyn Idle,
+    ) -> Option<Self> {
+        let after = wait_until(cfg.wait, clock, idle, None, || {
+            pair.resync_request()
+                .map(Some)
+                .or_else(|| pair.is_shut_down().then_some(None))
+        })
+        .flatten()?;
+        let replica = fresh()?;
+        let digest = replica::full_digest(&replica);
+        // Waits for a follower still applying its last decision to let go of the slot.
+        slot.put(replica);
+        let f = Self::shared(pair, cfg, slot, placeholder, after);
+        pair.ack_resync(after, digest);
+        idle.kick(Role::Leader);
+        Some(f)
+    }
+
     /// The follower of `pair` over its own replica (equal to the leader's after round
     /// `after_round`): it serves the rounds after it. At boot `after_round` is 0; a spare
     /// that starts from a copy of the leader's replica passes the leader's last round.

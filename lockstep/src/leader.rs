@@ -137,6 +137,11 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         self.reroutable = on;
     }
 
+    /// The mailbox of this core's pair.
+    pub fn pair(&self) -> &'p Pair {
+        self.pair
+    }
+
     /// Swaps this core's replica with `r` (between transactions): the leaders of several
     /// pairs take turns with the one leader replica.
     pub fn exchange_replica(&mut self, r: M::State) -> M::State {

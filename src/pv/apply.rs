@@ -342,6 +342,7 @@ fn hardware_domain_down(dom: DomId, reason: u32, noreboot: bool) -> ! {
     // How deep each CPU's stacks went in this run (the margin left), before the last line.
     arch::stacks::report();
     arch::smp::report_wakeups();
+    super::irq::report();
     let reboot_suffix = if noreboot {
         "'noreboot' set - not rebooting."
     } else {

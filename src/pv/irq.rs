@@ -4,6 +4,10 @@
 //! runs one interrupt transaction per recorded GSI (at its next guest exit or, idle, after
 //! its `hlt`), which raises the PIRQ events. Pins are programmed only from committed
 //! [`xen_core::pirq::GsiEffect`]s.
+//!
+//! Latency: each GSI's arrival is stamped (TSC) and the time until its interrupt
+//! transaction has raised the events is measured; the totals are printed as dom0 goes down
+//! ([`report`]).
 
 use super::{transact, After, Runtime};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +17,16 @@ use xen_core::request::{ExitKind, GuestRegs, Request};
 
 /// GSIs whose interrupt arrived and awaits its transaction, one bit each.
 static PENDING: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+/// Per GSI, the TSC when its oldest undelivered interrupt arrived (0: none waiting).
+static ARRIVED: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
+/// Delivered GSIs: how many (by where they were picked up: [`Site`]), total and highest TSC
+/// cycles from arrival to the end of their interrupt transaction.
+static DELIVERED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static LATENCY_TOTAL: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static LATENCY_MAX: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// The part of it before the GSI's transaction started (the rest is the transaction).
+static WAIT_TOTAL: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static WAIT_MAX: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
 /// The host facts the PIRQ handlers need, from the MADT recorded at boot.
 pub fn pirq_config() -> PirqConfig {
@@ -29,9 +43,89 @@ fn gsi_interrupt(vector: u8, _frame: &mut arch::trap::TrapFrame) {
         if arch::ioapic::gsi_is_level(gsi) {
             arch::ioapic::mask_gsi(gsi);
         }
+        if let Some(a) = ARRIVED.get(gsi as usize) {
+            let _ = a.compare_exchange(0, arch::cpu::rdtsc(), Ordering::AcqRel, Ordering::Relaxed);
+        }
         PENDING[(gsi / 64) as usize].fetch_or(1 << (gsi % 64), Ordering::AcqRel);
     }
     arch::lapic::eoi();
+}
+
+/// Whether a GSI awaits its transaction.
+pub(crate) fn any_pending() -> bool {
+    PENDING.iter().any(|w| w.load(Ordering::Acquire) != 0)
+}
+
+/// Where a leader picks up the GSIs that arrived.
+#[derive(Clone, Copy)]
+pub(crate) enum Site {
+    /// Idle, after its `hlt`.
+    Idle = 0,
+    /// At a guest exit for an interrupt.
+    InterruptExit = 1,
+    /// At the end of any guest exit, before the guest resumes ([`poll_late`]).
+    BeforeResume = 2,
+}
+
+/// Counts one delivery of `gsi` picked up at `site`: its transaction started at TSC
+/// `started` and just ended.
+fn delivered(gsi: u32, site: Site, started: u64) {
+    let Some(a) = ARRIVED.get(gsi as usize) else {
+        return;
+    };
+    let since = a.swap(0, Ordering::AcqRel);
+    if since == 0 {
+        return;
+    }
+    let cycles = arch::cpu::rdtsc().saturating_sub(since);
+    DELIVERED[site as usize].fetch_add(1, Ordering::AcqRel);
+    LATENCY_TOTAL[site as usize].fetch_add(cycles, Ordering::AcqRel);
+    LATENCY_MAX[site as usize].fetch_max(cycles, Ordering::AcqRel);
+    let wait = started.saturating_sub(since);
+    WAIT_TOTAL[site as usize].fetch_add(wait, Ordering::AcqRel);
+    WAIT_MAX[site as usize].fetch_max(wait, Ordering::AcqRel);
+}
+
+/// Prints how fast guest GSIs were delivered, by where they were picked up (nothing if
+/// none was).
+pub fn report() {
+    let khz = arch::lapic::tsc_khz().max(1);
+    let us = |c: u64| c.saturating_mul(1000) / khz;
+    let mut line = alloc::string::String::new();
+    for (i, what) in [
+        "to an idle leader",
+        "at an interrupt exit",
+        "before a guest resumed",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = DELIVERED[i].load(Ordering::Acquire);
+        if n == 0 {
+            continue;
+        }
+        let total = LATENCY_TOTAL[i].load(Ordering::Acquire);
+        let max = LATENCY_MAX[i].load(Ordering::Acquire);
+        let wait = WAIT_TOTAL[i].load(Ordering::Acquire);
+        let wait_max = WAIT_MAX[i].load(Ordering::Acquire);
+        let sep = if line.is_empty() { "" } else { "; " };
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!(
+                "{sep}{n} {what}: mean {} us (waiting {}), max {} us (waiting {})",
+                us(total / n),
+                us(wait / n),
+                us(max),
+                us(wait_max)
+            ),
+        );
+    }
+    if !line.is_empty() {
+        arch::xprintln!(
+            "GSI delivery, from the interrupt to its events raised (of which waiting for its transaction to start): {}",
+            line
+        );
+    }
 }
 
 /// Installs the handler of every GSI vector.
@@ -59,9 +153,34 @@ pub fn apply(g: &GsiEffect) {
     );
 }
 
-/// Runs the interrupt transaction of every GSI that arrived on leader CPU `cpu`; None if
-/// none did.
-pub(crate) fn poll(rt: &mut Runtime, cpu: usize) -> Option<After> {
+/// After a guest exit's transactions, before the guest resumes: the GSIs that arrived
+/// meanwhile (the leader takes interrupts while it halts waiting for its follower) get
+/// their transactions now instead of at the next interrupt exit (the next tick, up to
+/// 10 ms later), and so do those arriving during these (a few rounds at most).
+pub(crate) fn poll_late(rt: &mut Runtime, cpu: usize) -> Option<After> {
+    if rt.handover.is_some() {
+        // This leader is stepping down: its successor serves the GSIs.
+        return None;
+    }
+    let mut after: Option<After> = None;
+    for _ in 0..4 {
+        if !any_pending() {
+            break;
+        }
+        let Some(a) = poll(rt, cpu, Site::BeforeResume) else {
+            break;
+        };
+        match &mut after {
+            Some(x) => x.merge(a),
+            None => after = Some(a),
+        }
+    }
+    after
+}
+
+/// Runs the interrupt transaction of every GSI that arrived on leader CPU `cpu`, picked up
+/// at `site`; None if none did.
+pub(crate) fn poll(rt: &mut Runtime, cpu: usize, site: Site) -> Option<After> {
     let mut after: Option<After> = None;
     for (w, word) in PENDING.iter().enumerate() {
         let mut bits = word.swap(0, Ordering::AcqRel);
@@ -77,7 +196,9 @@ pub(crate) fn poll(rt: &mut Runtime, cpu: usize) -> Option<After> {
                 0,
                 0,
             );
+            let started = arch::cpu::rdtsc();
             let a = transact(rt, &req, 0, None);
+            delivered(gsi, site, started);
             match &mut after {
                 Some(x) => x.merge(a),
                 None => after = Some(a),

@@ -553,7 +553,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         }
         GuestExit::Interrupt(v) => {
             let rx = console::poll(rt, cpu);
-            let gsis = irq::poll(rt, cpu);
+            let gsis = irq::poll(rt, cpu, irq::Site::InterruptExit);
             let due = rt.deadline[cpu].is_some_and(|d| env::system_time_ns() >= d);
             // Kicked from another leader CPU: it woke an event for this vCPU, or decided
             // that this CPU runs another vCPU (or none) now.
@@ -578,6 +578,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         };
         let more = transact(rt, &req, cr3, Some((frame, fx)));
         after.merge(more);
+    }
+    // GSIs taken while this exit's transactions waited for the follower (interrupts are on
+    // in that `hlt`): delivered before the guest resumes, not at the next tick.
+    if let Some(a) = irq::poll_late(rt, cpu) {
+        after.merge(a);
     }
     // Before resuming a vCPU with an event pending and unmasked, deliver it (the upcall is
     // an interrupt transaction that bounces into the guest's event callback).
@@ -684,14 +689,19 @@ fn exception_details(vector: u8, error_code: u64) -> (u64, u64) {
 fn leader_idle() -> ! {
     let cpu = crate::lockstep_spare::logical_cpu();
     loop {
-        arch::cpu::enable_and_halt();
+        // A GSI taken during the last transaction's waits is served without halting first
+        // (checked with interrupts off: one arriving after the check wakes the `hlt`).
+        arch::cpu::disable_interrupts();
+        if !irq::any_pending() {
+            arch::cpu::enable_and_halt();
+        }
         arch::cpu::disable_interrupts();
         let mut guard = RUNTIME.lock();
         let Some(rt) = guard.as_mut() else {
             continue;
         };
         let mut polled = console::poll(rt, cpu);
-        if let Some(a) = irq::poll(rt, cpu) {
+        if let Some(a) = irq::poll(rt, cpu, irq::Site::Idle) {
             match &mut polled {
                 Some(p) => p.merge(a),
                 None => polled = Some(a),

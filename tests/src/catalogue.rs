@@ -311,6 +311,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.extend(xen_oracles(p, &guests, p.xen.is_file()));
     v.extend(dualvisor_guests(p, &guests));
     v.extend(crate::two_pairs::two_pair_guests(p, &guests));
+    v.extend(crate::two_pairs::lockpairs_smp6(p, &guests));
     v.push(crate::dom0::dom0_shell_xen(p));
     v.push(crate::dom0::dom0_shell(p));
     v.push(crate::dom0::dom0_xl_xen(p));
@@ -319,6 +320,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.push(crate::dom0_spare::dom0_lockstep_promote(p, true));
     v.push(crate::dom0_spare::dom0_lockstep_promote(p, false));
     v.push(crate::two_pairs::dom0_two_pairs(p));
+    v.push(crate::two_pairs::dom0_spare_smp6(p));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v.extend(crate::linux_dom0::linux_dom0(p));
     v

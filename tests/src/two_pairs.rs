@@ -15,13 +15,16 @@ use crate::scenario::{Paths, Planned};
 /// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
 /// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
 /// binds and sends events to vCPU 1 without starting it; `lockstep` injects faults (every
-/// kind) and reads both pairs in the status; `domu` builds, runs and destroys a domU (on
-/// the boot leader). Every other test guest passed on `-smp 5` too when this was written.
+/// kind) and reads both pairs in the status; `lockpairs` injects faults into pair 1 and
+/// makes its follower fail (`pair=1`) while vCPU 1 makes hypercalls on pair 1's leader;
+/// `domu` builds, runs and destroys a domU (on the boot leader). Every other test guest
+/// passed on `-smp 5` too when this was written.
 pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[
     ("timer", true),
     ("segs", true),
     ("evtchn2", false),
     ("lockstep", false),
+    ("lockpairs", true),
     ("domu", false),
 ];
 
@@ -182,6 +185,108 @@ pub fn dom0_two_pairs(p: &Paths) -> Planned {
     );
     s.needs.push((p.image.clone(), "make image"));
     Planned::Run(Box::new(s))
+}
+
+/// The dom0 session on two pairs and a spare (`-smp 6`: pairs CPU1/CPU2 and CPU3/CPU4,
+/// spare CPU5): a pair that does not exist is refused with a clear message; pair 0's
+/// follower fails for good, the spare joins pair 0 from a bit-identical copy of the leader
+/// replica and pair 0 is protected again (10 injected faults recovered through it); the
+/// status and debug key `l` show the new roles.
+pub(crate) fn spare_smp6_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
+    let mut v = vec![
+        (
+            typed("xl lockstep inject effects 1 pair=2"),
+            vec![line(
+                "xl: lockstep: there is no pair 2: the hypervisor has 2 pairs (numbered from 0); refused with -EINVAL",
+            )],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(0, "coordinator"),
+                role(1, "leader"),
+                role(2, "follower"),
+                role(3, "leader"),
+                role(4, "follower"),
+                role(5, "spare"),
+            ],
+        ),
+        (
+            typed("xl lockstep fail follower"),
+            vec![
+                Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+                )),
+                Says::Line(Pattern::contains_all([
+                    "(XEN) lockstep: spare CPU5 replaced follower CPU2 (out of service) in pair 0; replicas bit-identical",
+                    "pair 0 protected (spare core replaced the follower)",
+                ])),
+            ],
+        ),
+        (
+            typed("xl lockstep inject -w effects 10"),
+            vec![
+                line("lockstep: injecting 10 effects faults"),
+                line("lockstep: 10 effects faults injected so far: 0 masked, 10 recovered, 0 escalated, 0 silent, 0 crashed"),
+            ],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(1, "leader"),
+                role(2, "retired"),
+                role(3, "leader"),
+                role(4, "follower"),
+                role(5, "follower"),
+                line("escalated              : 1"),
+            ],
+        ),
+    ];
+    v.extend(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 retired, CPU3 leader, CPU4 follower, CPU5 follower",
+    ));
+    v
+}
+
+/// `dom0-lockstep-spare-smp6`: [`spare_smp6_steps`] on `-smp 6`.
+pub fn dom0_spare_smp6(p: &Paths) -> Planned {
+    let mut s = real_initrd(
+        p,
+        "dom0-lockstep-spare-smp6",
+        &p.image,
+        6,
+        steps_script(spare_smp6_steps()),
+        Duration::from_secs(600),
+    );
+    s.expect.expect.push(Pattern::contains(
+        "(XEN) lockstep: spare CPU5 stands by to replace the follower of any of the 2 pairs",
+    ));
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
+}
+
+/// `dualvisor-lockpairs-smp6`: the `lockpairs` guest on two pairs and a spare (`-smp 6`):
+/// when pair 1's follower fails, the spare CPU5 joins pair 1 (the guest checks it follows).
+pub fn lockpairs_smp6(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    let Some(g) = guests.iter().find(|g| stem(g) == Some("lockpairs")) else {
+        return Vec::new();
+    };
+    let mut s = dualvisor_guest(p, g);
+    s.name = format!("{}-smp6", s.name);
+    s.qemu = s.qemu.smp(6);
+    s.expect.expect = vec![
+        Pattern::contains(format!("{TWO_PAIRS_LINE}, spare CPU5")),
+        Pattern::contains("(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1"),
+        Pattern::contains(
+            "(XEN) lockstep: spare CPU5 replaced follower CPU4 (out of service) in pair 1; replicas bit-identical",
+        ),
+        Pattern::contains("PASS:   ... the spare CPU follows in pair 1"),
+        Pattern::contains("Test result: SUCCESS"),
+        Pattern::contains("(XEN) Hardware Dom0 halted"),
+    ];
+    vec![Planned::Run(Box::new(s))]
 }
 
 fn stem(g: &Path) -> Option<&str> {

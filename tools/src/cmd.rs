@@ -70,7 +70,7 @@ pub enum LockstepCmd {
     On,
     /// `off`.
     Off,
-    /// `inject [-w] KIND COUNT`.
+    /// `inject [-w] KIND COUNT [pair=P]`.
     Inject {
         /// Fault kind.
         kind: LockstepKind,
@@ -78,11 +78,16 @@ pub enum LockstepCmd {
         count: u32,
         /// `-w`: wait until every fault is injected and print their outcomes.
         wait: bool,
+        /// `pair=P`: the pair whose transactions get the faults (default 0).
+        pair: u32,
     },
-    /// `fail leader|follower`: a permanent fault of that core (`LOCKSTEP_CORE_*`).
+    /// `fail leader|follower [pair=P]`: a permanent fault of that core (`LOCKSTEP_CORE_*`)
+    /// of pair `P` (default 0).
     Fail {
         /// `LOCKSTEP_CORE_LEADER` or `LOCKSTEP_CORE_FOLLOWER`.
         core: u32,
+        /// `pair=P` (default 0).
+        pair: u32,
     },
 }
 
@@ -96,8 +101,10 @@ impl LockstepCmd {
             },
             LockstepCmd::On => LockstepRequest::On,
             LockstepCmd::Off => LockstepRequest::Off,
-            LockstepCmd::Inject { kind, count, .. } => LockstepRequest::Inject { kind, count },
-            LockstepCmd::Fail { core } => LockstepRequest::Fail { core },
+            LockstepCmd::Inject {
+                kind, count, pair, ..
+            } => LockstepRequest::Inject { kind, count, pair },
+            LockstepCmd::Fail { core, pair } => LockstepRequest::Fail { core, pair },
         }
     }
 }
@@ -187,7 +194,7 @@ pub enum Command {
         /// Domains (all when empty).
         domains: Vec<DomainRef>,
     },
-    /// `lockstep status|on|off|inject KIND COUNT`.
+    /// `lockstep status|on|off|inject KIND COUNT [pair=P]|fail CORE [pair=P]`.
     Lockstep(LockstepCmd),
     /// `help [verb]`, or `-h` on a verb: print [`help`] and succeed.
     Help {
@@ -351,8 +358,27 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
         Err(help) => return Ok(help),
     };
     need("lockstep", &split, 1)?;
-    let a = &split.args;
     let bad = |msg: String| Err(UsageError::with_help(msg, "lockstep", 2));
+    // `pair=P` (inject and fail), the last word; the hypervisor says whether pair P exists.
+    let mut a = split.args.clone();
+    let mut pair = 0;
+    if let Some(p) = a.last().and_then(|w| w.strip_prefix("pair=")) {
+        if !matches!(a[0].as_str(), "inject" | "fail") {
+            return bad(
+                "pair=<P> applies to 'xl lockstep inject' and 'fail' only.\n\n".to_string(),
+            );
+        }
+        pair = match p.parse::<u32>() {
+            Ok(n) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                return bad(format!(
+                    "invalid pair '{p}': expected a pair number (0, 1, ...).\n\n"
+                ))
+            }
+        };
+        a.pop();
+    }
+    let a = &a;
     let extra = |n: usize| a.len() > n;
     let wait = split.opts.contains(&'w');
     if wait && a[0] != "inject" {
@@ -367,7 +393,9 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
         "off" => LockstepCmd::Off,
         "inject" => {
             if a.len() != 3 {
-                return bad("'xl lockstep inject' requires [-w] <Kind> <Count>.\n\n".to_string());
+                return bad(
+                    "'xl lockstep inject' requires [-w] <Kind> <Count> [pair=<P>].\n\n".to_string(),
+                );
             }
             let Some(kind) = LockstepKind::from_name(&a[1]) else {
                 return bad(format!(
@@ -385,19 +413,24 @@ fn lockstep(words: &[&str]) -> Result<Command, UsageError> {
                     ))
                 }
             };
-            LockstepCmd::Inject { kind, count, wait }
+            LockstepCmd::Inject {
+                kind,
+                count,
+                wait,
+                pair,
+            }
         }
         "fail" => {
-            let core = match a.get(1).map(String::as_str) {
-                Some("leader") if a.len() == 2 => LOCKSTEP_CORE_LEADER,
-                Some("follower") if a.len() == 2 => LOCKSTEP_CORE_FOLLOWER,
-                _ => {
-                    return bad(
-                        "'xl lockstep fail' requires one core: leader or follower.\n\n".to_string(),
-                    )
-                }
-            };
-            LockstepCmd::Fail { core }
+            let core =
+                match a.get(1).map(String::as_str) {
+                    Some("leader") if a.len() == 2 => LOCKSTEP_CORE_LEADER,
+                    Some("follower") if a.len() == 2 => LOCKSTEP_CORE_FOLLOWER,
+                    _ => return bad(
+                        "'xl lockstep fail' requires one core: leader or follower [pair=<P>].\n\n"
+                            .to_string(),
+                    ),
+                };
+            LockstepCmd::Fail { core, pair }
         }
         other => {
             return bad(format!(

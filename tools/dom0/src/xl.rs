@@ -554,7 +554,7 @@ fn dmesg(clear: bool) {
 fn lockstep_status() -> Option<LockstepStatus> {
     let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
     let op = LockstepCmd::Status.request(0, 0).encode();
-    toolstack::lockstep(op.cmd, op.kind, op.count, &mut raw).ok()?;
+    toolstack::lockstep(op.cmd, op.kind, op.count, op.pair, &mut raw).ok()?;
     LockstepStatus::read_from(&raw).ok()
 }
 
@@ -593,6 +593,26 @@ fn wait_injected(kind: dom0_interface::lockstep_ctl::LockstepKind, count: u32, b
     ));
 }
 
+/// ` of pair P` in `xl lockstep` messages for a pair other than 0.
+struct PairNote(u32);
+
+impl core::fmt::Display for PairNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            p => write!(f, " of pair {p}"),
+        }
+    }
+}
+
+/// The `pair=P` of an inject or fail command (0 otherwise).
+fn pair_of(l: LockstepCmd) -> u32 {
+    match l {
+        LockstepCmd::Inject { pair, .. } | LockstepCmd::Fail { pair, .. } => pair,
+        _ => 0,
+    }
+}
+
 fn lockstep(l: LockstepCmd) {
     let mut raw = alloc::vec![0u8; core::mem::size_of::<LockstepStatus>()];
     let op = l.request(0, 0).encode();
@@ -602,7 +622,7 @@ fn lockstep(l: LockstepCmd) {
         } => lockstep_status().map(|st| st.kind(kind).injected),
         _ => None,
     };
-    match toolstack::lockstep(op.cmd, op.kind, op.count, &mut raw) {
+    match toolstack::lockstep(op.cmd, op.kind, op.count, op.pair, &mut raw) {
         Ok(_) => match l {
             LockstepCmd::Status => match LockstepStatus::read_from(&raw) {
                 Ok(status) => out::text(&format::lockstep_status(&status)),
@@ -610,25 +630,40 @@ fn lockstep(l: LockstepCmd) {
             },
             LockstepCmd::On => out::text("lockstep: on\n"),
             LockstepCmd::Off => out::text("lockstep: off (unprotected)\n"),
-            LockstepCmd::Inject { kind, count, wait } => {
+            LockstepCmd::Inject {
+                kind,
+                count,
+                wait,
+                pair,
+            } => {
                 out::say(format_args!(
-                    "lockstep: injecting {count} {} fault{}\n",
+                    "lockstep: injecting {count} {} fault{}{}\n",
                     kind.name(),
-                    if count == 1 { "" } else { "s" }
+                    if count == 1 { "" } else { "s" },
+                    PairNote(pair)
                 ));
                 if let (true, Some(before)) = (wait, before) {
                     wait_injected(kind, count, before);
                 }
             }
-            LockstepCmd::Fail { core } => out::say(format_args!(
-                "lockstep: the {} core now fails for good (fault injection)\n",
+            LockstepCmd::Fail { core, pair } => out::say(format_args!(
+                "lockstep: the {} core{} now fails for good (fault injection)\n",
                 if core == dom0_interface::lockstep_ctl::LOCKSTEP_CORE_LEADER {
                     "leader"
                 } else {
                     "follower"
-                }
+                },
+                PairNote(pair)
             )),
         },
+        Err(Errno::EINVAL) if pair_of(l) != 0 => {
+            let n = lockstep_status().map_or(1, |st| st.nr_pairs.max(1));
+            out::say(format_args!(
+                "xl: lockstep: there is no pair {}: the hypervisor has {n} pair{} (numbered from 0); refused with -EINVAL\n",
+                pair_of(l),
+                if n == 1 { "" } else { "s" }
+            ))
+        }
         Err(Errno::ENODEV) if matches!(l, LockstepCmd::Fail { .. }) => out::text(
             "xl: lockstep: refused: no follower in service (lockstep is off or unprotected)\n",
         ),

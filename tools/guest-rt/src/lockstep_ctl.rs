@@ -12,8 +12,10 @@ use dom0_interface::sysctl::XenSysctl;
 pub use dom0_interface::lockstep_ctl::{
     LockstepKind, LockstepKindCounts, LockstepRequest, LockstepStatus, XenSysctlLockstep,
     LOCKSTEP_CMD_INJECT, LOCKSTEP_CMD_OFF, LOCKSTEP_CMD_ON, LOCKSTEP_CMD_STATUS,
-    LOCKSTEP_CTL_VERSION, LOCKSTEP_MODE_OFF, LOCKSTEP_MODE_ON, LOCKSTEP_MODE_UNPROTECTED,
-    LOCKSTEP_ROLE_FOLLOWER, LOCKSTEP_ROLE_LEADER, XEN_SYSCTL_DUALVISOR_LOCKSTEP,
+    LOCKSTEP_CORE_FOLLOWER, LOCKSTEP_CORE_LEADER, LOCKSTEP_CTL_VERSION, LOCKSTEP_MODE_OFF,
+    LOCKSTEP_MODE_ON, LOCKSTEP_MODE_UNPROTECTED, LOCKSTEP_ROLE_COORDINATOR, LOCKSTEP_ROLE_FOLLOWER,
+    LOCKSTEP_ROLE_LEADER, LOCKSTEP_ROLE_RETIRED, LOCKSTEP_ROLE_SPARE,
+    XEN_SYSCTL_DUALVISOR_LOCKSTEP,
 };
 pub use dom0_interface::sysctl::XEN_SYSCTL_INTERFACE_VERSION;
 
@@ -61,5 +63,15 @@ pub fn off() -> XenResult {
 
 /// `xl lockstep inject KIND COUNT`.
 pub fn inject(kind: LockstepKind, count: u32) -> XenResult {
-    raw(&LockstepRequest::Inject { kind, count }.encode())
+    inject_into(kind, count, 0)
+}
+
+/// `xl lockstep inject KIND COUNT pair=PAIR`.
+pub fn inject_into(kind: LockstepKind, count: u32, pair: u32) -> XenResult {
+    raw(&LockstepRequest::Inject { kind, count, pair }.encode())
+}
+
+/// `xl lockstep fail leader|follower pair=PAIR` (`core`: `LOCKSTEP_CORE_*`).
+pub fn fail(core: u32, pair: u32) -> XenResult {
+    raw(&LockstepRequest::Fail { core, pair }.encode())
 }

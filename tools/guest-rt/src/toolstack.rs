@@ -108,15 +108,17 @@ pub fn readconsole(
     ))
 }
 
-/// DualVisor's lockstep sysctl: sub-command `cmd` with `kind` and `count`; `status` receives
+/// DualVisor's lockstep sysctl: sub-command `cmd` with `kind`, `count` and `pair`
+/// (`XenSysctlLockstep::pair`: inject and fail, else 0); `status` receives
 /// the status structure for [`LOCKSTEP_CMD_STATUS`] (its length is passed as the buffer size,
 /// which the hypervisor never exceeds) and is not named otherwise.
-pub fn lockstep(cmd: u32, kind: u32, count: u32, status: &mut [u8]) -> XenResult {
+pub fn lockstep(cmd: u32, kind: u32, count: u32, pair: u32, status: &mut [u8]) -> XenResult {
     let mut op = CtlBuf::sysctl(XEN_SYSCTL_DUALVISOR_LOCKSTEP);
     op.set_u32(SYSCTL_U, LOCKSTEP_CTL_VERSION);
     op.set_u32(SYSCTL_U + 4, cmd);
     op.set_u32(SYSCTL_U + 8, kind);
     op.set_u32(SYSCTL_U + 12, count);
+    op.set_u32(SYSCTL_U + 28, pair);
     if cmd == LOCKSTEP_CMD_STATUS {
         op.set_u64(SYSCTL_U + 16, status.as_mut_ptr() as u64);
         op.set_u32(

@@ -170,7 +170,7 @@ pub const CMD_TABLE: [CmdSpec; 15] = [
         false,
         false,
         "Show or control DualVisor's dual-core lockstep",
-        "<status|on|off|inject [-w] <Kind> <Count>|fail <leader|follower>>",
+        "<status|on|off|inject [-w] <Kind> <Count> [pair=<P>]|fail <leader|follower> [pair=<P>]>",
         Some(
             "status                  Roles, counters and injection outcomes.\n\
              on                      Run every hypercall and VM exit on two cores.\n\
@@ -181,7 +181,10 @@ pub const CMD_TABLE: [CmdSpec; 15] = [
              \x20                       injected, then print their outcomes.\n\
              fail <leader|follower>  Make that core fail for good (a permanent fault):\n\
              \x20                       the pair takes it out of service; a spare CPU\n\
-             \x20                       replaces a follower.",
+             \x20                       replaces a follower.\n\
+             pair=<P>                With several pairs (5 CPUs and more): inject in\n\
+             \x20                       or fail a core of pair <P> (0: CPU1/CPU2,\n\
+             \x20                       1: CPU3/CPU4, ...); default pair 0.",
         ),
     ),
 ];

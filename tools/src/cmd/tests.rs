@@ -146,6 +146,7 @@ fn lockstep_verbs() {
                 kind: k,
                 count: 100,
                 wait: false,
+                pair: 0,
             }))
         );
     }
@@ -155,19 +156,31 @@ fn lockstep_verbs() {
             kind: LockstepKind::Effects,
             count: 100,
             wait: true,
+            pair: 0,
+        }))
+    );
+    assert_eq!(
+        p("lockstep inject -w effects 10 pair=1"),
+        Ok(Command::Lockstep(LockstepCmd::Inject {
+            kind: LockstepKind::Effects,
+            count: 10,
+            wait: true,
+            pair: 1,
         }))
     );
     let req = LockstepCmd::Inject {
         kind: LockstepKind::Effects,
         count: 100,
         wait: true,
+        pair: 3,
     }
     .request(0, 0);
     assert_eq!(
         req,
         LockstepRequest::Inject {
             kind: LockstepKind::Effects,
-            count: 100
+            count: 100,
+            pair: 3
         }
     );
     assert_eq!(
@@ -184,11 +197,15 @@ fn lockstep_verbs() {
     ] {
         assert_eq!(
             p(&format!("lockstep fail {w}")),
-            Ok(Command::Lockstep(LockstepCmd::Fail { core }))
+            Ok(Command::Lockstep(LockstepCmd::Fail { core, pair: 0 }))
         );
         assert_eq!(
-            LockstepCmd::Fail { core }.request(0, 0),
-            LockstepRequest::Fail { core }
+            p(&format!("lockstep fail {w} pair=2")),
+            Ok(Command::Lockstep(LockstepCmd::Fail { core, pair: 2 }))
+        );
+        assert_eq!(
+            LockstepCmd::Fail { core, pair: 2 }.request(0, 0),
+            LockstepRequest::Fail { core, pair: 2 }
         );
     }
     let err = |line: &str| p(line).unwrap_err();
@@ -196,12 +213,45 @@ fn lockstep_verbs() {
         "lockstep fail",
         "lockstep fail coordinator",
         "lockstep fail follower now",
+        "lockstep fail pair=1",
     ] {
         assert_eq!(
             err(bad).stderr,
-            "'xl lockstep fail' requires one core: leader or follower.\n\n",
+            "'xl lockstep fail' requires one core: leader or follower [pair=<P>].\n\n",
             "{bad}"
         );
+    }
+    for (bad, msg) in [
+        (
+            "lockstep fail follower pair=",
+            "invalid pair '': expected a pair number (0, 1, ...).\n\n",
+        ),
+        (
+            "lockstep fail follower pair=-1",
+            "invalid pair '-1': expected a pair number (0, 1, ...).\n\n",
+        ),
+        (
+            "lockstep inject effects 1 pair=one",
+            "invalid pair 'one': expected a pair number (0, 1, ...).\n\n",
+        ),
+        (
+            "lockstep on pair=1",
+            "pair=<P> applies to 'xl lockstep inject' and 'fail' only.\n\n",
+        ),
+        (
+            "lockstep status pair=0",
+            "pair=<P> applies to 'xl lockstep inject' and 'fail' only.\n\n",
+        ),
+        (
+            "lockstep inject effects pair=1",
+            "'xl lockstep inject' requires [-w] <Kind> <Count> [pair=<P>].\n\n",
+        ),
+        (
+            "lockstep inject effects 10 pair=1 pair=1",
+            "'xl lockstep inject' requires [-w] <Kind> <Count> [pair=<P>].\n\n",
+        ),
+    ] {
+        assert_eq!(err(bad).stderr, msg, "{bad}");
     }
     assert_eq!(
         err("lockstep -w status").stderr,
@@ -228,7 +278,7 @@ fn lockstep_verbs() {
     );
     assert_eq!(
         err("lockstep inject effects").stderr,
-        "'xl lockstep inject' requires [-w] <Kind> <Count>.\n\n"
+        "'xl lockstep inject' requires [-w] <Kind> <Count> [pair=<P>].\n\n"
     );
     assert_eq!(
         err("lockstep status now").stderr,

@@ -29,7 +29,7 @@ const _: () = assert!(core::mem::size_of::<LockstepStatus>().is_multiple_of(8));
 
 /// An engine control action, applied after commit (`cmd` is `LOCKSTEP_CMD_ON`, `_OFF`,
 /// `_INJECT` or `_FAIL`; `kind` and `count` are the validated injection — for `_FAIL`,
-/// `kind` is the core — zero otherwise).
+/// `kind` is the core — zero otherwise; `pair` an existing pair for `_INJECT` and `_FAIL`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockstepOp {
     /// `LOCKSTEP_CMD_ON`, `LOCKSTEP_CMD_OFF`, `LOCKSTEP_CMD_INJECT` or `LOCKSTEP_CMD_FAIL`.
@@ -38,8 +38,16 @@ pub struct LockstepOp {
     pub kind: u32,
     /// Inject: how many transactions get one fault each.
     pub count: u32,
+    /// Inject, fail: the lockstep pair (`XenSysctlLockstep::pair`, checked against the
+    /// status's `nr_pairs`); 0 otherwise.
+    pub pair: u32,
 }
-lockstep::impl_value!(LockstepOp { cmd, kind, count });
+lockstep::impl_value!(LockstepOp {
+    cmd,
+    kind,
+    count,
+    pair
+});
 
 /// The lockstep sub-op of a decoded, version-checked `xen_sysctl` at guest address `addr`
 /// (the caller is privileged). Status copies the status to the caller's buffer and writes
@@ -64,12 +72,14 @@ pub fn lockstep_op(
             ctx.copy_to_guest(addr, &op.to_vec())?;
             Ok(0)
         }
-        LockstepRequest::On => control(ctx, LOCKSTEP_CMD_ON, 0, 0),
-        LockstepRequest::Off => control(ctx, LOCKSTEP_CMD_OFF, 0, 0),
-        LockstepRequest::Inject { kind, count } => {
-            control(ctx, LOCKSTEP_CMD_INJECT, kind as u32, count)
+        LockstepRequest::On => control(ctx, LOCKSTEP_CMD_ON, 0, 0, 0),
+        LockstepRequest::Off => control(ctx, LOCKSTEP_CMD_OFF, 0, 0, 0),
+        LockstepRequest::Inject { kind, count, pair } => {
+            check_pair(ctx, pair)?;
+            control(ctx, LOCKSTEP_CMD_INJECT, kind as u32, count, pair)
         }
-        LockstepRequest::Fail { core } => {
+        LockstepRequest::Fail { core, pair } => {
+            check_pair(ctx, pair)?;
             // Either core of a protected pair may fail: a failed follower is replaced by a
             // spare, a failed leader steps down and its follower is promoted. Only a
             // protected pair has a second core to turn to (the mode is the status's second
@@ -78,13 +88,28 @@ pub fn lockstep_op(
             if mode != u64::from(LOCKSTEP_MODE_ON) {
                 return Err(XenErrno::ENODEV.into());
             }
-            control(ctx, LOCKSTEP_CMD_FAIL, core, 0)
+            control(ctx, LOCKSTEP_CMD_FAIL, core, 0, pair)
         }
     }
 }
 
-fn control(ctx: &mut Ctx<'_, '_, '_>, cmd: u32, kind: u32, count: u32) -> HvResult {
-    ctx.emit(Effect::Lockstep(LockstepOp { cmd, kind, count }));
+/// -EINVAL unless `pair` is one of the hypervisor's pairs: `nr_pairs`, the upper half of
+/// the status's second word (an input like the rest of the status; at least one pair).
+fn check_pair(ctx: &mut Ctx<'_, '_, '_>, pair: u32) -> Result<(), crate::hv::HvError> {
+    let nr_pairs = (ctx.value(value_kind::lockstep_status(1))? >> 32).max(1);
+    if u64::from(pair) >= nr_pairs {
+        return Err(XenErrno::EINVAL.into());
+    }
+    Ok(())
+}
+
+fn control(ctx: &mut Ctx<'_, '_, '_>, cmd: u32, kind: u32, count: u32, pair: u32) -> HvResult {
+    ctx.emit(Effect::Lockstep(LockstepOp {
+        cmd,
+        kind,
+        count,
+        pair,
+    }));
     Ok(0)
 }
 
@@ -174,23 +199,76 @@ mod tests {
     #[test]
     fn on_off_inject_are_effects_applied_after_commit() {
         let mut h = Harness::dom0();
+        let inject = |pair| LockstepRequest::Inject {
+            kind: LockstepKind::Effects,
+            count: 100,
+            pair,
+        };
         let cases = [
-            (LockstepRequest::On, LOCKSTEP_CMD_ON, 0, 0),
-            (LockstepRequest::Off, LOCKSTEP_CMD_OFF, 0, 0),
-            (
-                LockstepRequest::Inject {
-                    kind: LockstepKind::Effects,
-                    count: 100,
-                },
-                LOCKSTEP_CMD_INJECT,
-                3,
-                100,
-            ),
+            (LockstepRequest::On, LOCKSTEP_CMD_ON, 0, 0, 0),
+            (LockstepRequest::Off, LOCKSTEP_CMD_OFF, 0, 0, 0),
+            (inject(0), LOCKSTEP_CMD_INJECT, 3, 100, 0),
+            (inject(1), LOCKSTEP_CMD_INJECT, 3, 100, 1),
         ];
-        for (req, cmd, kind, count) in cases {
+        for (req, cmd, kind, count, pair) in cases {
+            // Two pairs (`-smp 5`).
+            status_values(&mut h, &pairs(2));
             let o = call(&mut h, &req.encode());
             assert_eq!(o.ret, 0, "{req:?}");
-            assert_eq!(controls(&o), [LockstepOp { cmd, kind, count }]);
+            assert_eq!(
+                controls(&o),
+                [LockstepOp {
+                    cmd,
+                    kind,
+                    count,
+                    pair
+                }]
+            );
+        }
+    }
+
+    /// A protected status with `nr_pairs` pairs.
+    fn pairs(nr_pairs: u32) -> LockstepStatus {
+        LockstepStatus {
+            version: LOCKSTEP_CTL_VERSION,
+            enabled: LOCKSTEP_MODE_ON,
+            nr_cpus: 2 * nr_pairs + 1,
+            nr_pairs,
+            ..LockstepStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_pair_the_hypervisor_does_not_have_is_einval() {
+        use dom0_interface::lockstep_ctl::LOCKSTEP_CORE_FOLLOWER;
+        for (nr_pairs, pair) in [(2, 2), (1, 1), (0, 1), (15, 99)] {
+            for req in [
+                LockstepRequest::Inject {
+                    kind: LockstepKind::Effects,
+                    count: 1,
+                    pair,
+                },
+                LockstepRequest::Fail {
+                    core: LOCKSTEP_CORE_FOLLOWER,
+                    pair,
+                },
+            ] {
+                let mut h = Harness::dom0();
+                status_values(&mut h, &pairs(nr_pairs));
+                let o = call(&mut h, &req.encode());
+                assert_eq!(o.ret, XenErrno::EINVAL.as_neg(), "{nr_pairs} {req:?}");
+                assert!(controls(&o).is_empty());
+            }
+        }
+        // The last pair exists; no pair count (one engine) means pair 0 only.
+        for (nr_pairs, pair) in [(2, 1), (0, 0)] {
+            let mut h = Harness::dom0();
+            status_values(&mut h, &pairs(nr_pairs));
+            let req = LockstepRequest::Fail {
+                core: LOCKSTEP_CORE_FOLLOWER,
+                pair,
+            };
+            assert_eq!(call(&mut h, &req.encode()).ret, 0, "{nr_pairs} {pair}");
         }
     }
 
@@ -201,6 +279,7 @@ mod tests {
         };
         let follower = LockstepRequest::Fail {
             core: LOCKSTEP_CORE_FOLLOWER,
+            pair: 0,
         };
         let mut h = Harness::dom0();
         let on = LockstepStatus {
@@ -216,7 +295,8 @@ mod tests {
             [LockstepOp {
                 cmd: LOCKSTEP_CMD_FAIL,
                 kind: LOCKSTEP_CORE_FOLLOWER,
-                count: 0
+                count: 0,
+                pair: 0
             }]
         );
         status_values(&mut h, &on);
@@ -224,6 +304,7 @@ mod tests {
             &mut h,
             &LockstepRequest::Fail {
                 core: LOCKSTEP_CORE_LEADER,
+                pair: 0,
             }
             .encode(),
         );
@@ -233,7 +314,8 @@ mod tests {
             [LockstepOp {
                 cmd: LOCKSTEP_CMD_FAIL,
                 kind: LOCKSTEP_CORE_LEADER,
-                count: 0
+                count: 0,
+                pair: 0
             }]
         );
         // Each call above consumed exactly the status word it asked for.
@@ -252,6 +334,7 @@ mod tests {
         let inject = LockstepRequest::Inject {
             kind: LockstepKind::Hang,
             count: 1,
+            pair: 0,
         }
         .encode();
         let small = LockstepRequest::Status {
@@ -262,7 +345,13 @@ mod tests {
         let cases = [
             (XenSysctlLockstep { kind: 7, ..inject }, XenErrno::EINVAL),
             (XenSysctlLockstep { count: 0, ..inject }, XenErrno::EINVAL),
-            (XenSysctlLockstep { pad: 9, ..inject }, XenErrno::EINVAL),
+            (
+                XenSysctlLockstep {
+                    pair: 9,
+                    ..LockstepRequest::On.encode()
+                },
+                XenErrno::EINVAL,
+            ),
             (XenSysctlLockstep { cmd: 99, ..inject }, XenErrno::ENOSYS),
             (
                 XenSysctlLockstep {

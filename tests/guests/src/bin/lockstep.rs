@@ -250,6 +250,7 @@ fn error_checks() {
     let inject = LockstepRequest::Inject {
         kind: LockstepKind::Effects,
         count: 1,
+        pair: 0,
     }
     .encode();
     let status = |buffer: BadPtr, size: u32| {
@@ -271,8 +272,16 @@ fn error_checks() {
             Errno::EINVAL,
         ),
         (
-            "non-zero padding -> -EINVAL",
-            XenSysctlLockstep { pad: 1, ..inject },
+            "inject into pair 99 (no such pair) -> -EINVAL",
+            XenSysctlLockstep { pair: 99, ..inject },
+            Errno::EINVAL,
+        ),
+        (
+            "on with a pair -> -EINVAL",
+            XenSysctlLockstep {
+                pair: 1,
+                ..LockstepRequest::On.encode()
+            },
             Errno::EINVAL,
         ),
         (

@@ -498,6 +498,7 @@ fn interrupts(shared: &SharedInfo, pirq: u32, port: u32) {
             info(format_args!("eoi({}) -> {:?}", pirq, physdev::eoi(pirq)));
         }
     }
+    let busy = busy_events(shared, pirq, port);
     cmos_write(0x0b, old_b & !RTC_B_PIE);
     cmos_write(0x0a, old_a);
     let _ = cmos_read(0x0c);
@@ -507,6 +508,43 @@ fn interrupts(shared: &SharedInfo, pirq: u32, port: u32) {
         EVENTS,
     );
     check_eq("  each with IRQF|PF in register C", flagged, EVENTS);
+    check_eq(
+        "  and while this vCPU keeps making hypercalls (no blocking)",
+        busy,
+        EVENTS,
+    );
+}
+
+/// The RTC's periodic interrupt `EVENTS` more times, this vCPU making `xen_version` calls
+/// until each event shows pending in shared info: the interrupts arrive while the
+/// hypervisor is busy with this vCPU's hypercalls. Returns the events received.
+fn busy_events(shared: &SharedInfo, pirq: u32, port: u32) -> u32 {
+    let mut got = 0;
+    let mut calls = 0u64;
+    let first = shared.system_time_now(0).unwrap_or(0);
+    for _ in 0..EVENTS {
+        let start = shared.system_time_now(0).unwrap_or(0);
+        while !shared.evtchn_pending(port)
+            && shared.system_time_now(0).unwrap_or(0) < start + 3_000_000_000
+        {
+            let _ = guest_rt::version::version();
+            calls += 1;
+        }
+        if !shared.evtchn_pending(port) {
+            info(format_args!("busy: no event within 3 s"));
+            break;
+        }
+        got += 1;
+        shared.clear_evtchn_pending(port);
+        let _ = cmos_read(0x0c);
+        let _ = physdev::eoi(pirq);
+    }
+    let ms = shared.system_time_now(0).unwrap_or(0).saturating_sub(first) / 1_000_000;
+    info(format_args!(
+        "busy: {got} RTC events in {ms} ms (16 Hz: {} ms expected), {calls} hypercalls meanwhile",
+        u64::from(EVENTS) * 1000 / 16
+    ));
+    got
 }
 
 fn teardown(pirq: u32, port: u32) {
