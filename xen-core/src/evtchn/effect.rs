@@ -1,6 +1,7 @@
 //! What the event-channel code asks the bare-metal side to do after commit (wrapped in
 //! [`crate::effect::Effect::Evtchn`]): change bits of a domain's shared_info page with the
-//! functions of [`super::deliver`], and park a vCPU in SCHEDOP_poll.
+//! functions of [`super::deliver`] (2-level ABI) or its event words and queues with those of
+//! [`super::fifo_deliver`] (FIFO ABI), and park a vCPU in SCHEDOP_poll.
 
 use crate::effect::DomId;
 use alloc::vec::Vec;
@@ -47,6 +48,41 @@ pub enum EvtchnEffect {
         /// Absolute system time (ns) to give up at; 0 for none.
         timeout: u64,
     },
+    /// FIFO ABI: [`super::fifo_deliver::set_pending`] `port` of `dom` on the queue of `vcpu`
+    /// with `priority`; then as `Set` (wake pollers, kick).
+    FifoSet {
+        /// The domain owning the port.
+        dom: DomId,
+        /// The port (inside the event array).
+        port: u32,
+        /// The vCPU whose queue it joins.
+        vcpu: u32,
+        /// The port's priority.
+        priority: u8,
+    },
+    /// FIFO ABI: [`super::fifo_deliver::unmask`] `port` of `dom`, re-raising it on `vcpu`.
+    FifoUnmask {
+        /// The domain.
+        dom: DomId,
+        /// The port (inside the event array).
+        port: u32,
+        /// Its notify vCPU.
+        vcpu: u32,
+        /// Its priority.
+        priority: u8,
+    },
+    /// FIFO ABI: [`super::fifo_deliver::clear`] `port` of `dom` (freed).
+    FifoClear {
+        /// The domain.
+        dom: DomId,
+        /// The port.
+        port: u32,
+    },
+    /// `dom` switched to FIFO afresh, or left it: forget its queue tails and last queues.
+    FifoReset {
+        /// The domain.
+        dom: DomId,
+    },
 }
 
 impl EvtchnEffect {
@@ -56,6 +92,10 @@ impl EvtchnEffect {
             EvtchnEffect::Unmask { .. } => 2,
             EvtchnEffect::Clear { .. } => 3,
             EvtchnEffect::Poll { .. } => 4,
+            EvtchnEffect::FifoSet { .. } => 5,
+            EvtchnEffect::FifoUnmask { .. } => 6,
+            EvtchnEffect::FifoClear { .. } => 7,
+            EvtchnEffect::FifoReset { .. } => 8,
         }
     }
 }
@@ -81,7 +121,7 @@ impl Value for EvtchnEffect {
                 port.digest(h);
                 vcpu.digest(h);
             }
-            EvtchnEffect::Clear { dom, port } => {
+            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
                 dom.digest(h);
                 port.digest(h);
             }
@@ -89,6 +129,24 @@ impl Value for EvtchnEffect {
                 ports.digest(h);
                 timeout.digest(h);
             }
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => {
+                dom.digest(h);
+                port.digest(h);
+                vcpu.digest(h);
+                priority.digest(h);
+            }
+            EvtchnEffect::FifoReset { dom } => dom.digest(h),
         }
     }
 
@@ -97,8 +155,23 @@ impl Value for EvtchnEffect {
             EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
                 dom.bit_len() + port.bit_len() + vcpu.bit_len()
             }
-            EvtchnEffect::Clear { dom, port } => dom.bit_len() + port.bit_len(),
+            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
+                dom.bit_len() + port.bit_len()
+            }
             EvtchnEffect::Poll { ports, timeout } => ports.bit_len() + timeout.bit_len(),
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => dom.bit_len() + port.bit_len() + vcpu.bit_len() + priority.bit_len(),
+            EvtchnEffect::FifoReset { dom } => dom.bit_len(),
         }
     }
 
@@ -107,7 +180,7 @@ impl Value for EvtchnEffect {
             EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
                 flip3(dom, port, vcpu, bit)
             }
-            EvtchnEffect::Clear { dom, port } => {
+            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
                 let n = dom.bit_len();
                 if bit < n {
                     dom.flip_bit(bit);
@@ -123,6 +196,26 @@ impl Value for EvtchnEffect {
                     timeout.flip_bit(bit - n);
                 }
             }
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => {
+                let n = dom.bit_len() + port.bit_len() + vcpu.bit_len();
+                if bit < n {
+                    flip3(dom, port, vcpu, bit);
+                } else {
+                    priority.flip_bit(bit - n);
+                }
+            }
+            EvtchnEffect::FifoReset { dom } => dom.flip_bit(bit),
         }
     }
 }
@@ -155,6 +248,20 @@ pub(crate) mod tests {
                 ports: alloc::vec![1, 2, 3],
                 timeout: 1_000_000
             },
+            EvtchnEffect::FifoSet {
+                dom: 1,
+                port: 70_000,
+                vcpu: 3,
+                priority: 15
+            },
+            EvtchnEffect::FifoUnmask {
+                dom: 2,
+                port: 5,
+                vcpu: 1,
+                priority: 0
+            },
+            EvtchnEffect::FifoClear { dom: 4, port: 9 },
+            EvtchnEffect::FifoReset { dom: 6 },
         ]
     }
 

@@ -1,5 +1,6 @@
 //! The event channel operations on the replica, in Xen 4.17's order of checks: allocation,
-//! interdomain/VIRQ/IPI binding, close, send, status, notify-vCPU changes, unmask, reset.
+//! interdomain/VIRQ/IPI binding, close, send, status, notify-vCPU changes, unmask, reset
+//! (which also returns a FIFO domain to the 2-level ABI).
 //! Each changes the port tables through the journal and emits the delivery effects; none
 //! touches guest memory.
 
@@ -185,7 +186,14 @@ pub fn close(
             }
         }
     }
-    super::emit(ctx, EvtchnEffect::Clear { dom, port });
+    if super::fifo::is_fifo(state, dom) {
+        if super::fifo::word_maddr(state, dom, port).is_some() {
+            super::emit(ctx, EvtchnEffect::FifoClear { dom, port });
+        }
+        super::fifo::reset_priority(state, ctx, (dom, port));
+    } else {
+        super::emit(ctx, EvtchnEffect::Clear { dom, port });
+    }
     table::release(state, ctx.journal(), dom, port);
     Ok(())
 }
@@ -289,14 +297,18 @@ pub fn bind_vcpu(
 pub fn unmask(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, port: u32) -> Result<(), XenErrno> {
     let d = ctx.dom();
     if let Slot::Bound(c) = table::slot(state, d, port)? {
-        super::emit(
-            ctx,
-            EvtchnEffect::Unmask {
+        let e = if super::fifo::is_fifo(state, d) {
+            super::fifo::unmask_effect(state, d, port, c.notify_vcpu)
+        } else {
+            Some(EvtchnEffect::Unmask {
                 dom: d,
                 port,
                 vcpu: c.notify_vcpu,
-            },
-        );
+            })
+        };
+        if let Some(e) = e {
+            super::emit(ctx, e);
+        }
     }
     Ok(())
 }
@@ -355,6 +367,8 @@ pub fn reset(
     if table::table(state, d).active() > 0 {
         return Err(XenErrno::EAGAIN);
     }
+    // Every port closed: a FIFO domain is switched back to the 2-level ABI.
+    super::fifo::destroy(state, ctx, d, false);
     Ok(ResetProgress::Done)
 }
 
@@ -366,6 +380,7 @@ pub fn destroy_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, dom: DomId
         let _ = close(state, ctx, dom, port);
     }
     state.evtchn_tables.remove(ctx.journal(), &dom);
+    super::fifo::destroy(state, ctx, dom, true);
     let handlers: alloc::vec::Vec<u32> = state
         .global_virq_handlers
         .iter()
