@@ -234,10 +234,14 @@ fn apply_evtchn(rt: &mut Runtime, ev: &EvtchnEffect) {
         } => apply_fifo(rt, *dom, *vcpu, |page, q, fd| {
             fifo_deliver::unmask(page, q, fd, *dom, *port, *vcpu, *priority).kick
         }),
-        EvtchnEffect::FifoClear { dom, port } => apply_fifo(rt, *dom, 0, |page, _, fd| {
-            fifo_deliver::clear(page, fd, *port);
-            false
-        }),
+        EvtchnEffect::FifoClear { word, .. } => {
+            // The word's machine address came with the effect: no shared_info page needed.
+            let mut page = SharedPage {
+                base: 0,
+                vcpu_info: BTreeMap::new(),
+            };
+            fifo_deliver::clear(&mut page, *word);
+        }
         EvtchnEffect::FifoReset { dom } => super::shared::FIFO_QUEUES.lock().reset(*dom),
     }
 }

@@ -71,12 +71,14 @@ pub enum EvtchnEffect {
         /// Its priority.
         priority: u8,
     },
-    /// FIFO ABI: [`super::fifo_deliver::clear`] `port` of `dom` (freed).
+    /// FIFO ABI: [`super::fifo_deliver::clear`] a freed port of `dom`: its event word's
+    /// machine address, as the port's page was when it was freed (a reset that frees the last
+    /// port also drops the event array in the same transaction).
     FifoClear {
         /// The domain.
         dom: DomId,
-        /// The port.
-        port: u32,
+        /// Machine address of the event word.
+        word: u64,
     },
     /// `dom` switched to FIFO afresh, or left it: forget its queue tails and last queues.
     FifoReset {
@@ -121,9 +123,13 @@ impl Value for EvtchnEffect {
                 port.digest(h);
                 vcpu.digest(h);
             }
-            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
+            EvtchnEffect::Clear { dom, port } => {
                 dom.digest(h);
                 port.digest(h);
+            }
+            EvtchnEffect::FifoClear { dom, word } => {
+                dom.digest(h);
+                word.digest(h);
             }
             EvtchnEffect::Poll { ports, timeout } => {
                 ports.digest(h);
@@ -155,9 +161,8 @@ impl Value for EvtchnEffect {
             EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
                 dom.bit_len() + port.bit_len() + vcpu.bit_len()
             }
-            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
-                dom.bit_len() + port.bit_len()
-            }
+            EvtchnEffect::Clear { dom, port } => dom.bit_len() + port.bit_len(),
+            EvtchnEffect::FifoClear { dom, word } => dom.bit_len() + word.bit_len(),
             EvtchnEffect::Poll { ports, timeout } => ports.bit_len() + timeout.bit_len(),
             EvtchnEffect::FifoSet {
                 dom,
@@ -180,12 +185,20 @@ impl Value for EvtchnEffect {
             EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
                 flip3(dom, port, vcpu, bit)
             }
-            EvtchnEffect::Clear { dom, port } | EvtchnEffect::FifoClear { dom, port } => {
+            EvtchnEffect::Clear { dom, port } => {
                 let n = dom.bit_len();
                 if bit < n {
                     dom.flip_bit(bit);
                 } else {
                     port.flip_bit(bit - n);
+                }
+            }
+            EvtchnEffect::FifoClear { dom, word } => {
+                let n = dom.bit_len();
+                if bit < n {
+                    dom.flip_bit(bit);
+                } else {
+                    word.flip_bit(bit - n);
                 }
             }
             EvtchnEffect::Poll { ports, timeout } => {
@@ -260,7 +273,10 @@ pub(crate) mod tests {
                 vcpu: 1,
                 priority: 0
             },
-            EvtchnEffect::FifoClear { dom: 4, port: 9 },
+            EvtchnEffect::FifoClear {
+                dom: 4,
+                word: 0x1234_5678
+            },
             EvtchnEffect::FifoReset { dom: 6 },
         ]
     }

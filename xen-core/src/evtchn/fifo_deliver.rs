@@ -197,11 +197,10 @@ pub fn unmask(
     }
 }
 
-/// `evtchn_fifo_clear_pending`: clears PENDING only (the guest unlinks non-pending events).
-pub fn clear(words: &mut dyn EventWords, fd: &FifoDomain, port: u32) {
-    if let Some(word) = fd.word_maddr(port) {
-        words.clear(word, EVTCHN_FIFO_PENDING);
-    }
+/// `evtchn_fifo_clear_pending` of the event word at `word`: clears PENDING only (the guest
+/// unlinks non-pending events).
+pub fn clear(words: &mut dyn EventWords, word: u64) {
+    words.clear(word, EVTCHN_FIFO_PENDING);
 }
 
 /// A machine-memory image for tests: words by machine address, and the upcall flags of

@@ -41,10 +41,10 @@ pub fn alloc_unbound(
     ctx: &mut Ctx<'_, '_, '_>,
     dom: DomId,
     remote_dom: DomId,
-) -> Result<u32, XenErrno> {
+) -> Result<u32, HvError> {
     let caller = ctx.dom();
     let d = resolve_dom(state, caller, dom)?;
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     xsm_target(state, caller, d)?;
     let remote_dom = if remote_dom == DOMID_SELF {
         caller
@@ -70,7 +70,7 @@ pub fn bind_interdomain(
 ) -> Result<u32, HvError> {
     let ld = ctx.dom();
     let rd = resolve_dom(state, ld, remote_dom)?;
-    let lport = table::get_free_port(state, ctx.journal(), ld)?;
+    let lport = table::get_free_port(state, ctx, ld)?;
     let rchn = match table::slot(state, rd, remote_port)? {
         Slot::Bound(
             c @ Channel {
@@ -106,21 +106,21 @@ pub fn bind_virq(
     ctx: &mut Ctx<'_, '_, '_>,
     virq: u32,
     vcpu: u32,
-) -> Result<u32, XenErrno> {
+) -> Result<u32, HvError> {
     let d = ctx.dom();
     if virq >= NR_VIRQS {
-        return Err(XenErrno::EINVAL);
+        return Err(XenErrno::EINVAL.into());
     }
     if virq_is_global(virq) && vcpu != 0 {
-        return Err(XenErrno::EINVAL);
+        return Err(XenErrno::EINVAL.into());
     }
     if !has_vcpu(state, d, vcpu) {
-        return Err(XenErrno::ENOENT);
+        return Err(XenErrno::ENOENT.into());
     }
     if state.virqs.contains_key(&(d, vcpu, virq)) {
-        return Err(XenErrno::EEXIST);
+        return Err(XenErrno::EEXIST.into());
     }
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     let chan = Channel {
         state: ChanState::Virq(virq),
         notify_vcpu: vcpu,
@@ -131,16 +131,12 @@ pub fn bind_virq(
 }
 
 /// `EVTCHNOP_bind_ipi`: a new port that notifies the caller's `vcpu`.
-pub fn bind_ipi(
-    state: &mut HvState,
-    ctx: &mut Ctx<'_, '_, '_>,
-    vcpu: u32,
-) -> Result<u32, XenErrno> {
+pub fn bind_ipi(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, vcpu: u32) -> Result<u32, HvError> {
     let d = ctx.dom();
     if !has_vcpu(state, d, vcpu) {
-        return Err(XenErrno::ENOENT);
+        return Err(XenErrno::ENOENT.into());
     }
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     let chan = Channel {
         state: ChanState::Ipi,
         notify_vcpu: vcpu,
@@ -187,8 +183,8 @@ pub fn close(
         }
     }
     if super::fifo::is_fifo(state, dom) {
-        if super::fifo::word_maddr(state, dom, port).is_some() {
-            super::emit(ctx, EvtchnEffect::FifoClear { dom, port });
+        if let Some(word) = super::fifo::word_maddr(state, dom, port) {
+            super::emit(ctx, EvtchnEffect::FifoClear { dom, word });
         }
         super::fifo::reset_priority(state, ctx, (dom, port));
     } else {

@@ -4,8 +4,9 @@
 
 use super::{Channel, PORTS_PER_BUCKET};
 use crate::effect::DomId;
-use crate::hv::HvState;
+use crate::hv::{Ctx, HvError, HvState};
 use dom0_interface::errno::XenErrno;
+use dom0_interface::event_channel::EVTCHN_FIFO_LINKED;
 use lockstep::Journal;
 
 /// Words of the allocation bitmap (one bit per 2-level port).
@@ -76,26 +77,41 @@ impl PortTable {
         all.saturating_sub(1)
     }
 
-    /// `get_free_port`'s choice: the lowest free valid port, else the first port of the next
-    /// bucket (which then becomes valid), else -ENOSPC.
-    fn take_free_port(&mut self) -> Result<u32, XenErrno> {
+    /// `get_free_port`'s choice: the lowest free valid port that is not `busy`, else the
+    /// first port of the next bucket (which then becomes valid), else -ENOSPC.
+    fn take_free_port_where<E>(
+        &mut self,
+        mut busy: impl FnMut(u32) -> Result<bool, E>,
+    ) -> Result<Result<u32, XenErrno>, E> {
         let limit = self.valid.min(self.max_port.saturating_add(1));
-        for (w, word) in self.used.iter().enumerate() {
-            if *word == u64::MAX {
-                continue;
+        'words: for (w, word) in self.used.iter().enumerate() {
+            let mut free = !*word;
+            while free != 0 {
+                let port = (w as u32) * 64 + free.trailing_zeros();
+                if port >= limit {
+                    break 'words;
+                }
+                if !busy(port)? {
+                    return Ok(Ok(port));
+                }
+                free &= free - 1;
             }
-            let port = (w as u32) * 64 + (!*word).trailing_zeros();
-            if port < limit {
-                return Ok(port);
-            }
-            break;
         }
         let port = self.valid;
         if port > self.max_port || port >= super::NR_PORTS {
-            return Err(XenErrno::ENOSPC);
+            return Ok(Err(XenErrno::ENOSPC));
         }
         self.valid += PORTS_PER_BUCKET;
-        Ok(port)
+        Ok(Ok(port))
+    }
+
+    /// [`Self::take_free_port_where`] with no port busy (the 2-level ABI).
+    #[cfg(test)]
+    fn take_free_port(&mut self) -> Result<u32, XenErrno> {
+        match self.take_free_port_where(|_| Ok::<bool, ()>(false)) {
+            Ok(r) => r,
+            Err(()) => Err(XenErrno::ENOSPC),
+        }
     }
 }
 
@@ -150,12 +166,34 @@ pub fn slot(state: &HvState, dom: DomId, port: u32) -> Result<Slot, XenErrno> {
 
 /// `get_free_port`: picks (and, if needed, makes valid) a free port of `dom`. The port stays
 /// free until [`occupy`] binds it; the grown valid range stays even if the caller then fails,
-/// as in Xen.
-pub fn get_free_port(state: &mut HvState, j: &mut Journal, dom: DomId) -> Result<u32, XenErrno> {
+/// as in Xen. On the FIFO ABI a free port whose event word is still LINKED (the guest has not
+/// consumed it from its queue yet) is busy and skipped (`evtchn_is_busy`); the word is read
+/// through the input, as the guest changes it.
+pub fn get_free_port(
+    state: &mut HvState,
+    ctx: &mut Ctx<'_, '_, '_>,
+    dom: DomId,
+) -> Result<u32, HvError> {
     if state.domains.get(&dom).is_some_and(|d| d.flags.dying) {
-        return Err(XenErrno::EINVAL);
+        return Err(XenErrno::EINVAL.into());
     }
-    update_table(state, j, dom, PortTable::take_free_port)
+    let fifo = state.evtchn_fifo.get(&dom).cloned();
+    let mut t = table(state, dom);
+    let port = t.take_free_port_where(|p| {
+        let Some(at) = fifo.as_ref().and_then(|f| f.word_maddr(p)) else {
+            return Ok(false);
+        };
+        let mut w = [0u8; 4];
+        match ctx.read_machine(at, &mut w) {
+            Ok(()) => Ok(u32::from_le_bytes(w) & (1 << EVTCHN_FIFO_LINKED) != 0),
+            Err(HvError::Errno(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })?;
+    if state.evtchn_tables.get(&dom) != Some(&t) {
+        state.evtchn_tables.insert(ctx.journal(), dom, t);
+    }
+    Ok(port?)
 }
 
 /// Binds free port `port` of `dom` to `chan`.

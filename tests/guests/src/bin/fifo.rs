@@ -201,6 +201,7 @@ fn main(si: &StartInfo) {
         ));
     }
     close_and_virq(&mut f);
+    busy_port(&mut f);
     reset(&shared, &mut f, mfns[2]);
     let _ = f.scratch.restore();
     guest_rt::test::finish();
@@ -495,6 +496,30 @@ fn close_and_virq(f: &mut Fifo) {
         check_eq("  ... leaves its word alone", f.word(v) & !MASKED, 0);
         let _ = evtchn::close(v);
     }
+}
+
+/// A closed port whose event is still LINKED (not consumed yet) is not handed out again
+/// until the guest unlinks it (Xen's `evtchn_is_busy`).
+fn busy_port(f: &mut Fifo) {
+    let p = evtchn::bind_ipi(0).unwrap_or(0);
+    f.set_word(p, 0);
+    let _ = evtchn::send(p);
+    check_eq("closed while queued", evtchn::close(p), Ok(0));
+    check_eq("  ... its word stays LINKED", f.word(p), LINKED);
+    let q = evtchn::bind_ipi(0).unwrap_or(0);
+    check(
+        "the linked port is skipped by the next bind",
+        q != p && q != 0,
+    );
+    let (_, n) = consumed(f, 0);
+    check_eq("consuming unlinks it, handling nothing", n, 0);
+    let _ = evtchn::close(q);
+    check_eq(
+        "then it is the lowest free port again",
+        evtchn::bind_ipi(0),
+        Ok(p),
+    );
+    let _ = evtchn::close(p);
 }
 
 /// EVTCHNOP_reset closes every port and returns the domain to 2-level; FIFO can be set up

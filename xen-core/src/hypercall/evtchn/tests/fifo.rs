@@ -165,7 +165,8 @@ fn expand_array_and_ports_beyond_it() {
     );
     let (r, fx) = port_op(&mut h, EVTCHNOP_CLOSE, ipi);
     assert_eq!(r, 0);
-    assert_eq!(fx, vec![EvtchnEffect::FifoClear { dom: 0, port: ipi }]);
+    let word = ARRAY_MFN * 4096 + 4 * u64::from(ipi);
+    assert_eq!(fx, vec![EvtchnEffect::FifoClear { dom: 0, word }]);
 }
 
 #[test]
@@ -258,7 +259,28 @@ fn switching_keeps_two_level_pending_events_and_reset_switches_back() {
             == Some(ARRAY_MFN * 4096 + 4 * u64::from(b))
     );
     // Reset closes everything and goes back to 2-level, dropping the page references.
-    assert_eq!(reset(&mut h, EVTCHNOP_RESET, DOMID_SELF), 0);
+    let (r, _, fx) = op(
+        &mut h,
+        EVTCHNOP_RESET,
+        &EvtchnReset { dom: DOMID_SELF }.to_vec(),
+    );
+    assert_eq!(r, 0);
+    let word = |p: u32| ARRAY_MFN * 4096 + 4 * u64::from(p);
+    assert_eq!(
+        fx,
+        vec![
+            EvtchnEffect::FifoClear {
+                dom: 0,
+                word: word(a)
+            },
+            EvtchnEffect::FifoClear {
+                dom: 0,
+                word: word(b)
+            },
+            EvtchnEffect::FifoReset { dom: 0 },
+        ],
+        "the freed ports' words are cleared although the array goes in the same call"
+    );
     assert!(!crate::evtchn::fifo::is_fifo(&h.state, 0));
     assert_eq!(type_count(&h, CB_MFN), 0);
     assert_eq!(type_count(&h, ARRAY_MFN), 0);
@@ -280,4 +302,33 @@ fn fifo_state_is_in_the_digest() {
     let before = lockstep::replica::full_digest(&h.state);
     assert_eq!(init_control(&mut h, CB_MFN, 0, 0).0, 0);
     assert_ne!(lockstep::replica::full_digest(&h.state), before);
+}
+
+#[test]
+fn a_freed_port_still_linked_is_not_reused() {
+    let mut h = fifo_harness();
+    assert_eq!(init_control(&mut h, CB_MFN, 0, 0).0, 0);
+    assert_eq!(expand(&mut h, ARRAY_MFN).0, 0);
+    let a = bind_ipi(&mut h, 0).unwrap();
+    let b = bind_ipi(&mut h, 0).unwrap();
+    assert_eq!(close(&mut h, a), 0);
+    // The guest has not consumed a yet: its word is LINKED (the event array is read through
+    // the input, as the guest changes it).
+    h.mem.add_frame(ARRAY_MFN);
+    let at = ARRAY_MFN * 4096 + 4 * u64::from(a);
+    let shift = (at % 8) * 8;
+    h.mem
+        .machine
+        .insert(at & !7, u64::from(1u32 << 29) << shift);
+    let c = bind_ipi(&mut h, 0).unwrap();
+    assert_eq!(c, b + 1, "a is busy: skipped");
+    // Consumed (LINKED cleared): free again.
+    h.mem.machine.insert(at & !7, 0);
+    assert_eq!(bind_ipi(&mut h, 0), Ok(a));
+    // A 2-level domain never looks at words.
+    assert_eq!(reset(&mut h, EVTCHNOP_RESET, DOMID_SELF), 0);
+    h.mem
+        .machine
+        .insert(at & !7, u64::from(1u32 << 29) << shift);
+    assert_eq!(bind_ipi(&mut h, 0), Ok(1));
 }
