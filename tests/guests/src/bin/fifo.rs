@@ -8,12 +8,12 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use guest_rt::evtchn::{self, DOMID_SELF, VIRQ_DEBUG};
+use guest_rt::evtchn::{self, DOMID_SELF, VIRQ_DEBUG, VIRQ_TIMER};
 use guest_rt::pvmm::{self, pte, Scratch};
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info, skip};
-use guest_rt::{println, Errno};
+use guest_rt::{println, sched, vcpu, Errno};
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
@@ -29,6 +29,8 @@ const CONTROL_BLOCK_SIZE: u32 = 72;
 const CB1_OFFSET: u32 = 128;
 /// The default priority.
 const DEFAULT_PRIO: u32 = 7;
+/// How long to wait for a 1 ms timer (generous: TCG under load), in ns.
+const FIRE_WAIT: u64 = 2_000_000_000;
 
 /// The control block frame and the event array frame, reached through the one scratch page
 /// (remapped as needed).
@@ -202,6 +204,7 @@ fn main(si: &StartInfo) {
     }
     close_and_virq(&mut f);
     busy_port(&mut f);
+    timer_virq(&shared, &mut f);
     reset(&shared, &mut f, mfns[2]);
     let _ = f.scratch.restore();
     guest_rt::test::finish();
@@ -520,6 +523,38 @@ fn busy_port(f: &mut Fifo) {
         Ok(p),
     );
     let _ = evtchn::close(p);
+}
+
+/// VIRQ_TIMER, raised by the hypervisor's timer (not by a hypercall of ours), arrives on the
+/// FIFO queue, and SCHEDOP_poll on its port wakes when its event word becomes pending.
+fn timer_virq(shared: &SharedInfo, f: &mut Fifo) {
+    let t = match evtchn::bind_virq(VIRQ_TIMER, 0) {
+        Ok(t) => t,
+        Err(e) => {
+            check_eq("bind_virq(VIRQ_TIMER, 0)", Err::<u32, _>(e), Ok(0));
+            return;
+        }
+    };
+    f.set_word(t, 0);
+    let now = shared.system_time_now(0).unwrap_or(0);
+    check_eq(
+        "set_timer_op(now + 1 ms)",
+        vcpu::set_timer_op(now + 1_000_000),
+        Ok(0),
+    );
+    let _ = sched::poll(&[t], now + FIRE_WAIT);
+    check_eq(
+        "  ... VIRQ_TIMER's word is pending and linked after the poll",
+        f.word(t) & (PENDING | LINKED | MASKED),
+        PENDING | LINKED,
+    );
+    let (out, n) = consumed(f, 0);
+    check("  ... and consumed from the queue", out[..n].contains(&t));
+    let _ = vcpu::stop_periodic_timer(0);
+    let _ = vcpu::set_timer_op(0);
+    let _ = evtchn::close(t);
+    let _ = consumed(f, 0);
+    shared.clear_upcall_pending(0);
 }
 
 /// EVTCHNOP_reset closes every port and returns the domain to 2-level; FIFO can be set up
