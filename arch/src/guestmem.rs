@@ -352,3 +352,50 @@ pub fn test_bit(maddr: u64, bit: u32) -> bool {
 pub fn test_and_set_byte_flag(maddr: u64) -> bool {
     atomic_u8(maddr).is_none_or(|b| b.fetch_or(1, core::sync::atomic::Ordering::AcqRel) & 1 != 0)
 }
+
+fn atomic_u32(maddr: u64) -> Option<&'static core::sync::atomic::AtomicU32> {
+    if !maddr.is_multiple_of(4) || !frame_is_allocated(maddr >> 12) {
+        return None;
+    }
+    // SAFETY: an aligned 32-bit word of an allocated RAM frame (checked) through the direct
+    // map; a guest-shared word is only ever accessed atomically by the hypervisor.
+    Some(unsafe { &*(phys_to_virt(maddr) as *const core::sync::atomic::AtomicU32) })
+}
+
+/// The 32-bit word at `maddr` (0 if not an allocated frame's aligned word).
+pub fn load_u32(maddr: u64) -> u32 {
+    atomic_u32(maddr).map_or(0, |w| w.load(core::sync::atomic::Ordering::Acquire))
+}
+
+/// Atomically replaces the 32-bit word at `maddr` with `new` if it is `old`; the value seen
+/// (`old` for an inaccessible word: nothing is written then, and the caller stops retrying).
+pub fn cmpxchg_u32(maddr: u64, old: u32, new: u32) -> u32 {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    atomic_u32(maddr).map_or(old, |w| {
+        match w.compare_exchange(old, new, AcqRel, Acquire) {
+            Ok(v) | Err(v) => v,
+        }
+    })
+}
+
+/// Atomically ORs `mask` into the 32-bit word at `maddr`; its old value (`mask` if not
+/// accessible: every bit reads as already set).
+pub fn fetch_or_u32(maddr: u64, mask: u32) -> u32 {
+    atomic_u32(maddr).map_or(mask, |w| {
+        w.fetch_or(mask, core::sync::atomic::Ordering::AcqRel)
+    })
+}
+
+/// Atomically ANDs `mask` into the 32-bit word at `maddr`.
+pub fn fetch_and_u32(maddr: u64, mask: u32) {
+    if let Some(w) = atomic_u32(maddr) {
+        w.fetch_and(mask, core::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Atomically stores `v` at the 32-bit word at `maddr`.
+pub fn store_u32(maddr: u64, v: u32) {
+    if let Some(w) = atomic_u32(maddr) {
+        w.store(v, core::sync::atomic::Ordering::Release);
+    }
+}

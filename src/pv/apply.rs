@@ -12,6 +12,8 @@ use dom0_interface::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
 use xen_core::console::ConsoleEffect;
 use xen_core::effect::{DomId, Effect, MmEffect};
 use xen_core::evtchn::deliver;
+use xen_core::evtchn::fifo::FifoDomain;
+use xen_core::evtchn::fifo_deliver;
 use xen_core::evtchn::EvtchnEffect;
 use xen_core::pv::effect::PvEffect;
 use xen_core::request::Request;
@@ -216,6 +218,53 @@ fn apply_evtchn(rt: &mut Runtime, ev: &EvtchnEffect) {
         }
         // Only emitted without a scheduler; DualVisor always runs one.
         EvtchnEffect::Poll { .. } => {}
+        EvtchnEffect::FifoSet {
+            dom,
+            port,
+            vcpu,
+            priority,
+        } => apply_fifo(rt, *dom, *vcpu, |page, q, fd| {
+            fifo_deliver::set_pending(page, q, fd, *dom, *port, *vcpu, *priority).kick
+        }),
+        EvtchnEffect::FifoUnmask {
+            dom,
+            port,
+            vcpu,
+            priority,
+        } => apply_fifo(rt, *dom, *vcpu, |page, q, fd| {
+            fifo_deliver::unmask(page, q, fd, *dom, *port, *vcpu, *priority).kick
+        }),
+        EvtchnEffect::FifoClear { word, .. } => {
+            // The word's machine address came with the effect: no shared_info page needed.
+            let mut page = SharedPage {
+                base: 0,
+                vcpu_info: BTreeMap::new(),
+            };
+            fifo_deliver::clear(&mut page, *word);
+        }
+        EvtchnEffect::FifoReset { dom } => super::shared::FIFO_QUEUES.lock().reset(*dom),
+    }
+}
+
+/// Runs FIFO delivery `f` for `dom` over its real event words (the event array and control
+/// blocks as the committed replica has them) and the shared queue tails; kicks `vcpu` if `f`
+/// says so. Nothing happens for a domain no longer on FIFO.
+fn apply_fifo(
+    rt: &Runtime,
+    dom: DomId,
+    vcpu: u32,
+    f: impl FnOnce(&mut SharedPage, &mut fifo_deliver::FifoQueues, &FifoDomain) -> bool,
+) {
+    let Some(fd) = rt.backend.replica().evtchn_fifo.get(&dom) else {
+        return;
+    };
+    let mut page = shared_page(rt, dom).unwrap_or(SharedPage {
+        base: 0,
+        vcpu_info: BTreeMap::new(),
+    });
+    let kick_it = f(&mut page, &mut super::shared::FIFO_QUEUES.lock(), fd);
+    if kick_it {
+        kick(rt, dom, vcpu);
     }
 }
 

@@ -14,15 +14,17 @@ use crate::scenario::{Paths, Planned};
 
 /// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
 /// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
-/// binds and sends events to vCPU 1 without starting it; `lockstep` injects faults (every
-/// kind) and reads both pairs in the status; `lockpairs` injects faults into pair 1 and
-/// makes its follower fail (`pair=1`) while vCPU 1 makes hypercalls on pair 1's leader;
-/// `domu` builds, runs and destroys a domU (on the boot leader). Every other test guest
-/// passed on `-smp 5` too when this was written.
+/// binds and sends events to vCPU 1 without starting it, and `fifo` does the same on the
+/// FIFO ABI (its queue tails live outside the replicas, shared by both leaders); `lockstep`
+/// injects faults (every kind) and reads both pairs in the status; `lockpairs` injects
+/// faults into pair 1 and makes its follower fail (`pair=1`) while vCPU 1 makes hypercalls
+/// on pair 1's leader; `domu` builds, runs and destroys a domU (on the boot leader). Every
+/// other test guest passed on `-smp 5` too when this was written.
 pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[
     ("timer", true),
     ("segs", true),
     ("evtchn2", false),
+    ("fifo", false),
     ("lockstep", false),
     ("lockpairs", true),
     ("domu", false),

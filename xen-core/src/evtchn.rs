@@ -1,5 +1,5 @@
-//! Event channels, 2-level ABI, with Xen 4.17's semantics (`common/event_channel.c`,
-//! `common/event_2l.c`).
+//! Event channels, 2-level and FIFO ABIs, with Xen 4.17's semantics
+//! (`common/event_channel.c`, `common/event_2l.c`, `common/event_fifo.c`).
 //!
 //! The replica holds every domain's port table: one [`Channel`] per bound port in
 //! [`HvState::evtchns`](crate::hv::HvState) keyed by (domain, port) (free ports are absent,
@@ -11,10 +11,14 @@
 //! commit, on the bare-metal side, by applying [`EvtchnEffect`]s `Set`, `Unmask` and
 //! `Clear` with the pure functions of [`deliver`] over the
 //! [`deliver::SharedInfoBits`] trait. [`virq`] raises VIRQs from other transactions (timers,
-//! VIRQ_DOM_EXC); [`poll`] is SCHEDOP_poll.
+//! VIRQ_DOM_EXC); [`poll`] is SCHEDOP_poll. A domain that called `EVTCHNOP_init_control` uses
+//! the FIFO ABI instead: [`fifo`] holds its replica state and operations, [`fifo_deliver`]
+//! the commit-time queue work of the `Fifo*` effects.
 
 pub mod deliver;
 pub mod effect;
+pub mod fifo;
+pub mod fifo_deliver;
 pub mod ops;
 pub mod poll;
 pub mod table;
@@ -151,6 +155,8 @@ pub type PollWait = u32;
 pub const POLL_ANY: PollWait = u32::MAX;
 
 /// Raises `port` of `dom` for `vcpu` (Xen's `evtchn_port_set_pending`): emits the delivery
+/// (2-level or FIFO, as the domain uses; on FIFO, a port beyond the event array is only
+/// saved as pending)
 /// and, when the scheduler runs in the replica, wakes the vCPUs this event may end a wait
 /// for — those polling `port` (or any port) in `dom`, as `evtchn_check_pollers`, and `vcpu`
 /// itself if it is blocked, as `vcpu_kick`. Whether the pending bit or the upcall flag were
@@ -164,7 +170,15 @@ pub fn notify(
     port: u32,
     vcpu: u32,
 ) -> Result<(), HvError> {
-    emit(ctx, EvtchnEffect::Set { dom, port, vcpu });
+    if fifo::is_fifo(state, dom) {
+        match fifo::raise(state, ctx, dom, port, vcpu) {
+            Some(e) => emit(ctx, e),
+            // Saved until its event array page exists: nothing visible, no one to wake.
+            None => return Ok(()),
+        }
+    } else {
+        emit(ctx, EvtchnEffect::Set { dom, port, vcpu });
+    }
     if state.runqs.is_empty() {
         // No scheduler in the replica: the embedder wakes vCPUs from `deliver`'s result.
         return Ok(());

@@ -25,6 +25,8 @@ mod tag {
     pub const VIRQS: u32 = 12;
     pub const GLOBAL_VIRQS: u32 = 13;
     pub const EVTCHN_POLLERS: u32 = 14;
+    pub const EVTCHN_FIFO: u32 = 15;
+    pub const EVTCHN_FIFO_PORTS: u32 = 16;
     pub const MM_FRAMES: u32 = 40;
     pub const MM_P2M: u32 = 41;
     pub const MM_FOREIGN: u32 = 42;
@@ -85,6 +87,10 @@ pub struct HvState {
     pub global_virq_handlers: JMap<u32, DomId>,
     /// vCPUs blocked in SCHEDOP_poll and the port they wait for (`evtchn::POLL_ANY`: any).
     pub evtchn_pollers: JMap<VcpuKey, crate::evtchn::PollWait>,
+    /// Domains on the FIFO event channel ABI: event array frames, control blocks.
+    pub evtchn_fifo: JMap<DomId, crate::evtchn::fifo::FifoDomain>,
+    /// FIFO attributes of ports (priority, saved event); absent: the defaults.
+    pub evtchn_fifo_ports: JMap<crate::evtchn::PortKey, crate::evtchn::fifo::FifoPort>,
     /// Every machine frame a domain can touch, by mfn (`struct page_info`).
     pub frames: JMap<u64, crate::mm::PageInfo>,
     /// The p2m of PV domains: (domain, pfn) → mfn.
@@ -141,6 +147,8 @@ impl_replica_state!(HvState {
     virqs,
     global_virq_handlers,
     evtchn_pollers,
+    evtchn_fifo,
+    evtchn_fifo_ports,
     time,
     dom_time,
     vsched,
@@ -184,6 +192,8 @@ impl HvState {
             virqs: JMap::new(tag::VIRQS),
             global_virq_handlers: JMap::new(tag::GLOBAL_VIRQS),
             evtchn_pollers: JMap::new(tag::EVTCHN_POLLERS),
+            evtchn_fifo: JMap::new(tag::EVTCHN_FIFO),
+            evtchn_fifo_ports: JMap::new(tag::EVTCHN_FIFO_PORTS),
             config: JCell::new(tag::CONFIG, HvConfig::default()),
             frames: JMap::new(tag::MM_FRAMES),
             p2m: JMap::new(tag::MM_P2M),

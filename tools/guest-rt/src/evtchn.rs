@@ -1,14 +1,14 @@
-//! `event_channel_op` (`public/event_channel.h`), 2-level ABI: allocate, bind, send, status,
-//! close, unmask, bind_vcpu, reset.
+//! `event_channel_op` (`public/event_channel.h`): allocate, bind, send, status, close,
+//! unmask, bind_vcpu, reset, and the FIFO ABI's init_control, expand_array, set_priority.
 
 use crate::errno::{Errno, XenResult};
 use crate::hypercall::{self, EVENT_CHANNEL_OP};
 
 use dom0_interface::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
-    EvtchnClose, EvtchnExpandArray, EvtchnReset, EvtchnSend, EvtchnSetPriority, EvtchnUnmask,
-    EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_PIRQ, EVTCHNSTAT_UNBOUND,
-    EVTCHNSTAT_VIRQ,
+    EvtchnClose, EvtchnExpandArray, EvtchnInitControl, EvtchnReset, EvtchnSend, EvtchnSetPriority,
+    EvtchnUnmask, EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_PIRQ,
+    EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
 };
 pub use dom0_interface::event_channel::{
     EvtchnStatus as RawStatus, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN,
@@ -180,6 +180,21 @@ pub fn set_priority(port: u32, priority: u32) -> XenResult {
         EVTCHNOP_SET_PRIORITY,
         &mut EvtchnSetPriority { port, priority },
     )
+}
+
+/// `EVTCHNOP_init_control`: registers `vcpu`'s FIFO control block at `offset` in frame
+/// `control_gfn` (a machine frame for a PV guest); the first call switches the domain to the
+/// FIFO ABI. Returns the struct as Xen left it (`link_bits` is the OUT field).
+pub fn init_control(control_gfn: u64, offset: u32, vcpu: u32) -> Result<EvtchnInitControl, Errno> {
+    let mut c = EvtchnInitControl {
+        control_gfn,
+        offset,
+        vcpu,
+        link_bits: 0,
+        _pad: [0x5a; 7],
+    };
+    op(EVTCHNOP_INIT_CONTROL, &mut c)?;
+    Ok(c)
 }
 
 /// `EVTCHNOP_expand_array` with `array_gfn` (2-level: refused before the frame is looked at).

@@ -1,6 +1,7 @@
 //! What the event-channel code asks the bare-metal side to do after commit (wrapped in
 //! [`crate::effect::Effect::Evtchn`]): change bits of a domain's shared_info page with the
-//! functions of [`super::deliver`], and park a vCPU in SCHEDOP_poll.
+//! functions of [`super::deliver`] (2-level ABI) or its event words and queues with those of
+//! [`super::fifo_deliver`] (FIFO ABI), and park a vCPU in SCHEDOP_poll.
 
 use crate::effect::DomId;
 use alloc::vec::Vec;
@@ -47,6 +48,43 @@ pub enum EvtchnEffect {
         /// Absolute system time (ns) to give up at; 0 for none.
         timeout: u64,
     },
+    /// FIFO ABI: [`super::fifo_deliver::set_pending`] `port` of `dom` on the queue of `vcpu`
+    /// with `priority`; then as `Set` (wake pollers, kick).
+    FifoSet {
+        /// The domain owning the port.
+        dom: DomId,
+        /// The port (inside the event array).
+        port: u32,
+        /// The vCPU whose queue it joins.
+        vcpu: u32,
+        /// The port's priority.
+        priority: u8,
+    },
+    /// FIFO ABI: [`super::fifo_deliver::unmask`] `port` of `dom`, re-raising it on `vcpu`.
+    FifoUnmask {
+        /// The domain.
+        dom: DomId,
+        /// The port (inside the event array).
+        port: u32,
+        /// Its notify vCPU.
+        vcpu: u32,
+        /// Its priority.
+        priority: u8,
+    },
+    /// FIFO ABI: [`super::fifo_deliver::clear`] a freed port of `dom`: its event word's
+    /// machine address, as the port's page was when it was freed (a reset that frees the last
+    /// port also drops the event array in the same transaction).
+    FifoClear {
+        /// The domain.
+        dom: DomId,
+        /// Machine address of the event word.
+        word: u64,
+    },
+    /// `dom` switched to FIFO afresh, or left it: forget its queue tails and last queues.
+    FifoReset {
+        /// The domain.
+        dom: DomId,
+    },
 }
 
 impl EvtchnEffect {
@@ -56,6 +94,10 @@ impl EvtchnEffect {
             EvtchnEffect::Unmask { .. } => 2,
             EvtchnEffect::Clear { .. } => 3,
             EvtchnEffect::Poll { .. } => 4,
+            EvtchnEffect::FifoSet { .. } => 5,
+            EvtchnEffect::FifoUnmask { .. } => 6,
+            EvtchnEffect::FifoClear { .. } => 7,
+            EvtchnEffect::FifoReset { .. } => 8,
         }
     }
 }
@@ -85,10 +127,32 @@ impl Value for EvtchnEffect {
                 dom.digest(h);
                 port.digest(h);
             }
+            EvtchnEffect::FifoClear { dom, word } => {
+                dom.digest(h);
+                word.digest(h);
+            }
             EvtchnEffect::Poll { ports, timeout } => {
                 ports.digest(h);
                 timeout.digest(h);
             }
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => {
+                dom.digest(h);
+                port.digest(h);
+                vcpu.digest(h);
+                priority.digest(h);
+            }
+            EvtchnEffect::FifoReset { dom } => dom.digest(h),
         }
     }
 
@@ -98,7 +162,21 @@ impl Value for EvtchnEffect {
                 dom.bit_len() + port.bit_len() + vcpu.bit_len()
             }
             EvtchnEffect::Clear { dom, port } => dom.bit_len() + port.bit_len(),
+            EvtchnEffect::FifoClear { dom, word } => dom.bit_len() + word.bit_len(),
             EvtchnEffect::Poll { ports, timeout } => ports.bit_len() + timeout.bit_len(),
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => dom.bit_len() + port.bit_len() + vcpu.bit_len() + priority.bit_len(),
+            EvtchnEffect::FifoReset { dom } => dom.bit_len(),
         }
     }
 
@@ -115,6 +193,14 @@ impl Value for EvtchnEffect {
                     port.flip_bit(bit - n);
                 }
             }
+            EvtchnEffect::FifoClear { dom, word } => {
+                let n = dom.bit_len();
+                if bit < n {
+                    dom.flip_bit(bit);
+                } else {
+                    word.flip_bit(bit - n);
+                }
+            }
             EvtchnEffect::Poll { ports, timeout } => {
                 let n = ports.bit_len();
                 if bit < n {
@@ -123,6 +209,26 @@ impl Value for EvtchnEffect {
                     timeout.flip_bit(bit - n);
                 }
             }
+            EvtchnEffect::FifoSet {
+                dom,
+                port,
+                vcpu,
+                priority,
+            }
+            | EvtchnEffect::FifoUnmask {
+                dom,
+                port,
+                vcpu,
+                priority,
+            } => {
+                let n = dom.bit_len() + port.bit_len() + vcpu.bit_len();
+                if bit < n {
+                    flip3(dom, port, vcpu, bit);
+                } else {
+                    priority.flip_bit(bit - n);
+                }
+            }
+            EvtchnEffect::FifoReset { dom } => dom.flip_bit(bit),
         }
     }
 }
@@ -155,6 +261,23 @@ pub(crate) mod tests {
                 ports: alloc::vec![1, 2, 3],
                 timeout: 1_000_000
             },
+            EvtchnEffect::FifoSet {
+                dom: 1,
+                port: 70_000,
+                vcpu: 3,
+                priority: 15
+            },
+            EvtchnEffect::FifoUnmask {
+                dom: 2,
+                port: 5,
+                vcpu: 1,
+                priority: 0
+            },
+            EvtchnEffect::FifoClear {
+                dom: 4,
+                word: 0x1234_5678
+            },
+            EvtchnEffect::FifoReset { dom: 6 },
         ]
     }
 

@@ -1,5 +1,6 @@
 //! The event channel operations on the replica, in Xen 4.17's order of checks: allocation,
-//! interdomain/VIRQ/IPI binding, close, send, status, notify-vCPU changes, unmask, reset.
+//! interdomain/VIRQ/IPI binding, close, send, status, notify-vCPU changes, unmask, reset
+//! (which also returns a FIFO domain to the 2-level ABI).
 //! Each changes the port tables through the journal and emits the delivery effects; none
 //! touches guest memory.
 
@@ -40,10 +41,10 @@ pub fn alloc_unbound(
     ctx: &mut Ctx<'_, '_, '_>,
     dom: DomId,
     remote_dom: DomId,
-) -> Result<u32, XenErrno> {
+) -> Result<u32, HvError> {
     let caller = ctx.dom();
     let d = resolve_dom(state, caller, dom)?;
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     xsm_target(state, caller, d)?;
     let remote_dom = if remote_dom == DOMID_SELF {
         caller
@@ -69,7 +70,7 @@ pub fn bind_interdomain(
 ) -> Result<u32, HvError> {
     let ld = ctx.dom();
     let rd = resolve_dom(state, ld, remote_dom)?;
-    let lport = table::get_free_port(state, ctx.journal(), ld)?;
+    let lport = table::get_free_port(state, ctx, ld)?;
     let rchn = match table::slot(state, rd, remote_port)? {
         Slot::Bound(
             c @ Channel {
@@ -105,21 +106,21 @@ pub fn bind_virq(
     ctx: &mut Ctx<'_, '_, '_>,
     virq: u32,
     vcpu: u32,
-) -> Result<u32, XenErrno> {
+) -> Result<u32, HvError> {
     let d = ctx.dom();
     if virq >= NR_VIRQS {
-        return Err(XenErrno::EINVAL);
+        return Err(XenErrno::EINVAL.into());
     }
     if virq_is_global(virq) && vcpu != 0 {
-        return Err(XenErrno::EINVAL);
+        return Err(XenErrno::EINVAL.into());
     }
     if !has_vcpu(state, d, vcpu) {
-        return Err(XenErrno::ENOENT);
+        return Err(XenErrno::ENOENT.into());
     }
     if state.virqs.contains_key(&(d, vcpu, virq)) {
-        return Err(XenErrno::EEXIST);
+        return Err(XenErrno::EEXIST.into());
     }
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     let chan = Channel {
         state: ChanState::Virq(virq),
         notify_vcpu: vcpu,
@@ -130,16 +131,12 @@ pub fn bind_virq(
 }
 
 /// `EVTCHNOP_bind_ipi`: a new port that notifies the caller's `vcpu`.
-pub fn bind_ipi(
-    state: &mut HvState,
-    ctx: &mut Ctx<'_, '_, '_>,
-    vcpu: u32,
-) -> Result<u32, XenErrno> {
+pub fn bind_ipi(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, vcpu: u32) -> Result<u32, HvError> {
     let d = ctx.dom();
     if !has_vcpu(state, d, vcpu) {
-        return Err(XenErrno::ENOENT);
+        return Err(XenErrno::ENOENT.into());
     }
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     let chan = Channel {
         state: ChanState::Ipi,
         notify_vcpu: vcpu,
@@ -185,7 +182,14 @@ pub fn close(
             }
         }
     }
-    super::emit(ctx, EvtchnEffect::Clear { dom, port });
+    if super::fifo::is_fifo(state, dom) {
+        if let Some(word) = super::fifo::word_maddr(state, dom, port) {
+            super::emit(ctx, EvtchnEffect::FifoClear { dom, word });
+        }
+        super::fifo::reset_priority(state, ctx, (dom, port));
+    } else {
+        super::emit(ctx, EvtchnEffect::Clear { dom, port });
+    }
     table::release(state, ctx.journal(), dom, port);
     Ok(())
 }
@@ -289,14 +293,18 @@ pub fn bind_vcpu(
 pub fn unmask(state: &HvState, ctx: &mut Ctx<'_, '_, '_>, port: u32) -> Result<(), XenErrno> {
     let d = ctx.dom();
     if let Slot::Bound(c) = table::slot(state, d, port)? {
-        super::emit(
-            ctx,
-            EvtchnEffect::Unmask {
+        let e = if super::fifo::is_fifo(state, d) {
+            super::fifo::unmask_effect(state, d, port, c.notify_vcpu)
+        } else {
+            Some(EvtchnEffect::Unmask {
                 dom: d,
                 port,
                 vcpu: c.notify_vcpu,
-            },
-        );
+            })
+        };
+        if let Some(e) = e {
+            super::emit(ctx, e);
+        }
     }
     Ok(())
 }
@@ -355,6 +363,8 @@ pub fn reset(
     if table::table(state, d).active() > 0 {
         return Err(XenErrno::EAGAIN);
     }
+    // Every port closed: a FIFO domain is switched back to the 2-level ABI.
+    super::fifo::destroy(state, ctx, d, false);
     Ok(ResetProgress::Done)
 }
 
@@ -366,6 +376,7 @@ pub fn destroy_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, dom: DomId
         let _ = close(state, ctx, dom, port);
     }
     state.evtchn_tables.remove(ctx.journal(), &dom);
+    super::fifo::destroy(state, ctx, dom, true);
     let handlers: alloc::vec::Vec<u32> = state
         .global_virq_handlers
         .iter()

@@ -55,13 +55,26 @@ fn read_at(ctx: &mut Ctx<'_, '_, '_>, maddr: u64, buf: &mut [u8]) -> Result<bool
     }
 }
 
-/// `evtchn_2l_is_pending` on the page, through the input.
+/// `evtchn_2l_is_pending` on the page, or `evtchn_fifo_is_pending` on the event word,
+/// through the input.
 fn port_pending(
     state: &HvState,
     ctx: &mut Ctx<'_, '_, '_>,
     dom: DomId,
     port: u32,
 ) -> Result<bool, HvError> {
+    if super::fifo::is_fifo(state, dom) {
+        // `evtchn_fifo_is_pending`: PENDING of its event word (none beyond the array).
+        let Some(at) = super::fifo::word_maddr(state, dom, port) else {
+            return Ok(false);
+        };
+        let mut w = [0u8; 4];
+        if !read_at(ctx, at, &mut w)? {
+            return Ok(false);
+        }
+        let pending = dom0_interface::event_channel::EVTCHN_FIFO_PENDING;
+        return Ok(u32::from_le_bytes(w) & (1 << pending) != 0);
+    }
     if port >= NR_PORTS {
         return Ok(false);
     }

@@ -1,13 +1,10 @@
-//! `event_channel_op(cmd, arg)` (hypercall 32), 2-level ABI: decodes the guest's argument
-//! struct, runs the operation of [`crate::evtchn::ops`], and copies the struct back the way
+//! `event_channel_op(cmd, arg)` (hypercall 32): decodes the guest's argument struct, runs
+//! the operation of [`crate::evtchn::ops`] (or [`crate::evtchn::fifo`] for the FIFO ABI's
+//! `init_control`, `expand_array` and `set_priority`), and copies the struct back the way
 //! Xen does — the whole struct as it came in, with only the OUT fields replaced (so padding
 //! and unused union bytes keep the guest's values).
-//!
-//! FIFO is not offered: `init_control` and `expand_array` answer -EOPNOTSUPP (what Xen answers
-//! when built without FIFO, and `expand_array`'s answer on a 2-level domain), `set_priority`
-//! -ENOSYS for a valid port (2-level has no priorities). No domain has physical IRQs:
-//! `bind_pirq` answers -EPERM.
 
+use crate::evtchn::fifo;
 use crate::evtchn::ops::{self, ResetProgress};
 use crate::evtchn::ChanState;
 use crate::hv::{Ctx, HvError, HvResult, HvState};
@@ -135,17 +132,25 @@ pub fn event_channel_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvRes
             }
         }
         EVTCHNOP_INIT_CONTROL => {
-            read_arg::<EvtchnInitControl>(ctx, arg)?;
-            Err(XenErrno::EOPNOTSUPP.into())
+            let (mut raw, c) = read_arg::<EvtchnInitControl>(ctx, arg)?;
+            fifo::init_control(state, ctx, c.control_gfn, c.offset, c.vcpu)?;
+            // Xen fills link_bits first but copies the struct back only on success (a failed
+            // copy is -EFAULT with the control block registered).
+            if let Some(b) = raw.get_mut(offset_of!(EvtchnInitControl, link_bits)) {
+                *b = EVTCHN_FIFO_LINK_BITS as u8;
+            }
+            ctx.copy_to_guest(arg, &raw)?;
+            Ok(0)
         }
         EVTCHNOP_EXPAND_ARRAY => {
-            read_arg::<EvtchnExpandArray>(ctx, arg)?;
-            Err(XenErrno::EOPNOTSUPP.into())
+            let (_, e) = read_arg::<EvtchnExpandArray>(ctx, arg)?;
+            fifo::expand_array(state, ctx, e.array_gfn)?;
+            Ok(0)
         }
         EVTCHNOP_SET_PRIORITY => {
             let (_, p) = read_arg::<EvtchnSetPriority>(ctx, arg)?;
-            crate::evtchn::table::slot(state, ctx.dom(), p.port)?;
-            Err(XenErrno::ENOSYS.into())
+            fifo::set_priority(state, ctx, p.port, p.priority)?;
+            Ok(0)
         }
         _ => super::unknown_subop(state, ctx, "event_channel_op", cmd),
     }

@@ -232,7 +232,7 @@ pub fn bind(
     if pirq_of(state, d, pirq).evtchn != 0 {
         return Err(XenErrno::EEXIST.into());
     }
-    let port = table::get_free_port(state, ctx.journal(), d)?;
+    let port = table::get_free_port(state, ctx, d)?;
     // pirq_guest_bind
     let mut g = gsi_entry(state, irq);
     if state.pirq_config.get().xen_gsis.contains(&irq) {

@@ -209,7 +209,7 @@ fn fresh_table_port_zero_and_the_first_bucket() {
 }
 
 #[test]
-fn fifo_only_ops_and_unknown_commands() {
+fn fifo_only_ops_on_a_two_level_domain_and_unknown_commands() {
     let mut h = Harness::dom0();
     let prio = |port| EvtchnSetPriority { port, priority: 7 }.to_vec();
     assert_eq!(op(&mut h, EVTCHNOP_SET_PRIORITY, &prio(1)).0, ENOSYS);
@@ -217,16 +217,6 @@ fn fifo_only_ops_and_unknown_commands() {
     assert_eq!(op(&mut h, EVTCHNOP_SET_PRIORITY, &beyond).0, EINVAL);
     let ex = EvtchnExpandArray { array_gfn: 0x1234 }.to_vec();
     assert_eq!(op(&mut h, EVTCHNOP_EXPAND_ARRAY, &ex).0, EOPNOTSUPP);
-    let ic = EvtchnInitControl {
-        control_gfn: 0x1234,
-        offset: 0,
-        vcpu: 0,
-        link_bits: 0,
-        _pad: [0; 7],
-    };
-    let (ret, out, _) = op(&mut h, EVTCHNOP_INIT_CONTROL, &ic.to_vec());
-    assert_eq!(ret, EOPNOTSUPP, "no FIFO: Linux falls back to 2-level");
-    assert_eq!(out, ic.to_vec(), "nothing written back");
     assert_eq!(
         reset(&mut h, super::EVTCHNOP_RESET_CONT, DOMID_SELF),
         EBUSY,
@@ -779,3 +769,5 @@ fn rollback_restores_the_port_tables_bit_for_bit() {
     assert_eq!(lockstep::replica::full_digest(&h.state), before);
     assert_eq!(status(&mut h, a).map(|s| s.0), Ok(EVTCHNSTAT_INTERDOMAIN));
 }
+
+mod fifo;
