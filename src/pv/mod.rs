@@ -333,6 +333,12 @@ pub(crate) struct After {
     /// A committed TLB flush the other leader CPUs must do too (several pairs), once the
     /// runtime lock is released.
     remote_flush: bool,
+    /// Other leader CPUs asked to leave the vCPU they hold (synchronous descheduling): the
+    /// exit path waits for them once the runtime lock is released.
+    departures: Vec<arch::desched::Ask>,
+    /// Machine frames the committed effects released: back to the allocator after the
+    /// remote TLB flush and once every CPU in `departures` left its vCPU.
+    freed: Vec<u64>,
 }
 
 impl After {
@@ -340,6 +346,8 @@ impl After {
         self.shutdown = self.shutdown.or(o.shutdown);
         self.crashed = self.crashed.or(o.crashed);
         self.remote_flush |= o.remote_flush;
+        self.departures.extend(o.departures);
+        self.freed.extend(o.freed);
     }
 }
 
@@ -453,12 +461,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         return;
     };
     let (dom, vcpu) = key;
-    let kernel_mode = rt
-        .backend
-        .replica()
-        .vcpus
-        .get(&key)
-        .is_none_or(|v| v.kernel_mode);
+    let vcpu_state = rt.backend.replica().vcpus.get(&key);
+    // Its domain was destroyed from another CPU while this one ran it: no transaction, it
+    // only leaves this CPU.
+    let gone = vcpu_state.is_none();
+    let kernel_mode = vcpu_state.is_none_or(|v| v.kernel_mode);
     let regs = regs_of(frame);
     // The segment bases the guest left in the hardware (it changes them without an exit): the
     // first transaction of this exit for it records them in the replica, which from then on
@@ -537,7 +544,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    if let Some(req) = req {
+    if let (Some(req), false) = (req, gone) {
         let req = req.with_live(live.take());
         let cr3 = rt.kernel_cr3(key);
         let more = transact(rt, &req, cr3, Some((frame, fx)));
@@ -608,6 +615,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 }
                 rt.save_selectors(cur);
                 rt.save_xstate(cpu, cur);
+                // Off the guest's page tables while idle: they may be released.
+                arch::paging::switch_to_hypervisor_tables();
                 break;
             }
         }
@@ -617,6 +626,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let idle = rt.running[cpu].is_none();
     rt.on_cpu[cpu] = rt.running[cpu];
+    if rt.cross_cpu {
+        // Whatever vCPU another CPU asked this one to leave, it left.
+        arch::desched::left(cpu);
+    }
     drop(guard);
     apply::finish(after, noreboot);
     if idle {
@@ -751,7 +764,7 @@ fn map_ldt_selectors(
 /// in the hardware (`live` is still there), records them now (Xen's `save_segments`), before
 /// another vCPU's bases replace them.
 fn switch_out(rt: &mut Runtime, key: VcpuKey, frame: &TrapFrame, live: Option<LiveBases>) -> After {
-    if live.is_none() {
+    if live.is_none() || !rt.backend.replica().vcpus.contains_key(&key) {
         return After::default();
     }
     let req =
@@ -838,6 +851,7 @@ fn enter_current() -> ! {
     if entry.is_some() {
         rt.on_cpu[cpu] = rt.running[cpu];
         if rt.cross_cpu {
+            arch::desched::left(cpu);
             crate::lockstep_pairs::announce_first_entry(cpu, rt.running[cpu]);
         }
     }
