@@ -83,7 +83,7 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
 }
 
 /// The dom0 session on two pairs: every pair in `xl lockstep status` and debug key `l`, a
-/// domU, 100 injected effects faults all recovered, `xl lockstep off` and
+/// domU (paused and unpaused 3 times), 100 injected effects faults all recovered, `xl lockstep off` and
 /// `on` (every follower re-synchronised);
 /// then pair 0's follower fails for good: pair 0 escalates and its transactions run through
 /// pair 1 from then on, still protected (20 more faults recovered).
@@ -104,6 +104,25 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             typed("xl create /etc/xen/demo1.cfg"),
             vec![line("Parsing config from /etc/xen/demo1.cfg")],
         ),
+        // Where its vCPU runs (the log shows the CPU; the least loaded leader's).
+        (
+            typed("xl vcpu-list demo1"),
+            vec![Says::Line(Pattern::starts_with("demo1 "))],
+        ),
+    ];
+    // Paused and unpaused from dom0 while it runs, perhaps on the other leader: `xl pause`
+    // returns once its vCPU is off its CPU.
+    for _ in 0..3 {
+        v.extend([
+            (typed("xl pause demo1"), vec![]),
+            (
+                typed("xl list demo1"),
+                vec![Says::Line(Pattern::contains_all(["demo1 ", "p---"]))],
+            ),
+            (typed("xl unpause demo1"), vec![]),
+        ]);
+    }
+    v.extend([
         (
             typed("xl lockstep inject -w effects 100"),
             vec![
@@ -118,7 +137,7 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
                 line(&injection_row("effects", [100, 0, 100, 0, 0, 0])),
             ],
         ),
-    ];
+    ]);
     v.extend(roles_key(
         "CPU0 coordinator, CPU1 leader, CPU2 follower, CPU3 leader, CPU4 follower",
     ));
