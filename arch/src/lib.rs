@@ -11,6 +11,7 @@ pub mod boot;
 pub mod conring;
 pub mod console;
 pub mod cpu;
+pub mod desched;
 pub mod entry;
 pub mod frame;
 pub mod gdt;

@@ -226,7 +226,8 @@ pub fn build_hypervisor_tables(
     Ok(pml4)
 }
 
-/// Switches the running CPU (an AP fresh from the trampoline) to the hypervisor tables.
+/// Switches the running CPU to the hypervisor tables: an AP fresh from the trampoline, or
+/// a leader CPU going idle (off the page tables of the guest it ran, which may be released).
 pub fn switch_to_hypervisor_tables() {
     let cr3 = hypervisor_cr3();
     if cr3 != 0 {

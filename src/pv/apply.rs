@@ -131,6 +131,31 @@ pub(crate) fn apply_all(
             Effect::Gsi(g) => super::irq::apply(g),
         }
     }
+    if rt.cross_cpu {
+        ask_departures(rt, after);
+    }
+}
+
+/// Synchronous descheduling: every other leader CPU that holds a vCPU the scheduler no
+/// longer gives it (taken off by these effects or by earlier ones it has not answered yet)
+/// is asked to leave it; the exit path waits for the answers once the runtime lock is
+/// released, and frames these effects released wait for them too.
+fn ask_departures(rt: &Runtime, after: &mut After) {
+    let me = crate::lockstep_spare::logical_cpu();
+    for cpu in 0..rt.on_cpu.len() {
+        let held = rt.on_cpu[cpu];
+        if cpu == me || held.is_none() || held == rt.running[cpu] {
+            continue;
+        }
+        if after.departures.iter().any(|&(c, _)| c == cpu) {
+            // Asked already in this exit: that answer covers this change too.
+            continue;
+        }
+        if let Some(a) = arch::desched::ask(cpu) {
+            after.departures.push(a);
+            arch::smp::kick(crate::lockstep_spare::physical_cpu(cpu));
+        }
+    }
 }
 
 fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
@@ -299,11 +324,8 @@ fn apply_mm(m: &MmEffect, after: &mut After) {
             arch::guestmem::copy_frame(*dst, *src);
         }
         MmEffect::FlushCache => arch::cpu::wbinvd(),
-        MmEffect::FreeFrames(mfns) => {
-            for m in mfns {
-                let _ = arch::memory::free_frame(m << 12);
-            }
-        }
+        // Released in `finish`, once no CPU can still reach them (see `After::freed`).
+        MmEffect::FreeFrames(mfns) => after.freed.extend_from_slice(mfns),
         MmEffect::FramesAllocated { mfns, .. } => after.kept_frames.extend_from_slice(mfns),
         MmEffect::AtomicBits { maddr, set, clear } => {
             for bit in 0..64 {
@@ -359,8 +381,13 @@ fn apply_pv(rt: &mut Runtime, p: &PvEffect) {
 /// How long a leader CPU waits for the others to do a TLB flush it asked for: 100 ms.
 const REMOTE_FLUSH_TIMEOUT_MS: u64 = 100;
 
-/// After the runtime lock is dropped: the other leader CPUs' TLB flush, shutdown or crash of
-/// the hardware domain.
+/// How long a leader CPU waits for others to leave the vCPUs it took off them: 100 ms.
+const DEPARTURE_TIMEOUT_MS: u64 = 100;
+
+/// After the runtime lock is dropped: the other leader CPUs' TLB flush, waiting for the
+/// CPUs asked to leave a vCPU (before the guest that took it off goes on: a pause is
+/// reported once the vCPU is off its CPU, as Xen's `vcpu_sleep_sync` makes it), releasing
+/// frames, shutdown or crash of the hardware domain.
 pub(crate) fn finish(after: After, noreboot: bool) {
     if after.remote_flush {
         let leaders = crate::lockstep_pairs::leader_cpus();
@@ -373,6 +400,23 @@ pub(crate) fn finish(after: After, noreboot: bool) {
             );
         }
     }
+    if !after.departures.is_empty() {
+        let timeout = arch::lapic::tsc_khz().saturating_mul(DEPARTURE_TIMEOUT_MS);
+        let me = crate::lockstep_spare::logical_cpu();
+        if let arch::desched::Waited::Late(cpus) =
+            arch::desched::wait(&after.departures, me, timeout)
+        {
+            for cpu in cpus {
+                xprintln!(
+                    "descheduling: CPU{} did not leave its vCPU within {} ms",
+                    cpu,
+                    DEPARTURE_TIMEOUT_MS
+                );
+            }
+        }
+    }
+    arch::desched::release_after(&after.departures, &after.freed);
+    arch::desched::release_ready();
     if let Some(d) = after.crashed {
         xprintln!("Domain {} crashed", d);
         if d == 0 {
@@ -392,6 +436,8 @@ fn hardware_domain_down(dom: DomId, reason: u32, noreboot: bool) -> ! {
     arch::stacks::report();
     arch::smp::report_wakeups();
     super::irq::report();
+    // Synchronous descheduling between leader CPUs, if there was any.
+    arch::desched::report();
     let reboot_suffix = if noreboot {
         "'noreboot' set - not rebooting."
     } else {

@@ -364,6 +364,12 @@ pub(crate) struct After {
     /// A committed TLB flush the other leader CPUs must do too (several pairs), once the
     /// runtime lock is released.
     remote_flush: bool,
+    /// Other leader CPUs asked to leave the vCPU they hold (synchronous descheduling): the
+    /// exit path waits for them once the runtime lock is released.
+    departures: Vec<arch::desched::Ask>,
+    /// Machine frames the committed effects released: back to the allocator after the
+    /// remote TLB flush and once every CPU in `departures` left its vCPU.
+    freed: Vec<u64>,
 }
 
 impl After {
@@ -371,6 +377,8 @@ impl After {
         self.shutdown = self.shutdown.or(o.shutdown);
         self.crashed = self.crashed.or(o.crashed);
         self.remote_flush |= o.remote_flush;
+        self.departures.extend(o.departures);
+        self.freed.extend(o.freed);
     }
 }
 
@@ -486,12 +494,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     // One lookup for both: whether the guest kernel or its user space left, and the kernel
     // page tables the exit's transaction resolves guest addresses through (an interrupt
     // exit's console and GSI transactions may run first: it looks again).
-    let (kernel_mode, cr3_at_exit) = rt
-        .backend
-        .replica()
-        .vcpus
-        .get(&key)
-        .map_or((true, 0), |v| (v.kernel_mode, v.cr3));
+    let vcpu_state = rt.backend.replica().vcpus.get(&key);
+    // Its domain was destroyed from another CPU while this one ran it: no transaction, it
+    // only leaves this CPU.
+    let gone = vcpu_state.is_none();
+    let (kernel_mode, cr3_at_exit) = vcpu_state.map_or((true, 0), |v| (v.kernel_mode, v.cr3));
     let regs = regs_of(frame);
     // The segment bases the guest left in the hardware (it changes them without an exit): the
     // first transaction of this exit for it records them in the replica, which from then on
@@ -570,7 +577,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    if let Some(req) = req {
+    if let (Some(req), false) = (req, gone) {
         let req = req.with_live(live.take());
         let cr3 = match exit {
             GuestExit::Interrupt(_) => rt.kernel_cr3(key),
@@ -651,6 +658,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 }
                 rt.save_selectors(cur);
                 rt.save_xstate(cpu, cur);
+                // Off the guest's page tables while idle: they may be released.
+                arch::paging::switch_to_hypervisor_tables();
                 break;
             }
         }
@@ -660,6 +669,10 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let idle = rt.running[cpu].is_none();
     rt.on_cpu[cpu] = rt.running[cpu];
+    if rt.cross_cpu {
+        // Whatever vCPU another CPU asked this one to leave, it left.
+        arch::desched::left(cpu);
+    }
     drop(guard);
     apply::finish(after, noreboot);
     if idle {
@@ -799,7 +812,7 @@ fn map_ldt_selectors(
 /// in the hardware (`live` is still there), records them now (Xen's `save_segments`), before
 /// another vCPU's bases replace them.
 fn switch_out(rt: &mut Runtime, key: VcpuKey, frame: &TrapFrame, live: Option<LiveBases>) -> After {
-    if live.is_none() {
+    if live.is_none() || !rt.backend.replica().vcpus.contains_key(&key) {
         return After::default();
     }
     let req =
@@ -886,6 +899,7 @@ fn enter_current() -> ! {
     if entry.is_some() {
         rt.on_cpu[cpu] = rt.running[cpu];
         if rt.cross_cpu {
+            arch::desched::left(cpu);
             crate::lockstep_pairs::announce_first_entry(cpu, rt.running[cpu]);
         }
     }

@@ -12,22 +12,36 @@ use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
 
-/// The guests run on two pairs, and whether each starts vCPU 1 (which then runs on pair 1's
-/// leader): `timer` and `segs` start, stop and restart it running their own code; `evtchn2`
-/// binds and sends events to vCPU 1 without starting it, and `fifo` does the same on the
-/// FIFO ABI (its queue tails live outside the replicas, shared by both leaders); `lockstep`
-/// injects faults (every kind) and reads both pairs in the status; `lockpairs` injects
-/// faults into pair 1 and makes its follower fail (`pair=1`) while vCPU 1 makes hypercalls
-/// on pair 1's leader; `domu` builds, runs and destroys a domU (on the boot leader). Every
-/// other test guest passed on `-smp 5` too when this was written.
-pub const TWO_PAIR_GUESTS: &[(&str, bool)] = &[
-    ("timer", true),
-    ("segs", true),
-    ("evtchn2", false),
-    ("fifo", false),
-    ("lockstep", false),
-    ("lockpairs", true),
-    ("domu", false),
+/// The guests run on two pairs, whether each starts vCPU 1 (which then runs on pair 1's
+/// leader), and lines it must print there: `timer` and `segs` start, stop and restart
+/// it running their own code; `evtchn2` binds and sends events to vCPU 1 without starting
+/// it, and `fifo` does the same on the FIFO ABI (its queue tails live outside the replicas,
+/// shared by both leaders); `lockstep` injects faults (every kind) and reads both pairs in
+/// the status; `lockpairs` injects faults into pair 1 and makes its follower fail
+/// (`pair=1`) while vCPU 1 makes hypercalls on pair 1's leader; `domu` builds, runs and
+/// destroys a domU; `dompause` pauses, unpauses and destroys a busy 2-vCPU domU whose
+/// vCPUs run on both leaders (dom0's vCPU 1 stays down: the domU's vCPU 0 goes to the idle
+/// CPU3, vCPU 1 to CPU1). Every other test guest passed on `-smp 5` too when this was
+/// written.
+pub const TWO_PAIR_GUESTS: &[(&str, bool, &[&str])] = &[
+    ("timer", true, &[]),
+    ("segs", true, &[]),
+    ("evtchn2", false, &[]),
+    ("fifo", false, &[]),
+    ("lockstep", false, &[]),
+    ("lockpairs", true, &[]),
+    ("domu", false, &[]),
+    (
+        "dompause",
+        false,
+        &[
+            "INFO: the domU's vCPU 0 runs on CPU3, vCPU 1 on CPU1",
+            // Pausing and destroying it took its vCPU 0 off CPU3 synchronously, and no
+            // frame stayed kept for a CPU that did not answer.
+            "(XEN) descheduling: ",
+            "late, 0 frames kept",
+        ],
+    ),
 ];
 
 /// The two-pair roles line.
@@ -40,7 +54,7 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
         .iter()
         .filter_map(|g| {
             let stem = stem(g)?;
-            let &(_, starts_vcpu1) = TWO_PAIR_GUESTS.iter().find(|(n, _)| *n == stem)?;
+            let &(_, starts_vcpu1, says) = TWO_PAIR_GUESTS.iter().find(|(n, ..)| *n == stem)?;
             let mut s = dualvisor_guest(p, g);
             s.name = format!("{}-smp5", s.name);
             s.qemu = s.qemu.smp(5);
@@ -52,6 +66,9 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
                 s.expect.expect.push(Pattern::contains(
                     "(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1",
                 ));
+            }
+            for line in says {
+                s.expect.expect.push(Pattern::contains(*line));
             }
             s.expect
                 .expect
@@ -71,7 +88,7 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
 }
 
 /// The dom0 session on two pairs: every pair in `xl lockstep status` and debug key `l`, a
-/// domU (on the boot leader), 100 injected effects faults all recovered, `xl lockstep off` and
+/// domU (paused and unpaused 3 times), 100 injected effects faults all recovered, `xl lockstep off` and
 /// `on` (every follower re-synchronised);
 /// then pair 0's follower fails for good: pair 0 escalates and its transactions run through
 /// pair 1 from then on, still protected (20 more faults recovered).
@@ -92,6 +109,25 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             typed("xl create /etc/xen/demo1.cfg"),
             vec![line("Parsing config from /etc/xen/demo1.cfg")],
         ),
+        // Where its vCPU runs (the log shows the CPU; the least loaded leader's).
+        (
+            typed("xl vcpu-list demo1"),
+            vec![Says::Line(Pattern::starts_with("demo1 "))],
+        ),
+    ];
+    // Paused and unpaused from dom0 while it runs, perhaps on the other leader: `xl pause`
+    // returns once its vCPU is off its CPU.
+    for _ in 0..3 {
+        v.extend([
+            (typed("xl pause demo1"), vec![]),
+            (
+                typed("xl list demo1"),
+                vec![Says::Line(Pattern::contains_all(["demo1 ", "p---"]))],
+            ),
+            (typed("xl unpause demo1"), vec![]),
+        ]);
+    }
+    v.extend([
         (
             typed("xl lockstep inject -w effects 100"),
             vec![
@@ -106,7 +142,7 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
                 line(&injection_row("effects", [100, 0, 100, 0, 0, 0])),
             ],
         ),
-    ];
+    ]);
     v.extend(roles_key(
         "CPU0 coordinator, CPU1 leader, CPU2 follower, CPU3 leader, CPU4 follower",
     ));

@@ -27,18 +27,14 @@ fn put_runq(s: &mut Sched<'_>, pcpu: u32, q: RunQueue) {
     }
 }
 
-/// Where a vCPU not placed yet goes: dom0's to the least loaded leader CPU (the embedder
-/// places them at boot, spread over the lockstep pairs' leaders), every other domain's to
-/// the lowest-numbered one, the boot leader. A domU's vCPUs stay together on one leader
-/// CPU: pausing or destroying a domain from a vCPU on one CPU then never has to take a vCPU
-/// off another CPU that runs it right now on the page tables being released (the
-/// hypervisor has no synchronous cross-CPU descheduling or TLB shootdown yet).
-fn placement(s: &Sched<'_>, key: VcpuKey) -> Option<u32> {
-    if key.0 == 0 {
-        least_loaded(s)
-    } else {
-        s.state.runqs.iter().map(|(id, _)| *id).min()
-    }
+/// Where a vCPU not placed yet goes: the least loaded leader CPU, for every domain (dom0's
+/// are placed at boot by the embedder, spread over the lockstep pairs' leaders). A domU's
+/// vCPUs thus spread over the leaders too: pausing, shutting down or destroying a domain
+/// may take a vCPU off another CPU that runs it right now, and the embedder lets nothing
+/// that needs it gone (its frames released, the pause reported) happen before that CPU
+/// acknowledged it left the vCPU (synchronous descheduling, Xen's `vcpu_sleep_sync`).
+fn placement(s: &Sched<'_>, _key: VcpuKey) -> Option<u32> {
+    least_loaded(s)
 }
 
 /// The least loaded leader CPU (running + queued), lowest id on ties.

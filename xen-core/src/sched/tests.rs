@@ -490,12 +490,13 @@ fn random_sequences_keep_the_run_queues_consistent() {
 }
 
 #[test]
-fn a_domus_vcpus_go_to_the_boot_leader_dom0s_to_the_least_loaded() {
+fn every_domains_vcpus_go_to_the_least_loaded_leader() {
     let mut state = HvState::new();
     let mut j = Journal::new();
     j.begin(1);
     create_domain(&mut state, &mut j, 0, true, 2, 1024).expect("dom0");
     create_domain(&mut state, &mut j, 1, false, 2, 1024).expect("domU");
+    create_domain(&mut state, &mut j, 2, false, 1, 1024).expect("domU 2");
     let mut s = Sched::at_tsc(&mut state, &mut j, 0);
     configure_time(
         &mut s,
@@ -511,8 +512,27 @@ fn a_domus_vcpus_go_to_the_boot_leader_dom0s_to_the_least_loaded() {
         (1, 3),
         "dom0 spread"
     );
-    for v in 0..2 {
-        online_and_wake(&mut s, (1, v));
-        assert_eq!(s.vcpu((1, v)).pcpu, 1, "domU vCPU {v} on the boot leader");
+    // dom0's vCPU 1 blocks: CPU3 is the less loaded one, then they tie (lowest id).
+    block(&mut s, (0, 1), None);
+    online_and_wake(&mut s, (1, 0));
+    online_and_wake(&mut s, (1, 1));
+    assert_eq!(
+        (s.vcpu((1, 0)).pcpu, s.vcpu((1, 1)).pcpu),
+        (3, 1),
+        "a 2-vCPU domU runs on both leaders"
+    );
+    // CPU1 runs dom0's vCPU 0 and queues the domU's vCPU 1; CPU3 runs the domU's vCPU 0.
+    online_and_wake(&mut s, (2, 0));
+    assert_eq!(
+        s.vcpu((2, 0)).pcpu,
+        3,
+        "the next domU to the less loaded CPU"
+    );
+    // A vCPU stays where it was first placed: taken offline and woken again while the
+    // other CPU is idle.
+    for k in [(1, 1), (1, 0), (2, 0)] {
+        offline(&mut s, k);
     }
+    online_and_wake(&mut s, (1, 1));
+    assert_eq!(s.vcpu((1, 1)).pcpu, 1, "placed once");
 }

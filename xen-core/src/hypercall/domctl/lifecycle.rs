@@ -167,7 +167,10 @@ pub(super) fn max_vcpus(
     Done::ok()
 }
 
-/// `domain_pause_by_systemcontroller`: not oneself (-EINVAL); one more pause.
+/// `domain_pause_by_systemcontroller`: not oneself (-EINVAL); one more pause. Its vCPUs
+/// leave their CPUs in the replica at once; a vCPU that another leader CPU runs right now
+/// is off it before the caller resumes (the embedder waits for that CPU, as Xen's
+/// `domain_pause` syncs with `vcpu_sleep_sync`).
 pub(super) fn pause(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
