@@ -377,8 +377,13 @@ impl After {
         self.shutdown = self.shutdown.or(o.shutdown);
         self.crashed = self.crashed.or(o.crashed);
         self.remote_flush |= o.remote_flush;
-        self.departures.extend(o.departures);
-        self.freed.extend(o.freed);
+        // Both are empty after almost every transaction: no call into `extend` then.
+        if !o.departures.is_empty() {
+            self.departures.extend(o.departures);
+        }
+        if !o.freed.is_empty() {
+            self.freed.extend(o.freed);
+        }
     }
 }
 
@@ -577,8 +582,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    if let (Some(req), false) = (req, gone) {
-        let req = req.with_live(live.take());
+    if let (Some(mut req), false) = (req, gone) {
+        // In place: `with_live` moves the whole request twice (~3% of a hypercall).
+        req.live = live.take();
         let cr3 = match exit {
             GuestExit::Interrupt(_) => rt.kernel_cr3(key),
             _ => cr3_at_exit,
