@@ -51,6 +51,27 @@ pub struct GuestContext {
     pub xcr0: u64,
 }
 
+impl GuestContext {
+    /// What a CPU holds while it runs no guest: no guest GDT or LDT frame mapped in its
+    /// windows, no breakpoint armed, XCR0 x87|SSE, the rest cleared. A CPU that leaves a
+    /// vCPU to idle loads it, so that nothing of a domain whose frames may be released next
+    /// stays mapped there.
+    pub fn idle() -> Self {
+        GuestContext {
+            ts: false,
+            tsc_aux: 0,
+            tsd: false,
+            fsgsbase: false,
+            gdt_frames: [0; GDT_PAGES],
+            ldt_frames: [0; LDT_PAGES],
+            ldt_ents: 0,
+            dr: [0; 4],
+            dr7: crate::cpu::DR7_DEFAULT,
+            xcr0: crate::xstate::XCR0_FP_SSE,
+        }
+    }
+}
+
 /// Words naming what a [`GuestContext`] is built from: two equal sources give equal
 /// contexts (e.g. a vCPU and change stamps of the state it is read from).
 pub type Source = [u64; 5];
@@ -144,18 +165,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> GuestContext {
-        GuestContext {
-            ts: false,
-            tsc_aux: 0,
-            tsd: false,
-            fsgsbase: false,
-            gdt_frames: [0; GDT_PAGES],
-            ldt_frames: [0; LDT_PAGES],
-            ldt_ents: 0,
-            dr: [0; 4],
-            dr7: 0x400,
-            xcr0: 3,
-        }
+        GuestContext::idle()
     }
 
     #[test]

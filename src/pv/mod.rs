@@ -664,8 +664,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 }
                 rt.save_selectors(cur);
                 rt.save_xstate(cpu, cur);
-                // Off the guest's page tables while idle: they may be released.
+                // Off the guest's page tables while idle: they may be released. Nor do its
+                // GDT and LDT frames stay mapped in this CPU's windows, or its breakpoints
+                // armed.
                 arch::paging::switch_to_hypervisor_tables();
+                arch::guest_context::load(&arch::guest_context::GuestContext::idle());
                 break;
             }
         }
