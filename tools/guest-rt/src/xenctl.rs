@@ -10,6 +10,28 @@ use dom0_interface::xen::DOMID_SELF;
 /// `XEN_DOMCTL_INTERFACE_VERSION` (and `XEN_SYSCTL_INTERFACE_VERSION`) of Xen 4.17.
 pub const INTERFACE_VERSION: u32 = dom0_interface::domctl::XEN_DOMCTL_INTERFACE_VERSION;
 const _: () = assert!(INTERFACE_VERSION == dom0_interface::sysctl::XEN_SYSCTL_INTERFACE_VERSION);
+/// The domctl and sysctl numbers and flags the toolstack test guests use, under Xen's names
+/// without the `XEN_` prefix (from `dom0_interface`, which mirrors `domctl.h` and `sysctl.h`).
+pub mod ops {
+    pub use dom0_interface::domctl::{
+        XEN_DOMCTL_CREATEDOMAIN as DOMCTL_CREATEDOMAIN,
+        XEN_DOMCTL_DESTROYDOMAIN as DOMCTL_DESTROYDOMAIN,
+        XEN_DOMCTL_GETDOMAININFO as DOMCTL_GETDOMAININFO,
+        XEN_DOMCTL_GETVCPUCONTEXT as DOMCTL_GETVCPUCONTEXT,
+        XEN_DOMCTL_GETVCPUINFO as DOMCTL_GETVCPUINFO, XEN_DOMCTL_MAX_MEM as DOMCTL_MAX_MEM,
+        XEN_DOMCTL_MAX_VCPUS as DOMCTL_MAX_VCPUS, XEN_DOMCTL_PAUSEDOMAIN as DOMCTL_PAUSEDOMAIN,
+        XEN_DOMCTL_SETVCPUCONTEXT as DOMCTL_SETVCPUCONTEXT,
+        XEN_DOMCTL_UNPAUSEDOMAIN as DOMCTL_UNPAUSEDOMAIN, XEN_DOMINF_DYING as DOMINF_DYING,
+        XEN_DOMINF_PAUSED as DOMINF_PAUSED, XEN_DOMINF_RUNNING as DOMINF_RUNNING,
+        XEN_DOMINF_SHUTDOWN as DOMINF_SHUTDOWN,
+    };
+    pub use dom0_interface::sysctl::{
+        XEN_SYSCTL_GETDOMAININFOLIST as SYSCTL_GETDOMAININFOLIST,
+        XEN_SYSCTL_PHYSCAP_PV as PHYSCAP_PV, XEN_SYSCTL_PHYSINFO as SYSCTL_PHYSINFO,
+        XEN_SYSCTL_READCONSOLE as SYSCTL_READCONSOLE, XEN_SYSCTL_SCHED_ID as SYSCTL_SCHED_ID,
+    };
+}
+
 /// Offset of the `u` union in `struct xen_domctl`.
 pub const DOMCTL_U: usize = 16;
 /// Offset of the `u` union in `struct xen_sysctl`.

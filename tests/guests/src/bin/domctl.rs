@@ -11,6 +11,7 @@ use guest_rt::mm::{XENMEM_DECREASE_RESERVATION, XENMEM_POPULATE_PHYSMAP};
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
+use guest_rt::xenctl::ops::*;
 use guest_rt::xenctl::{domctl, foreign_reservation, sysctl, CtlBuf, DOMCTL_U, SYSCTL_U};
 use guest_rt::{println, Errno, XenResult};
 
@@ -19,22 +20,6 @@ guest_rt::no_heap!();
 
 // Xen 4.17's numbers and offsets (public/domctl.h, public/sysctl.h), written out here so the
 // guest checks the hypervisor's mirrors independently.
-const DOMCTL_CREATEDOMAIN: u32 = 1;
-const DOMCTL_DESTROYDOMAIN: u32 = 2;
-const DOMCTL_PAUSEDOMAIN: u32 = 3;
-const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
-const DOMCTL_GETDOMAININFO: u32 = 5;
-const DOMCTL_MAX_MEM: u32 = 11;
-const DOMCTL_SETVCPUCONTEXT: u32 = 12;
-const DOMCTL_GETVCPUINFO: u32 = 14;
-const DOMCTL_MAX_VCPUS: u32 = 15;
-const SYSCTL_PHYSINFO: u32 = 3;
-const SYSCTL_GETDOMAININFOLIST: u32 = 6;
-const DOMINF_DYING: u32 = 1 << 0;
-const DOMINF_SHUTDOWN: u32 = 1 << 2;
-const DOMINF_PAUSED: u32 = 1 << 3;
-const DOMINF_RUNNING: u32 = 1 << 5;
-const PHYSCAP_PV: u32 = 1 << 1;
 /// `XEN_DOMINF_shutdown` bits of a domain that never set a shutdown code
 /// (`SHUTDOWN_CODE_INVALID` shifted in).
 const NO_SHUTDOWN_CODE: u32 = 0xffff_0000;

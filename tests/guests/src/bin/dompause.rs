@@ -17,38 +17,19 @@ use guest_rt::shared_info::SharedInfo;
 use guest_rt::smp::ctx_off::*;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
+use guest_rt::xenctl::ops::*;
 use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
-use guest_rt::{println, Errno, XenResult};
+use guest_rt::{println, Errno};
+use test_guests::tinydom::*;
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
-
-const DOMCTL_CREATEDOMAIN: u32 = 1;
-const DOMCTL_DESTROYDOMAIN: u32 = 2;
-const DOMCTL_PAUSEDOMAIN: u32 = 3;
-const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
-const DOMCTL_GETDOMAININFO: u32 = 5;
-const DOMCTL_MAX_MEM: u32 = 11;
-const DOMCTL_SETVCPUCONTEXT: u32 = 12;
-const DOMCTL_GETVCPUCONTEXT: u32 = 13;
-const DOMCTL_GETVCPUINFO: u32 = 14;
-const DOMCTL_MAX_VCPUS: u32 = 15;
-/// `XEN_DOMINF_paused`.
-const DOMINF_PAUSED: u32 = 1 << 3;
 
 /// Domains built, paused and unpaused [`PAUSES`] times each, and destroyed.
 const ROUNDS: usize = 10;
 const PAUSES: usize = 2;
 const VCPUS: u32 = 2;
 
-/// The domU's pages: pfn of each.
-const PFN_L4: usize = 0;
-const PFN_L3: usize = 1;
-const PFN_L2: usize = 2;
-const PFN_L1: usize = 3;
-const PFN_CODE: usize = 4;
-const PFN_DATA: usize = 5;
-const PAGES: usize = 6;
 /// Where the domU's code runs (L4 0, L3 0, L2 2, L1 0); its data page is the next one,
 /// vCPU n's counter at byte 64 * n.
 const CODE_VA: u64 = 0x40_0000;
@@ -237,44 +218,12 @@ fn free_pages() -> Result<u64, Errno> {
     Ok(u64::from_le_bytes(b))
 }
 
-fn simple(cmd: u32, dom: u16) -> XenResult {
-    domctl(&mut CtlBuf::domctl(cmd, dom))
-}
-
-fn flags(dom: u16) -> Result<u32, Errno> {
-    let mut op = CtlBuf::domctl(DOMCTL_GETDOMAININFO, dom);
-    domctl(&mut op)?;
-    if op.u16(DOMCTL_U) != dom {
-        return Err(Errno::ESRCH);
-    }
-    Ok(op.u32(DOMCTL_U + 4))
-}
-
 /// `r`, saying which step of the build failed if it did.
 fn at<T>(what: &str, r: Result<T, Errno>) -> Result<T, Errno> {
     if let Err(e) = &r {
         info(format_args!("{what} failed: {e:?}"));
     }
     r
-}
-
-/// Fills the foreign frame `mfn` of `dom` with `words` (zero elsewhere).
-fn write_frame(s: &mut Scratch, dom: u16, mfn: u64, words: &[(usize, u64)]) -> XenResult {
-    s.map_foreign(
-        dom,
-        mfn,
-        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY,
-    )?;
-    let mut ok = s.fill(0);
-    for &(i, v) in words {
-        ok &= s.write(i, v);
-    }
-    s.restore()?;
-    if ok {
-        Ok(0)
-    } else {
-        Err(Errno::EFAULT)
-    }
 }
 
 /// Creates a paused domU with two vCPUs, its page tables, code and data page, and both
@@ -314,30 +263,7 @@ fn fill(s: &mut Scratch, d: u16) -> Result<u64, Errno> {
     {
         return Err(Errno::ENOMEM);
     }
-    let table = pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED;
-    write_frame(s, d, m[PFN_L4], &[(0, (m[PFN_L3] << 12) | table)])?;
-    write_frame(s, d, m[PFN_L3], &[(0, (m[PFN_L2] << 12) | table)])?;
-    write_frame(s, d, m[PFN_L2], &[(2, (m[PFN_L1] << 12) | table)])?;
-    write_frame(
-        s,
-        d,
-        m[PFN_L1],
-        &[
-            (
-                0,
-                (m[PFN_CODE] << 12) | pte::PRESENT | pte::USER | pte::ACCESSED,
-            ),
-            (
-                1,
-                (m[PFN_DATA] << 12)
-                    | pte::PRESENT
-                    | pte::RW
-                    | pte::USER
-                    | pte::ACCESSED
-                    | pte::DIRTY,
-            ),
-        ],
-    )?;
+    write_tables(s, d, &m)?;
     let mut b = [0u8; 8];
     b[..CODE.len()].copy_from_slice(&CODE);
     write_frame(s, d, m[PFN_CODE], &[(0, u64::from_le_bytes(b))])?;

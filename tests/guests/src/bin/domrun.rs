@@ -20,34 +20,18 @@ use guest_rt::shared_info::SharedInfo;
 use guest_rt::smp::{self, ctx_off::*};
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
+use guest_rt::xenctl::ops::*;
 use guest_rt::xenctl::{domctl, foreign_reservation, CtlBuf, DOMCTL_U};
 use guest_rt::{println, Errno, XenResult};
+use test_guests::tinydom::*;
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
 
-const DOMCTL_CREATEDOMAIN: u32 = 1;
-const DOMCTL_DESTROYDOMAIN: u32 = 2;
-const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
-const DOMCTL_GETDOMAININFO: u32 = 5;
-const DOMCTL_MAX_MEM: u32 = 11;
-const DOMCTL_SETVCPUCONTEXT: u32 = 12;
-const DOMCTL_GETVCPUCONTEXT: u32 = 13;
-const DOMCTL_GETVCPUINFO: u32 = 14;
-const DOMCTL_MAX_VCPUS: u32 = 15;
-const DOMINF_SHUTDOWN: u32 = 1 << 2;
 const VIRQ_DOM_EXC: u32 = 3;
 const SHUTDOWN_REBOOT: u32 = 1;
 const SHUTDOWN_SUSPEND: u32 = 2;
 
-/// The domU's pages: pfn of each.
-const PFN_L4: usize = 0;
-const PFN_L3: usize = 1;
-const PFN_L2: usize = 2;
-const PFN_L1: usize = 3;
-const PFN_CODE: usize = 4;
-const PFN_STACK: usize = 5;
-const PAGES: usize = 6;
 /// Where the domU's code runs (L4 0, L3 0, L2 2, L1 0); its stack is the next page.
 const CODE_VA: u64 = 0x40_0000;
 const STACK_TOP: u64 = CODE_VA + 0x2000;
@@ -445,11 +429,6 @@ struct Probe {
 
 const HYPERVISOR_SYSCTL: u32 = 35;
 const HYPERVISOR_DOMCTL: u32 = 36;
-const SYSCTL_READCONSOLE: u32 = 1;
-const SYSCTL_PHYSINFO: u32 = 3;
-const SYSCTL_SCHED_ID: u32 = 4;
-const SYSCTL_GETDOMAININFOLIST: u32 = 6;
-const DOMCTL_PAUSEDOMAIN: u32 = 3;
 const EPERM: i64 = -1;
 const ESRCH: i64 = -3;
 const EACCES: i64 = -13;
@@ -656,19 +635,6 @@ fn results(s: &mut Scratch, d: u16, mfn: u64) -> Result<[i64; PROBES.len()], Err
     }
 }
 
-fn simple(cmd: u32, dom: u16) -> XenResult {
-    domctl(&mut CtlBuf::domctl(cmd, dom))
-}
-
-fn flags(dom: u16) -> Result<u32, Errno> {
-    let mut op = CtlBuf::domctl(DOMCTL_GETDOMAININFO, dom);
-    domctl(&mut op)?;
-    if op.u16(DOMCTL_U) != dom {
-        return Err(Errno::ESRCH);
-    }
-    Ok(op.u32(DOMCTL_U + 4))
-}
-
 fn vcpu_online(dom: u16, vcpu: u32) -> Result<u8, Errno> {
     let mut op = CtlBuf::domctl(DOMCTL_GETVCPUINFO, dom);
     op.set_u32(DOMCTL_U, vcpu);
@@ -693,25 +659,6 @@ fn wait_shutdown(shared: &SharedInfo, doms: &[u16; 2], ms: u64) -> [Option<u32>;
             return out;
         }
         let _ = guest_rt::sched::yield_now();
-    }
-}
-
-/// Writes `words` (index, value) into frame `mfn` of `dom`, the rest zero.
-fn write_frame(s: &mut Scratch, dom: u16, mfn: u64, words: &[(usize, u64)]) -> XenResult {
-    s.map_foreign(
-        dom,
-        mfn,
-        pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY,
-    )?;
-    let mut ok = s.fill(0);
-    for &(i, v) in words {
-        ok &= s.write(i, v);
-    }
-    s.restore()?;
-    if ok {
-        Ok(0)
-    } else {
-        Err(Errno::EFAULT)
     }
 }
 
@@ -761,30 +708,7 @@ fn build_with(
     if foreign_reservation(XENMEM_POPULATE_PHYSMAP, d, &mut m, 0)? != PAGES as i64 {
         return Err(Errno::ENOMEM);
     }
-    let table = pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED;
-    write_frame(s, d, m[PFN_L4], &[(0, (m[PFN_L3] << 12) | table)])?;
-    write_frame(s, d, m[PFN_L3], &[(0, (m[PFN_L2] << 12) | table)])?;
-    write_frame(s, d, m[PFN_L2], &[(2, (m[PFN_L1] << 12) | table)])?;
-    write_frame(
-        s,
-        d,
-        m[PFN_L1],
-        &[
-            (
-                0,
-                (m[PFN_CODE] << 12) | pte::PRESENT | pte::USER | pte::ACCESSED,
-            ),
-            (
-                1,
-                (m[PFN_STACK] << 12)
-                    | pte::PRESENT
-                    | pte::RW
-                    | pte::USER
-                    | pte::ACCESSED
-                    | pte::DIRTY,
-            ),
-        ],
-    )?;
+    write_tables(s, d, &m)?;
     let mut words = [(0usize, 0u64); 32];
     let n = code.len().div_ceil(8).min(words.len());
     for (i, w) in words.iter_mut().enumerate().take(n) {
@@ -794,7 +718,7 @@ fn build_with(
         *w = (i, u64::from_le_bytes(b));
     }
     write_frame(s, d, m[PFN_CODE], &words[..n])?;
-    write_frame(s, d, m[PFN_STACK], data)?;
+    write_frame(s, d, m[PFN_DATA], data)?;
     // struct vcpu_guest_context (x86-64): flags @512, user_regs @520 (rip +128, cs +136,
     // rflags +144, rsp +152, ss +160), kernel_ss @4968, kernel_sp @4976, ctrlreg[3] @5008.
     let mut ctx = [0u8; 5168];
@@ -815,5 +739,5 @@ fn build_with(
     op.set_u32(DOMCTL_U, 0);
     op.set_u64(DOMCTL_U + 8, ctx.as_ptr() as u64);
     domctl(&mut op)?;
-    Ok((d, m[PFN_STACK]))
+    Ok((d, m[PFN_DATA]))
 }
