@@ -102,6 +102,16 @@ impl EvtchnEffect {
     }
 }
 
+/// Flips bit `bit` of the two fields `a` and `b` taken as one bit string, `a` first.
+fn flip2(a: &mut impl Value, b: &mut impl Value, bit: u64) {
+    let n = a.bit_len();
+    if bit < n {
+        a.flip_bit(bit);
+    } else {
+        b.flip_bit(bit - n);
+    }
+}
+
 fn flip3(a: &mut DomId, b: &mut u32, c: &mut u32, bit: u64) {
     let na = a.bit_len();
     let nb = b.bit_len();
@@ -185,30 +195,9 @@ impl Value for EvtchnEffect {
             EvtchnEffect::Set { dom, port, vcpu } | EvtchnEffect::Unmask { dom, port, vcpu } => {
                 flip3(dom, port, vcpu, bit)
             }
-            EvtchnEffect::Clear { dom, port } => {
-                let n = dom.bit_len();
-                if bit < n {
-                    dom.flip_bit(bit);
-                } else {
-                    port.flip_bit(bit - n);
-                }
-            }
-            EvtchnEffect::FifoClear { dom, word } => {
-                let n = dom.bit_len();
-                if bit < n {
-                    dom.flip_bit(bit);
-                } else {
-                    word.flip_bit(bit - n);
-                }
-            }
-            EvtchnEffect::Poll { ports, timeout } => {
-                let n = ports.bit_len();
-                if bit < n {
-                    ports.flip_bit(bit);
-                } else {
-                    timeout.flip_bit(bit - n);
-                }
-            }
+            EvtchnEffect::Clear { dom, port } => flip2(dom, port, bit),
+            EvtchnEffect::FifoClear { dom, word } => flip2(dom, word, bit),
+            EvtchnEffect::Poll { ports, timeout } => flip2(ports, timeout, bit),
             EvtchnEffect::FifoSet {
                 dom,
                 port,

@@ -316,6 +316,14 @@ pub fn destroy(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, dom: DomId, forge
     }
 }
 
+/// Ports `dom`'s event array covers now (0 for a 2-level domain).
+fn num_evtchns(state: &HvState, dom: DomId) -> u32 {
+    state
+        .evtchn_fifo
+        .get(&dom)
+        .map_or(0, FifoDomain::num_evtchns)
+}
+
 /// What raising `port` of FIFO domain `dom` for `vcpu` does: the delivery effect, or, beyond
 /// the event array, the saved event (`None`: nothing to deliver, no one to wake).
 pub(crate) fn raise(
@@ -325,10 +333,7 @@ pub(crate) fn raise(
     port_: u32,
     vcpu: u32,
 ) -> Option<EvtchnEffect> {
-    let num = state
-        .evtchn_fifo
-        .get(&dom)
-        .map_or(0, FifoDomain::num_evtchns);
+    let num = num_evtchns(state, dom);
     let fp = port(state, (dom, port_));
     if port_ >= num {
         set_port(
@@ -358,10 +363,7 @@ pub(crate) fn unmask_effect(
     port_: u32,
     vcpu: u32,
 ) -> Option<EvtchnEffect> {
-    let num = state
-        .evtchn_fifo
-        .get(&dom)
-        .map_or(0, FifoDomain::num_evtchns);
+    let num = num_evtchns(state, dom);
     (port_ < num).then(|| EvtchnEffect::FifoUnmask {
         dom,
         port: port_,
