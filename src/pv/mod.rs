@@ -609,6 +609,11 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         let cr3 = rt.kernel_cr3(k);
         let more = transact(rt, &req, cr3, Some((frame, fx)));
         after.merge(more);
+        // A GSI taken while that transaction waited: its transaction now too, and its
+        // event delivered by the next round of this loop, not at the next interrupt exit.
+        if let Some(a) = irq::poll_late(rt, cpu) {
+            after.merge(a);
+        }
     }
     let noreboot = rt.noreboot;
     // Who runs here next.
