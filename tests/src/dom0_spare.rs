@@ -30,6 +30,34 @@ pub(crate) fn role(cpu: u32, what: &str) -> Says {
     line(&format!("cpu{cpu:<20}: {what}"))
 }
 
+/// `xl lockstep inject -w effects N`: all `n` recovered, `total` injected since boot.
+pub(crate) fn inject_effects(n: u32, total: u32) -> (Vec<u8>, Vec<Says>) {
+    (
+        typed(&format!("xl lockstep inject -w effects {n}")),
+        vec![
+            line(&format!("lockstep: injecting {n} effects faults")),
+            line(&format!(
+                "lockstep: {total} effects faults injected so far: 0 masked, {total} recovered, \
+                 0 escalated, 0 silent, 0 crashed"
+            )),
+        ],
+    )
+}
+
+/// `xl lockstep fail follower`: pair 0's follower CPU2 fails for good, then `then` says what
+/// became of its pair.
+pub(crate) fn fail_follower(then: Says) -> (Vec<u8>, Vec<Says>) {
+    (
+        typed("xl lockstep fail follower"),
+        vec![
+            Says::Line(Pattern::contains(
+                "(XEN) lockstep: fault injection: follower CPU2 fails for good",
+            )),
+            then,
+        ],
+    )
+}
+
 /// The hypervisor's debug key `l` (console switched to Xen and back): the roles now, as the
 /// status shows them, next to those decided at boot.
 pub(crate) fn roles_key(now: &str) -> Vec<(Vec<u8>, Vec<Says>)> {
@@ -61,29 +89,15 @@ pub(crate) fn spare_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             typed("xl lockstep status"),
             vec![role(2, "follower"), role(3, "spare")],
         ),
-        (
-            typed("xl lockstep fail follower"),
-            vec![
-                Says::Line(Pattern::contains(
-                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
-                )),
-                Says::Line(Pattern::contains_all([
+        fail_follower(Says::Line(Pattern::contains_all([
                     "(XEN) lockstep: spare CPU3 replaced follower CPU2 (out of service); replicas bit-identical",
                     "protected (spare core replaced the follower)",
-                ])),
-            ],
-        ),
+                ]))),
         (
             typed("xl create /etc/xen/demo1.cfg"),
             vec![line("Parsing config from /etc/xen/demo1.cfg")],
         ),
-        (
-            typed("xl lockstep inject -w effects 20"),
-            vec![
-                line("lockstep: injecting 20 effects faults"),
-                line("lockstep: 20 effects faults injected so far: 0 masked, 20 recovered, 0 escalated, 0 silent, 0 crashed"),
-            ],
-        ),
+        inject_effects(20, 20),
         (
             typed("xl list"),
             vec![Says::Line(Pattern::contains_all([
@@ -174,13 +188,7 @@ pub(crate) fn promote_steps(spare: bool) -> Vec<(Vec<u8>, Vec<Says>)> {
         "CPU0 coordinator, CPU1 retired, CPU2 leader"
     }));
     if spare {
-        steps.push((
-            typed("xl lockstep inject -w effects 5"),
-            vec![
-                line("lockstep: injecting 5 effects faults"),
-                line("lockstep: 5 effects faults injected so far: 0 masked, 5 recovered, 0 escalated, 0 silent, 0 crashed"),
-            ],
-        ));
+        steps.push(inject_effects(5, 5));
         // The promoted leader fails too: the spare that follows it is promoted in turn,
         // and with no spare left it runs unprotected.
         steps.push((

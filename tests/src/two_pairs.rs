@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
-use crate::dom0_spare::{line, role, roles_key};
+use crate::dom0_spare::{fail_follower, inject_effects, line, role, roles_key};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
@@ -128,13 +128,7 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
         ]);
     }
     v.extend([
-        (
-            typed("xl lockstep inject -w effects 100"),
-            vec![
-                line("lockstep: injecting 100 effects faults"),
-                line("lockstep: 100 effects faults injected so far: 0 masked, 100 recovered, 0 escalated, 0 silent, 0 crashed"),
-            ],
-        ),
+        inject_effects(100, 100),
         (
             typed("xl lockstep status"),
             vec![
@@ -169,26 +163,12 @@ pub(crate) fn two_pairs_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
             typed("xl lockstep status"),
             vec![line("lockstep               : on")],
         ),
-        (
-            typed("xl lockstep fail follower"),
-            vec![
-                Says::Line(Pattern::contains(
-                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
-                )),
-                Says::Line(Pattern::contains(
+        fail_follower(Says::Line(Pattern::contains(
                     "(XEN) lockstep: pair 0 escalated (suspect follower): follower CPU2 out of service; \
                      its transactions run through pair 1 from now on (follower CPU4), still protected",
-                )),
-            ],
-        ),
-        (
-            typed("xl lockstep inject -w effects 20"),
-            vec![
-                line("lockstep: injecting 20 effects faults"),
-                // The counts are since boot: the 100 above and these 20.
-                line("lockstep: 120 effects faults injected so far: 0 masked, 120 recovered, 0 escalated, 0 silent, 0 crashed"),
-            ],
-        ),
+                ))),
+        // The counts are since boot: the 100 above and these 20.
+            inject_effects(20, 120),
         (
             typed("xl list"),
             vec![Says::Line(Pattern::contains_all([
@@ -250,25 +230,11 @@ pub(crate) fn spare_smp6_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
                 role(5, "spare"),
             ],
         ),
-        (
-            typed("xl lockstep fail follower"),
-            vec![
-                Says::Line(Pattern::contains(
-                    "(XEN) lockstep: fault injection: follower CPU2 fails for good",
-                )),
-                Says::Line(Pattern::contains_all([
+        fail_follower(Says::Line(Pattern::contains_all([
                     "(XEN) lockstep: spare CPU5 replaced follower CPU2 (out of service) in pair 0; replicas bit-identical",
                     "pair 0 protected (spare core replaced the follower)",
-                ])),
-            ],
-        ),
-        (
-            typed("xl lockstep inject -w effects 10"),
-            vec![
-                line("lockstep: injecting 10 effects faults"),
-                line("lockstep: 10 effects faults injected so far: 0 masked, 10 recovered, 0 escalated, 0 silent, 0 crashed"),
-            ],
-        ),
+                ]))),
+        inject_effects(10, 10),
         (
             typed("xl lockstep status"),
             vec![
