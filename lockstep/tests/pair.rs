@@ -5,7 +5,6 @@ mod common;
 use common::Host;
 use lockstep::config::{Config, TxResult};
 use lockstep::coordinator::Coordinator;
-use lockstep::engine::Engine;
 use lockstep::follower::{FollowerCore, FollowerExit};
 use lockstep::inject::{FaultKind, Prng};
 use lockstep::leader::LeaderCore;
@@ -28,15 +27,7 @@ type Applied = Vec<Vec<Effect>>;
 
 /// Golden effects and final digest of a workload run once, lockstep off.
 fn golden(seed: u64, n: u64) -> (Applied, u32) {
-    let mut e = Engine::<Model>::new(
-        Config {
-            lockstep: false,
-            ..cfg()
-        },
-        ModelState::new(),
-        ModelState::new(),
-    )
-    .unwrap();
+    let mut e = common::single_engine(cfg());
     let mut p = Prng::new(seed);
     let mut applied = Applied::new();
     for tx in 0..n {

@@ -8,7 +8,6 @@ mod common;
 use common::Host;
 use lockstep::config::{Config, EngineError, Outcome, TxResult};
 use lockstep::coordinator::{coordinator_serve_all, Coordinator};
-use lockstep::engine::Engine;
 use lockstep::follower::{FollowerCore, FollowerExit};
 use lockstep::inject::{FaultKind, Prng};
 use lockstep::leader::LeaderCore;
@@ -302,15 +301,7 @@ fn run_two_pairs(
 
 /// The same transactions, in the order the lock gave them, run once with lockstep off.
 fn golden(seed: u64, order: &[([u64; 3], usize, u32)]) -> (Vec<Vec<Effect>>, u32) {
-    let mut e = Engine::<Model>::new(
-        Config {
-            lockstep: false,
-            ..cfg()
-        },
-        ModelState::new(),
-        ModelState::new(),
-    )
-    .unwrap();
+    let mut e = common::single_engine(cfg());
     let mut applied = Vec::new();
     for (tx, (req, _, _)) in order.iter().enumerate() {
         let mut one = Vec::new();

@@ -6,7 +6,6 @@ mod common;
 use common::Host;
 use lockstep::config::{Config, ResyncError, TxResult};
 use lockstep::coordinator::Coordinator;
-use lockstep::engine::Engine;
 use lockstep::follower::{FollowerCore, FollowerExit};
 use lockstep::inject::{FaultKind, InjectionOutcome, Prng};
 use lockstep::leader::LeaderCore;
@@ -25,11 +24,7 @@ fn cfg() -> Config {
 type Applied = Vec<Vec<Effect>>;
 
 fn golden(seed: u64, n: u64) -> (Applied, u32) {
-    let single = Config {
-        lockstep: false,
-        ..cfg()
-    };
-    let mut e = Engine::<Model>::new(single, ModelState::new(), ModelState::new()).unwrap();
+    let mut e = common::single_engine(cfg());
     let mut p = Prng::new(seed);
     let mut applied = Applied::new();
     for tx in 0..n {

@@ -2,6 +2,8 @@
 //! and the configuration they start from.
 
 use lockstep::config::Config;
+use lockstep::engine::Engine;
+use lockstep::model::{Model, ModelState};
 use lockstep::role::{Clock, Idle, WaitStrategy};
 use std::time::Instant;
 
@@ -31,4 +33,18 @@ pub fn cfg(spins: u32) -> Config {
         scrub_interval: 1,
         ..Config::default()
     }
+}
+
+/// An engine over two fresh model replicas with lockstep off (`base` otherwise): the single
+/// execution the threaded runs are compared with.
+pub fn single_engine(base: Config) -> Engine<Model> {
+    Engine::new(
+        Config {
+            lockstep: false,
+            ..base
+        },
+        ModelState::new(),
+        ModelState::new(),
+    )
+    .expect("two fresh replicas are equal")
 }
