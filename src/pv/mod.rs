@@ -267,6 +267,19 @@ impl Runtime {
         }
     }
 
+    /// `key` leaves CPU `cpu` with the live registers `frame` and `fx`: its registers, FPU
+    /// state (the x87 part completed from the hardware), data selectors and extended state
+    /// are saved for its next entry.
+    fn save_leaving(&mut self, cpu: usize, key: VcpuKey, frame: &TrapFrame, fx: &mut FxArea) {
+        fx.complete();
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.frame = *frame;
+            v.fx = *fx;
+        }
+        self.save_selectors(key);
+        self.save_xstate(cpu, key);
+    }
+
     /// Saves the data selectors of `key`, which leaves this CPU (Xen's `save_segments`).
     fn save_selectors(&mut self, key: VcpuKey) {
         if let Some(v) = self.vcpus.get_mut(&key) {
@@ -635,13 +648,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
-                fx.complete();
-                if let Some(v) = rt.vcpus.get_mut(&cur) {
-                    v.frame = *frame;
-                    v.fx = *fx;
-                }
-                rt.save_selectors(cur);
-                rt.save_xstate(cpu, cur);
+                rt.save_leaving(cpu, cur, frame, fx);
                 if let Some(v) = rt.vcpus.get(&next) {
                     *frame = v.frame;
                     *fx = v.fx;
@@ -662,13 +669,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }
-                fx.complete();
-                if let Some(v) = rt.vcpus.get_mut(&cur) {
-                    v.frame = *frame;
-                    v.fx = *fx;
-                }
-                rt.save_selectors(cur);
-                rt.save_xstate(cpu, cur);
+                rt.save_leaving(cpu, cur, frame, fx);
                 // Off the guest's page tables while idle: they may be released. Nor do its
                 // GDT and LDT frames stay mapped in this CPU's windows, or its breakpoints
                 // armed.
@@ -877,12 +878,7 @@ fn resume_entry(
         after.merge(failsafe(rt, key, segs, &mut f, &mut fx));
         if rt.running[cpu] != Some(key) {
             // The failsafe callback crashed the domain: the scheduler decided again.
-            if let Some(v) = rt.vcpus.get_mut(&key) {
-                v.frame = f;
-                v.fx = fx;
-            }
-            rt.save_selectors(key);
-            rt.save_xstate(cpu, key);
+            rt.save_leaving(cpu, key, &f, &mut fx);
             return None;
         }
         rt.load_cpu_state(key);
