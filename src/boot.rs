@@ -252,6 +252,10 @@ pub fn start(handoff: BootHandoff) -> ! {
         wait: lockstep::role::WaitStrategy {
             spins: opts.lockstep_spin,
         },
+        // A coordinator core halts at once: it has nothing to do until the second post of a
+        // round wakes it, and spinning it with the pair (three vCPU threads on QEMU's two
+        // host cores) makes the host time-slice them (see `lockstep_hw::HwIdle`).
+        coordinator_wait: lockstep::role::WaitStrategy { spins: 0 },
         ..Default::default()
     };
     // The replicas' arenas are sized for dom0 as it could be now; it is sized for what is

@@ -85,6 +85,19 @@ impl Clock for Tsc {
 /// the leader, which then spins 2,000 polls for the decision while the coordinator wakes
 /// (the two wake-ups in parallel instead of one after the other): 15% slower (209k-243k
 /// against 243k-273k, three interleaved runs).
+///
+/// Round 4: polling without `pause` ([`HwIdle::relax`]). A raw cross-CPU round trip (two
+/// atomics, 20,000 bounces) costs 164-556 cycles that way and 1,573-2,944 with `pause`, so
+/// the polls themselves were what made spinning lose. Still, three spinning vCPU threads on
+/// two host cores lose to the host's time slicing (hcloop xen_version, polls without `pause`
+/// for every role: 10 polls 230k, 3,000 295k, 30,000 1.7M, 300,000 12.3M cycles per call).
+/// With the coordinator halting at once and leader and follower polling (leader / follower
+/// polls: 3,000 / 3,000 53k-77k, 10,000 / 3,000 58k, 3,000 / 10,000 53k, 1,000 / 3,000 71k,
+/// 0 / 3,000 110k; a coordinator polling 30,000 with a follower that halts at once: 169k),
+/// one halt per transaction is left, the coordinator's. With the default 5,000, two
+/// interleaved runs each: -smp 3 191k / 169k before, 46k / 47k after (wake-ups per 20,000
+/// calls: 20,079 halts and 559 IPIs on CPU0, 265 halts on CPU1); -smp 2 (the leader
+/// decides, nothing halts) 155k / 155k before, 23k / 24k after.
 pub struct HwIdle;
 
 impl Idle for HwIdle {
@@ -102,6 +115,16 @@ impl Idle for HwIdle {
         if let Some(cpu) = cpu_of(role) {
             arch::smp::wake_waiter(cpu);
         }
+    }
+    /// Polls without `pause`. Under TCG `pause` ends the translated-code loop and the vCPU
+    /// thread takes QEMU's global lock before it goes on; polling without it stays in
+    /// translated code and sees the other thread's store as soon as it is made. Measured
+    /// (two CPUs bouncing a counter through two atomics, 20,000 round trips, MTTCG on the
+    /// 2-core host): 164-556 cycles per round trip without `pause`, 1,573-2,944 with it.
+    /// The spin is bounded by `lockstep_spin=` polls, so a core without TCG's cost only
+    /// spins that much longer before its `hlt`.
+    fn relax(&self) {
+        core::hint::black_box(());
     }
 }
 
@@ -293,7 +316,12 @@ pub(crate) fn serve_as_follower(
 
 fn coordinator_task() -> ! {
     if let (Some(pair), Some(cfg)) = (PAIR.get(), CONFIG.get()) {
-        let mut c = Coordinator::new(pair, cfg.max_retries, cfg.deadline_cycles, cfg.wait);
+        let mut c = Coordinator::new(
+            pair,
+            cfg.max_retries,
+            cfg.deadline_cycles,
+            cfg.coordinator_wait,
+        );
         c.coordinator_serve(&Tsc, &HwIdle);
     }
     crate::boot::idle(arch::percpu::cpu_index())

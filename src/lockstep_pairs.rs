@@ -121,6 +121,9 @@ impl Idle for PairIdle {
     fn idle(&self) {
         crate::lockstep_hw::HwIdle.idle()
     }
+    fn relax(&self) {
+        crate::lockstep_hw::HwIdle.relax()
+    }
     fn kick(&self, role: Role) {
         let pairs = cpus();
         let cpu = match role {
@@ -271,7 +274,14 @@ fn coordinator_task() -> ! {
         let n = cpus().len();
         let mut coords: Vec<Coordinator<'static>> = (0..n)
             .filter_map(pair)
-            .map(|p| Coordinator::new(p, cfg.max_retries, cfg.deadline_cycles, cfg.wait))
+            .map(|p| {
+                Coordinator::new(
+                    p,
+                    cfg.max_retries,
+                    cfg.deadline_cycles,
+                    cfg.coordinator_wait,
+                )
+            })
             .collect();
         let idles: Vec<PairIdle> = (0..n).map(PairIdle).collect();
         let refs: Vec<&dyn Idle> = idles.iter().map(|i| i as &dyn Idle).collect();

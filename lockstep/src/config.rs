@@ -12,8 +12,11 @@ pub struct Config {
     pub max_retries: u32,
     /// How long (caller's clock units) a core may take for one execution.
     pub deadline_cycles: u64,
-    /// Spin-then-idle wait strategy.
+    /// Spin-then-idle wait strategy of the leader and the follower.
     pub wait: WaitStrategy,
+    /// Spin-then-idle wait strategy of a coordinator core (the leader deciding inline uses
+    /// `wait`).
+    pub coordinator_wait: WaitStrategy,
     /// Input log capacity in words.
     pub input_capacity: usize,
     /// Spare cores the embedder offers to replace a core taken out of service.
@@ -46,6 +49,7 @@ impl Default for Config {
             max_retries: 3,
             deadline_cycles: 50_000_000,
             wait: WaitStrategy::default(),
+            coordinator_wait: WaitStrategy::default(),
             input_capacity: 4096,
             spares: 0,
             scrub_on_retry: true,

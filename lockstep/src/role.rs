@@ -59,6 +59,13 @@ pub trait Idle {
     fn kick(&self, role: Role) {
         let _ = role;
     }
+    /// Called between two polls while spinning: the `pause` hint by default. An embedder
+    /// whose `pause` is costly (under QEMU TCG it leaves the translated code and takes the
+    /// emulator's global lock) may poll without it; the spin is bounded by
+    /// [`WaitStrategy::spins`] either way.
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
 }
 
 /// How long to spin before calling [`Idle::idle`].
@@ -99,7 +106,7 @@ pub fn wait_until<T, C: Clock + ?Sized, I: Idle + ?Sized>(
             }
         }
         if spinning {
-            core::hint::spin_loop();
+            idle.relax();
         } else {
             idle.idle();
         }
