@@ -148,6 +148,48 @@ mod tests {
         assert_eq!(r, Some(100));
     }
 
+    /// Counts the polls spent spinning (`relax`) and idling.
+    struct SpinIdle {
+        relaxed: Cell<u32>,
+        idled: Cell<u32>,
+    }
+    impl Idle for SpinIdle {
+        fn idle(&self) {
+            self.idled.set(self.idled.get() + 1);
+        }
+        fn relax(&self) {
+            self.relaxed.set(self.relaxed.get() + 1);
+        }
+    }
+
+    #[test]
+    fn spins_go_through_relax_then_idle() {
+        let c = FakeClock(Cell::new(0));
+        let i = SpinIdle {
+            relaxed: Cell::new(0),
+            idled: Cell::new(0),
+        };
+        let mut k = 0;
+        let r = wait_until(WaitStrategy { spins: 5 }, &c, &i, None, || {
+            k += 1;
+            (k == 9).then_some(k)
+        });
+        assert_eq!(r, Some(9));
+        // Polls 1-4 are followed by a relax (n < spins), polls 5-8 by an idle call.
+        assert_eq!((i.relaxed.get(), i.idled.get()), (4, 4));
+        // No spin budget: idle from the first failed poll.
+        let i0 = SpinIdle {
+            relaxed: Cell::new(0),
+            idled: Cell::new(0),
+        };
+        let mut k = 0;
+        let _ = wait_until(WaitStrategy { spins: 0 }, &c, &i0, None, || {
+            k += 1;
+            (k == 3).then_some(())
+        });
+        assert_eq!((i0.relaxed.get(), i0.idled.get()), (0, 2));
+    }
+
     #[test]
     fn role_codes_roundtrip() {
         for r in [Role::Leader, Role::Follower, Role::Coordinator] {
