@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod oracle;
 pub mod pattern;
 pub mod qemu;
+pub mod recovery;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,0 +1,106 @@
+//! Steady-state lockstep recovery under a guest: `hcloop` arms effects faults through the
+//! lockstep sysctl (`inject=N`), so its first N xen_version calls are each detected, rolled
+//! back and re-executed; every result must still be right, every fault recovered, and the
+//! guest prints the recoveries' mean latency (`make bench` reads the same line). Run with a
+//! coordinator core (`-smp 3`) and with the leader deciding itself (`-smp 2`).
+
+use std::path::{Path, PathBuf};
+
+use crate::oracle::dualvisor_guest;
+use crate::pattern::Pattern;
+use crate::qemu::{Boot, Module};
+use crate::scenario::{Paths, Planned};
+
+/// Calls and injected faults of each run.
+const CALLS: u32 = 2000;
+const FAULTS: u32 = 200;
+
+/// The roles line of each CPU count.
+fn roles(smp: u32) -> &'static str {
+    if smp == 2 {
+        "(XEN) lockstep: pair 0 leader CPU0 follower CPU1, coordinator CPU0 (the leader)"
+    } else {
+        "(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0"
+    }
+}
+
+/// `dualvisor-hcloop-inject` (`-smp 3`) and `dualvisor-hcloop-inject-smp2`, when the hcloop
+/// guest was built.
+pub fn hcloop_inject(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    let Some(g) = guests.iter().find(|g| stem(g) == Some("hcloop")) else {
+        return Vec::new();
+    };
+    [3, 2]
+        .into_iter()
+        .map(|smp| {
+            let mut s = dualvisor_guest(p, g);
+            s.name = if smp == 3 {
+                "dualvisor-hcloop-inject".into()
+            } else {
+                format!("dualvisor-hcloop-inject-smp{smp}")
+            };
+            s.qemu = s.qemu.smp(smp);
+            if let Boot::Kernel { modules, .. } = &mut s.qemu.boot {
+                *modules = vec![Module::new(
+                    g.clone(),
+                    format!("count={CALLS} inject={FAULTS}"),
+                )];
+            }
+            s.expect.expect = vec![
+                Pattern::contains(roles(smp)),
+                Pattern::contains(format!(
+                    "hcloop: {FAULTS} recoveries, mean recovery latency "
+                )),
+                Pattern::contains("Test result: SUCCESS"),
+                Pattern::contains("(XEN) Hardware Dom0 halted"),
+            ];
+            Planned::Run(Box::new(s))
+        })
+        .collect()
+}
+
+fn stem(g: &Path) -> Option<&str> {
+    g.file_stem().and_then(|s| s.to_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::test_support::{find, watch};
+    use crate::watch::WatchState;
+
+    #[test]
+    fn hcloop_runs_with_faults_at_two_cpu_counts() {
+        let p = Paths::new("/repo");
+        let guests: Vec<PathBuf> = ["hello", "hcloop"]
+            .iter()
+            .map(|g| PathBuf::from(format!("/repo/build/guests/{g}.elf")))
+            .collect();
+        let v = hcloop_inject(&p, &guests);
+        assert_eq!(v.len(), 2);
+        let s = find(&v, "dualvisor-hcloop-inject-smp2");
+        assert_eq!(s.qemu.smp, 2);
+        let Boot::Kernel { modules, .. } = &s.qemu.boot else {
+            panic!("hcloop boots with -kernel");
+        };
+        assert_eq!(modules.len(), 1);
+        assert_eq!(modules[0].args, "count=2000 inject=200");
+        let log = format!(
+            "{}\nhcloop: 2000 x version\nhcloop: 24000 cycles per call\n\
+             hcloop: 200 recoveries, mean recovery latency 6000 ns\nTest result: SUCCESS\n\
+             (XEN) Hardware Dom0 halted: halting machine\n",
+            roles(2)
+        );
+        assert_eq!(watch(&s, &log), WatchState::AllSeen);
+        let fewer = log.replace("hcloop: 200 recoveries", "hcloop: 199 recoveries");
+        assert_ne!(watch(&s, &fewer), WatchState::AllSeen);
+        let s3 = find(&v, "dualvisor-hcloop-inject");
+        assert_eq!(s3.qemu.smp, 3);
+        assert_ne!(
+            watch(&s3, &log),
+            WatchState::AllSeen,
+            "-smp 3 has a coordinator core"
+        );
+        assert!(hcloop_inject(&p, &guests[..1]).is_empty());
+    }
+}
