@@ -15,7 +15,7 @@ use lockstep::input::Env;
 use lockstep::leader::LeaderCore;
 use lockstep::mailbox::Pair;
 use lockstep::policy::Health;
-use lockstep::role::{Clock, Idle, Role};
+use lockstep::role::{Clock, Idle, Role, SpinAdapt, WaitReport};
 use lockstep::stats::Stats;
 use lockstep::topology::Topology;
 use spin::{Mutex, Once};
@@ -98,6 +98,13 @@ impl Clock for Tsc {
 /// interleaved runs each: -smp 3 191k / 169k before, 46k / 47k after (wake-ups per 20,000
 /// calls: 20,079 halts and 559 IPIs on CPU0, 265 halts on CPU1); -smp 2 (the leader
 /// decides, nothing halts) 155k / 155k before, 23k / 24k after.
+///
+/// But two QEMUs on the two host cores (as `make test` runs them) made those polls cost:
+/// two hcloop runs side by side took 595k-707k cycles per call against 97k-330k polling
+/// with `pause`. Each CPU's budget therefore adapts ([`lockstep::role::SpinAdapt`], KVM's
+/// halt-polling rule): side by side 240k-600k (four pairs of runs; the host noise is large),
+/// alone unchanged (62k at -smp 3, 30k at -smp 2). Growing only on waits shorter than half
+/// the full budget's time was tried: alone 107k at -smp 3 (the budget shrank too often).
 pub struct HwIdle;
 
 impl Idle for HwIdle {
@@ -126,7 +133,20 @@ impl Idle for HwIdle {
     fn relax(&self) {
         core::hint::black_box(());
     }
+    fn spin_budget(&self, spins: u32) -> u32 {
+        SPIN.get(arch::percpu::cpu_index())
+            .map_or(spins, |a| a.budget(spins))
+    }
+    fn waited(&self, report: &WaitReport) {
+        if let Some(a) = SPIN.get(arch::percpu::cpu_index()) {
+            a.update(report);
+        }
+    }
 }
+
+/// Each CPU's adaptive spin budget (see [`HwIdle`]).
+static SPIN: [SpinAdapt; arch::percpu::MAX_CPUS] =
+    [const { SpinAdapt::new() }; arch::percpu::MAX_CPUS];
 
 static TOPOLOGY: Once<Topology> = Once::new();
 pub(crate) static PAIR: Once<Pair> = Once::new();

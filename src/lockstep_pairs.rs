@@ -124,6 +124,12 @@ impl Idle for PairIdle {
     fn relax(&self) {
         crate::lockstep_hw::HwIdle.relax()
     }
+    fn spin_budget(&self, spins: u32) -> u32 {
+        crate::lockstep_hw::HwIdle.spin_budget(spins)
+    }
+    fn waited(&self, report: &lockstep::role::WaitReport) {
+        crate::lockstep_hw::HwIdle.waited(report)
+    }
     fn kick(&self, role: Role) {
         let pairs = cpus();
         let cpu = match role {

@@ -1,5 +1,7 @@
 //! Core roles in a lockstep pair and the embedder's platform hooks (clock, idle/kick).
 
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
 /// What a core does in a lockstep pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -66,6 +68,32 @@ pub trait Idle {
     fn relax(&self) {
         core::hint::spin_loop();
     }
+    /// Polls to spin before the first [`Idle::idle`], out of the configured `spins`: an
+    /// embedder may adapt it to how its waits end ([`Idle::waited`]). All of them by default.
+    fn spin_budget(&self, spins: u32) -> u32 {
+        spins
+    }
+    /// How a wait that did not succeed at its first poll ended (nothing by default).
+    fn waited(&self, report: &WaitReport) {
+        let _ = report;
+    }
+}
+
+/// How one [`wait_until`] went, for an [`Idle`] that adapts its spinning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitReport {
+    /// The configured spin budget ([`WaitStrategy::spins`]).
+    pub configured: u32,
+    /// The budget this wait used ([`Idle::spin_budget`]).
+    pub budget: u32,
+    /// Polls made while spinning.
+    pub polls: u32,
+    /// Clock units spent spinning.
+    pub spin_time: u64,
+    /// Clock units the whole wait took.
+    pub total_time: u64,
+    /// The spin budget ran out: the wait idled.
+    pub idled: bool,
 }
 
 /// How long to spin before calling [`Idle::idle`].
@@ -81,9 +109,79 @@ impl Default for WaitStrategy {
     }
 }
 
-/// Polls `poll` until it yields a value, spinning `strategy.spins` times and then idling
-/// between polls. Returns `None` once `clock` passes `deadline` (checked every 64 polls and
-/// before the first idle), so a hung peer is detected instead of waited for forever.
+/// A spin budget that adapts to how waits end, as KVM's halt polling does: a wait that had
+/// to idle but would have been caught by spinning the whole configured budget (it ended
+/// within the time those polls take) doubles the budget; one that took longer halves it; a
+/// wait caught while spinning keeps it. Where the waited-for core runs on a CPU of its own,
+/// short waits keep the budget at its maximum; where spinning takes the CPU the other core
+/// needs (more vCPU threads than host cores under QEMU), waits grow long and the budget
+/// shrinks towards idling at once.
+#[derive(Debug)]
+pub struct SpinAdapt {
+    /// The current budget in polls (`u32::MAX`: none yet, the configured one).
+    budget: AtomicU32,
+    /// Clock units one poll took when last measured (0: not yet).
+    per_poll: AtomicU32,
+}
+
+impl SpinAdapt {
+    /// Clock units per poll assumed before one is measured.
+    pub const DEFAULT_PER_POLL: u32 = 50;
+    /// Largest per-poll cost believed (a spinning core descheduled by its host inflates it).
+    pub const MAX_PER_POLL: u32 = 1000;
+    /// Smallest budget a growth step sets.
+    pub const GROW_FROM: u32 = 128;
+
+    /// A budget not adapted yet.
+    pub const fn new() -> Self {
+        Self {
+            budget: AtomicU32::new(u32::MAX),
+            per_poll: AtomicU32::new(0),
+        }
+    }
+
+    /// Polls to spin now, out of `configured`.
+    pub fn budget(&self, configured: u32) -> u32 {
+        self.budget.load(Relaxed).min(configured)
+    }
+
+    /// Adapts the budget to how one wait ended.
+    pub fn update(&self, r: &WaitReport) {
+        if r.polls > 0 && r.spin_time > 0 {
+            let per = (r.spin_time / u64::from(r.polls)).clamp(1, u64::from(Self::MAX_PER_POLL));
+            self.per_poll.store(per as u32, Relaxed);
+        }
+        if !r.idled {
+            return;
+        }
+        let per = match self.per_poll.load(Relaxed) {
+            0 => Self::DEFAULT_PER_POLL,
+            p => p,
+        };
+        let window = u64::from(per) * u64::from(r.configured);
+        let next = if r.total_time <= window {
+            r.budget
+                .saturating_mul(2)
+                .max(Self::GROW_FROM)
+                .min(r.configured)
+        } else {
+            r.budget / 2
+        };
+        self.budget.store(next, Relaxed);
+    }
+}
+
+impl Default for SpinAdapt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Polls `poll` until it yields a value, spinning up to `strategy.spins` times (as many as
+/// [`Idle::spin_budget`] allows) and then idling between polls. Returns `None` once `clock`
+/// passes `deadline` (checked every 64 polls and before each idle), so a hung peer is
+/// detected instead of waited for forever. A wait that did not succeed at once is reported
+/// to [`Idle::waited`].
 pub fn wait_until<T, C: Clock + ?Sized, I: Idle + ?Sized>(
     strategy: WaitStrategy,
     clock: &C,
@@ -91,26 +189,45 @@ pub fn wait_until<T, C: Clock + ?Sized, I: Idle + ?Sized>(
     deadline: Option<u64>,
     mut poll: impl FnMut() -> Option<T>,
 ) -> Option<T> {
+    if let Some(v) = poll() {
+        return Some(v);
+    }
+    let budget = idle.spin_budget(strategy.spins).min(strategy.spins);
+    let start = clock.now();
+    let mut spun_until = None;
     let mut n: u32 = 0;
-    loop {
-        if let Some(v) = poll() {
-            return Some(v);
-        }
-        n = n.wrapping_add(1);
-        let spinning = n < strategy.spins;
+    let got = loop {
+        n = n.saturating_add(1);
+        let spinning = n < budget;
         if n.is_multiple_of(64) || !spinning {
             if let Some(d) = deadline {
                 if clock.now() >= d {
-                    return poll();
+                    break poll();
                 }
             }
         }
         if spinning {
             idle.relax();
         } else {
+            if spun_until.is_none() {
+                spun_until = Some(clock.now());
+            }
             idle.idle();
         }
-    }
+        if let Some(v) = poll() {
+            break Some(v);
+        }
+    };
+    let end = clock.now();
+    idle.waited(&WaitReport {
+        configured: strategy.spins,
+        budget,
+        polls: n.min(budget),
+        spin_time: spun_until.unwrap_or(end).saturating_sub(start),
+        total_time: end.saturating_sub(start),
+        idled: spun_until.is_some(),
+    });
+    got
 }
 
 #[cfg(test)]
@@ -188,6 +305,87 @@ mod tests {
             (k == 3).then_some(())
         });
         assert_eq!((i0.relaxed.get(), i0.idled.get()), (0, 2));
+    }
+
+    fn report(budget: u32, polls: u32, spin_time: u64, total_time: u64, idled: bool) -> WaitReport {
+        WaitReport {
+            configured: 1000,
+            budget,
+            polls,
+            spin_time,
+            total_time,
+            idled,
+        }
+    }
+
+    #[test]
+    fn spin_budget_halves_on_long_waits_and_doubles_on_short_ones() {
+        let a = SpinAdapt::new();
+        assert_eq!(
+            a.budget(1000),
+            1000,
+            "the configured budget until a wait is reported"
+        );
+        // 1000 polls took 10,000 units: 10 per poll, the whole budget spins 10,000.
+        a.update(&report(1000, 1000, 10_000, 50_000, true));
+        assert_eq!(
+            a.budget(1000),
+            500,
+            "idled and took longer than a full spin"
+        );
+        a.update(&report(500, 500, 5_000, 40_000, true));
+        assert_eq!(a.budget(1000), 250);
+        // Caught while spinning: kept.
+        a.update(&report(250, 100, 1_000, 1_000, false));
+        assert_eq!(a.budget(1000), 250);
+        // Idled, but the whole budget would have caught it (9,000 <= 1000 polls x 10).
+        a.update(&report(250, 250, 2_500, 9_000, true));
+        assert_eq!(a.budget(1000), 500);
+        a.update(&report(500, 500, 5_000, 9_000, true));
+        a.update(&report(1000, 1000, 10_000, 9_000, true));
+        assert_eq!(a.budget(1000), 1000, "never above the configured budget");
+        assert_eq!(a.budget(300), 300);
+        // Down to idling at once, and back up from GROW_FROM.
+        for _ in 0..12 {
+            let b = a.budget(1000);
+            a.update(&report(b, b, u64::from(b) * 10, 1_000_000, true));
+        }
+        assert_eq!(a.budget(1000), 0);
+        a.update(&report(0, 0, 0, 500, true));
+        assert_eq!(a.budget(1000), SpinAdapt::GROW_FROM);
+    }
+
+    #[test]
+    fn waits_are_reported_with_their_spinning() {
+        struct Rec(Cell<Option<WaitReport>>);
+        impl Idle for Rec {
+            fn idle(&self) {}
+            fn relax(&self) {}
+            fn spin_budget(&self, spins: u32) -> u32 {
+                spins / 2
+            }
+            fn waited(&self, r: &WaitReport) {
+                self.0.set(Some(*r));
+            }
+        }
+        let c = FakeClock(Cell::new(0));
+        let i = Rec(Cell::new(None));
+        let mut k = 0;
+        let r = wait_until(WaitStrategy { spins: 10 }, &c, &i, None, || {
+            k += 1;
+            (k == 8).then_some(k)
+        });
+        assert_eq!(r, Some(8));
+        let w = i.0.get().expect("reported");
+        assert_eq!((w.configured, w.budget, w.polls, w.idled), (10, 5, 5, true));
+        assert!(w.total_time > w.spin_time);
+        // Success at the first poll: nothing to report.
+        i.0.set(None);
+        assert_eq!(
+            wait_until(WaitStrategy { spins: 10 }, &c, &i, None, || Some(1)),
+            Some(1)
+        );
+        assert_eq!(i.0.get(), None);
     }
 
     #[test]
