@@ -7,7 +7,10 @@
 #      transaction on vs off, digest cost);
 #   3. QEMU, all with the same flags: the bench guest (build/guests/bench.elf) as dom0 on
 #      Xen 4.17 (build/xen/xen.elf), on DualVisor with `lockstep=off`, on DualVisor with lockstep
-#      on, and DualVisor's `selftest=lockstep` (for the recovery statistics);
+#      on (also at -smp 2, where the leader decides rounds itself), DualVisor's
+#      `selftest=lockstep` (recovery statistics over every fault kind), and the hcloop guest
+#      making 20,000 xen_version calls with 2,000 `effects` faults injected (the steady-state
+#      recovery latency of a hypercall, at -smp $BENCH_SMP and -smp 2);
 #      and the bench guest again on Xen and on DualVisor lockstep=off under `-icount shift=0`,
 #      where the TSC counts guest instructions (a load-independent instructions-per-call table);
 #   4. parses the guest's `BENCH <name> cycles_per_call=<n>` lines (xen_version, evtchn_send,
@@ -163,8 +166,9 @@ declare -A CYC=()   # CYC[run:name] = cycles per call
 declare -A WHY=()   # WHY[run:name] = why there is no number
 declare -A RESULT=() # RESULT[run] = what the run ended with
 declare -A KHZ=()   # KHZ[run] = TSC kHz the guest read from vcpu_time_info
-RUNS=(xen off on)
+RUNS=(xen off on on2)
 declare -A LABEL=([xen]="Xen 4.17" [off]="DualVisor lockstep=off" [on]="DualVisor lockstep on"
+    [on2]="DualVisor on, -smp 2"
     [xen-icount]="Xen 4.17 (-icount)" [off-icount]="DualVisor lockstep=off (-icount)")
 
 # parse_guest RUN: reads the BENCH lines of $LOG_DIR/RUN.log into CYC/WHY/KHZ and RESULT.
@@ -210,6 +214,10 @@ else
     run_guest xen "$XEN" "$CONSOLE dom0_max_vcpus=1"
     run_guest off "$IMAGE" "$CONSOLE dom0_max_vcpus=1 lockstep=off"
     run_guest on "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+    # Two CPUs: one pair, the leader decides each round itself (no coordinator core to wake).
+    SMP_WAS="$SMP" SMP=2
+    run_guest on2 "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+    SMP="$SMP_WAS"
 fi
 
 # The same guest under `-icount shift=0` (single-threaded TCG; the virtual clock, and with it
@@ -233,6 +241,32 @@ if [[ -s "$IMAGE" ]]; then
     SELFTEST_RESULT=$(clean_log "$LOG_DIR/selftest.log" | grep -Eo 'selftest lockstep: (PASS|FAIL.*)' | tail -n 1)
     SELFTEST_RESULT="${SELFTEST_RESULT:-no PASS/FAIL line}, $RUN_STATUS, ${RUN_SECONDS}s"
     echo "bench: selftest=lockstep: $SELFTEST_RESULT (log: ${LOG_DIR#"$ROOT"/}/selftest.log)"
+fi
+
+# Steady-state recovery: hcloop makes 20,000 xen_version calls after arming 2,000 `effects`
+# faults, so its first 2,000 calls are each detected, rolled back and re-executed (with the
+# code paths warm, unlike the self-test's few injections per kind); it prints the mean of
+# the recovery latencies the lockstep status reports.
+HCLOOP="$ROOT/build/guests/hcloop.elf"
+declare -A RECOVERY=() # RECOVERY[smp] = "N recoveries, mean X ns" or why not
+recovery_run() {
+    local smp="$1" SMP_WAS="$SMP"
+    SMP="$smp"
+    run_qemu "recovery-smp$smp" "$IMAGE" "$CONSOLE dom0_max_vcpus=1" \
+        "$HCLOOP count=20000 inject=2000" "$GUEST_DONE"
+    SMP="$SMP_WAS"
+    local line
+    line=$(clean_log "$LOG_DIR/recovery-smp$smp.log" | grep -Eo 'hcloop: [0-9]+ recoveries, mean recovery latency [0-9]+ ns' | tail -n 1)
+    RECOVERY[$smp]="${line:-no recovery line ($RUN_STATUS)}"
+    echo "bench: recovery -smp $smp: ${RECOVERY[$smp]} (log: ${LOG_DIR#"$ROOT"/}/recovery-smp$smp.log)"
+}
+RECOVERY_SMPS=("$SMP")
+[[ "$SMP" != 2 ]] && RECOVERY_SMPS+=(2)
+section "QEMU: steady-state recovery (hcloop: 20,000 xen_version calls, 2,000 effects faults)"
+if [[ -s "$IMAGE" && -s "$HCLOOP" ]]; then
+    for smp in "${RECOVERY_SMPS[@]}"; do recovery_run "$smp"; done
+else
+    for smp in "${RECOVERY_SMPS[@]}"; do RECOVERY[$smp]="not run: no image or no hcloop guest"; done
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -268,15 +302,15 @@ for run in "${RUNS[@]}"; do
     fi
 done
 echo
-printf '  %-12s %10s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV lockstep on"
+printf '  %-12s %10s %14s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV lockstep on" "DV on -smp 2"
 for n in "${NAMES[@]}"; do
-    printf '  %-12s %10s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")"
+    printf '  %-12s %10s %14s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")" "$(cell on2 "$n")"
 done
 
 # rate_row LABEL NAME FORMAT FACTOR: FACTOR * TSC kHz / cycles per call of NAME, per run.
 rate_row() {
     printf '  %-12s' "$1"
-    for run in xen off on; do
+    for run in xen off on on2; do
         c="${CYC[$run:$2]:-}" k="${KHZ[$run]:-}"
         if [[ -n "$c" && -n "$k" && "$c" != 0 ]]; then
             printf ' %14s' "$(awk -v c="$c" -v k="$k" -v f="$4" -v fmt="$3" 'BEGIN { printf fmt, f * k / c }')"
@@ -304,12 +338,12 @@ for run in xen-icount off-icount; do
 done
 
 section "RATIOS (printed, not judged)"
-printf '  %-12s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on/off"
+printf '  %-12s %-30s %-30s %-30s %s\n' hypercall "DualVisor-off/Xen (<= 1.0x)" "DualVisor-on/Xen (<= 3.0x)" "on -smp 2/Xen (<= 3.0x)" "on/off"
 for n in "${NAMES[@]}"; do
-    x="${CYC[xen:$n]:-}" f="${CYC[off:$n]:-}" o="${CYC[on:$n]:-}"
-    r1=$(ratio "$f" "$x") r2=$(ratio "$o" "$x") r3=$(ratio "$o" "$f")
-    v1=$(verdict "$r1" 1.0) v2=$(verdict "$r2" 3.0)
-    printf '  %-12s %-30s %-30s %s\n' "$n" "$r1${v1:+ ($v1 target)}" "$r2${v2:+ ($v2 target)}" "$r3"
+    x="${CYC[xen:$n]:-}" f="${CYC[off:$n]:-}" o="${CYC[on:$n]:-}" o2="${CYC[on2:$n]:-}"
+    r1=$(ratio "$f" "$x") r2=$(ratio "$o" "$x") r4=$(ratio "$o2" "$x") r3=$(ratio "$o" "$f")
+    v1=$(verdict "$r1" 1.0) v2=$(verdict "$r2" 3.0) v4=$(verdict "$r4" 3.0)
+    printf '  %-12s %-30s %-30s %-30s %s\n' "$n" "$r1${v1:+ ($v1 target)}" "$r2${v2:+ ($v2 target)}" "$r4${v4:+ ($v4 target)}" "$r3"
 done
 
 # Why numbers are missing.
@@ -323,7 +357,7 @@ for run in "${RUNS[@]}"; do
         fi
     done
 done
-for run in off on; do
+for run in off on on2; do
     if [[ "${RESULT[$run]}" != "Test result: SUCCESS"* ]]; then
         echo "  NOTE: ${LABEL[$run]} did not run the bench guest to a successful end (${RESULT[$run]});"
         echo "        the PV hypercall paths may not be wired up yet. Last lines of its serial log:"
@@ -363,6 +397,18 @@ if [[ -s "$LOG_DIR/selftest.log" ]]; then
         echo "  the self-test printed no lockstep statistics"
     fi
 fi
+section "lockstep recovery, steady state (hcloop xen_version with 2,000 effects faults)"
+for smp in "${RECOVERY_SMPS[@]}"; do
+    r="${RECOVERY[$smp]}"
+    if [[ "$r" =~ ([0-9]+)\ recoveries,\ mean\ recovery\ latency\ ([0-9]+)\ ns ]]; then
+        awk -v smp="$smp" -v n="${BASH_REMATCH[1]}" -v ns="${BASH_REMATCH[2]}" 'BEGIN {
+            printf "  -smp %s: %d recoveries, mean %.1f us   target <= 20 us: %s\n",
+                smp, n, ns / 1000, (ns <= 20000 ? "meets" : "above")
+        }'
+    else
+        echo "  -smp $smp: $r"
+    fi
+done
 if [[ -s "$HOST_LOG" ]] && grep -q 'mailbox round trip' "$HOST_LOG"; then
     section "host lockstep engine (targets: mailbox <= 1.5x raw ping-pong)"
     sed 's/^/  /' "$HOST_LOG"
