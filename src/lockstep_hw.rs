@@ -105,6 +105,17 @@ impl Clock for Tsc {
 /// halt-polling rule): side by side 240k-600k (four pairs of runs; the host noise is large),
 /// alone unchanged (62k at -smp 3, 30k at -smp 2). Growing only on waits shorter than half
 /// the full budget's time was tried: alone 107k at -smp 3 (the budget shrank too often).
+///
+/// A follower that has posted and waits for the coordinator core's decision halts at once
+/// (`Config::decision_wait`): its host CPU goes to the coordinator its post woke. hcloop
+/// (-smp 3, 20,000 xen_version calls, 2,000 of them recovered), seven interleaved pairs of
+/// runs on a noisy host, cycles per call before / after: 133.8k / 130.4k, 101.3k / 84.5k,
+/// 115.1k / 89.4k, 117.7k / 107.7k, 153.9k / 124.4k, 129.6k / 74.7k, 130.4k / 105.8k; the
+/// mean recovery latency did not change beyond the noise (24-48 us / 21-40 us). Kicking
+/// the coordinator core at round start as well (its wake-up overlapping the executions,
+/// it polling for the posts) measured 353k: tried and dropped, as was the coordinator
+/// polling between a retry and the re-execution's decision (recovery 147-195 us instead
+/// of 16-21 us).
 pub struct HwIdle;
 
 impl Idle for HwIdle {

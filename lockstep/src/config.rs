@@ -14,6 +14,10 @@ pub struct Config {
     pub deadline_cycles: u64,
     /// Spin-then-idle wait strategy of the leader and the follower.
     pub wait: WaitStrategy,
+    /// How a follower that has posted waits for a coordinator core's decision (the leader
+    /// deciding inline: `wait`). Nothing waits on the follower meanwhile: the next round needs
+    /// the decision first, and the coordinator core, woken by the second post, needs a CPU.
+    pub decision_wait: WaitStrategy,
     /// Spin-then-idle wait strategy of a coordinator core (the leader deciding inline uses
     /// `wait`).
     pub coordinator_wait: WaitStrategy,
@@ -49,6 +53,7 @@ impl Default for Config {
             max_retries: 3,
             deadline_cycles: 50_000_000,
             wait: WaitStrategy::default(),
+            decision_wait: WaitStrategy::default(),
             coordinator_wait: WaitStrategy::default(),
             input_capacity: 4096,
             spares: 0,

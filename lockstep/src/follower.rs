@@ -337,7 +337,12 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             Some(rep.error.is_some())
         };
         let pair = self.pair;
-        let d = wait_until(self.cfg.wait, clock, idle, None, || {
+        let wait = if pair.leader_decides() {
+            self.cfg.wait
+        } else {
+            self.cfg.decision_wait
+        };
+        let d = wait_until(wait, clock, idle, None, || {
             if let Some(d) = pair.decision.read(round) {
                 return Some(Some(d));
             }

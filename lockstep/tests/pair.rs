@@ -12,7 +12,7 @@ use lockstep::mailbox::Pair;
 use lockstep::model::{random_request, Effect, Model, ModelEnv, ModelState};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
-use lockstep::role::Role;
+use lockstep::role::{Role, WaitStrategy};
 use std::time::Instant;
 
 fn cfg() -> Config {
@@ -47,15 +47,29 @@ fn run_pair(
     coord: bool,
     spawn_follower: bool,
     prepare: impl FnOnce(&mut LeaderCore<'_, Model>),
-) -> (
+) -> PairRun {
+    run_pair_with(cfg(), seed, n, coord, spawn_follower, prepare)
+}
+
+/// What [`run_pair`] returns.
+type PairRun = (
     Applied,
     u32,
     Option<(FollowerExit, u32)>,
     Health,
     lockstep::stats::Stats,
-) {
+);
+
+/// [`run_pair`] with the configuration `c`.
+fn run_pair_with(
+    c: Config,
+    seed: u64,
+    n: u64,
+    coord: bool,
+    spawn_follower: bool,
+    prepare: impl FnOnce(&mut LeaderCore<'_, Model>),
+) -> PairRun {
     let pair = Pair::new(1024);
-    let c = cfg();
     std::thread::scope(|s| {
         let f = spawn_follower.then(|| {
             s.spawn(|| {
@@ -69,7 +83,8 @@ fn run_pair(
         let k = coord.then(|| {
             s.spawn(|| {
                 let h = Host(Instant::now());
-                let mut k = Coordinator::new(&pair, c.max_retries, c.deadline_cycles, c.wait);
+                let mut k =
+                    Coordinator::new(&pair, c.max_retries, c.deadline_cycles, c.coordinator_wait);
                 k.coordinator_serve(&h, &h);
                 k.stats()
             })
@@ -131,6 +146,26 @@ fn three_cores_with_a_coordinator() {
     assert_eq!(ld, digest);
     assert_eq!(fr.unwrap().1, digest);
     assert_eq!(stats.detected, 0);
+}
+
+#[test]
+fn three_cores_waiting_as_on_bare_metal() {
+    // The hypervisor's waits: a coordinator core and a follower waiting for its decision
+    // idle at once (`coordinator_wait`, `decision_wait`), leader and follower otherwise spin.
+    let c = Config {
+        coordinator_wait: WaitStrategy { spins: 0 },
+        decision_wait: WaitStrategy { spins: 0 },
+        ..cfg()
+    };
+    let (want, digest) = golden(14, 200);
+    let (got, ld, fr, health, stats) = run_pair_with(c, 14, 200, true, true, |l| {
+        l.injector().arm(FaultKind::Effects, 20);
+    });
+    assert_eq!(got, want);
+    assert_eq!(ld, digest);
+    assert_eq!(fr.unwrap().1, digest);
+    assert_eq!(health, Health::Protected);
+    assert!(stats.recovered >= 20, "{stats}");
 }
 
 #[test]
