@@ -242,7 +242,11 @@ pub fn start(handoff: BootHandoff) -> ! {
         // 240M cycles (0.1 s) under TCG. Done every 1024 transactions, as before, it stalled
         // the guest for that long and averaged ~240k cycles per transaction with the bench
         // guest (measured with rdtsc around it on the leader); 8 objects per transaction
-        // average ~18k (the sweep's first containers hold the largest objects).
+        // average ~18k (the sweep's first containers hold the largest objects). The leader
+        // takes its step while it waits for the round's decision, off the guest's path
+        // (hcloop lockstep on, six interleaved pairs of runs: -smp 2 26k-39k -> 22k-25k,
+        // -smp 3 58k-95k -> 50k-61k cycles per call); the follower skips its step when the
+        // next round is already open.
         scrub_interval: u64::from(lockstep_selftest),
         scrub_step: if lockstep_selftest { 0 } else { SCRUB_STEP },
         // Words of guest input one transaction may consume: pinning a real kernel's

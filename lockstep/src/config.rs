@@ -34,9 +34,10 @@ pub struct Config {
     pub scrub_on_retry: bool,
     /// Scrub both replicas whole every N transactions (0: never).
     pub scrub_interval: u64,
-    /// Incremental scrubbing: after every protected transaction each core checks (and
+    /// Incremental scrubbing: in every protected transaction each core checks (and
     /// corrects) this many more objects of its replica, sweeping it over and over
-    /// (`replica::scrub_step`; 0: never).
+    /// (`replica::scrub_step`; 0: never). The leader takes its step while it waits for the
+    /// round's decision, the follower after the commit unless the next round is open.
     pub scrub_step: usize,
     /// With a separate coordinator core, the leader gives up waiting for a decision after
     /// this many deadlines and coordinates itself.

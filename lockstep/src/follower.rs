@@ -364,7 +364,11 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 {
                     self.scrub();
                 }
-                self.scrub_step();
+                // Not while the leader has opened the next round already: this core is
+                // behind, and the step would delay its post (the sweep goes on next time).
+                if self.pair.input.published().0 <= round {
+                    self.scrub_step();
+                }
                 None
             }
             Some(Decision::Escalate(s)) => {

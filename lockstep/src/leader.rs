@@ -347,6 +347,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         }
         let mut attempt = 0;
         let mut detected_at = None;
+        let mut scrubbed = false;
         let mut first_effect_bits = u64::MAX;
         loop {
             attempt += 1;
@@ -404,6 +405,22 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             // timer tick and enforces the deadline from there.
             if rep.is_some() && self.pair.other_posted(Role::Leader, round) {
                 idle.kick(Role::Coordinator);
+            }
+            if attempt == 1
+                && out.injected.is_none()
+                && self.cfg.scrub_step > 0
+                && self.pair.decision.read(round).is_none()
+            {
+                // This core's incremental scrub step, while the follower (and a coordinator
+                // core) finish the round, instead of after the commit on the guest's path.
+                // Objects keep their checksums through journaled writes, so a step in the
+                // middle of a transaction checks them as well as one after it. (Not with an
+                // injected fault: a latent replica flip is for the follow-up scrub to find.)
+                scrubbed = true;
+                let n =
+                    replica::scrub_step(&mut self.replica, &mut self.scrub_at, self.cfg.scrub_step);
+                self.stats.repaired_objects += n as u64;
+                out.repaired += n;
             }
             let (verdict, decision) = self.await_decision(round, clock, idle);
             self.count(&verdict, &mut out);
@@ -508,7 +525,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
         {
             self.scrub();
         }
-        if self.cfg.scrub_step > 0 && matches!(out.result, TxResult::Committed) {
+        if self.cfg.scrub_step > 0 && !scrubbed && matches!(out.result, TxResult::Committed) {
             let n = replica::scrub_step(&mut self.replica, &mut self.scrub_at, self.cfg.scrub_step);
             self.stats.repaired_objects += n as u64;
             out.repaired += n;
