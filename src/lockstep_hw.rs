@@ -144,9 +144,11 @@ impl Idle for HwIdle {
     fn relax(&self) {
         core::hint::black_box(());
     }
-    fn spin_budget(&self, spins: u32) -> u32 {
-        SPIN.get(arch::percpu::cpu_index())
-            .map_or(spins, |a| a.budget(spins))
+    fn spin_budget(&self, spins: u32) -> Option<u32> {
+        Some(
+            SPIN.get(arch::percpu::cpu_index())
+                .map_or(spins, |a| a.budget(spins)),
+        )
     }
     fn waited(&self, report: &WaitReport) {
         if let Some(a) = SPIN.get(arch::percpu::cpu_index()) {

@@ -124,7 +124,7 @@ impl Idle for PairIdle {
     fn relax(&self) {
         crate::lockstep_hw::HwIdle.relax()
     }
-    fn spin_budget(&self, spins: u32) -> u32 {
+    fn spin_budget(&self, spins: u32) -> Option<u32> {
         crate::lockstep_hw::HwIdle.spin_budget(spins)
     }
     fn waited(&self, report: &lockstep::role::WaitReport) {
