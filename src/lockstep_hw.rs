@@ -115,7 +115,11 @@ impl Clock for Tsc {
 /// the coordinator core at round start as well (its wake-up overlapping the executions,
 /// it polling for the posts) measured 353k: tried and dropped, as was the coordinator
 /// polling between a retry and the re-execution's decision (recovery 147-195 us instead
-/// of 16-21 us).
+/// of 16-21 us). Also tried, without a change beyond the noise (hcloop with 2,000 faults,
+/// -smp 3, three or four interleaved pairs of runs): the leader opening a first retry
+/// without waiting for the follower's rollback (30-36 us / 17-34 us recovery), and the
+/// follower polling for the decision only when its post disagreed with the leader's (a
+/// retry coming) and halting otherwise (22-45 us / 16-50 us).
 pub struct HwIdle;
 
 impl Idle for HwIdle {
