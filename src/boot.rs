@@ -246,7 +246,8 @@ pub fn start(handoff: BootHandoff) -> ! {
         // takes its step while it waits for the round's decision, off the guest's path
         // (hcloop lockstep on, six interleaved pairs of runs: -smp 2 26k-39k -> 22k-25k,
         // -smp 3 58k-95k -> 50k-61k cycles per call); the follower skips its step when the
-        // next round is already open.
+        // next round is already open, at most 7 commits in a row (its sweep goes on under a
+        // steady load).
         scrub_interval: u64::from(lockstep_selftest),
         scrub_step: if lockstep_selftest { 0 } else { SCRUB_STEP },
         // Words of guest input one transaction may consume: pinning a real kernel's

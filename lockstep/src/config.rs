@@ -37,7 +37,8 @@ pub struct Config {
     /// Incremental scrubbing: in every protected transaction each core checks (and
     /// corrects) this many more objects of its replica, sweeping it over and over
     /// (`replica::scrub_step`; 0: never). The leader takes its step while it waits for the
-    /// round's decision, the follower after the commit unless the next round is open.
+    /// round's decision, the follower after the commit (skipping it while the next round is
+    /// open already, at most 7 commits in a row).
     pub scrub_step: usize,
     /// With a separate coordinator core, the leader gives up waiting for a decision after
     /// this many deadlines and coordinates itself.

@@ -49,6 +49,9 @@ pub struct FollowerStats {
     pub repaired: u64,
 }
 
+/// Commits in a row a follower may skip its scrub step for (see `serve_round_on_own`).
+const MAX_SCRUB_SKIPS: u32 = 7;
+
 /// The follower of a pair: replays every round on its own replica and posts its digest.
 pub struct FollowerCore<'p, M: Machine> {
     pair: &'p Pair,
@@ -63,6 +66,8 @@ pub struct FollowerCore<'p, M: Machine> {
     stats: FollowerStats,
     /// Where the incremental scrub of this replica stands.
     scrub_at: replica::ScrubCursor,
+    /// Commits in a row whose scrub step was skipped (the next round was open already).
+    scrub_skipped: u32,
     /// The follower replica shared with the other pairs' followers (`replica` holds it only
     /// while this core serves a round; see [`crate::shared`]).
     shared: Option<&'p SharedReplica<M::State>>,
@@ -140,6 +145,7 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
             generation: pair.follower_generation(),
             stats: FollowerStats::default(),
             scrub_at: replica::ScrubCursor::default(),
+            scrub_skipped: 0,
             shared: None,
         }
     }
@@ -365,9 +371,13 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                     self.scrub();
                 }
                 // Not while the leader has opened the next round already: this core is
-                // behind, and the step would delay its post (the sweep goes on next time).
-                if self.pair.input.published().0 <= round {
+                // behind, and the step would delay its post. But at least every
+                // `MAX_SCRUB_SKIPS + 1`-th commit, so a steady load cannot stop the sweep.
+                if self.pair.input.published().0 <= round || self.scrub_skipped >= MAX_SCRUB_SKIPS {
+                    self.scrub_skipped = 0;
                     self.scrub_step();
+                } else {
+                    self.scrub_skipped += 1;
                 }
                 None
             }
