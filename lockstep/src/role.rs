@@ -279,6 +279,14 @@ mod tests {
         relaxed: Cell<u32>,
         idled: Cell<u32>,
     }
+    impl SpinIdle {
+        fn new() -> Self {
+            Self {
+                relaxed: Cell::new(0),
+                idled: Cell::new(0),
+            }
+        }
+    }
     impl Idle for SpinIdle {
         fn idle(&self) {
             self.idled.set(self.idled.get() + 1);
@@ -291,10 +299,7 @@ mod tests {
     #[test]
     fn spins_go_through_relax_then_idle() {
         let c = FakeClock(Cell::new(0));
-        let i = SpinIdle {
-            relaxed: Cell::new(0),
-            idled: Cell::new(0),
-        };
+        let i = SpinIdle::new();
         let mut k = 0;
         let r = wait_until(WaitStrategy { spins: 5 }, &c, &i, None, || {
             k += 1;
@@ -304,10 +309,7 @@ mod tests {
         // Polls 1-4 are followed by a relax (n < spins), polls 5-8 by an idle call.
         assert_eq!((i.relaxed.get(), i.idled.get()), (4, 4));
         // No spin budget: idle from the first failed poll.
-        let i0 = SpinIdle {
-            relaxed: Cell::new(0),
-            idled: Cell::new(0),
-        };
+        let i0 = SpinIdle::new();
         let mut k = 0;
         let _ = wait_until(WaitStrategy { spins: 0 }, &c, &i0, None, || {
             k += 1;

@@ -39,19 +39,8 @@ fn golden(seed: u64, n: u64) -> (Applied, u32) {
     (applied, full_digest(e.replica(Role::Leader)))
 }
 
-/// Runs `n` transactions with a follower thread (and a coordinator thread if `coord`);
-/// `prepare` may arm the leader's injector. Returns the leader, follower exit and digests.
-fn run_pair(
-    seed: u64,
-    n: u64,
-    coord: bool,
-    spawn_follower: bool,
-    prepare: impl FnOnce(&mut LeaderCore<'_, Model>),
-) -> PairRun {
-    run_pair_with(cfg(), seed, n, coord, spawn_follower, prepare)
-}
-
-/// What [`run_pair`] returns.
+/// What [`run_pair_with`] returns: the applied effects, the leader's replica digest, the
+/// follower's exit and digest, the leader's health and statistics.
 type PairRun = (
     Applied,
     u32,
@@ -60,7 +49,8 @@ type PairRun = (
     lockstep::stats::Stats,
 );
 
-/// [`run_pair`] with the configuration `c`.
+/// Runs `n` transactions with configuration `c` and a follower thread (and a coordinator
+/// thread if `coord`); `prepare` may arm the leader's injector.
 fn run_pair_with(
     c: Config,
     seed: u64,
@@ -125,7 +115,7 @@ fn run_pair_with(
 #[test]
 fn two_cores_agree_with_a_single_execution() {
     let (want, digest) = golden(11, 300);
-    let (got, ld, fr, health, stats) = run_pair(11, 300, false, true, |_| {});
+    let (got, ld, fr, health, stats) = run_pair_with(cfg(), 11, 300, false, true, |_| {});
     assert_eq!(got, want);
     assert_eq!(ld, digest);
     let (exit, fd) = fr.unwrap();
@@ -141,7 +131,7 @@ fn two_cores_agree_with_a_single_execution() {
 #[test]
 fn three_cores_with_a_coordinator() {
     let (want, digest) = golden(12, 200);
-    let (got, ld, fr, _, stats) = run_pair(12, 200, true, true, |_| {});
+    let (got, ld, fr, _, stats) = run_pair_with(cfg(), 12, 200, true, true, |_| {});
     assert_eq!(got, want);
     assert_eq!(ld, digest);
     assert_eq!(fr.unwrap().1, digest);
@@ -213,7 +203,7 @@ fn injected_faults_never_commit_a_wrong_result() {
     for kind in FaultKind::ALL {
         // Each hang costs a full deadline: fewer of them keep the test short.
         let count = if kind == FaultKind::Hang { 8 } else { 120 };
-        let (got, ld, fr, health, stats) = run_pair(13, 120, false, true, |l| {
+        let (got, ld, fr, health, stats) = run_pair_with(cfg(), 13, 120, false, true, |l| {
             l.injector().arm(kind, count);
         });
         let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
@@ -237,7 +227,7 @@ fn injected_faults_never_commit_a_wrong_result() {
 #[test]
 fn a_hung_follower_is_caught_by_the_deadline_and_escalated() {
     let (want, digest) = golden(14, 20);
-    let (got, ld, fr, health, stats) = run_pair(14, 20, false, false, |_| {});
+    let (got, ld, fr, health, stats) = run_pair_with(cfg(), 14, 20, false, false, |_| {});
     assert!(fr.is_none());
     assert_eq!(got, want, "unprotected, but still correct");
     assert_eq!(ld, digest);
@@ -255,7 +245,7 @@ fn a_hung_follower_is_caught_by_the_deadline_and_escalated() {
 #[test]
 fn a_follower_that_keeps_failing_is_escalated_and_told_so() {
     let (want, _) = golden(15, 40);
-    let (got, _, fr, health, stats) = run_pair(15, 40, false, true, |l| {
+    let (got, _, fr, health, stats) = run_pair_with(cfg(), 15, 40, false, true, |l| {
         l.injector().arm_persistent(FaultKind::FollowerReg, 1);
     });
     assert_eq!(got, want);
@@ -313,7 +303,7 @@ fn three_cores_recover_injected_digest_and_effects_faults() {
         FaultKind::Effects,
         FaultKind::FollowerReg,
     ] {
-        let (got, ld, fr, health, stats) = run_pair(17, 80, true, true, |l| {
+        let (got, ld, fr, health, stats) = run_pair_with(cfg(), 17, 80, true, true, |l| {
             l.injector().arm(kind, 80);
         });
         assert_eq!(got, want, "{kind}");

@@ -4,12 +4,13 @@
 //! guest prints the recoveries' mean latency (`make bench` reads the same line). Run with a
 //! coordinator core (`-smp 3`) and with the leader deciding itself (`-smp 2`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::qemu::{Boot, Module};
 use crate::scenario::{Paths, Planned};
+use crate::two_pairs::stem;
 
 /// Calls and injected faults of each run.
 const CALLS: u32 = 2000;
@@ -57,10 +58,6 @@ pub fn hcloop_inject(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
             Planned::Run(Box::new(s))
         })
         .collect()
-}
-
-fn stem(g: &Path) -> Option<&str> {
-    g.file_stem().and_then(|s| s.to_str())
 }
 
 #[cfg(test)]

@@ -293,7 +293,8 @@ pub fn lockpairs_smp6(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
     vec![Planned::Run(Box::new(s))]
 }
 
-fn stem(g: &Path) -> Option<&str> {
+/// A guest's name: its file name without `.elf`.
+pub(crate) fn stem(g: &Path) -> Option<&str> {
     g.file_stem().and_then(|s| s.to_str())
 }
 
