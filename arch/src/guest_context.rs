@@ -155,6 +155,11 @@ pub fn load_from(source: Source, build: impl FnOnce() -> GuestContext) {
     slot.lock().loaded_from(source);
 }
 
+/// Whether this CPU holds the context `source` gives (as [`load_from`] would find it).
+pub fn holds(source: &Source) -> bool {
+    LOADED[crate::percpu::cpu_index()].lock().holds(source)
+}
+
 /// Forgets what this CPU loaded with [`load`]: called by every setter of a part.
 pub fn invalidate() {
     LOADED[crate::percpu::cpu_index()].lock().invalidate();

@@ -112,8 +112,14 @@ pub(crate) fn apply_all(
                 ConsoleEffect::ConringClear { c } => arch::conring::CONRING.lock().advance_to(*c),
             },
             Effect::Yield | Effect::Block => {}
-            Effect::DomainShutdown { dom, reason } => after.shutdown = Some((*dom, *reason)),
-            Effect::DomainCrash { dom } => after.crashed = Some(*dom),
+            // The exit's first shutdown and first crash are the ones reported (`after`
+            // gathers every transaction of the exit).
+            Effect::DomainShutdown { dom, reason } => {
+                after.shutdown.get_or_insert((*dom, *reason));
+            }
+            Effect::DomainCrash { dom } => {
+                after.crashed.get_or_insert(*dom);
+            }
             Effect::DomainDestroyed { dom } => {
                 rt.vcpus.retain(|k, _| k.0 != *dom);
                 rt.drop_loaded_selectors(|k| k.0 == *dom);

@@ -251,6 +251,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         handover: None,
         committed: Vec::with_capacity(super::COMMITTED_CAPACITY),
         vi_cache: [const { core::cell::Cell::new(None) }; MAX_CPUS],
+        resumed: [None; MAX_CPUS],
     };
     rt.backend.enable_promotion();
     let boot = xen_core::request::Request::exit(

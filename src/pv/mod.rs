@@ -96,6 +96,22 @@ pub(crate) struct Runtime {
     /// the stamps hold. The exit path asks at least twice per exit, and the two map lookups
     /// each time were ~6% of a lockstep-off hypercall (`make profile`).
     vi_cache: [Cell<Option<ViCache>>; MAX_CPUS],
+    /// Per CPU, what its last complete resume of its vCPU without a vCPU switch was prepared
+    /// from ([`ResumeMark`]): while it holds, the resume has nothing to map or load.
+    resumed: [Option<ResumeMark>; MAX_CPUS],
+}
+
+/// What a resume of a vCPU that stays on its CPU depends on: the context source (the vCPU
+/// and the change stamps of the two replica maps its CPU state, bases, CR3 and LDT come
+/// from) and the code and stack selectors it resumes with (whether an LDT page must be
+/// mapped for them). Equal marks, with the CPU still holding that context, mean the LDT
+/// check, the base and CR3 loads and the CPU-state load would each find nothing to do: the
+/// hardware bases the guest could change without an exit were recorded in the replica by
+/// this exit's first transaction, renewing a stamp if they changed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ResumeMark {
+    source: arch::guest_context::Source,
+    cs_ss: [u64; 2],
 }
 
 /// A cached vcpu_info address ([`Runtime::vcpu_info_maddr`]).
@@ -208,11 +224,7 @@ impl Runtime {
     fn load_cpu_state(&self, key: VcpuKey) {
         use xen_core::pv::state::{CR4_FSGSBASE, CR4_TSD, GDT_GUEST_PAGES, LDT_PAGES};
         let replica = self.backend.replica();
-        let [pv_map, pv_changes] = replica.pv_vcpus.stamp().words();
-        let [v_map, v_changes] = replica.vcpus.stamp().words();
-        let who = (u64::from(key.0) << 32) | u64::from(key.1);
-        let source = [who, pv_map, pv_changes, v_map, v_changes];
-        arch::guest_context::load_from(source, || {
+        arch::guest_context::load_from(self.context_source(key), || {
             let pv = replica.pv_vcpus.get(&key);
             arch::guest_context::GuestContext {
                 ts: pv.is_some_and(|p| p.cr0_ts),
@@ -227,6 +239,16 @@ impl Runtime {
                 xcr0: pv.map_or(arch::xstate::XCR0_FP_SSE, |p| p.xcr0),
             }
         });
+    }
+
+    /// What `key`'s CPU state is built from: the vCPU and the change stamps of the replica
+    /// maps it is read from (`pv_vcpus`, `vcpus`).
+    fn context_source(&self, key: VcpuKey) -> arch::guest_context::Source {
+        let replica = self.backend.replica();
+        let [pv_map, pv_changes] = replica.pv_vcpus.stamp().words();
+        let [v_map, v_changes] = replica.vcpus.stamp().words();
+        let who = (u64::from(key.0) << 32) | u64::from(key.1);
+        [who, pv_map, pv_changes, v_map, v_changes]
     }
 
     /// Every XCR0 bit `key` ever enabled.
@@ -428,9 +450,23 @@ fn transact(
     cr3: u64,
     live: Option<(&mut TrapFrame, &mut FxArea)>,
 ) -> After {
+    let mut after = After::default();
+    transact_into(rt, req, cr3, live, &mut after);
+    after
+}
+
+/// [`transact`], adding what the effects ask of the exit path to `after` (the guest exit's
+/// own transactions: no `After` built, returned and merged for each).
+fn transact_into(
+    rt: &mut Runtime,
+    req: &Request,
+    cr3: u64,
+    live: Option<(&mut TrapFrame, &mut FxArea)>,
+    after: &mut After,
+) {
     if rt.handover.is_some() {
         // This leader stepped down: the rest of its exit path runs no transaction.
-        return After::default();
+        return;
     }
     let words = req.to_words();
     let vi = rt.vcpu_info_maddr((req.dom, req.vcpu)).unwrap_or(0);
@@ -463,7 +499,7 @@ fn transact(
     if out.result == TxResult::Aborted(lockstep::config::EngineError::LeaderRetired) {
         rt.committed = committed;
         promote::begin_handover(rt, req, cr3, live);
-        return After::default();
+        return;
     }
     match out.result {
         TxResult::Committed => {}
@@ -490,12 +526,14 @@ fn transact(
     }
     let allocated = core::mem::take(&mut env.allocated);
     drop(env);
-    let mut after = After::default();
-    apply::apply_all(rt, req, cr3, live, &committed, &mut after);
+    // The frames this transaction's effects kept are what it adds to `after` (nothing after
+    // the transaction reads them).
+    let kept_before = after.kept_frames.len();
+    apply::apply_all(rt, req, cr3, live, &committed, after);
     committed.clear();
     rt.committed = committed;
-    env::release_unkept(allocated, &after.kept_frames);
-    after
+    env::release_unkept(allocated, &after.kept_frames[kept_before..]);
+    after.kept_frames.truncate(kept_before);
 }
 
 /// The exit hook: every guest exit on a leader CPU.
@@ -602,8 +640,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             GuestExit::Interrupt(_) => rt.kernel_cr3(key),
             _ => cr3_at_exit,
         };
-        let more = transact(rt, &req, cr3, Some((frame, fx)));
-        after.merge(more);
+        transact_into(rt, &req, cr3, Some((frame, fx)), &mut after);
     }
     // GSIs taken while this exit's transactions waited for the follower (interrupts are on
     // in that `hlt`): delivered before the guest resumes, not at the next tick.
@@ -620,8 +657,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         let req = Request::exit(ExitKind::Interrupt, k.0, k.1, regs_of(frame), 0, 0, 0)
             .with_live(live.take());
         let cr3 = rt.kernel_cr3(k);
-        let more = transact(rt, &req, cr3, Some((frame, fx)));
-        after.merge(more);
+        transact_into(rt, &req, cr3, Some((frame, fx)), &mut after);
         // A GSI taken while that transaction waited: its transaction now too, and its
         // event delivered by the next round of this loop, not at the next interrupt exit.
         if let Some(a) = irq::poll_late(rt, cpu) {
@@ -634,6 +670,17 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     loop {
         match rt.running[cpu] {
             Some(next) if next == cur => {
+                let mark = ResumeMark {
+                    source: rt.context_source(cur),
+                    cs_ss: [frame.cs, frame.ss],
+                };
+                if cur == key
+                    && rt.resumed[cpu] == Some(mark)
+                    && arch::guest_context::holds(&mark.source)
+                {
+                    // Prepared from the same state last time: nothing to map or load.
+                    break;
+                }
                 after.merge(map_ldt_selectors(rt, cur, Some((frame, fx)), false));
                 if cur == key && live.is_some() {
                     // No transaction changed this vCPU: the hardware holds its bases still.
@@ -641,9 +688,14 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 } else {
                     rt.load(cur, held);
                 }
+                // Marked only when no LDT transaction changed what the resume depends on
+                // (one that failed to map its page is run again next time).
+                let now = rt.context_source(cur);
+                rt.resumed[cpu] = (cur == key && now == mark.source).then_some(mark);
                 break;
             }
             Some(next) => {
+                rt.resumed[cpu] = None;
                 held = None;
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
@@ -666,6 +718,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 break;
             }
             None => {
+                rt.resumed[cpu] = None;
                 if cur == key {
                     after.merge(switch_out(rt, key, frame, live.take()));
                 }

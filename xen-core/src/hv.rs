@@ -527,12 +527,19 @@ impl Machine for Xen {
         let req = Request::from_words(input.request()).ok_or(Abort::BadRequest)?;
         // An idle leader CPU's timer interrupt comes from DOMID_IDLE with the CPU as `vcpu`.
         let idle = req.kind == ExitKind::Interrupt && req.dom == dom0_interface::xen::DOMID_IDLE;
-        if !idle && state.vcpus.get(&(req.dom, req.vcpu)).is_none() {
-            return Err(Abort::NoSuchVcpu);
-        }
         let mut ctx = Ctx::new(input, tx, req);
-        if let (false, Some(live)) = (idle, req.live) {
-            crate::pv::segments::record_live_bases(state, ctx.journal(), (req.dom, req.vcpu), live);
+        if !idle {
+            // One lookup for both: that the vCPU exists, and its live bases recorded.
+            let key = (req.dom, req.vcpu);
+            let found = match req.live {
+                Some(live) => {
+                    crate::pv::segments::record_live_bases(state, ctx.journal(), key, live)
+                }
+                None => state.vcpus.contains_key(&key),
+            };
+            if !found {
+                return Err(Abort::NoSuchVcpu);
+            }
         }
         if req.kind == ExitKind::SwitchOut {
             return Ok(());

@@ -18,14 +18,15 @@
 /// [`crate::request::LiveBases`]) in its replica state: the FS base, and the GS base of the
 /// mode it runs in (the other one can only change through the hypervisor). Xen keeps what the
 /// hardware holds in the same way (`save_segments`, and `rdmsr` of the bases reads them live).
+/// False if there is no such vCPU.
 pub fn record_live_bases(
     state: &mut crate::hv::HvState,
     j: &mut lockstep::Journal,
     key: crate::domain::VcpuKey,
     live: crate::request::LiveBases,
-) {
+) -> bool {
     let Some(v) = state.vcpus.get(&key) else {
-        return;
+        return false;
     };
     let gs = if v.kernel_mode {
         v.gs_base_kernel
@@ -33,7 +34,7 @@ pub fn record_live_bases(
         v.gs_base_user
     };
     if v.fs_base == live.fs_base && gs == live.gs_base {
-        return;
+        return true;
     }
     state.vcpus.update(j, &key, |v| {
         v.fs_base = live.fs_base;
@@ -43,6 +44,7 @@ pub fn record_live_bases(
             v.gs_base_user = live.gs_base;
         }
     });
+    true
 }
 
 /// DS, ES, FS, GS, in that order (the order of the failsafe frame).
