@@ -33,6 +33,10 @@
 //! - VCPUOP_initialise and vCPU resets take and drop base-pointer references with
 //!   [`vcpu_base::install`] / [`vcpu_base::release`]; the #PF path may emulate a kernel's
 //!   write to one of its L1 tables with [`pt::emulate_l1_write`] (writable page tables).
+//! - A frame a guest hands over for the hypervisor to write into by machine address for as
+//!   long as it stays registered (a vcpu_info, FIFO event channel pages; the PIRQ EOI bitmap
+//!   does the same by hand) is taken with [`frame::map_guest_page`] — the caller's own, typed
+//!   writable, -EINVAL otherwise — and given back with [`frame::unmap_guest_page`].
 //!
 //! Deliberate simplifications against Xen: validation is never preempted (a whole table is
 //! validated inside one transaction; long batches continue after [`OPS_PER_CALL`] operations);
@@ -71,6 +75,8 @@ pub mod env;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod frame;
+#[cfg(test)]
+mod guest_page_tests;
 #[cfg(test)]
 mod lockstep_tests;
 #[cfg(test)]

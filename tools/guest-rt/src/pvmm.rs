@@ -388,6 +388,29 @@ pub fn spare_pfn(si: &StartInfo, k: u64) -> Option<u64> {
     (va >= bootstrap_end).then_some(pfn)
 }
 
+/// First frame [`low_frame_not_ours`] considers (64 KiB, above the BIOS data area).
+const LOW_RAM_FIRST: u64 = 0x10;
+/// End of conventional memory (640 KiB): frames below are RAM on every PC.
+const LOW_RAM_END: u64 = 0xa0;
+
+/// A frame of conventional memory (64-640 KiB, RAM on every PC) that the domain does not own
+/// by its start-of-day p2m list (one scan of it): Xen 4.17 gives the low 1 MiB to DOMID_IO, a
+/// hypervisor may keep it for itself; a guest handing it to a hypercall that needs a frame of
+/// its own must be refused. `None` if the domain owns them all.
+pub fn low_frame_not_ours(si: &StartInfo) -> Option<u64> {
+    let mut owned = [0u64; 3];
+    for pfn in 0..si.nr_pages {
+        if let Some(m) = pfn_to_mfn(si, pfn).filter(|m| (LOW_RAM_FIRST..LOW_RAM_END).contains(m)) {
+            let i = m - LOW_RAM_FIRST;
+            owned[(i / 64) as usize] |= 1 << (i % 64);
+        }
+    }
+    (LOW_RAM_FIRST..LOW_RAM_END).find(|m| {
+        let i = m - LOW_RAM_FIRST;
+        owned[(i / 64) as usize] & (1 << (i % 64)) == 0
+    })
+}
+
 /// Gives the frame of spare pfn `pfn` back (decrease_reservation), then repopulates the pfn
 /// (populate_physmap) and records the new frame in the p2m list. Returns the two results and
 /// the new frame.

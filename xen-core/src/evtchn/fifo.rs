@@ -116,7 +116,8 @@ fn set_port(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, key: PortKey, p: Fif
 }
 
 /// `map_guest_page` for a PV domain (its "gfn" is a machine frame): a general and a writable
-/// type reference on a frame `dom` owns; any failure is -EINVAL, as in Xen.
+/// type reference on a frame `dom` owns, held until [`destroy`]; any refusal is -EINVAL, as in
+/// Xen ([`crate::mm::frame::map_guest_page`]).
 fn map_guest_page(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
@@ -124,23 +125,12 @@ fn map_guest_page(
     gfn: u64,
 ) -> Result<(), HvError> {
     let mut env = crate::mm::CtxEnv::new(ctx);
-    match crate::mm::frame::get_page_and_type(
-        state,
-        &mut env,
-        gfn,
-        dom,
-        crate::mm::PageType::Writable,
-    ) {
-        Ok(()) => Ok(()),
-        Err(HvError::Errno(_)) => Err(XenErrno::EINVAL.into()),
-        Err(e) => Err(e),
-    }
+    crate::mm::frame::map_guest_page(state, &mut env, gfn, dom)
 }
 
 fn unmap_guest_page(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, mfn: u64) {
     let mut env = crate::mm::CtxEnv::new(ctx);
-    // A frame already released with its domain has nothing left to drop.
-    let _ = crate::mm::frame::put_page_and_type(state, &mut env, mfn);
+    crate::mm::frame::unmap_guest_page(state, &mut env, mfn);
 }
 
 /// `EVTCHNOP_init_control` for the caller (Xen's `evtchn_fifo_init_control`, in its order of

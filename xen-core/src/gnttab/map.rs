@@ -90,7 +90,8 @@ fn put_handle(st: &mut HvState, env: &mut dyn MmEnv, ld: DomId, h: u32) {
 }
 
 /// The L1 entry a host mapping at `addr` goes into: `(L1 frame, entry machine address)` if it
-/// is an L1 table of `ld`'s own.
+/// is an L1 table of `ld`'s own, validated and in use (Xen's `page_lock` of it; a frame merely
+/// left with an L1 type but no type reference is not one).
 fn host_slot(
     st: &HvState,
     env: &mut dyn MmEnv,
@@ -110,10 +111,9 @@ fn host_slot(
             None => return Ok(None),
         }
     };
-    let ok = st
-        .frames
-        .get(&l1)
-        .is_some_and(|p| p.owner == ld && p.count > 0 && p.ty == PageType::L1 && p.validated);
+    let ok = st.frames.get(&l1).is_some_and(|p| {
+        p.owner == ld && p.count > 0 && p.ty == PageType::L1 && p.validated && p.type_count > 0
+    });
     Ok(ok.then_some(maddr))
 }
 

@@ -105,6 +105,16 @@ impl T {
         ret
     }
 
+    /// Changes frame `mfn`'s record in both replicas, outside any hypercall.
+    pub(super) fn set_frame(&mut self, mfn: u64, f: impl Fn(&mut crate::mm::PageInfo)) {
+        let mut j = Journal::new();
+        j.begin(1);
+        self.h.state.frames.update(&mut j, &mfn, &f);
+        self.follower.frames.update(&mut j, &mfn, &f);
+        lockstep::replica::forget(&mut self.h.state);
+        lockstep::replica::forget(&mut self.follower);
+    }
+
     pub(super) fn apply(&mut self, e: &Effect) {
         let mem = &mut self.h.mem;
         match e {

@@ -183,6 +183,18 @@ fn contains_pte_and_unmap_and_replace() {
             .status,
         GNTST_GENERAL_ERROR
     );
+    // A frame left with the L1 type but no type reference (the builder's unreferenced
+    // tables) is no page table in use: Xen's page_lock refuses it.
+    let idle = mfn(44);
+    t.set_frame(idle, |p| {
+        p.ty = crate::mm::PageType::L1;
+        p.validated = true;
+    });
+    assert_eq!(
+        t.map(10, GNTMAP_HOST_MAP | GNTMAP_CONTAINS_PTE, idle << 12)
+            .status,
+        GNTST_GENERAL_ERROR
+    );
     assert_eq!(t.unmap(m.handle, l1_slot(8)), GNTST_OKAY);
     audit(&t.h).expect("audit");
     // unmap_and_replace: the mapping of pfn 12 moves into pfn 11's slot.

@@ -20,9 +20,6 @@ use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::sched::SHUTDOWN_POWEROFF;
 use dom0_interface::vcpu::*;
 
-/// Size of a `vcpu_info`.
-const VCPU_INFO_SIZE: u64 = 64;
-
 /// `vcpu_op(cmd, vcpuid, arg)`.
 pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [cmd, vcpuid, arg, ..] = ctx.req.args;
@@ -115,7 +112,7 @@ pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             with_sched(state, ctx, |s| sched::set_singleshot(s, key, None))?;
             Ok(0)
         }
-        VCPUOP_REGISTER_VCPU_INFO => register_vcpu_info(state, ctx, key, is_caller, arg),
+        VCPUOP_REGISTER_VCPU_INFO => info::register(state, ctx, key, is_caller, arg),
         // Xen answers -EINVAL unless dom0's vCPUs are pinned (dom0_vcpus_pin), which
         // DualVisor does not offer.
         VCPUOP_GET_PHYSID => Err(XenErrno::EINVAL.into()),
@@ -451,62 +448,6 @@ fn load_tables(
     Ok(())
 }
 
-fn register_vcpu_info(
-    state: &mut HvState,
-    ctx: &mut Ctx<'_, '_, '_>,
-    key: VcpuKey,
-    is_caller: bool,
-    arg: u64,
-) -> HvResult {
-    let info: VcpuRegisterVcpuInfo = read(ctx, arg)?;
-    let offset = u64::from(info.offset);
-    // Xen 4.17: misplaced (crossing the page or misaligned) -> -ENXIO.
-    if offset > 4096 - VCPU_INFO_SIZE || offset % 8 != 0 {
-        return Err(XenErrno::ENXIO.into());
-    }
-    let current = sched::vcpu_sched(state, key);
-    if current.vcpu_info_maddr.is_some() {
-        return Err(XenErrno::EINVAL.into());
-    }
-    if !is_caller && state.vcpus.get(&key).is_some_and(|v| v.online) {
-        return Err(XenErrno::EINVAL.into());
-    }
-    let new = info
-        .mfn
-        .checked_mul(4096)
-        .and_then(|m| m.checked_add(offset))
-        .filter(|_| info.mfn != 0)
-        .ok_or(XenErrno::EINVAL)?;
-    // The new vcpu_info starts as a copy of the old one (or zeroed with events masked),
-    // then every selector bit and the upcall are marked pending so nothing is lost.
-    let mut old = [0u8; VCPU_INFO_SIZE as usize];
-    match sched::vcpu_info_maddr(state, key) {
-        Some(m) => ctx.read_machine(m, &mut old)?,
-        None => old[1] = 1,
-    }
-    old[0] = 1;
-    old[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    let writes: Vec<Effect> = old
-        .chunks(8)
-        .enumerate()
-        .map(|(i, w)| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            Effect::WriteMachine {
-                maddr: new + 8 * i as u64,
-                value: u64::from_le_bytes(b),
-            }
-        })
-        .collect();
-    for e in writes {
-        ctx.emit(e);
-    }
-    let j = ctx.journal();
-    let mut v = current;
-    v.vcpu_info_maddr = Some(new);
-    state.vsched.insert(j, key, v);
-    Ok(0)
-}
-
+pub mod info;
 #[cfg(test)]
 mod tests;

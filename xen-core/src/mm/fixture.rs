@@ -184,7 +184,8 @@ pub fn call(h: &mut Harness, nr: u32, args: [u64; 5]) -> Outcome {
 }
 
 /// Recomputes every frame's general and type counts from the page tables in machine memory,
-/// the vCPUs' base pointers and GDT/LDT frames, pins and foreign records, and checks them against the state,
+/// the vCPUs' base pointers and GDT/LDT frames, pins, foreign records and the frames held for
+/// machine-address writes (vcpu_info, FIFO, EOI bitmap), and checks them against the state,
 /// together with the PV invariant (no page table writably mapped).
 pub fn audit(h: &Harness) -> Result<(), String> {
     let st = &h.state;
@@ -205,6 +206,24 @@ pub fn audit(h: &Harness) -> Result<(), String> {
                 *tcount.entry(cr3 >> 12).or_default() += 1;
             }
         }
+    }
+    // Frames the hypervisor writes by machine address hold a general and a writable type
+    // reference each: registered vcpu_info, FIFO control blocks and event array pages, the
+    // PIRQ EOI bitmap.
+    let mut held: Vec<u64> = Vec::new();
+    held.extend(
+        st.vsched
+            .iter()
+            .filter_map(|(_, v)| v.vcpu_info_maddr.map(|m| m >> 12)),
+    );
+    for (_, f) in st.evtchn_fifo.iter() {
+        held.extend(f.control.iter().filter(|m| **m != 0).map(|m| m >> 12));
+        held.extend(f.array.iter().copied());
+    }
+    held.extend(st.eoi_maps.iter().map(|(_, m)| m.mfn));
+    for f in held {
+        *count.entry(f).or_default() += 1;
+        *tcount.entry(f).or_default() += 1;
     }
     for (_, pv) in st.pv_vcpus.iter() {
         for &f in pv

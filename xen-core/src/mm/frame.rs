@@ -241,6 +241,35 @@ pub fn put_page_and_type(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) -> Res
     Ok(())
 }
 
+/// `get_page_from_gfn` + `get_page_type(PGT_writable_page)` for a page a PV domain hands the
+/// hypervisor to write into later (its "gfn" is a machine frame): a vcpu_info, a FIFO control
+/// block or event array page. `dom` must own `mfn` (a live frame) and its type must be able to
+/// be writable (no page table, no descriptor page); every refusal is -EINVAL, as Xen answers.
+/// The general and the writable type reference are held until [`unmap_guest_page`]: while
+/// they are, the frame cannot become a page table and is not freed (a release of it by its
+/// domain only drops the allocation reference).
+pub fn map_guest_page(
+    st: &mut HvState,
+    env: &mut dyn MmEnv,
+    mfn: u64,
+    dom: DomId,
+) -> Result<(), HvError> {
+    match get_page_and_type(st, env, mfn, dom, PageType::Writable) {
+        Ok(()) => Ok(()),
+        Err(HvError::Errno(_)) => Err(XenErrno::EINVAL.into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops the references [`map_guest_page`] took (`put_page_and_type`); the last one frees the
+/// frame (a writable page has nothing to devalidate, so this cannot fail).
+pub fn unmap_guest_page(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64) {
+    // A frame already gone with its domain has nothing left to drop.
+    if st.frames.contains_key(&mfn) {
+        let _ = put_page_and_type(st, env, mfn);
+    }
+}
+
 /// Sets the M2P entry of `mfn` (which must exist) to `pfn` and has the embedder write the
 /// guest-visible table.
 pub fn set_m2p(st: &mut HvState, env: &mut dyn MmEnv, mfn: u64, pfn: u64) {

@@ -240,6 +240,18 @@ fn init_control_errors(si: &StartInfo, f: &mut Fifo) {
             Err(Errno::EINVAL),
         );
     }
+    let not_ours = pvmm::low_frame_not_ours(si);
+    check(
+        "a RAM frame below 640 KiB that is not ours",
+        not_ours.is_some(),
+    );
+    if let Some(m) = not_ours {
+        check_eq(
+            "init_control on a RAM frame that is not ours -> -EINVAL",
+            evtchn::init_control(m, 0, 0).map(|_| ()),
+            Err(Errno::EINVAL),
+        );
+    }
     check_eq(
         "expand_array before init_control -> -EOPNOTSUPP",
         evtchn::expand_array(f.array),
@@ -261,6 +273,20 @@ fn init_control_errors(si: &StartInfo, f: &mut Fifo) {
         evtchn::init_control(c, 0, 0).map(|_| ()),
         Err(Errno::EINVAL),
     );
+    if let Some(root) = pvmm::root_mfn(si) {
+        check_eq(
+            "expand_array with our L4 page table (not writable) -> -EINVAL",
+            evtchn::expand_array(root),
+            Err(Errno::EINVAL),
+        );
+    }
+    if let Some(m) = not_ours {
+        check_eq(
+            "expand_array with a RAM frame that is not ours -> -EINVAL",
+            evtchn::expand_array(m),
+            Err(Errno::EINVAL),
+        );
+    }
 }
 
 /// The switch: a port pending under 2-level is saved and raised (masked, so not linked)

@@ -2,7 +2,8 @@
 //! system time), the shared_info wall clock, the default 100 Hz periodic timer of a PV vCPU,
 //! set_timer_op (arm, cancel, past and huge deadlines), VCPUOP single-shot and periodic timers
 //! with their errors, runstate info and the runstate area, vcpu_op errors, and — with two or more
-//! vCPUs — vCPU 1: is_up/up/down before and after VCPUOP_initialise, register_vcpu_info on it,
+//! vCPUs — vCPU 1: is_up/up/down before and after VCPUOP_initialise, register_vcpu_info on it
+//! (and its refusal of frames not ours or not writable),
 //! and a start, stop and restart of vCPU 1 running its own code.
 #![no_std]
 #![no_main]
@@ -16,7 +17,7 @@ use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::vcpu::{self, VCPU_SSHOTTMR_FUTURE};
-use guest_rt::{println, sched, smp, Errno};
+use guest_rt::{println, pvmm, sched, smp, Errno};
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
@@ -403,6 +404,7 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
         smp::register_vcpu_info(1, area.mfn, 4),
         Err(Errno::ENXIO),
     );
+    foreign_vcpu_info(si);
     check_eq(
         "register_vcpu_info(1, offset 64)",
         smp::register_vcpu_info(1, area.mfn, INFO_OFFSET),
@@ -511,6 +513,38 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
         "  ... and goes down again",
         sched::wait_for(|| vcpu::is_up(1) == Ok(0)),
     );
+}
+
+/// register_vcpu_info(1) refuses frames the hypervisor must not write into for us, with
+/// -EINVAL (Xen's `get_page_from_gfn` and `get_page_type(PGT_writable_page)`): one that does
+/// not exist, a RAM frame we do not own, our own L4 page table; vCPU 1 keeps none.
+fn foreign_vcpu_info(si: &StartInfo) {
+    check_eq(
+        "register_vcpu_info(1, a frame that does not exist) -> -EINVAL",
+        smp::register_vcpu_info(1, 1 << 40, INFO_OFFSET),
+        Err(Errno::EINVAL),
+    );
+    let not_ours = pvmm::low_frame_not_ours(si);
+    check(
+        "a RAM frame below 640 KiB that is not ours",
+        not_ours.is_some(),
+    );
+    if let Some(m) = not_ours {
+        check_eq(
+            "register_vcpu_info(1, a RAM frame that is not ours) -> -EINVAL",
+            smp::register_vcpu_info(1, m, INFO_OFFSET),
+            Err(Errno::EINVAL),
+        );
+    }
+    let root = pvmm::root_mfn(si);
+    check("our L4's frame", root.is_some());
+    if let Some(root) = root {
+        check_eq(
+            "register_vcpu_info(1, our L4 page table) -> -EINVAL",
+            smp::register_vcpu_info(1, root, INFO_OFFSET),
+            Err(Errno::EINVAL),
+        );
+    }
 }
 
 /// VCPUOP_initialise(1) with `ctx` changed as each case says is refused with -EINVAL and

@@ -317,10 +317,14 @@ pub fn destroy(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId) -> Resu
             crate::sched::offline(s, *k);
         }
     })?;
-    // Grant mappings it made and its grant table go before its memory.
+    // Grant mappings it made, its grant table and its vCPUs' registered vcpu_info frames
+    // (`unmap_vcpu_info`) go before its memory.
     {
         let mut env = crate::mm::env::CtxEnv::new(ctx);
         crate::gnttab::release_domain(state, &mut env, d)?;
+        for k in &keys {
+            crate::hypercall::vcpu::info::release(state, &mut env, *k);
+        }
         env.finish();
     }
     let freed = crate::mm::destroy_domain_memory(state, ctx.journal(), d);

@@ -1,7 +1,7 @@
 //! vcpu_op tests: the answers Xen 4.17 gave the `timer` test guest.
 
 use super::*;
-use crate::sched::tests::{virqs, Rig, SHARED_INFO};
+use crate::sched::tests::{virqs, Rig, ROOTS, SHARED_INFO};
 
 fn context(cr3_pfn: u64) -> [u8; 5168] {
     let mut c = [0u8; 5168];
@@ -165,6 +165,31 @@ fn register_vcpu_info_rules() {
     assert_eq!(r.vcpu_op(0, VCPUOP_REGISTER_VCPU_INFO, 1, 0), -14);
     assert_eq!(reg(&mut r, 0, 1, 0x77, 4096 - 63), -6, "crosses the page");
     assert_eq!(reg(&mut r, 0, 1, 0x77, 4), -6, "misaligned");
+    assert_eq!(
+        reg(&mut r, 0, 1, 0x77, 64),
+        -22,
+        "a frame dom0 does not own"
+    );
+    assert_eq!(reg(&mut r, 0, 1, ROOTS[0], 64), -22, "a page table");
+    assert_eq!(
+        crate::sched::vcpu_info_maddr(&r.state, (0, 1)),
+        Some(SHARED_INFO + 64),
+        "still its shared_info slot"
+    );
+    // Frame 0x77 becomes dom0's (a data page).
+    let page = crate::mm::PageInfo {
+        owner: 0,
+        count: 1,
+        allocated: true,
+        ..Default::default()
+    };
+    r.state.frames.insert(&mut r.journal, 0x77, page);
+    lockstep::replica::forget(&mut r.state);
+    assert_eq!(
+        reg(&mut r, 1, 0, 0x77, 64),
+        -22,
+        "vCPU 0 is online and not the caller"
+    );
     // The old slot's mask is copied, all selectors marked pending.
     r.world.machine.insert(SHARED_INFO + 64 + 1, 1);
     assert_eq!(reg(&mut r, 0, 1, 0x77, 64), 0);
@@ -176,4 +201,10 @@ fn register_vcpu_info_rules() {
         assert_eq!(r.world.machine.get(&(new + i)), Some(&0xff));
     }
     assert_eq!(crate::sched::vcpu_info_maddr(&r.state, (0, 1)), Some(new));
+    let p = r.state.frames.get(&0x77).cloned().unwrap();
+    assert_eq!(
+        (p.count, p.ty, p.type_count),
+        (2, crate::mm::PageType::Writable, 1),
+        "a general and a writable type reference held"
+    );
 }
