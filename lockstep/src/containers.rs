@@ -506,28 +506,23 @@ impl<K: Value + Ord + 'static, V: Value + 'static> Journaled for JMap<K, V> {
         use core::ops::Bound::{Excluded, Unbounded};
         let mut step = ScrubStep::default();
         let mut last = None;
-        let range = match self.scrub_after.take() {
+        let mut range = match self.scrub_after.take() {
             Some(k) => self.entries.range_mut((Excluded(k), Unbounded)),
             None => self.entries.range_mut(..),
         };
-        for (k, (v, c)) in range.take(budget) {
+        for (k, (v, c)) in range.by_ref().take(budget) {
             if checksum_kv(k, v) != *c && correct_single_bit(v, *c, |x| checksum_kv(k, x)) {
                 step.repaired += 1;
             }
             step.checked += 1;
             last = Some(k.clone());
         }
+        // Whether the sweep reached the end, from the same walk (a second lookup from the
+        // last key doubled the cost of a step through a large map).
+        step.wrapped = step.checked < budget || range.next().is_none();
         if step.repaired > 0 {
             self.stamp = self.stamp.renewed();
         }
-        step.wrapped = match &last {
-            Some(k) if step.checked == budget => self
-                .entries
-                .range((Excluded(k), Unbounded))
-                .next()
-                .is_none(),
-            _ => true,
-        };
         if !step.wrapped {
             self.scrub_after = last;
         }

@@ -49,9 +49,6 @@ pub struct FollowerStats {
     pub repaired: u64,
 }
 
-/// Commits in a row a follower may skip its scrub step for (see `serve_round_on_own`).
-const MAX_SCRUB_SKIPS: u32 = 7;
-
 /// The follower of a pair: replays every round on its own replica and posts its digest.
 pub struct FollowerCore<'p, M: Machine> {
     pair: &'p Pair,
@@ -173,17 +170,22 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
     }
 
     /// One step of the incremental scrub (`Config::scrub_step` objects), after a commit.
-    fn scrub_step(&mut self) {
-        if self.cfg.scrub_step == 0 {
-            return;
-        }
-        let n = replica::scrub_step(&mut self.replica, &mut self.scrub_at, self.cfg.scrub_step);
+    /// This core's incremental scrub step, a [`replica::SCRUB_CHUNK`] of objects at a time,
+    /// given up between two chunks once `stop` says so. Returns whether the whole step ran.
+    fn scrub_step_until(&mut self, stop: impl Fn() -> bool) -> bool {
+        let (n, whole) = replica::scrub_step_until(
+            &mut self.replica,
+            &mut self.scrub_at,
+            self.cfg.scrub_step,
+            stop,
+        );
         self.stats.repaired += n as u64;
         if n > 0 {
             self.pair
                 .follower_repairs
                 .fetch_add(n as u64, core::sync::atomic::Ordering::Release);
         }
+        whole
     }
 
     /// The last round this follower served (a promoted leader continues after it).
@@ -370,12 +372,14 @@ impl<'p, M: Machine> FollowerCore<'p, M> {
                 {
                     self.scrub();
                 }
-                // Not while the leader has opened the next round already: this core is
-                // behind, and the step would delay its post. But at least every
-                // `MAX_SCRUB_SKIPS + 1`-th commit, so a steady load cannot stop the sweep.
-                if self.pair.input.published().0 <= round || self.scrub_skipped >= MAX_SCRUB_SKIPS {
+                // Given up as soon as the leader opens the next round: this core would be
+                // behind, and the rest of the step would delay its post. But whole at least
+                // every `MAX_SCRUB_SKIPS + 1`-th commit, so a steady load cannot stop the
+                // sweep.
+                let forced = self.scrub_skipped >= replica::MAX_SCRUB_SKIPS;
+                let input = &self.pair.input;
+                if self.scrub_step_until(|| !forced && input.published().0 > round) {
                     self.scrub_skipped = 0;
-                    self.scrub_step();
                 } else {
                     self.scrub_skipped += 1;
                 }

@@ -70,6 +70,8 @@ pub struct LeaderCore<'p, M: Machine> {
     next_core: u32,
     /// Where the incremental scrub of this replica stands.
     scrub_at: replica::ScrubCursor,
+    /// Scrub steps in a row given up before their end (see `leader_run`).
+    scrub_skipped: u32,
     /// A follower core can take over as leader (the embedder moves the guests to it): an
     /// escalation with this core as the suspect makes it step down instead of finishing the
     /// transaction unprotected.
@@ -114,6 +116,7 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
             cores: [0, 1],
             next_core: 2,
             scrub_at: replica::ScrubCursor::default(),
+            scrub_skipped: 0,
             promotable: false,
             stepped_down: false,
             promoted: false,
@@ -416,9 +419,23 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 // Objects keep their checksums through journaled writes, so a step in the
                 // middle of a transaction checks them as well as one after it. (Not with an
                 // injected fault: a latent replica flip is for the follow-up scrub to find.)
+                // Given up once the round can be decided (the decision is there, or this
+                // core decides and the follower has posted), but whole at least every
+                // `MAX_SCRUB_SKIPS + 1`-th time, so the sweep goes on under any load.
                 scrubbed = true;
-                let n =
-                    replica::scrub_step(&mut self.replica, &mut self.scrub_at, self.cfg.scrub_step);
+                let pair = self.pair;
+                let forced = self.scrub_skipped >= replica::MAX_SCRUB_SKIPS;
+                let (n, whole) = replica::scrub_step_until(
+                    &mut self.replica,
+                    &mut self.scrub_at,
+                    self.cfg.scrub_step,
+                    || {
+                        !forced
+                            && (pair.decision.read(round).is_some()
+                                || (pair.leader_decides() && pair.follower.read(round).is_some()))
+                    },
+                );
+                self.scrub_skipped = if whole { 0 } else { self.scrub_skipped + 1 };
                 self.stats.repaired_objects += n as u64;
                 out.repaired += n;
             }

@@ -128,6 +128,36 @@ pub fn scrub_step<S: ReplicaState>(s: &mut S, at: &mut ScrubCursor, budget: usiz
     repaired
 }
 
+/// Objects [`scrub_step_until`] checks between two looks at whether to stop.
+pub const SCRUB_CHUNK: usize = 2;
+
+/// Scrub steps in a row a core may give up before their end; the next one runs whole, so a
+/// steady load cannot stop a core's sweep.
+pub const MAX_SCRUB_SKIPS: u32 = 7;
+
+/// [`scrub_step`] of up to `budget` objects, [`SCRUB_CHUNK`] at a time, given up between two
+/// chunks once `stop` says so (a core scrubbing while it waits stops when its wait is over).
+/// Returns how many objects were corrected and whether the whole budget was spent (`stop`
+/// never said so).
+pub fn scrub_step_until<S: ReplicaState>(
+    s: &mut S,
+    at: &mut ScrubCursor,
+    budget: usize,
+    stop: impl Fn() -> bool,
+) -> (usize, bool) {
+    let mut left = budget;
+    let mut repaired = 0;
+    while left > 0 {
+        if stop() {
+            return (repaired, false);
+        }
+        let chunk = left.min(SCRUB_CHUNK);
+        repaired += scrub_step(s, at, chunk);
+        left -= chunk;
+    }
+    (repaired, true)
+}
+
 /// Number of injectable bits in the replica.
 pub fn bit_len<S: ReplicaState>(s: &S) -> u64 {
     let mut n = 0;
@@ -212,6 +242,54 @@ mod tests {
         // A budget larger than the replica is one whole sweep per step.
         scrub_step(&mut s, &mut at, n + 5);
         assert_eq!(at, ScrubCursor::default());
+    }
+
+    #[test]
+    fn a_stopped_scrub_step_ends_between_two_chunks() {
+        let n = object_count(&st());
+        assert!(n > 4 * SCRUB_CHUNK);
+        // Never stopped: the same objects as one plain step of the same budget.
+        let (mut s, mut t) = (st(), st());
+        let (mut a, mut b) = (ScrubCursor::default(), ScrubCursor::default());
+        assert_eq!(scrub_step_until(&mut s, &mut a, 5, || false), (0, true));
+        scrub_step(&mut t, &mut b, 5);
+        assert_eq!(a, b);
+        // Stopped at once: nothing checked.
+        let mut c = ScrubCursor::default();
+        assert_eq!(scrub_step_until(&mut s, &mut c, 5, || true), (0, false));
+        assert_eq!(c, ScrubCursor::default());
+        // Stopped after the first look: one chunk checked, a flip in the second one not found.
+        let mut after_one = ScrubCursor::default();
+        scrub_step(&mut st(), &mut after_one, SCRUB_CHUNK);
+        let mut v = st();
+        let before = full_digest(&v);
+        // The first bit that a chunk from the start does not reach (in the second chunk).
+        let beyond = (0..bit_len(&v))
+            .find(|&bit| {
+                let mut x = st();
+                flip_bit(&mut x, bit);
+                scrub_step(&mut x, &mut ScrubCursor::default(), SCRUB_CHUNK) == 0
+            })
+            .expect("a bit past the first chunk");
+        flip_bit(&mut v, beyond);
+        let looks = core::cell::Cell::new(0);
+        let mut at = ScrubCursor::default();
+        let stop = || {
+            looks.set(looks.get() + 1);
+            looks.get() > 1
+        };
+        assert_eq!(
+            scrub_step_until(&mut v, &mut at, 4 * SCRUB_CHUNK, stop),
+            (0, false)
+        );
+        assert_eq!(at, after_one);
+        assert_ne!(full_digest(&v), before);
+        // The next step, not stopped, corrects it.
+        assert_eq!(
+            scrub_step_until(&mut v, &mut at, SCRUB_CHUNK, || false),
+            (1, true)
+        );
+        assert_eq!(full_digest(&v), before);
     }
 
     #[test]

@@ -633,14 +633,16 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
         }
     };
-    if let (Some(mut req), false) = (req, gone) {
-        // In place: `with_live` moves the whole request twice (~3% of a hypercall).
+    // In place, by reference: `with_live` moved the whole request twice (~3% of a
+    // hypercall), matching on a tuple of it once (~57 instructions).
+    let mut req = req;
+    if let (Some(req), false) = (req.as_mut(), gone) {
         req.live = live.take();
         let cr3 = match exit {
             GuestExit::Interrupt(_) => rt.kernel_cr3(key),
             _ => cr3_at_exit,
         };
-        transact_into(rt, &req, cr3, Some((frame, fx)), &mut after);
+        transact_into(rt, req, cr3, Some((frame, fx)), &mut after);
     }
     // GSIs taken while this exit's transactions waited for the follower (interrupts are on
     // in that `hlt`): delivered before the guest resumes, not at the next tick.
