@@ -10,6 +10,11 @@ use spin::Mutex;
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 
+/// The usable RAM regions of the memory map, fixed at boot: whether an address is RAM (and
+/// so in the direct map) is answered from these without the allocator's lock.
+static RAM: spin::Once<heapless::Vec<Range<u64>, { crate::multiboot::MAX_REGIONS }>> =
+    spin::Once::new();
+
 /// Memory figures for the boot log and `xl info`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemoryStats {
@@ -52,6 +57,13 @@ pub fn init(info: &BootInfo) -> Result<MemoryStats, &'static str> {
         unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bitmap_paddr) as *mut u64, words) };
     let fa = FrameAllocator::new(&info.memory_map, &reserved, storage);
     *FRAMES.lock() = Some(fa);
+    RAM.call_once(|| {
+        info.memory_map
+            .iter()
+            .filter(|r| r.kind == crate::multiboot::MemKind::Usable)
+            .map(|r| r.base..r.end())
+            .collect()
+    });
     let ram_top = info.max_usable_addr();
     crate::paging::build_hypervisor_tables(ram_top, &mut alloc_frame)?;
     Ok(stats(ram_top))
@@ -67,6 +79,20 @@ fn stats(ram_top: u64) -> MemoryStats {
         free_frames,
         ram_top,
     }
+}
+
+/// Whether `paddr..paddr + len` lies in one usable RAM region of the boot memory map (so in
+/// the direct map), allocated or not: answered without the allocator's lock.
+pub fn is_ram(paddr: u64, len: u64) -> bool {
+    RAM.get().is_some_and(|r| within_one(r, paddr, len))
+}
+
+/// Whether `paddr..paddr + len` lies inside one of `regions`.
+fn within_one(regions: &[Range<u64>], paddr: u64, len: u64) -> bool {
+    let Some(end) = paddr.checked_add(len) else {
+        return false;
+    };
+    regions.iter().any(|r| r.start <= paddr && end <= r.end)
 }
 
 /// Allocates one 4 KiB frame (lowest free first).
@@ -127,4 +153,23 @@ pub fn is_allocated(paddr: u64) -> bool {
         .lock()
         .as_ref()
         .is_some_and(|f| f.is_usable(paddr) && !f.is_free(paddr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_ranges_hold_only_what_lies_inside_one_region() {
+        let r = [0x1000..0x9_f000, 0x10_0000..0x4000_0000];
+        assert!(within_one(&r, 0x1000, 2));
+        assert!(within_one(&r, 0x9_effe, 2));
+        assert!(!within_one(&r, 0x9_efff, 2), "runs past the end");
+        assert!(!within_one(&r, 0xa_0000, 2), "the hole");
+        assert!(!within_one(&r, 0x9_f000, 0x6_1000), "spans the hole");
+        assert!(within_one(&r, 0x3fff_fffe, 2));
+        assert!(!within_one(&r, 0x4000_0000, 2));
+        assert!(!within_one(&r, u64::MAX, 2), "wraps");
+        assert!(!within_one(&[], 0x1000, 2));
+    }
 }

@@ -65,6 +65,12 @@ pub enum InputError {
 pub trait WordSink {
     /// Appends one word; `false` when full.
     fn push_word(&mut self, w: u64) -> bool;
+
+    /// Appends `ws` in order; `false` when full (the words that fitted are appended). A
+    /// transport may publish them together.
+    fn push_words(&mut self, ws: &[u64]) -> bool {
+        ws.iter().all(|&w| self.push_word(w))
+    }
 }
 
 /// Where replayed words come from.
@@ -151,13 +157,10 @@ impl WordSource for LogReader<'_> {
 
 /// Records the request at the head of a log.
 pub fn record_request(sink: &mut dyn WordSink, request: &[u64]) -> Result<(), InputError> {
-    if !sink.push_word(request.len() as u64) {
+    // The request as one batch after its length: a channel publishes it with one store
+    // instead of one per word (the follower's core polls that line).
+    if !sink.push_word(request.len() as u64) || !sink.push_words(request) {
         return Err(InputError::Overflow);
-    }
-    for &w in request {
-        if !sink.push_word(w) {
-            return Err(InputError::Overflow);
-        }
     }
     Ok(())
 }

@@ -44,6 +44,22 @@ impl WordSink for Tee<'_> {
         self.n += 1;
         self.local.push_word(w) & self.remote.push_word(sent)
     }
+
+    fn push_words(&mut self, ws: &[u64]) -> bool {
+        let start = self.n;
+        self.n += ws.len();
+        let local = self.local.push_words(ws);
+        let remote = match self.flip {
+            Some((i, b)) if (start..self.n).contains(&i) => {
+                // The in-flight flip lands on one word of this batch.
+                let mut sent: Vec<u64> = ws.to_vec();
+                sent[i - start] ^= 1 << (b % 64);
+                self.remote.push_words(&sent)
+            }
+            _ => self.remote.push_words(ws),
+        };
+        local & remote
+    }
 }
 
 /// The leader of a pair: runs the first execution, streams its input log, posts its digest,

@@ -199,13 +199,19 @@ impl Runtime {
         maddr
     }
 
-    /// Whether `key` has an event pending and not masked in its vcpu_info.
+    /// Whether `key` has an event pending and not masked in its vcpu_info (its first two
+    /// bytes, `evtchn_upcall_pending` and `evtchn_upcall_mask`). The frame stays allocated
+    /// while the replica names it (a registered vcpu_info's frame holds a general and a
+    /// writable-type reference until its domain goes; shared_info lives as long as its
+    /// domain), so it is read without the allocator's check.
     fn event_pending(&self, key: VcpuKey) -> bool {
         let Some(vi) = self.vcpu_info_maddr(key) else {
             return false;
         };
-        let mut b = [0u8; 2];
-        arch::guestmem::read_machine(vi, &mut b) && b[0] != 0 && b[1] == 0
+        arch::guestmem::read_ram_u16(vi).is_some_and(|w| {
+            let [pending, mask] = w.to_le_bytes();
+            pending != 0 && mask == 0
+        })
     }
 
     /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS. `held`: the FS and
