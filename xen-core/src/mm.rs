@@ -253,18 +253,49 @@ impl PageInfo {
     }
 }
 
-lockstep::impl_value!(PageInfo {
-    owner,
-    count,
-    allocated,
-    ty,
-    type_count,
-    validated,
-    pinned,
-    special,
-    linear,
-    m2p
-});
+/// The bits of a [`PageInfo`] in the order [`Value::flip_bit`] numbers them: owner 16,
+/// count 32, allocated 1, ty 3, type_count 32, validated 1, pinned 1, special 1, linear 32,
+/// m2p 64.
+const PAGE_INFO_BITS: u64 = 16 + 32 + 1 + 3 + 32 + 1 + 1 + 1 + 32 + 64;
+
+impl Value for PageInfo {
+    /// Every field's bits, each in a bit of its own, packed into three words: three 8-byte
+    /// folds instead of ten folds of 1 to 8 bytes. The frame table holds one object per
+    /// machine frame; its checksums are recomputed at every journaled write and by every
+    /// scrub step, where the field-by-field digest was the largest single cost.
+    fn digest(&self, h: &mut Hasher) {
+        let flags = u64::from(self.allocated)
+            | u64::from(self.validated) << 1
+            | u64::from(self.pinned) << 2
+            | u64::from(self.special) << 3;
+        h.write_u64(
+            u64::from(self.owner)
+                | u64::from(self.count) << 16
+                | flags << 48
+                | u64::from(self.ty.code()) << 52,
+        );
+        h.write_u64(u64::from(self.type_count) | u64::from(self.linear as u32) << 32);
+        h.write_u64(self.m2p);
+    }
+    fn bit_len(&self) -> u64 {
+        PAGE_INFO_BITS
+    }
+    fn flip_bit(&mut self, bit: u64) {
+        match bit {
+            0..16 => self.owner ^= 1 << bit,
+            16..48 => self.count ^= 1 << (bit - 16),
+            48 => self.allocated = !self.allocated,
+            49..52 => self.ty.flip_bit(bit - 49),
+            52..84 => self.type_count ^= 1 << (bit - 52),
+            84 => self.validated = !self.validated,
+            85 => self.pinned = !self.pinned,
+            86 => self.special = !self.special,
+            87..119 => self.linear ^= 1 << (bit - 87),
+            119..183 => self.m2p ^= 1 << (bit - 119),
+            _ => {}
+        }
+    }
+}
 
 /// Per-domain memory bookkeeping beyond `Domain`'s page counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -683,3 +683,52 @@ fn type_changes_flush_and_l1_writes_are_emulated() {
     lockstep::replica::forget(&mut h.state);
     audit(&h).unwrap();
 }
+
+#[test]
+fn page_info_digest_sees_every_bit_of_every_field() {
+    use super::PageInfo;
+    use lockstep::value::checksum;
+    use lockstep::Value;
+    let p = PageInfo {
+        owner: 7,
+        count: 3,
+        allocated: true,
+        ty: PageType::L2,
+        type_count: 2,
+        validated: true,
+        pinned: false,
+        special: false,
+        linear: -1,
+        m2p: 0x1234,
+    };
+    assert_eq!(
+        p.bit_len(),
+        183,
+        "the fields' widths, as before the packed digest"
+    );
+    let base = checksum(&p);
+    let mut seen = alloc::collections::BTreeSet::new();
+    for bit in 0..p.bit_len() {
+        let mut q = p.clone();
+        q.flip_bit(bit);
+        assert_ne!(q, p, "bit {bit} changes a field");
+        assert_ne!(checksum(&q), base, "bit {bit} changes the digest");
+        assert!(
+            seen.insert(checksum(&q)),
+            "bit {bit}: two flips, one digest"
+        );
+        if !(49..52).contains(&bit) {
+            // (A type flipped into a code no type has becomes another type.)
+            q.flip_bit(bit);
+            assert_eq!(q, p, "bit {bit} flipped back");
+        }
+    }
+    // The same fields in another order of values digest differently (no field overlaps
+    // another in the packed words).
+    let swapped = PageInfo {
+        count: 7,
+        owner: 3,
+        ..p.clone()
+    };
+    assert_ne!(checksum(&swapped), base);
+}
