@@ -72,15 +72,7 @@ fn request(i: u64) -> [u64; xen_core::request::REQUEST_WORDS] {
         4 => (1, 18, [0, 4, BUF, 0, 0]),             // console_io from a domU: -EPERM
         _ => (0, 100 + i, [0; 5]),                   // unknown hypercall: logged once
     };
-    let regs = GuestRegs {
-        rax: nr,
-        rdi: args[0],
-        rsi: args[1],
-        rdx: args[2],
-        r10: args[3],
-        r8: args[4],
-        ..Default::default()
-    };
+    let regs = GuestRegs::for_hypercall(nr, args);
     Request::hypercall(dom, 0, regs).to_words()
 }
 

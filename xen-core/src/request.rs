@@ -164,6 +164,21 @@ impl GuestRegs {
     pub fn hypercall_args(&self) -> [u64; 5] {
         [self.rdi, self.rsi, self.rdx, self.r10, self.r8]
     }
+
+    /// The registers of a call to hypercall `nr` with `args` (the inverse of
+    /// [`GuestRegs::hypercall_args`]), every other register zero.
+    pub fn for_hypercall(nr: u64, args: [u64; 5]) -> Self {
+        let [rdi, rsi, rdx, r10, r8] = args;
+        GuestRegs {
+            rax: nr,
+            rdi,
+            rsi,
+            rdx,
+            r10,
+            r8,
+            ..Default::default()
+        }
+    }
 }
 
 /// The segment bases the hardware held for the calling vCPU when it left ring 3: the guest

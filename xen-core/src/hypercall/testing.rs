@@ -137,15 +137,9 @@ impl Harness {
     pub fn hypercall(&mut self, nr: u64, args: [u64; 5]) -> Outcome {
         self.epoch += 1;
         let regs = crate::request::GuestRegs {
-            rax: nr,
-            rdi: args[0],
-            rsi: args[1],
-            rdx: args[2],
-            r10: args[3],
-            r8: args[4],
             cs: 0xe033,
             ss: 0xe02b,
-            ..Default::default()
+            ..crate::request::GuestRegs::for_hypercall(nr, args)
         };
         self.run(Request::hypercall(self.dom, 0, regs))
     }

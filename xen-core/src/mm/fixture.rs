@@ -293,3 +293,16 @@ pub fn audit(h: &Harness) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The frames `effects` give back to the allocator (`MmEffect::FreeFrames`), in order.
+pub fn freed(effects: &[Effect]) -> Vec<u64> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Mm(MmEffect::FreeFrames(m)) => Some(m.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}

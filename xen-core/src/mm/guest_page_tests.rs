@@ -5,10 +5,10 @@
 //! it), they go with the domain (or the FIFO reset), and a rolled-back transaction leaves
 //! every count as it was.
 
-use super::fixture::{audit, call, harness, mfn, with_domu5, L1_PFN, PAGES};
+use super::fixture::{audit, call, freed, harness, mfn, with_domu5, L1_PFN, PAGES};
 use super::pt::{P, RW};
 use super::PageType;
-use crate::effect::{Effect, MmEffect};
+use crate::effect::Effect;
 use crate::hv::Xen;
 use crate::hypercall::testing::Harness;
 use crate::request::{GuestRegs, Request};
@@ -111,17 +111,6 @@ fn decrease(h: &mut Harness, mfn: u64) -> (i64, Vec<Effect>) {
     let arg = [u64::from(XENMEM_DECREASE_RESERVATION), 0xc000, 0, 0, 0];
     let out = call(h, HYPERVISOR_MEMORY_OP, arg);
     (out.ret, out.effects)
-}
-
-fn freed(effects: &[Effect]) -> Vec<u64> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Mm(MmEffect::FreeFrames(m)) => Some(m.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
 }
 
 /// (general count, type, type count, allocated) of `mfn`.
@@ -227,15 +216,7 @@ fn fifo_pages_need_writable_frames_of_the_callers_own_and_are_held() {
 /// Runs hypercall `nr` with `args` from vCPU 0 of `h.dom` in transaction `epoch` and rolls it
 /// back, as the lockstep engine does when the two executions disagree: the answer it gave.
 fn run_and_roll_back(h: &mut Harness, epoch: u64, nr: u32, args: [u64; 5]) -> i64 {
-    let regs = GuestRegs {
-        rax: u64::from(nr),
-        rdi: args[0],
-        rsi: args[1],
-        rdx: args[2],
-        r10: args[3],
-        r8: args[4],
-        ..Default::default()
-    };
+    let regs = GuestRegs::for_hypercall(u64::from(nr), args);
     let words = Request::hypercall(h.dom, 0, regs).to_words();
     let mut j = Journal::new();
     let mut effects = Effects::new();

@@ -26,15 +26,7 @@ fn step(
     nr: u32,
     args: [u64; 5],
 ) -> i64 {
-    let regs = GuestRegs {
-        rax: u64::from(nr),
-        rdi: args[0],
-        rsi: args[1],
-        rdx: args[2],
-        r10: args[3],
-        r8: args[4],
-        ..Default::default()
-    };
+    let regs = GuestRegs::for_hypercall(u64::from(nr), args);
     let req = Request::hypercall(h.dom, 0, regs).to_words();
     let mut log = InputLog::new(1 << 20);
     let mut lj = Journal::new();

@@ -1,9 +1,9 @@
 //! Host tests of a destroyed domain whose frames another domain still maps: it stays, dying,
 //! as Xen keeps it (`tot_pages` the frames held, its id taken) until the last mapping goes.
 
-use super::fixture::{audit, call, map_domu5_frame, with_domu5, VA_BASE};
+use super::fixture::{audit, call, freed, map_domu5_frame, with_domu5, VA_BASE};
 use super::pt::{P, RW};
-use crate::effect::{Effect, MmEffect};
+use crate::effect::Effect;
 use crate::hypercall::testing::Harness;
 use dom0_interface::domctl::*;
 use dom0_interface::guest_abi::GuestAbi;
@@ -31,17 +31,6 @@ fn info(h: &mut Harness, dom: u16) -> Result<(u32, u64), i64> {
         }
         (e, _, _) => Err(e),
     }
-}
-
-fn freed(effects: &[Effect]) -> alloc::vec::Vec<u64> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Mm(MmEffect::FreeFrames(m)) => Some(m.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
 }
 
 #[test]

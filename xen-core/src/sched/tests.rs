@@ -140,15 +140,7 @@ impl Rig {
     }
 
     pub fn call(&mut self, vcpu: u32, nr: u32, args: [u64; 5]) -> (i64, Vec<Effect>) {
-        let regs = GuestRegs {
-            rax: u64::from(nr),
-            rdi: args[0],
-            rsi: args[1],
-            rdx: args[2],
-            r10: args[3],
-            r8: args[4],
-            ..Default::default()
-        };
+        let regs = GuestRegs::for_hypercall(u64::from(nr), args);
         let out = self.run(Request::hypercall(0, vcpu, regs));
         let ret = out
             .iter()
