@@ -364,7 +364,7 @@ pub fn privileged_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<O
             if !io_okay(state, ctx, port, size)? {
                 return Ok(Outcome::Fault);
             }
-            ioports::guest_io_write(state, ctx, port, size, regs.rax as u32);
+            ioports::guest_io_write(state, ctx, port, size, regs.rax as u32)?;
         }
         Insn::Ins(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::In, op),
         Insn::Outs(op) => return string_io::emulate(state, ctx, &regs, out.rip, Dir::Out, op),

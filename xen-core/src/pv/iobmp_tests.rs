@@ -2,7 +2,8 @@
 //! allowed by the registered I/O bitmap (a clear bit per port, read from guest memory at the
 //! access; unreadable bytes count as all ones) within its `nr_ports`, as Xen 4.17 checks it;
 //! the ports dom0 may not use ([`crate::pv::ioports`]) read all ones, writes dropped; the RTC
-//! index is latched per domain and 0x71 reaches the register it selects (dom0 only).
+//! index is latched per domain and 0x71 reaches the register it selects (dom0 only); PIT
+//! channel 2 and the speaker gate reach the hardware as Xen's `hwdom_pit_access` lets them.
 
 use crate::effect::Effect;
 use crate::hv::value_kind;
@@ -217,4 +218,54 @@ fn the_rtc_index_is_latched_and_0x71_reaches_the_register_it_selects() {
     assert!(cmos_writes(&mut u, &[0xee], 0x71, 0x55).is_empty());
     let (r, _) = run(&mut u, &[0x66, 0xed], 0x70, 0).expect("emulated");
     assert_eq!(r.rax, 0xff0b);
+}
+
+/// The port writes (port, value) `out` of `rax` at `port` (code `code`) makes reach the
+/// hardware.
+fn port_outs(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Vec<(u16, u32)> {
+    h.mem.map(RIP, code);
+    let regs = GuestRegs {
+        rip: RIP,
+        rdx: u64::from(port),
+        rax,
+        ..kregs()
+    };
+    h.run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Pv(PvEffect::PortOut { port, value, .. }) => Some((*port, *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pit_channel_2_and_the_speaker_gate_reach_the_hardware_as_xen_lets_them() {
+    let mut h = setup();
+    h.mem.map(0x300, &1u32.to_le_bytes());
+    assert_eq!(h.hypercall(33, [6, 0x300, 0, 0, 0]).ret, 0, "set_iopl(1)");
+    let outb = [0xee];
+    // Channel 2's counter, both ways (Linux's quick_pit_calibrate loads 0xffff, reads MSBs).
+    assert_eq!(port_outs(&mut h, &outb, 0x42, 0xff), [(0x42, 0xff)]);
+    queue_in(&mut h, 0x42, 1, 0xfe);
+    let (r, _) = run(&mut h, &[0xec], 0x42, 0).expect("emulated");
+    assert_eq!(r.rax, 0xfe);
+    // The mode port: a channel-2 control word passes, channel 0 and 1 ones do not; of a
+    // read-back only its channel-2 part passes.
+    assert_eq!(port_outs(&mut h, &outb, 0x43, 0xb0), [(0x43, 0xb0)]);
+    assert_eq!(port_outs(&mut h, &outb, 0x43, 0x34), []);
+    assert_eq!(port_outs(&mut h, &outb, 0x43, 0x74), []);
+    assert_eq!(port_outs(&mut h, &outb, 0x43, 0xca), [(0x43, 0xc8)]);
+    assert_eq!(port_outs(&mut h, &outb, 0x43, 0xc2), []);
+    // The speaker gate: the two low bits written, the others as the hardware holds them.
+    queue_in(&mut h, 0x61, 1, 0x30);
+    assert_eq!(port_outs(&mut h, &outb, 0x61, 0xf1), [(0x61, 0x31)]);
+    queue_in(&mut h, 0x61, 1, 0x23);
+    let (r, _) = run(&mut h, &[0xec], 0x61, 0).expect("emulated");
+    assert_eq!(r.rax, 0x23);
+    // Channels 0 and 1 stay the hypervisor's: all ones, writes dropped.
+    let (r, _) = run(&mut h, &[0xec], 0x40, 0).expect("emulated");
+    assert_eq!(r.rax, 0xff);
+    assert_eq!(port_outs(&mut h, &outb, 0x41, 0x12), []);
 }

@@ -26,12 +26,66 @@ fn is_cmos_port(port: u16, size: u8) -> bool {
 
 /// Port ranges (inclusive) the hardware domain may not use, as Xen 4.17 denies them
 /// (`dom0_setup_permissions`; `ns16550_endboot` for the console UART): the master and slave
-/// PIC, PIT channels 0-1, and COM1 (0x3f8, the console DualVisor drives); and the ACPI PM
-/// timer's four ports ([`crate::hv::HvConfig::pm_timer_port`]). Xen denies PIT
-/// channel 2 / the speaker gate (0x42, 0x43, 0x61) and PCI configuration data (0xcfc-0xcff)
-/// as well but emulates them for the hardware domain; here they reach the hardware.
-pub const DOM0_DENIED_PORTS: [(u16, u16); 4] =
-    [(0x20, 0x21), (0x40, 0x41), (0xa0, 0xa1), (0x3f8, 0x3ff)];
+/// PIC, the PIT (0x40-0x43) and the speaker gate (0x61), and COM1 (0x3f8, the console
+/// DualVisor drives); and the ACPI PM timer's four ports
+/// ([`crate::hv::HvConfig::pm_timer_port`]). PIT channel 2 and the speaker gate are then
+/// reached through [`pit_write`] and [`pit_read`], as Xen's `hwdom_pit_access` reaches them.
+/// Xen denies PCI configuration data (0xcfc-0xcff) as well but emulates it for the hardware
+/// domain; here it reaches the hardware.
+pub const DOM0_DENIED_PORTS: [(u16, u16); 5] = [
+    (0x20, 0x21),
+    (0x40, 0x43),
+    (0x61, 0x61),
+    (0xa0, 0xa1),
+    (0x3f8, 0x3ff),
+];
+
+/// PIT channel 2's counter port.
+const PIT_CH2: u16 = 0x42;
+/// The PIT's mode/command port.
+const PIT_MODE: u16 = 0x43;
+/// The speaker gate / NMI status port (bit 0: channel 2's gate, bit 1: speaker data).
+const SPEAKER: u16 = 0x61;
+
+/// The hardware domain's read of one byte at `port` that Xen's `hwdom_pit_access` passes to
+/// the hardware (the hypervisor does not use the PIT after its boot calibration, Xen's
+/// `using_pit` false): channel 2's counter, the speaker gate, and (kept as the hardware
+/// answers it) the mode port. None for other ports.
+fn pit_read(ctx: &mut Ctx<'_, '_, '_>, port: u16) -> Result<Option<u8>, HvError> {
+    match port {
+        PIT_CH2 | PIT_MODE | SPEAKER => Ok(Some(ctx.value(value_kind::port_in(port, 1))? as u8)),
+        _ => Ok(None),
+    }
+}
+
+/// The hardware domain's write of `b` at `port`, as Xen's `hwdom_pit_access` lets it reach
+/// the hardware: channel 2's counter as written; at the mode port a control word for
+/// channel 2, and of a read-back command only its channel-2 part; at the speaker gate only
+/// its two low bits (the gate and the speaker), the others kept as the hardware holds them.
+/// Anything else (channel 0-1 commands) is dropped.
+fn pit_write(ctx: &mut Ctx<'_, '_, '_>, port: u16, b: u8) -> Result<(), HvError> {
+    let out = match port {
+        PIT_CH2 => Some(b),
+        PIT_MODE => match b & 0xc0 {
+            0x80 => Some(b),
+            0xc0 if b & 0x08 != 0 => Some(b & 0xf8),
+            _ => None,
+        },
+        SPEAKER => {
+            let now = ctx.value(value_kind::port_in(SPEAKER, 1))? as u8;
+            Some((now & !3) | (b & 3))
+        }
+        _ => None,
+    };
+    if let Some(value) = out {
+        ctx.emit(Effect::Pv(PvEffect::PortOut {
+            port,
+            size: 1,
+            value: u32::from(value),
+        }));
+    }
+    Ok(())
+}
 
 /// `admin_io_okay`: whether an access of `size` bytes at `port` by `dom` reaches the
 /// hardware (every byte of it permitted).
@@ -72,11 +126,11 @@ pub fn guest_io_read(
     }
     let mut data = 0u32;
     for i in 0..size {
+        let privileged = crate::hypercall::is_privileged(state, dom);
         let b = match port.wrapping_add(u16::from(i)) {
             RTC_INDEX => cmos_idx(state, dom),
-            RTC_DATA if crate::hypercall::is_privileged(state, dom) => {
-                ctx.value(value_kind::cmos_read(cmos_idx(state, dom)))? as u8
-            }
+            RTC_DATA if privileged => ctx.value(value_kind::cmos_read(cmos_idx(state, dom)))? as u8,
+            p if privileged => pit_read(ctx, p)?.unwrap_or(0xff),
             _ => 0xff,
         };
         data |= u32::from(b) << (8 * u32::from(i));
@@ -86,15 +140,15 @@ pub fn guest_io_read(
 
 /// `guest_io_write`: an emulated `out` of `size` bytes of `value` at `port` by the calling
 /// domain: to the hardware if every port is the domain's, else byte by byte the CMOS index
-/// latched at 0x70, the selected CMOS register written at 0x71 (hardware domain only),
-/// dropped elsewhere.
+/// latched at 0x70, the selected CMOS register written at 0x71 and PIT channel 2 and the
+/// speaker gate ([`pit_write`]) (hardware domain only), dropped elsewhere.
 pub fn guest_io_write(
     state: &mut HvState,
     ctx: &mut Ctx<'_, '_, '_>,
     port: u16,
     size: u8,
     value: u32,
-) {
+) -> Result<(), HvError> {
     let dom = ctx.dom();
     if admin_io_okay(state, dom, port, size) {
         let mask = match size {
@@ -107,7 +161,7 @@ pub fn guest_io_write(
             size,
             value: value & mask,
         }));
-        return;
+        return Ok(());
     }
     for i in 0..size {
         let b = (value >> (8 * u32::from(i))) as u8;
@@ -120,9 +174,11 @@ pub fn guest_io_write(
                 let index = cmos_idx(state, dom) & 0x7f;
                 ctx.emit(Effect::Pv(PvEffect::CmosWrite { index, value: b }));
             }
+            p if crate::hypercall::is_privileged(state, dom) => pit_write(ctx, p, b)?,
             _ => {}
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,6 +195,8 @@ mod tests {
             (0x3f7, 2),
             (0x21, 1),
             (0x40, 4),
+            (0x42, 1),
+            (0x61, 1),
             (0xa1, 1),
             (0x70, 1),
             (0x6f, 2),
@@ -146,14 +204,7 @@ mod tests {
         ] {
             assert!(!admin_io_okay(&h.state, 0, port, size), "{port:#x}/{size}");
         }
-        for (port, size) in [
-            (0x3f7, 1),
-            (0x80, 1),
-            (0xcf8, 4),
-            (0xcfc, 4),
-            (0x42, 1),
-            (0x72, 1),
-        ] {
+        for (port, size) in [(0x3f7, 1), (0x80, 1), (0xcf8, 4), (0xcfc, 4), (0x72, 1)] {
             assert!(admin_io_okay(&h.state, 0, port, size), "{port:#x}/{size}");
         }
         let u = Harness::domu(1);

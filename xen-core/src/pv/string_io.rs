@@ -157,7 +157,7 @@ fn outs_one(
         }
         Err(e) => return Err(e),
     }
-    ioports::guest_io_write(state, ctx, port, size, u32::from_le_bytes(b));
+    ioports::guest_io_write(state, ctx, port, size, u32::from_le_bytes(b))?;
     Ok(None)
 }
 
