@@ -37,9 +37,8 @@ fn setup() -> Harness {
     h
 }
 
-/// Runs the #GP exit of `code` with RDX `port` and RAX `rax`: emulated (the registers after
-/// it and whether a port write was emitted), or None if the #GP was bounced.
-fn run(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Option<(GuestRegs, bool)> {
+/// The effects of the #GP exit of `code` (mapped at RIP) with RDX `port` and RAX `rax`.
+fn gp_exit(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Vec<Effect> {
     h.mem.map(RIP, code);
     let regs = GuestRegs {
         rip: RIP,
@@ -47,9 +46,14 @@ fn run(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Option<(GuestRegs, 
         rax,
         ..kregs()
     };
-    let e = h
-        .run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
-        .effects;
+    h.run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
+        .effects
+}
+
+/// Runs the #GP exit of `code` with RDX `port` and RAX `rax`: emulated (the registers after
+/// it and whether a port write was emitted), or None if the #GP was bounced.
+fn run(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Option<(GuestRegs, bool)> {
+    let e = gp_exit(h, code, port, rax);
     let r = set_regs(&e).expect("registers set");
     let wrote = e
         .iter()
@@ -169,15 +173,7 @@ fn ports_dom0_is_denied_read_ones_and_drop_writes() {
 
 /// The CMOS effects `e` asks for: (index, value) of each CmosWrite.
 fn cmos_writes(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Vec<(u8, u8)> {
-    h.mem.map(RIP, code);
-    let regs = GuestRegs {
-        rip: RIP,
-        rdx: u64::from(port),
-        rax,
-        ..kregs()
-    };
-    h.run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
-        .effects
+    gp_exit(h, code, port, rax)
         .iter()
         .filter_map(|x| match x {
             Effect::Pv(PvEffect::CmosWrite { index, value }) => Some((*index, *value)),
@@ -223,15 +219,7 @@ fn the_rtc_index_is_latched_and_0x71_reaches_the_register_it_selects() {
 /// The port writes (port, value) `out` of `rax` at `port` (code `code`) makes reach the
 /// hardware.
 fn port_outs(h: &mut Harness, code: &[u8], port: u16, rax: u64) -> Vec<(u16, u32)> {
-    h.mem.map(RIP, code);
-    let regs = GuestRegs {
-        rip: RIP,
-        rdx: u64::from(port),
-        rax,
-        ..kregs()
-    };
-    h.run(Request::exit(ExitKind::Exception, h.dom, 0, regs, 13, 0, 0))
-        .effects
+    gp_exit(h, code, port, rax)
         .iter()
         .filter_map(|e| match e {
             Effect::Pv(PvEffect::PortOut { port, value, .. }) => Some((*port, *value)),
