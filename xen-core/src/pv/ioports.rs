@@ -49,8 +49,9 @@ const SPEAKER: u16 = 0x61;
 
 /// The hardware domain's read of one byte at `port` that Xen's `hwdom_pit_access` passes to
 /// the hardware (the hypervisor does not use the PIT after its boot calibration, Xen's
-/// `using_pit` false): channel 2's counter, the speaker gate, and (kept as the hardware
-/// answers it) the mode port. None for other ports.
+/// `using_pit` false): channel 2's counter, the speaker gate, and the write-only mode port
+/// (the hardware answers 0 there, as Xen 4.17 does under QEMU: the `portio` guest checks it on
+/// both). None for other ports.
 fn pit_read(ctx: &mut Ctx<'_, '_, '_>, port: u16) -> Result<Option<u8>, HvError> {
     match port {
         PIT_CH2 | PIT_MODE | SPEAKER => Ok(Some(ctx.value(value_kind::port_in(port, 1))? as u8)),
