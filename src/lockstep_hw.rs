@@ -21,6 +21,7 @@ use lockstep::topology::Topology;
 use spin::{Mutex, Once};
 use xen_core::effect::Effect;
 use xen_core::hv::{Abort, HvState, Xen};
+use xen_core::request::Request;
 
 /// The TSC as the engine's clock.
 pub struct Tsc;
@@ -437,7 +438,21 @@ impl Backend {
     }
 
     /// Runs one transaction (the leader's replica is in its own arena while it executes).
+    /// Run once (lockstep off), the request goes to the machine as it is, never encoded.
     pub fn run(
+        &mut self,
+        request: &Request,
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<Effect>,
+    ) -> Outcome<Abort> {
+        match self {
+            Backend::Local(e) => e.run_local_typed(request, env, &Tsc, sink),
+            b => b.run_words(&request.to_words(), env, sink),
+        }
+    }
+
+    /// [`Backend::run`] for a request in words.
+    fn run_words(
         &mut self,
         request: &[u64],
         env: &mut dyn Env,
@@ -464,7 +479,7 @@ impl Backend {
     ) -> Outcome<Abort> {
         match self {
             Backend::Pairs(p) => p.run_for_pair(pair, request, env, sink),
-            b => b.run(request, env, sink),
+            b => b.run_words(request, env, sink),
         }
     }
 

@@ -25,6 +25,7 @@ use crate::replica;
 use crate::role::{Clock, Role};
 use crate::stats::Stats;
 use alloc::vec::Vec;
+use core::any::Any;
 
 /// One execution's report, or `None` if that core posted nothing (hung).
 type Reported<M> = Option<ExecReport<<M as Machine>::Error>>;
@@ -51,6 +52,8 @@ pub struct Engine<M: Machine> {
     log: InputLog,
     first_log: InputLog,
     req: [Vec<u64>; 2],
+    /// The words of a typed request that had to be encoded ([`Engine::run_local_typed`]).
+    typed_words: Vec<u64>,
     epoch: u64,
     policy: RetryPolicy,
     health: Health,
@@ -104,6 +107,22 @@ pub(crate) fn faulty_request<'a>(
     }
 }
 
+/// A request the embedder hands the engine in its own type, encoded to words only where
+/// words are needed. A single execution (lockstep off, or unprotected) gives it to the
+/// machine as it is ([`Input::typed`]): the words would only be made to be decoded again.
+/// A paired execution logs and compares the words; a register fault flips one of them.
+pub trait TypedRequest: Any {
+    /// Appends the request's words (what [`Engine::run_local`] takes) to `out`.
+    fn encode(&self, out: &mut Vec<u64>);
+}
+
+/// A request as the single-execution path takes it.
+#[derive(Clone, Copy)]
+enum Req<'a> {
+    Words(&'a [u64]),
+    Typed(&'a dyn TypedRequest),
+}
+
 impl<M: Machine> Engine<M> {
     /// An engine over two equal replicas built by the embedder (each may live in its own
     /// heap). Physical cores are numbered 0 (leader), 1 (follower), 2.. (spares).
@@ -126,6 +145,7 @@ impl<M: Machine> Engine<M> {
             log: InputLog::new(cfg.input_capacity),
             first_log: InputLog::new(cfg.input_capacity),
             req: [Vec::new(), Vec::new()],
+            typed_words: Vec::new(),
             epoch: 1,
             policy: RetryPolicy::new(cfg.max_retries),
             cores: [0, 1],
@@ -250,6 +270,26 @@ impl<M: Machine> Engine<M> {
         self.stats.rollbacks += 1;
     }
 
+    /// [`Engine::run_local`] for a request held typed: a single execution never encodes it
+    /// (unless a register fault is injected into it); a paired one runs on its words.
+    pub fn run_local_typed(
+        &mut self,
+        request: &dyn TypedRequest,
+        env: &mut dyn Env,
+        clock: &dyn Clock,
+        sink: &mut dyn EffectSink<M::Effect>,
+    ) -> Outcome<M::Error> {
+        if !self.health.is_protected() {
+            return self.run_single_req(Req::Typed(request), env, sink);
+        }
+        let mut words = core::mem::take(&mut self.typed_words);
+        words.clear();
+        request.encode(&mut words);
+        let out = self.run_local(&words, env, clock, sink);
+        self.typed_words = words;
+        out
+    }
+
     /// Runs one transaction: twice (lockstep) while protected, once otherwise.
     pub fn run_local(
         &mut self,
@@ -334,7 +374,8 @@ impl<M: Machine> Engine<M> {
                         self.stats.single += 1;
                         let first = core::mem::replace(&mut self.first_log, InputLog::new(0));
                         let mut memo = MemoEnv::new(first.words(), env);
-                        out.result = self.single_inner(request, &mut memo, sink, fault.as_ref());
+                        out.result =
+                            self.single_inner(Req::Words(request), &mut memo, sink, fault.as_ref());
                         self.first_log = first;
                         break;
                     }
@@ -573,6 +614,15 @@ impl<M: Machine> Engine<M> {
         env: &mut dyn Env,
         sink: &mut dyn EffectSink<M::Effect>,
     ) -> Outcome<M::Error> {
+        self.run_single_req(Req::Words(request), env, sink)
+    }
+
+    fn run_single_req(
+        &mut self,
+        request: Req<'_>,
+        env: &mut dyn Env,
+        sink: &mut dyn EffectSink<M::Effect>,
+    ) -> Outcome<M::Error> {
         self.stats.transactions += 1;
         self.stats.single += 1;
         let fault = self
@@ -595,7 +645,7 @@ impl<M: Machine> Engine<M> {
     /// (register, replica state, effects) is applied, the others cannot happen.
     fn single_inner(
         &mut self,
-        request: &[u64],
+        request: Req<'_>,
         env: &mut dyn Env,
         sink: &mut dyn EffectSink<M::Effect>,
         fault: Option<&Fault>,
@@ -606,11 +656,28 @@ impl<M: Machine> Engine<M> {
         if let Some(f) = hit(FaultKind::ReplicaState) {
             replica::flip_bit(&mut self.replicas[0], f.bit);
         }
-        let (own, later) = faulty_request(&mut self.req[0], request, hit(FaultKind::LeaderReg));
-        let mut input = Input::direct(own, env);
-        if let Some((i, b)) = later {
-            input.inject_flip(i, b);
-        }
+        let reg_fault = hit(FaultKind::LeaderReg);
+        let encoded;
+        let mut input = match (request, reg_fault) {
+            (Req::Typed(t), None) => Input::direct_typed(t, env),
+            (r, _) => {
+                let words = match r {
+                    Req::Words(w) => w,
+                    Req::Typed(t) => {
+                        let mut w = Vec::new();
+                        t.encode(&mut w);
+                        encoded = w;
+                        &encoded[..]
+                    }
+                };
+                let (own, later) = faulty_request(&mut self.req[0], words, reg_fault);
+                let mut input = Input::direct(own, env);
+                if let Some((i, b)) = later {
+                    input.inject_flip(i, b);
+                }
+                input
+            }
+        };
         let rep = execute_once::<M>(
             &mut self.replicas[0],
             &mut self.journals[0],

@@ -10,6 +10,7 @@
 //! kind, address or length) poisons its execution: the engine treats it as a disagreement.
 
 use alloc::vec::Vec;
+use core::any::Any;
 
 const VALUE_TAG: u64 = 0x56 << 56;
 const READ_TAG: u64 = 0x52 << 56;
@@ -286,6 +287,9 @@ enum Mode<'a> {
 pub struct Input<'a> {
     mode: Mode<'a>,
     request: &'a [u64],
+    /// The request as the embedder holds it, when it handed it over typed and no words
+    /// were made (a single execution: see [`crate::engine::TypedRequest`]).
+    typed: Option<&'a dyn Any>,
     reads: u32,
     flip: Option<(u32, u32)>,
     poison: Option<InputError>,
@@ -312,6 +316,7 @@ impl<'a> Input<'a> {
         Self {
             mode,
             request,
+            typed: None,
             reads: 0,
             flip: None,
             poison: None,
@@ -324,9 +329,24 @@ impl<'a> Input<'a> {
         self.flip = Some((index, bit % 64));
     }
 
-    /// The request words (exit reason, guest registers...).
+    /// Single execution of a request the embedder holds typed: [`Input::typed`] gives it
+    /// back, [`Input::request`] is empty (no words were made).
+    pub fn direct_typed(request: &'a dyn Any, env: &'a mut dyn Env) -> Self {
+        let mut input = Self::with_mode(&[], Mode::Direct(env));
+        input.typed = Some(request);
+        input
+    }
+
+    /// The request words (exit reason, guest registers...); empty for a request handed over
+    /// typed ([`Input::direct_typed`]).
     pub fn request(&self) -> &[u64] {
         self.request
+    }
+
+    /// The request as the embedder's type `T`, if it was handed over typed (then there are
+    /// no words to decode).
+    pub fn typed<T: Any>(&self) -> Option<&T> {
+        self.typed.and_then(|t| t.downcast_ref::<T>())
     }
 
     /// Why this execution's input broke down, if it did (divergence, overflow, missing data).

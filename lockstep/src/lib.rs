@@ -102,7 +102,7 @@ pub mod value;
 pub use config::{Config, EffectSink, EngineError, Outcome, TxResult};
 pub use containers::{JMap, JVec, Stamp};
 pub use digest::{Hasher, TxDigest};
-pub use engine::Engine;
+pub use engine::{Engine, TypedRequest};
 pub use journal::{JCell, Journal, Journaled};
 pub use machine::{Machine, TxCtx};
 pub use replica::ReplicaState;

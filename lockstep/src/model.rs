@@ -177,6 +177,16 @@ fn input_err(e: InputError) -> ModelError {
     ModelError(0x100 + e as u32)
 }
 
+/// A model request held typed (its three words), for [`crate::Engine::run_local_typed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelRequest(pub [u64; 3]);
+
+impl crate::TypedRequest for ModelRequest {
+    fn encode(&self, out: &mut alloc::vec::Vec<u64>) {
+        out.extend_from_slice(&self.0);
+    }
+}
+
 impl Machine for Model {
     type State = ModelState;
     type Effect = Effect;
@@ -187,7 +197,8 @@ impl Machine for Model {
         input: &mut Input<'_>,
         tx: &mut TxCtx<'_, Effect>,
     ) -> Result<(), ModelError> {
-        let r = input.request();
+        let typed = input.typed::<ModelRequest>().map(|t| t.0);
+        let r = typed.as_ref().map_or(input.request(), |t| &t[..]);
         let (op, a0, a1) = (
             r.first().copied().unwrap_or(u64::MAX),
             r.get(1).copied().unwrap_or(0),

@@ -5,7 +5,9 @@ use lockstep::campaign::run_campaign;
 use lockstep::config::{Config, TxResult};
 use lockstep::engine::Engine;
 use lockstep::inject::{FaultKind, InjectionOutcome, Prng};
-use lockstep::model::{ops, random_request, Effect, Model, ModelEnv, ModelState, TickClock};
+use lockstep::model::{
+    ops, random_request, Effect, Model, ModelEnv, ModelRequest, ModelState, TickClock,
+};
 use lockstep::policy::Health;
 use lockstep::replica::full_digest;
 use lockstep::role::Role;
@@ -62,6 +64,75 @@ fn a_lockstep_on_and_off_give_identical_results() {
             "the workload exercises agreed handler failures"
         );
         assert!(s.replica_bytes > 0);
+    }
+}
+
+fn run_typed(
+    e: &mut Engine<Model>,
+    seed: u64,
+    tx: u64,
+    req: [u64; 3],
+    applied: &mut Applied,
+) -> TxResult<lockstep::model::ModelError> {
+    let clk = TickClock::new();
+    let mut env = ModelEnv::new(seed, tx);
+    e.run_local_typed(
+        &ModelRequest(req),
+        &mut env,
+        &clk,
+        &mut |fx: &[Effect]| applied.push(fx.to_vec()),
+    )
+    .result
+}
+
+/// A request handed over typed gives what its words give: run once (the machine takes it
+/// as it is), run in lockstep (the engine encodes it), and with a register fault injected
+/// into it (encoded to be flipped: the same bit as in the words).
+#[test]
+fn a_typed_requests_run_as_their_words() {
+    for (lockstep, fault) in [
+        (false, None),
+        (true, None),
+        (false, Some(FaultKind::LeaderReg)),
+    ] {
+        let mut words = engine(lockstep);
+        let mut typed = engine(lockstep);
+        let mut p = Prng::new(11);
+        let (mut a1, mut a2) = (Applied::new(), Applied::new());
+        if let Some(k) = fault {
+            words.injector().arm(k, 150);
+            typed.injector().arm(k, 150);
+        }
+        for tx in 0..300 {
+            let req = random_request(&mut p);
+            let r1 = run(&mut words, 3, tx, &req, &mut a1);
+            let r2 = run_typed(&mut typed, 3, tx, req, &mut a2);
+            assert_eq!(r1, r2, "lockstep {lockstep} fault {fault:?} tx {tx}");
+            assert_eq!(a1, a2);
+            assert_eq!(
+                full_digest(words.replica(Role::Leader)),
+                full_digest(typed.replica(Role::Leader))
+            );
+        }
+        let (s1, s2) = (words.stats(), typed.stats());
+        assert_eq!(s1.transactions, 300);
+        assert_eq!(
+            (s1.single, s1.commits, s1.failed),
+            (s2.single, s2.commits, s2.failed)
+        );
+        assert_eq!(s2.single, if lockstep { 0 } else { 300 });
+        if fault.is_some() {
+            let gold = {
+                let mut g = engine(false);
+                let mut p = Prng::new(11);
+                let mut a = Applied::new();
+                for tx in 0..300 {
+                    run(&mut g, 3, tx, &random_request(&mut p), &mut a);
+                }
+                a
+            };
+            assert_ne!(a2, gold, "the flips changed what the typed run did");
+        }
     }
 }
 

@@ -474,7 +474,6 @@ fn transact_into(
         // This leader stepped down: the rest of its exit path runs no transaction.
         return;
     }
-    let words = req.to_words();
     let vi = rt.vcpu_info_maddr((req.dom, req.vcpu)).unwrap_or(0);
     let mut env = PvEnv::new(
         cr3,
@@ -501,7 +500,7 @@ fn transact_into(
     committed.clear();
     let out = rt
         .backend
-        .run(&words, &mut env, &mut CommittedSink(&mut committed));
+        .run(req, &mut env, &mut CommittedSink(&mut committed));
     if out.result == TxResult::Aborted(lockstep::config::EngineError::LeaderRetired) {
         rt.committed = committed;
         promote::begin_handover(rt, req, cr3, live);

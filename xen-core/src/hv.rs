@@ -524,7 +524,11 @@ impl Machine for Xen {
         input: &mut Input<'_>,
         tx: &mut TxCtx<'_, Effect>,
     ) -> Result<(), Abort> {
-        let req = Request::from_words(input.request()).ok_or(Abort::BadRequest)?;
+        // A request handed over typed (a single execution) has no words to decode.
+        let req = match input.typed::<Request>() {
+            Some(r) => *r,
+            None => Request::from_words(input.request()).ok_or(Abort::BadRequest)?,
+        };
         // An idle leader CPU's timer interrupt comes from DOMID_IDLE with the CPU as `vcpu`.
         let idle = req.kind == ExitKind::Interrupt && req.dom == dom0_interface::xen::DOMID_IDLE;
         let mut ctx = Ctx::new(input, tx, req);

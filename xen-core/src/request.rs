@@ -224,6 +224,14 @@ pub struct Request {
 /// Number of request words: 6, the registers, then the live bases (a flag word, FS, GS).
 pub const REQUEST_WORDS: usize = 6 + GuestRegs::WORDS + 3;
 
+/// A single execution takes the request as it is; the engine encodes it only to log it,
+/// compare it or flip one of its words.
+impl lockstep::TypedRequest for Request {
+    fn encode(&self, out: &mut alloc::vec::Vec<u64>) {
+        out.extend_from_slice(&self.to_words());
+    }
+}
+
 impl Request {
     /// A hypercall request from the registers at the SYSCALL.
     pub fn hypercall(dom: DomId, vcpu: u32, regs: GuestRegs) -> Self {

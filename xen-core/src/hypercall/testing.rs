@@ -144,12 +144,23 @@ impl Harness {
         self.run(Request::hypercall(self.dom, 0, regs))
     }
 
-    /// Runs any request (hypercall or other exit) through the state machine.
+    /// Runs any request (hypercall or other exit) through the state machine, as words (as
+    /// a paired execution logs it).
     pub fn run(&mut self, req: Request) -> Outcome {
+        self.run_as(req, false)
+    }
+
+    /// [`Harness::run`], the request handed over as words or `typed` (as a single
+    /// execution does: no words made, see `lockstep::TypedRequest`).
+    pub fn run_as(&mut self, req: Request, typed: bool) -> Outcome {
         self.epoch += 1;
-        let req = req.to_words();
+        let words = req.to_words();
         let mut effects = Effects::new();
-        let mut input = Input::direct(&req, &mut self.mem);
+        let mut input = if typed {
+            Input::direct_typed(&req, &mut self.mem)
+        } else {
+            Input::direct(&words, &mut self.mem)
+        };
         let report = execute::<Xen>(
             &mut self.state,
             &mut self.journal,
