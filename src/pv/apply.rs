@@ -201,7 +201,7 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
                 .get(&(*dom, *vcpu))
                 .map_or(0, |v| v.cr3);
             if cr3 != 0 {
-                // Faults are ignored, as Xen's runstate-area updates do.
+                // Faults are ignored, as Xen's runstate-area and time-area updates do.
                 arch::guestmem::write(cr3, *addr, data);
             }
         }

@@ -9,6 +9,7 @@
 use crate::effect::Effect;
 use alloc::vec::Vec;
 use dom0_interface::errno::XenErrno;
+use dom0_interface::guest_abi::GuestAbi;
 use dom0_interface::xen::VcpuTimeInfo;
 use lockstep::impl_value;
 
@@ -161,6 +162,23 @@ pub fn vcpu_time_effects(maddr: u64, info: &VcpuTimeInfo) -> Vec<Effect> {
     ]
 }
 
+/// The guest writes that copy `info` (whose `version` is the new, even version) to a
+/// secondary time area, each at the area's start, in Xen 4.17's `update_secondary_system_time`
+/// order: the odd version alone, the whole `vcpu_time_info` with the odd version, then the
+/// even version.
+pub fn time_area_writes(info: &VcpuTimeInfo) -> [Vec<u8>; 3] {
+    let odd = info.version.wrapping_sub(1);
+    let body = VcpuTimeInfo {
+        version: odd,
+        ..*info
+    };
+    [
+        odd.to_le_bytes().to_vec(),
+        body.to_vec(),
+        info.version.to_le_bytes().to_vec(),
+    ]
+}
+
 /// The writes that publish the wall clock `sec.nsec` (at system time 0) in the shared_info
 /// page at `shared_info_maddr` with the new even `version`, under its seqlock.
 pub fn wallclock_effects(shared_info_maddr: u64, version: u32, sec: u64, nsec: u32) -> Vec<Effect> {
@@ -288,8 +306,35 @@ mod tests {
         for off in [0u64, 8, 16, 24] {
             bytes.extend_from_slice(&mem[&(0x5020 + off)].to_le_bytes());
         }
-        use dom0_interface::guest_abi::GuestAbi;
         assert_eq!(VcpuTimeInfo::read_from(&bytes), Ok(info));
+    }
+
+    #[test]
+    fn time_area_writes_follow_the_seqlock() {
+        let tb = TimeBase::new(3_000_000_000, 0, 0, 0).unwrap();
+        let old = tb.vcpu_time_info(6, 100);
+        let info = tb.vcpu_time_info(8, 123_456);
+        let mut area = old.to_vec();
+        let writes = time_area_writes(&info);
+        assert_eq!(writes.each_ref().map(|w| w.len()), [4, 32, 4]);
+        let seen: alloc::vec::Vec<VcpuTimeInfo> = writes
+            .iter()
+            .map(|w| {
+                area[..w.len()].copy_from_slice(w);
+                VcpuTimeInfo::read_from(&area).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            seen[0],
+            VcpuTimeInfo { version: 7, ..old },
+            "odd first, body untouched"
+        );
+        assert_eq!(
+            seen[1],
+            VcpuTimeInfo { version: 7, ..info },
+            "body under the odd version"
+        );
+        assert_eq!(seen[2], info, "even at the end");
     }
 
     #[test]

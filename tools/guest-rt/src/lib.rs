@@ -42,6 +42,7 @@ pub mod shared_info;
 pub mod smp;
 pub mod start_info;
 pub mod test;
+pub mod time_area;
 pub mod toolstack;
 pub mod traps;
 pub mod vcpu;

@@ -1,7 +1,7 @@
 //! `vcpu_op(cmd, vcpuid, arg)` as Xen 4.17 answers a 64-bit PV guest: vCPU bring-up
 //! (initialise, up, down, is_up), runstate info and area, periodic and single-shot timers,
-//! vcpu_info relocation, get_physid. Only the caller's own domain's vCPUs are reachable
-//! (a bad id is -ENOENT).
+//! vcpu_info relocation, the secondary time area, get_physid. Only the caller's own domain's
+//! vCPUs are reachable (a bad id is -ENOENT).
 
 use super::sched::shutdown_domain;
 use crate::domain::VcpuKey;
@@ -113,6 +113,7 @@ pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             Ok(0)
         }
         VCPUOP_REGISTER_VCPU_INFO => info::register(state, ctx, key, is_caller, arg),
+        VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA => time_area::register(state, ctx, key, arg),
         // Xen answers -EINVAL unless dom0's vCPUs are pinned (dom0_vcpus_pin), which
         // DualVisor does not offer.
         VCPUOP_GET_PHYSID => Err(XenErrno::EINVAL.into()),
@@ -451,3 +452,4 @@ fn load_tables(
 pub mod info;
 #[cfg(test)]
 mod tests;
+pub mod time_area;

@@ -39,7 +39,7 @@ pub enum SchedEffect {
         virq: u32,
     },
     /// Write `data` at guest virtual address `addr` in the address space of `dom`'s `vcpu`,
-    /// ignoring faults (as Xen's runstate-area updates do).
+    /// ignoring faults (as Xen's runstate-area and secondary time-area updates do).
     WriteVcpuGuest {
         /// The domain.
         dom: DomId,

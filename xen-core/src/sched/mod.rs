@@ -20,7 +20,7 @@ pub use state::{vcpu_info_maddr, vcpu_sched};
 pub use state::{DomTime, RunQueue, Runstate, VcpuSched, UNPLACED};
 pub use timer::{
     configure_time, fire_timer, periodic_work, publish_time, rearm, set_periodic, set_shared_info,
-    set_singleshot, tick, DEFAULT_PERIOD_NS, MIN_PERIOD_NS, STIME_DELTA_MAX,
+    set_singleshot, tick, update_time, DEFAULT_PERIOD_NS, MIN_PERIOD_NS, STIME_DELTA_MAX,
 };
 
 use crate::domain::VcpuKey;

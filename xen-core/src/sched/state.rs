@@ -79,6 +79,9 @@ pub struct VcpuSched {
     pub vcpu_info_maddr: Option<u64>,
     /// Guest address of the registered runstate area (0: none).
     pub runstate_area: u64,
+    /// Guest virtual address of the secondary `vcpu_time_info` registered with
+    /// VCPUOP_register_vcpu_time_memory_area (Xen's `time_info_guest`; 0: none).
+    pub time_area: u64,
     /// Last published `vcpu_time_info.version` (even).
     pub time_version: u32,
 }
@@ -91,6 +94,7 @@ impl_value!(VcpuSched {
     poll_deadline,
     vcpu_info_maddr,
     runstate_area,
+    time_area,
     time_version
 });
 
@@ -146,6 +150,7 @@ pub fn vcpu_sched(state: &HvState, key: VcpuKey) -> VcpuSched {
         poll_deadline: None,
         vcpu_info_maddr: None,
         runstate_area: 0,
+        time_area: 0,
         time_version: 0,
     }
 }

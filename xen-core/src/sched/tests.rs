@@ -133,10 +133,40 @@ impl Rig {
                 Effect::Sched(SchedEffect::WriteMachineByte { maddr, value }) => {
                     self.world.machine.insert(*maddr, *value);
                 }
+                // The rig has one guest address space for every vCPU; only mapped bytes
+                // are written (faults are ignored, as the bare-metal side does).
+                Effect::Sched(SchedEffect::WriteVcpuGuest { addr, data, .. }) => {
+                    let end = addr + data.len() as u64;
+                    if (*addr..end).all(|a| self.world.guest.contains_key(&a)) {
+                        for (i, b) in data.iter().enumerate() {
+                            self.world.guest.insert(addr + i as u64, *b);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         out
+    }
+
+    /// Runs `req` and rolls its transaction back, as the lockstep engine does when the two
+    /// executions disagree: the effects it produced (none applied).
+    pub fn run_rolled_back(&mut self, req: Request) -> Vec<Effect> {
+        self.epoch += 1;
+        let words = req.to_words();
+        let mut effects = Effects::new();
+        let mut journal = Journal::new();
+        let mut input = Input::direct(&words, &mut self.world);
+        let report = execute::<Xen>(
+            &mut self.state,
+            &mut journal,
+            self.epoch,
+            &mut effects,
+            &mut input,
+        );
+        assert!(report.error.is_none(), "aborted: {:?}", report.error);
+        lockstep::replica::rollback(&mut self.state, self.epoch);
+        effects.as_slice().to_vec()
     }
 
     pub fn call(&mut self, vcpu: u32, nr: u32, args: [u64; 5]) -> (i64, Vec<Effect>) {

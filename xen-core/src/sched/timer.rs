@@ -9,7 +9,7 @@ use super::{Sched, SchedEffect};
 use crate::domain::VcpuKey;
 use crate::effect::DomId;
 use crate::time::{self, TimeBase};
-use dom0_interface::xen::VIRQ_TIMER;
+use dom0_interface::xen::{VcpuTimeInfo, VIRQ_TIMER};
 
 /// Default periodic timer period of a PV vCPU (Xen: "PV guests by default have a 100Hz
 /// ticker").
@@ -147,24 +147,62 @@ pub fn rearm(s: &mut Sched<'_>, pcpu: u32) {
     });
 }
 
-/// Publishes `key`'s `vcpu_time_info` (at its vcpu_info) from this transaction's TSC, if the
-/// time base is configured and the vcpu_info location known.
-pub fn publish_time(s: &mut Sched<'_>, key: VcpuKey) {
+/// Xen's `__update_vcpu_system_time` up to the secondary copy, always forced (the record
+/// comes from this transaction's TSC, so it always changed): publishes `key`'s
+/// `vcpu_time_info` at its vcpu_info under a new version and returns it, if the time base is
+/// configured and the vCPU has a vcpu_info or a time area (Xen 4.17 gives a vCPU beyond the
+/// legacy 32 without a registered vcpu_info a dummy one, and still copies to its area). The
+/// caller writes the time area (see [`publish_time`]).
+pub fn update_time(s: &mut Sched<'_>, key: VcpuKey) -> Option<VcpuTimeInfo> {
     let base = *s.state.time.get();
-    let (Some(tsc), Some(maddr)) = (s.tsc, vcpu_info_maddr(s.state, key)) else {
-        return;
-    };
+    let tsc = s.tsc?;
     if !base.is_configured() {
-        return;
+        return None;
     }
+    let maddr = vcpu_info_maddr(s.state, key);
     let mut v = s.vcpu(key);
+    if maddr.is_none() && v.time_area == 0 {
+        return None;
+    }
     v.time_version = v.time_version.wrapping_add(2);
     let info = base.vcpu_time_info(v.time_version, tsc);
     s.put(key, v);
-    s.out.extend(time::vcpu_time_effects(
-        maddr + time::VCPU_INFO_TIME_OFFSET,
-        &info,
-    ));
+    if let Some(maddr) = maddr {
+        s.out.extend(time::vcpu_time_effects(
+            maddr + time::VCPU_INFO_TIME_OFFSET,
+            &info,
+        ));
+    }
+    Some(info)
+}
+
+/// Publishes `key`'s `vcpu_time_info` as Xen's context switch does for the vCPU it switches
+/// to ([`update_time`]), and copies it to the vCPU's registered time area, if any, through
+/// the vCPU's own page tables (`update_secondary_system_time`): guest writes that fail
+/// silently, as Xen's `__copy_to_guest` there.
+///
+/// Xen writes through the page tables loaded at the time, so for a 64-bit PV vCPU in guest
+/// user mode it keeps a copy that faulted in `pending_system_time` and writes it at the next
+/// switch to kernel mode. DualVisor writes through the vCPU's kernel page tables in either
+/// mode (as it writes the runstate area), so that copy is written at once: the guest kernel
+/// finds the same bytes whenever it next runs.
+pub fn publish_time(s: &mut Sched<'_>, key: VcpuKey) {
+    let Some(info) = update_time(s, key) else {
+        return;
+    };
+    // Borrowed, not cloned: this runs at every dispatch (a vCPU without stored state has none).
+    let area = s.state.vsched.get(&key).map_or(0, |v| v.time_area);
+    if area == 0 {
+        return;
+    }
+    for data in time::time_area_writes(&info) {
+        s.emit(SchedEffect::WriteVcpuGuest {
+            dom: key.0,
+            vcpu: key.1,
+            addr: area,
+            data,
+        });
+    }
 }
 
 /// Configures the host time base (at boot, before any domain runs).

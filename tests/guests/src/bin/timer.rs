@@ -1,10 +1,11 @@
 //! `timer`: time and timers on one domain. vcpu_time_info (version seqlock, scale, monotonic
 //! system time), the shared_info wall clock, the default 100 Hz periodic timer of a PV vCPU,
 //! set_timer_op (arm, cancel, past and huge deadlines), VCPUOP single-shot and periodic timers
-//! with their errors, runstate info and the runstate area, vcpu_op errors, and — with two or more
-//! vCPUs — vCPU 1: is_up/up/down before and after VCPUOP_initialise, register_vcpu_info on it
-//! (and its refusal of frames not ours or not writable),
-//! and a start, stop and restart of vCPU 1 running its own code.
+//! with their errors, runstate info and the runstate area, the secondary time area
+//! (VCPUOP_register_vcpu_time_memory_area: the copy, its updates, unregistering, errors),
+//! vcpu_op errors, and — with two or more vCPUs — vCPU 1: is_up/up/down before and after
+//! VCPUOP_initialise, register_vcpu_info on it (and its refusal of frames not ours or not
+//! writable), its time area, and a start, stop and restart of vCPU 1 running its own code.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -17,7 +18,10 @@ use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
 use guest_rt::vcpu::{self, VCPU_SSHOTTMR_FUTURE};
-use guest_rt::{println, pvmm, sched, smp, Errno};
+use guest_rt::{println, pvmm, sched, smp, time_area, Errno};
+
+#[path = "timer/time_areas.rs"]
+mod time_areas;
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
@@ -52,6 +56,7 @@ fn main(si: &StartInfo) {
     singleshot(&shared, port);
     periodic(&shared, port);
     runstate(&shared);
+    time_areas::vcpu0(&shared, port);
     vcpu_op_errors();
     match vcpu::is_up(1) {
         Ok(0) => secondary(si, &shared),
@@ -435,6 +440,16 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
         smp::runstate_area(1).map(|r| r.state),
         Some(OFFLINE),
     );
+    check_eq(
+        "register_vcpu_time_memory_area(1) before vCPU 1 is initialised",
+        time_area::register(1, 1),
+        Ok(0),
+    );
+    check(
+        "  ... the area holds vCPU 1's time (version > 0) as its vcpu_info does",
+        time_area::read(1)
+            .is_some_and(|a| a.version > 0 && Some(a) == smp::relocated_vcpu_time(INFO_OFFSET)),
+    );
 
     let ctx = match smp::build_context(si, 1, ap_main) {
         Ok(c) => c,
@@ -474,6 +489,12 @@ fn secondary(si: &StartInfo, shared: &SharedInfo) {
     check(
         "vCPU 1 is descheduled after VCPUOP_down",
         sched::wait_for(|| vcpu::runstate_info(1).is_ok_and(|g| g.state == OFFLINE)),
+    );
+    let t1 = time_area::read(1);
+    info(format_args!("time area(1) after vCPU 1 ran: {:?}", t1));
+    check(
+        "vCPU 1's time area holds its vcpu_info's time after it ran",
+        t1.is_some() && t1 == smp::relocated_vcpu_time(INFO_OFFSET),
     );
     // The registered area is written at the same deschedule; wait for it the same way.
     check(
