@@ -120,6 +120,8 @@ struct ViCache {
     key: VcpuKey,
     stamps: [u64; 4],
     maddr: Option<u64>,
+    /// Its first word (pending and mask bytes), if it is RAM: checked once, when cached.
+    word: Option<arch::guestmem::RamWord>,
 }
 
 /// Effects the committed-effects buffer holds before it first grows: more than a common
@@ -186,17 +188,30 @@ impl Runtime {
     /// (`xen_core::sched::vcpu_info_maddr`), from this CPU's cache while the maps it comes
     /// from are unchanged.
     fn vcpu_info_maddr(&self, key: VcpuKey) -> Option<u64> {
+        self.vcpu_info(key, |c| c.maddr).flatten()
+    }
+
+    /// `what` of this CPU's cached vcpu_info of `key` (see [`Runtime::vcpu_info_maddr`]),
+    /// renewed first if a map it comes from changed.
+    fn vcpu_info<R>(&self, key: VcpuKey, what: impl FnOnce(&ViCache) -> R) -> Option<R> {
         let replica = self.backend.replica();
         let [a, b] = replica.vsched.stamp().words();
         let [c, d] = replica.dom_time.stamp().words();
         let stamps = [a, b, c, d];
         let slot = self.vi_cache.get(arch::percpu::cpu_index())?;
         if let Some(hit) = slot.get().filter(|h| h.key == key && h.stamps == stamps) {
-            return hit.maddr;
+            return Some(what(&hit));
         }
         let maddr = xen_core::sched::vcpu_info_maddr(replica, key);
-        slot.set(Some(ViCache { key, stamps, maddr }));
-        maddr
+        let word = maddr.and_then(arch::guestmem::RamWord::new);
+        let fresh = ViCache {
+            key,
+            stamps,
+            maddr,
+            word,
+        };
+        slot.set(Some(fresh));
+        Some(what(&fresh))
     }
 
     /// Whether `key` has an event pending and not masked in its vcpu_info (its first two
@@ -205,11 +220,8 @@ impl Runtime {
     /// writable-type reference until its domain goes; shared_info lives as long as its
     /// domain), so it is read without the allocator's check.
     fn event_pending(&self, key: VcpuKey) -> bool {
-        let Some(vi) = self.vcpu_info_maddr(key) else {
-            return false;
-        };
-        arch::guestmem::read_ram_u16(vi).is_some_and(|w| {
-            let [pending, mask] = w.to_le_bytes();
+        self.vcpu_info(key, |c| c.word).flatten().is_some_and(|w| {
+            let [pending, mask] = w.read().to_le_bytes();
             pending != 0 && mask == 0
         })
     }
