@@ -49,12 +49,17 @@ pub fn pv_features(privileged: bool, vm_assist: u64) -> u32 {
 /// `xen_version(cmd, arg)`.
 pub fn xen_version(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     let [cmd, arg, ..] = ctx.req.args;
-    // The two fields some sub-ops need, not a copy of the whole domain (a lockstep-off
-    // XENVER_version spent ~3% of its instructions cloning it).
-    let (privileged, vm_assist) = state
-        .domains
-        .get(&ctx.dom())
-        .map_or((false, 0), |d| (d.flags.privileged, d.vm_assist));
+    // The two fields some sub-ops need, looked up by those only (the common XENVER_version
+    // needs neither), not a copy of the whole domain (a lockstep-off XENVER_version spent
+    // ~3% of its instructions cloning it).
+    let dom = ctx.dom();
+    let domain = |state: &HvState| {
+        state
+            .domains
+            .get(&dom)
+            .map_or((false, 0), |d| (d.flags.privileged, d.vm_assist))
+    };
+    let privileged = |state: &HvState| domain(state).0;
     match cmd as u32 {
         XENVER_VERSION => Ok(i64::from((XEN_MAJOR << 16) | XEN_MINOR)),
         XENVER_EXTRAVERSION => put(ctx, arg, &c_string(EXTRAVERSION, XEN_EXTRAVERSION_LEN)),
@@ -77,7 +82,10 @@ pub fn xen_version(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             ctx.copy_from_guest(arg, &mut raw)?;
             let mut fi = XenFeatureInfo::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
             fi.submap = match fi.submap_idx {
-                0 => pv_features(privileged, vm_assist),
+                0 => {
+                    let (privileged, vm_assist) = domain(state);
+                    pv_features(privileged, vm_assist)
+                }
                 _ => return Err(XenErrno::EINVAL.into()),
             };
             put(ctx, arg, &fi.to_vec())
@@ -85,7 +93,7 @@ pub fn xen_version(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         XENVER_PAGESIZE => Ok(4096),
         XENVER_GUEST_HANDLE => put(ctx, arg, &[0u8; XEN_DOMAIN_HANDLE_LEN]),
         XENVER_COMMANDLINE => {
-            let line = if privileged {
+            let line = if privileged(state) {
                 let raw = state.config.get().cmdline.clone();
                 c_string(
                     core::str::from_utf8(&raw).unwrap_or(""),
@@ -96,7 +104,7 @@ pub fn xen_version(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
             };
             put(ctx, arg, &line)
         }
-        XENVER_BUILD_ID if !privileged => Err(XenErrno::EPERM.into()),
+        XENVER_BUILD_ID if !privileged(state) => Err(XenErrno::EPERM.into()),
         // The image is linked without a build id, as Xen answers then.
         XENVER_BUILD_ID => Err(XenErrno::ENODATA.into()),
         _ => super::unknown_subop(state, ctx, "xen_version", cmd),
