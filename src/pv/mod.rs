@@ -108,10 +108,18 @@ pub(crate) struct Runtime {
 /// check, the base and CR3 loads and the CPU-state load would each find nothing to do: the
 /// hardware bases the guest could change without an exit were recorded in the replica by
 /// this exit's first transaction, renewing a stamp if they changed.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct ResumeMark {
     source: arch::guest_context::Source,
     cs_ss: [u64; 2],
+}
+
+impl ResumeMark {
+    /// Equal marks (compared inline, see [`arch::guest_context::words_eq`]).
+    fn same(&self, other: &ResumeMark) -> bool {
+        arch::guest_context::words_eq(&self.source, &other.source)
+            && arch::guest_context::words_eq(&self.cs_ss, &other.cs_ss)
+    }
 }
 
 /// A cached vcpu_info address ([`Runtime::vcpu_info_maddr`]).
@@ -199,7 +207,10 @@ impl Runtime {
         let [c, d] = replica.dom_time.stamp().words();
         let stamps = [a, b, c, d];
         let slot = self.vi_cache.get(arch::percpu::cpu_index())?;
-        if let Some(hit) = slot.get().filter(|h| h.key == key && h.stamps == stamps) {
+        if let Some(hit) = slot
+            .get()
+            .filter(|h| h.key == key && arch::guest_context::words_eq(&h.stamps, &stamps))
+        {
             return Some(what(&hit));
         }
         let maddr = xen_core::sched::vcpu_info_maddr(replica, key);
@@ -694,7 +705,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     cs_ss: [frame.cs, frame.ss],
                 };
                 if cur == key
-                    && rt.resumed[cpu] == Some(mark)
+                    && rt.resumed[cpu].is_some_and(|m| m.same(&mark))
                     && arch::guest_context::holds(&mark.source)
                 {
                     // Prepared from the same state last time: nothing to map or load.
@@ -710,7 +721,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 // Marked only when no LDT transaction changed what the resume depends on
                 // (one that failed to map its page is run again next time).
                 let now = rt.context_source(cur);
-                rt.resumed[cpu] = (cur == key && now == mark.source).then_some(mark);
+                rt.resumed[cpu] = (cur == key && arch::guest_context::words_eq(&now, &mark.source))
+                    .then_some(mark);
                 break;
             }
             Some(next) => {
