@@ -583,7 +583,6 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     // only leaves this CPU.
     let gone = vcpu_state.is_none();
     let (kernel_mode, cr3_at_exit) = vcpu_state.map_or((true, 0), |v| (v.kernel_mode, v.cr3));
-    let regs = regs_of(frame);
     // The segment bases the guest left in the hardware (it changes them without an exit): the
     // first transaction of this exit for it records them in the replica, which from then on
     // holds them for the rest of the exit and the resume (Xen reads the live registers).
@@ -597,28 +596,14 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
         // The guest ran: a return fault from now on is a first one.
         rt.return_faults[cpu].0 = None;
     }
-    let req = match exit {
-        GuestExit::Syscall if kernel_mode => Some(Request::hypercall(dom, vcpu, regs)),
-        GuestExit::Syscall => Some(Request::exit(
-            ExitKind::UserSyscall,
-            dom,
-            vcpu,
-            regs,
-            0,
-            0,
-            0,
-        )),
+    // What the exit asks for, if anything: its kind and trap details (the request itself is
+    // built once, in place, below: moving or rebinding it copied its ~260 bytes).
+    let exit_req = match exit {
+        GuestExit::Syscall if kernel_mode => Some((ExitKind::Hypercall, 0, 0, 0)),
+        GuestExit::Syscall => Some((ExitKind::UserSyscall, 0, 0, 0)),
         GuestExit::Exception(v) => {
             let (error_code, cr2) = exception_details(v, frame.error_code);
-            Some(Request::exit(
-                ExitKind::Exception,
-                dom,
-                vcpu,
-                regs,
-                u64::from(v),
-                error_code,
-                cr2,
-            ))
+            Some((ExitKind::Exception, u64::from(v), error_code, cr2))
         }
         GuestExit::ReturnFault(v) => {
             let (error_code, cr2) = exception_details(v, frame.error_code);
@@ -632,11 +617,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     0
                 }
             };
-            Some(Request::exit(
+            Some((
                 ExitKind::ReturnFault,
-                dom,
-                vcpu,
-                regs,
                 xen_core::traps::return_fault_word(v, repeats),
                 error_code,
                 cr2,
@@ -658,14 +640,14 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             if let Some(a) = gsis {
                 after.merge(a);
             }
-            due.then(|| Request::exit(ExitKind::Interrupt, dom, vcpu, regs, u64::from(v), 0, 0))
+            due.then_some((ExitKind::Interrupt, u64::from(v), 0, 0))
         }
     };
-    // In place, by reference: `with_live` moved the whole request twice (~3% of a
-    // hypercall), matching on a tuple of it once (~57 instructions).
-    let mut req = req;
-    if let (Some(req), false) = (req.as_mut(), gone) {
-        req.live = live.take();
+    if let (Some((kind, vector, error_code, cr2)), false) = (exit_req, gone) {
+        let req = &Request {
+            live: live.take(),
+            ..Request::exit(kind, dom, vcpu, regs_of(frame), vector, error_code, cr2)
+        };
         let cr3 = match exit {
             GuestExit::Interrupt(_) => rt.kernel_cr3(key),
             _ => cr3_at_exit,
