@@ -19,6 +19,7 @@
 //! profile means), a load from an unchanged source takes ~100.
 
 use crate::percpu::MAX_CPUS;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Pages of a vCPU's GDT frames (Xen's 14 guest pages).
@@ -88,6 +89,8 @@ pub struct Loaded {
     ctx: Option<GuestContext>,
     /// Where `ctx` was built from, when the load named it.
     source: Option<Source>,
+    /// Changes so far: every call that may change what [`Loaded::holds`] answers counts one.
+    changes: u64,
 }
 
 impl Loaded {
@@ -95,11 +98,13 @@ impl Loaded {
     pub const NONE: Loaded = Loaded {
         ctx: None,
         source: None,
+        changes: 0,
     };
 
     /// Whether `c` must be loaded (it differs from what was loaded, or that is unknown);
     /// then records it as loaded (from no named source), assuming the caller loads it now.
     pub fn needs_load(&mut self, c: &GuestContext) -> bool {
+        self.changes += 1;
         self.source = None;
         if self.ctx.as_ref() == Some(c) {
             return false;
@@ -116,6 +121,7 @@ impl Loaded {
 
     /// Records that the context loaded last came from `source`.
     pub fn loaded_from(&mut self, source: Source) {
+        self.changes += 1;
         if self.ctx.is_some() {
             self.source = Some(source);
         }
@@ -123,19 +129,66 @@ impl Loaded {
 
     /// Forgets what was loaded (a part of it was set on its own).
     pub fn invalidate(&mut self) {
+        self.changes += 1;
         self.ctx = None;
         self.source = None;
+    }
+
+    /// Records `c` as loaded, its parts having been set (which forgot it).
+    fn set_loaded(&mut self, c: GuestContext) {
+        self.changes += 1;
+        self.ctx = Some(c);
+    }
+
+    /// The count of changes so far (see [`Held`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 }
 
 /// What each CPU last loaded with [`load`].
 static LOADED: [Mutex<Loaded>; MAX_CPUS] = [const { Mutex::new(Loaded::NONE) }; MAX_CPUS];
 
+/// Each CPU's [`Loaded::changes`], published after every change (written by that CPU only):
+/// what [`Held::still`] reads without the lock.
+static CHANGES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Publishes this CPU's change count (called with its `LOADED` lock held, after a change).
+fn publish(cpu: usize, l: &Loaded) {
+    CHANGES[cpu].store(l.changes, Ordering::Relaxed);
+}
+
+/// This CPU held the context of a source when the token was taken ([`held`]). While nothing
+/// changed what it holds since, it holds that context still ([`Held::still`]: one load, not
+/// the lock and a compare of the source, on every guest exit's resume check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held(u64);
+
+impl Held {
+    /// Whether this CPU still holds what it held when the token was taken. Only meaningful
+    /// on the CPU that took it.
+    pub fn still(self) -> bool {
+        CHANGES[crate::percpu::cpu_index()].load(Ordering::Relaxed) == self.0
+    }
+}
+
+/// A token that this CPU holds the context `source` gives, if it does ([`holds`]).
+pub fn held(source: &Source) -> Option<Held> {
+    let l = LOADED[crate::percpu::cpu_index()].lock();
+    l.holds(source).then_some(Held(l.changes))
+}
+
 /// Loads `c` on this CPU, unless it holds exactly `c` already.
 pub fn load(c: &GuestContext) {
-    let slot = &LOADED[crate::percpu::cpu_index()];
-    if !slot.lock().needs_load(c) {
-        return;
+    let cpu = crate::percpu::cpu_index();
+    let slot = &LOADED[cpu];
+    {
+        let mut l = slot.lock();
+        let needed = l.needs_load(c);
+        publish(cpu, &l);
+        if !needed {
+            return;
+        }
     }
     crate::guest::set_guest_ts(c.ts);
     crate::guest::load_tsc_aux(c.tsc_aux);
@@ -146,19 +199,24 @@ pub fn load(c: &GuestContext) {
     crate::guest::load_debug_registers(c.dr, c.dr7);
     crate::xstate::set_xcr0(c.xcr0);
     // The setters forgot the state: it is loaded now.
-    slot.lock().ctx = Some(*c);
+    let mut l = slot.lock();
+    l.set_loaded(*c);
+    publish(cpu, &l);
 }
 
 /// Loads the context `build` gives, which depends only on `source`: nothing (not even
 /// `build`) when this CPU last loaded from the same source and nothing was set on its own
 /// since, else as [`load`].
 pub fn load_from(source: Source, build: impl FnOnce() -> GuestContext) {
-    let slot = &LOADED[crate::percpu::cpu_index()];
+    let cpu = crate::percpu::cpu_index();
+    let slot = &LOADED[cpu];
     if slot.lock().holds(&source) {
         return;
     }
     load(&build());
-    slot.lock().loaded_from(source);
+    let mut l = slot.lock();
+    l.loaded_from(source);
+    publish(cpu, &l);
 }
 
 /// Whether this CPU holds the context `source` gives (as [`load_from`] would find it).
@@ -168,7 +226,10 @@ pub fn holds(source: &Source) -> bool {
 
 /// Forgets what this CPU loaded with [`load`]: called by every setter of a part.
 pub fn invalidate() {
-    LOADED[crate::percpu::cpu_index()].lock().invalidate();
+    let cpu = crate::percpu::cpu_index();
+    let mut l = LOADED[cpu].lock();
+    l.invalidate();
+    publish(cpu, &l);
 }
 
 #[cfg(test)]
@@ -218,6 +279,33 @@ mod tests {
             // Back to the first state: loaded again.
             assert!(l.needs_load(&a));
         }
+    }
+
+    /// A `Held` token stays good only while the change count stands: every call that can
+    /// change what `holds` answers moves it, and none that cannot.
+    #[test]
+    fn every_change_to_what_is_held_is_counted() {
+        let mut l = Loaded::NONE;
+        let s = [1, 2, 3, 4, 5];
+        let mut last = l.changes();
+        let mut step = |l: &mut Loaded, what: &str, f: &dyn Fn(&mut Loaded)| {
+            f(l);
+            assert!(l.changes() > last, "{what} not counted");
+            last = l.changes();
+        };
+        step(&mut l, "needs_load", &|l| {
+            l.needs_load(&ctx());
+        });
+        step(&mut l, "loaded_from", &|l| l.loaded_from(s));
+        assert!(l.holds(&s));
+        let before = l.changes();
+        assert!(l.holds(&s) && !l.holds(&[0; 5]));
+        assert_eq!(l.changes(), before, "asking changes nothing");
+        step(&mut l, "invalidate", &|l| l.invalidate());
+        step(&mut l, "set_loaded", &|l| l.set_loaded(ctx()));
+        step(&mut l, "needs_load of the same", &|l| {
+            l.needs_load(&ctx());
+        });
     }
 
     #[test]

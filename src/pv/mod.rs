@@ -97,8 +97,9 @@ pub(crate) struct Runtime {
     /// each time were ~6% of a lockstep-off hypercall (`make profile`).
     vi_cache: [Cell<Option<ViCache>>; MAX_CPUS],
     /// Per CPU, what its last complete resume of its vCPU without a vCPU switch was prepared
-    /// from ([`ResumeMark`]): while it holds, the resume has nothing to map or load.
-    resumed: [Option<ResumeMark>; MAX_CPUS],
+    /// from ([`ResumeMark`]), with the token that the CPU held the context then: while both
+    /// hold, the resume has nothing to map or load.
+    resumed: [Option<(ResumeMark, arch::guest_context::Held)>; MAX_CPUS],
 }
 
 /// What a resume of a vCPU that stays on its CPU depends on: the context source (the vCPU
@@ -686,10 +687,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                     source: rt.context_source(cur),
                     cs_ss: [frame.cs, frame.ss],
                 };
-                if cur == key
-                    && rt.resumed[cpu].is_some_and(|m| m.same(&mark))
-                    && arch::guest_context::holds(&mark.source)
-                {
+                if cur == key && rt.resumed[cpu].is_some_and(|(m, h)| m.same(&mark) && h.still()) {
                     // Prepared from the same state last time: nothing to map or load.
                     break;
                 }
@@ -704,7 +702,8 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
                 // (one that failed to map its page is run again next time).
                 let now = rt.context_source(cur);
                 rt.resumed[cpu] = (cur == key && arch::guest_context::words_eq(&now, &mark.source))
-                    .then_some(mark);
+                    .then(|| arch::guest_context::held(&mark.source).map(|h| (mark, h)))
+                    .flatten();
                 break;
             }
             Some(next) => {
