@@ -250,7 +250,7 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         noreboot: p.noreboot,
         handover: None,
         committed: Vec::with_capacity(super::COMMITTED_CAPACITY),
-        vi_cache: [const { core::cell::Cell::new(None) }; MAX_CPUS],
+        vi_cache: [const { super::ViCache::new() }; MAX_CPUS],
         resumed: [None; MAX_CPUS],
     };
     rt.backend.enable_promotion();

@@ -95,7 +95,7 @@ pub(crate) struct Runtime {
     /// replica maps it was derived from (`vsched`, `dom_time`) and the address, kept while
     /// the stamps hold. The exit path asks at least twice per exit, and the two map lookups
     /// each time were ~6% of a lockstep-off hypercall (`make profile`).
-    vi_cache: [Cell<Option<ViCache>>; MAX_CPUS],
+    vi_cache: [ViCache; MAX_CPUS],
     /// Per CPU, what its last complete resume of its vCPU without a vCPU switch was prepared
     /// from ([`ResumeMark`]), with the token that the CPU held the context then: while both
     /// hold, the resume has nothing to map or load.
@@ -123,14 +123,30 @@ impl ResumeMark {
     }
 }
 
-/// A cached vcpu_info address ([`Runtime::vcpu_info_maddr`]).
-#[derive(Clone, Copy)]
+/// A CPU's cached vcpu_info address ([`Runtime::vcpu_info_maddr`]). Each part in its own
+/// cell, so that a lookup reads the tag and the one part it wants, not a copy of the whole.
 struct ViCache {
-    key: VcpuKey,
-    stamps: [u64; 4],
-    maddr: Option<u64>,
+    /// The vCPU the entry is for (`dom << 32 | vcpu`; [`ViCache::EMPTY`]: none).
+    key: Cell<u64>,
+    /// The change stamps of the two maps the address comes from, when it was cached.
+    stamps: Cell<[u64; 4]>,
+    maddr: Cell<Option<u64>>,
     /// Its first word (pending and mask bytes), if it is RAM: checked once, when cached.
-    word: Option<arch::guestmem::RamWord>,
+    word: Cell<Option<arch::guestmem::RamWord>>,
+}
+
+impl ViCache {
+    /// No vCPU (domain ids are 16 bits).
+    const EMPTY: u64 = u64::MAX;
+
+    const fn new() -> Self {
+        ViCache {
+            key: Cell::new(Self::EMPTY),
+            stamps: Cell::new([0; 4]),
+            maddr: Cell::new(None),
+            word: Cell::new(None),
+        }
+    }
 }
 
 /// Effects the committed-effects buffer holds before it first grows: more than a common
@@ -197,7 +213,7 @@ impl Runtime {
     /// (`xen_core::sched::vcpu_info_maddr`), from this CPU's cache while the maps it comes
     /// from are unchanged.
     fn vcpu_info_maddr(&self, key: VcpuKey) -> Option<u64> {
-        self.vcpu_info(key, |c| c.maddr).flatten()
+        self.vcpu_info(key, |c| c.maddr.get()).flatten()
     }
 
     /// `what` of this CPU's cached vcpu_info of `key` (see [`Runtime::vcpu_info_maddr`]),
@@ -208,22 +224,15 @@ impl Runtime {
         let [c, d] = replica.dom_time.stamp().words();
         let stamps = [a, b, c, d];
         let slot = self.vi_cache.get(arch::percpu::cpu_index())?;
-        if let Some(hit) = slot
-            .get()
-            .filter(|h| h.key == key && arch::guest_context::words_eq(&h.stamps, &stamps))
-        {
-            return Some(what(&hit));
+        let tag = (u64::from(key.0) << 32) | u64::from(key.1);
+        if slot.key.get() != tag || !arch::guest_context::words_eq(&slot.stamps.get(), &stamps) {
+            let maddr = xen_core::sched::vcpu_info_maddr(replica, key);
+            slot.key.set(tag);
+            slot.stamps.set(stamps);
+            slot.maddr.set(maddr);
+            slot.word.set(maddr.and_then(arch::guestmem::RamWord::new));
         }
-        let maddr = xen_core::sched::vcpu_info_maddr(replica, key);
-        let word = maddr.and_then(arch::guestmem::RamWord::new);
-        let fresh = ViCache {
-            key,
-            stamps,
-            maddr,
-            word,
-        };
-        slot.set(Some(fresh));
-        Some(what(&fresh))
+        Some(what(slot))
     }
 
     /// Whether `key` has an event pending and not masked in its vcpu_info (its first two
@@ -232,10 +241,12 @@ impl Runtime {
     /// writable-type reference until its domain goes; shared_info lives as long as its
     /// domain), so it is read without the allocator's check.
     fn event_pending(&self, key: VcpuKey) -> bool {
-        self.vcpu_info(key, |c| c.word).flatten().is_some_and(|w| {
-            let [pending, mask] = w.read().to_le_bytes();
-            pending != 0 && mask == 0
-        })
+        self.vcpu_info(key, |c| c.word.get())
+            .flatten()
+            .is_some_and(|w| {
+                let [pending, mask] = w.read().to_le_bytes();
+                pending != 0 && mask == 0
+            })
     }
 
     /// Prepares this CPU to resume `key`: its bases and its virtual CR0.TS. `held`: the FS and
