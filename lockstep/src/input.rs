@@ -345,7 +345,7 @@ impl<'a> Input<'a> {
 
     /// The request as the embedder's type `T`, if it was handed over typed (then there are
     /// no words to decode).
-    pub fn typed<T: Any>(&self) -> Option<&T> {
+    pub fn typed<T: Any>(&self) -> Option<&'a T> {
         self.typed.and_then(|t| t.downcast_ref::<T>())
     }
 

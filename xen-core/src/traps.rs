@@ -66,9 +66,12 @@ pub fn return_fault(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<()
     if repeats >= RETURN_FAULT_LIMIT {
         return bounce::crash(state, ctx, "cannot return to the guest (repeated faults)");
     }
-    ctx.req.vector &= 0xff;
-    ctx.req.kind = ExitKind::Exception;
-    exception(state, ctx)
+    let req = crate::request::Request {
+        vector: ctx.req.vector & 0xff,
+        kind: ExitKind::Exception,
+        ..*ctx.req
+    };
+    exception(state, &mut ctx.with_req(&req))
 }
 
 /// `permit_softint`: a guest kernel may `int` into gates of DPL >= 1, user space only DPL 3.

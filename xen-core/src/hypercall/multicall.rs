@@ -29,7 +29,6 @@ pub fn multicall(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
     state.in_multicall.insert(j, k, true);
     let saved = ctx.req;
     let r = run(state, ctx, list, nr);
-    ctx.req = saved;
     let j = ctx.journal();
     state.in_multicall.remove(j, &k);
     match r {
@@ -60,11 +59,12 @@ fn run(
         let mut raw = [0u8; MulticallEntry::SIZE];
         ctx.copy_from_guest(at, &mut raw)?;
         let e = MulticallEntry::read_from(&raw).map_err(|_| XenErrno::EFAULT)?;
-        let mut sub = ctx.req;
-        sub.nr = e.op;
-        sub.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
-        ctx.req = sub;
-        let result = match crate::hypercall::dispatch(state, ctx) {
+        let sub = crate::request::Request {
+            nr: e.op,
+            args: [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
+            ..*ctx.req
+        };
+        let result = match crate::hypercall::dispatch(state, &mut ctx.with_req(&sub)) {
             Ok(v) => v,
             Err(HvError::Errno(x)) => x.as_neg(),
             Err(HvError::Abort(a)) => return Err(HvError::Abort(a)),

@@ -107,8 +107,11 @@ pub fn fault(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), HvError>
         inject_hw(st, ctx, &regs, 13, (offset & !3) | XEC_TI)?;
     } else {
         // The bounce reports CR2 from the request: the guest's own LDT address.
-        ctx.req.cr2 = linear;
-        inject_hw(st, ctx, &regs, 14, ec & 0xffff_ffff)?;
+        let req = crate::request::Request {
+            cr2: linear,
+            ..*ctx.req
+        };
+        inject_hw(st, &mut ctx.with_req(&req), &regs, 14, ec & 0xffff_ffff)?;
     }
     Ok(())
 }

@@ -177,7 +177,7 @@ pub(crate) fn with_ctx<R>(
     let r = {
         let mut input = Input::direct(&words, &mut h.mem);
         let mut tx = TxCtx::new(&mut j, &mut effects);
-        let mut ctx = Ctx::new(&mut input, &mut tx, req);
+        let mut ctx = Ctx::new(&mut input, &mut tx, &req);
         f(&mut h.state, &mut ctx)
     };
     lockstep::replica::forget(&mut h.state);
@@ -757,7 +757,7 @@ fn rollback_restores_the_port_tables_bit_for_bit() {
     {
         let mut input = Input::direct(&words, &mut h.mem);
         let mut tx = TxCtx::new(&mut j, &mut effects);
-        let mut ctx = Ctx::new(&mut input, &mut tx, req);
+        let mut ctx = Ctx::new(&mut input, &mut tx, &req);
         for _ in 0..70 {
             crate::evtchn::ops::bind_ipi(&mut h.state, &mut ctx, 0).unwrap();
         }
