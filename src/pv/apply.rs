@@ -396,7 +396,25 @@ const DEPARTURE_TIMEOUT_MS: u64 = 100;
 /// CPUs asked to leave a vCPU (before the guest that took it off goes on: a pause is
 /// reported once the vCPU is off its CPU, as Xen's `vcpu_sleep_sync` makes it), releasing
 /// frames, shutdown or crash of the hardware domain.
+#[inline]
 pub(crate) fn finish(after: After, noreboot: bool) {
+    // On every exit, nearly always with nothing to do: decided here, without a call or a
+    // move of `after`.
+    if !after.remote_flush
+        && after.departures.is_empty()
+        && after.freed.is_empty()
+        && after.crashed.is_none()
+        && after.shutdown.is_none()
+    {
+        arch::desched::release_ready();
+        return;
+    }
+    finish_all(after, noreboot);
+}
+
+/// [`finish`] with something to do.
+#[inline(never)]
+fn finish_all(after: After, noreboot: bool) {
     if after.remote_flush {
         let leaders = crate::lockstep_pairs::leader_cpus();
         let timeout = arch::lapic::tsc_khz().saturating_mul(REMOTE_FLUSH_TIMEOUT_MS);

@@ -157,11 +157,19 @@ pub fn apply(g: &GsiEffect) {
 /// meanwhile (the leader takes interrupts while it halts waiting for its follower) get
 /// their transactions now instead of at the next interrupt exit (the next tick, up to
 /// 10 ms later), and so do those arriving during these (a few rounds at most).
+#[inline]
 pub(crate) fn poll_late(rt: &mut Runtime, cpu: usize) -> Option<After> {
-    if rt.handover.is_some() {
-        // This leader is stepping down: its successor serves the GSIs.
+    // On every exit, nearly always with nothing pending: decided here, without a call.
+    if rt.handover.is_some() || !any_pending() {
+        // (Stepping down: the successor serves the GSIs.)
         return None;
     }
+    poll_late_pending(rt, cpu)
+}
+
+/// [`poll_late`] once a GSI is pending.
+#[inline(never)]
+fn poll_late_pending(rt: &mut Runtime, cpu: usize) -> Option<After> {
     let mut after: Option<After> = None;
     for _ in 0..4 {
         if !any_pending() {
