@@ -172,7 +172,8 @@ impl Held {
     }
 }
 
-/// A token that this CPU holds the context `source` gives, if it does ([`holds`]).
+/// A token that this CPU holds the context `source` gives, if it does (as [`load_from`]
+/// would find it).
 pub fn held(source: &Source) -> Option<Held> {
     let l = LOADED[crate::percpu::cpu_index()].lock();
     l.holds(source).then_some(Held(l.changes))
@@ -217,11 +218,6 @@ pub fn load_from(source: Source, build: impl FnOnce() -> GuestContext) {
     let mut l = slot.lock();
     l.loaded_from(source);
     publish(cpu, &l);
-}
-
-/// Whether this CPU holds the context `source` gives (as [`load_from`] would find it).
-pub fn holds(source: &Source) -> bool {
-    LOADED[crate::percpu::cpu_index()].lock().holds(source)
 }
 
 /// Forgets what this CPU loaded with [`load`]: called by every setter of a part.
