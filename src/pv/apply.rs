@@ -52,7 +52,27 @@ fn port_reserved(port: u16) -> bool {
 }
 
 /// Applies `effects` of `req` (on a vCPU whose kernel tables are `cr3`; `live` its registers).
+#[inline]
 pub(crate) fn apply_all(
+    rt: &mut Runtime,
+    req: &Request,
+    cr3: u64,
+    mut live: Option<(&mut TrapFrame, &mut FxArea)>,
+    effects: &[Effect],
+    after: &mut After,
+) {
+    // Most hypercalls commit just their return value: set here, without the call into the
+    // whole dispatch (a large frame to set up for one register write).
+    if let ([Effect::Return(v)], Some((f, _)), false) = (effects, &mut live, rt.cross_cpu) {
+        f.rax = *v as u64;
+        return;
+    }
+    apply_each(rt, req, cr3, live, effects, after);
+}
+
+/// [`apply_all`], effect by effect.
+#[inline(never)]
+fn apply_each(
     rt: &mut Runtime,
     req: &Request,
     cr3: u64,
