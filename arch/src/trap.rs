@@ -158,8 +158,17 @@ pub fn exception_name(vector: u64) -> &'static str {
 /// in ring 3 afterwards is recorded for the next one.
 #[no_mangle]
 pub(crate) extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::guest::FxArea) {
-    use crate::guest::{call_exit_hook, GuestExit};
+    use crate::guest::{call_exit_hook, GuestExit, SYSCALL_VECTOR};
     use crate::guest_return as ret;
+    if frame.vector == SYSCALL_VECTOR {
+        // A 64-bit SYSCALL from ring 3 (every hypercall): straight to the hook, then back
+        // to the guest as below.
+        if !call_exit_hook(GuestExit::Syscall, frame, fx) {
+            fatal_trap(frame);
+        }
+        back_to_guest(frame);
+        return;
+    }
     let at_guest_iret = !frame.from_guest() && ret::is_guest_iret(frame.rip);
     let to_guest = frame.from_guest() || at_guest_iret;
     if at_guest_iret {
@@ -178,12 +187,17 @@ pub(crate) extern "C" fn trap_dispatch(frame: &mut TrapFrame, fx: &mut crate::gu
         dispatch(frame, fx);
     }
     if to_guest {
-        // Back to a guest, through the exit path's guest `iretq`: RPL 3 selectors, so that
-        // whatever the exit hook left in the frame it can only be ring 3.
-        frame.cs |= 3;
-        frame.ss |= 3;
-        ret::record(frame);
+        back_to_guest(frame);
     }
+}
+
+/// Back to a guest, through the exit path's guest `iretq`: RPL 3 selectors, so that whatever
+/// the exit hook left in the frame it can only be ring 3; the frame recorded as the one being
+/// returned to.
+fn back_to_guest(frame: &mut TrapFrame) {
+    frame.cs |= 3;
+    frame.ss |= 3;
+    crate::guest_return::record(frame);
 }
 
 /// Handles one trap or interrupt (see [`trap_dispatch`]).
