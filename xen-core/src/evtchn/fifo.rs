@@ -174,7 +174,7 @@ pub fn init_control(
 /// `setup_ports`: every valid port gets the default priority, and those pending in the
 /// 2-level bitmap (read through the input: the guest changes it) are saved as pending.
 fn setup_ports(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, d: DomId) -> Result<(), HvError> {
-    let valid = table::table(state, d).valid.min(super::NR_PORTS);
+    let valid = table::with_table(state, d, |t| t.valid).min(super::NR_PORTS);
     let keys: Vec<PortKey> = state
         .evtchn_fifo_ports
         .iter()
@@ -231,7 +231,7 @@ pub fn expand_array(
     f.array.push(gfn);
     let end = f.num_evtchns();
     state.evtchn_fifo.insert(ctx.journal(), d, f);
-    let valid = table::table(state, d).valid;
+    let valid = table::with_table(state, d, |t| t.valid);
     for p in first..end.min(valid) {
         if port(state, (d, p)).saved_pending {
             let vcpu = state.evtchns.get(&(d, p)).map_or(0, |c| c.notify_vcpu);

@@ -337,7 +337,7 @@ pub fn reset(
     if d != caller && !paused {
         return Err(XenErrno::EINVAL);
     }
-    let next = table::table(state, d).next_reset;
+    let next = table::with_table(state, d, |t| t.next_reset);
     let start = if resuming { next } else { u32::from(next == 0) };
     if start > next {
         table::set_next_reset(state, ctx.journal(), d, start);
@@ -347,8 +347,7 @@ pub fn reset(
     }
     let mut port = start;
     loop {
-        let t = table::table(state, d);
-        if !t.is_valid(port) || t.active() == 0 {
+        if table::with_table(state, d, |t| !t.is_valid(port) || t.active() == 0) {
             break;
         }
         // Free and reserved ports answer -EINVAL here, as in Xen; nothing to undo.
@@ -360,7 +359,7 @@ pub fn reset(
         port += 1;
     }
     table::set_next_reset(state, ctx.journal(), d, 0);
-    if table::table(state, d).active() > 0 {
+    if table::with_table(state, d, |t| t.active()) > 0 {
         return Err(XenErrno::EAGAIN);
     }
     // Every port closed: a FIFO domain is switched back to the 2-level ABI.
@@ -371,7 +370,7 @@ pub fn reset(
 /// `evtchn_destroy`: closes every port of a dying domain (no guest checks, no preemption).
 /// The domain-destruction path calls this before it forgets the domain.
 pub fn destroy_domain(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>, dom: DomId) {
-    let valid = table::table(state, dom).valid;
+    let valid = table::with_table(state, dom, |t| t.valid);
     for port in (1..valid).rev() {
         let _ = close(state, ctx, dom, port);
     }

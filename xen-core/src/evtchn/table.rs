@@ -126,6 +126,15 @@ pub fn table(state: &HvState, dom: DomId) -> PortTable {
     state.evtchn_tables.get(&dom).cloned().unwrap_or_default()
 }
 
+/// `f` of the table of `dom`, borrowed (a copy of its bitmap was a heap allocation and
+/// release on every port check, ~30% of a lockstep-off `EVTCHNOP_send`).
+pub fn with_table<R>(state: &HvState, dom: DomId, f: impl FnOnce(&PortTable) -> R) -> R {
+    match state.evtchn_tables.get(&dom) {
+        Some(t) => f(t),
+        None => f(&PortTable::default()),
+    }
+}
+
 fn update_table<R>(
     state: &mut HvState,
     j: &mut Journal,
@@ -142,7 +151,7 @@ fn update_table<R>(
 
 /// Whether `port` is valid in `dom`.
 pub fn port_is_valid(state: &HvState, dom: DomId, port: u32) -> bool {
-    table(state, dom).is_valid(port)
+    with_table(state, dom, |t| t.is_valid(port))
 }
 
 /// What a valid port holds.
