@@ -14,7 +14,13 @@
 //! nothing runs unprotected while one pair is left). With no protected pair left,
 //! transactions run once, UNPROTECTED, and the log says so. Leader promotion is not used
 //! with several pairs: a promoted follower would lead from the shared follower replica while
-//! the other pairs' followers still use it, which this does not make sound yet.
+//! the other pairs' followers still use it.
+//!
+//! A leader escalated as the suspect leaves service instead, while another leader CPU is in
+//! service and leads through a protected pair (see `pv::promote` for the hand-over): it
+//! parks for good, that leader runs its escalated transaction once more and moves its vCPUs
+//! to the leader CPUs left (`ExitKind::RetireCpu`), and its pair's follower, not suspected,
+//! stands by as a spare. Without such a leader it goes on as described above.
 
 use crate::lockstep_hw::{Tsc, CONFIG, FOLLOWER_ARENA, LEADER_ARENA, PAIR, TEMPLATE};
 use alloc::boxed::Box;
@@ -53,6 +59,11 @@ static SPARE_JOINS: AtomicUsize = AtomicUsize::new(usize::MAX);
 const MAX_PAIRS: usize = 32;
 /// Per pair, the CPU that replaced its boot follower (`usize::MAX`: the boot follower).
 static FOLLOWER_NOW: [AtomicUsize; MAX_PAIRS] = [const { AtomicUsize::new(usize::MAX) }; MAX_PAIRS];
+/// Leader CPUs taken out of service as the suspect (bit per CPU): they run nothing more.
+static LEADERS_OUT: AtomicU64 = AtomicU64::new(0);
+/// Leader CPUs out of service that have parked: each sets its bit as its last write, once it
+/// touches nothing shared any more (the leader taking its vCPUs over waits for it).
+static PARKED_LEADERS: AtomicU64 = AtomicU64::new(0);
 
 /// The CPU serving pair `i` as follower now: the boot follower, or the spare that replaced
 /// it.
@@ -68,9 +79,43 @@ fn cpus() -> Vec<(usize, usize)> {
     crate::lockstep_hw::topology().map_or_else(Vec::new, |t| t.pairs())
 }
 
-/// The leader CPUs of every pair (the CPUs that run guest vCPUs).
+/// The leader CPUs in service (the CPUs that run guest vCPUs).
 pub fn leader_cpus() -> Vec<usize> {
-    cpus().into_iter().map(|(l, _)| l).collect()
+    cpus()
+        .into_iter()
+        .map(|(l, _)| l)
+        .filter(|&l| !leader_out(l))
+        .collect()
+}
+
+/// Whether leader CPU `cpu` was taken out of service as the suspect.
+pub fn leader_out(cpu: usize) -> bool {
+    cpu < 64 && LEADERS_OUT.load(Ordering::Acquire) & (1 << cpu) != 0
+}
+
+/// Whether leader CPU `cpu`, out of service, has parked (touches nothing shared any more).
+pub fn leader_parked(cpu: usize) -> bool {
+    cpu < 64 && PARKED_LEADERS.load(Ordering::Acquire) & (1 << cpu) != 0
+}
+
+/// The last act of a leader out of service: says so, counts itself parked, wakes the
+/// leaders in service (the first to see the hand-over takes its vCPUs over) and halts for
+/// good with interrupts off.
+pub fn park_leader() -> ! {
+    let me = arch::percpu::cpu_index();
+    crate::lockstep_spare::retire(me);
+    xprintln!(
+        "lockstep: leader CPU{} out of service (suspect): parked for good; the other leaders take its vCPUs over",
+        me
+    );
+    arch::cpu::disable_interrupts();
+    PARKED_LEADERS.fetch_or(1 << (me % 64), Ordering::AcqRel);
+    for l in leader_cpus() {
+        if l != me {
+            arch::smp::kick(l);
+        }
+    }
+    arch::cpu::halt_forever()
 }
 
 /// Whether the topology has more than one pair.
@@ -251,6 +296,11 @@ fn serve(
         }
     };
     match exit {
+        FollowerExit::Escalated(Some(Role::Leader)) => xprintln!(
+            "lockstep: pair {} escalated with its leader as the suspect: follower CPU{} leaves the pair",
+            i,
+            me
+        ),
         FollowerExit::Escalated(s) => xprintln!(
             "lockstep: pair {} follower CPU{} out of service (suspect {:?})",
             i,
@@ -378,6 +428,12 @@ impl Pairs {
                 return out;
             }
             detections = out.detections;
+            if self.retire_leader(k) {
+                // Nothing of it was committed: another leader runs it (`pv::promote`).
+                out.result = TxResult::Aborted(EngineError::LeaderRetired);
+                out.escalation = escalation;
+                return out;
+            }
             if !self.bring_in_spare(k) {
                 self.reroute(k);
             }
@@ -446,6 +502,56 @@ impl Pairs {
                 false
             }
         }
+    }
+
+    /// Pair `k` escalated with its leader as the suspect, in a transaction of this CPU (the
+    /// leader of pair `k`, or of a pair whose transactions went through `k`): this CPU
+    /// leaves service if another leader CPU in service leads through a protected pair. What
+    /// went through pair `k` or this CPU's route goes through that pair from now on; pair
+    /// `k`'s follower, not suspected, stands by as a spare. Whether this CPU leaves (the
+    /// caller hands its vCPUs over and parks it).
+    fn retire_leader(&mut self, k: usize) -> bool {
+        let suspect = Health::Unprotected {
+            suspect: Some(Role::Leader),
+        };
+        let me = arch::percpu::cpu_index();
+        let pairs = cpus();
+        let (true, Some(p)) = (
+            self.cores[k].health() == suspect,
+            pairs.iter().position(|c| c.0 == me),
+        ) else {
+            return false;
+        };
+        let heir = (0..pairs.len()).find(|&q| {
+            q != p
+                && !leader_out(pairs[q].0)
+                && self
+                    .route
+                    .get(q)
+                    .is_some_and(|&r| r != k && self.cores[r].health().is_protected())
+        });
+        let Some(q) = heir else {
+            return false;
+        };
+        let j = self.route[q];
+        let mine = self.route[p];
+        LEADERS_OUT.fetch_or(1 << (me % 64), Ordering::AcqRel);
+        for r in self.route.iter_mut().filter(|r| **r == k || **r == mine) {
+            *r = j;
+        }
+        let follower = follower_of(k).filter(|&f| f < 64 && !crate::lockstep_spare::is_retired(f));
+        if let Some(f) = follower {
+            SPARES.fetch_or(1 << f, Ordering::AcqRel);
+        }
+        xprintln!(
+            "lockstep: leader CPU{} (pair {}) escalated as the suspect in pair {}: it leaves service and parks; leader CPU{} takes its vCPUs over, the leaders left run them{}",
+            me,
+            p,
+            k,
+            pairs[q].0,
+            SpareNote(follower)
+        );
+        true
     }
 
     /// Pair `k` escalated: its transactions (and those routed to it) go through the first
@@ -586,14 +692,26 @@ impl Pairs {
                 *r |= bit;
             }
         };
+        let spares = SPARES.load(Ordering::Acquire);
         for (i, (l, boot_follower)) in cpus().into_iter().enumerate() {
-            mark(l, ctl::LOCKSTEP_ROLE_LEADER);
+            if leader_out(l) {
+                mark(l, ctl::LOCKSTEP_ROLE_RETIRED);
+            } else {
+                mark(l, ctl::LOCKSTEP_ROLE_LEADER);
+            }
             let f = follower_of(i).unwrap_or(boot_follower);
             let out = self
                 .cores
                 .get(i)
                 .is_some_and(|c| matches!(c.health(), Health::Unprotected { .. }));
-            if out || crate::lockstep_spare::is_retired(f) {
+            let elsewhere = FOLLOWER_NOW
+                .iter()
+                .enumerate()
+                .any(|(x, c)| x != i && c.load(Ordering::Acquire) == f);
+            if (f < 64 && spares & (1 << f) != 0) || elsewhere {
+                // Its leader left service: it stands by as a spare (marked below), or it
+                // joined another pair as a spare since (marked there).
+            } else if out || crate::lockstep_spare::is_retired(f) {
                 mark(f, ctl::LOCKSTEP_ROLE_RETIRED);
             } else {
                 mark(f, ctl::LOCKSTEP_ROLE_FOLLOWER);
@@ -605,7 +723,6 @@ impl Pairs {
         if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
             mark(c, ctl::LOCKSTEP_ROLE_COORDINATOR);
         }
-        let spares = SPARES.load(Ordering::Acquire);
         for c in (0..64).filter(|c| spares & (1 << c) != 0) {
             mark(c, ctl::LOCKSTEP_ROLE_SPARE);
         }
@@ -621,6 +738,18 @@ impl Pairs {
         }
         if let Some(c) = crate::lockstep_hw::cpu_of(Role::Coordinator) {
             arch::smp::kick(c);
+        }
+    }
+}
+
+/// ", follower CPUn stands by as a spare" when a follower was freed.
+struct SpareNote(Option<usize>);
+
+impl core::fmt::Display for SpareNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(c) => write!(f, "; follower CPU{c} stands by as a spare"),
+            None => Ok(()),
         }
     }
 }

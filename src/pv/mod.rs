@@ -205,6 +205,12 @@ fn set_regs(f: &mut TrapFrame, r: &GuestRegs) {
 
 impl Runtime {
     /// The kernel page-table base of `key` (guest addresses in handlers resolve through it).
+    /// Whether logical CPU `cpu`'s leader stepped down (escalated as the suspect): the rest of
+    /// its exit path runs no transaction and ends in [`promote::step_down`].
+    fn stepping_down(&self, cpu: usize) -> bool {
+        self.handover.as_ref().is_some_and(|h| h.cpu == cpu)
+    }
+
     fn kernel_cr3(&self, key: VcpuKey) -> u64 {
         self.backend.replica().vcpus.get(&key).map_or(0, |v| v.cr3)
     }
@@ -505,7 +511,11 @@ fn transact_into(
     live: Option<(&mut TrapFrame, &mut FxArea)>,
     after: &mut After,
 ) {
-    if rt.handover.is_some() {
+    if rt
+        .handover
+        .as_ref()
+        .is_some_and(|h| h.cpu == crate::lockstep_spare::logical_cpu())
+    {
         // This leader stepped down: the rest of its exit path runs no transaction.
         return;
     }
@@ -604,6 +614,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
     // bases); no transaction or effect writes them.
     let mut held = Some((fs_base, gs_base));
     let mut after = After::default();
+    // A leader out of service left its vCPUs to the others (several pairs): this exit takes
+    // them over first.
+    let took = rt.handover.is_some() && promote::take_over_into(rt, cpu, &mut after);
     if !matches!(exit, GuestExit::ReturnFault(_)) {
         // The guest ran: a return fault from now on is a first one.
         rt.return_faults[cpu].0 = None;
@@ -643,7 +656,7 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             // Kicked from another leader CPU: it woke an event for this vCPU, or decided
             // that this CPU runs another vCPU (or none) now.
             let remote = rt.cross_cpu && (rt.running[cpu] != Some(key) || rt.event_pending(key));
-            if !due && rx.is_none() && gsis.is_none() && !remote {
+            if !due && rx.is_none() && gsis.is_none() && !remote && !took {
                 return;
             }
             if let Some(a) = rx {
@@ -755,8 +768,9 @@ fn guest_exit(exit: GuestExit, frame: &mut TrapFrame, fx: &mut FxArea) {
             }
         }
     }
-    if rt.handover.is_some() {
-        promote::step_down(guard, after)
+    if rt.stepping_down(cpu) {
+        let live = rt.running[cpu].map(|_| (&*frame, &mut *fx));
+        promote::step_down(guard, after, live)
     }
     let idle = rt.running[cpu].is_none();
     rt.on_cpu[cpu] = rt.running[cpu];
@@ -811,9 +825,19 @@ fn leader_idle() -> ! {
                 None => polled = Some(a),
             }
         }
+        if rt.handover.is_some() {
+            // A leader out of service left its vCPUs to the others (several pairs).
+            let mut a = After::default();
+            if promote::take_over_into(rt, cpu, &mut a) {
+                match &mut polled {
+                    Some(p) => p.merge(a),
+                    None => polled = Some(a),
+                }
+            }
+        }
         if let Some(after) = polled {
-            if rt.handover.is_some() {
-                promote::step_down(guard, after)
+            if rt.stepping_down(cpu) {
+                promote::step_down(guard, after, None)
             }
             let noreboot = rt.noreboot;
             let woken = rt.running[cpu].is_some();
@@ -839,8 +863,8 @@ fn leader_idle() -> ! {
                 0,
             );
             let after = transact(rt, &req, 0, None);
-            if rt.handover.is_some() {
-                promote::step_down(guard, after)
+            if rt.stepping_down(cpu) {
+                promote::step_down(guard, after, None)
             }
             let noreboot = rt.noreboot;
             drop(guard);
@@ -977,8 +1001,8 @@ fn enter_current() -> ! {
     let noreboot = rt.noreboot;
     let mut after = After::default();
     let entry = resume_entry(rt, cpu, &mut after);
-    if rt.handover.is_some() {
-        promote::step_down(guard, after)
+    if rt.stepping_down(cpu) {
+        promote::step_down(guard, after, None)
     }
     // Nothing entered but another vCPU to run: the failsafe callback crashed the domain.
     let runnable = rt.running[cpu].is_some_and(|k| rt.vcpus.contains_key(&k));

@@ -22,6 +22,15 @@
 //! A spare that follows the promoted leader can be promoted in turn (the leader's CPU,
 //! its arena and the parked count all move on); with no spare left it runs unprotected.
 //!
+//! With several pairs no follower is promoted: the suspect leader leaves service
+//! (`lockstep_pairs`), steps 1 and 2 are the same (the exit path ends in
+//! `lockstep_pairs::park_leader`), and step 3 is another leader's ([`take_over_into`]):
+//! the first leader in service that finds the hand-over of a parked leader, in its exit path
+//! or its idle loop, runs the kept request once through its own pair, then moves every vCPU
+//! placed on the parked CPU to the leaders left (`ExitKind::RetireCpu`), and takes the
+//! console's interrupts. The moved vCPUs resume wherever they land from their saved
+//! registers, as any vCPU switched in does.
+//!
 //! A leader that dies outright (no step-down) cannot be replaced this way: its exit path
 //! holds the vCPU's registers and the runtime lock; that is outside this fault model.
 
@@ -37,8 +46,10 @@ use xen_core::domain::VcpuKey;
 use xen_core::hv::Xen;
 use xen_core::request::{ExitKind, Request};
 
-/// What a stepped-down leader leaves for the promoted CPU.
+/// What a stepped-down leader leaves for the CPU that takes over.
 pub(crate) struct Handover {
+    /// The (logical) CPU that stepped down.
+    pub(super) cpu: usize,
     req: Request,
     cr3: u64,
     after: After,
@@ -57,23 +68,45 @@ pub(super) fn begin_handover(
         v.fx = *x;
     }
     xprintln!(
-        "lockstep: leader CPU{} escalated as the suspect: stepping down, d{}v{}'s exit is handed to the follower",
+        "lockstep: leader CPU{} escalated as the suspect: stepping down, d{}v{}'s exit is handed to {}",
         arch::percpu::cpu_index(),
         req.dom,
-        req.vcpu
+        req.vcpu,
+        if rt.cross_cpu {
+            "another leader"
+        } else {
+            "the follower"
+        }
     );
     rt.handover = Some(Handover {
+        cpu: crate::lockstep_spare::logical_cpu(),
         req: *req,
         cr3,
         after: After::default(),
     });
 }
 
-/// Step 2 (old leader): saves what this CPU still holds, steps the engine down, releases
-/// the runtime and parks for good.
-pub(super) fn step_down(mut guard: spin::MutexGuard<'static, Option<Runtime>>, after: After) -> ! {
+/// Step 2 (old leader): saves what this CPU still holds (`live`: the registers of the vCPU
+/// it runs, if its exit path holds them), steps the engine down, releases the runtime and
+/// parks for good.
+pub(super) fn step_down(
+    mut guard: spin::MutexGuard<'static, Option<Runtime>>,
+    after: After,
+    live: Option<(&TrapFrame, &mut FxArea)>,
+) -> ! {
+    let mut several = false;
     if let Some(rt) = guard.as_mut() {
         let cpu = crate::lockstep_spare::logical_cpu();
+        several = rt.cross_cpu;
+        if let (Some(k), Some((f, x))) = (rt.running[cpu], live) {
+            // The vCPU resumes elsewhere from these (a transaction that escalated without
+            // them live, an interrupt's console transaction say, did not save them).
+            x.complete();
+            if let Some(v) = rt.vcpus.get_mut(&k) {
+                v.frame = *f;
+                v.fx = *x;
+            }
+        }
         if let Some(k) = rt.selectors_of[cpu] {
             rt.save_selectors(k);
         }
@@ -87,11 +120,14 @@ pub(super) fn step_down(mut guard: spin::MutexGuard<'static, Option<Runtime>>, a
         if let Some(h) = rt.handover.as_mut() {
             h.after.merge(after);
         }
-        if let crate::lockstep_hw::Backend::Leader(l) = &mut rt.backend {
+        if let (crate::lockstep_hw::Backend::Leader(l), false) = (&mut rt.backend, several) {
             l.step_down();
         }
     }
     drop(guard);
+    if several {
+        crate::lockstep_pairs::park_leader()
+    }
     HwIdle.kick(lockstep::role::Role::Follower);
     crate::lockstep_spare::park_old_leader()
 }
@@ -148,6 +184,58 @@ pub(crate) fn take_over(core: FollowerCore<'static, Xen>, after: u64) -> ! {
     drop(guard);
     super::apply::finish(after, noreboot);
     super::enter_current()
+}
+
+/// Step 3 with several pairs, on leader CPU `me` in service (runtime locked): if a leader out
+/// of service left its hand-over and has parked, runs the kept request once more through
+/// this CPU's pair (with the inputs captured now), moves every vCPU placed on the parked CPU
+/// to the leaders left, and routes the console's interrupts here. Adds the aftermath to
+/// `after`; whether it took anything over.
+#[cold]
+#[inline(never)]
+pub(super) fn take_over_into(rt: &mut Runtime, me: usize, after: &mut After) -> bool {
+    let Some(cpu) = rt.handover.as_ref().map(|h| h.cpu) else {
+        return false;
+    };
+    if !rt.cross_cpu || cpu == me || !crate::lockstep_pairs::leader_parked(cpu) {
+        return false;
+    }
+    let Some(h) = rt.handover.take() else {
+        return false;
+    };
+    // Nothing of the parked CPU's is held anywhere any more: the registers, selectors and
+    // extended state of the vCPU it ran were saved as it stepped down.
+    rt.on_cpu[cpu] = None;
+    rt.resumed[cpu] = None;
+    rt.selectors_of[cpu] = None;
+    rt.xstate_dirty[cpu] = false;
+    rt.return_faults[cpu] = (None, 0);
+    arch::desched::left(cpu);
+    after.merge(run_with_saved(rt, &h.req, h.cr3, (h.req.dom, h.req.vcpu)));
+    after.merge(h.after);
+    let retire = Request::exit(
+        ExitKind::RetireCpu,
+        DOMID_IDLE,
+        cpu as u32,
+        xen_core::request::GuestRegs::default(),
+        0,
+        0,
+        0,
+    );
+    after.merge(transact(rt, &retire, 0, None));
+    rt.running[cpu] = None;
+    rt.deadline[cpu] = None;
+    // Those effects may have loaded another vCPU's state into this CPU (a GDT, CR0.TS): the
+    // vCPU this CPU runs is loaded again in full before it resumes.
+    arch::guest_context::invalidate();
+    rt.resumed[me] = None;
+    xprintln!(
+        "lockstep: leader CPU{} took over from leader CPU{} (out of service): its handed-over exit ran once more here",
+        arch::percpu::cpu_index(),
+        cpu
+    );
+    super::console::route_input(arch::percpu::cpu_index());
+    true
 }
 
 /// Runs `req` with `key`'s saved registers as the live ones (written back afterwards), or

@@ -51,7 +51,7 @@ fn guest_modules(p: &Paths, guest: &Path) -> (Vec<Module>, Vec<(PathBuf, &'stati
 /// (`-ENOSYS`), so on the oracle these guests must recognise that and print
 /// `Test result: SKIP`: the oracle expects exactly SKIP from them (SUCCESS there would mean
 /// the guest mistook Xen for DualVisor), and SUCCESS on DualVisor as usual.
-pub const DUALVISOR_EXTENSION_GUESTS: &[&str] = &["lockstep", "lockpairs"];
+pub const DUALVISOR_EXTENSION_GUESTS: &[&str] = &["lockstep", "lockpairs", "lockleader"];
 
 /// Boots real Xen 4.17 with `guest` as dom0, expecting the guest's SUCCESS line (SKIP for
 /// the [`DUALVISOR_EXTENSION_GUESTS`]).

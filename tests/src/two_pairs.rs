@@ -18,7 +18,9 @@ use crate::scenario::{Paths, Planned};
 /// it, and `fifo` does the same on the FIFO ABI (its queue tails live outside the replicas,
 /// shared by both leaders); `lockstep` injects faults (every kind) and reads both pairs in
 /// the status; `lockpairs` injects faults into pair 1 and makes its follower fail
-/// (`pair=1`) while vCPU 1 makes hypercalls on pair 1's leader; `domu` builds, runs and
+/// (`pair=1`) while vCPU 1 makes hypercalls on pair 1's leader; `lockleader` makes pair 1's
+/// leader fail (vCPU 1 moves to CPU1, CPU4 becomes a spare and then replaces pair 0's
+/// failed follower); `domu` builds, runs and
 /// destroys a domU; `dompause` pauses, unpauses and destroys a busy 2-vCPU domU whose
 /// vCPUs run on both leaders (dom0's vCPU 1 stays down: the domU's vCPU 0 goes to the idle
 /// CPU3, vCPU 1 to CPU1). Every other test guest passed on `-smp 5` too when this was
@@ -30,6 +32,17 @@ pub const TWO_PAIR_GUESTS: &[(&str, bool, &[&str])] = &[
     ("fifo", false, &[]),
     ("lockstep", false, &[]),
     ("lockpairs", true, &[]),
+    (
+        "lockleader",
+        true,
+        &[
+            "(XEN) lockstep: leader CPU3 (pair 1) escalated as the suspect in pair 1: it leaves service and parks; leader CPU1 takes its vCPUs over, the leaders left run them; follower CPU4 stands by as a spare",
+            "(XEN) lockstep: leader CPU3 out of service (suspect): parked for good",
+            "(XEN) sched: d0v1 moves from CPU3 to CPU1",
+            "(XEN) lockstep: leader CPU1 took over from leader CPU3 (out of service)",
+            "(XEN) lockstep: spare CPU4 replaced follower CPU2 (out of service) in pair 0; replicas bit-identical",
+        ],
+    ),
     ("domu", false, &[]),
     (
         "dompause",

@@ -547,6 +547,16 @@ impl Machine for Xen {
         // An idle leader CPU's timer interrupt comes from DOMID_IDLE with the CPU as `vcpu`.
         let idle = req.kind == ExitKind::Interrupt && req.dom == dom0_interface::xen::DOMID_IDLE;
         let mut ctx = Ctx::new(input, tx, req);
+        if req.kind == ExitKind::RetireCpu {
+            // Only the hypervisor asks this, for a leader CPU (`vcpu`), from DOMID_IDLE.
+            if req.dom != dom0_interface::xen::DOMID_IDLE {
+                return Err(Abort::BadRequest);
+            }
+            return crate::sched::retire(state, &mut ctx).map_err(|e| match e {
+                HvError::Abort(a) => a,
+                HvError::Errno(_) => Abort::BadRequest,
+            });
+        }
         if !idle {
             // One lookup for both: that the vCPU exists, and its live bases recorded.
             let key = (req.dom, req.vcpu);
@@ -592,7 +602,8 @@ impl Machine for Xen {
             | ExitKind::Interrupt
             | ExitKind::Failsafe
             | ExitKind::ReturnFault
-            | ExitKind::SwitchOut => {
+            | ExitKind::SwitchOut
+            | ExitKind::RetireCpu => {
                 crate::traps::guest_exit(state, &mut ctx).map_err(|e| match e {
                     HvError::Abort(a) => a,
                     HvError::Errno(_) => Abort::BadRequest,

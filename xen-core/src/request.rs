@@ -27,6 +27,10 @@ pub enum ExitKind {
     /// segment bases it left in the hardware: only [`Request::live`] is recorded (Xen's
     /// `save_segments`).
     SwitchOut,
+    /// Leader CPU `vcpu` leaves service for good (its leader core was escalated as the
+    /// suspect and parked): every vCPU placed there moves to the other leader CPUs. From
+    /// `DOMID_IDLE` only, run by another leader ([`crate::sched::retire`]).
+    RetireCpu,
 }
 
 impl ExitKind {
@@ -39,6 +43,7 @@ impl ExitKind {
             ExitKind::Failsafe => 5,
             ExitKind::ReturnFault => 6,
             ExitKind::SwitchOut => 7,
+            ExitKind::RetireCpu => 8,
         }
     }
 
@@ -51,6 +56,7 @@ impl ExitKind {
             5 => Some(ExitKind::Failsafe),
             6 => Some(ExitKind::ReturnFault),
             7 => Some(ExitKind::SwitchOut),
+            8 => Some(ExitKind::RetireCpu),
             _ => None,
         }
     }

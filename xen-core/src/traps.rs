@@ -31,7 +31,7 @@ pub const INT80_VECTOR: u8 = 0x80;
 /// Handles a non-hypercall exit of the calling vCPU.
 pub fn guest_exit(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), HvError> {
     match ctx.req.kind {
-        ExitKind::Hypercall | ExitKind::SwitchOut => Ok(()),
+        ExitKind::Hypercall | ExitKind::SwitchOut | ExitKind::RetireCpu => Ok(()),
         ExitKind::Interrupt => deliver_events(state, ctx),
         ExitKind::UserSyscall => user_syscall(state, ctx),
         ExitKind::Exception => exception(state, ctx),

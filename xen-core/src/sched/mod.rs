@@ -8,11 +8,13 @@
 //! on the leader CPU it was first placed on (the least loaded one, lowest id on ties).
 
 mod effect;
+mod retire;
 mod runq;
 mod state;
 mod timer;
 
 pub use effect::SchedEffect;
+pub use retire::{retire_pcpu, RetireError};
 pub use runq::{
     add_pcpu, block, dispatch_idle, offline, online_and_wake, pause_off, wake, yield_now,
 };
@@ -152,5 +154,30 @@ pub fn interrupt(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), H
     with_sched(state, ctx, |s| tick(s, pcpu))
 }
 
+/// An `ExitKind::RetireCpu` transaction (from `DOMID_IDLE`, the leader CPU as `ctx.req.vcpu`):
+/// the CPU leaves service and every vCPU placed there moves to the other leader CPUs
+/// ([`retire_pcpu`]); each move is logged. A CPU that cannot be retired (none such, or the
+/// last one) is logged and nothing changes.
+pub fn retire(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> Result<(), HvError> {
+    let pcpu = ctx.req.vcpu;
+    let moved = with_sched(state, ctx, |s| retire_pcpu(s, pcpu))?;
+    let line = match moved {
+        Ok(moves) => {
+            for ((dom, vcpu), to) in moves {
+                ctx.emit(Effect::Log(
+                    alloc::format!("sched: d{dom}v{vcpu} moves from CPU{pcpu} to CPU{to}")
+                        .into_bytes(),
+                ));
+            }
+            alloc::format!("sched: CPU{pcpu} retired: it runs no vCPU any more")
+        }
+        Err(e) => alloc::format!("sched: CPU{pcpu} not retired: {e}"),
+    };
+    ctx.emit(Effect::Log(line.into_bytes()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod retire_tests;
 #[cfg(test)]
 pub(crate) mod tests;

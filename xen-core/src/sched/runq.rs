@@ -38,7 +38,7 @@ fn placement(s: &Sched<'_>, _key: VcpuKey) -> Option<u32> {
 }
 
 /// The least loaded leader CPU (running + queued), lowest id on ties.
-fn least_loaded(s: &Sched<'_>) -> Option<u32> {
+pub(super) fn least_loaded(s: &Sched<'_>) -> Option<u32> {
     s.state
         .runqs
         .iter()
@@ -66,7 +66,7 @@ pub(super) fn set_runstate(s: &mut Sched<'_>, key: VcpuKey, state: i32) {
     }
 }
 
-fn runnable(s: &Sched<'_>, key: VcpuKey) -> bool {
+pub(super) fn runnable(s: &Sched<'_>, key: VcpuKey) -> bool {
     s.state
         .vcpus
         .get(&key)

@@ -389,7 +389,7 @@ fn fairness_two_vcpus_on_one_cpu_alternate_by_slice() {
 
 /// Checks the run-queue invariants: each runnable vCPU is running or queued exactly once on
 /// its own CPU, nothing else is; runstates match; accounting adds up to `now`.
-fn check_invariants(r: &Rig, now: u64) {
+pub(crate) fn check_invariants(r: &Rig, now: u64) {
     let mut seen = BTreeMap::new();
     for (p, q) in r.state.runqs.iter() {
         for k in q.current.iter().chain(q.queue.iter()) {
