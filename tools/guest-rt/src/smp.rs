@@ -202,6 +202,21 @@ pub fn register_runstate_area_at(vcpu: u32, addr: hypercall::BadPtr) -> XenResul
     unsafe { runstate_area_op(vcpu, addr.addr()) }
 }
 
+/// The last 32 bytes below the canonical hole. guest-rt kernels never map the lower half of
+/// the address space (they live at `VIRT_BASE` in the upper half), so a 48-byte area here
+/// starts at a valid, unmapped address and runs on into the hole.
+pub const STRADDLING_AREA: u64 = 0x0000_7fff_ffff_ffe0;
+
+/// `VCPUOP_register_runstate_memory_area(vcpu, {STRADDLING_AREA})`: Xen checks only where an
+/// area starts (`guest_handle_okay`), so it accepts this one; each copy to it fails and is
+/// ignored.
+pub fn register_runstate_area_straddling(vcpu: u32) -> XenResult {
+    // SAFETY: Xen reads the 8-byte argument; nothing is mapped at `STRADDLING_AREA` (the lower
+    // half, which guest-rt never maps) and the rest of the area is non-canonical, so no write
+    // of Xen's to it lands.
+    unsafe { runstate_area_op(vcpu, STRADDLING_AREA) }
+}
+
 /// `VCPUOP_register_runstate_memory_area(vcpu, {addr})`.
 ///
 /// # Safety

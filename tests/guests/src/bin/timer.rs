@@ -314,8 +314,17 @@ fn runstate(shared: &SharedInfo) {
         smp::register_runstate_area_at(0, BadPtr::HYPERVISOR),
         Err(Errno::EFAULT),
     );
+    check_eq(
+        "register_runstate_memory_area starting below the canonical hole, ending in it -> 0",
+        smp::register_runstate_area_straddling(0),
+        Ok(0),
+    );
     // Put the area back where it can be written.
-    let _ = smp::register_runstate_area(0);
+    check_eq(
+        "register_runstate_memory_area(0) again",
+        smp::register_runstate_area(0),
+        Ok(0),
+    );
 }
 
 fn vcpu_op_errors() {
