@@ -160,7 +160,7 @@ pub fn apply(g: &GsiEffect) {
 #[inline]
 pub(crate) fn poll_late(rt: &mut Runtime, cpu: usize) -> Option<After> {
     // On every exit, nearly always with nothing pending: decided here, without a call.
-    if rt.handover.is_some() || !any_pending() {
+    if !any_pending() || rt.stepping_down(cpu) {
         // (Stepping down: the successor serves the GSIs.)
         return None;
     }

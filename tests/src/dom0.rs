@@ -405,9 +405,14 @@ pub fn lifecycle_session(dualvisor: bool) -> Script {
 /// The script of typed steps, each followed by what it must print and (unless it attaches
 /// to a console or the debug keys) the prompt.
 pub(crate) fn steps_script(steps: Vec<(Vec<u8>, Vec<Says>)>) -> Script {
-    let mut sc = Script::new()
+    let sc = Script::new()
         .wait_for(Pattern::contains("dom0: shell ready"))
         .wait_for(Pattern::contains(PROMPT));
+    add_steps(sc, steps)
+}
+
+/// `sc` followed by `steps`, as [`steps_script`] makes them.
+pub(crate) fn add_steps(mut sc: Script, steps: Vec<(Vec<u8>, Vec<Says>)>) -> Script {
     for (keys, says) in steps {
         // Attached to a console there is no prompt until Ctrl-] (0x1d); nor while input
         // goes to the hypervisor's debug keys.

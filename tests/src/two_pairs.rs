@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::dom0::{injection_row, real_initrd, steps_script, typed, Says};
+use crate::dom0::{add_steps, injection_row, real_initrd, steps_script, typed, Says};
 use crate::dom0_spare::{fail_follower, inject_effects, line, role, roles_key};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::scenario::{Paths, Planned};
+use crate::script::Script;
 
 /// The guests run on two pairs, whether each starts vCPU 1 (which then runs on pair 1's
 /// leader), and lines it must print there: `timer` and `segs` start, stop and restart
@@ -267,14 +268,79 @@ pub(crate) fn spare_smp6_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
     v
 }
 
-/// `dom0-lockstep-spare-smp6`: [`spare_smp6_steps`] on `-smp 6`.
+/// After [`spare_smp6_steps`], pair 1's leader fails for good while a domU runs on it (the
+/// failure takes effect at the domU's next transaction there, after `xl` returned): CPU3
+/// leaves service, the domU's vCPU moves to CPU1 and CPU4 stands by as a spare; pair 0
+/// still recovers faults.
+fn leader_retires_smp6(sc: Script) -> Script {
+    let sc = add_steps(
+        sc,
+        vec![
+            (
+                typed("xl create /etc/xen/demo1.cfg"),
+                vec![line("Parsing config from /etc/xen/demo1.cfg")],
+            ),
+            (
+                typed("xl vcpu-list demo1"),
+                vec![Says::Line(Pattern::contains_all([
+                    "demo1 ",
+                    "    1     0    3   ",
+                ]))],
+            ),
+            (
+                typed("xl lockstep fail leader pair=1"),
+                vec![Says::Line(Pattern::contains(
+                    "(XEN) lockstep: fault injection: leader CPU3 fails for good",
+                ))],
+            ),
+        ],
+    )
+    .wait_for(Pattern::contains(
+        "(XEN) lockstep: leader CPU3 (pair 1) escalated as the suspect in pair 1: it leaves service and parks; \
+         leader CPU1 takes its vCPUs over, the leaders left run them; follower CPU4 stands by as a spare",
+    ))
+    .wait_for(Pattern::contains("(XEN) sched: d1v0 moves from CPU3 to CPU1"))
+    .wait_for(Pattern::contains(
+        "(XEN) lockstep: leader CPU1 took over from leader CPU3 (out of service)",
+    ));
+    let mut steps = vec![
+        (
+            typed("xl vcpu-list demo1"),
+            vec![Says::Line(Pattern::contains_all([
+                "demo1 ",
+                "    1     0    1   ",
+            ]))],
+        ),
+        (
+            typed("xl lockstep status"),
+            vec![
+                line("lockstep               : on"),
+                role(1, "leader"),
+                role(2, "retired"),
+                role(3, "retired"),
+                role(4, "spare"),
+                role(5, "follower"),
+                line("escalated              : 2"),
+            ],
+        ),
+        inject_effects(5, 15),
+        (typed("xl destroy demo1"), vec![]),
+    ];
+    steps.extend(roles_key(
+        "CPU0 coordinator, CPU1 leader, CPU2 retired, CPU3 retired, CPU4 spare, CPU5 follower",
+    ));
+    add_steps(sc, steps)
+}
+
+/// `dom0-lockstep-spare-smp6`: [`spare_smp6_steps`], then [`leader_retires_smp6`], on
+/// `-smp 6`.
 pub fn dom0_spare_smp6(p: &Paths) -> Planned {
     let mut s = real_initrd(
         p,
         "dom0-lockstep-spare-smp6",
         &p.image,
         6,
-        steps_script(spare_smp6_steps()),
+        leader_retires_smp6(steps_script(spare_smp6_steps())),
         Duration::from_secs(600),
     );
     s.expect.expect.push(Pattern::contains(
