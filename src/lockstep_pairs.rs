@@ -20,7 +20,12 @@
 //! service and leads through a protected pair (see `pv::promote` for the hand-over): it
 //! parks for good, that leader runs its escalated transaction once more and moves its vCPUs
 //! to the leader CPUs left (`ExitKind::RetireCpu`), and its pair's follower, not suspected,
-//! stands by as a spare. Without such a leader it goes on as described above.
+//! stands by as a spare. If this CPU led through another pair whose own leader is in
+//! service, that pair takes a spare follower (its own follower, freed by the escalation, at
+//! worst) before its next transaction, and goes on protected. Without either it goes on as
+//! described above. `xl lockstep fail leader pair=P` fails pair P's leader CPU wherever its
+//! transactions go (the persistent fault is armed on the engine of the pair it leads through,
+//! for its own transactions only).
 
 use crate::lockstep_hw::{Tsc, CONFIG, FOLLOWER_ARENA, LEADER_ARENA, PAIR, TEMPLATE};
 use alloc::boxed::Box;
@@ -353,6 +358,13 @@ pub struct Pairs {
     replica: Option<HvState>,
     cores: Vec<LeaderCore<'static, Xen>>,
     route: Vec<usize>,
+    /// Leader CPUs made to fail for good (`xl lockstep fail leader pair=P`, bit per CPU):
+    /// the fault goes with the CPU into whichever pair its transactions go through.
+    failing_leaders: u64,
+    /// A pair that lost its follower when another pair's leader, leading through it, left
+    /// service: the next leader to transact through it first brings a spare in (the freed
+    /// follower itself, if no other spare is left).
+    rejoin: Option<usize>,
 }
 
 impl Pairs {
@@ -383,6 +395,8 @@ impl Pairs {
             replica: Some(state),
             route: (0..cores.len()).collect(),
             cores,
+            failing_leaders: 0,
+            rejoin: None,
         })
     }
 
@@ -408,18 +422,35 @@ impl Pairs {
     ) -> Outcome<Abort> {
         let mut escalation = None;
         let mut detections = 0;
+        let me = arch::percpu::cpu_index();
         loop {
             let k = self.route.get(p).copied().unwrap_or(0);
+            if self.rejoin == Some(k) {
+                self.rejoin = None;
+                if !self.join_spare(k, None) {
+                    self.reroute(k);
+                    continue;
+                }
+            }
             let Some(replica) = self.replica.take() else {
                 return Outcome::new(TxResult::Aborted(EngineError::Protocol));
             };
             let core = &mut self.cores[k];
             let placeholder = core.exchange_replica(replica);
-            TRANSACTING.store(arch::percpu::cpu_index(), Ordering::Release);
+            TRANSACTING.store(me, Ordering::Release);
+            // A leader CPU that fails for good fails in whichever pair it leads through.
+            let failing = me < 64 && self.failing_leaders & (1 << me) != 0;
+            let displaced = failing.then(|| core.injector().persistent());
+            if failing {
+                core.fail_core(Role::Leader);
+            }
             let arena = LEADER_ARENA.load(Ordering::Relaxed);
             let mut out = arch::heap::with_arena(arena, || {
                 core.leader_run(request, env, &Tsc, &PairIdle(k), sink)
             });
+            if let Some(d) = displaced {
+                core.injector().set_persistent(d);
+            }
             self.replica = Some(core.exchange_replica(placeholder));
             out.detections += detections;
             escalation = escalation.or(out.escalation);
@@ -448,17 +479,28 @@ impl Pairs {
             == Health::Unprotected {
                 suspect: Some(Role::Follower),
             };
+        match (follower_failed, follower_of(k)) {
+            (true, Some(old)) => self.join_spare(k, Some(old)),
+            _ => false,
+        }
+    }
+
+    /// The first spare CPU left joins pair `k` as its follower, from a bit-identical copy of
+    /// the leader replica; `retired`: the follower it replaces, taken out of service for good
+    /// (`None`: pair `k`'s follower left with another pair's suspect leader, and may be the
+    /// spare that joins). Whether pair `k` is protected again.
+    fn join_spare(&mut self, k: usize, retired: Option<usize>) -> bool {
         let spares = SPARES.load(Ordering::Acquire);
-        let (true, Some(old), Some(mailbox)) =
-            (follower_failed && spares != 0, follower_of(k), pair(k))
-        else {
+        let (true, Some(mailbox)) = (spares != 0, pair(k)) else {
             return false;
         };
         let spare = spares.trailing_zeros() as usize;
         SPARES.fetch_and(!(1 << spare), Ordering::AcqRel);
-        // The suspect stops serving for good, even if it comes back.
+        // The follower core serving now, if any, stops for good, even if it comes back.
         mailbox.retire_follower();
-        crate::lockstep_spare::retire(old);
+        if let Some(old) = retired {
+            crate::lockstep_spare::retire(old);
+        }
         SPARE_JOINS.store(k, Ordering::Release);
         if !arch::smp::assign(spare, spare_task) {
             xprintln!("lockstep: spare CPU{} is not online", spare);
@@ -476,10 +518,13 @@ impl Pairs {
             let copy = arch::heap::with_arena(arch::heap::BOOT_ARENA, || r.clone());
             *TEMPLATE.lock() = Some(copy);
         };
-        let r = core.replace_follower(&Tsc, &PairIdle(k), &mut hand_over);
+        let r = match retired {
+            Some(_) => core.replace_follower(&Tsc, &PairIdle(k), &mut hand_over),
+            None => core.switch_on(&Tsc, &PairIdle(k), &mut hand_over),
+        };
         self.replica = Some(core.exchange_replica(placeholder));
-        match r {
-            Ok(d) => {
+        match (r, retired) {
+            (Ok(d), Some(old)) => {
                 xprintln!(
                     "lockstep: spare CPU{} replaced follower CPU{} (out of service) in pair {}; replicas bit-identical (digest {:#010x}); pair {} {}",
                     spare,
@@ -491,7 +536,18 @@ impl Pairs {
                 );
                 true
             }
-            Err(e) => {
+            (Ok(d), None) => {
+                xprintln!(
+                    "lockstep: spare CPU{} follows in pair {} (its follower left with another pair's suspect leader); replicas bit-identical (digest {:#010x}); pair {} {}",
+                    spare,
+                    k,
+                    d,
+                    k,
+                    self.cores[k].health()
+                );
+                true
+            }
+            (Err(e), _) => {
                 TEMPLATE.lock().take();
                 xprintln!(
                     "lockstep: spare CPU{} could not join pair {}: {}",
@@ -530,16 +586,25 @@ impl Pairs {
                     .get(q)
                     .is_some_and(|&r| r != k && self.cores[r].health().is_protected())
         });
-        let Some(q) = heir else {
+        let follower = follower_of(k).filter(|&f| f < 64 && !crate::lockstep_spare::is_retired(f));
+        // Else, if this CPU led through another pair whose own leader is in service, that
+        // pair goes on with a spare follower (its own, freed by the escalation, at worst).
+        let rejoin = (k != p && follower.is_some() && !leader_out(pairs[k].0)).then_some(k);
+        let Some(q) = heir.or(rejoin) else {
             return false;
         };
-        let j = self.route[q];
+        let j = match heir {
+            Some(q) => self.route[q],
+            None => {
+                self.rejoin = Some(k);
+                k
+            }
+        };
         let mine = self.route[p];
         LEADERS_OUT.fetch_or(1 << (me % 64), Ordering::AcqRel);
         for r in self.route.iter_mut().filter(|r| **r == k || **r == mine) {
             *r = j;
         }
-        let follower = follower_of(k).filter(|&f| f < 64 && !crate::lockstep_spare::is_retired(f));
         if let Some(f) = follower {
             SPARES.fetch_or(1 << f, Ordering::AcqRel);
         }
@@ -640,10 +705,17 @@ impl Pairs {
     /// escalated) fails for good. Returns that core's CPU.
     pub fn fail_core(&mut self, p: usize, role: Role) -> Option<usize> {
         let k = self.route.get(p).copied()?;
-        self.cores[k].fail_core(role);
         match role {
-            Role::Follower => follower_of(k),
-            _ => cpus().get(p).map(|c| c.0),
+            Role::Follower => {
+                self.cores[k].fail_core(role);
+                follower_of(k)
+            }
+            _ => {
+                // With the CPU: into whichever pair its transactions go through.
+                let cpu = cpus().get(p)?.0;
+                self.failing_leaders |= 1 << (cpu % 64);
+                Some(cpu)
+            }
         }
     }
 

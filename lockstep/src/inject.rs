@@ -229,6 +229,17 @@ impl Injector {
         self.persistent = Some((kind, core));
     }
 
+    /// The persistent fault armed, if any: its kind and the core it is on.
+    pub fn persistent(&self) -> Option<(FaultKind, u32)> {
+        self.persistent
+    }
+
+    /// Replaces the persistent fault (`None`: none), e.g. to put back one that
+    /// [`Injector::arm_persistent`] displaced for a while.
+    pub fn set_persistent(&mut self, p: Option<(FaultKind, u32)>) {
+        self.persistent = p;
+    }
+
     /// Stops all injection.
     pub fn disarm(&mut self) {
         self.armed = None;
@@ -321,6 +332,27 @@ impl Injector {
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    #[test]
+    fn a_displaced_persistent_fault_is_put_back() {
+        let mut inj = Injector::new(7);
+        inj.arm_persistent(FaultKind::Hang, 1);
+        let saved = inj.persistent();
+        assert_eq!(saved, Some((FaultKind::Hang, 1)));
+        // Another core's fault for a while: core 1 is not hit meanwhile.
+        inj.arm_persistent(FaultKind::Hang, 0);
+        assert_eq!(
+            inj.persistent_for(0, 1).map(|f| f.target),
+            Some(Role::Leader)
+        );
+        inj.set_persistent(saved);
+        assert_eq!(
+            inj.persistent_for(0, 1).map(|f| f.target),
+            Some(Role::Follower)
+        );
+        inj.set_persistent(None);
+        assert!(inj.persistent_for(0, 1).is_none());
+    }
 
     #[test]
     fn names_parse_and_print_exactly() {

@@ -312,6 +312,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.extend(dualvisor_guests(p, &guests));
     v.extend(crate::two_pairs::two_pair_guests(p, &guests));
     v.extend(crate::two_pairs::lockpairs_smp6(p, &guests));
+    v.extend(crate::two_pairs::lockleader_rerouted(p, &guests));
     v.extend(crate::recovery::hcloop_inject(p, &guests));
     v.push(crate::dom0::dom0_shell_xen(p));
     v.push(crate::dom0::dom0_shell(p));

@@ -10,6 +10,7 @@ use crate::dom0::{add_steps, injection_row, real_initrd, steps_script, typed, Sa
 use crate::dom0_spare::{fail_follower, inject_effects, line, role, roles_key};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
+use crate::qemu::{Boot, Module};
 use crate::scenario::{Paths, Planned};
 use crate::script::Script;
 
@@ -366,6 +367,41 @@ pub fn lockpairs_smp6(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
             "(XEN) lockstep: spare CPU5 replaced follower CPU4 (out of service) in pair 1; replicas bit-identical",
         ),
         Pattern::contains("PASS:   ... the spare CPU follows in pair 1"),
+        Pattern::contains("Test result: SUCCESS"),
+        Pattern::contains("(XEN) Hardware Dom0 halted"),
+    ];
+    vec![Planned::Run(Box::new(s))]
+}
+
+/// `dualvisor-lockleader-rerouted-smp5`: the `lockleader` guest with `rerouted` on two pairs
+/// (`-smp 5`): pair 1's follower fails (its transactions go through pair 0), then its
+/// leader, in pair 0: CPU3 leaves service all the same (the fault goes with the CPU, not
+/// with the pair it leads through), vCPU 1 moves to CPU1, and pair 0's follower, freed by
+/// the escalation, follows in pair 0 again.
+pub fn lockleader_rerouted(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
+    let Some(g) = guests.iter().find(|g| stem(g) == Some("lockleader")) else {
+        return Vec::new();
+    };
+    let mut s = dualvisor_guest(p, g);
+    s.name = format!("{}-rerouted-smp5", s.name);
+    s.qemu = s.qemu.smp(5);
+    if let Boot::Kernel { modules, .. } = &mut s.qemu.boot {
+        *modules = vec![Module::new(g.clone(), "rerouted")];
+    }
+    s.expect.expect = vec![
+        Pattern::contains(TWO_PAIRS_LINE),
+        Pattern::contains("(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1"),
+        Pattern::contains(
+            "(XEN) lockstep: pair 1 escalated (suspect follower): follower CPU4 out of service; its transactions run through pair 0",
+        ),
+        Pattern::contains(
+            "(XEN) lockstep: leader CPU3 (pair 1) escalated as the suspect in pair 0: it leaves service and parks; \
+             leader CPU1 takes its vCPUs over, the leaders left run them; follower CPU2 stands by as a spare",
+        ),
+        Pattern::contains(
+            "(XEN) lockstep: spare CPU2 follows in pair 0 (its follower left with another pair's suspect leader); replicas bit-identical",
+        ),
+        Pattern::contains("(XEN) sched: d0v1 moves from CPU3 to CPU1"),
         Pattern::contains("Test result: SUCCESS"),
         Pattern::contains("(XEN) Hardware Dom0 halted"),
     ];

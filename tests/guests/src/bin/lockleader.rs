@@ -7,6 +7,13 @@
 //! - `fail follower` of pair 0 then: the freed CPU joins pair 0 in its place, and faults are
 //!   recovered again.
 //!
+//!
+//! `rerouted` on its command line: pair 1's follower fails first (no spare at `-smp 5`:
+//! pair 1's transactions then go through pair 0), then pair 1's leader: it fails in pair 0,
+//! the pair its transactions go through. CPU3 leaves service all the same, vCPU 1 moves to
+//! CPU1, and pair 0's follower, freed by the escalation, follows in pair 0 again: faults
+//! injected into pair 0 are recovered.
+//!
 //! With one pair (`-smp 3`/`-smp 4`) a failing leader is replaced by its follower (the
 //! `dom0-lockstep-promote` sessions); here only the refusals are checked. On Xen 4.17 the
 //! sub-op does not exist (-ENOSYS): `Test result: SKIP`.
@@ -16,7 +23,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use guest_rt::lockstep_ctl::{self as ls, LockstepKind, LockstepStatus};
-use guest_rt::start_info::StartInfo;
+use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info, skip};
 use guest_rt::xenctl::ops::DOMCTL_GETVCPUINFO;
 use guest_rt::xenctl::{domctl, CtlBuf, DOMCTL_U};
@@ -151,10 +158,13 @@ fn main(si: &StartInfo) {
         info(format_args!("one pair: two pairs need five CPUs or more"));
         return;
     }
-    two_pairs(si, &st);
+    let rerouted = si
+        .cmd_line_str()
+        .is_some_and(|c| c.split_whitespace().any(|w| w == "rerouted"));
+    two_pairs(si, &st, rerouted);
 }
 
-fn two_pairs(si: &StartInfo, st: &LockstepStatus) {
+fn two_pairs(si: &StartInfo, st: &LockstepStatus, rerouted: bool) {
     let two = |bit| {
         let mut c = cpus_with(st, bit);
         (c.next(), c.next())
@@ -179,6 +189,10 @@ fn two_pairs(si: &StartInfo, st: &LockstepStatus) {
     vcpu1_runs("vCPU 1 makes hypercalls");
     check_eq("vCPU 1 runs on pair 1's leader", cpu_of(1), Some(l1));
     check_eq("vCPU 0 runs on pair 0's leader", cpu_of(0), Some(l0));
+
+    if rerouted {
+        return follower_then_leader(l0, l1, f0, f1);
+    }
 
     // Pair 1's leader fails for good.
     let Some(before) = status() else {
@@ -247,6 +261,68 @@ fn two_pairs(si: &StartInfo, st: &LockstepStatus) {
     );
     three_recovered("inject 3 effects faults into pair 0", 0);
     vcpu1_runs("vCPU 1 still makes hypercalls");
+    GO1.store(false, Ordering::SeqCst);
+    check_eq(
+        "vCPU 1's answers were all right",
+        WRONG1.load(Ordering::SeqCst),
+        0,
+    );
+}
+
+/// Pair 1's follower fails (its transactions go through pair 0 from then on), then pair 1's
+/// leader, in pair 0.
+fn follower_then_leader(l0: usize, l1: usize, f0: usize, f1: usize) {
+    let Some(before) = status() else {
+        check("status", false);
+        return;
+    };
+    check_eq(
+        "fail pair 1's follower",
+        ls::fail(ls::LOCKSTEP_CORE_FOLLOWER, 1),
+        Ok(0),
+    );
+    let Some(failed) = escalated_once(&before) else {
+        check("status", false);
+        return;
+    };
+    check_eq(
+        "  ... pair 1's follower CPU retired",
+        failed.role(f1),
+        Some(ls::LOCKSTEP_ROLE_RETIRED),
+    );
+    vcpu1_runs("  ... vCPU 1 keeps making hypercalls (through pair 0)");
+
+    check_eq(
+        "fail pair 1's leader",
+        ls::fail(ls::LOCKSTEP_CORE_LEADER, 1),
+        Ok(0),
+    );
+    let Some(now) = escalated_once(&failed) else {
+        check("status", false);
+        return;
+    };
+    check_eq(
+        "  ... pair 1's leader CPU retired",
+        now.role(l1),
+        Some(ls::LOCKSTEP_ROLE_RETIRED),
+    );
+    check_eq(
+        "  ... pair 0's leader still leads",
+        now.role(l0),
+        Some(ls::LOCKSTEP_ROLE_LEADER),
+    );
+    check(
+        "  ... vCPU 1 moved to pair 0's leader",
+        sched::wait_for(|| cpu_of(1) == Some(l0)),
+    );
+    check(
+        "  ... pair 0's follower CPU follows again",
+        sched::wait_for(|| {
+            status().is_some_and(|s| s.role(f0) == Some(ls::LOCKSTEP_ROLE_FOLLOWER))
+        }),
+    );
+    vcpu1_runs("  ... vCPU 1 keeps making hypercalls there");
+    three_recovered("inject 3 effects faults into pair 0", 0);
     GO1.store(false, Ordering::SeqCst);
     check_eq(
         "vCPU 1's answers were all right",
