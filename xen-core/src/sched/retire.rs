@@ -2,7 +2,7 @@
 //! (several lockstep pairs), and every vCPU placed on it moves to the other leader CPUs.
 
 use super::runq::{least_loaded, runnable, wake};
-use super::timer::rearm;
+use super::timer::{placed_on, rearm};
 use super::{Sched, SchedEffect};
 use crate::domain::VcpuKey;
 use alloc::vec::Vec;
@@ -47,14 +47,7 @@ pub fn retire_pcpu(s: &mut Sched<'_>, pcpu: u32) -> Result<Vec<(VcpuKey, u32)>, 
         deadline: None,
     });
     let mut order: Vec<VcpuKey> = q.current.into_iter().chain(q.queue).collect();
-    let placed: Vec<VcpuKey> = s
-        .state
-        .vsched
-        .iter()
-        .filter(|(_, v)| v.pcpu == pcpu)
-        .map(|(k, _)| *k)
-        .collect();
-    for k in placed {
+    for k in placed_on(s, pcpu) {
         if !order.contains(&k) {
             order.push(k);
         }

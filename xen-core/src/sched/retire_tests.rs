@@ -212,8 +212,7 @@ fn a_rolled_back_retirement_leaves_the_replica_bit_identical() {
 
 #[test]
 fn random_sequences_with_retirements_keep_the_run_queues_consistent() {
-    use super::tests::check_invariants;
-    use dom0_interface::sched::SCHEDOP_YIELD;
+    use super::tests::{assert_no_sleeper_forever, check_invariants, random_vcpu_op};
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = |n: u64| {
         seed ^= seed << 13;
@@ -238,46 +237,18 @@ fn random_sequences_with_retirements_keep_the_run_queues_consistent() {
             let actor = running
                 .get(next(running.len().max(1) as u64) as usize)
                 .copied();
-            match (next(10), actor) {
-                (0, Some(a)) => {
-                    r.call(
-                        a,
-                        HYPERVISOR_SCHED_OP,
-                        [u64::from(SCHEDOP_YIELD), 0, 0, 0, 0],
-                    );
-                }
-                (1, Some(a)) => {
-                    r.call(
-                        a,
-                        HYPERVISOR_SET_TIMER_OP,
-                        [now + next(SLICE_NS), 0, 0, 0, 0],
-                    );
-                    r.call(
-                        a,
-                        HYPERVISOR_SCHED_OP,
-                        [u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0],
-                    );
-                }
-                (2, Some(a)) => {
-                    r.vcpu_op(a, VCPUOP_UP, next(4) as u32, 0);
-                }
-                (3, Some(a)) => {
-                    let t = next(4) as u32;
-                    let others = (0..4).filter(|v| *v != t && r.vcpu(*v).online).count();
-                    if others > 0 {
-                        r.vcpu_op(a, VCPUOP_DOWN, t, 0);
-                    }
-                }
-                (4, _) if step > 100 && leaders.len() > 1 && next(4) == 0 => {
-                    let p = leaders[next(leaders.len() as u64) as usize];
-                    r.run(retire_req(p));
-                    retired.push(p);
-                    retirements += 1;
-                }
-                _ => {
-                    // A late tick of a retired CPU, now and then, changes nothing.
-                    r.interrupt(next(3) as u32);
-                }
+            let op = next(10);
+            let done = random_vcpu_op(&mut r, op, actor, now, &mut next);
+            if done {
+                // A vCPU operation.
+            } else if op == 4 && step > 100 && leaders.len() > 1 && next(4) == 0 {
+                let p = leaders[next(leaders.len() as u64) as usize];
+                r.run(retire_req(p));
+                retired.push(p);
+                retirements += 1;
+            } else {
+                // A late tick of a retired CPU, now and then, changes nothing.
+                r.interrupt(next(3) as u32);
             }
             check_invariants(&r, now);
             for p in &retired {
@@ -287,15 +258,7 @@ fn random_sequences_with_retirements_keep_the_run_queues_consistent() {
                     "round {round}: a vCPU placed on retired CPU{p}"
                 );
             }
-            for v in 0..4u32 {
-                let x = r.vcpu(v);
-                if x.blocked && x.online {
-                    assert!(
-                        x.timer_deadline.is_some(),
-                        "round {round}: {v} sleeps for ever"
-                    );
-                }
-            }
+            assert_no_sleeper_forever(&r, round);
         }
     }
     assert!(retirements >= 20, "{retirements} retirements");

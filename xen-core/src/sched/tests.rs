@@ -424,6 +424,67 @@ pub(crate) fn check_invariants(r: &Rig, now: u64) {
     }
 }
 
+/// One random vCPU operation of dom0's running vCPU `actor` at `now`, by `op`: 0 yield, 1 a
+/// timer then block, 2 another vCPU up, 3 another down (never the last one online). False
+/// for any other `op` or no actor (the caller does something else).
+pub(crate) fn random_vcpu_op(
+    r: &mut Rig,
+    op: u64,
+    actor: Option<u32>,
+    now: u64,
+    next: &mut impl FnMut(u64) -> u64,
+) -> bool {
+    let Some(a) = actor else {
+        return false;
+    };
+    match op {
+        0 => {
+            r.call(
+                a,
+                HYPERVISOR_SCHED_OP,
+                [u64::from(SCHEDOP_YIELD), 0, 0, 0, 0],
+            );
+        }
+        1 => {
+            r.call(
+                a,
+                HYPERVISOR_SET_TIMER_OP,
+                [now + next(SLICE_NS), 0, 0, 0, 0],
+            );
+            r.call(
+                a,
+                HYPERVISOR_SCHED_OP,
+                [u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0],
+            );
+        }
+        2 => {
+            r.vcpu_op(a, VCPUOP_UP, next(4) as u32, 0);
+        }
+        3 => {
+            let t = next(4) as u32;
+            let others = (0..4).filter(|v| *v != t && r.vcpu(*v).online).count();
+            if others > 0 {
+                r.vcpu_op(a, VCPUOP_DOWN, t, 0);
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Every blocked, online vCPU of the 4 has a timer: some CPU has a deadline to wake it.
+pub(crate) fn assert_no_sleeper_forever(r: &Rig, round: u32) {
+    for v in 0..4u32 {
+        let x = r.vcpu(v);
+        if x.blocked && x.online {
+            assert!(
+                x.timer_deadline.is_some(),
+                "round {round}: {v} sleeps for ever"
+            );
+        }
+    }
+}
+
 #[test]
 fn random_sequences_keep_the_run_queues_consistent() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -453,39 +514,8 @@ fn random_sequences_keep_the_run_queues_consistent() {
             let actor = running
                 .get(next(running.len().max(1) as u64) as usize)
                 .copied();
-            match (next(8), actor) {
-                (0, Some(a)) => {
-                    r.call(
-                        a,
-                        HYPERVISOR_SCHED_OP,
-                        [u64::from(SCHEDOP_YIELD), 0, 0, 0, 0],
-                    );
-                }
-                (1, Some(a)) => {
-                    r.call(
-                        a,
-                        HYPERVISOR_SET_TIMER_OP,
-                        [now + next(SLICE_NS), 0, 0, 0, 0],
-                    );
-                    r.call(
-                        a,
-                        HYPERVISOR_SCHED_OP,
-                        [u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0],
-                    );
-                }
-                (2, Some(a)) => {
-                    r.vcpu_op(a, VCPUOP_UP, next(4) as u32, 0);
-                }
-                (3, Some(a)) => {
-                    let t = next(4) as u32;
-                    let others = (0..4).filter(|v| *v != t && r.vcpu(*v).online).count();
-                    if others > 0 {
-                        r.vcpu_op(a, VCPUOP_DOWN, t, 0);
-                    }
-                }
-                _ => {
-                    r.interrupt(next(2) as u32);
-                }
+            if !random_vcpu_op(&mut r, next(8), actor, now, &mut next) {
+                r.interrupt(next(2) as u32);
             }
             check_invariants(&r, now);
             for p in 0..2 {
@@ -494,15 +524,7 @@ fn random_sequences_keep_the_run_queues_consistent() {
                 }
             }
             // Blocked vCPUs all have a timer: some CPU has a deadline to wake them.
-            for v in 0..4u32 {
-                let x = r.vcpu(v);
-                if x.blocked && x.online {
-                    assert!(
-                        x.timer_deadline.is_some(),
-                        "round {round}: {v} sleeps for ever"
-                    );
-                }
-            }
+            assert_no_sleeper_forever(&r, round);
         }
         assert!(
             runs.iter().filter(|n| **n > 0).count() >= 2,

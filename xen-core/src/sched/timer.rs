@@ -86,14 +86,7 @@ pub fn set_periodic(s: &mut Sched<'_>, key: VcpuKey, period: u64) {
 /// poll timeouts wake, the running vCPU gets its periodic work, an expired slice rotates, an
 /// idle CPU dispatches, and the hardware timer is re-armed.
 pub fn tick(s: &mut Sched<'_>, pcpu: u32) {
-    let mine: alloc::vec::Vec<VcpuKey> = s
-        .state
-        .vsched
-        .iter()
-        .filter(|(_, v)| v.pcpu == pcpu)
-        .map(|(k, _)| *k)
-        .collect();
-    for key in mine {
+    for key in placed_on(s, pcpu) {
         let due = s
             .state
             .vcpus
@@ -113,6 +106,16 @@ pub fn tick(s: &mut Sched<'_>, pcpu: u32) {
     }
     rotate_if_expired(s, pcpu);
     rearm(s, pcpu);
+}
+
+/// The vCPUs placed on leader CPU `pcpu` (running, queued, blocked or offline), by key.
+pub(super) fn placed_on(s: &Sched<'_>, pcpu: u32) -> alloc::vec::Vec<VcpuKey> {
+    s.state
+        .vsched
+        .iter()
+        .filter(|(_, v)| v.pcpu == pcpu)
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 /// Arms `pcpu`'s hardware timer for its earliest deadline: a single-shot timer or poll

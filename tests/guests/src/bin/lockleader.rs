@@ -21,48 +21,18 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use guest_rt::lockstep_ctl::{self as ls, LockstepKind, LockstepStatus};
 use guest_rt::start_info::{StartInfo, StartInfoExt};
 use guest_rt::test::{check, check_eq, info, skip};
 use guest_rt::xenctl::ops::DOMCTL_GETVCPUINFO;
 use guest_rt::xenctl::{domctl, CtlBuf, DOMCTL_U};
-use guest_rt::{println, sched, smp, vcpu, version, Errno};
+use guest_rt::{println, sched, smp, vcpu, Errno};
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
 
-/// vCPU 1 makes hypercalls while this is set.
-static GO1: AtomicBool = AtomicBool::new(true);
-/// Hypercalls vCPU 1 made with the right answer.
-static WORK1: AtomicU64 = AtomicU64::new(0);
-/// Hypercalls vCPU 1 got a wrong answer from.
-static WRONG1: AtomicU64 = AtomicU64::new(0);
-
-/// vCPU 1: `xen_version` in a loop (each one a transaction of the leader it runs on).
-fn vcpu1(_vcpu: u32) -> ! {
-    let want = version::version();
-    loop {
-        if GO1.load(Ordering::SeqCst) {
-            if version::version() == want {
-                WORK1.fetch_add(1, Ordering::SeqCst);
-            } else {
-                WRONG1.fetch_add(1, Ordering::SeqCst);
-            }
-        } else {
-            core::hint::spin_loop();
-        }
-    }
-}
-
-fn status() -> Option<LockstepStatus> {
-    ls::status().ok().map(|(s, _)| s)
-}
-
-/// The CPUs with role bit `bit`, in CPU order.
-fn cpus_with(st: &LockstepStatus, bit: u8) -> impl Iterator<Item = usize> + '_ {
-    (0..st.nr_cpus as usize).filter(move |&c| st.role(c).is_some_and(|r| r & bit != 0))
-}
+use test_guests::pair_guest::{cpus_with, effects, status, vcpu1, GO1, WORK1, WRONG1};
 
 /// The physical CPU dom0's `vcpu` is placed on (`XEN_DOMCTL_getvcpuinfo`'s `cpu`).
 fn cpu_of(vcpu: u32) -> Option<usize> {
@@ -70,10 +40,6 @@ fn cpu_of(vcpu: u32) -> Option<usize> {
     op.set_u32(DOMCTL_U, vcpu);
     domctl(&mut op).ok()?;
     Some(op.u32(DOMCTL_U + 16) as usize)
-}
-
-fn effects(st: &LockstepStatus) -> ls::LockstepKindCounts {
-    *st.kind(LockstepKind::Effects)
 }
 
 /// Injects 3 effects faults into pair `pair` and checks that all 3 are recovered.
