@@ -270,6 +270,7 @@ pub fn start(handoff: BootHandoff) -> ! {
         // needs a host CPU under QEMU (hcloop -smp 3, seven interleaved pairs of runs: fewer
         // cycles per call in each, 20% on average; see `lockstep_hw::HwIdle`).
         decision_wait: lockstep::role::WaitStrategy { spins: 0 },
+        latency_bounds: crate::lockstep_hw::latency_bounds(),
         ..Default::default()
     };
     // The replicas' arenas are sized for dom0 as it could be now; it is sized for what is

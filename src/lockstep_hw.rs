@@ -179,6 +179,30 @@ pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
 pub static FOLLOWER_DIGEST: AtomicU32 = AtomicU32::new(0);
 
 /// Smallest replica arena.
+/// The recovery-latency histogram's bounds as the engines' clock (the TSC) reads them.
+pub fn latency_bounds() -> [u64; lockstep::stats::LATENCY_BUCKETS - 1] {
+    lockstep::stats::bounds_in_cycles(
+        &lockstep::stats::LATENCY_BOUNDS_NS,
+        arch::lapic::tsc_khz().max(1),
+    )
+}
+
+// The engines' histogram is the one `xl lockstep status` reports, bucket for bucket.
+const _: () = {
+    let (a, b) = (
+        lockstep::stats::LATENCY_BOUNDS_NS,
+        ctl::LOCKSTEP_LATENCY_BOUNDS_NS,
+    );
+    assert!(
+        a.len() == b.len() && lockstep::stats::LATENCY_BUCKETS == ctl::LOCKSTEP_LATENCY_BUCKETS
+    );
+    let mut i = 0;
+    while i < a.len() {
+        assert!(a[i] == b[i]);
+        i += 1;
+    }
+};
+
 const ARENA_MIN_BYTES: usize = 64 << 20;
 
 /// Replica bytes per page of dom0 (its frame-table and p2m entries with their checksums and
@@ -724,6 +748,7 @@ impl Backend {
             recovery_latency_ns_max: ns(st.recovery.max),
             recovery_latency_ns_total: ns(st.recovery.total),
             replica_bytes: st.replica_bytes,
+            recovery_latency_hist: st.recovery.hist,
             ..ctl::LockstepStatus::default()
         };
         for k in FaultKind::ALL {

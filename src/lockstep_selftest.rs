@@ -86,6 +86,7 @@ pub fn start() -> ! {
             let cfg = Config {
                 lockstep: true,
                 scrub_interval: 1,
+                latency_bounds: crate::lockstep_hw::latency_bounds(),
                 ..Config::default()
             };
             match Engine::new(cfg, initial_state(), initial_state()) {

@@ -9,7 +9,7 @@
 //! (and -EACCES for a wrong `interface_version`, which callers set to 4.17's as usual).
 //!
 //! Layout. The request ([`XenSysctlLockstep`], 32 bytes) fits the 128-byte sysctl union.
-//! The status ([`LockstepStatus`], 472 bytes) does not, so `status` passes a guest handle
+//! The status ([`LockstepStatus`], 600 bytes) does not, so `status` passes a guest handle
 //! to a caller buffer, the way `getdomaininfolist` does. Both carry [`LOCKSTEP_CTL_VERSION`].
 
 use crate::errno::XenErrno;
@@ -17,8 +17,19 @@ use crate::guest_abi;
 
 /// The sysctl command number of the lockstep control extension ("DVLS").
 pub const XEN_SYSCTL_DUALVISOR_LOCKSTEP: u32 = 0x4456_4C53;
-/// Version of the request and status layouts below.
-pub const LOCKSTEP_CTL_VERSION: u32 = 1;
+/// Version of the request and status layouts below (2: the status ends with the recovery
+/// latency histogram).
+pub const LOCKSTEP_CTL_VERSION: u32 = 2;
+
+/// Buckets of [`LockstepStatus::recovery_latency_hist`].
+pub const LOCKSTEP_LATENCY_BUCKETS: usize = 16;
+/// Upper bounds (exclusive, ns) of the recovery-latency buckets, a 1-2-5 series from 1 µs to
+/// 50 ms: bucket `i` counts the recoveries that took less than `LOCKSTEP_LATENCY_BOUNDS_NS[i]`
+/// and at least the bound before it; the last bucket those of 50 ms or more.
+pub const LOCKSTEP_LATENCY_BOUNDS_NS: [u64; LOCKSTEP_LATENCY_BUCKETS - 1] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000, 10_000_000, 20_000_000, 50_000_000,
+];
 
 /// Sub-command: copy a [`LockstepStatus`] to the caller's buffer.
 pub const LOCKSTEP_CMD_STATUS: u32 = 0;
@@ -356,6 +367,9 @@ pub struct LockstepStatus {
     pub recovery_latency_ns_total: u64,
     /// Bytes held by the leader's replica (data and undo records), as last measured.
     pub replica_bytes: u64,
+    /// Recoveries per latency bucket ([`LOCKSTEP_LATENCY_BOUNDS_NS`]); they add up to
+    /// `recovered`.
+    pub recovery_latency_hist: [u64; LOCKSTEP_LATENCY_BUCKETS],
 }
 guest_abi!(LockstepStatus {
     version,
@@ -374,7 +388,8 @@ guest_abi!(LockstepStatus {
     recovery_latency_ns_min,
     recovery_latency_ns_max,
     recovery_latency_ns_total,
-    replica_bytes
+    replica_bytes,
+    recovery_latency_hist
 });
 
 impl LockstepStatus {
@@ -389,6 +404,11 @@ impl LockstepStatus {
             None => None,
         }
     }
+    /// How many recoveries took less than `bound_ns`, which must be one of
+    /// [`LOCKSTEP_LATENCY_BOUNDS_NS`] (the count is exact there); `None` for another value.
+    pub fn recoveries_below_ns(&self, bound_ns: u64) -> Option<u64> {
+        latency_below_ns(&self.recovery_latency_hist, bound_ns)
+    }
     /// The role bits of physical CPU `cpu`, if it is reported.
     pub fn role(&self, cpu: usize) -> Option<u8> {
         if cpu < self.nr_cpus as usize {
@@ -399,13 +419,52 @@ impl LockstepStatus {
     }
 }
 
+/// In a recovery-latency histogram (or the difference of two), how many took less than
+/// `bound_ns`, one of [`LOCKSTEP_LATENCY_BOUNDS_NS`]; `None` for another value.
+pub fn latency_below_ns(hist: &[u64; LOCKSTEP_LATENCY_BUCKETS], bound_ns: u64) -> Option<u64> {
+    let i = LOCKSTEP_LATENCY_BOUNDS_NS
+        .iter()
+        .position(|&b| b == bound_ns)?;
+    Some(hist[..=i].iter().sum())
+}
+
+/// The bucket of a histogram (or the difference of two) that holds the `q`-th quantile
+/// (`num/den` of the recoveries, e.g. 1/2 for the median), as its bounds in ns: at least the
+/// first, below the second (`None` for the open-ended last bucket). `None` when empty.
+pub fn latency_quantile_ns(
+    hist: &[u64; LOCKSTEP_LATENCY_BUCKETS],
+    num: u64,
+    den: u64,
+) -> Option<(u64, Option<u64>)> {
+    let total: u64 = hist.iter().sum();
+    if total == 0 || den == 0 || num > den {
+        return None;
+    }
+    // The rank of the quantile, 1-based, rounded up (the median of 4 is the 2nd).
+    let rank = (u128::from(total) * u128::from(num))
+        .div_ceil(u128::from(den))
+        .max(1);
+    let mut seen = 0u128;
+    for (i, n) in hist.iter().enumerate() {
+        seen += u128::from(*n);
+        if seen >= rank {
+            let lo = i
+                .checked_sub(1)
+                .map_or(0, |j| LOCKSTEP_LATENCY_BOUNDS_NS[j]);
+            return Some((lo, LOCKSTEP_LATENCY_BOUNDS_NS.get(i).copied()));
+        }
+    }
+    None
+}
+
 use core::mem::{offset_of, size_of};
 const _: () = assert!(size_of::<XenSysctlLockstep>() == 32);
 const _: () = assert!(offset_of!(XenSysctlLockstep, status) == 16);
 const _: () = assert!(offset_of!(XenSysctlLockstep, status_size) == 24);
 const _: () = assert!(size_of::<XenSysctlLockstep>() <= crate::sysctl::XEN_SYSCTL_PAYLOAD_SIZE);
 const _: () = assert!(size_of::<LockstepKindCounts>() == 48);
-const _: () = assert!(size_of::<LockstepStatus>() == 472);
+const _: () = assert!(size_of::<LockstepStatus>() == 600);
+const _: () = assert!(offset_of!(LockstepStatus, recovery_latency_hist) == 472);
 const _: () = assert!(offset_of!(XenSysctlLockstep, pair) == 28);
 const _: () = assert!(offset_of!(LockstepStatus, nr_pairs) == 12);
 const _: () = assert!(offset_of!(LockstepStatus, roles) == 16);
@@ -457,7 +516,7 @@ mod tests {
         assert_eq!(&b[..4], &[0x53, 0x4c, 0x56, 0x44]);
         assert_eq!(
             &b[8..24],
-            &[1, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 100, 0, 0, 0]
+            &[2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 100, 0, 0, 0]
         );
         // The pair is the request's last word (union offset 28).
         assert_eq!(&b[8 + 28..8 + 32], &[1, 0, 0, 0]);
@@ -473,7 +532,7 @@ mod tests {
             LockstepRequest::Off,
             LockstepRequest::Status {
                 buffer: 0x1000,
-                size: 472,
+                size: 600,
             },
             LockstepRequest::Fail {
                 core: LOCKSTEP_CORE_LEADER,
@@ -498,7 +557,8 @@ mod tests {
         .encode();
         let on = LockstepRequest::On.encode();
         let cases = [
-            (XenSysctlLockstep { version: 2, ..good }, XenErrno::EACCES),
+            (XenSysctlLockstep { version: 1, ..good }, XenErrno::EACCES),
+            (XenSysctlLockstep { version: 3, ..good }, XenErrno::EACCES),
             (XenSysctlLockstep { cmd: 5, ..good }, XenErrno::ENOSYS),
             (
                 XenSysctlLockstep {
@@ -532,7 +592,7 @@ mod tests {
             (
                 LockstepRequest::Status {
                     buffer: 0x1000,
-                    size: 471,
+                    size: 599,
                 }
                 .encode(),
                 XenErrno::ENOBUFS,
@@ -573,8 +633,11 @@ mod tests {
             silent: 0,
             crashed: 0,
         };
+        st.recovery_latency_hist[2] = 1;
+        st.recovery_latency_hist[15] = 1;
         let b = st.to_vec();
-        assert_eq!(b.len(), 472);
+        assert_eq!(b.len(), 600);
+        assert_eq!(&b[472 + 16..472 + 24], &1u64.to_le_bytes());
         assert_eq!(&b[16..20], &[1, 2, 4, 8]);
         assert_eq!(&b[48..56], &1000u64.to_le_bytes());
         // kinds[5].injected at 104 + 5 * 48.
@@ -586,5 +649,30 @@ mod tests {
         assert_eq!(st.role(4), None);
         assert_eq!(LockstepStatus::default().recovery_latency_ns_mean(), None);
         assert_eq!(LOCKSTEP_ROLE_NAMES[1], (LOCKSTEP_ROLE_LEADER, "leader"));
+        assert_eq!(st.recoveries_below_ns(5_000), Some(1));
+        assert_eq!(st.recoveries_below_ns(20_000), Some(1));
+        assert_eq!(st.recoveries_below_ns(20_001), None, "not a bound");
+    }
+
+    #[test]
+    fn latency_quantiles_name_their_bucket() {
+        let mut h = [0u64; LOCKSTEP_LATENCY_BUCKETS];
+        assert_eq!(latency_quantile_ns(&h, 1, 2), None, "empty");
+        // 3 below 1 us, 1 in 5-10 us, 1 of 50 ms or more.
+        h[0] = 3;
+        h[3] = 1;
+        h[15] = 1;
+        assert_eq!(latency_quantile_ns(&h, 1, 2), Some((0, Some(1_000))));
+        assert_eq!(latency_quantile_ns(&h, 4, 5), Some((5_000, Some(10_000))));
+        assert_eq!(latency_quantile_ns(&h, 1, 1), Some((50_000_000, None)));
+        assert_eq!(
+            latency_quantile_ns(&h, 0, 1),
+            Some((0, Some(1_000))),
+            "the minimum"
+        );
+        assert_eq!(latency_quantile_ns(&h, 2, 1), None, "above 1");
+        assert_eq!(latency_quantile_ns(&h, 1, 0), None);
+        assert_eq!(latency_below_ns(&h, 10_000), Some(4));
+        assert_eq!(latency_below_ns(&h, 50_000_000), Some(4));
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::inject::{FaultKind, InjectionOutcome};
 use crate::role::{Role, WaitStrategy};
+use crate::stats::{LATENCY_BOUNDS_NS, LATENCY_BUCKETS};
 
 /// Engine configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,10 @@ pub struct Config {
     /// Deadlines the leader waits, before its first round, for a follower that has not
     /// started yet (it is still building its replica copy); afterwards one deadline.
     pub follower_start_grace: u32,
+    /// Bucket bounds of the recovery-latency histogram in the caller's clock units
+    /// ([`crate::stats::Latency::hist`]): [`LATENCY_BOUNDS_NS`] as they read on that clock
+    /// (`stats::bounds_in_cycles` for a TSC); the default takes the clock to count ns.
+    pub latency_bounds: [u64; LATENCY_BUCKETS - 1],
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             scrub_step: 0,
             coordinator_grace: 3,
             follower_start_grace: 100,
+            latency_bounds: LATENCY_BOUNDS_NS,
         }
     }
 }

@@ -338,7 +338,7 @@ impl<M: Machine> Engine<M> {
             match self.policy.on_verdict(&verdict, clock.now()) {
                 Decision::Commit => {
                     if let Some(lat) = self.policy.take_latency() {
-                        self.stats.recovery.record(lat);
+                        self.stats.recovery.record(lat, &self.cfg.latency_bounds);
                         self.stats.recovered += 1;
                     }
                     let err = l.and_then(|r| r.error);

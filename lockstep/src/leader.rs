@@ -470,7 +470,9 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                         break;
                     };
                     if let Some(t) = detected_at {
-                        self.stats.recovery.record(clock.now().saturating_sub(t));
+                        self.stats
+                            .recovery
+                            .record(clock.now().saturating_sub(t), &self.cfg.latency_bounds);
                         self.stats.recovered += 1;
                     }
                     out.result =
@@ -726,9 +728,10 @@ impl<'p, M: Machine> LeaderCore<'p, M> {
                 return TxResult::Aborted(EngineError::Escalated);
             }
             self.stats.recovered += 1;
-            self.stats
-                .recovery
-                .record(clock.now().saturating_sub(detected_at));
+            self.stats.recovery.record(
+                clock.now().saturating_sub(detected_at),
+                &self.cfg.latency_bounds,
+            );
         }
         match agreed.error {
             Some(e) => {

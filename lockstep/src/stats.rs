@@ -3,6 +3,19 @@
 
 use crate::inject::{FaultKind, InjectionOutcome};
 
+/// Upper bounds (exclusive), in nanoseconds, of the recovery-latency histogram's buckets: a
+/// 1-2-5 series from 1 µs to 50 ms, so that a target such as "recovery ≤ 20 µs" is a bucket
+/// boundary and the share of recoveries that met it is counted exactly. Bucket `i` holds the
+/// latencies below `LATENCY_BOUNDS_NS[i]` and at or above the bound before it; the last
+/// bucket holds those of 50 ms and more.
+pub const LATENCY_BOUNDS_NS: [u64; LATENCY_BUCKETS - 1] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000, 10_000_000, 20_000_000, 50_000_000,
+];
+
+/// Buckets of the recovery-latency histogram ([`LATENCY_BOUNDS_NS`] and one open-ended).
+pub const LATENCY_BUCKETS: usize = 16;
+
 /// Recovery latency: from the first detection to the commit of the re-execution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Latency {
@@ -14,11 +27,16 @@ pub struct Latency {
     pub max: u64,
     /// Smallest one (0 until one is measured).
     pub min: u64,
+    /// How many fell in each bucket of the bounds they were recorded with
+    /// ([`crate::config::Config::latency_bounds`]): a mean is moved by a few outliers (a
+    /// vCPU thread the host descheduled), the histogram shows the typical recovery too.
+    pub hist: [u64; LATENCY_BUCKETS],
 }
 
 impl Latency {
-    /// Adds one measurement.
-    pub fn record(&mut self, cycles: u64) {
+    /// Adds one measurement; `bounds` are the histogram's bucket bounds in the same clock
+    /// units, ascending.
+    pub fn record(&mut self, cycles: u64, bounds: &[u64; LATENCY_BUCKETS - 1]) {
         self.min = if self.count == 0 {
             cycles
         } else {
@@ -27,9 +45,10 @@ impl Latency {
         self.count += 1;
         self.total = self.total.saturating_add(cycles);
         self.max = self.max.max(cycles);
+        self.hist[bucket(cycles, bounds)] += 1;
     }
 
-    /// Merges another core's measurements into these.
+    /// Merges another core's measurements into these (recorded with the same bounds).
     pub fn merge(&mut self, o: &Latency) {
         if o.count == 0 {
             return;
@@ -42,12 +61,32 @@ impl Latency {
         self.count += o.count;
         self.total = self.total.saturating_add(o.total);
         self.max = self.max.max(o.max);
+        for (a, b) in self.hist.iter_mut().zip(o.hist) {
+            *a += b;
+        }
     }
 
     /// Mean latency (0 when none was measured).
     pub fn mean(&self) -> u64 {
         self.total.checked_div(self.count).unwrap_or(0)
     }
+}
+
+/// The bucket of `value`: the first whose bound is above it, else the last.
+pub fn bucket(value: u64, bounds: &[u64; LATENCY_BUCKETS - 1]) -> usize {
+    bounds.partition_point(|&b| b <= value)
+}
+
+/// `bounds` (ascending, in ns) converted to a clock of `khz` kHz (TSC cycles): each bound
+/// rounded up, so that a latency counted below a bound took less than that many ns.
+pub fn bounds_in_cycles(
+    bounds_ns: &[u64; LATENCY_BUCKETS - 1],
+    khz: u64,
+) -> [u64; LATENCY_BUCKETS - 1] {
+    bounds_ns.map(|ns| {
+        let c = u128::from(ns) * u128::from(khz);
+        u64::try_from(c.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    })
 }
 
 /// Counters of one engine (or one leader core).
@@ -188,6 +227,18 @@ impl core::fmt::Display for Stats {
             self.recovery.max,
             self.replica_bytes
         )?;
+        if self.recovery.count > 0 {
+            write!(f, "recovery latency histogram (buckets by ns bound):")?;
+            for (i, n) in self.recovery.hist.iter().enumerate() {
+                if *n > 0 {
+                    match LATENCY_BOUNDS_NS.get(i) {
+                        Some(b) => write!(f, " <{}:{}", b, n)?,
+                        None => write!(f, " >={}:{}", LATENCY_BOUNDS_NS[i - 1], n)?,
+                    }
+                }
+            }
+            writeln!(f)?;
+        }
         for k in FaultKind::ALL {
             let row = &self.injections[k.index()];
             if row.iter().all(|&n| n == 0) {
@@ -211,8 +262,8 @@ mod tests {
     #[test]
     fn latency_and_injection_table() {
         let mut s = Stats::default();
-        s.recovery.record(10);
-        s.recovery.record(30);
+        s.recovery.record(10, &LATENCY_BOUNDS_NS);
+        s.recovery.record(30, &LATENCY_BOUNDS_NS);
         assert_eq!(s.recovery.mean(), 20);
         assert_eq!(s.recovery.max, 30);
         assert_eq!(s.recovery.min, 10);
@@ -236,14 +287,14 @@ mod tests {
             replica_bytes: 100,
             ..Stats::default()
         };
-        a.recovery.record(50);
+        a.recovery.record(50, &LATENCY_BOUNDS_NS);
         let mut b = Stats {
             transactions: 4,
             detected: 1,
             replica_bytes: 120,
             ..Stats::default()
         };
-        b.recovery.record(10);
+        b.recovery.record(10, &LATENCY_BOUNDS_NS);
         b.record_injection(FaultKind::Effects, InjectionOutcome::DetectedRecovered);
         a.add(&b);
         assert_eq!((a.transactions, a.commits, a.detected), (7, 2, 1));
@@ -256,8 +307,57 @@ mod tests {
             a.injected(FaultKind::Effects, InjectionOutcome::DetectedRecovered),
             1
         );
+        assert_eq!(a.recovery.hist[0], 2, "both below 1 us");
         let mut empty = Stats::default();
         empty.add(&Stats::default());
         assert_eq!(empty, Stats::default());
+    }
+
+    #[test]
+    fn histogram_buckets_by_bound() {
+        let b = &LATENCY_BOUNDS_NS;
+        assert_eq!(bucket(0, b), 0);
+        assert_eq!(bucket(999, b), 0);
+        assert_eq!(
+            bucket(1_000, b),
+            1,
+            "a bound belongs to the bucket above it"
+        );
+        assert_eq!(bucket(19_999, b), 4);
+        assert_eq!(bucket(20_000, b), 5);
+        assert_eq!(bucket(49_999_999, b), 14);
+        assert_eq!(bucket(50_000_000, b), 15);
+        assert_eq!(bucket(u64::MAX, b), 15);
+        let mut l = Latency::default();
+        for v in [500, 4_000, 4_500, 19_000, 30_000, 60_000_000] {
+            l.record(v, b);
+        }
+        assert_eq!(l.hist.iter().sum::<u64>(), l.count);
+        assert_eq!(
+            (l.hist[0], l.hist[2], l.hist[4], l.hist[5], l.hist[15]),
+            (1, 2, 1, 1, 1)
+        );
+        let text = Stats {
+            recovery: l,
+            ..Stats::default()
+        }
+        .to_string();
+        assert!(
+            text.contains("<1000:1 <5000:2 <20000:1 <50000:1 >=50000000:1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bounds_convert_to_cycles_rounding_up() {
+        // 2.6 GHz: 1 us is 2,600 cycles.
+        let c = bounds_in_cycles(&LATENCY_BOUNDS_NS, 2_600_000);
+        assert_eq!((c[0], c[4]), (2_600, 52_000));
+        // 1 kHz: every bound below a millisecond rounds up to one cycle, never to zero.
+        let slow = bounds_in_cycles(&LATENCY_BOUNDS_NS, 1);
+        assert_eq!((slow[0], slow[9], slow[14]), (1, 1, 50));
+        assert!(c.windows(2).all(|w| w[0] < w[1]));
+        let huge = bounds_in_cycles(&LATENCY_BOUNDS_NS, u64::MAX);
+        assert_eq!(huge[14], u64::MAX, "saturates");
     }
 }

@@ -201,6 +201,11 @@ fn c_rollback_restores_the_whole_replica_bit_for_bit() {
     assert!(s.rollbacks >= 200);
     assert_eq!(s.recovered, 200);
     assert_eq!(s.recovery.count, 200);
+    assert_eq!(
+        s.recovery.hist.iter().sum::<u64>(),
+        200,
+        "every recovery in the histogram"
+    );
 }
 
 #[test]

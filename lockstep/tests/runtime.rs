@@ -220,6 +220,11 @@ fn every_detectable_injection_is_detected_and_recovered() {
                 st.recovery.count, st.recovered,
                 "{kind}: every recovery timed"
             );
+            assert_eq!(
+                st.recovery.hist.iter().sum::<u64>(),
+                st.recovered,
+                "{kind}: every recovery in the histogram"
+            );
         });
     }
 }

@@ -15,12 +15,14 @@
 //! recovered              : 2
 //! escalated              : 1
 //! recovery_latency_ns    : min 900 mean 1200 max 1500
+//! recovery_latency_hist  : <1us 1, 1-2us 1 (median 1-2us)
 //! injection outcomes     :
 //! kind            injected    masked recovered escalated    silent   crashed
 //! leader-reg             0         0         0         0         0         0
 //! ...
 //! ```
-//! Roles of a CPU with several role bits are joined with `+` (`leader+coordinator`); a CPU
+//! The histogram lists the non-empty buckets of [`LOCKSTEP_LATENCY_BOUNDS_NS`] and the bucket
+//! holding the median. Roles of a CPU with several role bits are joined with `+` (`leader+coordinator`); a CPU
 //! with none is `idle`. Lockstep off reads `off (unprotected)`; on but escalated without a
 //! spare (a core taken out of service) reads `on, UNPROTECTED (no spare: running without
 //! redundancy)`.
@@ -28,8 +30,37 @@
 use alloc::string::String;
 use core::fmt::Write;
 use dom0_interface::lockstep_ctl::{
-    LockstepKind, LockstepStatus, LOCKSTEP_MODE_OFF, LOCKSTEP_MODE_UNPROTECTED, LOCKSTEP_ROLE_NAMES,
+    latency_quantile_ns, LockstepKind, LockstepStatus, LOCKSTEP_LATENCY_BOUNDS_NS,
+    LOCKSTEP_MODE_OFF, LOCKSTEP_MODE_UNPROTECTED, LOCKSTEP_ROLE_NAMES,
 };
+
+/// A latency bound in ns as `us` below a millisecond, else `ms` (the bounds are whole).
+fn time_unit(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        alloc::format!("{}ms", ns / 1_000_000)
+    } else {
+        alloc::format!("{}us", ns / 1_000)
+    }
+}
+
+/// A latency bucket `[lo, hi)` in ns as `<1us`, `2-5us`, `500us-1ms` or `>=50ms`.
+pub fn latency_bucket(lo: u64, hi: Option<u64>) -> String {
+    match hi {
+        None => alloc::format!(">={}", time_unit(lo)),
+        Some(hi) if lo == 0 => alloc::format!("<{}", time_unit(hi)),
+        Some(hi) => {
+            let (a, b) = (time_unit(lo), time_unit(hi));
+            // One unit for both where they share it: `2-5us`, not `2us-5us`.
+            match (a.strip_suffix("us"), b.ends_with("us")) {
+                (Some(n), true) => alloc::format!("{n}-{b}"),
+                _ => match (a.strip_suffix("ms"), b.ends_with("ms")) {
+                    (Some(n), true) => alloc::format!("{n}-{b}"),
+                    _ => alloc::format!("{a}-{b}"),
+                },
+            }
+        }
+    }
+}
 
 /// The role bits of a CPU as words, e.g. `leader+coordinator`; `idle` when none.
 pub fn role_names(bits: u8) -> String {
@@ -94,6 +125,24 @@ pub fn lockstep_status(s: &LockstepStatus) -> String {
         ),
         None => line("recovery_latency_ns", format_args!("none")),
     }
+    let hist = &s.recovery_latency_hist;
+    if let Some((lo, hi)) = latency_quantile_ns(hist, 1, 2) {
+        let mut buckets = String::new();
+        for (i, n) in hist.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let lo = i
+                .checked_sub(1)
+                .map_or(0, |j| LOCKSTEP_LATENCY_BOUNDS_NS[j]);
+            let hi = LOCKSTEP_LATENCY_BOUNDS_NS.get(i).copied();
+            if !buckets.is_empty() {
+                buckets.push_str(", ");
+            }
+            let _ = write!(buckets, "{} {}", latency_bucket(lo, hi), n);
+        }
+        line(
+            "recovery_latency_hist",
+            format_args!("{} (median {})", buckets, latency_bucket(lo, hi)),
+        );
+    }
     let _ = writeln!(out, "{:<23}:", "injection outcomes");
     let _ = writeln!(
         out,
@@ -154,6 +203,9 @@ mod tests {
             recovery_latency_ns_total: 150_000,
             ..LockstepStatus::default()
         };
+        st.recovery_latency_hist[0] = 10;
+        st.recovery_latency_hist[1] = 60;
+        st.recovery_latency_hist[3] = 30;
         st.roles[0] = LOCKSTEP_ROLE_COORDINATOR;
         st.roles[1] = LOCKSTEP_ROLE_LEADER;
         st.roles[2] = LOCKSTEP_ROLE_FOLLOWER;
@@ -182,6 +234,7 @@ detected               : 100
 recovered              : 100
 escalated              : 0
 recovery_latency_ns    : min 800 mean 1500 max 5000
+recovery_latency_hist  : <1us 10, 1-2us 60, 5-10us 30 (median 1-2us)
 injection outcomes     :
 kind            injected    masked recovered escalated    silent   crashed
 leader-reg             0         0         0         0         0         0
@@ -216,5 +269,22 @@ hang                   0         0         0         0         0         0
         assert!(out.contains("\ncpu31                  : idle\n"));
         assert!(!out.contains("cpu32"));
         assert!(out.contains("recovery_latency_ns    : none\n"));
+        assert!(!out.contains("recovery_latency_hist"), "nothing recovered");
+    }
+
+    #[test]
+    fn latency_buckets_read_as_times() {
+        let name = |i: usize| {
+            let lo = i
+                .checked_sub(1)
+                .map_or(0, |j| LOCKSTEP_LATENCY_BOUNDS_NS[j]);
+            latency_bucket(lo, LOCKSTEP_LATENCY_BOUNDS_NS.get(i).copied())
+        };
+        let all: alloc::vec::Vec<String> = (0..16).map(name).collect();
+        assert_eq!(
+            all.join(" "),
+            "<1us 1-2us 2-5us 5-10us 10-20us 20-50us 50-100us 100-200us 200-500us \
+             500us-1ms 1-2ms 2-5ms 5-10ms 10-20ms 20-50ms >=50ms"
+        );
     }
 }

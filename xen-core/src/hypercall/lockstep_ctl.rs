@@ -171,29 +171,30 @@ mod tests {
         st.kinds[LockstepKind::Effects.index()].injected = 100;
         st.kinds[LockstepKind::Effects.index()].recovered = 100;
         st.roles[..3].copy_from_slice(&[1, 2, 4]);
+        st.recovery_latency_hist[3] = 100;
         status_values(&mut h, &st);
-        h.mem.map(BUF, &[0xAA; 480]);
+        h.mem.map(BUF, &[0xAA; 608]);
         let req = LockstepRequest::Status {
             buffer: BUF,
-            size: 480,
+            size: 608,
         }
         .encode();
         let o = call(&mut h, &req);
         assert_eq!(o.ret, 0);
         assert!(controls(&o).is_empty(), "status changes nothing");
-        let mut got = [0u8; 472];
+        let mut got = [0u8; 600];
         for (i, b) in got.iter_mut().enumerate() {
             *b = h.mem.bytes[&(BUF + i as u64)];
         }
         assert_eq!(LockstepStatus::read_from(&got), Ok(st));
-        assert_eq!(h.mem.bytes[&(BUF + 472)], 0xAA, "nothing past the status");
+        assert_eq!(h.mem.bytes[&(BUF + 600)], 0xAA, "nothing past the status");
         // The request was copied back with the bytes written.
         let mut back = [0u8; XenSysctl::SIZE];
         for (i, b) in back.iter_mut().enumerate() {
             *b = h.mem.bytes[&(OP + i as u64)];
         }
         let back: XenSysctlLockstep = XenSysctl::read_from(&back).unwrap().payload().unwrap();
-        assert_eq!(back.status_size, 472);
+        assert_eq!(back.status_size, 600);
     }
 
     #[test]
@@ -339,7 +340,7 @@ mod tests {
         .encode();
         let small = LockstepRequest::Status {
             buffer: BUF,
-            size: 471,
+            size: 599,
         }
         .encode();
         let cases = [
@@ -365,7 +366,7 @@ mod tests {
             (
                 LockstepRequest::Status {
                     buffer: 0xdead_0000,
-                    size: 472,
+                    size: 600,
                 }
                 .encode(),
                 XenErrno::EFAULT,

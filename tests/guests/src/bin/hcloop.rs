@@ -7,12 +7,15 @@
 //!
 //! `inject=N` (DualVisor, `make bench`): first arms N `effects` faults through the lockstep
 //! control sysctl, so the first N calls are each detected, rolled back and re-executed, and
-//! prints the recoveries and their mean latency from the lockstep status afterwards (every
-//! result is still checked). On Xen 4.17 the sysctl sub-op does not exist (`-ENOSYS`): the
-//! loop runs without faults and says so.
+//! prints the recoveries, their mean latency and latency buckets (median, p90, p99, how many
+//! below 20 us) from the lockstep status afterwards (every result is still checked). On Xen
+//! 4.17 the sysctl sub-op does not exist (`-ENOSYS`): the loop runs without faults and says
+//! so.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
+
+use core::fmt;
 
 use guest_rt::lockstep_ctl::{self as ls, LockstepKind, LockstepStatus};
 use guest_rt::start_info::{StartInfo, StartInfoExt};
@@ -135,6 +138,40 @@ fn recoveries(st0: &LockstepStatus, n: u32) {
             "hcloop: {} recoveries, mean recovery latency {} ns",
             recovered, mean
         );
+    }
+    // The loop's own recoveries: the histogram since `st0`.
+    let mut hist = st.recovery_latency_hist;
+    for (h, h0) in hist.iter_mut().zip(st0.recovery_latency_hist) {
+        *h = h.wrapping_sub(h0);
+    }
+    check_eq(
+        "recoveries in the latency histogram",
+        hist.iter().sum::<u64>(),
+        recovered,
+    );
+    let bucket = |num, den| Bucket(ls::latency_quantile_ns(&hist, num, den));
+    if let Some(below) = ls::latency_below_ns(&hist, 20_000) {
+        println!(
+            "hcloop: recovery latency median {}, p90 {}, p99 {}, {} of {} below 20000 ns",
+            bucket(1, 2),
+            bucket(9, 10),
+            bucket(99, 100),
+            below,
+            recovered
+        );
+    }
+}
+
+/// A latency bucket as hcloop prints it: `5000-10000 ns`, `>=50000000 ns` or `none`.
+struct Bucket(Option<(u64, Option<u64>)>);
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((lo, Some(hi))) => write!(f, "{}-{} ns", lo, hi),
+            Some((lo, None)) => write!(f, ">={} ns", lo),
+            None => f.write_str("none"),
+        }
     }
 }
 

@@ -46,7 +46,7 @@ fn main(_si: &StartInfo) {
         }
     };
     show(&st);
-    check_eq("status: layout version", st.version, 1);
+    check_eq("status: layout version", st.version, ls::LOCKSTEP_CTL_VERSION);
     error_checks();
     if st.enabled != ls::LOCKSTEP_MODE_ON {
         skip(format_args!(
@@ -113,6 +113,11 @@ fn show(st: &LockstepStatus) {
             st.recovery_latency_ns_min, mean, st.recovery_latency_ns_max
         ));
     }
+    check_eq(
+        "every recovery in the latency histogram",
+        st.recovery_latency_hist.iter().sum::<u64>(),
+        st.recovered,
+    );
 }
 
 /// One round of guest work whose every result is known: a scalar hypercall and one that
