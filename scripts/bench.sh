@@ -13,11 +13,19 @@
 #      recovery latency of a hypercall, at -smp $BENCH_SMP and -smp 2);
 #      and the bench guest again on Xen and on DualVisor lockstep=off under `-icount shift=0`,
 #      where the TSC counts guest instructions (a load-independent instructions-per-call table);
+#      the guest runs have dom0_max_vcpus=2 (1 under -icount): vCPU 1 stays down while vCPU 0
+#      times the hypercalls and comes up only for the ping-pong after them; one more DualVisor
+#      run at -smp $PAIRS_SMP (two lockstep pairs, so dom0's vCPU 1 runs on pair 1's leader)
+#      is there for the ping-pong only;
 #   4. parses the guest's `BENCH <name> cycles_per_call=<n>` lines (xen_version, evtchn_send,
 #      sched_yield, gnttab_copy — also as MB/s — and mmu_update64, a 64-update batch — also as
-#      updates per second) and prints a table and the
+#      updates per second — and pingpong, one cross-vCPU cache-line round trip) and prints a
+#      table and the
 #      ratios DualVisor-off/Xen, DualVisor-on/Xen and on/off next to the targets of issues 3
-#      and 4 (off <= 1.0x Xen, on <= 3x Xen, recovery <= 20 us under TCG).
+#      and 4 (off <= 1.0x Xen, on <= 3x Xen, recovery <= 20 us under TCG), and the floor the
+#      ping-pong puts under lockstep: a hypercall under lockstep waits for at least one
+#      cross-CPU round trip (leader -> follower -> leader) before the guest resumes, so it
+#      costs at least (Xen's cost + Xen's round trip) / Xen's cost times Xen's.
 #
 # Ratios are printed, never judged: the exit status is 0 unless the script itself cannot run
 # (no QEMU, bad knob values). A run that did not reach the guest's end is reported as such.
@@ -40,6 +48,12 @@ IMAGE="${DUALVISOR_ELF:-$ROOT/build/dualvisor.elf}"
 GUEST="$ROOT/build/guests/bench.elf"
 CONSOLE="console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot"
 NAMES=(xen_version evtchn_send sched_yield gnttab_copy mmu_update64)
+# Not a hypercall: one cross-vCPU cache-line round trip (the lockstep floor), parsed and shown
+# in the cycles table, judged against no target.
+PINGPONG=pingpong
+# DualVisor places all of a domain's vCPUs on one leader CPU per lockstep pair (and on one CPU
+# with lockstep off), so dom0's two vCPUs run at the same time only with two pairs: five CPUs.
+PAIRS_SMP=5
 
 die() {
     echo "bench: $*" >&2
@@ -166,9 +180,9 @@ declare -A CYC=()   # CYC[run:name] = cycles per call
 declare -A WHY=()   # WHY[run:name] = why there is no number
 declare -A RESULT=() # RESULT[run] = what the run ended with
 declare -A KHZ=()   # KHZ[run] = TSC kHz the guest read from vcpu_time_info
-RUNS=(xen off on on2)
+RUNS=(xen off on on2 on5)
 declare -A LABEL=([xen]="Xen 4.17" [off]="DualVisor lockstep=off" [on]="DualVisor lockstep on"
-    [on2]="DualVisor on, -smp 2"
+    [on2]="DualVisor on, -smp 2" [on5]="DualVisor on, -smp $PAIRS_SMP"
     [xen-icount]="Xen 4.17 (-icount)" [off-icount]="DualVisor lockstep=off (-icount)")
 
 # parse_guest RUN: reads the BENCH lines of $LOG_DIR/RUN.log into CYC/WHY/KHZ and RESULT.
@@ -206,17 +220,26 @@ run_guest() {
     echo "bench: ${LABEL[$run]}: ${RESULT[$run]} (log: ${LOG_DIR#"$ROOT"/}/$run.log)"
 }
 
-section "QEMU: bench guest as dom0 (-smp $SMP, dom0_max_vcpus=1)"
+# dom0's vCPUs: two where there are two CPUs for them (the ping-pong's second vCPU, down
+# until the hypercall benches are done), one on a single CPU.
+vcpus() {
+    if (($1 >= 2)); then echo "dom0_max_vcpus=2"; else echo "dom0_max_vcpus=1"; fi
+}
+section "QEMU: bench guest as dom0 (-smp $SMP, $(vcpus "$SMP"), vCPU 1 up only for the ping-pong)"
 if [[ ! -s "$GUEST" ]]; then
     note "no ${GUEST#"$ROOT"/}: the guest runs are skipped (make guests builds it)"
     for run in "${RUNS[@]}"; do RESULT[$run]="not run: no bench guest"; done
 else
-    run_guest xen "$XEN" "$CONSOLE dom0_max_vcpus=1"
-    run_guest off "$IMAGE" "$CONSOLE dom0_max_vcpus=1 lockstep=off"
-    run_guest on "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+    run_guest xen "$XEN" "$CONSOLE $(vcpus "$SMP")"
+    run_guest off "$IMAGE" "$CONSOLE $(vcpus "$SMP") lockstep=off"
+    run_guest on "$IMAGE" "$CONSOLE $(vcpus "$SMP")"
     # Two CPUs: one pair, the leader decides each round itself (no coordinator core to wake).
     SMP_WAS="$SMP" SMP=2
-    run_guest on2 "$IMAGE" "$CONSOLE dom0_max_vcpus=1"
+    run_guest on2 "$IMAGE" "$CONSOLE $(vcpus 2)"
+    # Two pairs: dom0's vCPU 1 on pair 1's leader, so DualVisor's ping-pong crosses CPUs (its
+    # hypercall numbers are not in the table: five vCPU threads share the host's cores).
+    SMP=$PAIRS_SMP
+    run_guest on5 "$IMAGE" "$CONSOLE $(vcpus "$PAIRS_SMP")"
     SMP="$SMP_WAS"
 fi
 
@@ -224,7 +247,8 @@ fi
 # the TSC, advances one nanosecond per guest instruction, so the TSC reads 1 GHz and the
 # guest's "cycles per call" are instructions per call): a count that host load cannot move.
 # Lockstep on is not run this way: its cost is waiting for other vCPUs, which icount's
-# round-robin would not show.
+# round-robin would not show. For the same reason these runs keep one dom0 vCPU: the
+# ping-pong would time the round-robin's switch between vCPU threads, not a round trip.
 section "QEMU: bench guest under -icount shift=0 (instructions per call)"
 if [[ -s "$GUEST" ]]; then
     QEMU_EXTRA=(-icount shift=0)
@@ -305,7 +329,7 @@ for run in "${RUNS[@]}"; do
 done
 echo
 printf '  %-12s %10s %14s %14s %14s\n' hypercall "Xen 4.17" "DV lockstep=off" "DV lockstep on" "DV on -smp 2"
-for n in "${NAMES[@]}"; do
+for n in "${NAMES[@]}" "$PINGPONG"; do
     printf '  %-12s %10s %14s %14s %14s\n' "$n" "$(cell xen "$n")" "$(cell off "$n")" "$(cell on "$n")" "$(cell on2 "$n")"
 done
 
@@ -359,7 +383,7 @@ for run in "${RUNS[@]}"; do
         fi
     done
 done
-for run in off on on2; do
+for run in off on on2 on5; do
     if [[ "${RESULT[$run]}" != "Test result: SUCCESS"* ]]; then
         echo "  NOTE: ${LABEL[$run]} did not run the bench guest to a successful end (${RESULT[$run]});"
         echo "        the PV hypercall paths may not be wired up yet. Last lines of its serial log:"
@@ -367,6 +391,45 @@ for run in off on on2; do
     fi
 done
 ((missing)) && echo "  (ratios need both numbers; 'n/a' where one is missing)"
+
+# The floor: under lockstep a hypercall's guest resumes only after at least one cross-CPU round
+# trip (leader -> follower -> leader), so it costs at least Xen's cost plus the round trip
+# the bench guest's two vCPUs measured on Xen (a cache line bounced with no hypercall).
+section "lockstep floor: cross-vCPU cache-line ping-pong (printed, not judged)"
+# pp_cell RUN -> "N cycles" or "unavailable: why" or "no pingpong line".
+pp_cell() {
+    if [[ -n "${CYC[$1:$PINGPONG]:-}" ]]; then
+        echo "${CYC[$1:$PINGPONG]} cycles per round trip"
+    elif [[ -n "${WHY[$1:$PINGPONG]:-}" ]]; then
+        echo "unavailable: ${WHY[$1:$PINGPONG]}"
+    else
+        echo "no $PINGPONG line (${RESULT[$1]:-not run})"
+    fi
+}
+rt="${CYC[xen:$PINGPONG]:-}" xv="${CYC[xen:xen_version]:-}"
+if [[ -n "$rt" ]]; then
+    echo "  cross-CPU round trip on Xen 4.17 (this QEMU): $rt cycles = $(ratio "$rt" "$xv") Xen's xen_version"
+    for n in "${NAMES[@]}"; do
+        x="${CYC[xen:$n]:-}"
+        if [[ -n "$x" && "$x" != 0 ]]; then
+            floor=$(awk -v x="$x" -v r="$rt" 'BEGIN { printf "%.2fx", (x + r) / x }')
+        else
+            floor="n/a"
+        fi
+        printf '  lockstep-on floor for %-13s >= (Xen %s + round trip)/Xen %s = %s   (measured: on/Xen %s, on -smp 2/Xen %s)\n' \
+            "$n:" "$n" "$n" "$floor" "$(ratio "${CYC[on:$n]:-}" "$x")" "$(ratio "${CYC[on2:$n]:-}" "$x")"
+    done
+else
+    echo "  cross-CPU round trip on Xen 4.17 (this QEMU): $(pp_cell xen); no floor"
+fi
+echo "  DualVisor's ping-pong (no hypercall in a round trip, so lockstep cannot slow it down):"
+for run in off on on2 on5; do
+    c="$(pp_cell "$run")"
+    [[ -n "${CYC[$run:$PINGPONG]:-}" && -n "$rt" ]] && c="$c = $(ratio "${CYC[$run:$PINGPONG]}" "$rt") Xen's"
+    printf '    %-26s %s\n' "${LABEL[$run]}:" "$c"
+done
+echo "  (-icount runs: one dom0 vCPU, no ping-pong: with one host thread QEMU switches vCPUs in"
+echo "   turn, so a round trip there would time that switch, not a cache line.)"
 
 section "lockstep recovery (selftest=lockstep, -smp $SMP)"
 echo "  $SELFTEST_RESULT"

@@ -6,6 +6,7 @@
 pub mod bench_stats;
 pub mod demo_args;
 pub mod pair_guest;
+pub mod pingpong;
 pub mod tinydom;
 
 /// Whether the space-separated `list` (e.g. the XENVER_capabilities string) contains `token`.

@@ -5,6 +5,18 @@
 //! prints one machine-parseable line per hypercall (`BENCH <name> cycles_per_call=<median> ...`,
 //! see `test_guests::bench_stats::BenchLine`) for `scripts/bench.sh`. Every call's result is
 //! checked, so the run ends `Test result: SUCCESS` only if all of them answered as Xen does.
+//!
+//! Then, if the domain has a second vCPU (`dom0_max_vcpus=2`), the cross-CPU floor: vCPU 1,
+//! down until now (so the hypercalls above were timed with one vCPU), is started and bounces
+//! one cache-line-aligned atomic with vCPU 0 (`test_guests::pingpong`: no hypercall in a
+//! round trip), timed the same way and printed as `BENCH pingpong cycles_per_call=<median>
+//! ...`, one call being one round trip. Short untimed probes (up to three of 16 round trips,
+//! as host load can keep a QEMU vCPU thread off its host CPU for a while) first check that
+//! the two vCPUs run at the same time: when they share a physical CPU (DualVisor places a
+//! domain's vCPUs on one leader CPU per lockstep pair, and on one CPU with lockstep off) every
+//! round trip waits for a yield, which times the scheduler, not a cache line, so the line
+//! says `BENCH pingpong unavailable: ...` instead, with the runstates' reason. With one vCPU an `INFO` line says the ping-pong is skipped. vCPU 1 then takes
+//! itself down (`VCPUOP_down`) and the run ends as before.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -14,8 +26,9 @@ use core::fmt;
 use guest_rt::shared_info::SharedInfo;
 use guest_rt::start_info::StartInfo;
 use guest_rt::test::{check, check_eq, info};
-use guest_rt::{cpu, evtchn, println, sched, version, XenResult};
-use test_guests::bench_stats::{per_call, summarize, tsc_khz, BenchLine};
+use guest_rt::{cpu, evtchn, println, sched, smp, vcpu, version, Errno, XenResult};
+use test_guests::bench_stats::{per_call, summarize, tsc_khz, BenchLine, StatsError, Summary};
+use test_guests::pingpong::{NoAnswer, PingPong, Pinger};
 
 guest_rt::entry!(main);
 guest_rt::no_heap!();
@@ -93,6 +106,8 @@ fn main(si: &StartInfo) {
     mmu_update_batch(si);
 
     report_tsc(si);
+
+    pingpong(si);
 }
 
 /// Sets up a grant of one of its pages to itself and times whole-page GNTTABOP_copy from the
@@ -210,7 +225,7 @@ fn mmu_update_batch(si: &StartInfo) {
 fn bench(name: &str, every_call: &str, call: impl Fn() -> XenResult, want: XenResult) {
     let mut wrong = 0u32;
     let mut first_wrong: Option<XenResult> = None;
-    let mut batch = || {
+    time_batches(name, || {
         let t0 = cpu::rdtsc();
         for _ in 0..CALLS {
             let r = call();
@@ -221,7 +236,30 @@ fn bench(name: &str, every_call: &str, call: impl Fn() -> XenResult, want: XenRe
         }
         let t1 = cpu::rdtsc();
         per_call(t0, t1, CALLS)
-    };
+    });
+    if !check(every_call, wrong == 0) {
+        info(format_args!(
+            "{}: {} of {} calls answered otherwise, first {:?}, want {:?}",
+            name,
+            wrong,
+            (BATCHES as u32 + 1) * CALLS,
+            first_wrong,
+            want
+        ));
+    }
+}
+
+/// Runs `batch` (which times `CALLS` calls and returns cycles per call) once to warm up and
+/// then `BATCHES` times, and prints the median as the `BENCH` line of `name` (or why there is
+/// none).
+fn time_batches(name: &str, batch: impl FnMut() -> Result<u64, StatsError>) {
+    print_line(name, median_of_batches(batch));
+}
+
+/// The summary of `BATCHES` runs of `batch` after one warm-up run.
+fn median_of_batches(
+    mut batch: impl FnMut() -> Result<u64, StatsError>,
+) -> Result<Summary, StatsError> {
     let _warm_up = batch();
     let mut per_batch = [0u64; BATCHES];
     let mut bad_batch = None;
@@ -233,20 +271,14 @@ fn bench(name: &str, every_call: &str, call: impl Fn() -> XenResult, want: XenRe
             }
         }
     }
-    if !check(every_call, wrong == 0) {
-        info(format_args!(
-            "{}: {} of {} calls answered otherwise, first {:?}, want {:?}",
-            name,
-            wrong,
-            (BATCHES as u32 + 1) * CALLS,
-            first_wrong,
-            want
-        ));
-    }
-    let summary = match bad_batch {
+    match bad_batch {
         Some(e) => Err(e),
         None => summarize(&mut per_batch),
-    };
+    }
+}
+
+/// Prints the `BENCH` line of `name` for `summary`, or why there is none.
+fn print_line(name: &str, summary: Result<Summary, StatsError>) {
     match summary {
         Ok(summary) => println!(
             "{}",
@@ -261,6 +293,239 @@ fn bench(name: &str, every_call: &str, call: impl Fn() -> XenResult, want: XenRe
             check("every batch timed with a monotonic TSC", false);
             unavailable(name, format_args!("{}", e));
         }
+    }
+}
+
+/// The ping-pong vCPU 0 and vCPU 1 share.
+static PP: PingPong = PingPong::new();
+
+/// Polls of the bounced line before a waiting vCPU yields (a few ms under TCG: far above a
+/// cross-CPU round trip, so two vCPUs that run at the same time never yield, while two that
+/// share a CPU still get to run).
+const SPIN: u32 = 1 << 20;
+/// Yields one round trip may take before vCPU 0 gives up on vCPU 1.
+const MAX_YIELDS: u32 = 100_000;
+/// Untimed round trips that decide whether vCPU 0 and vCPU 1 run at the same time.
+const PROBE: usize = 16;
+/// Probes before vCPU 0 concludes that they do not.
+const PROBES: usize = 3;
+
+/// Yields this vCPU (a waiting side's relax when its spin budget ran out).
+fn yield_vcpu() {
+    let _ = sched::yield_now();
+}
+
+/// vCPU 1: serves the ping-pong until vCPU 0 stops it, then takes itself down.
+fn responder(vcpu: u32) -> ! {
+    PP.serve(SPIN, yield_vcpu);
+    loop {
+        let _ = vcpu::down(vcpu);
+    }
+}
+
+/// The cross-vCPU cache-line ping-pong (see the module documentation), with vCPU 1 started
+/// only now; prints `BENCH pingpong ...`, or an `INFO` line when there is one vCPU.
+fn pingpong(si: &StartInfo) {
+    match vcpu::is_up(1) {
+        Ok(0) => {}
+        Err(Errno::ENOENT) => {
+            info(format_args!(
+                "pingpong skipped: one vCPU (dom0_max_vcpus=1), no second vCPU to bounce a cache line with"
+            ));
+            return;
+        }
+        other => {
+            check_eq("VCPUOP_is_up(1): down until the ping-pong", other, Ok(0));
+            unavailable("pingpong", format_args!("vCPU 1 answered {:?}", other));
+            return;
+        }
+    }
+    let ctx = match smp::build_context(si, 1, responder) {
+        Ok(c) => c,
+        Err(e) => {
+            check_eq("vCPU 1's context", Err::<(), Errno>(e), Ok(()));
+            unavailable("pingpong", format_args!("no context for vCPU 1"));
+            return;
+        }
+    };
+    if !check_eq("VCPUOP_initialise(1)", smp::initialise(1, &ctx), Ok(0))
+        || !check_eq("VCPUOP_up(1)", vcpu::up(1), Ok(0))
+    {
+        unavailable("pingpong", format_args!("vCPU 1 did not come up"));
+        return;
+    }
+    if check(
+        "vCPU 1 starts serving the ping-pong",
+        sched::wait_for(|| PP.ready()),
+    ) {
+        bounce();
+    } else {
+        unavailable("pingpong", format_args!("vCPU 1 never started"));
+    }
+    PP.stop();
+    check(
+        "vCPU 1 leaves the ping-pong and takes itself down (VCPUOP_down)",
+        sched::wait_for(|| PP.stopped() && vcpu::is_up(1) == Ok(0)),
+    );
+    check_eq("vCPU 1 saw every value in order", PP.out_of_order(), 0);
+}
+
+/// What one probe (`PROBE` untimed round trips) saw.
+struct Probe {
+    /// Round trips that had to yield.
+    yielded: usize,
+    /// Median cycles of a round trip.
+    median: u64,
+    /// Microseconds vCPU 1 spent runnable (waiting for a physical CPU) during the probe, when
+    /// the runstate answers.
+    waiting_us: Option<u64>,
+    /// Microseconds the probe took (system time of vCPU 0's runstate), when it answers.
+    elapsed_us: Option<u64>,
+}
+
+impl Probe {
+    /// Whether vCPU 1 spent a quarter of the probe or more runnable, waiting for a CPU (the
+    /// hypervisor runs both vCPUs on one); `None` without runstates.
+    fn vcpu1_waited(&self) -> Option<bool> {
+        Some(self.waiting_us? * 4 >= self.elapsed_us?)
+    }
+}
+
+/// Runs one probe and prints what it saw (each vCPU's runstate over it, the yields).
+fn probe(p: &mut Pinger<'_>, relax: &mut impl FnMut()) -> Result<Probe, NoAnswer> {
+    let mut cycles = [0u64; PROBE];
+    let mut yielded = 0usize;
+    let before = [vcpu::runstate_info(0), vcpu::runstate_info(1)];
+    for slot in cycles.iter_mut() {
+        let t0 = cpu::rdtsc();
+        let y = p.round_trip(SPIN, relax, MAX_YIELDS)?;
+        *slot = cpu::rdtsc().wrapping_sub(t0);
+        yielded += usize::from(y > 0);
+    }
+    let after = [vcpu::runstate_info(0), vcpu::runstate_info(1)];
+    let median = summarize(&mut cycles).map_or(0, |s| s.median);
+    let mut waiting_us = None;
+    let mut elapsed_us = None;
+    for v in 0..2 {
+        if let (Ok(b), Ok(a)) = (&before[v], &after[v]) {
+            let d = |i: usize| a.time[i].saturating_sub(b.time[i]) / 1000;
+            info(format_args!(
+                "pingpong probe: vCPU {} ran {} us, runnable {} us, blocked {} us",
+                v,
+                d(0),
+                d(1),
+                d(2)
+            ));
+            if v == 0 {
+                elapsed_us = Some(
+                    a.time
+                        .iter()
+                        .sum::<u64>()
+                        .saturating_sub(b.time.iter().sum())
+                        / 1000,
+                );
+            } else {
+                waiting_us = Some(d(1));
+            }
+        }
+    }
+    info(format_args!(
+        "pingpong probe: {} of {} round trips had to yield (spin budget {} polls), median {} cycles",
+        yielded, PROBE, SPIN, median
+    ));
+    Ok(Probe {
+        yielded,
+        median,
+        waiting_us,
+        elapsed_us,
+    })
+}
+
+/// Probes (up to `PROBES` times, as host load can keep a vCPU thread off its host CPU for a
+/// while) whether vCPU 0 and vCPU 1 run at the same time and, if they do, times the round
+/// trips; otherwise says why there is no number.
+fn bounce() {
+    let mut p = Pinger::new(&PP);
+    let mut relax = yield_vcpu;
+    let mut last = None;
+    for _ in 0..PROBES {
+        match probe(&mut p, &mut relax) {
+            Ok(pr) if pr.yielded * 4 <= PROBE => {
+                last = None;
+                break;
+            }
+            Ok(pr) => {
+                // The hypervisor keeps vCPU 1 waiting for vCPU 0's CPU: probing again
+                // cannot change that.
+                let shared = pr.vcpu1_waited() == Some(true);
+                last = Some(pr);
+                if shared {
+                    break;
+                }
+            }
+            Err(e) => {
+                check("vCPU 1 answers every probe round trip", false);
+                unavailable(
+                    "pingpong",
+                    format_args!("vCPU 1 stopped answering: {:?}", e),
+                );
+                return;
+            }
+        }
+    }
+    if let Some(pr) = last {
+        let why = match pr.vcpu1_waited() {
+            Some(true) => "the hypervisor runs both on one physical CPU (vCPU 1 waited runnable)",
+            Some(false) => {
+                "the host did not run their QEMU threads at the same time (neither waited \
+                 runnable in the hypervisor: host load?)"
+            }
+            None => "the runstates do not say why",
+        };
+        unavailable(
+            "pingpong",
+            format_args!(
+                "vCPU 0 and vCPU 1 do not run at the same time: {}; {} of {} probe round trips \
+                 had to yield, median {} cycles each",
+                why, pr.yielded, PROBE, pr.median
+            ),
+        );
+        return;
+    }
+    let mut yields = 0u64;
+    let mut lost = None;
+    let served_before = PP.responder_relaxes();
+    let summary = median_of_batches(|| {
+        let t0 = cpu::rdtsc();
+        for _ in 0..CALLS {
+            if lost.is_some() {
+                break;
+            }
+            match p.round_trip(SPIN, &mut relax, MAX_YIELDS) {
+                Ok(y) => yields += u64::from(y),
+                Err(e) => lost = Some(e),
+            }
+        }
+        let t1 = cpu::rdtsc();
+        per_call(t0, t1, CALLS)
+    });
+    let served = PP.responder_relaxes() - served_before;
+    if check_eq("vCPU 1 answers every timed round trip", lost, None) {
+        print_line("pingpong", summary);
+    } else {
+        unavailable(
+            "pingpong",
+            format_args!("vCPU 1 stopped answering: {:?}", lost),
+        );
+    }
+    if yields > 0 || served > 0 {
+        info(format_args!(
+            "pingpong: vCPU 0 yielded {} times, vCPU 1 {} times in {} round trips (a vCPU \
+             thread the host kept off its CPU for longer than the spin budget)",
+            yields,
+            served,
+            (BATCHES as u32 + 1) * CALLS
+        ));
     }
 }
 
