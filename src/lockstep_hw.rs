@@ -682,10 +682,17 @@ impl Backend {
         match self {
             Backend::Local(e) => {
                 e.set_lockstep(true);
-                xprintln!(
-                    "lockstep: on (runtime): both replicas on CPU{} (no partner CPU), replicas re-synchronised",
-                    cpu_of(Role::Leader).unwrap_or(0)
-                );
+                match topology().map(|t| t.guest_cpus()) {
+                    Some(cpus) if cpus.len() > 1 => xprintln!(
+                        "lockstep: on (runtime): both replicas on the CPU of each transaction (CPU{}-CPU{}, no partner CPU), replicas re-synchronised",
+                        cpus[0],
+                        cpus[cpus.len() - 1]
+                    ),
+                    _ => xprintln!(
+                        "lockstep: on (runtime): both replicas on CPU{} (no partner CPU), replicas re-synchronised",
+                        cpu_of(Role::Leader).unwrap_or(0)
+                    ),
+                }
             }
             Backend::Pairs(p) => match p.switch_on() {
                 Ok(d) => xprintln!(
@@ -771,7 +778,11 @@ impl Backend {
             return s;
         }
         match TOPOLOGY.get() {
-            Some(Topology::Single { cpu, .. }) => role(*cpu, ctl::LOCKSTEP_ROLE_LEADER),
+            Some(t @ Topology::Single { .. }) => {
+                for cpu in t.guest_cpus() {
+                    role(cpu, ctl::LOCKSTEP_ROLE_LEADER);
+                }
+            }
             Some(Topology::Pair {
                 leader,
                 follower,

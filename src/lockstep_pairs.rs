@@ -84,13 +84,20 @@ fn cpus() -> Vec<(usize, usize)> {
     crate::lockstep_hw::topology().map_or_else(Vec::new, |t| t.pairs())
 }
 
-/// The leader CPUs in service (the CPUs that run guest vCPUs).
+/// The leader CPUs in service (the CPUs that run guest vCPUs: every pair's leader, or
+/// every CPU with lockstep off).
 pub fn leader_cpus() -> Vec<usize> {
-    cpus()
+    crate::lockstep_hw::topology()
+        .map_or_else(Vec::new, |t| t.guest_cpus())
         .into_iter()
-        .map(|(l, _)| l)
         .filter(|&l| !leader_out(l))
         .collect()
+}
+
+/// Whether more than one CPU runs guest vCPUs (several pairs, or lockstep off on several
+/// CPUs): vCPUs are then placed on CPUs, and other CPUs are kicked, flushed and waited for.
+pub fn several_leaders() -> bool {
+    crate::lockstep_hw::topology().is_some_and(|t| t.guest_cpus().len() > 1)
 }
 
 /// Whether leader CPU `cpu` was taken out of service as the suspect.

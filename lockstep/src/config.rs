@@ -26,8 +26,8 @@ pub struct Config {
     pub input_capacity: usize,
     /// Spare cores the embedder offers to replace a core taken out of service.
     pub spares: u32,
-    /// Verify per-object checksums (and repair) of both replicas before a retry. On a pair
-    /// the first re-execution of a transaction runs without it: a transient fault (register,
+    /// Verify per-object checksums (and repair) of both replicas before a retry. The first
+    /// re-execution of a transaction runs without it (on a pair and on one core alike): a transient fault (register,
     /// effects, digest, mailbox, hang) is gone after one rollback, and a whole-replica scrub
     /// (milliseconds for a replica of megabytes) would dominate the recovery latency and, run
     /// concurrently on two cores, eat into the next round's deadline. A fault that survives

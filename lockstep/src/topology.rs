@@ -1,6 +1,7 @@
 //! CPU roles from the number of CPUs at boot: CPU0 coordinates, then leader/follower pairs
 //! (CPU1/CPU2, CPU3/CPU4, ...), the odd CPU left over a spare. With two CPUs the leader
-//! coordinates itself; with one, or with lockstep off, every transaction runs once.
+//! coordinates itself; with one, or with lockstep off, every transaction runs once (with
+//! lockstep off on every CPU: each runs guests, as Xen's CPUs do).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -8,12 +9,15 @@ use core::fmt;
 /// Who does what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Topology {
-    /// One execution per transaction on `cpu` (lockstep off, or no partner CPU).
+    /// One execution per transaction (lockstep off, or no partner CPU), on the CPU that
+    /// runs the guest exit: CPUs `cpu..cpu + guests` run guests.
     Single {
-        /// The CPU that runs guests.
+        /// The first CPU that runs guests (dom0's boot vCPU).
         cpu: usize,
         /// Why: "lockstep=off" or "one CPU".
         reason: &'static str,
+        /// How many CPUs run guests (at least 1): every online CPU with lockstep off.
+        guests: usize,
     },
     /// One or more lockstep pairs (pair 0 here, the others in `more`).
     Pair {
@@ -37,12 +41,14 @@ impl Topology {
             return Topology::Single {
                 cpu: 0,
                 reason: "lockstep=off",
+                guests: ncpus.max(1),
             };
         }
         match ncpus {
             0 | 1 => Topology::Single {
                 cpu: 0,
                 reason: "one CPU",
+                guests: 1,
             },
             2 => Topology::Pair {
                 leader: 0,
@@ -85,14 +91,22 @@ impl Topology {
         self.pairs().iter().position(|&(l, _)| l == cpu)
     }
 
-    /// The CPU that runs guest vCPU `vcpu`: the leader of pair `vcpu % pairs` (spread over
-    /// the leaders), or the single CPU.
-    pub fn guest_cpu_of(&self, vcpu: usize) -> usize {
-        let pairs = self.pairs();
-        match pairs.get(vcpu % pairs.len().max(1)) {
-            Some(&(l, _)) => l,
-            None => self.guest_cpu(),
+    /// The CPUs that run guest vCPUs: every pair's leader, or the CPUs of a single
+    /// execution (all of them with lockstep off).
+    pub fn guest_cpus(&self) -> Vec<usize> {
+        match self {
+            Topology::Single { cpu, guests, .. } => (*cpu..*cpu + (*guests).max(1)).collect(),
+            Topology::Pair { .. } => self.pairs().into_iter().map(|(l, _)| l).collect(),
         }
+    }
+
+    /// The CPU that runs guest vCPU `vcpu` first: guest CPU `vcpu % guest CPUs` (spread
+    /// over them, as Xen places dom0's vCPU i on CPU i).
+    pub fn guest_cpu_of(&self, vcpu: usize) -> usize {
+        let cpus = self.guest_cpus();
+        cpus.get(vcpu % cpus.len().max(1))
+            .copied()
+            .unwrap_or_else(|| self.guest_cpu())
     }
 
     /// The CPU that runs guest vCPUs.
@@ -107,7 +121,16 @@ impl Topology {
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Topology::Single { cpu, reason } => {
+            Topology::Single {
+                cpu,
+                reason,
+                guests,
+            } if *guests > 1 => write!(
+                f,
+                "off ({reason}): single execution, guests on CPU{cpu}-CPU{}, no redundancy",
+                cpu + guests - 1
+            ),
+            Topology::Single { cpu, reason, .. } => {
                 write!(
                     f,
                     "off ({reason}): single execution on CPU{cpu}, no redundancy"
@@ -177,6 +200,10 @@ mod tests {
         );
         assert_eq!(
             Topology::assign(5, false).to_string(),
+            "off (lockstep=off): single execution, guests on CPU0-CPU4, no redundancy"
+        );
+        assert_eq!(
+            Topology::assign(1, false).to_string(),
             "off (lockstep=off): single execution on CPU0, no redundancy"
         );
     }
@@ -224,5 +251,21 @@ mod tests {
         );
         assert_eq!(Topology::assign(4, true).guest_cpu_of(1), 1);
         assert_eq!(Topology::assign(1, true).guest_cpu_of(3), 0);
+        assert_eq!(t.guest_cpus(), alloc::vec![1, 3]);
+        assert_eq!(Topology::assign(3, true).guest_cpus(), alloc::vec![1]);
+        assert_eq!(Topology::assign(1, true).guest_cpus(), alloc::vec![0]);
+    }
+
+    #[test]
+    fn lockstep_off_runs_guests_on_every_cpu() {
+        let t = Topology::assign(3, false);
+        assert_eq!(t.guest_cpus(), alloc::vec![0, 1, 2]);
+        assert!(t.pairs().is_empty(), "no pair, no follower");
+        assert_eq!(
+            (0..4).map(|v| t.guest_cpu_of(v)).collect::<Vec<_>>(),
+            alloc::vec![0, 1, 2, 0]
+        );
+        assert_eq!(t.guest_cpu(), 0, "dom0's boot vCPU on CPU0");
+        assert_eq!(Topology::assign(0, false).guest_cpus(), alloc::vec![0]);
     }
 }

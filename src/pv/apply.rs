@@ -63,7 +63,8 @@ pub(crate) fn apply_all(
 ) {
     // Most hypercalls commit just their return value: set here, without the call into the
     // whole dispatch (a large frame to set up for one register write).
-    if let ([Effect::Return(v)], Some((f, _)), false) = (effects, &mut live, rt.cross_cpu) {
+    let settled = !(rt.cross_cpu && rt.unsettled);
+    if let ([Effect::Return(v)], Some((f, _)), true) = (effects, &mut live, settled) {
         f.rax = *v as u64;
         return;
     }
@@ -145,6 +146,7 @@ fn apply_each(
             Effect::DomainDestroyed { dom } => {
                 rt.vcpus.retain(|k, _| k.0 != *dom);
                 rt.drop_loaded_selectors(|k| k.0 == *dom);
+                rt.unsettled = true;
                 for slot in rt.running.iter_mut() {
                     if slot.is_some_and(|k| k.0 == *dom) {
                         *slot = None;
@@ -168,13 +170,23 @@ fn apply_each(
 /// longer gives it (taken off by these effects or by earlier ones it has not answered yet)
 /// is asked to leave it; the exit path waits for the answers once the runtime lock is
 /// released, and frames these effects released wait for them too.
-fn ask_departures(rt: &Runtime, after: &mut After) {
+///
+/// Nothing to look at unless a `running` slot changed since the last check found every
+/// other CPU holding what it was given (`Runtime::unsettled`): most transactions change no
+/// slot, and the scan of every CPU cost ~200 instructions per hypercall.
+fn ask_departures(rt: &mut Runtime, after: &mut After) {
+    if !rt.unsettled {
+        return;
+    }
     let me = crate::lockstep_spare::logical_cpu();
+    let mut unsettled = false;
     for cpu in 0..rt.on_cpu.len() {
         let held = rt.on_cpu[cpu];
         if cpu == me || held.is_none() || held == rt.running[cpu] {
             continue;
         }
+        // Until it has left that vCPU (its exit sets `on_cpu`), later checks look again.
+        unsettled = true;
         if after.departures.iter().any(|&(c, _)| c == cpu) {
             // Asked already in this exit: that answer covers this change too.
             continue;
@@ -184,6 +196,7 @@ fn ask_departures(rt: &Runtime, after: &mut After) {
             arch::smp::kick(crate::lockstep_spare::physical_cpu(cpu));
         }
     }
+    rt.unsettled = unsettled;
 }
 
 fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
@@ -191,6 +204,7 @@ fn apply_sched(rt: &mut Runtime, s: &SchedEffect) {
         SchedEffect::RunVcpu { pcpu, vcpu } => {
             if let Some(slot) = rt.running.get_mut(*pcpu as usize) {
                 *slot = *vcpu;
+                rt.unsettled = true;
             }
             if rt.cross_cpu && *pcpu as usize != crate::lockstep_spare::logical_cpu() {
                 // Another leader CPU: it picks its new vCPU up from its idle loop or its
@@ -322,7 +336,7 @@ fn apply_fifo(
 }
 
 fn apply_mm(m: &MmEffect, after: &mut After) {
-    if matches!(m, MmEffect::FlushTlb { .. }) && crate::lockstep_pairs::several() {
+    if matches!(m, MmEffect::FlushTlb { .. }) && crate::lockstep_pairs::several_leaders() {
         // Other leader CPUs may run vCPUs of the same guest on the same page tables.
         after.remote_flush = true;
     }

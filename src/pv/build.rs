@@ -161,10 +161,11 @@ fn initial_state(
         }
         let mut s = Sched::at_tsc(s.state, s.j, tsc);
         xen_core::sched::add_pcpu(&mut s, leader);
-        // Several lockstep pairs: every leader CPU has a run queue, and dom0's vCPU i is
-        // placed on the leader of pair i % pairs (before it is first woken).
-        if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.pairs().len() > 1) {
-            for (l, _) in t.pairs() {
+        // Several CPUs run guests (several lockstep pairs, or lockstep off): each has a run
+        // queue, and dom0's vCPU i is placed on guest CPU i % CPUs (before it is first
+        // woken), as Xen places dom0's vCPU i on CPU i.
+        if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.guest_cpus().len() > 1) {
+            for l in t.guest_cpus() {
                 xen_core::sched::add_pcpu(&mut s, l as u32);
             }
             for i in 0..p.nr_vcpus {
@@ -241,7 +242,8 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
         vcpus,
         running: [None; MAX_CPUS],
         on_cpu: [None; MAX_CPUS],
-        cross_cpu: crate::lockstep_pairs::several(),
+        cross_cpu: crate::lockstep_pairs::several_leaders(),
+        unsettled: false,
         selectors_of: [None; MAX_CPUS],
         xstate_dirty: [false; MAX_CPUS],
         svm: arch::cpu::has_svm(),
@@ -270,12 +272,16 @@ pub fn start_dom0(p: &Dom0Params<'_>) -> Result<core::convert::Infallible, Build
     super::console::route_input(leader);
     arch::guest::set_exit_hook(super::guest_exit);
     *RUNTIME.lock() = Some(rt);
-    if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.pairs().len() > 1) {
-        for (i, (l, _)) in t.pairs().into_iter().enumerate().skip(1) {
-            // Each further leader runs its own run queue (idle until a vCPU is placed there).
+    if let Some(t) = crate::lockstep_hw::topology().filter(|t| t.guest_cpus().len() > 1) {
+        for l in t.guest_cpus().into_iter().filter(|&l| l != leader) {
+            // Each further guest CPU runs its own run queue (idle until a vCPU is placed
+            // there).
             arch::smp::assign(l, super::enter_current);
             for v in (0..p.nr_vcpus).filter(|&v| t.guest_cpu_of(v as usize) == l) {
-                xprintln!("dom0: vCPU{} runs on CPU{} (leader of pair {})", v, l, i);
+                match t.pair_led_by(l) {
+                    Some(i) => xprintln!("dom0: vCPU{} runs on CPU{} (leader of pair {})", v, l, i),
+                    None => xprintln!("dom0: vCPU{} runs on CPU{}", v, l),
+                }
             }
         }
     }

@@ -65,9 +65,14 @@ pub(crate) struct Runtime {
     /// another runs (`running`) while that one is in its guest; it is kicked, and its exit
     /// path switches from this vCPU to the new one.
     on_cpu: [Option<VcpuKey>; MAX_CPUS],
-    /// Several leader CPUs run guests (several lockstep pairs): an interrupt exit also
-    /// delivers a pending event and picks up a vCPU switch decided on another CPU.
+    /// Several leader CPUs run guests (several lockstep pairs, or lockstep off on several
+    /// CPUs): an interrupt exit also delivers a pending event and picks up a vCPU switch
+    /// decided on another CPU.
     cross_cpu: bool,
+    /// Some CPU's `running` slot changed since every other CPU last held what it was given
+    /// (`on_cpu`): the committed effects' descheduling check (`apply::ask_departures`) has
+    /// CPUs to look at. Cleared by that check once none is left.
+    unsettled: bool,
     /// The vCPU whose data selectors each CPU's segment registers hold (Xen's lazy
     /// `curr_vcpu`: a vCPU resumed after idling on its CPU needs no reload).
     selectors_of: [Option<VcpuKey>; MAX_CPUS],

@@ -206,6 +206,7 @@ pub(super) fn take_over_into(rt: &mut Runtime, me: usize, after: &mut After) -> 
     // Nothing of the parked CPU's is held anywhere any more: the registers, selectors and
     // extended state of the vCPU it ran were saved as it stepped down.
     rt.on_cpu[cpu] = None;
+    rt.unsettled = true;
     rt.resumed[cpu] = None;
     rt.selectors_of[cpu] = None;
     rt.xstate_dirty[cpu] = false;
@@ -224,6 +225,7 @@ pub(super) fn take_over_into(rt: &mut Runtime, me: usize, after: &mut After) -> 
     );
     after.merge(transact(rt, &retire, 0, None));
     rt.running[cpu] = None;
+    rt.unsettled = true;
     rt.deadline[cpu] = None;
     // Those effects may have loaded another vCPU's state into this CPU (a GDT, CR0.TS): the
     // vCPU this CPU runs is loaded again in full before it resumes.

@@ -314,6 +314,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.extend(crate::two_pairs::lockpairs_smp6(p, &guests));
     v.extend(crate::two_pairs::lockleader_rerouted(p, &guests));
     v.extend(crate::recovery::hcloop_inject(p, &guests));
+    v.extend(crate::lockstep_off::lockstep_off_guests(p, &guests));
     v.push(crate::dom0::dom0_shell_xen(p));
     v.push(crate::dom0::dom0_shell(p));
     v.push(crate::dom0::dom0_xl_xen(p));
@@ -323,6 +324,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.push(crate::dom0_spare::dom0_lockstep_promote(p, false));
     v.push(crate::two_pairs::dom0_two_pairs(p));
     v.push(crate::two_pairs::dom0_spare_smp6(p));
+    v.push(crate::lockstep_off::dom0_lockstep_off(p));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v.extend(crate::linux_dom0::linux_dom0(p));
     v

@@ -10,6 +10,7 @@ pub mod dom0_spare;
 pub mod execute;
 pub mod exit;
 pub mod linux_dom0;
+pub mod lockstep_off;
 pub mod monitor;
 pub mod oracle;
 pub mod pattern;

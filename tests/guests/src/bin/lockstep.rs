@@ -46,7 +46,11 @@ fn main(_si: &StartInfo) {
         }
     };
     show(&st);
-    check_eq("status: layout version", st.version, ls::LOCKSTEP_CTL_VERSION);
+    check_eq(
+        "status: layout version",
+        st.version,
+        ls::LOCKSTEP_CTL_VERSION,
+    );
     error_checks();
     if st.enabled != ls::LOCKSTEP_MODE_ON {
         skip(format_args!(
