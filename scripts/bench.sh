@@ -475,9 +475,22 @@ for smp in "${RECOVERY_SMPS[@]}"; do
         h="${RECOVERY_HIST[$smp]:-}"
         if [[ "$h" =~ median\ ([0-9]+)-([0-9]+)\ ns,\ p90\ ([^,]+),\ p99\ ([^,]+),\ ([0-9]+)\ of\ ([0-9]+)\ below ]]; then
             awk -v lo="${BASH_REMATCH[1]}" -v hi="${BASH_REMATCH[2]}" -v p90="${BASH_REMATCH[3]}" \
-                -v p99="${BASH_REMATCH[4]}" -v below="${BASH_REMATCH[5]}" -v all="${BASH_REMATCH[6]}" 'BEGIN {
+                -v p99="${BASH_REMATCH[4]}" -v below="${BASH_REMATCH[5]}" -v all="${BASH_REMATCH[6]}" '
+            # "A-B ns" as "a-b us", ">=A ns" as ">=a us".
+            function us(b,   m) {
+                if (match(b, /^[0-9]+-[0-9]+ ns$/)) {
+                    split(b, m, /[- ]/)
+                    return sprintf("%g-%g us", m[1] / 1000, m[2] / 1000)
+                }
+                if (match(b, /^>=[0-9]+ ns$/)) {
+                    split(substr(b, 3), m, / /)
+                    return sprintf(">=%g us", m[1] / 1000)
+                }
+                return b
+            }
+            BEGIN {
                 printf "           median %g-%g us, p90 %s, p99 %s; %.1f%% below 20 us   median: %s\n",
-                    lo / 1000, hi / 1000, p90, p99, (all ? 100 * below / all : 0),
+                    lo / 1000, hi / 1000, us(p90), us(p99), (all ? 100 * below / all : 0),
                     (hi <= 20000 ? "meets" : "above")
             }'
         elif [[ -n "$h" ]]; then

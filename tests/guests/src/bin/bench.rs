@@ -12,11 +12,12 @@
 //! round trip), timed the same way and printed as `BENCH pingpong cycles_per_call=<median>
 //! ...`, one call being one round trip. Short untimed probes (up to three of 16 round trips,
 //! as host load can keep a QEMU vCPU thread off its host CPU for a while) first check that
-//! the two vCPUs run at the same time: when they share a physical CPU (DualVisor places a
-//! domain's vCPUs on one leader CPU per lockstep pair, and on one CPU with lockstep off) every
-//! round trip waits for a yield, which times the scheduler, not a cache line, so the line
-//! says `BENCH pingpong unavailable: ...` instead, with the runstates' reason. With one vCPU an `INFO` line says the ping-pong is skipped. vCPU 1 then takes
-//! itself down (`VCPUOP_down`) and the run ends as before.
+//! the two vCPUs run at the same time: when they share a physical CPU (DualVisor with
+//! lockstep on places a domain's vCPUs on the leader CPUs, one per pair) every round trip
+//! waits for a yield, which times the scheduler, not a cache line, so the line says
+//! `BENCH pingpong unavailable: ...` instead, with the runstates' reason. With one vCPU an
+//! `INFO` line says the ping-pong is skipped. vCPU 1 then takes itself down (`VCPUOP_down`)
+//! and the run ends as before.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
