@@ -325,6 +325,7 @@ pub fn static_scenarios(p: &Paths) -> Vec<Planned> {
     v.push(crate::two_pairs::dom0_two_pairs(p));
     v.push(crate::two_pairs::dom0_spare_smp6(p));
     v.push(crate::lockstep_off::dom0_lockstep_off(p));
+    v.push(crate::lockstep_off::dom0_xl_off(p));
     v.extend(crate::console_scenarios::console_scenarios(p, &guests));
     v.extend(crate::linux_dom0::linux_dom0(p));
     v

@@ -441,7 +441,13 @@ pub(crate) fn add_steps(mut sc: Script, steps: Vec<(Vec<u8>, Vec<Says>)>) -> Scr
 /// How long `xl create` and `xl shutdown -w` may take to return to the prompt.
 const SLOW_STEP: Duration = Duration::from_secs(180);
 
-fn lifecycle(p: &Paths, name: &str, kernel: &Path, smp: u32, dualvisor: bool) -> Scenario {
+pub(crate) fn lifecycle(
+    p: &Paths,
+    name: &str,
+    kernel: &Path,
+    smp: u32,
+    dualvisor: bool,
+) -> Scenario {
     let timeout = Duration::from_secs(if dualvisor { 900 } else { 300 });
     real_initrd(p, name, kernel, smp, lifecycle_session(dualvisor), timeout)
 }

@@ -2,12 +2,14 @@
 //! oracle's Xen 4.17 configuration): every CPU runs guests, as Xen's do, so dom0's vCPU 1
 //! runs on CPU1 next to vCPU 0 on CPU0, and the guest's events, timers, `VCPUOP_up` and
 //! domUs cross between two CPUs whose transactions run once each. The guests must pass
-//! exactly as on Xen 4.17 (their oracle runs are `xen-oracle-<guest>`).
+//! exactly as on Xen 4.17 (their oracle runs are `xen-oracle-<guest>`). `dom0-lockstep-off`
+//! is an administrator's session in that mode (`xl lockstep on` included), `dom0-xl-off` the
+//! domain life cycle `dom0-xl-xen` runs on Xen 4.17.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dom0::{real_initrd, steps_script, typed, Says};
+use crate::dom0::{lifecycle, real_initrd, steps_script, typed, Says};
 use crate::dom0_spare::{inject_effects, line, role};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
@@ -131,6 +133,19 @@ pub fn dom0_lockstep_off(p: &Paths) -> Planned {
         steps_script(off_steps()),
         Duration::from_secs(600),
     );
+    if let Boot::Kernel { append, .. } = &mut s.qemu.boot {
+        append.push_str(" lockstep=off");
+    }
+    s.expect.expect.push(Pattern::contains(OFF_LINE));
+    s.needs.push((p.image.clone(), "make image"));
+    Planned::Run(Box::new(s))
+}
+
+/// `dom0-xl-off`: the domain life cycle session `dom0-xl-xen` runs on Xen 4.17 (no lockstep
+/// steps), on DualVisor with lockstep off on Xen's two CPUs, where dom0 and the domUs spread
+/// over both.
+pub fn dom0_xl_off(p: &Paths) -> Planned {
+    let mut s = lifecycle(p, "dom0-xl-off", &p.image, 2, false);
     if let Boot::Kernel { append, .. } = &mut s.qemu.boot {
         append.push_str(" lockstep=off");
     }
