@@ -1,7 +1,10 @@
 //! `linux-dom0`: Debian's Linux 6.1 (`build/linux/vmlinux`, from `make linux`) booted as a PV
 //! dom0 with no root device, on real Xen 4.17 (`xen-oracle-linux-dom0`) and on DualVisor
 //! (`dualvisor-linux-dom0`): both must bring Linux to the same end, its root-mount panic,
-//! reported by the hypervisor as a crashed dom0.
+//! reported by the hypervisor as a crashed dom0. The `-smp2` pair boots it with two vCPUs on
+//! two CPUs (`xen-oracle-linux-dom0-smp2`, and `dualvisor-linux-dom0-smp2-off` with
+//! `lockstep=off`, where every CPU runs guests): Linux brings its second CPU up
+//! (`VCPUOP_initialise`, IPIs over event channels) and ends the same way.
 
 use std::time::Duration;
 
@@ -48,7 +51,52 @@ pub fn linux_dom0(p: &Paths) -> Vec<Planned> {
         },
         None => Planned::Run(Box::new(scenario(p, false))),
     };
-    vec![xen, ours]
+    let mut v = vec![xen, ours];
+    // The same with two vCPUs on two CPUs, skipped for the same reasons.
+    v.extend([&v[0], &v[1]].map(|planned| match planned {
+        Planned::Skip { name, reason } => Planned::Skip {
+            name: smp2_name(name),
+            reason: reason.clone(),
+        },
+        Planned::Run(s) => Planned::Run(Box::new(smp2(p, s.name.starts_with("xen")))),
+    }));
+    v
+}
+
+/// The name of a scenario's two-vCPU variant.
+fn smp2_name(name: &str) -> String {
+    if name.starts_with("xen") {
+        format!("{name}-smp2")
+    } else {
+        format!("{name}-smp2-off")
+    }
+}
+
+/// Linux with two vCPUs on two CPUs (`dom0_max_vcpus=2`, `-smp 2`), on Xen or on DualVisor
+/// with lockstep off (every CPU runs guests, vCPU 1 on CPU1): its second CPU comes up.
+fn smp2(p: &Paths, on_xen: bool) -> Scenario {
+    let mut s = scenario(p, on_xen);
+    s.name = smp2_name(&s.name);
+    s.qemu.smp = 2;
+    if let crate::qemu::Boot::Kernel { append, .. } = &mut s.qemu.boot {
+        *append = append.replace("dom0_max_vcpus=1", "dom0_max_vcpus=2");
+        if !on_xen {
+            append.push_str(" lockstep=off");
+        }
+    }
+    s.expect
+        .expect
+        .retain(|m| !m.matches("(XEN) lockstep: pair 0 leader CPU1 follower CPU2"));
+    if !on_xen {
+        s.expect.expect.extend([
+            Pattern::contains(crate::lockstep_off::OFF_LINE),
+            Pattern::contains("(XEN) lockstep: CPU1 enters d0v1"),
+        ]);
+    }
+    s.expect
+        .expect
+        .push(Pattern::contains("smp: Brought up 1 node, 2 CPUs"));
+    s
 }
 
 /// One boot of Linux as dom0 on Xen (`on_xen`) or on DualVisor (a lockstep pair, `-smp 3`;
@@ -112,7 +160,7 @@ mod tests {
     fn skipped_without_the_kernel_and_the_oracle_without_xen() {
         let p = Paths::new("/nonexistent-repo");
         let v = linux_dom0(&p);
-        assert_eq!(v.len(), 2);
+        assert_eq!(v.len(), 4);
         for s in &v {
             match s {
                 Planned::Skip { reason, .. } => assert!(reason.contains("make linux"), "{reason}"),
@@ -121,6 +169,37 @@ mod tests {
         }
         assert_eq!(v[0].name(), "xen-oracle-linux-dom0");
         assert_eq!(v[1].name(), "dualvisor-linux-dom0");
+        assert_eq!(v[2].name(), "xen-oracle-linux-dom0-smp2");
+        assert_eq!(v[3].name(), "dualvisor-linux-dom0-smp2-off");
+    }
+
+    #[test]
+    fn the_smp2_pair_boots_two_vcpus_on_two_cpus() {
+        let p = Paths::new("/repo");
+        let (x, d) = (smp2(&p, true), smp2(&p, false));
+        assert_eq!((x.qemu.smp, d.qemu.smp), (2, 2));
+        let append = |s: &Scenario| match &s.qemu.boot {
+            crate::qemu::Boot::Kernel { append, .. } => append.clone(),
+            _ => panic!("not a -kernel boot"),
+        };
+        assert!(append(&x).contains("dom0_max_vcpus=2 dom0_mem=512M"));
+        assert!(!append(&x).contains("lockstep"));
+        assert!(append(&d).ends_with("dom0_mem=512M lockstep=off"));
+        for s in [&x, &d] {
+            assert!(s
+                .expect
+                .expect
+                .iter()
+                .any(|m| m.matches("[    2.88] smp: Brought up 1 node, 2 CPUs")));
+        }
+        assert!(d
+            .expect
+            .expect
+            .iter()
+            .any(|m| m.matches(crate::lockstep_off::OFF_LINE)));
+        assert!(!d.expect.expect.iter().any(
+            |m| m.matches("(XEN) lockstep: pair 0 leader CPU1 follower CPU2, coordinator CPU0")
+        ));
     }
 
     #[test]
