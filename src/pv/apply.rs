@@ -155,7 +155,7 @@ fn apply_each(
             }
             Effect::Sched(s) => apply_sched(rt, s),
             Effect::Evtchn(ev) => apply_evtchn(rt, ev),
-            Effect::Mm(m) => apply_mm(m, after),
+            Effect::Mm(m) => apply_mm(m, rt.cross_cpu, after),
             Effect::Pv(p) => apply_pv(rt, p),
             Effect::Lockstep(op) => rt.backend.control(op),
             Effect::Gsi(g) => super::irq::apply(g),
@@ -335,8 +335,9 @@ fn apply_fifo(
     }
 }
 
-fn apply_mm(m: &MmEffect, after: &mut After) {
-    if matches!(m, MmEffect::FlushTlb { .. }) && crate::lockstep_pairs::several_leaders() {
+/// `cross_cpu`: several CPUs run guests ([`super::Runtime`]'s `cross_cpu`).
+fn apply_mm(m: &MmEffect, cross_cpu: bool, after: &mut After) {
+    if matches!(m, MmEffect::FlushTlb { .. }) && cross_cpu {
         // Other leader CPUs may run vCPUs of the same guest on the same page tables.
         after.remote_flush = true;
     }

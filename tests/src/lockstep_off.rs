@@ -14,7 +14,7 @@ use crate::dom0_spare::{inject_effects, line, role};
 use crate::oracle::dualvisor_guest;
 use crate::pattern::Pattern;
 use crate::qemu::Boot;
-use crate::scenario::{Paths, Planned};
+use crate::scenario::{Paths, Planned, Scenario};
 use crate::two_pairs::stem;
 
 /// The roles line of lockstep off on two CPUs.
@@ -125,14 +125,21 @@ pub(crate) fn off_steps() -> Vec<(Vec<u8>, Vec<Says>)> {
 
 /// `dom0-lockstep-off` (DualVisor, `-smp 2`, `lockstep=off`).
 pub fn dom0_lockstep_off(p: &Paths) -> Planned {
-    let mut s = real_initrd(
+    off_session(
         p,
-        "dom0-lockstep-off",
-        &p.image,
-        2,
-        steps_script(off_steps()),
-        Duration::from_secs(600),
-    );
+        real_initrd(
+            p,
+            "dom0-lockstep-off",
+            &p.image,
+            2,
+            steps_script(off_steps()),
+            Duration::from_secs(600),
+        ),
+    )
+}
+
+/// A dom0 session on DualVisor `s`, booted with lockstep off.
+fn off_session(p: &Paths, mut s: Scenario) -> Planned {
     if let Boot::Kernel { append, .. } = &mut s.qemu.boot {
         append.push_str(" lockstep=off");
     }
@@ -145,13 +152,7 @@ pub fn dom0_lockstep_off(p: &Paths) -> Planned {
 /// steps), on DualVisor with lockstep off on Xen's two CPUs, where dom0 and the domUs spread
 /// over both.
 pub fn dom0_xl_off(p: &Paths) -> Planned {
-    let mut s = lifecycle(p, "dom0-xl-off", &p.image, 2, false);
-    if let Boot::Kernel { append, .. } = &mut s.qemu.boot {
-        append.push_str(" lockstep=off");
-    }
-    s.expect.expect.push(Pattern::contains(OFF_LINE));
-    s.needs.push((p.image.clone(), "make image"));
-    Planned::Run(Box::new(s))
+    off_session(p, lifecycle(p, "dom0-xl-off", &p.image, 2, false))
 }
 
 #[cfg(test)]
