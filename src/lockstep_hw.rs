@@ -120,7 +120,10 @@ impl Clock for Tsc {
 /// -smp 3, three or four interleaved pairs of runs): the leader opening a first retry
 /// without waiting for the follower's rollback (30-36 us / 17-34 us recovery), and the
 /// follower polling for the decision only when its post disagreed with the leader's (a
-/// retry coming) and halting otherwise (22-45 us / 16-50 us).
+/// retry coming) and halting otherwise (22-45 us / 16-50 us). The leader halting at once
+/// while it waits for a re-execution's decision (leaving the host CPUs to the follower and
+/// the coordinator) made it worse: mean recovery 56-71 us in four runs against 11-30 us,
+/// median 50-100 us against 10-20 us (hcloop with 2,000 faults, -smp 3): tried and dropped.
 pub struct HwIdle;
 
 impl Idle for HwIdle {
