@@ -23,13 +23,24 @@ pub const OFF_LINE: &str =
 
 /// The guests run with lockstep off on two CPUs, and lines each must print there: `timer`
 /// and `segs` start vCPU 1 (on CPU1) running their own code; `evtchn2` binds and sends
-/// events to vCPU 1 without starting it; `domu` builds, runs and destroys a domU; `bench`
+/// events to vCPU 1 without starting it; `domu` builds, runs and destroys a domU;
+/// `dompause` pauses, unpauses and destroys a busy 2-vCPU domU on both CPUs; `bench`
 /// bounces a cache line between its two vCPUs, which must not wait for each other's CPU.
 pub const OFF_GUESTS: &[(&str, &[&str])] = &[
     ("timer", &["(XEN) lockstep: CPU1 enters d0v1"]),
     ("segs", &["(XEN) lockstep: CPU1 enters d0v1"]),
     ("evtchn2", &[]),
     ("domu", &[]),
+    (
+        "dompause",
+        &[
+            // The busy 2-vCPU domU spreads over both CPUs; pausing and destroying it takes
+            // its vCPUs off the other CPU synchronously, none late.
+            "INFO: the domU's vCPU 0 runs on CPU1, vCPU 1 on CPU0",
+            "(XEN) descheduling: ",
+            " 0 late, 0 frames kept",
+        ],
+    ),
     (
         "bench",
         &[
