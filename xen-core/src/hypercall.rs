@@ -5,6 +5,7 @@ mod console;
 pub mod domctl;
 mod evtchn;
 pub mod gnttab;
+mod guest_arg;
 pub mod lockstep_ctl;
 pub mod mca;
 pub mod memory;

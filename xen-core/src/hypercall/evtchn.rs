@@ -4,27 +4,16 @@
 //! Xen does — the whole struct as it came in, with only the OUT fields replaced (so padding
 //! and unused union bytes keep the guest's values).
 
+use super::guest_arg::read_raw as read_arg;
 use crate::evtchn::fifo;
 use crate::evtchn::ops::{self, ResetProgress};
 use crate::evtchn::ChanState;
-use crate::hv::{Ctx, HvError, HvResult, HvState};
-use alloc::vec;
-use alloc::vec::Vec;
+use crate::hv::{Ctx, HvResult, HvState};
 use core::mem::offset_of;
-use dom0_interface::errno::XenErrno;
 use dom0_interface::event_channel::*;
-use dom0_interface::guest_abi::GuestAbi;
 
 /// `EVTCHNOP_reset_cont`: Xen's continuation of `EVTCHNOP_reset` (a guest may issue it too).
 pub const EVTCHNOP_RESET_CONT: u32 = 14;
-
-/// Copies a `T` in from the guest: its raw bytes (written back later) and its decoding.
-fn read_arg<T: GuestAbi>(ctx: &mut Ctx<'_, '_, '_>, arg: u64) -> Result<(Vec<u8>, T), HvError> {
-    let mut raw = vec![0u8; T::SIZE];
-    ctx.copy_from_guest(arg, &mut raw)?;
-    let v = T::read_from(&raw).map_err(|_| HvError::Errno(XenErrno::EFAULT))?;
-    Ok((raw, v))
-}
 
 /// Replaces the little-endian u32 at `off` in `raw`.
 fn put_u32(raw: &mut [u8], off: usize, v: u32) {

@@ -55,15 +55,15 @@ fn batch(
                 break;
             }
             let at = uop + u64::from(done) * size as u64;
-            let mut raw = alloc::vec![0u8; size];
-            match env.ctx.copy_from_guest(at, &mut raw) {
+            let mut raw = super::guest_arg::Raw::zeroed(size);
+            match env.ctx.copy_from_guest(at, &mut raw[..]) {
                 Ok(()) => {}
                 Err(e) => {
                     rc = Err(e);
                     break;
                 }
             }
-            if let Step::Write(off, bytes) = one(st, &mut env, &raw, cr3)? {
+            if let Step::Write(off, bytes) = one(st, &mut env, &raw[..], cr3)? {
                 if let Err(e) = env.ctx.copy_to_guest(at + off as u64, &bytes) {
                     rc = Err(e);
                     done += 1;

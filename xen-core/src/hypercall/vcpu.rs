@@ -3,6 +3,7 @@
 //! vcpu_info relocation, the secondary time area, get_physid. Only the caller's own domain's
 //! vCPUs are reachable (a bad id is -ENOENT).
 
+use super::guest_arg::read;
 use super::sched::shutdown_domain;
 use crate::domain::VcpuKey;
 use crate::effect::Effect;
@@ -120,13 +121,6 @@ pub fn vcpu_op(state: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
         VCPUOP_GET_PHYSID => Err(XenErrno::EINVAL.into()),
         _ => super::unknown_subop(state, ctx, "vcpu_op", cmd),
     }
-}
-
-/// copy_from_guest of a `T` (-EFAULT).
-fn read<T: GuestAbi>(ctx: &mut Ctx<'_, '_, '_>, addr: u64) -> Result<T, HvError> {
-    let mut b = alloc::vec![0u8; T::SIZE];
-    ctx.copy_from_guest(addr, &mut b)?;
-    T::read_from(&b).map_err(|_| HvError::Errno(XenErrno::EFAULT))
 }
 
 /// Whether `a` is a canonical 48-bit address.
