@@ -181,7 +181,6 @@ pub static FOLLOWER_DONE: AtomicBool = AtomicBool::new(false);
 /// The follower's final replica digest (valid once `FOLLOWER_DONE`).
 pub static FOLLOWER_DIGEST: AtomicU32 = AtomicU32::new(0);
 
-/// Smallest replica arena.
 /// The recovery-latency histogram's bounds as the engines' clock (the TSC) reads them.
 pub fn latency_bounds() -> [u64; lockstep::stats::LATENCY_BUCKETS - 1] {
     lockstep::stats::bounds_in_cycles(
@@ -206,6 +205,7 @@ const _: () = {
     }
 };
 
+/// Smallest replica arena.
 const ARENA_MIN_BYTES: usize = 64 << 20;
 
 /// Replica bytes per page of dom0 (its frame-table and p2m entries with their checksums and
