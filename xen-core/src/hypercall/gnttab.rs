@@ -3,6 +3,7 @@
 //! sub-ops (map, unmap, unmap_and_replace, copy, swap) with their per-op status and their
 //! continuation after [`GNTTAB_OPS_PER_CALL`] operations, and the single-op table calls.
 
+use super::guest_arg::Raw;
 use crate::effect::{Effect, MmEffect};
 use crate::gnttab::{copy, map, table, Gntst};
 use crate::hv::{Ctx, HvError, HvResult, HvState};
@@ -28,7 +29,7 @@ fn handle_okay(uop: u64, count: u32, size: usize) -> bool {
 /// What one batched element did.
 enum Step {
     /// Write these bytes at this offset of the element (the result), then go on.
-    Write(usize, alloc::vec::Vec<u8>),
+    Write(usize, Raw),
     /// Nothing to write back; go on.
     Next,
 }
@@ -55,7 +56,7 @@ fn batch(
                 break;
             }
             let at = uop + u64::from(done) * size as u64;
-            let mut raw = super::guest_arg::Raw::zeroed(size);
+            let mut raw = Raw::zeroed(size);
             match env.ctx.copy_from_guest(at, &mut raw[..]) {
                 Ok(()) => {}
                 Err(e) => {
@@ -93,8 +94,8 @@ fn decode<T: GuestAbi>(raw: &[u8]) -> Result<T, HvError> {
     T::read_from(raw).map_err(|_| XenErrno::EFAULT.into())
 }
 
-fn status_bytes(s: Gntst) -> alloc::vec::Vec<u8> {
-    s.to_le_bytes().to_vec()
+fn status_bytes(s: Gntst) -> Raw {
+    Raw::from(&s.to_le_bytes()[..])
 }
 
 fn flush_caller(ctx: &mut Ctx<'_, '_, '_>) {
@@ -136,7 +137,10 @@ pub fn grant_table_op(st: &mut HvState, ctx: &mut Ctx<'_, '_, '_>) -> HvResult {
                         va: Some(op.host_addr),
                     }));
                 }
-                Ok(Step::Write(0, op.to_vec()))
+                let mut back = Raw::zeroed(gt::GnttabMapGrantRef::SIZE);
+                op.write_to(&mut back)
+                    .map_err(|_| HvError::Errno(XenErrno::EFAULT))?;
+                Ok(Step::Write(0, back))
             })
         }
         gt::GNTTABOP_UNMAP_GRANT_REF => {

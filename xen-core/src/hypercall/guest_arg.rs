@@ -29,6 +29,15 @@ impl Raw {
     }
 }
 
+impl From<&[u8]> for Raw {
+    /// A copy of `b` (on the stack if it is small).
+    fn from(b: &[u8]) -> Raw {
+        let mut r = Raw::zeroed(b.len());
+        r.copy_from_slice(b);
+        r
+    }
+}
+
 impl Deref for Raw {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -86,5 +95,10 @@ mod tests {
         assert_eq!(big.len(), INLINE + 1);
         big[INLINE] = 9;
         assert_eq!(big[INLINE], 9);
+        let status = Raw::from(&(-3i16).to_le_bytes()[..]);
+        assert!(matches!(status, Raw::Inline(_, 2)));
+        assert_eq!(&status[..], &[0xfd, 0xff]);
+        let long = Raw::from(&[5u8; 100][..]);
+        assert!(matches!(long, Raw::Heap(_)) && long.iter().all(|&b| b == 5));
     }
 }
