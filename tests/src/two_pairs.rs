@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::dom0::{add_steps, injection_row, real_initrd, steps_script, typed, Says};
 use crate::dom0_spare::{fail_follower, inject_effects, line, role, roles_key};
-use crate::oracle::dualvisor_guest;
+use crate::oracle::{dualvisor_guest, guest_run_lines};
 use crate::pattern::Pattern;
 use crate::qemu::{Boot, Module};
 use crate::scenario::{Paths, Planned};
@@ -73,30 +73,16 @@ pub fn two_pair_guests(p: &Paths, guests: &[PathBuf]) -> Vec<Planned> {
             let mut s = dualvisor_guest(p, g);
             s.name = format!("{}-smp5", s.name);
             s.qemu = s.qemu.smp(5);
-            s.expect.expect = vec![
+            let mut head = vec![
                 Pattern::contains(TWO_PAIRS_LINE),
                 Pattern::contains("(XEN) dom0: vCPU1 runs on CPU3 (leader of pair 1)"),
             ];
             if starts_vcpu1 {
-                s.expect.expect.push(Pattern::contains(
+                head.push(Pattern::contains(
                     "(XEN) lockstep: CPU3 (leader of pair 1) enters d0v1",
                 ));
             }
-            for line in says {
-                s.expect.expect.push(Pattern::contains(*line));
-            }
-            s.expect
-                .expect
-                .push(Pattern::contains("Test result: SUCCESS"));
-            // Every CPU's stack high-water marks, printed as dom0 goes down.
-            for cpu in 0..5 {
-                s.expect.expect.push(Pattern::contains(format!(
-                    "(XEN) stack use (KiB): CPU{cpu} main"
-                )));
-            }
-            s.expect
-                .expect
-                .push(Pattern::contains("(XEN) Hardware Dom0 halted"));
+            s.expect.expect = guest_run_lines(head, says, 5);
             Some(Planned::Run(Box::new(s)))
         })
         .collect()

@@ -88,6 +88,26 @@ fn escalated_once(before: &LockstepStatus) -> Option<LockstepStatus> {
     Some(now)
 }
 
+/// Makes pair 1's leader (CPU `l1`) fail for good and checks that its pair escalates once
+/// and the CPU is retired; the status after that, if it could be read.
+fn fail_leader_1(before: &LockstepStatus, l1: usize) -> Option<LockstepStatus> {
+    check_eq(
+        "fail pair 1's leader",
+        ls::fail(ls::LOCKSTEP_CORE_LEADER, 1),
+        Ok(0),
+    );
+    let Some(now) = escalated_once(before) else {
+        check("status", false);
+        return None;
+    };
+    check_eq(
+        "  ... pair 1's leader CPU retired",
+        now.role(l1),
+        Some(ls::LOCKSTEP_ROLE_RETIRED),
+    );
+    Some(now)
+}
+
 /// vCPU 1 keeps making hypercalls (10 more).
 fn vcpu1_runs(what: &str) {
     let w = WORK1.load(Ordering::SeqCst);
@@ -165,20 +185,9 @@ fn two_pairs(si: &StartInfo, st: &LockstepStatus, rerouted: bool) {
         check("status", false);
         return;
     };
-    check_eq(
-        "fail pair 1's leader",
-        ls::fail(ls::LOCKSTEP_CORE_LEADER, 1),
-        Ok(0),
-    );
-    let Some(failed) = escalated_once(&before) else {
-        check("status", false);
+    let Some(failed) = fail_leader_1(&before, l1) else {
         return;
     };
-    check_eq(
-        "  ... pair 1's leader CPU retired",
-        failed.role(l1),
-        Some(ls::LOCKSTEP_ROLE_RETIRED),
-    );
     check_eq(
         "  ... pair 1's follower CPU stands by as a spare",
         failed.role(f1),
@@ -258,20 +267,9 @@ fn follower_then_leader(l0: usize, l1: usize, f0: usize, f1: usize) {
     );
     vcpu1_runs("  ... vCPU 1 keeps making hypercalls (through pair 0)");
 
-    check_eq(
-        "fail pair 1's leader",
-        ls::fail(ls::LOCKSTEP_CORE_LEADER, 1),
-        Ok(0),
-    );
-    let Some(now) = escalated_once(&failed) else {
-        check("status", false);
+    let Some(now) = fail_leader_1(&failed, l1) else {
         return;
     };
-    check_eq(
-        "  ... pair 1's leader CPU retired",
-        now.role(l1),
-        Some(ls::LOCKSTEP_ROLE_RETIRED),
-    );
     check_eq(
         "  ... pair 0's leader still leads",
         now.role(l0),
